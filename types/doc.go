@@ -1,0 +1,15 @@
+// Package types holds only what crosses the wire or is shared by three or more
+// packages: identities (NodeID, did:key), resource quantities and their
+// arithmetic, the signed capability record, content IDs, the signed Envelope
+// and the closed set of protocol messages.
+//
+// Invariants:
+//   - Resources arithmetic never goes negative silently: Sub reports whether the
+//     subtrahend fit, and Fits is the only admission test.
+//   - Every Message is carried in an Envelope signed by the Ed25519 key named by
+//     its From did:key; Open verifies signature, expiry and size before decoding,
+//     and decoding rejects unknown fields.
+//   - The set of messages is closed: Message has an unexported marker method.
+//
+// Nothing here does I/O, starts goroutines or reads the clock: callers pass time in.
+package types

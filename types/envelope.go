@@ -1,0 +1,127 @@
+package types
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// MaxEnvelopeSize bounds an encoded envelope. Anything larger is rejected
+// before it is parsed: blobs travel outside envelopes.
+const MaxEnvelopeSize = 256 << 10
+
+// Envelope carries one signed Message. The signature covers the kind, the
+// sender, the nonce, the expiry and the body, under a domain-separation tag.
+type Envelope struct {
+	Kind   Kind            `json:"kind"`
+	From   string          `json:"from"`   // did:key of the signer
+	Nonce  string          `json:"nonce"`  // 16 random bytes, hex; replay protection is the receiver's
+	Expiry int64           `json:"expiry"` // unix nanoseconds
+	Body   json.RawMessage `json:"body"`
+	Sig    []byte          `json:"sig"`
+}
+
+const envelopeDomain = "dms/envelope/v1"
+
+// Seal signs msg with key; the envelope expires ttl after now.
+func Seal(key ed25519.PrivateKey, msg Message, now time.Time, ttl time.Duration) (*Envelope, error) {
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("types: encoding %s: %w", msg.Kind(), err)
+	}
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("types: nonce: %w", err)
+	}
+	e := &Envelope{
+		Kind:   msg.Kind(),
+		From:   DIDFromPublicKey(key.Public().(ed25519.PublicKey)),
+		Nonce:  hex.EncodeToString(nonce[:]),
+		Expiry: now.Add(ttl).UnixNano(),
+		Body:   body,
+	}
+	e.Sig = ed25519.Sign(key, e.signingBytes())
+	return e, nil
+}
+
+// signingBytes is the length-prefixed concatenation of every signed field,
+// so no two different envelopes share signing bytes.
+func (e *Envelope) signingBytes() []byte {
+	var b bytes.Buffer
+	for _, f := range [][]byte{[]byte(envelopeDomain), []byte(e.Kind), []byte(e.From), []byte(e.Nonce), e.Body} {
+		b.Write(binary.AppendUvarint(nil, uint64(len(f))))
+		b.Write(f)
+	}
+	b.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Expiry)))
+	return b.Bytes()
+}
+
+// ExpiresAt returns the envelope's expiry.
+func (e *Envelope) ExpiresAt() time.Time { return time.Unix(0, e.Expiry) }
+
+// Verify checks the signature against From and the expiry against now.
+func (e *Envelope) Verify(now time.Time) error {
+	pub, err := PublicKeyFromDID(e.From)
+	if err != nil {
+		return err
+	}
+	if len(e.Sig) != ed25519.SignatureSize || !ed25519.Verify(pub, e.signingBytes(), e.Sig) {
+		return fmt.Errorf("%w: %s from %s", ErrBadSignature, e.Kind, e.From)
+	}
+	if !now.Before(e.ExpiresAt()) {
+		return fmt.Errorf("%w: %s from %s expired at %s", ErrExpired, e.Kind, e.From, e.ExpiresAt().UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// Open verifies the envelope and decodes its message. Unknown kinds and
+// unknown fields in the body are errors.
+func (e *Envelope) Open(now time.Time) (Message, error) {
+	if err := e.Verify(now); err != nil {
+		return nil, err
+	}
+	msg, ok := newMessage(e.Kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, e.Kind)
+	}
+	dec := json.NewDecoder(bytes.NewReader(e.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(msg); err != nil {
+		return nil, fmt.Errorf("%w: %s body: %w", ErrMalformed, e.Kind, err)
+	}
+	return msg, nil
+}
+
+// Marshal encodes the envelope for the wire.
+func (e *Envelope) Marshal() ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("types: encoding envelope: %w", err)
+	}
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: %s envelope is %d bytes, limit %d", ErrTooLarge, e.Kind, len(b), MaxEnvelopeSize)
+	}
+	return b, nil
+}
+
+// UnmarshalEnvelope decodes an envelope from the wire without verifying it.
+func UnmarshalEnvelope(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxEnvelopeSize)
+	}
+	var e Envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
+	}
+	if e.Kind == "" || e.From == "" || e.Nonce == "" || len(e.Sig) == 0 {
+		return nil, fmt.Errorf("%w: envelope lacks kind, from, nonce or signature", ErrMalformed)
+	}
+	return &e, nil
+}

@@ -1,0 +1,20 @@
+package types
+
+import "errors"
+
+var (
+	// ErrCIDMismatch means content did not hash to the CID it was fetched by.
+	ErrCIDMismatch = errors.New("types: content does not match its CID")
+	// ErrBadSignature means an envelope's signature does not verify.
+	ErrBadSignature = errors.New("types: bad signature")
+	// ErrExpired means an envelope's expiry has passed.
+	ErrExpired = errors.New("types: message expired")
+	// ErrTooLarge means a message or frame is over its size limit.
+	ErrTooLarge = errors.New("types: message too large")
+	// ErrMalformed means a message could not be decoded.
+	ErrMalformed = errors.New("types: malformed message")
+	// ErrUnknownKind means an envelope names a message kind this version does not know.
+	ErrUnknownKind = errors.New("types: unknown message kind")
+	// ErrBadSize means a byte quantity could not be parsed.
+	ErrBadSize = errors.New("types: bad size")
+)
