@@ -97,7 +97,7 @@ type Task struct {
 	Args      []string          `json:"args,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`
 	Stdin     string            `json:"stdin,omitempty"`  // CID of stdin, if any
-	Inputs    map[string]string `json:"inputs,omitempty"` // guest path -> CID of a file under the input directory
+	Inputs    string            `json:"inputs,omitempty"` // CID of a tar archive unpacked read-only at /inputs
 	Resources Resources         `json:"resources"`
 	Timeout   time.Duration     `json:"timeout"`
 }

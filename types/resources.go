@@ -12,6 +12,9 @@ type MilliCPU int64
 
 // String formats m as cores, e.g. "1.5 cores".
 func (m MilliCPU) String() string {
+	if m == 1000 {
+		return "1 core"
+	}
 	if m%1000 == 0 {
 		return fmt.Sprintf("%d cores", m/1000)
 	}

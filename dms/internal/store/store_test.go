@@ -1,0 +1,85 @@
+package store
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opendms/dms/types"
+)
+
+func open(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestRecordsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	type rec struct{ N int }
+	for i, k := range []string{"alloc/b", "alloc/a", "job/x"} {
+		if err := db.Put(k, rec{i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	defer db.Close()
+	var keys []string
+	err := db.Scan("alloc/", func(k string, _ []byte) error { keys = append(keys, k); return nil })
+	if err != nil || strings.Join(keys, ",") != "alloc/a,alloc/b" {
+		t.Fatalf("scan = %v, %v", keys, err)
+	}
+	var r rec
+	if err := db.Get("job/x", &r); err != nil || r.N != 2 {
+		t.Fatalf("get = %+v, %v", r, err)
+	}
+	if err := db.Get("job/none", &r); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing key: %v", err)
+	}
+	if err := db.Delete("job/x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Get("job/x", &r); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted key: %v", err)
+	}
+}
+
+func TestBlobs(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	bs := db.Blobs(16)
+	c, err := bs.Put([]byte("hello from dms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != types.CIDOf([]byte("hello from dms")).String() || !bs.Has(c) {
+		t.Fatalf("cid %s", c)
+	}
+	got, err := bs.Get(c)
+	if err != nil || string(got) != "hello from dms" {
+		t.Fatalf("get = %q, %v", got, err)
+	}
+	if _, err := bs.Put(make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized blob: %v", err)
+	}
+	if _, err := bs.Get("not-a-cid"); err == nil {
+		t.Fatal("bad CID accepted")
+	}
+	if _, err := bs.Get(types.CIDOf([]byte("absent")).String()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("absent blob: %v", err)
+	}
+	// A corrupted record is caught by verification.
+	if err := db.putRaw([]byte(blobPrefix+c), []byte("tampered")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs.Get(c); !errors.Is(err, types.ErrCIDMismatch) {
+		t.Fatalf("corrupt blob: %v", err)
+	}
+}

@@ -1,0 +1,89 @@
+package orchestrator
+
+import (
+	"fmt"
+
+	"github.com/opendms/dms/types"
+)
+
+// Action is something a state machine asks its caller to do, or tells it
+// happened. The set is closed: Publish, SendAccept, Release, Invoke, Placed
+// and Failed.
+type Action interface {
+	fmt.Stringer
+	isAction()
+}
+
+// Publish asks the shell to publish a bid request on the network, and to
+// report the outcome as Published or PublishFailed with the same Attempt.
+type Publish struct {
+	Attempt int
+	Request types.BidRequest
+}
+
+// SendAccept asks the shell to send an Accept to a bidder and report its
+// answer back as Confirmed or Rejected.
+type SendAccept struct {
+	Peer   string
+	Addrs  []string
+	Accept types.Accept
+}
+
+// Release asks the shell to tell a node to drop an allocation: free its lock,
+// or stop running it. Releasing is best effort and must be idempotent on the
+// node: it is also sent to nodes that may hold nothing.
+type Release struct {
+	Peer   string
+	Addrs  []string
+	Cancel types.Cancel
+}
+
+// Invoke asks the shell to start the job on the node that confirmed, and to
+// feed the node's status stream back as Status and NodeLost events.
+type Invoke struct {
+	Peer       string
+	Addrs      []string
+	Invocation types.Invocation
+}
+
+// Placed reports that an auction's winner confirmed its lock. The Job
+// consumes it; only an Auction emits it.
+type Placed struct {
+	Bid     types.Bid
+	Confirm types.Confirm
+}
+
+// Failed reports that an auction ended without a placement. The Job consumes
+// it; only an Auction emits it.
+type Failed struct {
+	Reason string
+}
+
+func (Publish) isAction()    {}
+func (SendAccept) isAction() {}
+func (Release) isAction()    {}
+func (Invoke) isAction()     {}
+func (Placed) isAction()     {}
+func (Failed) isAction()     {}
+
+func (p Publish) String() string {
+	return fmt.Sprintf("publish %s for %s until %s", p.Request.JobID, p.Request.Executor, p.Request.Deadline.Format("15:04:05.000"))
+}
+
+func (s SendAccept) String() string {
+	return fmt.Sprintf("accept %s -> %s", s.Accept.AllocationID, s.Peer)
+}
+
+func (r Release) String() string {
+	return fmt.Sprintf("release %s on %s: %s", r.Cancel.AllocationID, r.Peer, r.Cancel.Reason)
+}
+
+func (i Invoke) String() string {
+	return fmt.Sprintf("invoke %s on %s epoch %d", i.Invocation.AllocationID, i.Peer, i.Invocation.Epoch)
+}
+
+func (p Placed) String() string {
+	return fmt.Sprintf("placed %s on %s epoch %d", p.Confirm.AllocationID, p.Bid.Node.PeerID, p.Confirm.Epoch)
+}
+
+func (f Failed) String() string { return "failed: " + f.Reason }

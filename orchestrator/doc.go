@@ -1,0 +1,66 @@
+// Package orchestrator is the requester's side of DMS: it auctions a job to
+// the nodes, invokes it on the winner, follows its status, and retries it on
+// another node when an attempt fails.
+//
+// It is built as pure state machines inside a thin shell, in the manner of
+// etcd's raft:
+//
+//   - Ranking (rank.go) orders bids: filters (malformed, over the max price,
+//     duplicate peer), then weighted scorers that each normalise to 0..1
+//     across the candidates (price, capability score, load).
+//   - Auction (auction.go) is one placement attempt: it collects bids, closes
+//     the window as soon as it can (enough bids, every expected node answered,
+//     or the deadline), ranks, and offers the job to one candidate at a time
+//     until one confirms.
+//   - Job (job.go, jobrun.go) is a job's whole life across attempts:
+//     pending -> bidding -> placed -> running -> completed | failed | cancelled,
+//     with a retry budget, a backoff between attempts (100ms doubling, at most
+//     5s) and an optional overall deadline.
+//   - Orchestrator (orchestrator.go) is the shell: it owns the jobs, does the
+//     network I/O through the Network interface, persists every change
+//     through Store, and serves Watch.
+//
+// Auction and Job do no I/O, start no goroutine and read no clock: every
+// event carries the time, outputs accumulate as Actions until drained, and
+// NextDeadline tells the caller when to call Tick. That makes them
+// deterministic to test and replay.
+//
+// # Invariants
+//
+//   - At most one placed allocation per attempt: an auction emits Placed at
+//     most once, and only for the one offer it is waiting on.
+//   - Two nodes never both hold a job for long: every offer given up on
+//     (rejected, unanswered, or pending when the job ends), every late
+//     confirm, every lost node and every allocation that reports running
+//     after its attempt ended gets a Release.
+//   - Exactly one result per job: only the current attempt's allocation can
+//     complete the job; statuses from earlier allocations are noted in their
+//     attempt and ignored; terminal states are final.
+//   - Every terminal state has a human Reason, for example
+//     "no node bid within 2s: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
+//
+// # Decisions
+//
+// An auction that finds no bidder counts as an attempt and is retried while
+// the budget and deadline allow: nodes free up, and the backoff spaces the
+// retries. A spec with Retries 0 fails at once with the auction's reason.
+//
+// The shell runs one loop goroutine that owns every job. A job event takes
+// microseconds, so one owner is no bottleneck; it needs no locks in the core,
+// orders all events of a job, lets a finished job still release a late
+// confirm, and makes Close simple. Network calls run in short-lived
+// goroutines (one per publish, accept, release and invocation) that report
+// back to the loop; each Watch has a goroutine that forwards snapshots, so a
+// slow reader never blocks the loop. The loop scans the active jobs for the
+// next deadline after each event: fine for thousands of jobs. Every
+// goroutine is started by the loop and waited for by Close.
+//
+// # What the Network must do
+//
+// Deliver bids and declines for our requests to HandleBid and
+// HandleDecline, after checking that the envelope's signer is the node the
+// message names (the orchestrator trusts Bid.Node.PeerID). Honour ctx in
+// every call and in StatusStream.Recv. Treat Cancel as idempotent: it is
+// also sent to nodes that rejected an accept or never locked, because a
+// reject may be a lost answer to an accept the node did lock for.
+package orchestrator

@@ -1,0 +1,225 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+// run modes of a fake node, for what happens after an invocation.
+const (
+	complete = "complete" // reports running, then completed
+	die      = "die"      // reports running, then the stream breaks and the node goes silent
+	hang     = "hang"     // reports running until cancelled
+)
+
+// fakeNode is an in-memory node: it bids when the job fits, confirms every
+// accept, and plays its mode when invoked.
+type fakeNode struct {
+	peer       string
+	offer      types.Resources
+	price      float64
+	mode       string
+	slowAccept bool // never answers an accept
+}
+
+// fakeNet is a hand-written Network over fake nodes. It delivers bids and
+// declines synchronously from Publish.
+type fakeNet struct {
+	o     *Orchestrator
+	nodes []*fakeNode
+
+	mu      sync.Mutex
+	dead    map[string]bool
+	cancels []types.Cancel
+	changed chan struct{} // closed and replaced on every Cancel
+	running map[types.AllocationID]*fakeStream
+	opened  int
+	closed  int
+	epoch   uint64
+	gate    chan struct{} // when set, Publish waits for it to close
+}
+
+func newFakeNet(nodes ...*fakeNode) *fakeNet {
+	return &fakeNet{nodes: nodes, dead: map[string]bool{}, running: map[types.AllocationID]*fakeStream{}, changed: make(chan struct{})}
+}
+
+func (n *fakeNet) node(peer string) *fakeNode {
+	for _, nd := range n.nodes {
+		if nd.peer == peer {
+			return nd
+		}
+	}
+	return nil
+}
+
+func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) (int, error) {
+	if n.gate != nil {
+		select {
+		case <-n.gate:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	for _, nd := range n.nodes {
+		n.mu.Lock()
+		dead := n.dead[nd.peer]
+		n.mu.Unlock()
+		switch short := req.Resources.Shortfall(nd.offer); {
+		case dead:
+		case len(short) > 0:
+			n.o.HandleDecline(&types.Decline{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Reasons: short})
+		default:
+			n.o.HandleBid(&types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Price: nd.price, Score: 1, Load: 0.5})
+		}
+	}
+	return len(n.nodes), nil
+}
+
+func (n *fakeNet) Accept(ctx context.Context, peer string, _ []string, a *types.Accept) (types.Message, error) {
+	nd := n.node(peer)
+	if nd == nil {
+		return nil, fmt.Errorf("no route to %s", peer)
+	}
+	if nd.slowAccept {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.epoch++
+	return &types.Confirm{JobID: a.JobID, AllocationID: a.AllocationID, Epoch: n.epoch, LockExpiry: time.Now().Add(time.Minute)}, nil
+}
+
+func (n *fakeNet) Invoke(_ context.Context, peer string, _ []string, inv *types.Invocation) (StatusStream, error) {
+	nd := n.node(peer)
+	st := func(s types.AllocationState) *types.Status {
+		return &types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: s}
+	}
+	s := &fakeStream{net: n, ch: make(chan *types.Status, 4)}
+	s.ch <- st(types.AllocRunning)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.opened++
+	switch nd.mode {
+	case complete:
+		done := st(types.AllocCompleted)
+		done.Result = &types.Result{ExitCode: 0, Stdout: "bafy-" + peer}
+		s.ch <- done
+		close(s.ch)
+	case die:
+		n.dead[peer] = true
+		s.err = errors.New("stream reset")
+		close(s.ch)
+	case hang:
+		n.running[inv.AllocationID] = s
+	}
+	return s, nil
+}
+
+func (n *fakeNet) Cancel(_ context.Context, peer string, _ []string, c *types.Cancel) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cancels = append(n.cancels, *c)
+	close(n.changed)
+	n.changed = make(chan struct{})
+	if s := n.running[c.AllocationID]; s != nil {
+		delete(n.running, c.AllocationID)
+		s.ch <- &types.Status{JobID: c.JobID, AllocationID: c.AllocationID, State: types.AllocCancelled, Reason: c.Reason}
+		close(s.ch)
+	}
+	return nil
+}
+
+// waitReleased waits until the orchestrator released alloc, and returns every
+// release so far.
+func (n *fakeNet) waitReleased(t *testing.T, alloc types.AllocationID) []types.Cancel {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		n.mu.Lock()
+		found := slices.ContainsFunc(n.cancels, func(c types.Cancel) bool { return c.AllocationID == alloc })
+		changed := n.changed
+		n.mu.Unlock()
+		if found {
+			return n.released()
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s not released within %s; released %+v", alloc, waitLimit, n.released())
+		}
+	}
+}
+
+func (n *fakeNet) released() []types.Cancel {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]types.Cancel(nil), n.cancels...)
+}
+
+func (n *fakeNet) streams() (opened, closed int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.opened, n.closed
+}
+
+type fakeStream struct {
+	net *fakeNet
+	ch  chan *types.Status
+	err error
+}
+
+func (s *fakeStream) Recv(ctx context.Context) (*types.Status, error) {
+	select {
+	case st, ok := <-s.ch:
+		if !ok && s.err != nil {
+			return nil, s.err
+		}
+		if !ok {
+			return nil, io.EOF
+		}
+		return st, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *fakeStream) Close() error {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	s.net.closed++
+	return nil
+}
+
+// memStore records every saved snapshot.
+type memStore struct {
+	mu    sync.Mutex
+	saved []JobInfo
+}
+
+func (s *memStore) SaveJob(info JobInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saved = append(s.saved, info)
+	return nil
+}
+
+func (s *memStore) revisions(id types.JobID) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []uint64
+	for _, info := range s.saved {
+		if info.ID == id {
+			out = append(out, info.Revision)
+		}
+	}
+	return out
+}

@@ -1,0 +1,63 @@
+package orchestrator
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+// Outcome is how one attempt of a job ended.
+type Outcome string
+
+// Attempt outcomes. Active is the only non-final one.
+const (
+	OutcomeActive    Outcome = "active"    // bidding, placed or running
+	OutcomeCompleted Outcome = "completed" // ran to the end; the job's Result is its
+	OutcomeFailed    Outcome = "failed"    // no placement, or the node failed or was lost
+	OutcomeCancelled Outcome = "cancelled" // the job was cancelled during this attempt
+)
+
+// Attempt is one auction of a job and, if it placed the job, the run on the
+// winning node.
+type Attempt struct {
+	Number       int                `json:"number"`
+	AllocationID types.AllocationID `json:"allocation_id,omitempty"` // set once a node confirmed
+	Node         string             `json:"node,omitempty"`          // PeerID of that node
+	Outcome      Outcome            `json:"outcome"`
+	Reason       string             `json:"reason,omitempty"`
+	StartedAt    time.Time          `json:"started_at"`
+	EndedAt      time.Time          `json:"ended_at,omitzero"`
+	Notes        []string           `json:"notes,omitempty"` // late statuses and releases, for the record
+}
+
+// JobInfo is a read-only snapshot of a job, ready to persist or serve as is.
+// Revision grows by one with every change, so a reader can tell snapshots
+// apart and order them.
+type JobInfo struct {
+	ID        types.JobID    `json:"id"`
+	Name      string         `json:"name,omitempty"`
+	State     types.JobState `json:"state"`
+	Reason    string         `json:"reason,omitempty"` // why the job is in State; set in every terminal state
+	Node      string         `json:"node,omitempty"`   // PeerID of the node holding or that ran the job
+	Attempts  []Attempt      `json:"attempts"`
+	Result    *types.Result  `json:"result,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	Revision  uint64         `json:"revision"`
+}
+
+// clone copies i deeply, so a snapshot shares nothing with the job.
+func (i JobInfo) clone() JobInfo {
+	i.Attempts = slices.Clone(i.Attempts)
+	for k := range i.Attempts {
+		i.Attempts[k].Notes = slices.Clone(i.Attempts[k].Notes)
+	}
+	if i.Result != nil {
+		r := *i.Result
+		r.Files = maps.Clone(r.Files)
+		i.Result = &r
+	}
+	return i
+}

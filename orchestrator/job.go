@@ -1,0 +1,351 @@
+package orchestrator
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+const (
+	backoffBase = 100 * time.Millisecond // wait before the second attempt
+	backoffCap  = 5 * time.Second        // longest wait between attempts
+	maxNotes    = 16                     // per attempt, so a chatty node cannot grow a job without bound
+)
+
+// Job is one job's whole life as its requester sees it: pending -> bidding ->
+// placed -> running -> completed | failed | cancelled, across as many
+// attempts (auctions) as its retry budget and deadline allow. Like Auction,
+// it is a pure state machine: events come in with the time, Actions drains
+// what the shell must do, NextDeadline says when to call Tick. It is not safe
+// for concurrent use.
+type Job struct {
+	spec     JobSpec
+	cfg      JobConfig
+	info     JobInfo
+	deadline time.Time  // zero = none
+	retryAt  time.Time  // when the next attempt starts, while pending after a failure
+	auctions []*Auction // one per attempt, kept so late confirms are still released
+	alloc    types.AllocationID
+	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
+	released map[types.AllocationID]bool      // placed allocations the job told to stop
+	actions  []Action
+}
+
+// NewJob creates a pending job at now. Nothing happens until Start.
+func NewJob(spec JobSpec, cfg JobConfig, now time.Time) (*Job, error) {
+	cfg = cfg.withDefaults()
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	j := &Job{
+		spec: spec, cfg: cfg,
+		info: JobInfo{
+			ID: spec.ID, Name: spec.Name, State: types.JobPending, Attempts: []Attempt{},
+			CreatedAt: now, UpdatedAt: now, Revision: 1,
+		},
+		holders:  make(map[types.AllocationID]types.Bid),
+		released: make(map[types.AllocationID]bool),
+	}
+	if spec.Deadline > 0 {
+		j.deadline = now.Add(spec.Deadline)
+	}
+	return j, nil
+}
+
+// Start opens the first auction: the job emits Publish. Later calls do nothing.
+func (j *Job) Start(now time.Time) {
+	j.advance(now)
+	if j.info.State == types.JobPending && len(j.info.Attempts) == 0 {
+		j.startAttempt(now)
+	}
+}
+
+// Published tells the job how many nodes received the bid request of attempt.
+func (j *Job) Published(attempt, expected int, now time.Time) {
+	j.advance(now)
+	if a := j.bidding(attempt); a != nil {
+		a.Expect(expected, now)
+		j.drain(a, now)
+	}
+}
+
+// PublishFailed reports that the bid request of attempt could not be
+// published. If no node answered it yet, the attempt fails at once.
+func (j *Job) PublishFailed(attempt int, reason string, now time.Time) {
+	j.advance(now)
+	if a := j.bidding(attempt); a != nil && a.silent() {
+		a.abort(reason)
+		j.attemptFailed("publishing the bid request: "+reason, now)
+	}
+}
+
+// Bid hands a bid to the open auction, if any.
+func (j *Job) Bid(b types.Bid, now time.Time) {
+	j.advance(now)
+	if a := j.open(); a != nil {
+		a.Bid(b, now)
+		j.drain(a, now)
+	}
+}
+
+// Decline hands a decline to the open auction, if any.
+func (j *Job) Decline(d types.Decline, now time.Time) {
+	j.advance(now)
+	if a := j.open(); a != nil {
+		a.Decline(d, now)
+		j.drain(a, now)
+	}
+}
+
+// Confirmed hands a Confirm to the auction that offered its allocation, even
+// a finished one: a late confirm is released, never placed.
+func (j *Job) Confirmed(c types.Confirm, now time.Time) {
+	j.advance(now)
+	if a := j.auctionFor(c.AllocationID); a != nil {
+		a.Confirmed(c, now)
+		j.drain(a, now)
+	}
+}
+
+// Rejected hands a Reject (or a failure to deliver an Accept) to the auction
+// that offered its allocation.
+func (j *Job) Rejected(r types.Reject, now time.Time) {
+	j.advance(now)
+	if a := j.auctionFor(r.AllocationID); a != nil {
+		a.Rejected(r, now)
+		j.drain(a, now)
+	}
+}
+
+// Tick fires whatever deadline passed by now: the job's own, the auction's,
+// or the end of a backoff.
+func (j *Job) Tick(now time.Time) { j.advance(now) }
+
+// Actions returns and clears what the job asks of its shell.
+func (j *Job) Actions() []Action {
+	out := j.actions
+	j.actions = nil
+	return out
+}
+
+// NextDeadline is when the shell must call Tick next, if ever.
+func (j *Job) NextDeadline() (time.Time, bool) {
+	if j.info.State.Terminal() {
+		return time.Time{}, false
+	}
+	t := j.deadline
+	earlier := func(d time.Time) {
+		if !d.IsZero() && (t.IsZero() || d.Before(t)) {
+			t = d
+		}
+	}
+	if a := j.open(); a != nil {
+		d, _ := a.NextDeadline()
+		earlier(d)
+	}
+	if j.info.State == types.JobPending {
+		earlier(j.retryAt)
+	}
+	return t, !t.IsZero()
+}
+
+// Done reports whether the job reached a terminal state.
+func (j *Job) Done() bool { return j.info.State.Terminal() }
+
+// Info returns a snapshot of the job that shares nothing with it.
+func (j *Job) Info() JobInfo { return j.info.clone() }
+
+// advance fires what is due by now. The open auction goes first, so that
+// when its window ends with the job's deadline, the job fails with the
+// auction's reason (who declined, and why) rather than the bare deadline.
+func (j *Job) advance(now time.Time) {
+	if a := j.open(); a != nil {
+		a.Tick(now)
+		j.drain(a, now)
+	}
+	if j.info.State.Terminal() {
+		return
+	}
+	if !j.deadline.IsZero() && !now.Before(j.deadline) {
+		why := fmt.Sprintf("job deadline (%s) passed while %s", j.spec.Deadline, j.info.State)
+		j.stop(why, now)
+		j.finish(types.JobFailed, why, now)
+		return
+	}
+	if j.info.State == types.JobPending && !j.retryAt.IsZero() && !now.Before(j.retryAt) {
+		j.startAttempt(now)
+	}
+}
+
+func (j *Job) startAttempt(now time.Time) {
+	n := len(j.info.Attempts) + 1
+	acfg := AuctionConfig{Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout, Attempt: n}.withDefaults()
+	req := types.BidRequest{
+		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
+		Resources: j.spec.Task.Resources, Constraints: j.spec.Constraints, Deadline: now.Add(acfg.Window),
+	}
+	if !j.deadline.IsZero() && j.deadline.Before(req.Deadline) {
+		req.Deadline = j.deadline
+	}
+	a, err := NewAuction(req, acfg, j.cfg.Ranking, now)
+	if err != nil { // NewJob validated everything NewAuction checks
+		j.finish(types.JobFailed, "cannot open an auction: "+err.Error(), now)
+		return
+	}
+	j.auctions = append(j.auctions, a)
+	j.info.Attempts = append(j.info.Attempts, Attempt{Number: n, Outcome: OutcomeActive, StartedAt: now})
+	j.retryAt = time.Time{}
+	j.setState(types.JobBidding, "", now)
+	j.emit(Publish{Attempt: n, Request: req})
+	j.drain(a, now)
+}
+
+// bidding returns the auction of attempt if it is the open one.
+func (j *Job) bidding(attempt int) *Auction {
+	if j.info.State != types.JobBidding || attempt < 1 || attempt != len(j.auctions) {
+		return nil
+	}
+	return j.auctions[attempt-1]
+}
+
+// open returns the auction in progress, if any.
+func (j *Job) open() *Auction { return j.bidding(len(j.auctions)) }
+
+func (j *Job) auctionFor(id types.AllocationID) *Auction {
+	for _, a := range j.auctions {
+		if a.offers[id] != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// drain forwards an auction's actions, acting on Placed and Failed itself.
+// Only the open auction ever emits those two.
+func (j *Job) drain(a *Auction, now time.Time) {
+	for _, act := range a.Actions() {
+		switch act := act.(type) {
+		case Placed:
+			j.place(act, now)
+		case Failed:
+			j.attemptFailed(act.Reason, now)
+		default:
+			j.emit(act)
+		}
+	}
+}
+
+func (j *Job) place(p Placed, now time.Time) {
+	id, peer := p.Confirm.AllocationID, p.Bid.Node.PeerID
+	att := j.attempt()
+	att.AllocationID, att.Node = id, peer
+	j.alloc, j.holders[id], j.info.Node = id, p.Bid, peer
+	j.setState(types.JobPlaced, "", now)
+	j.emit(Invoke{Peer: peer, Addrs: p.Bid.Addrs, Invocation: types.Invocation{
+		JobID: j.info.ID, AllocationID: id, Epoch: p.Confirm.Epoch, Task: j.spec.Task,
+	}})
+}
+
+// attemptFailed ends the current attempt and either schedules the next one
+// after a backoff or, with no retries or time left, fails the job.
+func (j *Job) attemptFailed(reason string, now time.Time) {
+	att := j.attempt()
+	att.Outcome, att.Reason, att.EndedAt = OutcomeFailed, reason, now
+	j.alloc, j.info.Node = "", ""
+	n := len(j.info.Attempts)
+	if n > j.spec.Retries {
+		if n > 1 {
+			reason = fmt.Sprintf("gave up after %d attempts: %s", n, reason)
+		}
+		j.finish(types.JobFailed, reason, now)
+		return
+	}
+	wait := backoff(n)
+	if !j.deadline.IsZero() && !now.Add(wait).Before(j.deadline) {
+		j.finish(types.JobFailed, reason+"; no time left to retry before the job deadline", now)
+		return
+	}
+	j.retryAt = now.Add(wait)
+	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; retrying in %s", n, reason, wait), now)
+}
+
+// backoff is the wait after the n-th failed attempt: 100ms, doubling, at most 5s.
+func backoff(n int) time.Duration {
+	d := backoffBase
+	for i := 1; i < n && d < backoffCap; i++ {
+		d *= 2
+	}
+	return min(d, backoffCap)
+}
+
+func (j *Job) attempt() *Attempt { return &j.info.Attempts[len(j.info.Attempts)-1] }
+
+func (j *Job) setState(s types.JobState, reason string, now time.Time) {
+	j.info.State, j.info.Reason = s, reason
+	j.touch(now)
+}
+
+func (j *Job) touch(now time.Time) {
+	j.info.UpdatedAt = now
+	j.info.Revision++
+}
+
+func (j *Job) emit(a Action) { j.actions = append(j.actions, a) }
+
+// finish moves the job to a terminal state, closing the active attempt.
+func (j *Job) finish(s types.JobState, reason string, now time.Time) {
+	if len(j.info.Attempts) > 0 && j.attempt().Outcome == OutcomeActive {
+		att := j.attempt()
+		att.Outcome, att.Reason, att.EndedAt = outcomeOf(s), reason, now
+	}
+	j.alloc, j.retryAt = "", time.Time{}
+	j.setState(s, reason, now)
+}
+
+func outcomeOf(s types.JobState) Outcome {
+	switch s {
+	case types.JobCompleted:
+		return OutcomeCompleted
+	case types.JobCancelled:
+		return OutcomeCancelled
+	}
+	return OutcomeFailed
+}
+
+// stop releases whatever the job holds or is about to hold.
+func (j *Job) stop(why string, now time.Time) {
+	if a := j.open(); a != nil {
+		a.abort(why)
+		j.drain(a, now)
+	}
+	if j.alloc != "" && !j.released[j.alloc] {
+		j.release(j.alloc, why)
+	}
+}
+
+func (j *Job) release(id types.AllocationID, why string) {
+	b := j.holders[id]
+	j.released[id] = true
+	j.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: j.info.ID, AllocationID: id, Reason: why}})
+}
+
+func (j *Job) note(att *Attempt, text string, now time.Time) {
+	if len(att.Notes) < maxNotes {
+		att.Notes = append(att.Notes, text)
+		j.touch(now)
+	}
+}
+
+// attemptOf returns the attempt that placed allocation id, if any.
+func (j *Job) attemptOf(id types.AllocationID) *Attempt {
+	i := slices.IndexFunc(j.info.Attempts, func(a Attempt) bool { return id != "" && a.AllocationID == id })
+	if i < 0 {
+		return nil
+	}
+	return &j.info.Attempts[i]
+}

@@ -1,0 +1,147 @@
+package orchestrator
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/types"
+	"pgregory.net/rapid"
+)
+
+// jobWatch checks a job's safety properties over a random run.
+type jobWatch struct {
+	t        *rapid.T
+	sent     []types.AllocationID
+	invoked  map[types.AllocationID]int // allocation -> attempt
+	attempts map[int]bool               // attempts that invoked
+	ended    map[types.AllocationID]bool
+	prev     JobInfo
+}
+
+func (w *jobWatch) observe(j *Job, acts []Action) {
+	info := j.Info()
+	for _, act := range acts {
+		w.observeAction(act)
+		if w.prev.State.Terminal() {
+			if _, ok := act.(Release); !ok {
+				w.t.Fatalf("%v after the job ended", act)
+			}
+		}
+	}
+	if w.prev.State.Terminal() && info.State != w.prev.State {
+		w.t.Fatalf("terminal state %s changed to %s", w.prev.State, info.State)
+	}
+	if info.State.Terminal() && info.Reason == "" {
+		w.t.Fatalf("terminal state %s without a reason", info.State)
+	}
+	if (info.State == types.JobCompleted) != (info.Result != nil) {
+		w.t.Fatalf("state %s with result %v", info.State, info.Result)
+	}
+	w.checkRevision(info)
+	w.prev = info
+}
+
+func (w *jobWatch) observeAction(act Action) {
+	switch act := act.(type) {
+	case SendAccept:
+		w.sent = append(w.sent, act.Accept.AllocationID)
+	case Invoke:
+		var attempt, cand int
+		fmt.Sscanf(string(act.Invocation.AllocationID), "j1-a%d-c%d", &attempt, &cand)
+		if w.attempts[attempt] {
+			w.t.Fatalf("second invocation in attempt %d: %v", attempt, act)
+		}
+		w.attempts[attempt] = true
+		w.invoked[act.Invocation.AllocationID] = attempt
+	case Release:
+		w.ended[act.Cancel.AllocationID] = true
+	}
+}
+
+func (w *jobWatch) checkRevision(info JobInfo) {
+	a, b := w.prev, info
+	a.Revision, b.Revision, a.UpdatedAt, b.UpdatedAt = 0, 0, time.Time{}, time.Time{}
+	if info.Revision < w.prev.Revision || (!reflect.DeepEqual(a, b) && info.Revision == w.prev.Revision) {
+		w.t.Fatalf("revision %d -> %d across a change", w.prev.Revision, info.Revision)
+	}
+}
+
+// checkHeld: every allocation the job started is either the one it still
+// runs, released, or reported ended by its node.
+func (w *jobWatch) checkHeld(j *Job) {
+	for id := range w.invoked {
+		if id != j.alloc && !w.ended[id] {
+			w.t.Fatalf("allocation %s was started and is neither current (%q), released nor ended", id, j.alloc)
+		}
+	}
+}
+
+func TestJobNeverRunsTwiceNorLeaksAnAllocation(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		spec := testSpec()
+		spec.Retries = rapid.IntRange(0, 3).Draw(t, "retries")
+		spec.Deadline = time.Duration(rapid.IntRange(0, 20).Draw(t, "deadline")) * time.Second
+		j, err := NewJob(spec, JobConfig{}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &jobWatch{t: t, invoked: map[types.AllocationID]int{}, attempts: map[int]bool{}, ended: map[types.AllocationID]bool{}, prev: j.Info()}
+		now := t0
+		j.Start(now)
+		w.observe(j, j.Actions())
+		for range rapid.IntRange(1, 60).Draw(t, "events") {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(t, "dt")) * ms)
+			randomJobEvent(t, j, w, now)
+			w.observe(j, j.Actions())
+			w.checkHeld(j)
+		}
+	})
+}
+
+func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
+	peer := fmt.Sprint("p", rapid.IntRange(0, 4).Draw(t, "peer"))
+	alloc := AllocationID("j1", rapid.IntRange(1, 3).Draw(t, "attempt"), rapid.IntRange(0, 2).Draw(t, "candidate"))
+	if len(w.sent) > 0 && rapid.Bool().Draw(t, "known") {
+		alloc = rapid.SampledFrom(w.sent).Draw(t, "sent")
+	}
+	switch rapid.IntRange(0, 8).Draw(t, "kind") {
+	case 0:
+		j.Bid(mkBid("j1", peer, 1, 1, 0), now)
+	case 1:
+		j.Decline(types.Decline{JobID: "j1", Node: types.NodeID{PeerID: peer}}, now)
+	case 2:
+		j.Confirmed(types.Confirm{JobID: "j1", AllocationID: alloc, Epoch: 1}, now)
+	case 3:
+		j.Rejected(types.Reject{JobID: "j1", AllocationID: alloc}, now)
+	case 4:
+		randomStatus(t, j, w, alloc, now)
+	case 5:
+		j.NodeLost(alloc, "gone", now)
+	case 6:
+		j.Tick(now) // Cancel fires due deadlines first
+		done := j.Done()
+		if err := j.Cancel("", now); errors.Is(err, ErrJobDone) != done {
+			t.Fatalf("Cancel = %v on a job done=%v", err, done)
+		}
+	case 7:
+		j.Published(len(w.prev.Attempts), rapid.IntRange(0, 5).Draw(t, "expected"), now)
+	default:
+		j.Tick(now)
+	}
+}
+
+func randomStatus(t *rapid.T, j *Job, w *jobWatch, alloc types.AllocationID, now time.Time) {
+	states := []types.AllocationState{types.AllocLocked, types.AllocRunning, types.AllocCompleted, types.AllocFailed, types.AllocCancelled}
+	s := types.Status{JobID: "j1", AllocationID: alloc, State: rapid.SampledFrom(states).Draw(t, "state")}
+	if s.State == types.AllocCompleted && rapid.Bool().Draw(t, "with result") {
+		s.Result = &types.Result{}
+	}
+	if s.State.Terminal() && slices.Contains(w.sent, alloc) {
+		w.ended[alloc] = true // the node says it let go
+	}
+	j.Status(s, now)
+}

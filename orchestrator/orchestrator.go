@@ -1,0 +1,515 @@
+package orchestrator
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/opendms/dms/types"
+)
+
+// releaseTimeout bounds one attempt to deliver a Release.
+const releaseTimeout = 5 * time.Second
+
+// Network is what the orchestrator needs from the network. Every method is
+// called from its own goroutine, concurrently with the others, and must
+// return soon after ctx ends.
+type Network interface {
+	// Publish sends a bid request to the nodes; expected is how many will
+	// receive it, 0 if unknown. Bids and declines come back through
+	// HandleBid and HandleDecline.
+	Publish(ctx context.Context, req *types.BidRequest) (expected int, err error)
+	// Accept sends an Accept and returns the node's answer: a *types.Confirm
+	// or a *types.Reject.
+	Accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error)
+	// Invoke starts the allocation and opens its status stream.
+	Invoke(ctx context.Context, peer string, addrs []string, inv *types.Invocation) (StatusStream, error)
+	// Cancel asks a node to drop an allocation. It must be harmless for an
+	// allocation the node does not hold.
+	Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) error
+}
+
+// StatusStream is one allocation's status reports. An error from Recv
+// (io.EOF included) before a terminal status means the node is lost.
+type StatusStream interface {
+	Recv(ctx context.Context) (*types.Status, error)
+	Close() error
+}
+
+// Store persists job snapshots. SaveJob is called from the orchestrator's
+// loop on every change, in order, before the change is acted on or announced.
+type Store interface {
+	SaveJob(info JobInfo) error
+}
+
+// Defaults fill the zero fields of submitted job specs and time the accepts.
+// Zero fields fall back to the auction defaults (2s, 3 bids, 2s).
+type Defaults struct {
+	BidWindow      time.Duration
+	EnoughBids     int
+	ConfirmTimeout time.Duration
+}
+
+// Config configures an Orchestrator.
+type Config struct {
+	Self     string           // our PeerID: nodes send bids there. Required.
+	Addrs    func() []string  // our multiaddrs for bid requests; called concurrently. Optional.
+	Clock    func() time.Time // default time.Now; must advance with real time (timers are real)
+	Defaults Defaults
+	Ranking  Ranking      // no scorers = DefaultRanking()
+	Logger   *slog.Logger // default: discard
+}
+
+// Orchestrator runs the requester's side of DMS: it submits jobs, auctions
+// them, invokes and follows them, and retries them. It is the thin shell
+// around the Job state machines: one goroutine (the loop) owns every job;
+// all network I/O happens in short-lived goroutines that report back to the
+// loop. Its methods are safe for concurrent use.
+type Orchestrator struct {
+	cfg     Config
+	jobCfg  JobConfig
+	net     Network
+	store   Store
+	ctx     context.Context
+	cancel  context.CancelFunc
+	events  chan func(now time.Time)
+	wg      sync.WaitGroup
+	closing sync.Once
+
+	jobs   map[types.JobID]*entry // every job, loop only: late confirms of finished jobs are still released
+	active map[types.JobID]*entry // the jobs not yet terminal, loop only
+
+	mu    sync.RWMutex
+	infos map[types.JobID]JobInfo // the latest snapshot of every job, for readers
+}
+
+// entry is the loop's record of one job.
+type entry struct {
+	job      *Job
+	ctx      context.Context // ends with the job: its publishes, invocations and streams stop
+	cancel   context.CancelFunc
+	saved    uint64 // the revision last saved and announced
+	watchers []*watcher
+}
+
+var _ Store = nopStore{}
+
+type nopStore struct{}
+
+func (nopStore) SaveJob(JobInfo) error { return nil }
+
+// New starts an orchestrator. store may be nil: jobs then live in memory only.
+// Close must be called to stop it.
+func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if net == nil {
+		return nil, fmt.Errorf("%w: no network", ErrInvalidConfig)
+	}
+	if store == nil {
+		store = nopStore{}
+	}
+	o := &Orchestrator{
+		cfg: cfg, net: net, store: store,
+		jobCfg: JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
+		events: make(chan func(time.Time), 256),
+		jobs:   make(map[types.JobID]*entry),
+		active: make(map[types.JobID]*entry),
+		infos:  make(map[types.JobID]JobInfo),
+	}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	o.wg.Add(1)
+	go o.run()
+	return o, nil
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Self == "" {
+		return c, fmt.Errorf("%w: no Self peer ID", ErrInvalidConfig)
+	}
+	d := c.Defaults
+	if d.BidWindow < 0 || d.EnoughBids < 0 || d.ConfirmTimeout < 0 {
+		return c, fmt.Errorf("%w: negative default in %+v", ErrInvalidConfig, d)
+	}
+	c.Defaults.ConfirmTimeout = cmp.Or(d.ConfirmTimeout, defaultConfirmTimeout)
+	if len(c.Ranking.Scorers) == 0 {
+		c.Ranking.Scorers = DefaultRanking().Scorers
+	}
+	if c.Addrs == nil {
+		c.Addrs = func() []string { return nil }
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
+	return c, c.Ranking.validate()
+}
+
+// Submit creates a job from spec and starts its first auction. A spec
+// without an ID gets a random one. It returns the job's first snapshot.
+func (o *Orchestrator) Submit(ctx context.Context, spec JobSpec) (JobInfo, error) {
+	if spec.ID == "" {
+		spec.ID = types.JobID(uuid.NewString())
+	}
+	spec.BidWindow = cmp.Or(spec.BidWindow, o.cfg.Defaults.BidWindow)
+	spec.EnoughBids = cmp.Or(spec.EnoughBids, o.cfg.Defaults.EnoughBids)
+	var info JobInfo
+	err := o.call(ctx, func(now time.Time) error {
+		if _, ok := o.jobs[spec.ID]; ok {
+			return fmt.Errorf("%w: %s", ErrJobExists, spec.ID)
+		}
+		j, err := NewJob(spec, o.jobCfg, now)
+		if err != nil {
+			return err
+		}
+		e := &entry{job: j}
+		e.ctx, e.cancel = context.WithCancel(o.ctx)
+		o.jobs[spec.ID], o.active[spec.ID] = e, e
+		j.Start(now)
+		o.flush(e)
+		info = j.Info()
+		return nil
+	})
+	return info, err
+}
+
+// HandleBid delivers a bid from the network. Safe from any goroutine; it may
+// wait while the loop is busy, and returns at once after Close.
+func (o *Orchestrator) HandleBid(b *types.Bid) {
+	if b == nil {
+		return
+	}
+	bid := *b
+	o.toJob(bid.JobID, func(j *Job, now time.Time) { j.Bid(bid, now) })
+}
+
+// HandleDecline delivers a decline from the network, like HandleBid.
+func (o *Orchestrator) HandleDecline(d *types.Decline) {
+	if d == nil {
+		return
+	}
+	dec := *d
+	o.toJob(dec.JobID, func(j *Job, now time.Time) { j.Decline(dec, now) })
+}
+
+// Job returns the latest snapshot of a job.
+func (o *Orchestrator) Job(id types.JobID) (JobInfo, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	info, ok := o.infos[id]
+	return info.clone(), ok
+}
+
+// Jobs returns the latest snapshot of every job, oldest first.
+func (o *Orchestrator) Jobs() []JobInfo {
+	o.mu.RLock()
+	out := make([]JobInfo, 0, len(o.infos))
+	for _, info := range o.infos {
+		out = append(out, info.clone())
+	}
+	o.mu.RUnlock()
+	slices.SortFunc(out, func(a, b JobInfo) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// Watch streams a job's snapshots: the current one at once, then one per
+// change. The channel is closed after the terminal snapshot, when ctx ends,
+// or when the orchestrator closes. The reader must keep reading or cancel ctx.
+func (o *Orchestrator) Watch(ctx context.Context, id types.JobID) (<-chan JobInfo, error) {
+	var w *watcher
+	err := o.call(ctx, func(time.Time) error {
+		e, ok := o.jobs[id]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrUnknownJob, id)
+		}
+		w = newWatcher()
+		w.push(e.job.Info())
+		if !e.job.Done() {
+			e.watchers = append(e.watchers, w)
+		}
+		o.spawn(func() { w.run(ctx, o.ctx) })
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w.out, nil
+}
+
+// Cancel cancels a job: whatever node holds it is released. It returns
+// ErrUnknownJob or ErrJobDone when there is nothing to cancel.
+func (o *Orchestrator) Cancel(ctx context.Context, id types.JobID, reason string) error {
+	return o.call(ctx, func(now time.Time) error {
+		e, ok := o.jobs[id]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrUnknownJob, id)
+		}
+		if err := e.job.Cancel(reason, now); err != nil {
+			return err
+		}
+		o.flush(e)
+		return nil
+	})
+}
+
+// Close stops the loop, abandons in-flight network calls, closes every
+// watch channel and waits for every goroutine the orchestrator started.
+// Jobs are left as they are (their last snapshot is saved).
+func (o *Orchestrator) Close() error {
+	o.closing.Do(o.cancel)
+	o.wg.Wait()
+	return nil
+}
+
+// call runs fn on the loop and waits for its result. ctx bounds the wait to
+// get onto the loop; once there, fn runs to the end.
+func (o *Orchestrator) call(ctx context.Context, fn func(now time.Time) error) error {
+	if o.ctx.Err() != nil {
+		return ErrClosed
+	}
+	reply := make(chan error, 1)
+	select {
+	case o.events <- func(now time.Time) { reply <- fn(now) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.ctx.Done():
+		return ErrClosed
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-o.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// do queues fn for the loop; it gives up when the orchestrator closes.
+func (o *Orchestrator) do(fn func(now time.Time)) {
+	select {
+	case o.events <- fn:
+	case <-o.ctx.Done():
+	}
+}
+
+// toJob queues an event for a job, if the job exists by then.
+func (o *Orchestrator) toJob(id types.JobID, fn func(j *Job, now time.Time)) {
+	o.do(func(now time.Time) {
+		if e, ok := o.jobs[id]; ok {
+			fn(e.job, now)
+			o.flush(e)
+		}
+	})
+}
+
+// spawn starts a goroutine owned by the orchestrator. Only the loop calls
+// it, so the WaitGroup never goes from zero to one while Close waits.
+func (o *Orchestrator) spawn(fn func()) {
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		fn()
+	}()
+}
+
+func (o *Orchestrator) run() {
+	defer o.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		o.arm(timer)
+		select {
+		case <-o.ctx.Done():
+			return
+		case fn := <-o.events:
+			fn(o.cfg.Clock())
+		case <-timer.C:
+			o.tickDue(o.cfg.Clock())
+		}
+	}
+}
+
+// arm sets timer to the earliest deadline of any active job.
+func (o *Orchestrator) arm(timer *time.Timer) {
+	var next time.Time
+	for _, e := range o.active {
+		if d, ok := e.job.NextDeadline(); ok && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	if next.IsZero() {
+		timer.Stop()
+		return
+	}
+	timer.Reset(max(next.Sub(o.cfg.Clock()), 0))
+}
+
+func (o *Orchestrator) tickDue(now time.Time) {
+	for _, e := range o.active {
+		if d, ok := e.job.NextDeadline(); ok && !now.Before(d) {
+			e.job.Tick(now)
+			o.flush(e)
+		}
+	}
+}
+
+// flush saves and announces a changed job, then does what it asked for.
+func (o *Orchestrator) flush(e *entry) {
+	acts := e.job.Actions()
+	if rev := e.job.info.Revision; rev != e.saved {
+		e.saved = rev
+		o.publishInfo(e, e.job.Info())
+	}
+	for _, act := range acts {
+		o.perform(e, act)
+	}
+}
+
+func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
+	if err := o.store.SaveJob(info); err != nil {
+		o.cfg.Logger.Error("saving job", "job", info.ID, "err", err)
+	}
+	o.mu.Lock()
+	o.infos[info.ID] = info
+	o.mu.Unlock()
+	e.watchers = slices.DeleteFunc(e.watchers, (*watcher).gone)
+	for _, w := range e.watchers {
+		w.push(info.clone())
+	}
+	if info.State.Terminal() {
+		o.cfg.Logger.Info("job finished", "job", info.ID, "state", info.State, "reason", info.Reason)
+		e.cancel()
+		e.watchers = nil
+		delete(o.active, info.ID)
+	}
+}
+
+func (o *Orchestrator) perform(e *entry, act Action) {
+	o.cfg.Logger.Debug("job action", "job", e.job.info.ID, "action", act.String())
+	switch act := act.(type) {
+	case Publish:
+		o.spawn(func() { o.publish(e, act) })
+	case SendAccept:
+		o.spawn(func() { o.accept(e, act) })
+	case Release:
+		o.spawn(func() { o.release(act) })
+	case Invoke:
+		o.spawn(func() { o.invoke(e, act) })
+	}
+	// Placed and Failed never leave a Job.
+}
+
+func (o *Orchestrator) publish(e *entry, act Publish) {
+	req := act.Request
+	req.ReplyAddrs = o.cfg.Addrs()
+	n, err := o.net.Publish(e.ctx, &req)
+	o.do(func(now time.Time) {
+		if err != nil {
+			e.job.PublishFailed(act.Attempt, err.Error(), now)
+		} else {
+			e.job.Published(act.Attempt, n, now)
+		}
+		o.flush(e)
+	})
+}
+
+// accept waits twice the confirm timeout for the answer, so that a confirm
+// arriving after the auction moved on is still seen, and released.
+func (o *Orchestrator) accept(e *entry, act SendAccept) {
+	ctx, cancel := context.WithTimeout(o.ctx, 2*o.cfg.Defaults.ConfirmTimeout)
+	defer cancel()
+	msg, err := o.net.Accept(ctx, act.Peer, act.Addrs, &act.Accept)
+	o.do(func(now time.Time) {
+		o.answer(e.job, act.Accept, msg, err, now)
+		o.flush(e)
+	})
+}
+
+// answer turns the outcome of an Accept into Confirmed or Rejected. A
+// confirm must name the allocation offered: a node cannot claim another.
+func (o *Orchestrator) answer(j *Job, a types.Accept, msg types.Message, err error, now time.Time) {
+	reject := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID}
+	if err != nil {
+		reject.Reason = "accept not answered: " + err.Error()
+		j.Rejected(reject, now)
+		return
+	}
+	switch m := msg.(type) {
+	case *types.Confirm:
+		if m.JobID == a.JobID && m.AllocationID == a.AllocationID {
+			j.Confirmed(*m, now)
+			return
+		}
+		reject.Reason = fmt.Sprintf("confirmed another allocation (%s)", m.AllocationID)
+	case *types.Reject:
+		reject.Reason = m.Reason
+	default:
+		reject.Reason = fmt.Sprintf("answered an accept with %T", msg)
+	}
+	j.Rejected(reject, now)
+}
+
+func (o *Orchestrator) release(act Release) {
+	ctx, cancel := context.WithTimeout(o.ctx, releaseTimeout)
+	defer cancel()
+	if err := o.net.Cancel(ctx, act.Peer, act.Addrs, &act.Cancel); err != nil {
+		o.cfg.Logger.Warn("releasing an allocation", "job", act.Cancel.JobID, "allocation", act.Cancel.AllocationID, "peer", act.Peer, "err", err)
+	}
+}
+
+func (o *Orchestrator) invoke(e *entry, act Invoke) {
+	id := act.Invocation.AllocationID
+	stream, err := o.net.Invoke(e.ctx, act.Peer, act.Addrs, &act.Invocation)
+	if err != nil {
+		o.lost(e, id, "invoking: "+err.Error())
+		return
+	}
+	defer stream.Close()
+	for {
+		st, err := stream.Recv(e.ctx)
+		if err != nil {
+			o.lost(e, id, "status stream: "+streamError(err))
+			return
+		}
+		if st.JobID != act.Invocation.JobID || st.AllocationID != id {
+			o.cfg.Logger.Warn("status for another allocation on a stream", "allocation", id, "got", st.AllocationID)
+			continue
+		}
+		s := *st
+		o.do(func(now time.Time) {
+			e.job.Status(s, now)
+			o.flush(e)
+		})
+		if s.State.Terminal() {
+			return
+		}
+	}
+}
+
+// lost reports a dead stream, unless it died because the job ended.
+func (o *Orchestrator) lost(e *entry, id types.AllocationID, reason string) {
+	if e.ctx.Err() != nil {
+		return
+	}
+	o.do(func(now time.Time) {
+		e.job.NodeLost(id, reason, now)
+		o.flush(e)
+	})
+}
+
+func streamError(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "ended before a final status"
+	}
+	return err.Error()
+}

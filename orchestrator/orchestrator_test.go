@@ -1,0 +1,333 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+const waitLimit = 10 * time.Second
+
+func startOrchestrator(t *testing.T, net *fakeNet, store Store) *Orchestrator {
+	t.Helper()
+	o, err := New(Config{
+		Self:     "requester",
+		Addrs:    func() []string { return []string{"/mem/requester"} },
+		Defaults: Defaults{BidWindow: 300 * ms, ConfirmTimeout: 200 * ms},
+		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}, net, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.o = o
+	t.Cleanup(func() {
+		if err := o.Close(); err != nil {
+			t.Error(err)
+		}
+		if opened, closed := net.streams(); opened != closed {
+			t.Errorf("%d status streams opened, %d closed", opened, closed)
+		}
+	})
+	return o
+}
+
+func spec(mem types.Bytes, retries int) JobSpec {
+	return JobSpec{
+		Name:    "hello",
+		Task:    types.Task{Executor: "wasm", Module: "bafymodule", Resources: types.Resources{CPU: 1000, Memory: mem}},
+		Retries: retries,
+	}
+}
+
+// collect reads a watch channel until it closes, within waitLimit.
+func collect(t *testing.T, ch <-chan JobInfo) []JobInfo {
+	t.Helper()
+	var out []JobInfo
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case info, ok := <-ch:
+			if !ok {
+				return out
+			}
+			out = append(out, info)
+		case <-deadline:
+			t.Fatalf("watch still open after %s; got %d snapshots", waitLimit, len(out))
+		}
+	}
+}
+
+func submitAndWatch(t *testing.T, o *Orchestrator, s JobSpec) (JobInfo, []JobInfo) {
+	t.Helper()
+	ctx := t.Context()
+	info, err := o.Submit(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := o.Watch(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, collect(t, ch)
+}
+
+func states(infos []JobInfo) []types.JobState {
+	var out []types.JobState
+	for _, info := range infos {
+		if len(out) == 0 || out[len(out)-1] != info.State {
+			out = append(out, info.State)
+		}
+	}
+	return out
+}
+
+func TestOrchestratorPlacesAndCompletes(t *testing.T) {
+	net := newFakeNet(
+		&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 3, mode: complete},
+		&fakeNode{peer: "n2", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete},
+		&fakeNode{peer: "n3", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 2, mode: complete},
+	)
+	net.gate = make(chan struct{})
+	store := &memStore{}
+	o := startOrchestrator(t, net, store)
+	info, err := o.Submit(t.Context(), spec(64<<20, 0))
+	if err != nil || info.State != types.JobBidding || info.ID == "" {
+		t.Fatalf("Submit = %+v, %v", info, err)
+	}
+	ch, err := o.Watch(t.Context(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(net.gate)
+	seen := collect(t, ch)
+	want := []types.JobState{types.JobBidding, types.JobPlaced, types.JobRunning, types.JobCompleted}
+	if got := states(seen); !slices.Equal(got, want) {
+		t.Fatalf("watched states %v, want %v", got, want)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].Revision != seen[i-1].Revision+1 {
+			t.Fatalf("watch skipped from revision %d to %d", seen[i-1].Revision, seen[i].Revision)
+		}
+	}
+	last := seen[len(seen)-1]
+	if last.Node != "n2" || last.Result == nil || last.Result.Stdout != "bafy-n2" {
+		t.Fatalf("final %+v", last)
+	}
+	if got, ok := o.Job(info.ID); !ok || got.Revision != last.Revision {
+		t.Fatalf("Job() = %+v, %v", got, ok)
+	}
+	// Every change is saved, in order; the pending state of a new job is
+	// never visible, since Submit starts it at once.
+	revs := store.revisions(info.ID)
+	if revs[0] != info.Revision || revs[len(revs)-1] != last.Revision || len(revs) != int(last.Revision-info.Revision)+1 {
+		t.Fatalf("saved revisions %v, submitted at %d, finished at %d", revs, info.Revision, last.Revision)
+	}
+}
+
+func TestOrchestratorAllDeclineFailsWithinTheWindow(t *testing.T) {
+	var nodes []*fakeNode
+	for _, p := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		nodes = append(nodes, &fakeNode{peer: p, offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: complete})
+	}
+	o := startOrchestrator(t, newFakeNet(nodes...), nil)
+	s := spec(900<<40, 0)
+	s.BidWindow = 2 * time.Second
+	began := time.Now()
+	_, seen := submitAndWatch(t, o, s)
+	last := seen[len(seen)-1]
+	const want = "no node bid within 2s: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)"
+	if last.State != types.JobFailed || last.Reason != want {
+		t.Fatalf("final %s: %q\nwant %q", last.State, last.Reason, want)
+	}
+	if took := time.Since(began); took >= 2*time.Second {
+		t.Fatalf("took %s: the window should close as soon as every node declined", took)
+	}
+}
+
+func TestOrchestratorReschedulesAfterNodeLost(t *testing.T) {
+	net := newFakeNet(
+		&fakeNode{peer: "flaky", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: die},
+		&fakeNode{peer: "steady", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 2, mode: complete},
+	)
+	o := startOrchestrator(t, net, nil)
+	_, seen := submitAndWatch(t, o, spec(64<<20, 1))
+	last := seen[len(seen)-1]
+	if last.State != types.JobCompleted || last.Node != "steady" || len(last.Attempts) != 2 {
+		t.Fatalf("final %+v", last)
+	}
+	first := last.Attempts[0]
+	if first.Node != "flaky" || first.Outcome != OutcomeFailed || !strings.HasPrefix(first.Reason, "lost node flaky: status stream: stream reset") {
+		t.Fatalf("first attempt %+v", first)
+	}
+	net.waitReleased(t, first.AllocationID)
+	if got := states(seen); !slices.Contains(got, types.JobPending) {
+		t.Fatalf("no backoff between attempts: %v", got)
+	}
+}
+
+func TestOrchestratorNextCandidateAfterConfirmTimeout(t *testing.T) {
+	net := newFakeNet(
+		&fakeNode{peer: "slow", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete, slowAccept: true},
+		&fakeNode{peer: "quick", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 2, mode: complete},
+	)
+	o := startOrchestrator(t, net, nil)
+	_, seen := submitAndWatch(t, o, spec(64<<20, 0))
+	last := seen[len(seen)-1]
+	if last.State != types.JobCompleted || last.Node != "quick" || len(last.Attempts) != 1 {
+		t.Fatalf("final %+v", last)
+	}
+	net.waitReleased(t, AllocationID(last.ID, 1, 0))
+}
+
+func TestOrchestratorCancelWhileRunning(t *testing.T) {
+	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
+	o := startOrchestrator(t, net, nil)
+	ctx := t.Context()
+	info, err := o.Submit(ctx, spec(64<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := o.Watch(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ch, types.JobRunning)
+	if err := o.Cancel(ctx, info.ID, "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	rest := collect(t, ch)
+	if last := rest[len(rest)-1]; last.State != types.JobCancelled || last.Reason != "cancelled: changed my mind" {
+		t.Fatalf("final %+v", last)
+	}
+	if r := net.waitReleased(t, AllocationID(info.ID, 1, 0)); len(r) != 1 || r[0].Reason != "cancelled: changed my mind" {
+		t.Fatalf("released %+v", r)
+	}
+	if err := o.Cancel(ctx, info.ID, "again"); !errors.Is(err, ErrJobDone) {
+		t.Fatalf("second cancel: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, ch <-chan JobInfo, state types.JobState) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case info, ok := <-ch:
+			if !ok {
+				t.Fatalf("watch closed before %s", state)
+			}
+			if info.State == state {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %s", state, waitLimit)
+		}
+	}
+}
+
+func TestOrchestratorErrors(t *testing.T) {
+	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
+	o := startOrchestrator(t, net, nil)
+	ctx := t.Context()
+	s := spec(64<<20, 0)
+	s.ID = "dup"
+	if _, err := o.Submit(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Submit(ctx, s); !errors.Is(err, ErrJobExists) {
+		t.Errorf("duplicate: %v", err)
+	}
+	s.ID, s.Task.Executor = "bad", ""
+	if _, err := o.Submit(ctx, s); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("invalid: %v", err)
+	}
+	if err := o.Cancel(ctx, "nope", ""); !errors.Is(err, ErrUnknownJob) {
+		t.Errorf("cancel unknown: %v", err)
+	}
+	if _, err := o.Watch(ctx, "nope"); !errors.Is(err, ErrUnknownJob) {
+		t.Errorf("watch unknown: %v", err)
+	}
+	if _, ok := o.Job("nope"); ok {
+		t.Error("Job(nope) found")
+	}
+	if jobs := o.Jobs(); len(jobs) != 1 || jobs[0].ID != "dup" {
+		t.Errorf("Jobs() = %+v", jobs)
+	}
+	ch, err := o.Watch(ctx, "dup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, ch) // closed by Close
+	if _, err := o.Submit(ctx, spec(1, 0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("submit after close: %v", err)
+	}
+	o.HandleBid(&types.Bid{JobID: "dup"}) // returns at once
+}
+
+func TestNewValidates(t *testing.T) {
+	net := newFakeNet()
+	for name, cfg := range map[string]Config{
+		"no self":          {},
+		"negative default": {Self: "me", Defaults: Defaults{BidWindow: -1}},
+		"bad ranking":      {Self: "me", Ranking: Ranking{MaxPrice: -1}},
+	} {
+		if _, err := New(cfg, net, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := New(Config{Self: "me"}, nil, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("no network: %v", err)
+	}
+}
+
+func TestWatchStopsWithItsContext(t *testing.T) {
+	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
+	o := startOrchestrator(t, net, nil)
+	info, err := o.Submit(t.Context(), spec(64<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := o.Watch(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ch, types.JobRunning)
+	cancel()
+	collect(t, ch)
+}
+
+func TestAnswerTurnsAcceptOutcomesIntoEvents(t *testing.T) {
+	acc := types.Accept{JobID: "j1", AllocationID: "j1-a1-c0"}
+	cases := map[string]struct {
+		msg  types.Message
+		err  error
+		want string
+	}{
+		"confirm":           {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-c0", Epoch: 3}, nil, "invoke j1-a1-c0 on n1 epoch 3"},
+		"reject":            {&types.Reject{JobID: "j1", AllocationID: "j1-a1-c0", Reason: "busy"}, nil, "release j1-a1-c0 on n1: n1 rejected: busy"},
+		"transport failure": {nil, errors.New("dial backoff"), "release j1-a1-c0 on n1: n1 rejected: accept not answered: dial backoff"},
+		"another alloc":     {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-c9"}, nil, "release j1-a1-c0 on n1: n1 rejected: confirmed another allocation (j1-a1-c9)"},
+		"wrong kind":        {&types.Status{}, nil, "release j1-a1-c0 on n1: n1 rejected: answered an accept with *types.Status"},
+	}
+	for name, c := range cases {
+		j := newTestJob(t, testSpec())
+		run(t, j, []step{
+			{at: 0, ev: start, want: []string{"publish"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+		})
+		(&Orchestrator{}).answer(j, acc, c.msg, c.err, t0.Add(2*ms))
+		if got := actionStrings(j.Actions()); len(got) != 1 || got[0] != c.want {
+			t.Errorf("%s: actions %q, want %q", name, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package orchestrator
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/opendms/dms/types"
+)
+
+// Scorer rates the candidate bids of one auction relative to each other.
+// Score returns one value per bid, in the same order, from 0 (worst) to 1
+// (best); values outside that range are clamped and NaN counts as 0. It must
+// not modify bids.
+type Scorer interface {
+	Name() string
+	Score(bids []types.Bid) []float64
+}
+
+// WeightedScorer is one stage of a Ranking. Weight must be finite and not
+// negative; a zero weight disables the stage.
+type WeightedScorer struct {
+	Scorer Scorer
+	Weight float64
+}
+
+// Ranking orders the bids of one auction, as a pipeline in the manner of
+// Nomad's rank iterators: filters drop the bids that may not win, then each
+// scorer rates the survivors and the weighted sum decides.
+//
+// The filters, cheapest first: a malformed bid (no peer ID; price or
+// capability score negative or not finite; load outside 0..1) is dropped,
+// then a bid priced above MaxPrice, then any later bid from a peer that
+// already bid (the first one stands).
+type Ranking struct {
+	MaxPrice float64 // credits per core-hour; 0 means no limit
+	Scorers  []WeightedScorer
+}
+
+// DefaultRanking weighs price and capability score equally and load half as
+// much: load changes by the minute, price and capability do not.
+func DefaultRanking() Ranking {
+	return Ranking{Scorers: []WeightedScorer{
+		{Scorer: PriceScorer{}, Weight: 1},
+		{Scorer: CapabilityScorer{}, Weight: 1},
+		{Scorer: LoadScorer{}, Weight: 0.5},
+	}}
+}
+
+func (r Ranking) validate() error {
+	if !finiteNonNegative(r.MaxPrice) {
+		return fmt.Errorf("%w: ranking max price %v", ErrInvalidConfig, r.MaxPrice)
+	}
+	for i, ws := range r.Scorers {
+		if ws.Scorer == nil {
+			return fmt.Errorf("%w: ranking stage %d has no scorer", ErrInvalidConfig, i)
+		}
+		if !finiteNonNegative(ws.Weight) {
+			return fmt.Errorf("%w: scorer %s has weight %v", ErrInvalidConfig, ws.Scorer.Name(), ws.Weight)
+		}
+	}
+	return nil
+}
+
+// Rank returns the bids that pass the filters, best first. The order is
+// deterministic: equal totals are broken by PeerID, so it does not depend on
+// the order the bids arrived in (except which of a peer's duplicates stands).
+// bids is not modified. Rank panics if a Scorer breaks its contract by
+// returning the wrong number of values.
+func (r Ranking) Rank(bids []types.Bid) []types.Bid {
+	cands := r.filter(bids)
+	total := r.totals(cands)
+	order := make([]int, len(cands))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := cmp.Compare(total[b], total[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(cands[a].Node.PeerID, cands[b].Node.PeerID)
+	})
+	out := make([]types.Bid, len(cands))
+	for i, k := range order {
+		out[i] = cands[k]
+	}
+	return out
+}
+
+// totals is the weighted sum of every scorer's rating of each candidate.
+func (r Ranking) totals(cands []types.Bid) []float64 {
+	total := make([]float64, len(cands))
+	for _, ws := range r.Scorers {
+		if ws.Weight == 0 {
+			continue
+		}
+		s := ws.Scorer.Score(cands)
+		if len(s) != len(cands) {
+			panic(fmt.Sprintf("orchestrator: scorer %s returned %d scores for %d bids", ws.Scorer.Name(), len(s), len(cands)))
+		}
+		for i, v := range s {
+			total[i] += ws.Weight * clamp01(v)
+		}
+	}
+	return total
+}
+
+func (r Ranking) filter(bids []types.Bid) []types.Bid {
+	seen := make(map[string]bool, len(bids))
+	out := make([]types.Bid, 0, len(bids))
+	for _, b := range bids {
+		if !wellFormed(b) || (r.MaxPrice > 0 && b.Price > r.MaxPrice) || seen[b.Node.PeerID] {
+			continue
+		}
+		seen[b.Node.PeerID] = true
+		out = append(out, b)
+	}
+	return out
+}
+
+func wellFormed(b types.Bid) bool {
+	return b.Node.PeerID != "" && finiteNonNegative(b.Price) && finiteNonNegative(b.Score) &&
+		b.Load >= 0 && b.Load <= 1
+}
+
+// PriceScorer prefers cheaper bids.
+type PriceScorer struct{}
+
+// Name implements Scorer.
+func (PriceScorer) Name() string { return "price" }
+
+// Score implements Scorer.
+func (PriceScorer) Score(bids []types.Bid) []float64 {
+	return normalize(bids, func(b types.Bid) float64 { return b.Price }, false)
+}
+
+// CapabilityScorer prefers bids with a higher capability score (Bid.Score).
+type CapabilityScorer struct{}
+
+// Name implements Scorer.
+func (CapabilityScorer) Name() string { return "capability" }
+
+// Score implements Scorer.
+func (CapabilityScorer) Score(bids []types.Bid) []float64 {
+	return normalize(bids, func(b types.Bid) float64 { return b.Score }, true)
+}
+
+// LoadScorer prefers less loaded nodes (Bid.Load).
+type LoadScorer struct{}
+
+// Name implements Scorer.
+func (LoadScorer) Name() string { return "load" }
+
+// Score implements Scorer.
+func (LoadScorer) Score(bids []types.Bid) []float64 {
+	return normalize(bids, func(b types.Bid) float64 { return b.Load }, false)
+}
+
+// normalize maps each bid's value linearly onto 0..1 across the set: the
+// best value scores 1, the worst 0. When all values are equal, all score 1.
+func normalize(bids []types.Bid, value func(types.Bid) float64, higherBetter bool) []float64 {
+	out := make([]float64, len(bids))
+	if len(bids) == 0 {
+		return out
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, b := range bids {
+		lo, hi = min(lo, value(b)), max(hi, value(b))
+	}
+	for i, b := range bids {
+		switch v := value(b); {
+		case hi == lo:
+			out[i] = 1
+		case higherBetter:
+			out[i] = (v - lo) / (hi - lo)
+		default:
+			out[i] = (hi - v) / (hi - lo)
+		}
+	}
+	return out
+}
+
+func clamp01(v float64) float64 {
+	if math.IsNaN(v) || v < 0 {
+		return 0
+	}
+	return min(v, 1)
+}
+
+func finiteNonNegative(v float64) bool { return v >= 0 && !math.IsInf(v, 1) }
