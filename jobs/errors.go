@@ -1,0 +1,23 @@
+package jobs
+
+import "errors"
+
+var (
+	// ErrInvalidSpec matches every error Parse, ParseFile and Validate return
+	// for a bad spec; errors.As gives the *SpecError with each problem.
+	ErrInvalidSpec = errors.New("jobs: invalid job spec")
+	// ErrBadDuration means a duration could not be parsed.
+	ErrBadDuration = errors.New("jobs: bad duration")
+	// ErrBadTransition means an allocation state change the lifecycle forbids.
+	ErrBadTransition = errors.New("jobs: bad allocation state transition")
+	// ErrTimeout means a task was stopped because its timeout passed.
+	ErrTimeout = errors.New("jobs: timeout")
+	// ErrMemoryLimit means a task needed more memory than its limit.
+	ErrMemoryLimit = errors.New("jobs: memory limit exceeded")
+	// ErrBadModule means a program could not be loaded: it is not a valid
+	// module, or it lacks what the executor needs to start it.
+	ErrBadModule = errors.New("jobs: bad module")
+	// ErrTrap means a program stopped abnormally (a Wasm trap such as
+	// unreachable or an out-of-bounds access) instead of exiting.
+	ErrTrap = errors.New("jobs: program trapped")
+)

@@ -1,0 +1,84 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+// DefaultOutputLimit caps stdout and, separately, stderr when Input.OutputLimit is 0.
+const DefaultOutputLimit = 1 << 20
+
+// Executor runs one task. Implementations are safe for concurrent use.
+type Executor interface {
+	// Name is the executor name a task asks for ("wasm").
+	Name() string
+	// Run runs the program to its exit. It returns an error only when the
+	// program could not run to an exit: ErrBadModule, ErrTimeout,
+	// ErrMemoryLimit, ErrTrap (wrapped with detail), or the context's error
+	// when ctx ends first. A non-zero exit is not an error: Output.ExitCode
+	// carries it. Once the program has started, the Output so far comes back
+	// with the error.
+	Run(ctx context.Context, in Input) (*Output, error)
+}
+
+// Input is one run of a program. Zero limits mean the defaults (WithDefaults).
+type Input struct {
+	ModuleID    string            // CID of Module: the compile-cache key
+	Module      []byte            // verified program bytes
+	Args        []string          // argv[1:]
+	Env         map[string]string // the whole environment
+	Stdin       []byte
+	InputDir    string        // host directory mounted read-only at /inputs; "" for none
+	OutputDir   string        // host directory mounted read-write at /outputs; "" for none
+	Memory      types.Bytes   // hard memory limit; 0 = DefaultMemory
+	Timeout     time.Duration // 0 = DefaultTimeout
+	OutputLimit int64         // cap on stdout and on stderr each; 0 = DefaultOutputLimit
+}
+
+// WithDefaults returns in with every zero or negative limit replaced by its default.
+func (in Input) WithDefaults() Input {
+	if in.Memory <= 0 {
+		in.Memory = DefaultMemory
+	}
+	if in.Timeout <= 0 {
+		in.Timeout = DefaultTimeout
+	}
+	if in.OutputLimit <= 0 {
+		in.OutputLimit = DefaultOutputLimit
+	}
+	return in
+}
+
+// Output is what a run produced.
+type Output struct {
+	ExitCode                         int
+	Stdout, Stderr                   []byte
+	StdoutTruncated, StderrTruncated bool
+	Duration                         time.Duration
+}
+
+// LimitedBuffer is an io.Writer that keeps the first Limit bytes written to
+// it and counts, then discards, the rest. Writes never fail, so a program
+// that prints too much runs on. Not safe for concurrent use.
+type LimitedBuffer struct {
+	Limit   int64
+	buf     []byte
+	written int64
+}
+
+// Write keeps what fits under the limit and reports all of p as written.
+func (b *LimitedBuffer) Write(p []byte) (int, error) {
+	if room := b.Limit - int64(len(b.buf)); room > 0 {
+		b.buf = append(b.buf, p[:min(int64(len(p)), room)]...)
+	}
+	b.written += int64(len(p))
+	return len(p), nil
+}
+
+// Bytes returns what was kept.
+func (b *LimitedBuffer) Bytes() []byte { return b.buf }
+
+// Truncated reports whether anything was discarded.
+func (b *LimitedBuffer) Truncated() bool { return b.written > int64(len(b.buf)) }

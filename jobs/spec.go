@@ -1,0 +1,158 @@
+package jobs
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/opendms/dms/types"
+)
+
+// Defaults and limits of a job spec.
+const (
+	DefaultExecutor   = "wasm"
+	DefaultCPU        = types.MilliCPU(1000)
+	DefaultMemory     = types.Bytes(64 << 20)
+	DefaultTimeout    = 5 * time.Minute
+	MaxTimeout        = 24 * time.Hour
+	MaxRetries        = 10
+	DefaultBidWindow  = 2 * time.Second
+	MinBidWindow      = 10 * time.Millisecond
+	MaxBidWindow      = 5 * time.Minute
+	DefaultEnoughBids = 3
+	MaxEnoughBids     = 100
+	// MaxStdin bounds the literal stdin text.
+	MaxStdin = 1 << 20
+	// MaxArgsEnv bounds args and env together (bytes of every arg, name and
+	// value), so the task always fits in one protocol message.
+	MaxArgsEnv = 64 << 10
+	// MaxWasmMemory is all a 32-bit Wasm guest can address.
+	MaxWasmMemory = types.Bytes(4 << 30)
+	// MaxSpecSize bounds a spec document (stdin may be escaped in it).
+	MaxSpecSize = 8 << 20
+)
+
+// executors lists the executor names a spec may ask for.
+var executors = []string{"wasm"}
+
+// Spec is a job as its submitter writes it, in YAML or JSON. The YAML keys
+// are the JSON names below. Parse fills in defaults and validates; a Spec
+// marshals to JSON that Parse reads back to an equal Spec.
+type Spec struct {
+	Name        string            `json:"name"`
+	Executor    string            `json:"executor"`
+	Module      string            `json:"module"` // a local path, or the CID of the module
+	Args        []string          `json:"args,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Stdin       string            `json:"stdin,omitempty"`     // literal stdin text
+	InputDir    string            `json:"input_dir,omitempty"` // local directory mounted at /inputs
+	Resources   types.Resources   `json:"resources"`
+	Constraints types.Constraints `json:"constraints"`
+	Timeout     Duration          `json:"timeout"`
+	Retries     int               `json:"retries"`
+	BidWindow   Duration          `json:"bid_window"`  // the bid window closes at the latest after this
+	EnoughBids  int               `json:"enough_bids"` // ... or as soon as this many bids are in
+
+	dir string // directory of the spec file; relative paths resolve against it
+}
+
+// defaultSpec returns a Spec holding every default; decoding overwrites the
+// fields a document gives.
+func defaultSpec() *Spec {
+	return &Spec{
+		Executor:   DefaultExecutor,
+		Resources:  types.Resources{CPU: DefaultCPU, Memory: DefaultMemory},
+		Timeout:    Duration(DefaultTimeout),
+		BidWindow:  Duration(DefaultBidWindow),
+		EnoughBids: DefaultEnoughBids,
+	}
+}
+
+// normalize makes empty lists and maps nil, so a spec and its JSON form,
+// which omits them, compare equal.
+func (s *Spec) normalize() {
+	if len(s.Args) == 0 {
+		s.Args = nil
+	}
+	if len(s.Env) == 0 {
+		s.Env = nil
+	}
+	if len(s.Constraints.Labels) == 0 {
+		s.Constraints.Labels = nil
+	}
+}
+
+// ModuleCID returns the module's CID when Module is one.
+func (s *Spec) ModuleCID() (cid.Cid, bool) {
+	c, err := cid.Decode(s.Module)
+	return c, err == nil
+}
+
+// ModulePath returns the module's local file, resolved against the spec
+// file's directory; "" when Module is a CID.
+func (s *Spec) ModulePath() string {
+	if _, ok := s.ModuleCID(); ok {
+		return ""
+	}
+	return s.resolve(s.Module)
+}
+
+// InputDirPath returns the input directory resolved against the spec file's
+// directory; "" when the job has none.
+func (s *Spec) InputDirPath() string { return s.resolve(s.InputDir) }
+
+func (s *Spec) resolve(p string) string {
+	if p == "" || s.dir == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(p))
+}
+
+// Task returns what a node runs for this spec, with the module, stdin and
+// input archive named by the CIDs the submitter uploaded ("" for none).
+func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
+	return types.Task{
+		Executor:  s.Executor,
+		Module:    moduleCID,
+		Args:      slices.Clone(s.Args),
+		Env:       maps.Clone(s.Env),
+		Stdin:     stdinCID,
+		Inputs:    inputsCID,
+		Resources: s.Resources,
+		Timeout:   time.Duration(s.Timeout),
+	}
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration
+// string ("30s", "5m", "1h30m") in both YAML and JSON.
+type Duration time.Duration
+
+// String formats d without zero trailing units: "5m", not "5m0s".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
+// MarshalText writes d as String does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a Go duration; a bare number has no unit and is an error.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%w: %q (want a number with a unit such as 30s, 5m or 1h30m)", ErrBadDuration, b)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,246 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+const fullYAML = `
+name: hello
+executor: wasm
+module: hello.wasm
+args: [a, b]
+env: {GREETING: hi, _X1: "2"}
+stdin: "some text"
+input_dir: ./data
+resources: {cpu: 0.5, memory: 128MiB, disk: 1GiB}
+constraints:
+  labels: {region: eu}
+  renewable_only: true
+  max_price: 1.5
+timeout: 30s
+retries: 2
+bid_window: 500ms
+enough_bids: 5
+`
+
+func fullSpec() *Spec {
+	return &Spec{
+		Name: "hello", Executor: "wasm", Module: "hello.wasm",
+		Args: []string{"a", "b"}, Env: map[string]string{"GREETING": "hi", "_X1": "2"},
+		Stdin: "some text", InputDir: "./data",
+		Resources:   types.Resources{CPU: 500, Memory: 128 << 20, Disk: 1 << 30},
+		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1.5},
+		Timeout:     Duration(30 * time.Second), Retries: 2,
+		BidWindow: Duration(500 * time.Millisecond), EnoughBids: 5,
+	}
+}
+
+func TestParseFullYAML(t *testing.T) {
+	s, err := Parse([]byte(fullYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fullSpec(); !reflect.DeepEqual(s, want) {
+		t.Fatalf("parsed\n%+v\nwant\n%+v", s, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	s, err := Parse([]byte("name: x\nmodule: x.wasm\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Spec{
+		Name: "x", Module: "x.wasm", Executor: "wasm",
+		Resources: types.Resources{CPU: 1000, Memory: 64 << 20},
+		Timeout:   Duration(5 * time.Minute), BidWindow: Duration(2 * time.Second), EnoughBids: 3,
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("got %+v\nwant %+v", s, want)
+	}
+}
+
+// TestParseQuantities checks that sizes, CPU quantities and durations read
+// the same in every form YAML and JSON can give them.
+func TestParseQuantities(t *testing.T) {
+	cases := []struct {
+		doc  string
+		cpu  types.MilliCPU
+		mem  types.Bytes
+		time time.Duration
+	}{
+		{"resources: {cpu: 0.5, memory: 64MiB}\ntimeout: 30s", 500, 64 << 20, 30 * time.Second},
+		{"resources: {cpu: 2, memory: 1048576}\ntimeout: 1h30m", 2000, 1 << 20, 90 * time.Minute},
+		{"resources: {cpu: \"500m\", memory: \"1.5GiB\"}\ntimeout: \"10ms\"", 500, 3 << 29, 10 * time.Millisecond},
+		{`{"name":"x","module":"m","resources":{"cpu":0.25,"memory":"64MiB"},"timeout":"2m"}`, 250, 64 << 20, 2 * time.Minute},
+		{`{"name":"x","module":"m","resources":{"cpu":"1500m","memory":4096},"timeout":"1s"}`, 1500, 4096, time.Second},
+	}
+	for _, c := range cases {
+		doc := c.doc
+		if !strings.HasPrefix(doc, "{") {
+			doc = "name: x\nmodule: m\n" + doc
+		}
+		s, err := Parse([]byte(doc))
+		if err != nil {
+			t.Errorf("%s: %v", c.doc, err)
+			continue
+		}
+		if s.Resources.CPU != c.cpu || s.Resources.Memory != c.mem || time.Duration(s.Timeout) != c.time {
+			t.Errorf("%s: cpu %d memory %d timeout %s", c.doc, s.Resources.CPU, s.Resources.Memory, time.Duration(s.Timeout))
+		}
+	}
+}
+
+func TestParseJSONEqualsYAML(t *testing.T) {
+	b, err := json.Marshal(fullSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(b)
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if want := fullSpec(); !reflect.DeepEqual(s, want) {
+		t.Fatalf("from JSON %s\ngot  %+v\nwant %+v", b, s, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		doc  string
+		want []string // each must appear in the error
+	}{
+		{"name: x\nmodule: m\nresources:\n  memroy: 64MiB\n", []string{`resources: unknown field "memroy" (line 4); did you mean "memory"?`}},
+		{"name: x\nmodule: m\nresources: {ram: 1}\n", []string{`resources: unknown field "ram" (line 3); known fields: cpu, memory, disk, gpus`}},
+		{"nmae: x\nmodule: m\n", []string{`unknown field "nmae"`, "(line 1)", "name: required"}},
+		{`{"name":"x","module":"m","resources":{"memroy":1}}`, []string{`resources: unknown field "memroy"`, "(line 1)"}},
+		{"name: x\nmodule: m\nresources: {memory: 64 parsecs}\ntimeout: 25h\n", []string{
+			`job spec: resources.memory: bad size: "64 parsecs" (want a number with an optional unit such as 64MiB or 2GB) (line 3); timeout: must be at most 24h`,
+		}},
+		{"name: Bad Name\nmodule: m\n", []string{`name: "Bad Name" must be`}},
+		{"name: x\n", []string{"module: required"}},
+		{"name: x\nmodule: m\nexecutor: docker\n", []string{`executor: unknown executor "docker" (known: wasm)`}},
+		{"name: x\nmodule: m\nenv: {1X: a, OK: b}\n", []string{`env: bad name "1X"`}},
+		{"name: x\nmodule: m\nargs: [\"a\\0b\"]\n", []string{"args[0]: must not contain NUL bytes"}},
+		{"name: x\nmodule: m\nargs: a\n", []string{`args: want a list of strings, got "a" (line 3)`}},
+		{"name: x\nmodule: m\nargs: [a, {b: c}]\n", []string{"args: want a list of strings, got an item that is not a string"}},
+		{"name: x\nmodule: m\nretries: 1.5\n", []string{`retries: want a whole number, got "1.5"`}},
+		{"name: x\nmodule: m\nretries: 11\nenough_bids: 0\n", []string{"retries: must be at most 10", "enough_bids: must be at least 1"}},
+		{"name: x\nmodule: m\ntimeout: 30\n", []string{`timeout: bad duration: "30" (want a number with a unit`}},
+		{"name: x\nmodule: m\ntimeout: 0s\n", []string{"timeout: must be positive"}},
+		{"name: x\nmodule: m\nbid_window: 1ms\n", []string{"bid_window: must be at least 10ms"}},
+		{"name: x\nmodule: m\nbid_window: 6m\n", []string{"bid_window: must be at most 5m"}},
+		{"name: x\nmodule: m\nresources: {cpu: 0, memory: 5GiB, gpus: 1}\n", []string{"resources.cpu: must be positive", "resources.memory: 5 GiB is more than", "resources.gpus: must be 0"}},
+		{"name: x\nmodule: m\nconstraints: {max_price: -1}\n", []string{"constraints.max_price: must be"}},
+		{"name: x\nmodule: m\nconstraints: {max_price: .nan}\n", []string{"constraints.max_price: must be"}},
+		{"name: x\nmodule: m\nstdin: " + strings.Repeat("a", MaxStdin+1) + "\n", []string{"stdin: 1048577 bytes; the limit is 1048576"}},
+		{"name: x\nname: y\nmodule: m\n", []string{"name: given twice, first at line 1 (line 2)"}},
+		{"name: x\nmodule: m\n---\nname: y\n", []string{"more than one YAML document"}},
+		{"", []string{"job spec: empty document"}},
+		{"- a\n- b\n", []string{"want a mapping of fields, got a list (line 1)"}},
+		{"name: [\n", []string{"job spec: YAML syntax: "}},
+		{"{\"name\": \"x\",\n \"module\": }", []string{"job spec: JSON syntax: line 2: invalid character '}'"}},
+		{`{"name":"x","module":"m"} {}`, []string{"data after the end of the object"}},
+		{`{"name":"x","module":"m","args":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, []string{"nested too deeply"}},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.doc))
+		if !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%.60q: err = %v, want ErrInvalidSpec", c.doc, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%.60q:\n error %.300s\n lacks %s", c.doc, err, w)
+			}
+		}
+	}
+}
+
+func TestSpecErrorLists(t *testing.T) {
+	_, err := Parse([]byte("name: x\nmodule: m\nresources: {memory: lots}\nretries: -1\ntimeout: 48h\n"))
+	var se *SpecError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v", err)
+	}
+	var fields []string
+	for _, p := range se.Problems {
+		fields = append(fields, p.Field)
+	}
+	if want := []string{"resources.memory", "timeout", "retries"}; !reflect.DeepEqual(fields, want) {
+		t.Fatalf("problem fields %q, want %q", fields, want)
+	}
+}
+
+func TestParseFileResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte("name: x\nmodule: bin/x.wasm\ninput_dir: data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.ModulePath(), filepath.Join(dir, "bin", "x.wasm"); got != want {
+		t.Errorf("ModulePath = %q, want %q", got, want)
+	}
+	if got, want := s.InputDirPath(), filepath.Join(dir, "data"); got != want {
+		t.Errorf("InputDirPath = %q, want %q", got, want)
+	}
+	if _, err := ParseFile(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestModuleCID(t *testing.T) {
+	c := types.CIDOf([]byte("module bytes"))
+	s, err := Parse([]byte("name: x\nmodule: " + c.String() + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.ModuleCID(); !ok || got != c {
+		t.Fatalf("ModuleCID = %s, %v", got, ok)
+	}
+	if s.ModulePath() != "" {
+		t.Fatalf("ModulePath of a CID = %q", s.ModulePath())
+	}
+	if _, ok := fullSpec().ModuleCID(); ok {
+		t.Fatal("hello.wasm parsed as a CID")
+	}
+}
+
+func TestTask(t *testing.T) {
+	s := fullSpec()
+	task := s.Task("bafymodule", "bafystdin", "bafyinputs")
+	want := types.Task{
+		Executor: "wasm", Module: "bafymodule", Args: s.Args, Env: s.Env, Stdin: "bafystdin", Inputs: "bafyinputs",
+		Resources: s.Resources, Timeout: 30 * time.Second,
+	}
+	if !reflect.DeepEqual(task, want) {
+		t.Fatalf("Task = %+v\nwant %+v", task, want)
+	}
+	task.Args[0] = "changed"
+	if s.Args[0] != "a" {
+		t.Fatal("Task shares its args with the spec")
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{5 * time.Minute: "5m", 24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 1500 * time.Millisecond: "1.5s", 0: "0s"} {
+		b, _ := Duration(d).MarshalText()
+		var back Duration
+		if string(b) != want || back.UnmarshalText(b) != nil || time.Duration(back) != d {
+			t.Errorf("Duration(%s) -> %q -> %s", d, b, time.Duration(back))
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package jobs
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// FieldError is one problem with one field of a spec. Field is the path of
+// the field ("resources.memory"), "" for the document as a whole.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e FieldError) String() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return e.Field + ": " + e.Problem
+}
+
+// SpecError lists every problem found in a spec. It matches ErrInvalidSpec.
+type SpecError struct {
+	Problems []FieldError
+}
+
+func (e *SpecError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return "job spec: " + strings.Join(parts, "; ")
+}
+
+// Is reports whether target is ErrInvalidSpec.
+func (e *SpecError) Is(target error) bool { return target == ErrInvalidSpec }
+
+// problems collects FieldErrors.
+type problems []FieldError
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// err returns nil when there are no problems, else a *SpecError.
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &SpecError{Problems: p}
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Validate checks every field and reports all problems in one *SpecError.
+func (s *Spec) Validate() error { return s.check().err() }
+
+func (s *Spec) check() problems {
+	var p problems
+	s.checkIdentity(&p)
+	s.checkProgram(&p)
+	s.checkResources(&p)
+	s.checkConstraints(&p)
+	s.checkSchedule(&p)
+	return p
+}
+
+func (s *Spec) checkIdentity(p *problems) {
+	switch {
+	case s.Name == "":
+		p.add("name", "required")
+	case !nameRE.MatchString(s.Name):
+		p.add("name", "%s must be 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", clip(s.Name))
+	}
+	if !slices.Contains(executors, s.Executor) {
+		p.add("executor", "unknown executor %s (known: %s)", clip(s.Executor), strings.Join(executors, ", "))
+	}
+	if s.Module == "" {
+		p.add("module", "required: a local path or a CID")
+	}
+	checkText(p, "module", s.Module, false)
+	checkText(p, "input_dir", s.InputDir, false)
+}
+
+func (s *Spec) checkProgram(p *problems) {
+	size := 0
+	for i, a := range s.Args {
+		checkText(p, fmt.Sprintf("args[%d]", i), a, false)
+		size += len(a)
+	}
+	for _, k := range sortedKeys(s.Env) {
+		if !envKeyRE.MatchString(k) {
+			p.add("env", "bad name %s (want letters, digits and '_', not starting with a digit)", clip(k))
+		}
+		checkText(p, "env."+k, s.Env[k], false)
+		size += len(k) + len(s.Env[k])
+	}
+	if size > MaxArgsEnv {
+		p.add("args", "args and env hold %d bytes together; the limit is %d", size, MaxArgsEnv)
+	}
+	if len(s.Stdin) > MaxStdin {
+		p.add("stdin", "%d bytes; the limit is %d", len(s.Stdin), MaxStdin)
+	}
+	checkText(p, "stdin", s.Stdin, true)
+}
+
+// checkText reports text that is not UTF-8, or that holds NUL bytes where
+// the guest will see it as a C string.
+func checkText(p *problems, field, s string, nulOK bool) {
+	if !utf8.ValidString(s) {
+		p.add(field, "must be UTF-8 text")
+	}
+	if !nulOK && strings.ContainsRune(s, 0) {
+		p.add(field, "must not contain NUL bytes")
+	}
+}
+
+func (s *Spec) checkResources(p *problems) {
+	r := s.Resources
+	if r.CPU <= 0 {
+		p.add("resources.cpu", "must be positive")
+	}
+	if r.Memory <= 0 {
+		p.add("resources.memory", "must be positive")
+	}
+	if r.Disk < 0 {
+		p.add("resources.disk", "must not be negative")
+	}
+	if s.Executor == "wasm" && r.Memory > MaxWasmMemory {
+		p.add("resources.memory", "%s is more than a Wasm guest can address (%s)", r.Memory, MaxWasmMemory)
+	}
+	if s.Executor == "wasm" && r.GPUs != 0 {
+		p.add("resources.gpus", "must be 0: the wasm executor has no GPUs")
+	}
+}
+
+func (s *Spec) checkConstraints(p *problems) {
+	c := s.Constraints
+	if math.IsNaN(c.MaxPrice) || math.IsInf(c.MaxPrice, 0) || c.MaxPrice < 0 {
+		p.add("constraints.max_price", "must be a number, 0 (no limit) or more")
+	}
+	for _, k := range sortedKeys(c.Labels) {
+		if k == "" {
+			p.add("constraints.labels", "label names must not be empty")
+		}
+		checkText(p, "constraints.labels."+k, k+c.Labels[k], false)
+	}
+}
+
+func (s *Spec) checkSchedule(p *problems) {
+	if s.Timeout <= 0 {
+		p.add("timeout", "must be positive")
+	} else {
+		checkRange(p, "timeout", s.Timeout, 0, Duration(MaxTimeout))
+	}
+	checkRange(p, "retries", s.Retries, 0, MaxRetries)
+	checkRange(p, "bid_window", s.BidWindow, Duration(MinBidWindow), Duration(MaxBidWindow))
+	checkRange(p, "enough_bids", s.EnoughBids, 1, MaxEnoughBids)
+}
+
+// checkRange reports v outside [lo, hi].
+func checkRange[T int | Duration](p *problems, field string, v, lo, hi T) {
+	switch {
+	case v < lo:
+		p.add(field, "must be at least %v", lo)
+	case v > hi:
+		p.add(field, "must be at most %v", hi)
+	}
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,103 @@
+package wasm
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+const pageSize = 64 << 10
+
+// memory is the linear memory of one run, handed to wazero through
+// experimental.WithMemoryAllocator. It refuses to grow past limit, so the
+// guest's memory.grow returns -1, and remembers that it refused. A module
+// has at most one memory, so the allocator is also the memory.
+type memory struct {
+	limit   uint64
+	buf     []byte
+	refused uint64 // the largest size refused; 0 if none
+}
+
+var (
+	_ experimental.MemoryAllocator = (*memory)(nil)
+	_ experimental.LinearMemory    = (*memory)(nil)
+)
+
+// Allocate implements experimental.MemoryAllocator.
+func (m *memory) Allocate(capacity, _ uint64) experimental.LinearMemory {
+	m.buf = make([]byte, 0, min(capacity, m.limit))
+	return m
+}
+
+// Reallocate implements experimental.LinearMemory. Like append, it leaves a
+// quarter of room to grow into, so growth is amortized; never past the limit.
+func (m *memory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		m.refused = max(m.refused, size)
+		return nil
+	}
+	if size > uint64(cap(m.buf)) {
+		grown := make([]byte, size, min(size+size/4, m.limit))
+		copy(grown, m.buf)
+		m.buf = grown
+	}
+	m.buf = m.buf[:size]
+	return m.buf
+}
+
+// Free implements experimental.LinearMemory.
+func (m *memory) Free() { m.buf = nil }
+
+// errSections is returned by initialMemory for a module whose sections
+// cannot be read.
+var errSections = errors.New("truncated section")
+
+// initialMemory returns the bytes a module's own memory starts with (0 when
+// it defines none), read from the memory section of the binary. The run
+// refuses to start a module that needs more than its limit, which the
+// allocator could not refuse without wazero panicking.
+func initialMemory(bin []byte) (uint64, error) {
+	const memorySection = 5
+	r := reader(bin[min(8, len(bin)):]) // skip the magic number and version
+	for len(r) > 0 {
+		id, size := r.byte(), r.uint()
+		if uint64(len(r)) < size {
+			return 0, errSections
+		}
+		section := r[:size]
+		r = r[size:]
+		if id != memorySection {
+			continue
+		}
+		if section.uint() == 0 { // the count of memories
+			return 0, nil
+		}
+		section.byte() // the limits' flags
+		return section.uint() * pageSize, nil
+	}
+	return 0, nil
+}
+
+// reader reads a Wasm binary; reads past the end give zeros.
+type reader []byte
+
+func (r *reader) byte() byte {
+	if len(*r) == 0 {
+		return 0
+	}
+	b := (*r)[0]
+	*r = (*r)[1:]
+	return b
+}
+
+// uint reads an unsigned LEB128 number.
+func (r *reader) uint() uint64 {
+	v, n := binary.Uvarint(*r)
+	if n <= 0 {
+		*r = nil
+		return 0
+	}
+	*r = (*r)[n:]
+	return v
+}
