@@ -1,0 +1,298 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/opendms/dms/types"
+)
+
+// The actor's closed message set. Network goroutines send these; only the
+// actor touches the state they act on.
+type (
+	bidRequestMsg struct {
+		from string
+		req  *types.BidRequest
+	}
+	acceptMsg struct {
+		from   string
+		accept *types.Accept
+	}
+	invokeMsg struct {
+		from string
+		inv  *types.Invocation
+		sink chan *types.Status
+	}
+	cancelMsg struct {
+		from   string
+		cancel *types.Cancel
+	}
+	statusMsg struct {
+		from  string
+		query *types.StatusQuery
+	}
+	infoMsg   struct{}
+	recordMsg struct{ rec types.CapabilityRecord }
+	tickMsg   struct{}
+	// dropHoldMsg releases a bid's soft reservation when the bid could not be delivered.
+	dropHoldMsg struct{ job types.JobID }
+	// allocDoneMsg is an allocation child's terminal status.
+	allocDoneMsg struct{ status types.Status }
+	okReply      struct{}
+)
+
+// sinkSize holds every status an allocation emits (running, then one
+// terminal), so the actor never blocks on a slow stream.
+const sinkSize = 4
+
+// allocation is a live (locked or running) allocation.
+type allocation struct {
+	rec   allocRecord
+	child *actor.PID // set while running
+	sinks []chan *types.Status
+}
+
+// nodeActor owns the ledger and the live allocations.
+type nodeActor struct {
+	n      *Node
+	store  Store
+	blobs  Blobs
+	log    *slog.Logger
+	record types.CapabilityRecord
+	ledger *Ledger
+	checks []Check
+	live   map[types.AllocationID]*allocation
+}
+
+func (a *nodeActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case bidRequestMsg:
+		a.onBidRequest(m)
+	case acceptMsg:
+		c.Respond(a.onAccept(m))
+	case invokeMsg:
+		c.Respond(a.onInvoke(c, m))
+	case cancelMsg:
+		c.Respond(a.onCancel(c, m))
+	case statusMsg:
+		c.Respond(a.onStatus(m))
+	case allocDoneMsg:
+		a.finish(m.status)
+	case infoMsg:
+		c.Respond(a.info())
+	case recordMsg:
+		a.record = m.rec
+		a.ledger.SetRegistered(m.rec.Offered)
+		c.Respond(okReply{})
+	case dropHoldMsg:
+		a.ledger.DropHold(m.job)
+	case tickMsg:
+		a.expire()
+	}
+}
+
+func (a *nodeActor) now() time.Time { return a.n.cfg.Clock() }
+
+func (a *nodeActor) snapshot(now time.Time) *Snapshot {
+	ex := make(map[string]bool, len(a.n.cfg.Executors))
+	for name := range a.n.cfg.Executors {
+		ex[name] = true
+	}
+	return &Snapshot{
+		Executors: ex, Labels: a.record.Labels, Energy: a.record.Energy, Price: a.record.Price,
+		Registered: a.ledger.Registered(), Available: a.ledger.Available(now),
+	}
+}
+
+func (a *nodeActor) onBidRequest(m bidRequestMsg) {
+	req, now := m.req, a.now()
+	if !now.Before(req.Deadline) {
+		return // the window closed while the request travelled
+	}
+	reasons := Decide(a.checks, req, a.snapshot(now))
+	if len(reasons) == 0 {
+		if err := a.ledger.Hold(req.JobID, req.Resources, now, req.Deadline.Add(a.n.cfg.BidHold)); err != nil {
+			reasons = []string{err.Error()}
+		}
+	}
+	var msg types.Message = &types.Decline{JobID: req.JobID, Node: a.n.cfg.ID, Reasons: reasons}
+	if len(reasons) == 0 {
+		msg = a.bid(req, now)
+	}
+	a.n.goDo(func(ctx context.Context) { a.n.sendBid(ctx, req, msg) })
+}
+
+func (a *nodeActor) bid(req *types.BidRequest, now time.Time) *types.Bid {
+	load := 0.0
+	if reg := a.ledger.Registered(); reg.CPU > 0 {
+		load = float64(a.ledger.Used(now).CPU) / float64(reg.CPU)
+	}
+	return &types.Bid{
+		JobID: req.JobID, Node: a.n.cfg.ID, Price: a.record.Price,
+		Score: a.record.Benchmark.Score(), Load: load,
+		HoldUntil: req.Deadline.Add(a.n.cfg.BidHold),
+	}
+}
+
+func (a *nodeActor) onAccept(m acceptMsg) any {
+	acc, now := m.accept, a.now()
+	reject := func(reason string) *types.Reject {
+		return &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: reason}
+	}
+	if al, ok := a.live[acc.AllocationID]; ok {
+		if al.rec.Requester == m.from && al.rec.State == types.AllocLocked {
+			return al.rec.confirm() // a retried accept gets the same answer
+		}
+		return reject("allocation ID already in use")
+	}
+	lock, err := a.ledger.Lock(acc.AllocationID, acc.JobID, m.from, acc.Resources, now, a.n.cfg.LockTTL)
+	if err != nil {
+		return reject(err.Error())
+	}
+	rec := newAllocRecord(lock, now)
+	// The epoch and the lock are durable before the Confirm leaves: a
+	// restarted node never issues an epoch twice nor forgets a lock it confirmed.
+	if err := a.persistLock(rec); err != nil {
+		a.ledger.Release(acc.AllocationID)
+		return reject(err.Error())
+	}
+	a.live[acc.AllocationID] = &allocation{rec: rec}
+	return rec.confirm()
+}
+
+func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
+	inv, now := m.inv, a.now()
+	al, err := a.own(m.from, inv.AllocationID)
+	if err != nil {
+		return err
+	}
+	if al.rec.State == types.AllocRunning && al.rec.Epoch == inv.Epoch {
+		al.sinks = append(al.sinks, m.sink) // the requester re-attaches
+		m.sink <- al.rec.status()
+		return okReply{}
+	}
+	exec, ok := a.n.cfg.Executors[inv.Task.Executor]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoExecutor, inv.Task.Executor)
+	}
+	if !inv.Task.Resources.Fits(al.rec.Resources) {
+		return fmt.Errorf("%w: task asks for %s, lock holds %s", ErrInsufficientCapability, inv.Task.Resources, al.rec.Resources)
+	}
+	if _, err := a.ledger.Start(inv.AllocationID, inv.Epoch, now); err != nil {
+		if errors.Is(err, ErrLockExpired) {
+			a.end(al, types.AllocFailed, "lock expired before the invocation arrived", nil)
+		}
+		return err
+	}
+	al.rec.start(inv, now)
+	a.persistLogged(al.rec)
+	al.sinks = append(al.sinks, m.sink)
+	al.child = c.Spawn(allocProps(a.n, al.rec, exec, a.blobs))
+	a.broadcast(al, al.rec.status(), false)
+	return okReply{}
+}
+
+// own returns a live allocation that belongs to requester from.
+func (a *nodeActor) own(from string, id types.AllocationID) (*allocation, error) {
+	al, ok := a.live[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownAllocation, id)
+	}
+	if al.rec.Requester != from {
+		return nil, fmt.Errorf("%w: %s belongs to another requester", ErrNotYours, id)
+	}
+	return al, nil
+}
+
+func (a *nodeActor) onCancel(c actor.Context, m cancelMsg) any {
+	al, err := a.own(m.from, m.cancel.AllocationID)
+	if err != nil {
+		if rec, ok := a.stored(m.cancel.AllocationID); ok && rec.Requester == m.from {
+			return rec.status() // already over: cancelling is a no-op
+		}
+		return err
+	}
+	if al.child != nil {
+		c.Send(al.child, cancelAllocMsg{reason: m.cancel.Reason})
+		return al.rec.status()
+	}
+	a.end(al, types.AllocCancelled, "cancelled by requester: "+m.cancel.Reason, nil)
+	return al.rec.status()
+}
+
+func (a *nodeActor) onStatus(m statusMsg) any {
+	if al, err := a.own(m.from, m.query.AllocationID); err == nil {
+		return al.rec.status()
+	}
+	if rec, ok := a.stored(m.query.AllocationID); ok && rec.Requester == m.from {
+		return rec.status()
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownAllocation, m.query.AllocationID)
+}
+
+// finish records an allocation child's terminal status.
+func (a *nodeActor) finish(st types.Status) {
+	al, ok := a.live[st.AllocationID]
+	if !ok {
+		return
+	}
+	a.end(al, st.State, st.Reason, st.Result)
+}
+
+// end moves a live allocation to a terminal state: the record is persisted,
+// the capability released, every watcher told.
+func (a *nodeActor) end(al *allocation, state types.AllocationState, reason string, res *types.Result) {
+	al.rec.end(state, reason, res, a.now())
+	a.persistLogged(al.rec)
+	a.ledger.Release(al.rec.AllocationID)
+	delete(a.live, al.rec.AllocationID)
+	a.broadcast(al, al.rec.status(), true)
+}
+
+// broadcast sends st to every watcher without blocking; a watcher that
+// fell behind by sinkSize statuses is dropped (it can query the status).
+func (a *nodeActor) broadcast(al *allocation, st *types.Status, last bool) {
+	kept := al.sinks[:0]
+	for _, s := range al.sinks {
+		select {
+		case s <- st:
+			kept = append(kept, s)
+		default:
+			close(s)
+			continue
+		}
+		if last {
+			close(s)
+		}
+	}
+	al.sinks = kept
+	if last {
+		al.sinks = nil
+	}
+}
+
+func (a *nodeActor) expire() {
+	for _, l := range a.ledger.Expire(a.now()) {
+		if al, ok := a.live[l.AllocationID]; ok {
+			a.end(al, types.AllocFailed, "lock expired: no invocation within "+a.n.cfg.LockTTL.String(), nil)
+		}
+	}
+}
+
+func (a *nodeActor) info() Info {
+	now := a.now()
+	in := Info{Record: a.record, Registered: a.ledger.Registered(), Available: a.ledger.Available(now)}
+	for _, al := range a.live {
+		if al.rec.State == types.AllocRunning {
+			in.Running++
+		} else {
+			in.Locked++
+		}
+	}
+	return in
+}

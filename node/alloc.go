@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+type (
+	cancelAllocMsg struct{ reason string }
+	allocResultMsg struct{ status types.Status }
+)
+
+// errCancelled is the cause of an allocation's context when its requester cancels it.
+type errCancelled struct{ reason string }
+
+func (e errCancelled) Error() string { return "cancelled by requester: " + e.reason }
+
+// allocActor is one running allocation, a child of the Node actor. It owns the
+// allocation's context; the run itself (fetching, executing, storing outputs)
+// happens in a goroutine owned by the Node, which reports back to the actor.
+type allocActor struct {
+	n      *Node
+	rec    allocRecord
+	exec   jobs.Executor
+	blobs  Blobs
+	cancel context.CancelCauseFunc
+}
+
+func allocProps(n *Node, rec allocRecord, exec jobs.Executor, blobs Blobs) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &allocActor{n: n, rec: rec, exec: exec, blobs: blobs}
+	})
+}
+
+func (x *allocActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		ctx, cancel := context.WithCancelCause(x.n.ctx)
+		x.cancel = cancel
+		self := c.Self()
+		x.n.goDo(func(context.Context) {
+			x.n.root.Send(self, allocResultMsg{status: x.run(ctx)})
+		})
+	case cancelAllocMsg:
+		x.cancel(errCancelled{reason: m.reason})
+	case allocResultMsg:
+		c.Send(c.Parent(), allocDoneMsg{status: m.status})
+		x.cancel(nil)
+		c.Stop(c.Self())
+	}
+}
+
+// run executes the task and says how it ended.
+func (x *allocActor) run(ctx context.Context) types.Status {
+	st := types.Status{JobID: x.rec.JobID, AllocationID: x.rec.AllocationID}
+	res, err := x.execute(ctx)
+	var cancelled errCancelled
+	switch {
+	case errors.As(context.Cause(ctx), &cancelled):
+		st.State, st.Reason = types.AllocCancelled, cancelled.Error()
+	case ctx.Err() != nil:
+		st.State, st.Reason = types.AllocFailed, "node shutting down"
+	case err != nil:
+		st.State, st.Reason, st.Result = types.AllocFailed, err.Error(), res
+	default:
+		st.State, st.Result = types.AllocCompleted, res
+	}
+	return st
+}
+
+// execute fetches the task's program and inputs, runs it in a scratch
+// directory and stores its outputs as blobs. A run that failed after
+// producing output (a timeout, the memory limit) returns both.
+func (x *allocActor) execute(ctx context.Context) (*types.Result, error) {
+	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
+	defer os.RemoveAll(dir)
+	in, err := x.prepare(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	out, runErr := x.exec.Run(ctx, in)
+	if out == nil {
+		return nil, runErr
+	}
+	res, err := x.storeOutputs(ctx, out, in.OutputDir)
+	if err != nil {
+		return nil, err
+	}
+	return res, runErr
+}
+
+func (x *allocActor) prepare(ctx context.Context, dir string) (jobs.Input, error) {
+	t := x.rec.Task
+	in := jobs.Input{
+		ModuleID: t.Module, Args: t.Args, Env: t.Env, Memory: t.Resources.Memory,
+		Timeout: t.Timeout, OutputLimit: x.n.cfg.OutputLimit, OutputDir: filepath.Join(dir, "outputs"),
+	}
+	var err error
+	if in.Module, err = x.fetch(ctx, t.Module); err != nil {
+		return in, fmt.Errorf("fetching module: %w", err)
+	}
+	if t.Stdin != "" {
+		if in.Stdin, err = x.fetch(ctx, t.Stdin); err != nil {
+			return in, fmt.Errorf("fetching stdin: %w", err)
+		}
+	}
+	if err := os.MkdirAll(in.OutputDir, 0o700); err != nil {
+		return in, fmt.Errorf("node: scratch directory: %w", err)
+	}
+	if t.Inputs != "" {
+		archive, err := x.fetch(ctx, t.Inputs)
+		if err != nil {
+			return in, fmt.Errorf("fetching inputs: %w", err)
+		}
+		in.InputDir = filepath.Join(dir, "inputs")
+		if err := untar(archive, in.InputDir, x.n.cfg.MaxBlob); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+// fetch returns a blob from the local store, or fetches it from the requester
+// and keeps it (a module used again is not fetched again).
+func (x *allocActor) fetch(ctx context.Context, cid string) ([]byte, error) {
+	if x.blobs.Has(cid) {
+		return x.blobs.Get(cid)
+	}
+	data, err := x.n.net.FetchBlob(ctx, x.rec.Requester, cid)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := x.blobs.Put(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// Limits on what one allocation may leave in /outputs.
+const (
+	maxOutputFiles = 1000
+	maxOutputBytes = 256 << 20
+)
+
+func (x *allocActor) storeOutputs(ctx context.Context, out *jobs.Output, outDir string) (*types.Result, error) {
+	res := &types.Result{
+		ExitCode: out.ExitCode, StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
+		DurationMillis: out.Duration.Milliseconds(),
+	}
+	var err error
+	if res.Stdout, err = x.put(ctx, out.Stdout); err != nil {
+		return nil, err
+	}
+	if res.Stderr, err = x.put(ctx, out.Stderr); err != nil {
+		return nil, err
+	}
+	res.Files, err = x.storeFiles(ctx, outDir)
+	return res, err
+}
+
+func (x *allocActor) storeFiles(ctx context.Context, outDir string) (map[string]string, error) {
+	files := map[string]string{}
+	var total int64
+	err := filepath.WalkDir(outDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if total += info.Size(); total > maxOutputBytes || len(files) >= maxOutputFiles {
+			return fmt.Errorf("%w: outputs over %d files or %s", ErrOutputsTooLarge, maxOutputFiles, types.Bytes(maxOutputBytes))
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(outDir, path)
+		files[filepath.ToSlash(rel)], err = x.put(ctx, data)
+		return err
+	})
+	if len(files) == 0 {
+		files = nil
+	}
+	return files, err
+}
+
+// put stores a result blob and announces it in the DHT in the background.
+func (x *allocActor) put(ctx context.Context, data []byte) (string, error) {
+	c, err := x.blobs.Put(data)
+	if err != nil {
+		return "", fmt.Errorf("node: storing result: %w", err)
+	}
+	x.n.goDo(func(nctx context.Context) {
+		if err := x.n.net.Provide(nctx, c); err != nil {
+			x.n.cfg.Logger.Debug("announcing result", "cid", c, "err", err)
+		}
+	})
+	return c, nil
+}

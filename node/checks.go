@@ -1,0 +1,131 @@
+package node
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/opendms/dms/types"
+)
+
+// Snapshot is the immutable view a bid decision is made on. The actor takes
+// it from its own state; checks only read it. The decision is optimistic:
+// the Lock at Accept time re-checks capability.
+type Snapshot struct {
+	Executors  map[string]bool   // executors this node can run, by name
+	Labels     map[string]string // the provider's labels
+	Energy     types.Energy
+	Price      float64 // credits per core-hour
+	Registered types.Resources
+	Available  types.Resources
+}
+
+// Check is one step of the bid decision. Check returns the reasons the node
+// cannot bid, written for the submitter; none means the request passes.
+type Check interface {
+	Name() string
+	Check(req *types.BidRequest, s *Snapshot) []string
+}
+
+// checkFunc adapts a function to Check.
+type checkFunc struct {
+	name string
+	fn   func(req *types.BidRequest, s *Snapshot) []string
+}
+
+var _ Check = checkFunc{}
+
+func (c checkFunc) Name() string                                      { return c.name }
+func (c checkFunc) Check(req *types.BidRequest, s *Snapshot) []string { return c.fn(req, s) }
+
+// DefaultChecks returns the node's bid pipeline, cheapest and most static
+// check first. Every check is cheap, so the order is chosen for what the
+// submitter reads: the first failing check is reported, and a reason that
+// never changes (no such executor, wrong labels) says more than one that
+// changes with the weather (energy), the provider's pricing, or the load of
+// the moment (resources, last, also the only check that formats numbers).
+func DefaultChecks() []Check {
+	return []Check{
+		checkFunc{"executor", checkExecutor},
+		checkFunc{"labels", checkLabels},
+		checkFunc{"energy", checkEnergy},
+		checkFunc{"price", checkPrice},
+		checkFunc{"resources", checkResources},
+	}
+}
+
+// Decide runs checks in order and stops at the first that fails, returning
+// all of that check's reasons. No reasons means the node bids.
+func Decide(checks []Check, req *types.BidRequest, s *Snapshot) []string {
+	for _, c := range checks {
+		if reasons := c.Check(req, s); len(reasons) > 0 {
+			return reasons
+		}
+	}
+	return nil
+}
+
+func checkExecutor(req *types.BidRequest, s *Snapshot) []string {
+	if s.Executors[req.Executor] {
+		return nil
+	}
+	var have []string
+	for name, ok := range s.Executors {
+		if ok {
+			have = append(have, name)
+		}
+	}
+	slices.Sort(have)
+	list := strings.Join(have, ", ")
+	if list == "" {
+		list = "none"
+	}
+	return []string{fmt.Sprintf("executor: %q not available (have %s)", req.Executor, list)}
+}
+
+func checkLabels(req *types.BidRequest, s *Snapshot) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(req.Constraints.Labels)) {
+		want := req.Constraints.Labels[k]
+		got, ok := s.Labels[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("labels: need %s=%s, have no %s label", k, want, k))
+		case got != want:
+			out = append(out, fmt.Sprintf("labels: need %s=%s, have %s=%s", k, want, k, got))
+		}
+	}
+	return out
+}
+
+func checkEnergy(req *types.BidRequest, s *Snapshot) []string {
+	if req.Constraints.RenewableOnly && !s.Energy.Renewable {
+		return []string{"energy: job needs renewable energy"}
+	}
+	return nil
+}
+
+func checkPrice(req *types.BidRequest, s *Snapshot) []string {
+	if limit := req.Constraints.MaxPrice; limit > 0 && s.Price > limit {
+		return []string{fmt.Sprintf("price: %g per core-hour over max %g", s.Price, limit)}
+	}
+	return nil
+}
+
+// checkResources tells a request the node can never serve (over what is
+// registered) from one it cannot serve now (busy).
+func checkResources(req *types.BidRequest, s *Snapshot) []string {
+	need := req.Resources
+	if need.Negative() {
+		return []string{fmt.Sprintf("resources: negative quantity requested (%s)", need)}
+	}
+	if out := need.Shortfall(s.Registered); len(out) > 0 {
+		return out
+	}
+	out := shortfall(need, s.Available)
+	for i := range out {
+		out[i] += " (busy)"
+	}
+	return out
+}

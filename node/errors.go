@@ -1,0 +1,37 @@
+package node
+
+import "errors"
+
+var (
+	// ErrInsufficientCapability means a hold or lock does not fit in what the
+	// node has available; the error wraps the dimensions that fall short.
+	ErrInsufficientCapability = errors.New("node: insufficient capability")
+	// ErrStaleEpoch means a request names a lock by an epoch that is not the
+	// lock's current one: it refers to a lock that was released or replaced.
+	ErrStaleEpoch = errors.New("node: stale epoch")
+	// ErrLockExpired means a lock's expiry passed before its allocation started.
+	ErrLockExpired = errors.New("node: lock expired")
+	// ErrUnknownAllocation means no lock is held under an allocation ID.
+	ErrUnknownAllocation = errors.New("node: unknown allocation")
+	// ErrDuplicateAllocation means a lock already exists under an allocation ID.
+	ErrDuplicateAllocation = errors.New("node: duplicate allocation")
+	// ErrAlreadyRunning means Start was called for an allocation already running.
+	ErrAlreadyRunning = errors.New("node: allocation already running")
+	// ErrInvalidReservation means a hold or lock was asked with negative
+	// resources, or with a lifetime that ends before it begins.
+	ErrInvalidReservation = errors.New("node: invalid reservation")
+	// ErrEnergy means the energy source (file or command) could not be read.
+	ErrEnergy = errors.New("node: cannot read energy")
+)
+
+// OfferError is a problem with one field of the provider's offer. Field is
+// the YAML path under the offer, e.g. "memory" or "energy.refresh".
+type OfferError struct {
+	Field string
+	Err   error
+}
+
+func (e *OfferError) Error() string { return "offer." + e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying problem (e.g. types.ErrBadSize).
+func (e *OfferError) Unwrap() error { return e.Err }

@@ -1,0 +1,258 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// Network is what a Node needs from the network. Implementations are safe
+// for concurrent use; a peer equal to the node's own PeerID is delivered locally.
+type Network interface {
+	// SendBid delivers a *types.Bid or *types.Decline to a requester.
+	SendBid(ctx context.Context, peer string, addrs []string, msg types.Message) error
+	// FetchBlob fetches a blob from peer and verifies it against its CID.
+	FetchBlob(ctx context.Context, peer string, cid string) ([]byte, error)
+	// Provide announces that this node holds a blob.
+	Provide(ctx context.Context, cid string) error
+}
+
+// Store is the node's durable record store.
+type Store interface {
+	Put(key string, v any) error
+	// Lookup decodes the record under key into v and reports whether it was there.
+	Lookup(key string, v any) (bool, error)
+	Scan(prefix string, fn func(key string, value []byte) error) error
+}
+
+// Blobs is the node's content-addressed blob store.
+type Blobs interface {
+	Put(data []byte) (string, error)
+	Get(cid string) ([]byte, error)
+	Has(cid string) bool
+}
+
+// Config configures a Node.
+type Config struct {
+	ID        types.NodeID
+	Record    types.CapabilityRecord // what the node offers: Offered, Price, Labels, Energy
+	Executors map[string]jobs.Executor
+	WorkDir   string // allocations get a scratch directory under it
+	Clock     func() time.Time
+	Logger    *slog.Logger
+
+	LockTTL     time.Duration // a confirmed lock waits this long for its invocation (default 10s)
+	BidHold     time.Duration // a bid's soft reservation outlives the bid window by this much (default 3s)
+	OutputLimit int64         // cap on stdout and on stderr each (default 1 MiB)
+	MaxBlob     int64         // largest module, stdin or input archive fetched (default 256 MiB)
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.ID.PeerID == "":
+		return errors.New("node: config: no PeerID")
+	case c.WorkDir == "":
+		return errors.New("node: config: no work directory")
+	case c.Clock == nil:
+		return errors.New("node: config: no clock")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&c.LockTTL, 10*time.Second)
+	setDefault(&c.BidHold, 3*time.Second)
+	setDefault(&c.OutputLimit, 1<<20)
+	setDefault(&c.MaxBlob, 256<<20)
+	return nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Info is a snapshot of a node's capability and load.
+type Info struct {
+	Record     types.CapabilityRecord
+	Registered types.Resources
+	Available  types.Resources
+	Running    int
+	Locked     int
+}
+
+// Node is the Node actor of one machine and the handle to it. Its methods are
+// safe for concurrent use: each one is a message to the actor, which owns all
+// mutable state (the ledger and the live allocations).
+type Node struct {
+	cfg  Config
+	net  Network
+	root *actor.RootContext
+	pid  *actor.PID
+
+	ctx       context.Context // cancelled by Close; parent of every allocation's context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// mailboxSize bounds what the network can make the actor queue; senders block
+// (back-pressure) when it is full.
+const mailboxSize = 4096
+
+// New restores the node's state from st and spawns its actor in system.
+func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blobs) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, net: net, root: system.Root}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	state, err := restore(n, st, blobs)
+	if err != nil {
+		n.cancel()
+		return nil, err
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return state },
+		actor.WithMailbox(actor.Bounded(mailboxSize)))
+	n.pid = system.Root.Spawn(props)
+	n.goTicker()
+	return n, nil
+}
+
+// goTicker expires locks and holds; expiry is also checked on every use, so
+// the tick only bounds how long an expired lock is reported as held.
+func (n *Node) goTicker() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+				n.root.Send(n.pid, tickMsg{})
+			}
+		}
+	}()
+}
+
+// goDo runs f in a goroutine owned by the node: Close waits for it.
+func (n *Node) goDo(f func(ctx context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// Close stops the actor and every allocation and waits for their goroutines.
+// Running allocations are cancelled; their records say so.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		_ = n.root.PoisonFuture(n.pid).Wait()
+		n.cancel()
+		n.wg.Wait()
+	})
+	return nil
+}
+
+// HandleBidRequest lets the node decide on a bid request; the answer, a Bid
+// or a Decline, goes to the requester over the network.
+func (n *Node) HandleBidRequest(from string, req *types.BidRequest) {
+	n.root.Send(n.pid, bidRequestMsg{from: from, req: req})
+}
+
+// Accept locks capability for an allocation (the commit point) and answers
+// with a *types.Confirm or a *types.Reject.
+func (n *Node) Accept(ctx context.Context, from string, a *types.Accept) (types.Message, error) {
+	return askMessage(ctx, n, acceptMsg{from: from, accept: a})
+}
+
+// Invoke starts the allocation named by inv and calls send with each of its
+// status changes until a terminal one, or until ctx ends (the allocation
+// goes on: the requester can re-attach or query it).
+func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, send func(*types.Status) error) error {
+	sink := make(chan *types.Status, sinkSize)
+	if _, err := ask(ctx, n, invokeMsg{from: from, inv: inv, sink: sink}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case st, ok := <-sink:
+			if !ok {
+				return nil
+			}
+			if err := send(st); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Cancel stops an allocation (locked or running) of the requester's and
+// releases its capability. It answers with the allocation's *types.Status.
+func (n *Node) Cancel(ctx context.Context, from string, c *types.Cancel) (types.Message, error) {
+	return askMessage(ctx, n, cancelMsg{from: from, cancel: c})
+}
+
+// Status answers a status query with the allocation's *types.Status.
+func (n *Node) Status(ctx context.Context, from string, q *types.StatusQuery) (types.Message, error) {
+	return askMessage(ctx, n, statusMsg{from: from, query: q})
+}
+
+// Info returns the node's capability record and load.
+func (n *Node) Info(ctx context.Context) (Info, error) {
+	v, err := ask(ctx, n, infoMsg{})
+	if err != nil {
+		return Info{}, err
+	}
+	return v.(Info), nil
+}
+
+// SetRecord replaces what the node offers (share, price, labels, energy).
+// Existing locks and allocations keep what they hold.
+func (n *Node) SetRecord(ctx context.Context, rec types.CapabilityRecord) error {
+	_, err := ask(ctx, n, recordMsg{rec: rec})
+	return err
+}
+
+const defaultAskTimeout = 10 * time.Second
+
+func ask(ctx context.Context, n *Node, msg any) (any, error) {
+	timeout := defaultAskTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	v, err := n.root.RequestFuture(n.pid, msg, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node: %T: %w", msg, err)
+	}
+	if e, ok := v.(error); ok {
+		return nil, e
+	}
+	return v, nil
+}
+
+func askMessage(ctx context.Context, n *Node, msg any) (types.Message, error) {
+	v, err := ask(ctx, n, msg)
+	if err != nil {
+		return nil, err
+	}
+	return v.(types.Message), nil
+}

@@ -1,0 +1,329 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// memStore is an in-memory Store.
+type memStore struct {
+	mu   sync.Mutex
+	recs map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{recs: map[string][]byte{}} }
+
+func (m *memStore) Put(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs[key] = b
+	return nil
+}
+
+func (m *memStore) Lookup(key string, v any) (bool, error) {
+	m.mu.Lock()
+	b, ok := m.recs[key]
+	m.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	return true, json.Unmarshal(b, v)
+}
+
+func (m *memStore) Scan(prefix string, fn func(string, []byte) error) error {
+	m.mu.Lock()
+	var keys []string
+	for k := range m.recs {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	vals := make([][]byte, len(keys))
+	for i, k := range keys {
+		vals[i] = m.recs[k]
+	}
+	m.mu.Unlock()
+	for i, k := range keys {
+		if err := fn(k, vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memBlobs is an in-memory Blobs.
+type memBlobs struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newMemBlobs() *memBlobs { return &memBlobs{m: map[string][]byte{}} }
+
+func (b *memBlobs) Put(data []byte) (string, error) {
+	c := types.CIDOf(data).String()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[c] = data
+	return c, nil
+}
+
+func (b *memBlobs) Get(c string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.m[c]
+	if !ok {
+		return nil, fmt.Errorf("no blob %s", c)
+	}
+	return d, nil
+}
+
+func (b *memBlobs) Has(c string) bool { _, err := b.Get(c); return err == nil }
+
+// fakeNet records what the node sends and serves the requester's blobs.
+type fakeNet struct {
+	requester *memBlobs
+	sent      chan types.Message
+}
+
+func (f *fakeNet) SendBid(_ context.Context, _ string, _ []string, msg types.Message) error {
+	f.sent <- msg
+	return nil
+}
+
+func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, error) {
+	return f.requester.Get(c)
+}
+
+func (f *fakeNet) Provide(context.Context, string) error { return nil }
+
+// fakeExec echoes its args, or blocks until cancelled when the first is "block".
+type fakeExec struct{}
+
+func (fakeExec) Name() string { return "wasm" }
+
+func (fakeExec) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error) {
+	if len(in.Args) > 0 && in.Args[0] == "block" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(in.Module))}, nil
+}
+
+type harness struct {
+	t      *testing.T
+	node   *Node
+	net    *fakeNet
+	store  *memStore
+	module string
+}
+
+const requester = "12D3KooWRequester"
+
+var offered = types.Resources{CPU: 2000, Memory: 1 << 30, Disk: 1 << 30}
+
+func newHarness(t *testing.T, st *memStore, lockTTL time.Duration) *harness {
+	t.Helper()
+	reqBlobs := newMemBlobs()
+	module, _ := reqBlobs.Put([]byte("module-bytes"))
+	net := &fakeNet{requester: reqBlobs, sent: make(chan types.Message, 64)}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	n, err := New(system, Config{
+		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
+		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
+		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
+		WorkDir:   t.TempDir(), Clock: time.Now, LockTTL: lockTTL,
+	}, net, st, newMemBlobs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return &harness{t: t, node: n, net: net, store: st, module: module}
+}
+
+func (h *harness) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+func (h *harness) accept(alloc string, r types.Resources) types.Message {
+	h.t.Helper()
+	msg, err := h.node.Accept(h.ctx(), requester, &types.Accept{JobID: "j", AllocationID: types.AllocationID(alloc), Resources: r})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return msg
+}
+
+func (h *harness) invoke(alloc string, epoch uint64, args ...string) ([]*types.Status, error) {
+	var got []*types.Status
+	err := h.node.Invoke(h.ctx(), requester, &types.Invocation{
+		JobID: "j", AllocationID: types.AllocationID(alloc), Epoch: epoch,
+		Task: types.Task{Executor: "wasm", Module: h.module, Args: args, Resources: types.Resources{CPU: 1000, Memory: 1 << 20}},
+	}, func(st *types.Status) error { got = append(got, st); return nil })
+	return got, err
+}
+
+func TestBidOrDecline(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	deadline := time.Now().Add(time.Minute)
+	h.node.HandleBidRequest(requester, &types.BidRequest{JobID: "fits", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 1000, Memory: 1 << 20}, Deadline: deadline})
+	if bid, ok := (<-h.net.sent).(*types.Bid); !ok || bid.JobID != "fits" || bid.Price != 1 {
+		t.Fatalf("want a bid for the job that fits, got %#v", bid)
+	}
+	h.node.HandleBidRequest(requester, &types.BidRequest{JobID: "huge", Requester: requester, Executor: "wasm", Resources: types.Resources{Memory: 900 << 40}, Deadline: deadline})
+	d, ok := (<-h.net.sent).(*types.Decline)
+	if !ok || len(d.Reasons) != 1 || d.Reasons[0] != "memory: need 900 TiB, offered 1 GiB" {
+		t.Fatalf("want a decline saying why, got %#v", d)
+	}
+}
+
+func TestAcceptInvokeComplete(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	c, ok := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	if !ok || c.Epoch == 0 {
+		t.Fatalf("accept: %#v", c)
+	}
+	if _, err := h.invoke("a1", c.Epoch+1); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("wrong epoch: %v", err)
+	}
+	if err := h.node.Invoke(h.ctx(), "12D3KooWSomeoneElse", &types.Invocation{AllocationID: "a1", Epoch: c.Epoch}, func(*types.Status) error { return nil }); !errors.Is(err, ErrNotYours) {
+		t.Fatalf("another requester: %v", err)
+	}
+	sts, err := h.invoke("a1", c.Epoch, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 2 || sts[0].State != types.AllocRunning || sts[1].State != types.AllocCompleted || sts[1].Result == nil {
+		t.Fatalf("statuses %+v", sts)
+	}
+	var rec allocRecord
+	if ok, _ := h.store.Lookup(allocPrefix+"a1", &rec); !ok || rec.State != types.AllocCompleted || rec.Result.Stdout != sts[1].Result.Stdout {
+		t.Fatalf("record %+v", rec)
+	}
+	info, _ := h.node.Info(h.ctx())
+	if info.Available != offered || info.Running != 0 {
+		t.Fatalf("capability not released: %+v", info)
+	}
+	st, err := h.node.Status(h.ctx(), requester, &types.StatusQuery{AllocationID: "a1"})
+	if err != nil || st.(*types.Status).State != types.AllocCompleted {
+		t.Fatalf("status of a finished allocation: %v, %v", st, err)
+	}
+}
+
+func TestConcurrentAcceptsNeverOversubscribe(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	var wg sync.WaitGroup
+	confirms := make(chan types.Message, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			confirms <- h.accept(fmt.Sprintf("a%d", i), types.Resources{CPU: 1000, Memory: 512 << 20})
+		}()
+	}
+	wg.Wait()
+	close(confirms)
+	n := 0
+	for m := range confirms {
+		if _, ok := m.(*types.Confirm); ok {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d of 50 full-size accepts confirmed on a node with room for 2", n)
+	}
+}
+
+func TestCancelRunning(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	c := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	done := make(chan []*types.Status)
+	go func() {
+		sts, _ := h.invoke("a1", c.Epoch, "block")
+		done <- sts
+	}()
+	waitUntil(t, func() bool { in, _ := h.node.Info(h.ctx()); return in.Running == 1 })
+	if _, err := h.node.Cancel(h.ctx(), requester, &types.Cancel{AllocationID: "a1", Reason: "user"}); err != nil {
+		t.Fatal(err)
+	}
+	sts := <-done
+	if last := sts[len(sts)-1]; last.State != types.AllocCancelled || !strings.Contains(last.Reason, "user") {
+		t.Fatalf("last status %+v", last)
+	}
+	if in, _ := h.node.Info(h.ctx()); in.Available != offered {
+		t.Fatalf("cancel did not release: %+v", in)
+	}
+}
+
+func TestLockExpiresWithoutInvocation(t *testing.T) {
+	h := newHarness(t, newMemStore(), 50*time.Millisecond)
+	c := h.accept("a1", types.Resources{CPU: 2000, Memory: 1 << 20}).(*types.Confirm)
+	waitUntil(t, func() bool { in, _ := h.node.Info(h.ctx()); return in.Locked == 0 })
+	if _, err := h.invoke("a1", c.Epoch); !errors.Is(err, ErrUnknownAllocation) {
+		t.Fatalf("invoking an expired lock: %v", err)
+	}
+	var rec allocRecord
+	if ok, _ := h.store.Lookup(allocPrefix+"a1", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "lock expired") {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestRestartRestoresLocksAndFailsRunning(t *testing.T) {
+	st := newMemStore()
+	h := newHarness(t, st, time.Minute)
+	h.accept("held", types.Resources{CPU: 1000})
+	c := h.accept("run", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	go h.invoke("run", c.Epoch, "block")
+	waitUntil(t, func() bool { in, _ := h.node.Info(h.ctx()); return in.Running == 1 })
+	// A crash: the records stay as they were at this moment.
+	snapshot := newMemStore()
+	st.mu.Lock()
+	for k, v := range st.recs {
+		snapshot.recs[k] = v
+	}
+	st.mu.Unlock()
+	h2 := newHarness(t, snapshot, time.Minute)
+	in, _ := h2.node.Info(h2.ctx())
+	if in.Locked != 1 || in.Available.CPU != 1000 {
+		t.Fatalf("after restart: %+v (want the unexpired lock held, the running allocation gone)", in)
+	}
+	var rec allocRecord
+	if ok, _ := snapshot.Lookup(allocPrefix+"run", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "restarted") {
+		t.Fatalf("running allocation after restart: %+v", rec)
+	}
+	next := h2.accept("new", types.Resources{CPU: 1000}).(*types.Confirm)
+	if next.Epoch <= c.Epoch {
+		t.Fatalf("epoch %d reused after restart (had %d)", next.Epoch, c.Epoch)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
