@@ -31,8 +31,6 @@ const (
 	// MaxArgsEnv bounds args and env together (bytes of every arg, name and
 	// value), so the task always fits in one protocol message.
 	MaxArgsEnv = 64 << 10
-	// MaxWasmMemory is all a 32-bit Wasm guest can address.
-	MaxWasmMemory = types.Bytes(4 << 30)
 	// MaxSpecSize bounds a spec document (stdin may be escaped in it).
 	MaxSpecSize = 8 << 20
 )

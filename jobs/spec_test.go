@@ -139,7 +139,7 @@ func TestParseErrors(t *testing.T) {
 		{"name: x\nmodule: m\ntimeout: 0s\n", []string{"timeout: must be positive"}},
 		{"name: x\nmodule: m\nbid_window: 1ms\n", []string{"bid_window: must be at least 10ms"}},
 		{"name: x\nmodule: m\nbid_window: 6m\n", []string{"bid_window: must be at most 5m"}},
-		{"name: x\nmodule: m\nresources: {cpu: 0, memory: 5GiB, gpus: 1}\n", []string{"resources.cpu: must be positive", "resources.memory: 5 GiB is more than", "resources.gpus: must be 0"}},
+		{"name: x\nmodule: m\nresources: {cpu: 0, memory: 0, gpus: 1}\n", []string{"resources.cpu: must be positive", "resources.memory: must be positive", "resources.gpus: must be 0"}},
 		{"name: x\nmodule: m\nconstraints: {max_price: -1}\n", []string{"constraints.max_price: must be"}},
 		{"name: x\nmodule: m\nconstraints: {max_price: .nan}\n", []string{"constraints.max_price: must be"}},
 		{"name: x\nmodule: m\nstdin: " + strings.Repeat("a", MaxStdin+1) + "\n", []string{"stdin: 1048577 bytes; the limit is 1048576"}},

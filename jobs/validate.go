@@ -134,9 +134,6 @@ func (s *Spec) checkResources(p *problems) {
 	if r.Disk < 0 {
 		p.add("resources.disk", "must not be negative")
 	}
-	if s.Executor == "wasm" && r.Memory > MaxWasmMemory {
-		p.add("resources.memory", "%s is more than a Wasm guest can address (%s)", r.Memory, MaxWasmMemory)
-	}
 	if s.Executor == "wasm" && r.GPUs != 0 {
 		p.add("resources.gpus", "must be 0: the wasm executor has no GPUs")
 	}
