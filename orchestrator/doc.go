@@ -37,7 +37,7 @@
 //     complete the job; statuses from earlier allocations are noted in their
 //     attempt and ignored; terminal states are final.
 //   - Every terminal state has a human Reason, for example
-//     "no node bid within 2s: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
+//     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //
 // # Decisions
 //

@@ -115,7 +115,7 @@ func TestJobScenarios(t *testing.T) {
 			{at: 2 * ms, ev: decline("n1", mem900TiB)},
 			{at: 3 * ms, ev: decline("n2", mem900TiB), state: types.JobFailed},
 		},
-		reason: "no node bid within 2s: 2 nodes declined: memory: need 900 TiB, offered 8 GiB (2 nodes)",
+		reason: "no node bid: 2 nodes declined: memory: need 900 TiB, offered 8 GiB (2 nodes)",
 	}, {
 		name: "a failed run is retried; a stale running status from it is released",
 		spec: func(s *JobSpec) { s.Retries = 2 },

@@ -141,7 +141,7 @@ func TestOrchestratorAllDeclineFailsWithinTheWindow(t *testing.T) {
 	began := time.Now()
 	_, seen := submitAndWatch(t, o, s)
 	last := seen[len(seen)-1]
-	const want = "no node bid within 2s: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)"
+	const want = "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)"
 	if last.State != types.JobFailed || last.Reason != want {
 		t.Fatalf("final %s: %q\nwant %q", last.State, last.Reason, want)
 	}

@@ -12,12 +12,18 @@ import (
 const maxReasons = 5
 
 // noBidReason explains a window that closed without an acceptable bid:
-// "no node bid within 2s: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
+// "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
+// The window is named only when it ran out; when every expected node
+// answered, the auction ended at once and waiting longer would not help.
 func (a *Auction) noBidReason() string {
 	var parts []string
-	head := fmt.Sprintf("no node bid within %s", a.window)
+	within := ""
+	if a.cfg.Expected == 0 || len(a.answered) < a.cfg.Expected {
+		within = " within " + a.window.String()
+	}
+	head := "no node bid" + within
 	if n := len(a.bids); n > 0 {
-		head = fmt.Sprintf("no acceptable bid within %s", a.window)
+		head = "no acceptable bid" + within
 		why := "malformed"
 		if a.rank.MaxPrice > 0 {
 			why = fmt.Sprintf("priced above %g or malformed", a.rank.MaxPrice)
