@@ -1,0 +1,135 @@
+package p2p
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Host. Zero fields take the defaults documented on each;
+// negative ones are errors.
+type Config struct {
+	// Key is the node identity: the PeerID and the did:key derive from it. Required.
+	Key ed25519.PrivateKey
+	// Listen holds multiaddrs to listen on. Default: TCP and QUIC on
+	// 127.0.0.1 with OS-chosen ports (loopback: pass public addresses explicitly).
+	Listen []string
+	// Bootstrap holds full multiaddrs (with /p2p/<id>) of peers to join through.
+	Bootstrap []string
+	// Logger receives debug and warning lines. Default: discard.
+	Logger *slog.Logger
+	// Clock is the time envelopes are sealed and checked against. Default time.Now.
+	Clock func() time.Time
+
+	// MaxConns bounds the connections the resource manager admits (system
+	// scope, inbound); half of it may be mid-handshake at once. Default 1024.
+	MaxConns int
+	// ConnsLow and ConnsHigh are the connection manager's watermarks: above
+	// High it trims down to Low. Defaults 256 and 512; High must not exceed MaxConns.
+	ConnsLow, ConnsHigh int
+
+	// DiscoveryMin is the first interval between discovery rounds; it doubles
+	// while rounds find nobody new, up to DiscoveryMax. Defaults 500ms and 1m.
+	DiscoveryMin, DiscoveryMax time.Duration
+	// Readvertise is how often the rendezvous is re-announced. Default 10m.
+	Readvertise time.Duration
+	// DiscoveryPeers bounds the peers one discovery round connects to. Default 32.
+	DiscoveryPeers int
+
+	// MessageTTL is the lifetime of envelopes this host seals (requests,
+	// replies, pushed frames). Default 30s.
+	MessageTTL time.Duration
+	// MaxTTL rejects envelopes expiring further ahead than this, which bounds
+	// the replay cache. Default 10m.
+	MaxTTL time.Duration
+	// IOTimeout bounds each frame read or write on a stream. Default 10s.
+	IOTimeout time.Duration
+	// RequestTimeout bounds a Request whose context has no deadline, and
+	// every unary handler. Default 30s.
+	RequestTimeout time.Duration
+	// MaxInboundStreams bounds the concurrent handlers of one protocol; a
+	// stream that finds no slot within IOTimeout is reset. Default 128.
+	MaxInboundStreams int
+	// ReplayCacheSize bounds the remembered nonces of inbound requests and
+	// bid requests, each kept until its envelope expires: a host sustains
+	// ReplayCacheSize / (senders' envelope TTL) such envelopes per second,
+	// 3300/s with the defaults, and refuses more. Default 100000.
+	ReplayCacheSize int
+	// SubscriptionBuffer is the queue of validated bid requests per
+	// subscription; a slow handler loses messages past it. Default 256.
+	SubscriptionBuffer int
+}
+
+// withDefaults returns c with zero fields defaulted, or an error for a field
+// out of range.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Key) != ed25519.PrivateKeySize {
+		return c, fmt.Errorf("%w: Key must be an Ed25519 private key (%d bytes), got %d bytes", ErrBadConfig, ed25519.PrivateKeySize, len(c.Key))
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxConns", &c.MaxConns, 1024}, {"ConnsLow", &c.ConnsLow, 256}, {"ConnsHigh", &c.ConnsHigh, 512},
+		{"DiscoveryPeers", &c.DiscoveryPeers, 32}, {"MaxInboundStreams", &c.MaxInboundStreams, 128},
+		{"ReplayCacheSize", &c.ReplayCacheSize, 100_000}, {"SubscriptionBuffer", &c.SubscriptionBuffer, 256},
+	}
+	for _, f := range ints {
+		if err := defaultTo(f.name, f.v, f.def); err != nil {
+			return c, err
+		}
+	}
+	durs := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"DiscoveryMin", &c.DiscoveryMin, 500 * time.Millisecond}, {"DiscoveryMax", &c.DiscoveryMax, time.Minute},
+		{"Readvertise", &c.Readvertise, 10 * time.Minute}, {"MessageTTL", &c.MessageTTL, 30 * time.Second},
+		{"MaxTTL", &c.MaxTTL, 10 * time.Minute}, {"IOTimeout", &c.IOTimeout, 10 * time.Second},
+		{"RequestTimeout", &c.RequestTimeout, 30 * time.Second},
+	}
+	for _, f := range durs {
+		if err := defaultTo(f.name, f.v, f.def); err != nil {
+			return c, err
+		}
+	}
+	return c, c.check()
+}
+
+// check validates the relations between fields once they are defaulted.
+func (c Config) check() error {
+	switch {
+	case c.ConnsLow >= c.ConnsHigh:
+		return fmt.Errorf("%w: ConnsLow (%d) must be below ConnsHigh (%d)", ErrBadConfig, c.ConnsLow, c.ConnsHigh)
+	case c.ConnsHigh > c.MaxConns:
+		return fmt.Errorf("%w: ConnsHigh (%d) must not exceed MaxConns (%d)", ErrBadConfig, c.ConnsHigh, c.MaxConns)
+	case c.DiscoveryMin > c.DiscoveryMax:
+		return fmt.Errorf("%w: DiscoveryMin (%s) must not exceed DiscoveryMax (%s)", ErrBadConfig, c.DiscoveryMin, c.DiscoveryMax)
+	case c.MessageTTL > c.MaxTTL:
+		return fmt.Errorf("%w: MessageTTL (%s) must not exceed MaxTTL (%s)", ErrBadConfig, c.MessageTTL, c.MaxTTL)
+	}
+	return nil
+}
+
+// defaultTo sets *v to def when it is zero and rejects a negative value.
+func defaultTo[T int | time.Duration](name string, v *T, def T) error {
+	if *v < 0 {
+		return fmt.Errorf("%w: %s must not be negative, got %v", ErrBadConfig, name, *v)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}

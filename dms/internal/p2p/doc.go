@@ -1,0 +1,35 @@
+// Package p2p is the network plumbing of a DMS daemon: a libp2p host (TCP
+// and QUIC, Noise and TLS, the node's Ed25519 key as identity), a Kademlia
+// DHT under the /dms prefix with rendezvous discovery and provider records,
+// the gossipsub topic that carries bid requests, the request/response and
+// streaming protocols of the auction and of allocations, and blob exchange.
+//
+// Packages node and orchestrator never import it: package dms adapts Host to
+// their narrow interfaces. Peers are named by PeerID strings and multiaddr
+// strings, so no libp2p type but protocol.ID crosses this API.
+//
+// Invariants:
+//   - Only verified envelopes reach handlers and subscribers: signature,
+//     expiry (against Config.Clock, and no further ahead than MaxTTL), a From
+//     did:key that is the key of the peer that sent the stream or published
+//     the message, a kind the protocol or topic carries, and, for requests
+//     and bid requests, a nonce not seen before. A bid request must also name
+//     its publisher as Requester. Replies and pushed frames are verified the
+//     same way on the requester's side, except for the nonce: they come on a
+//     stream the requester opened to their signer. Inbound refusals are
+//     counted by Reason (Host.Stats).
+//   - Every frame's length is checked against its limit before anything is
+//     allocated for it (types.MaxEnvelopeSize for envelopes); a blob's buffer
+//     grows with the bytes received, up to the caller's limit.
+//   - Every stream read and write has a deadline or a context; what a peer
+//     can make a host queue is bounded: MaxInboundStreams handlers per
+//     protocol, the resource manager's stream limits, a bounded replay cache,
+//     and a bounded subscription buffer.
+//   - Close stops every goroutine the Host started and waits for them,
+//     including running handlers, whose context it cancels.
+//
+// What a caller must do: seal bid requests with the host's key and publish
+// them with PublishEnvelope; keep BidRequestHandler non-blocking; answer a
+// request for itself locally (Request to self fails with ErrSelf); make
+// handlers return when their context ends.
+package p2p

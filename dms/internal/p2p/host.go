@@ -1,0 +1,223 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/opendms/dms/types"
+)
+
+// Host is one DMS node's network presence: a libp2p host, a Kademlia DHT,
+// the bid-request topic and the DMS stream protocols. Its methods are safe
+// for concurrent use.
+type Host struct {
+	cfg       Config
+	host      host.Host
+	dht       *dht.IpfsDHT
+	topic     *pubsub.Topic
+	bootstrap []peer.AddrInfo
+	verifier  *verifier
+	gossip    counters
+	streams   counters
+	blocked   *blockCounter
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// PeerInfo describes a peer. Addrs are transport multiaddrs without /p2p.
+type PeerInfo struct {
+	ID      string
+	Addrs   []string
+	Latency time.Duration // zero when not measured yet
+}
+
+// New starts a host: it listens, joins the DHT and the bid-request topic,
+// and starts connecting to cfg.Bootstrap and discovering peers in the
+// background. ctx bounds only the start: Close, not ctx, stops the host.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	boot, err := parseAddrInfos(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	blocked := &blockCounter{}
+	lh, err := newLibp2pHost(cfg, blocked)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{
+		cfg:       cfg,
+		host:      lh,
+		bootstrap: boot,
+		blocked:   blocked,
+		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
+	}
+	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := h.start(); err != nil {
+		return nil, errors.Join(err, h.Close())
+	}
+	return h, nil
+}
+
+// newLibp2pHost builds the libp2p host: TCP (Noise or TLS) and QUIC, Ed25519
+// identity, raised resource limits, a connection manager; no relay, no metrics.
+func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
+	key, err := crypto.UnmarshalEd25519PrivateKey(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Key: %w", ErrBadConfig, err)
+	}
+	rm, err := newResourceManager(cfg.MaxConns, blocked)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: resource manager: %w", err)
+	}
+	cm, err := newConnManager(cfg.ConnsLow, cfg.ConnsHigh)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("p2p: connection manager: %w", err), rm.Close())
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("p2p: libp2p host: %w", err), rm.Close(), cm.Close())
+	}
+	return h, nil
+}
+
+// start brings up the DHT and pubsub, then the discovery loop.
+func (h *Host) start() error {
+	d, err := dht.New(h.host,
+		dht.Mode(dht.ModeServer),
+		dht.ProtocolPrefix(DHTPrefix),
+		dht.BootstrapPeers(h.bootstrap...),
+	)
+	if err != nil {
+		return fmt.Errorf("p2p: dht: %w", err)
+	}
+	h.dht = d
+	if err := h.startPubsub(); err != nil {
+		return err
+	}
+	h.spawn(h.discover)
+	return nil
+}
+
+// ID returns the PeerID.
+func (h *Host) ID() string { return h.host.ID().String() }
+
+// DID returns the did:key of the host's key.
+func (h *Host) DID() string {
+	return types.DIDFromPublicKey(h.cfg.Key.Public().(ed25519.PublicKey))
+}
+
+// Addrs returns the host's listen multiaddrs with /p2p/<id>, usable as
+// another node's Bootstrap entries.
+func (h *Host) Addrs() []string {
+	mas, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.host.ID(), Addrs: h.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(mas))
+	for i, a := range mas {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// Peers lists the connected peers.
+func (h *Host) Peers() []PeerInfo {
+	ps := h.host.Network().Peers()
+	out := make([]PeerInfo, 0, len(ps))
+	for _, p := range ps {
+		info := PeerInfo{ID: p.String(), Latency: h.host.Peerstore().LatencyEWMA(p)}
+		for _, c := range h.host.Network().ConnsToPeer(p) {
+			info.Addrs = append(info.Addrs, c.RemoteMultiaddr().String())
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// Stats returns the refusal counters.
+func (h *Host) Stats() Stats {
+	return Stats{Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot()}
+}
+
+// Close stops discovery, subscriptions and handlers, closes the DHT and the
+// libp2p host (resetting open streams), and waits for the host's goroutines.
+// A handler that ignores its context delays Close until it returns.
+func (h *Host) Close() error {
+	h.once.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		h.cancel()
+		var errs []error
+		if h.dht != nil {
+			errs = append(errs, h.dht.Close())
+		}
+		errs = append(errs, h.host.Close())
+		h.wg.Wait()
+		h.err = errors.Join(errs...)
+	})
+	return h.err
+}
+
+// enter registers a goroutine with the host, or reports that it is closed.
+// The caller must call h.wg.Done when it returns.
+func (h *Host) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+// spawn runs fn on a goroutine owned by the host.
+func (h *Host) spawn(fn func()) bool {
+	if !h.enter() {
+		return false
+	}
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+	return true
+}

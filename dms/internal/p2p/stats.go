@@ -1,0 +1,55 @@
+package p2p
+
+import (
+	"maps"
+	"sync"
+)
+
+// Reason names why an inbound message or stream was refused.
+type Reason string
+
+// The reasons inbound messages and streams are refused for.
+const (
+	ReasonOversized         Reason = "oversized"          // over types.MaxEnvelopeSize
+	ReasonMalformed         Reason = "malformed"          // not a decodable envelope or body
+	ReasonBadSignature      Reason = "bad_signature"      // signature or did:key does not verify
+	ReasonExpired           Reason = "expired"            // expiry passed
+	ReasonBadExpiry         Reason = "bad_expiry"         // expiry further ahead than MaxTTL
+	ReasonWrongKind         Reason = "wrong_kind"         // kind not carried by the topic or protocol
+	ReasonSenderMismatch    Reason = "sender_mismatch"    // From is not the sending or publishing peer's key
+	ReasonRequesterMismatch Reason = "requester_mismatch" // bid request names another requester than its publisher
+	ReasonReplayed          Reason = "replayed"           // nonce seen before
+	ReasonOverloaded        Reason = "overloaded"         // no handler slot, or the replay cache is full
+)
+
+// Stats counts refusals. Maps hold only reasons seen at least once.
+type Stats struct {
+	// Gossip counts bid requests the topic validator refused, including
+	// this host's own publications.
+	Gossip map[Reason]uint64
+	// Streams counts inbound stream requests refused before reaching a handler.
+	Streams map[Reason]uint64
+	// Blocked counts what the libp2p resource manager refused.
+	Blocked Blocked
+}
+
+// counters is a concurrency-safe tally by reason.
+type counters struct {
+	mu sync.Mutex
+	m  map[Reason]uint64
+}
+
+func (c *counters) add(r Reason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[Reason]uint64)
+	}
+	c.m[r]++
+}
+
+func (c *counters) snapshot() map[Reason]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
+}

@@ -1,0 +1,224 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/opendms/dms/types"
+)
+
+// The DMS stream protocols. Each stream carries one request envelope and
+// then either one reply frame (request/response) or a sequence of frames
+// (InvokeProtocol), each a length-prefixed signed envelope.
+const (
+	BidProtocol    protocol.ID = "/dms/bid/1.0.0"    // Bid or Decline -> ack
+	AcceptProtocol protocol.ID = "/dms/accept/1.0.0" // Accept -> Confirm or Reject
+	InvokeProtocol protocol.ID = "/dms/invoke/1.0.0" // Invocation -> Status or Reject frames until the handler returns
+	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
+	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
+	BlobProtocol   protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
+)
+
+// protocolKinds returns the kinds a DMS protocol carries as request and as
+// reply. Anything else is refused before a handler sees it. For a protocol
+// not listed here both are nil, which admits every kind. An ack (no reply
+// message) is always admitted.
+func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
+	switch p {
+	case BidProtocol:
+		return []types.Kind{types.KindBid, types.KindDecline}, []types.Kind{}
+	case AcceptProtocol:
+		return []types.Kind{types.KindAccept}, []types.Kind{types.KindConfirm, types.KindReject}
+	case InvokeProtocol:
+		return []types.Kind{types.KindInvocation}, []types.Kind{types.KindStatus, types.KindReject}
+	case CancelProtocol:
+		return []types.Kind{types.KindCancel}, []types.Kind{types.KindStatus, types.KindReject}
+	case StatusProtocol:
+		return []types.Kind{types.KindStatusQuery}, []types.Kind{types.KindStatus, types.KindReject}
+	case BlobProtocol:
+		return []types.Kind{types.KindBlobRequest}, []types.Kind{}
+	}
+	return nil, nil
+}
+
+// Handler answers one verified request from the peer from. A nil reply is an
+// ack: the requester's Request returns (nil, nil). A refusal the requester
+// should read is a reply message (Reject, Decline); a Go error resets the
+// stream, and the requester sees ErrNoReply, not the error.
+type Handler func(ctx context.Context, from string, env *types.Envelope, msg types.Message) (types.Message, error)
+
+// Handle serves proto as request/response with fn. The handler's context
+// ends after RequestTimeout or on Close.
+func (h *Host) Handle(proto protocol.ID, fn Handler) {
+	req, _ := protocolKinds(proto)
+	h.host.SetStreamHandler(proto, h.inbound(func(ctx context.Context, s network.Stream) {
+		h.serveUnary(ctx, s, req, fn)
+	}))
+}
+
+func (h *Host) serveUnary(ctx context.Context, s network.Stream, kinds []types.Kind, fn Handler) {
+	env, msg, err := h.readRequest(s, kinds)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	defer cancel()
+	reply, err := fn(ctx, s.Conn().RemotePeer().String(), env, msg)
+	if err != nil {
+		h.cfg.Logger.Warn("p2p: handler failed", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+		_ = s.Reset()
+		return
+	}
+	if err := h.writeMessage(s, reply); err != nil {
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+// Request sends msg to peer to over proto and returns the verified reply, or
+// (nil, nil) for an ack. addrs, if any, are added to the peerstore so the
+// peer can be dialed. Without a deadline on ctx, RequestTimeout applies.
+func (h *Host) Request(ctx context.Context, to string, addrs []string, proto protocol.ID, msg types.Message) (types.Message, error) {
+	if msg == nil {
+		return nil, errNilRequest
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
+		defer cancel()
+	}
+	s, err := h.openStream(ctx, to, addrs, proto)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if err := h.writeMessage(s, msg); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
+	}
+	_ = s.CloseWrite()
+	_, kinds := protocolKinds(proto)
+	reply, err := h.readReply(bufio.NewReader(s), s.Conn().RemotePeer(), kinds)
+	if err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
+	}
+	_ = s.Close()
+	return reply, nil
+}
+
+// StreamHandler serves one verified request by pushing messages with send,
+// which is safe for concurrent use. Returning nil ends the stream cleanly
+// (the opener's Recv returns io.EOF after the last frame); an error resets
+// it, and frames the opener has not read yet may be lost (QUIC discards them
+// on reset): send a terminal Status, then return nil. ctx ends when the
+// opener closes or loses the stream, or on Close.
+type StreamHandler func(ctx context.Context, from string, env *types.Envelope, msg types.Message, send func(types.Message) error) error
+
+// HandleStream serves proto as a one-request, many-replies stream with fn.
+func (h *Host) HandleStream(proto protocol.ID, fn StreamHandler) {
+	req, _ := protocolKinds(proto)
+	h.host.SetStreamHandler(proto, h.inbound(func(ctx context.Context, s network.Stream) {
+		h.serveStream(ctx, s, req, fn)
+	}))
+}
+
+func (h *Host) serveStream(ctx context.Context, s network.Stream, kinds []types.Kind, fn StreamHandler) {
+	env, msg, err := h.readRequest(s, kinds)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watched := make(chan struct{})
+	go func() { // owned here: serveStream waits for it below
+		defer close(watched)
+		watchClose(s)
+		cancel()
+	}()
+	out := &sender{h: h, s: s}
+	err = fn(ctx, s.Conn().RemotePeer().String(), env, msg, out.send)
+	out.close()
+	if err != nil {
+		h.cfg.Logger.Warn("p2p: stream handler failed", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+		_ = s.Reset()
+	} else {
+		_ = s.Close()
+	}
+	<-watched
+}
+
+// watchClose blocks until the opener closes its side, resets the stream, or
+// sends anything after its request (a protocol violation), or the stream is
+// closed locally.
+func watchClose(s network.Stream) {
+	_ = s.SetReadDeadline(time.Time{})
+	var b [1]byte
+	_, _ = s.Read(b[:])
+}
+
+// OpenStream sends msg to peer to over proto and returns the stream for the
+// replies. ctx bounds opening and sending only.
+func (h *Host) OpenStream(ctx context.Context, to string, addrs []string, proto protocol.ID, msg types.Message) (*Stream, error) {
+	if msg == nil {
+		return nil, errNilRequest
+	}
+	s, err := h.openStream(ctx, to, addrs, proto)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if err := h.writeMessage(s, msg); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
+	}
+	_, kinds := protocolKinds(proto)
+	return &Stream{h: h, s: s, r: bufio.NewReader(s), kinds: kinds}, nil
+}
+
+// Stream receives the verified messages a StreamHandler pushes. It is not
+// safe for concurrent use.
+type Stream struct {
+	h     *Host
+	s     network.Stream
+	r     *bufio.Reader
+	kinds []types.Kind
+}
+
+// Recv returns the next verified message; io.EOF when the handler ended the
+// stream cleanly; ctx's error if ctx ended first (the stream is then reset);
+// an error wrapping ErrNoReply if the stream broke, or ErrBadReply if a frame
+// did not verify.
+func (st *Stream) Recv(ctx context.Context) (types.Message, error) {
+	stop := context.AfterFunc(ctx, func() { _ = st.s.Reset() })
+	defer stop()
+	b, err := readFrame(st.r, types.MaxEnvelopeSize)
+	if err == nil && len(b) == 0 {
+		err = fmt.Errorf("%w: empty frame", ErrBadReply)
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, io.EOF
+	}
+	var msg types.Message
+	if err == nil {
+		_, msg, err = st.h.verifier.open(b, st.s.Conn().RemotePeer(), st.kinds) // not admitted: see readReply
+	}
+	if err != nil {
+		_ = st.s.Reset()
+		return nil, orCtx(ctx, replyErr(err))
+	}
+	return msg, nil
+}
+
+// Close ends the stream; the handler's context ends with it.
+func (st *Stream) Close() error { return st.s.Close() }

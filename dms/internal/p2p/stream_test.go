@@ -1,0 +1,137 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/opendms/dms/types"
+)
+
+// rawExchange sends frame bytes to h over proto from raw and returns the
+// reply frame, or the error the stream ended with.
+func rawExchange(t *testing.T, raw host.Host, h *Host, proto protocol.ID, out []byte) ([]byte, error) {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	s, err := raw.NewStream(ctx, h.host.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write(out); err != nil {
+		return nil, err
+	}
+	_ = s.CloseWrite()
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return readFrame(bufio.NewReader(s), types.MaxEnvelopeSize)
+}
+
+func sealedFrame(t *testing.T, key []byte, msg types.Message) []byte {
+	t.Helper()
+	env, err := types.Seal(key, msg, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
+}
+
+// TestStreamRefusals plays a peer that breaks the rules: each refusal resets
+// the stream before the handler runs, and is counted by reason.
+func TestStreamRefusals(t *testing.T) {
+	h := newTestHost(t, testConfig(t))
+	var calls atomic.Int32
+	h.Handle(AcceptProtocol, func(context.Context, string, *types.Envelope, types.Message) (types.Message, error) {
+		calls.Add(1)
+		return &types.Confirm{}, nil
+	})
+	key := newKey(t)
+	raw := newRawHost(t, key, false)
+	if err := raw.Connect(testCtx(t, 10*time.Second), addrInfo(h)); err != nil {
+		t.Fatal(err)
+	}
+
+	valid := sealedFrame(t, key, &types.Accept{JobID: "j"})
+	if _, err := rawExchange(t, raw, h, AcceptProtocol, valid); err != nil {
+		t.Fatalf("valid request: %v", err)
+	}
+	for reason, frame := range map[Reason][]byte{
+		ReasonSenderMismatch: sealedFrame(t, newKey(t), &types.Accept{JobID: "j"}),
+		ReasonOversized:      binary.AppendUvarint(nil, 1<<40),
+		ReasonReplayed:       valid,
+		ReasonWrongKind:      sealedFrame(t, key, &types.Bid{JobID: "j"}),
+		ReasonMalformed:      binary.AppendUvarint(nil, 0),
+	} {
+		if reply, err := rawExchange(t, raw, h, AcceptProtocol, frame); err == nil {
+			t.Errorf("%s: got a reply %q", reason, reply)
+		}
+		waitFor(t, 5*time.Second, string(reason)+" counted", func() bool { return h.Stats().Streams[reason] == 1 })
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
+
+// TestInboundStreamLimit holds the only handler slot and checks that a second
+// stream is refused after IOTimeout.
+func TestInboundStreamLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxInboundStreams, cfg.IOTimeout = 1, 200*time.Millisecond
+	h := newTestHost(t, cfg)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.Handle(StatusProtocol, func(ctx context.Context, _ string, _ *types.Envelope, _ types.Message) (types.Message, error) {
+		entered <- struct{}{}
+		<-release
+		return &types.Status{}, nil
+	})
+	c := newTestHost(t, testConfig(t))
+	ctx := testCtx(t, 10*time.Second)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Request(ctx, h.ID(), h.Addrs(), StatusProtocol, &types.StatusQuery{})
+		first <- err
+	}()
+	<-entered
+	if _, err := c.Request(ctx, h.ID(), nil, StatusProtocol, &types.StatusQuery{}); !errors.Is(err, ErrNoReply) {
+		t.Fatalf("second request: got %v, want ErrNoReply", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Stats().Streams[ReasonOverloaded]; n != 1 {
+		t.Fatalf("overloaded count %d, want 1", n)
+	}
+}
+
+// TestReplyFromWrongKey checks the requester's side: a reply must verify and
+// come from the peer asked.
+func TestReplyFromWrongKey(t *testing.T) {
+	key := newKey(t)
+	raw := newRawHost(t, key, true)
+	forged := sealedFrame(t, newKey(t), &types.Status{})
+	raw.SetStreamHandler(StatusProtocol, func(s network.Stream) {
+		defer s.Close()
+		if _, err := readFrame(bufio.NewReader(s), types.MaxEnvelopeSize); err != nil {
+			return
+		}
+		_, _ = s.Write(forged)
+	})
+	c := newTestHost(t, testConfig(t))
+	addrs := addrStrings(raw.Addrs())
+	_, err := c.Request(testCtx(t, 10*time.Second), raw.ID().String(), addrs, StatusProtocol, &types.StatusQuery{})
+	if !errors.Is(err, ErrBadReply) || !errors.Is(err, ErrSenderMismatch) {
+		t.Fatalf("got %v, want ErrBadReply and ErrSenderMismatch", err)
+	}
+}

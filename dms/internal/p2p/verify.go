@@ -1,0 +1,169 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/opendms/dms/types"
+)
+
+// RejectError is an inbound envelope refused for a counted Reason.
+type RejectError struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *RejectError) Error() string { return fmt.Sprintf("p2p: rejected (%s): %v", e.Reason, e.Err) }
+func (e *RejectError) Unwrap() error { return e.Err }
+
+func reject(r Reason, err error) error { return &RejectError{Reason: r, Err: err} }
+
+// reasonOf returns the Reason of a *RejectError in err's chain, or
+// ReasonMalformed for any other error.
+func reasonOf(err error) Reason {
+	if re, ok := errors.AsType[*RejectError](err); ok {
+		return re.Reason
+	}
+	return ReasonMalformed
+}
+
+// verifier turns wire bytes into a verified envelope and message.
+type verifier struct {
+	clock  func() time.Time
+	maxTTL time.Duration
+	replay *replayCache
+}
+
+// verify opens b and then admits its nonce: see open and admit.
+func (v *verifier) verify(b []byte, sender peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
+	env, msg, err := v.open(b, sender, kinds)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := v.admit(env); err != nil {
+		return nil, nil, err
+	}
+	return env, msg, nil
+}
+
+// open decodes b and checks, cheapest first: size and shape, kind (when
+// kinds is not nil), that From is sender's key, signature and expiry, and
+// that the expiry is within maxTTL. Errors are *RejectError.
+func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
+	env, err := types.UnmarshalEnvelope(b)
+	if err != nil {
+		if errors.Is(err, types.ErrTooLarge) {
+			return nil, nil, reject(ReasonOversized, err)
+		}
+		return nil, nil, reject(ReasonMalformed, err)
+	}
+	if kinds != nil && !slices.Contains(kinds, env.Kind) {
+		return nil, nil, reject(ReasonWrongKind, fmt.Errorf("%w: %q", ErrWrongKind, env.Kind))
+	}
+	if did, err := didOf(sender); err != nil || did != env.From {
+		return nil, nil, reject(ReasonSenderMismatch, fmt.Errorf("%w: %s from peer %s", ErrSenderMismatch, env.From, sender))
+	}
+	now := v.clock()
+	msg, err := env.Open(now)
+	if err != nil {
+		return nil, nil, reject(openReason(err), err)
+	}
+	if env.ExpiresAt().After(now.Add(v.maxTTL)) {
+		return nil, nil, reject(ReasonBadExpiry, fmt.Errorf("%w: %s, limit %s", ErrExpiryTooFar, env.ExpiresAt().Sub(now), v.maxTTL))
+	}
+	return env, msg, nil
+}
+
+// admit records the nonce of an opened envelope, refusing one seen before.
+// Call it last, once nothing else can refuse the envelope.
+func (v *verifier) admit(env *types.Envelope) error {
+	switch v.replay.admit(env, v.clock()) {
+	case ReasonReplayed:
+		return reject(ReasonReplayed, fmt.Errorf("%w: nonce %s from %s", ErrReplayed, env.Nonce, env.From))
+	case ReasonOverloaded:
+		return reject(ReasonOverloaded, fmt.Errorf("%w: replay cache full", ErrOverloaded))
+	}
+	return nil
+}
+
+// openReason classifies an error of types.Envelope.Open.
+func openReason(err error) Reason {
+	switch {
+	case errors.Is(err, types.ErrExpired):
+		return ReasonExpired
+	case errors.Is(err, types.ErrBadSignature), errors.Is(err, types.ErrBadDID):
+		return ReasonBadSignature
+	case errors.Is(err, types.ErrUnknownKind):
+		return ReasonWrongKind
+	}
+	return ReasonMalformed
+}
+
+// didOf returns the did:key of an Ed25519 peer ID. Peers with other key
+// types have no did:key and cannot sign envelopes.
+func didOf(p peer.ID) (string, error) {
+	pub, err := p.ExtractPublicKey()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrBadPeer, p, err)
+	}
+	ed, ok := pub.(*crypto.Ed25519PublicKey)
+	if !ok {
+		return "", fmt.Errorf("%w: %s is not an Ed25519 peer", ErrBadPeer, p)
+	}
+	raw, err := ed.Raw()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrBadPeer, p, err)
+	}
+	return types.DIDFromPublicKey(raw), nil
+}
+
+// replayCache remembers (sender, nonce) pairs until their envelope expires.
+// MaxTTL bounds how long an entry lives, and size how many there are: when
+// full, expired entries are pruned at most once a second and, failing that,
+// new envelopes are refused rather than old nonces forgotten.
+type replayCache struct {
+	mu        sync.Mutex
+	size      int
+	seen      map[string]int64 // sender|nonce -> expiry, unix nanoseconds
+	nextPrune time.Time
+}
+
+const pruneEvery = time.Second
+
+func newReplayCache(size int) *replayCache {
+	return &replayCache{size: size, seen: make(map[string]int64)}
+}
+
+// admit records env's nonce and returns "" if it is fresh, ReasonReplayed if
+// it was seen, or ReasonOverloaded if there is no room to remember it.
+func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
+	key := env.From + "|" + env.Nonce
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[key]; ok {
+		return ReasonReplayed
+	}
+	if len(c.seen) >= c.size && !now.Before(c.nextPrune) {
+		c.prune(now)
+	}
+	if len(c.seen) >= c.size {
+		return ReasonOverloaded
+	}
+	c.seen[key] = env.Expiry
+	return ""
+}
+
+func (c *replayCache) prune(now time.Time) {
+	for k, exp := range c.seen {
+		if exp <= now.UnixNano() {
+			delete(c.seen, k)
+		}
+	}
+	c.nextPrune = now.Add(pruneEvery)
+}

@@ -1,0 +1,210 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/opendms/dms/types"
+)
+
+// inbound wraps serve as a libp2p stream handler owned by the host: it
+// refuses streams after Close and bounds concurrent handlers to
+// MaxInboundStreams; a stream that finds no slot within IOTimeout is reset.
+// Streams waiting for a slot are bounded by the resource manager.
+func (h *Host) inbound(serve func(ctx context.Context, s network.Stream)) network.StreamHandler {
+	slots := make(chan struct{}, h.cfg.MaxInboundStreams)
+	return func(s network.Stream) {
+		if !h.enter() {
+			_ = s.Reset()
+			return
+		}
+		defer h.wg.Done()
+		if !h.acquire(slots) {
+			h.streams.add(ReasonOverloaded)
+			_ = s.Reset()
+			return
+		}
+		defer func() { <-slots }()
+		serve(h.ctx, s)
+	}
+}
+
+func (h *Host) acquire(slots chan struct{}) bool {
+	t := time.NewTimer(h.cfg.IOTimeout)
+	defer t.Stop()
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-h.ctx.Done():
+		return false
+	}
+}
+
+// readRequest reads and verifies the request frame of an inbound stream; on
+// failure it counts the reason, resets the stream and returns the error.
+func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelope, types.Message, error) {
+	b, err := readFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
+	if err == nil && len(b) == 0 {
+		err = reject(ReasonMalformed, errors.New("p2p: empty request frame"))
+	}
+	var (
+		env *types.Envelope
+		msg types.Message
+	)
+	if err == nil {
+		env, msg, err = h.verifier.verify(b, s.Conn().RemotePeer(), kinds)
+	}
+	if err != nil {
+		h.refuse(s, err)
+		return nil, nil, err
+	}
+	return env, msg, nil
+}
+
+// refuse counts why an inbound request was refused and resets its stream.
+// A transport failure (the peer went away, a timeout) is not counted.
+func (h *Host) refuse(s network.Stream, err error) {
+	if re, ok := errors.AsType[*RejectError](err); ok {
+		h.streams.add(re.Reason)
+	} else if errors.Is(err, ErrFrameTooLarge) {
+		h.streams.add(ReasonOversized)
+	}
+	h.cfg.Logger.Debug("p2p: request refused", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+	_ = s.Reset()
+}
+
+// writeMessage seals msg with the host key and writes it as one frame; a
+// nil msg writes an ack (an empty frame).
+func (h *Host) writeMessage(s network.Stream, msg types.Message) error {
+	var b []byte
+	if msg != nil {
+		env, err := types.Seal(h.cfg.Key, msg, h.cfg.Clock(), h.cfg.MessageTTL)
+		if err != nil {
+			return err
+		}
+		if b, err = env.Marshal(); err != nil {
+			return err
+		}
+	}
+	if err := s.SetWriteDeadline(time.Now().Add(h.cfg.IOTimeout)); err != nil {
+		return err
+	}
+	return writeFrame(s, b)
+}
+
+// readReply reads one reply frame from remote: (nil, nil) for an ack. A
+// reply is opened but not admitted to the replay cache: it arrives on a
+// stream this host opened to the peer that signed it, so only that peer
+// could repeat it, and it could as well sign a new one.
+func (h *Host) readReply(r byteReader, remote peer.ID, kinds []types.Kind) (types.Message, error) {
+	b, err := readFrame(r, types.MaxEnvelopeSize)
+	if err != nil {
+		return nil, replyErr(err)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	_, msg, err := h.verifier.open(b, remote, kinds)
+	if err != nil {
+		return nil, replyErr(err)
+	}
+	return msg, nil
+}
+
+// replyErr tells a reply that did not verify (ErrBadReply) from one that
+// never came (ErrNoReply).
+func replyErr(err error) error {
+	_, rejected := errors.AsType[*RejectError](err)
+	switch {
+	case errors.Is(err, ErrBadReply):
+		return err
+	case rejected, errors.Is(err, ErrFrameTooLarge):
+		return fmt.Errorf("%w: %w", ErrBadReply, err)
+	}
+	return fmt.Errorf("%w: %w", ErrNoReply, err)
+}
+
+// orCtx returns ctx's error when ctx ended, since that is then the cause of err.
+func orCtx(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// openStream opens a stream to peer to, dialing it if needed.
+func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto protocol.ID) (network.Stream, error) {
+	pid, err := peer.Decode(to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrBadPeer, to, err)
+	}
+	if pid == h.host.ID() {
+		return nil, fmt.Errorf("%w: %s", ErrSelf, proto)
+	}
+	if err := h.addAddrs(pid, addrs); err != nil {
+		return nil, err
+	}
+	s, err := h.host.NewStream(ctx, pid, proto)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: open %s to %s: %w", proto, to, orCtx(ctx, err))
+	}
+	return s, nil
+}
+
+// addAddrs adds addrs (with or without /p2p/<pid>) to the peerstore.
+func (h *Host) addAddrs(pid peer.ID, addrs []string) error {
+	mas := make([]ma.Multiaddr, 0, len(addrs))
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("%w: %q: %w", ErrBadPeer, s, err)
+		}
+		transport, id := peer.SplitAddr(a)
+		if id != "" && id != pid {
+			return fmt.Errorf("%w: %q is not an address of %s", ErrBadPeer, s, pid)
+		}
+		if transport != nil {
+			mas = append(mas, transport)
+		}
+	}
+	h.host.Peerstore().AddAddrs(pid, mas, peerstore.TempAddrTTL)
+	return nil
+}
+
+// sender pushes messages on a served stream until closed.
+type sender struct {
+	h      *Host
+	s      network.Stream
+	mu     sync.Mutex
+	closed bool
+}
+
+func (o *sender) send(msg types.Message) error {
+	if msg == nil {
+		return fmt.Errorf("p2p: send of a nil message")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return ErrStreamClosed
+	}
+	return o.h.writeMessage(o.s, msg)
+}
+
+func (o *sender) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+}
