@@ -1,0 +1,202 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/opendms/dms/jobs"
+)
+
+// Client calls a daemon's API. It is a Service and is safe for concurrent use.
+type Client struct {
+	base  string // http://host:port
+	token string
+	http  *http.Client
+}
+
+var _ Service = (*Client)(nil)
+
+// NewClient returns a client for the daemon at e.
+func NewClient(e Endpoint) *Client {
+	return &Client{base: "http://" + e.Addr, token: e.Token, http: &http.Client{}}
+}
+
+// SubmitJob sends spec (whose module must be a CID: see Upload).
+func (c *Client) SubmitJob(ctx context.Context, spec *jobs.Spec) (Job, error) {
+	body, err := json.Marshal(spec)
+	if err != nil {
+		return Job{}, fmt.Errorf("api: encoding spec: %w", err)
+	}
+	var job Job
+	err = c.call(ctx, http.MethodPost, "/v1/jobs", bytes.NewReader(body), &job)
+	return job, err
+}
+
+// ListJobs returns the jobs the daemon submitted.
+func (c *Client) ListJobs(ctx context.Context) ([]Job, error) {
+	var list []Job
+	err := c.call(ctx, http.MethodGet, "/v1/jobs", nil, &list)
+	return list, err
+}
+
+// GetJob returns one job.
+func (c *Client) GetJob(ctx context.Context, id string) (Job, error) {
+	var job Job
+	err := c.call(ctx, http.MethodGet, jobPath(id), nil, &job)
+	return job, err
+}
+
+// CancelJob cancels a job.
+func (c *Client) CancelJob(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, jobPath(id), nil, nil)
+}
+
+// PutBlob uploads r's content and returns its CID.
+func (c *Client) PutBlob(ctx context.Context, r io.Reader) (string, error) {
+	var out struct {
+		CID string `json:"cid"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v1/blobs", r, &out)
+	return out.CID, err
+}
+
+// GetBlob downloads a blob.
+func (c *Client) GetBlob(ctx context.Context, cid string) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/blobs/"+url.PathEscape(cid), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("api: reading blob %s: %w", cid, err)
+	}
+	return data, nil
+}
+
+// Node describes the daemon's node.
+func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
+	var info NodeInfo
+	err := c.call(ctx, http.MethodGet, "/v1/node", nil, &info)
+	return info, err
+}
+
+// Peers lists the daemon's peers.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var list []Peer
+	err := c.call(ctx, http.MethodGet, "/v1/peers", nil, &list)
+	return list, err
+}
+
+// Benchmark re-runs the daemon's capability benchmark.
+func (c *Client) Benchmark(ctx context.Context) (NodeInfo, error) {
+	var info NodeInfo
+	err := c.call(ctx, http.MethodPost, "/v1/node/benchmark", nil, &info)
+	return info, err
+}
+
+func jobPath(id string) string { return "/v1/jobs/" + url.PathEscape(id) }
+
+// call does a request and decodes a JSON reply into out (unless out is nil).
+func (c *Client) call(ctx context.Context, method, path string, body io.Reader, out any) error {
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("api: %s %s: decoding reply: %w", method, path, err)
+	}
+	return nil
+}
+
+// do sends an authorized request and turns an error status into an error.
+// On success the caller closes the body.
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: cannot reach the daemon at %s (is `dms run` still running?): %w", req.URL.Host, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+// WatchJob follows the job's event stream. The channel gets the current state,
+// then every change, and is closed after a terminal state, when the stream
+// ends or when ctx is done.
+func (c *Client) WatchJob(ctx context.Context, id string) (<-chan Job, error) {
+	resp, err := c.do(ctx, http.MethodGet, jobPath(id)+"/events", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan Job)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var job Job
+			if dec.Decode(&job) != nil { // end of stream, or ctx cancelled the request
+				return
+			}
+			select {
+			case out <- job:
+			case <-ctx.Done():
+				return
+			}
+			if job.State.Terminal() {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// decodeError turns an error response into an error that matches its
+// sentinel (ErrNotFound, ...) and reads as the daemon's message. A 400 with
+// problems becomes a *jobs.SpecError.
+func decodeError(resp *http.Response) error {
+	var body errorBody
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(data, &body) != nil || body.Error == "" {
+		body.Error = fmt.Sprintf("api: daemon replied %s", resp.Status)
+	}
+	if resp.StatusCode == http.StatusBadRequest && len(body.Problems) > 0 {
+		return &jobs.SpecError{Problems: fromProblems(body.Problems)}
+	}
+	return &remoteError{status: resp.StatusCode, msg: body.Error}
+}
+
+// remoteError is an error reported by the daemon.
+type remoteError struct {
+	status int
+	msg    string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+// Unwrap returns the sentinel of the status, so errors.Is works across the API.
+func (e *remoteError) Unwrap() error {
+	for _, se := range statusErrors {
+		if se.status == e.status {
+			return se.err
+		}
+	}
+	return nil
+}

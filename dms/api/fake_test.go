@@ -1,0 +1,135 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// fakeService is an in-memory Service. A job's events are the states queued
+// in watch[id]; blobs are kept by CID.
+type fakeService struct {
+	mu        sync.Mutex
+	jobs      map[string]Job
+	watch     map[string][]Job    // events sent at once
+	live      map[string]chan Job // events the test sends one by one
+	blobs     map[string][]byte
+	submitted []*jobs.Spec
+	node      NodeInfo
+	peers     []Peer
+	failWith  error // returned by every call when set
+}
+
+var _ Service = (*fakeService)(nil)
+
+func newFakeService() *fakeService {
+	return &fakeService{jobs: map[string]Job{}, watch: map[string][]Job{}, live: map[string]chan Job{}, blobs: map[string][]byte{}}
+}
+
+func (f *fakeService) SubmitJob(_ context.Context, spec *jobs.Spec) (Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failWith != nil {
+		return Job{}, f.failWith
+	}
+	f.submitted = append(f.submitted, spec)
+	job := Job{ID: fmt.Sprintf("job-%d", len(f.submitted)), Name: spec.Name, State: types.JobPending}
+	f.jobs[job.ID] = job
+	return job, nil
+}
+
+func (f *fakeService) ListJobs(context.Context) ([]Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var list []Job
+	for _, j := range f.jobs {
+		list = append(list, j)
+	}
+	return list, f.failWith
+}
+
+func (f *fakeService) GetJob(_ context.Context, id string) (Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return Job{}, fmt.Errorf("%w: job %s", ErrNotFound, id)
+	}
+	return j, nil
+}
+
+func (f *fakeService) WatchJob(ctx context.Context, id string) (<-chan Job, error) {
+	f.mu.Lock()
+	events, ok := f.watch[id]
+	live := f.live[id]
+	f.mu.Unlock()
+	if live != nil {
+		return live, nil
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, id)
+	}
+	out := make(chan Job)
+	go func() {
+		defer close(out)
+		for _, j := range events {
+			select {
+			case out <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (f *fakeService) CancelJob(_ context.Context, id string) error {
+	j, err := f.GetJob(context.Background(), id)
+	if err != nil {
+		return err
+	}
+	if j.State.Terminal() {
+		return fmt.Errorf("%w: job %s already %s", ErrConflict, id, j.State)
+	}
+	return nil
+}
+
+func (f *fakeService) PutBlob(_ context.Context, r io.Reader) (string, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	c := types.CIDOf(data).String()
+	f.mu.Lock()
+	f.blobs[c] = data
+	f.mu.Unlock()
+	return c, nil
+}
+
+func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, ok := f.blobs[c]
+	if !ok {
+		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, c)
+	}
+	return bytes.Clone(data), nil
+}
+
+func (f *fakeService) Node(context.Context) (NodeInfo, error) { return f.node, f.failWith }
+
+func (f *fakeService) Peers(context.Context) ([]Peer, error) { return f.peers, f.failWith }
+
+func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {
+	info := f.node
+	info.Running = 42 // marks a benchmarked reply
+	return info, f.failWith
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
