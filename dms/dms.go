@@ -1,0 +1,275 @@
+package dms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/p2p"
+	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/jobs/wasm"
+	"github.com/opendms/dms/node"
+	"github.com/opendms/dms/orchestrator"
+	"github.com/opendms/dms/types"
+)
+
+// MaxBlobSize bounds every blob a node stores, serves or fetches: modules,
+// inputs and outputs.
+const MaxBlobSize = 256 << 20
+
+// DMS is one node of the network: libp2p host, Kademlia DHT, gossipsub, actor
+// system, store, Node (when it offers compute) and orchestrator, and the
+// local API. It implements api.Service. Its methods are safe for concurrent use.
+type DMS struct {
+	opts  *config
+	conf  Config
+	home  string
+	key   ed25519.PrivateKey
+	uuid  string
+	db    *store.DB
+	blobs *store.Blobs
+	log   *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	started bool
+	closed  bool
+	id      types.NodeID
+	record  types.CapabilityRecord
+
+	host   *p2p.Host
+	system *actor.ActorSystem
+	exec   *wasm.Executor
+	node   *node.Node // nil when the node offers no compute
+	orch   *orchestrator.Orchestrator
+	api    *api.Server
+
+	ctx       context.Context // cancelled by Close: parent of background work
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var _ api.Service = (*DMS)(nil)
+
+// New opens a node home (see Init) with its config file, key and database.
+// It does not touch the network: Start does.
+func New(opts ...Option) (*DMS, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	key, err := readKey(c.home)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := LoadConfig(c.home)
+	if err != nil {
+		return nil, err
+	}
+	c.apply(&conf)
+	db, err := store.Open(filepath.Join(c.home, dbDir), c.logger.With("component", "store"))
+	if err != nil {
+		return nil, err
+	}
+	d := &DMS{opts: c, conf: conf, home: c.home, key: key, db: db, blobs: db.Blobs(MaxBlobSize), log: c.logger}
+	if err := db.Get(uuidKey, &d.uuid); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("dms: %s: node UUID: %w (re-run dms init)", c.home, err)
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	return d, nil
+}
+
+// apply lays the options over the config file.
+func (c *config) apply(conf *Config) {
+	if c.listen != nil {
+		conf.Listen = c.listen
+	}
+	conf.Bootstrap = append(conf.Bootstrap, c.bootstrap...)
+	if c.compute != nil {
+		conf.Compute = *c.compute
+	}
+	if c.apiAddr != nil {
+		conf.API = *c.apiAddr
+	}
+}
+
+// Start joins the network: it builds the capability record, starts the
+// libp2p host (DHT, gossipsub, stream protocols), the Node actor when the
+// node offers compute, the orchestrator, and the local API, whose address
+// and token it writes to api.json in the home.
+func (d *DMS) Start(ctx context.Context) (err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if d.started {
+		return errors.New("dms: already started")
+	}
+	defer func() {
+		if err != nil {
+			d.closed = true
+			d.closeOnce.Do(d.stop)
+		}
+	}()
+	if err := d.buildRecord(ctx); err != nil {
+		return err
+	}
+	if err := d.startNetwork(ctx); err != nil {
+		return err
+	}
+	if err := d.startCompute(); err != nil {
+		return err
+	}
+	if err := d.startOrchestrator(); err != nil {
+		return err
+	}
+	if err := d.startAPI(); err != nil {
+		return err
+	}
+	d.started = true
+	d.goRefreshEnergy()
+	d.log.Info("node started", "peer_id", d.id.PeerID, "compute", d.conf.Compute, "addrs", d.host.Addrs())
+	return nil
+}
+
+func (d *DMS) startNetwork(ctx context.Context) error {
+	host, err := p2p.New(ctx, p2p.Config{
+		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap,
+		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
+	})
+	if err != nil {
+		return err
+	}
+	d.host = host
+	d.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return d.log.With("component", "actor")
+	}))
+	d.registerProtocols()
+	d.goPublishRecord()
+	return nil
+}
+
+func (d *DMS) startCompute() error {
+	if !d.conf.Compute {
+		return nil
+	}
+	exec, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d.home, "cache", "wasm")})
+	if err != nil {
+		return err
+	}
+	d.exec = exec
+	d.node, err = node.New(d.system, node.Config{
+		ID: d.id, Record: d.record, Executors: map[string]jobs.Executor{exec.Name(): exec},
+		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
+	}, &network{d: d}, d.db, d.blobs)
+	if err != nil {
+		return err
+	}
+	return d.host.SubscribeBidRequests(func(from string, _ *types.Envelope, req *types.BidRequest) {
+		d.node.HandleBidRequest(from, req)
+	})
+}
+
+func (d *DMS) startOrchestrator() error {
+	orch, err := orchestrator.New(orchestrator.Config{
+		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
+	}, &network{d: d}, jobStore{d: d})
+	if err != nil {
+		return err
+	}
+	d.orch = orch
+	return nil
+}
+
+func (d *DMS) startAPI() error {
+	if d.conf.API == "" {
+		return nil
+	}
+	token, err := api.NewToken()
+	if err != nil {
+		return err
+	}
+	srv, err := api.Serve(d.conf.API, api.NewHandler(d, token, d.log.With("component", "api")))
+	if err != nil {
+		return err
+	}
+	d.api = srv
+	return api.WriteEndpoint(d.home, api.Endpoint{Addr: srv.Addr(), Token: token})
+}
+
+// goDo runs f in a goroutine owned by d: Close cancels ctx and waits for it.
+func (d *DMS) goDo(f func(ctx context.Context)) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f(d.ctx)
+	}()
+}
+
+// Close stops everything Start started, in reverse order, and closes the
+// database. It is safe to call more than once.
+func (d *DMS) Close() error {
+	d.closeOnce.Do(func() {
+		d.mu.Lock()
+		d.closed = true
+		d.mu.Unlock()
+		d.stop()
+	})
+	return nil
+}
+
+func (d *DMS) stop() {
+	if d.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.api.Close(ctx)
+		cancel()
+		_ = os.Remove(filepath.Join(d.home, api.EndpointFile))
+	}
+	d.cancel()
+	if d.orch != nil {
+		_ = d.orch.Close()
+	}
+	if d.node != nil {
+		_ = d.node.Close()
+	}
+	if d.host != nil {
+		_ = d.host.Close()
+	}
+	d.wg.Wait()
+	if d.exec != nil {
+		_ = d.exec.Close(context.Background())
+	}
+	if d.system != nil {
+		d.system.Shutdown()
+	}
+	_ = d.db.Close()
+}
+
+// APIAddr returns the API's listen address once started ("" when disabled).
+func (d *DMS) APIAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.api == nil {
+		return ""
+	}
+	return d.api.Addr()
+}
+
+// ID returns the node's identity (its capability CID is set by Start).
+func (d *DMS) ID() types.NodeID {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.id
+}

@@ -1,0 +1,260 @@
+package dms
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/template"
+	"time"
+
+	"github.com/google/uuid"
+	"gopkg.in/yaml.v3"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/node"
+	"github.com/opendms/dms/types"
+)
+
+// The files of a node home.
+const (
+	keyFile    = "key.pem"     // the node's Ed25519 identity, PKCS#8, mode 0600
+	configFile = "config.yaml" // the provider's settings, documented inline
+	dbDir      = "db"          // badger: capability, locks, allocations, jobs, blobs
+	workDir    = "work"        // scratch space of running allocations
+)
+
+// Database keys of the node's own identity and capability.
+const (
+	uuidKey      = "node/uuid"
+	hardwareKey  = "node/hardware"
+	benchmarkKey = "node/benchmark"
+)
+
+// Config is the node's config file, config.yaml in its home.
+type Config struct {
+	Listen    []string   `yaml:"listen"`
+	Bootstrap []string   `yaml:"bootstrap"`
+	Compute   bool       `yaml:"compute"`
+	API       string     `yaml:"api"`
+	Offer     node.Offer `yaml:"offer"`
+}
+
+// DefaultConfig is what Init writes.
+func DefaultConfig() Config {
+	return Config{
+		Listen:  []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		Compute: true,
+		API:     "127.0.0.1:0",
+		Offer:   node.DefaultOffer(),
+	}
+}
+
+var configTemplate = template.Must(template.New("config").Parse(`# DMS node configuration (docs/config.md explains every field).
+# The offer section is re-read by a running daemon on SIGHUP; the rest at restart.
+
+# Multiaddrs to listen on. The default is loopback only: use /ip4/0.0.0.0/tcp/4001
+# and /ip4/0.0.0.0/udp/4001/quic-v1 to join a network across machines.
+listen:
+{{- range .Listen}}
+  - {{.}}
+{{- end}}
+
+# Peers to join the network through: full multiaddrs ending in /p2p/<PeerID>,
+# as printed by 'dms node info' on another node. --bootstrap adds to these.
+bootstrap:{{if not .Bootstrap}} []{{end}}
+{{- range .Bootstrap}}
+  - {{.}}
+{{- end}}
+
+# Whether this node offers compute. false: it submits jobs and serves their
+# inputs, but never bids (the same as 'dms run --compute=false').
+compute: {{.Compute}}
+
+# The local HTTP API (docs/api.md): loopback only, token in api.json.
+api: {{.API}}
+
+# What this node offers the network.
+offer:
+  # Cores: "2", "0.5", "500m", or a share of the machine such as "75%".
+  cpu: "{{.Offer.CPU}}"
+  # Memory and disk: "8GiB", "512MiB", or a share such as "50%" (disk: of the free space).
+  memory: "{{.Offer.Memory}}"
+  disk: "{{.Offer.Disk}}"
+  # Price in credits per core-hour; jobs with a lower max_price are declined.
+  price: {{.Offer.Price}}
+  # Labels jobs can require with constraints.labels, e.g. region: eu.
+  labels: {}
+  # The energy this machine runs on. Jobs with constraints.renewable_only skip
+  # nodes that are not renewable. file or command (printing
+  # {"renewable": true, "carbon_intensity": 50}) are re-read every refresh.
+  energy:
+    renewable: {{.Offer.Energy.Renewable}}
+    carbon_intensity: {{.Offer.Energy.CarbonIntensity}}
+    file: ""
+    command: ""
+    refresh: 1m
+`))
+
+// LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
+func LoadConfig(home string) (Config, error) {
+	path := filepath.Join(home, configFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("dms: reading config: %w", err)
+	}
+	cfg := Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.Offer.Validate(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func writeConfig(home string, cfg Config) error {
+	var b bytes.Buffer
+	if err := configTemplate.Execute(&b, cfg); err != nil {
+		return fmt.Errorf("dms: rendering config: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(home, configFile), b.Bytes(), 0o644)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("dms: writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err == nil {
+		_, err = tmp.Write(data)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("dms: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeKey(home string) (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("dms: generating key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("dms: encoding key: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return key, writeFileAtomic(filepath.Join(home, keyFile), pemBytes, 0o600)
+}
+
+func readKey(home string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(home, keyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s: run 'dms init --home %s' first", ErrNoHome, home, keyFile, home)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dms: reading key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("dms: %s is not a PEM private key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("dms: %s holds a %T, not an Ed25519 key", path, k)
+	}
+	return key, nil
+}
+
+// InitOptions controls Init.
+type InitOptions struct {
+	Force bool // replace an existing home: a new identity, and the old database is removed
+	// BenchDuration is how long each benchmark phase runs (default: the
+	// node package's, about a quarter second). Tests shorten it.
+	BenchDuration time.Duration
+}
+
+// Init creates a node home: an Ed25519 key (mode 0600), a documented
+// config.yaml, a UUID, and a first capability benchmark stored in the node's
+// database. It refuses an existing home unless opts.Force.
+func Init(ctx context.Context, home string, opts InitOptions) (api.NodeInfo, error) {
+	if _, err := os.Stat(filepath.Join(home, keyFile)); err == nil && !opts.Force {
+		return api.NodeInfo{}, fmt.Errorf("%w: %s already holds a node (its %s): use --force to replace it with a new identity", ErrHomeExists, home, keyFile)
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return api.NodeInfo{}, fmt.Errorf("dms: creating home: %w", err)
+	}
+	if opts.Force {
+		if err := os.RemoveAll(filepath.Join(home, dbDir)); err != nil {
+			return api.NodeInfo{}, fmt.Errorf("dms: removing old database: %w", err)
+		}
+	}
+	key, err := writeKey(home)
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	if err := writeConfig(home, DefaultConfig()); err != nil {
+		return api.NodeInfo{}, err
+	}
+	db, err := store.Open(filepath.Join(home, dbDir), nil)
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	defer db.Close()
+	id := uuid.NewString()
+	if err := db.Put(uuidKey, id); err != nil {
+		return api.NodeInfo{}, err
+	}
+	hw, bench, err := measure(ctx, home, db, opts.BenchDuration)
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	cfg := DefaultConfig()
+	rec, err := capabilityRecord(key, cfg.Offer, hw, bench, types.Energy{Renewable: cfg.Offer.Energy.Renewable}, time.Now())
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	nid, err := nodeID(key, id, rec, time.Now())
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	return api.NodeInfo{ID: nid, PeerID: nid.PeerID, DID: nid.DID, Compute: cfg.Compute, Capability: &rec, Registered: rec.Offered}, nil
+}
+
+// measure detects the hardware and runs the benchmark, and stores both.
+func measure(ctx context.Context, home string, db *store.DB, phase time.Duration) (types.Hardware, types.Benchmark, error) {
+	hw, err := node.DetectHardware(ctx, home)
+	if err != nil {
+		return hw, types.Benchmark{}, err
+	}
+	bench, err := node.RunBenchmark(ctx, home, node.BenchOptions{Duration: phase})
+	if err != nil {
+		return hw, bench, err
+	}
+	if err := db.Put(hardwareKey, hw); err != nil {
+		return hw, bench, err
+	}
+	return hw, bench, db.Put(benchmarkKey, bench)
+}

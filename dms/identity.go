@@ -1,0 +1,75 @@
+package dms
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/opendms/dms/node"
+	"github.com/opendms/dms/types"
+)
+
+// executors lists the executors every node has.
+var executors = []string{"wasm"}
+
+func peerIDOf(key ed25519.PrivateKey) (string, error) {
+	pk, err := crypto.UnmarshalEd25519PrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("dms: identity key: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(pk)
+	if err != nil {
+		return "", fmt.Errorf("dms: peer ID: %w", err)
+	}
+	return id.String(), nil
+}
+
+// capabilityRecord builds what the node publishes about itself from its
+// measured hardware and benchmark and the provider's offer.
+func capabilityRecord(key ed25519.PrivateKey, offer node.Offer, hw types.Hardware, bench types.Benchmark, energy types.Energy, now time.Time) (types.CapabilityRecord, error) {
+	offered, err := offer.Resolve(hw)
+	if err != nil {
+		return types.CapabilityRecord{}, err
+	}
+	pid, err := peerIDOf(key)
+	if err != nil {
+		return types.CapabilityRecord{}, err
+	}
+	if hw.Arch == "" {
+		hw.Arch, hw.OS = runtime.GOARCH, runtime.GOOS
+	}
+	return types.CapabilityRecord{
+		PeerID: pid, DID: types.DIDFromPublicKey(key.Public().(ed25519.PublicKey)),
+		Hardware: hw, Benchmark: bench, Offered: offered, Price: offer.Price,
+		Labels: offer.Labels, Energy: energy, Executors: executors, IssuedAt: now.UTC(),
+	}, nil
+}
+
+// capabilityTTL is how long a signed capability record is valid: a node
+// re-signs it when its offer changes and at every start.
+const capabilityTTL = 24 * time.Hour
+
+// signRecord seals the record; its CID names the record in the NodeID.
+func signRecord(key ed25519.PrivateKey, rec types.CapabilityRecord, now time.Time) ([]byte, string, error) {
+	env, err := types.Seal(key, &rec, now, capabilityTTL)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		return nil, "", err
+	}
+	return b, types.CIDOf(b).String(), nil
+}
+
+func nodeID(key ed25519.PrivateKey, uuid string, rec types.CapabilityRecord, now time.Time) (types.NodeID, error) {
+	_, c, err := signRecord(key, rec, now)
+	if err != nil {
+		return types.NodeID{}, err
+	}
+	return types.NodeID{UUID: uuid, PeerID: rec.PeerID, DID: rec.DID, CapabilityCID: c}, nil
+}

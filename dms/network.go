@@ -1,0 +1,282 @@
+package dms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opendms/dms/dms/internal/p2p"
+	"github.com/opendms/dms/node"
+	"github.com/opendms/dms/orchestrator"
+	"github.com/opendms/dms/types"
+)
+
+// network adapts the libp2p host to the narrow interfaces of the Node and
+// the orchestrator. A message to the node's own PeerID is delivered in
+// process: a node that computes can win its own jobs.
+type network struct{ d *DMS }
+
+var (
+	_ node.Network         = (*network)(nil)
+	_ orchestrator.Network = (*network)(nil)
+)
+
+func (n *network) self(peer string) bool { return peer == n.d.host.ID() }
+
+// SendBid delivers a bid or decline to the requester's orchestrator.
+func (n *network) SendBid(ctx context.Context, peer string, addrs []string, msg types.Message) error {
+	if n.self(peer) {
+		n.d.deliverBid(msg)
+		return nil
+	}
+	_, err := n.d.host.Request(ctx, peer, addrs, p2p.BidProtocol, msg)
+	return err
+}
+
+// FetchBlob fetches and verifies a blob held by peer.
+func (n *network) FetchBlob(ctx context.Context, peer string, cid string) ([]byte, error) {
+	if n.self(peer) {
+		return n.d.blobs.Get(cid)
+	}
+	return n.d.host.FetchBlob(ctx, peer, nil, cid, MaxBlobSize)
+}
+
+// Provide announces a blob in the DHT.
+func (n *network) Provide(ctx context.Context, cid string) error { return n.d.host.Provide(ctx, cid) }
+
+// topicWait bounds how long a bid request waits for the topic's first
+// subscribers to become known, right after the node joined the network.
+const topicWait = 2 * time.Second
+
+// Publish signs a bid request and publishes it on the bid-request topic.
+// expected counts the nodes that will receive it: the topic's peers, and
+// this node itself when it computes.
+func (n *network) Publish(ctx context.Context, req *types.BidRequest) (int, error) {
+	now := n.d.opts.clock()
+	env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
+	if err != nil {
+		return 0, err
+	}
+	peers := n.d.waitTopicPeers(ctx)
+	if err := n.d.host.PublishEnvelope(ctx, env); err != nil {
+		return 0, err
+	}
+	if n.d.node != nil {
+		peers++
+	}
+	return peers, nil
+}
+
+// waitTopicPeers returns the number of peers subscribed to the bid-request
+// topic. Right after joining, subscriptions take a moment to propagate: when
+// the node has connections but knows no subscriber yet, it waits up to
+// topicWait for the first one.
+func (d *DMS) waitTopicPeers(ctx context.Context) int {
+	deadline := time.Now().Add(topicWait)
+	for {
+		n := d.host.TopicPeers()
+		if n > 0 || len(d.host.Peers()) == 0 || time.Now().After(deadline) {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Accept asks a node to lock capability: the answer is a Confirm or a Reject.
+func (n *network) Accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error) {
+	if n.self(peer) {
+		if n.d.node == nil {
+			return nil, errNoCompute
+		}
+		return n.d.node.Accept(ctx, peer, a)
+	}
+	return n.d.host.Request(ctx, peer, addrs, p2p.AcceptProtocol, a)
+}
+
+// Cancel asks a node to stop an allocation.
+func (n *network) Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) error {
+	if n.self(peer) {
+		if n.d.node == nil {
+			return errNoCompute
+		}
+		_, err := n.d.node.Cancel(ctx, peer, c)
+		return err
+	}
+	_, err := n.d.host.Request(ctx, peer, addrs, p2p.CancelProtocol, c)
+	return err
+}
+
+// Invoke starts an allocation and returns the stream of its statuses.
+func (n *network) Invoke(ctx context.Context, peer string, addrs []string, inv *types.Invocation) (orchestrator.StatusStream, error) {
+	if n.self(peer) {
+		return n.d.localInvoke(inv)
+	}
+	s, err := n.d.host.OpenStream(ctx, peer, addrs, p2p.InvokeProtocol, inv)
+	if err != nil {
+		return nil, err
+	}
+	return remoteStatus{s}, nil
+}
+
+var errNoCompute = errors.New("dms: this node offers no compute")
+
+// remoteStatus reads Status frames from an invocation stream.
+type remoteStatus struct{ s *p2p.Stream }
+
+func (r remoteStatus) Recv(ctx context.Context) (*types.Status, error) {
+	msg, err := r.s.Recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := msg.(*types.Status)
+	if !ok {
+		return nil, fmt.Errorf("dms: invocation stream sent a %s, not a status", msg.Kind())
+	}
+	return st, nil
+}
+
+func (r remoteStatus) Close() error { return r.s.Close() }
+
+// localStatus is an invocation of this node's own Node, for jobs it won itself.
+type localStatus struct {
+	ch     chan *types.Status
+	errc   chan error
+	cancel context.CancelFunc
+}
+
+func (d *DMS) localInvoke(inv *types.Invocation) (orchestrator.StatusStream, error) {
+	if d.node == nil {
+		return nil, errNoCompute
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	l := &localStatus{ch: make(chan *types.Status, 4), errc: make(chan error, 1), cancel: cancel}
+	d.goDo(func(context.Context) {
+		defer close(l.ch)
+		l.errc <- d.invokeNode(ctx, d.host.ID(), inv, func(st types.Message) error {
+			select {
+			case l.ch <- st.(*types.Status):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	})
+	return l, nil
+}
+
+func (l *localStatus) Recv(ctx context.Context) (*types.Status, error) {
+	select {
+	case st, ok := <-l.ch:
+		if ok {
+			return st, nil
+		}
+		if err := <-l.errc; err != nil {
+			return nil, err
+		}
+		return nil, errStreamEnded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (l *localStatus) Close() error { l.cancel(); return nil }
+
+var errStreamEnded = errors.New("dms: status stream ended")
+
+// invokeNode runs an invocation on this node's Node, turning a refusal
+// before the allocation started into a failed status, so the requester
+// reads why instead of seeing the stream die.
+func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation, send func(types.Message) error) error {
+	sent := false
+	err := d.node.Invoke(ctx, from, inv, func(st *types.Status) error {
+		sent = true
+		return send(st)
+	})
+	if err != nil && !sent {
+		return send(&types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Reason: err.Error()})
+	}
+	return err
+}
+
+// deliverBid hands a bid or decline to the orchestrator.
+func (d *DMS) deliverBid(msg types.Message) {
+	switch m := msg.(type) {
+	case *types.Bid:
+		d.orch.HandleBid(m)
+	case *types.Decline:
+		d.orch.HandleDecline(m)
+	}
+}
+
+// registerProtocols installs the stream handlers: bids for the orchestrator,
+// and accept, invoke, cancel and status for the Node.
+func (d *DMS) registerProtocols() {
+	d.host.Handle(p2p.BidProtocol, func(_ context.Context, from string, _ *types.Envelope, msg types.Message) (types.Message, error) {
+		if b, ok := msg.(*types.Bid); ok && b.Node.PeerID != from {
+			return nil, fmt.Errorf("dms: bid names node %s but came from %s", b.Node.PeerID, from)
+		}
+		if d, ok := msg.(*types.Decline); ok && d.Node.PeerID != from {
+			return nil, fmt.Errorf("dms: decline names node %s but came from %s", d.Node.PeerID, from)
+		}
+		d.deliverBid(msg)
+		return nil, nil
+	})
+	d.host.Handle(p2p.AcceptProtocol, nodeHandler(d, func(ctx context.Context, from string, m *types.Accept) (types.Message, error) {
+		return d.node.Accept(ctx, from, m)
+	}))
+	d.host.Handle(p2p.CancelProtocol, nodeHandler(d, func(ctx context.Context, from string, m *types.Cancel) (types.Message, error) {
+		return d.node.Cancel(ctx, from, m)
+	}))
+	d.host.Handle(p2p.StatusProtocol, nodeHandler(d, func(ctx context.Context, from string, m *types.StatusQuery) (types.Message, error) {
+		return d.node.Status(ctx, from, m)
+	}))
+	d.host.HandleStream(p2p.InvokeProtocol, func(ctx context.Context, from string, _ *types.Envelope, msg types.Message, send func(types.Message) error) error {
+		inv, ok := msg.(*types.Invocation)
+		if !ok || d.node == nil {
+			return errNoCompute
+		}
+		return d.invokeNode(ctx, from, inv, send)
+	})
+	d.host.ServeBlobs(d.blobs, MaxBlobSize)
+}
+
+// nodeHandler adapts a Node method to a stream protocol: it refuses any
+// other message kind, and every request when the node offers no compute.
+func nodeHandler[M types.Message](d *DMS, fn func(ctx context.Context, from string, m M) (types.Message, error)) p2p.Handler {
+	return func(ctx context.Context, from string, _ *types.Envelope, msg types.Message) (types.Message, error) {
+		m, ok := msg.(M)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s on this protocol", errUnexpected, msg.Kind())
+		}
+		if d.node == nil {
+			return refusal(msg, errNoCompute), nil
+		}
+		reply, err := fn(ctx, from, m)
+		if err != nil {
+			return refusal(msg, err), nil
+		}
+		return reply, nil
+	}
+}
+
+// refusal turns a Node's error into a Reject the requester can read (a Go
+// error from a handler only resets the stream).
+func refusal(msg types.Message, err error) *types.Reject {
+	r := &types.Reject{Reason: err.Error()}
+	switch m := msg.(type) {
+	case *types.Accept:
+		r.JobID, r.AllocationID = m.JobID, m.AllocationID
+	case *types.Cancel:
+		r.JobID, r.AllocationID = m.JobID, m.AllocationID
+	case *types.StatusQuery:
+		r.JobID, r.AllocationID = m.JobID, m.AllocationID
+	}
+	return r
+}
+
+var errUnexpected = errors.New("dms: unexpected message")

@@ -1,0 +1,295 @@
+package dms
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/orchestrator"
+	"github.com/opendms/dms/types"
+)
+
+const jobPrefix = "job/"
+
+// jobStore persists the orchestrator's jobs: every change is written, so the
+// database always holds each job's latest state.
+type jobStore struct{ d *DMS }
+
+func (s jobStore) SaveJob(info orchestrator.JobInfo) error {
+	return s.d.db.Put(jobPrefix+string(info.ID), info)
+}
+
+func (d *DMS) running() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.closed:
+		return ErrClosed
+	case !d.started:
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// SubmitJob submits a job whose module (and input archive) are CIDs, as
+// api.Upload leaves them. The blobs must be here or reachable in the network:
+// nodes fetch them from this node.
+func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
+	if err := d.running(); err != nil {
+		return api.Job{}, err
+	}
+	task, err := d.task(ctx, spec)
+	if err != nil {
+		return api.Job{}, err
+	}
+	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
+		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries,
+		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
+	})
+	if err != nil {
+		return api.Job{}, err
+	}
+	return toAPIJob(info), nil
+}
+
+// task turns a spec into the task nodes run, making sure every blob it names
+// is held here.
+func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
+	mod, ok := spec.ModuleCID()
+	if !ok {
+		return types.Task{}, fmt.Errorf("%w: module %q is a local path: upload it first (api.Upload, or dms.Submit)", jobs.ErrInvalidSpec, spec.Module)
+	}
+	if _, err := d.GetBlob(ctx, mod.String()); err != nil {
+		return types.Task{}, fmt.Errorf("dms: module %s: %w", mod, err)
+	}
+	var inputs string
+	if spec.InputDir != "" {
+		c, err := cid.Decode(spec.InputDir)
+		if err != nil {
+			return types.Task{}, fmt.Errorf("%w: input_dir %q is a local path: upload it first", jobs.ErrInvalidSpec, spec.InputDir)
+		}
+		if _, err := d.GetBlob(ctx, c.String()); err != nil {
+			return types.Task{}, fmt.Errorf("dms: input archive %s: %w", c, err)
+		}
+		inputs = c.String()
+	}
+	var stdin string
+	if spec.Stdin != "" {
+		c, err := d.blobs.Put([]byte(spec.Stdin))
+		if err != nil {
+			return types.Task{}, err
+		}
+		stdin = c
+	}
+	return spec.Task(mod.String(), stdin, inputs), nil
+}
+
+// ListJobs lists every job this node ever submitted, newest first.
+func (d *DMS) ListJobs(ctx context.Context) ([]api.Job, error) {
+	var out []api.Job
+	err := d.db.Scan(jobPrefix, func(_ string, v []byte) error {
+		var info orchestrator.JobInfo
+		if err := json.Unmarshal(v, &info); err != nil {
+			return fmt.Errorf("dms: decoding job record: %w", err)
+		}
+		out = append(out, toAPIJob(info))
+		return nil
+	})
+	slices.SortFunc(out, func(a, b api.Job) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, err
+}
+
+// GetJob returns one job.
+func (d *DMS) GetJob(ctx context.Context, id string) (api.Job, error) {
+	info, err := d.jobInfo(id)
+	return toAPIJob(info), err
+}
+
+func (d *DMS) jobInfo(id string) (orchestrator.JobInfo, error) {
+	if d.orch != nil {
+		if info, ok := d.orch.Job(types.JobID(id)); ok {
+			return info, nil
+		}
+	}
+	var info orchestrator.JobInfo
+	found, err := d.db.Lookup(jobPrefix+id, &info)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	}
+	return info, err
+}
+
+// WatchJob streams a job's changes until it ends; the first value is its
+// current state.
+func (d *DMS) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
+	if err := d.running(); err != nil {
+		return nil, err
+	}
+	src, err := d.orch.Watch(ctx, types.JobID(id))
+	if err != nil {
+		// Not live: a job from before a restart is over, or unknown.
+		info, gerr := d.jobInfo(id)
+		if gerr != nil {
+			return nil, gerr
+		}
+		out := make(chan api.Job, 1)
+		out <- toAPIJob(info)
+		close(out)
+		return out, nil
+	}
+	out := make(chan api.Job)
+	d.goDo(func(dctx context.Context) {
+		defer close(out)
+		for info := range src {
+			select {
+			case out <- toAPIJob(info):
+			case <-ctx.Done():
+				return
+			case <-dctx.Done():
+				return
+			}
+		}
+	})
+	return out, nil
+}
+
+// CancelJob cancels a job that has not ended.
+func (d *DMS) CancelJob(ctx context.Context, id string) error {
+	if err := d.running(); err != nil {
+		return err
+	}
+	info, err := d.jobInfo(id)
+	if err != nil {
+		return err
+	}
+	if info.State.Terminal() {
+		return fmt.Errorf("%w: job %s is already %s", api.ErrConflict, id, info.State)
+	}
+	return d.orch.Cancel(ctx, types.JobID(id), "cancelled by its submitter")
+}
+
+// PutBlob stores a blob (at most MaxBlobSize bytes) and returns its CID.
+func (d *DMS) PutBlob(ctx context.Context, r io.Reader) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBlobSize+1))
+	if err != nil {
+		return "", fmt.Errorf("dms: reading blob: %w", err)
+	}
+	return d.blobs.Put(data)
+}
+
+// GetBlob returns a blob from the local store or, failing that, fetches it
+// from the node that produced it (a job's result) or from a provider found
+// in the DHT, verifies it and keeps it.
+func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad CID %q: %w", api.ErrNotFound, c, err)
+	}
+	c = id.String()
+	if d.blobs.Has(c) {
+		return d.blobs.Get(c)
+	}
+	if err := d.running(); err != nil {
+		return nil, err
+	}
+	for _, p := range d.blobSources(ctx, c) {
+		data, ferr := d.host.FetchBlob(ctx, p, nil, c, MaxBlobSize)
+		if ferr != nil {
+			err = ferr
+			continue
+		}
+		if _, perr := d.blobs.Put(data); perr != nil {
+			return nil, perr
+		}
+		return data, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("%w: blob %s: no peer provides it", api.ErrNotFound, c)
+	}
+	return nil, err
+}
+
+// blobSources lists peers that should hold a blob: the nodes that ran jobs
+// whose results name it, then the DHT's providers.
+func (d *DMS) blobSources(ctx context.Context, c string) []string {
+	var peers []string
+	for _, info := range d.orch.Jobs() {
+		if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
+			peers = append(peers, info.Node)
+		}
+	}
+	provs, err := d.host.FindProviders(ctx, c, 5)
+	if err != nil {
+		d.log.Debug("finding providers", "cid", c, "err", err)
+	}
+	for _, p := range provs {
+		if p.ID != d.host.ID() && !slices.Contains(peers, p.ID) {
+			peers = append(peers, p.ID)
+		}
+	}
+	return peers
+}
+
+func resultNames(r *types.Result, c string) bool {
+	if r.Stdout == c || r.Stderr == c {
+		return true
+	}
+	for _, f := range r.Files {
+		if f == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Node describes this node: identity, addresses, capability and load.
+func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
+	d.mu.Lock()
+	rec, id, started := d.record, d.id, d.started
+	d.mu.Unlock()
+	info := api.NodeInfo{ID: id, PeerID: id.PeerID, DID: id.DID, Compute: d.conf.Compute, Capability: &rec, Registered: rec.Offered}
+	if !started {
+		return info, nil
+	}
+	info.Addrs = d.host.Addrs()
+	if d.node != nil {
+		ni, err := d.node.Info(ctx)
+		if err != nil {
+			return info, err
+		}
+		info.Registered, info.Available, info.Running = ni.Registered, ni.Available, ni.Running
+	}
+	return info, nil
+}
+
+// Peers lists the peers this node is connected to.
+func (d *DMS) Peers(ctx context.Context) ([]api.Peer, error) {
+	if err := d.running(); err != nil {
+		return nil, err
+	}
+	var out []api.Peer
+	for _, p := range d.host.Peers() {
+		out = append(out, api.Peer{ID: p.ID, Addrs: p.Addrs, LatencyMillis: float64(p.Latency.Microseconds()) / 1000})
+	}
+	slices.SortFunc(out, func(a, b api.Peer) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func toAPIJob(info orchestrator.JobInfo) api.Job {
+	j := api.Job{
+		ID: string(info.ID), Name: info.Name, State: info.State, Reason: info.Reason, Node: info.Node,
+		Result: info.Result, CreatedAt: info.CreatedAt, UpdatedAt: info.UpdatedAt,
+	}
+	for _, a := range info.Attempts {
+		j.Attempts = append(j.Attempts, api.Attempt{AllocationID: string(a.AllocationID), Node: a.Node, State: string(a.Outcome), Reason: a.Reason})
+	}
+	return j
+}
