@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// fakeService is a daemon in memory: a submitted job goes through the
+// states in events; blobs are kept by CID.
+type fakeService struct {
+	mu        sync.Mutex
+	events    []api.Job // what WatchJob sends for every job
+	jobs      map[string]api.Job
+	blobs     map[string][]byte
+	submitted []*jobs.Spec
+	cancelled []string
+}
+
+var _ api.Service = (*fakeService)(nil)
+
+func newFakeService() *fakeService {
+	return &fakeService{jobs: map[string]api.Job{}, blobs: map[string][]byte{}}
+}
+
+// putJob stores a job as GetJob returns it.
+func (f *fakeService) putJob(j api.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs[j.ID] = j
+}
+
+// blob stores data and returns its CID.
+func (f *fakeService) blob(data string) string {
+	c, _ := f.PutBlob(context.Background(), bytes.NewReader([]byte(data)))
+	return c
+}
+
+func (f *fakeService) SubmitJob(_ context.Context, spec *jobs.Spec) (api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.submitted = append(f.submitted, spec)
+	j := api.Job{ID: fmt.Sprintf("job-%d", len(f.submitted)), Name: spec.Name, State: types.JobPending}
+	f.jobs[j.ID] = j
+	return j, nil
+}
+
+func (f *fakeService) ListJobs(context.Context) ([]api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var list []api.Job
+	for _, j := range f.jobs {
+		list = append(list, j)
+	}
+	return list, nil
+}
+
+func (f *fakeService) GetJob(_ context.Context, id string) (api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return api.Job{}, fmt.Errorf("%w: job %s", api.ErrNotFound, id)
+	}
+	return j, nil
+}
+
+func (f *fakeService) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
+	if _, err := f.GetJob(ctx, id); err != nil {
+		return nil, err
+	}
+	out := make(chan api.Job)
+	go func() {
+		defer close(out)
+		for _, j := range f.events {
+			j.ID = id
+			f.putJob(j)
+			select {
+			case out <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (f *fakeService) CancelJob(ctx context.Context, id string) error {
+	j, err := f.GetJob(ctx, id)
+	if err != nil {
+		return err
+	}
+	if j.State.Terminal() {
+		return fmt.Errorf("%w: job %s is already %s", api.ErrConflict, id, j.State)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancelled = append(f.cancelled, id)
+	return nil
+}
+
+func (f *fakeService) PutBlob(_ context.Context, r io.Reader) (string, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	c := types.CIDOf(data).String()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blobs[c] = data
+	return c, nil
+}
+
+func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, ok := f.blobs[c]
+	if !ok {
+		return nil, fmt.Errorf("%w: blob %s", api.ErrNotFound, c)
+	}
+	return data, nil
+}
+
+func (f *fakeService) Node(context.Context) (api.NodeInfo, error) {
+	return api.NodeInfo{
+		ID: types.NodeID{UUID: "u-1", PeerID: "12D3KooWSelf"}, PeerID: "12D3KooWSelf", DID: "did:key:z6MkSelf",
+		Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWSelf"}, Compute: true,
+	}, nil
+}
+
+func (f *fakeService) Peers(context.Context) ([]api.Peer, error) {
+	return []api.Peer{{ID: "12D3KooWOther", Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, LatencyMillis: 0.25}}, nil
+}
+
+func (f *fakeService) Benchmark(ctx context.Context) (api.NodeInfo, error) { return f.Node(ctx) }
+
+// newDaemon serves svc's API over HTTP and returns a home whose api.json
+// points at it, as a running `dms run` leaves it.
+func newDaemon(t *testing.T, svc api.Service) string {
+	t.Helper()
+	tok, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.NewHandler(svc, tok, nil))
+	t.Cleanup(srv.Close)
+	home := t.TempDir()
+	if err := api.WriteEndpoint(home, api.Endpoint{Addr: srv.Listener.Addr().String(), Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}

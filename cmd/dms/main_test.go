@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/types"
+)
+
+// runCLI runs the command line and returns its exit status and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = execute(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// jobFile writes a job spec next to a module hello.wasm and an input
+// directory in/, and returns its path.
+func jobFile(t *testing.T, spec string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in", "data.txt"), []byte("input"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const helloSpec = "name: hello\nmodule: hello.wasm\n"
+
+// completedRun is a job that bids, runs on a peer and completes.
+func completedRun(svc *fakeService, exitCode int, stdout, stderr string) {
+	res := &types.Result{ExitCode: exitCode, Stdout: svc.blob(stdout), Stderr: svc.blob(stderr), DurationMillis: 12}
+	svc.events = []api.Job{
+		{State: types.JobPending},
+		{State: types.JobBidding},
+		{State: types.JobPlaced, Node: "12D3KooWPeer"},
+		{State: types.JobRunning, Node: "12D3KooWPeer"},
+		{State: types.JobRunning, Node: "12D3KooWPeer"}, // no change: no line
+		{State: types.JobCompleted, Node: "12D3KooWPeer", Result: res},
+	}
+}
+
+func TestJobRunSuccess(t *testing.T) {
+	svc := newFakeService()
+	completedRun(svc, 0, "hello, world\n", "")
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "job", "run", jobFile(t, helloSpec+"input_dir: in\n"), "--home", home)
+	if code != 0 || out != "hello, world\n" {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+	want := "submitted job job-1\npending\nbidding\nplaced on 12D3KooWPeer\nrunning on 12D3KooWPeer\ncompleted in 12ms\n"
+	if errOut != want {
+		t.Fatalf("progress:\n%s\nwant:\n%s", errOut, want)
+	}
+	spec := svc.submitted[0]
+	if _, ok := spec.ModuleCID(); !ok {
+		t.Fatalf("the module was not uploaded: %q", spec.Module)
+	}
+	if _, err := svc.GetBlob(context.Background(), spec.InputDir); err != nil {
+		t.Fatalf("the input directory was not uploaded: %q: %v", spec.InputDir, err)
+	}
+}
+
+func TestJobRunFailure(t *testing.T) {
+	svc := newFakeService()
+	svc.events = []api.Job{{State: types.JobBidding}, {State: types.JobFailed, Reason: "no node bid before the deadline"}}
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "job", "run", jobFile(t, helloSpec), "--home", home)
+	if code != 1 || out != "" || !strings.HasSuffix(errOut, "dms: job job-1 failed: no node bid before the deadline\n") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
+func TestJobRunProgramExitsNonZero(t *testing.T) {
+	svc := newFakeService()
+	completedRun(svc, 3, "partial\n", "boom\n")
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "job", "run", jobFile(t, helloSpec), "--home", home)
+	if code != 1 || out != "partial\n" || !strings.Contains(errOut, "boom\n") || !strings.Contains(errOut, "exited with code 3") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
+func TestJobRunDetachJSON(t *testing.T) {
+	svc := newFakeService()
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "job", "run", jobFile(t, helloSpec), "--detach", "--output", "json", "--home", home)
+	var got map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got["id"] != "job-1" || len(got) != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "job", "run", jobFile(t, helloSpec), "-d", "--home", home); code != 0 || out != "job-2\n" {
+		t.Fatalf("table detach: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestJobRunInvalidSpec(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	code, out, errOut := runCLI(t, "job", "run", jobFile(t, "module: hello.wasm\nresources: {memory: lots}\n"), "--home", home)
+	if code != 1 || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"job.yaml: invalid job spec:", "\n  name: required", "\n  resources.memory: "} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestJobStatusJSON(t *testing.T) {
+	svc := newFakeService()
+	svc.putJob(api.Job{ID: "j1", Name: "hello", State: types.JobRunning, Node: "12D3KooWPeer"})
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "job", "status", "j1", "-o", "json", "--home", home)
+	var got map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if got["id"] != "j1" || got["state"] != "running" || got["node"] != "12D3KooWPeer" {
+		t.Fatalf("status json: %s", out)
+	}
+	code, out, _ = runCLI(t, "job", "status", "j1", "--home", home)
+	if code != 0 || !strings.Contains(out, "state:") || !strings.Contains(out, "running") {
+		t.Fatalf("status table: %s", out)
+	}
+	if code, _, errOut := runCLI(t, "job", "status", "nope", "--home", home); code != 1 || !strings.Contains(errOut, "nope") {
+		t.Fatalf("unknown job: exit %d, %s", code, errOut)
+	}
+}
+
+func TestJobLogsResultListCancel(t *testing.T) {
+	svc := newFakeService()
+	res := &types.Result{ExitCode: 0, Stdout: svc.blob("out\n"), Stderr: svc.blob("err\n"), Files: map[string]string{"/out/x": "bafyx"}}
+	svc.putJob(api.Job{ID: "done", Name: "d", State: types.JobCompleted, Result: res})
+	svc.putJob(api.Job{ID: "busy", Name: "b", State: types.JobRunning})
+	home := newDaemon(t, svc)
+	cases := []struct {
+		args []string
+		code int
+		want string // in stdout, or in stderr when code != 0
+	}{
+		{[]string{"job", "logs", "done"}, 0, "out\n"},
+		{[]string{"job", "logs", "done", "--stderr"}, 0, "err\n"},
+		{[]string{"job", "logs", "busy"}, 1, "no result yet"},
+		{[]string{"job", "result", "done"}, 0, "/out/x  bafyx"},
+		{[]string{"job", "result", "done", "-o", "json"}, 0, `"exit_code": 0`},
+		{[]string{"job", "list"}, 0, "busy"},
+		{[]string{"job", "list", "-o", "json"}, 0, `"id": "done"`},
+		{[]string{"job", "cancel", "busy"}, 0, "cancelled job busy"},
+		{[]string{"job", "cancel", "done"}, 1, "already completed"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runCLI(t, append(c.args, "--home", home)...)
+		got := out
+		if c.code != 0 {
+			got = errOut
+		}
+		if code != c.code || !strings.Contains(got, c.want) {
+			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(c.args, " "), code, out, errOut)
+		}
+	}
+}
+
+func TestNodeAndPeers(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	code, out, _ := runCLI(t, "node", "info", "-o", "json", "--home", home)
+	var info map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info["peer_id"] != "12D3KooWSelf" || info["did"] == nil || info["addrs"] == nil {
+		t.Fatalf("node info json: exit %d, %s", code, out)
+	}
+	for _, args := range [][]string{{"node", "info"}, {"node", "benchmark"}, {"peers"}} {
+		code, out, errOut := runCLI(t, append(args, "--home", home)...)
+		if code != 0 || !strings.Contains(out, "12D3KooW") {
+			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+func TestMissingDaemon(t *testing.T) {
+	home := t.TempDir()
+	for _, args := range [][]string{{"job", "list"}, {"node", "info"}, {"node", "benchmark"}, {"peers"}, {"job", "run", jobFile(t, helloSpec)}} {
+		code, _, errOut := runCLI(t, append(args, "--home", home)...)
+		want := "dms: no running daemon for home " + home + " (api.json not found): start one with `dms run --home " + home + "`\n"
+		if code != 1 || errOut != want {
+			t.Errorf("dms %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+func TestHomeFromEnvironment(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	t.Setenv("DMS_HOME", home)
+	if code, out, errOut := runCLI(t, "peers"); code != 0 || !strings.Contains(out, "12D3KooWOther") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `dms: unknown command "frobnicate" for "dms"`},
+		{[]string{"job", "frobnicate"}, `dms: unknown command "frobnicate" for "dms job"`},
+		{[]string{"peers", "--bogus"}, "dms: unknown flag: --bogus"},
+		{[]string{"job", "status"}, "takes one ID argument"},
+		{[]string{"peers", "--output", "xml"}, `--output "xml": want table or json`},
+		{[]string{"devstack", "--nodes", "0"}, "--nodes 0: want 1 to 200"},
+		{[]string{"devstack", "--nodes", "201"}, "--nodes 201: want 1 to 200"},
+		{[]string{"run", "--log-level", "loud"}, `--log-level "loud"`},
+	}
+	for _, c := range cases {
+		code, out, errOut := runCLI(t, append(c.args, "--home", t.TempDir())...)
+		if code != 1 || !strings.HasPrefix(errOut, "dms: ") || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "Usage:") || out != "" {
+			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(c.args, " "), code, out, errOut)
+		}
+	}
+}

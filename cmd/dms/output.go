@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/types"
+)
+
+// print writes v as indented JSON with --output json, else calls table.
+func (c *cli) print(v any, table func(io.Writer) error) error {
+	if c.output == "json" {
+		return writeJSON(c.stdout, v)
+	}
+	return table(c.stdout)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeTable writes rows under a header, in aligned columns.
+func writeTable(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// writeFields writes one object as aligned "key: value" lines; a field with
+// several values gets one line per value.
+func writeFields(w io.Writer, fields []field) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, f := range fields {
+		for i, v := range f.values {
+			key := f.key + ":"
+			if i > 0 {
+				key = ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\n", key, v)
+		}
+	}
+	return tw.Flush()
+}
+
+type field struct {
+	key    string
+	values []string
+}
+
+func kv(key, value string) field { return field{key, []string{value}} }
+
+func jobFields(j api.Job) []field {
+	fs := []field{kv("id", j.ID), kv("name", j.Name), kv("state", string(j.State))}
+	if j.Reason != "" {
+		fs = append(fs, kv("reason", j.Reason))
+	}
+	fs = append(fs, kv("node", orDash(j.Node)), kv("attempts", strconv.Itoa(len(j.Attempts))),
+		kv("created", formatTime(j.CreatedAt)), kv("updated", formatTime(j.UpdatedAt)))
+	if j.Result != nil {
+		fs = append(fs, resultFields(*j.Result)...)
+	}
+	return fs
+}
+
+func resultFields(r types.Result) []field {
+	fs := []field{
+		kv("exit code", strconv.Itoa(r.ExitCode)),
+		kv("duration", formatMillis(r.DurationMillis)),
+		kv("stdout", r.Stdout+truncated(r.StdoutTruncated)),
+		kv("stderr", r.Stderr+truncated(r.StderrTruncated)),
+	}
+	var files []string
+	for _, path := range slices.Sorted(maps.Keys(r.Files)) {
+		files = append(files, path+"  "+r.Files[path])
+	}
+	if len(files) > 0 {
+		fs = append(fs, field{"files", files})
+	}
+	return fs
+}
+
+// nodeFields describes a running node: identity, addresses, load, capability.
+func nodeFields(n api.NodeInfo) []field {
+	fs := append(identityFields(n),
+		field{"addrs", orNone(n.Addrs)},
+		kv("registered", n.Registered.String()), kv("available", n.Available.String()),
+		kv("running", strconv.Itoa(n.Running)))
+	if c := n.Capability; c != nil {
+		fs = append(fs, capabilityFields(*c)...)
+	}
+	return fs
+}
+
+// identityFields names a node.
+func identityFields(n api.NodeInfo) []field {
+	return []field{kv("uuid", n.ID.UUID), kv("peer id", n.PeerID), kv("did", n.DID), kv("compute", strconv.FormatBool(n.Compute))}
+}
+
+func capabilityFields(c types.CapabilityRecord) []field {
+	hw := c.Hardware
+	return []field{
+		kv("hardware", fmt.Sprintf("%d cores %s, memory %s, disk %s, %s/%s", hw.Cores, hw.CPUModel, hw.Memory, hw.Disk, hw.OS, hw.Arch)),
+		kv("benchmark", fmt.Sprintf("cpu %.1f (1 core %.1f), memory %.0f MB/s, disk %.0f MB/s",
+			c.Benchmark.CPUAll, c.Benchmark.CPUSingle, c.Benchmark.MemoryMBps, c.Benchmark.DiskWriteMBps)),
+		kv("offered", c.Offered.String()),
+		kv("price", fmt.Sprintf("%g per core-hour", c.Price)),
+		kv("executors", orDash(strings.Join(c.Executors, ", "))),
+	}
+}
+
+func jobRows(list []api.Job) [][]string {
+	rows := make([][]string, 0, len(list))
+	for _, j := range list {
+		rows = append(rows, []string{j.ID, orDash(j.Name), string(j.State), orDash(shortID(j.Node)), formatTime(j.CreatedAt)})
+	}
+	return rows
+}
+
+func peerRows(list []api.Peer) [][]string {
+	rows := make([][]string, 0, len(list))
+	for _, p := range list {
+		latency := "-"
+		if p.LatencyMillis > 0 {
+			latency = fmt.Sprintf("%.2fms", p.LatencyMillis)
+		}
+		rows = append(rows, []string{p.ID, latency, orDash(strings.Join(p.Addrs, " "))})
+	}
+	return rows
+}
+
+// shortID abbreviates a PeerID for tables: its last 8 characters.
+func shortID(id string) string {
+	if len(id) <= 12 {
+		return id
+	}
+	return "…" + id[len(id)-8:]
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+func formatMillis(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+
+func truncated(t bool) string {
+	if t {
+		return " (truncated)"
+	}
+	return ""
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func orNone(list []string) []string {
+	if len(list) == 0 {
+		return []string{"(none)"}
+	}
+	return list
+}

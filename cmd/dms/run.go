@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opendms/dms/dms"
+	"github.com/opendms/dms/dms/api"
+)
+
+// runFlags are the flags of `dms run`.
+type runFlags struct {
+	listen    []string
+	bootstrap []string
+	compute   bool
+	api       string
+	logLevel  string
+}
+
+func (c *cli) runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node daemon until interrupted (SIGHUP reloads the offer from config.yaml)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(c.stderr, f.logLevel)
+			if err != nil {
+				return err
+			}
+			return c.serve(cmd.Context(), runOptions(cmd, c.home, f, logger), logger)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.listen, "listen", nil, "multiaddr to listen on, repeatable; replaces config.yaml's listen")
+	fl.StringArrayVar(&f.bootstrap, "bootstrap", nil, "full multiaddr (with /p2p/ID) of a peer to join through, repeatable; added to config.yaml's")
+	fl.BoolVar(&f.compute, "compute", true, "offer compute (bid for jobs); --compute=false only submits jobs; when not given, config.yaml decides")
+	fl.StringVar(&f.api, "api", "", `local API address on loopback, such as 127.0.0.1:0 (a free port); "" disables the API; when not given, config.yaml decides`)
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// runOptions turns the flags into dms options; a flag not given leaves the
+// config file's value.
+func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger) []dms.Option {
+	opts := []dms.Option{dms.WithHome(home), dms.WithLogger(logger), dms.WithBootstrap(f.bootstrap...)}
+	if len(f.listen) > 0 {
+		opts = append(opts, dms.WithListen(f.listen...))
+	}
+	if cmd.Flags().Changed("compute") {
+		opts = append(opts, dms.WithCompute(f.compute))
+	}
+	if cmd.Flags().Changed("api") {
+		opts = append(opts, dms.WithAPI(f.api))
+	}
+	return opts
+}
+
+// newLogger logs text records at level and above to w.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve starts the node, prints its addresses, and runs until ctx ends
+// (SIGINT, SIGTERM), reloading the offer on SIGHUP.
+func (c *cli) serve(ctx context.Context, opts []dms.Option, logger *slog.Logger) error {
+	d, err := dms.New(opts...)
+	if err != nil {
+		return err
+	}
+	if err := d.Start(ctx); err != nil {
+		return errors.Join(fmt.Errorf("starting the node: %w", err), d.Close())
+	}
+	info, err := d.Node(ctx)
+	if err == nil {
+		err = c.printRunning(info, d.APIAddr())
+	}
+	if err != nil {
+		return errors.Join(err, d.Close())
+	}
+	waitSignals(ctx, d, logger)
+	return d.Close()
+}
+
+// printRunning shows the node's addresses, to copy into another node's --bootstrap.
+func (c *cli) printRunning(info api.NodeInfo, apiAddr string) error {
+	return c.print(info, func(w io.Writer) error {
+		fmt.Fprintf(w, "node %s running (home %s)\n", info.PeerID, c.home)
+		if apiAddr != "" {
+			fmt.Fprintf(w, "API on %s (token in %s/%s)\n", apiAddr, c.home, api.EndpointFile)
+		}
+		fmt.Fprintln(w, "listening on (use one as --bootstrap for another node):")
+		for _, a := range orNone(info.Addrs) {
+			fmt.Fprintf(w, "  %s\n", a)
+		}
+		return nil
+	})
+}
+
+// waitSignals returns when ctx ends, reloading the node's offer on every SIGHUP.
+func waitSignals(ctx context.Context, d *dms.DMS, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			return
+		case <-hup:
+			if err := d.Reload(ctx); err != nil {
+				logger.Error("reload failed; keeping the previous offer", "err", err)
+			} else {
+				logger.Info("reloaded the offer from config.yaml")
+			}
+		}
+	}
+}
