@@ -29,14 +29,15 @@ func (d *DMS) buildRecord(ctx context.Context) error {
 			return err
 		}
 	}
-	return d.setRecord(ctx, d.conf.Offer, hw, bench)
-}
-
-func (d *DMS) setRecord(ctx context.Context, offer node.Offer, hw types.Hardware, bench types.Benchmark) error {
-	energy, err := node.ReadEnergy(ctx, offer.Energy)
+	energy, err := node.ReadEnergy(ctx, d.conf.Offer.Energy)
 	if err != nil {
 		return err
 	}
+	return d.setRecord(d.conf.Offer, hw, bench, energy)
+}
+
+// setRecord rebuilds and re-signs the capability record. Callers hold d.mu.
+func (d *DMS) setRecord(offer node.Offer, hw types.Hardware, bench types.Benchmark, energy types.Energy) error {
 	rec, err := capabilityRecord(d.key, offer, hw, bench, energy, d.opts.clock())
 	if err != nil {
 		return err
@@ -93,7 +94,11 @@ func (d *DMS) Reload(ctx context.Context) error {
 	if !d.started {
 		return ErrNotStarted
 	}
-	if err := d.setRecord(ctx, conf.Offer, d.record.Hardware, d.record.Benchmark); err != nil {
+	energy, err := node.ReadEnergy(ctx, conf.Offer.Energy)
+	if err != nil {
+		return err
+	}
+	if err := d.setRecord(conf.Offer, d.record.Hardware, d.record.Benchmark, energy); err != nil {
 		return err
 	}
 	d.conf.Offer = conf.Offer
@@ -108,7 +113,7 @@ func (d *DMS) Benchmark(ctx context.Context) (api.NodeInfo, error) {
 		return api.NodeInfo{}, err
 	}
 	d.mu.Lock()
-	err = d.setRecord(ctx, d.conf.Offer, hw, bench)
+	err = d.setRecord(d.conf.Offer, hw, bench, d.record.Energy)
 	if err == nil && d.started {
 		err = d.applyRecord(ctx)
 	}
@@ -157,7 +162,7 @@ func (d *DMS) refreshEnergy(ctx context.Context) error {
 	if energy == d.record.Energy {
 		return nil
 	}
-	if err := d.setRecord(ctx, d.conf.Offer, d.record.Hardware, d.record.Benchmark); err != nil {
+	if err := d.setRecord(d.conf.Offer, d.record.Hardware, d.record.Benchmark, energy); err != nil {
 		return fmt.Errorf("dms: energy changed: %w", err)
 	}
 	return d.applyRecord(ctx)
