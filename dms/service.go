@@ -53,6 +53,7 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
 		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries,
 		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
+		QueueTimeout: time.Duration(spec.QueueTimeout),
 	})
 	if err != nil {
 		return api.Job{}, err

@@ -25,7 +25,11 @@ const (
 	MinBidWindow      = 10 * time.Millisecond
 	MaxBidWindow      = 5 * time.Minute
 	DefaultEnoughBids = 3
-	MaxEnoughBids     = 100
+	// DefaultQueueTimeout is how long a job waits for busy nodes to free
+	// capacity before it fails.
+	DefaultQueueTimeout = 5 * time.Minute
+	MaxQueueTimeout     = 24 * time.Hour
+	MaxEnoughBids       = 100
 	// MaxStdin bounds the literal stdin text.
 	MaxStdin = 1 << 20
 	// MaxArgsEnv bounds args and env together (bytes of every arg, name and
@@ -55,6 +59,9 @@ type Spec struct {
 	Retries     int               `json:"retries"`
 	BidWindow   Duration          `json:"bid_window"`  // the bid window closes at the latest after this
 	EnoughBids  int               `json:"enough_bids"` // ... or as soon as this many bids are in
+	// QueueTimeout bounds how long the job waits while every node that could
+	// run it is busy; 0 fails at once when they are.
+	QueueTimeout Duration `json:"queue_timeout"`
 
 	dir string // directory of the spec file; relative paths resolve against it
 }
@@ -63,11 +70,12 @@ type Spec struct {
 // fields a document gives.
 func defaultSpec() *Spec {
 	return &Spec{
-		Executor:   DefaultExecutor,
-		Resources:  types.Resources{CPU: DefaultCPU, Memory: DefaultMemory},
-		Timeout:    Duration(DefaultTimeout),
-		BidWindow:  Duration(DefaultBidWindow),
-		EnoughBids: DefaultEnoughBids,
+		Executor:     DefaultExecutor,
+		Resources:    types.Resources{CPU: DefaultCPU, Memory: DefaultMemory},
+		Timeout:      Duration(DefaultTimeout),
+		BidWindow:    Duration(DefaultBidWindow),
+		EnoughBids:   DefaultEnoughBids,
+		QueueTimeout: Duration(DefaultQueueTimeout),
 	}
 }
 

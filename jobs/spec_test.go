@@ -30,6 +30,7 @@ timeout: 30s
 retries: 2
 bid_window: 500ms
 enough_bids: 5
+queue_timeout: 1m
 `
 
 func fullSpec() *Spec {
@@ -41,6 +42,7 @@ func fullSpec() *Spec {
 		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1.5},
 		Timeout:     Duration(30 * time.Second), Retries: 2,
 		BidWindow: Duration(500 * time.Millisecond), EnoughBids: 5,
+		QueueTimeout: Duration(time.Minute),
 	}
 }
 
@@ -63,6 +65,7 @@ func TestParseDefaults(t *testing.T) {
 		Name: "x", Module: "x.wasm", Executor: "wasm",
 		Resources: types.Resources{CPU: 1000, Memory: 64 << 20},
 		Timeout:   Duration(5 * time.Minute), BidWindow: Duration(2 * time.Second), EnoughBids: 3,
+		QueueTimeout: Duration(5 * time.Minute),
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("got %+v\nwant %+v", s, want)

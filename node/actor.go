@@ -67,6 +67,14 @@ type nodeActor struct {
 	ledger *Ledger
 	checks []Check
 	live   map[types.AllocationID]*allocation
+	holds  map[types.JobID]holdOwner // who each bid's soft reservation is for
+}
+
+// holdOwner is the requester a bid's soft reservation was made for; only it
+// may withdraw the reservation.
+type holdOwner struct {
+	requester string
+	until     time.Time
 }
 
 func (a *nodeActor) Receive(c actor.Context) {
@@ -90,7 +98,7 @@ func (a *nodeActor) Receive(c actor.Context) {
 		a.ledger.SetRegistered(m.rec.Offered)
 		c.Respond(okReply{})
 	case dropHoldMsg:
-		a.ledger.DropHold(m.job)
+		a.dropHold(m.job)
 	case tickMsg:
 		a.expire()
 	}
@@ -114,17 +122,28 @@ func (a *nodeActor) onBidRequest(m bidRequestMsg) {
 	if !now.Before(req.Deadline) {
 		return // the window closed while the request travelled
 	}
-	reasons := Decide(a.checks, req, a.snapshot(now))
+	snap := a.snapshot(now)
+	reasons := Decide(a.checks, req, snap)
+	until := req.Deadline.Add(a.n.cfg.BidHold)
 	if len(reasons) == 0 {
-		if err := a.ledger.Hold(req.JobID, req.Resources, now, req.Deadline.Add(a.n.cfg.BidHold)); err != nil {
+		if err := a.ledger.Hold(req.JobID, req.Resources, now, until); err != nil {
 			reasons = []string{err.Error()}
 		}
 	}
-	var msg types.Message = &types.Decline{JobID: req.JobID, Node: a.n.cfg.ID, Reasons: reasons}
+	var msg types.Message = &types.Decline{JobID: req.JobID, Node: a.n.cfg.ID, Reasons: reasons, Busy: a.busyOnly(req, snap)}
 	if len(reasons) == 0 {
+		a.holds[req.JobID] = holdOwner{requester: req.Requester, until: until}
 		msg = a.bid(req, now)
 	}
 	a.n.goDo(func(ctx context.Context) { a.n.sendBid(ctx, req, msg) })
+}
+
+// busyOnly reports whether the node would bid on req if nothing it offers
+// were in use: the decline is only for now.
+func (a *nodeActor) busyOnly(req *types.BidRequest, snap *Snapshot) bool {
+	idle := *snap
+	idle.Available = idle.Registered
+	return len(Decide(a.checks, req, &idle)) == 0
 }
 
 func (a *nodeActor) bid(req *types.BidRequest, now time.Time) *types.Bid {
@@ -210,6 +229,13 @@ func (a *nodeActor) own(from string, id types.AllocationID) (*allocation, error)
 }
 
 func (a *nodeActor) onCancel(c actor.Context, m cancelMsg) any {
+	if m.cancel.AllocationID == "" {
+		// The requester placed the job elsewhere: withdraw our bid's hold.
+		if h, ok := a.holds[m.cancel.JobID]; ok && h.requester == m.from {
+			a.dropHold(m.cancel.JobID)
+		}
+		return okReply{}
+	}
 	al, err := a.own(m.from, m.cancel.AllocationID)
 	if err != nil {
 		if rec, ok := a.stored(m.cancel.AllocationID); ok && rec.Requester == m.from {
@@ -276,8 +302,19 @@ func (a *nodeActor) broadcast(al *allocation, st *types.Status, last bool) {
 	}
 }
 
+func (a *nodeActor) dropHold(job types.JobID) {
+	a.ledger.DropHold(job)
+	delete(a.holds, job)
+}
+
 func (a *nodeActor) expire() {
-	for _, l := range a.ledger.Expire(a.now()) {
+	now := a.now()
+	for job, h := range a.holds {
+		if !now.Before(h.until) {
+			delete(a.holds, job)
+		}
+	}
+	for _, l := range a.ledger.Expire(now) {
 		if al, ok := a.live[l.AllocationID]; ok {
 			a.end(al, types.AllocFailed, "lock expired: no invocation within "+a.n.cfg.LockTTL.String(), nil)
 		}

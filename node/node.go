@@ -203,7 +203,8 @@ func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, s
 }
 
 // Cancel stops an allocation (locked or running) of the requester's and
-// releases its capability. It answers with the allocation's *types.Status.
+// releases its capability. It answers with the allocation's *types.Status,
+// or nil when it withdrew a bid's soft reservation (no AllocationID).
 func (n *Node) Cancel(ctx context.Context, from string, c *types.Cancel) (types.Message, error) {
 	return askMessage(ctx, n, cancelMsg{from: from, cancel: c})
 }
@@ -254,5 +255,8 @@ func askMessage(ctx context.Context, n *Node, msg any) (types.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.(types.Message), nil
+	if m, ok := v.(types.Message); ok {
+		return m, nil
+	}
+	return nil, nil // an ack: done, nothing to report
 }

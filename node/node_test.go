@@ -327,3 +327,29 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestLosingBidIsWithdrawnByItsRequesterOnly(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	req := &types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: offered, Deadline: time.Now().Add(time.Minute)}
+	h.node.HandleBidRequest(requester, req)
+	if _, ok := (<-h.net.sent).(*types.Bid); !ok {
+		t.Fatal("no bid")
+	}
+	other := &types.BidRequest{JobID: "k", Requester: requester, Executor: "wasm", Resources: offered, Deadline: time.Now().Add(time.Minute)}
+	h.node.HandleBidRequest(requester, other)
+	if d, ok := (<-h.net.sent).(*types.Decline); !ok || !d.Busy {
+		t.Fatalf("while the bid holds everything, want a busy decline, got %#v", d)
+	}
+	if _, err := h.node.Cancel(h.ctx(), "12D3KooWSomeoneElse", &types.Cancel{JobID: "j"}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := h.node.Info(h.ctx()); in.Available == offered {
+		t.Fatal("another requester withdrew the bid's hold")
+	}
+	if _, err := h.node.Cancel(h.ctx(), requester, &types.Cancel{JobID: "j", Reason: "placed on another node"}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := h.node.Info(h.ctx()); in.Available != offered {
+		t.Fatalf("after the requester withdrew the bid: %+v", in)
+	}
+}

@@ -117,6 +117,7 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 		n: n, store: st, blobs: blobs, log: n.cfg.Logger.With("component", "node"),
 		record: n.cfg.Record, ledger: NewLedger(n.cfg.Record.Offered),
 		checks: DefaultChecks(), live: map[types.AllocationID]*allocation{},
+		holds: map[types.JobID]holdOwner{},
 	}
 	var epoch uint64
 	if _, err := st.Lookup(epochKey, &epoch); err != nil {

@@ -57,6 +57,7 @@ type Placed struct {
 // it; only an Auction emits it.
 type Failed struct {
 	Reason string
+	Busy   bool // no bid, but some node could take the job once capacity frees up
 }
 
 func (Publish) isAction()    {}
@@ -75,6 +76,9 @@ func (s SendAccept) String() string {
 }
 
 func (r Release) String() string {
+	if r.Cancel.AllocationID == "" {
+		return fmt.Sprintf("release the bid for %s on %s: %s", r.Cancel.JobID, r.Peer, r.Cancel.Reason)
+	}
 	return fmt.Sprintf("release %s on %s: %s", r.Cancel.AllocationID, r.Peer, r.Cancel.Reason)
 }
 

@@ -167,6 +167,7 @@ func (a *Auction) Confirmed(c types.Confirm, now time.Time) {
 	case o == a.pending:
 		a.pending, a.phase, a.placed = nil, done, o.id
 		a.emit(Placed{Bid: o.bid, Confirm: c})
+		a.releaseLosers(o.bid.Node.PeerID)
 	case !o.released:
 		o.released = true
 		a.release(o, "confirmed too late: the requester moved on")
@@ -237,7 +238,8 @@ func (a *Auction) close(now time.Time) {
 	a.phase = accepting
 	a.candidates = a.rank.Rank(a.bids)
 	if len(a.candidates) == 0 {
-		a.fail(a.noBidReason())
+		a.phase = done
+		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy()})
 		return
 	}
 	a.offerNext(now)
@@ -284,6 +286,33 @@ func (a *Auction) release(o *offer, why string) {
 	a.emit(Release{Peer: o.bid.Node.PeerID, Addrs: o.bid.Addrs, Cancel: types.Cancel{
 		JobID: a.req.JobID, AllocationID: o.id, Reason: why,
 	}})
+}
+
+// releaseLosers tells every bidder that was never offered the job that it
+// went elsewhere, so the capability held behind its bid is free at once
+// rather than when the hold expires. (Candidates given up on were released
+// then.)
+func (a *Auction) releaseLosers(winner string) {
+	offered := make(map[string]bool, len(a.sent))
+	for _, o := range a.sent {
+		offered[o.bid.Node.PeerID] = true
+	}
+	for _, b := range a.bids {
+		if p := b.Node.PeerID; p != winner && !offered[p] {
+			offered[p] = true
+			a.emit(Release{Peer: p, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: "placed on another node"}})
+		}
+	}
+}
+
+// anyBusy reports whether a node declined only because its capacity is in use.
+func (a *Auction) anyBusy() bool {
+	for _, d := range a.declines {
+		if d.Busy {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Auction) fail(reason string) {

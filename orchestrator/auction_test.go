@@ -26,7 +26,7 @@ func TestAuctionScenarios(t *testing.T) {
 			{at: 0, ev: bid("n1", 3)},
 			{at: 5 * ms, ev: bid("n2", 1)},
 			{at: 9 * ms, ev: bid("n3", 2), want: []string{"accept j1-a1-c0 -> n2"}},
-			{at: 20 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"placed j1-a1-c0 on n2 epoch 7"}},
+			{at: 20 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"placed j1-a1-c0 on n2 epoch 7", "release the bid for j1 on n1: placed on another node", "release the bid for j1 on n3: placed on another node"}},
 			{at: 3 * time.Second, ev: tick},
 		},
 	}, {
@@ -143,7 +143,7 @@ func TestAuctionScenarios(t *testing.T) {
 			{at: 5 * ms, ev: func(m machine, now time.Time) {
 				m.Confirmed(types.Confirm{JobID: "other", AllocationID: "j1-a1-c0"}, now)
 			}},
-			{at: 6 * ms, ev: confirm("j1-a1-c0", 2), want: []string{"placed j1-a1-c0 on n1 epoch 2"}},
+			{at: 6 * ms, ev: confirm("j1-a1-c0", 2), want: []string{"placed j1-a1-c0 on n1 epoch 2", "release the bid for j1 on n2: placed on another node"}},
 		},
 	}}
 	for _, c := range cases {

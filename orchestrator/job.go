@@ -9,9 +9,10 @@ import (
 )
 
 const (
-	backoffBase = 100 * time.Millisecond // wait before the second attempt
-	backoffCap  = 5 * time.Second        // longest wait between attempts
-	maxNotes    = 16                     // per attempt, so a chatty node cannot grow a job without bound
+	queueBackoffCap = time.Second            // longest wait between auctions while nodes are busy
+	backoffBase     = 100 * time.Millisecond // wait before the second attempt
+	backoffCap      = 5 * time.Second        // longest wait between attempts
+	maxNotes        = 16                     // per attempt, so a chatty node cannot grow a job without bound
 )
 
 // Job is one job's whole life as its requester sees it: pending -> bidding ->
@@ -26,6 +27,8 @@ type Job struct {
 	info     JobInfo
 	deadline time.Time  // zero = none
 	retryAt  time.Time  // when the next attempt starts, while pending after a failure
+	queuedAt time.Time  // when the job began waiting for busy nodes; zero when not waiting
+	waits    int        // auctions in a row that found only busy nodes
 	auctions []*Auction // one per attempt, kept so late confirms are still released
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
@@ -233,7 +236,11 @@ func (j *Job) drain(a *Auction, now time.Time) {
 		case Placed:
 			j.place(act, now)
 		case Failed:
-			j.attemptFailed(act.Reason, now)
+			if act.Busy {
+				j.waitForCapacity(act.Reason, now)
+			} else {
+				j.attemptFailed(act.Reason, now)
+			}
 		default:
 			j.emit(act)
 		}
@@ -244,6 +251,7 @@ func (j *Job) place(p Placed, now time.Time) {
 	id, peer := p.Confirm.AllocationID, p.Bid.Node.PeerID
 	att := j.attempt()
 	att.AllocationID, att.Node = id, peer
+	j.queuedAt, j.waits = time.Time{}, 0
 	j.alloc, j.holders[id], j.info.Node = id, p.Bid, peer
 	j.setState(types.JobPlaced, "", now)
 	j.emit(Invoke{Peer: peer, Addrs: p.Bid.Addrs, Invocation: types.Invocation{
@@ -272,6 +280,34 @@ func (j *Job) attemptFailed(reason string, now time.Time) {
 	}
 	j.retryAt = now.Add(wait)
 	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; retrying in %s", n, reason, wait), now)
+}
+
+// waitForCapacity handles an auction in which no node bid but some node
+// was only busy: the job waits and asks again, without spending a retry, for
+// at most its queue timeout. The auction leaves no trace in the attempts: it
+// made no offer, so no allocation ID is reused when its number is.
+func (j *Job) waitForCapacity(reason string, now time.Time) {
+	if j.spec.QueueTimeout == 0 {
+		j.attemptFailed(reason, now)
+		return
+	}
+	if j.queuedAt.IsZero() {
+		j.queuedAt = now
+	}
+	if limit := j.spec.QueueTimeout; now.Sub(j.queuedAt) >= limit {
+		j.finish(types.JobFailed, fmt.Sprintf("no capacity freed up within %s: %s", limit, reason), now)
+		return
+	}
+	wait := min(backoff(j.waits+1), queueBackoffCap)
+	if !j.deadline.IsZero() && !now.Add(wait).Before(j.deadline) {
+		j.finish(types.JobFailed, reason+"; no time left to wait before the job deadline", now)
+		return
+	}
+	j.info.Attempts = j.info.Attempts[:len(j.info.Attempts)-1]
+	j.auctions = j.auctions[:len(j.auctions)-1]
+	j.waits++
+	j.retryAt = now.Add(wait)
+	j.setState(types.JobPending, "waiting for capacity: "+reason, now)
 }
 
 // backoff is the wait after the n-th failed attempt: 100ms, doubling, at most 5s.

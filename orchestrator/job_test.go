@@ -47,6 +47,13 @@ func lost(alloc, reason string) event {
 	return func(m machine, now time.Time) { m.(*Job).NodeLost(types.AllocationID(alloc), reason, now) }
 }
 
+// busy declines because the node's capacity is in use.
+func busy(peer string) event {
+	return func(m machine, now time.Time) {
+		m.(*Job).Decline(types.Decline{JobID: "j1", Node: types.NodeID{PeerID: peer}, Reasons: []string{"cpu: need 1 core, available 0 cores (busy)"}, Busy: true}, now)
+	}
+}
+
 func cancel(reason string) event {
 	return func(m machine, now time.Time) {
 		if err := m.(*Job).Cancel(reason, now); err != nil {
@@ -71,7 +78,7 @@ func TestJobScenarios(t *testing.T) {
 			{at: 2 * ms, ev: bid("n1", 3)},
 			{at: 3 * ms, ev: bid("n2", 1)},
 			{at: 4 * ms, ev: bid("n3", 2), want: []string{"accept j1-a1-c0 -> n2"}},
-			{at: 10 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"invoke j1-a1-c0 on n2 epoch 7"}, state: types.JobPlaced},
+			{at: 10 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"invoke j1-a1-c0 on n2 epoch 7", "release the bid for j1 on n1: placed on another node", "release the bid for j1 on n3: placed on another node"}, state: types.JobPlaced},
 			{at: 20 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
 			{at: 500 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
 			{at: 600 * ms, ev: status("j1-a1-c0", types.AllocCompleted, "")},
@@ -106,6 +113,39 @@ func TestJobScenarios(t *testing.T) {
 			{at: 4100 * ms, ev: tick, state: types.JobFailed},
 		},
 		reason: "gave up after 2 attempts: no node bid within 2s: no node answered",
+	}, {
+		name: "busy nodes: the job waits without spending a retry, then runs when one frees up",
+		spec: func(s *JobSpec) { s.QueueTimeout = time.Minute },
+		steps: []step{
+			{at: 0, ev: start, want: []string{"publish j1"}},
+			{at: 1 * ms, ev: published(1, 2)},
+			{at: 2 * ms, ev: busy("n1")},
+			{at: 3 * ms, ev: decline("n2", mem900TiB), state: types.JobPending},
+			{at: 103 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding},
+			{at: 104 * ms, ev: published(1, 2)},
+			{at: 105 * ms, ev: busy("n1"), state: types.JobBidding},
+			{at: 106 * ms, ev: decline("n2", mem900TiB), state: types.JobPending},
+			{at: 306 * ms, ev: tick, want: []string{"publish j1"}},
+			{at: 307 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 308 * ms, ev: confirm("j1-a1-c0", 3), want: []string{"invoke j1-a1-c0 on n1 epoch 3"}, state: types.JobPlaced},
+			{at: 400 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+		},
+		reason: "completed on node n1 with exit code 0",
+	}, {
+		name: "busy nodes past the queue timeout: the job fails saying so",
+		spec: func(s *JobSpec) { s.QueueTimeout = 150 * ms },
+		steps: []step{
+			{at: 0, ev: start, want: []string{"publish j1"}},
+			{at: 1 * ms, ev: published(1, 1)},
+			{at: 2 * ms, ev: busy("n1"), state: types.JobPending},
+			{at: 102 * ms, ev: tick, want: []string{"publish j1"}},
+			{at: 103 * ms, ev: published(1, 1)},
+			{at: 104 * ms, ev: busy("n1"), state: types.JobPending},
+			{at: 304 * ms, ev: tick, want: []string{"publish j1"}},
+			{at: 305 * ms, ev: published(1, 1)},
+			{at: 306 * ms, ev: busy("n1"), state: types.JobFailed},
+		},
+		reason: "no capacity freed up within 150ms: no node bid: 1 node declined: cpu: need 1 core, available 0 cores (busy) (1 node)",
 	}, {
 		name: "a single attempt keeps the auction's reason as is",
 		spec: func(s *JobSpec) { s.Task.Resources.Memory = 900 << 40 },

@@ -18,6 +18,11 @@ type JobSpec struct {
 	BidWindow   time.Duration // how long each auction waits for bids; 0 = default (2s)
 	EnoughBids  int           // close an auction as soon as this many bids are in; 0 = default (3)
 	Deadline    time.Duration // the whole job must end within this long of its creation; 0 = no limit
+	// QueueTimeout bounds how long the job waits for busy nodes to free
+	// capacity: an auction with no bid in which some node declined only
+	// because it was busy runs again after a backoff, without spending a
+	// retry. 0 = no waiting: such an auction fails the attempt.
+	QueueTimeout time.Duration
 }
 
 func (s JobSpec) validate() error {
@@ -28,7 +33,7 @@ func (s JobSpec) validate() error {
 		return fmt.Errorf("%w: job %s names no executor", ErrInvalidSpec, s.ID)
 	case s.Task.Resources.Negative():
 		return fmt.Errorf("%w: job %s asks for negative resources (%s)", ErrInvalidSpec, s.ID, s.Task.Resources)
-	case s.Retries < 0 || s.BidWindow < 0 || s.EnoughBids < 0 || s.Deadline < 0:
+	case s.Retries < 0 || s.BidWindow < 0 || s.EnoughBids < 0 || s.Deadline < 0 || s.QueueTimeout < 0:
 		return fmt.Errorf("%w: job %s has a negative retries, bid window, enough bids or deadline", ErrInvalidSpec, s.ID)
 	case !finiteNonNegative(s.Constraints.MaxPrice):
 		return fmt.Errorf("%w: job %s has max price %v", ErrInvalidSpec, s.ID, s.Constraints.MaxPrice)

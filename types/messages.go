@@ -59,11 +59,14 @@ type Bid struct {
 	HoldUntil time.Time `json:"hold_until"` // the soft reservation behind the bid lasts until then
 }
 
-// Decline tells the requester why a node will not bid.
+// Decline tells the requester why a node will not bid. Busy means the node
+// could run the job once capacity it has lent out frees up: waiting and
+// asking again may succeed, unlike for any other reason.
 type Decline struct {
 	JobID   JobID    `json:"job_id"`
 	Node    NodeID   `json:"node"`
 	Reasons []string `json:"reasons"`
+	Busy    bool     `json:"busy,omitempty"`
 }
 
 // Accept asks the winning node to lock capability for a job.
@@ -132,6 +135,8 @@ type Status struct {
 }
 
 // Cancel asks a node to stop an allocation and release its capability.
+// With no AllocationID it withdraws the soft reservation behind the node's
+// bid for JobID: the requester placed the job elsewhere.
 type Cancel struct {
 	JobID        JobID        `json:"job_id"`
 	AllocationID AllocationID `json:"allocation_id"`

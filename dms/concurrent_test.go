@@ -1,0 +1,56 @@
+package dms
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+// Jobs submitted together must all be placed: a bid that lost its auction
+// must not keep capability from the next one.
+func TestConcurrentJobsAllComplete(t *testing.T) {
+	nodes := testNet(t, 3, func(i int) bool { return i != 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const jobs = 12
+	var wg sync.WaitGroup
+	results := make(chan string, jobs)
+	for range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec := helloSpec(t)
+			spec.Resources.CPU = 1000
+			h, err := nodes[0].Submit(ctx, spec)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			j, err := h.Wait(ctx)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			if j.State != types.JobCompleted {
+				results <- string(j.State) + ": " + j.Reason
+				return
+			}
+			results <- ""
+		}()
+	}
+	wg.Wait()
+	close(results)
+	failed := 0
+	for r := range results {
+		if r != "" {
+			failed++
+			t.Log(r)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent jobs did not complete", failed, jobs)
+	}
+}
