@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // untar unpacks an input archive into dir: regular files and directories
@@ -43,9 +45,25 @@ func untar(archive []byte, dir string, limit int64) error {
 			return fmt.Errorf("%w: %s is neither a file nor a directory", ErrBadInputs, h.Name)
 		}
 		if err != nil {
-			return fmt.Errorf("node: unpacking %s: %w", h.Name, err)
+			return unpackErr(h.Name, err)
 		}
 	}
+}
+
+// unpackErr says why the entry name could not be unpacked, without the
+// node's own paths. What the archive causes is ErrBadInputs: an entry cut
+// short, a file where an earlier entry made a directory or the reverse, a
+// name the filesystem cannot hold. Anything else (a full disk) is the node's.
+func unpackErr(name string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		err = pe.Err
+	}
+	for _, bad := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.EISDIR, syscall.ENOTDIR, syscall.ENAMETOOLONG, syscall.EINVAL, fs.ErrExist} {
+		if errors.Is(err, bad) {
+			return fmt.Errorf("%w: %q: %w", ErrBadInputs, name, err)
+		}
+	}
+	return fmt.Errorf("node: unpacking %q: %w", name, err)
 }
 
 func insideDir(dir, name string) (string, error) {

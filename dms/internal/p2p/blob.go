@@ -61,17 +61,24 @@ func (h *Host) serveBlob(s network.Stream, kinds []types.Kind, store BlobStore, 
 		_ = s.Reset()
 		return
 	}
-	w := idleWriter{s: s, timeout: h.cfg.IOTimeout}
-	hdr, _ := json.Marshal(blobHeader{Status: status, Size: int64(len(data))})
-	if err := writeFrame(w, hdr); err != nil {
-		_ = s.Reset()
-		return
-	}
-	if _, err := w.Write(data); err != nil {
+	if err := writeBlobReply(idleWriter{s: s, timeout: h.cfg.IOTimeout}, status, data); err != nil {
 		_ = s.Reset()
 		return
 	}
 	_ = s.Close()
+}
+
+// writeBlobReply writes a blob reply: the header frame, then data.
+func writeBlobReply(w io.Writer, status blobStatus, data []byte) error {
+	hdr, err := json.Marshal(blobHeader{Status: status, Size: int64(len(data))})
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(w, hdr); err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
 }
 
 // lookupBlob returns the blob to send, or the status saying why there is none.
@@ -122,7 +129,14 @@ func (h *Host) fetch(s network.Stream, c string, maxSize int64) ([]byte, error) 
 		return nil, err
 	}
 	_ = s.CloseWrite()
-	r := bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout})
+	return readBlobReply(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), maxSize)
+}
+
+// readBlobReply reads what writeBlobReply wrote: the header frame, then the
+// bytes it announces, at most maxSize. Errors: ErrBlobNotFound,
+// ErrBlobTooLarge, ErrBadReply (a header that does not parse or makes no
+// sense) or ErrNoReply (the reply ended early).
+func readBlobReply(r byteReader, maxSize int64) ([]byte, error) {
 	b, err := readFrame(r, maxBlobHeader)
 	if err != nil {
 		return nil, replyErr(err)
