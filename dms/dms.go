@@ -145,8 +145,12 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 }
 
 func (d *DMS) startNetwork(ctx context.Context) error {
+	psk, err := d.conf.Network.psk(d.home)
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
 	host, err := p2p.New(ctx, p2p.Config{
-		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap,
+		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap, PSK: psk,
 		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
 	})
 	if err != nil {
@@ -170,8 +174,13 @@ func (d *DMS) startCompute() error {
 		return err
 	}
 	d.exec = exec
+	adm, err := d.conf.Admission.admission(d.id.PeerID)
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
+	d.log.Info("admission", "policy", adm)
 	d.node, err = node.New(d.system, node.Config{
-		ID: d.id, Record: d.record, Executors: map[string]jobs.Executor{exec.Name(): exec},
+		ID: d.id, Record: d.record, Executors: map[string]jobs.Executor{exec.Name(): exec}, Admission: adm,
 		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
 	}, &network{d: d}, d.db, d.blobs)
 	if err != nil {
@@ -185,6 +194,7 @@ func (d *DMS) startCompute() error {
 func (d *DMS) startOrchestrator() error {
 	orch, err := orchestrator.New(orchestrator.Config{
 		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
+		Lease: d.opts.lease, Defaults: orchestrator.Defaults{ConfirmTimeout: d.opts.confirm},
 	}, &network{d: d}, jobStore{d: d})
 	if err != nil {
 		return err

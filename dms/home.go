@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/template"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendms/dms/dms/api"
@@ -40,11 +42,72 @@ const (
 
 // Config is the node's config file, config.yaml in its home.
 type Config struct {
-	Listen    []string   `yaml:"listen"`
-	Bootstrap []string   `yaml:"bootstrap"`
-	Compute   bool       `yaml:"compute"`
-	API       string     `yaml:"api"`
-	Offer     node.Offer `yaml:"offer"`
+	Listen    []string        `yaml:"listen"`
+	Bootstrap []string        `yaml:"bootstrap"`
+	Network   NetworkConfig   `yaml:"network"`
+	Compute   bool            `yaml:"compute"`
+	API       string          `yaml:"api"`
+	Admission AdmissionConfig `yaml:"admission"`
+	Offer     node.Offer      `yaml:"offer"`
+}
+
+// NetworkConfig holds the settings of the node's libp2p host.
+type NetworkConfig struct {
+	// PSKFile names a libp2p pre-shared key file ("/key/swarm/psk/1.0.0/"),
+	// relative to the home unless absolute. With one, the node connects only
+	// to nodes holding the same key, over TCP only. "": the public network.
+	PSKFile string `yaml:"psk_file"`
+}
+
+// The admission modes.
+const (
+	AdmitOpen      = "open"      // every requester may use the node
+	AdmitAllowlist = "allowlist" // only the requesters in Allow, and the node itself
+)
+
+// AdmissionConfig says who may use the node's compute.
+type AdmissionConfig struct {
+	// Mode is AdmitOpen (also when empty) or AdmitAllowlist.
+	Mode string `yaml:"mode"`
+	// Allow lists the requesters admitted in allowlist mode, each a did:key
+	// or a PeerID; a node always admits itself.
+	Allow []string `yaml:"allow"`
+}
+
+// PeerIDs validates the admission section and returns the admitted
+// PeerIDs, every did:key converted to its PeerID, sorted and without
+// duplicates; nil when the mode is open.
+func (a AdmissionConfig) PeerIDs() ([]string, error) {
+	switch a.Mode {
+	case "", AdmitOpen:
+		if len(a.Allow) > 0 {
+			return nil, fmt.Errorf("admission.allow lists %d requesters but admission.mode is open, which admits everyone: set mode: allowlist", len(a.Allow))
+		}
+		return nil, nil
+	case AdmitAllowlist:
+	default:
+		return nil, fmt.Errorf("admission.mode: %q is neither %q nor %q", a.Mode, AdmitOpen, AdmitAllowlist)
+	}
+	ids := make([]string, 0, len(a.Allow))
+	for i, entry := range a.Allow {
+		id, err := admittedPeerID(entry)
+		if err != nil {
+			return nil, fmt.Errorf("admission.allow[%d]: %w", i, err)
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// admission returns the node's admission policy: open, or its allowlist
+// and itself.
+func (a AdmissionConfig) admission(self string) (node.Admission, error) {
+	ids, err := a.PeerIDs()
+	if err != nil || ids == nil {
+		return node.Admission{}, err
+	}
+	return node.Allowlist(append(ids, self)...), nil
 }
 
 // DefaultConfig is what Init writes.
@@ -74,12 +137,30 @@ bootstrap:{{if not .Bootstrap}} []{{end}}
   - {{.}}
 {{- end}}
 
+# A private network (docs/security.md): psk_file names a libp2p pre-shared
+# key file (relative to this home), and the node connects only to nodes
+# holding the same key. Private networks run over TCP only: remove the
+# quic-v1 addresses from listen when you set it.
+network:
+  psk_file:{{with .Network.PSKFile}} "{{.}}"{{end}}
+
 # Whether this node offers compute. false: it submits jobs and serves their
 # inputs, but never bids (the same as 'dms run --compute=false').
 compute: {{.Compute}}
 
 # The local HTTP API (docs/api.md): loopback only, token in api.json.
 api: {{.API}}
+
+# Who may run jobs on this node. mode: open admits every requester;
+# mode: allowlist only those in allow (did:key:z6Mk... or 12D3KooW... PeerIDs,
+# as 'dms node info' prints them) and this node itself. A refused requester's
+# job is declined with the reason.
+admission:
+  mode: {{if .Admission.Mode}}{{.Admission.Mode}}{{else}}open{{end}}
+  allow:{{if not .Admission.Allow}} []{{end}}
+{{- range .Admission.Allow}}
+    - {{.}}
+{{- end}}
 
 # What this node offers the network.
 offer:
@@ -119,7 +200,34 @@ func LoadConfig(home string) (Config, error) {
 	if err := cfg.Offer.Validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
+	if _, err := cfg.Admission.PeerIDs(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if _, err := cfg.Network.psk(home); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
 	return cfg, nil
+}
+
+// psk reads the pre-shared key file, if any; nil without one.
+func (n NetworkConfig) psk(home string) ([]byte, error) {
+	if n.PSKFile == "" {
+		return nil, nil
+	}
+	path := n.PSKFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(home, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("network.psk_file: %w", err)
+	}
+	defer f.Close()
+	psk, err := pnet.DecodeV1PSK(f)
+	if err != nil {
+		return nil, fmt.Errorf("network.psk_file: %s is not a libp2p pre-shared key file (docs/security.md shows how to make one): %w", path, err)
+	}
+	return psk, nil
 }
 
 func writeConfig(home string, cfg Config) error {

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -24,6 +25,35 @@ func peerIDOf(key ed25519.PrivateKey) (string, error) {
 	id, err := peer.IDFromPrivateKey(pk)
 	if err != nil {
 		return "", fmt.Errorf("dms: peer ID: %w", err)
+	}
+	return id.String(), nil
+}
+
+// admittedPeerID returns the PeerID of an admission entry: a did:key, or a
+// PeerID in any encoding peer.Decode accepts. DMS identities are Ed25519
+// keys, so a PeerID of another key type can never be a requester's.
+func admittedPeerID(entry string) (string, error) {
+	if strings.HasPrefix(entry, "did:") {
+		pub, err := types.PublicKeyFromDID(entry)
+		if err != nil {
+			return "", err
+		}
+		pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+		if err != nil {
+			return "", fmt.Errorf("%q: %w", entry, err)
+		}
+		id, err := peer.IDFromPublicKey(pk)
+		if err != nil {
+			return "", fmt.Errorf("%q: %w", entry, err)
+		}
+		return id.String(), nil
+	}
+	id, err := peer.Decode(entry)
+	if err != nil {
+		return "", fmt.Errorf("%q is neither a did:key nor a PeerID: %w", entry, err)
+	}
+	if pk, err := id.ExtractPublicKey(); err != nil || pk.Type() != crypto.Ed25519 {
+		return "", fmt.Errorf("%q is not the PeerID of an Ed25519 key (12D3KooW...), so no DMS node has it", entry)
 	}
 	return id.String(), nil
 }

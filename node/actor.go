@@ -112,6 +112,7 @@ func (a *nodeActor) snapshot(now time.Time) *Snapshot {
 		ex[name] = true
 	}
 	return &Snapshot{
+		Admission: a.n.cfg.Admission,
 		Executors: ex, Labels: a.record.Labels, Energy: a.record.Energy, Price: a.record.Price,
 		Registered: a.ledger.Registered(), Available: a.ledger.Available(now),
 	}
@@ -163,6 +164,9 @@ func (a *nodeActor) onAccept(m acceptMsg) any {
 	reject := func(reason string) *types.Reject {
 		return &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: reason}
 	}
+	if r := a.n.cfg.Admission.refusal(m.from); r != "" {
+		return reject(r) // anyone can send an Accept, bid or not
+	}
 	if al, ok := a.live[acc.AllocationID]; ok {
 		if al.rec.Requester == m.from && al.rec.State == types.AllocLocked {
 			return al.rec.confirm() // a retried accept gets the same answer
@@ -186,6 +190,9 @@ func (a *nodeActor) onAccept(m acceptMsg) any {
 
 func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
 	inv, now := m.inv, a.now()
+	if err := a.n.cfg.Admission.check(m.from); err != nil {
+		return err // a lock restored from before the allowlist changed is not enough
+	}
 	al, err := a.own(m.from, inv.AllocationID)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 // it from its own state; checks only read it. The decision is optimistic:
 // the Lock at Accept time re-checks capability.
 type Snapshot struct {
+	Admission  Admission         // who may use the node
 	Executors  map[string]bool   // executors this node can run, by name
 	Labels     map[string]string // the provider's labels
 	Energy     types.Energy
@@ -45,8 +46,11 @@ func (c checkFunc) Check(req *types.BidRequest, s *Snapshot) []string { return c
 // never changes (no such executor, wrong labels) says more than one that
 // changes with the weather (energy), the provider's pricing, or the load of
 // the moment (resources, last, also the only check that formats numbers).
+// Admission comes first: a requester the node refuses learns that, and
+// nothing about the node's offer.
 func DefaultChecks() []Check {
 	return []Check{
+		checkFunc{"admission", checkAdmission},
 		checkFunc{"executor", checkExecutor},
 		checkFunc{"labels", checkLabels},
 		checkFunc{"energy", checkEnergy},

@@ -77,7 +77,7 @@ func TestChecksOrder(t *testing.T) {
 	for _, c := range DefaultChecks() {
 		names = append(names, c.Name())
 	}
-	if want := []string{"executor", "labels", "energy", "price", "resources"}; !slices.Equal(names, want) {
+	if want := []string{"admission", "executor", "labels", "energy", "price", "resources"}; !slices.Equal(names, want) {
 		t.Fatalf("checks = %v, want %v", names, want)
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"github.com/opendms/dms/types"
 )
 
+// ErrClosed means the node was closed.
+var ErrClosed = errors.New("node: closed")
+
 // Network is what a Node needs from the network. Implementations are safe
 // for concurrent use; a peer equal to the node's own PeerID is delivered locally.
 type Network interface {
@@ -45,6 +48,7 @@ type Config struct {
 	ID        types.NodeID
 	Record    types.CapabilityRecord // what the node offers: Offered, Price, Labels, Energy
 	Executors map[string]jobs.Executor
+	Admission Admission
 	WorkDir   string // allocations get a scratch directory under it
 	Clock     func() time.Time
 	Logger    *slog.Logger
@@ -53,6 +57,10 @@ type Config struct {
 	BidHold     time.Duration // a bid's soft reservation outlives the bid window by this much (default 3s)
 	OutputLimit int64         // cap on stdout and on stderr each (default 1 MiB)
 	MaxBlob     int64         // largest module, stdin or input archive fetched (default 256 MiB)
+	// Heartbeat is how often an invocation stream carries the allocation's
+	// status again while nothing else happens, when the invocation names no
+	// lease (default 250ms, a quarter of the default lease).
+	Heartbeat time.Duration
 }
 
 func (c *Config) validate() error {
@@ -71,6 +79,10 @@ func (c *Config) validate() error {
 	setDefault(&c.BidHold, 3*time.Second)
 	setDefault(&c.OutputLimit, 1<<20)
 	setDefault(&c.MaxBlob, 256<<20)
+	setDefault(&c.Heartbeat, defaultHeartbeat)
+	if c.Heartbeat < MinHeartbeat {
+		return fmt.Errorf("node: config: heartbeat %s is under the minimum %s", c.Heartbeat, MinHeartbeat)
+	}
 	return nil
 }
 
@@ -179,23 +191,59 @@ func (n *Node) Accept(ctx context.Context, from string, a *types.Accept) (types.
 	return askMessage(ctx, n, acceptMsg{from: from, accept: a})
 }
 
+// Heartbeat bounds. A requester's lease sets the interval to a quarter of
+// it, never below MinHeartbeat nor above MaxHeartbeat, so a requester cannot
+// make a node flood a stream, nor wait so long that a lost stream lingers.
+const (
+	defaultHeartbeat = 250 * time.Millisecond
+	MinHeartbeat     = 20 * time.Millisecond
+	MaxHeartbeat     = 15 * time.Second
+)
+
+// heartbeat is the interval of heartbeats on inv's stream.
+func (n *Node) heartbeat(inv *types.Invocation) time.Duration {
+	if inv.Lease <= 0 {
+		return n.cfg.Heartbeat
+	}
+	return min(max(inv.Lease/4, MinHeartbeat), MaxHeartbeat)
+}
+
 // Invoke starts the allocation named by inv and calls send with each of its
 // status changes until a terminal one, or until ctx ends (the allocation
-// goes on: the requester can re-attach or query it).
+// goes on: the requester can re-attach or query it). While the allocation
+// runs, send also gets its current status again every quarter of
+// inv.Lease (Config.Heartbeat without one): the requester's proof that the
+// node and the stream are alive. Invoke returns ErrClosed when the node
+// closes first, so the stream breaks instead of going quiet.
 func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, send func(*types.Status) error) error {
 	sink := make(chan *types.Status, sinkSize)
 	if _, err := ask(ctx, n, invokeMsg{from: from, inv: inv, sink: sink}); err != nil {
 		return err
 	}
+	every := n.heartbeat(inv)
+	beat := time.NewTicker(every)
+	defer beat.Stop()
+	var last *types.Status
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrClosed
 		case st, ok := <-sink:
 			if !ok {
 				return nil
 			}
+			last = st
 			if err := send(st); err != nil {
+				return err
+			}
+			beat.Reset(every)
+		case <-beat.C:
+			if last == nil || last.State.Terminal() {
+				continue
+			}
+			if err := send(last); err != nil {
 				return err
 			}
 		}

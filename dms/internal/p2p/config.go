@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Config configures a Host. Zero fields take the defaults documented on each;
@@ -13,14 +17,22 @@ type Config struct {
 	// Key is the node identity: the PeerID and the did:key derive from it. Required.
 	Key ed25519.PrivateKey
 	// Listen holds multiaddrs to listen on. Default: TCP and QUIC on
-	// 127.0.0.1 with OS-chosen ports (loopback: pass public addresses explicitly).
+	// 127.0.0.1 with OS-chosen ports (loopback: pass public addresses
+	// explicitly); TCP only with a PSK.
 	Listen []string
 	// Bootstrap holds full multiaddrs (with /p2p/<id>) of peers to join through.
 	Bootstrap []string
 	// Logger receives debug and warning lines. Default: discard.
 	Logger *slog.Logger
-	// Clock is the time envelopes are sealed and checked against. Default time.Now.
+	// Clock is the time envelopes are sealed and checked against, and rate
+	// limits measured with. Default time.Now.
 	Clock func() time.Time
+	// PSK, when set, makes the host part of a private network: it connects
+	// only to peers holding the same 32-byte pre-shared key (libp2p pnet,
+	// "/key/swarm/psk/1.0.0/"). libp2p's QUIC transport does not support
+	// private networks, so such a host runs over TCP only and a QUIC (UDP)
+	// listen address is an error.
+	PSK []byte
 
 	// MaxConns bounds the connections the resource manager admits (system
 	// scope, inbound); half of it may be mid-handshake at once. Default 1024.
@@ -59,6 +71,25 @@ type Config struct {
 	// SubscriptionBuffer is the queue of validated bid requests per
 	// subscription; a slow handler loses messages past it. Default 256.
 	SubscriptionBuffer int
+
+	// BidRequestRate and BidRequestBurst are the token bucket every
+	// publisher of bid requests gets at this host, its own publications
+	// included: BidRequestRate per second, up to BidRequestBurst at once
+	// (other publishers get a second's worth more, for delivery jitter).
+	// Bid requests over it are refused (ReasonRateLimited) and not
+	// forwarded. An auction publishes one bid request per attempt, and a job
+	// queued on busy nodes one per second at most, so the defaults (50/s,
+	// burst 100) let one requester submit 100 jobs at once and keep 50
+	// queued, while a flooding publisher costs each of its direct peers at
+	// most 50 envelope checks a second and reaches no further. Defaults 50
+	// and 100.
+	BidRequestRate  float64
+	BidRequestBurst int
+
+	// scoreInspect, when set (tests), receives gossipsub's peer scores every
+	// scoreInspectPeriod.
+	scoreInspect       func(map[peer.ID]*pubsub.PeerScoreSnapshot)
+	scoreInspectPeriod time.Duration
 }
 
 // withDefaults returns c with zero fields defaulted, or an error for a field
@@ -67,8 +98,14 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Key) != ed25519.PrivateKeySize {
 		return c, fmt.Errorf("%w: Key must be an Ed25519 private key (%d bytes), got %d bytes", ErrBadConfig, ed25519.PrivateKeySize, len(c.Key))
 	}
+	if len(c.PSK) != 0 && len(c.PSK) != pskSize {
+		return c, fmt.Errorf("%w: PSK must be %d bytes, got %d", ErrBadConfig, pskSize, len(c.PSK))
+	}
 	if len(c.Listen) == 0 {
 		c.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		if len(c.PSK) > 0 {
+			c.Listen = c.Listen[:1]
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -84,6 +121,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxConns", &c.MaxConns, 1024}, {"ConnsLow", &c.ConnsLow, 256}, {"ConnsHigh", &c.ConnsHigh, 512},
 		{"DiscoveryPeers", &c.DiscoveryPeers, 32}, {"MaxInboundStreams", &c.MaxInboundStreams, 128},
 		{"ReplayCacheSize", &c.ReplayCacheSize, 100_000}, {"SubscriptionBuffer", &c.SubscriptionBuffer, 256},
+		{"BidRequestBurst", &c.BidRequestBurst, 100},
 	}
 	for _, f := range ints {
 		if err := defaultTo(f.name, f.v, f.def); err != nil {
@@ -105,8 +143,14 @@ func (c Config) withDefaults() (Config, error) {
 			return c, err
 		}
 	}
+	if err := defaultTo("BidRequestRate", &c.BidRequestRate, 50); err != nil {
+		return c, err
+	}
 	return c, c.check()
 }
+
+// pskSize is the length of a libp2p pre-shared key.
+const pskSize = 32
 
 // check validates the relations between fields once they are defaulted.
 func (c Config) check() error {
@@ -120,11 +164,30 @@ func (c Config) check() error {
 	case c.MessageTTL > c.MaxTTL:
 		return fmt.Errorf("%w: MessageTTL (%s) must not exceed MaxTTL (%s)", ErrBadConfig, c.MessageTTL, c.MaxTTL)
 	}
+	if len(c.PSK) > 0 {
+		for _, a := range c.Listen {
+			if overUDP(a) {
+				return fmt.Errorf("%w: listen address %s: a private network (PSK) runs over TCP only, "+
+					"libp2p's QUIC transport does not support one: remove the udp/quic-v1 addresses from listen", ErrBadConfig, a)
+			}
+		}
+	}
 	return nil
 }
 
+// overUDP reports whether a is a UDP (QUIC) multiaddr. An address that does
+// not parse is left for libp2p to refuse.
+func overUDP(a string) bool {
+	m, err := ma.NewMultiaddr(a)
+	if err != nil {
+		return false
+	}
+	_, err = m.ValueForProtocol(ma.P_UDP)
+	return err == nil
+}
+
 // defaultTo sets *v to def when it is zero and rejects a negative value.
-func defaultTo[T int | time.Duration](name string, v *T, def T) error {
+func defaultTo[T int | time.Duration | float64](name string, v *T, def T) error {
 	if *v < 0 {
 		return fmt.Errorf("%w: %s must not be negative, got %v", ErrBadConfig, name, *v)
 	}

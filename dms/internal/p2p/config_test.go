@@ -16,6 +16,8 @@ func TestConfigValidation(t *testing.T) {
 		"high above max":    func(c *Config) { c.ConnsHigh, c.MaxConns = 900, 800 },
 		"ttl above max ttl": func(c *Config) { c.MessageTTL, c.MaxTTL = time.Hour, time.Minute },
 		"backoff inverted":  func(c *Config) { c.DiscoveryMin, c.DiscoveryMax = time.Minute, time.Second },
+		"negative rate":     func(c *Config) { c.BidRequestRate = -1 },
+		"negative burst":    func(c *Config) { c.BidRequestBurst = -1 },
 	} {
 		cfg := Config{Key: newKey(t)}
 		mutate(&cfg)
@@ -24,7 +26,8 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	cfg, err := Config{Key: newKey(t)}.withDefaults()
-	if err != nil || cfg.MaxConns != 1024 || cfg.MessageTTL != 30*time.Second || len(cfg.Listen) != 2 {
+	if err != nil || cfg.MaxConns != 1024 || cfg.MessageTTL != 30*time.Second || len(cfg.Listen) != 2 ||
+		cfg.BidRequestRate != 50 || cfg.BidRequestBurst != 100 {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
 }

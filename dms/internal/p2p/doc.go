@@ -18,6 +18,15 @@
 //     same way on the requester's side, except for the nonce: they come on a
 //     stream the requester opened to their signer. Inbound refusals are
 //     counted by Reason (Host.Stats).
+//   - Bid requests are rate limited per publisher (a token bucket,
+//     Config.BidRequestRate and BidRequestBurst, this host's own included)
+//     before their envelope is checked. A refused bid request is never
+//     forwarded; one refused for a reason no honest forwarder could miss is
+//     rejected, which gossipsub's peer scoring (score.go) holds against the
+//     peer that sent it: its score goes negative at the first, it is pruned
+//     from the mesh, and graylisted after about ten.
+//   - With Config.PSK the host is in a private network and runs over TCP
+//     only (libp2p's QUIC has no pre-shared key support).
 //   - Every frame's length is checked against its limit before anything is
 //     allocated for it (types.MaxEnvelopeSize for envelopes); a blob's buffer
 //     grows with the bytes received, up to the caller's limit.

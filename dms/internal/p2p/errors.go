@@ -34,6 +34,9 @@ var (
 	ErrExpiryTooFar = errors.New("p2p: envelope expiry too far ahead")
 	// ErrReplayed means an envelope's nonce was already seen.
 	ErrReplayed = errors.New("p2p: envelope replayed")
+	// ErrRateLimited means a publisher sent bid requests faster than its
+	// rate limit allows.
+	ErrRateLimited = errors.New("p2p: publisher over its bid-request rate")
 	// ErrOverloaded means the host refused work it had no room for.
 	ErrOverloaded = errors.New("p2p: overloaded")
 	// ErrBadCID means a content ID could not be parsed.

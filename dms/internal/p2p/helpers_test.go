@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -69,6 +70,28 @@ func newRawHost(t testing.TB, key ed25519.PrivateKey, listen bool) host.Host {
 	}
 	t.Cleanup(func() { _ = h.Close() })
 	return h
+}
+
+// rawTopic starts gossipsub on raw, a peer without the DMS validator that
+// publishes whatever it is given, joins the bid-request topic, connects to
+// h and waits until it sees h on the topic.
+func rawTopic(t testing.TB, raw host.Host, h *Host, opts ...pubsub.Option) *pubsub.Topic {
+	t.Helper()
+	life, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	ps, err := pubsub.NewGossipSub(life, raw, append([]pubsub.Option{pubsub.WithFloodPublish(true)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(BidRequestTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Connect(testCtx(t, 10*time.Second), addrInfo(h)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the Host in the raw peer's topic", func() bool { return len(topic.ListPeers()) == 1 })
+	return topic
 }
 
 func addrInfo(h *Host) peer.AddrInfo {

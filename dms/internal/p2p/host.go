@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -32,9 +33,13 @@ type Host struct {
 	topic     *pubsub.Topic
 	bootstrap []peer.AddrInfo
 	verifier  *verifier
+	limiter   *rateLimiter
 	gossip    counters
 	streams   counters
 	blocked   *blockCounter
+	// ownRefusals holds why the validator refused a message this host
+	// publishes, by its data, until PublishEnvelope takes it.
+	ownRefusals sync.Map
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,6 +83,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		bootstrap: boot,
 		blocked:   blocked,
 		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
+		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := h.start(); err != nil {
@@ -87,7 +93,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 }
 
 // newLibp2pHost builds the libp2p host: TCP (Noise or TLS) and QUIC, Ed25519
-// identity, raised resource limits, a connection manager; no relay, no metrics.
+// identity, raised resource limits, a connection manager; no relay, no
+// metrics. With a PSK, the host is in a private network over TCP only.
 func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
 	key, err := crypto.UnmarshalEd25519PrivateKey(cfg.Key)
 	if err != nil {
@@ -101,18 +108,23 @@ func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("p2p: connection manager: %w", err), rm.Close())
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
-	)
+	}
+	if len(cfg.PSK) > 0 {
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(cfg.PSK)))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("p2p: libp2p host: %w", err), rm.Close(), cm.Close())
 	}

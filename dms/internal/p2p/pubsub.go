@@ -25,17 +25,30 @@ type validBidRequest struct {
 	req *types.BidRequest
 }
 
-// startPubsub starts GossipSub with strict message signing, registers the
-// bid-request validator and joins the topic. Flood publishing sends a
-// host's own messages to every topic peer it is connected to, not only to
-// its mesh, which may not be formed yet (it forms at heartbeats, 1s apart):
-// a bid request must not miss nodes that just joined.
+// maxGossipRPC bounds one gossipsub RPC (gossipsub's default, stated here
+// because the envelope limit relies on it): an RPC larger is dropped with
+// its stream before it is decoded. Envelopes inside are held to
+// types.MaxEnvelopeSize by the validator.
+const maxGossipRPC = 1 << 20
+
+// startPubsub starts GossipSub with strict message signing, peer scoring
+// (score.go), the bid-request validator, and joins the topic. Flood
+// publishing sends a host's own messages to every topic peer it is
+// connected to, not only to its mesh, which may not be formed yet (it forms
+// at heartbeats, 1s apart): a bid request must not miss nodes that just joined.
 func (h *Host) startPubsub() error {
-	ps, err := pubsub.NewGossipSub(h.ctx, h.host,
+	opts := []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithFloodPublish(true),
+		pubsub.WithMaxMessageSize(maxGossipRPC),
+		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
+		pubsub.WithRawTracer(refusalTracer{c: &h.gossip}),
 		pubsub.WithLogger(h.cfg.Logger.With("component", "pubsub")),
-	)
+	}
+	if h.cfg.scoreInspect != nil {
+		opts = append(opts, pubsub.WithPeerScoreInspect(h.cfg.scoreInspect, h.cfg.scoreInspectPeriod))
+	}
+	ps, err := pubsub.NewGossipSub(h.ctx, h.host, opts...)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
 	}
@@ -50,23 +63,35 @@ func (h *Host) startPubsub() error {
 	return nil
 }
 
-// validateBidRequest is the topic validator. It counts every refusal. Either
-// way a refused message is neither delivered nor forwarded; one that may be
-// innocent (expired in transit, a duplicate, no room) is ignored, any other
-// rejected, which would count against the forwarder if peer scoring were on.
+// validateBidRequest is the topic validator. Cheapest first, it takes a
+// token from the publisher's rate bucket (the publisher is authentic:
+// gossipsub checked its signature), then checks the envelope. It counts
+// every refusal. Either way a refused message is neither delivered nor
+// forwarded. One that may be innocent is ignored: its fate depends on the
+// clock or the load (expired, expiry too far ahead, replayed, rate limited,
+// no room), which can differ between the forwarder and this host. Any other
+// is rejected, which scores down the peer that forwarded it (score.go): no
+// honest node forwards one.
 func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	v, err := checkBidRequest(h.verifier, m.GetData(), m.GetFrom())
-	if err != nil {
-		r := reasonOf(err)
-		h.gossip.add(r)
-		h.cfg.Logger.Debug("p2p: bid request refused", "publisher", m.GetFrom(), "err", err)
-		if r == ReasonExpired || r == ReasonReplayed || r == ReasonOverloaded {
-			return pubsub.ValidationIgnore
+	err := h.limiter.admit(m.GetFrom(), h.cfg.Clock())
+	if err == nil {
+		var v validBidRequest
+		if v, err = checkBidRequest(h.verifier, m.GetData(), m.GetFrom()); err == nil {
+			m.ValidatorData = v
+			return pubsub.ValidationAccept
 		}
-		return pubsub.ValidationReject
 	}
-	m.ValidatorData = v
-	return pubsub.ValidationAccept
+	r := reasonOf(err)
+	h.gossip.add(r)
+	h.cfg.Logger.Debug("p2p: bid request refused", "publisher", m.GetFrom(), "err", err)
+	if m.ReceivedFrom == h.host.ID() { // published here: validated inside PublishEnvelope, which reports why
+		h.ownRefusals.Store(string(m.GetData()), err)
+	}
+	switch r {
+	case ReasonExpired, ReasonBadExpiry, ReasonReplayed, ReasonRateLimited, ReasonOverloaded:
+		return pubsub.ValidationIgnore
+	}
+	return pubsub.ValidationReject
 }
 
 // checkBidRequest verifies data published by publisher: a bid request
@@ -90,13 +115,18 @@ func checkBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidReque
 
 // PublishEnvelope publishes a sealed BidRequest on the topic. It is validated
 // like any other first, so it must be signed by this host's key and name
-// this host as Requester. Subscribers of this host receive it too.
+// this host as Requester, and is held to the host's rate limit; a refusal is
+// a *RejectError (errors.Is ErrRateLimited, ErrSenderMismatch...).
+// Subscribers of this host receive it too.
 func (h *Host) PublishEnvelope(ctx context.Context, env *types.Envelope) error {
 	b, err := env.Marshal()
 	if err != nil {
 		return err
 	}
 	if err := h.topic.Publish(ctx, b); err != nil {
+		if why, ok := h.ownRefusals.LoadAndDelete(string(b)); ok {
+			err = why.(error)
+		}
 		return fmt.Errorf("p2p: publish %s: %w", env.Kind, err)
 	}
 	return nil

@@ -12,20 +12,24 @@ type Reason string
 const (
 	ReasonOversized         Reason = "oversized"          // over types.MaxEnvelopeSize
 	ReasonMalformed         Reason = "malformed"          // not a decodable envelope or body
-	ReasonBadSignature      Reason = "bad_signature"      // signature or did:key does not verify
+	ReasonUnsigned          Reason = "unsigned"           // an envelope, or a gossip message, without a signature
+	ReasonBadSignature      Reason = "bad_signature"      // signature or did:key does not verify (a forgery)
 	ReasonExpired           Reason = "expired"            // expiry passed
 	ReasonBadExpiry         Reason = "bad_expiry"         // expiry further ahead than MaxTTL
 	ReasonWrongKind         Reason = "wrong_kind"         // kind not carried by the topic or protocol
 	ReasonSenderMismatch    Reason = "sender_mismatch"    // From is not the sending or publishing peer's key
 	ReasonRequesterMismatch Reason = "requester_mismatch" // bid request names another requester than its publisher
 	ReasonReplayed          Reason = "replayed"           // nonce seen before
-	ReasonOverloaded        Reason = "overloaded"         // no handler slot, or the replay cache is full
+	ReasonOverloaded        Reason = "overloaded"         // no handler slot, or the replay cache or rate table is full
+	ReasonRateLimited       Reason = "rate_limited"       // the publisher is over its bid-request rate
 )
 
 // Stats counts refusals. Maps hold only reasons seen at least once.
 type Stats struct {
 	// Gossip counts bid requests the topic validator refused, including
-	// this host's own publications.
+	// this host's own publications, and gossip messages on the topic that
+	// gossipsub itself refused for their signature (unsigned, bad_signature)
+	// or because its validation queue was full (overloaded).
 	Gossip map[Reason]uint64
 	// Streams counts inbound stream requests refused before reaching a handler.
 	Streams map[Reason]uint64

@@ -36,19 +36,41 @@ func rawExchange(t *testing.T, raw host.Host, h *Host, proto protocol.ID, out []
 
 func sealedFrame(t *testing.T, key []byte, msg types.Message) []byte {
 	t.Helper()
-	env, err := types.Seal(key, msg, time.Now(), time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := env.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	return envFrame(t, sealEnv(t, key, msg, time.Now(), time.Minute))
+}
+
+// envFrame frames env as it is, valid or not.
+func envFrame(t *testing.T, env *types.Envelope) []byte {
+	t.Helper()
+	b := encode(t, env)
 	return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
 }
 
-// TestStreamRefusals plays a peer that breaks the rules: each refusal resets
-// the stream before the handler runs, and is counted by reason.
+// badFrames returns, for a sender with key, one request frame per reason an
+// inbound stream is refused for; ReasonReplayed maps to valid, which must be
+// sent first.
+func badFrames(t *testing.T, key []byte, valid []byte) map[Reason][]byte {
+	accept := &types.Accept{JobID: "j"}
+	forged := sealEnv(t, key, accept, time.Now(), time.Minute)
+	forged.Body = []byte(`{"job_id":"k"}`)
+	unsigned := sealEnv(t, key, accept, time.Now(), time.Minute)
+	unsigned.Sig = nil
+	return map[Reason][]byte{
+		ReasonBadSignature:   envFrame(t, forged),
+		ReasonUnsigned:       envFrame(t, unsigned),
+		ReasonExpired:        envFrame(t, sealEnv(t, key, accept, time.Now(), -time.Second)),
+		ReasonBadExpiry:      envFrame(t, sealEnv(t, key, accept, time.Now(), 365*24*time.Hour)),
+		ReasonReplayed:       valid,
+		ReasonOversized:      binary.AppendUvarint(nil, 1<<40),
+		ReasonSenderMismatch: sealedFrame(t, newKey(t), accept),
+		ReasonWrongKind:      sealedFrame(t, key, &types.Bid{JobID: "j"}),
+		ReasonMalformed:      binary.AppendUvarint(nil, 0),
+	}
+}
+
+// TestStreamRefusals plays a peer that breaks the rules: each refusal
+// (forged, unsigned, expired, replayed and oversized requests among them)
+// resets the stream before the handler runs, and is counted by its reason.
 func TestStreamRefusals(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	var calls atomic.Int32
@@ -66,20 +88,20 @@ func TestStreamRefusals(t *testing.T) {
 	if _, err := rawExchange(t, raw, h, AcceptProtocol, valid); err != nil {
 		t.Fatalf("valid request: %v", err)
 	}
-	for reason, frame := range map[Reason][]byte{
-		ReasonSenderMismatch: sealedFrame(t, newKey(t), &types.Accept{JobID: "j"}),
-		ReasonOversized:      binary.AppendUvarint(nil, 1<<40),
-		ReasonReplayed:       valid,
-		ReasonWrongKind:      sealedFrame(t, key, &types.Bid{JobID: "j"}),
-		ReasonMalformed:      binary.AppendUvarint(nil, 0),
-	} {
-		if reply, err := rawExchange(t, raw, h, AcceptProtocol, frame); err == nil {
-			t.Errorf("%s: got a reply %q", reason, reply)
-		}
-		waitFor(t, 5*time.Second, string(reason)+" counted", func() bool { return h.Stats().Streams[reason] == 1 })
+	frames := badFrames(t, key, valid)
+	for reason, frame := range frames {
+		t.Run(string(reason), func(t *testing.T) {
+			if reply, err := rawExchange(t, raw, h, AcceptProtocol, frame); err == nil {
+				t.Errorf("got a reply %q", reply)
+			}
+			waitFor(t, 5*time.Second, string(reason)+" counted", func() bool { return h.Stats().Streams[reason] == 1 })
+		})
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
+	}
+	if got := h.Stats().Streams; len(got) != len(frames) {
+		t.Fatalf("refusals %v, want one for each of %d reasons", got, len(frames))
 	}
 }
 

@@ -16,36 +16,53 @@ import (
 )
 
 // badPayloads returns, for a publisher with key pub, one payload per reason
-// the bid-request validator refuses, plus a valid one under "".
+// the bid-request validator refuses, plus a valid one under "". Among them
+// are the forged (bad_signature: a signed body altered), unsigned, expired
+// and oversized messages; a replay is the valid one sent twice.
 func badPayloads(t *testing.T, pub ed25519.PrivateKey, now time.Time) map[Reason][]byte {
 	t.Helper()
 	pid := peerOf(t, pub)
 	req := &types.BidRequest{JobID: "j", Requester: pid.String()}
 	seal := func(key ed25519.PrivateKey, m types.Message, ttl time.Duration) []byte {
-		env, err := types.Seal(key, m, now, ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := json.Marshal(env) // not env.Marshal: it refuses oversized envelopes
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return encode(t, sealEnv(t, key, m, now, ttl))
 	}
 	forged := seal(pub, req, time.Minute)
 	forged = bytes.Replace(forged, []byte(`"job_id":"j"`), []byte(`"job_id":"k"`), 1)
+	unsigned := sealEnv(t, pub, req, now, time.Minute)
+	unsigned.Sig = nil
 	valid := seal(pub, req, time.Minute)
 	return map[Reason][]byte{
 		"":                      valid,
 		ReasonOversized:         seal(pub, &types.BidRequest{JobID: types.JobID(bytes.Repeat([]byte("x"), types.MaxEnvelopeSize)), Requester: pid.String()}, time.Minute),
 		ReasonMalformed:         []byte("{not json"),
 		ReasonBadSignature:      forged,
+		ReasonUnsigned:          encode(t, unsigned),
 		ReasonExpired:           seal(pub, req, -time.Second),
 		ReasonBadExpiry:         seal(pub, req, 365*24*time.Hour),
 		ReasonWrongKind:         seal(pub, &types.Bid{JobID: "j"}, time.Minute),
 		ReasonSenderMismatch:    seal(newKey(t), req, time.Minute),
 		ReasonRequesterMismatch: seal(pub, &types.BidRequest{JobID: "j", Requester: peerOf(t, newKey(t)).String()}, time.Minute),
 	}
+}
+
+func sealEnv(t *testing.T, key ed25519.PrivateKey, m types.Message, now time.Time, ttl time.Duration) *types.Envelope {
+	t.Helper()
+	env, err := types.Seal(key, m, now, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// encode marshals env without env.Marshal's size check, so that oversized
+// and unsigned envelopes can be sent.
+func encode(t *testing.T, env *types.Envelope) []byte {
+	t.Helper()
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func peerOf(t *testing.T, k ed25519.PrivateKey) peer.ID {
@@ -77,7 +94,10 @@ func TestCheckBidRequest(t *testing.T) {
 }
 
 // TestGossipRejections publishes every bad payload from a peer that runs no
-// validator and checks that the Host counts each and delivers only the valid one.
+// validator and checks that the Host counts each and delivers only the valid
+// one: forged, unsigned, expired, replayed and oversized bid requests among
+// them. (The publisher's rejected messages, 7, keep its score above the
+// graylist threshold, 11: a graylisted peer's messages are not even counted.)
 func TestGossipRejections(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	delivered := make(chan *types.BidRequest, 10)
@@ -85,20 +105,8 @@ func TestGossipRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := newKey(t)
-	raw := newRawHost(t, key, false)
+	topic := rawTopic(t, newRawHost(t, key, false), h)
 	ctx := testCtx(t, 20*time.Second)
-	ps, err := pubsub.NewGossipSub(ctx, raw, pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(BidRequestTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.Connect(ctx, addrInfo(h)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the Host in the raw peer's topic", func() bool { return len(topic.ListPeers()) == 1 })
 
 	payloads := badPayloads(t, key, time.Now())
 	for _, data := range payloads {
@@ -116,7 +124,15 @@ func TestGossipRejections(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "every rejection counted", func() bool { return len(h.Stats().Gossip) == len(want) })
-	if got := h.Stats().Gossip; !equalCounts(got, want) {
+	got := h.Stats().Gossip
+	for r, n := range want {
+		t.Run(string(r), func(t *testing.T) {
+			if got[r] != n {
+				t.Errorf("counted %d, want %d", got[r], n)
+			}
+		})
+	}
+	if !equalCounts(got, want) {
 		t.Fatalf("rejections: got %v, want %v", got, want)
 	}
 	select {
@@ -147,10 +163,30 @@ func TestPublishRejectsForeignEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.PublishEnvelope(context.Background(), env); err == nil {
-		t.Fatal("published an envelope signed by another key")
+	if err := h.PublishEnvelope(context.Background(), env); !errors.Is(err, ErrSenderMismatch) {
+		t.Fatalf("publishing an envelope signed by another key: got %v, want ErrSenderMismatch", err)
 	}
 	if n := h.Stats().Gossip[ReasonSenderMismatch]; n != 1 {
 		t.Fatalf("sender_mismatch count %d, want 1", n)
+	}
+}
+
+// TestGossipUnsignedMessage publishes a valid envelope in a gossip message
+// without the publisher's signature: gossipsub refuses it before the
+// validator, and the Host counts it as unsigned.
+func TestGossipUnsignedMessage(t *testing.T) {
+	h := newTestHost(t, testConfig(t))
+	delivered := make(chan struct{}, 1)
+	if err := h.SubscribeBidRequests(func(string, *types.Envelope, *types.BidRequest) { delivered <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	topic := rawTopic(t, newRawHost(t, key, false), h, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign))
+	if err := topic.Publish(testCtx(t, 5*time.Second), badPayloads(t, key, time.Now())[""]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "unsigned counted", func() bool { return h.Stats().Gossip[ReasonUnsigned] == 1 })
+	if len(delivered) != 0 {
+		t.Fatal("an unsigned gossip message was delivered")
 	}
 }

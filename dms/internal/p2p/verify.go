@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -58,8 +59,11 @@ func (v *verifier) verify(b []byte, sender peer.ID, kinds []types.Kind) (*types.
 func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
 	env, err := types.UnmarshalEnvelope(b)
 	if err != nil {
-		if errors.Is(err, types.ErrTooLarge) {
+		switch {
+		case errors.Is(err, types.ErrTooLarge):
 			return nil, nil, reject(ReasonOversized, err)
+		case unsigned(b):
+			return nil, nil, reject(ReasonUnsigned, err)
 		}
 		return nil, nil, reject(ReasonMalformed, err)
 	}
@@ -78,6 +82,18 @@ func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.En
 		return nil, nil, reject(ReasonBadExpiry, fmt.Errorf("%w: %s, limit %s", ErrExpiryTooFar, env.ExpiresAt().Sub(now), v.maxTTL))
 	}
 	return env, msg, nil
+}
+
+// unsigned reports whether b, refused by types.UnmarshalEnvelope, is an
+// envelope with a kind and a sender but no signature. It parses b a second
+// time, on the refusal path only, so that the refusal is counted for what it is.
+func unsigned(b []byte) bool {
+	var e struct {
+		Kind string `json:"kind"`
+		From string `json:"from"`
+		Sig  []byte `json:"sig"`
+	}
+	return json.Unmarshal(b, &e) == nil && e.Kind != "" && e.From != "" && len(e.Sig) == 0
 }
 
 // admit records the nonce of an opened envelope, refusing one seen before.

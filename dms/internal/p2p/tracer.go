@@ -1,0 +1,48 @@
+package p2p
+
+import (
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// refusalTracer counts the bid-request messages gossipsub refuses before
+// the topic validator sees them: unsigned or badly signed ones (under
+// StrictSign every message must carry its publisher's signature) and those
+// that found the validation queue full. What the validator refuses it
+// counts itself.
+type refusalTracer struct{ c *counters }
+
+var _ pubsub.RawTracer = refusalTracer{}
+
+func (t refusalTracer) RejectMessage(msg *pubsub.Message, reason string) {
+	if msg.GetTopic() != BidRequestTopic {
+		return
+	}
+	switch reason {
+	case pubsub.RejectMissingSignature:
+		t.c.add(ReasonUnsigned)
+	case pubsub.RejectInvalidSignature, pubsub.RejectUnexpectedSignature, pubsub.RejectUnexpectedAuthInfo:
+		t.c.add(ReasonBadSignature)
+	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
+		t.c.add(ReasonOverloaded)
+	}
+}
+
+func (refusalTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (refusalTracer) OnClosedOutboundStream(peer.ID)                       {}
+func (refusalTracer) Join(string)                                          {}
+func (refusalTracer) Leave(string)                                         {}
+func (refusalTracer) Graft(peer.ID, string)                                {}
+func (refusalTracer) Prune(peer.ID, string)                                {}
+func (refusalTracer) ValidateMessage(*pubsub.Message)                      {}
+func (refusalTracer) DeliverMessage(*pubsub.Message)                       {}
+func (refusalTracer) DuplicateMessage(*pubsub.Message)                     {}
+func (refusalTracer) ThrottlePeer(peer.ID)                                 {}
+func (refusalTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (refusalTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (refusalTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (refusalTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
+func (refusalTracer) UndeliverableMessage(*pubsub.Message)                 {}
