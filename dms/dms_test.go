@@ -26,7 +26,10 @@ func testNet(t *testing.T, n int, compute func(i int) bool) []*DMS {
 		if _, err := Init(ctx, home, InitOptions{BenchDuration: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
-		opts := []Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}
+		// Tests run under -race, whose GC pauses can outlast the 1s default
+		// lease and declare a healthy node lost; lease_test.go tests
+		// detection with its own network.
+		opts := []Option{WithHome(home), WithAPI(""), WithCompute(compute(i)), WithLease(10 * time.Second)}
 		if i > 0 {
 			opts = append(opts, WithBootstrap(nodes[0].host.Addrs()...))
 		}

@@ -98,17 +98,21 @@ func (n *network) Accept(ctx context.Context, peer string, addrs []string, a *ty
 	return n.d.host.Request(ctx, peer, addrs, p2p.AcceptProtocol, a)
 }
 
-// Cancel asks a node to stop an allocation.
-func (n *network) Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) error {
+// Cancel asks a node to stop an allocation, and returns the status it
+// answered with (nil for an ack or a refusal).
+func (n *network) Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) (*types.Status, error) {
+	var reply types.Message
+	var err error
 	if n.self(peer) {
 		if n.d.node == nil {
-			return errNoCompute
+			return nil, errNoCompute
 		}
-		_, err := n.d.node.Cancel(ctx, peer, c)
-		return err
+		reply, err = n.d.node.Cancel(ctx, peer, c)
+	} else {
+		reply, err = n.d.host.Request(ctx, peer, addrs, p2p.CancelProtocol, c)
 	}
-	_, err := n.d.host.Request(ctx, peer, addrs, p2p.CancelProtocol, c)
-	return err
+	st, _ := reply.(*types.Status)
+	return st, err
 }
 
 // Invoke starts an allocation and returns the stream of its statuses.
@@ -190,8 +194,18 @@ var errStreamEnded = errors.New("dms: status stream ended")
 
 // invokeNode runs an invocation on this node's Node, turning a refusal
 // before the allocation started into a failed status, so the requester
-// reads why instead of seeing the stream die.
+// reads why instead of seeing the stream die. The Node sends the statuses
+// and, while the allocation runs, the heartbeats (every inv.Lease/4).
 func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation, send func(types.Message) error) error {
+	if gate := d.opts.heartbeatGate; gate != nil {
+		out := send
+		send = func(m types.Message) error {
+			if !gate(inv.AllocationID) {
+				return nil // cut off: the frame is lost
+			}
+			return out(m)
+		}
+	}
 	sent := false
 	err := d.node.Invoke(ctx, from, inv, func(st *types.Status) error {
 		sent = true

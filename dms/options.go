@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/opendms/dms/types"
 )
 
 // Option configures a DMS. Options validate their arguments and New returns
@@ -20,6 +22,63 @@ type config struct {
 	logger    *slog.Logger
 	clock     func() time.Time
 	benchmark bool // run a fresh benchmark at start even if one is stored
+	lease     time.Duration
+	confirm   time.Duration // 0: the orchestrator's default
+	// heartbeatGate, when set, is asked before every frame this node sends
+	// on an invocation stream; false drops the frame. Tests only: it cuts a
+	// node off silently without closing its connections.
+	heartbeatGate func(types.AllocationID) bool
+}
+
+// DefaultLease is how long a requester waits for a frame (a status or a
+// heartbeat) from the node running its job before it declares the node lost.
+const DefaultLease = time.Second
+
+// WithLease sets how long an allocation's status stream may stay silent
+// before its node is declared lost and the job placed again (default
+// DefaultLease, at least 100ms). Nodes send a heartbeat every quarter of
+// the lease their requester names. Shorter detects a lost node sooner; it
+// also declares nodes lost on a network whose delays approach three
+// quarters of it (docs/reliability.md).
+func WithLease(d time.Duration) Option {
+	return func(c *config) error {
+		if d < minLease || d > maxLease {
+			return fmt.Errorf("dms: WithLease: %s is outside %s to %s", d, minLease, maxLease)
+		}
+		c.lease = d
+		return nil
+	}
+}
+
+// WithConfirmTimeout sets how long the winner of an auction has to confirm
+// its lock before the next bidder is offered the job (default 2s, at most
+// a minute). A longer one suits slow or overloaded networks, where a
+// confirmation that comes late is wasted: the lock it reports is released.
+func WithConfirmTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < minConfirm || d > maxConfirm {
+			return fmt.Errorf("dms: WithConfirmTimeout: %s is outside %s to %s", d, minConfirm, maxConfirm)
+		}
+		c.confirm = d
+		return nil
+	}
+}
+
+// Bounds of WithLease and WithConfirmTimeout.
+const (
+	minLease   = 100 * time.Millisecond
+	maxLease   = 10 * time.Minute
+	minConfirm = 10 * time.Millisecond
+	maxConfirm = time.Minute
+)
+
+// withHeartbeatGate installs a test-only gate on the frames this node sends
+// on invocation streams (see config.heartbeatGate).
+func withHeartbeatGate(open func(types.AllocationID) bool) Option {
+	return func(c *config) error {
+		c.heartbeatGate = open
+		return nil
+	}
 }
 
 // WithHome sets the node's home directory (created by Init). Required.
@@ -94,7 +153,7 @@ func WithClock(now func() time.Time) Option {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{logger: slog.New(slog.DiscardHandler), clock: time.Now}
+	c := &config{logger: slog.New(slog.DiscardHandler), clock: time.Now, lease: DefaultLease}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err

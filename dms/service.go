@@ -1,6 +1,7 @@
 package dms
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,7 +54,7 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
 		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries,
 		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
-		QueueTimeout: time.Duration(spec.QueueTimeout),
+		QueueTimeout: time.Duration(spec.QueueTimeout), Deadline: time.Duration(spec.Deadline),
 	})
 	if err != nil {
 		return api.Job{}, err
@@ -93,18 +94,29 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 	return spec.Task(mod.String(), stdin, inputs), nil
 }
 
-// ListJobs lists every job this node ever submitted, newest first.
+// ListJobs lists every job this node ever submitted, newest first: the
+// database's records, with the running orchestrator's latest state over
+// them (it saves in the background).
 func (d *DMS) ListJobs(ctx context.Context) ([]api.Job, error) {
-	var out []api.Job
+	jobs := map[types.JobID]orchestrator.JobInfo{}
 	err := d.db.Scan(jobPrefix, func(_ string, v []byte) error {
 		var info orchestrator.JobInfo
 		if err := json.Unmarshal(v, &info); err != nil {
 			return fmt.Errorf("dms: decoding job record: %w", err)
 		}
-		out = append(out, toAPIJob(info))
+		jobs[info.ID] = info
 		return nil
 	})
-	slices.SortFunc(out, func(a, b api.Job) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	if d.orch != nil {
+		for _, info := range d.orch.Jobs() {
+			jobs[info.ID] = info
+		}
+	}
+	out := make([]api.Job, 0, len(jobs))
+	for _, info := range jobs {
+		out = append(out, toAPIJob(info))
+	}
+	slices.SortFunc(out, func(a, b api.Job) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID)) })
 	return out, err
 }
 
@@ -174,7 +186,7 @@ func (d *DMS) CancelJob(ctx context.Context, id string) error {
 	if info.State.Terminal() {
 		return fmt.Errorf("%w: job %s is already %s", api.ErrConflict, id, info.State)
 	}
-	return d.orch.Cancel(ctx, types.JobID(id), "cancelled by its submitter")
+	return d.orch.Cancel(ctx, types.JobID(id), "") // the job's reason: "cancelled by its submitter"
 }
 
 // PutBlob stores a blob (at most MaxBlobSize bytes) and returns its CID.

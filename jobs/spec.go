@@ -30,6 +30,8 @@ const (
 	DefaultQueueTimeout = 5 * time.Minute
 	MaxQueueTimeout     = 24 * time.Hour
 	MaxEnoughBids       = 100
+	// MaxDeadline bounds a job's overall deadline (default none).
+	MaxDeadline = 7 * 24 * time.Hour
 	// MaxStdin bounds the literal stdin text.
 	MaxStdin = 1 << 20
 	// MaxArgsEnv bounds args and env together (bytes of every arg, name and
@@ -62,6 +64,10 @@ type Spec struct {
 	// QueueTimeout bounds how long the job waits while every node that could
 	// run it is busy; 0 fails at once when they are.
 	QueueTimeout Duration `json:"queue_timeout"`
+	// Deadline bounds the whole job, from its submission: bidding, queueing,
+	// every attempt and retry. A job still unfinished then fails, and the node
+	// running it is told to stop. 0: no deadline.
+	Deadline Duration `json:"deadline,omitempty"`
 
 	dir string // directory of the spec file; relative paths resolve against it
 }

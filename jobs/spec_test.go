@@ -31,6 +31,7 @@ retries: 2
 bid_window: 500ms
 enough_bids: 5
 queue_timeout: 1m
+deadline: 2h
 `
 
 func fullSpec() *Spec {
@@ -42,7 +43,7 @@ func fullSpec() *Spec {
 		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1.5},
 		Timeout:     Duration(30 * time.Second), Retries: 2,
 		BidWindow: Duration(500 * time.Millisecond), EnoughBids: 5,
-		QueueTimeout: Duration(time.Minute),
+		QueueTimeout: Duration(time.Minute), Deadline: Duration(2 * time.Hour),
 	}
 }
 
@@ -142,6 +143,8 @@ func TestParseErrors(t *testing.T) {
 		{"name: x\nmodule: m\ntimeout: 0s\n", []string{"timeout: must be positive"}},
 		{"name: x\nmodule: m\nbid_window: 1ms\n", []string{"bid_window: must be at least 10ms"}},
 		{"name: x\nmodule: m\nbid_window: 6m\n", []string{"bid_window: must be at most 5m"}},
+		{"name: x\nmodule: m\ndeadline: 169h\n", []string{"deadline: must be at most 168h"}},
+		{"name: x\nmodule: m\ndeadline: -1s\n", []string{"deadline: must be at least 0s"}},
 		{"name: x\nmodule: m\nresources: {cpu: 0, memory: 0, gpus: 1}\n", []string{"resources.cpu: must be positive", "resources.memory: must be positive", "resources.gpus: must be 0"}},
 		{"name: x\nmodule: m\nconstraints: {max_price: -1}\n", []string{"constraints.max_price: must be"}},
 		{"name: x\nmodule: m\nconstraints: {max_price: .nan}\n", []string{"constraints.max_price: must be"}},
@@ -235,6 +238,26 @@ func TestTask(t *testing.T) {
 	task.Args[0] = "changed"
 	if s.Args[0] != "a" {
 		t.Fatal("Task shares its args with the spec")
+	}
+}
+
+// A spec without a deadline has none, and its JSON form does not name the
+// field, so daemons that predate it still read the spec.
+func TestDeadlineIsOptional(t *testing.T) {
+	s, err := Parse([]byte("name: x\nmodule: m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Deadline != 0 || strings.Contains(string(b), "deadline") {
+		t.Fatalf("deadline %s, JSON %s", s.Deadline, b)
+	}
+	s, err = Parse([]byte(`{"name":"x","module":"m","deadline":"90s"}`))
+	if err != nil || time.Duration(s.Deadline) != 90*time.Second {
+		t.Fatalf("deadline %v, %v", s, err)
 	}
 }
 

@@ -162,6 +162,7 @@ func (s *Spec) checkSchedule(p *problems) {
 	checkRange(p, "bid_window", s.BidWindow, Duration(MinBidWindow), Duration(MaxBidWindow))
 	checkRange(p, "enough_bids", s.EnoughBids, 1, MaxEnoughBids)
 	checkRange(p, "queue_timeout", s.QueueTimeout, 0, Duration(MaxQueueTimeout))
+	checkRange(p, "deadline", s.Deadline, 0, Duration(MaxDeadline))
 }
 
 // checkRange reports v outside [lo, hi].

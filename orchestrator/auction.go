@@ -124,11 +124,18 @@ func AllocationID(job types.JobID, attempt, candidate int) types.AllocationID {
 	return types.AllocationID(fmt.Sprintf("%s-a%d-c%d", job, attempt, candidate))
 }
 
-// Bid records a bid. It is ignored once the window closed, for another job,
-// or when the peer already bid or declined.
+// Bid records a bid. It is ignored for another job, or when the peer
+// already bid or declined. A bid that arrives once the window closed is not
+// considered: the auction releases it at once, so the capability its node
+// holds behind it is free for other jobs now rather than when the hold
+// expires.
 func (a *Auction) Bid(b types.Bid, now time.Time) {
 	a.advance(now)
-	if a.phase != collecting || b.JobID != a.req.JobID || !a.firstAnswer(b.Node.PeerID) {
+	if b.JobID != a.req.JobID || !a.firstAnswer(b.Node.PeerID) {
+		return
+	}
+	if a.phase != collecting {
+		a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: "the bid arrived after the window closed"}})
 		return
 	}
 	a.bids = append(a.bids, b)

@@ -128,7 +128,7 @@ func TestAuctionScenarios(t *testing.T) {
 				"n1 rejected: no reason given; n2 did not confirm within 2s"}},
 		},
 	}, {
-		name: "wrong job, duplicates, unknown allocations and bids after the close are ignored",
+		name: "wrong job, duplicates and unknown allocations are ignored; a bid after the close is released",
 		cfg:  AuctionConfig{Enough: 2},
 		steps: []step{
 			{at: 0, ev: func(m machine, now time.Time) { m.Bid(mkBid("other", "n9", 0, 10, 0), now) }},
@@ -137,6 +137,7 @@ func TestAuctionScenarios(t *testing.T) {
 			{at: 0, ev: decline("n1", "changed my mind")},
 			{at: 0, ev: bid("", 0)},
 			{at: 1 * ms, ev: bid("n2", 2), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 2 * ms, ev: bid("n3", 0), want: []string{"release the bid for j1 on n3: the bid arrived after the window closed"}},
 			{at: 2 * ms, ev: bid("n3", 0)},
 			{at: 3 * ms, ev: confirm("j1-a1-c7", 1)},
 			{at: 4 * ms, ev: reject("j1-a1-c7", "no")},

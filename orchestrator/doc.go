@@ -17,8 +17,9 @@
 //     with a retry budget, a backoff between attempts (100ms doubling, at most
 //     5s) and an optional overall deadline.
 //   - Orchestrator (orchestrator.go) is the shell: it owns the jobs, does the
-//     network I/O through the Network interface, persists every change
-//     through Store, and serves Watch.
+//     network I/O through the Network interface, persists the jobs through
+//     Store (saver.go: off the loop, so a slow disk never holds up an
+//     auction), and serves Watch.
 //
 // Auction and Job do no I/O, start no goroutine and read no clock: every
 // event carries the time, outputs accumulate as Actions until drained, and
@@ -34,8 +35,13 @@
 //     confirm, every lost node and every allocation that reports running
 //     after its attempt ended gets a Release.
 //   - Exactly one result per job: only the current attempt's allocation can
-//     complete the job; statuses from earlier allocations are noted in their
-//     attempt and ignored; terminal states are final.
+//     complete the job; statuses from earlier allocations (a node declared
+//     lost that finished after all) are noted in their attempt and ignored;
+//     terminal states are final.
+//   - A node is lost when its status stream breaks, or stays silent for a
+//     lease (Config.Lease, 1s by default): nodes repeat their status every
+//     quarter of the lease named in the Invocation. The job then releases
+//     the node and is auctioned again within its retry budget and deadline.
 //   - Every terminal state has a human Reason, for example
 //     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //
@@ -50,8 +56,11 @@
 // orders all events of a job, lets a finished job still release a late
 // confirm, and makes Close simple. Network calls run in short-lived
 // goroutines (one per publish, accept, release and invocation) that report
-// back to the loop; each Watch has a goroutine that forwards snapshots, so a
-// slow reader never blocks the loop. The loop scans the active jobs for the
+// back to the loop; an invocation's goroutine has a helper that reads the
+// status stream, so that it can watch the lease while a read blocks, and
+// waits for it before returning. Each Watch has a goroutine that forwards
+// snapshots, so a slow reader never blocks the loop. A lost stream is read
+// on until its job ends, so a late status from the node is recorded. The loop scans the active jobs for the
 // next deadline after each event: fine for thousands of jobs. Every
 // goroutine is started by the loop and waited for by Close.
 //
@@ -62,5 +71,8 @@
 // message names (the orchestrator trusts Bid.Node.PeerID). Honour ctx in
 // every call and in StatusStream.Recv. Treat Cancel as idempotent: it is
 // also sent to nodes that rejected an accept or never locked, because a
-// reject may be a lost answer to an accept the node did lock for.
+// reject may be a lost answer to an accept the node did lock for, and to
+// nodes whose bid came after the auction closed (without an allocation ID:
+// withdraw the bid). Return the node's answer to a Cancel when it is a
+// Status: a completed or failed one, from a node thought lost, is recorded.
 package orchestrator

@@ -17,8 +17,12 @@ import (
 const (
 	complete = "complete" // reports running, then completed
 	die      = "die"      // reports running, then the stream breaks and the node goes silent
-	hang     = "hang"     // reports running until cancelled
+	hang     = "hang"     // reports running, with heartbeats, until cancelled
+	silent   = "silent"   // reports running, then goes quiet on an open stream: cut off; releases do not reach it
 )
+
+// fakeBeat is how often a fake node repeats its running status.
+const fakeBeat = 20 * time.Millisecond
 
 // fakeNode is an in-memory node: it bids when the job fits, confirms every
 // accept, and plays its mode when invoked.
@@ -41,6 +45,9 @@ type fakeNet struct {
 	cancels []types.Cancel
 	changed chan struct{} // closed and replaced on every Cancel
 	running map[types.AllocationID]*fakeStream
+	cut     map[types.AllocationID]*fakeStream  // silent nodes' streams
+	replies map[types.AllocationID]types.Status // what Cancel answers, when set
+	leases  []time.Duration                     // the lease of every invocation
 	opened  int
 	closed  int
 	epoch   uint64
@@ -48,7 +55,8 @@ type fakeNet struct {
 }
 
 func newFakeNet(nodes ...*fakeNode) *fakeNet {
-	return &fakeNet{nodes: nodes, dead: map[string]bool{}, running: map[types.AllocationID]*fakeStream{}, changed: make(chan struct{})}
+	return &fakeNet{nodes: nodes, dead: map[string]bool{}, running: map[types.AllocationID]*fakeStream{},
+		cut: map[types.AllocationID]*fakeStream{}, replies: map[types.AllocationID]types.Status{}, changed: make(chan struct{})}
 }
 
 func (n *fakeNet) node(peer string) *fakeNode {
@@ -103,7 +111,7 @@ func (n *fakeNet) Invoke(_ context.Context, peer string, _ []string, inv *types.
 	st := func(s types.AllocationState) *types.Status {
 		return &types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: s}
 	}
-	s := &fakeStream{net: n, ch: make(chan *types.Status, 4)}
+	s := &fakeStream{net: n, ch: make(chan *types.Status, 4), beat: st(types.AllocRunning)}
 	s.ch <- st(types.AllocRunning)
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -120,22 +128,46 @@ func (n *fakeNet) Invoke(_ context.Context, peer string, _ []string, inv *types.
 		close(s.ch)
 	case hang:
 		n.running[inv.AllocationID] = s
+	case silent:
+		s.beat = nil
+		n.dead[peer] = true // cut off: it hears no more bid requests
+		n.cut[inv.AllocationID] = s
 	}
+	n.leases = append(n.leases, inv.Lease)
 	return s, nil
 }
 
-func (n *fakeNet) Cancel(_ context.Context, peer string, _ []string, c *types.Cancel) error {
+// finishLate makes a silent node's allocation report completed, as a node
+// cut off would once the cut heals.
+func (n *fakeNet) finishLate(alloc types.AllocationID, job types.JobID, stdout string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.cut[alloc]
+	delete(n.cut, alloc)
+	s.ch <- &types.Status{JobID: job, AllocationID: alloc, State: types.AllocCompleted, Result: &types.Result{Stdout: stdout}}
+	close(s.ch)
+}
+
+func (n *fakeNet) Cancel(_ context.Context, peer string, _ []string, c *types.Cancel) (*types.Status, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.cancels = append(n.cancels, *c)
 	close(n.changed)
 	n.changed = make(chan struct{})
+	if n.cut[c.AllocationID] != nil {
+		return nil, errors.New("no route to " + peer)
+	}
+	if r, ok := n.replies[c.AllocationID]; ok {
+		return &r, nil
+	}
 	if s := n.running[c.AllocationID]; s != nil {
 		delete(n.running, c.AllocationID)
-		s.ch <- &types.Status{JobID: c.JobID, AllocationID: c.AllocationID, State: types.AllocCancelled, Reason: c.Reason}
+		st := &types.Status{JobID: c.JobID, AllocationID: c.AllocationID, State: types.AllocCancelled, Reason: c.Reason}
+		s.ch <- st
 		close(s.ch)
+		return st, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // waitReleased waits until the orchestrator released alloc, and returns every
@@ -172,13 +204,21 @@ func (n *fakeNet) streams() (opened, closed int) {
 }
 
 type fakeStream struct {
-	net *fakeNet
-	ch  chan *types.Status
-	err error
+	net  *fakeNet
+	ch   chan *types.Status
+	err  error
+	beat *types.Status // repeated every fakeBeat while no other status comes; nil: silent
 }
 
 func (s *fakeStream) Recv(ctx context.Context) (*types.Status, error) {
+	var heartbeat <-chan time.Time
+	if s.beat != nil {
+		heartbeat = time.After(fakeBeat)
+	}
 	select {
+	case <-heartbeat:
+		st := *s.beat
+		return &st, nil
 	case st, ok := <-s.ch:
 		if !ok && s.err != nil {
 			return nil, s.err

@@ -87,12 +87,19 @@ func (j *Job) PublishFailed(attempt int, reason string, now time.Time) {
 	}
 }
 
-// Bid hands a bid to the open auction, if any.
+// Bid hands a bid to the open auction. A bid that arrives once the job is
+// placed or over is released at once: its node need not hold capability
+// for it. (Between attempts it is not: the node's next hold for the job
+// would be released with it, as holds are per job.)
 func (j *Job) Bid(b types.Bid, now time.Time) {
 	j.advance(now)
 	if a := j.open(); a != nil {
 		a.Bid(b, now)
 		j.drain(a, now)
+		return
+	}
+	if b.JobID == j.info.ID && b.Node.PeerID != "" && j.info.State != types.JobPending {
+		j.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: j.info.ID, Reason: "the bid arrived after the auction closed"}})
 	}
 }
 

@@ -15,8 +15,12 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// releaseTimeout bounds one attempt to deliver a Release.
-const releaseTimeout = 5 * time.Second
+const (
+	releaseTimeout = 5 * time.Second        // bounds one attempt to deliver a Release
+	defaultLease   = time.Second            // see Config.Lease
+	minLease       = 100 * time.Millisecond // below this, scheduling noise alone declares nodes lost
+	minOpenTimeout = 2 * time.Second        // opening an invocation stream may take a dial
+)
 
 // Network is what the orchestrator needs from the network. Every method is
 // called from its own goroutine, concurrently with the others, and must
@@ -32,19 +36,26 @@ type Network interface {
 	// Invoke starts the allocation and opens its status stream.
 	Invoke(ctx context.Context, peer string, addrs []string, inv *types.Invocation) (StatusStream, error)
 	// Cancel asks a node to drop an allocation. It must be harmless for an
-	// allocation the node does not hold.
-	Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) error
+	// allocation the node does not hold. The node may answer with the
+	// allocation's status (nil when it did not): a node thought lost may
+	// have finished meanwhile, and that late outcome is recorded.
+	Cancel(ctx context.Context, peer string, addrs []string, c *types.Cancel) (*types.Status, error)
 }
 
 // StatusStream is one allocation's status reports. An error from Recv
-// (io.EOF included) before a terminal status means the node is lost.
+// (io.EOF included) before a terminal status means the node is lost; so
+// does no report for a whole lease (the node repeats its status as a
+// heartbeat, every Invocation.Lease/4).
 type StatusStream interface {
 	Recv(ctx context.Context) (*types.Status, error)
 	Close() error
 }
 
-// Store persists job snapshots. SaveJob is called from the orchestrator's
-// loop on every change, in order, before the change is acted on or announced.
+// Store persists job snapshots. SaveJob is called from one goroutine of the
+// orchestrator, never concurrently and never from its loop, with each job's
+// snapshots in revision order. A snapshot superseded before it was saved
+// may be skipped; the latest snapshot of every job is saved, at the latest
+// by Close. Readers that need the very latest state use Job and Jobs.
 type Store interface {
 	SaveJob(info JobInfo) error
 }
@@ -65,6 +76,12 @@ type Config struct {
 	Defaults Defaults
 	Ranking  Ranking      // no scorers = DefaultRanking()
 	Logger   *slog.Logger // default: discard
+	// Lease is how long an invocation stream may stay silent before its
+	// node is declared lost and the job placed again (default 1s, at least
+	// 100ms). Nodes send a heartbeat every Lease/4, so a lease tolerates
+	// three lost or late heartbeats: shorter detects a dead node sooner,
+	// longer survives a slower network without false alarms.
+	Lease time.Duration
 }
 
 // Orchestrator runs the requester's side of DMS: it submits jobs, auctions
@@ -76,10 +93,11 @@ type Orchestrator struct {
 	cfg     Config
 	jobCfg  JobConfig
 	net     Network
-	store   Store
+	saver   *saver
 	ctx     context.Context
 	cancel  context.CancelFunc
 	events  chan func(now time.Time)
+	stopped chan struct{} // closed when the loop returned: no more saves come
 	wg      sync.WaitGroup
 	closing sync.Once
 
@@ -119,16 +137,21 @@ func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
 		store = nopStore{}
 	}
 	o := &Orchestrator{
-		cfg: cfg, net: net, store: store,
-		jobCfg: JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
-		events: make(chan func(time.Time), 256),
-		jobs:   make(map[types.JobID]*entry),
-		active: make(map[types.JobID]*entry),
-		infos:  make(map[types.JobID]JobInfo),
+		cfg: cfg, net: net, saver: newSaver(store, cfg.Logger),
+		stopped: make(chan struct{}),
+		jobCfg:  JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
+		events:  make(chan func(time.Time), 256),
+		jobs:    make(map[types.JobID]*entry),
+		active:  make(map[types.JobID]*entry),
+		infos:   make(map[types.JobID]JobInfo),
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go o.run()
+	go func() {
+		defer o.wg.Done()
+		o.saver.run(o.stopped)
+	}()
 	return o, nil
 }
 
@@ -139,6 +162,10 @@ func (c Config) withDefaults() (Config, error) {
 	d := c.Defaults
 	if d.BidWindow < 0 || d.EnoughBids < 0 || d.ConfirmTimeout < 0 {
 		return c, fmt.Errorf("%w: negative default in %+v", ErrInvalidConfig, d)
+	}
+	c.Lease = cmp.Or(c.Lease, defaultLease)
+	if c.Lease < minLease {
+		return c, fmt.Errorf("%w: lease %s is under the minimum %s", ErrInvalidConfig, c.Lease, minLease)
 	}
 	c.Defaults.ConfirmTimeout = cmp.Or(d.ConfirmTimeout, defaultConfirmTimeout)
 	if len(c.Ranking.Scorers) == 0 {
@@ -264,8 +291,8 @@ func (o *Orchestrator) Cancel(ctx context.Context, id types.JobID, reason string
 }
 
 // Close stops the loop, abandons in-flight network calls, closes every
-// watch channel and waits for every goroutine the orchestrator started.
-// Jobs are left as they are (their last snapshot is saved).
+// watch channel, saves the last snapshot of every job and waits for every
+// goroutine the orchestrator started. Jobs are left as they are.
 func (o *Orchestrator) Close() error {
 	o.closing.Do(o.cancel)
 	o.wg.Wait()
@@ -324,6 +351,7 @@ func (o *Orchestrator) spawn(fn func()) {
 
 func (o *Orchestrator) run() {
 	defer o.wg.Done()
+	defer close(o.stopped)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -376,9 +404,7 @@ func (o *Orchestrator) flush(e *entry) {
 }
 
 func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
-	if err := o.store.SaveJob(info); err != nil {
-		o.cfg.Logger.Error("saving job", "job", info.ID, "err", err)
-	}
+	o.saver.put(info)
 	o.mu.Lock()
 	o.infos[info.ID] = info
 	o.mu.Unlock()
@@ -462,41 +488,135 @@ func (o *Orchestrator) answer(j *Job, a types.Accept, msg types.Message, err err
 func (o *Orchestrator) release(act Release) {
 	ctx, cancel := context.WithTimeout(o.ctx, releaseTimeout)
 	defer cancel()
-	if err := o.net.Cancel(ctx, act.Peer, act.Addrs, &act.Cancel); err != nil {
+	st, err := o.net.Cancel(ctx, act.Peer, act.Addrs, &act.Cancel)
+	if err != nil {
 		o.cfg.Logger.Warn("releasing an allocation", "job", act.Cancel.JobID, "allocation", act.Cancel.AllocationID, "peer", act.Peer, "err", err)
+		return
 	}
+	// A node told to let go may answer that it had already finished on its
+	// own (completed or failed): a late outcome, recorded in its attempt.
+	// Cancelled is only the echo of this release.
+	if st == nil || act.Cancel.AllocationID == "" || st.JobID != act.Cancel.JobID || st.AllocationID != act.Cancel.AllocationID ||
+		(st.State != types.AllocCompleted && st.State != types.AllocFailed) {
+		return
+	}
+	late := *st
+	o.toJob(late.JobID, func(j *Job, now time.Time) { j.Status(late, now) })
 }
 
+// invoke starts an allocation and follows its status stream.
 func (o *Orchestrator) invoke(e *entry, act Invoke) {
-	id := act.Invocation.AllocationID
-	stream, err := o.net.Invoke(e.ctx, act.Peer, act.Addrs, &act.Invocation)
+	inv := act.Invocation
+	inv.Lease = o.cfg.Lease
+	octx, cancel := context.WithTimeout(e.ctx, max(o.cfg.Lease, minOpenTimeout))
+	stream, err := o.net.Invoke(octx, act.Peer, act.Addrs, &inv)
+	cancel()
 	if err != nil {
-		o.lost(e, id, "invoking: "+err.Error())
+		o.lost(e, inv.AllocationID, "invoking: "+err.Error())
 		return
 	}
 	defer stream.Close()
+	o.follow(e, &inv, stream)
+}
+
+// follow hands inv's statuses to its job until a terminal one, a broken
+// stream, or the end of the job. A stream silent for a whole lease is a
+// lost node: the job is told at once, and the stream is still read until
+// the job ends, so a late status from the node is recorded (never counted:
+// the job has moved on to another allocation).
+func (o *Orchestrator) follow(e *entry, inv *types.Invocation, stream StatusStream) {
+	frames, alive, stop := o.receive(e.ctx, stream)
+	defer stop()
+	lease := time.NewTimer(o.cfg.Lease)
+	defer lease.Stop()
+	lost := false
 	for {
-		st, err := stream.Recv(e.ctx)
-		if err != nil {
-			o.lost(e, id, "status stream: "+streamError(err))
+		select {
+		case <-e.ctx.Done():
 			return
-		}
-		if st.JobID != act.Invocation.JobID || st.AllocationID != id {
-			o.cfg.Logger.Warn("status for another allocation on a stream", "allocation", id, "got", st.AllocationID)
-			continue
-		}
-		s := *st
-		o.do(func(now time.Time) {
-			e.job.Status(s, now)
-			o.flush(e)
-		})
-		if s.State.Terminal() {
-			return
+		case <-lease.C:
+			if !lost {
+				lost = true
+				o.lost(e, inv.AllocationID, fmt.Sprintf("no heartbeat for %s", o.cfg.Lease))
+			}
+		case <-alive:
+			lease.Reset(o.cfg.Lease)
+		case f := <-frames:
+			lease.Reset(o.cfg.Lease)
+			if f.err != nil {
+				if !lost {
+					o.lost(e, inv.AllocationID, "status stream: "+streamError(f.err))
+				}
+				return
+			}
+			if o.forward(e, inv, f.status) {
+				return
+			}
 		}
 	}
 }
 
-// lost reports a dead stream, unless it died because the job ended.
+// forward hands a status from inv's stream to its job, and reports whether
+// it was the allocation's last.
+func (o *Orchestrator) forward(e *entry, inv *types.Invocation, st types.Status) bool {
+	if st.JobID != inv.JobID || st.AllocationID != inv.AllocationID {
+		o.cfg.Logger.Warn("status for another allocation on a stream", "allocation", inv.AllocationID, "got", st.AllocationID)
+		return false
+	}
+	o.do(func(now time.Time) {
+		e.job.Status(st, now)
+		o.flush(e)
+	})
+	return st.State.Terminal()
+}
+
+// frame is one Recv's outcome.
+type frame struct {
+	status types.Status
+	err    error
+}
+
+// receive reads stream in a goroutine until an error or until stop, which
+// waits for the goroutine: invoke can watch the lease while a Recv blocks.
+// A heartbeat (the status last passed on, again) is not passed on: it only
+// signals alive. So the stream is drained at once even while invoke waits
+// for a busy loop, and no frame grows stale in its buffer.
+func (o *Orchestrator) receive(ctx context.Context, stream StatusStream) (<-chan frame, <-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan frame)
+	alive := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var last *types.Status
+		for {
+			st, err := stream.Recv(ctx)
+			if err == nil && last != nil && !st.State.Terminal() &&
+				st.JobID == last.JobID && st.AllocationID == last.AllocationID && st.State == last.State {
+				select {
+				case alive <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			f := frame{err: err}
+			if err == nil {
+				f.status, last = *st, st
+			}
+			select {
+			case out <- f:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out, alive, func() { cancel(); <-done }
+}
+
+// lost reports a dead or silent stream, unless it ended because the job did.
 func (o *Orchestrator) lost(e *entry, id types.AllocationID, reason string) {
 	if e.ctx.Err() != nil {
 		return

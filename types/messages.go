@@ -107,11 +107,16 @@ type Task struct {
 
 // Invocation starts a job on a node that confirmed a lock. Epoch must be the
 // lock's: an invocation for an expired or superseded lock is rejected.
+//
+// Lease is how long the requester waits for a frame on the invocation
+// stream before it declares the node lost; the node sends a heartbeat (its
+// current Status again) at least every Lease/4. Zero: the node's default.
 type Invocation struct {
-	JobID        JobID        `json:"job_id"`
-	AllocationID AllocationID `json:"allocation_id"`
-	Epoch        uint64       `json:"epoch"`
-	Task         Task         `json:"task"`
+	JobID        JobID         `json:"job_id"`
+	AllocationID AllocationID  `json:"allocation_id"`
+	Epoch        uint64        `json:"epoch"`
+	Task         Task          `json:"task"`
+	Lease        time.Duration `json:"lease,omitempty"`
 }
 
 // Result names the outputs of a finished allocation by CID.
