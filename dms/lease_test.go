@@ -285,3 +285,23 @@ func TestDeadlineFailsARunningJobAndReleasesTheProvider(t *testing.T) {
 		t.Fatalf("allocation %s: %s", a.State, a.Reason)
 	}
 }
+
+func TestLeaseAndConfirmOptionsValidate(t *testing.T) {
+	for name, opt := range map[string]Option{
+		"short lease":   WithLease(50 * time.Millisecond),
+		"long lease":    WithLease(time.Hour),
+		"short confirm": WithConfirmTimeout(time.Millisecond),
+		"long confirm":  WithConfirmTimeout(2 * time.Minute),
+	} {
+		if _, err := newConfig([]Option{WithHome("h"), opt}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c, err := newConfig([]Option{WithHome("h")})
+	if err != nil || c.lease != DefaultLease || c.confirm != 0 {
+		t.Fatalf("defaults: lease %s, confirm %s, %v", c.lease, c.confirm, err)
+	}
+	if c, err = newConfig([]Option{WithHome("h"), WithLease(5 * time.Second), WithConfirmTimeout(3 * time.Second)}); err != nil || c.lease != 5*time.Second || c.confirm != 3*time.Second {
+		t.Fatalf("lease %s, confirm %s, %v", c.lease, c.confirm, err)
+	}
+}
