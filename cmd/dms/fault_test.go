@@ -178,22 +178,27 @@ func nodeByPeer(t *testing.T, nodes []*labNode, peer string) int {
 	return -1
 }
 
+// runningSleepJob starts a lab whose node 0 only submits, submits a 4s
+// sleep job with retries from it, and waits until the job runs: it returns
+// the nodes, the job, its first running state and the index of its node.
+func runningSleepJob(t *testing.T, lab *netlab) (nodes []*labNode, id string, first api.Job, victim int) {
+	t.Helper()
+	nodes = startLab(t, lab, buildBinary(t), map[int]bool{0: true})
+	id = nodes[0].submitSleep(t, 4, 2)
+	eventually(t, 30*time.Second, "the job to run", func() bool {
+		first = nodes[0].status(t, id)
+		return first.State == "running"
+	})
+	return nodes, id, first, nodeByPeer(t, nodes, first.Node)
+}
+
 func TestFaultKillProviderMidJob(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four daemons in network namespaces; skipped with -short")
 	}
 	lab := newNetlab(t, 4)
-	bin := buildBinary(t)
-	nodes := startLab(t, lab, bin, map[int]bool{0: true})
+	nodes, id, first, victim := runningSleepJob(t, lab)
 	req := nodes[0]
-
-	id := req.submitSleep(t, 4, 2)
-	var first api.Job
-	eventually(t, 30*time.Second, "the job to run", func() bool {
-		first = req.status(t, id)
-		return first.State == "running"
-	})
-	victim := nodeByPeer(t, nodes, first.Node)
 	killed := time.Now()
 	if err := nodes[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -223,17 +228,8 @@ func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
 		t.Skip("runs four daemons in network namespaces; skipped with -short")
 	}
 	lab := newNetlab(t, 4)
-	bin := buildBinary(t)
-	nodes := startLab(t, lab, bin, map[int]bool{0: true})
+	nodes, id, first, victim := runningSleepJob(t, lab)
 	req := nodes[0]
-
-	id := req.submitSleep(t, 4, 2)
-	var first api.Job
-	eventually(t, 30*time.Second, "the job to run", func() bool {
-		first = req.status(t, id)
-		return first.State == "running"
-	})
-	victim := nodeByPeer(t, nodes, first.Node)
 	if victim == 0 {
 		t.Fatal("the bootstrap node offers no compute; it cannot run the job")
 	}
