@@ -15,21 +15,29 @@ import (
 )
 
 // testNet starts n real nodes over loopback, each in its own home; nodes
-// 1..n-1 bootstrap from node 0. compute[i] false makes node i a requester only.
+// 1..n-1 bootstrap from node 0. compute(i) false makes node i a requester
+// only. Tests run under -race, whose GC pauses can outlast the 1s default
+// lease and declare a healthy node lost, so these nodes use a 10s lease;
+// lease_test.go tests detection with relNet and the default.
 func testNet(t *testing.T, n int, compute func(i int) bool) []*DMS {
+	t.Helper()
+	return relNet(t, n, compute, func(int) []Option { return []Option{WithLease(10 * time.Second)} })
+}
+
+// relNet starts a test network with per-node options: n real nodes over loopback, 1..n-1
+// bootstrapping from node 0; compute(i) false makes node i a requester only.
+func relNet(t *testing.T, n int, compute func(i int) bool, extra func(i int) []Option) []*DMS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nodes := make([]*DMS, n)
+	computing := 0
 	for i := range n {
 		home := filepath.Join(t.TempDir(), "home")
 		if _, err := Init(ctx, home, InitOptions{BenchDuration: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
-		// Tests run under -race, whose GC pauses can outlast the 1s default
-		// lease and declare a healthy node lost; lease_test.go tests
-		// detection with its own network.
-		opts := []Option{WithHome(home), WithAPI(""), WithCompute(compute(i)), WithLease(10 * time.Second)}
+		opts := append([]Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}, extra(i)...)
 		if i > 0 {
 			opts = append(opts, WithBootstrap(nodes[0].host.Addrs()...))
 		}
@@ -42,9 +50,6 @@ func testNet(t *testing.T, n int, compute func(i int) bool) []*DMS {
 			t.Fatal(err)
 		}
 		nodes[i] = d
-	}
-	computing := 0
-	for i := range n {
 		if compute(i) {
 			computing++
 		}
@@ -54,7 +59,7 @@ func testNet(t *testing.T, n int, compute func(i int) bool) []*DMS {
 		if compute(i) {
 			want-- // a node is not its own topic peer
 		}
-		waitFor(t, 20*time.Second, "every node to see the computing nodes on the topic", func() bool {
+		waitFor(t, 30*time.Second, "every node to see the computing nodes on the topic", func() bool {
 			return d.host.TopicPeers() >= want
 		})
 	}

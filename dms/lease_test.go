@@ -3,7 +3,6 @@ package dms
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,48 +12,6 @@ import (
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
-
-// relNet is testNet with per-node options: n real nodes over loopback, 1..n-1
-// bootstrapping from node 0; compute(i) false makes node i a requester only.
-func relNet(t *testing.T, n int, compute func(i int) bool, extra func(i int) []Option) []*DMS {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nodes := make([]*DMS, n)
-	computing := 0
-	for i := range n {
-		home := filepath.Join(t.TempDir(), "home")
-		if _, err := Init(ctx, home, InitOptions{BenchDuration: 10 * time.Millisecond}); err != nil {
-			t.Fatal(err)
-		}
-		opts := append([]Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}, extra(i)...)
-		if i > 0 {
-			opts = append(opts, WithBootstrap(nodes[0].host.Addrs()...))
-		}
-		d, err := New(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
-		if err := d.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = d
-		if compute(i) {
-			computing++
-		}
-	}
-	for i, d := range nodes {
-		want := computing
-		if compute(i) {
-			want-- // a node is not its own topic peer
-		}
-		waitFor(t, 30*time.Second, "every node to see the computing nodes on the topic", func() bool {
-			return d.host.TopicPeers() >= want
-		})
-	}
-	return nodes
-}
 
 // byPeer returns the node whose PeerID is peer.
 func byPeer(t *testing.T, nodes []*DMS, peer string) *DMS {
