@@ -263,3 +263,17 @@ func (s *memStore) revisions(id types.JobID) []uint64 {
 	}
 	return out
 }
+
+// submitWatch submits spec and watches the job from its first state.
+func submitWatch(t *testing.T, o *Orchestrator, spec JobSpec) (JobInfo, <-chan JobInfo) {
+	t.Helper()
+	info, err := o.Submit(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := o.Watch(t.Context(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, ch
+}

@@ -89,14 +89,7 @@ func TestOrchestratorDetectsASilentNodeWithinTheLease(t *testing.T) {
 	const lease = 500 * ms
 	o := startOrchestratorWith(t, net, nil, func(c *Config) { c.Lease, c.Defaults.ConfirmTimeout = lease, 2*time.Second })
 	ctx := t.Context()
-	info, err := o.Submit(ctx, spec(64<<20, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := o.Watch(ctx, info.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, ch := submitWatch(t, o, spec(64<<20, 1))
 	waitFor(t, ch, types.JobRunning)
 	began := time.Now()
 	waitFor(t, ch, types.JobPending)
@@ -143,14 +136,7 @@ func TestOrchestratorHeartbeatsKeepTheLease(t *testing.T) {
 	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
 	o := startOrchestratorWith(t, net, nil, func(c *Config) { c.Lease = 400 * ms })
 	ctx := t.Context()
-	info, err := o.Submit(ctx, spec(64<<20, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := o.Watch(ctx, info.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, ch := submitWatch(t, o, spec(64<<20, 0))
 	waitFor(t, ch, types.JobRunning)
 	running, _ := o.Job(info.ID)
 	time.Sleep(1200 * ms) // three leases of heartbeats: what is being tested is that nothing happens

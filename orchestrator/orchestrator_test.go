@@ -72,15 +72,7 @@ func collect(t *testing.T, ch <-chan JobInfo) []JobInfo {
 
 func submitAndWatch(t *testing.T, o *Orchestrator, s JobSpec) (JobInfo, []JobInfo) {
 	t.Helper()
-	ctx := t.Context()
-	info, err := o.Submit(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := o.Watch(ctx, info.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, ch := submitWatch(t, o, s)
 	return info, collect(t, ch)
 }
 
@@ -233,14 +225,7 @@ func TestOrchestratorCancelWhileRunning(t *testing.T) {
 	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
 	o := startOrchestrator(t, net, nil)
 	ctx := t.Context()
-	info, err := o.Submit(ctx, spec(64<<20, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := o.Watch(ctx, info.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, ch := submitWatch(t, o, spec(64<<20, 0))
 	waitFor(t, ch, types.JobRunning)
 	if err := o.Cancel(ctx, info.ID, "changed my mind"); err != nil {
 		t.Fatal(err)
