@@ -106,8 +106,9 @@ func (c *config) apply(conf *Config) {
 
 // Start joins the network: it builds the capability record, starts the
 // libp2p host (DHT, gossipsub, stream protocols), the Node actor when the
-// node offers compute, the orchestrator, and the local API, whose address
-// and token it writes to api.json in the home.
+// node offers compute, the orchestrator, which resumes the unfinished jobs
+// of the database, and the local API, whose address and token it writes to
+// api.json in the home.
 func (d *DMS) Start(ctx context.Context) (err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -133,6 +134,9 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := d.startOrchestrator(); err != nil {
+		return err
+	}
+	if err := d.restoreJobs(ctx); err != nil {
 		return err
 	}
 	if err := d.startAPI(); err != nil {

@@ -30,6 +30,11 @@ func (n *network) SendBid(ctx context.Context, peer string, addrs []string, msg 
 		n.d.deliverBid(msg)
 		return nil
 	}
+	if b, ok := msg.(*types.Bid); ok {
+		bid := *b
+		bid.Addrs = n.d.host.Addrs() // how the requester reaches us again, after a restart too
+		msg = &bid
+	}
 	_, err := n.d.host.Request(ctx, peer, addrs, p2p.BidProtocol, msg)
 	return err
 }

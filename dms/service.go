@@ -21,11 +21,41 @@ import (
 const jobPrefix = "job/"
 
 // jobStore persists the orchestrator's jobs: every change is written, so the
-// database always holds each job's latest state.
+// database always holds each job's latest state and the spec to resume it.
 type jobStore struct{ d *DMS }
 
-func (s jobStore) SaveJob(info orchestrator.JobInfo) error {
-	return s.d.db.Put(jobPrefix+string(info.ID), info)
+func (s jobStore) SaveJob(rec orchestrator.Record) error {
+	return s.d.db.Put(jobPrefix+string(rec.ID), rec)
+}
+
+// restoreJobs hands the orchestrator every unfinished job in the database,
+// as a restarted requester must: running jobs are watched again, pending
+// ones placed. A record that cannot be read is logged and left alone; one
+// that cannot be resumed ends failed, with the reason.
+func (d *DMS) restoreJobs(ctx context.Context) error {
+	var recs []orchestrator.Record
+	err := d.db.Scan(jobPrefix, func(key string, v []byte) error {
+		var rec orchestrator.Record
+		if err := json.Unmarshal(v, &rec); err != nil {
+			d.log.Error("unreadable job record left as is", "key", key, "err", err)
+			return nil
+		}
+		if !rec.State.Terminal() {
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dms: reading job records: %w", err)
+	}
+	n, err := d.orch.Restore(ctx, recs)
+	if err != nil {
+		d.log.Error("restoring jobs", "err", err)
+	}
+	if len(recs) > 0 {
+		d.log.Info("restored jobs", "unfinished", len(recs), "resumed", n)
+	}
+	return nil
 }
 
 func (d *DMS) running() error {
@@ -98,6 +128,18 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 // database's records, with the running orchestrator's latest state over
 // them (it saves in the background).
 func (d *DMS) ListJobs(ctx context.Context) ([]api.Job, error) {
+	jobs, err := d.allJobs()
+	out := make([]api.Job, 0, len(jobs))
+	for _, info := range jobs {
+		out = append(out, toAPIJob(info))
+	}
+	slices.SortFunc(out, func(a, b api.Job) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID)) })
+	return out, err
+}
+
+// allJobs returns every job this node submitted: the database's records,
+// with the running orchestrator's latest state over them.
+func (d *DMS) allJobs() (map[types.JobID]orchestrator.JobInfo, error) {
 	jobs := map[types.JobID]orchestrator.JobInfo{}
 	err := d.db.Scan(jobPrefix, func(_ string, v []byte) error {
 		var info orchestrator.JobInfo
@@ -112,12 +154,7 @@ func (d *DMS) ListJobs(ctx context.Context) ([]api.Job, error) {
 			jobs[info.ID] = info
 		}
 	}
-	out := make([]api.Job, 0, len(jobs))
-	for _, info := range jobs {
-		out = append(out, toAPIJob(info))
-	}
-	slices.SortFunc(out, func(a, b api.Job) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID)) })
-	return out, err
+	return jobs, err
 }
 
 // GetJob returns one job.
@@ -234,7 +271,11 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 // whose results name it, then the DHT's providers.
 func (d *DMS) blobSources(ctx context.Context, c string) []string {
 	var peers []string
-	for _, info := range d.orch.Jobs() {
+	jobs, err := d.allJobs()
+	if err != nil {
+		d.log.Warn("listing jobs for a blob's source", "cid", c, "err", err)
+	}
+	for _, info := range jobs {
 		if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
 			peers = append(peers, info.Node)
 		}

@@ -195,6 +195,13 @@ func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
 	}
 	al, err := a.own(m.from, inv.AllocationID)
 	if err != nil {
+		if rec, ok := a.stored(inv.AllocationID); ok && rec.Requester == m.from && rec.Epoch == inv.Epoch && rec.State.Terminal() {
+			// It ended while its requester was away (a restart): the
+			// requester learns how, result included.
+			m.sink <- rec.status()
+			close(m.sink)
+			return okReply{}
+		}
 		return err
 	}
 	if al.rec.State == types.AllocRunning && al.rec.Epoch == inv.Epoch {

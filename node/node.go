@@ -215,6 +215,10 @@ func (n *Node) heartbeat(inv *types.Invocation) time.Duration {
 // inv.Lease (Config.Heartbeat without one): the requester's proof that the
 // node and the stream are alive. Invoke returns ErrClosed when the node
 // closes first, so the stream breaks instead of going quiet.
+//
+// Invoking again with the lock's epoch, as a restarted requester does,
+// re-attaches to the running allocation, or, if it ended meanwhile, sends
+// its final status (result included) at once.
 func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, send func(*types.Status) error) error {
 	sink := make(chan *types.Status, sinkSize)
 	if _, err := ask(ctx, n, invokeMsg{from: from, inv: inv, sink: sink}); err != nil {

@@ -230,6 +230,33 @@ func TestAcceptInvokeComplete(t *testing.T) {
 	}
 }
 
+// A requester that restarts invokes its allocation again with the same
+// epoch: one that ended meanwhile answers with its final status and result;
+// another epoch or another requester learns nothing.
+func TestInvokeAgainAfterTheEndGivesTheFinalStatus(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	c := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	first, err := h.invoke("a1", c.Epoch, "x")
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first invocation: %+v, %v", first, err)
+	}
+	again, err := h.invoke("a1", c.Epoch, "x")
+	if err != nil || len(again) != 1 || again[0].State != types.AllocCompleted || again[0].Result == nil ||
+		again[0].Result.Stdout != first[1].Result.Stdout {
+		t.Fatalf("invoked again: %+v, %v", again, err)
+	}
+	if _, err := h.invoke("a1", c.Epoch+1, "x"); !errors.Is(err, ErrUnknownAllocation) {
+		t.Fatalf("another epoch: %v", err)
+	}
+	err = h.node.Invoke(h.ctx(), "12D3KooWSomeoneElse", &types.Invocation{AllocationID: "a1", Epoch: c.Epoch}, func(*types.Status) error { return nil })
+	if !errors.Is(err, ErrUnknownAllocation) {
+		t.Fatalf("another requester: %v", err)
+	}
+	if info, _ := h.node.Info(h.ctx()); info.Available != offered || info.Running != 0 {
+		t.Fatalf("invoking a finished allocation took capability: %+v", info)
+	}
+}
+
 func TestConcurrentAcceptsNeverOversubscribe(t *testing.T) {
 	h := newHarness(t, newMemStore(), 0)
 	var wg sync.WaitGroup
@@ -279,8 +306,9 @@ func TestLockExpiresWithoutInvocation(t *testing.T) {
 	h := newHarness(t, newMemStore(), 50*time.Millisecond)
 	c := h.accept("a1", types.Resources{CPU: 2000, Memory: 1 << 20}).(*types.Confirm)
 	waitUntil(t, func() bool { in, _ := h.node.Info(h.ctx()); return in.Locked == 0 })
-	if _, err := h.invoke("a1", c.Epoch); !errors.Is(err, ErrUnknownAllocation) {
-		t.Fatalf("invoking an expired lock: %v", err)
+	// The invocation learns why: the allocation failed when its lock expired.
+	if sts, err := h.invoke("a1", c.Epoch); err != nil || len(sts) != 1 || sts[0].State != types.AllocFailed || !strings.Contains(sts[0].Reason, "lock expired") {
+		t.Fatalf("invoking an expired lock: %+v, %v", sts, err)
 	}
 	var rec allocRecord
 	if ok, _ := h.store.Lookup(allocPrefix+"a1", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "lock expired") {

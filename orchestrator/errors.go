@@ -13,6 +13,9 @@ var (
 	ErrJobExists = errors.New("orchestrator: job already exists")
 	// ErrJobDone means the job already reached a terminal state.
 	ErrJobDone = errors.New("orchestrator: job already finished")
+	// ErrNotSaved means the Store failed to save a submitted job, which was
+	// therefore cancelled.
+	ErrNotSaved = errors.New("orchestrator: job not saved")
 	// ErrClosed means the orchestrator was closed.
 	ErrClosed = errors.New("orchestrator: closed")
 )

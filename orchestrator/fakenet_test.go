@@ -239,17 +239,38 @@ func (s *fakeStream) Close() error {
 	return nil
 }
 
-// memStore records every saved snapshot.
+// memStore records every saved record; while fail is set, it refuses them.
 type memStore struct {
 	mu    sync.Mutex
-	saved []JobInfo
+	saved []Record
+	fail  error
 }
 
-func (s *memStore) SaveJob(info JobInfo) error {
+func (s *memStore) SaveJob(rec Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.saved = append(s.saved, info)
+	if s.fail != nil {
+		return s.fail
+	}
+	s.saved = append(s.saved, rec)
 	return nil
+}
+
+// latest returns the last record saved of every job.
+func (s *memStore) latest() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := map[types.JobID]int{}
+	var out []Record
+	for _, rec := range s.saved {
+		if i, ok := last[rec.ID]; ok {
+			out[i] = rec
+			continue
+		}
+		last[rec.ID] = len(out)
+		out = append(out, rec)
+	}
+	return out
 }
 
 func (s *memStore) revisions(id types.JobID) []uint64 {

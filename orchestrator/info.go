@@ -25,11 +25,16 @@ type Attempt struct {
 	Number       int                `json:"number"`
 	AllocationID types.AllocationID `json:"allocation_id,omitempty"` // set once a node confirmed
 	Node         string             `json:"node,omitempty"`          // PeerID of that node
+	Addrs        []string           `json:"addrs,omitempty"`         // that node's addresses, from its bid
+	Epoch        uint64             `json:"epoch,omitempty"`         // the epoch of the node's lock: a restarted requester re-invokes with it
 	Outcome      Outcome            `json:"outcome"`
 	Reason       string             `json:"reason,omitempty"`
 	StartedAt    time.Time          `json:"started_at"`
 	EndedAt      time.Time          `json:"ended_at,omitzero"`
 	Notes        []string           `json:"notes,omitempty"` // late statuses and releases, for the record
+	// Interrupted marks an auction cut short by a restart of the requester:
+	// it is not charged to the job's retry budget.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // JobInfo is a read-only snapshot of a job, ready to persist or serve as is.
@@ -53,6 +58,7 @@ func (i JobInfo) clone() JobInfo {
 	i.Attempts = slices.Clone(i.Attempts)
 	for k := range i.Attempts {
 		i.Attempts[k].Notes = slices.Clone(i.Attempts[k].Notes)
+		i.Attempts[k].Addrs = slices.Clone(i.Attempts[k].Addrs)
 	}
 	if i.Result != nil {
 		r := *i.Result

@@ -228,7 +228,7 @@ func (j *Job) open() *Auction { return j.bidding(len(j.auctions)) }
 
 func (j *Job) auctionFor(id types.AllocationID) *Auction {
 	for _, a := range j.auctions {
-		if a.offers[id] != nil {
+		if a != nil && a.offers[id] != nil { // nil: an auction from before a restart
 			return a
 		}
 	}
@@ -257,7 +257,7 @@ func (j *Job) drain(a *Auction, now time.Time) {
 func (j *Job) place(p Placed, now time.Time) {
 	id, peer := p.Confirm.AllocationID, p.Bid.Node.PeerID
 	att := j.attempt()
-	att.AllocationID, att.Node = id, peer
+	att.AllocationID, att.Node, att.Addrs, att.Epoch = id, peer, slices.Clone(p.Bid.Addrs), p.Confirm.Epoch
 	j.queuedAt, j.waits = time.Time{}, 0
 	j.alloc, j.holders[id], j.info.Node = id, p.Bid, peer
 	j.setState(types.JobPlaced, "", now)
@@ -272,7 +272,7 @@ func (j *Job) attemptFailed(reason string, now time.Time) {
 	att := j.attempt()
 	att.Outcome, att.Reason, att.EndedAt = OutcomeFailed, reason, now
 	j.alloc, j.info.Node = "", ""
-	n := len(j.info.Attempts)
+	n := j.spent()
 	if n > j.spec.Retries {
 		if n > 1 {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", n, reason)
@@ -286,7 +286,19 @@ func (j *Job) attemptFailed(reason string, now time.Time) {
 		return
 	}
 	j.retryAt = now.Add(wait)
-	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; retrying in %s", n, reason, wait), now)
+	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; retrying in %s", att.Number, reason, wait), now)
+}
+
+// spent is how many attempts count against the retry budget: all but the
+// auctions a restart of the requester interrupted.
+func (j *Job) spent() int {
+	n := 0
+	for _, a := range j.info.Attempts {
+		if !a.Interrupted {
+			n++
+		}
+	}
+	return n
 }
 
 // waitForCapacity handles an auction in which no node bid but some node

@@ -275,9 +275,9 @@ func TestJobHistory(t *testing.T) {
 	})
 	info := j.Info()
 	want := []Attempt{
-		{Number: 1, AllocationID: "j1-a1-c0", Node: "n1", Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
+		{Number: 1, AllocationID: "j1-a1-c0", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
 			StartedAt: t0, EndedAt: t0.Add(3 * ms), Notes: []string{"ignored a completed status from node n1 after the attempt ended"}},
-		{Number: 2, AllocationID: "j1-a2-c0", Node: "n2", Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
+		{Number: 2, AllocationID: "j1-a2-c0", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
 			StartedAt: t0.Add(103 * ms), EndedAt: t0.Add(107 * ms)},
 	}
 	if !reflect.DeepEqual(info.Attempts, want) {

@@ -51,13 +51,15 @@ type StatusStream interface {
 	Close() error
 }
 
-// Store persists job snapshots. SaveJob is called from one goroutine of the
+// Store persists jobs. SaveJob is called from one goroutine of the
 // orchestrator, never concurrently and never from its loop, with each job's
-// snapshots in revision order. A snapshot superseded before it was saved
-// may be skipped; the latest snapshot of every job is saved, at the latest
-// by Close. Readers that need the very latest state use Job and Jobs.
+// records in revision order. A record superseded before it was saved may
+// be skipped; the latest record of every job is saved, at the latest by
+// Close, and a job's first record before Submit returns. Readers that need
+// the very latest state use Job and Jobs; a restarted requester hands the
+// saved records to Restore.
 type Store interface {
-	SaveJob(info JobInfo) error
+	SaveJob(rec Record) error
 }
 
 // Defaults fill the zero fields of submitted job specs and time the accepts.
@@ -114,6 +116,7 @@ type entry struct {
 	ctx      context.Context // ends with the job: its publishes, invocations and streams stop
 	cancel   context.CancelFunc
 	saved    uint64 // the revision last saved and announced
+	durable  chan error // set by Submit until its first record is queued: told when it is saved
 	watchers []*watcher
 }
 
@@ -121,7 +124,7 @@ var _ Store = nopStore{}
 
 type nopStore struct{}
 
-func (nopStore) SaveJob(JobInfo) error { return nil }
+func (nopStore) SaveJob(Record) error { return nil }
 
 // New starts an orchestrator. store may be nil: jobs then live in memory only.
 // Close must be called to stop it.
@@ -182,7 +185,10 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // Submit creates a job from spec and starts its first auction. A spec
-// without an ID gets a random one. It returns the job's first snapshot.
+// without an ID gets a random one. It returns the job's first snapshot
+// once the Store holds the job, so a requester that crashes after Submit
+// returns still has it when it restarts. If the Store fails, the job is
+// cancelled and Submit returns an error matching ErrNotSaved.
 func (o *Orchestrator) Submit(ctx context.Context, spec JobSpec) (JobInfo, error) {
 	if spec.ID == "" {
 		spec.ID = types.JobID(uuid.NewString())
@@ -190,6 +196,7 @@ func (o *Orchestrator) Submit(ctx context.Context, spec JobSpec) (JobInfo, error
 	spec.BidWindow = cmp.Or(spec.BidWindow, o.cfg.Defaults.BidWindow)
 	spec.EnoughBids = cmp.Or(spec.EnoughBids, o.cfg.Defaults.EnoughBids)
 	var info JobInfo
+	saved := make(chan error, 1)
 	err := o.call(ctx, func(now time.Time) error {
 		if _, ok := o.jobs[spec.ID]; ok {
 			return fmt.Errorf("%w: %s", ErrJobExists, spec.ID)
@@ -198,15 +205,34 @@ func (o *Orchestrator) Submit(ctx context.Context, spec JobSpec) (JobInfo, error
 		if err != nil {
 			return err
 		}
-		e := &entry{job: j}
-		e.ctx, e.cancel = context.WithCancel(o.ctx)
-		o.jobs[spec.ID], o.active[spec.ID] = e, e
+		e := o.add(j)
+		e.durable = saved
 		j.Start(now)
 		o.flush(e)
 		info = j.Info()
 		return nil
 	})
-	return info, err
+	if err != nil {
+		return info, err
+	}
+	select {
+	case err = <-saved:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = o.Cancel(context.WithoutCancel(ctx), spec.ID, "the job could not be saved: "+err.Error())
+		return info, fmt.Errorf("%w: job %s: %w", ErrNotSaved, spec.ID, err)
+	}
+	return info, nil
+}
+
+// add registers a new job with the loop.
+func (o *Orchestrator) add(j *Job) *entry {
+	e := &entry{job: j}
+	e.ctx, e.cancel = context.WithCancel(o.ctx)
+	o.jobs[j.info.ID], o.active[j.info.ID] = e, e
+	return e
 }
 
 // HandleBid delivers a bid from the network. Safe from any goroutine; it may
@@ -404,7 +430,8 @@ func (o *Orchestrator) flush(e *entry) {
 }
 
 func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
-	o.saver.put(info)
+	o.saver.put(Record{JobInfo: info, Spec: e.job.spec}, e.durable)
+	e.durable = nil
 	o.mu.Lock()
 	o.infos[info.ID] = info
 	o.mu.Unlock()

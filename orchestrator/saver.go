@@ -7,33 +7,45 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// saver persists job snapshots off the loop, so that a slow disk never
-// holds up auctions: the loop hands it each changed job's latest snapshot
-// without blocking, and one goroutine writes them. A snapshot superseded
-// before it was written is skipped; the latest one of every job is always
-// written, at the latest when the orchestrator closes.
+// saver persists job records off the loop, so that a slow disk never holds
+// up auctions: the loop hands it each changed job's latest record without
+// blocking, and one goroutine writes them. A record superseded before it
+// was written is skipped; the latest one of every job is always written,
+// at the latest when the orchestrator closes.
 type saver struct {
 	store Store
 	log   *slog.Logger
 	wake  chan struct{} // capacity 1: "something is pending"
 
 	mu      sync.Mutex
-	pending map[types.JobID]JobInfo
-	order   []types.JobID // jobs with a pending snapshot, oldest first
+	pending map[types.JobID]pendingRecord
+	order   []types.JobID // jobs with a pending record, oldest first
+}
+
+// pendingRecord is a record waiting to be written, and who waits for it.
+type pendingRecord struct {
+	rec   Record
+	saved []chan<- error // each told the outcome of the write; capacity 1
 }
 
 func newSaver(store Store, log *slog.Logger) *saver {
-	return &saver{store: store, log: log, wake: make(chan struct{}, 1), pending: make(map[types.JobID]JobInfo)}
+	return &saver{store: store, log: log, wake: make(chan struct{}, 1), pending: make(map[types.JobID]pendingRecord)}
 }
 
-// put queues info, replacing an older pending snapshot of the same job.
-// It never blocks.
-func (s *saver) put(info JobInfo) {
+// put queues rec, replacing an older pending record of the same job, whose
+// waiters then wait for rec. saved, if not nil, is told the outcome of the
+// write that covers rec. put never blocks.
+func (s *saver) put(rec Record, saved chan<- error) {
 	s.mu.Lock()
-	if _, queued := s.pending[info.ID]; !queued {
-		s.order = append(s.order, info.ID)
+	p, queued := s.pending[rec.ID]
+	if !queued {
+		s.order = append(s.order, rec.ID)
 	}
-	s.pending[info.ID] = info
+	p.rec = rec
+	if saved != nil {
+		p.saved = append(p.saved, saved)
+	}
+	s.pending[rec.ID] = p
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -41,7 +53,7 @@ func (s *saver) put(info JobInfo) {
 	}
 }
 
-// run writes pending snapshots until stop closes, then writes what is left
+// run writes pending records until stop closes, then writes what is left
 // and returns. stop must close only once no more put calls can come.
 func (s *saver) run(stop <-chan struct{}) {
 	for {
@@ -64,11 +76,15 @@ func (s *saver) flush() {
 		}
 		id := s.order[0]
 		s.order = s.order[1:]
-		info := s.pending[id]
+		p := s.pending[id]
 		delete(s.pending, id)
 		s.mu.Unlock()
-		if err := s.store.SaveJob(info); err != nil {
-			s.log.Error("saving job", "job", info.ID, "err", err)
+		err := s.store.SaveJob(p.rec)
+		if err != nil {
+			s.log.Error("saving job", "job", id, "err", err)
+		}
+		for _, c := range p.saved {
+			c <- err
 		}
 	}
 }

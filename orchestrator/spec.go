@@ -10,19 +10,19 @@ import (
 // JobSpec is everything a job needs to be auctioned and run. The task's
 // Executor and Resources are what nodes bid on.
 type JobSpec struct {
-	ID          types.JobID // optional for Submit, which then generates one; required by NewJob
-	Name        string
-	Task        types.Task
-	Constraints types.Constraints
-	Retries     int           // attempts allowed after the first one fails; 0 = a single attempt
-	BidWindow   time.Duration // how long each auction waits for bids; 0 = default (2s)
-	EnoughBids  int           // close an auction as soon as this many bids are in; 0 = default (3)
-	Deadline    time.Duration // the whole job must end within this long of its creation; 0 = no limit
+	ID          types.JobID       `json:"id"` // optional for Submit, which then generates one; required by NewJob
+	Name        string            `json:"name,omitempty"`
+	Task        types.Task        `json:"task"`
+	Constraints types.Constraints `json:"constraints"`
+	Retries     int               `json:"retries,omitempty"`     // attempts allowed after the first one fails; 0 = a single attempt
+	BidWindow   time.Duration     `json:"bid_window,omitempty"`  // how long each auction waits for bids; 0 = default (2s)
+	EnoughBids  int               `json:"enough_bids,omitempty"` // close an auction as soon as this many bids are in; 0 = default (3)
+	Deadline    time.Duration     `json:"deadline,omitempty"`    // the whole job must end within this long of its creation; 0 = no limit
 	// QueueTimeout bounds how long the job waits for busy nodes to free
 	// capacity: an auction with no bid in which some node declined only
 	// because it was busy runs again after a backoff, without spending a
 	// retry. 0 = no waiting: such an auction fails the attempt.
-	QueueTimeout time.Duration
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 }
 
 func (s JobSpec) validate() error {

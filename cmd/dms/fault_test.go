@@ -101,7 +101,28 @@ func (l *netlab) binIn(i int, bin string) string {
 type labNode struct {
 	*daemon
 	bin    string
+	args   []string
 	peerID string
+}
+
+// kill9 kills the daemon with SIGKILL and reaps it.
+func (n *labNode) kill9(t *testing.T) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = n.cmd.Wait()
+}
+
+// restart starts the daemon again from its home, as its operator would
+// after a crash.
+func (n *labNode) restart(t *testing.T) {
+	t.Helper()
+	// A killed daemon leaves its api.json behind; wait for the new one.
+	if err := os.Remove(filepath.Join(n.home, api.EndpointFile)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	n.daemon = startDaemon(t, n.bin, n.home, n.args...)
 }
 
 // startLab starts one daemon per host: host 0 is the bootstrap node, and
@@ -121,7 +142,7 @@ func startLab(t *testing.T, lab *netlab, bin string, submitters map[int]bool) []
 		if submitters[i] {
 			args = append(args, "--compute=false")
 		}
-		n := &labNode{daemon: startDaemon(t, wrapped, home, args...), bin: wrapped}
+		n := &labNode{daemon: startDaemon(t, wrapped, home, args...), bin: wrapped, args: args}
 		n.peerID = mustPeerID(t, wrapped, home)
 		if i == 0 {
 			boot = "/ip4/" + lab.addr(0) + "/tcp/4001/p2p/" + n.peerID
@@ -200,10 +221,7 @@ func TestFaultKillProviderMidJob(t *testing.T) {
 	nodes, id, first, victim := runningSleepJob(t, lab)
 	req := nodes[0]
 	killed := time.Now()
-	if err := nodes[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = nodes[victim].cmd.Wait()
+	nodes[victim].kill9(t)
 
 	eventually(t, 30*time.Second, "the job to run on another node", func() bool {
 		j := req.status(t, id)
@@ -264,4 +282,60 @@ func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
 	if completed != 1 {
 		t.Fatalf("%d attempts completed, want exactly 1: %+v", completed, after.Attempts)
 	}
+}
+
+// A requester killed while its job runs, and restarted, takes the job back:
+// it invokes the allocation again, which the provider ran on meanwhile, and
+// the job completes there, once.
+func TestFaultKillRequesterMidJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four daemons in network namespaces; skipped with -short")
+	}
+	lab := newNetlab(t, 4)
+	nodes, id, first, _ := runningSleepJob(t, lab)
+	req := nodes[0]
+	req.kill9(t)
+	killed := time.Now()
+	req.restart(t)
+	t.Logf("requester kill -9 -> restarted and serving its API: %s", time.Since(killed).Round(time.Millisecond))
+	var done api.Job
+	eventually(t, 30*time.Second, "the job to end", func() bool {
+		done = req.status(t, id)
+		return done.State.Terminal()
+	})
+	if done.State != "completed" || done.Node != first.Node || len(done.Attempts) != 1 {
+		t.Fatalf("after the requester's restart: %+v", done)
+	}
+	if logs := cliOK(t, req.bin, "job", "logs", id, "--home", req.home); !strings.Contains(logs, "slept 4 seconds") {
+		t.Fatalf("logs: %q", logs)
+	}
+}
+
+// A provider killed while running a job, and restarted, knows the
+// allocation died with it (recorded failed, no capability held); its
+// requester, which saw the stream break, places the job again and it
+// completes exactly once.
+func TestFaultRestartProviderMidJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four daemons in network namespaces; skipped with -short")
+	}
+	lab := newNetlab(t, 4)
+	nodes, id, first, victim := runningSleepJob(t, lab)
+	prov := nodes[victim]
+	prov.kill9(t)
+	prov.restart(t)
+	var done api.Job
+	eventually(t, 30*time.Second, "the job to end", func() bool {
+		done = nodes[0].status(t, id)
+		return done.State.Terminal()
+	})
+	if done.State != "completed" || len(done.Attempts) != 2 || done.Attempts[0].State != "failed" ||
+		done.Attempts[0].AllocationID != first.Attempts[0].AllocationID {
+		t.Fatalf("after the provider's restart: %+v", done)
+	}
+	eventually(t, 10*time.Second, "the restarted provider to hold nothing", func() bool {
+		var info api.NodeInfo
+		out := cliOK(t, prov.bin, "node", "info", "--home", prov.home, "--output", "json")
+		return json.Unmarshal([]byte(out), &info) == nil && info.Running == 0 && info.Available == info.Registered
+	})
 }

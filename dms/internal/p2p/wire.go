@@ -156,11 +156,27 @@ func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto 
 	if err := h.addAddrs(pid, addrs); err != nil {
 		return nil, err
 	}
+	h.findAddrs(ctx, pid)
 	s, err := h.host.NewStream(ctx, pid, proto)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: open %s to %s: %w", proto, to, orCtx(ctx, err))
 	}
 	return s, nil
+}
+
+// findAddrs looks a peer up in the DHT when neither a connection nor the
+// peerstore knows how to reach it, as after a restart. The dial that
+// follows reports the failure.
+func (h *Host) findAddrs(ctx context.Context, pid peer.ID) {
+	if h.dht == nil || h.host.Network().Connectedness(pid) == network.Connected || len(h.host.Peerstore().Addrs(pid)) > 0 {
+		return
+	}
+	info, err := h.dht.FindPeer(ctx, pid)
+	if err != nil {
+		h.cfg.Logger.Debug("finding a peer in the DHT", "peer", pid, "err", err)
+		return
+	}
+	h.host.Peerstore().AddAddrs(pid, info.Addrs, peerstore.TempAddrTTL)
 }
 
 // addAddrs adds addrs (with or without /p2p/<pid>) to the peerstore.
