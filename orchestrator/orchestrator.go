@@ -115,7 +115,7 @@ type entry struct {
 	job      *Job
 	ctx      context.Context // ends with the job: its publishes, invocations and streams stop
 	cancel   context.CancelFunc
-	saved    uint64 // the revision last saved and announced
+	saved    uint64     // the revision last saved and announced
 	durable  chan error // set by Submit until its first record is queued: told when it is saved
 	watchers []*watcher
 }
