@@ -57,36 +57,36 @@ const topicWait = 2 * time.Second
 // Publish signs a bid request and publishes it on the bid-request topic.
 // expected counts the nodes that will receive it: the topic's peers, and
 // this node itself when it computes.
-func (n *network) Publish(ctx context.Context, req *types.BidRequest) (int, error) {
+func (n *network) Publish(ctx context.Context, req *types.BidRequest) ([]string, error) {
 	now := n.d.opts.clock()
 	env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	peers := n.d.waitTopicPeers(ctx)
 	if err := n.d.host.PublishEnvelope(ctx, env); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if n.d.node != nil {
-		peers++
+		peers = append(peers, n.d.host.ID())
 	}
 	return peers, nil
 }
 
-// waitTopicPeers returns the number of peers subscribed to the bid-request
-// topic. Right after joining, subscriptions take a moment to propagate: when
-// the node has connections but knows no subscriber yet, it waits up to
+// waitTopicPeers returns the peers subscribed to the bid-request topic.
+// Right after joining, subscriptions take a moment to propagate: when the
+// node has connections but knows no subscriber yet, it waits up to
 // topicWait for the first one.
-func (d *DMS) waitTopicPeers(ctx context.Context) int {
+func (d *DMS) waitTopicPeers(ctx context.Context) []string {
 	deadline := time.Now().Add(topicWait)
 	for {
-		n := d.host.TopicPeers()
-		if n > 0 || len(d.host.Peers()) == 0 || time.Now().After(deadline) {
-			return n
+		peers := d.host.TopicPeerIDs()
+		if len(peers) > 0 || len(d.host.Peers()) == 0 || time.Now().After(deadline) {
+			return peers
 		}
 		select {
 		case <-ctx.Done():
-			return n
+			return peers
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

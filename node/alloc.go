@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -130,18 +131,38 @@ func (x *allocActor) prepare(ctx context.Context, dir string) (jobs.Input, error
 
 // fetch returns a blob from the local store, or fetches it from the requester
 // and keeps it (a module used again is not fetched again).
+// Fetching a task's blob from its requester is tried again after a failure
+// (fetchRetryBase, doubling, at most fetchRetryCap apart) for up to
+// fetchPatience: long enough to ride out a restart of the requester.
+const (
+	fetchPatience  = 15 * time.Second
+	fetchRetryBase = 100 * time.Millisecond
+	fetchRetryCap  = 2 * time.Second
+)
+
 func (x *allocActor) fetch(ctx context.Context, cid string) ([]byte, error) {
 	if x.blobs.Has(cid) {
 		return x.blobs.Get(cid)
 	}
-	data, err := x.n.net.FetchBlob(ctx, x.rec.Requester, cid)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(ctx, fetchPatience)
+	defer cancel()
+	wait := fetchRetryBase
+	for {
+		data, err := x.n.net.FetchBlob(ctx, x.rec.Requester, cid)
+		if err == nil {
+			if _, err := x.blobs.Put(data); err != nil {
+				return nil, err
+			}
+			return data, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err // the last failure says why
+		case <-time.After(wait):
+		}
+		x.n.cfg.Logger.Debug("fetching a blob again", "cid", cid, "err", err)
+		wait = min(2*wait, fetchRetryCap)
 	}
-	if _, err := x.blobs.Put(data); err != nil {
-		return nil, err
-	}
-	return data, nil
 }
 
 // Limits on what one allocation may leave in /outputs.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +103,7 @@ func (b *memBlobs) Has(c string) bool { _, err := b.Get(c); return err == nil }
 type fakeNet struct {
 	requester *memBlobs
 	sent      chan types.Message
+	unreached atomic.Int32 // fetches that fail before the requester answers again
 }
 
 func (f *fakeNet) SendBid(_ context.Context, _ string, _ []string, msg types.Message) error {
@@ -110,6 +112,9 @@ func (f *fakeNet) SendBid(_ context.Context, _ string, _ []string, msg types.Mes
 }
 
 func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, error) {
+	if f.unreached.Add(-1) >= 0 {
+		return nil, errors.New("connection refused")
+	}
 	return f.requester.Get(c)
 }
 
@@ -254,6 +259,18 @@ func TestInvokeAgainAfterTheEndGivesTheFinalStatus(t *testing.T) {
 	}
 	if info, _ := h.node.Info(h.ctx()); info.Available != offered || info.Running != 0 {
 		t.Fatalf("invoking a finished allocation took capability: %+v", info)
+	}
+}
+
+// A requester that cannot be reached for a moment (it restarts) does not
+// fail the task: the node fetches its module again.
+func TestModuleFetchOutlastsAnUnreachableRequester(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	h.net.unreached.Store(3)
+	c := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	sts, err := h.invoke("a1", c.Epoch, "x")
+	if err != nil || sts[len(sts)-1].State != types.AllocCompleted {
+		t.Fatalf("last status %+v, %v", sts[len(sts)-1], err)
 	}
 }
 

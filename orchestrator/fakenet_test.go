@@ -68,14 +68,15 @@ func (n *fakeNet) node(peer string) *fakeNode {
 	return nil
 }
 
-func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) (int, error) {
+func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) ([]string, error) {
 	if n.gate != nil {
 		select {
 		case <-n.gate:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
+	var reached []string // every node, the dead ones too: a node cut off still looks subscribed
 	for _, nd := range n.nodes {
 		n.mu.Lock()
 		dead := n.dead[nd.peer]
@@ -87,8 +88,9 @@ func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) (int, erro
 		default:
 			n.o.HandleBid(&types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Price: nd.price, Score: 1, Load: 0.5})
 		}
+		reached = append(reached, nd.peer)
 	}
-	return len(n.nodes), nil
+	return reached, nil
 }
 
 func (n *fakeNet) Accept(ctx context.Context, peer string, _ []string, a *types.Accept) (types.Message, error) {

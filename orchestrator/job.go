@@ -33,6 +33,7 @@ type Job struct {
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
 	released map[types.AllocationID]bool      // placed allocations the job told to stop
+	lost     map[string]bool                  // peers whose allocation of this job was lost
 	actions  []Action
 }
 
@@ -68,11 +69,20 @@ func (j *Job) Start(now time.Time) {
 	}
 }
 
-// Published tells the job how many nodes received the bid request of attempt.
-func (j *Job) Published(attempt, expected int, now time.Time) {
+// Published tells the job which nodes received the bid request of attempt
+// (nil: unknown). Nodes this job already lost are not waited for: a node
+// cut off still looks subscribed until its connection times out, and
+// waiting for its answer would hold the auction open for its whole window.
+func (j *Job) Published(attempt int, reached []string, now time.Time) {
 	j.advance(now)
 	if a := j.bidding(attempt); a != nil {
-		a.Expect(expected, now)
+		n := 0
+		for _, p := range reached {
+			if !j.lost[p] {
+				n++
+			}
+		}
+		a.Expect(n, now)
 		j.drain(a, now)
 	}
 }

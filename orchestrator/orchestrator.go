@@ -26,10 +26,10 @@ const (
 // called from its own goroutine, concurrently with the others, and must
 // return soon after ctx ends.
 type Network interface {
-	// Publish sends a bid request to the nodes; expected is how many will
-	// receive it, 0 if unknown. Bids and declines come back through
+	// Publish sends a bid request to the nodes and returns the peers it
+	// reached (nil if unknown). Bids and declines come back through
 	// HandleBid and HandleDecline.
-	Publish(ctx context.Context, req *types.BidRequest) (expected int, err error)
+	Publish(ctx context.Context, req *types.BidRequest) (reached []string, err error)
 	// Accept sends an Accept and returns the node's answer: a *types.Confirm
 	// or a *types.Reject.
 	Accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error)
@@ -465,12 +465,12 @@ func (o *Orchestrator) perform(e *entry, act Action) {
 func (o *Orchestrator) publish(e *entry, act Publish) {
 	req := act.Request
 	req.ReplyAddrs = o.cfg.Addrs()
-	n, err := o.net.Publish(e.ctx, &req)
+	reached, err := o.net.Publish(e.ctx, &req)
 	o.do(func(now time.Time) {
 		if err != nil {
 			e.job.PublishFailed(act.Attempt, err.Error(), now)
 		} else {
-			e.job.Published(act.Attempt, n, now)
+			e.job.Published(act.Attempt, reached, now)
 		}
 		o.flush(e)
 	})

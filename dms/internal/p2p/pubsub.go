@@ -162,3 +162,13 @@ func (h *Host) deliver(sub *pubsub.Subscription, fn BidRequestHandler) {
 // TopicPeers returns how many connected peers subscribe to bid requests:
 // how many answers a requester can expect, this host excluded.
 func (h *Host) TopicPeers() int { return len(h.topic.ListPeers()) }
+
+// TopicPeerIDs lists the peers subscribed to the bid-request topic.
+func (h *Host) TopicPeerIDs() []string {
+	ids := h.topic.ListPeers()
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
