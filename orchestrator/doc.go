@@ -42,6 +42,13 @@
 //     lease (Config.Lease, 1s by default): nodes repeat their status every
 //     quarter of the lease named in the Invocation. The job then releases
 //     the node and is auctioned again within its retry budget and deadline.
+//   - A job is in the Store before Submit returns, with its spec (Record),
+//     and a restarted requester hands the records to Restore: placed and
+//     running jobs are invoked again with their lock's epoch (the node
+//     re-attaches, or answers with the final status), an interrupted
+//     auction is dropped without spending a retry, and the job bids again.
+//   - A job does not wait in its next auction for a node it lost: a node
+//     cut off still looks subscribed until its connection times out.
 //   - Every terminal state has a human Reason, for example
 //     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //
