@@ -102,6 +102,9 @@ func (c *config) apply(conf *Config) {
 	if c.apiAddr != nil {
 		conf.API = *c.apiAddr
 	}
+	if c.apiRemote {
+		conf.APIRemote = true
+	}
 }
 
 // Start joins the network: it builds the capability record, starts the
@@ -215,7 +218,11 @@ func (d *DMS) startAPI() error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.Serve(d.conf.API, api.NewHandler(d, token, d.log.With("component", "api")))
+	serve := api.Serve
+	if d.conf.APIRemote {
+		serve = api.ServeRemote
+	}
+	srv, err := serve(d.conf.API, api.NewHandler(d, token, d.log.With("component", "api")))
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ type Config struct {
 	Network   NetworkConfig   `yaml:"network"`
 	Compute   bool            `yaml:"compute"`
 	API       string          `yaml:"api"`
+	APIRemote bool            `yaml:"api_remote"`
 	Admission AdmissionConfig `yaml:"admission"`
 	Offer     node.Offer      `yaml:"offer"`
 }
@@ -150,6 +151,10 @@ compute: {{.Compute}}
 
 # The local HTTP API (docs/api.md): loopback only, token in api.json.
 api: {{.API}}
+# true serves the API on any address (0.0.0.0:7777 in a container, say).
+# Every request still needs the token, which travels in clear HTTP: keep
+# such an address on a private network.
+api_remote: {{.APIRemote}}
 
 # Who may run jobs on this node. mode: open admits every requester;
 # mode: allowlist only those in allow (did:key:z6Mk... or 12D3KooW... PeerIDs,

@@ -19,6 +19,7 @@ type config struct {
 	bootstrap []string
 	compute   *bool // nil: as the config file says
 	apiAddr   *string
+	apiRemote bool
 	logger    *slog.Logger
 	clock     func() time.Time
 	benchmark bool // run a fresh benchmark at start even if one is stored
@@ -126,6 +127,15 @@ func WithCompute(on bool) Option {
 func WithAPI(addr string) Option {
 	return func(c *config) error {
 		c.apiAddr = &addr
+		return nil
+	}
+}
+
+// WithRemoteAPI lets the API listen on a non-loopback address (see the
+// config file's api_remote).
+func WithRemoteAPI() Option {
+	return func(c *config) error {
+		c.apiRemote = true
 		return nil
 	}
 }

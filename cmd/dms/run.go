@@ -22,6 +22,7 @@ type runFlags struct {
 	bootstrap []string
 	compute   bool
 	api       string
+	apiRemote bool
 	logLevel  string
 }
 
@@ -44,6 +45,7 @@ func (c *cli) runCmd() *cobra.Command {
 	fl.StringArrayVar(&f.bootstrap, "bootstrap", nil, "full multiaddr (with /p2p/ID) of a peer to join through, repeatable; added to config.yaml's")
 	fl.BoolVar(&f.compute, "compute", true, "offer compute (bid for jobs); --compute=false only submits jobs; when not given, config.yaml decides")
 	fl.StringVar(&f.api, "api", "", `local API address on loopback, such as 127.0.0.1:0 (a free port); "" disables the API; when not given, config.yaml decides`)
+	fl.BoolVar(&f.apiRemote, "api-remote", false, "allow --api on a non-loopback address, such as 0.0.0.0:7777 in a container; the token travels in clear HTTP, so keep it on a private network")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
@@ -60,6 +62,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	}
 	if cmd.Flags().Changed("api") {
 		opts = append(opts, dms.WithAPI(f.api))
+	}
+	if f.apiRemote {
+		opts = append(opts, dms.WithRemoteAPI())
 	}
 	return opts
 }

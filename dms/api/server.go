@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// Server serves a Handler on a loopback address. Close stops it.
+// Server serves a Handler, on a loopback address unless ServeRemote
+// started it. Close stops it.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -24,6 +25,14 @@ func Serve(addr string, h http.Handler) (*Server, error) {
 	if err := checkLoopback(addr); err != nil {
 		return nil, err
 	}
+	return ServeRemote(addr, h)
+}
+
+// ServeRemote is Serve on any address, for a node whose users are on other
+// machines: in a container, say, where the host reaches it through a
+// published port. The token travels in clear HTTP: keep such an address on
+// a private network.
+func ServeRemote(addr string, h http.Handler) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("api: listen: %w", err)
