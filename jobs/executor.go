@@ -12,7 +12,7 @@ const DefaultOutputLimit = 1 << 20
 
 // Executor runs one task. Implementations are safe for concurrent use.
 type Executor interface {
-	// Name is the executor name a task asks for ("wasm").
+	// Name is the executor name a task asks for ("wasm", "docker").
 	Name() string
 	// Run runs the program to its exit. It returns an error only when the
 	// program could not run to an exit: ErrBadModule, ErrTimeout,
@@ -26,15 +26,25 @@ type Executor interface {
 // Input is one run of a program. Zero limits mean the defaults (WithDefaults).
 type Input struct {
 	ModuleID    string            // CID of Module: the compile-cache key
-	Module      []byte            // verified program bytes
+	Module      []byte            // verified program bytes: a Wasm module, or a `docker save` archive ("" for a named image)
 	Args        []string          // argv[1:]
 	Env         map[string]string // the whole environment
 	Stdin       []byte
-	InputDir    string        // host directory mounted read-only at /inputs; "" for none
-	OutputDir   string        // host directory mounted read-write at /outputs; "" for none
+	InputDir    string        // host directory given read-only at /inputs; "" for none
+	OutputDir   string        // host directory that receives /outputs; "" for none
 	Memory      types.Bytes   // hard memory limit; 0 = DefaultMemory
 	Timeout     time.Duration // 0 = DefaultTimeout
 	OutputLimit int64         // cap on stdout and on stderr each; 0 = DefaultOutputLimit
+
+	// Job names the run (its job and allocation, say) on what an executor
+	// creates for it, so leftovers can be traced; "" for none.
+	Job string
+	// For docker. The wasm executor ignores these.
+	Image        string         // image reference; may be "" when Module is an archive of one image
+	CPU          types.MilliCPU // CPU limit; 0 = none
+	Network      bool           // give the program a network; default none
+	WritableRoot bool           // a writable root file system; default read-only
+	Pids         int            // process (and thread) limit; 0 = DefaultPids
 }
 
 // WithDefaults returns in with every zero or negative limit replaced by its default.
@@ -47,6 +57,9 @@ func (in Input) WithDefaults() Input {
 	}
 	if in.OutputLimit <= 0 {
 		in.OutputLimit = DefaultOutputLimit
+	}
+	if in.Pids <= 0 {
+		in.Pids = DefaultPids
 	}
 	return in
 }

@@ -39,18 +39,31 @@ const (
 	MaxArgsEnv = 64 << 10
 	// MaxSpecSize bounds a spec document (stdin may be escaped in it).
 	MaxSpecSize = 8 << 20
+	// DefaultPids and MaxPids bound the processes (and threads) of a docker job.
+	DefaultPids = 256
+	MaxPids     = 32768
 )
 
 // executors lists the executor names a spec may ask for.
-var executors = []string{"wasm"}
+var executors = []string{"wasm", "docker"}
 
 // Spec is a job as its submitter writes it, in YAML or JSON. The YAML keys
 // are the JSON names below. Parse fills in defaults and validates; a Spec
 // marshals to JSON that Parse reads back to an equal Spec.
 type Spec struct {
-	Name        string            `json:"name"`
-	Executor    string            `json:"executor"`
-	Module      string            `json:"module"` // a local path, or the CID of the module
+	Name     string `json:"name"`
+	Executor string `json:"executor"`
+	Module   string `json:"module,omitempty"` // wasm: a local path, or the CID of the module
+
+	// For docker. Image names an image present on the node (name:tag), or
+	// the one to run from ImageArchive, a `docker save` archive given as a
+	// local path or a CID. Nodes load an archive once and never pull.
+	Image        string `json:"image,omitempty"`
+	ImageArchive string `json:"image_archive,omitempty"`
+	Network      bool   `json:"network,omitempty"`       // give the job a network (default none)
+	WritableRoot bool   `json:"writable_root,omitempty"` // a writable root file system (default read-only)
+	Pids         int    `json:"pids,omitempty"`          // process limit, DefaultPids when not given
+
 	Args        []string          `json:"args,omitempty"`
 	Env         map[string]string `json:"env,omitempty"`
 	Stdin       string            `json:"stdin,omitempty"`     // literal stdin text
@@ -97,21 +110,36 @@ func (s *Spec) normalize() {
 	if len(s.Constraints.Labels) == 0 {
 		s.Constraints.Labels = nil
 	}
+	if s.Executor == "docker" && s.Pids == 0 {
+		s.Pids = DefaultPids
+	}
 }
 
 // ModuleCID returns the module's CID when Module is one.
-func (s *Spec) ModuleCID() (cid.Cid, bool) {
-	c, err := cid.Decode(s.Module)
+func (s *Spec) ModuleCID() (cid.Cid, bool) { return asCID(s.Module) }
+
+// ModulePath returns the module's local file, resolved against the spec
+// file's directory; "" when Module is a CID or not given.
+func (s *Spec) ModulePath() string { return s.localPath(s.Module) }
+
+// ImageArchiveCID returns the image archive's CID when ImageArchive is one.
+func (s *Spec) ImageArchiveCID() (cid.Cid, bool) { return asCID(s.ImageArchive) }
+
+// ImageArchivePath returns the image archive's local file, resolved against
+// the spec file's directory; "" when ImageArchive is a CID or not given.
+func (s *Spec) ImageArchivePath() string { return s.localPath(s.ImageArchive) }
+
+func asCID(s string) (cid.Cid, bool) {
+	c, err := cid.Decode(s)
 	return c, err == nil
 }
 
-// ModulePath returns the module's local file, resolved against the spec
-// file's directory; "" when Module is a CID.
-func (s *Spec) ModulePath() string {
-	if _, ok := s.ModuleCID(); ok {
+// localPath resolves p when it is a local path, and returns "" for a CID.
+func (s *Spec) localPath(p string) string {
+	if _, ok := asCID(p); ok {
 		return ""
 	}
-	return s.resolve(s.Module)
+	return s.resolve(p)
 }
 
 // InputDirPath returns the input directory resolved against the spec file's
@@ -125,18 +153,23 @@ func (s *Spec) resolve(p string) string {
 	return filepath.Join(s.dir, filepath.FromSlash(p))
 }
 
-// Task returns what a node runs for this spec, with the module, stdin and
-// input archive named by the CIDs the submitter uploaded ("" for none).
+// Task returns what a node runs for this spec, with the program (the Wasm
+// module, or the docker image archive), stdin and input archive named by the
+// CIDs the submitter uploaded ("" for none).
 func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
 	return types.Task{
-		Executor:  s.Executor,
-		Module:    moduleCID,
-		Args:      slices.Clone(s.Args),
-		Env:       maps.Clone(s.Env),
-		Stdin:     stdinCID,
-		Inputs:    inputsCID,
-		Resources: s.Resources,
-		Timeout:   time.Duration(s.Timeout),
+		Executor:     s.Executor,
+		Module:       moduleCID,
+		Args:         slices.Clone(s.Args),
+		Env:          maps.Clone(s.Env),
+		Stdin:        stdinCID,
+		Inputs:       inputsCID,
+		Resources:    s.Resources,
+		Timeout:      time.Duration(s.Timeout),
+		Image:        s.Image,
+		Network:      s.Network,
+		WritableRoot: s.WritableRoot,
+		Pids:         s.Pids,
 	}
 }
 

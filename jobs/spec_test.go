@@ -132,7 +132,7 @@ func TestParseErrors(t *testing.T) {
 		}},
 		{"name: Bad Name\nmodule: m\n", []string{`name: "Bad Name" must be`}},
 		{"name: x\n", []string{"module: required"}},
-		{"name: x\nmodule: m\nexecutor: docker\n", []string{`executor: unknown executor "docker" (known: wasm)`}},
+		{"name: x\nmodule: m\nexecutor: lxc\n", []string{`executor: unknown executor "lxc" (known: wasm, docker)`}},
 		{"name: x\nmodule: m\nenv: {1X: a, OK: b}\n", []string{`env: bad name "1X"`}},
 		{"name: x\nmodule: m\nargs: [\"a\\0b\"]\n", []string{"args[0]: must not contain NUL bytes"}},
 		{"name: x\nmodule: m\nargs: a\n", []string{`args: want a list of strings, got "a" (line 3)`}},
@@ -268,5 +268,145 @@ func TestDurationText(t *testing.T) {
 		if string(b) != want || back.UnmarshalText(b) != nil || time.Duration(back) != d {
 			t.Errorf("Duration(%s) -> %q -> %s", d, b, time.Duration(back))
 		}
+	}
+}
+
+const dockerYAML = `
+name: web
+executor: docker
+image: registry.local:5000/team/app:1.2
+image_archive: app.tar
+network: true
+writable_root: true
+pids: 64
+resources: {cpu: 0.5, memory: 64MiB}
+`
+
+func dockerSpec() *Spec {
+	return &Spec{
+		Name: "web", Executor: "docker", Image: "registry.local:5000/team/app:1.2", ImageArchive: "app.tar",
+		Network: true, WritableRoot: true, Pids: 64,
+		Resources: types.Resources{CPU: 500, Memory: 64 << 20},
+		Timeout:   Duration(5 * time.Minute), BidWindow: Duration(2 * time.Second), EnoughBids: 3,
+		QueueTimeout: Duration(5 * time.Minute),
+	}
+}
+
+func TestParseDocker(t *testing.T) {
+	s, err := Parse([]byte(dockerYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dockerSpec(); !reflect.DeepEqual(s, want) {
+		t.Fatalf("parsed\n%+v\nwant\n%+v", s, want)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := Parse(b); err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("JSON round trip %s: %+v, %v", b, back, err)
+	}
+}
+
+// A docker job's defaults: no network, a read-only root, DefaultPids; the
+// JSON form carries the pids limit, and no module.
+func TestParseDockerDefaults(t *testing.T) {
+	s, err := Parse([]byte("name: x\nexecutor: docker\nimage: alpine\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Network || s.WritableRoot || s.Pids != DefaultPids || s.ImageArchive != "" {
+		t.Fatalf("defaults %+v", s)
+	}
+	b, _ := json.Marshal(s)
+	if !strings.Contains(string(b), `"pids":256`) || strings.Contains(string(b), `"module"`) {
+		t.Fatalf("JSON %s", b)
+	}
+}
+
+func TestParseDockerErrors(t *testing.T) {
+	cases := []struct {
+		doc  string
+		want []string
+	}{
+		{"name: x\nexecutor: docker\n", []string{"image: required: an image on the node (name:tag), or image_archive"}},
+		{"name: x\nexecutor: docker\nimage: a\nmodule: m.wasm\n", []string{"module: only for the wasm executor"}},
+		{"name: x\nmodule: m\nimage: a\nimage_archive: a.tar\nnetwork: true\nwritable_root: true\npids: 3\n", []string{
+			"image: only for the docker executor; image_archive: only for the docker executor; network: only for the docker executor; " +
+				"pids: only for the docker executor; writable_root: only for the docker executor",
+		}},
+		{"name: x\nexecutor: docker\nimage: Alpine:3\n", []string{`image: "Alpine:3" is not an image reference`}},
+		{"name: x\nexecutor: docker\nimage: \"a b\"\n", []string{`image: "a b" is not an image reference`}},
+		{"name: x\nexecutor: docker\nimage: \"a:\"\n", []string{`image: "a:" is not an image reference`}},
+		{"name: x\nexecutor: docker\nimage: a\npids: 40000\n", []string{"pids: must be at most 32768"}},
+		{"name: x\nexecutor: docker\nimage: a\npids: -1\n", []string{"pids: must be at least 1"}},
+		{"name: x\nexecutor: docker\nimage: a\nnetwork: yes please\n", []string{`network: want true or false, got "yes please"`}},
+		{"name: x\nexecutor: docker\nimage: a\nresources: {gpus: 1}\n", []string{"resources.gpus: must be 0: the docker executor has no GPUs"}},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.doc))
+		if !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%q: err = %v, want ErrInvalidSpec", c.doc, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q:\n error %s\n lacks %s", c.doc, err, w)
+			}
+		}
+	}
+}
+
+func TestImageReferences(t *testing.T) {
+	good := []string{
+		"alpine", "alpine:3.20", "dms-docker-hello:latest", "library/alpine", "docker.io/library/alpine:3",
+		"localhost:5000/a/b_c__d-e:V1.0", "[::1]:5000/a", "a@sha256:" + strings.Repeat("0", 64),
+		"a:1@sha256:" + strings.Repeat("f", 64),
+	}
+	bad := []string{"", "Alpine", "a:", ":a", "a::b", "a/", "/a", "a b", "a:" + strings.Repeat("t", 129), "a@sha256:12", "-a", "a_"}
+	for _, ref := range good {
+		if !imageRE.MatchString(ref) {
+			t.Errorf("%q refused", ref)
+		}
+	}
+	for _, ref := range bad {
+		if imageRE.MatchString(ref) {
+			t.Errorf("%q accepted", ref)
+		}
+	}
+}
+
+func TestImageArchivePathAndCID(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte("name: x\nexecutor: docker\nimage_archive: img/app.tar\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.ImageArchivePath(), filepath.Join(dir, "img", "app.tar"); got != want {
+		t.Errorf("ImageArchivePath = %q, want %q", got, want)
+	}
+	if _, ok := s.ImageArchiveCID(); ok || s.ModulePath() != "" {
+		t.Errorf("a path read as a CID, or a module path from nothing: %q", s.ModulePath())
+	}
+	c := types.CIDOf([]byte("archive bytes"))
+	s.ImageArchive = c.String()
+	if got, ok := s.ImageArchiveCID(); !ok || got != c || s.ImageArchivePath() != "" {
+		t.Errorf("ImageArchiveCID = %s, %v; path %q", got, ok, s.ImageArchivePath())
+	}
+}
+
+func TestDockerTask(t *testing.T) {
+	task := dockerSpec().Task("bafyarchive", "", "")
+	want := types.Task{
+		Executor: "docker", Module: "bafyarchive", Resources: types.Resources{CPU: 500, Memory: 64 << 20}, Timeout: 5 * time.Minute,
+		Image: "registry.local:5000/team/app:1.2", Network: true, WritableRoot: true, Pids: 64,
+	}
+	if !reflect.DeepEqual(task, want) {
+		t.Fatalf("Task = %+v\nwant %+v", task, want)
 	}
 }

@@ -58,7 +58,17 @@ func (p problems) err() error {
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// imageRE is the grammar of a docker image reference
+	// ([registry[:port]/]path[:tag][@digest]), as the engine reads it.
+	imageRE = regexp.MustCompile(`^` +
+		`(?:(?:\[[0-9a-fA-F:]+\]|(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*)(?::[0-9]+)?/)?` + // registry
+		`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*` + // path
+		`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?` + // tag
+		`(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`) // digest
 )
+
+// maxImageRef bounds an image reference.
+const maxImageRef = 512
 
 // Validate checks every field and reports all problems in one *SpecError.
 func (s *Spec) Validate() error { return s.check().err() }
@@ -66,6 +76,7 @@ func (s *Spec) Validate() error { return s.check().err() }
 func (s *Spec) check() problems {
 	var p problems
 	s.checkIdentity(&p)
+	s.checkExecutable(&p)
 	s.checkProgram(&p)
 	s.checkResources(&p)
 	s.checkConstraints(&p)
@@ -83,11 +94,50 @@ func (s *Spec) checkIdentity(p *problems) {
 	if !slices.Contains(executors, s.Executor) {
 		p.add("executor", "unknown executor %s (known: %s)", clip(s.Executor), strings.Join(executors, ", "))
 	}
-	if s.Module == "" {
-		p.add("module", "required: a local path or a CID")
-	}
-	checkText(p, "module", s.Module, false)
 	checkText(p, "input_dir", s.InputDir, false)
+}
+
+// checkExecutable checks what names the program: a module for wasm, an
+// image (named, or shipped as an archive) for docker. Each executor refuses
+// the other's fields, so a spec never carries a field that has no effect.
+func (s *Spec) checkExecutable(p *problems) {
+	checkText(p, "module", s.Module, false)
+	checkText(p, "image_archive", s.ImageArchive, false)
+	switch s.Executor {
+	case "wasm":
+		if s.Module == "" {
+			p.add("module", "required: a local path or a CID")
+		}
+		for _, f := range s.dockerFields() {
+			p.add(f, "only for the docker executor")
+		}
+	case "docker":
+		if s.Module != "" {
+			p.add("module", "only for the wasm executor: a docker job names its image with image, or ships it with image_archive")
+		}
+		switch {
+		case s.Image == "" && s.ImageArchive == "":
+			p.add("image", "required: an image on the node (name:tag), or image_archive")
+		case s.Image != "" && (len(s.Image) > maxImageRef || !imageRE.MatchString(s.Image)):
+			p.add("image", "%s is not an image reference such as alpine:3.20 (lowercase name, optional :tag)", clip(s.Image))
+		}
+		checkRange(p, "pids", s.Pids, 1, MaxPids)
+	}
+}
+
+// dockerFields names the docker-only fields s sets.
+func (s *Spec) dockerFields() []string {
+	var set []string
+	for f, on := range map[string]bool{
+		"image": s.Image != "", "image_archive": s.ImageArchive != "",
+		"network": s.Network, "writable_root": s.WritableRoot, "pids": s.Pids != 0,
+	} {
+		if on {
+			set = append(set, f)
+		}
+	}
+	slices.Sort(set)
+	return set
 }
 
 func (s *Spec) checkProgram(p *problems) {
@@ -134,8 +184,8 @@ func (s *Spec) checkResources(p *problems) {
 	if r.Disk < 0 {
 		p.add("resources.disk", "must not be negative")
 	}
-	if s.Executor == "wasm" && r.GPUs != 0 {
-		p.add("resources.gpus", "must be 0: the wasm executor has no GPUs")
+	if r.GPUs != 0 && slices.Contains(executors, s.Executor) {
+		p.add("resources.gpus", "must be 0: the %s executor has no GPUs", s.Executor)
 	}
 }
 

@@ -45,7 +45,8 @@ type BidRequest struct {
 	Executor    string      `json:"executor"`
 	Resources   Resources   `json:"resources"`
 	Constraints Constraints `json:"constraints"`
-	Deadline    time.Time   `json:"deadline"` // the bid window closes here
+	Deadline    time.Time   `json:"deadline"`          // the bid window closes here
+	Network     bool        `json:"network,omitempty"` // the job asks for a network (docker); nodes that allow none decline
 }
 
 // Bid is a node's offer to run a job, sent to the requester over a stream.
@@ -96,13 +97,19 @@ type Reject struct {
 // program and inputs named by CID so the node fetches and verifies them.
 type Task struct {
 	Executor  string            `json:"executor"`
-	Module    string            `json:"module"` // CID of the program (a Wasm module for "wasm")
+	Module    string            `json:"module"` // CID of the program: a Wasm module for "wasm", an image archive (or "") for "docker"
 	Args      []string          `json:"args,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`
 	Stdin     string            `json:"stdin,omitempty"`  // CID of stdin, if any
 	Inputs    string            `json:"inputs,omitempty"` // CID of a tar archive unpacked read-only at /inputs
 	Resources Resources         `json:"resources"`
 	Timeout   time.Duration     `json:"timeout"`
+	// For "docker" only: Module, if set, is the CID of a `docker save`
+	// archive holding the image.
+	Image        string `json:"image,omitempty"`         // image reference (name:tag); may be empty when Module is an archive of one image
+	Network      bool   `json:"network,omitempty"`       // the job asks for a network; default none
+	WritableRoot bool   `json:"writable_root,omitempty"` // the job asks for a writable root file system; default read-only
+	Pids         int    `json:"pids,omitempty"`          // process limit; 0 = the executor's default
 }
 
 // Invocation starts a job on a node that confirmed a lock. Epoch must be the

@@ -1,0 +1,101 @@
+// Command guest is the program of the docker executor's test images: its
+// first argument picks what it does.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("hello from the guest")
+		return
+	}
+	arg := func(i int) string { return os.Args[2+i] }
+	switch os.Args[1] {
+	case "echo": // args, environment and stdin
+		env := os.Environ()
+		slices.Sort(env)
+		in, _ := io.ReadAll(os.Stdin)
+		fmt.Printf("args=%q\nenv=%q\nstdin=%q\n", os.Args[2:], env, in)
+		fmt.Fprintln(os.Stderr, "to stderr")
+	case "exit":
+		code, _ := strconv.Atoi(arg(0))
+		fmt.Println("exiting with", code)
+		os.Exit(code)
+	case "hog": // allocate and touch MiB
+		n, _ := strconv.Atoi(arg(0))
+		var keep [][]byte
+		for range n {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("allocated", len(keep), "MiB")
+	case "loop":
+		fmt.Println("looping")
+		for {
+		}
+	case "sleep":
+		fmt.Println("sleeping")
+		time.Sleep(time.Hour)
+	case "flood": // write bytes to stdout
+		n, _ := strconv.Atoi(arg(0))
+		line := []byte(strings.Repeat("x", 1023) + "\n")
+		for ; n > 0; n -= len(line) {
+			os.Stdout.Write(line)
+		}
+	case "ifaces":
+		ifs, err := net.Interfaces()
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		for _, i := range ifs {
+			fmt.Println(i.Name)
+		}
+	case "write": // write each path, saying how it went
+		for _, p := range os.Args[2:] {
+			if err := os.WriteFile(p, []byte("written to "+p), 0o644); err != nil {
+				fmt.Println("error:", err)
+			} else {
+				fmt.Println("wrote", p)
+			}
+		}
+	case "outputs": // a tree of files in /outputs, and a link out of it
+		os.MkdirAll("/outputs/sub/deeper", 0o755)
+		os.WriteFile("/outputs/a.txt", []byte("a"), 0o644)
+		os.WriteFile("/outputs/sub/deeper/b.txt", []byte("b"), 0o600)
+		os.Symlink("/etc/passwd", "/outputs/link")
+	case "cat":
+		for _, p := range os.Args[2:] {
+			b, err := os.ReadFile(p)
+			fmt.Printf("%s: %q %v\n", p, b, err)
+		}
+	case "threads": // hold n OS threads
+		n, _ := strconv.Atoi(arg(0))
+		for range n {
+			go func() {
+				runtime.LockOSThread()
+				time.Sleep(time.Hour)
+			}()
+		}
+		time.Sleep(500 * time.Millisecond)
+		fmt.Println("holding", n, "threads")
+	case "whoami":
+		fmt.Println("uid", os.Getuid())
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
