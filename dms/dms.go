@@ -17,6 +17,7 @@ import (
 	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/jobs/docker"
 	"github.com/opendms/dms/jobs/wasm"
 	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
@@ -49,9 +50,13 @@ type DMS struct {
 	host   *p2p.Host
 	system *actor.ActorSystem
 	exec   *wasm.Executor
-	node   *node.Node // nil when the node offers no compute
-	orch   *orchestrator.Orchestrator
-	api    *api.Server
+	docker *docker.Executor // nil when the node runs no containers
+	// executors are those the node offers now (its record's): docker
+	// comes and goes with its engine.
+	executors []string
+	node      *node.Node // nil when the node offers no compute
+	orch      *orchestrator.Orchestrator
+	api       *api.Server
 
 	ctx       context.Context // cancelled by Close: parent of background work
 	cancel    context.CancelFunc
@@ -81,7 +86,7 @@ func New(opts ...Option) (*DMS, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DMS{opts: c, conf: conf, home: c.home, key: key, db: db, blobs: db.Blobs(MaxBlobSize), log: c.logger}
+	d := &DMS{opts: c, conf: conf, home: c.home, key: key, db: db, blobs: db.Blobs(MaxBlobSize), log: c.logger, executors: offeredExecutors(false)}
 	if err := db.Get(uuidKey, &d.uuid); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("dms: %s: node UUID: %w (re-run dms init)", c.home, err)
@@ -104,6 +109,9 @@ func (c *config) apply(conf *Config) {
 	}
 	if c.apiRemote {
 		conf.APIRemote = true
+	}
+	if c.docker != nil {
+		conf.Docker = *c.docker
 	}
 }
 
@@ -130,6 +138,12 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	if err := d.buildRecord(ctx); err != nil {
 		return err
 	}
+	if err := d.startDocker(ctx); err != nil {
+		return err
+	}
+	if err := d.setRecord(d.conf.Offer, d.record.Hardware, d.record.Benchmark, d.record.Energy); err != nil {
+		return err
+	}
 	if err := d.startNetwork(ctx); err != nil {
 		return err
 	}
@@ -147,6 +161,7 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	}
 	d.started = true
 	d.goRefreshEnergy()
+	d.goWatchDocker()
 	d.log.Info("node started", "peer_id", d.id.PeerID, "compute", d.conf.Compute, "addrs", d.host.Addrs())
 	return nil
 }
@@ -186,8 +201,12 @@ func (d *DMS) startCompute() error {
 		return fmt.Errorf("dms: %w", err)
 	}
 	d.log.Info("admission", "policy", adm)
+	executors := map[string]jobs.Executor{exec.Name(): exec}
+	if d.docker != nil {
+		executors[d.docker.Name()] = d.docker
+	}
 	d.node, err = node.New(d.system, node.Config{
-		ID: d.id, Record: d.record, Executors: map[string]jobs.Executor{exec.Name(): exec}, Admission: adm,
+		ID: d.id, Record: d.record, Executors: executors, Admission: adm, Network: d.conf.Docker.Network,
 		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
 	}, &network{d: d}, d.db, d.blobs)
 	if err != nil {
@@ -271,6 +290,9 @@ func (d *DMS) stop() {
 	d.wg.Wait()
 	if d.exec != nil {
 		_ = d.exec.Close(context.Background())
+	}
+	if d.docker != nil {
+		_ = d.docker.Close()
 	}
 	if d.system != nil {
 		d.system.Shutdown()

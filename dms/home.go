@@ -49,6 +49,7 @@ type Config struct {
 	API       string          `yaml:"api"`
 	APIRemote bool            `yaml:"api_remote"`
 	Admission AdmissionConfig `yaml:"admission"`
+	Docker    DockerConfig    `yaml:"docker"`
 	Offer     node.Offer      `yaml:"offer"`
 }
 
@@ -167,6 +168,15 @@ admission:
     - {{.}}
 {{- end}}
 
+# Container jobs (executor: docker) on a Docker Engine. mode: auto offers them
+# while the engine answers; on refuses to start without one; off never runs
+# containers. host: "" reads DOCKER_HOST. network: true gives jobs that ask
+# for a network one (they are declined otherwise).
+docker:
+  mode: {{if .Docker.Mode}}{{.Docker.Mode}}{{else}}auto{{end}}
+  host: "{{.Docker.Host}}"
+  network: {{.Docker.Network}}
+
 # What this node offers the network.
 offer:
   # Cores: "2", "0.5", "500m", or a share of the machine such as "75%".
@@ -209,6 +219,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if _, err := cfg.Network.psk(home); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.Docker.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	return cfg, nil
@@ -345,7 +358,7 @@ func Init(ctx context.Context, home string, opts InitOptions) (api.NodeInfo, err
 		return api.NodeInfo{}, err
 	}
 	cfg := DefaultConfig()
-	rec, err := capabilityRecord(key, cfg.Offer, hw, bench, types.Energy{Renewable: cfg.Offer.Energy.Renewable}, time.Now())
+	rec, err := capabilityRecord(key, cfg.Offer, hw, bench, types.Energy{Renewable: cfg.Offer.Energy.Renewable}, offeredExecutors(false), time.Now())
 	if err != nil {
 		return api.NodeInfo{}, err
 	}

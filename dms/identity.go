@@ -14,9 +14,6 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// executors lists the executors every node has.
-var executors = []string{"wasm"}
-
 func peerIDOf(key ed25519.PrivateKey) (string, error) {
 	pk, err := crypto.UnmarshalEd25519PrivateKey(key)
 	if err != nil {
@@ -60,7 +57,7 @@ func admittedPeerID(entry string) (string, error) {
 
 // capabilityRecord builds what the node publishes about itself from its
 // measured hardware and benchmark and the provider's offer.
-func capabilityRecord(key ed25519.PrivateKey, offer node.Offer, hw types.Hardware, bench types.Benchmark, energy types.Energy, now time.Time) (types.CapabilityRecord, error) {
+func capabilityRecord(key ed25519.PrivateKey, offer node.Offer, hw types.Hardware, bench types.Benchmark, energy types.Energy, executors []string, now time.Time) (types.CapabilityRecord, error) {
 	offered, err := offer.Resolve(hw)
 	if err != nil {
 		return types.CapabilityRecord{}, err

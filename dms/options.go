@@ -20,6 +20,7 @@ type config struct {
 	compute   *bool // nil: as the config file says
 	apiAddr   *string
 	apiRemote bool
+	docker    *DockerConfig
 	logger    *slog.Logger
 	clock     func() time.Time
 	benchmark bool // run a fresh benchmark at start even if one is stored
@@ -136,6 +137,18 @@ func WithAPI(addr string) Option {
 func WithRemoteAPI() Option {
 	return func(c *config) error {
 		c.apiRemote = true
+		return nil
+	}
+}
+
+// WithDocker replaces the config file's docker section: whether and how
+// the node runs container jobs.
+func WithDocker(c DockerConfig) Option {
+	return func(o *config) error {
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("dms: WithDocker: %w", err)
+		}
+		o.docker = &c
 		return nil
 	}
 }

@@ -38,7 +38,7 @@ func (d *DMS) buildRecord(ctx context.Context) error {
 
 // setRecord rebuilds and re-signs the capability record. Callers hold d.mu.
 func (d *DMS) setRecord(offer node.Offer, hw types.Hardware, bench types.Benchmark, energy types.Energy) error {
-	rec, err := capabilityRecord(d.key, offer, hw, bench, energy, d.opts.clock())
+	rec, err := capabilityRecord(d.key, offer, hw, bench, energy, d.executors, d.opts.clock())
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/jobs/docker"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -95,12 +96,20 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 // task turns a spec into the task nodes run, making sure every blob it names
 // is held here.
 func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
-	mod, ok := spec.ModuleCID()
-	if !ok {
-		return types.Task{}, fmt.Errorf("%w: module %q is a local path: upload it first (api.Upload, or dms.Submit)", jobs.ErrInvalidSpec, spec.Module)
+	field, program := "module", spec.Module
+	if spec.Executor == docker.Name {
+		field, program = "image_archive", spec.ImageArchive
 	}
-	if _, err := d.GetBlob(ctx, mod.String()); err != nil {
-		return types.Task{}, fmt.Errorf("dms: module %s: %w", mod, err)
+	var mod string
+	if program != "" || field == "module" {
+		c, err := cid.Decode(program)
+		if err != nil {
+			return types.Task{}, fmt.Errorf("%w: %s %q is a local path: upload it first (api.Upload, or dms.Submit)", jobs.ErrInvalidSpec, field, program)
+		}
+		if _, err := d.GetBlob(ctx, c.String()); err != nil {
+			return types.Task{}, fmt.Errorf("dms: %s %s: %w", field, c, err)
+		}
+		mod = c.String()
 	}
 	var inputs string
 	if spec.InputDir != "" {
@@ -121,7 +130,7 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 		}
 		stdin = c
 	}
-	return spec.Task(mod.String(), stdin, inputs), nil
+	return spec.Task(mod, stdin, inputs), nil
 }
 
 // ListJobs lists every job this node ever submitted, newest first: the

@@ -1,7 +1,7 @@
 // Package jobs holds what a job is and how it runs, apart from any network:
 // the job spec (YAML or JSON) and its validation, the allocation lifecycle
 // state machine, and the Executor interface that runs one task (the Wasm
-// executor is in jobs/wasm).
+// executor is in jobs/wasm, the container executor in jobs/docker).
 //
 // Invariants:
 //   - Parse returns a complete, valid Spec or a *SpecError (matching

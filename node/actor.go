@@ -107,15 +107,22 @@ func (a *nodeActor) Receive(c actor.Context) {
 func (a *nodeActor) now() time.Time { return a.n.cfg.Clock() }
 
 func (a *nodeActor) snapshot(now time.Time) *Snapshot {
-	ex := make(map[string]bool, len(a.n.cfg.Executors))
-	for name := range a.n.cfg.Executors {
-		ex[name] = true
-	}
 	return &Snapshot{
-		Admission: a.n.cfg.Admission,
-		Executors: ex, Labels: a.record.Labels, Energy: a.record.Energy, Price: a.record.Price,
+		Admission: a.n.cfg.Admission, Network: a.n.cfg.Network,
+		Executors: a.offered(), Labels: a.record.Labels, Energy: a.record.Energy, Price: a.record.Price,
 		Registered: a.ledger.Registered(), Available: a.ledger.Available(now),
 	}
+}
+
+// offered returns the executors the node runs and its record offers now.
+func (a *nodeActor) offered() map[string]bool {
+	ex := make(map[string]bool, len(a.record.Executors))
+	for _, name := range a.record.Executors {
+		if _, ok := a.n.cfg.Executors[name]; ok {
+			ex[name] = true
+		}
+	}
+	return ex
 }
 
 func (a *nodeActor) onBidRequest(m bidRequestMsg) {
@@ -210,8 +217,11 @@ func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
 		return okReply{}
 	}
 	exec, ok := a.n.cfg.Executors[inv.Task.Executor]
-	if !ok {
+	if !ok || !a.offered()[inv.Task.Executor] {
 		return fmt.Errorf("%w: %q", ErrNoExecutor, inv.Task.Executor)
+	}
+	if inv.Task.Network && !a.n.cfg.Network {
+		return fmt.Errorf("%w: the task asks for one", ErrNoNetwork)
 	}
 	if !inv.Task.Resources.Fits(al.rec.Resources) {
 		return fmt.Errorf("%w: task asks for %s, lock holds %s", ErrInsufficientCapability, inv.Task.Resources, al.rec.Resources)

@@ -103,10 +103,14 @@ func (x *allocActor) prepare(ctx context.Context, dir string) (jobs.Input, error
 	in := jobs.Input{
 		ModuleID: t.Module, Args: t.Args, Env: t.Env, Memory: t.Resources.Memory,
 		Timeout: t.Timeout, OutputLimit: x.n.cfg.OutputLimit, OutputDir: filepath.Join(dir, "outputs"),
+		Job:   fmt.Sprintf("%s/%s", x.rec.JobID, x.rec.AllocationID),
+		Image: t.Image, CPU: t.Resources.CPU, Network: t.Network, WritableRoot: t.WritableRoot, Pids: t.Pids,
 	}
 	var err error
-	if in.Module, err = x.fetch(ctx, t.Module); err != nil {
-		return in, fmt.Errorf("fetching module: %w", err)
+	if t.Module != "" { // a docker task may name its image only
+		if in.Module, err = x.fetch(ctx, t.Module); err != nil {
+			return in, fmt.Errorf("fetching module: %w", err)
+		}
 	}
 	if t.Stdin != "" {
 		if in.Stdin, err = x.fetch(ctx, t.Stdin); err != nil {
@@ -129,8 +133,6 @@ func (x *allocActor) prepare(ctx context.Context, dir string) (jobs.Input, error
 	return in, nil
 }
 
-// fetch returns a blob from the local store, or fetches it from the requester
-// and keeps it (a module used again is not fetched again).
 // Fetching a task's blob from its requester is tried again after a failure
 // (fetchRetryBase, doubling, at most fetchRetryCap apart) for up to
 // fetchPatience: long enough to ride out a restart of the requester.
@@ -140,6 +142,8 @@ const (
 	fetchRetryCap  = 2 * time.Second
 )
 
+// fetch returns a blob from the local store, or fetches it from the requester
+// and keeps it (a module used again is not fetched again).
 func (x *allocActor) fetch(ctx context.Context, cid string) ([]byte, error) {
 	if x.blobs.Has(cid) {
 		return x.blobs.Get(cid)

@@ -15,6 +15,7 @@ import (
 type Snapshot struct {
 	Admission  Admission         // who may use the node
 	Executors  map[string]bool   // executors this node can run, by name
+	Network    bool              // the node lets jobs that ask for a network have one
 	Labels     map[string]string // the provider's labels
 	Energy     types.Energy
 	Price      float64 // credits per core-hour
@@ -52,6 +53,7 @@ func DefaultChecks() []Check {
 	return []Check{
 		checkFunc{"admission", checkAdmission},
 		checkFunc{"executor", checkExecutor},
+		checkFunc{"network", checkNetwork},
 		checkFunc{"labels", checkLabels},
 		checkFunc{"energy", checkEnergy},
 		checkFunc{"price", checkPrice},
@@ -86,6 +88,13 @@ func checkExecutor(req *types.BidRequest, s *Snapshot) []string {
 		list = "none"
 	}
 	return []string{fmt.Sprintf("executor: %q not available (have %s)", req.Executor, list)}
+}
+
+func checkNetwork(req *types.BidRequest, s *Snapshot) []string {
+	if req.Network && !s.Network {
+		return []string{"network: the job asks for a network; this node gives jobs none"}
+	}
+	return nil
 }
 
 func checkLabels(req *types.BidRequest, s *Snapshot) []string {

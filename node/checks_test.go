@@ -37,6 +37,9 @@ func TestChecksDecide(t *testing.T) {
 			[]string{`executor: "docker" not available (have process, wasm)`}},
 		{"no executors", func(r *types.BidRequest, s *Snapshot) { s.Executors = nil },
 			[]string{`executor: "wasm" not available (have none)`}},
+		{"network asked, none given", func(r *types.BidRequest, _ *Snapshot) { r.Network = true },
+			[]string{"network: the job asks for a network; this node gives jobs none"}},
+		{"network asked and given", func(r *types.BidRequest, s *Snapshot) { r.Network, s.Network = true, true }, nil},
 		{"label differs", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.Labels = map[string]string{"region": "eu"} },
 			[]string{"labels: need region=eu, have region=us"}},
 		{"labels, every mismatch", func(r *types.BidRequest, _ *Snapshot) {
@@ -77,7 +80,7 @@ func TestChecksOrder(t *testing.T) {
 	for _, c := range DefaultChecks() {
 		names = append(names, c.Name())
 	}
-	if want := []string{"admission", "executor", "labels", "energy", "price", "resources"}; !slices.Equal(names, want) {
+	if want := []string{"admission", "executor", "network", "labels", "energy", "price", "resources"}; !slices.Equal(names, want) {
 		t.Fatalf("checks = %v, want %v", names, want)
 	}
 }

@@ -45,9 +45,15 @@ type Blobs interface {
 
 // Config configures a Node.
 type Config struct {
-	ID        types.NodeID
-	Record    types.CapabilityRecord // what the node offers: Offered, Price, Labels, Energy
+	ID     types.NodeID
+	Record types.CapabilityRecord // what the node offers: Offered, Price, Labels, Energy
+	// Executors are the executors the node can run. It offers those its
+	// record lists (Record.Executors): an executor whose engine stops
+	// answering is dropped from the record, not from here.
 	Executors map[string]jobs.Executor
+	// Network lets tasks that ask for a network (docker's network: true)
+	// have one; without it, such jobs are declined.
+	Network   bool
 	Admission Admission
 	WorkDir   string // allocations get a scratch directory under it
 	Clock     func() time.Time

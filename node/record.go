@@ -14,6 +14,9 @@ import (
 var (
 	// ErrNoExecutor means the invocation names an executor this node lacks.
 	ErrNoExecutor = errors.New("node: executor not available")
+	// ErrNoNetwork means the task asks for a network and the node gives
+	// jobs none.
+	ErrNoNetwork = errors.New("node: no network for jobs")
 	// ErrNotYours means a requester named another requester's allocation.
 	ErrNotYours = errors.New("node: not the allocation's requester")
 	// ErrBadInputs means a job's input archive is malformed or unsafe.

@@ -208,6 +208,7 @@ func (j *Job) startAttempt(now time.Time) {
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
 		Resources: j.spec.Task.Resources, Constraints: j.spec.Constraints, Deadline: now.Add(acfg.Window),
+		Network: j.spec.Task.Network,
 	}
 	if !j.deadline.IsZero() && j.deadline.Before(req.Deadline) {
 		req.Deadline = j.deadline

@@ -191,9 +191,13 @@ func writeBytes(w http.ResponseWriter, data []byte) {
 // the daemon cannot read the client's files.
 func requireCIDs(spec *jobs.Spec) error {
 	var problems []jobs.FieldError
-	if _, ok := spec.ModuleCID(); !ok {
+	if _, ok := spec.ModuleCID(); !ok && spec.Module != "" || spec.Executor != "docker" && spec.Module == "" {
 		problems = append(problems, jobs.FieldError{Field: "module",
 			Problem: fmt.Sprintf("%q is not a CID: upload the module with POST /v1/blobs and give its CID", spec.Module)})
+	}
+	if _, ok := spec.ImageArchiveCID(); !ok && spec.ImageArchive != "" {
+		problems = append(problems, jobs.FieldError{Field: "image_archive",
+			Problem: fmt.Sprintf("%q is not a CID: upload the archive with POST /v1/blobs and give its CID", spec.ImageArchive)})
 	}
 	if spec.InputDir != "" && !isCID(spec.InputDir) {
 		problems = append(problems, jobs.FieldError{Field: "input_dir",

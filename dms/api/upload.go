@@ -15,10 +15,10 @@ import (
 	"github.com/opendms/dms/jobs"
 )
 
-// Upload makes spec self-contained for svc: a module given as a local path
-// is stored with PutBlob and replaced by its CID, and so is an input
-// directory, packed as a tar archive. A spec whose module and input
-// directory are already CIDs is left as it is.
+// Upload makes spec self-contained for svc: a module or image archive
+// given as a local path is stored with PutBlob and replaced by its CID, and
+// so is an input directory, packed as a tar archive. A spec whose files are
+// already CIDs is left as it is.
 func Upload(ctx context.Context, svc Service, spec *jobs.Spec) error {
 	if path := spec.ModulePath(); path != "" {
 		c, err := putFile(ctx, svc, path)
@@ -26,6 +26,13 @@ func Upload(ctx context.Context, svc Service, spec *jobs.Spec) error {
 			return fmt.Errorf("api: uploading module: %w", err)
 		}
 		spec.Module = c
+	}
+	if path := spec.ImageArchivePath(); path != "" {
+		c, err := putFile(ctx, svc, path)
+		if err != nil {
+			return fmt.Errorf("api: uploading image_archive: %w", err)
+		}
+		spec.ImageArchive = c
 	}
 	if spec.InputDir != "" && !isCID(spec.InputDir) {
 		c, err := putDir(ctx, svc, spec.InputDirPath())

@@ -75,8 +75,11 @@ func New(cfg Config) (*Executor, error) {
 	return e, nil
 }
 
+// Name is the executor's name in job specs and capability records.
+const Name = "wasm"
+
 // Name implements jobs.Executor.
-func (*Executor) Name() string { return "wasm" }
+func (*Executor) Name() string { return Name }
 
 // Stats reports the compiled-module cache's counters.
 func (e *Executor) Stats() Stats { return e.modules.snapshot() }
