@@ -93,7 +93,8 @@ func runJob(t *testing.T, d *DMS, spec *jobs.Spec) api.Job {
 // A container job is placed by the auction, runs in a container on the
 // provider's engine inside its limits, and leaves nothing behind: one that
 // prints completes with its output; one that outgrows its memory is killed
-// at the limit, and fails saying so.
+// at the limit, and one that loops at its timeout, each failing saying so;
+// one cancelled while it runs stops, and its capability is free again.
 func TestDockerJobRunsInAContainerWithinItsLimits(t *testing.T) {
 	image := guestImage(t)
 	nodes := testNet(t, 2, func(i int) bool { return i != 0 })
@@ -118,10 +119,29 @@ func TestDockerJobRunsInAContainerWithinItsLimits(t *testing.T) {
 	if job.State != types.JobFailed || !strings.Contains(job.Reason, "memory limit") {
 		t.Fatalf("memory hog: %s (%s)", job.State, job.Reason)
 	}
-	if left := leftovers(t, prov); left != "" {
-		t.Fatalf("containers left behind: %s", left)
+	loop := containerSpec(t, image, "loop")
+	loop.Timeout = jobs.Duration(time.Second)
+	job = runJob(t, req, loop)
+	if job.State != types.JobFailed || !strings.Contains(job.Reason, "timeout") {
+		t.Fatalf("endless loop: %s (%s)", job.State, job.Reason)
+	}
+
+	// Cancelled while it sleeps: the container stops and is removed.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := req.Submit(ctx, containerSpec(t, image, "sleep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextState(t, h.Events(), types.JobRunning)
+	if err := req.CancelJob(ctx, h.ID); err != nil {
+		t.Fatal(err)
+	}
+	if job := waitEnd(t, h); job.State != types.JobCancelled {
+		t.Fatalf("cancelled: %s (%s)", job.State, job.Reason)
 	}
 	waitReleased(t, prov)
+	waitFor(t, 10*time.Second, "the cancelled container to be removed", func() bool { return leftovers(t, prov) == "" })
 }
 
 // A node that runs no containers, or gives container jobs no network,
