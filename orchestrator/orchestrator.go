@@ -20,6 +20,7 @@ const (
 	defaultLease   = time.Second            // see Config.Lease
 	minLease       = 100 * time.Millisecond // below this, scheduling noise alone declares nodes lost
 	minOpenTimeout = 2 * time.Second        // opening an invocation stream may take a dial
+	defaultRetain  = time.Minute            // see Config.Retain
 )
 
 // Network is what the orchestrator needs from the network. Every method is
@@ -84,6 +85,12 @@ type Config struct {
 	// three lost or late heartbeats: shorter detects a dead node sooner,
 	// longer survives a slower network without false alarms.
 	Lease time.Duration
+	// Retain is how long a finished job stays in memory (default 1m, at
+	// least twice the confirm timeout): long enough that a late confirm
+	// is still released and a reader sees the end without the Store.
+	// After it, Job, Jobs and Watch no longer know the job; the Store has
+	// its last record.
+	Retain time.Duration
 }
 
 // Orchestrator runs the requester's side of DMS: it submits jobs, auctions
@@ -103,8 +110,9 @@ type Orchestrator struct {
 	wg      sync.WaitGroup
 	closing sync.Once
 
-	jobs   map[types.JobID]*entry // every job, loop only: late confirms of finished jobs are still released
-	active map[types.JobID]*entry // the jobs not yet terminal, loop only
+	jobs     map[types.JobID]*entry // every job in memory, loop only: late confirms of finished jobs are still released
+	active   map[types.JobID]*entry // the jobs not yet terminal, loop only
+	finished []*entry               // terminal jobs still in memory, oldest first, loop only
 
 	mu    sync.RWMutex
 	infos map[types.JobID]JobInfo // the latest snapshot of every job, for readers
@@ -117,6 +125,7 @@ type entry struct {
 	cancel   context.CancelFunc
 	saved    uint64     // the revision last saved and announced
 	durable  chan error // set by Submit until its first record is queued: told when it is saved
+	ended    time.Time  // when the job reached its terminal state
 	watchers []*watcher
 }
 
@@ -171,6 +180,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: lease %s is under the minimum %s", ErrInvalidConfig, c.Lease, minLease)
 	}
 	c.Defaults.ConfirmTimeout = cmp.Or(d.ConfirmTimeout, defaultConfirmTimeout)
+	c.Retain = cmp.Or(c.Retain, defaultRetain)
+	if c.Retain < 2*c.Defaults.ConfirmTimeout {
+		return c, fmt.Errorf("%w: retain %s is under twice the confirm timeout %s", ErrInvalidConfig, c.Retain, c.Defaults.ConfirmTimeout)
+	}
 	if len(c.Ranking.Scorers) == 0 {
 		c.Ranking.Scorers = DefaultRanking().Scorers
 	}
@@ -393,9 +406,13 @@ func (o *Orchestrator) run() {
 	}
 }
 
-// arm sets timer to the earliest deadline of any active job.
+// arm sets timer to the earliest deadline of any active job, or to the
+// eviction of the oldest finished one.
 func (o *Orchestrator) arm(timer *time.Timer) {
 	var next time.Time
+	if len(o.finished) > 0 {
+		next = o.finished[0].ended.Add(o.cfg.Retain)
+	}
 	for _, e := range o.active {
 		if d, ok := e.job.NextDeadline(); ok && (next.IsZero() || d.Before(next)) {
 			next = d
@@ -415,6 +432,24 @@ func (o *Orchestrator) tickDue(now time.Time) {
 			o.flush(e)
 		}
 	}
+	o.evict(now)
+}
+
+// evict forgets the jobs that finished Retain ago: memory stays bounded by
+// the jobs of the last minute, not every job ever submitted.
+func (o *Orchestrator) evict(now time.Time) {
+	n := 0
+	for _, e := range o.finished {
+		if now.Before(e.ended.Add(o.cfg.Retain)) {
+			break
+		}
+		delete(o.jobs, e.job.info.ID)
+		o.mu.Lock()
+		delete(o.infos, e.job.info.ID)
+		o.mu.Unlock()
+		n++
+	}
+	o.finished = o.finished[n:]
 }
 
 // flush saves and announces a changed job, then does what it asked for.
@@ -439,11 +474,13 @@ func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
 	for _, w := range e.watchers {
 		w.push(info.clone())
 	}
-	if info.State.Terminal() {
+	if info.State.Terminal() && e.ended.IsZero() {
 		o.cfg.Logger.Info("job finished", "job", info.ID, "state", info.State, "reason", info.Reason)
 		e.cancel()
 		e.watchers = nil
 		delete(o.active, info.ID)
+		e.ended = o.cfg.Clock()
+		o.finished = append(o.finished, e)
 	}
 }
 

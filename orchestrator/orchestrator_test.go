@@ -361,3 +361,40 @@ func TestAnswerTurnsAcceptOutcomesIntoEvents(t *testing.T) {
 		}
 	}
 }
+
+// A finished job stays in memory for Retain, then only the Store has it:
+// memory holds the jobs of the last minute, not every job ever submitted.
+func TestOrchestratorForgetsFinishedJobsAfterRetain(t *testing.T) {
+	store := &memStore{}
+	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: complete})
+	o := startOrchestratorWith(t, net, store, func(c *Config) { c.Retain = 400 * ms })
+	info, ch := submitWatch(t, o, spec(64<<20, 0))
+	final := collect(t, ch)
+	if final[len(final)-1].State != types.JobCompleted {
+		t.Fatalf("job ended %+v", final[len(final)-1])
+	}
+	if _, ok := o.Job(info.ID); !ok {
+		t.Fatal("a job just finished is already forgotten")
+	}
+	deadline := time.Now().Add(waitLimit)
+	for _, ok := o.Job(info.ID); ok; _, ok = o.Job(info.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job still in memory %s after it finished", waitLimit)
+		}
+		time.Sleep(10 * ms)
+	}
+	if _, err := o.Watch(t.Context(), info.ID); !errors.Is(err, ErrUnknownJob) {
+		t.Fatalf("watching a forgotten job: %v", err)
+	}
+	recs := store.latest()
+	if len(recs) != 1 || recs[0].State != types.JobCompleted {
+		t.Fatalf("the store holds %+v", recs)
+	}
+}
+
+func TestOrchestratorRetainMustOutlastLateConfirms(t *testing.T) {
+	_, err := New(Config{Self: "me", Retain: time.Second, Defaults: Defaults{ConfirmTimeout: time.Second}}, newFakeNet(), nil)
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("retain under twice the confirm timeout: %v", err)
+	}
+}
