@@ -68,9 +68,9 @@
 // waits for it before returning. Each Watch has a goroutine that forwards
 // snapshots, so a slow reader never blocks the loop. A lost stream is read
 // on until its job ends, so a late status from the node is recorded. A
-// finished job stays in memory for Config.Retain (1m), long enough to
+// finished job stays in memory for Config.Retain (10s), long enough to
 // release a late confirm, then only the Store has it: memory is bounded by
-// the jobs of the last minute. The loop scans the active jobs for the
+// the jobs of the last seconds. The loop scans the active jobs for the
 // next deadline after each event: fine for thousands of jobs. Every
 // goroutine is started by the loop and waited for by Close.
 //

@@ -20,7 +20,7 @@ const (
 	defaultLease   = time.Second            // see Config.Lease
 	minLease       = 100 * time.Millisecond // below this, scheduling noise alone declares nodes lost
 	minOpenTimeout = 2 * time.Second        // opening an invocation stream may take a dial
-	defaultRetain  = time.Minute            // see Config.Retain
+	defaultRetain  = 10 * time.Second       // see Config.Retain
 )
 
 // Network is what the orchestrator needs from the network. Every method is
@@ -85,7 +85,7 @@ type Config struct {
 	// three lost or late heartbeats: shorter detects a dead node sooner,
 	// longer survives a slower network without false alarms.
 	Lease time.Duration
-	// Retain is how long a finished job stays in memory (default 1m, at
+	// Retain is how long a finished job stays in memory (default 10s, at
 	// least twice the confirm timeout): long enough that a late confirm
 	// is still released and a reader sees the end without the Store.
 	// After it, Job, Jobs and Watch no longer know the job; the Store has
@@ -436,7 +436,7 @@ func (o *Orchestrator) tickDue(now time.Time) {
 }
 
 // evict forgets the jobs that finished Retain ago: memory stays bounded by
-// the jobs of the last minute, not every job ever submitted.
+// the jobs of the last seconds, not every job ever submitted.
 func (o *Orchestrator) evict(now time.Time) {
 	n := 0
 	for _, e := range o.finished {
