@@ -106,7 +106,7 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 		if err != nil {
 			return types.Task{}, fmt.Errorf("%w: %s %q is a local path: upload it first (api.Upload, or dms.Submit)", jobs.ErrInvalidSpec, field, program)
 		}
-		if _, err := d.GetBlob(ctx, c.String()); err != nil {
+		if err := d.holdBlob(ctx, c.String()); err != nil {
 			return types.Task{}, fmt.Errorf("dms: %s %s: %w", field, c, err)
 		}
 		mod = c.String()
@@ -117,7 +117,7 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 		if err != nil {
 			return types.Task{}, fmt.Errorf("%w: input_dir %q is a local path: upload it first", jobs.ErrInvalidSpec, spec.InputDir)
 		}
-		if _, err := d.GetBlob(ctx, c.String()); err != nil {
+		if err := d.holdBlob(ctx, c.String()); err != nil {
 			return types.Task{}, fmt.Errorf("dms: input archive %s: %w", c, err)
 		}
 		inputs = c.String()
@@ -131,6 +131,17 @@ func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
 		stdin = c
 	}
 	return spec.Task(mod, stdin, inputs), nil
+}
+
+// holdBlob makes sure this node holds a blob its job names, fetching it
+// from the network if need be: nodes will fetch it from here. A blob held
+// is not read (it was verified on its way in).
+func (d *DMS) holdBlob(ctx context.Context, c string) error {
+	if d.blobs.Has(c) {
+		return nil
+	}
+	_, err := d.GetBlob(ctx, c)
+	return err
 }
 
 // ListJobs lists every job this node ever submitted, newest first: the
@@ -242,6 +253,15 @@ func (d *DMS) PutBlob(ctx context.Context, r io.Reader) (string, error) {
 		return "", fmt.Errorf("dms: reading blob: %w", err)
 	}
 	return d.blobs.Put(data)
+}
+
+// HasBlob reports whether this node holds the blob.
+func (d *DMS) HasBlob(ctx context.Context, c string) (bool, error) {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return false, fmt.Errorf("%w: bad CID %q: %w", api.ErrBadRequest, c, err)
+	}
+	return d.blobs.Has(id.String()), nil
 }
 
 // GetBlob returns a blob from the local store or, failing that, fetches it

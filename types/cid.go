@@ -1,7 +1,9 @@
 package types
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
@@ -16,6 +18,21 @@ func CIDOf(data []byte) cid.Cid {
 		panic(fmt.Sprintf("types: sha2-256 multihash: %v", err))
 	}
 	return cid.NewCidV1(cid.Raw, h)
+}
+
+// CIDOfReader is CIDOf for what r reads, without holding it in memory. It
+// returns the CID and the number of bytes read.
+func CIDOfReader(r io.Reader) (cid.Cid, int64, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return cid.Undef, n, err
+	}
+	mh, err := multihash.Encode(h.Sum(nil), multihash.SHA2_256)
+	if err != nil {
+		panic(fmt.Sprintf("types: sha2-256 multihash: %v", err))
+	}
+	return cid.NewCidV1(cid.Raw, mh), n, nil
 }
 
 // VerifyCID reports whether data hashes to c. It recomputes the hash with the

@@ -119,6 +119,13 @@ func (f *fakeService) PutBlob(_ context.Context, r io.Reader) (string, error) {
 	return c, nil
 }
 
+func (f *fakeService) HasBlob(_ context.Context, c string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.blobs[c]
+	return ok, nil
+}
+
 func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

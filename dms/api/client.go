@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -77,6 +78,19 @@ func (c *Client) GetBlob(ctx context.Context, cid string) ([]byte, error) {
 		return nil, fmt.Errorf("api: reading blob %s: %w", cid, err)
 	}
 	return data, nil
+}
+
+// HasBlob asks whether the daemon holds a blob (HEAD /v1/blobs/{cid}).
+func (c *Client) HasBlob(ctx context.Context, cid string) (bool, error) {
+	resp, err := c.do(ctx, http.MethodHead, "/v1/blobs/"+url.PathEscape(cid), nil)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return true, nil
 }
 
 // Node describes the daemon's node.

@@ -20,6 +20,7 @@ type fakeService struct {
 	watch     map[string][]Job    // events sent at once
 	live      map[string]chan Job // events the test sends one by one
 	blobs     map[string][]byte
+	puts      int // PutBlob calls
 	submitted []*jobs.Spec
 	node      NodeInfo
 	peers     []Peer
@@ -107,9 +108,17 @@ func (f *fakeService) PutBlob(_ context.Context, r io.Reader) (string, error) {
 	}
 	c := types.CIDOf(data).String()
 	f.mu.Lock()
+	f.puts++
 	f.blobs[c] = data
 	f.mu.Unlock()
 	return c, nil
+}
+
+func (f *fakeService) HasBlob(_ context.Context, c string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.blobs[c]
+	return ok, nil
 }
 
 func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {

@@ -50,6 +50,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/jobs/{id}", h.cancelJob)
 	mux.HandleFunc("POST /v1/blobs", h.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{cid}", h.getBlob)
+	mux.HandleFunc("HEAD /v1/blobs/{cid}", h.hasBlob)
 	mux.HandleFunc("GET /v1/node", h.node)
 	mux.HandleFunc("POST /v1/node/benchmark", h.benchmark)
 	mux.HandleFunc("GET /v1/peers", h.peers)
@@ -152,6 +153,24 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeBytes(w, data)
+}
+
+// hasBlob answers 200 when the node holds the blob, 404 when it does not.
+func (h *handler) hasBlob(w http.ResponseWriter, r *http.Request) {
+	c := r.PathValue("cid")
+	if !isCID(c) {
+		h.fail(w, r, fmt.Errorf("%w: %q is not a CID", ErrBadRequest, c))
+		return
+	}
+	ok, err := h.svc.HasBlob(r.Context(), c)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: blob %s", ErrNotFound, c)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 func (h *handler) node(w http.ResponseWriter, r *http.Request) {

@@ -29,6 +29,9 @@ type Service interface {
 	// GetBlob returns a blob held locally or fetched from the network,
 	// verified against its CID.
 	GetBlob(ctx context.Context, cid string) ([]byte, error)
+	// HasBlob reports whether the node holds the blob itself, without
+	// fetching it: an upload of what the node has can be skipped.
+	HasBlob(ctx context.Context, cid string) (bool, error)
 	// Node describes this node.
 	Node(ctx context.Context) (NodeInfo, error)
 	// Peers lists the peers this node is connected to.

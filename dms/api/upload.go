@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 // Upload makes spec self-contained for svc: a module or image archive
@@ -44,12 +45,24 @@ func Upload(ctx context.Context, svc Service, spec *jobs.Spec) error {
 	return nil
 }
 
+// putFile stores the file at path in svc, unless svc holds it already: the
+// file is hashed here first, so a module submitted again is not sent again.
 func putFile(ctx context.Context, svc Service, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	c, _, err := types.CIDOfReader(f)
+	if err != nil {
+		return "", err
+	}
+	if has, err := svc.HasBlob(ctx, c.String()); err == nil && has {
+		return c.String(), nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
 	return svc.PutBlob(ctx, f)
 }
 

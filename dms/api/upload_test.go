@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,34 @@ func TestUploadMissingModule(t *testing.T) {
 	}
 	if err := Upload(context.Background(), newFakeService(), spec); err == nil || !strings.Contains(err.Error(), "gone.wasm") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A module the node holds already is not sent again: Upload hashes the
+// file and asks first, through the API's HEAD /v1/blobs/{cid}.
+func TestUploadSkipsWhatTheNodeHolds(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"job.yaml": "name: up\nmodule: prog.wasm\n", "prog.wasm": "\x00asm\x01\x00\x00\x00"})
+	for range 2 {
+		spec, err := jobs.ParseFile(filepath.Join(dir, "job.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Upload(context.Background(), h.client, spec); err != nil {
+			t.Fatal(err)
+		}
+		if want := types.CIDOf([]byte("\x00asm\x01\x00\x00\x00")).String(); spec.Module != want {
+			t.Fatalf("module = %q, want %q", spec.Module, want)
+		}
+	}
+	if h.svc.puts != 1 {
+		t.Fatalf("%d uploads of one module, want 1", h.svc.puts)
+	}
+	if code, _ := h.do(t, http.MethodHead, "/v1/blobs/"+types.CIDOf([]byte("absent")).String(), ""); code != http.StatusNotFound {
+		t.Fatalf("HEAD of an absent blob: %d", code)
+	}
+	if code, _ := h.do(t, http.MethodHead, "/v1/blobs/not-a-cid", ""); code != http.StatusBadRequest {
+		t.Fatalf("HEAD of a bad CID: %d", code)
 	}
 }
