@@ -138,10 +138,12 @@ func (a *nodeActor) onBidRequest(m bidRequestMsg) {
 			reasons = []string{err.Error()}
 		}
 	}
-	var msg types.Message = &types.Decline{JobID: req.JobID, Node: a.n.cfg.ID, Reasons: reasons, Busy: a.busyOnly(req, snap)}
+	var msg types.Message
 	if len(reasons) == 0 {
 		a.holds[req.JobID] = holdOwner{requester: req.Requester, until: until}
 		msg = a.bid(req, now)
+	} else {
+		msg = &types.Decline{JobID: req.JobID, Node: a.n.cfg.ID, Reasons: reasons, Busy: a.busyOnly(req, snap)}
 	}
 	a.n.goDo(func(ctx context.Context) { a.n.sendBid(ctx, req, msg) })
 }

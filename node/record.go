@@ -88,12 +88,10 @@ func (a *nodeActor) persist(r allocRecord) error {
 	return nil
 }
 
-func (a *nodeActor) persistLock(r allocRecord) error {
-	if err := a.store.Put(epochKey, a.ledger.Epoch()); err != nil {
-		return fmt.Errorf("node: recording lock epoch: %w", err)
-	}
-	return a.persist(r)
-}
+// persistLock records a new lock. Its record carries its epoch, and a
+// restarted node takes the highest epoch of its records (records are never
+// deleted), so no epoch is issued twice without a write of its own.
+func (a *nodeActor) persistLock(r allocRecord) error { return a.persist(r) }
 
 // persistLogged persists a state change that has already happened (an
 // allocation started or ended): a failed write is logged, not undone.
@@ -122,7 +120,7 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 		checks: DefaultChecks(), live: map[types.AllocationID]*allocation{},
 		holds: map[types.JobID]holdOwner{},
 	}
-	var epoch uint64
+	var epoch uint64 // the highest of node/epoch (written by earlier versions) and every record's
 	if _, err := st.Lookup(epochKey, &epoch); err != nil {
 		return nil, fmt.Errorf("node: reading lock epoch: %w", err)
 	}

@@ -52,13 +52,19 @@ func Seal(key ed25519.PrivateKey, msg Message, now time.Time, ttl time.Duration)
 // signingBytes is the length-prefixed concatenation of every signed field,
 // so no two different envelopes share signing bytes.
 func (e *Envelope) signingBytes() []byte {
-	var b bytes.Buffer
-	for _, f := range [][]byte{[]byte(envelopeDomain), []byte(e.Kind), []byte(e.From), []byte(e.Nonce), e.Body} {
-		b.Write(binary.AppendUvarint(nil, uint64(len(f))))
-		b.Write(f)
-	}
-	b.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Expiry)))
-	return b.Bytes()
+	b := make([]byte, 0, 5*binary.MaxVarintLen64+len(envelopeDomain)+len(e.Kind)+len(e.From)+len(e.Nonce)+len(e.Body)+8)
+	b = appendField(b, envelopeDomain)
+	b = appendField(b, string(e.Kind))
+	b = appendField(b, e.From)
+	b = appendField(b, e.Nonce)
+	b = binary.AppendUvarint(b, uint64(len(e.Body)))
+	b = append(b, e.Body...)
+	return binary.BigEndian.AppendUint64(b, uint64(e.Expiry))
+}
+
+func appendField(b []byte, f string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(f)))
+	return append(b, f...)
 }
 
 // ExpiresAt returns the envelope's expiry.
