@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -279,16 +280,23 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 	if err := d.running(); err != nil {
 		return nil, err
 	}
-	for _, p := range d.blobSources(ctx, c) {
-		data, ferr := d.host.FetchBlob(ctx, p, nil, c, MaxBlobSize)
-		if ferr != nil {
-			err = ferr
-			continue
+	tried := map[string]bool{d.host.ID(): true}
+	for _, stage := range d.blobSources(ctx, c) {
+		for _, p := range stage() {
+			if tried[p] {
+				continue
+			}
+			tried[p] = true
+			data, ferr := d.host.FetchBlob(ctx, p, nil, c, MaxBlobSize)
+			if ferr != nil {
+				err = ferr
+				continue
+			}
+			if _, perr := d.blobs.Put(data); perr != nil {
+				return nil, perr
+			}
+			return data, nil
 		}
-		if _, perr := d.blobs.Put(data); perr != nil {
-			return nil, perr
-		}
-		return data, nil
 	}
 	if err == nil {
 		err = fmt.Errorf("%w: blob %s: no peer provides it", api.ErrNotFound, c)
@@ -296,29 +304,42 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 	return nil, err
 }
 
-// blobSources lists peers that should hold a blob: the nodes that ran jobs
-// whose results name it, then the DHT's providers.
-func (d *DMS) blobSources(ctx context.Context, c string) []string {
-	var peers []string
-	jobs, err := d.allJobs()
-	if err != nil {
-		d.log.Warn("listing jobs for a blob's source", "cid", c, "err", err)
-	}
-	for _, info := range jobs {
-		if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
-			peers = append(peers, info.Node)
+// blobSources lists, cheapest first, the ways to find peers that should
+// hold a blob; each is asked only if the peers of the ones before failed:
+// the nodes that ran the jobs in memory whose results name it, then those
+// of every job in the database, then the DHT's providers (a walk that can
+// take seconds when peers are gone).
+func (d *DMS) blobSources(ctx context.Context, c string) []func() []string {
+	ranJob := func(jobs []orchestrator.JobInfo) []string {
+		var peers []string
+		for _, info := range jobs {
+			if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
+				peers = append(peers, info.Node)
+			}
 		}
+		return peers
 	}
-	provs, err := d.host.FindProviders(ctx, c, 5)
-	if err != nil {
-		d.log.Debug("finding providers", "cid", c, "err", err)
+	return []func() []string{
+		func() []string { return ranJob(d.orch.Jobs()) },
+		func() []string {
+			jobs, err := d.allJobs()
+			if err != nil {
+				d.log.Warn("listing jobs for a blob's source", "cid", c, "err", err)
+			}
+			return ranJob(slices.Collect(maps.Values(jobs)))
+		},
+		func() []string {
+			provs, err := d.host.FindProviders(ctx, c, 5)
+			if err != nil {
+				d.log.Debug("finding providers", "cid", c, "err", err)
+			}
+			var peers []string
+			for _, p := range provs {
+				peers = append(peers, p.ID)
+			}
+			return peers
+		},
 	}
-	for _, p := range provs {
-		if p.ID != d.host.ID() && !slices.Contains(peers, p.ID) {
-			peers = append(peers, p.ID)
-		}
-	}
-	return peers
 }
 
 func resultNames(r *types.Result, c string) bool {
