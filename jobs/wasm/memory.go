@@ -3,6 +3,7 @@ package wasm
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -24,9 +25,22 @@ var (
 	_ experimental.LinearMemory    = (*memory)(nil)
 )
 
+// buffers recycles the backing arrays of finished runs' memories: a run of
+// a Go module grows megabytes of memory, and allocating them afresh for
+// every run was most of the garbage a run made.
+var buffers sync.Pool // of *[]byte
+
 // Allocate implements experimental.MemoryAllocator.
 func (m *memory) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	m.buf = make([]byte, 0, min(capacity, m.limit))
+	want := min(capacity, m.limit)
+	if p, ok := buffers.Get().(*[]byte); ok {
+		if c := uint64(cap(*p)); c >= want && c <= m.limit { // never more than the run may use
+			m.buf = (*p)[:0]
+			return m
+		}
+		buffers.Put(p)
+	}
+	m.buf = make([]byte, 0, want)
 	return m
 }
 
@@ -42,12 +56,22 @@ func (m *memory) Reallocate(size uint64) []byte {
 		copy(grown, m.buf)
 		m.buf = grown
 	}
+	if old := uint64(len(m.buf)); size > old {
+		clear(m.buf[old:size]) // a recycled array holds an earlier run's bytes
+	}
 	m.buf = m.buf[:size]
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory.
-func (m *memory) Free() { m.buf = nil }
+// Free implements experimental.LinearMemory: the array goes back to the
+// pool for the next run.
+func (m *memory) Free() {
+	if cap(m.buf) > 0 {
+		buf := m.buf[:0]
+		buffers.Put(&buf)
+	}
+	m.buf = nil
+}
 
 // errSections is returned by initialMemory for a module whose sections
 // cannot be read.
