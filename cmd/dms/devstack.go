@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -15,13 +13,13 @@ import (
 
 	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/bench"
 	"github.com/opendms/dms/jobs"
 )
 
 const (
 	maxDevstackNodes = 200
-	peerWait         = 15 * time.Second      // how long nodes get to find a peer
-	peerPoll         = 20 * time.Millisecond // how often they are asked
+	peerWait         = 15 * time.Second // how long nodes get to find a peer
 	// devstackBench is each benchmark phase's length: short, because the
 	// nodes share one machine and a devstack of 200 must start in seconds.
 	devstackBench = 20 * time.Millisecond
@@ -85,123 +83,30 @@ func (c *cli) devstack(ctx context.Context, f devstackFlags) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
-	nodes, err := startNodes(ctx, dir, f, logger)
-	defer func() { err = errors.Join(err, closeNodes(nodes)) }()
+	net, err := bench.StartNetwork(ctx, bench.NetworkConfig{
+		Nodes: f.nodes, Dir: dir, BasePort: f.basePort, Logger: logger,
+		Options:       func(i int) []dms.Option { return devstackAPI(i) },
+		BenchDuration: devstackBench, Ready: bench.ReadyAnyPeer, ReadyTimeout: peerWait,
+	})
+	if errors.Is(err, bench.ErrNotReady) {
+		return fmt.Errorf("%w: run with --log-level debug to see why", err)
+	}
 	if err != nil {
 		return err
 	}
-	if err := waitPeers(ctx, nodes); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, net.Close()) }()
 	if spec != nil {
-		return exitWith(c.runJob(ctx, nodes[0], spec, false))
+		return exitWith(c.runJob(ctx, net.Nodes[0], spec, false))
 	}
-	return c.serveDevstack(ctx, nodes, nodeHome(dir, 0))
+	return c.serveDevstack(ctx, net.Nodes, net.Homes[0])
 }
 
-// startNodes inits and starts f.nodes nodes, node 0 first; the others
-// bootstrap from it. On error it returns the nodes started so far.
-func startNodes(ctx context.Context, dir string, f devstackFlags, logger *slog.Logger) ([]*dms.DMS, error) {
-	var nodes []*dms.DMS
-	var boot []string
-	for i := range f.nodes {
-		d, err := startNode(ctx, nodeHome(dir, i), i, nodeOptions(i, f.basePort, boot, logger))
-		if err != nil {
-			return nodes, err
-		}
-		nodes = append(nodes, d)
-		if i == 0 {
-			info, err := d.Node(ctx)
-			if err != nil {
-				return nodes, fmt.Errorf("node 0: %w", err)
-			}
-			boot = info.Addrs
-		}
-	}
-	return nodes, nil
-}
-
-func nodeHome(dir string, i int) string { return filepath.Join(dir, "node"+strconv.Itoa(i)) }
-
-// nodeOptions configures node i: loopback listeners, the API on node 0 only,
-// and node 0's addresses as bootstrap peers for the others.
-func nodeOptions(i, basePort int, boot []string, logger *slog.Logger) []dms.Option {
-	port := 0
-	if basePort > 0 {
-		port = basePort + i
-	}
-	opts := []dms.Option{
-		dms.WithListen(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)),
-		dms.WithLogger(logger.With("node", i)),
-	}
+// devstackAPI gives node 0, and only node 0, the API.
+func devstackAPI(i int) []dms.Option {
 	if i == 0 {
-		return append(opts, dms.WithAPI("127.0.0.1:0"))
-	}
-	return append(opts, dms.WithAPI(""), dms.WithBootstrap(boot...))
-}
-
-// startNode creates a home and starts a node in it.
-func startNode(ctx context.Context, home string, i int, opts []dms.Option) (*dms.DMS, error) {
-	if _, err := dms.Init(ctx, home, dms.InitOptions{BenchDuration: devstackBench}); err != nil {
-		return nil, fmt.Errorf("node %d: init: %w", i, err)
-	}
-	d, err := dms.New(append(opts, dms.WithHome(home))...)
-	if err != nil {
-		return nil, fmt.Errorf("node %d: %w", i, err)
-	}
-	if err := d.Start(ctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("node %d: start: %w", i, err), d.Close())
-	}
-	return d, nil
-}
-
-// closeNodes closes the nodes, last started first.
-func closeNodes(nodes []*dms.DMS) error {
-	var errs []error
-	for i := len(nodes) - 1; i >= 0; i-- {
-		if err := nodes[i].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("node %d: close: %w", i, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// waitPeers waits until every node sees at least one peer, or peerWait passes.
-func waitPeers(ctx context.Context, nodes []*dms.DMS) error {
-	if len(nodes) < 2 {
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, peerWait)
-	defer cancel()
-	for i, d := range nodes {
-		if err := waitPeer(wctx, d); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("node %d found no peer within %s (%w): run with --log-level debug to see why", i, peerWait, err)
-		}
+		return []dms.Option{dms.WithAPI("127.0.0.1:0")}
 	}
 	return nil
-}
-
-// waitPeer polls d until it sees a peer or ctx ends.
-func waitPeer(ctx context.Context, d *dms.DMS) error {
-	tick := time.NewTicker(peerPoll)
-	defer tick.Stop()
-	for {
-		peers, err := d.Peers(ctx)
-		if err == nil && len(peers) > 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return err
-			}
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
 }
 
 // devstackNode describes one node for the devstack's JSON output.

@@ -2,7 +2,8 @@
 // network of real nodes on loopback (in this process, or as daemon
 // processes), measures one thing, stops everything it started, and
 // returns its figures as a flat map (docs/benchmarks.md lists the keys and
-// targets).
+// targets). StartNetwork starts such a network of real nodes on loopback;
+// `dms devstack` uses it too.
 //
 // Invariants:
 //   - A scenario leaves nothing running and, unless Options.Dir is set,

@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Every scenario of this file runs with Options.Quick: the figures are
+// meaningless, the test only shows that each runs to its end and reports
+// its keys with sane values. Targets are for `dms bench`, never for tests.
+
+// checkKeys fails t unless every key is in res as a non-negative number.
+func checkKeys(t *testing.T, res map[string]any, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		v, ok := res[k]
+		if !ok {
+			t.Errorf("no key %q in %v", k, res)
+			continue
+		}
+		var x float64
+		switch v := v.(type) {
+		case int:
+			x = float64(v)
+		case int64:
+			x = float64(v)
+		case float64:
+			x = v
+		default:
+			t.Errorf("%s = %v (%T), want a number", k, v, v)
+			continue
+		}
+		if x < 0 {
+			t.Errorf("%s = %v, want >= 0", k, x)
+		}
+	}
+}
+
+func runQuick(t *testing.T, name string, o Options) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o.Quick, o.Dir = true, t.TempDir()
+	res, err := Run(ctx, name, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scenario != name {
+		t.Fatalf("scenario %q, want %q", res.Scenario, name)
+	}
+	t.Logf("%s: %v", name, res.Results)
+	return res.Results
+}
+
+// want checks an exact value.
+func want(t *testing.T, res map[string]any, key string, v any) {
+	t.Helper()
+	if fmt.Sprint(res[key]) != fmt.Sprint(v) {
+		t.Errorf("%s = %v, want %v (error: %v)", key, res[key], v, res["error"])
+	}
+}
+
+func TestBenchSequential(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "sequential", Options{})
+	checkKeys(t, res, "p50_ms", "p95_ms", "p99_ms", "jobs", "failed")
+	want(t, res, "jobs", 10)
+	want(t, res, "failed", 0)
+}
+
+func TestBenchBurst(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "burst", Options{})
+	checkKeys(t, res, "jobs", "failed", "makespan_ms", "p50_ms", "p95_ms",
+		"burst500_jobs", "burst500_failed", "burst500_makespan_ms", "burst500_p50_ms", "burst500_p95_ms")
+	want(t, res, "jobs", 10)
+	want(t, res, "burst500_jobs", 20)
+	want(t, res, "failed", 0)
+}
+
+func TestBenchThroughput(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "throughput", Options{})
+	checkKeys(t, res, "jobs_per_s", "p99_ms")
+	steps, ok := res["steps"].([]map[string]any)
+	if !ok || len(steps) == 0 {
+		t.Fatalf("steps = %v", res["steps"])
+	}
+	for _, s := range steps {
+		checkKeys(t, s, "rate_per_s", "submitted", "jobs", "failed", "p99_ms", "achieved_per_s")
+	}
+}
+
+func TestBenchNodeLoss(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "node-loss", Options{})
+	checkKeys(t, res, "recovery_ms")
+	runs, ok := res["runs"].([]map[string]any)
+	if !ok || len(runs) != 1 {
+		t.Fatalf("runs = %v", res["runs"])
+	}
+	checkKeys(t, runs[0], "recovery_ms", "detect_ms", "attempts")
+	if runs[0]["attempts"].(int) < 2 {
+		t.Errorf("attempts = %v, want a second one after the node closed", runs[0]["attempts"])
+	}
+}
+
+func TestBenchLargeWasm(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "large-wasm", Options{})
+	checkKeys(t, res, "module_mb", "overhead_p50_ms", "overhead_p95_ms", "jobs")
+	want(t, res, "jobs", 3)
+	if b := res["module_bytes"].(int); b <= 0 {
+		t.Errorf("module_bytes = %v, want the module's size", b)
+	}
+}
+
+func TestBenchMemory(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "dms")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/dms").CombinedOutput(); err != nil {
+		t.Fatalf("building dms: %v\n%s", err, out)
+	}
+	res := runQuick(t, "memory", Options{Bin: bin})
+	checkKeys(t, res, "idle_rss_mb", "after_rss_mb", "rss_ratio", "jobs")
+	want(t, res, "jobs", 200)
+	want(t, res, "failed", 0)
+	if res["idle_rss_mb"].(float64) <= 0 {
+		t.Errorf("idle_rss_mb = %v, want a measured size", res["idle_rss_mb"])
+	}
+}
+
+func TestBenchMemoryNeedsADmsBinary(t *testing.T) {
+	_, err := Run(context.Background(), "memory", Options{Quick: true, Dir: t.TempDir()})
+	if err == nil {
+		t.Fatal("memory ran with the test binary as its daemon")
+	}
+}
+
+func TestRunUnknownScenario(t *testing.T) {
+	_, err := Run(context.Background(), "no-such", Options{})
+	if err == nil {
+		t.Fatal("no error for an unknown scenario")
+	}
+}

@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/opendms/dms/jobs"
+)
+
+func init() {
+	register(Scenario{
+		Name: "burst",
+		What: "50 tiny Wasm jobs submitted at once on 5 nodes, then 500: makespan and per-job latency",
+		Run:  burst,
+	})
+}
+
+// burst submits many jobs at the same moment from node 0: the makespan
+// shows how the auctions of concurrent jobs spread them over the nodes.
+func burst(ctx context.Context, o Options) (_ map[string]any, err error) {
+	nodes, small, large, warm := 5, 50, 500, 10
+	if o.Quick {
+		nodes, small, large, warm = 3, 10, 20, 2
+	}
+	c, err := startCluster(ctx, o, nodes, tinyModule(0, tinyOutput))
+	if err != nil {
+		return nil, err
+	}
+	defer closeInto(c, &err)
+	spec, err := tinySpec(c.module)
+	if err != nil {
+		return nil, err
+	}
+	want := []byte(tinyOutput)
+	if err := firstError(runBurst(ctx, c.req, spec, want, warm)); err != nil {
+		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	}
+	res := map[string]any{"nodes": nodes}
+	for _, b := range []struct {
+		prefix string
+		n      int
+	}{{"", small}, {"burst500_", large}} {
+		runs := runBurst(ctx, c.req, spec, want, b.n)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d := latencies(runs)
+		res[b.prefix+"makespan_ms"] = ms(makespan(runs))
+		res[b.prefix+"p50_ms"], res[b.prefix+"p95_ms"] = d.pct(50), d.pct(95)
+		res[b.prefix+"phases_p50_ms"] = phases(runs)
+		withCounts(res, b.prefix, runs)
+		o.Log.Info("burst done", "jobs", b.n, "makespan", res[b.prefix+"makespan_ms"])
+	}
+	res["burst500_size"] = large
+	return res, nil
+}
+
+// runBurst submits n jobs at once, each from its own goroutine, and waits
+// for all of them.
+func runBurst(ctx context.Context, svc service, spec *jobs.Spec, want []byte, n int) []run {
+	runs := make([]run, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			runs[i] = runJob(ctx, svc, spec, want)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return runs
+}
+
+// makespan is the time from the first submission to the last verified
+// output of the runs that completed.
+func makespan(runs []run) time.Duration {
+	var first, last time.Time
+	for _, r := range runs {
+		if first.IsZero() || r.submitted.Before(first) {
+			first = r.submitted
+		}
+		if r.err == nil && r.done.After(last) {
+			last = r.done
+		}
+	}
+	if last.IsZero() {
+		return 0
+	}
+	return last.Sub(first)
+}

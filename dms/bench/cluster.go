@@ -1,0 +1,72 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/opendms/dms/dms"
+)
+
+// probeWait bounds how long a cluster waits for its requester's bid
+// requests to reach every computing node.
+const probeWait = 20 * time.Second
+
+// quickLease is the nodes' lease with Options.Quick (dms.DefaultLease
+// otherwise).
+const quickLease = 5 * time.Second
+
+// cluster is the network of the in-process scenarios: node 0 submits every
+// job and offers no compute (a requester, like `dms run --compute=false`);
+// the others run the jobs.
+type cluster struct {
+	*Network
+	req    *dms.DMS
+	module string // the CID of the scenario's module, held by req
+}
+
+// startCluster starts nodes nodes, stores module on node 0 and waits until
+// a bid request from node 0 reaches every other node.
+func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *cluster, err error) {
+	began := time.Now()
+	dir := ""
+	if o.Dir != "" {
+		if dir, err = os.MkdirTemp(o.Dir, "net-"); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	net, err := StartNetwork(ctx, NetworkConfig{Nodes: nodes, Dir: dir, Compute: func(i int) bool { return i != 0 }, Options: func(int) []dms.Option {
+		if o.Quick {
+			// Quick runs are for the tests, under the race detector on a
+			// loaded machine, where a node can miss its heartbeats for a
+			// second: a spurious loss would fail a job they check.
+			return []dms.Option{dms.WithLease(quickLease)}
+		}
+		return nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, net.Close())
+		}
+	}()
+	c := &cluster{Network: net, req: net.Nodes[0]}
+	if c.module, err = c.req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
+		return nil, fmt.Errorf("bench: storing the module: %w", err)
+	}
+	if err := waitBidders(ctx, c.req, c.module, nodes-1, probeWait); err != nil {
+		return nil, err
+	}
+	o.Log.Info("network ready", "nodes", nodes, "took", time.Since(began).Round(time.Millisecond))
+	return c, nil
+}
+
+// closeInto closes c and joins its error into *err, for defer.
+func closeInto(c interface{ Close() error }, err *error) {
+	*err = errors.Join(*err, c.Close())
+}

@@ -1,0 +1,109 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/opendms/dms/jobs"
+)
+
+func init() {
+	register(Scenario{
+		Name: "throughput",
+		What: "open-loop load on 5 nodes, rising from 50 jobs/s until p99 > 100 ms or a job fails",
+		Run:  throughput,
+	})
+}
+
+// throughputLimit is the p99 latency a rate must keep to count as sustained.
+const throughputLimit = 100 * time.Millisecond
+
+// throughput submits jobs at a fixed rate, whether or not earlier ones are
+// done (an open loop: a slow network cannot slow the load down), for a few
+// seconds per step, doubling the rate until the p99 latency passes
+// throughputLimit or a job fails.
+func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
+	nodes, step, warm := 5, 3*time.Second, 20
+	rates := []int{50, 100, 200, 400, 800, 1600, 3200, 6400}
+	if o.Quick {
+		nodes, step, warm, rates = 3, 500*time.Millisecond, 2, []int{10, 20}
+	}
+	c, err := startCluster(ctx, o, nodes, tinyModule(0, tinyOutput))
+	if err != nil {
+		return nil, err
+	}
+	defer closeInto(c, &err)
+	spec, err := tinySpec(c.module)
+	if err != nil {
+		return nil, err
+	}
+	// An overloaded step must end: its jobs fail after the deadline rather
+	// than queue for minutes.
+	spec.Deadline, spec.QueueTimeout = jobs.Duration(20*time.Second), jobs.Duration(20*time.Second)
+	want := []byte(tinyOutput)
+	if err := firstError(runBurst(ctx, c.req, spec, want, warm)); err != nil {
+		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	}
+	res := map[string]any{"nodes": nodes, "step_s": step.Seconds(), "jobs_per_s": 0.0, "offered_per_s": 0, "p99_ms": 0.0}
+	var steps []map[string]any
+	for _, rate := range rates {
+		runs := openLoop(ctx, c.req, spec, want, rate, step)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d := latencies(runs)
+		s := withCounts(map[string]any{
+			"rate_per_s": rate, "submitted": len(runs), "achieved_per_s": achieved(runs),
+			"p50_ms": d.pct(50), "p99_ms": d.pct(99), "phases_p50_ms": phases(runs),
+		}, "", runs)
+		steps = append(steps, s)
+		o.Log.Info("throughput step", "rate", rate, "p99_ms", s["p99_ms"], "failed", s["failed"])
+		if s["failed"].(int) > 0 || d.pct(99) > ms(throughputLimit) {
+			break
+		}
+		res["jobs_per_s"], res["offered_per_s"], res["p99_ms"], res["p50_ms"] = s["achieved_per_s"], rate, s["p99_ms"], s["p50_ms"]
+	}
+	res["steps"] = steps
+	return res, nil
+}
+
+// openLoop submits jobs at rate per second for d, each in its own
+// goroutine, then waits for all of them. Jobs fall due at fixed times; a
+// late timer submits every job that is due at once, so the rate holds.
+func openLoop(ctx context.Context, svc service, spec *jobs.Spec, want []byte, rate int, d time.Duration) []run {
+	n := int(d.Seconds() * float64(rate))
+	runs := make([]run, n)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	start := time.Now()
+	i := 0
+	for i < n && ctx.Err() == nil {
+		for ; i < n && time.Since(start) >= time.Duration(i)*interval; i++ {
+			j := i
+			wg.Go(func() { runs[j] = runJob(ctx, svc, spec, want) })
+		}
+		if i < n {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		}
+	}
+	wg.Wait()
+	return runs[:i]
+}
+
+// achieved is the completed jobs per second: completions over the time
+// from the first submission to the last verified output.
+func achieved(runs []run) float64 {
+	span := makespan(runs)
+	if span <= 0 {
+		return 0
+	}
+	done := 0
+	for _, r := range runs {
+		if r.err == nil {
+			done++
+		}
+	}
+	return round3(float64(done) / span.Seconds())
+}
