@@ -82,7 +82,7 @@ func New(opts ...Option) (*DMS, error) {
 		return nil, err
 	}
 	c.apply(&conf)
-	db, err := store.Open(filepath.Join(c.home, dbDir), c.logger.With("component", "store"))
+	db, err := c.openStore()
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +93,16 @@ func New(opts ...Option) (*DMS, error) {
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d, nil
+}
+
+// openStore opens the home's database, or a copy of it in memory
+// (WithInMemoryStore).
+func (c *config) openStore() (*store.DB, error) {
+	dir, log := filepath.Join(c.home, dbDir), c.logger.With("component", "store")
+	if c.inMemory {
+		return store.OpenInMemory(dir, log)
+	}
+	return store.Open(dir, log)
 }
 
 // apply lays the options over the config file.
@@ -174,6 +184,8 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 	host, err := p2p.New(ctx, p2p.Config{
 		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap, PSK: psk,
 		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
+		ConnsLow: d.opts.connsLow, ConnsHigh: d.opts.connsHigh,
+		Compute: d.conf.Compute, Sampling: d.opts.sampling > 0,
 	})
 	if err != nil {
 		return err
@@ -212,9 +224,12 @@ func (d *DMS) startCompute() error {
 	if err != nil {
 		return err
 	}
-	return d.host.SubscribeBidRequests(func(from string, _ *types.Envelope, req *types.BidRequest) {
-		d.node.HandleBidRequest(from, req)
-	})
+	handle := func(from string, _ *types.Envelope, req *types.BidRequest) { d.node.HandleBidRequest(from, req) }
+	if err := d.host.SubscribeBidRequests(handle); err != nil {
+		return err
+	}
+	d.host.ServeBidRequests(handle) // sampled bid requests, checked like those from the topic
+	return nil
 }
 
 func (d *DMS) startOrchestrator() error {

@@ -54,14 +54,24 @@ func (n *network) Provide(ctx context.Context, cid string) error { return n.d.ho
 // subscribers to become known, right after the node joined the network.
 const topicWait = 2 * time.Second
 
-// Publish signs a bid request and publishes it on the bid-request topic.
-// expected counts the nodes that will receive it: the topic's peers, and
-// this node itself when it computes.
+// Publish signs a bid request and sends it to the nodes that may bid, and
+// returns those it reached: this node too when it computes and was asked.
+// By default it publishes it on the bid-request topic, which reaches every
+// node; with WithBidSampling(d) it sends it straight to d sampled compute
+// nodes (publishSampled), and falls back to the topic when it knows fewer
+// than d of them or none took it.
 func (n *network) Publish(ctx context.Context, req *types.BidRequest) ([]string, error) {
 	now := n.d.opts.clock()
 	env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
 	if err != nil {
 		return nil, err
+	}
+	if d := n.d.opts.sampling; d > 0 {
+		reached, err := n.d.publishSampled(ctx, env, req, d)
+		if err != nil || len(reached) > 0 {
+			return reached, err
+		}
+		n.d.log.Debug("bid request: no compute node to sample, publishing on the topic", "job", req.JobID, "candidates", n.d.host.Candidates())
 	}
 	peers := n.d.waitTopicPeers(ctx)
 	if err := n.d.host.PublishEnvelope(ctx, env); err != nil {
@@ -71,6 +81,57 @@ func (n *network) Publish(ctx context.Context, req *types.BidRequest) ([]string,
 		peers = append(peers, n.d.host.ID())
 	}
 	return peers, nil
+}
+
+// sampleRounds bounds the rounds of a sampled bid request: the nodes that
+// did not take it in the first are replaced once.
+const sampleRounds = 2
+
+// publishSampled sends the sealed bid request env to k compute nodes chosen
+// uniformly at random among the candidates the host has cached from the
+// DHT (this node is one when it computes), replaces once those that did not
+// take it, and returns those that did. It returns nothing, and no error,
+// when fewer than k candidates are known or none took it: the caller then
+// publishes on the topic. Sends end with the bid window: a bid request that
+// arrives after it is of no use.
+func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *types.BidRequest, k int) ([]string, error) {
+	self := d.node != nil
+	known := d.host.Candidates()
+	if self {
+		known++
+	}
+	if known < k {
+		return nil, nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
+	defer cancel()
+	var reached []string
+	asked := make(map[string]bool, k)
+	for range sampleRounds {
+		picks := d.host.Sample(k-len(reached), self, asked)
+		if len(picks) == 0 {
+			break
+		}
+		remote := make([]string, 0, len(picks))
+		for _, p := range picks {
+			asked[p] = true
+			if p != d.host.ID() {
+				remote = append(remote, p)
+			}
+		}
+		got, err := d.host.SendBidRequests(ctx, env, remote) // also checks env and this node's rate
+		if err != nil {
+			return nil, err
+		}
+		if len(remote) < len(picks) {
+			d.node.HandleBidRequest(d.host.ID(), req)
+			got = append(got, d.host.ID())
+		}
+		if reached = append(reached, got...); len(reached) >= k {
+			break
+		}
+	}
+	return reached, nil
 }
 
 // waitTopicPeers returns the peers subscribed to the bid-request topic.
@@ -90,6 +151,68 @@ func (d *DMS) waitTopicPeers(ctx context.Context) []string {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// NetworkStats is what a node's network layer knows and counted since it
+// started: for benchmarks and monitoring.
+type NetworkStats struct {
+	Peers      int // connected peers
+	TopicPeers int // connected peers subscribed to bid requests
+	// Candidates counts the compute nodes this node samples bid requests
+	// to (0 without WithBidSampling).
+	Candidates int
+	// BidRequestsGossip and BidRequestsDirect count the bid requests this
+	// node admitted and handed to its Node, from the topic and sent straight
+	// to it (sampled).
+	BidRequestsGossip, BidRequestsDirect uint64
+	// GossipSent counts the copies of bid requests this node sent on the
+	// topic, its own and forwarded ones; GossipControl the message IDs it
+	// sent in gossip control messages (IHAVE, IWANT, IDONTWANT) on them.
+	GossipSent, GossipControl uint64
+	// Frames counts the stream frames this node sent, by protocol: bid
+	// requests, bids, declines, accepts, confirms, invocations, statuses,
+	// cancels, blob replies and the acks to them.
+	Frames map[string]uint64
+	// Refused counts the inbound messages refused, by reason, on the
+	// topic and on streams (sampled bid requests included).
+	RefusedGossip, RefusedStreams map[string]uint64
+}
+
+// Messages returns the messages counted: gossip copies and control IDs,
+// and stream frames.
+func (s NetworkStats) Messages() uint64 {
+	n := s.GossipSent + s.GossipControl
+	for _, c := range s.Frames {
+		n += c
+	}
+	return n
+}
+
+// NetworkStats returns the node's network figures; zero before Start.
+func (d *DMS) NetworkStats() NetworkStats {
+	if d.running() != nil {
+		return NetworkStats{}
+	}
+	t, st := d.host.Traffic(), d.host.Stats()
+	out := NetworkStats{
+		Peers: len(d.host.Peers()), TopicPeers: d.host.TopicPeers(), Candidates: d.host.Candidates(),
+		BidRequestsGossip: t.BidRequestsGossip, BidRequestsDirect: t.BidRequestsDirect,
+		GossipSent: t.GossipSent, GossipControl: t.GossipControl,
+		Frames:        make(map[string]uint64, len(t.Frames)),
+		RefusedGossip: reasons(st.Gossip), RefusedStreams: reasons(st.Streams),
+	}
+	for p, n := range t.Frames {
+		out.Frames[string(p)] = n
+	}
+	return out
+}
+
+func reasons(m map[p2p.Reason]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for r, n := range m {
+		out[string(r)] = n
+	}
+	return out
 }
 
 // Accept asks a node to lock capability: the answer is a Confirm or a Reject.

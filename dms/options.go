@@ -26,6 +26,10 @@ type config struct {
 	benchmark bool // run a fresh benchmark at start even if one is stored
 	lease     time.Duration
 	confirm   time.Duration // 0: the orchestrator's default
+	sampling  int           // bid requests go to this many sampled nodes; 0: gossip to all
+	inMemory  bool          // the database lives in memory, seeded from the home's
+	connsLow  int           // connection manager watermarks; 0: p2p's defaults
+	connsHigh int
 	// heartbeatGate, when set, is asked before every frame this node sends
 	// on an invocation stream; false drops the frame. Tests only: it cuts a
 	// node off silently without closing its connections.
@@ -73,6 +77,58 @@ const (
 	minConfirm = 10 * time.Millisecond
 	maxConfirm = time.Minute
 )
+
+// MaxBidSampling bounds WithBidSampling.
+const MaxBidSampling = 100
+
+// WithBidSampling sets how many compute nodes this node's bid requests go
+// to. 0, the default, publishes each on the gossip topic, which reaches
+// every node: O(N) messages a job. d >= 1 sends it straight to d compute
+// nodes chosen uniformly at random among those advertised in the DHT
+// (power of d choices, as in the Sparrow scheduler), from a cache the node
+// keeps fresh in the background, so submitting never waits for a DHT
+// lookup. The auction then closes as soon as those d answered and offers
+// the job to the best bid first (late binding). While the node knows fewer
+// than d compute nodes, as right after it joined, bid requests go out on
+// gossip.
+func WithBidSampling(d int) Option {
+	return func(c *config) error {
+		if d < 0 || d > MaxBidSampling {
+			return fmt.Errorf("dms: WithBidSampling: %d is outside 0 to %d", d, MaxBidSampling)
+		}
+		c.sampling = d
+		return nil
+	}
+}
+
+// WithInMemoryStore keeps the node's database in memory, starting from a
+// copy of the one in its home, which it never writes. Nothing the node
+// records after New (jobs, allocations, locks, blobs) survives Close. For
+// simulations and benchmarks that run many nodes in one process: it saves
+// each node its database files and their background work.
+func WithInMemoryStore() Option {
+	return func(c *config) error {
+		c.inMemory = true
+		return nil
+	}
+}
+
+// WithConnLimits sets the connection manager's watermarks: discovery stops
+// dialing new peers at low connections, and above high the node trims back
+// to low (defaults 256 and 512). A network of hundreds of nodes in one
+// process needs them low; low must be below high, and high at most 1024.
+func WithConnLimits(low, high int) Option {
+	return func(c *config) error {
+		if low < 1 || low >= high || high > maxConns {
+			return fmt.Errorf("dms: WithConnLimits: want 1 <= low < high <= %d, got %d and %d", maxConns, low, high)
+		}
+		c.connsLow, c.connsHigh = low, high
+		return nil
+	}
+}
+
+// maxConns is the connections a node admits (p2p.Config.MaxConns' default).
+const maxConns = 1024
 
 // withHeartbeatGate installs a test-only gate on the frames this node sends
 // on invocation streams (see config.heartbeatGate).

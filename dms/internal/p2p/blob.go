@@ -65,6 +65,7 @@ func (h *Host) serveBlob(s network.Stream, kinds []types.Kind, store BlobStore, 
 		_ = s.Reset()
 		return
 	}
+	h.traffic.frame(BlobProtocol)
 	_ = s.Close()
 }
 

@@ -49,6 +49,20 @@ type Config struct {
 	// DiscoveryPeers bounds the peers one discovery round connects to. Default 32.
 	DiscoveryPeers int
 
+	// Compute makes the host advertise itself under ComputeRendezvous too,
+	// so that requesters sampling compute nodes find it.
+	Compute bool
+	// Sampling makes the host keep a cache of the compute nodes advertised
+	// under ComputeRendezvous, for sampled bid requests (Sample): looked up
+	// in the background, from DiscoveryMin apart while the network forms
+	// to CandidateTTL/3 apart, so that picking candidates never waits for
+	// the DHT.
+	Sampling bool
+	// CandidateTTL is how long a compute node stays a candidate after a
+	// lookup last listed it, and how long one that failed to take a bid
+	// request is left out. Default 30s.
+	CandidateTTL time.Duration
+
 	// MessageTTL is the lifetime of envelopes this host seals (requests,
 	// replies, pushed frames). Default 30s.
 	MessageTTL time.Duration
@@ -136,7 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"DiscoveryMin", &c.DiscoveryMin, 500 * time.Millisecond}, {"DiscoveryMax", &c.DiscoveryMax, time.Minute},
 		{"Readvertise", &c.Readvertise, 10 * time.Minute}, {"MessageTTL", &c.MessageTTL, 30 * time.Second},
 		{"MaxTTL", &c.MaxTTL, 10 * time.Minute}, {"IOTimeout", &c.IOTimeout, 10 * time.Second},
-		{"RequestTimeout", &c.RequestTimeout, 30 * time.Second},
+		{"RequestTimeout", &c.RequestTimeout, 30 * time.Second}, {"CandidateTTL", &c.CandidateTTL, 30 * time.Second},
 	}
 	for _, f := range durs {
 		if err := defaultTo(f.name, f.v, f.def); err != nil {

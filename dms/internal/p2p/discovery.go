@@ -19,6 +19,12 @@ const (
 	DHTPrefix = "/dms"
 	// Rendezvous is the DHT key every node advertises itself under.
 	Rendezvous = "dms/nodes/v1"
+	// ComputeRendezvous is the DHT key compute nodes (Config.Compute)
+	// advertise themselves under as well: where requesters find the nodes
+	// to sample for bid requests, without the ones that only submit.
+	ComputeRendezvous = "dms/compute/v1"
+
+	firstReadvertise = 30 * time.Second
 
 	connectTimeout  = 10 * time.Second
 	roundTimeout    = 30 * time.Second
@@ -29,9 +35,15 @@ const (
 // host has no connection, advertises the rendezvous when due, looks it up and
 // connects to peers not yet connected. Rounds start DiscoveryMin apart and
 // back off to DiscoveryMax while they find nobody new.
+//
+// The first advertisements go out while the routing table is still
+// filling, and may land on peers that later lookups do not ask: they are
+// repeated firstReadvertise after the first, then twice as long after each,
+// up to Readvertise apart.
 func (h *Host) discover() {
 	rd := drouting.NewRoutingDiscovery(h.dht)
 	wait := h.cfg.DiscoveryMin
+	every := min(firstReadvertise, h.cfg.Readvertise)
 	var advertised time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -42,7 +54,10 @@ func (h *Host) discover() {
 		case <-timer.C:
 		}
 		h.connectBootstrap()
-		if time.Since(advertised) >= h.cfg.Readvertise && h.advertise(rd) {
+		if time.Since(advertised) >= every && h.advertise(rd) {
+			if !advertised.IsZero() {
+				every = min(2*every, h.cfg.Readvertise)
+			}
 			advertised = time.Now()
 		}
 		if h.findPeers(rd) > 0 || advertised.IsZero() {
@@ -62,22 +77,31 @@ func (h *Host) connectBootstrap() {
 	h.connectAll(h.bootstrap)
 }
 
-// advertise announces this host under the rendezvous; it fails while the
-// routing table is still empty.
+// advertise announces this host under the rendezvous, and a compute host
+// under ComputeRendezvous too; it fails while the routing table is still
+// empty.
 func (h *Host) advertise(rd *drouting.RoutingDiscovery) bool {
 	ctx, cancel := context.WithTimeout(h.ctx, roundTimeout)
 	defer cancel()
-	if _, err := rd.Advertise(ctx, Rendezvous); err != nil {
-		h.cfg.Logger.Debug("p2p: advertise", "err", err)
-		return false
+	namespaces := []string{Rendezvous}
+	if h.cfg.Compute {
+		namespaces = append(namespaces, ComputeRendezvous)
+	}
+	for _, ns := range namespaces {
+		if _, err := rd.Advertise(ctx, ns); err != nil {
+			h.cfg.Logger.Debug("p2p: advertise", "namespace", ns, "err", err)
+			return false
+		}
 	}
 	return true
 }
 
 // findPeers looks up the rendezvous and connects to up to DiscoveryPeers
-// unconnected peers; it returns how many it connected to.
+// unconnected peers, and never past ConnsLow connections; it returns how
+// many it connected to.
 func (h *Host) findPeers(rd *drouting.RoutingDiscovery) int {
-	if len(h.host.Network().Peers()) >= h.cfg.ConnsLow {
+	room := h.cfg.ConnsLow - len(h.host.Network().Peers())
+	if room <= 0 {
 		return 0
 	}
 	ctx, cancel := context.WithTimeout(h.ctx, roundTimeout)
@@ -93,7 +117,7 @@ func (h *Host) findPeers(rd *drouting.RoutingDiscovery) int {
 			todo = append(todo, ai)
 		}
 	}
-	return h.connectAll(todo[:min(len(todo), h.cfg.DiscoveryPeers)])
+	return h.connectAll(todo[:min(len(todo), h.cfg.DiscoveryPeers, room)])
 }
 
 // connectAll dials peers, a few at a time, and returns how many connected.

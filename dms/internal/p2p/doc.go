@@ -18,6 +18,11 @@
 //     same way on the requester's side, except for the nonce: they come on a
 //     stream the requester opened to their signer. Inbound refusals are
 //     counted by Reason (Host.Stats).
+//   - A bid request sent straight to a node (BidRequestProtocol, the
+//     sampled mode: direct.go) passes the very checks of one from the topic
+//     (admitBidRequest), the stream's remote peer standing for the
+//     publisher, and reaches the same kind of handler; its refusals are
+//     counted with the streams'.
 //   - Bid requests are rate limited per publisher (a token bucket,
 //     Config.BidRequestRate and BidRequestBurst, this host's own included)
 //     before their envelope is checked. A refused bid request is never
@@ -38,7 +43,8 @@
 //     including running handlers, whose context it cancels.
 //
 // What a caller must do: seal bid requests with the host's key and publish
-// them with PublishEnvelope; keep BidRequestHandler non-blocking; answer a
+// them with PublishEnvelope, or send them to the peers Sample picks with
+// SendBidRequests; keep BidRequestHandler non-blocking; answer a
 // request for itself locally (Request to self fails with ErrSelf); make
 // handlers return when their context ends.
 package p2p

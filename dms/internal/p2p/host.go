@@ -37,6 +37,8 @@ type Host struct {
 	gossip    counters
 	streams   counters
 	blocked   *blockCounter
+	traffic   traffic
+	cands     *candidates // nil unless Config.Sampling
 	// ownRefusals holds why the validator refused a message this host
 	// publishes, by its data, until PublishEnvelope takes it.
 	ownRefusals sync.Map
@@ -84,6 +86,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		blocked:   blocked,
 		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
 		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
+	}
+	if cfg.Sampling {
+		h.cands = newCandidates(cfg.CandidateTTL)
 	}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := h.start(); err != nil {
@@ -146,6 +151,9 @@ func (h *Host) start() error {
 		return err
 	}
 	h.spawn(h.discover)
+	if h.cands != nil {
+		h.spawn(h.refreshCandidates)
+	}
 	return nil
 }
 

@@ -36,13 +36,23 @@ const maxGossipRPC = 1 << 20
 // publishing sends a host's own messages to every topic peer it is
 // connected to, not only to its mesh, which may not be formed yet (it forms
 // at heartbeats, 1s apart): a bid request must not miss nodes that just joined.
+// gossipQueue is the length of gossipsub's queues of messages to each peer
+// and of messages to validate.
+const gossipQueue = 1024
+
 func (h *Host) startPubsub() error {
 	opts := []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMaxMessageSize(maxGossipRPC),
+		// Both queues default to 32 and drop what overflows them: a burst
+		// of 50 jobs lost a third of its bid requests. A queue holds
+		// pointers to messages already bounded by the rate limit.
+		pubsub.WithPeerOutboundQueueSize(gossipQueue),
+		pubsub.WithValidateQueueSize(gossipQueue),
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
 		pubsub.WithRawTracer(refusalTracer{c: &h.gossip}),
+		pubsub.WithRawTracer(trafficTracer{t: &h.traffic}),
 		pubsub.WithLogger(h.cfg.Logger.With("component", "pubsub")),
 	}
 	if h.cfg.scoreInspect != nil {
@@ -73,13 +83,10 @@ func (h *Host) startPubsub() error {
 // is rejected, which scores down the peer that forwarded it (score.go): no
 // honest node forwards one.
 func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	err := h.limiter.admit(m.GetFrom(), h.cfg.Clock())
+	v, err := h.admitBidRequest(m.GetData(), m.GetFrom())
 	if err == nil {
-		var v validBidRequest
-		if v, err = checkBidRequest(h.verifier, m.GetData(), m.GetFrom()); err == nil {
-			m.ValidatorData = v
-			return pubsub.ValidationAccept
-		}
+		m.ValidatorData = v
+		return pubsub.ValidationAccept
 	}
 	r := reasonOf(err)
 	h.gossip.add(r)
@@ -94,11 +101,35 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 	return pubsub.ValidationReject
 }
 
-// checkBidRequest verifies data published by publisher: a bid request
-// envelope signed by the publisher and naming it as requester, so a
-// publisher cannot direct every node's bids at somebody else. Errors are
-// *RejectError.
+// admitBidRequest is every check an inbound bid request passes, whether it
+// came on the topic (data published by publisher) or straight from its
+// requester on BidRequestProtocol (publisher is the stream's remote peer).
+// Cheapest first: a token from the publisher's rate bucket, then
+// checkBidRequest. Errors are *RejectError.
+func (h *Host) admitBidRequest(data []byte, publisher peer.ID) (validBidRequest, error) {
+	if err := h.limiter.admit(publisher, h.cfg.Clock()); err != nil {
+		return validBidRequest{}, err
+	}
+	return checkBidRequest(h.verifier, data, publisher)
+}
+
+// checkBidRequest verifies data published by publisher (openBidRequest)
+// and admits its nonce, refusing a replay. Errors are *RejectError.
 func checkBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidRequest, error) {
+	bid, err := openBidRequest(v, data, publisher)
+	if err != nil {
+		return validBidRequest{}, err
+	}
+	if err := v.admit(bid.env); err != nil {
+		return validBidRequest{}, err
+	}
+	return bid, nil
+}
+
+// openBidRequest checks that data is a bid request envelope signed by the
+// publisher and naming it as requester, so a publisher cannot direct every
+// node's bids at somebody else. Errors are *RejectError.
+func openBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidRequest, error) {
 	env, msg, err := v.open(data, publisher, []types.Kind{types.KindBidRequest})
 	if err != nil {
 		return validBidRequest{}, err
@@ -106,9 +137,6 @@ func checkBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidReque
 	req := msg.(*types.BidRequest)
 	if req.Requester != publisher.String() {
 		return validBidRequest{}, reject(ReasonRequesterMismatch, fmt.Errorf("%w: %q published by %s", ErrRequesterMismatch, req.Requester, publisher))
-	}
-	if err := v.admit(env); err != nil {
-		return validBidRequest{}, err
 	}
 	return validBidRequest{env: env, req: req}, nil
 }
@@ -154,6 +182,7 @@ func (h *Host) deliver(sub *pubsub.Subscription, fn BidRequestHandler) {
 			return
 		}
 		if v, ok := m.ValidatorData.(validBidRequest); ok {
+			h.traffic.gossipIn.Add(1)
 			fn(m.GetFrom().String(), v.env, v.req)
 		}
 	}

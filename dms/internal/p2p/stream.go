@@ -24,6 +24,9 @@ const (
 	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
 	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
 	BlobProtocol   protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
+	// BidRequestProtocol carries a requester's signed BidRequest straight
+	// to one compute node, in sampled mode (direct.go) -> ack.
+	BidRequestProtocol protocol.ID = "/dms/bid-request/1.0.0"
 )
 
 // protocolKinds returns the kinds a DMS protocol carries as request and as
@@ -44,6 +47,8 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindStatusQuery}, []types.Kind{types.KindStatus, types.KindReject}
 	case BlobProtocol:
 		return []types.Kind{types.KindBlobRequest}, []types.Kind{}
+	case BidRequestProtocol:
+		return []types.Kind{types.KindBidRequest}, []types.Kind{}
 	}
 	return nil, nil
 }
@@ -90,6 +95,11 @@ func (h *Host) Request(ctx context.Context, to string, addrs []string, proto pro
 	if msg == nil {
 		return nil, errNilRequest
 	}
+	return h.request(ctx, to, addrs, proto, func(s network.Stream) error { return h.writeMessage(s, msg) })
+}
+
+// request opens a stream, sends the request with write and reads the reply.
+func (h *Host) request(ctx context.Context, to string, addrs []string, proto protocol.ID, write func(network.Stream) error) (types.Message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
@@ -101,7 +111,7 @@ func (h *Host) Request(ctx context.Context, to string, addrs []string, proto pro
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
-	if err := h.writeMessage(s, msg); err != nil {
+	if err := write(s); err != nil {
 		_ = s.Reset()
 		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
 	}

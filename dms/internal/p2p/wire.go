@@ -55,10 +55,7 @@ func (h *Host) acquire(slots chan struct{}) bool {
 // readRequest reads and verifies the request frame of an inbound stream; on
 // failure it counts the reason, resets the stream and returns the error.
 func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelope, types.Message, error) {
-	b, err := readFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
-	if err == nil && len(b) == 0 {
-		err = reject(ReasonMalformed, errors.New("p2p: empty request frame"))
-	}
+	b, err := h.readRequestFrame(s)
 	var (
 		env *types.Envelope
 		msg types.Message
@@ -71,6 +68,16 @@ func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelop
 		return nil, nil, err
 	}
 	return env, msg, nil
+}
+
+// readRequestFrame reads the request frame of an inbound stream: an
+// envelope's bytes, not verified yet.
+func (h *Host) readRequestFrame(s network.Stream) ([]byte, error) {
+	b, err := readFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
+	if err == nil && len(b) == 0 {
+		err = reject(ReasonMalformed, errors.New("p2p: empty request frame"))
+	}
+	return b, err
 }
 
 // refuse counts why an inbound request was refused and resets its stream.
@@ -98,10 +105,20 @@ func (h *Host) writeMessage(s network.Stream, msg types.Message) error {
 			return err
 		}
 	}
+	return h.writeEnvelope(s, b)
+}
+
+// writeEnvelope writes b, an encoded envelope (or nothing, an ack), as one
+// frame, and counts it.
+func (h *Host) writeEnvelope(s network.Stream, b []byte) error {
 	if err := s.SetWriteDeadline(time.Now().Add(h.cfg.IOTimeout)); err != nil {
 		return err
 	}
-	return writeFrame(s, b)
+	if err := writeFrame(s, b); err != nil {
+		return err
+	}
+	h.traffic.frame(s.Protocol())
+	return nil
 }
 
 // readReply reads one reply frame from remote: (nil, nil) for an ack. A

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	badgeropts "github.com/dgraph-io/badger/v4/options"
 )
 
 var (
@@ -20,28 +21,67 @@ var (
 
 // DB is a node's database.
 type DB struct {
-	db *badger.DB
+	db       *badger.DB
+	maxValue int // 0: no limit but badger's
 }
 
 // Open opens (creating if needed) the database in dir. Memory use is kept
 // small: a daemon idles in tens of megabytes, not hundreds.
 func Open(dir string, logger *slog.Logger) (*DB, error) {
-	opts := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{logger}).
+	opts := options(dir, logger).
 		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(64 << 10).
-		WithNumCompactors(2)
+		WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", dir, err)
 	}
 	return &DB{db: db}, nil
+}
+
+func options(dir string, logger *slog.Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger}).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithValueThreshold(valueThreshold).
+		WithNumCompactors(2)
+}
+
+// MaxInMemoryValue bounds a record or blob of a database opened with
+// OpenInMemory: badger keeps every value of such a database in its LSM
+// tree, which holds only values below valueThreshold (it would send a
+// larger one to the value log such a database does not have, and panic).
+const MaxInMemoryValue = valueThreshold - 1
+
+// valueThreshold is the largest value kept in the LSM tree; larger ones go
+// to the value log, which a database in memory does not have.
+const valueThreshold = 64 << 10
+
+// OpenInMemory opens a database held in memory only, starting as a copy of
+// the records of the database in seed (which it opens, reads and closes):
+// nothing written to it survives Close, and a value over MaxInMemoryValue
+// is refused (ErrTooLarge). Its tables are small: it is meant for the many
+// nodes of a simulation or a benchmark, running tiny jobs.
+func OpenInMemory(seed string, logger *slog.Logger) (*DB, error) {
+	src, err := Open(seed, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	db, err := badger.Open(options("", logger).WithInMemory(true).WithCompression(badgeropts.None).
+		WithMemTableSize(512 << 10).WithBlockCacheSize(0).WithIndexCacheSize(0))
+	if err != nil {
+		return nil, fmt.Errorf("store: opening in memory: %w", err)
+	}
+	d := &DB{db: db, maxValue: MaxInMemoryValue}
+	err = src.Scan("", func(key string, value []byte) error { return d.putRaw([]byte(key), value) })
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("store: copying %s: %w", seed, err), d.Close())
+	}
+	return d, nil
 }
 
 // Close flushes and closes the database.
@@ -62,6 +102,9 @@ func (d *DB) Put(key string, v any) error {
 }
 
 func (d *DB) putRaw(key, val []byte) error {
+	if d.maxValue > 0 && len(val) > d.maxValue {
+		return fmt.Errorf("%w: writing %s: %d bytes, limit %d in memory", ErrTooLarge, key, len(val), d.maxValue)
+	}
 	err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) })
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", key, err)
