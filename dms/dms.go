@@ -123,6 +123,9 @@ func (c *config) apply(conf *Config) {
 	if c.docker != nil {
 		conf.Docker = *c.docker
 	}
+	if c.bidRate != nil {
+		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
+	}
 }
 
 // Start joins the network: it builds the capability record, starts the
@@ -185,6 +188,7 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap, PSK: psk,
 		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
 		ConnsLow: d.opts.connsLow, ConnsHigh: d.opts.connsHigh,
+		BidRequestRate: d.conf.Network.BidRequestRate, BidRequestBurst: d.conf.Network.BidRequestBurst,
 		Compute: d.conf.Compute, Sampling: d.opts.sampling > 0,
 	})
 	if err != nil {

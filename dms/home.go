@@ -59,6 +59,12 @@ type NetworkConfig struct {
 	// relative to the home unless absolute. With one, the node connects only
 	// to nodes holding the same key, over TCP only. "": the public network.
 	PSKFile string `yaml:"psk_file"`
+	// BidRequestRate and BidRequestBurst are how many bid requests a second
+	// (and at once) this node accepts from each publisher, itself included:
+	// a network that places more jobs a second must raise them on every
+	// node. 0: 50 and 100.
+	BidRequestRate  float64 `yaml:"bid_request_rate"`
+	BidRequestBurst int     `yaml:"bid_request_burst"`
 }
 
 // The admission modes.
@@ -145,6 +151,11 @@ bootstrap:{{if not .Bootstrap}} []{{end}}
 # quic-v1 addresses from listen when you set it.
 network:
   psk_file:{{with .Network.PSKFile}} "{{.}}"{{end}}
+  # Bid requests a second, and at once, accepted from each requester (this
+  # node included); 0 means 50 and 100. A network placing more jobs a second
+  # raises them on every node.
+  bid_request_rate: {{.Network.BidRequestRate}}
+  bid_request_burst: {{.Network.BidRequestBurst}}
 
 # Whether this node offers compute. false: it submits jobs and serves their
 # inputs, but never bids (the same as 'dms run --compute=false').
@@ -220,6 +231,9 @@ func LoadConfig(home string) (Config, error) {
 	}
 	if _, err := cfg.Network.psk(home); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if n := cfg.Network; n.BidRequestRate < 0 || n.BidRequestBurst < 0 {
+		return Config{}, fmt.Errorf("dms: %s: network.bid_request_rate and bid_request_burst must not be negative", path)
 	}
 	if err := cfg.Docker.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)

@@ -21,6 +21,7 @@ type config struct {
 	apiAddr   *string
 	apiRemote bool
 	docker    *DockerConfig
+	bidRate   *NetworkConfig // only its bid-request rate and burst
 	logger    *slog.Logger
 	clock     func() time.Time
 	benchmark bool // run a fresh benchmark at start even if one is stored
@@ -205,6 +206,20 @@ func WithDocker(c DockerConfig) Option {
 			return fmt.Errorf("dms: WithDocker: %w", err)
 		}
 		o.docker = &c
+		return nil
+	}
+}
+
+// WithBidRequestRate sets how many bid requests a second, and at once,
+// the node accepts from each requester, itself included (the config file's
+// network.bid_request_rate and bid_request_burst; default 50 and 100). A
+// network that places more jobs a second raises them on every node.
+func WithBidRequestRate(perSecond float64, burst int) Option {
+	return func(c *config) error {
+		if perSecond <= 0 || burst <= 0 {
+			return fmt.Errorf("dms: WithBidRequestRate: %v a second, burst %d: both must be positive", perSecond, burst)
+		}
+		c.bidRate = &NetworkConfig{BidRequestRate: perSecond, BidRequestBurst: burst}
 		return nil
 	}
 }

@@ -26,8 +26,12 @@ const jobPrefix = "job/"
 // database always holds each job's latest state and the spec to resume it.
 type jobStore struct{ d *DMS }
 
-func (s jobStore) SaveJob(rec orchestrator.Record) error {
-	return s.d.db.Put(jobPrefix+string(rec.ID), rec)
+func (s jobStore) SaveJobs(recs []orchestrator.Record) error {
+	kvs := make(map[string]any, len(recs))
+	for _, rec := range recs {
+		kvs[jobPrefix+string(rec.ID)] = rec
+	}
+	return s.d.db.PutAll(kvs)
 }
 
 // restoreJobs hands the orchestrator every unfinished job in the database,

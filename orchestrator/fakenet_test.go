@@ -248,13 +248,13 @@ type memStore struct {
 	fail  error
 }
 
-func (s *memStore) SaveJob(rec Record) error {
+func (s *memStore) SaveJobs(recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
 	}
-	s.saved = append(s.saved, rec)
+	s.saved = append(s.saved, recs...)
 	return nil
 }
 

@@ -52,15 +52,16 @@ type StatusStream interface {
 	Close() error
 }
 
-// Store persists jobs. SaveJob is called from one goroutine of the
-// orchestrator, never concurrently and never from its loop, with each job's
-// records in revision order. A record superseded before it was saved may
-// be skipped; the latest record of every job is saved, at the latest by
-// Close, and a job's first record before Submit returns. Readers that need
-// the very latest state use Job and Jobs; a restarted requester hands the
-// saved records to Restore.
+// Store persists jobs. SaveJobs is called from one goroutine of the
+// orchestrator, never concurrently and never from its loop, with at most
+// one record per job, each job's records in revision order across calls: a
+// record superseded before it was saved is skipped, so a busy requester
+// writes many jobs in one call. The latest record of every job is saved, at
+// the latest by Close, and a job's first record before Submit returns.
+// Readers that need the very latest state use Job and Jobs; a restarted
+// requester hands the saved records to Restore.
 type Store interface {
-	SaveJob(rec Record) error
+	SaveJobs(recs []Record) error
 }
 
 // Defaults fill the zero fields of submitted job specs and time the accepts.
@@ -133,7 +134,7 @@ var _ Store = nopStore{}
 
 type nopStore struct{}
 
-func (nopStore) SaveJob(Record) error { return nil }
+func (nopStore) SaveJobs([]Record) error { return nil }
 
 // New starts an orchestrator. store may be nil: jobs then live in memory only.
 // Close must be called to stop it.

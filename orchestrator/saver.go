@@ -67,22 +67,29 @@ func (s *saver) run(stop <-chan struct{}) {
 	}
 }
 
+// flush writes every pending record in one call of the Store, oldest
+// first, and tells their waiters.
 func (s *saver) flush() {
-	for {
-		s.mu.Lock()
-		if len(s.order) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		id := s.order[0]
-		s.order = s.order[1:]
-		p := s.pending[id]
+	s.mu.Lock()
+	batch := make([]pendingRecord, 0, len(s.order))
+	for _, id := range s.order {
+		batch = append(batch, s.pending[id])
 		delete(s.pending, id)
-		s.mu.Unlock()
-		err := s.store.SaveJob(p.rec)
-		if err != nil {
-			s.log.Error("saving job", "job", id, "err", err)
-		}
+	}
+	s.order = s.order[:0]
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	recs := make([]Record, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	err := s.store.SaveJobs(recs)
+	if err != nil {
+		s.log.Error("saving jobs", "jobs", len(recs), "err", err)
+	}
+	for _, p := range batch {
 		for _, c := range p.saved {
 			c <- err
 		}

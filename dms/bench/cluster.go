@@ -22,6 +22,10 @@ const quickLease = 5 * time.Second
 // cluster is the network of the in-process scenarios: node 0 submits every
 // job and offers no compute (a requester, like `dms run --compute=false`);
 // the others run the jobs.
+// benchBidRate is the bid requests a second (and at once) the nodes of a
+// scenario's network accept from each requester.
+const benchBidRate = 10_000
+
 type cluster struct {
 	*Network
 	req    *dms.DMS
@@ -39,13 +43,17 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *
 		}
 	}
 	net, err := StartNetwork(ctx, NetworkConfig{Nodes: nodes, Dir: dir, Compute: func(i int) bool { return i != 0 }, Options: func(int) []dms.Option {
+		// The network's rate limit on each requester's bid requests (50 a
+		// second by default, a guard against floods) is raised on every
+		// node, as an operator placing thousands of jobs a second would.
+		opts := []dms.Option{dms.WithBidRequestRate(benchBidRate, benchBidRate)}
 		if o.Quick {
 			// Quick runs are for the tests, under the race detector on a
 			// loaded machine, where a node can miss its heartbeats for a
 			// second: a spurious loss would fail a job they check.
-			return []dms.Option{dms.WithLease(quickLease)}
+			opts = append(opts, dms.WithLease(quickLease))
 		}
-		return nil
+		return opts
 	}})
 	if err != nil {
 		return nil, err

@@ -29,7 +29,7 @@ type DB struct {
 // small: a daemon idles in tens of megabytes, not hundreds.
 func Open(dir string, logger *slog.Logger) (*DB, error) {
 	opts := options(dir, logger).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(2 << 20). // an 8 MiB table held 10 MiB of a 17 MiB idle heap
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20)
@@ -108,6 +108,29 @@ func (d *DB) putRaw(key, val []byte) error {
 	err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) })
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", key, err)
+	}
+	return nil
+}
+
+// PutAll stores each value as JSON under its key, in as few writes as the
+// database allows: one for a few hundred small records.
+func (d *DB) PutAll(kvs map[string]any) error {
+	wb := d.db.NewWriteBatch()
+	defer wb.Cancel()
+	for key, v := range kvs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("store: encoding %s: %w", key, err)
+		}
+		if d.maxValue > 0 && len(b) > d.maxValue {
+			return fmt.Errorf("%w: writing %s: %d bytes, limit %d in memory", ErrTooLarge, key, len(b), d.maxValue)
+		}
+		if err := wb.Set([]byte(key), b); err != nil {
+			return fmt.Errorf("store: writing %s: %w", key, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: writing %d records: %w", len(kvs), err)
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,5 +83,35 @@ func TestBlobs(t *testing.T) {
 	}
 	if _, err := bs.Get(c); !errors.Is(err, types.ErrCIDMismatch) {
 		t.Fatalf("corrupt blob: %v", err)
+	}
+}
+
+func TestPutAll(t *testing.T) {
+	db, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	kvs := map[string]any{}
+	for i := range 300 {
+		kvs[fmt.Sprintf("job/%03d", i)] = map[string]int{"n": i}
+	}
+	if err := db.PutAll(kvs); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = db.Scan("job/", func(key string, v []byte) error {
+		var got map[string]int
+		if err := json.Unmarshal(v, &got); err != nil || key != fmt.Sprintf("job/%03d", got["n"]) {
+			return fmt.Errorf("%s = %s (%v)", key, v, err)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != 300 {
+		t.Fatalf("read back %d records: %v", n, err)
+	}
+	if err := db.PutAll(map[string]any{"bad": func() {}}); err == nil {
+		t.Fatal("a value JSON cannot encode was written")
 	}
 }
