@@ -219,16 +219,12 @@ func (x *allocActor) storeFiles(ctx context.Context, outDir string) (map[string]
 	return files, err
 }
 
-// put stores a result blob and announces it in the DHT in the background.
+// put stores a result blob and queues its announcement in the DHT.
 func (x *allocActor) put(ctx context.Context, data []byte) (string, error) {
 	c, err := x.blobs.Put(data)
 	if err != nil {
 		return "", fmt.Errorf("node: storing result: %w", err)
 	}
-	x.n.goDo(func(nctx context.Context) {
-		if err := x.n.net.Provide(nctx, c); err != nil {
-			x.n.cfg.Logger.Debug("announcing result", "cid", c, "err", err)
-		}
-	})
+	x.n.announce(c)
 	return c, nil
 }

@@ -121,6 +121,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	provides  chan string // CIDs of results to announce in the DHT (provide.go)
 }
 
 // mailboxSize bounds what the network can make the actor queue; senders block
@@ -132,7 +133,7 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, net: net, root: system.Root}
+	n := &Node{cfg: cfg, net: net, root: system.Root, provides: make(chan string, provideQueue)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	state, err := restore(n, st, blobs)
 	if err != nil {
@@ -143,6 +144,7 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 		actor.WithMailbox(actor.Bounded(mailboxSize)))
 	n.pid = system.Root.Spawn(props)
 	n.goTicker()
+	n.goProvide()
 	return n, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,6 +105,8 @@ type fakeNet struct {
 	requester *memBlobs
 	sent      chan types.Message
 	unreached atomic.Int32 // fetches that fail before the requester answers again
+	mu        sync.Mutex
+	provided  []string // every Provide, in order
 }
 
 func (f *fakeNet) SendBid(_ context.Context, _ string, _ []string, msg types.Message) error {
@@ -118,7 +121,12 @@ func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, erro
 	return f.requester.Get(c)
 }
 
-func (f *fakeNet) Provide(context.Context, string) error { return nil }
+func (f *fakeNet) Provide(_ context.Context, c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.provided = append(f.provided, c)
+	return nil
+}
 
 // fakeExec echoes its args, or blocks until cancelled when the first is "block".
 type fakeExec struct{}
@@ -271,6 +279,35 @@ func TestModuleFetchOutlastsAnUnreachableRequester(t *testing.T) {
 	sts, err := h.invoke("a1", c.Epoch, "x")
 	if err != nil || sts[len(sts)-1].State != types.AllocCompleted {
 		t.Fatalf("last status %+v, %v", sts[len(sts)-1], err)
+	}
+}
+
+// Results are announced in the DHT off the job's path, each blob once: the
+// same output of two jobs (an empty stderr, say) is announced once.
+func TestResultsAnnouncedOnce(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	var outs []string
+	for _, id := range []string{"a1", "a2"} {
+		c := h.accept(id, types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+		sts, err := h.invoke(id, c.Epoch, "same")
+		if err != nil || sts[len(sts)-1].Result == nil {
+			t.Fatalf("%s: %+v, %v", id, sts, err)
+		}
+		outs = append(outs, sts[len(sts)-1].Result.Stdout)
+	}
+	if outs[0] != outs[1] {
+		t.Fatalf("two runs of one program gave %v", outs)
+	}
+	waitUntil(t, func() bool {
+		h.net.mu.Lock()
+		defer h.net.mu.Unlock()
+		return slices.Contains(h.net.provided, outs[0])
+	})
+	time.Sleep(50 * time.Millisecond) // a second announcement would come now
+	h.net.mu.Lock()
+	defer h.net.mu.Unlock()
+	if n := len(slices.DeleteFunc(slices.Clone(h.net.provided), func(c string) bool { return c != outs[0] })); n != 1 {
+		t.Fatalf("the shared stdout was announced %d times: %v", n, h.net.provided)
 	}
 }
 
