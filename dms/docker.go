@@ -96,19 +96,8 @@ func (d *DMS) goWatchDocker() {
 	if d.docker == nil {
 		return
 	}
-	d.goDo(func(ctx context.Context) {
-		t := time.NewTicker(dockerProbeEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := d.refreshDocker(ctx, d.pingDocker(ctx)); err != nil {
-					d.log.Warn("updating the executors offered", "err", err)
-				}
-			}
-		}
+	d.goEvery(dockerProbeEvery, "updating the executors offered", func(ctx context.Context) error {
+		return d.refreshDocker(ctx, d.pingDocker(ctx))
 	})
 }
 

@@ -136,6 +136,11 @@ func (d *DMS) goRefreshEnergy() {
 		d.log.Error("energy refresh", "err", err)
 		return
 	}
+	d.goEvery(every, "reading energy source", d.refreshEnergy)
+}
+
+// goEvery calls fn every interval until Close, logging its errors as what.
+func (d *DMS) goEvery(every time.Duration, what string, fn func(ctx context.Context) error) {
 	d.goDo(func(ctx context.Context) {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -144,8 +149,8 @@ func (d *DMS) goRefreshEnergy() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := d.refreshEnergy(ctx); err != nil {
-					d.log.Warn("reading energy source", "err", err)
+				if err := fn(ctx); err != nil {
+					d.log.Warn(what, "err", err)
 				}
 			}
 		}

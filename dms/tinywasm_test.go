@@ -1,102 +1,16 @@
 package dms
 
 import (
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 )
 
-// tinyModule assembles a WASI command of a few hundred bytes that sleeps
-// for sleep (poll_oneoff on the monotonic clock, which the wasm executor
-// cuts short when the run is cancelled) and then writes out to stdout.
-// The example modules are Go programs that take about ten seconds to
-// compile under the race detector, on every node; this one compiles in a
-// millisecond, so the reliability tests measure the protocol, not wazero.
-func tinyModule(sleep time.Duration, out string) []byte {
-	if len(out) > 32 {
-		panic("tinyModule: output over 32 bytes")
-	}
-	// Memory: iovec {buf 32, len} at 0, nwritten at 16, the text at 32, a
-	// clock subscription at 64 (tag 0 at 72, clock id 1 at 80, relative
-	// timeout at 88), its event at 128, nevents at 192.
-	mem := make([]byte, 200)
-	binary.LittleEndian.PutUint32(mem[0:], 32)
-	binary.LittleEndian.PutUint32(mem[4:], uint32(len(out)))
-	copy(mem[32:], out)
-	binary.LittleEndian.PutUint32(mem[80:], 1)
-	binary.LittleEndian.PutUint64(mem[88:], uint64(sleep))
-
-	var code []byte
-	call := func(fn byte, args ...int32) {
-		for _, a := range args {
-			code = append(code, 0x41) // i32.const
-			code = sleb(code, a)
-		}
-		code = append(code, 0x10, fn, 0x1a) // call fn; drop
-	}
-	if sleep > 0 {
-		call(1, 64, 128, 1, 192) // poll_oneoff(in, out, 1, &nevents)
-	}
-	call(0, 1, 0, 1, 16) // fd_write(stdout, iovs, 1, &nwritten)
-
-	body := append([]byte{0x00}, code...) // no locals
-	body = append(body, 0x0b)             // end
-
-	const wasi = "wasi_snapshot_preview1"
-	m := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
-	m = section(m, 1, []byte{0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00})
-	imports := []byte{0x02}
-	for _, name := range []string{"fd_write", "poll_oneoff"} {
-		imports = append(vec(vec(imports, wasi), name), 0x00, 0x00) // func of type 0
-	}
-	m = section(m, 2, imports)
-	m = section(m, 3, []byte{0x01, 0x01})       // one function, type 1
-	m = section(m, 5, []byte{0x01, 0x00, 0x01}) // one memory of one page
-	exports := vec([]byte{0x02}, "memory")
-	exports = append(exports, 0x02, 0x00)
-	exports = vec(exports, "_start")
-	exports = append(exports, 0x00, 0x02)
-	m = section(m, 7, exports)
-	m = section(m, 10, append(uleb([]byte{0x01}, uint32(len(body))), body...))
-	data := []byte{0x01, 0x00, 0x41, 0x00, 0x0b} // one active segment at offset 0
-	data = append(uleb(data, uint32(len(mem))), mem...)
-	return section(m, 11, data)
-}
-
-func section(m []byte, id byte, content []byte) []byte {
-	m = append(m, id)
-	return append(uleb(m, uint32(len(content))), content...)
-}
-
-func vec(b []byte, s string) []byte { return append(uleb(b, uint32(len(s))), s...) }
-
-func uleb(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func sleb(b []byte, v int32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-// tinySpec is a job spec like examples/sleep/job.yaml, running a tinyModule
+// tinySpec is a job spec like examples/sleep/job.yaml, running a tinywasm.Module
 // that sleeps for sleep and prints out.
 func tinySpec(t *testing.T, sleep time.Duration, out string) *jobs.Spec {
 	t.Helper()
@@ -105,7 +19,7 @@ func tinySpec(t *testing.T, sleep time.Duration, out string) *jobs.Spec {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "tiny.wasm")
-	if err := os.WriteFile(path, tinyModule(sleep, out), 0o644); err != nil {
+	if err := os.WriteFile(path, tinywasm.Module(sleep, out), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	spec.Module, spec.Args = path, nil

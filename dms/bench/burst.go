@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 )
 
@@ -24,7 +25,7 @@ func burst(ctx context.Context, o Options) (_ map[string]any, err error) {
 	if o.Quick {
 		nodes, small, large, warm = 3, 10, 20, 2
 	}
-	c, err := startCluster(ctx, o, nodes, tinyModule(0, tinyOutput))
+	c, err := startCluster(ctx, o, nodes, tinywasm.Module(0, tinyOutput))
 	if err != nil {
 		return nil, err
 	}

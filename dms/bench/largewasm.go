@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"os"
 	"time"
 )
@@ -65,7 +66,7 @@ func largeWasm(ctx context.Context, o Options) (_ map[string]any, err error) {
 // to compile a Go program, on each node.
 func largeModule(quick bool) (module []byte, args []string, want []byte, err error) {
 	if quick {
-		return tinyModule(0, tinyOutput), nil, []byte(tinyOutput), nil
+		return tinywasm.Module(0, tinyOutput), nil, []byte(tinyOutput), nil
 	}
 	path, err := repoFile("examples/sleep/sleep.wasm")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 )
 
@@ -74,7 +75,7 @@ func measureMemory(ctx context.Context, o Options, dm *daemon, n int, settle tim
 		return nil, err
 	}
 	o.Log.Info("daemon idle", "rss_mb", idle.rss)
-	module, err := dm.client.PutBlob(ctx, bytes.NewReader(tinyModule(0, tinyOutput)))
+	module, err := dm.client.PutBlob(ctx, bytes.NewReader(tinywasm.Module(0, tinyOutput)))
 	if err != nil {
 		return nil, fmt.Errorf("bench: uploading the module: %w", err)
 	}

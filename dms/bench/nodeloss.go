@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -37,7 +38,7 @@ func nodeLoss(ctx context.Context, o Options) (map[string]any, error) {
 	var job lossJob
 	if o.Quick {
 		nodes, repeat = 3, 1
-		job = lossJob{module: tinyModule(time.Second, "slept\n"), want: []byte("slept\n")}
+		job = lossJob{module: tinywasm.Module(time.Second, "slept\n"), want: []byte("slept\n")}
 	} else {
 		path, err := repoFile("examples/sleep/sleep.wasm")
 		if err != nil {

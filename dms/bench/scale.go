@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms"
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -355,7 +356,7 @@ func (s *scaleNet) measure(ctx context.Context, o Options, c scaleConfig, mode s
 
 // scaleSpec stores the tiny module on req and returns its job.
 func scaleSpec(ctx context.Context, req *dms.DMS) (*jobs.Spec, error) {
-	module, err := req.PutBlob(ctx, bytes.NewReader(tinyModule(0, tinyOutput)))
+	module, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Module(0, tinyOutput)))
 	if err != nil {
 		return nil, fmt.Errorf("bench: storing the module: %w", err)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/opendms/dms/dms/internal/tinywasm"
 )
 
 func init() {
@@ -20,7 +21,7 @@ func sequential(ctx context.Context, o Options) (_ map[string]any, err error) {
 	if o.Quick {
 		nodes, n, warm = 3, 10, 2
 	}
-	c, err := startCluster(ctx, o, nodes, tinyModule(0, tinyOutput))
+	c, err := startCluster(ctx, o, nodes, tinywasm.Module(0, tinyOutput))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 )
 
@@ -30,7 +31,7 @@ func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 	if o.Quick {
 		nodes, step, warm, rates = 3, 500*time.Millisecond, 2, []int{10, 20}
 	}
-	c, err := startCluster(ctx, o, nodes, tinyModule(0, tinyOutput))
+	c, err := startCluster(ctx, o, nodes, tinywasm.Module(0, tinyOutput))
 	if err != nil {
 		return nil, err
 	}

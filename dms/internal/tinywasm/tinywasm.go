@@ -1,19 +1,21 @@
-package bench
+// Package tinywasm assembles the tiny WASI command that tests and
+// benchmarks run as a job: a few hundred bytes that wazero compiles in about
+// a millisecond, so they measure the network and the scheduler, not the
+// compiler (the example modules are Go programs that take seconds to
+// compile, ten under the race detector).
+package tinywasm
 
 import (
 	"encoding/binary"
 	"time"
 )
 
-// tinyModule assembles a WASI command of a few hundred bytes that sleeps
-// for sleep (poll_oneoff on the monotonic clock) and then writes out to
-// stdout. It is the "tiny Wasm job" of the scenarios: wazero compiles it in
-// about a millisecond, so they measure the network and the scheduler, not
-// the compiler. (A copy of dms/tinywasm_test.go's, which tests cannot
-// share.)
-func tinyModule(sleep time.Duration, out string) []byte {
+// Module assembles a WASI command that sleeps for sleep (poll_oneoff on
+// the monotonic clock, which the wasm executor cuts short when the run is
+// cancelled) and then writes out (at most 32 bytes) to stdout.
+func Module(sleep time.Duration, out string) []byte {
 	if len(out) > 32 {
-		panic("tinyModule: output over 32 bytes")
+		panic("tinywasm: output over 32 bytes")
 	}
 	// Memory: iovec {buf 32, len} at 0, nwritten at 16, the text at 32, a
 	// clock subscription at 64 (tag 0 at 72, clock id 1 at 80, relative
