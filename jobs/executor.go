@@ -25,8 +25,13 @@ type Executor interface {
 
 // Input is one run of a program. Zero limits mean the defaults (WithDefaults).
 type Input struct {
-	ModuleID    string            // CID of Module: the compile-cache key
-	Module      []byte            // verified program bytes: a Wasm module, or a `docker save` archive ("" for a named image)
+	ModuleID string // CID of Module: the compile-cache key
+	Module   []byte // verified program bytes: a Wasm module, or a `docker save` archive ("" for a named image)
+	// Load, when Module is nil, reads the program's bytes (named by
+	// ModuleID) for an executor that does not hold the program prepared
+	// under ModuleID already (compiled, loaded): a cached program is then
+	// never read. Its error says what failed, for the run's reason.
+	Load        func() ([]byte, error)
 	Args        []string          // argv[1:]
 	Env         map[string]string // the whole environment
 	Stdin       []byte

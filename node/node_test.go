@@ -134,11 +134,18 @@ type fakeExec struct{}
 func (fakeExec) Name() string { return "wasm" }
 
 func (fakeExec) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error) {
+	mod := in.Module
+	if mod == nil && in.Load != nil { // as a real executor with an empty cache does
+		var err error
+		if mod, err = in.Load(); err != nil {
+			return nil, err
+		}
+	}
 	if len(in.Args) > 0 && in.Args[0] == "block" {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(in.Module))}, nil
+	return &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(mod))}, nil
 }
 
 type harness struct {
@@ -279,6 +286,9 @@ func TestModuleFetchOutlastsAnUnreachableRequester(t *testing.T) {
 	sts, err := h.invoke("a1", c.Epoch, "x")
 	if err != nil || sts[len(sts)-1].State != types.AllocCompleted {
 		t.Fatalf("last status %+v, %v", sts[len(sts)-1], err)
+	}
+	if n := h.net.unreached.Load(); n != -1 {
+		t.Fatalf("fetch attempts left the counter at %d: want 3 failures, then 1 success", n)
 	}
 }
 

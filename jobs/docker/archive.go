@@ -66,6 +66,13 @@ func (as *archives) get(cid string) *archive {
 // image returns the ID of the image a run uses: the one it names, or the
 // one from its archive.
 func (e *Executor) image(ctx context.Context, in jobs.Input) (string, error) {
+	if in.Module == nil && in.Load != nil {
+		data, err := in.Load()
+		if err != nil {
+			return "", err
+		}
+		in.Module = data
+	}
 	if len(in.Module) == 0 {
 		return e.named(ctx, in.Image)
 	}

@@ -41,12 +41,16 @@ func newCache(max int, compile func(context.Context, []byte) (*program, error)) 
 	return &cache{compile: compile, max: max, order: list.New(), byID: make(map[string]*list.Element)}
 }
 
-// get returns the program for id, compiling bin if no run has. The caller
-// must call release once done with the program.
-func (c *cache) get(ctx context.Context, id string, bin []byte) (*program, func(), error) {
+// get returns the program for id, compiling what load returns if no run
+// has: a cached program's bytes are never read. The caller must call
+// release once done with the program.
+func (c *cache) get(ctx context.Context, id string, load func() ([]byte, error)) (*program, func(), error) {
 	e, compiler := c.acquire(id)
 	if compiler {
-		e.prog, e.err = c.compile(ctx, bin)
+		var bin []byte
+		if bin, e.err = load(); e.err == nil {
+			e.prog, e.err = c.compile(ctx, bin)
+		}
 		close(e.ready)
 	}
 	select {

@@ -2,8 +2,10 @@ package wasm
 
 import (
 	"context"
+	"errors"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,7 +42,7 @@ func TestConcurrentFirstGetsCompileOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
-			p, release, err := c.get(context.Background(), "m", nil)
+			p, release, err := c.get(context.Background(), "m", func() ([]byte, error) { return nil, nil })
 			if err != nil {
 				t.Error(err)
 				return
@@ -110,11 +112,11 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 func TestCacheKeepsModulesInUse(t *testing.T) {
 	e := newExecutor(t, Config{MaxCachedModules: 1})
 	ctx := context.Background()
-	_, releaseA, err := e.modules.get(ctx, "a", command(1))
+	_, releaseA, err := e.modules.get(ctx, "a", bytesOf(command(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, releaseB, err := e.modules.get(ctx, "b", command(2))
+	_, releaseB, err := e.modules.get(ctx, "b", bytesOf(command(2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +147,28 @@ func TestDiskCache(t *testing.T) {
 	}
 	if _, err := New(Config{MaxCachedModules: -1}); err == nil {
 		t.Fatal("a negative cache bound was accepted")
+	}
+}
+
+// bytesOf loads bin.
+func bytesOf(bin []byte) func() ([]byte, error) { return func() ([]byte, error) { return bin, nil } }
+
+// A program in the cache is run without its bytes: Load is called only by
+// the first run, which compiles it.
+func TestCachedProgramIsNotLoaded(t *testing.T) {
+	e := newExecutor(t, Config{})
+	var loads atomic.Int32
+	in := jobs.Input{ModuleID: "hello", Load: func() ([]byte, error) { loads.Add(1); return command(0), nil }}
+	for range 3 {
+		if _, err := e.Run(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("loaded %d times, want 1", n)
+	}
+	failing := jobs.Input{ModuleID: "absent", Load: func() ([]byte, error) { return nil, errors.New("fetching module: gone") }}
+	if _, err := e.Run(context.Background(), failing); err == nil || !strings.Contains(err.Error(), "fetching module: gone") {
+		t.Fatalf("a failed load: %v", err)
 	}
 }

@@ -135,7 +135,11 @@ func (e *Executor) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error)
 	if id == "" {
 		id = types.CIDOf(in.Module).String()
 	}
-	prog, release, err := e.modules.get(ctx, id, in.Module)
+	load := func() ([]byte, error) { return in.Module, nil }
+	if in.Module == nil && in.Load != nil {
+		load = in.Load
+	}
+	prog, release, err := e.modules.get(ctx, id, load)
 	if err != nil {
 		return nil, err
 	}
