@@ -86,8 +86,9 @@ type Config struct {
 	// three lost or late heartbeats: shorter detects a dead node sooner,
 	// longer survives a slower network without false alarms.
 	Lease time.Duration
-	// Retain is how long a finished job stays in memory (default 10s, at
-	// least twice the confirm timeout): long enough that a late confirm
+	// Retain is how long a finished job stays in memory (default 10s or
+	// twice the confirm timeout, whichever is longer; never less than
+	// twice the confirm timeout): long enough that a late confirm
 	// is still released and a reader sees the end without the Store.
 	// After it, Job, Jobs and Watch no longer know the job; the Store has
 	// its last record.
@@ -181,7 +182,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: lease %s is under the minimum %s", ErrInvalidConfig, c.Lease, minLease)
 	}
 	c.Defaults.ConfirmTimeout = cmp.Or(d.ConfirmTimeout, defaultConfirmTimeout)
-	c.Retain = cmp.Or(c.Retain, defaultRetain)
+	if c.Retain == 0 {
+		c.Retain = max(defaultRetain, 2*c.Defaults.ConfirmTimeout)
+	}
 	if c.Retain < 2*c.Defaults.ConfirmTimeout {
 		return c, fmt.Errorf("%w: retain %s is under twice the confirm timeout %s", ErrInvalidConfig, c.Retain, c.Defaults.ConfirmTimeout)
 	}

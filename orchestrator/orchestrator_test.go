@@ -398,3 +398,14 @@ func TestOrchestratorRetainMustOutlastLateConfirms(t *testing.T) {
 		t.Fatalf("retain under twice the confirm timeout: %v", err)
 	}
 }
+
+func TestOrchestratorDefaultRetainFollowsTheConfirmTimeout(t *testing.T) {
+	o, err := New(Config{Self: "me", Defaults: Defaults{ConfirmTimeout: 10 * time.Second}}, newFakeNet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if o.cfg.Retain != 20*time.Second {
+		t.Fatalf("retain %s with a 10s confirm timeout, want 20s", o.cfg.Retain)
+	}
+}
