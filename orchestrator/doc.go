@@ -47,8 +47,10 @@
 //     running jobs are invoked again with their lock's epoch (the node
 //     re-attaches, or answers with the final status), an interrupted
 //     auction is dropped without spending a retry, and the job bids again.
-//   - A job does not wait in its next auction for a node it lost: a node
-//     cut off still looks subscribed until its connection times out.
+//   - No auction waits for a node some job lost in the last minute (until
+//     that node answers again): a node cut off still looks subscribed until
+//     its connection times out, and waiting for it held auctions open for
+//     their whole window.
 //   - Every terminal state has a human Reason, for example
 //     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ const (
 	minLease       = 100 * time.Millisecond // below this, scheduling noise alone declares nodes lost
 	minOpenTimeout = 2 * time.Second        // opening an invocation stream may take a dial
 	defaultRetain  = 10 * time.Second       // see Config.Retain
+	suspectFor     = time.Minute            // how long a lost node is not waited for in auctions, unless it answers
 )
 
 // Network is what the orchestrator needs from the network. Every method is
@@ -115,6 +117,7 @@ type Orchestrator struct {
 	jobs     map[types.JobID]*entry // every job in memory, loop only: late confirms of finished jobs are still released
 	active   map[types.JobID]*entry // the jobs not yet terminal, loop only
 	finished []*entry               // terminal jobs still in memory, oldest first, loop only
+	suspects map[string]time.Time   // nodes some job lost, and when; auctions do not wait for them; loop only
 
 	mu    sync.RWMutex
 	infos map[types.JobID]JobInfo // the latest snapshot of every job, for readers
@@ -152,12 +155,13 @@ func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
 	}
 	o := &Orchestrator{
 		cfg: cfg, net: net, saver: newSaver(store, cfg.Logger),
-		stopped: make(chan struct{}),
-		jobCfg:  JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
-		events:  make(chan func(time.Time), 256),
-		jobs:    make(map[types.JobID]*entry),
-		active:  make(map[types.JobID]*entry),
-		infos:   make(map[types.JobID]JobInfo),
+		stopped:  make(chan struct{}),
+		jobCfg:   JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
+		events:   make(chan func(time.Time), 256),
+		jobs:     make(map[types.JobID]*entry),
+		active:   make(map[types.JobID]*entry),
+		suspects: make(map[string]time.Time),
+		infos:    make(map[types.JobID]JobInfo),
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.wg.Add(2)
@@ -259,7 +263,10 @@ func (o *Orchestrator) HandleBid(b *types.Bid) {
 		return
 	}
 	bid := *b
-	o.toJob(bid.JobID, func(j *Job, now time.Time) { j.Bid(bid, now) })
+	o.toJob(bid.JobID, func(j *Job, now time.Time) {
+		o.heard(bid.Node.PeerID)
+		j.Bid(bid, now)
+	})
 }
 
 // HandleDecline delivers a decline from the network, like HandleBid.
@@ -268,7 +275,10 @@ func (o *Orchestrator) HandleDecline(d *types.Decline) {
 		return
 	}
 	dec := *d
-	o.toJob(dec.JobID, func(j *Job, now time.Time) { j.Decline(dec, now) })
+	o.toJob(dec.JobID, func(j *Job, now time.Time) {
+		o.heard(dec.Node.PeerID)
+		j.Decline(dec, now)
+	})
 }
 
 // Job returns the latest snapshot of a job.
@@ -511,7 +521,7 @@ func (o *Orchestrator) publish(e *entry, act Publish) {
 		if err != nil {
 			e.job.PublishFailed(act.Attempt, err.Error(), now)
 		} else {
-			e.job.Published(act.Attempt, reached, now)
+			e.job.Published(act.Attempt, o.unsuspected(reached, now), now)
 		}
 		o.flush(e)
 	})
@@ -690,10 +700,28 @@ func (o *Orchestrator) lost(e *entry, id types.AllocationID, reason string) {
 		return
 	}
 	o.do(func(now time.Time) {
+		if peer := e.job.holders[id].Node.PeerID; peer != "" && id == e.job.alloc {
+			o.suspects[peer] = now
+		}
 		e.job.NodeLost(id, reason, now)
 		o.flush(e)
 	})
 }
+
+// unsuspected drops from reached the nodes a job lost within suspectFor:
+// the auction closes when the others answered, instead of waiting its whole
+// window for a node that is likely dead or cut off (every job's, not only
+// the one that lost it: a node lost by one job holds up every auction).
+func (o *Orchestrator) unsuspected(reached []string, now time.Time) []string {
+	maps.DeleteFunc(o.suspects, func(_ string, at time.Time) bool { return now.Sub(at) >= suspectFor })
+	if len(o.suspects) == 0 {
+		return reached
+	}
+	return slices.DeleteFunc(slices.Clone(reached), func(p string) bool { _, ok := o.suspects[p]; return ok })
+}
+
+// heard clears a node of suspicion: it answered.
+func (o *Orchestrator) heard(peer string) { delete(o.suspects, peer) }
 
 func streamError(err error) string {
 	if errors.Is(err, io.EOF) {
