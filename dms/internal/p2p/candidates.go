@@ -13,10 +13,12 @@ import (
 )
 
 // candidates is a requester's cache of compute nodes to sample bid requests
-// to (Config.Sampling): the peers a lookup of ComputeRendezvous listed
-// within ttl, less those that failed to take a bid request within ttl (a
-// provider record outlives its node by hours). A nil *candidates holds
-// nobody. Safe for concurrent use.
+// to (Config.Sampling): the peers lookups of ComputeRendezvous listed, less
+// those that failed to take a bid request within ttl (a provider record
+// outlives its node by hours). A peer is dropped when complete lookups
+// have not listed it for ttl: a lookup cut short, as on an overloaded
+// host, drops nobody. A nil *candidates holds nobody. Safe for concurrent
+// use.
 type candidates struct {
 	ttl    time.Duration
 	mu     sync.Mutex
@@ -32,11 +34,14 @@ func newCandidates(ttl time.Duration) *candidates {
 }
 
 // list records that a lookup at now listed ids, and returns how many of
-// them were not candidates before.
-func (c *candidates) list(ids []peer.ID, now time.Time) int {
+// them were not candidates before. A complete lookup also drops the peers
+// no lookup listed within ttl.
+func (c *candidates) list(ids []peer.ID, complete bool, now time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.prune(now)
+	if complete {
+		c.forget(now)
+	}
 	n := 0
 	for _, id := range ids {
 		if _, ok := c.seen[id]; !ok {
@@ -61,14 +66,17 @@ func (c *candidates) fail(id string, now time.Time) {
 	c.failed[pid] = now
 }
 
-// prune forgets the peers not listed, and the failures not renewed, within
-// ttl. Callers hold mu.
-func (c *candidates) prune(now time.Time) {
+// forget drops the peers not listed within ttl. Callers hold mu.
+func (c *candidates) forget(now time.Time) {
 	for id, at := range c.seen {
 		if now.Sub(at) >= c.ttl {
 			delete(c.seen, id)
 		}
 	}
+}
+
+// forgive ends the failures older than ttl. Callers hold mu.
+func (c *candidates) forgive(now time.Time) {
 	for id, at := range c.failed {
 		if now.Sub(at) >= c.ttl {
 			delete(c.failed, id)
@@ -83,7 +91,7 @@ func (c *candidates) pool(now time.Time, skip map[string]bool) []string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.prune(now)
+	c.forgive(now)
 	out := make([]string, 0, len(c.seen))
 	for id := range c.seen {
 		if _, failed := c.failed[id]; !failed && !skip[id.String()] {
@@ -154,7 +162,9 @@ func (h *Host) refreshCandidates() {
 }
 
 // lookupCandidates lists every compute node the DHT knows, keeps their
-// addresses for CandidateTTL, and returns how many were new.
+// addresses for CandidateTTL, and returns how many were new. A lookup that
+// outlasts roundTimeout is cut short; it and one that found nobody (the
+// host cut off) count as incomplete.
 func (h *Host) lookupCandidates() int {
 	ctx, cancel := context.WithTimeout(h.ctx, roundTimeout)
 	defer cancel()
@@ -168,5 +178,5 @@ func (h *Host) lookupCandidates() int {
 		}
 		ids = append(ids, ai.ID)
 	}
-	return h.cands.list(ids, time.Now())
+	return h.cands.list(ids, ctx.Err() == nil && len(ids) > 0, time.Now())
 }

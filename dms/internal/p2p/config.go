@@ -59,8 +59,9 @@ type Config struct {
 	// the DHT.
 	Sampling bool
 	// CandidateTTL is how long a compute node stays a candidate after a
-	// lookup last listed it, and how long one that failed to take a bid
-	// request is left out. Default 30s.
+	// lookup last listed it (lookups that fail or are cut short drop
+	// nobody), and how long one that failed to take a bid request is left
+	// out. Default 30s.
 	CandidateTTL time.Duration
 
 	// MessageTTL is the lifetime of envelopes this host seals (requests,
