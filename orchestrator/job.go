@@ -33,7 +33,6 @@ type Job struct {
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
 	released map[types.AllocationID]bool      // placed allocations the job told to stop
-	lost     map[string]bool                  // peers whose allocation of this job was lost
 	actions  []Action
 }
 
@@ -69,20 +68,12 @@ func (j *Job) Start(now time.Time) {
 	}
 }
 
-// Published tells the job which nodes received the bid request of attempt
-// (nil: unknown). Nodes this job already lost are not waited for: a node
-// cut off still looks subscribed until its connection times out, and
-// waiting for its answer would hold the auction open for its whole window.
-func (j *Job) Published(attempt int, reached []string, now time.Time) {
+// Published tells the job how many nodes received the bid request of
+// attempt and may answer it (0: unknown).
+func (j *Job) Published(attempt, expected int, now time.Time) {
 	j.advance(now)
 	if a := j.bidding(attempt); a != nil {
-		n := 0
-		for _, p := range reached {
-			if !j.lost[p] {
-				n++
-			}
-		}
-		a.Expect(n, now)
+		a.Expect(expected, now)
 		j.drain(a, now)
 	}
 }

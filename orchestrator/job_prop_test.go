@@ -128,7 +128,7 @@ func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
 			t.Fatalf("Cancel = %v on a job done=%v", err, done)
 		}
 	case 7:
-		j.Published(len(w.prev.Attempts), nodeNames(rapid.IntRange(0, 5).Draw(t, "expected")), now)
+		j.Published(len(w.prev.Attempts), rapid.IntRange(0, 5).Draw(t, "expected"), now)
 	default:
 		j.Tick(now)
 	}

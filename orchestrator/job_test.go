@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -30,18 +29,8 @@ func newTestJob(t *testing.T, spec JobSpec) *Job {
 
 func start(m machine, now time.Time) { m.(*Job).Start(now) }
 
-// published reports the bid request of attempt reached nodes n1..n<expected>.
 func published(attempt, expected int) event {
-	return func(m machine, now time.Time) { m.(*Job).Published(attempt, nodeNames(expected), now) }
-}
-
-// nodeNames names nodes n1..n<count>.
-func nodeNames(count int) []string {
-	out := make([]string, count)
-	for i := range out {
-		out[i] = fmt.Sprintf("n%d", i+1)
-	}
-	return out
+	return func(m machine, now time.Time) { m.(*Job).Published(attempt, expected, now) }
 }
 
 func status(alloc string, state types.AllocationState, reason string) event {
@@ -379,24 +368,4 @@ func TestNewJobRejectsBadSpecs(t *testing.T) {
 	if _, err := NewJob(testSpec(), JobConfig{ConfirmTimeout: -1}, t0); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("negative confirm timeout: %v", err)
 	}
-}
-
-// A node the job lost is not waited for in the next auction: cut off, it
-// still looks subscribed, and would hold the window open to its end.
-func TestJobDoesNotWaitForTheNodeItLost(t *testing.T) {
-	s := testSpec()
-	s.Retries, s.EnoughBids = 1, 3
-	j := newTestJob(t, s)
-	run(t, j, []step{
-		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: published(1, 2)},
-		{at: 2 * ms, ev: bid("n1", 1)},
-		{at: 3 * ms, ev: bid("n2", 2), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 4 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1", "release the bid for j1 on n2"}},
-		{at: 5 * ms, ev: lost("j1-a1-c0", "no heartbeat"), want: []string{"release j1-a1-c0 on n1"}, state: types.JobPending},
-		{at: 105 * ms, ev: tick, want: []string{"publish j1"}},
-		{at: 106 * ms, ev: published(2, 2)},
-		// n2 is every node still expected: its bid closes the window at once.
-		{at: 107 * ms, ev: bid("n2", 2), want: []string{"accept j1-a2-c0 -> n2"}},
-	})
 }

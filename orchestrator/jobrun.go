@@ -33,10 +33,6 @@ func (j *Job) NodeLost(alloc types.AllocationID, reason string, now time.Time) {
 		return
 	}
 	peer := j.holders[alloc].Node.PeerID
-	if j.lost == nil {
-		j.lost = make(map[string]bool)
-	}
-	j.lost[peer] = true
 	j.release(alloc, "the requester lost contact: "+reason)
 	j.attemptFailed(fmt.Sprintf("lost node %s: %s", peer, reason), now)
 }

@@ -101,7 +101,7 @@ func (m *market) drain(sj *simJob) {
 				m.send("bid request to "+n.peer, func(now time.Time) { m.bidRequest(n, sj, req, now) })
 			}
 			attempt := a.Attempt
-			m.send("published", func(now time.Time) { sj.job.Published(attempt, nodeNames(len(m.nodes)), now); m.drain(sj) })
+			m.send("published", func(now time.Time) { sj.job.Published(attempt, len(m.nodes), now); m.drain(sj) })
 		case SendAccept:
 			n, acc := m.nodeOf(a.Peer), a.Accept
 			m.send("accept to "+n.peer, func(now time.Time) { m.accept(n, sj, acc, now) })

@@ -521,7 +521,7 @@ func (o *Orchestrator) publish(e *entry, act Publish) {
 		if err != nil {
 			e.job.PublishFailed(act.Attempt, err.Error(), now)
 		} else {
-			e.job.Published(act.Attempt, o.unsuspected(reached, now), now)
+			e.job.Published(act.Attempt, len(o.unsuspected(reached, now)), now)
 		}
 		o.flush(e)
 	})

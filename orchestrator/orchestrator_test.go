@@ -410,23 +410,24 @@ func TestOrchestratorDefaultRetainFollowsTheConfirmTimeout(t *testing.T) {
 	}
 }
 
-// A node one job lost is not waited for by the auctions of other jobs: it
-// still looks reached (a cut-off node stays subscribed until its
-// connection times out), and waiting for it held every auction open for
-// its whole window.
+// A node a job lost is not waited for by the auctions that follow, that
+// job's next attempt's or any other job's: it still looks reached (a
+// cut-off node stays subscribed until its connection times out), and
+// waiting for it held every auction open for its whole window.
 func TestAuctionsDoNotWaitForANodeAnotherJobLost(t *testing.T) {
 	dead := &fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 0.1, mode: die}
 	net := newFakeNet(dead,
 		&fakeNode{peer: "n2", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete},
 		&fakeNode{peer: "n3", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete})
 	o := startOrchestrator(t, net, nil)
+	// Both jobs' windows are longer than the test waits: an auction closes
+	// only once every node not lost answered.
 	first := spec(64<<20, 1)
+	first.BidWindow = time.Hour
 	_, ch := submitWatch(t, o, first)
 	if last := collect(t, ch); last[len(last)-1].State != types.JobCompleted || last[len(last)-1].Attempts[0].Node != "n1" {
 		t.Fatalf("first job: %+v", last[len(last)-1])
 	}
-	// The second job's window is longer than the test waits: it is placed
-	// only if its auction closes once n2 and n3 answered.
 	second := spec(64<<20, 0)
 	second.BidWindow = time.Hour
 	_, ch = submitWatch(t, o, second)

@@ -400,7 +400,6 @@ type plSim struct {
 	delays   *rand.Rand
 	nodes    map[string]*plNode
 	order    []*plNode // the nodes in the order bid requests go out
-	peers    []string
 	jobs     []*plJob
 	auctions int // Publish actions: auctions opened, first ones and repeats
 	busy     int // busy declines
@@ -415,7 +414,7 @@ func newPlSim(w plWorkload, c plConfig) *plSim {
 	}
 	for i, r := range w.nodes {
 		n := &plNode{peer: fmt.Sprintf("n%02d", i), ledger: node.NewLedger(r), runs: map[types.AllocationID]*plRun{}}
-		s.nodes[n.peer], s.order, s.peers = n, append(s.order, n), append(s.peers, n.peer)
+		s.nodes[n.peer], s.order = n, append(s.order, n)
 	}
 	return s
 }
@@ -511,7 +510,7 @@ func (s *plSim) act(j *plJob, act orchestrator.Action, now time.Time) {
 		for _, n := range s.order {
 			s.after(s.gossip(), func() { s.bidRequest(n, j, a.Request) })
 		}
-		j.job.Published(a.Attempt, s.peers, now)
+		j.job.Published(a.Attempt, len(s.order), now)
 	case orchestrator.SendAccept:
 		n := s.nodes[a.Peer]
 		s.after(s.stream(), func() { s.accept(n, j, a.Accept) })
