@@ -148,13 +148,10 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 			d.closeOnce.Do(d.stop)
 		}
 	}()
+	if err := d.startDocker(ctx); err != nil { // first: the record lists the executors
+		return err
+	}
 	if err := d.buildRecord(ctx); err != nil {
-		return err
-	}
-	if err := d.startDocker(ctx); err != nil {
-		return err
-	}
-	if err := d.setRecord(d.conf.Offer, d.record.Hardware, d.record.Benchmark, d.record.Energy); err != nil {
 		return err
 	}
 	if err := d.startNetwork(ctx); err != nil {

@@ -47,13 +47,16 @@ const (
 
 // startDocker makes the docker executor unless the config turns it off, and
 // offers it if the engine answers, after removing the containers a crash
-// of this node left behind. Callers hold d.mu; the record is rebuilt by
-// the caller.
+// of this node left behind. Callers hold d.mu and build the record after.
 func (d *DMS) startDocker(ctx context.Context) error {
 	if !d.conf.Compute || d.conf.Docker.Mode == DockerOff {
 		return nil
 	}
-	ex, err := docker.New(docker.Config{Host: d.conf.Docker.Host, Node: d.id.PeerID})
+	pid, err := peerIDOf(d.key)
+	if err != nil {
+		return err
+	}
+	ex, err := docker.New(docker.Config{Host: d.conf.Docker.Host, Node: pid})
 	if err != nil {
 		return err
 	}

@@ -188,8 +188,9 @@ func (a *nodeActor) onAccept(m acceptMsg) any {
 	}
 	rec := newAllocRecord(lock, now)
 	// The epoch and the lock are durable before the Confirm leaves: a
-	// restarted node never issues an epoch twice nor forgets a lock it confirmed.
-	if err := a.persistLock(rec); err != nil {
+	// restarted node never forgets a lock it confirmed, and never issues an
+	// epoch twice, as it takes the highest of its records (never deleted).
+	if err := a.persist(rec); err != nil {
 		a.ledger.Release(acc.AllocationID)
 		return reject(err.Error())
 	}

@@ -308,12 +308,14 @@ func TestResultsAnnouncedOnce(t *testing.T) {
 	if outs[0] != outs[1] {
 		t.Fatalf("two runs of one program gave %v", outs)
 	}
+	// Announcements go out in order, one at a time: once a marker queued
+	// after both runs is out, any second announcement of the stdout is too.
+	h.node.announce("marker")
 	waitUntil(t, func() bool {
 		h.net.mu.Lock()
 		defer h.net.mu.Unlock()
-		return slices.Contains(h.net.provided, outs[0])
+		return slices.Contains(h.net.provided, "marker")
 	})
-	time.Sleep(50 * time.Millisecond) // a second announcement would come now
 	h.net.mu.Lock()
 	defer h.net.mu.Unlock()
 	if n := len(slices.DeleteFunc(slices.Clone(h.net.provided), func(c string) bool { return c != outs[0] })); n != 1 {

@@ -88,11 +88,6 @@ func (a *nodeActor) persist(r allocRecord) error {
 	return nil
 }
 
-// persistLock records a new lock. Its record carries its epoch, and a
-// restarted node takes the highest epoch of its records (records are never
-// deleted), so no epoch is issued twice without a write of its own.
-func (a *nodeActor) persistLock(r allocRecord) error { return a.persist(r) }
-
 // persistLogged persists a state change that has already happened (an
 // allocation started or ended): a failed write is logged, not undone.
 func (a *nodeActor) persistLogged(r allocRecord) {
