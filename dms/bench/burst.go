@@ -30,10 +30,7 @@ func burst(ctx context.Context, o Options) (_ map[string]any, err error) {
 		return nil, err
 	}
 	defer closeInto(c, &err)
-	spec, err := tinySpec(c.module)
-	if err != nil {
-		return nil, err
-	}
+	spec := c.jobSpec()
 	want := []byte(tinyOutput)
 	if err := firstError(runBurst(ctx, c.req, spec, want, warm)); err != nil {
 		return nil, fmt.Errorf("bench: warm-up: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms"
+	"github.com/opendms/dms/jobs"
 )
 
 // probeWait bounds how long a cluster waits for its requester's bid
@@ -29,7 +30,8 @@ const benchBidRate = 10_000
 type cluster struct {
 	*Network
 	req    *dms.DMS
-	module string // the CID of the scenario's module, held by req
+	module string     // the CID of the scenario's module, held by req
+	spec   *jobs.Spec // a job running the module (tinySpec); scenarios change a copy (jobSpec)
 }
 
 // startCluster starts nodes nodes, stores module on node 0 and waits until
@@ -67,6 +69,9 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *
 	if c.module, err = c.req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
 		return nil, fmt.Errorf("bench: storing the module: %w", err)
 	}
+	if c.spec, err = tinySpec(c.module); err != nil {
+		return nil, err
+	}
 	if err := waitBidders(ctx, c.req, c.module, nodes-1, probeWait); err != nil {
 		return nil, err
 	}
@@ -77,4 +82,10 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *
 // closeInto closes c and joins its error into *err, for defer.
 func closeInto(c interface{ Close() error }, err *error) {
 	*err = errors.Join(*err, c.Close())
+}
+
+// jobSpec returns a copy of the cluster's job spec, for a scenario to change.
+func (c *cluster) jobSpec() *jobs.Spec {
+	s := *c.spec
+	return &s
 }

@@ -32,10 +32,7 @@ func largeWasm(ctx context.Context, o Options) (_ map[string]any, err error) {
 		return nil, err
 	}
 	defer closeInto(c, &err)
-	spec, err := tinySpec(c.module)
-	if err != nil {
-		return nil, err
-	}
+	spec := c.jobSpec()
 	spec.Name, spec.Args, spec.Resources.Memory = "bench-large", args, 64<<20
 	if err := firstError(runMany(ctx, c.req, spec, want, warm)); err != nil {
 		return nil, fmt.Errorf("bench: warm-up: %w", err)

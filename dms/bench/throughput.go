@@ -36,10 +36,7 @@ func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 		return nil, err
 	}
 	defer closeInto(c, &err)
-	spec, err := tinySpec(c.module)
-	if err != nil {
-		return nil, err
-	}
+	spec := c.jobSpec()
 	// An overloaded step must end: its jobs fail after the deadline rather
 	// than queue for minutes.
 	spec.Deadline, spec.QueueTimeout = jobs.Duration(20*time.Second), jobs.Duration(20*time.Second)
