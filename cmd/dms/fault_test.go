@@ -199,26 +199,46 @@ func nodeByPeer(t *testing.T, nodes []*labNode, peer string) int {
 	return -1
 }
 
-// runningSleepJob starts a lab whose node 0 only submits, submits a 4s
-// sleep job with retries from it, and waits until the job runs: it returns
-// the nodes, the job, its first running state and the index of its node.
-func runningSleepJob(t *testing.T, lab *netlab) (nodes []*labNode, id string, first api.Job, victim int) {
+// runningSleepJob starts a lab of four hosts whose node 0 only submits,
+// submits a 4s sleep job with retries from it, and waits until the job
+// runs: it returns the lab, the nodes, the job, its first running state and
+// the index of its node. It skips with -short.
+func runningSleepJob(t *testing.T) (lab *netlab, nodes []*labNode, id string, first api.Job, victim int) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs four daemons in network namespaces; skipped with -short")
+	}
+	lab = newNetlab(t, 4)
 	nodes = startLab(t, lab, buildBinary(t), map[int]bool{0: true})
 	id = nodes[0].submitSleep(t, 4, 2)
 	eventually(t, 30*time.Second, "the job to run", func() bool {
 		first = nodes[0].status(t, id)
 		return first.State == "running"
 	})
-	return nodes, id, first, nodeByPeer(t, nodes, first.Node)
+	return lab, nodes, id, first, nodeByPeer(t, nodes, first.Node)
+}
+
+// waitEnd waits until job id is terminal on node n and returns it.
+func (n *labNode) waitEnd(t *testing.T, id string) api.Job {
+	t.Helper()
+	var done api.Job
+	eventually(t, 30*time.Second, "the job to end", func() bool {
+		done = n.status(t, id)
+		return done.State.Terminal()
+	})
+	return done
+}
+
+// expectSlept checks the logs of the sleep job id, through node n.
+func (n *labNode) expectSlept(t *testing.T, id string) {
+	t.Helper()
+	if logs := cliOK(t, n.bin, "job", "logs", id, "--home", n.home); !strings.Contains(logs, "slept 4 seconds") {
+		t.Fatalf("logs: %q", logs)
+	}
 }
 
 func TestFaultKillProviderMidJob(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs four daemons in network namespaces; skipped with -short")
-	}
-	lab := newNetlab(t, 4)
-	nodes, id, first, victim := runningSleepJob(t, lab)
+	_, nodes, id, first, victim := runningSleepJob(t)
 	req := nodes[0]
 	killed := time.Now()
 	nodes[victim].kill9(t)
@@ -228,25 +248,15 @@ func TestFaultKillProviderMidJob(t *testing.T) {
 		return j.State == "running" && j.Node != first.Node
 	})
 	t.Logf("kill -9 of the provider -> job running on another node: %s", time.Since(killed).Round(time.Millisecond))
-	var done api.Job
-	eventually(t, 30*time.Second, "the job to complete", func() bool {
-		done = req.status(t, id)
-		return done.State == "completed" || done.State == "failed"
-	})
+	done := req.waitEnd(t, id)
 	if done.State != "completed" || done.Node == first.Node || len(done.Attempts) < 2 {
 		t.Fatalf("after the kill: %+v", done)
 	}
-	if logs := cliOK(t, req.bin, "job", "logs", id, "--home", req.home); !strings.Contains(logs, "slept 4 seconds") {
-		t.Fatalf("logs: %q", logs)
-	}
+	req.expectSlept(t, id)
 }
 
 func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs four daemons in network namespaces; skipped with -short")
-	}
-	lab := newNetlab(t, 4)
-	nodes, id, first, victim := runningSleepJob(t, lab)
+	lab, nodes, id, first, victim := runningSleepJob(t)
 	req := nodes[0]
 	if victim == 0 {
 		t.Fatal("the bootstrap node offers no compute; it cannot run the job")
@@ -259,11 +269,7 @@ func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
 	})
 	t.Logf("provider cut off -> job running on another node: %s", time.Since(cut).Round(time.Millisecond))
 
-	var done api.Job
-	eventually(t, 30*time.Second, "the job to complete", func() bool {
-		done = req.status(t, id)
-		return done.State.Terminal()
-	})
+	done := req.waitEnd(t, id)
 	// Heal: the cut-off node finished its copy meanwhile; it must not become
 	// a second result.
 	lab.heal(victim)
@@ -288,27 +294,17 @@ func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
 // it invokes the allocation again, which the provider ran on meanwhile, and
 // the job completes there, once.
 func TestFaultKillRequesterMidJob(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs four daemons in network namespaces; skipped with -short")
-	}
-	lab := newNetlab(t, 4)
-	nodes, id, first, _ := runningSleepJob(t, lab)
+	_, nodes, id, first, _ := runningSleepJob(t)
 	req := nodes[0]
 	req.kill9(t)
 	killed := time.Now()
 	req.restart(t)
 	t.Logf("requester kill -9 -> restarted and serving its API: %s", time.Since(killed).Round(time.Millisecond))
-	var done api.Job
-	eventually(t, 30*time.Second, "the job to end", func() bool {
-		done = req.status(t, id)
-		return done.State.Terminal()
-	})
+	done := req.waitEnd(t, id)
 	if done.State != "completed" || done.Node != first.Node || len(done.Attempts) != 1 {
 		t.Fatalf("after the requester's restart: %+v", done)
 	}
-	if logs := cliOK(t, req.bin, "job", "logs", id, "--home", req.home); !strings.Contains(logs, "slept 4 seconds") {
-		t.Fatalf("logs: %q", logs)
-	}
+	req.expectSlept(t, id)
 }
 
 // A provider killed while running a job, and restarted, knows the
@@ -316,19 +312,11 @@ func TestFaultKillRequesterMidJob(t *testing.T) {
 // requester, which saw the stream break, places the job again and it
 // completes exactly once.
 func TestFaultRestartProviderMidJob(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs four daemons in network namespaces; skipped with -short")
-	}
-	lab := newNetlab(t, 4)
-	nodes, id, first, victim := runningSleepJob(t, lab)
+	_, nodes, id, first, victim := runningSleepJob(t)
 	prov := nodes[victim]
 	prov.kill9(t)
 	prov.restart(t)
-	var done api.Job
-	eventually(t, 30*time.Second, "the job to end", func() bool {
-		done = nodes[0].status(t, id)
-		return done.State.Terminal()
-	})
+	done := nodes[0].waitEnd(t, id)
 	if done.State != "completed" || len(done.Attempts) != 2 || done.Attempts[0].State != "failed" ||
 		done.Attempts[0].AllocationID != first.Attempts[0].AllocationID {
 		t.Fatalf("after the provider's restart: %+v", done)
