@@ -99,6 +99,19 @@ func nextState(t *testing.T, events <-chan api.Job, want types.JobState) api.Job
 	}
 }
 
+// runningSleep submits from req a tiny job sleeping 3s, with two retries,
+// and waits until it runs: it returns the job's handle and that state.
+func runningSleep(t *testing.T, req *DMS) (*Handle, api.Job) {
+	t.Helper()
+	spec := tinySpec(t, 3*time.Second, "slept\n")
+	spec.Retries = 2
+	h, err := req.Submit(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, nextState(t, h.Events(), types.JobRunning)
+}
+
 func waitEnd(t *testing.T, h *Handle) api.Job {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -115,13 +128,7 @@ func waitEnd(t *testing.T, h *Handle) api.Job {
 // completes on another node.
 func TestCrashedProviderJobCompletesElsewhere(t *testing.T) {
 	nodes := relNet(t, 4, func(i int) bool { return i != 0 }, func(int) []Option { return nil })
-	spec := tinySpec(t, 3*time.Second, "slept\n")
-	spec.Retries = 2
-	h, err := nodes[0].Submit(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := nextState(t, h.Events(), types.JobRunning)
+	h, first := runningSleep(t, nodes[0])
 	crashed := byPeer(t, nodes, first.Node)
 	began := time.Now()
 	crashed.Close()
@@ -148,13 +155,7 @@ func TestSilentProviderIsDeclaredLostWithinTheLease(t *testing.T) {
 	var cut sync.Map // allocation IDs whose invocation frames are dropped
 	gate := withHeartbeatGate(func(id types.AllocationID) bool { _, dropped := cut.Load(id); return !dropped })
 	nodes := relNet(t, 4, func(i int) bool { return i != 0 }, func(int) []Option { return []Option{gate} })
-	spec := tinySpec(t, 3*time.Second, "slept\n")
-	spec.Retries = 2
-	h, err := nodes[0].Submit(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := nextState(t, h.Events(), types.JobRunning)
+	h, first := runningSleep(t, nodes[0])
 	firstAlloc := first.Attempts[len(first.Attempts)-1].AllocationID
 	began := time.Now()
 	cut.Store(types.AllocationID(firstAlloc), true)

@@ -83,13 +83,7 @@ func TestRestartedRequesterTakesBackItsJobs(t *testing.T) {
 // stream break, places the job again.
 func TestRestartedProviderReportsItsRunningAllocationFailed(t *testing.T) {
 	nodes := testNet(t, 4, func(i int) bool { return i != 0 })
-	spec := tinySpec(t, 3*time.Second, "slept\n")
-	spec.Retries = 2
-	h, err := nodes[0].Submit(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := nextState(t, h.Events(), types.JobRunning)
+	h, first := runningSleep(t, nodes[0])
 	prov := byPeer(t, nodes, first.Node)
 	prov.Close()
 	back := reopen(t, prov, WithBootstrap(nodes[0].host.Addrs()...))
