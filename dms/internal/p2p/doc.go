@@ -11,8 +11,8 @@
 // Invariants:
 //   - Only verified envelopes reach handlers and subscribers: signature,
 //     expiry (against Config.Clock, and no further ahead than MaxTTL), a From
-//     did:key that is the key of the peer that sent the stream or published
-//     the message, a kind the protocol or topic carries, and, for requests
+//     did:key that is the key of the peer that sent the stream (a gossip
+//     message names no publisher: its envelope's signer is the publisher), a kind the protocol or topic carries, and, for requests
 //     and bid requests, a nonce not seen before. A bid request must also name
 //     its publisher as Requester. Replies and pushed frames are verified the
 //     same way on the requester's side, except for the nonce: they come on a
@@ -24,8 +24,9 @@
 //     publisher, and reaches the same kind of handler; its refusals are
 //     counted with the streams'.
 //   - Bid requests are rate limited per publisher (a token bucket,
-//     Config.BidRequestRate and BidRequestBurst, this host's own included)
-//     before their envelope is checked. A refused bid request is never
+//     Config.BidRequestRate and BidRequestBurst, this host's own included):
+//     on a stream before their envelope is checked, on the topic once its
+//     signature is (no forger spends an honest requester's tokens). A refused bid request is never
 //     forwarded; one refused for a reason no honest forwarder could miss is
 //     rejected, which gossipsub's peer scoring (score.go) holds against the
 //     peer that sent it: its score goes negative at the first, it is pruned

@@ -73,13 +73,15 @@ func newRawHost(t testing.TB, key ed25519.PrivateKey, listen bool) host.Host {
 }
 
 // rawTopic starts gossipsub on raw, a peer without the DMS validator that
-// publishes whatever it is given, joins the bid-request topic, connects to
-// h and waits until it sees h on the topic.
+// publishes whatever it is given, as a Host does (no gossipsub signature,
+// messages named by their content) unless opts say otherwise, joins the
+// bid-request topic, connects to h and waits until it sees h on the topic.
 func rawTopic(t testing.TB, raw host.Host, h *Host, opts ...pubsub.Option) *pubsub.Topic {
 	t.Helper()
 	life, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	ps, err := pubsub.NewGossipSub(life, raw, append([]pubsub.Option{pubsub.WithFloodPublish(true)}, opts...)...)
+	defaults := []pubsub.Option{pubsub.WithFloodPublish(true), pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithMessageIdFn(messageID)}
+	ps, err := pubsub.NewGossipSub(life, raw, append(defaults, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

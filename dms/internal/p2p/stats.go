@@ -28,8 +28,8 @@ const (
 type Stats struct {
 	// Gossip counts bid requests the topic validator refused, including
 	// this host's own publications, and gossip messages on the topic that
-	// gossipsub itself refused for their signature (unsigned, bad_signature)
-	// or because its validation queue was full (overloaded).
+	// gossipsub itself refused for carrying its signature or author fields
+	// (malformed) or because its validation queue was full (overloaded).
 	Gossip map[Reason]uint64
 	// Streams counts inbound stream requests refused before reaching a handler.
 	Streams map[Reason]uint64

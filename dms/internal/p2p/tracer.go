@@ -9,9 +9,10 @@ import (
 )
 
 // refusalTracer counts the bid-request messages gossipsub refuses before
-// the topic validator sees them: unsigned or badly signed ones (under
-// StrictSign every message must carry its publisher's signature) and those
-// that found the validation queue full. What the validator refuses it
+// the topic validator sees them: those carrying gossipsub's own signature
+// or author fields, which StrictNoSign refuses (malformed here: the
+// envelope inside carries the signature that counts), and those that found
+// the validation queue full. What the validator refuses it
 // counts itself.
 type refusalTracer struct{ c *counters }
 
@@ -22,10 +23,8 @@ func (t refusalTracer) RejectMessage(msg *pubsub.Message, reason string) {
 		return
 	}
 	switch reason {
-	case pubsub.RejectMissingSignature:
-		t.c.add(ReasonUnsigned)
-	case pubsub.RejectInvalidSignature, pubsub.RejectUnexpectedSignature, pubsub.RejectUnexpectedAuthInfo:
-		t.c.add(ReasonBadSignature)
+	case pubsub.RejectUnexpectedSignature, pubsub.RejectUnexpectedAuthInfo:
+		t.c.add(ReasonMalformed)
 	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
 		t.c.add(ReasonOverloaded)
 	}

@@ -96,8 +96,13 @@ func TestCheckBidRequest(t *testing.T) {
 // TestGossipRejections publishes every bad payload from a peer that runs no
 // validator and checks that the Host counts each and delivers only the valid
 // one: forged, unsigned, expired, replayed and oversized bid requests among
-// them. (The publisher's rejected messages, 7, keep its score above the
-// graylist threshold, 11: a graylisted peer's messages are not even counted.)
+// them. On gossip the publisher is the envelope's signer, so an envelope
+// signed by another key than the requester's is a requester mismatch. The
+// valid payload published twice is one message (its ID is its content's
+// hash), delivered once; the same envelope with other bytes is another message
+// and refused as a replay. (The publisher's rejected messages, 7, keep its
+// score above the graylist threshold, 11: a graylisted peer's messages are
+// not even counted.)
 func TestGossipRejections(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	delivered := make(chan *types.BidRequest, 10)
@@ -114,15 +119,21 @@ func TestGossipRejections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := topic.Publish(ctx, payloads[""]); err != nil { // again: a replay
+	if err := topic.Publish(ctx, payloads[""]); err != nil { // again: the same message
+		t.Fatal(err)
+	}
+	reencoded := append([]byte(" "), payloads[""]...)     // other bytes, the same envelope
+	if err := topic.Publish(ctx, reencoded); err != nil { // a replay
 		t.Fatal(err)
 	}
 	want := map[Reason]uint64{ReasonReplayed: 1}
 	for r := range payloads {
 		if r != "" {
-			want[r] = 1
+			want[r]++
 		}
 	}
+	delete(want, ReasonSenderMismatch)
+	want[ReasonRequesterMismatch]++
 	waitFor(t, 10*time.Second, "every rejection counted", func() bool { return len(h.Stats().Gossip) == len(want) })
 	got := h.Stats().Gossip
 	for r, n := range want {
@@ -142,6 +153,42 @@ func TestGossipRejections(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the valid bid request was not delivered")
+	}
+}
+
+// TestGossipForgedPublisher floods the Host with bid requests that claim
+// a requester's key but are not signed by it: they are refused as badly
+// signed before they reach the requester's rate bucket, so the requester's
+// own request, next, is delivered although the bucket holds one token.
+func TestGossipForgedPublisher(t *testing.T) {
+	now := time.Now()
+	cfg := testConfig(t)
+	cfg.BidRequestRate, cfg.BidRequestBurst = 0.001, 1
+	cfg.Clock = func() time.Time { return now }
+	h := newTestHost(t, cfg)
+	delivered := make(chan string, 10)
+	if err := h.SubscribeBidRequests(func(from string, _ *types.Envelope, _ *types.BidRequest) { delivered <- from }); err != nil {
+		t.Fatal(err)
+	}
+	victim := newKey(t)
+	topic := rawTopic(t, newRawHost(t, newKey(t), false), h)
+	ctx := testCtx(t, 10*time.Second)
+	for range 5 {
+		if err := topic.Publish(ctx, badPayloads(t, victim, now)[ReasonBadSignature]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the forgeries refused", func() bool { return h.Stats().Gossip[ReasonBadSignature] == 5 })
+	if err := topic.Publish(ctx, badPayloads(t, victim, now)[""]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case from := <-delivered:
+		if want := peerOf(t, victim).String(); from != want {
+			t.Fatalf("delivered as published by %s, want the signer %s", from, want)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the requester's bid request was not delivered: %v", h.Stats().Gossip)
 	}
 }
 
@@ -171,22 +218,23 @@ func TestPublishRejectsForeignEnvelope(t *testing.T) {
 	}
 }
 
-// TestGossipUnsignedMessage publishes a valid envelope in a gossip message
-// without the publisher's signature: gossipsub refuses it before the
-// validator, and the Host counts it as unsigned.
-func TestGossipUnsignedMessage(t *testing.T) {
+// TestGossipSignedMessage publishes a valid envelope in a gossip message
+// that carries gossipsub's signature, as version 1 of the topic did:
+// gossipsub refuses it before the validator, and the Host counts it as
+// malformed.
+func TestGossipSignedMessage(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	delivered := make(chan struct{}, 1)
 	if err := h.SubscribeBidRequests(func(string, *types.Envelope, *types.BidRequest) { delivered <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
 	key := newKey(t)
-	topic := rawTopic(t, newRawHost(t, key, false), h, pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign))
+	topic := rawTopic(t, newRawHost(t, key, false), h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMessageIdFn(pubsub.DefaultMsgIdFn))
 	if err := topic.Publish(testCtx(t, 5*time.Second), badPayloads(t, key, time.Now())[""]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "unsigned counted", func() bool { return h.Stats().Gossip[ReasonUnsigned] == 1 })
+	waitFor(t, 5*time.Second, "malformed counted", func() bool { return h.Stats().Gossip[ReasonMalformed] == 1 })
 	if len(delivered) != 0 {
-		t.Fatal("an unsigned gossip message was delivered")
+		t.Fatal("a gossip message with gossipsub's signature was delivered")
 	}
 }

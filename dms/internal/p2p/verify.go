@@ -57,31 +57,50 @@ func (v *verifier) verify(b []byte, sender peer.ID, kinds []types.Kind) (*types.
 // kinds is not nil), that From is sender's key, signature and expiry, and
 // that the expiry is within maxTTL. Errors are *RejectError.
 func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
+	env, err := decode(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	msg, err := v.check(env, sender, kinds)
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, msg, nil
+}
+
+// decode decodes an envelope from b without verifying it. Errors are
+// *RejectError.
+func decode(b []byte) (*types.Envelope, error) {
 	env, err := types.UnmarshalEnvelope(b)
 	if err != nil {
 		switch {
 		case errors.Is(err, types.ErrTooLarge):
-			return nil, nil, reject(ReasonOversized, err)
+			return nil, reject(ReasonOversized, err)
 		case unsigned(b):
-			return nil, nil, reject(ReasonUnsigned, err)
+			return nil, reject(ReasonUnsigned, err)
 		}
-		return nil, nil, reject(ReasonMalformed, err)
+		return nil, reject(ReasonMalformed, err)
 	}
+	return env, nil
+}
+
+// check verifies a decoded envelope, as open does, and opens its message.
+func (v *verifier) check(env *types.Envelope, sender peer.ID, kinds []types.Kind) (types.Message, error) {
 	if kinds != nil && !slices.Contains(kinds, env.Kind) {
-		return nil, nil, reject(ReasonWrongKind, fmt.Errorf("%w: %q", ErrWrongKind, env.Kind))
+		return nil, reject(ReasonWrongKind, fmt.Errorf("%w: %q", ErrWrongKind, env.Kind))
 	}
 	if did, err := didOf(sender); err != nil || did != env.From {
-		return nil, nil, reject(ReasonSenderMismatch, fmt.Errorf("%w: %s from peer %s", ErrSenderMismatch, env.From, sender))
+		return nil, reject(ReasonSenderMismatch, fmt.Errorf("%w: %s from peer %s", ErrSenderMismatch, env.From, sender))
 	}
 	now := v.clock()
 	msg, err := env.Open(now)
 	if err != nil {
-		return nil, nil, reject(openReason(err), err)
+		return nil, reject(openReason(err), err)
 	}
 	if env.ExpiresAt().After(now.Add(v.maxTTL)) {
-		return nil, nil, reject(ReasonBadExpiry, fmt.Errorf("%w: %s, limit %s", ErrExpiryTooFar, env.ExpiresAt().Sub(now), v.maxTTL))
+		return nil, reject(ReasonBadExpiry, fmt.Errorf("%w: %s, limit %s", ErrExpiryTooFar, env.ExpiresAt().Sub(now), v.maxTTL))
 	}
-	return env, msg, nil
+	return msg, nil
 }
 
 // unsigned reports whether b, refused by types.UnmarshalEnvelope, is an
@@ -137,6 +156,24 @@ func didOf(p peer.ID) (string, error) {
 		return "", fmt.Errorf("%w: %s: %w", ErrBadPeer, p, err)
 	}
 	return types.DIDFromPublicKey(raw), nil
+}
+
+// signer returns the peer whose key env names as its signer, without
+// verifying the signature. Errors are *RejectError.
+func signer(env *types.Envelope) (peer.ID, error) {
+	raw, err := types.PublicKeyFromDID(env.From)
+	if err != nil {
+		return "", reject(ReasonBadSignature, err)
+	}
+	pub, err := crypto.UnmarshalEd25519PublicKey(raw)
+	if err != nil {
+		return "", reject(ReasonBadSignature, fmt.Errorf("%w: %s: %w", types.ErrBadDID, env.From, err))
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		return "", reject(ReasonBadSignature, fmt.Errorf("%w: %s: %w", types.ErrBadDID, env.From, err))
+	}
+	return id, nil
 }
 
 // replayCache remembers (sender, nonce) pairs until their envelope expires.
