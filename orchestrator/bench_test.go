@@ -136,3 +136,47 @@ func (d *jobDriver) drain() {
 		_ = d.job.Info()
 	}
 }
+
+// BenchmarkArmManyJobs measures one event of the orchestrator's loop while
+// many jobs are active: the event reaches one job (a Tick with nothing due,
+// then the flush every job event gets), and the loop re-arms its timer on
+// the earliest deadline of all of them. Every job sits in an auction with
+// an hour-long window, its bid request never published.
+func BenchmarkArmManyJobs(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			net := newFakeNet()
+			net.gate = make(chan struct{}) // never opened: publishes wait for Close
+			o, err := New(Config{Self: "requester", Defaults: Defaults{BidWindow: time.Hour}}, net, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			net.o = o
+			defer o.Close()
+			ctx := b.Context()
+			ids := make([]types.JobID, n)
+			for i := range ids {
+				info, err := o.Submit(ctx, spec(64<<20, 0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = info.ID
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				id := ids[i%n]
+				i++
+				err := o.call(ctx, func(now time.Time) error {
+					e := o.jobs[id]
+					e.job.Tick(now)
+					o.flush(e)
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -72,8 +72,9 @@
 // on until its job ends, so a late status from the node is recorded. A
 // finished job stays in memory for Config.Retain (10s), long enough to
 // release a late confirm, then only the Store has it: memory is bounded by
-// the jobs of the last seconds. The loop scans the active jobs for the
-// next deadline after each event: fine for thousands of jobs. Every
+// the jobs of the last seconds. The loop keeps the active jobs in a heap
+// by next deadline, refiled after each of a job's events, so an event
+// costs O(log n) in the jobs in flight, not a scan of them. Every
 // goroutine is started by the loop and waited for by Close.
 //
 // # What the Network must do

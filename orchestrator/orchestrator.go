@@ -116,6 +116,7 @@ type Orchestrator struct {
 
 	jobs     map[types.JobID]*entry // every job in memory, loop only: late confirms of finished jobs are still released
 	active   map[types.JobID]*entry // the jobs not yet terminal, loop only
+	waiting  deadlines              // the active jobs with a deadline, by it, as of their last flush; loop only
 	finished []*entry               // terminal jobs still in memory, oldest first, loop only
 	suspects map[string]time.Time   // nodes some job lost, and when; auctions do not wait for them; loop only
 
@@ -132,6 +133,8 @@ type entry struct {
 	durable  chan error // set by Submit until its first record is queued: told when it is saved
 	ended    time.Time  // when the job reached its terminal state
 	watchers []*watcher
+	due      time.Time // the job's next deadline while in o.waiting, else zero
+	slot     int       // its index in o.waiting, while in it
 }
 
 var _ Store = nopStore{}
@@ -423,13 +426,10 @@ func (o *Orchestrator) run() {
 // arm sets timer to the earliest deadline of any active job, or to the
 // eviction of the oldest finished one.
 func (o *Orchestrator) arm(timer *time.Timer) {
-	var next time.Time
+	next := o.waiting.next()
 	if len(o.finished) > 0 {
-		next = o.finished[0].ended.Add(o.cfg.Retain)
-	}
-	for _, e := range o.active {
-		if d, ok := e.job.NextDeadline(); ok && (next.IsZero() || d.Before(next)) {
-			next = d
+		if evict := o.finished[0].ended.Add(o.cfg.Retain); next.IsZero() || evict.Before(next) {
+			next = evict
 		}
 	}
 	if next.IsZero() {
@@ -439,12 +439,12 @@ func (o *Orchestrator) arm(timer *time.Timer) {
 	timer.Reset(max(next.Sub(o.cfg.Clock()), 0))
 }
 
+// tickDue ticks every job whose deadline passed, each once: a deadline its
+// tick leaves due waits for the next round of the loop.
 func (o *Orchestrator) tickDue(now time.Time) {
-	for _, e := range o.active {
-		if d, ok := e.job.NextDeadline(); ok && !now.Before(d) {
-			e.job.Tick(now)
-			o.flush(e)
-		}
+	for _, e := range o.waiting.popDue(now) {
+		e.job.Tick(now)
+		o.flush(e)
 	}
 	o.evict(now)
 }
@@ -466,13 +466,17 @@ func (o *Orchestrator) evict(now time.Time) {
 	o.finished = o.finished[n:]
 }
 
-// flush saves and announces a changed job, then does what it asked for.
+// flush saves and announces a changed job, files it under its next
+// deadline, then does what it asked for. Every event a job gets is
+// followed by a flush: only an event moves a deadline.
 func (o *Orchestrator) flush(e *entry) {
 	acts := e.job.Actions()
 	if rev := e.job.info.Revision; rev != e.saved {
 		e.saved = rev
 		o.publishInfo(e, e.job.Info())
 	}
+	due, _ := e.job.NextDeadline() // zero when none, as for a finished job
+	o.waiting.set(e, due)
 	for _, act := range acts {
 		o.perform(e, act)
 	}
