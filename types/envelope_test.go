@@ -62,6 +62,28 @@ func TestEnvelopeSealOpen(t *testing.T) {
 	}
 }
 
+// TestEnvelopeOpenSealed opens an envelope this process sealed without
+// verifying its signature again, but still refuses it once expired and
+// still decodes strictly.
+func TestEnvelopeOpenSealed(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	env, err := Seal(newKey(t), &Accept{JobID: "j1"}, now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := env.OpenSealed(now)
+	if a, ok := msg.(*Accept); err != nil || !ok || a.JobID != "j1" {
+		t.Fatalf("OpenSealed: %#v, %v", msg, err)
+	}
+	if _, err := env.OpenSealed(now.Add(time.Minute)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired: got %v, want ErrExpired", err)
+	}
+	env.Body = json.RawMessage(`{"job_id":"j1","extra":1}`)
+	if _, err := env.OpenSealed(now); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("unknown field: got %v, want ErrMalformed", err)
+	}
+}
+
 func TestEnvelopeRejects(t *testing.T) {
 	k, other := newKey(t), newKey(t)
 	now := time.Unix(1_700_000_000, 0)

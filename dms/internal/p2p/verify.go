@@ -61,7 +61,7 @@ func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.En
 	if err != nil {
 		return nil, nil, err
 	}
-	msg, err := v.check(env, sender, kinds)
+	msg, err := v.check(env, sender, kinds, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,7 +85,9 @@ func decode(b []byte) (*types.Envelope, error) {
 }
 
 // check verifies a decoded envelope, as open does, and opens its message.
-func (v *verifier) check(env *types.Envelope, sender peer.ID, kinds []types.Kind) (types.Message, error) {
+// An envelope this host sealed itself (own) is not verified again
+// (types.Envelope.OpenSealed).
+func (v *verifier) check(env *types.Envelope, sender peer.ID, kinds []types.Kind, own bool) (types.Message, error) {
 	if kinds != nil && !slices.Contains(kinds, env.Kind) {
 		return nil, reject(ReasonWrongKind, fmt.Errorf("%w: %q", ErrWrongKind, env.Kind))
 	}
@@ -93,7 +95,11 @@ func (v *verifier) check(env *types.Envelope, sender peer.ID, kinds []types.Kind
 		return nil, reject(ReasonSenderMismatch, fmt.Errorf("%w: %s from peer %s", ErrSenderMismatch, env.From, sender))
 	}
 	now := v.clock()
-	msg, err := env.Open(now)
+	open := env.Open
+	if own {
+		open = env.OpenSealed
+	}
+	msg, err := open(now)
 	if err != nil {
 		return nil, reject(openReason(err), err)
 	}
