@@ -79,7 +79,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // serve starts the node, prints its addresses, and runs until ctx ends
-// (SIGINT, SIGTERM), reloading the offer on SIGHUP.
+// (SIGINT, SIGTERM), reloading the offer on SIGHUP and returning memory to
+// the OS when idle (trimWhenIdle).
 func (c *cli) serve(ctx context.Context, opts []dms.Option, logger *slog.Logger) error {
 	d, err := dms.New(opts...)
 	if err != nil {
@@ -95,7 +96,12 @@ func (c *cli) serve(ctx context.Context, opts []dms.Option, logger *slog.Logger)
 	if err != nil {
 		return errors.Join(err, d.Close())
 	}
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimmed := make(chan struct{})
+	go func() { defer close(trimmed); trimWhenIdle(trimCtx, trimEvery, logger) }()
 	waitSignals(ctx, d, logger)
+	stopTrim()
+	<-trimmed
 	return d.Close()
 }
 

@@ -110,11 +110,11 @@ func verifyStdout(ctx context.Context, svc service, job api.Job, want []byte) er
 	return nil
 }
 
-// requesterGap spaces the submissions of runMany and runPool: a node
-// publishes at most 50 bid requests a second, its own included
-// (p2p.Config.BidRequestRate, not configurable from package dms), and the
-// scenarios that do not measure load must stay under it, or they measure
-// the rate limiter.
+// requesterGap spaces the submissions of runMany and runPool. The daemon
+// of memory runs with the default bid-request rate, 50 a second, its own
+// included (network.bid_request_rate), and must stay under it or measure
+// the rate limiter; sequential jobs spaced so measure one job's latency,
+// not the work the previous one left behind.
 const requesterGap = time.Second / 40
 
 // pacer lets goroutines start something at most once per gap. Safe for

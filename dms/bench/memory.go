@@ -31,8 +31,13 @@ func init() {
 const (
 	daemonStart = 30 * time.Second // until the daemon writes api.json
 	daemonStop  = 15 * time.Second // until it exits after SIGTERM
-	settleFull  = 2 * time.Second  // for the heap to settle before RSS is read
-	memoryConc  = 16               // jobs in flight
+	settleFull  = 2 * time.Second  // for the heap to settle before RSS is read idle
+	// settleAfter is how long the daemon is left idle after the jobs
+	// before its RSS is read: it returns free memory to the OS at its first
+	// quiet second and again 15 s later, once the finished jobs, kept 10 s,
+	// have left its memory (cmd/dms/trim.go).
+	settleAfter = 20 * time.Second
+	memoryConc  = 16 // jobs in flight
 	rateBackoff = 100 * time.Millisecond
 )
 
@@ -40,9 +45,9 @@ const (
 // jobs, reads its resident memory idle, runs many tiny jobs through its
 // API, and reads it again: what a long-running node keeps.
 func memory(ctx context.Context, o Options) (_ map[string]any, err error) {
-	n, settle := 10000, settleFull
+	n, settle, quiet := 10000, settleFull, settleAfter
 	if o.Quick {
-		n, settle = 200, 500*time.Millisecond
+		n, settle, quiet = 200, 500*time.Millisecond, 500*time.Millisecond
 	}
 	bin, err := daemonBinary(o.Bin)
 	if err != nil {
@@ -61,12 +66,12 @@ func memory(ctx context.Context, o Options) (_ map[string]any, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, dm.stop()) }()
-	return measureMemory(ctx, o, dm, n, settle)
+	return measureMemory(ctx, o, dm, n, settle, quiet)
 }
 
 // measureMemory reads the daemon's RSS after settle, runs n jobs through
-// it, and reads its RSS again after settle.
-func measureMemory(ctx context.Context, o Options, dm *daemon, n int, settle time.Duration) (map[string]any, error) {
+// it, and reads its RSS again once it was idle for quiet.
+func measureMemory(ctx context.Context, o Options, dm *daemon, n int, settle, quiet time.Duration) (map[string]any, error) {
 	if err := sleepCtx(ctx, settle); err != nil {
 		return nil, err
 	}
@@ -92,7 +97,7 @@ func measureMemory(ctx context.Context, o Options, dm *daemon, n int, settle tim
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := sleepCtx(ctx, settle); err != nil {
+	if err := sleepCtx(ctx, quiet); err != nil {
 		return nil, err
 	}
 	after, err := readMem(dm.cmd.Process.Pid)
