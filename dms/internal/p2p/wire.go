@@ -170,10 +170,14 @@ func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto 
 	if pid == h.host.ID() {
 		return nil, fmt.Errorf("%w: %s", ErrSelf, proto)
 	}
-	if err := h.addAddrs(pid, addrs); err != nil {
-		return nil, err
+	// A connected peer needs no address: addrs are parsed only to dial
+	// (most requests go to a peer already connected).
+	if h.host.Network().Connectedness(pid) != network.Connected {
+		if err := h.addAddrs(pid, addrs); err != nil {
+			return nil, err
+		}
+		h.findAddrs(ctx, pid)
 	}
-	h.findAddrs(ctx, pid)
 	s, err := h.host.NewStream(ctx, pid, proto)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: open %s to %s: %w", proto, to, orCtx(ctx, err))
@@ -181,11 +185,11 @@ func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto 
 	return s, nil
 }
 
-// findAddrs looks a peer up in the DHT when neither a connection nor the
-// peerstore knows how to reach it, as after a restart. The dial that
-// follows reports the failure.
+// findAddrs looks a peer this host is not connected to up in the DHT when
+// the peerstore does not know how to reach it, as after a restart. The dial
+// that follows reports the failure.
 func (h *Host) findAddrs(ctx context.Context, pid peer.ID) {
-	if h.dht == nil || h.host.Network().Connectedness(pid) == network.Connected || len(h.host.Peerstore().Addrs(pid)) > 0 {
+	if h.dht == nil || len(h.host.Peerstore().Addrs(pid)) > 0 {
 		return
 	}
 	info, err := h.dht.FindPeer(ctx, pid)
