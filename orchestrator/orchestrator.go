@@ -463,7 +463,26 @@ func (o *Orchestrator) evict(now time.Time) {
 		o.mu.Unlock()
 		n++
 	}
+	// Reslicing alone would leave the evicted entries, and all their job
+	// holds, reachable from the backing array until an append moved it.
+	clear(o.finished[:n])
 	o.finished = o.finished[n:]
+	if n > 0 && len(o.jobs) == 0 {
+		o.shrink()
+	}
+}
+
+// shrink replaces the emptied job maps and queue with fresh ones: a Go map
+// keeps the buckets of its largest size after its deletes, so after a burst
+// of jobs they would hold room for all of them for good. Only when no job
+// is in memory, so nothing is copied.
+func (o *Orchestrator) shrink() {
+	o.jobs, o.active, o.finished = make(map[types.JobID]*entry), make(map[types.JobID]*entry), nil
+	o.mu.Lock()
+	if len(o.infos) == 0 {
+		o.infos = make(map[types.JobID]JobInfo)
+	}
+	o.mu.Unlock()
 }
 
 // flush saves and announces a changed job, files it under its next

@@ -392,6 +392,29 @@ func TestOrchestratorForgetsFinishedJobsAfterRetain(t *testing.T) {
 	}
 }
 
+// An evicted job is unreachable: not left in the queue's backing array,
+// where it would keep its whole job alive until an append moved it.
+func TestEvictLeavesNoReferenceBehind(t *testing.T) {
+	o := &Orchestrator{cfg: Config{Retain: time.Second}, jobs: map[types.JobID]*entry{}, active: map[types.JobID]*entry{}, infos: map[types.JobID]JobInfo{}}
+	for i, id := range []types.JobID{"j1", "j2", "j3"} {
+		e := &entry{job: &Job{info: JobInfo{ID: id}}, ended: t0.Add(time.Duration(i) * time.Second)}
+		o.jobs[id], o.infos[id] = e, JobInfo{ID: id}
+		o.finished = append(o.finished, e)
+	}
+	queue := o.finished
+	o.evict(t0.Add(2500 * ms)) // j1 and j2 are due (ended at 0s and 1s, retained 1s)
+	if len(o.finished) != 1 || o.finished[0].job.info.ID != "j3" || len(o.jobs) != 1 || len(o.infos) != 1 {
+		t.Fatalf("after evicting two: finished %d, jobs %d, infos %d", len(o.finished), len(o.jobs), len(o.infos))
+	}
+	if queue[0] != nil || queue[1] != nil {
+		t.Fatal("the queue's backing array still holds evicted entries")
+	}
+	o.evict(t0.Add(time.Hour))
+	if o.finished != nil || len(o.jobs) != 0 || len(o.infos) != 0 || o.active == nil {
+		t.Fatalf("after evicting all: finished %v, jobs %d, infos %d", o.finished, len(o.jobs), len(o.infos))
+	}
+}
+
 func TestOrchestratorRetainMustOutlastLateConfirms(t *testing.T) {
 	_, err := New(Config{Self: "me", Retain: time.Second, Defaults: Defaults{ConfirmTimeout: time.Second}}, newFakeNet(), nil)
 	if !errors.Is(err, ErrInvalidConfig) {
