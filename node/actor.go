@@ -41,9 +41,17 @@ type (
 	tickMsg   struct{}
 	// dropHoldMsg releases a bid's soft reservation when the bid could not be delivered.
 	dropHoldMsg struct{ job types.JobID }
-	// allocDoneMsg is an allocation child's terminal status.
+	// allocDoneMsg is a finished allocation run's terminal status.
 	allocDoneMsg struct{ status types.Status }
 	okReply      struct{}
+	// request carries a message that wants an answer (acceptMsg, invokeMsg,
+	// cancelMsg, statusMsg, infoMsg, recordMsg): the actor sends it on reply,
+	// which has room for it, so an asker that gave up never blocks the actor.
+	// A channel, not a protoactor future: see allocRun.
+	request struct {
+		body  any
+		reply chan any
+	}
 )
 
 // sinkSize holds every status an allocation emits (running, then one
@@ -52,9 +60,9 @@ const sinkSize = 4
 
 // allocation is a live (locked or running) allocation.
 type allocation struct {
-	rec   allocRecord
-	child *actor.PID // set while running
-	sinks []chan *types.Status
+	rec    allocRecord
+	cancel context.CancelCauseFunc // set while running: stops its run
+	sinks  []chan *types.Status
 }
 
 // nodeActor owns the ledger and the live allocations.
@@ -79,29 +87,39 @@ type holdOwner struct {
 
 func (a *nodeActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
+	case request:
+		m.reply <- a.answer(m.body)
 	case bidRequestMsg:
 		a.onBidRequest(m)
-	case acceptMsg:
-		c.Respond(a.onAccept(m))
-	case invokeMsg:
-		c.Respond(a.onInvoke(c, m))
-	case cancelMsg:
-		c.Respond(a.onCancel(c, m))
-	case statusMsg:
-		c.Respond(a.onStatus(m))
 	case allocDoneMsg:
 		a.finish(m.status)
-	case infoMsg:
-		c.Respond(a.info())
-	case recordMsg:
-		a.record = m.rec
-		a.ledger.SetRegistered(m.rec.Offered)
-		c.Respond(okReply{})
 	case dropHoldMsg:
 		a.dropHold(m.job)
 	case tickMsg:
 		a.expire()
 	}
+}
+
+// answer handles the body of a request and returns the answer: a
+// types.Message, okReply or an error.
+func (a *nodeActor) answer(body any) any {
+	switch m := body.(type) {
+	case acceptMsg:
+		return a.onAccept(m)
+	case invokeMsg:
+		return a.onInvoke(m)
+	case cancelMsg:
+		return a.onCancel(m)
+	case statusMsg:
+		return a.onStatus(m)
+	case infoMsg:
+		return a.info()
+	case recordMsg:
+		a.record = m.rec
+		a.ledger.SetRegistered(m.rec.Offered)
+		return okReply{}
+	}
+	return fmt.Errorf("node: %T is not a request", body)
 }
 
 func (a *nodeActor) now() time.Time { return a.n.cfg.Clock() }
@@ -198,7 +216,7 @@ func (a *nodeActor) onAccept(m acceptMsg) any {
 	return rec.confirm()
 }
 
-func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
+func (a *nodeActor) onInvoke(m invokeMsg) any {
 	inv, now := m.inv, a.now()
 	if err := a.n.cfg.Admission.check(m.from); err != nil {
 		return err // a lock restored from before the allowlist changed is not enough
@@ -238,7 +256,7 @@ func (a *nodeActor) onInvoke(c actor.Context, m invokeMsg) any {
 	al.rec.start(inv, now)
 	a.persistLogged(al.rec)
 	al.sinks = append(al.sinks, m.sink)
-	al.child = c.Spawn(allocProps(a.n, al.rec, exec, a.blobs))
+	al.cancel = (&allocRun{n: a.n, rec: al.rec, exec: exec, blobs: a.blobs}).start()
 	a.broadcast(al, al.rec.status(), false)
 	return okReply{}
 }
@@ -255,7 +273,7 @@ func (a *nodeActor) own(from string, id types.AllocationID) (*allocation, error)
 	return al, nil
 }
 
-func (a *nodeActor) onCancel(c actor.Context, m cancelMsg) any {
+func (a *nodeActor) onCancel(m cancelMsg) any {
 	if m.cancel.AllocationID == "" {
 		// The requester placed the job elsewhere: withdraw our bid's hold.
 		if h, ok := a.holds[m.cancel.JobID]; ok && h.requester == m.from {
@@ -270,8 +288,8 @@ func (a *nodeActor) onCancel(c actor.Context, m cancelMsg) any {
 		}
 		return err
 	}
-	if al.child != nil {
-		c.Send(al.child, cancelAllocMsg{reason: m.cancel.Reason})
+	if al.cancel != nil {
+		al.cancel(errCancelled{reason: m.cancel.Reason}) // the run ends, and finish records it
 		return al.rec.status()
 	}
 	a.end(al, types.AllocCancelled, "cancelled by requester: "+m.cancel.Reason, nil)
@@ -288,7 +306,7 @@ func (a *nodeActor) onStatus(m statusMsg) any {
 	return fmt.Errorf("%w: %s", ErrUnknownAllocation, m.query.AllocationID)
 }
 
-// finish records an allocation child's terminal status.
+// finish records the terminal status of an allocation run.
 func (a *nodeActor) finish(st types.Status) {
 	al, ok := a.live[st.AllocationID]
 	if !ok {

@@ -8,15 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
-)
-
-type (
-	cancelAllocMsg struct{ reason string }
-	allocResultMsg struct{ status types.Status }
 )
 
 // errCancelled is the cause of an allocation's context when its requester cancels it.
@@ -24,43 +17,34 @@ type errCancelled struct{ reason string }
 
 func (e errCancelled) Error() string { return "cancelled by requester: " + e.reason }
 
-// allocActor is one running allocation, a child of the Node actor. It owns the
-// allocation's context; the run itself (fetching, executing, storing outputs)
-// happens in a goroutine owned by the Node, which reports back to the actor.
-type allocActor struct {
-	n      *Node
-	rec    allocRecord
-	exec   jobs.Executor
-	blobs  Blobs
-	cancel context.CancelCauseFunc
+// allocRun is one running allocation: fetching, executing, storing
+// outputs, in a goroutine owned by the Node that reports the end to the
+// Node actor as an allocDoneMsg. The actor holds the run's context's
+// cancel func (allocation.cancel). It is not an actor of its own: each
+// actor spawned and each future asked puts a key in protoactor's process
+// registry, 32,768 maps that keep their buckets for good once used, which
+// held megabytes after a few thousand jobs.
+type allocRun struct {
+	n     *Node
+	rec   allocRecord
+	exec  jobs.Executor
+	blobs Blobs
 }
 
-func allocProps(n *Node, rec allocRecord, exec jobs.Executor, blobs Blobs) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
-		return &allocActor{n: n, rec: rec, exec: exec, blobs: blobs}
+// start runs the allocation under a context of its own and returns its
+// cancel func; the end goes to the Node actor.
+func (x *allocRun) start() context.CancelCauseFunc {
+	ctx, cancel := context.WithCancelCause(x.n.ctx)
+	x.n.goDo(func(context.Context) {
+		st := x.run(ctx)
+		cancel(nil)
+		x.n.root.Send(x.n.pid, allocDoneMsg{status: st})
 	})
-}
-
-func (x *allocActor) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		ctx, cancel := context.WithCancelCause(x.n.ctx)
-		x.cancel = cancel
-		self := c.Self()
-		x.n.goDo(func(context.Context) {
-			x.n.root.Send(self, allocResultMsg{status: x.run(ctx)})
-		})
-	case cancelAllocMsg:
-		x.cancel(errCancelled{reason: m.reason})
-	case allocResultMsg:
-		c.Send(c.Parent(), allocDoneMsg{status: m.status})
-		x.cancel(nil)
-		c.Stop(c.Self())
-	}
+	return cancel
 }
 
 // run executes the task and says how it ended.
-func (x *allocActor) run(ctx context.Context) types.Status {
+func (x *allocRun) run(ctx context.Context) types.Status {
 	st := types.Status{JobID: x.rec.JobID, AllocationID: x.rec.AllocationID}
 	res, err := x.execute(ctx)
 	var cancelled errCancelled
@@ -80,7 +64,7 @@ func (x *allocActor) run(ctx context.Context) types.Status {
 // execute fetches the task's program and inputs, runs it in a scratch
 // directory and stores its outputs as blobs. A run that failed after
 // producing output (a timeout, the memory limit) returns both.
-func (x *allocActor) execute(ctx context.Context) (*types.Result, error) {
+func (x *allocRun) execute(ctx context.Context) (*types.Result, error) {
 	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
 	defer os.RemoveAll(dir)
 	in, err := x.prepare(ctx, dir)
@@ -98,7 +82,7 @@ func (x *allocActor) execute(ctx context.Context) (*types.Result, error) {
 	return res, runErr
 }
 
-func (x *allocActor) prepare(ctx context.Context, dir string) (jobs.Input, error) {
+func (x *allocRun) prepare(ctx context.Context, dir string) (jobs.Input, error) {
 	t := x.rec.Task
 	in := jobs.Input{
 		ModuleID: t.Module, Args: t.Args, Env: t.Env, Memory: t.Resources.Memory,
@@ -150,7 +134,7 @@ const (
 
 // fetch returns a blob from the local store, or fetches it from the requester
 // and keeps it (a module used again is not fetched again).
-func (x *allocActor) fetch(ctx context.Context, cid string) ([]byte, error) {
+func (x *allocRun) fetch(ctx context.Context, cid string) ([]byte, error) {
 	if x.blobs.Has(cid) {
 		return x.blobs.Get(cid)
 	}
@@ -181,7 +165,7 @@ const (
 	maxOutputBytes = 256 << 20
 )
 
-func (x *allocActor) storeOutputs(ctx context.Context, out *jobs.Output, outDir string) (*types.Result, error) {
+func (x *allocRun) storeOutputs(ctx context.Context, out *jobs.Output, outDir string) (*types.Result, error) {
 	res := &types.Result{
 		ExitCode: out.ExitCode, StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
 		DurationMillis: out.Duration.Milliseconds(),
@@ -197,7 +181,7 @@ func (x *allocActor) storeOutputs(ctx context.Context, out *jobs.Output, outDir 
 	return res, err
 }
 
-func (x *allocActor) storeFiles(ctx context.Context, outDir string) (map[string]string, error) {
+func (x *allocRun) storeFiles(ctx context.Context, outDir string) (map[string]string, error) {
 	files := map[string]string{}
 	var total int64
 	err := filepath.WalkDir(outDir, func(path string, d os.DirEntry, err error) error {
@@ -226,7 +210,7 @@ func (x *allocActor) storeFiles(ctx context.Context, outDir string) (map[string]
 }
 
 // put stores a result blob and queues its announcement in the DHT.
-func (x *allocActor) put(ctx context.Context, data []byte) (string, error) {
+func (x *allocRun) put(ctx context.Context, data []byte) (string, error) {
 	c, err := x.blobs.Put(data)
 	if err != nil {
 		return "", fmt.Errorf("node: storing result: %w", err)

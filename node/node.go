@@ -292,17 +292,27 @@ func (n *Node) SetRecord(ctx context.Context, rec types.CapabilityRecord) error 
 
 const defaultAskTimeout = 10 * time.Second
 
+// ask sends msg to the actor as a request and waits for the answer, for
+// at most defaultAskTimeout when ctx has no deadline. An error answer is
+// returned as the error.
 func ask(ctx context.Context, n *Node, msg any) (any, error) {
-	timeout := defaultAskTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultAskTimeout)
+		defer cancel()
 	}
-	if timeout <= 0 {
-		return nil, context.DeadlineExceeded
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	v, err := n.root.RequestFuture(n.pid, msg, timeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("node: %T: %w", msg, err)
+	reply := make(chan any, 1)
+	n.root.Send(n.pid, request{body: msg, reply: reply})
+	var v any
+	select {
+	case v = <-reply:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("node: %T: %w", msg, ctx.Err())
+	case <-n.ctx.Done():
+		return nil, fmt.Errorf("node: %T: %w", msg, ErrClosed)
 	}
 	if e, ok := v.(error); ok {
 		return nil, e

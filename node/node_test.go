@@ -250,6 +250,25 @@ func TestAcceptInvokeComplete(t *testing.T) {
 	}
 }
 
+// A job puts nothing in protoactor's process registry (no future per ask,
+// no actor per allocation): its 32,768 maps never give back what a key
+// once made them allocate, so a long-lived node would grow with every job.
+func TestAJobRegistersNoProcess(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	registry := h.node.root.ActorSystem().ProcessRegistry
+	before := atomic.LoadUint64(&registry.SequenceID)
+	c := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	if sts, err := h.invoke("a1", c.Epoch, "x"); err != nil || len(sts) != 2 {
+		t.Fatalf("invoke: %+v, %v", sts, err)
+	}
+	if _, err := h.node.Status(h.ctx(), requester, &types.StatusQuery{AllocationID: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := atomic.LoadUint64(&registry.SequenceID); after != before {
+		t.Fatalf("a job registered %d processes", after-before)
+	}
+}
+
 // A requester that restarts invokes its allocation again with the same
 // epoch: one that ended meanwhile answers with its final status and result;
 // another epoch or another requester learns nothing.
