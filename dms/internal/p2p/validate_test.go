@@ -238,3 +238,28 @@ func TestGossipSignedMessage(t *testing.T) {
 		t.Fatal("a gossip message with gossipsub's signature was delivered")
 	}
 }
+
+// TestReplayCacheSweeps forgets expired nonces every pruneIdle though the
+// cache is far from full, and still refuses a replay of one that lives.
+func TestReplayCacheSweeps(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newReplayCache(1000)
+	short := &types.Envelope{From: "a", Nonce: "1", Expiry: now.Add(time.Second).UnixNano()}
+	long := &types.Envelope{From: "a", Nonce: "2", Expiry: now.Add(time.Hour).UnixNano()}
+	for _, env := range []*types.Envelope{short, long} {
+		if r := c.admit(env, now); r != "" {
+			t.Fatalf("admitting nonce %s: %s", env.Nonce, r)
+		}
+	}
+	later := now.Add(pruneIdle)
+	fresh := &types.Envelope{From: "a", Nonce: "3", Expiry: later.Add(time.Second).UnixNano()}
+	if r := c.admit(fresh, later); r != "" { // sweeps
+		t.Fatalf("admitting a fresh nonce: %s", r)
+	}
+	if len(c.seen) != 2 {
+		t.Fatalf("after the sweep the cache holds %d nonces, want 2", len(c.seen))
+	}
+	if r := c.admit(long, later); r != ReasonReplayed {
+		t.Fatalf("a live nonce after the sweep: got %q, want replayed", r)
+	}
+}

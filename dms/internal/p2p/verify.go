@@ -183,17 +183,24 @@ func signer(env *types.Envelope) (peer.ID, error) {
 }
 
 // replayCache remembers (sender, nonce) pairs until their envelope expires.
-// MaxTTL bounds how long an entry lives, and size how many there are: when
-// full, expired entries are pruned at most once a second and, failing that,
-// new envelopes are refused rather than old nonces forgotten.
+// MaxTTL bounds how long an entry lives, and size how many there are:
+// expired entries are pruned every pruneIdle, and when the cache is full at
+// most once a second; failing that, new envelopes are refused rather than
+// old nonces forgotten. A prune copies the live entries to a new map: a Go
+// map keeps the buckets of its largest size, which after a burst of jobs
+// would stay for good.
 type replayCache struct {
 	mu        sync.Mutex
 	size      int
 	seen      map[string]int64 // sender|nonce -> expiry, unix nanoseconds
-	nextPrune time.Time
+	nextPrune time.Time        // the earliest prune when full
+	nextSweep time.Time        // the next prune in any case
 }
 
-const pruneEvery = time.Second
+const (
+	pruneEvery = time.Second
+	pruneIdle  = 30 * time.Second
+)
 
 func newReplayCache(size int) *replayCache {
 	return &replayCache{size: size, seen: make(map[string]int64)}
@@ -208,7 +215,7 @@ func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
 	if _, ok := c.seen[key]; ok {
 		return ReasonReplayed
 	}
-	if len(c.seen) >= c.size && !now.Before(c.nextPrune) {
+	if (len(c.seen) >= c.size && !now.Before(c.nextPrune)) || !now.Before(c.nextSweep) {
 		c.prune(now)
 	}
 	if len(c.seen) >= c.size {
@@ -219,10 +226,12 @@ func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
 }
 
 func (c *replayCache) prune(now time.Time) {
+	live := make(map[string]int64, len(c.seen))
 	for k, exp := range c.seen {
-		if exp <= now.UnixNano() {
-			delete(c.seen, k)
+		if exp > now.UnixNano() {
+			live[k] = exp
 		}
 	}
-	c.nextPrune = now.Add(pruneEvery)
+	c.seen = live
+	c.nextPrune, c.nextSweep = now.Add(pruneEvery), now.Add(pruneIdle)
 }
