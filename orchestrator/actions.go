@@ -57,7 +57,7 @@ type Placed struct {
 // it; only an Auction emits it.
 type Failed struct {
 	Reason string
-	Busy   bool // no bid, but some node could take the job once capacity frees up
+	Busy   bool // no bid, but some node could take the job once capacity frees up, or did not answer in time
 }
 
 func (Publish) isAction()    {}

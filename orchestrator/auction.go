@@ -246,7 +246,7 @@ func (a *Auction) close(now time.Time) {
 	a.candidates = a.rank.Rank(a.bids)
 	if len(a.candidates) == 0 {
 		a.phase = done
-		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy()})
+		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy() || a.cfg.Expected > len(a.answered)})
 		return
 	}
 	a.offerNext(now)
@@ -312,7 +312,11 @@ func (a *Auction) releaseLosers(winner string) {
 	}
 }
 
-// anyBusy reports whether a node declined only because its capacity is in use.
+// anyBusy reports whether a node declined only because its capacity is in
+// use. A node the request reached that did not answer within the window
+// (Expected > answered) counts as busy too, by the caller: it is connected
+// but overloaded, or its answer was lost; a burst of 500 jobs on 5 nodes
+// failed tens of them this way.
 func (a *Auction) anyBusy() bool {
 	for _, d := range a.declines {
 		if d.Busy {

@@ -132,6 +132,20 @@ func TestJobScenarios(t *testing.T) {
 		},
 		reason: "completed on node n1 with exit code 0",
 	}, {
+		name: "nodes the request reached but that stay silent count as busy: the job waits and asks again",
+		spec: func(s *JobSpec) { s.QueueTimeout = time.Minute },
+		steps: []step{
+			{at: 0, ev: start, want: []string{"publish j1"}},
+			{at: 1 * ms, ev: published(1, 2)},
+			{at: 2 * ms, ev: decline("n2", mem900TiB)},
+			{at: 2 * sec, ev: tick, state: types.JobPending},
+			{at: 2100 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding},
+			{at: 2101 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 2102 * ms, ev: confirm("j1-a1-c0", 3), want: []string{"invoke j1-a1-c0 on n1 epoch 3"}, state: types.JobPlaced},
+			{at: 2200 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+		},
+		reason: "completed on node n1 with exit code 0",
+	}, {
 		name: "busy nodes past the queue timeout: the job fails saying so",
 		spec: func(s *JobSpec) { s.QueueTimeout = 150 * ms },
 		steps: []step{
