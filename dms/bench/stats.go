@@ -72,3 +72,12 @@ func phases(runs []run) map[string]float64 {
 	out["verified"] = latencies(runs).pct(50)
 	return out
 }
+
+// msList returns durations in milliseconds, in their order.
+func msList(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
+}
