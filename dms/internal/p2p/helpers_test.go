@@ -72,6 +72,16 @@ func newRawHost(t testing.TB, key ed25519.PrivateKey, listen bool) host.Host {
 	return h
 }
 
+// limitedHost starts a Host whose clock stands still at now and that
+// admits rate bid requests a second from each publisher, burst at once.
+func limitedHost(t testing.TB, rate float64, burst int, now time.Time) *Host {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.BidRequestRate, cfg.BidRequestBurst = rate, burst
+	cfg.Clock = func() time.Time { return now }
+	return newTestHost(t, cfg)
+}
+
 // rawTopic starts gossipsub on raw, a peer without the DMS validator that
 // publishes whatever it is given, as a Host does (no gossipsub signature,
 // messages named by their content) unless opts say otherwise, joins the

@@ -76,10 +76,7 @@ func TestRateLimiterMemoryBound(t *testing.T) {
 // forwarding them. Its own publications are held to the burst of 3.
 func TestBidRequestRateLimit(t *testing.T) {
 	now := time.Now()
-	cfg := testConfig(t)
-	cfg.BidRequestRate, cfg.BidRequestBurst = 1, 3
-	cfg.Clock = func() time.Time { return now }
-	h := newTestHost(t, cfg)
+	h := limitedHost(t, 1, 3, now)
 	delivered := make(chan types.JobID, 10)
 	if err := h.SubscribeBidRequests(func(_ string, _ *types.Envelope, r *types.BidRequest) { delivered <- r.JobID }); err != nil {
 		t.Fatal(err)

@@ -162,10 +162,7 @@ func TestGossipRejections(t *testing.T) {
 // own request, next, is delivered although the bucket holds one token.
 func TestGossipForgedPublisher(t *testing.T) {
 	now := time.Now()
-	cfg := testConfig(t)
-	cfg.BidRequestRate, cfg.BidRequestBurst = 0.001, 1
-	cfg.Clock = func() time.Time { return now }
-	h := newTestHost(t, cfg)
+	h := limitedHost(t, 0.001, 1, now)
 	delivered := make(chan string, 10)
 	if err := h.SubscribeBidRequests(func(from string, _ *types.Envelope, _ *types.BidRequest) { delivered <- from }); err != nil {
 		t.Fatal(err)
