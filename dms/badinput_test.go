@@ -148,7 +148,7 @@ func wantFailed(t *testing.T, job api.Job, reason ...string) {
 // runs the hello job.
 func providerUnaffected(t *testing.T, requester, provider *DMS) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var info api.NodeInfo
 	waitFor(t, 10*time.Second, "the provider to release the job's capability", func() bool {
@@ -156,7 +156,9 @@ func providerUnaffected(t *testing.T, requester, provider *DMS) {
 		info, err = provider.Node(ctx)
 		return err == nil && info.Available == info.Registered && info.Running == 0
 	})
-	h, job := submitAndWait(t, requester, helloSpec(t), 30*time.Second)
+	// hello's first run compiles 2.5 MB of Wasm: over 30 s once under
+	// -race with the other test packages on two cores.
+	h, job := submitAndWait(t, requester, helloSpec(t), 90*time.Second)
 	if job.State != types.JobCompleted || job.Node != provider.host.ID() {
 		t.Fatalf("hello after the bad job: %s on %q (%s)", job.State, job.Node, job.Reason)
 	}
