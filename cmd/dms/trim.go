@@ -14,15 +14,15 @@ import (
 // collects no garbage until the runtime forces a collection two minutes
 // later: after a burst of jobs its resident memory stays at the burst's
 // peak. A trim is debug.FreeOSMemory: one collection and a full return of
-// free pages, a few milliseconds. It comes at the first quiet second after
+// free pages. It comes at the first quiet second after
 // a busy spell, and once more trimAgain later, when the jobs of the spell
 // have left the orchestrator's memory (dms keeps a finished job 10 s).
 const (
 	trimEvery = time.Second
 	trimAgain = 15 * time.Second
 	// quietRate is the allocation rate below which the daemon counts as
-	// idle: its background work (gossip heartbeats, DHT upkeep) allocates
-	// far less; a job allocates hundreds of kilobytes.
+	// idle: what its background work (gossip heartbeats, DHT upkeep)
+	// allocates stays under it, what running jobs allocate does not.
 	quietRate = 1 << 20 // bytes per second
 	// trimSlack is how much more memory than after the last trim the
 	// runtime must hold for a trim to be worth a collection.
