@@ -23,11 +23,11 @@ const throughputLimit = 100 * time.Millisecond
 
 // throughput submits jobs at a fixed rate, whether or not earlier ones are
 // done (an open loop: a slow network cannot slow the load down), for a few
-// seconds per step, doubling the rate until the p99 latency passes
-// throughputLimit or a job fails.
+// seconds per step, raising the rate by a quarter to a half at each step
+// until the p99 latency passes throughputLimit or a job fails.
 func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 	nodes, step, warm := 5, 3*time.Second, 20
-	rates := []int{50, 100, 200, 400, 800, 1600, 3200, 6400}
+	rates := []int{50, 75, 100, 125, 150, 200, 250, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 4000}
 	if o.Quick {
 		nodes, step, warm, rates = 3, 500*time.Millisecond, 2, []int{10, 20}
 	}
