@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -42,8 +41,8 @@ func burst(ctx context.Context, o Options) (_ map[string]any, err error) {
 	defer closeInto(c, &err)
 	spec := c.jobSpec()
 	want := []byte(tinyOutput)
-	if err := firstError(runBurst(ctx, c.req, spec, want, warm)); err != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	if err := c.warmUp(ctx, o, spec, want, warm, runBurst); err != nil {
+		return nil, err
 	}
 	res := map[string]any{"nodes": nodes, "repeats": repeats}
 	for _, b := range []struct {

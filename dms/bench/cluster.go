@@ -34,6 +34,21 @@ type cluster struct {
 	spec   *jobs.Spec // a job running the module (tinySpec); scenarios change a copy (jobSpec)
 }
 
+// runner runs n jobs of spec on svc and checks their output against want:
+// runMany (one after another) or runBurst (all at once).
+type runner func(ctx context.Context, svc service, spec *jobs.Spec, want []byte, n int) []run
+
+// warmUp runs warm jobs of spec before a scenario measures, so that every
+// node has fetched and compiled its module: the first run of a module is
+// not what the scenarios time.
+func (c *cluster) warmUp(ctx context.Context, o Options, spec *jobs.Spec, want []byte, warm int, runN runner) error {
+	if err := firstError(runN(ctx, c.req, spec, want, warm)); err != nil {
+		return fmt.Errorf("bench: warm-up: %w", err)
+	}
+	o.Log.Info("warmed up", "jobs", warm)
+	return nil
+}
+
 // startCluster starts nodes nodes, stores module on node 0 and waits until
 // a bid request from node 0 reaches every other node.
 func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *cluster, err error) {

@@ -34,10 +34,9 @@ func largeWasm(ctx context.Context, o Options) (_ map[string]any, err error) {
 	defer closeInto(c, &err)
 	spec := c.jobSpec()
 	spec.Name, spec.Args, spec.Resources.Memory = "bench-large", args, 64<<20
-	if err := firstError(runMany(ctx, c.req, spec, want, warm)); err != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	if err := c.warmUp(ctx, o, spec, want, warm, runMany); err != nil {
+		return nil, err
 	}
-	o.Log.Info("warmed up", "jobs", warm)
 	runs := runMany(ctx, c.req, spec, want, n)
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"github.com/opendms/dms/dms/internal/tinywasm"
 )
 
@@ -28,10 +27,9 @@ func sequential(ctx context.Context, o Options) (_ map[string]any, err error) {
 	defer closeInto(c, &err)
 	spec := c.jobSpec()
 	want := []byte(tinyOutput)
-	if err := firstError(runMany(ctx, c.req, spec, want, warm)); err != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	if err := c.warmUp(ctx, o, spec, want, warm, runMany); err != nil {
+		return nil, err
 	}
-	o.Log.Info("warmed up", "jobs", warm)
 	runs := runMany(ctx, c.req, spec, want, n)
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -41,8 +40,8 @@ func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 	// than queue for minutes.
 	spec.Deadline, spec.QueueTimeout = jobs.Duration(20*time.Second), jobs.Duration(20*time.Second)
 	want := []byte(tinyOutput)
-	if err := firstError(runBurst(ctx, c.req, spec, want, warm)); err != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	if err := c.warmUp(ctx, o, spec, want, warm, runBurst); err != nil {
+		return nil, err
 	}
 	res := map[string]any{"nodes": nodes, "step_s": step.Seconds(), "jobs_per_s": 0.0, "offered_per_s": 0, "p99_ms": 0.0}
 	var steps []map[string]any
