@@ -137,12 +137,14 @@ type Result struct {
 	DurationMillis  int64             `json:"duration_ms"`
 }
 
-// Status reports an allocation's state; terminal ones carry Reason or Result.
+// Status reports an allocation's state; terminal ones carry Reason or
+// Result, and a failed one says whose fault it was.
 type Status struct {
 	JobID        JobID           `json:"job_id"`
 	AllocationID AllocationID    `json:"allocation_id"`
 	State        AllocationState `json:"state"`
 	Reason       string          `json:"reason,omitempty"`
+	Fault        Fault           `json:"fault,omitempty"` // set when State is failed
 	Result       *Result         `json:"result,omitempty"`
 }
 

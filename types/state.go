@@ -35,3 +35,21 @@ const (
 func (s AllocationState) Terminal() bool {
 	return s == AllocCompleted || s == AllocFailed || s == AllocCancelled
 }
+
+// Fault says whose failure ended a failed allocation, so that its requester
+// can tell an infrastructure fault, which it reschedules by default, from a
+// program that failed, which it retries only when the job asks for retries.
+type Fault string
+
+// Faults. The empty Fault on a failed status is read as FaultProgram: a
+// requester never runs a job again on a guess.
+const (
+	// FaultProgram: the program ran and failed (a trap, its timeout, its
+	// memory limit) or can never run (a module that does not compile).
+	FaultProgram Fault = "program"
+	// FaultNode: the node could not run the program to its end through no
+	// fault of the program: a fetch failed, the executor was missing or its
+	// engine failed, the lock expired, the node restarted or shut down, the
+	// node itself panicked.
+	FaultNode Fault = "node"
+)
