@@ -322,7 +322,9 @@ var errStreamEnded = errors.New("dms: status stream ended")
 
 // invokeNode runs an invocation on this node's Node, turning a refusal
 // before the allocation started into a failed status, so the requester
-// reads why instead of seeing the stream die. The Node sends the statuses
+// reads why instead of seeing the stream die. The refusal is the node's
+// fault (its lock expired, it lacks the executor, the requester named a
+// stale epoch): another node may run the job. The Node sends the statuses
 // and, while the allocation runs, the heartbeats (every inv.Lease/4).
 func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation, send func(types.Message) error) error {
 	if gate := d.opts.heartbeatGate; gate != nil {
@@ -340,7 +342,7 @@ func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation
 		return send(st)
 	})
 	if err != nil && !sent {
-		return send(&types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Reason: err.Error()})
+		return send(&types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: err.Error()})
 	}
 	return err
 }

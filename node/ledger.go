@@ -77,6 +77,18 @@ func (l *Ledger) Available(now time.Time) types.Resources {
 // Used returns everything held, locked or running at now.
 func (l *Ledger) Used(now time.Time) types.Resources { return l.usedExcept(now, "") }
 
+// Locked returns everything locked or running at now: Used without the
+// holds behind bids.
+func (l *Ledger) Locked(now time.Time) types.Resources {
+	var sum types.Resources
+	for _, lk := range l.locks {
+		if lk.live(now) {
+			sum = sum.Add(lk.Resources)
+		}
+	}
+	return sum
+}
+
 // usedExcept is Used without the hold of job (no hold has the empty job ID).
 func (l *Ledger) usedExcept(now time.Time, job types.JobID) types.Resources {
 	var sum types.Resources

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -69,6 +71,18 @@ type Config struct {
 	Heartbeat time.Duration
 }
 
+// machine is the Machine's part of the config.
+func (c *Config) machine() MachineConfig {
+	names := make([]string, 0, len(c.Executors))
+	for name := range c.Executors {
+		names = append(names, name)
+	}
+	return MachineConfig{
+		ID: c.ID, Record: c.Record, Executors: names, Network: c.Network, Admission: c.Admission,
+		LockTTL: c.LockTTL, BidHold: c.BidHold,
+	}
+}
+
 func (c *Config) validate() error {
 	switch {
 	case c.ID.PeerID == "":
@@ -106,16 +120,25 @@ type Info struct {
 	Available  types.Resources
 	Running    int
 	Locked     int
+	Dropped    uint64 // bid requests dropped since the start because the node's mailbox was full
 }
 
 // Node is the Node actor of one machine and the handle to it. Its methods are
-// safe for concurrent use: each one is a message to the actor, which owns all
-// mutable state (the ledger and the live allocations).
+// safe for concurrent use: each one is a message to the actor, which owns the
+// provider's Machine and applies what it asks.
 type Node struct {
 	cfg  Config
 	net  Network
 	root *actor.RootContext
 	pid  *actor.PID
+
+	// slots bounds what the network can make the actor queue: a message
+	// from outside holds a slot until the actor takes it. A request waits
+	// for a slot (honouring its context), a bid request finding none is
+	// dropped; the node's own messages (ticks, ends of runs) need none.
+	slots   chan struct{}
+	tickets atomic.Uint64
+	dropped atomic.Uint64 // bid requests dropped for want of a slot
 
 	ctx       context.Context // cancelled by Close; parent of every allocation's context
 	cancel    context.CancelFunc
@@ -124,8 +147,8 @@ type Node struct {
 	provides  chan string // CIDs of results to announce in the DHT (provide.go)
 }
 
-// mailboxSize bounds what the network can make the actor queue; senders block
-// (back-pressure) when it is full.
+// mailboxSize is how many messages from the network the actor may have
+// queued at once.
 const mailboxSize = 4096
 
 // New restores the node's state from st and spawns its actor in system.
@@ -133,19 +156,56 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, net: net, root: system.Root, provides: make(chan string, provideQueue)}
+	n := &Node{cfg: cfg, net: net, root: system.Root, provides: make(chan string, provideQueue), slots: make(chan struct{}, mailboxSize)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	state, err := restore(n, st, blobs)
+	a, err := restore(n, st, blobs)
 	if err != nil {
 		n.cancel()
 		return nil, err
 	}
-	props := actor.PropsFromProducer(func() actor.Actor { return state },
-		actor.WithMailbox(actor.Bounded(mailboxSize)))
-	n.pid = system.Root.Spawn(props)
+	// The default mailbox is unbounded and never spins; the slots bound it.
+	// (actor.Bounded spins on runtime.Gosched while full and cannot be
+	// given up on.)
+	n.pid = system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	n.goTicker()
 	n.goProvide()
 	return n, nil
+}
+
+// restore rebuilds the provider's Machine from its records, and writes the
+// records the restart changed (allocations it found running, now failed).
+func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
+	log := n.cfg.Logger.With("component", "node")
+	var epoch uint64 // node/epoch, written by earlier versions; the records' epochs count too
+	if _, err := st.Lookup(epochKey, &epoch); err != nil {
+		return nil, fmt.Errorf("node: reading lock epoch: %w", err)
+	}
+	var recs []Allocation
+	err := st.Scan(AllocationPrefix, func(_ string, v []byte) error {
+		var r Allocation
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("node: decoding allocation record: %w", err)
+		}
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMachine(n.cfg.machine(), storeHistory{store: st, log: log}, recs, epoch, n.cfg.Clock())
+	if err != nil {
+		return nil, err
+	}
+	a := &nodeActor{
+		n: n, m: m, store: st, blobs: blobs, log: log,
+		replies: map[Ticket]chan<- answer{}, streams: map[Ticket]chan types.Status{},
+		runs: map[types.AllocationID]context.CancelCauseFunc{},
+	}
+	if err := a.save(m.Ready()); err != nil {
+		return nil, fmt.Errorf("node: restoring: %w", err)
+	}
+	m.Advance(nil)
+	return a, nil
 }
 
 // goTicker expires locks and holds; expiry is also checked on every use, so
@@ -161,7 +221,7 @@ func (n *Node) goTicker() {
 			case <-n.ctx.Done():
 				return
 			case <-t.C:
-				n.root.Send(n.pid, tickMsg{})
+				n.post(tickMsg{})
 			}
 		}
 	}()
@@ -176,6 +236,25 @@ func (n *Node) goDo(f func(ctx context.Context)) {
 	}()
 }
 
+// post sends the actor one of the node's own messages: they need no slot.
+func (n *Node) post(msg any) { n.root.Send(n.pid, msg) }
+
+// acquire takes an admission slot for a message from outside, waiting while
+// the actor has mailboxSize of them queued.
+func (n *Node) acquire(ctx context.Context) error {
+	select {
+	case n.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// release gives back the slot of a message the actor took.
+func (n *Node) release() { <-n.slots }
+
 // Close stops the actor and every allocation and waits for their goroutines.
 // Running allocations are cancelled; their records say so.
 func (n *Node) Close() error {
@@ -188,15 +267,24 @@ func (n *Node) Close() error {
 }
 
 // HandleBidRequest lets the node decide on a bid request; the answer, a Bid
-// or a Decline, goes to the requester over the network.
+// or a Decline, goes to the requester over the network. A node whose
+// mailbox is full drops the request (it is counted in Info.Dropped): its
+// requester counts a silent node as busy.
 func (n *Node) HandleBidRequest(from string, req *types.BidRequest) {
-	n.root.Send(n.pid, bidRequestMsg{from: from, req: req})
+	select {
+	case n.slots <- struct{}{}:
+	default:
+		n.dropped.Add(1)
+		n.cfg.Logger.Debug("mailbox full: bid request dropped", "job", req.JobID, "from", from)
+		return
+	}
+	n.post(event{fn: func(m *Machine, now time.Time) { m.BidRequest(req, now) }, slot: true})
 }
 
 // Accept locks capability for an allocation (the commit point) and answers
 // with a *types.Confirm or a *types.Reject.
 func (n *Node) Accept(ctx context.Context, from string, a *types.Accept) (types.Message, error) {
-	return askMessage(ctx, n, acceptMsg{from: from, accept: a})
+	return n.ask(ctx, func(m *Machine, t Ticket, now time.Time) { m.Accept(from, a, t, now) }, nil)
 }
 
 // Heartbeat bounds. A requester's lease sets the interval to a quarter of
@@ -228,8 +316,10 @@ func (n *Node) heartbeat(inv *types.Invocation) time.Duration {
 // re-attaches to the running allocation, or, if it ended meanwhile, sends
 // its final status (result included) at once.
 func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, send func(*types.Status) error) error {
-	sink := make(chan *types.Status, sinkSize)
-	if _, err := ask(ctx, n, invokeMsg{from: from, inv: inv, sink: sink}); err != nil {
+	stream := make(chan types.Status, streamSize)
+	t := Ticket(n.tickets.Add(1))
+	defer n.post(unwatch{ticket: t})
+	if _, err := n.request(ctx, t, func(m *Machine, t Ticket, now time.Time) { m.Invoke(from, inv, t, now) }, stream); err != nil {
 		return err
 	}
 	every := n.heartbeat(inv)
@@ -242,12 +332,12 @@ func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, s
 			return ctx.Err()
 		case <-n.ctx.Done():
 			return ErrClosed
-		case st, ok := <-sink:
+		case st, ok := <-stream:
 			if !ok {
 				return nil
 			}
-			last = st
-			if err := send(st); err != nil {
+			last = &st
+			if err := send(last); err != nil {
 				return err
 			}
 			beat.Reset(every)
@@ -266,67 +356,95 @@ func (n *Node) Invoke(ctx context.Context, from string, inv *types.Invocation, s
 // releases its capability. It answers with the allocation's *types.Status,
 // or nil when it withdrew a bid's soft reservation (no AllocationID).
 func (n *Node) Cancel(ctx context.Context, from string, c *types.Cancel) (types.Message, error) {
-	return askMessage(ctx, n, cancelMsg{from: from, cancel: c})
+	return n.ask(ctx, func(m *Machine, t Ticket, now time.Time) { m.Cancel(from, c, t, now) }, nil)
 }
 
 // Status answers a status query with the allocation's *types.Status.
 func (n *Node) Status(ctx context.Context, from string, q *types.StatusQuery) (types.Message, error) {
-	return askMessage(ctx, n, statusMsg{from: from, query: q})
+	return n.ask(ctx, func(m *Machine, t Ticket, _ time.Time) { m.Query(from, q, t) }, nil)
 }
 
 // Info returns the node's capability record and load.
 func (n *Node) Info(ctx context.Context) (Info, error) {
-	v, err := ask(ctx, n, infoMsg{})
-	if err != nil {
+	reply := make(chan Info, 1)
+	if err := n.send(ctx, infoRequest{reply: reply}); err != nil {
 		return Info{}, err
 	}
-	return v.(Info), nil
+	select {
+	case in := <-reply:
+		in.Dropped = n.dropped.Load()
+		return in, nil
+	case <-ctx.Done():
+		return Info{}, fmt.Errorf("node: info: %w", ctx.Err())
+	case <-n.ctx.Done():
+		return Info{}, fmt.Errorf("node: info: %w", ErrClosed)
+	}
 }
 
 // SetRecord replaces what the node offers (share, price, labels, energy).
 // Existing locks and allocations keep what they hold.
 func (n *Node) SetRecord(ctx context.Context, rec types.CapabilityRecord) error {
-	_, err := ask(ctx, n, recordMsg{rec: rec})
-	return err
+	reply := make(chan struct{}, 1)
+	n.post(recordRequest{rec: rec, reply: reply})
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: record: %w", ctx.Err())
+	case <-n.ctx.Done():
+		return fmt.Errorf("node: record: %w", ErrClosed)
+	}
 }
 
 const defaultAskTimeout = 10 * time.Second
 
-// ask sends msg to the actor as a request and waits for the answer, for
-// at most defaultAskTimeout when ctx has no deadline. An error answer is
-// returned as the error.
-func ask(ctx context.Context, n *Node, msg any) (any, error) {
+// send delivers a message from outside to the actor, once it has a slot;
+// the actor releases the slot when it takes the message.
+func (n *Node) send(ctx context.Context, msg any) error {
+	if err := n.acquire(ctx); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.post(msg)
+	return nil
+}
+
+// ask hands the machine a request and waits for its Reply, for at most
+// defaultAskTimeout when ctx has no deadline. An error Reply is returned as
+// the error.
+func (n *Node) ask(ctx context.Context, fn func(m *Machine, t Ticket, now time.Time), stream chan types.Status) (types.Message, error) {
+	return n.request(ctx, Ticket(n.tickets.Add(1)), fn, stream)
+}
+
+func (n *Node) request(ctx context.Context, t Ticket, fn func(m *Machine, t Ticket, now time.Time), stream chan types.Status) (types.Message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultAskTimeout)
 		defer cancel()
 	}
-	if err := ctx.Err(); err != nil {
+	reply := make(chan answer, 1) // room for the answer: an asker that gave up never blocks the actor
+	ev := event{fn: func(m *Machine, now time.Time) { fn(m, t, now) }, ticket: t, reply: reply, stream: stream, slot: true}
+	if err := n.send(ctx, ev); err != nil {
 		return nil, err
 	}
-	reply := make(chan any, 1)
-	n.root.Send(n.pid, request{body: msg, reply: reply})
-	var v any
 	select {
-	case v = <-reply:
+	case a := <-reply:
+		return a.msg, a.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("node: %T: %w", msg, ctx.Err())
+		return nil, fmt.Errorf("node: request %d: %w", t, ctx.Err())
 	case <-n.ctx.Done():
-		return nil, fmt.Errorf("node: %T: %w", msg, ErrClosed)
+		return nil, fmt.Errorf("node: request %d: %w", t, ErrClosed)
 	}
-	if e, ok := v.(error); ok {
-		return nil, e
-	}
-	return v, nil
 }
 
-func askMessage(ctx context.Context, n *Node, msg any) (types.Message, error) {
-	v, err := ask(ctx, n, msg)
-	if err != nil {
-		return nil, err
+// sendBid delivers a bid or decline before its request's deadline; a bid
+// that cannot be delivered releases its hold at once.
+func (n *Node) sendBid(ctx context.Context, s Send) {
+	ctx, cancel := context.WithDeadline(ctx, s.Deadline)
+	defer cancel()
+	if err := n.net.SendBid(ctx, s.To, s.Addrs, s.Msg); err != nil {
+		n.cfg.Logger.Debug("sending bid", "to", s.To, "kind", s.Msg.Kind(), "err", err)
+		if b, isBid := s.Msg.(*types.Bid); isBid {
+			n.post(event{fn: func(m *Machine, _ time.Time) { m.BidUndelivered(b.JobID) }})
+		}
 	}
-	if m, ok := v.(types.Message); ok {
-		return m, nil
-	}
-	return nil, nil // an ack: done, nothing to report
 }

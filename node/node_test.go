@@ -109,9 +109,13 @@ type fakeNet struct {
 	provided  []string // every Provide, in order
 }
 
-func (f *fakeNet) SendBid(_ context.Context, _ string, _ []string, msg types.Message) error {
-	f.sent <- msg
-	return nil
+func (f *fakeNet) SendBid(ctx context.Context, _ string, _ []string, msg types.Message) error {
+	select {
+	case f.sent <- msg:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, error) {
@@ -128,7 +132,8 @@ func (f *fakeNet) Provide(_ context.Context, c string) error {
 	return nil
 }
 
-// fakeExec echoes its args, or blocks until cancelled when the first is "block".
+// fakeExec echoes its args, blocks until cancelled when the first is
+// "block", and panics when it is "panic".
 type fakeExec struct{}
 
 func (fakeExec) Name() string { return "wasm" }
@@ -145,6 +150,9 @@ func (fakeExec) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
+	if len(in.Args) > 0 && in.Args[0] == "panic" {
+		panic("the executor lost its mind")
+	}
 	return &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(mod))}, nil
 }
 
@@ -152,7 +160,7 @@ type harness struct {
 	t      *testing.T
 	node   *Node
 	net    *fakeNet
-	store  *memStore
+	store  Store
 	module string
 }
 
@@ -161,6 +169,11 @@ const requester = "12D3KooWRequester"
 var offered = types.Resources{CPU: 2000, Memory: 1 << 30, Disk: 1 << 30}
 
 func newHarness(t *testing.T, st *memStore, lockTTL time.Duration) *harness {
+	t.Helper()
+	return newHarnessWith(t, st, lockTTL)
+}
+
+func newHarnessWith(t *testing.T, st Store, lockTTL time.Duration) *harness {
 	t.Helper()
 	reqBlobs := newMemBlobs()
 	module, _ := reqBlobs.Put([]byte("module-bytes"))
@@ -236,8 +249,8 @@ func TestAcceptInvokeComplete(t *testing.T) {
 	if len(sts) != 2 || sts[0].State != types.AllocRunning || sts[1].State != types.AllocCompleted || sts[1].Result == nil {
 		t.Fatalf("statuses %+v", sts)
 	}
-	var rec allocRecord
-	if ok, _ := h.store.Lookup(allocPrefix+"a1", &rec); !ok || rec.State != types.AllocCompleted || rec.Result.Stdout != sts[1].Result.Stdout {
+	var rec Allocation
+	if ok, _ := h.store.Lookup(AllocationPrefix+"a1", &rec); !ok || rec.State != types.AllocCompleted || rec.Result.Stdout != sts[1].Result.Stdout {
 		t.Fatalf("record %+v", rec)
 	}
 	info, _ := h.node.Info(h.ctx())
@@ -395,8 +408,8 @@ func TestLockExpiresWithoutInvocation(t *testing.T) {
 	if sts, err := h.invoke("a1", c.Epoch); err != nil || len(sts) != 1 || sts[0].State != types.AllocFailed || !strings.Contains(sts[0].Reason, "lock expired") {
 		t.Fatalf("invoking an expired lock: %+v, %v", sts, err)
 	}
-	var rec allocRecord
-	if ok, _ := h.store.Lookup(allocPrefix+"a1", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "lock expired") {
+	var rec Allocation
+	if ok, _ := h.store.Lookup(AllocationPrefix+"a1", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "lock expired") {
 		t.Fatalf("record %+v", rec)
 	}
 }
@@ -420,8 +433,8 @@ func TestRestartRestoresLocksAndFailsRunning(t *testing.T) {
 	if in.Locked != 1 || in.Available.CPU != 1000 {
 		t.Fatalf("after restart: %+v (want the unexpired lock held, the running allocation gone)", in)
 	}
-	var rec allocRecord
-	if ok, _ := snapshot.Lookup(allocPrefix+"run", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "restarted") {
+	var rec Allocation
+	if ok, _ := snapshot.Lookup(AllocationPrefix+"run", &rec); !ok || rec.State != types.AllocFailed || !strings.Contains(rec.Reason, "restarted") {
 		t.Fatalf("running allocation after restart: %+v", rec)
 	}
 	next := h2.accept("new", types.Resources{CPU: 1000}).(*types.Confirm)

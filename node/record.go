@@ -1,16 +1,14 @@
 package node
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
+	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
 
-// Errors of the Node actor (the ledger's and checks' are in errors.go).
+// Errors of the provider's protocol (the ledger's and checks' are in errors.go).
 var (
 	// ErrNoExecutor means the invocation names an executor this node lacks.
 	ErrNoExecutor = errors.New("node: executor not available")
@@ -23,16 +21,21 @@ var (
 	ErrBadInputs = errors.New("node: bad input archive")
 	// ErrOutputsTooLarge means a job left too much in /outputs.
 	ErrOutputsTooLarge = errors.New("node: outputs too large")
+	// ErrNotRecorded means a state change could not be written to the
+	// node's database, so the node did not promise it.
+	ErrNotRecorded = errors.New("node: not recorded")
 )
 
+// Keys of the node's records in its Store.
 const (
-	allocPrefix = "alloc/"
-	epochKey    = "node/epoch"
+	AllocationPrefix = "alloc/"
+	epochKey         = "node/epoch"
 )
 
-// allocRecord is what the node's database keeps of every allocation it ever
-// locked, from the lock to its outcome.
-type allocRecord struct {
+// Allocation is what the node's database keeps of every allocation it ever
+// locked, from the lock to its outcome, under AllocationPrefix + its ID.
+// Machine changes it only through jobs.Transition.
+type Allocation struct {
 	AllocationID types.AllocationID    `json:"allocation_id"`
 	JobID        types.JobID           `json:"job_id"`
 	Requester    string                `json:"requester"`
@@ -41,6 +44,7 @@ type allocRecord struct {
 	LockExpiry   time.Time             `json:"lock_expiry"`
 	State        types.AllocationState `json:"state"`
 	Reason       string                `json:"reason,omitempty"`
+	Fault        types.Fault           `json:"fault,omitempty"`
 	Task         *types.Task           `json:"task,omitempty"`
 	Result       *types.Result         `json:"result,omitempty"`
 	LockedAt     time.Time             `json:"locked_at"`
@@ -48,24 +52,40 @@ type allocRecord struct {
 	EndedAt      time.Time             `json:"ended_at,omitzero"`
 }
 
-func newAllocRecord(l Lock, now time.Time) allocRecord {
-	return allocRecord{
+// Key is the allocation's key in the node's Store.
+func (r *Allocation) Key() string { return AllocationPrefix + string(r.AllocationID) }
+
+func newAllocation(l Lock, now time.Time) Allocation {
+	return Allocation{
 		AllocationID: l.AllocationID, JobID: l.JobID, Requester: l.Requester,
 		Resources: l.Resources, Epoch: l.Epoch, LockExpiry: l.Expiry,
 		State: types.AllocLocked, LockedAt: now,
 	}
 }
 
-func (r *allocRecord) start(inv *types.Invocation, now time.Time) {
-	task := inv.Task
+func (r *Allocation) start(task types.Task, now time.Time) error {
+	if err := jobs.Transition(r.State, types.AllocRunning); err != nil {
+		return err
+	}
 	r.State, r.Task, r.StartedAt = types.AllocRunning, &task, now
+	return nil
 }
 
-func (r *allocRecord) end(state types.AllocationState, reason string, res *types.Result, now time.Time) {
-	r.State, r.Reason, r.Result, r.EndedAt = state, reason, res, now
+// end moves the allocation to a terminal state; a fault is kept only for a
+// failure.
+func (r *Allocation) end(st types.Status, now time.Time) error {
+	if err := jobs.Transition(r.State, st.State); err != nil {
+		return err
+	}
+	r.State, r.Reason, r.Result, r.EndedAt = st.State, st.Reason, st.Result, now
+	r.Fault = ""
+	if st.State == types.AllocFailed {
+		r.Fault = st.Fault
+	}
+	return nil
 }
 
-func (r *allocRecord) lock() Lock {
+func (r *Allocation) lock() Lock {
 	return Lock{
 		AllocationID: r.AllocationID, JobID: r.JobID, Requester: r.Requester,
 		Resources: r.Resources, Epoch: r.Epoch, Expiry: r.LockExpiry,
@@ -73,86 +93,18 @@ func (r *allocRecord) lock() Lock {
 	}
 }
 
-func (r *allocRecord) confirm() *types.Confirm {
+func (r *Allocation) confirm() *types.Confirm {
 	return &types.Confirm{JobID: r.JobID, AllocationID: r.AllocationID, Epoch: r.Epoch, LockExpiry: r.LockExpiry}
 }
 
-func (r *allocRecord) status() *types.Status {
-	return &types.Status{JobID: r.JobID, AllocationID: r.AllocationID, State: r.State, Reason: r.Reason, Result: r.Result}
+func (r *Allocation) status() types.Status {
+	return types.Status{JobID: r.JobID, AllocationID: r.AllocationID, State: r.State, Reason: r.Reason, Fault: r.Fault, Result: r.Result}
 }
 
-func (a *nodeActor) persist(r allocRecord) error {
-	if err := a.store.Put(allocPrefix+string(r.AllocationID), r); err != nil {
-		return fmt.Errorf("node: recording allocation %s: %w", r.AllocationID, err)
-	}
-	return nil
-}
-
-// persistLogged persists a state change that has already happened (an
-// allocation started or ended): a failed write is logged, not undone.
-func (a *nodeActor) persistLogged(r allocRecord) {
-	if err := a.persist(r); err != nil {
-		a.log.Error("persisting allocation", "allocation", r.AllocationID, "err", err)
-	}
-}
-
-func (a *nodeActor) stored(id types.AllocationID) (allocRecord, bool) {
-	var r allocRecord
-	found, err := a.store.Lookup(allocPrefix+string(id), &r)
-	if err != nil {
-		a.log.Error("reading allocation record", "allocation", id, "err", err)
-	}
-	return r, found
-}
-
-// restore rebuilds the actor's state from the database after a start or a
-// crash: unexpired locks are held again; an allocation that was running when
-// the node stopped is recorded as failed (its process is gone).
-func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
-	a := &nodeActor{
-		n: n, store: st, blobs: blobs, log: n.cfg.Logger.With("component", "node"),
-		record: n.cfg.Record, ledger: NewLedger(n.cfg.Record.Offered),
-		checks: DefaultChecks(), live: map[types.AllocationID]*allocation{},
-		holds: map[types.JobID]holdOwner{},
-	}
-	var epoch uint64 // the highest of node/epoch (written by earlier versions) and every record's
-	if _, err := st.Lookup(epochKey, &epoch); err != nil {
-		return nil, fmt.Errorf("node: reading lock epoch: %w", err)
-	}
-	now := n.cfg.Clock()
-	var locks []Lock
-	err := st.Scan(allocPrefix, func(_ string, v []byte) error {
-		var r allocRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("node: decoding allocation record: %w", err)
-		}
-		epoch = max(epoch, r.Epoch)
-		switch {
-		case r.State == types.AllocLocked && now.Before(r.LockExpiry):
-			locks = append(locks, r.lock())
-			a.live[r.AllocationID] = &allocation{rec: r}
-		case !r.State.Terminal():
-			r.end(types.AllocFailed, "node restarted while the allocation was "+string(r.State), nil, now)
-			return a.persist(r)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.ledger.Restore(locks, epoch, now)
-	return a, nil
-}
-
-// sendBid delivers a bid or decline; a bid that cannot be delivered releases
-// its soft reservation at once.
-func (n *Node) sendBid(ctx context.Context, req *types.BidRequest, msg types.Message) {
-	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
-	defer cancel()
-	if err := n.net.SendBid(ctx, req.Requester, req.ReplyAddrs, msg); err != nil {
-		n.cfg.Logger.Debug("sending bid", "job", req.JobID, "requester", req.Requester, "err", err)
-		if _, isBid := msg.(*types.Bid); isBid {
-			n.root.Send(n.pid, dropHoldMsg{job: req.JobID})
-		}
-	}
+// History is where the machine reads the records of allocations that are no
+// longer live (they ended, or the node restarted): a requester may ask for
+// them, re-attach to them or cancel them later. Lookup must be safe to call
+// from the machine's owner; it reports read errors itself.
+type History interface {
+	Lookup(id types.AllocationID) (Allocation, bool)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/opendms/dms/jobs"
@@ -19,46 +20,56 @@ func (e errCancelled) Error() string { return "cancelled by requester: " + e.rea
 
 // allocRun is one running allocation: fetching, executing, storing
 // outputs, in a goroutine owned by the Node that reports the end to the
-// Node actor as an allocDoneMsg. The actor holds the run's context's
-// cancel func (allocation.cancel). It is not an actor of its own: each
-// actor spawned and each future asked puts a key in protoactor's process
-// registry, 32,768 maps that keep their buckets for good once used, which
-// held megabytes after a few thousand jobs.
+// Node actor. It is not an actor of its own: each actor spawned puts a key
+// in protoactor's process registry, 32,768 maps that keep their buckets for
+// good once used (docs/architecture.md has the figures).
 type allocRun struct {
 	n     *Node
-	rec   allocRecord
+	rec   Allocation
 	exec  jobs.Executor
 	blobs Blobs
 }
 
-// start runs the allocation under a context of its own and returns its
-// cancel func; the end goes to the Node actor.
-func (x *allocRun) start() context.CancelCauseFunc {
-	ctx, cancel := context.WithCancelCause(x.n.ctx)
-	x.n.goDo(func(context.Context) {
-		st := x.run(ctx)
-		cancel(nil)
-		x.n.root.Send(x.n.pid, allocDoneMsg{status: st})
-	})
-	return cancel
-}
-
-// run executes the task and says how it ended.
-func (x *allocRun) run(ctx context.Context) types.Status {
-	st := types.Status{JobID: x.rec.JobID, AllocationID: x.rec.AllocationID}
+// run executes the task and says how it ended. A panic in the executor (or
+// in this node's own code on the way) is contained here: it fails the
+// allocation, the node's fault, and the node goes on.
+func (x *allocRun) run(ctx context.Context) (st types.Status) {
+	defer func() {
+		if r := recover(); r != nil {
+			x.n.cfg.Logger.Error("allocation run panicked", "allocation", x.rec.AllocationID,
+				"executor", x.exec.Name(), "panic", r, "stack", string(debug.Stack()))
+			st = x.status(types.AllocFailed, fmt.Sprintf("node: the %s executor panicked: %v", x.exec.Name(), r), types.FaultNode, nil)
+		}
+	}()
 	res, err := x.execute(ctx)
 	var cancelled errCancelled
 	switch {
 	case errors.As(context.Cause(ctx), &cancelled):
-		st.State, st.Reason = types.AllocCancelled, cancelled.Error()
+		return x.status(types.AllocCancelled, cancelled.Error(), "", nil)
 	case ctx.Err() != nil:
-		st.State, st.Reason = types.AllocFailed, "node shutting down"
+		return x.status(types.AllocFailed, "node shutting down", types.FaultNode, nil)
 	case err != nil:
-		st.State, st.Reason, st.Result = types.AllocFailed, err.Error(), res
-	default:
-		st.State, st.Result = types.AllocCompleted, res
+		return x.status(types.AllocFailed, err.Error(), faultOf(err), res)
 	}
-	return st
+	return x.status(types.AllocCompleted, "", "", res)
+}
+
+func (x *allocRun) status(state types.AllocationState, reason string, fault types.Fault, res *types.Result) types.Status {
+	return types.Status{JobID: x.rec.JobID, AllocationID: x.rec.AllocationID, State: state, Reason: reason, Fault: fault, Result: res}
+}
+
+// faultOf says whose fault a failed run was. The program's: it trapped, ran
+// out of time or memory, cannot be loaded, wrote too much, or came with a
+// bad input archive; running it elsewhere would fail the same way. Anything
+// else (a fetch from the requester, the container engine, the node's disk)
+// is the node's: another node may well run it.
+func faultOf(err error) types.Fault {
+	for _, program := range []error{jobs.ErrTrap, jobs.ErrTimeout, jobs.ErrMemoryLimit, jobs.ErrBadModule, ErrOutputsTooLarge, ErrBadInputs} {
+		if errors.Is(err, program) {
+			return types.FaultProgram
+		}
+	}
+	return types.FaultNode
 }
 
 // execute fetches the task's program and inputs, runs it in a scratch

@@ -1,0 +1,503 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/opendms/dms/types"
+)
+
+// MachineConfig is what the provider's Machine takes from its node.
+type MachineConfig struct {
+	ID     types.NodeID
+	Record types.CapabilityRecord // what the node offers: Offered, Price, Labels, Energy, Executors
+	// Executors names the executors the node has. It offers those its
+	// record lists too: an executor whose engine stops answering is
+	// dropped from the record, not from here.
+	Executors []string
+	Network   bool // tasks that ask for a network may have one
+	Admission Admission
+	LockTTL   time.Duration // a confirmed lock waits this long for its invocation
+	BidHold   time.Duration // a bid's hold outlives the bid window by this much
+}
+
+func (c *MachineConfig) validate() error {
+	switch {
+	case c.ID.PeerID == "":
+		return errors.New("node: machine config: no PeerID")
+	case c.LockTTL <= 0 || c.BidHold <= 0:
+		return fmt.Errorf("node: machine config: lock TTL %s and bid hold %s must be positive", c.LockTTL, c.BidHold)
+	}
+	return nil
+}
+
+// Machine is the provider's side of the protocol as a pure state machine,
+// in the manner of etcd's raft and the orchestrator's Auction and Job: it
+// owns the ledger, the bids' holds and the live (locked or running)
+// allocations, and changes them only on events, its methods, each given
+// the time. It does no I/O, starts no goroutine and reads no clock.
+//
+// An event's consequences come out in two parts, in the order they must
+// happen: Ready returns the allocation records the event changed, which the
+// shell writes to its database; Advance, told how that write went, returns
+// the Effects (messages to send and replies, runs to start and stop). There
+// is no other way to get the effects, so nothing the node promises (a
+// Confirm above all: the commit point of an auction) leaves before the
+// record that backs it is durable, and when the write fails the promise is
+// withdrawn: the lock is undone and the accept is rejected, saying why.
+//
+// The shell calls Ready and Advance after each event (several events may
+// share one Ready and Advance: their effects come out in order). It is not
+// safe for concurrent use.
+type Machine struct {
+	cfg       MachineConfig
+	history   History
+	record    types.CapabilityRecord
+	executors map[string]bool // offered now: configured and in the record
+	checks    []Check
+	ledger    *Ledger
+	live      map[types.AllocationID]*liveAlloc
+	holds     map[types.JobID]holdOwner
+
+	// The step in progress: records to write, locks to undo if they cannot
+	// be, and the effects Advance hands out.
+	records []Allocation
+	accepts []pendingAccept
+	effects []Effect
+}
+
+// liveAlloc is a locked or running allocation and the invocation streams
+// that follow it.
+type liveAlloc struct {
+	rec      Allocation
+	watchers []Ticket
+}
+
+// holdOwner is the requester a bid's hold was made for; only it may
+// withdraw the hold.
+type holdOwner struct {
+	requester string
+	until     time.Time
+}
+
+// pendingAccept is a lock taken in this step, confirmed once its record is
+// durable.
+type pendingAccept struct {
+	ticket Ticket
+	id     types.AllocationID
+}
+
+// NewMachine rebuilds a provider from the records of its allocations, as
+// after a start or a crash: unexpired locks are held again; an allocation
+// that was locked or running when the node stopped is recorded as failed,
+// the node's fault (its process is gone), in the first Ready. epoch is the
+// highest lock epoch stored apart from the records (0 if none): no epoch
+// at or below it, or below any record's, is issued again. history is where
+// the records of allocations no longer live are read.
+func NewMachine(cfg MachineConfig, history History, stored []Allocation, epoch uint64, now time.Time) (*Machine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Machine{
+		cfg: cfg, history: history, checks: DefaultChecks(), ledger: NewLedger(cfg.Record.Offered),
+		live: map[types.AllocationID]*liveAlloc{}, holds: map[types.JobID]holdOwner{},
+	}
+	m.SetRecord(cfg.Record)
+	var locks []Lock
+	for _, r := range stored {
+		epoch = max(epoch, r.Epoch)
+		switch {
+		case r.State == types.AllocLocked && now.Before(r.LockExpiry):
+			locks = append(locks, r.lock())
+			m.live[r.AllocationID] = &liveAlloc{rec: r}
+		case !r.State.Terminal():
+			why := types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "node restarted while the allocation was " + string(r.State)}
+			if err := r.end(why, now); err != nil {
+				return nil, fmt.Errorf("node: restoring allocation %s: %w", r.AllocationID, err)
+			}
+			m.records = append(m.records, r)
+		}
+	}
+	m.ledger.Restore(locks, epoch, now)
+	return m, nil
+}
+
+// Ready returns the records changed since the last Advance: the shell must
+// make them durable, then call Advance with the outcome.
+func (m *Machine) Ready() []Allocation { return m.records }
+
+// Advance takes the outcome of writing Ready's records and returns what
+// the shell must do now, in order. If the write failed, the locks taken in
+// the step are undone and their accepts rejected; what already happened (a
+// run started or ended) stands, and the node's restart recovers it.
+func (m *Machine) Advance(saved error) []Effect {
+	for _, p := range m.accepts {
+		l := m.live[p.id]
+		if saved == nil && l != nil {
+			m.reply(p.ticket, l.rec.confirm(), nil)
+			continue
+		}
+		if l != nil && l.rec.State == types.AllocLocked {
+			m.ledger.Release(p.id)
+			delete(m.live, p.id)
+		}
+		reason := "the lock could not be kept"
+		if saved != nil {
+			reason = fmt.Sprintf("%v: %v", ErrNotRecorded, saved)
+		}
+		m.reply(p.ticket, &types.Reject{JobID: p.jobOf(l), AllocationID: p.id, Reason: reason}, nil)
+	}
+	out := m.effects
+	m.records, m.accepts, m.effects = nil, m.accepts[:0], nil
+	return out
+}
+
+func (p pendingAccept) jobOf(l *liveAlloc) types.JobID {
+	if l == nil {
+		return ""
+	}
+	return l.rec.JobID
+}
+
+// SetRecord replaces what the node offers (share, price, labels, energy,
+// executors). Existing locks and allocations keep what they hold.
+func (m *Machine) SetRecord(rec types.CapabilityRecord) {
+	m.record = rec
+	m.ledger.SetRegistered(rec.Offered)
+	m.executors = make(map[string]bool, len(rec.Executors))
+	for _, name := range rec.Executors {
+		if slices.Contains(m.cfg.Executors, name) {
+			m.executors[name] = true
+		}
+	}
+}
+
+// BidRequest decides on a bid request through the check pipeline: a Bid,
+// backed by a hold until shortly after the bid window, or a Decline that
+// says why. A request whose window closed on the way is ignored.
+func (m *Machine) BidRequest(req *types.BidRequest, now time.Time) {
+	if !now.Before(req.Deadline) {
+		return
+	}
+	snap := m.snapshot(now)
+	reasons := Decide(m.checks, req, &snap)
+	until := req.Deadline.Add(m.cfg.BidHold)
+	if len(reasons) == 0 {
+		if err := m.ledger.Hold(req.JobID, req.Resources, now, until); err != nil {
+			reasons = []string{err.Error()}
+		}
+	}
+	send := Send{To: req.Requester, Addrs: req.ReplyAddrs, Deadline: req.Deadline}
+	if len(reasons) == 0 {
+		m.holds[req.JobID] = holdOwner{requester: req.Requester, until: until}
+		send.Msg = m.bid(req, until, now)
+	} else {
+		send.Msg = &types.Decline{JobID: req.JobID, Node: m.cfg.ID, Reasons: reasons, Busy: m.busyOnly(req, snap)}
+	}
+	m.emit(send)
+}
+
+func (m *Machine) snapshot(now time.Time) Snapshot {
+	return Snapshot{
+		Admission: m.cfg.Admission, Network: m.cfg.Network,
+		Executors: m.executors, Labels: m.record.Labels, Energy: m.record.Energy, Price: m.record.Price,
+		Registered: m.ledger.Registered(), Available: m.ledger.Available(now),
+	}
+}
+
+// busyOnly reports whether the node would bid on req if nothing it offers
+// were in use: the decline is only for now.
+func (m *Machine) busyOnly(req *types.BidRequest, snap Snapshot) bool {
+	snap.Available = snap.Registered
+	return len(Decide(m.checks, req, &snap)) == 0
+}
+
+func (m *Machine) bid(req *types.BidRequest, until, now time.Time) *types.Bid {
+	load := 0.0
+	if reg := m.ledger.Registered(); reg.CPU > 0 {
+		load = float64(m.ledger.Used(now).CPU) / float64(reg.CPU)
+	}
+	return &types.Bid{
+		JobID: req.JobID, Node: m.cfg.ID, Price: m.record.Price,
+		Score: m.record.Benchmark.Score(), Load: load, HoldUntil: until,
+	}
+}
+
+// BidUndelivered drops the hold behind a bid that never reached its
+// requester.
+func (m *Machine) BidUndelivered(job types.JobID) { m.dropHold(job) }
+
+// Accept locks capability for an allocation: the commit point. The lock
+// re-checks the fit, is fenced by a fresh epoch and expires unless invoked
+// within the lock TTL; its Confirm is the Reply once its record is durable.
+// A retried accept of the same requester gets the same Confirm; an
+// allocation ID ever used before is refused (its record is kept for good);
+// anything else is a Reject saying why.
+func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time) {
+	reject := func(reason string) {
+		m.reply(t, &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: reason}, nil)
+	}
+	if r := m.cfg.Admission.refusal(from); r != "" {
+		reject(r) // anyone can send an Accept, bid or not
+		return
+	}
+	if l, ok := m.live[acc.AllocationID]; ok {
+		if l.rec.Requester == from && l.rec.State == types.AllocLocked {
+			m.reply(t, l.rec.confirm(), nil)
+			return
+		}
+		reject("allocation ID already in use")
+		return
+	}
+	if m.history != nil {
+		if _, used := m.history.Lookup(acc.AllocationID); used {
+			reject("allocation ID already in use") // by an allocation that ended: its record stays
+			return
+		}
+	}
+	lock, err := m.ledger.Lock(acc.AllocationID, acc.JobID, from, acc.Resources, now, m.cfg.LockTTL)
+	if err != nil {
+		reject(err.Error())
+		return
+	}
+	delete(m.holds, acc.JobID) // the lock consumed the job's hold
+	rec := newAllocation(lock, now)
+	m.live[acc.AllocationID] = &liveAlloc{rec: rec}
+	m.persist(rec)
+	m.accepts = append(m.accepts, pendingAccept{ticket: t, id: acc.AllocationID})
+}
+
+// Invoke starts a locked allocation: the lock must be the requester's,
+// under the invocation's epoch and unexpired, and the task must fit it and
+// name an executor the node offers. Ticket then follows the allocation's
+// statuses (Notify) until the last. Invoking a running allocation again
+// with its epoch re-attaches to it; invoking one that ended, as a restarted
+// requester does, gives its final status at once.
+func (m *Machine) Invoke(from string, inv *types.Invocation, t Ticket, now time.Time) {
+	if err := m.cfg.Admission.check(from); err != nil {
+		m.reply(t, nil, err) // a lock restored from before the allowlist changed is not enough
+		return
+	}
+	l, err := m.own(from, inv.AllocationID)
+	if err != nil {
+		if rec, ok := m.ended(inv.AllocationID); ok && rec.Requester == from && rec.Epoch == inv.Epoch {
+			m.notify(t, rec.status(), true)
+			m.reply(t, nil, nil)
+			return
+		}
+		m.reply(t, nil, err)
+		return
+	}
+	if l.rec.State == types.AllocRunning && l.rec.Epoch == inv.Epoch {
+		l.watchers = append(l.watchers, t)
+		m.notify(t, l.rec.status(), false)
+		m.reply(t, nil, nil)
+		return
+	}
+	if err := m.startable(inv.Task, l); err != nil {
+		m.reply(t, nil, err)
+		return
+	}
+	if _, err := m.ledger.Start(inv.AllocationID, inv.Epoch, now); err != nil {
+		if errors.Is(err, ErrLockExpired) {
+			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "lock expired before the invocation arrived"}, now)
+		}
+		m.reply(t, nil, err)
+		return
+	}
+	if err := l.rec.start(inv.Task, now); err != nil { // Start checked the lock was not running
+		m.reply(t, nil, err)
+		return
+	}
+	m.persist(l.rec)
+	l.watchers = append(l.watchers, t)
+	m.emit(Run{Allocation: l.rec})
+	m.notify(t, l.rec.status(), false)
+	m.reply(t, nil, nil)
+}
+
+// startable checks a task against the node and the lock it must run under.
+func (m *Machine) startable(task types.Task, l *liveAlloc) error {
+	switch {
+	case !m.executors[task.Executor]:
+		return fmt.Errorf("%w: %q", ErrNoExecutor, task.Executor)
+	case task.Network && !m.cfg.Network:
+		return fmt.Errorf("%w: the task asks for one", ErrNoNetwork)
+	case !task.Resources.Fits(l.rec.Resources):
+		return fmt.Errorf("%w: task asks for %s, lock holds %s", ErrInsufficientCapability, task.Resources, l.rec.Resources)
+	}
+	return nil
+}
+
+// Cancel stops an allocation of the requester's, locked or running, and
+// releases its capability; a running one is stopped and ends when its run
+// does. The Reply is the allocation's status (its final one if it had
+// already ended). Without an allocation ID, it withdraws the requester's
+// hold behind a bid: the job went elsewhere.
+func (m *Machine) Cancel(from string, c *types.Cancel, t Ticket, now time.Time) {
+	if c.AllocationID == "" {
+		if h, ok := m.holds[c.JobID]; ok && h.requester == from {
+			m.dropHold(c.JobID)
+		}
+		m.reply(t, nil, nil)
+		return
+	}
+	l, err := m.own(from, c.AllocationID)
+	if err != nil {
+		if rec, ok := m.ended(c.AllocationID); ok && rec.Requester == from {
+			st := rec.status()
+			m.reply(t, &st, nil) // already over: cancelling is a no-op
+			return
+		}
+		m.reply(t, nil, err)
+		return
+	}
+	if l.rec.State == types.AllocRunning {
+		m.emit(Stop{AllocationID: c.AllocationID, Reason: c.Reason})
+	} else {
+		m.end(l, types.Status{State: types.AllocCancelled, Reason: "cancelled by requester: " + c.Reason}, now)
+	}
+	st := l.rec.status()
+	m.reply(t, &st, nil)
+}
+
+// Query answers a status query with the allocation's status, live or
+// ended, for its own requester only.
+func (m *Machine) Query(from string, q *types.StatusQuery, t Ticket) {
+	if l, err := m.own(from, q.AllocationID); err == nil {
+		st := l.rec.status()
+		m.reply(t, &st, nil)
+		return
+	}
+	if rec, ok := m.ended(q.AllocationID); ok && rec.Requester == from {
+		st := rec.status()
+		m.reply(t, &st, nil)
+		return
+	}
+	m.reply(t, nil, fmt.Errorf("%w: %s", ErrUnknownAllocation, q.AllocationID))
+}
+
+// Unwatch forgets an invocation stream that went away.
+func (m *Machine) Unwatch(t Ticket) {
+	for _, l := range m.live {
+		if i := slices.Index(l.watchers, t); i >= 0 {
+			l.watchers = slices.Delete(l.watchers, i, i+1)
+			return
+		}
+	}
+}
+
+// RunEnded records how a run ended (st is terminal: completed, failed with
+// its fault, or cancelled), releases the allocation's capability and tells
+// its streams. A report for an allocation that is not running is ignored.
+func (m *Machine) RunEnded(st types.Status, now time.Time) {
+	l, ok := m.live[st.AllocationID]
+	if !ok || l.rec.State != types.AllocRunning || !st.State.Terminal() {
+		return
+	}
+	m.end(l, st, now)
+}
+
+// Tick expires the holds and the unstarted locks whose time is up; an
+// expired lock fails its allocation, the node's fault.
+func (m *Machine) Tick(now time.Time) {
+	for job, h := range m.holds {
+		if !now.Before(h.until) {
+			delete(m.holds, job)
+		}
+	}
+	for _, lk := range m.ledger.Expire(now) {
+		if l, ok := m.live[lk.AllocationID]; ok {
+			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "lock expired: no invocation within " + m.cfg.LockTTL.String()}, now)
+		}
+	}
+}
+
+// Info returns the node's record and load at now.
+func (m *Machine) Info(now time.Time) Info {
+	in := Info{Record: m.record, Registered: m.ledger.Registered(), Available: m.ledger.Available(now)}
+	for _, l := range m.live {
+		if l.rec.State == types.AllocRunning {
+			in.Running++
+		} else {
+			in.Locked++
+		}
+	}
+	return in
+}
+
+// Live returns a copy of each live (locked or running) allocation's record.
+func (m *Machine) Live() []Allocation {
+	out := make([]Allocation, 0, len(m.live))
+	for _, l := range m.live {
+		out = append(out, l.rec)
+	}
+	return out
+}
+
+// Ledger returns the machine's ledger, for reading: what is held, locked
+// and running.
+func (m *Machine) Ledger() *Ledger { return m.ledger }
+
+// own returns a live allocation that belongs to requester from.
+func (m *Machine) own(from string, id types.AllocationID) (*liveAlloc, error) {
+	l, ok := m.live[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownAllocation, id)
+	}
+	if l.rec.Requester != from {
+		return nil, fmt.Errorf("%w: %s belongs to another requester", ErrNotYours, id)
+	}
+	return l, nil
+}
+
+// ended returns the record of an allocation that is no longer live.
+func (m *Machine) ended(id types.AllocationID) (Allocation, bool) {
+	if m.history == nil || id == "" {
+		return Allocation{}, false
+	}
+	rec, ok := m.history.Lookup(id)
+	return rec, ok && rec.State.Terminal()
+}
+
+// end moves a live allocation to a terminal state: the record is written,
+// the capability released, every stream told.
+func (m *Machine) end(l *liveAlloc, st types.Status, now time.Time) {
+	if err := l.rec.end(st, now); err != nil {
+		return // a terminal allocation is never live; Transition keeps it so
+	}
+	m.persist(l.rec)
+	m.ledger.Release(l.rec.AllocationID)
+	delete(m.live, l.rec.AllocationID)
+	final := l.rec.status()
+	for _, t := range l.watchers {
+		m.notify(t, final, true)
+	}
+}
+
+func (m *Machine) dropHold(job types.JobID) {
+	m.ledger.DropHold(job)
+	delete(m.holds, job)
+}
+
+func (m *Machine) persist(rec Allocation) {
+	for i := range m.records {
+		if m.records[i].AllocationID == rec.AllocationID {
+			m.records[i] = rec
+			return
+		}
+	}
+	m.records = append(m.records, rec)
+}
+
+func (m *Machine) notify(t Ticket, st types.Status, last bool) {
+	m.emit(Notify{Ticket: t, Status: st, Last: last})
+}
+
+func (m *Machine) reply(t Ticket, msg types.Message, err error) {
+	m.emit(Reply{Ticket: t, Msg: msg, Err: err})
+}
+
+func (m *Machine) emit(e Effect) { m.effects = append(m.effects, e) }

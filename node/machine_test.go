@@ -1,0 +1,310 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/opendms/dms/types"
+)
+
+// mapHistory is a History over the records a test driver saved.
+type mapHistory map[types.AllocationID]Allocation
+
+func (h mapHistory) Lookup(id types.AllocationID) (Allocation, bool) {
+	r, ok := h[id]
+	return r, ok
+}
+
+// driver plays the shell around a Machine: it saves each step's records
+// (failing when told to), advances, and keeps the effects.
+type driver struct {
+	t       *testing.T
+	m       *Machine
+	saved   mapHistory
+	failing error // the next save fails with this, once
+	now     time.Time
+	ticket  Ticket
+}
+
+const prov = "12D3KooWProvider"
+
+func newDriver(t *testing.T, stored ...Allocation) *driver {
+	t.Helper()
+	d := &driver{t: t, saved: mapHistory{}, now: t0}
+	m, err := NewMachine(MachineConfig{
+		ID:        types.NodeID{PeerID: prov},
+		Record:    types.CapabilityRecord{Offered: res(2, 4*gib), Price: 1, Executors: []string{"wasm"}},
+		Executors: []string{"wasm"}, LockTTL: 10 * time.Second, BidHold: 3 * time.Second,
+	}, d.saved, stored, 0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.m = m
+	d.flush()
+	return d
+}
+
+// flush saves the records of the steps so far and returns their effects.
+func (d *driver) flush() []Effect {
+	var err error
+	if d.failing != nil {
+		err, d.failing = d.failing, nil
+	} else {
+		for _, r := range d.m.Ready() {
+			d.saved[r.AllocationID] = r
+		}
+	}
+	return d.m.Advance(err)
+}
+
+func (d *driver) next() Ticket { d.ticket++; return d.ticket }
+
+// reply steps a request and returns its one Reply, and the other effects.
+func (d *driver) reply(step func(t Ticket)) (Reply, []Effect) {
+	d.t.Helper()
+	t := d.next()
+	step(t)
+	var reply []Reply
+	var other []Effect
+	for _, e := range d.flush() {
+		if r, ok := e.(Reply); ok && r.Ticket == t {
+			reply = append(reply, r)
+		} else {
+			other = append(other, e)
+		}
+	}
+	if len(reply) != 1 {
+		d.t.Fatalf("ticket %d got %d replies, want exactly 1 (other effects %v)", t, len(reply), other)
+	}
+	return reply[0], other
+}
+
+func (d *driver) accept(id string, r types.Resources) Reply {
+	d.t.Helper()
+	rep, _ := d.reply(func(t Ticket) {
+		d.m.Accept(requester, &types.Accept{JobID: "j", AllocationID: types.AllocationID(id), Resources: r}, t, d.now)
+	})
+	return rep
+}
+
+func (d *driver) invoke(id string, epoch uint64) (Reply, []Effect) {
+	d.t.Helper()
+	return d.reply(func(t Ticket) {
+		d.m.Invoke(requester, &types.Invocation{JobID: "j", AllocationID: types.AllocationID(id), Epoch: epoch,
+			Task: types.Task{Executor: "wasm", Module: "bafymodule", Resources: res(1, gib)}}, t, d.now)
+	})
+}
+
+func confirmOf(t *testing.T, r Reply) *types.Confirm {
+	t.Helper()
+	c, ok := r.Msg.(*types.Confirm)
+	if !ok || r.Err != nil {
+		t.Fatalf("want a confirm, got %v", r)
+	}
+	return c
+}
+
+// The life of one allocation, effect by effect, in the order a shell must
+// apply them: no effect comes out before Advance, which comes after the
+// records are saved.
+func TestMachineAllocationLife(t *testing.T) {
+	d := newDriver(t)
+	d.m.BidRequest(&types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: res(1, gib), Deadline: t0.Add(time.Second)}, d.now)
+	if recs := d.m.Ready(); len(recs) != 0 {
+		t.Fatalf("a bid wrote %v", recs)
+	}
+	effs := d.flush()
+	if len(effs) != 1 {
+		t.Fatalf("bid effects %v", effs)
+	}
+	if s, ok := effs[0].(Send); !ok || s.To != requester || s.Msg.Kind() != types.KindBid {
+		t.Fatalf("want a bid sent, got %v", effs[0])
+	}
+
+	t1 := d.next()
+	d.m.Accept(requester, &types.Accept{JobID: "j", AllocationID: "a1", Resources: res(1, gib)}, t1, d.now)
+	if recs := d.m.Ready(); len(recs) != 1 || recs[0].State != types.AllocLocked || recs[0].Epoch == 0 {
+		t.Fatalf("the lock's record must be written before the confirm: %+v", recs)
+	}
+	c := confirmOf(t, d.flush()[0].(Reply))
+	if d.saved["a1"].Epoch != c.Epoch {
+		t.Fatalf("confirmed epoch %d, saved %d", c.Epoch, d.saved["a1"].Epoch)
+	}
+
+	rep, effs := d.invoke("a1", c.Epoch)
+	if rep.Err != nil || d.saved["a1"].State != types.AllocRunning || d.saved["a1"].Task == nil {
+		t.Fatalf("invoke: %v, record %+v", rep, d.saved["a1"])
+	}
+	if len(effs) != 2 || effs[0].String() != "run a1" || effs[1].(Notify).Status.State != types.AllocRunning {
+		t.Fatalf("invoke effects %v", effs)
+	}
+	stream := effs[1].(Notify).Ticket
+
+	d.m.RunEnded(types.Status{JobID: "j", AllocationID: "a1", State: types.AllocCompleted, Result: &types.Result{Stdout: "bafyout"}}, d.now)
+	effs = d.flush()
+	if d.saved["a1"].State != types.AllocCompleted || d.saved["a1"].Result.Stdout != "bafyout" {
+		t.Fatalf("record after the run %+v", d.saved["a1"])
+	}
+	if len(effs) != 1 || effs[0].(Notify).Ticket != stream || !effs[0].(Notify).Last {
+		t.Fatalf("end effects %v", effs)
+	}
+	if in := d.m.Info(d.now); in.Available != res(2, 4*gib) || in.Running != 0 || in.Locked != 0 {
+		t.Fatalf("after the end: %+v", in)
+	}
+	// A restarted requester invokes again: it gets the final status.
+	rep, effs = d.invoke("a1", c.Epoch)
+	if rep.Err != nil || len(effs) != 1 || effs[0].(Notify).Status.State != types.AllocCompleted || !effs[0].(Notify).Last {
+		t.Fatalf("invoke after the end: %v %v", rep, effs)
+	}
+}
+
+// A lock the node cannot write down is not promised: the accept is
+// rejected with the reason, and the capability is free again.
+func TestMachineUnrecordedLockIsRejected(t *testing.T) {
+	d := newDriver(t)
+	d.failing = errors.New("no space left on device")
+	rep := d.accept("a1", res(2, gib))
+	r, ok := rep.Msg.(*types.Reject)
+	if !ok || !strings.Contains(r.Reason, "not recorded") || !strings.Contains(r.Reason, "no space left") {
+		t.Fatalf("want a reject saying the lock was not recorded, got %v", rep)
+	}
+	if in := d.m.Info(d.now); in.Available != res(2, 4*gib) || in.Locked != 0 {
+		t.Fatalf("an unrecorded lock still holds capability: %+v", in)
+	}
+	confirmOf(t, d.accept("a1", res(2, gib))) // the disk is back: the same accept succeeds
+}
+
+// Whose fault each failure the machine itself decides is: a lock that
+// expired, or a node that restarted, is the node's.
+func TestMachineFaults(t *testing.T) {
+	d := newDriver(t)
+	c := confirmOf(t, d.accept("expired", res(1, gib)))
+	d.m.Tick(d.now.Add(10 * time.Second))
+	d.flush()
+	if r := d.saved["expired"]; r.State != types.AllocFailed || r.Fault != types.FaultNode || !strings.Contains(r.Reason, "lock expired") {
+		t.Fatalf("expired lock: %+v", r)
+	}
+	if rep, _ := d.invoke("expired", c.Epoch); rep.Err != nil {
+		t.Fatalf("invoking an expired lock after the tick gives its end: %v", rep)
+	}
+
+	c = confirmOf(t, d.accept("running", res(1, gib)))
+	d.invoke("running", c.Epoch)
+	locked := d.saved["running"]
+	locked.AllocationID, locked.State, locked.Task = "locked", types.AllocLocked, nil
+	locked.LockExpiry = d.now.Add(-time.Second)
+	d2 := newDriver(t, d.saved["running"], locked)
+	for _, id := range []types.AllocationID{"running", "locked"} {
+		if r := d2.saved[id]; r.State != types.AllocFailed || r.Fault != types.FaultNode || !strings.Contains(r.Reason, "restarted") {
+			t.Fatalf("%s after a restart: %+v", id, r)
+		}
+	}
+	if next := confirmOf(t, d2.accept("new", res(1, gib))); next.Epoch <= c.Epoch {
+		t.Fatalf("epoch %d issued again after the restart (had %d)", next.Epoch, c.Epoch)
+	}
+}
+
+// jobs.Transition judges every change: an end reported for an allocation
+// that is not running, or a non-terminal "end", changes nothing.
+func TestMachineIgnoresImpossibleEnds(t *testing.T) {
+	d := newDriver(t)
+	confirmOf(t, d.accept("a1", res(1, gib)))
+	d.m.RunEnded(types.Status{AllocationID: "a1", State: types.AllocCompleted}, d.now)
+	d.m.RunEnded(types.Status{AllocationID: "nope", State: types.AllocCompleted}, d.now)
+	if effs := d.flush(); len(effs) != 0 || d.saved["a1"].State != types.AllocLocked {
+		t.Fatalf("an end for a locked allocation: %v, %+v", effs, d.saved["a1"])
+	}
+	c := confirmOf(t, d.accept("a2", res(1, gib)))
+	d.invoke("a2", c.Epoch)
+	d.m.RunEnded(types.Status{AllocationID: "a2", State: types.AllocRunning}, d.now)
+	if effs := d.flush(); len(effs) != 0 || d.saved["a2"].State != types.AllocRunning {
+		t.Fatalf("a running 'end': %v", effs)
+	}
+}
+
+// Random requests of several requesters against one machine, with a disk
+// that fails now and then: every request gets exactly one Reply, in its own
+// step; nothing is confirmed that is not saved; the ledger never exceeds
+// the offer; the saved record of every live allocation agrees with it,
+// unless its last write failed; epochs only grow.
+func TestMachineProperties(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		d := newDriver(t)
+		peers := []string{requester, "12D3KooWOther"}
+		unsaved := map[types.AllocationID]bool{} // the last write of these failed
+		var lastEpoch uint64
+		epochs := map[types.AllocationID]uint64{} // the epoch each allocation was confirmed under
+		for range rapid.IntRange(1, 200).Draw(rt, "steps") {
+			d.now = d.now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "ms")) * time.Millisecond)
+			from := rapid.SampledFrom(peers).Draw(rt, "from")
+			id := types.AllocationID(fmt.Sprint("a", rapid.IntRange(0, 5).Draw(rt, "alloc")))
+			t := d.next()
+			switch rapid.IntRange(0, 6).Draw(rt, "event") {
+			case 0:
+				d.m.BidRequest(&types.BidRequest{JobID: types.JobID(id), Requester: from, Executor: "wasm",
+					Resources: res(float64(rapid.IntRange(1, 3).Draw(rt, "cpu")), gib), Deadline: d.now.Add(time.Second)}, d.now)
+				t = 0
+			case 1:
+				d.m.Accept(from, &types.Accept{JobID: types.JobID(id), AllocationID: id, Resources: res(1, gib)}, t, d.now)
+			case 2:
+				epoch := uint64(rapid.IntRange(0, 8).Draw(rt, "epoch"))
+				d.m.Invoke(from, &types.Invocation{JobID: types.JobID(id), AllocationID: id, Epoch: epoch,
+					Task: types.Task{Executor: "wasm", Resources: res(1, gib)}}, t, d.now)
+			case 3:
+				d.m.Cancel(from, &types.Cancel{JobID: types.JobID(id), AllocationID: id}, t, d.now)
+			case 4:
+				d.m.Query(from, &types.StatusQuery{AllocationID: id}, t)
+			case 5:
+				end := rapid.SampledFrom([]types.AllocationState{types.AllocCompleted, types.AllocFailed, types.AllocCancelled}).Draw(rt, "end")
+				d.m.RunEnded(types.Status{AllocationID: id, State: end}, d.now)
+				t = 0
+			case 6:
+				d.m.Tick(d.now)
+				t = 0
+			}
+			failed := rapid.IntRange(0, 9).Draw(rt, "disk full") == 0
+			for _, r := range d.m.Ready() {
+				unsaved[r.AllocationID] = failed
+			}
+			if failed {
+				d.failing = errors.New("disk full")
+			}
+			replies := 0
+			for _, e := range d.flush() {
+				r, ok := e.(Reply)
+				if !ok {
+					continue
+				}
+				if r.Ticket != t {
+					rt.Fatalf("a reply to ticket %d during the step of %d", r.Ticket, t)
+				}
+				replies++
+				if c, ok := r.Msg.(*types.Confirm); ok {
+					if s := d.saved[c.AllocationID]; s.Epoch != c.Epoch || unsaved[c.AllocationID] {
+						rt.Fatalf("confirmed %s under epoch %d, saved %+v", c.AllocationID, c.Epoch, s)
+					}
+					if prev, again := epochs[c.AllocationID]; again && prev != c.Epoch || !again && c.Epoch <= lastEpoch {
+						rt.Fatalf("%s confirmed under epoch %d (before: %d, %v; last issued %d)", c.AllocationID, c.Epoch, prev, again, lastEpoch)
+					}
+					epochs[c.AllocationID], lastEpoch = c.Epoch, max(lastEpoch, c.Epoch)
+				}
+			}
+			if t != 0 && replies != 1 || t == 0 && replies != 0 {
+				rt.Fatalf("ticket %d got %d replies", t, replies)
+			}
+			if used := d.m.Ledger().Used(d.now); !used.Fits(d.m.Ledger().Registered()) {
+				rt.Fatalf("the ledger uses %s of %s", used, d.m.Ledger().Registered())
+			}
+			for _, l := range d.m.Live() {
+				if s, ok := d.saved[l.AllocationID]; !unsaved[l.AllocationID] && (!ok || s.State != l.State || s.Epoch != l.Epoch) {
+					rt.Fatalf("live %s is %s (epoch %d), saved %+v", l.AllocationID, l.State, l.Epoch, s)
+				}
+			}
+		}
+	})
+}
