@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,22 +15,24 @@ import (
 )
 
 // This file runs many jobs (each its Job and Auction machines) against many
-// simulated nodes (each a real node.Ledger behind a small model of the Node
-// actor's protocol) over a network that delays, reorders, duplicates and
-// drops every message, with random completions, node failures, false "node
-// lost" alarms, cancels, stale invocations and the passing of time. After
-// every step it checks:
+// nodes (each the real provider machine, node.Machine, with its records
+// kept in a map that stands for its database) over a network that delays,
+// reorders, duplicates and drops every message, with random completions,
+// node failures and restarts, full disks, false "node lost" alarms,
+// cancels, stale and forged invocations and the passing of time. The
+// simulation plays both shells: it turns a Job's actions into messages to
+// nodes and a Machine's effects into messages to jobs, as the orchestrator
+// and the Node actor do. After every step it checks:
 //
 //   - no node's holds, locks and running allocations exceed what it offers,
-//     by the ledger's account and by the simulation's own;
+//     by the ledger's account and by its live allocations';
 //   - no job is held by two nodes: at most one allocation per job is running
 //     on a node without its requester having let go of it (released it, or
 //     seen it end);
 //   - a job's result is the result of the allocation its final attempt
 //     placed, and never changes;
 //   - an invocation that names a lock past its expiry, or a stale epoch,
-//     never starts (node.ErrLockExpired, node.ErrStaleEpoch, or the lock is
-//     already gone);
+//     never starts;
 //
 // and at the end, once every message is delivered and every run finished,
 // that every job ended with a reason and every ledger is empty.
@@ -46,18 +49,54 @@ type simMsg struct {
 	deliver func(now time.Time)
 }
 
-type simAlloc struct {
-	job     types.JobID
-	lock    node.Lock
-	running bool
+// simHistory stands for a node's database: the records it saved.
+type simHistory map[types.AllocationID]node.Allocation
+
+func (h simHistory) Lookup(id types.AllocationID) (node.Allocation, bool) {
+	r, ok := h[id]
+	return r, ok
 }
 
-// simNode models the Node actor's protocol around a real Ledger.
+// simNode is a provider: the real machine, its saved records, and what its
+// shell keeps: the runs in progress, the requests waiting for a reply and
+// the invocation streams.
 type simNode struct {
-	peer   string
-	ledger *node.Ledger
-	live   map[types.AllocationID]*simAlloc
-	ended  map[types.AllocationID]types.Status // final status of every allocation that ended
+	peer    string
+	offered types.Resources
+	m       *node.Machine
+	saved   simHistory
+	full    bool // the next write fails
+	ticket  node.Ticket
+	running map[types.AllocationID]types.JobID // runs in progress, by the Run effects
+	replies map[node.Ticket]func(node.Reply, time.Time)
+	streams map[node.Ticket]*simJob
+}
+
+func newSimNode(t fataler, peer string, offered types.Resources, now time.Time) *simNode {
+	n := &simNode{peer: peer, offered: offered, saved: simHistory{}}
+	n.restart(t, now)
+	return n
+}
+
+// restart rebuilds the node from its saved records, as after a crash: the
+// runs, the pending replies and the streams die with the process.
+func (n *simNode) restart(t fataler, now time.Time) {
+	recs := make([]node.Allocation, 0, len(n.saved))
+	for _, r := range n.saved {
+		recs = append(recs, r)
+	}
+	m, err := node.NewMachine(node.MachineConfig{
+		ID:        types.NodeID{PeerID: n.peer},
+		Record:    types.CapabilityRecord{Offered: n.offered, Price: 1, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
+		Executors: []string{"wasm"}, LockTTL: simLockTTL, BidHold: simBidHold,
+	}, n.saved, recs, 0, now)
+	if err != nil {
+		t.Fatalf("restarting %s: %v", n.peer, err)
+	}
+	n.m = m
+	n.running = map[types.AllocationID]types.JobID{}
+	n.replies = map[node.Ticket]func(node.Reply, time.Time){}
+	n.streams = map[node.Ticket]*simJob{}
 }
 
 type simJob struct {
@@ -98,7 +137,7 @@ func (m *market) drain(sj *simJob) {
 		case Publish:
 			for _, n := range m.nodes {
 				req := a.Request
-				m.send("bid request to "+n.peer, func(now time.Time) { m.bidRequest(n, sj, req, now) })
+				m.send("bid request to "+n.peer, func(now time.Time) { n.m.BidRequest(&req, now); m.flush(n, now) })
 			}
 			attempt := a.Attempt
 			m.send("published", func(now time.Time) { sj.job.Published(attempt, len(m.nodes), now); m.drain(sj) })
@@ -140,115 +179,155 @@ func (m *market) status(sj *simJob, st types.Status) {
 	})
 }
 
-func (m *market) bidRequest(n *simNode, sj *simJob, req types.BidRequest, now time.Time) {
-	if !now.Before(req.Deadline) {
-		return
-	}
-	if err := n.ledger.Hold(req.JobID, req.Resources, now, req.Deadline.Add(simBidHold)); err != nil {
-		busy := req.Resources.Fits(n.ledger.Registered())
-		d := types.Decline{JobID: req.JobID, Node: types.NodeID{PeerID: n.peer}, Reasons: []string{err.Error()}, Busy: busy}
-		m.toJob(sj, "decline", func(j *Job, now time.Time) { j.Decline(d, now) })
-		return
-	}
-	b := types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: n.peer}, Price: 1, Score: 1, HoldUntil: req.Deadline.Add(simBidHold)}
-	m.toJob(sj, "bid", func(j *Job, now time.Time) { j.Bid(b, now) })
+// request hands a node a request with a fresh ticket, and what to do with
+// its reply.
+func (m *market) request(n *simNode, now time.Time, step func(t node.Ticket), onReply func(node.Reply, time.Time)) node.Ticket {
+	n.ticket++
+	n.replies[n.ticket] = onReply
+	step(n.ticket)
+	m.flush(n, now)
+	return n.ticket
 }
 
-func (m *market) accept(n *simNode, sj *simJob, a types.Accept, now time.Time) {
-	reject := func(why string) {
-		r := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: why}
-		m.toJob(sj, "reject", func(j *Job, now time.Time) { j.Rejected(r, now) })
-	}
-	if al, ok := n.live[a.AllocationID]; ok {
-		if al.running {
-			reject("allocation ID already in use")
-			return
+// flush plays the Node actor: the node saves the step's records (unless its
+// disk is full), advances, and its effects become messages and runs.
+func (m *market) flush(n *simNode, now time.Time) {
+	var err error
+	if n.full {
+		n.full, err = false, errors.New("disk full")
+	} else {
+		for _, r := range n.m.Ready() {
+			n.saved[r.AllocationID] = r
 		}
-		c := types.Confirm{JobID: a.JobID, AllocationID: a.AllocationID, Epoch: al.lock.Epoch, LockExpiry: al.lock.Expiry}
-		m.toJob(sj, "confirm again", func(j *Job, now time.Time) { j.Confirmed(c, now) })
-		return
 	}
-	if _, over := n.ended[a.AllocationID]; over {
-		reject("allocation ID already in use")
-		return
-	}
-	lk, err := n.ledger.Lock(a.AllocationID, a.JobID, "requester", a.Resources, now, simLockTTL)
-	if err != nil {
-		reject(err.Error())
-		return
-	}
-	n.live[a.AllocationID] = &simAlloc{job: a.JobID, lock: lk}
-	c := types.Confirm{JobID: a.JobID, AllocationID: a.AllocationID, Epoch: lk.Epoch, LockExpiry: lk.Expiry}
-	m.toJob(sj, "confirm", func(j *Job, now time.Time) { j.Confirmed(c, now) })
-}
-
-func (m *market) invoke(n *simNode, sj *simJob, inv types.Invocation, now time.Time) {
-	al, ok := n.live[inv.AllocationID]
-	if ok && al.running && al.lock.Epoch == inv.Epoch {
-		m.status(sj, types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocRunning})
-		return
-	}
-	expired := ok && !now.Before(al.lock.Expiry)
-	_, err := n.ledger.Start(inv.AllocationID, inv.Epoch, now)
-	switch {
-	case err == nil && expired:
-		m.t.Fatalf("%s started at %s, after its lock expired at %s", inv.AllocationID, now, al.lock.Expiry)
-	case err == nil:
-		al.running = true
-		m.status(sj, types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocRunning})
-		return
-	case expired && !errors.Is(err, node.ErrLockExpired):
-		m.t.Fatalf("starting %s after its expiry: %v, want ErrLockExpired", inv.AllocationID, err)
-	}
-	if ok && errors.Is(err, node.ErrLockExpired) {
-		m.end(n, sj, al, types.AllocFailed, err.Error())
-		return
-	}
-	m.status(sj, types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Reason: err.Error()})
-}
-
-func (m *market) cancel(n *simNode, sj *simJob, c types.Cancel, now time.Time) {
-	if c.AllocationID == "" {
-		n.ledger.DropHold(c.JobID)
-		return
-	}
-	if al, ok := n.live[c.AllocationID]; ok {
-		m.end(n, sj, al, types.AllocCancelled, c.Reason)
-		return
-	}
-	if st, ok := n.ended[c.AllocationID]; ok && (st.State == types.AllocCompleted || st.State == types.AllocFailed) {
-		m.status(sj, st) // the shell feeds a late outcome from the reply back to the job
+	for _, e := range n.m.Advance(err) {
+		switch e := e.(type) {
+		case node.Send:
+			sj := m.jobOf(jobOfMsg(e.Msg))
+			switch msg := e.Msg.(type) {
+			case *types.Bid:
+				b := *msg
+				m.toJob(sj, "bid", func(j *Job, now time.Time) { j.Bid(b, now) })
+			case *types.Decline:
+				d := *msg
+				m.toJob(sj, "decline", func(j *Job, now time.Time) { j.Decline(d, now) })
+			}
+		case node.Reply:
+			if fn := n.replies[e.Ticket]; fn != nil {
+				delete(n.replies, e.Ticket)
+				fn(e, now)
+			}
+		case node.Notify:
+			if sj := n.streams[e.Ticket]; sj != nil {
+				m.status(sj, e.Status)
+				if e.Last {
+					delete(n.streams, e.Ticket)
+				}
+			}
+		case node.Run:
+			n.running[e.Allocation.AllocationID] = e.Allocation.JobID
+		case node.Stop:
+			id := e.AllocationID
+			m.send("stopped "+string(id), func(now time.Time) {
+				m.runEnded(n, id, types.AllocCancelled, "cancelled by requester", now)
+			})
+		}
 	}
 }
 
-// end finishes a live allocation: its capability is released and, if it
-// ran, its requester hears the outcome on the stream.
-func (m *market) end(n *simNode, sj *simJob, al *simAlloc, state types.AllocationState, why string) {
-	id := al.lock.AllocationID
-	st := types.Status{JobID: al.job, AllocationID: id, State: state, Reason: why}
+func jobOfMsg(msg types.Message) types.JobID {
+	switch m := msg.(type) {
+	case *types.Bid:
+		return m.JobID
+	case *types.Decline:
+		return m.JobID
+	}
+	return ""
+}
+
+// runEnded reports the end of a run in progress to its node.
+func (m *market) runEnded(n *simNode, id types.AllocationID, state types.AllocationState, why string, now time.Time) {
+	if _, ok := n.running[id]; !ok {
+		return // the node restarted meanwhile: the run died with it
+	}
+	delete(n.running, id)
+	st := types.Status{JobID: n.saved[id].JobID, AllocationID: id, State: state, Reason: why}
 	if state == types.AllocCompleted {
 		st.Result = &types.Result{Stdout: "out-of-" + string(id)}
 	}
-	n.ledger.Release(id)
-	delete(n.live, id)
-	n.ended[id] = st
-	if al.running {
-		m.status(sj, st)
+	if state == types.AllocFailed {
+		st.Fault = types.FaultProgram
 	}
+	n.m.RunEnded(st, now)
+	m.flush(n, now)
+}
+
+// accept delivers an Accept; the reply goes back as the orchestrator reads
+// it: a confirm of the allocation offered, or a reject.
+func (m *market) accept(n *simNode, sj *simJob, a types.Accept, now time.Time) {
+	m.request(n, now, func(t node.Ticket) { n.m.Accept("requester", &a, t, now) }, func(r node.Reply, _ time.Time) {
+		if c, ok := r.Msg.(*types.Confirm); ok && c.JobID == a.JobID && c.AllocationID == a.AllocationID {
+			conf := *c
+			m.toJob(sj, "confirm", func(j *Job, now time.Time) { j.Confirmed(conf, now) })
+			return
+		}
+		rej := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: fmt.Sprint(r.Msg, r.Err)}
+		if rr, ok := r.Msg.(*types.Reject); ok {
+			rej.Reason = rr.Reason
+		}
+		m.toJob(sj, "reject", func(j *Job, now time.Time) { j.Rejected(rej, now) })
+	})
+}
+
+// invoke delivers an invocation: its statuses come back on its stream; a
+// refusal comes back as a failed status, as the node's shell sends it.
+func (m *market) invoke(n *simNode, sj *simJob, inv types.Invocation, now time.Time) {
+	lk, locked := n.saved[inv.AllocationID]
+	expired := locked && lk.State == types.AllocLocked && !now.Before(lk.LockExpiry)
+	t := m.request(n, now, func(t node.Ticket) {
+		n.streams[t] = sj
+		n.m.Invoke("requester", &inv, t, now)
+	}, func(r node.Reply, _ time.Time) {
+		if r.Err != nil {
+			m.status(sj, types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: r.Err.Error()})
+		}
+	})
+	_, started := n.running[inv.AllocationID]
+	if started && expired {
+		m.t.Fatalf("%s started at %s, after its lock expired at %s", inv.AllocationID, now, lk.LockExpiry)
+	}
+	if _, open := n.streams[t]; open && !started {
+		delete(n.streams, t) // refused: the stream ends
+	}
+}
+
+func (m *market) cancel(n *simNode, sj *simJob, c types.Cancel, now time.Time) {
+	m.request(n, now, func(t node.Ticket) { n.m.Cancel("requester", &c, t, now) }, func(r node.Reply, _ time.Time) {
+		// The shell feeds a late outcome from the reply back to the job.
+		if st, ok := r.Msg.(*types.Status); ok && c.AllocationID != "" && st.AllocationID == c.AllocationID &&
+			(st.State == types.AllocCompleted || st.State == types.AllocFailed) {
+			m.status(sj, *st)
+		}
+	})
 }
 
 func (m *market) jobOf(id types.JobID) *simJob {
 	return m.jobs[slices.IndexFunc(m.jobs, func(sj *simJob) bool { return sj.job.info.ID == id })]
 }
 
-// running lists (node, allocation) pairs of running allocations, in order.
-func (m *market) running() [][2]any {
-	var out [][2]any
+// simRun is a run in progress on a node.
+type simRun struct {
+	n   *simNode
+	id  types.AllocationID
+	job types.JobID
+}
+
+// running lists the runs in progress, in order.
+func (m *market) running() []simRun {
+	var out []simRun
 	for _, n := range m.nodes {
-		for _, id := range slices.Sorted(maps.Keys(n.live)) {
-			if n.live[id].running {
-				out = append(out, [2]any{n, n.live[id]})
-			}
+		for _, id := range slices.Sorted(maps.Keys(n.running)) {
+			out = append(out, simRun{n: n, id: id, job: n.running[id]})
 		}
 	}
 	return out
@@ -257,11 +336,8 @@ func (m *market) running() [][2]any {
 func (m *market) advance(dt time.Duration) {
 	m.now = m.now.Add(dt)
 	for _, n := range m.nodes {
-		for _, lk := range n.ledger.Expire(m.now) {
-			if al := n.live[lk.AllocationID]; al != nil {
-				m.end(n, m.jobOf(al.job), al, types.AllocFailed, "lock expired")
-			}
-		}
+		n.m.Tick(m.now)
+		m.flush(n, m.now)
 	}
 	for _, sj := range m.jobs {
 		sj.job.Tick(m.now)
@@ -272,13 +348,13 @@ func (m *market) advance(dt time.Duration) {
 
 // lease plays the shell's lease: a running allocation heartbeats, so its
 // stream is heard from; a stream silent for a lease (the invocation or the
-// final status was lost) is a lost node.
+// final status was lost, the node restarted) is a lost node.
 func (m *market) lease(sj *simJob) {
 	alloc := sj.job.alloc
 	if alloc == "" {
 		return
 	}
-	if n := m.nodeOf(sj.invoked[alloc]); n.live[alloc] != nil && n.live[alloc].running {
+	if _, ok := m.nodeOf(sj.invoked[alloc]).running[alloc]; ok {
 		sj.heard = m.now
 		return
 	}
@@ -309,13 +385,12 @@ func (m *market) step(t *rapid.T) {
 		m.advance(time.Duration(rapid.IntRange(0, 1500).Draw(t, "dt")) * ms)
 	case e < 84: // a run ends on its node
 		if r := m.running(); len(r) > 0 {
-			p := rapid.SampledFrom(r).Draw(t, "run")
-			n, al := p[0].(*simNode), p[1].(*simAlloc)
+			run := rapid.SampledFrom(r).Draw(t, "run")
 			state := types.AllocCompleted
 			if rapid.IntRange(0, 3).Draw(t, "fails") == 0 {
 				state = types.AllocFailed
 			}
-			m.end(n, m.jobOf(al.job), al, state, "")
+			m.runEnded(run.n, run.id, state, "", m.now)
 		}
 	case e < 88: // the requester loses the stream to a node that is in fact alive
 		placed := slices.DeleteFunc(slices.Clone(m.jobs), func(sj *simJob) bool { return sj.job.alloc == "" })
@@ -329,30 +404,48 @@ func (m *market) step(t *rapid.T) {
 		if sj.job.Cancel("", m.now) == nil {
 			m.drain(sj)
 		}
+	case e < 92: // a node's next write fails: it promises nothing it cannot record
+		rapid.SampledFrom(m.nodes).Draw(t, "full disk").full = true
+	case e < 93: // a node crashes and restarts from its records
+		rapid.SampledFrom(m.nodes).Draw(t, "restart").restart(t, m.now)
 	default: // a replayed or forged invocation: a stale epoch never starts
-		n := rapid.SampledFrom(m.nodes).Draw(t, "node")
-		ids := slices.Sorted(maps.Keys(n.live))
-		if len(ids) == 0 {
-			return
+		m.forgedInvocation(t)
+	}
+}
+
+// forgedInvocation invokes a live allocation under an epoch that is not its
+// lock's: it must be refused as stale, and nothing must start.
+func (m *market) forgedInvocation(t *rapid.T) {
+	n := rapid.SampledFrom(m.nodes).Draw(t, "node")
+	live := n.m.Live()
+	if len(live) == 0 {
+		return
+	}
+	slices.SortFunc(live, func(a, b node.Allocation) int { return strings.Compare(string(a.AllocationID), string(b.AllocationID)) })
+	al := rapid.SampledFrom(live).Draw(t, "alloc")
+	inv := types.Invocation{JobID: al.JobID, AllocationID: al.AllocationID, Epoch: al.Epoch + uint64(rapid.IntRange(1, 3).Draw(t, "ahead")),
+		Task: types.Task{Executor: "wasm", Resources: al.Resources}}
+	_, wasRunning := n.running[al.AllocationID]
+	m.request(n, m.now, func(tk node.Ticket) { n.m.Invoke(al.Requester, &inv, tk, m.now) }, func(r node.Reply, _ time.Time) {
+		if !errors.Is(r.Err, node.ErrStaleEpoch) {
+			t.Fatalf("invocation of %s under epoch %d (lock has %d): %v", al.AllocationID, inv.Epoch, al.Epoch, r)
 		}
-		al := n.live[rapid.SampledFrom(ids).Draw(t, "alloc")]
-		bad := al.lock.Epoch + uint64(rapid.IntRange(1, 3).Draw(t, "ahead"))
-		if _, err := n.ledger.Start(al.lock.AllocationID, bad, m.now); !errors.Is(err, node.ErrStaleEpoch) {
-			t.Fatalf("start of %s under epoch %d (lock has %d): %v", al.lock.AllocationID, bad, al.lock.Epoch, err)
-		}
+	})
+	if _, running := n.running[al.AllocationID]; running && !wasRunning {
+		t.Fatalf("a forged invocation started %s", al.AllocationID)
 	}
 }
 
 func (m *market) check() {
 	for _, n := range m.nodes {
-		reg := n.ledger.Registered()
-		if used := n.ledger.Used(m.now); !used.Fits(reg) {
+		reg := n.m.Ledger().Registered()
+		if used := n.m.Ledger().Used(m.now); !used.Fits(reg) {
 			m.t.Fatalf("node %s: ledger uses %s of %s", n.peer, used, reg)
 		}
 		var sum types.Resources
-		for _, al := range n.live {
-			if al.running || m.now.Before(al.lock.Expiry) {
-				sum = sum.Add(al.lock.Resources)
+		for _, al := range n.m.Live() {
+			if al.State == types.AllocRunning || m.now.Before(al.LockExpiry) {
+				sum = sum.Add(al.Resources)
 			}
 		}
 		if !sum.Fits(reg) {
@@ -360,11 +453,9 @@ func (m *market) check() {
 		}
 	}
 	held := map[types.JobID][]types.AllocationID{}
-	for _, n := range m.nodes {
-		for id, al := range n.live {
-			if al.running && !m.jobOf(al.job).letGo[id] {
-				held[al.job] = append(held[al.job], id)
-			}
+	for _, r := range m.running() {
+		if !m.jobOf(r.job).letGo[r.id] {
+			held[r.job] = append(held[r.job], r.id)
 		}
 	}
 	for job, ids := range held {
@@ -410,9 +501,8 @@ func (m *market) settle() {
 			msg.deliver(m.now)
 			m.check()
 		}
-		for _, p := range m.running() {
-			n, al := p[0].(*simNode), p[1].(*simAlloc)
-			m.end(n, m.jobOf(al.job), al, types.AllocCompleted, "")
+		for _, r := range m.running() {
+			m.runEnded(r.n, r.id, types.AllocCompleted, "", m.now)
 		}
 		m.advance(6 * time.Second)
 		m.check()
@@ -426,8 +516,8 @@ func (m *market) settle() {
 		}
 	}
 	for _, n := range m.nodes {
-		if used := n.ledger.Used(m.now); used != (types.Resources{}) || len(n.live) > 0 {
-			m.t.Fatalf("node %s still uses %s for %d allocations after every job ended", n.peer, used, len(n.live))
+		if used, live := n.m.Ledger().Used(m.now), n.m.Live(); used != (types.Resources{}) || len(live) > 0 {
+			m.t.Fatalf("node %s still uses %s for %d allocations after every job ended", n.peer, used, len(live))
 		}
 	}
 }
@@ -441,10 +531,7 @@ func TestManyJobsOnManyNodesNeverOversubscribeNorDoublePlace(t *testing.T) {
 				CPU:    types.MilliCPU(rapid.IntRange(1, 8).Draw(t, "cpu") * 500),
 				Memory: types.Bytes(rapid.IntRange(1, 4).Draw(t, "mem")) << 30,
 			}
-			m.nodes = append(m.nodes, &simNode{
-				peer: fmt.Sprint("n", i), ledger: node.NewLedger(reg),
-				live: map[types.AllocationID]*simAlloc{}, ended: map[types.AllocationID]types.Status{},
-			})
+			m.nodes = append(m.nodes, newSimNode(t, fmt.Sprint("n", i), reg, m.now))
 		}
 		for i := range rapid.IntRange(1, 12).Draw(t, "jobs") {
 			spec := JobSpec{
@@ -492,8 +579,7 @@ func TestManyJobsOnManyNodesNeverOversubscribeNorDoublePlace(t *testing.T) {
 func TestMarketSimulationPlacesJobs(t *testing.T) {
 	m := &market{t: t, now: t0}
 	for i := range 3 {
-		m.nodes = append(m.nodes, &simNode{peer: fmt.Sprint("n", i), ledger: node.NewLedger(types.Resources{CPU: 2000, Memory: 4 << 30}),
-			live: map[types.AllocationID]*simAlloc{}, ended: map[types.AllocationID]types.Status{}})
+		m.nodes = append(m.nodes, newSimNode(t, fmt.Sprint("n", i), types.Resources{CPU: 2000, Memory: 4 << 30}, m.now))
 	}
 	for i := range 20 {
 		spec := testSpec()
@@ -516,8 +602,8 @@ func TestMarketSimulationPlacesJobs(t *testing.T) {
 		}
 		m.check()
 		peak = max(peak, len(m.running()))
-		for _, p := range m.running() {
-			m.end(p[0].(*simNode), m.jobOf(p[1].(*simAlloc).job), p[1].(*simAlloc), types.AllocCompleted, "")
+		for _, r := range m.running() {
+			m.runEnded(r.n, r.id, types.AllocCompleted, "", m.now)
 		}
 		m.advance(200 * ms)
 	}
