@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/opendms/dms/jobs"
@@ -39,12 +40,13 @@ import (
 //     DefaultRanking). Its bid request reaches each node after a gossip
 //     delay of 0.5-2.5ms; every other message (bid, decline, accept,
 //     confirm, reject, cancel, invocation, final status) takes 50-150us.
-//     A node bids like the node actor does: it declines a job that does not
-//     fit what it offers, declines as busy one that does not fit what is
-//     free now, and otherwise holds the capacity (Ledger.Hold) and bids
-//     with price 1, score 1 and its CPU load (used/registered). An accept
-//     locks (Ledger.Lock; a lock that fails is a Reject), the invocation
-//     starts it (Ledger.Start), completion releases it. A job that finds
+//     Every node is the real provider machine (node.Machine) with the
+//     shipped defaults (3s bid hold, 10s lock TTL), price 1 and score 1:
+//     it bids, declines (as busy when only what is in use stands in the
+//     way), locks, starts and ends allocations exactly as a daemon's Node
+//     does; the simulation plays its shell (no disk: its records are
+//     dropped) and its executor, whose run takes the job's service time.
+//     A job that finds
 //     only busy nodes waits and auctions again as the real Job does
 //     (100ms doubling, at most 1s between auctions); one whose offers are
 //     all rejected retries (3 retries). No node fails and no message is
@@ -364,20 +366,22 @@ type plEvent struct {
 	fn  func()
 }
 
-// plNode models the node actor's side of the protocol around a real Ledger.
+// plNode is a provider: the real machine and what its shell keeps.
 type plNode struct {
-	peer      string
-	ledger    *node.Ledger
-	runs      map[types.AllocationID]*plRun // locked or running
-	committed types.Resources               // what runs hold: the ledger's use without the holds
-	expired   time.Duration                 // when Expire last ran
+	peer    string
+	m       *node.Machine
+	ticket  node.Ticket
+	replies map[node.Ticket]func(node.Reply)
+	streams map[node.Ticket]*plJob
+	runs    map[types.AllocationID]*plRun // started by a Run effect, until their end
+	ticked  time.Duration                 // when Tick last ran
 }
 
-// plRun is an allocation a node locked.
+// plRun is an allocation's run in progress.
 type plRun struct {
-	job       *plJob
-	need      types.Resources
-	cancelled bool
+	job     *plJob
+	jobID   types.JobID
+	stopped bool // its requester cancelled it: it ended early
 }
 
 // plJob is one job on the auction side.
@@ -413,7 +417,18 @@ func newPlSim(w plWorkload, c plConfig) *plSim {
 		events: plHeap[plEvent]{less: func(a, b plEvent) bool { return a.at < b.at || (a.at == b.at && a.seq < b.seq) }},
 	}
 	for i, r := range w.nodes {
-		n := &plNode{peer: fmt.Sprintf("n%02d", i), ledger: node.NewLedger(r), runs: map[types.AllocationID]*plRun{}}
+		n := &plNode{peer: fmt.Sprintf("n%02d", i), replies: map[node.Ticket]func(node.Reply){},
+			streams: map[node.Ticket]*plJob{}, runs: map[types.AllocationID]*plRun{}}
+		m, err := node.NewMachine(node.MachineConfig{
+			ID:        types.NodeID{PeerID: n.peer},
+			Record:    types.CapabilityRecord{Offered: r, Price: 1, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
+			Executors: []string{"wasm"}, LockTTL: placementLockTTL, BidHold: placementBidHold,
+		}, nil, nil, 0, plStart)
+		if err != nil {
+			s.err = fmt.Errorf("bench: placement: %w", err)
+			return s
+		}
+		n.m = m
 		s.nodes[n.peer], s.order = n, append(s.order, n)
 	}
 	return s
@@ -508,7 +523,7 @@ func (s *plSim) act(j *plJob, act orchestrator.Action, now time.Time) {
 	case orchestrator.Publish:
 		s.auctions++
 		for _, n := range s.order {
-			s.after(s.gossip(), func() { s.bidRequest(n, j, a.Request) })
+			s.after(s.gossip(), func() { s.bidRequest(n, a.Request) })
 		}
 		j.job.Published(a.Attempt, len(s.order), now)
 	case orchestrator.SendAccept:
@@ -523,95 +538,138 @@ func (s *plSim) act(j *plJob, act orchestrator.Action, now time.Time) {
 	}
 }
 
-// bidRequest decides as the node actor does: decline what never fits,
-// decline as busy what does not fit what is available now (the actor's
-// checks see Ledger.Available before it holds), else hold the capacity and
-// bid. The decline reasons are fixed strings: only failure messages read
-// them.
-func (s *plSim) bidRequest(n *plNode, j *plJob, req types.BidRequest) {
+// bidRequest hands a bid request to a node; its answer travels back. The
+// node's holds and locks are expired at most once a virtual second (they
+// stop counting at their end anyway).
+func (s *plSim) bidRequest(n *plNode, req types.BidRequest) {
 	now := s.now()
-	if !now.Before(req.Deadline) {
-		return // the window closed while the request travelled
+	if s.t-n.ticked >= time.Second {
+		n.m.Tick(now)
+		n.ticked = s.t
 	}
-	if s.t-n.expired >= time.Second {
-		n.ledger.Expire(now)
-		n.expired = s.t
-	}
-	id, reg := types.NodeID{PeerID: n.peer}, n.ledger.Registered()
-	until := req.Deadline.Add(placementBidHold)
-	var msg func(now time.Time)
-	switch {
-	case !req.Resources.Fits(reg):
-		d := types.Decline{JobID: req.JobID, Node: id, Reasons: []string{"too large for this node"}}
-		msg = func(now time.Time) { j.job.Decline(d, now) }
-	case !req.Resources.Fits(n.ledger.Available(now)) || n.ledger.Hold(req.JobID, req.Resources, now, until) != nil:
-		s.busy++
-		if req.Resources.Fits(reg.Sub(n.committed)) {
-			s.heldBusy++
+	n.m.BidRequest(&req, now)
+	s.flush(n)
+}
+
+// request hands a node a request with a fresh ticket, and what to do with
+// its reply.
+func (s *plSim) request(n *plNode, step func(t node.Ticket), onReply func(node.Reply)) {
+	n.ticket++
+	n.replies[n.ticket] = onReply
+	step(n.ticket)
+	s.flush(n)
+}
+
+// flush plays the node's shell: what the machine asks becomes messages to
+// the requester and runs.
+func (s *plSim) flush(n *plNode) {
+	n.m.Ready() // no disk in the model: the records are not kept
+	for _, e := range n.m.Advance(nil) {
+		switch e := e.(type) {
+		case node.Send:
+			s.answer(e.Msg)
+		case node.Reply:
+			if fn := n.replies[e.Ticket]; fn != nil {
+				delete(n.replies, e.Ticket)
+				fn(e)
+			}
+		case node.Notify:
+			if j := n.streams[e.Ticket]; j != nil {
+				st := e.Status
+				s.toJob(j, s.stream(), func(now time.Time) { j.job.Status(st, now) })
+				if e.Last {
+					delete(n.streams, e.Ticket)
+				}
+			}
+		case node.Run:
+			s.start(n, e.Allocation)
+		case node.Stop:
+			if r := n.runs[e.AllocationID]; r != nil {
+				r.stopped = true
+				s.end(n, e.AllocationID, r, types.AllocCancelled)
+			}
 		}
-		d := types.Decline{JobID: req.JobID, Node: id, Reasons: []string{"busy"}, Busy: true}
-		msg = func(now time.Time) { j.job.Decline(d, now) }
-	default:
-		load := float64(n.ledger.Used(now).CPU) / float64(reg.CPU)
-		b := types.Bid{JobID: req.JobID, Node: id, Price: 1, Score: 1, Load: load, HoldUntil: until}
-		msg = func(now time.Time) { j.job.Bid(b, now) }
 	}
-	s.toJob(j, s.stream(), msg)
 }
 
-// accept locks the capacity; a lock that fails is a Reject.
+// answer sends a bid or decline to its job, counting the busy declines
+// and those that only other jobs' holds caused.
+func (s *plSim) answer(msg types.Message) {
+	switch m := msg.(type) {
+	case *types.Bid:
+		b, j := *m, s.jobs[plJobIndex(m.JobID)]
+		s.toJob(j, s.stream(), func(now time.Time) { j.job.Bid(b, now) })
+	case *types.Decline:
+		d, j, n := *m, s.jobs[plJobIndex(m.JobID)], s.nodes[m.Node.PeerID]
+		if d.Busy {
+			s.busy++
+			if need := j.work.need; need.Fits(n.m.Ledger().Registered().Sub(n.m.Ledger().Locked(s.now()))) {
+				s.heldBusy++
+			}
+		}
+		s.toJob(j, s.stream(), func(now time.Time) { j.job.Decline(d, now) })
+	}
+}
+
+// plJobIndex is the index of the job named "j<i>".
+func plJobIndex(id types.JobID) int {
+	i, _ := strconv.Atoi(string(id[1:]))
+	return i
+}
+
+// accept hands an Accept to a node; the Confirm or Reject travels back.
 func (s *plSim) accept(n *plNode, j *plJob, a types.Accept) {
-	lk, err := n.ledger.Lock(a.AllocationID, a.JobID, "requester", a.Resources, s.now(), placementLockTTL)
-	if err != nil {
-		r := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: err.Error()}
-		s.toJob(j, s.stream(), func(now time.Time) { j.job.Rejected(r, now) })
-		return
-	}
-	n.runs[a.AllocationID] = &plRun{job: j, need: a.Resources}
-	n.committed = n.committed.Add(a.Resources)
-	c := types.Confirm{JobID: a.JobID, AllocationID: a.AllocationID, Epoch: lk.Epoch, LockExpiry: lk.Expiry}
-	s.toJob(j, s.stream(), func(now time.Time) { j.job.Confirmed(c, now) })
+	s.request(n, func(t node.Ticket) { n.m.Accept("requester", &a, t, s.now()) }, func(r node.Reply) {
+		switch m := r.Msg.(type) {
+		case *types.Confirm:
+			c := *m
+			s.toJob(j, s.stream(), func(now time.Time) { j.job.Confirmed(c, now) })
+		case *types.Reject:
+			rej := *m
+			s.toJob(j, s.stream(), func(now time.Time) { j.job.Rejected(rej, now) })
+		}
+	})
 }
 
-// invoke starts the locked allocation; it ends after the job's service time.
+// invoke hands the invocation to a node: its statuses travel back on the
+// stream; a refusal comes back as a failed status, as the node's shell
+// sends it.
 func (s *plSim) invoke(n *plNode, j *plJob, inv types.Invocation) {
-	r, ok := n.runs[inv.AllocationID]
-	if _, err := n.ledger.Start(inv.AllocationID, inv.Epoch, s.now()); err != nil || !ok {
-		n.drop(inv.AllocationID)
-		st := types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Reason: fmt.Sprint("cannot start: ", err)}
-		s.toJob(j, s.stream(), func(now time.Time) { j.job.Status(st, now) })
-		return
-	}
-	s.after(j.work.service, func() { s.finish(n, inv, r) })
+	s.request(n, func(t node.Ticket) {
+		n.streams[t] = j
+		n.m.Invoke("requester", &inv, t, s.now())
+	}, func(r node.Reply) {
+		if r.Err != nil {
+			st := types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: r.Err.Error()}
+			s.toJob(j, s.stream(), func(now time.Time) { j.job.Status(st, now) })
+		}
+	})
 }
 
-// finish ends a run: the capacity is free, the requester hears the result.
-func (s *plSim) finish(n *plNode, inv types.Invocation, r *plRun) {
-	if r.cancelled {
-		return
-	}
-	n.drop(inv.AllocationID)
-	st := types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocCompleted, Result: &types.Result{}}
-	s.toJob(r.job, s.stream(), func(now time.Time) { r.job.job.Status(st, now) })
+// start runs an allocation: it ends after its job's service time.
+func (s *plSim) start(n *plNode, a node.Allocation) {
+	r := &plRun{job: s.jobs[plJobIndex(a.JobID)], jobID: a.JobID}
+	n.runs[a.AllocationID] = r
+	s.after(r.job.work.service, func() {
+		if !r.stopped {
+			s.end(n, a.AllocationID, r, types.AllocCompleted)
+		}
+	})
 }
 
-// cancel withdraws a bid's hold, or drops a lock or a run.
+// end reports the end of a run to its node, which tells the requester.
+func (s *plSim) end(n *plNode, id types.AllocationID, r *plRun, state types.AllocationState) {
+	delete(n.runs, id)
+	st := types.Status{JobID: r.jobID, AllocationID: id, State: state}
+	if state == types.AllocCompleted {
+		st.Result = &types.Result{}
+	}
+	n.m.RunEnded(st, s.now())
+	s.flush(n)
+}
+
+// cancel hands a Cancel to a node: it withdraws a bid's hold, or drops a
+// lock or stops a run.
 func (s *plSim) cancel(n *plNode, c types.Cancel) {
-	if c.AllocationID == "" {
-		n.ledger.DropHold(c.JobID)
-		return
-	}
-	if r, ok := n.runs[c.AllocationID]; ok {
-		r.cancelled = true
-		n.drop(c.AllocationID)
-	}
-}
-
-// drop releases an allocation's lock, running or not.
-func (n *plNode) drop(id types.AllocationID) {
-	if r, ok := n.runs[id]; ok {
-		n.committed = n.committed.Sub(r.need)
-		delete(n.runs, id)
-	}
-	n.ledger.Release(id)
+	s.request(n, func(t node.Ticket) { n.m.Cancel("requester", &c, t, s.now()) }, func(node.Reply) {})
 }
