@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/opendms/dms/jobs"
 )
 
@@ -66,6 +68,30 @@ func TestMemoryLimitKills(t *testing.T) {
 	in.Args, in.Memory = []string{"hog", "8"}, 64<<20
 	if out := mustRun(t, e, in); string(out.Stdout) != "allocated 8 MiB\n" {
 		t.Fatalf("stdout %q", out.Stdout)
+	}
+}
+
+// Exit code 137 under a memory limit is the OOM killer's SIGKILL, even
+// when the engine reports OOMKilled=false, as it sometimes does.
+func TestExit137IsTheMemoryLimit(t *testing.T) {
+	for _, c := range []struct {
+		state *container.State
+		want  bool
+	}{
+		{&container.State{OOMKilled: true, ExitCode: 137}, true},
+		{&container.State{OOMKilled: false, ExitCode: 137}, true},
+		{&container.State{OOMKilled: true, ExitCode: 0}, true},
+		{&container.State{ExitCode: 1}, false},
+		{&container.State{ExitCode: 143}, false},
+		{nil, false},
+	} {
+		if got := memoryKilled(c.state); got != c.want {
+			t.Errorf("%+v: memory killed %v, want %v", c.state, got, c.want)
+		}
+	}
+	e := newExecutor(t, Config{})
+	if _, err := runIn(t, e, guest("exit", "137")); !errors.Is(err, jobs.ErrMemoryLimit) {
+		t.Fatalf("a container that exited 137: %v, want the memory limit", err)
 	}
 }
 

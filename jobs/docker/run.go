@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -333,13 +334,22 @@ func (r *run) outcome(ctx context.Context) error {
 	if err != nil {
 		return r.e.stopped(ctx, engineError("inspecting the container", err))
 	}
-	if info.State != nil && info.State.OOMKilled {
+	if memoryKilled(info.State) {
 		return fmt.Errorf("%w: the container was killed at its memory limit of %s", jobs.ErrMemoryLimit, r.in.Memory)
 	}
 	if r.in.OutputDir == "" {
 		return nil
 	}
 	return r.e.stopped(ctx, r.copyOut(ctx))
+}
+
+// memoryKilled reports whether a container that exited was killed at its
+// memory limit. Docker does not always say so: a container the kernel's
+// OOM killer stopped sometimes reads OOMKilled=false. Every run has a
+// memory limit, and the OOM killer's signal is SIGKILL, so exit code 137
+// counts too (a program that exits with 137 of itself is taken for killed).
+func memoryKilled(s *container.State) bool {
+	return s != nil && (s.OOMKilled || s.ExitCode == 128+int(syscall.SIGKILL))
 }
 
 // remove removes the run's containers and their volumes, on a context of
