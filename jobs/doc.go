@@ -12,7 +12,8 @@
 //     replaced by its CID.
 //   - Transition is the only judge of allocation state changes: locked ->
 //     running -> completed | failed | cancelled, locked -> failed |
-//     cancelled; terminal states have no exits. It is pure.
+//     cancelled; terminal states have no exits. It is pure; the provider's
+//     machine (package node) calls it on every change of an allocation.
 //   - An Executor reports a program's non-zero exit in Output.ExitCode, and
 //     an error only when the program could not run to an exit.
 //
