@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -105,6 +106,9 @@ type Config struct {
 	// scoreInspectPeriod.
 	scoreInspect       func(map[peer.ID]*pubsub.PeerScoreSnapshot)
 	scoreInspectPeriod time.Duration
+	// pubsubHost, when set (tests), wraps the libp2p host gossipsub runs
+	// on, to make its streams fail.
+	pubsubHost func(host.Host) host.Host
 }
 
 // withDefaults returns c with zero fields defaulted, or an error for a field

@@ -30,6 +30,7 @@ type Host struct {
 	cfg       Config
 	host      host.Host
 	dht       *dht.IpfsDHT
+	ps        *pubsub.PubSub
 	topic     *pubsub.Topic
 	bootstrap []peer.AddrInfo
 	verifier  *verifier

@@ -7,6 +7,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/opendms/dms/types"
@@ -68,7 +69,11 @@ func (h *Host) startPubsub() error {
 	if h.cfg.scoreInspect != nil {
 		opts = append(opts, pubsub.WithPeerScoreInspect(h.cfg.scoreInspect, h.cfg.scoreInspectPeriod))
 	}
-	ps, err := pubsub.NewGossipSub(h.ctx, h.host, opts...)
+	var ph host.Host = h.host
+	if h.cfg.pubsubHost != nil {
+		ph = h.cfg.pubsubHost(ph)
+	}
+	ps, err := pubsub.NewGossipSub(h.ctx, ph, opts...)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
 	}
@@ -79,7 +84,7 @@ func (h *Host) startPubsub() error {
 	if err != nil {
 		return fmt.Errorf("p2p: join %s: %w", BidRequestTopic, err)
 	}
-	h.topic = t
+	h.ps, h.topic = ps, t
 	return nil
 }
 

@@ -1,0 +1,203 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/opendms/dms/types"
+)
+
+// errFlaky is the failure flakyGossip injects.
+var errFlaky = errors.New("flaky gossip: stream refused")
+
+// flakyGossip is the libp2p host gossipsub runs on (Config.pubsubHost),
+// failing the next openFails gossipsub streams it opens and resetting the
+// next resets it accepts.
+type flakyGossip struct {
+	host.Host
+	openFails, resets atomic.Int32
+}
+
+func (f *flakyGossip) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if take(&f.openFails) {
+		return nil, errFlaky
+	}
+	return f.Host.NewStream(ctx, p, pids...)
+}
+
+func (f *flakyGossip) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	f.Host.SetStreamHandler(pid, func(s network.Stream) {
+		if take(&f.resets) {
+			_ = s.Reset()
+			return
+		}
+		handler(s)
+	})
+}
+
+// take takes one from n if it is positive.
+func take(n *atomic.Int32) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+// gossipFault makes a's gossipsub lose b, a connected peer, in one of the
+// two ways go-libp2p-pubsub v0.19 does, with one fault to spare: b is
+// lost once lost faults are spent, and the spare would fail a further
+// attempt to open a stream to b.
+type gossipFault struct {
+	name string
+	// openFails is how many gossipsub streams a fails to open, resets how
+	// many of a's b resets.
+	openFails, resets int32
+	lost              int32
+}
+
+var gossipFaults = []gossipFault{
+	// handleNewPeer: NewStream fails, the peer goes to newPeerError and is
+	// deleted.
+	{name: "stream fails to open", openFails: 2, lost: 1},
+	// handleDeadPeers: the first stream and the four respawns
+	// (MaxBackoffAttempts) die, and the peer is deleted.
+	{name: "stream reset five times", resets: 6, lost: 5},
+}
+
+// gossipPair is two Hosts, b bootstrapped from a and both subscribed to bid
+// requests, delivered to atA and atB.
+type gossipPair struct {
+	a, b     *Host
+	atA, atB chan types.JobID
+	// spent counts the faults injected so far.
+	spent func() int32
+}
+
+// loseGossipPeer starts a gossipPair with f's faults and returns once a's
+// gossipsub has given b up.
+func loseGossipPeer(t testing.TB, f gossipFault) gossipPair {
+	t.Helper()
+	flaky := func(cfg *Config, openFails, resets int32) *flakyGossip {
+		fg := &flakyGossip{}
+		fg.openFails.Store(openFails)
+		fg.resets.Store(resets)
+		cfg.pubsubHost = func(h host.Host) host.Host { fg.Host = h; return fg }
+		return fg
+	}
+	cfgA := testConfig(t)
+	fa := flaky(&cfgA, f.openFails, 0)
+	a := newTestHost(t, cfgA)
+	atA := subscribeJobs(t, a)
+	cfgB := testConfig(t, a.Addrs()...)
+	fb := flaky(&cfgB, 0, f.resets)
+	b := newTestHost(t, cfgB)
+	atB := subscribeJobs(t, b)
+	spent := func() int32 { return f.openFails - fa.openFails.Load() + f.resets - fb.resets.Load() }
+	waitFor(t, 10*time.Second, "a's gossipsub to spend the faults that lose b", func() bool { return spent() >= f.lost })
+	return gossipPair{a: a, b: b, atA: atA, atB: atB, spent: spent}
+}
+
+// subscribeJobs delivers the job IDs of the bid requests h receives.
+func subscribeJobs(t testing.TB, h *Host) chan types.JobID {
+	t.Helper()
+	jobs := make(chan types.JobID, 16)
+	err := h.SubscribeBidRequests(func(_ string, _ *types.Envelope, req *types.BidRequest) {
+		select {
+		case jobs <- req.JobID:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+func publishJob(t *testing.T, h *Host, job types.JobID) {
+	t.Helper()
+	req := &types.BidRequest{JobID: job, Requester: h.ID(), ReplyAddrs: h.Addrs(), Executor: "wasm"}
+	env, err := types.Seal(h.cfg.Key, req, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PublishEnvelope(testCtx(t, 5*time.Second), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitJob(t *testing.T, jobs chan types.JobID, want types.JobID, who string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-jobs:
+			if got == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s never received the bid request of %s", who, want)
+		}
+	}
+}
+
+// publishToNobody publishes a bid request from h and checks that h sent no
+// copy of it to anyone: once h's own subscription has it, a round trip to
+// gossipsub's loop (TopicPeers) finds the loop done with the publication.
+func publishToNobody(t *testing.T, h *Host, own chan types.JobID, job types.JobID) {
+	t.Helper()
+	publishJob(t, h, job)
+	waitJob(t, own, job, "its publisher")
+	_ = h.TopicPeers()
+	if n := h.Traffic().GossipSent; n != 0 {
+		t.Fatalf("%s sent %d copies of a bid request, want none", job, n)
+	}
+}
+
+// TestGossipLosesAConnectedPeerForGood shows go-libp2p-pubsub losing a
+// connected peer: a's gossipsub fails to open its stream
+// to b, or has it reset five times, drops b and never tries again, though
+// the connection stays up and b now accepts; a bid request from either
+// reaches nobody.
+func TestGossipLosesAConnectedPeerForGood(t *testing.T) {
+	for _, f := range gossipFaults {
+		t.Run(f.name, func(t *testing.T) {
+			g := loseGossipPeer(t, f)
+			a, b := g.a, g.b
+			waitFor(t, 10*time.Second, "a's gossipsub to drop b", func() bool {
+				return !slices.Contains(a.ps.ListPeers(""), b.host.ID())
+			})
+			if a.host.Network().Connectedness(b.host.ID()) != network.Connected {
+				t.Fatal("a and b disconnected: the fault must leave the connection up")
+			}
+			waitFor(t, 10*time.Second, "b's gossipsub to have a: only a's side fails", func() bool {
+				return slices.Contains(b.ps.ListPeers(""), a.host.ID())
+			})
+
+			publishToNobody(t, a, g.atA, "from-a")
+			publishToNobody(t, b, g.atB, "from-b")
+			if len(g.atB) != 0 || len(g.atA) != 0 {
+				t.Fatal("a bid request crossed between a and b")
+			}
+			if slices.Contains(a.TopicPeerIDs(), b.ID()) || slices.Contains(b.TopicPeerIDs(), a.ID()) {
+				t.Fatal("a and b are on each other's topic")
+			}
+			if n := g.spent(); n != f.lost {
+				t.Fatalf("%d faults spent, want %d: gossipsub tried b again", n, f.lost)
+			}
+		})
+	}
+}
