@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,5 +54,29 @@ func BenchmarkStreamFrame(b *testing.B) {
 		if _, err := st.Recv(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkGossipRepair measures, with the default GossipRepair (2s), the
+// time from gossipsub losing a connected peer to both being on each other's
+// topic again, for each way gossipsub loses one (no spare fault: the first
+// hand-back succeeds). Starting the hosts is not timed.
+func BenchmarkGossipRepair(b *testing.B) {
+	for _, f := range gossipFaults {
+		f.openFails, f.resets = min(f.openFails, f.lost), min(f.resets, f.lost)
+		b.Run(f.name, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				g := loseGossipPeer(b, f, 0)
+				b.StartTimer()
+				lost := time.Now()
+				waitFor(b, 30*time.Second, "a and b on each other's topic", func() bool {
+					return slices.Contains(g.a.TopicPeerIDs(), g.b.ID()) && slices.Contains(g.b.TopicPeerIDs(), g.a.ID())
+				})
+				total += time.Since(lost)
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/rejoin")
+		})
 	}
 }

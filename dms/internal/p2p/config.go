@@ -88,6 +88,15 @@ type Config struct {
 	// subscription; a slow handler loses messages past it. Default 256.
 	SubscriptionBuffer int
 
+	// GossipRepair is how often the host checks that gossipsub has a
+	// stream to every connected peer that speaks it. Gossipsub drops a peer
+	// whose stream failed to open, or died five times within ten minutes,
+	// and never tries again while the connection lives: a peer found
+	// missing at two checks in a row is handed back to it, and again after
+	// 1, 2, 4... up to 32 checks while it stays missing (repair.go).
+	// Default 2s.
+	GossipRepair time.Duration
+
 	// BidRequestRate and BidRequestBurst are the token bucket every
 	// publisher of bid requests gets at this host, its own publications
 	// included: BidRequestRate per second, up to BidRequestBurst at once
@@ -156,6 +165,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"Readvertise", &c.Readvertise, 10 * time.Minute}, {"MessageTTL", &c.MessageTTL, 30 * time.Second},
 		{"MaxTTL", &c.MaxTTL, 10 * time.Minute}, {"IOTimeout", &c.IOTimeout, 10 * time.Second},
 		{"RequestTimeout", &c.RequestTimeout, 30 * time.Second}, {"CandidateTTL", &c.CandidateTTL, 30 * time.Second},
+		{"GossipRepair", &c.GossipRepair, 2 * time.Second},
 	}
 	for _, f := range durs {
 		if err := defaultTo(f.name, f.v, f.def); err != nil {

@@ -18,6 +18,7 @@ func TestConfigValidation(t *testing.T) {
 		"backoff inverted":  func(c *Config) { c.DiscoveryMin, c.DiscoveryMax = time.Minute, time.Second },
 		"negative rate":     func(c *Config) { c.BidRequestRate = -1 },
 		"negative burst":    func(c *Config) { c.BidRequestBurst = -1 },
+		"negative repair":   func(c *Config) { c.GossipRepair = -time.Second },
 	} {
 		cfg := Config{Key: newKey(t)}
 		mutate(&cfg)
@@ -27,7 +28,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	cfg, err := Config{Key: newKey(t)}.withDefaults()
 	if err != nil || cfg.MaxConns != 1024 || cfg.MessageTTL != 30*time.Second || len(cfg.Listen) != 2 ||
-		cfg.BidRequestRate != 50 || cfg.BidRequestBurst != 100 {
+		cfg.BidRequestRate != 50 || cfg.BidRequestBurst != 100 || cfg.GossipRepair != 2*time.Second {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
 }

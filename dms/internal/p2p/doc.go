@@ -40,6 +40,10 @@
 //     can make a host queue is bounded: MaxInboundStreams handlers per
 //     protocol, the resource manager's stream limits, a bounded replay cache,
 //     and a bounded subscription buffer.
+//   - Gossipsub has a stream to every connected peer that speaks it:
+//     one it dropped (its stream failed to open, or died five times) is
+//     handed back to it within two to three Config.GossipRepair checks,
+//     without touching the connection (repair.go).
 //   - Close stops every goroutine the Host started and waits for them,
 //     including running handlers, whose context it cancels.
 //

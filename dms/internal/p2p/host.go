@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -39,7 +41,10 @@ type Host struct {
 	streams   counters
 	blocked   *blockCounter
 	traffic   traffic
-	cands     *candidates // nil unless Config.Sampling
+	// dead and gossipRepairs serve the gossip repair (repair.go).
+	dead          *deadStreams
+	gossipRepairs atomic.Uint64
+	cands         *candidates // nil unless Config.Sampling
 	// ownRefusals holds why the validator refused a message this host
 	// publishes, by its data, until PublishEnvelope takes it.
 	ownRefusals sync.Map
@@ -87,6 +92,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		blocked:   blocked,
 		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
 		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
+		dead:      newDeadStreams(),
 	}
 	if cfg.Sampling {
 		h.cands = newCandidates(cfg.CandidateTTL)
@@ -137,7 +143,8 @@ func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
 	return h, nil
 }
 
-// start brings up the DHT and pubsub, then the discovery loop.
+// start brings up the DHT and pubsub, then the discovery loop and the
+// gossip repair.
 func (h *Host) start() error {
 	d, err := dht.New(h.host,
 		dht.Mode(dht.ModeServer),
@@ -150,6 +157,13 @@ func (h *Host) start() error {
 	h.dht = d
 	if err := h.startPubsub(); err != nil {
 		return err
+	}
+	em, err := h.host.EventBus().Emitter(new(event.EvtPeerProtocolsUpdated))
+	if err != nil {
+		return fmt.Errorf("p2p: gossip repair: %w", err)
+	}
+	if !h.spawn(func() { h.repairGossip(em) }) {
+		return errors.Join(ErrClosed, em.Close())
 	}
 	h.spawn(h.discover)
 	if h.cands != nil {
@@ -194,9 +208,12 @@ func (h *Host) Peers() []PeerInfo {
 	return out
 }
 
-// Stats returns the refusal counters.
+// Stats returns the refusal and repair counters.
 func (h *Host) Stats() Stats {
-	return Stats{Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot()}
+	return Stats{
+		Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot(),
+		GossipRepairs: h.gossipRepairs.Load(),
+	}
 }
 
 // Close stops discovery, subscriptions and handlers, closes the DHT and the

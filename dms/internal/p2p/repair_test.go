@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,72 @@ import (
 
 	"github.com/opendms/dms/types"
 )
+
+func TestLostPeersHandsBackAfterTwoChecksThenBacksOff(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	at := func(round int) time.Time { return t0.Add(time.Duration(round) * time.Second) }
+	p, q, r := peer.ID("p"), peer.ID("q"), peer.ID("r")
+	l := newLostPeers()
+	due := map[peer.ID][]int{} // the checks at which each peer was handed back
+	for round := 1; round <= 80; round++ {
+		missing := []missingPeer{{id: p}}
+		if round == 1 {
+			missing = append(missing, missingPeer{id: q}) // missing at one check only
+		}
+		if round >= 70 {
+			missing = append(missing, missingPeer{id: r})
+		}
+		for _, rep := range l.check(at(round), missing) {
+			due[rep.peer] = append(due[rep.peer], round)
+			if first := map[peer.ID]int{p: 1, r: 70}[rep.peer]; rep.reset || rep.attempt != len(due[rep.peer]) || !rep.since.Equal(at(first)) {
+				t.Fatalf("check %d: %+v, want hand-back %d, missing since %v", round, rep, len(due[rep.peer]), at(first))
+			}
+		}
+	}
+	want := map[peer.ID][]int{p: {2, 3, 5, 9, 17, 33, 65}, r: {71, 72, 74, 78}} // gaps 1, 2, 4... up to maxRepairGap
+	for _, id := range []peer.ID{p, q, r} {
+		if !slices.Equal(due[id], want[id]) {
+			t.Errorf("%s handed back at checks %v, want %v", id, due[id], want[id])
+		}
+	}
+
+	// Present at one check, p is forgotten: missing again, it waits a check
+	// and is due as if for the first time.
+	if got := l.check(at(81), nil); len(got) != 0 || len(l.peers) != 0 {
+		t.Fatalf("nobody missing: due %v, remembered %d", got, len(l.peers))
+	}
+	if got := l.check(at(82), []missingPeer{{id: p}}); len(got) != 0 {
+		t.Fatalf("p due at its first check after it came back: %v", got)
+	}
+	if got := l.check(at(83), []missingPeer{{id: p}}); len(got) != 1 || got[0].attempt != 1 || !got[0].since.Equal(at(82)) {
+		t.Fatalf("p lost again: %+v, want its first hand-back, missing since check 82", got)
+	}
+}
+
+// A peer gossipsub declared dead is reset, then handed back at the next
+// check; declared dead again (its new stream died), it is reset again
+// before its next hand-back.
+func TestLostPeersResetsADeadPeerBeforeHandingItBack(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	l := newLostPeers()
+	dead := true
+	var steps []string
+	for round := 1; round <= 12; round++ {
+		for _, rep := range l.check(t0.Add(time.Duration(round)*time.Second), []missingPeer{{id: "d", dead: dead}}) {
+			if rep.reset {
+				steps = append(steps, fmt.Sprintf("%d: reset", round))
+				dead = false // the shell forgets it was dead once reset
+				continue
+			}
+			steps = append(steps, fmt.Sprintf("%d: hand back %d", round, rep.attempt))
+			dead = rep.attempt == 1 // the first hand-back's stream dies
+		}
+	}
+	want := []string{"2: reset", "3: hand back 1", "4: reset", "5: hand back 2", "7: hand back 3", "11: hand back 4"}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("steps %q, want %q", steps, want)
+	}
+}
 
 // errFlaky is the failure flakyGossip injects.
 var errFlaky = errors.New("flaky gossip: stream refused")
@@ -59,8 +126,8 @@ func take(n *atomic.Int32) bool {
 
 // gossipFault makes a's gossipsub lose b, a connected peer, in one of the
 // two ways go-libp2p-pubsub v0.19 does, with one fault to spare: b is
-// lost once lost faults are spent, and the spare would fail a further
-// attempt to open a stream to b.
+// lost once lost faults are spent, and the spare fails the first attempt
+// to get it back.
 type gossipFault struct {
 	name string
 	// openFails is how many gossipsub streams a fails to open, resets how
@@ -87,14 +154,16 @@ type gossipPair struct {
 	spent func() int32
 }
 
-// loseGossipPeer starts a gossipPair with f's faults and returns once a's
-// gossipsub has given b up.
-func loseGossipPeer(t testing.TB, f gossipFault) gossipPair {
+// loseGossipPeer starts a gossipPair with f's faults and both hosts
+// checking gossip every repair, and returns once a's gossipsub has given b
+// up.
+func loseGossipPeer(t testing.TB, f gossipFault, repair time.Duration) gossipPair {
 	t.Helper()
 	flaky := func(cfg *Config, openFails, resets int32) *flakyGossip {
 		fg := &flakyGossip{}
 		fg.openFails.Store(openFails)
 		fg.resets.Store(resets)
+		cfg.GossipRepair = repair
 		cfg.pubsubHost = func(h host.Host) host.Host { fg.Host = h; return fg }
 		return fg
 	}
@@ -167,15 +236,25 @@ func publishToNobody(t *testing.T, h *Host, own chan types.JobID, job types.JobI
 	}
 }
 
-// TestGossipLosesAConnectedPeerForGood shows go-libp2p-pubsub losing a
-// connected peer: a's gossipsub fails to open its stream
+// connIDs returns the IDs of a's connections to b, sorted.
+func connIDs(a, b *Host) []string {
+	var ids []string
+	for _, c := range a.host.Network().ConnsToPeer(b.host.ID()) {
+		ids = append(ids, c.ID())
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestGossipLosesAConnectedPeerForGood reproduces what the repair is for,
+// with it off (one check an hour): a's gossipsub fails to open its stream
 // to b, or has it reset five times, drops b and never tries again, though
 // the connection stays up and b now accepts; a bid request from either
 // reaches nobody.
 func TestGossipLosesAConnectedPeerForGood(t *testing.T) {
 	for _, f := range gossipFaults {
 		t.Run(f.name, func(t *testing.T) {
-			g := loseGossipPeer(t, f)
+			g := loseGossipPeer(t, f, time.Hour)
 			a, b := g.a, g.b
 			waitFor(t, 10*time.Second, "a's gossipsub to drop b", func() bool {
 				return !slices.Contains(a.ps.ListPeers(""), b.host.ID())
@@ -198,6 +277,43 @@ func TestGossipLosesAConnectedPeerForGood(t *testing.T) {
 			if n := g.spent(); n != f.lost {
 				t.Fatalf("%d faults spent, want %d: gossipsub tried b again", n, f.lost)
 			}
+			if n := a.Stats().GossipRepairs; n != 0 {
+				t.Fatalf("%d gossip repairs with the repair off", n)
+			}
+		})
+	}
+}
+
+// TestGossipRepairHandsALostPeerBack loses b as above, with both hosts
+// checking gossip every 50ms: a hands b back to its gossipsub, once in vain
+// (the spare fault), then for good, on the connections they had; a bid
+// request published afterwards, from either, reaches the other.
+func TestGossipRepairHandsALostPeerBack(t *testing.T) {
+	const every = 50 * time.Millisecond
+	for _, f := range gossipFaults {
+		t.Run(f.name, func(t *testing.T) {
+			g := loseGossipPeer(t, f, every)
+			a, b := g.a, g.b
+			lost := time.Now()
+			conns := connIDs(a, b)
+			waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
+				return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
+			})
+			t.Logf("b back on a's topic %s after a's gossipsub dropped it (checks every %s)", time.Since(lost).Round(time.Millisecond), every)
+			if now := connIDs(a, b); !slices.Equal(now, conns) {
+				t.Fatalf("a's connections to b went from %v to %v: the repair must leave them alone", conns, now)
+			}
+			if n := g.spent(); n != f.lost+1 {
+				t.Fatalf("%d faults spent, want %d: the first repair meets the spare", n, f.lost+1)
+			}
+			if n := a.Stats().GossipRepairs; n < 2 {
+				t.Fatalf("%d gossip repairs, want at least 2 (one in vain)", n)
+			}
+
+			publishJob(t, a, "from-a")
+			waitJob(t, g.atB, "from-a", "b")
+			publishJob(t, b, "from-b")
+			waitJob(t, g.atA, "from-b", "a")
 		})
 	}
 }

@@ -24,7 +24,8 @@ const (
 	ReasonRateLimited       Reason = "rate_limited"       // the publisher is over its bid-request rate
 )
 
-// Stats counts refusals. Maps hold only reasons seen at least once.
+// Stats counts refusals, and repairs of gossipsub's peers. Maps hold only
+// reasons seen at least once.
 type Stats struct {
 	// Gossip counts bid requests the topic validator refused, including
 	// this host's own publications, and gossip messages on the topic that
@@ -35,6 +36,12 @@ type Stats struct {
 	Streams map[Reason]uint64
 	// Blocked counts what the libp2p resource manager refused.
 	Blocked Blocked
+	// GossipRepairs counts the times a connected peer that gossipsub had
+	// lost was handed back to it (Config.GossipRepair), failed attempts
+	// included. On a healthy network it stays zero, but for a peer that
+	// gossipsub was slower than a check to take in, which a hand-back does
+	// not harm.
+	GossipRepairs uint64
 }
 
 // counters is a concurrency-safe tally by reason.
