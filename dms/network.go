@@ -176,6 +176,9 @@ type NetworkStats struct {
 	// Refused counts the inbound messages refused, by reason, on the
 	// topic and on streams (sampled bid requests included).
 	RefusedGossip, RefusedStreams map[string]uint64
+	// GossipRepairs counts the connected peers gossipsub had dropped that
+	// this node handed back to it (docs/reliability.md, gossip peers).
+	GossipRepairs uint64
 }
 
 // Messages returns the messages counted: gossip copies and control IDs,
@@ -200,6 +203,7 @@ func (d *DMS) NetworkStats() NetworkStats {
 		GossipSent: t.GossipSent, GossipControl: t.GossipControl,
 		Frames:        make(map[string]uint64, len(t.Frames)),
 		RefusedGossip: reasons(st.Gossip), RefusedStreams: reasons(st.Streams),
+		GossipRepairs: st.GossipRepairs,
 	}
 	for p, n := range t.Frames {
 		out.Frames[string(p)] = n
