@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
@@ -64,7 +65,7 @@ func (b *binder) value(path string, n *yaml.Node, f reflect.Value) {
 	case deref(n).ShortTag() == "!!null":
 	case f.Kind() == reflect.Struct:
 		b.object(path, n, f)
-	case f.Kind() == reflect.Int && deref(n).ShortTag() != "!!int":
+	case f.Kind() == reflect.Int && deref(n).ShortTag() != "!!int" && !textual(f):
 		b.add(path, n, "want %s, got %s", want(f.Type()), describe(n))
 	default:
 		b.leaf(path, n, f)
@@ -85,6 +86,13 @@ func (b *binder) leaf(path string, n *yaml.Node, f reflect.Value) {
 	default:
 		b.add(path, n, "%s", withoutPackage(err.Error()))
 	}
+}
+
+// textual reports whether f reads itself from text, as a Reschedule does
+// ("never"), rather than only from a YAML integer.
+func textual(f reflect.Value) bool {
+	_, ok := f.Addr().Interface().(encoding.TextUnmarshaler)
+	return ok
 }
 
 // jsonFields maps the JSON names of t's exported fields to their indexes.
@@ -205,6 +213,8 @@ func want(t reflect.Type) string {
 		return "cores such as 2 or 0.5, or millicores such as 500m"
 	case reflect.TypeFor[Duration]():
 		return "a duration such as 30s, 5m or 1h30m"
+	case reflect.TypeFor[Reschedule]():
+		return "a whole number such as 3, or never"
 	}
 	switch t.Kind() {
 	case reflect.String:

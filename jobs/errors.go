@@ -8,6 +8,8 @@ var (
 	ErrInvalidSpec = errors.New("jobs: invalid job spec")
 	// ErrBadDuration means a duration could not be parsed.
 	ErrBadDuration = errors.New("jobs: bad duration")
+	// ErrBadReschedule means a reschedule count could not be parsed.
+	ErrBadReschedule = errors.New("jobs: bad reschedule")
 	// ErrBadTransition means an allocation state change the lifecycle forbids.
 	ErrBadTransition = errors.New("jobs: bad allocation state transition")
 	// ErrTimeout means a task was stopped because its timeout passed.

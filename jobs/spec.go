@@ -5,6 +5,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,10 @@ const (
 	DefaultQueueTimeout = 5 * time.Minute
 	MaxQueueTimeout     = 24 * time.Hour
 	MaxEnoughBids       = 100
+	// DefaultReschedule is how many times a job is placed again after a
+	// fault that is not its program's, unless its spec says otherwise.
+	DefaultReschedule = Reschedule(3)
+	MaxReschedule     = Reschedule(10)
 	// MaxDeadline bounds a job's overall deadline (default none).
 	MaxDeadline = 7 * 24 * time.Hour
 	// MaxStdin bounds the literal stdin text.
@@ -71,9 +76,13 @@ type Spec struct {
 	Resources   types.Resources   `json:"resources"`
 	Constraints types.Constraints `json:"constraints"`
 	Timeout     Duration          `json:"timeout"`
-	Retries     int               `json:"retries"`
+	Retries     int               `json:"retries"`     // runs again after the program failed or exited non-zero
 	BidWindow   Duration          `json:"bid_window"`  // the bid window closes at the latest after this
 	EnoughBids  int               `json:"enough_bids"` // ... or as soon as this many bids are in
+	// Reschedule is how many times the job is placed again after a fault
+	// that is not its program's: its node lost, unable to run it, or
+	// refusing it. 0 (never): such a fault fails the job.
+	Reschedule Reschedule `json:"reschedule"`
 	// QueueTimeout bounds how long the job waits while every node that could
 	// run it is busy; 0 fails at once when they are.
 	QueueTimeout Duration `json:"queue_timeout"`
@@ -95,6 +104,7 @@ func defaultSpec() *Spec {
 		BidWindow:    Duration(DefaultBidWindow),
 		EnoughBids:   DefaultEnoughBids,
 		QueueTimeout: Duration(DefaultQueueTimeout),
+		Reschedule:   DefaultReschedule,
 	}
 }
 
@@ -199,5 +209,40 @@ func (d *Duration) UnmarshalText(b []byte) error {
 		return fmt.Errorf("%w: %q (want a number with a unit such as 30s, 5m or 1h30m)", ErrBadDuration, b)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// Reschedule is a count of placements after faults that are not the
+// program's. It reads and writes as a whole number, and 0 also as never:
+// `reschedule: never` is what a job that must not run twice says.
+type Reschedule int
+
+// String writes r as a number, or never for 0.
+func (r Reschedule) String() string {
+	if r == 0 {
+		return "never"
+	}
+	return strconv.Itoa(int(r))
+}
+
+// MarshalJSON writes r as a number, or as the string "never" for 0.
+func (r Reschedule) MarshalJSON() ([]byte, error) {
+	if r == 0 {
+		return []byte(`"never"`), nil
+	}
+	return []byte(strconv.Itoa(int(r))), nil
+}
+
+// UnmarshalText reads a whole number, or never (0).
+func (r *Reschedule) UnmarshalText(b []byte) error {
+	if string(b) == "never" {
+		*r = 0
+		return nil
+	}
+	v, err := strconv.Atoi(string(b))
+	if err != nil {
+		return fmt.Errorf("%w: %q (want a whole number such as 3, or never)", ErrBadReschedule, b)
+	}
+	*r = Reschedule(v)
 	return nil
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,6 +29,7 @@ constraints:
   max_price: 1.5
 timeout: 30s
 retries: 2
+reschedule: 5
 bid_window: 500ms
 enough_bids: 5
 queue_timeout: 1m
@@ -41,7 +43,7 @@ func fullSpec() *Spec {
 		Stdin: "some text", InputDir: "./data",
 		Resources:   types.Resources{CPU: 500, Memory: 128 << 20, Disk: 1 << 30},
 		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1.5},
-		Timeout:     Duration(30 * time.Second), Retries: 2,
+		Timeout:     Duration(30 * time.Second), Retries: 2, Reschedule: 5,
 		BidWindow: Duration(500 * time.Millisecond), EnoughBids: 5,
 		QueueTimeout: Duration(time.Minute), Deadline: Duration(2 * time.Hour),
 	}
@@ -66,7 +68,7 @@ func TestParseDefaults(t *testing.T) {
 		Name: "x", Module: "x.wasm", Executor: "wasm",
 		Resources: types.Resources{CPU: 1000, Memory: 64 << 20},
 		Timeout:   Duration(5 * time.Minute), BidWindow: Duration(2 * time.Second), EnoughBids: 3,
-		QueueTimeout: Duration(5 * time.Minute),
+		QueueTimeout: Duration(5 * time.Minute), Reschedule: 3,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("got %+v\nwant %+v", s, want)
@@ -139,6 +141,12 @@ func TestParseErrors(t *testing.T) {
 		{"name: x\nmodule: m\nargs: [a, {b: c}]\n", []string{"args: want a list of strings, got an item that is not a string"}},
 		{"name: x\nmodule: m\nretries: 1.5\n", []string{`retries: want a whole number, got "1.5"`}},
 		{"name: x\nmodule: m\nretries: 11\nenough_bids: 0\n", []string{"retries: must be at most 10", "enough_bids: must be at least 1"}},
+		{"name: x\nmodule: m\nreschedule: 11\n", []string{"reschedule: must be at most 10"}},
+		{"name: x\nmodule: m\nreschedule: -1\n", []string{"reschedule: must be at least 0"}},
+		{"name: x\nmodule: m\nreschedule: sometimes\n", []string{`reschedule: bad reschedule: "sometimes" (want a whole number such as 3, or never) (line 3)`}},
+		{"name: x\nmodule: m\nreschedule: 1.5\n", []string{`reschedule: bad reschedule: "1.5"`}},
+		{"name: x\nmodule: m\nreschedule: [3]\n", []string{`reschedule: want a whole number such as 3, or never, got a list (line 3)`}},
+		{`{"name":"x","module":"m","reschedule":true}`, []string{`reschedule: bad reschedule: "true"`}},
 		{"name: x\nmodule: m\ntimeout: 30\n", []string{`timeout: bad duration: "30" (want a number with a unit`}},
 		{"name: x\nmodule: m\ntimeout: 0s\n", []string{"timeout: must be positive"}},
 		{"name: x\nmodule: m\nbid_window: 1ms\n", []string{"bid_window: must be at least 10ms"}},
@@ -261,6 +269,39 @@ func TestDeadlineIsOptional(t *testing.T) {
 	}
 }
 
+// reschedule reads as a number or as never, in YAML and JSON; the JSON
+// form writes never for 0 and the number otherwise, and reads back equal.
+func TestReschedule(t *testing.T) {
+	for doc, want := range map[string]Reschedule{
+		"name: x\nmodule: m\n":                           DefaultReschedule,
+		"name: x\nmodule: m\nreschedule: never\n":        0,
+		"name: x\nmodule: m\nreschedule: 0\n":            0,
+		"name: x\nmodule: m\nreschedule: 10\n":           10,
+		"name: x\nmodule: m\nreschedule: \"2\"\n":        2,
+		"name: x\nmodule: m\nreschedule:\n":              DefaultReschedule,
+		`{"name":"x","module":"m","reschedule":"never"}`: 0,
+		`{"name":"x","module":"m","reschedule":1}`:       1,
+	} {
+		s, err := Parse([]byte(doc))
+		if err != nil || s.Reschedule != want {
+			t.Errorf("%q: reschedule %v, %v; want %v", doc, s, err, want)
+			continue
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantJSON := fmt.Sprintf(`"reschedule":%d`, want)
+		if want == 0 {
+			wantJSON = `"reschedule":"never"`
+		}
+		back, err := Parse(b)
+		if !strings.Contains(string(b), wantJSON) || err != nil || !reflect.DeepEqual(back, s) {
+			t.Errorf("%q: JSON %s reads back as %+v, %v", doc, b, back, err)
+		}
+	}
+}
+
 func TestDurationText(t *testing.T) {
 	for d, want := range map[time.Duration]string{5 * time.Minute: "5m", 24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 1500 * time.Millisecond: "1.5s", 0: "0s"} {
 		b, _ := Duration(d).MarshalText()
@@ -288,7 +329,7 @@ func dockerSpec() *Spec {
 		Network: true, WritableRoot: true, Pids: 64,
 		Resources: types.Resources{CPU: 500, Memory: 64 << 20},
 		Timeout:   Duration(5 * time.Minute), BidWindow: Duration(2 * time.Second), EnoughBids: 3,
-		QueueTimeout: Duration(5 * time.Minute),
+		QueueTimeout: Duration(5 * time.Minute), Reschedule: 3,
 	}
 }
 

@@ -209,6 +209,7 @@ func (s *Spec) checkSchedule(p *problems) {
 		checkRange(p, "timeout", s.Timeout, 0, Duration(MaxTimeout))
 	}
 	checkRange(p, "retries", s.Retries, 0, MaxRetries)
+	checkRange(p, "reschedule", int(s.Reschedule), 0, int(MaxReschedule))
 	checkRange(p, "bid_window", s.BidWindow, Duration(MinBidWindow), Duration(MaxBidWindow))
 	checkRange(p, "enough_bids", s.EnoughBids, 1, MaxEnoughBids)
 	checkRange(p, "queue_timeout", s.QueueTimeout, 0, Duration(MaxQueueTimeout))
