@@ -58,6 +58,10 @@ type Placed struct {
 type Failed struct {
 	Reason string
 	Busy   bool // no bid, but some node could take the job once capacity frees up, or did not answer in time
+	// Unconfirmed: nodes bid, but none of those offered the job confirmed
+	// (each rejected, failed to answer, or answered too late): a fault of
+	// the nodes, not of the job.
+	Unconfirmed bool
 }
 
 func (Publish) isAction()    {}

@@ -254,7 +254,8 @@ func (a *Auction) close(now time.Time) {
 
 func (a *Auction) offerNext(now time.Time) {
 	if a.next >= len(a.candidates) {
-		a.fail(a.noConfirmReason())
+		a.phase = done
+		a.emit(Failed{Reason: a.noConfirmReason(), Unconfirmed: true})
 		return
 	}
 	b := a.candidates[a.next]
@@ -324,11 +325,6 @@ func (a *Auction) anyBusy() bool {
 		}
 	}
 	return false
-}
-
-func (a *Auction) fail(reason string) {
-	a.phase = done
-	a.emit(Failed{Reason: reason})
 }
 
 func (a *Auction) emit(act Action) { a.actions = append(a.actions, act) }

@@ -14,8 +14,9 @@
 //     until one confirms.
 //   - Job (job.go, jobrun.go) is a job's whole life across attempts:
 //     pending -> bidding -> placed -> running -> completed | failed | cancelled,
-//     with a retry budget, a backoff between attempts (100ms doubling, at most
-//     5s) and an optional overall deadline.
+//     with two budgets of attempts (Retries for the program's failures,
+//     Reschedule for the nodes'), a backoff between attempts (100ms
+//     doubling, at most 5s) and an optional overall deadline.
 //   - Orchestrator (orchestrator.go) is the shell: it owns the jobs, does the
 //     network I/O through the Network interface, persists the jobs through
 //     Store (saver.go: off the loop, so a slow disk never holds up an
@@ -41,12 +42,15 @@
 //   - A node is lost when its status stream breaks, or stays silent for a
 //     lease (Config.Lease, 1s by default): nodes repeat their status every
 //     quarter of the lease named in the Invocation. The job then releases
-//     the node and is auctioned again within its retry budget and deadline.
+//     the node and is auctioned again within its Reschedule budget and
+//     deadline.
+//   - Every failed attempt is charged to one budget (Attempt.Charge), and
+//     the job fails once one is overdrawn: its reason says which.
 //   - A job is in the Store before Submit returns, with its spec (Record),
 //     and a restarted requester hands the records to Restore: placed and
 //     running jobs are invoked again with their lock's epoch (the node
 //     re-attaches, or answers with the final status), an interrupted
-//     auction is dropped without spending a retry, and the job bids again.
+//     auction is dropped, charged to no budget, and the job bids again.
 //   - No auction waits for a node some job lost in the last minute (until
 //     that node answers again): a node cut off still looks subscribed until
 //     its connection times out, and waiting for it held auctions open for
@@ -55,6 +59,19 @@
 //     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //
 // # Decisions
+//
+// A failed attempt is charged to Retries when the job itself is why: its
+// program failed (types.FaultProgram, or no fault named: a job never runs
+// again on a guess) or exited non-zero, or no node bid for it. It is
+// charged to Reschedule when a node or the network is why: the node lost,
+// unable to run the program (types.FaultNode), refusing or not receiving
+// its invocation, cancelling on its own, or every bidder failing to
+// confirm; so is a placement the requester could not save. A lost node is
+// not the job's fault, so by default (3 reschedules) it costs the job
+// nothing but time; a job that must never run twice sets RescheduleNever,
+// and a lost node then fails it. A non-zero exit is a failed run while a
+// retry is left and completes the job when none is, with its code and the
+// number of attempts in the reason.
 //
 // An auction that finds no bidder counts as an attempt and is retried while
 // the budget and deadline allow: nodes free up, and the backoff spaces the

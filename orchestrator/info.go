@@ -32,10 +32,27 @@ type Attempt struct {
 	StartedAt    time.Time          `json:"started_at"`
 	EndedAt      time.Time          `json:"ended_at,omitzero"`
 	Notes        []string           `json:"notes,omitempty"` // late statuses and releases, for the record
+	// Charge is the budget a failed attempt was charged to; none for an
+	// attempt active, completed or cancelled, or Interrupted.
+	Charge Charge `json:"charge,omitempty"`
 	// Interrupted marks an auction cut short by a restart of the requester:
-	// it is not charged to the job's retry budget.
+	// it is charged to no budget.
 	Interrupted bool `json:"interrupted,omitempty"`
 }
+
+// Charge names the budget of a job's spec that a failed attempt used up.
+type Charge string
+
+// Charges.
+const (
+	// ChargeRetry: the program failed (FaultProgram, or no fault named) or
+	// exited non-zero, or no node bid: JobSpec.Retries.
+	ChargeRetry Charge = "retry"
+	// ChargeReschedule: a fault that is not the program's: the node lost or
+	// unable to run it, an invocation refused or not sent, an auction in
+	// which no bidder confirmed: JobSpec.Reschedule.
+	ChargeReschedule Charge = "reschedule"
+)
 
 // JobInfo is a read-only snapshot of a job, ready to persist or serve as is.
 // Revision grows by one with every change, so a reader can tell snapshots

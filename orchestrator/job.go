@@ -17,7 +17,9 @@ const (
 
 // Job is one job's whole life as its requester sees it: pending -> bidding ->
 // placed -> running -> completed | failed | cancelled, across as many
-// attempts (auctions) as its retry budget and deadline allow. Like Auction,
+// attempts (auctions) as its budgets and deadline allow: an attempt that
+// failed is charged to Retries when the program failed or no node bid, to
+// Reschedule when the node or the network did (see Charge). Like Auction,
 // it is a pure state machine: events come in with the time, Actions drains
 // what the shell must do, NextDeadline says when to call Tick. It is not safe
 // for concurrent use.
@@ -84,7 +86,7 @@ func (j *Job) PublishFailed(attempt int, reason string, now time.Time) {
 	j.advance(now)
 	if a := j.bidding(attempt); a != nil && a.silent() {
 		a.abort(reason)
-		j.attemptFailed("publishing the bid request: "+reason, now)
+		j.attemptFailed("publishing the bid request: "+reason, ChargeRetry, now)
 	}
 }
 
@@ -245,10 +247,13 @@ func (j *Job) drain(a *Auction, now time.Time) {
 		case Placed:
 			j.place(act, now)
 		case Failed:
-			if act.Busy {
+			switch {
+			case act.Busy:
 				j.waitForCapacity(act.Reason, now)
-			} else {
-				j.attemptFailed(act.Reason, now)
+			case act.Unconfirmed:
+				j.attemptFailed(act.Reason, ChargeReschedule, now)
+			default:
+				j.attemptFailed(act.Reason, ChargeRetry, now)
 			}
 		default:
 			j.emit(act)
@@ -268,39 +273,79 @@ func (j *Job) place(p Placed, now time.Time) {
 	}})
 }
 
-// attemptFailed ends the current attempt and either schedules the next one
-// after a backoff or, with no retries or time left, fails the job.
-func (j *Job) attemptFailed(reason string, now time.Time) {
+// attemptFailed ends the current attempt, charged to budget c, and either
+// schedules the next one after a backoff or, with no budget or time left,
+// fails the job.
+func (j *Job) attemptFailed(reason string, c Charge, now time.Time) {
 	att := j.attempt()
-	att.Outcome, att.Reason, att.EndedAt = OutcomeFailed, reason, now
+	att.Outcome, att.Reason, att.EndedAt, att.Charge = OutcomeFailed, reason, now, c
 	j.alloc, j.info.Node = "", ""
-	n := j.spent()
-	if n > j.spec.Retries {
-		if n > 1 {
-			reason = fmt.Sprintf("gave up after %d attempts: %s", n, reason)
-		}
-		j.finish(types.JobFailed, reason, now)
+	if j.left(c) < 0 {
+		j.finish(types.JobFailed, j.gaveUp(c, reason), now)
 		return
 	}
-	wait := backoff(n)
-	if !j.deadline.IsZero() && !now.Add(wait).Before(j.deadline) {
-		j.finish(types.JobFailed, reason+"; no time left to retry before the job deadline", now)
+	again, doing := "retry", "retrying"
+	if c == ChargeReschedule {
+		again, doing = "reschedule", "rescheduling"
+	}
+	wait := backoff(j.spent())
+	if !j.timeFor(wait, now) {
+		j.finish(types.JobFailed, reason+"; no time left to "+again+" before the job deadline", now)
 		return
 	}
 	j.retryAt = now.Add(wait)
-	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; retrying in %s", att.Number, reason, wait), now)
+	j.setState(types.JobPending, fmt.Sprintf("attempt %d failed: %s; %s in %s", att.Number, reason, doing, wait), now)
 }
 
-// spent is how many attempts count against the retry budget: all but the
-// auctions a restart of the requester interrupted.
+// gaveUp is the reason a job fails with once its attempts overdrew budget
+// c, the last one failing for reason.
+func (j *Job) gaveUp(c Charge, reason string) string {
+	n := j.spent()
+	switch {
+	case c == ChargeReschedule && j.spec.Reschedule == RescheduleNever:
+		reason += "; not rescheduled: the job says reschedule: never"
+	case c == ChargeReschedule:
+		return fmt.Sprintf("gave up after %d attempts (%s, the limit): %s", n, plural(j.spec.reschedules(), "reschedule"), reason)
+	}
+	if n > 1 {
+		return fmt.Sprintf("gave up after %d attempts: %s", n, reason)
+	}
+	return reason
+}
+
+// left is how many more attempts budget c allows after those charged to
+// it so far; negative once overdrawn.
+func (j *Job) left(c Charge) int {
+	limit := j.spec.Retries
+	if c == ChargeReschedule {
+		limit = j.spec.reschedules()
+	}
+	n := 0
+	for _, a := range j.info.Attempts {
+		if a.Charge == c {
+			n++
+		}
+	}
+	return limit - n
+}
+
+// spent is how many attempts were charged to a budget: all those that
+// failed but the auctions a restart of the requester interrupted. The
+// backoff grows with it.
 func (j *Job) spent() int {
 	n := 0
 	for _, a := range j.info.Attempts {
-		if !a.Interrupted {
+		if a.Charge != "" {
 			n++
 		}
 	}
 	return n
+}
+
+// timeFor reports whether an attempt that starts after wait still starts
+// before the job's deadline.
+func (j *Job) timeFor(wait time.Duration, now time.Time) bool {
+	return j.deadline.IsZero() || now.Add(wait).Before(j.deadline)
 }
 
 // waitForCapacity handles an auction in which no node bid but some node
@@ -309,7 +354,7 @@ func (j *Job) spent() int {
 // made no offer, so no allocation ID is reused when its number is.
 func (j *Job) waitForCapacity(reason string, now time.Time) {
 	if j.spec.QueueTimeout == 0 {
-		j.attemptFailed(reason, now)
+		j.attemptFailed(reason, ChargeRetry, now)
 		return
 	}
 	if j.queuedAt.IsZero() {
@@ -320,7 +365,7 @@ func (j *Job) waitForCapacity(reason string, now time.Time) {
 		return
 	}
 	wait := min(backoff(j.waits+1), queueBackoffCap)
-	if !j.deadline.IsZero() && !now.Add(wait).Before(j.deadline) {
+	if !j.timeFor(wait, now) {
 		j.finish(types.JobFailed, reason+"; no time left to wait before the job deadline", now)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ func (w *jobWatch) observe(j *Job, acts []Action) {
 	if (info.State == types.JobCompleted) != (info.Result != nil) {
 		w.t.Fatalf("state %s with result %v", info.State, info.Result)
 	}
+	w.checkBudgets(j, info)
 	w.checkRevision(info)
 	w.prev = info
 }
@@ -70,6 +72,33 @@ func (w *jobWatch) checkRevision(info JobInfo) {
 	}
 }
 
+// checkBudgets: only failed attempts are charged, and not those a restart
+// interrupted; no budget is overdrawn while the job goes on, and a finished
+// job overdrew at most one, by one attempt; a job completes with a non-zero
+// exit code only once no retry, or no time for one, is left.
+func (w *jobWatch) checkBudgets(j *Job, info JobInfo) {
+	for _, a := range info.Attempts {
+		if a.Charge != "" && (a.Outcome != OutcomeFailed || a.Interrupted) {
+			w.t.Fatalf("attempt %d %s (interrupted %v) charged to %s", a.Number, a.Outcome, a.Interrupted, a.Charge)
+		}
+	}
+	over := 0
+	for _, c := range []Charge{ChargeRetry, ChargeReschedule} {
+		switch left := j.left(c); {
+		case left < -1 || (left == -1 && !info.State.Terminal()):
+			w.t.Fatalf("%d attempts charged to %s beyond its limit, job %s (%s)", -left, c, info.State, info.Reason)
+		case left == -1:
+			over++
+		}
+	}
+	if over > 1 {
+		w.t.Fatalf("both budgets overdrawn: %+v", info.Attempts)
+	}
+	if r := info.Result; r != nil && r.ExitCode != 0 && j.left(ChargeRetry) > 0 && !strings.Contains(info.Reason, "no time left to retry") {
+		w.t.Fatalf("completed with exit code %d while %d retries are left: %s", r.ExitCode, j.left(ChargeRetry), info.Reason)
+	}
+}
+
 // checkHeld: every allocation the job started is either the one it still
 // runs, released, or reported ended by its node.
 func (w *jobWatch) checkHeld(j *Job) {
@@ -84,6 +113,7 @@ func TestJobNeverRunsTwiceNorLeaksAnAllocation(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		spec := testSpec()
 		spec.Retries = rapid.IntRange(0, 3).Draw(t, "retries")
+		spec.Reschedule = rapid.IntRange(RescheduleNever, 3).Draw(t, "reschedule")
 		spec.Deadline = time.Duration(rapid.IntRange(0, 20).Draw(t, "deadline")) * time.Second
 		j, err := NewJob(spec, JobConfig{}, t0)
 		if err != nil {
@@ -108,7 +138,7 @@ func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
 	if len(w.sent) > 0 && rapid.Bool().Draw(t, "known") {
 		alloc = rapid.SampledFrom(w.sent).Draw(t, "sent")
 	}
-	switch rapid.IntRange(0, 8).Draw(t, "kind") {
+	switch rapid.IntRange(0, 9).Draw(t, "kind") {
 	case 0:
 		j.Bid(mkBid("j1", peer, 1, 1, 0), now)
 	case 1:
@@ -129,6 +159,8 @@ func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
 		}
 	case 7:
 		j.Published(len(w.prev.Attempts), rapid.IntRange(0, 5).Draw(t, "expected"), now)
+	case 8:
+		j.NotSaved(alloc, "disk full", now)
 	default:
 		j.Tick(now)
 	}
@@ -138,7 +170,10 @@ func randomStatus(t *rapid.T, j *Job, w *jobWatch, alloc types.AllocationID, now
 	states := []types.AllocationState{types.AllocLocked, types.AllocRunning, types.AllocCompleted, types.AllocFailed, types.AllocCancelled}
 	s := types.Status{JobID: "j1", AllocationID: alloc, State: rapid.SampledFrom(states).Draw(t, "state")}
 	if s.State == types.AllocCompleted && rapid.Bool().Draw(t, "with result") {
-		s.Result = &types.Result{}
+		s.Result = &types.Result{ExitCode: rapid.SampledFrom([]int{0, 0, 1}).Draw(t, "exit code")}
+	}
+	if s.State == types.AllocFailed {
+		s.Fault = rapid.SampledFrom([]types.Fault{"", types.FaultProgram, types.FaultNode}).Draw(t, "fault")
 	}
 	if s.State.Terminal() && slices.Contains(w.sent, alloc) {
 		w.ended[alloc] = true // the node says it let go

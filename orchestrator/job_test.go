@@ -85,8 +85,7 @@ func TestJobScenarios(t *testing.T) {
 		},
 		reason: "completed on node n2 with exit code 0",
 	}, {
-		name: "node lost: released, retried after the backoff on another node, completed",
-		spec: func(s *JobSpec) { s.Retries = 1 },
+		name: "node lost: released, rescheduled by default after the backoff on another node, completed",
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
 			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
@@ -171,8 +170,8 @@ func TestJobScenarios(t *testing.T) {
 		},
 		reason: "no node bid: 2 nodes declined: memory: need 900 TiB, offered 8 GiB (2 nodes)",
 	}, {
-		name: "a failed run is retried; a stale running status from it is released",
-		spec: func(s *JobSpec) { s.Retries = 2 },
+		name: "a failed run is retried; a stale running status from it is released; a reject is not charged to retries",
+		spec: func(s *JobSpec) { s.Retries = 1 },
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
 			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
@@ -246,7 +245,8 @@ func TestJobScenarios(t *testing.T) {
 		},
 		reason: "publishing the bid request: no peers on the topic",
 	}, {
-		name: "a completion without a result is a failed attempt",
+		name: "a completion without a result is the node's fault",
+		spec: func(s *JobSpec) { s.Reschedule = RescheduleNever },
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
 			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
@@ -255,7 +255,7 @@ func TestJobScenarios(t *testing.T) {
 				m.(*Job).Status(types.Status{JobID: "j1", AllocationID: "j1-a1-c0", State: types.AllocCompleted}, now)
 			}, state: types.JobFailed},
 		},
-		reason: "node n1 reported completion without a result",
+		reason: "node n1 reported completion without a result; not rescheduled: the job says reschedule: never",
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -290,7 +290,7 @@ func TestJobHistory(t *testing.T) {
 	info := j.Info()
 	want := []Attempt{
 		{Number: 1, AllocationID: "j1-a1-c0", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
-			StartedAt: t0, EndedAt: t0.Add(3 * ms), Notes: []string{"ignored a completed status from node n1 after the attempt ended"}},
+			StartedAt: t0, EndedAt: t0.Add(3 * ms), Notes: []string{"ignored a completed status from node n1 after the attempt ended"}, Charge: ChargeReschedule},
 		{Number: 2, AllocationID: "j1-a2-c0", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
 			StartedAt: t0.Add(103 * ms), EndedAt: t0.Add(107 * ms)},
 	}

@@ -65,8 +65,8 @@ func RestoreJob(rec Record, cfg JobConfig) (*Job, error) {
 // the requester to the running allocation, starts it if it was only
 // locked, answers with its final status if it ended meanwhile, and refuses
 // it if the lock expired (the attempt then fails and the job is auctioned
-// again). A job that was bidding loses that auction, uncharged to its retry
-// budget, and bids again at once, as does a job waiting to retry. A job
+// again). A job that was bidding loses that auction, charged to no budget,
+// and bids again at once, as does a job waiting to retry. A job
 // whose deadline passed meanwhile fails with that reason.
 func (j *Job) Resume(now time.Time) {
 	if j.info.State.Terminal() {

@@ -14,7 +14,7 @@ type JobSpec struct {
 	Name        string            `json:"name,omitempty"`
 	Task        types.Task        `json:"task"`
 	Constraints types.Constraints `json:"constraints"`
-	Retries     int               `json:"retries,omitempty"`     // attempts allowed after the first one fails; 0 = a single attempt
+	Retries     int               `json:"retries,omitempty"`     // attempts after those whose program failed or exited non-zero, or that found no bidder; 0 = none
 	BidWindow   time.Duration     `json:"bid_window,omitempty"`  // how long each auction waits for bids; 0 = default (2s)
 	EnoughBids  int               `json:"enough_bids,omitempty"` // close an auction as soon as this many bids are in; 0 = default (3)
 	Deadline    time.Duration     `json:"deadline,omitempty"`    // the whole job must end within this long of its creation; 0 = no limit
@@ -23,6 +23,30 @@ type JobSpec struct {
 	// because it was busy runs again after a backoff, without spending a
 	// retry. 0 = no waiting: such an auction fails the attempt.
 	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
+	// Reschedule is how many attempts the job gets after those that failed
+	// through no fault of its program: the node lost, unable to run the
+	// program (types.FaultNode) or refusing its invocation, an auction in
+	// which no bidder confirmed, the placement not saved. They are not
+	// charged to Retries. 0 = DefaultReschedule; RescheduleNever = none:
+	// such a fault fails the job, which never runs twice.
+	Reschedule int `json:"reschedule,omitempty"`
+}
+
+// Reschedule settings of a JobSpec.
+const (
+	DefaultReschedule = 3
+	RescheduleNever   = -1
+)
+
+// reschedules is how many attempts the spec allows after node faults.
+func (s JobSpec) reschedules() int {
+	switch s.Reschedule {
+	case 0:
+		return DefaultReschedule
+	case RescheduleNever:
+		return 0
+	}
+	return s.Reschedule
 }
 
 func (s JobSpec) validate() error {
@@ -34,7 +58,9 @@ func (s JobSpec) validate() error {
 	case s.Task.Resources.Negative():
 		return fmt.Errorf("%w: job %s asks for negative resources (%s)", ErrInvalidSpec, s.ID, s.Task.Resources)
 	case s.Retries < 0 || s.BidWindow < 0 || s.EnoughBids < 0 || s.Deadline < 0 || s.QueueTimeout < 0:
-		return fmt.Errorf("%w: job %s has a negative retries, bid window, enough bids or deadline", ErrInvalidSpec, s.ID)
+		return fmt.Errorf("%w: job %s has a negative retries, bid window, enough bids, deadline or queue timeout", ErrInvalidSpec, s.ID)
+	case s.Reschedule < RescheduleNever:
+		return fmt.Errorf("%w: job %s has reschedule %d (want a count, 0 for the default %d, or RescheduleNever)", ErrInvalidSpec, s.ID, s.Reschedule, DefaultReschedule)
 	case !finiteNonNegative(s.Constraints.MaxPrice):
 		return fmt.Errorf("%w: job %s has max price %v", ErrInvalidSpec, s.ID, s.Constraints.MaxPrice)
 	}
