@@ -88,7 +88,7 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 		return api.Job{}, err
 	}
 	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
-		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries,
+		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries, Reschedule: reschedule(spec.Reschedule),
 		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
 		QueueTimeout: time.Duration(spec.QueueTimeout), Deadline: time.Duration(spec.Deadline),
 	})
@@ -96,6 +96,15 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 		return api.Job{}, err
 	}
 	return toAPIJob(info), nil
+}
+
+// reschedule is a spec's reschedule count as the orchestrator takes it,
+// where 0 means its default.
+func reschedule(r jobs.Reschedule) int {
+	if r == 0 {
+		return orchestrator.RescheduleNever
+	}
+	return int(r)
 }
 
 // task turns a spec into the task nodes run, making sure every blob it names
@@ -397,7 +406,7 @@ func toAPIJob(info orchestrator.JobInfo) api.Job {
 		Result: info.Result, CreatedAt: info.CreatedAt, UpdatedAt: info.UpdatedAt,
 	}
 	for _, a := range info.Attempts {
-		j.Attempts = append(j.Attempts, api.Attempt{AllocationID: string(a.AllocationID), Node: a.Node, State: string(a.Outcome), Reason: a.Reason})
+		j.Attempts = append(j.Attempts, api.Attempt{AllocationID: string(a.AllocationID), Node: a.Node, State: string(a.Outcome), Reason: a.Reason, Charge: string(a.Charge)})
 	}
 	return j
 }

@@ -126,19 +126,29 @@ func TestJobRunInvalidSpec(t *testing.T) {
 
 func TestJobStatusJSON(t *testing.T) {
 	svc := newFakeService()
-	svc.putJob(api.Job{ID: "j1", Name: "hello", State: types.JobRunning, Node: "12D3KooWPeer"})
+	svc.putJob(api.Job{ID: "j1", Name: "hello", State: types.JobRunning, Node: "12D3KooWPeer", Attempts: []api.Attempt{
+		{AllocationID: "j1-a1-c0", Node: "12D3KooWGoneAway1", State: "failed", Charge: "reschedule", Reason: "lost node 12D3KooWGoneAway1: no heartbeat for 1s"},
+		{AllocationID: "j1-a2-c0", Node: "12D3KooWPeer", State: "active"},
+	}})
 	home := newDaemon(t, svc)
 	code, out, errOut := runCLI(t, "job", "status", "j1", "-o", "json", "--home", home)
-	var got map[string]any
+	var got struct {
+		ID, State, Node string
+		Attempts        []struct{ Charge, State string }
+	}
 	if code != 0 || json.Unmarshal([]byte(out), &got) != nil {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if got["id"] != "j1" || got["state"] != "running" || got["node"] != "12D3KooWPeer" {
+	if got.ID != "j1" || got.State != "running" || got.Node != "12D3KooWPeer" || len(got.Attempts) != 2 ||
+		got.Attempts[0].Charge != "reschedule" || got.Attempts[1].Charge != "" || !strings.Contains(out, `"charge": "reschedule"`) {
 		t.Fatalf("status json: %s", out)
 	}
 	code, out, _ = runCLI(t, "job", "status", "j1", "--home", home)
-	if code != 0 || !strings.Contains(out, "state:") || !strings.Contains(out, "running") {
-		t.Fatalf("status table: %s", out)
+	for _, want := range []string{"state:", "running", "attempts:  2\n",
+		"1 failed on …oneAway1, charged to reschedule: lost node 12D3KooWGoneAway1: no heartbeat for 1s\n", "2 active on 12D3KooWPeer\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("status table lacks %q:\n%s", want, out)
+		}
 	}
 	if code, _, errOut := runCLI(t, "job", "status", "nope", "--home", home); code != 1 || !strings.Contains(errOut, "nope") {
 		t.Fatalf("unknown job: exit %d, %s", code, errOut)

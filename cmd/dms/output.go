@@ -67,12 +67,36 @@ func jobFields(j api.Job) []field {
 	if j.Reason != "" {
 		fs = append(fs, kv("reason", j.Reason))
 	}
-	fs = append(fs, kv("node", orDash(j.Node)), kv("attempts", strconv.Itoa(len(j.Attempts))),
+	fs = append(fs, kv("node", orDash(j.Node)), attemptsField(j.Attempts),
 		kv("created", formatTime(j.CreatedAt)), kv("updated", formatTime(j.UpdatedAt)))
 	if j.Result != nil {
 		fs = append(fs, resultFields(*j.Result)...)
 	}
 	return fs
+}
+
+// attemptsField counts a job's attempts, then gives one line to each: its
+// outcome, its node, the budget it was charged to and why it ended.
+//
+//	attempts:  2
+//	           1 failed on …Xk9vT2aB, charged to reschedule: lost node 12D3KooW…: no heartbeat for 1s
+//	           2 completed on …Hq3mPzQe
+func attemptsField(list []api.Attempt) field {
+	lines := []string{strconv.Itoa(len(list))}
+	for i, a := range list {
+		line := fmt.Sprintf("%d %s", i+1, a.State)
+		if a.Node != "" {
+			line += " on " + shortID(a.Node)
+		}
+		if a.Charge != "" {
+			line += ", charged to " + a.Charge
+		}
+		if a.Reason != "" && a.State != string(types.JobCompleted) {
+			line += ": " + a.Reason
+		}
+		lines = append(lines, line)
+	}
+	return field{"attempts", lines}
 }
 
 func resultFields(r types.Result) []field {

@@ -53,12 +53,18 @@ type Job struct {
 	UpdatedAt time.Time      `json:"updated_at"`
 }
 
-// Attempt is one allocation of a job on one node.
+// Attempt is one auction of a job and, once a node confirmed, its
+// allocation on that node.
 type Attempt struct {
-	AllocationID string `json:"allocation_id"`
+	AllocationID string `json:"allocation_id"` // "" when no node took the job
 	Node         string `json:"node,omitempty"`
-	State        string `json:"state"`
+	State        string `json:"state"` // active, completed, failed or cancelled
 	Reason       string `json:"reason,omitempty"`
+	// Charge is the spec's budget a failed attempt used up: "retry" (the
+	// program failed or exited non-zero, or no node bid) or "reschedule"
+	// (its node or the network failed). "" for the others, and for an
+	// auction cut short by a restart of the requester.
+	Charge string `json:"charge,omitempty"`
 }
 
 // NodeInfo describes a node: its identity, addresses and capability.
