@@ -46,6 +46,15 @@
 //     deadline.
 //   - Every failed attempt is charged to one budget (Attempt.Charge), and
 //     the job fails once one is overdrawn: its reason says which.
+//   - Persist before send: an Invoke is sent only once the Store holds a
+//     record of the job at or after its placement, so a requester killed
+//     at any moment never auctions again a job that may be running; if the
+//     record cannot be saved, the invocation is not sent, the node is
+//     released and the attempt fails (Job.NotSaved). A Release that ends a
+//     job (a cancel, a passed deadline) is sent only once the terminal
+//     record is saved, so a restart never resumes a job whose node was
+//     told to stop. The waiting is done by the action's goroutine, never
+//     by the loop.
 //   - A job is in the Store before Submit returns, with its spec (Record),
 //     and a restarted requester hands the records to Restore: placed and
 //     running jobs are invoked again with their lock's epoch (the node

@@ -52,6 +52,9 @@ type fakeNet struct {
 	closed  int
 	epoch   uint64
 	gate    chan struct{} // when set, Publish waits for it to close
+	// sending, when set, is called as an Invoke or a Cancel reaches the
+	// network, before the fake node acts on it.
+	sending func(kind types.Kind, alloc types.AllocationID)
 }
 
 func newFakeNet(nodes ...*fakeNode) *fakeNet {
@@ -109,6 +112,9 @@ func (n *fakeNet) Accept(ctx context.Context, peer string, _ []string, a *types.
 }
 
 func (n *fakeNet) Invoke(_ context.Context, peer string, _ []string, inv *types.Invocation) (StatusStream, error) {
+	if n.sending != nil {
+		n.sending(types.KindInvocation, inv.AllocationID)
+	}
 	nd := n.node(peer)
 	st := func(s types.AllocationState) *types.Status {
 		return &types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: s}
@@ -151,6 +157,9 @@ func (n *fakeNet) finishLate(alloc types.AllocationID, job types.JobID, stdout s
 }
 
 func (n *fakeNet) Cancel(_ context.Context, peer string, _ []string, c *types.Cancel) (*types.Status, error) {
+	if n.sending != nil {
+		n.sending(types.KindCancel, c.AllocationID)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.cancels = append(n.cancels, *c)

@@ -59,7 +59,10 @@ type StatusStream interface {
 // one record per job, each job's records in revision order across calls: a
 // record superseded before it was saved is skipped, so a busy requester
 // writes many jobs in one call. The latest record of every job is saved, at
-// the latest by Close, and a job's first record before Submit returns.
+// the latest by Close, a job's first record before Submit returns, and a
+// record of its placement before its invocation is sent: SaveJobs returns
+// nil only once the records are durable (as durable as the Store can make
+// them), and an invocation waits for it.
 // Readers that need the very latest state use Job and Jobs; a restarted
 // requester hands the saved records to Restore.
 type Store interface {
@@ -95,7 +98,16 @@ type Config struct {
 	// After it, Job, Jobs and Watch no longer know the job; the Store has
 	// its last record.
 	Retain time.Duration
+	// Failpoint, when set, is called with the name of each failpoint the
+	// orchestrator passes, so that a fault test can kill the process at
+	// that exact point (docs/testing.md). FailpointInvoke is the only one.
+	// Called from any goroutine; default: nothing.
+	Failpoint func(name string)
 }
+
+// FailpointInvoke is passed once a record of a job's placement is in the
+// Store, just before its invocation is sent.
+const FailpointInvoke = "invoke"
 
 // Orchestrator runs the requester's side of DMS: it submits jobs, auctions
 // them, invokes and follows them, and retries them. It is the thin shell
@@ -203,6 +215,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
+	}
+	if c.Failpoint == nil {
+		c.Failpoint = func(string) {}
 	}
 	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	return c, c.Ranking.validate()
@@ -488,22 +503,55 @@ func (o *Orchestrator) shrink() {
 // flush saves and announces a changed job, files it under its next
 // deadline, then does what it asked for. Every event a job gets is
 // followed by a flush: only an event moves a deadline.
+//
+// Persist before send: an action that promises something a restarted
+// requester must know of waits, in its own goroutine, until the record
+// this flush hands the saver is written. An Invoke waits for the record of
+// its placement, so a requester killed at any moment never auctions again
+// a job that may run; a Release that ends the job (a cancel, a deadline)
+// waits for the terminal record, so a restart never resumes a job whose
+// node was told to stop, which would run it again. The loop never waits.
 func (o *Orchestrator) flush(e *entry) {
 	acts := e.job.Actions()
-	if rev := e.job.info.Revision; rev != e.saved {
-		e.saved = rev
-		o.publishInfo(e, e.job.Info())
+	ended := e.job.Done()
+	changed := e.job.info.Revision != e.saved
+	waits := make([]chan error, len(acts))
+	var saved []chan<- error
+	for i, act := range acts {
+		switch act.(type) {
+		case Invoke:
+		case Release:
+			if !ended || !changed {
+				continue
+			}
+		default:
+			continue
+		}
+		waits[i] = make(chan error, 1)
+		saved = append(saved, waits[i])
+	}
+	if changed || len(saved) > 0 {
+		info := e.job.Info()
+		if e.durable != nil {
+			saved = append(saved, e.durable)
+			e.durable = nil
+		}
+		o.saver.put(Record{JobInfo: info, Spec: e.job.spec}, saved...)
+		if changed {
+			e.saved = info.Revision
+			o.announce(e, info)
+		}
 	}
 	due, _ := e.job.NextDeadline() // zero when none, as for a finished job
 	o.waiting.set(e, due)
-	for _, act := range acts {
-		o.perform(e, act)
+	for i, act := range acts {
+		o.perform(e, act, waits[i])
 	}
 }
 
-func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
-	o.saver.put(Record{JobInfo: info, Spec: e.job.spec}, e.durable)
-	e.durable = nil
+// announce hands a job's new snapshot to readers and watchers, and retires
+// the job from the active ones once it ended.
+func (o *Orchestrator) announce(e *entry, info JobInfo) {
 	o.mu.Lock()
 	o.infos[info.ID] = info
 	o.mu.Unlock()
@@ -521,7 +569,9 @@ func (o *Orchestrator) publishInfo(e *entry, info JobInfo) {
 	}
 }
 
-func (o *Orchestrator) perform(e *entry, act Action) {
+// perform starts what act asks for. saved, when not nil, is told when the
+// record the action must follow is written (see flush).
+func (o *Orchestrator) perform(e *entry, act Action, saved <-chan error) {
 	o.cfg.Logger.Debug("job action", "job", e.job.info.ID, "action", act.String())
 	switch act := act.(type) {
 	case Publish:
@@ -529,9 +579,9 @@ func (o *Orchestrator) perform(e *entry, act Action) {
 	case SendAccept:
 		o.spawn(func() { o.accept(e, act) })
 	case Release:
-		o.spawn(func() { o.release(act) })
+		o.spawn(func() { o.release(act, saved) })
 	case Invoke:
-		o.spawn(func() { o.invoke(e, act) })
+		o.spawn(func() { o.invoke(e, act, saved) })
 	}
 	// Placed and Failed never leave a Job.
 }
@@ -586,7 +636,21 @@ func (o *Orchestrator) answer(j *Job, a types.Accept, msg types.Message, err err
 	j.Rejected(reject, now)
 }
 
-func (o *Orchestrator) release(act Release) {
+// release tells a node to drop an allocation, once saved (if not nil)
+// says that the record it follows is written. A release that could not be
+// recorded is sent all the same: the job did end, and its node should not
+// go on holding it.
+func (o *Orchestrator) release(act Release, saved <-chan error) {
+	if saved != nil {
+		select {
+		case err := <-saved:
+			if err != nil {
+				o.cfg.Logger.Warn("releasing a job whose end could not be saved", "job", act.Cancel.JobID, "err", err)
+			}
+		case <-o.ctx.Done():
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(o.ctx, releaseTimeout)
 	defer cancel()
 	st, err := o.net.Cancel(ctx, act.Peer, act.Addrs, &act.Cancel)
@@ -605,9 +669,24 @@ func (o *Orchestrator) release(act Release) {
 	o.toJob(late.JobID, func(j *Job, now time.Time) { j.Status(late, now) })
 }
 
-// invoke starts an allocation and follows its status stream.
-func (o *Orchestrator) invoke(e *entry, act Invoke) {
+// invoke starts an allocation and follows its status stream, once saved
+// says that a record of the placement is written; if it could not be, the
+// invocation is not sent and the job is told.
+func (o *Orchestrator) invoke(e *entry, act Invoke, saved <-chan error) {
 	inv := act.Invocation
+	select {
+	case err := <-saved:
+		if err != nil {
+			o.do(func(now time.Time) {
+				e.job.NotSaved(inv.AllocationID, err.Error(), now)
+				o.flush(e)
+			})
+			return
+		}
+	case <-e.ctx.Done():
+		return
+	}
+	o.cfg.Failpoint(FailpointInvoke)
 	inv.Lease = o.cfg.Lease
 	octx, cancel := context.WithTimeout(e.ctx, max(o.cfg.Lease, minOpenTimeout))
 	stream, err := o.net.Invoke(octx, act.Peer, act.Addrs, &inv)

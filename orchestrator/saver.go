@@ -33,18 +33,16 @@ func newSaver(store Store, log *slog.Logger) *saver {
 }
 
 // put queues rec, replacing an older pending record of the same job, whose
-// waiters then wait for rec. saved, if not nil, is told the outcome of the
-// write that covers rec. put never blocks.
-func (s *saver) put(rec Record, saved chan<- error) {
+// waiters then wait for rec. Each of saved is told the outcome of the write
+// that covers rec: rec, or a later record of its job. put never blocks.
+func (s *saver) put(rec Record, saved ...chan<- error) {
 	s.mu.Lock()
 	p, queued := s.pending[rec.ID]
 	if !queued {
 		s.order = append(s.order, rec.ID)
 	}
 	p.rec = rec
-	if saved != nil {
-		p.saved = append(p.saved, saved)
-	}
+	p.saved = append(p.saved, saved...)
 	s.pending[rec.ID] = p
 	s.mu.Unlock()
 	select {
