@@ -237,6 +237,7 @@ func (d *DMS) startOrchestrator() error {
 	orch, err := orchestrator.New(orchestrator.Config{
 		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
 		Lease: d.opts.lease, Defaults: orchestrator.Defaults{ConfirmTimeout: d.opts.confirm},
+		Failpoint: d.opts.failpoint,
 	}, &network{d: d}, jobStore{d: d})
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ type config struct {
 	// on an invocation stream; false drops the frame. Tests only: it cuts a
 	// node off silently without closing its connections.
 	heartbeatGate func(types.AllocationID) bool
+	failpoint     func(name string) // nil: none (see WithFailpoint)
 }
 
 // DefaultLease is how long a requester waits for a frame (a status or a
@@ -231,6 +232,20 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("dms: WithLogger: nil logger")
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithFailpoint installs hit, called with the name of every failpoint the
+// node passes (orchestrator.FailpointInvoke), so that a fault test can
+// kill the process at that exact point; `dms run` installs one when
+// DMS_FAILPOINT names a failpoint (docs/testing.md). For tests only.
+func WithFailpoint(hit func(name string)) Option {
+	return func(c *config) error {
+		if hit == nil {
+			return errors.New("dms: WithFailpoint: nil function")
+		}
+		c.failpoint = hit
 		return nil
 	}
 }

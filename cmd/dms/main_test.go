@@ -243,3 +243,11 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownFailpoint(t *testing.T) {
+	t.Setenv("DMS_FAILPOINT", "invok")
+	code, _, errOut := runCLI(t, "run", "--home", t.TempDir())
+	if want := "dms: DMS_FAILPOINT=\"invok\": no such failpoint (known: invoke)\n"; code != 1 || !strings.HasSuffix(errOut, want) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/orchestrator"
 )
 
 // runFlags are the flags of `dms run`.
@@ -37,7 +40,15 @@ func (c *cli) runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.serve(cmd.Context(), runOptions(cmd, c.home, f, logger), logger)
+			opts := runOptions(cmd, c.home, f, logger)
+			if name := os.Getenv("DMS_FAILPOINT"); name != "" {
+				fp, err := failpoint(name, logger)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, fp)
+			}
+			return c.serve(cmd.Context(), opts, logger)
 		},
 	}
 	fl := cmd.Flags()
@@ -67,6 +78,28 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 		opts = append(opts, dms.WithRemoteAPI())
 	}
 	return opts
+}
+
+// failpoints are the names DMS_FAILPOINT takes (docs/testing.md).
+var failpoints = []string{orchestrator.FailpointInvoke}
+
+// failpoint arms the failpoint name: the daemon kills itself with SIGKILL,
+// as a crash would, when it passes it. For fault tests.
+func failpoint(name string, logger *slog.Logger) (dms.Option, error) {
+	if !slices.Contains(failpoints, name) {
+		return nil, fmt.Errorf("DMS_FAILPOINT=%q: no such failpoint (known: %s)", name, strings.Join(failpoints, ", "))
+	}
+	logger.Warn("failpoint armed: the daemon kills itself when it passes it", "failpoint", name)
+	return dms.WithFailpoint(func(at string) {
+		if at != name {
+			return
+		}
+		logger.Warn("failpoint reached: killing the daemon", "failpoint", name)
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Kill()
+		}
+		select {} // SIGKILL is on its way: nothing after the failpoint runs
+	}), nil
 }
 
 // newLogger logs text records at level and above to w.
