@@ -69,9 +69,18 @@ type daemon struct {
 
 func startDaemon(t *testing.T, bin, home string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, bin, home, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the daemon's environment.
+func startDaemonEnv(t *testing.T, env []string, bin, home string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{home: home, log: &bytes.Buffer{}}
 	d.cmd = exec.Command(bin, append([]string{"run", "--home", home}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

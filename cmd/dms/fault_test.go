@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/orchestrator"
 )
 
 // Fault tests run daemons as separate processes, each in a network
@@ -102,6 +106,7 @@ type labNode struct {
 	*daemon
 	bin    string
 	args   []string
+	env    []string // added to the daemon's environment, when it (re)starts
 	peerID string
 }
 
@@ -122,12 +127,13 @@ func (n *labNode) restart(t *testing.T) {
 	if err := os.Remove(filepath.Join(n.home, api.EndpointFile)); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	n.daemon = startDaemon(t, n.bin, n.home, n.args...)
+	n.daemon = startDaemonEnv(t, n.env, n.bin, n.home, n.args...)
 }
 
-// startLab starts one daemon per host: host 0 is the bootstrap node, and
-// hosts in submitters offer no compute.
-func startLab(t *testing.T, lab *netlab, bin string, submitters map[int]bool) []*labNode {
+// startLab starts one daemon per host: host 0 is the bootstrap node, hosts
+// in submitters offer no compute, and env[i] is added to host i's
+// environment.
+func startLab(t *testing.T, lab *netlab, bin string, submitters map[int]bool, env map[int][]string) []*labNode {
 	t.Helper()
 	nodes := make([]*labNode, lab.hosts)
 	var boot string
@@ -142,7 +148,7 @@ func startLab(t *testing.T, lab *netlab, bin string, submitters map[int]bool) []
 		if submitters[i] {
 			args = append(args, "--compute=false")
 		}
-		n := &labNode{daemon: startDaemon(t, wrapped, home, args...), bin: wrapped, args: args}
+		n := &labNode{daemon: startDaemonEnv(t, env[i], wrapped, home, args...), bin: wrapped, args: args, env: env[i]}
 		n.peerID = mustPeerID(t, wrapped, home)
 		if i == 0 {
 			boot = "/ip4/" + lab.addr(0) + "/tcp/4001/p2p/" + n.peerID
@@ -209,7 +215,7 @@ func runningSleepJob(t *testing.T) (lab *netlab, nodes []*labNode, id string, fi
 		t.Skip("runs four daemons in network namespaces; skipped with -short")
 	}
 	lab = newNetlab(t, 4)
-	nodes = startLab(t, lab, buildBinary(t), map[int]bool{0: true})
+	nodes = startLab(t, lab, buildBinary(t), map[int]bool{0: true}, nil)
 	id = nodes[0].submitSleep(t, 4, 2)
 	eventually(t, 30*time.Second, "the job to run", func() bool {
 		first = nodes[0].status(t, id)
@@ -230,29 +236,231 @@ func (n *labNode) waitEnd(t *testing.T, id string) api.Job {
 }
 
 // expectSlept checks the logs of the sleep job id, through node n.
-func (n *labNode) expectSlept(t *testing.T, id string) {
+func (n *labNode) expectSlept(t *testing.T, id string, secs int) {
 	t.Helper()
-	if logs := cliOK(t, n.bin, "job", "logs", id, "--home", n.home); !strings.Contains(logs, "slept 4 seconds") {
+	if logs := cliOK(t, n.bin, "job", "logs", id, "--home", n.home); !strings.Contains(logs, fmt.Sprintf("slept %d seconds", secs)) {
 		t.Fatalf("logs: %q", logs)
 	}
 }
 
-func TestFaultKillProviderMidJob(t *testing.T) {
-	_, nodes, id, first, victim := runningSleepJob(t)
-	req := nodes[0]
-	killed := time.Now()
-	nodes[victim].kill9(t)
+// info returns the node's `dms node info`.
+func (n *labNode) info(t *testing.T) api.NodeInfo {
+	t.Helper()
+	var info api.NodeInfo
+	out := cliOK(t, n.bin, "node", "info", "--home", n.home, "--output", "json")
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("node info: %v\n%s", err, out)
+	}
+	return info
+}
 
-	eventually(t, 30*time.Second, "the job to run on another node", func() bool {
-		j := req.status(t, id)
-		return j.State == "running" && j.Node != first.Node
+// waitKilled waits until the daemon dies of SIGKILL on its own, as a
+// failpoint kills it.
+func (n *labNode) waitKilled(t *testing.T, limit time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- n.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf("daemon %s still running %s later", filepath.Base(n.home), limit)
+	}
+	if ws, ok := n.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("daemon %s ended with %s, not SIGKILL:\n%s", filepath.Base(n.home), n.cmd.ProcessState, n.log)
+	}
+}
+
+// exampleSleep is the path of examples/sleep/job.yaml, the job users run
+// as it is: it sleeps 5 seconds, with the spec's defaults for everything
+// else (no retries).
+func exampleSleep(t *testing.T) string {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("..", "..", "examples", "sleep", "job.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// progress is one line `dms job run` printed on stderr, and when it came.
+type progress struct {
+	line string
+	at   time.Time
+}
+
+// jobRun is `dms job run FILE` on a lab node, followed line by line.
+type jobRun struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	lines  chan progress // closed when its stderr ends
+}
+
+// runJob starts `dms job run file` on node n, as a user would to follow a
+// job; it is killed at the end of the test if still running.
+func (n *labNode) runJob(t *testing.T, file string) *jobRun {
+	t.Helper()
+	r := &jobRun{lines: make(chan progress, 1024)} // far more than a job prints: the reader never blocks
+	r.cmd = exec.Command(n.bin, "job", "run", file, "--home", n.home)
+	r.cmd.Stdout = &r.stdout
+	stderr, err := r.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(r.lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			r.lines <- progress{line: sc.Text(), at: time.Now()}
+		}
+	}()
+	t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			_ = r.cmd.Process.Kill()
+			_ = r.cmd.Wait()
+		}
 	})
-	t.Logf("kill -9 of the provider -> job running on another node: %s", time.Since(killed).Round(time.Millisecond))
-	done := req.waitEnd(t, id)
-	if done.State != "completed" || done.Node == first.Node || len(done.Attempts) < 2 {
+	return r
+}
+
+// next waits for the next line that starts with prefix, and returns it
+// without the prefix, with when it came.
+func (r *jobRun) next(t *testing.T, limit time.Duration, prefix string) (string, time.Time) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		select {
+		case p, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("dms job run ended before a line %q", prefix)
+			}
+			t.Logf("dms job run: %s", p.line)
+			if rest, found := strings.CutPrefix(p.line, prefix); found {
+				return rest, p.at
+			}
+		case <-deadline:
+			t.Fatalf("no line %q from dms job run within %s", prefix, limit)
+		}
+	}
+}
+
+// wait reads the rest of the progress until `dms job run` ends, and returns
+// its exit status.
+func (r *jobRun) wait(t *testing.T, limit time.Duration) int {
+	t.Helper()
+	deadline := time.After(limit)
+	for open := true; open; {
+		select {
+		case p, ok := <-r.lines:
+			if open = ok; ok {
+				t.Logf("dms job run: %s", p.line)
+			}
+		case <-deadline:
+			t.Fatalf("dms job run still running after %s", limit)
+		}
+	}
+	err := r.cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return r.cmd.ProcessState.ExitCode()
+}
+
+// The acceptance test of rescheduling: the example sleep job as it is
+// (no retries, the default reschedule), run and followed with `dms job
+// run` on a requester with two providers. Its provider is killed with
+// kill -9 while it runs: the job runs on the other one and completes, and
+// the lost node is charged to reschedule.
+func TestFaultKillProviderMidJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three daemons in network namespaces; skipped with -short")
+	}
+	lab := newNetlab(t, 3)
+	nodes := startLab(t, lab, buildBinary(t), map[int]bool{0: true}, nil)
+	req := nodes[0]
+	run := req.runJob(t, exampleSleep(t))
+	id, _ := run.next(t, 30*time.Second, "submitted job ")
+	first, _ := run.next(t, 30*time.Second, "running on ")
+	killed := time.Now()
+	nodes[nodeByPeer(t, nodes, first)].kill9(t)
+	again, at := run.next(t, 30*time.Second, "running on ")
+	t.Logf("kill -9 of the provider -> running on another node: %s", at.Sub(killed).Round(time.Millisecond))
+	if code := run.wait(t, 30*time.Second); code != 0 || again == first || !strings.Contains(run.stdout.String(), "slept 5 seconds") {
+		t.Fatalf("dms job run exited %d, running again on %s (first on %s), stdout %q", code, again, first, run.stdout.String())
+	}
+	done := req.status(t, id)
+	if done.State != "completed" || done.Node != again || len(done.Attempts) != 2 ||
+		done.Attempts[0].State != "failed" || done.Attempts[0].Charge != "reschedule" || done.Attempts[0].Node != first ||
+		done.Attempts[1].State != "completed" || done.Attempts[1].Charge != "" {
 		t.Fatalf("after the kill: %+v", done)
 	}
-	req.expectSlept(t, id)
+}
+
+// A requester killed after it saved the placement of its job and before it
+// sent the invocation (DMS_FAILPOINT=invoke), then restarted, invokes the
+// placement it saved: the job runs once, on the node that locked it, in one
+// attempt; it is not auctioned again.
+func TestFaultKillRequesterBetweenPlacementAndInvocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three daemons in network namespaces; skipped with -short")
+	}
+	lab := newNetlab(t, 3)
+	nodes := startLab(t, lab, buildBinary(t), map[int]bool{0: true}, map[int][]string{0: {"DMS_FAILPOINT=" + orchestrator.FailpointInvoke}})
+	req, providers := nodes[0], nodes[1:]
+	// The requester may be killed before it answers: the job is read back
+	// from it after its restart.
+	runBin(t, req.bin, "job", "run", exampleSleep(t), "--detach", "--home", req.home)
+	req.waitKilled(t, 30*time.Second)
+	if !strings.Contains(req.log.String(), "failpoint reached") {
+		t.Fatalf("the requester died, not at its failpoint:\n%s", req.log)
+	}
+	locked := 0
+	for _, p := range providers {
+		info := p.info(t)
+		if info.Running != 0 {
+			t.Fatalf("provider %s runs %d allocations: the invocation was sent", p.peerID, info.Running)
+		}
+		if info.Available != info.Registered {
+			locked++
+		}
+	}
+	if locked == 0 { // the loser may still hold capability behind its bid: its release died with the requester
+		t.Fatal("no provider holds the lock of the placement")
+	}
+
+	req.env = nil
+	req.restart(t)
+	var list []api.Job
+	if err := json.Unmarshal([]byte(cliOK(t, req.bin, "job", "list", "--home", req.home, "--output", "json")), &list); err != nil || len(list) != 1 {
+		t.Fatalf("jobs after the restart: %+v, %v", list, err)
+	}
+	id := list[0].ID
+	// Count the runs each provider starts: a node runs the 5 s job for 5 s,
+	// far longer than a round of polls.
+	runs, running := map[string]int{}, map[string]bool{}
+	var done api.Job
+	eventually(t, 60*time.Second, "the job to end", func() bool {
+		for _, p := range providers {
+			n := p.info(t).Running
+			if n > 1 {
+				t.Fatalf("provider %s runs %d allocations at once", p.peerID, n)
+			}
+			if n == 1 && !running[p.peerID] {
+				runs[p.peerID]++
+			}
+			running[p.peerID] = n == 1
+		}
+		done = req.status(t, id)
+		return done.State.Terminal()
+	})
+	if done.State != "completed" || len(done.Attempts) != 1 || done.Attempts[0].AllocationID != id+"-a1-c0" ||
+		done.Attempts[0].State != "completed" || len(runs) != 1 || runs[done.Node] != 1 {
+		t.Fatalf("after the restart: %+v; runs seen %v", done, runs)
+	}
+	req.expectSlept(t, id, 5)
 }
 
 func TestFaultPartitionedProviderIsReplaced(t *testing.T) {
@@ -304,7 +512,7 @@ func TestFaultKillRequesterMidJob(t *testing.T) {
 	if done.State != "completed" || done.Node != first.Node || len(done.Attempts) != 1 {
 		t.Fatalf("after the requester's restart: %+v", done)
 	}
-	req.expectSlept(t, id)
+	req.expectSlept(t, id, 4)
 }
 
 // A provider killed while running a job, and restarted, knows the
