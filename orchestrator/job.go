@@ -329,9 +329,10 @@ func (j *Job) left(c Charge) int {
 	return limit - n
 }
 
-// spent is how many attempts were charged to a budget: all those that
-// failed but the auctions a restart of the requester interrupted. The
-// backoff grows with it.
+// spent is how many attempts were charged to either budget: every failed
+// attempt but an auction a restart of the requester interrupted (a cancel
+// or a passed deadline ends the job, charging nothing). The backoff grows
+// with it.
 func (j *Job) spent() int {
 	n := 0
 	for _, a := range j.info.Attempts {
@@ -349,7 +350,7 @@ func (j *Job) timeFor(wait time.Duration, now time.Time) bool {
 }
 
 // waitForCapacity handles an auction in which no node bid but some node
-// was only busy: the job waits and asks again, without spending a retry, for
+// was only busy: the job waits and asks again, charged to no budget, for
 // at most its queue timeout. The auction leaves no trace in the attempts: it
 // made no offer, so no allocation ID is reused when its number is.
 func (j *Job) waitForCapacity(reason string, now time.Time) {
