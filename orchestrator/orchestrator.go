@@ -513,22 +513,14 @@ func (o *Orchestrator) shrink() {
 // node was told to stop, which would run it again. The loop never waits.
 func (o *Orchestrator) flush(e *entry) {
 	acts := e.job.Actions()
-	ended := e.job.Done()
 	changed := e.job.info.Revision != e.saved
 	waits := make([]chan error, len(acts))
 	var saved []chan<- error
 	for i, act := range acts {
-		switch act.(type) {
-		case Invoke:
-		case Release:
-			if !ended || !changed {
-				continue
-			}
-		default:
-			continue
+		if promises(act, changed && e.job.Done()) {
+			waits[i] = make(chan error, 1)
+			saved = append(saved, waits[i])
 		}
-		waits[i] = make(chan error, 1)
-		saved = append(saved, waits[i])
 	}
 	if changed || len(saved) > 0 {
 		info := e.job.Info()
@@ -547,6 +539,19 @@ func (o *Orchestrator) flush(e *entry) {
 	for i, act := range acts {
 		o.perform(e, act, waits[i])
 	}
+}
+
+// promises reports whether act must wait for the record of the flush that
+// asked for it (see flush): an Invoke always, a Release when that flush
+// ended the job.
+func promises(act Action, ended bool) bool {
+	switch act.(type) {
+	case Invoke:
+		return true
+	case Release:
+		return ended
+	}
+	return false
 }
 
 // announce hands a job's new snapshot to readers and watchers, and retires
