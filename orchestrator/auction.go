@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/opendms/dms/types"
@@ -20,6 +21,11 @@ type AuctionConfig struct {
 	Expected       int           // nodes known to have received the request; 0 = unknown
 	ConfirmTimeout time.Duration // how long each winner has to confirm (default 2s)
 	Attempt        int           // the job's attempt number, used in allocation IDs (default 1)
+	// Avoid lists nodes to offer the job to only once every other
+	// candidate was tried: those an earlier attempt of the job failed on
+	// for the node's reasons. They still bid and still win when no other
+	// node can take the job (a fault may be passing).
+	Avoid []string
 }
 
 func (c AuctionConfig) withDefaults() AuctionConfig {
@@ -244,6 +250,15 @@ func (a *Auction) closeIfReady(now time.Time) {
 func (a *Auction) close(now time.Time) {
 	a.phase = accepting
 	a.candidates = a.rank.Rank(a.bids)
+	if len(a.cfg.Avoid) > 0 {
+		avoided := func(b types.Bid) int {
+			if slices.Contains(a.cfg.Avoid, b.Node.PeerID) {
+				return 1
+			}
+			return 0
+		}
+		slices.SortStableFunc(a.candidates, func(x, y types.Bid) int { return avoided(x) - avoided(y) })
+	}
 	if len(a.candidates) == 0 {
 		a.phase = done
 		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy() || a.cfg.Expected > len(a.answered)})

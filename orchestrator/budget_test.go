@@ -305,3 +305,23 @@ func TestRestoredJobCountsItsBudgets(t *testing.T) {
 		t.Fatalf("reason %q, attempts %+v", info.Reason, info.Attempts)
 	}
 }
+
+// A job rescheduled after its node failed it goes elsewhere when another
+// node bids, even one that ranks lower; the node that failed it still
+// gets the job when no other can take it.
+func TestRescheduledJobTriesOtherNodesFirst(t *testing.T) {
+	spec := testSpec()
+	spec.EnoughBids = 2
+	j := newTestJob(t, spec)
+	run(t, j, []step{
+		{at: 0, ev: start, want: []string{"publish j1"}},
+		{at: 1 * ms, ev: bid("n1", 1)},
+		{at: 2 * ms, ev: bid("n2", 5), want: []string{"accept j1-a1-c0 -> n1"}},
+		{at: 3 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1", "release the bid for j1 on n2"}},
+		{at: 4 * ms, ev: failedStatus("j1-a1-c0", types.FaultNode, "docker: no such image on this node"), state: types.JobPending},
+		{at: 200 * ms, ev: func(m machine, now time.Time) { m.Tick(now) }, want: []string{"publish j1"}},
+		{at: 201 * ms, ev: bid("n1", 1)},
+		{at: 202 * ms, ev: bid("n2", 5), want: []string{"accept j1-a2-c0 -> n2"}},
+		{at: 203 * ms, ev: reject("j1-a2-c0", "busy now"), want: []string{"release j1-a2-c0 on n2", "accept j1-a2-c1 -> n1"}},
+	})
+}

@@ -197,7 +197,7 @@ func (j *Job) advance(now time.Time) {
 
 func (j *Job) startAttempt(now time.Time) {
 	n := len(j.info.Attempts) + 1
-	acfg := AuctionConfig{Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout, Attempt: n}.withDefaults()
+	acfg := AuctionConfig{Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout, Attempt: n, Avoid: j.faultyNodes()}.withDefaults()
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
 		Resources: j.spec.Task.Resources, Constraints: j.spec.Constraints, Deadline: now.Add(acfg.Window),
@@ -217,6 +217,19 @@ func (j *Job) startAttempt(now time.Time) {
 	j.setState(types.JobBidding, "", now)
 	j.emit(Publish{Attempt: n, Request: req})
 	j.drain(a, now)
+}
+
+// faultyNodes lists the nodes an earlier attempt failed on for the node's
+// reasons (charged to reschedule): a rescheduled job goes elsewhere when it
+// can.
+func (j *Job) faultyNodes() []string {
+	var out []string
+	for _, a := range j.info.Attempts {
+		if a.Charge == ChargeReschedule && a.Node != "" && !slices.Contains(out, a.Node) {
+			out = append(out, a.Node)
+		}
+	}
+	return out
 }
 
 // bidding returns the auction of attempt if it is the open one.
