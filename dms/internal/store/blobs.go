@@ -49,8 +49,10 @@ func (b *Blobs) Get(c string) ([]byte, error) {
 	return data, nil
 }
 
-// Has reports whether the blob named by c is stored.
+// Has reports whether the blob named by c is stored. It reads the key
+// only: the value, in the value log for a blob over valueThreshold, is
+// never read.
 func (b *Blobs) Has(c string) bool {
-	_, err := b.db.getRaw([]byte(blobPrefix + c))
-	return err == nil
+	ok, err := b.db.has([]byte(blobPrefix + c))
+	return ok && err == nil
 }

@@ -166,6 +166,21 @@ func (d *DB) getRaw(key []byte) ([]byte, error) {
 	return out, nil
 }
 
+// has reports whether key is stored, reading its index entry only.
+func (d *DB) has(key []byte) (bool, error) {
+	err := d.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key) // finds the key; the value is read only by Value or ValueCopy
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: reading %s: %w", key, err)
+	}
+	return true, nil
+}
+
 // Lookup is Get that reports absence as false rather than an error.
 func (d *DB) Lookup(key string, v any) (bool, error) {
 	err := d.Get(key, v)
