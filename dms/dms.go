@@ -98,11 +98,17 @@ func New(opts ...Option) (*DMS, error) {
 // openStore opens the home's database, or a copy of it in memory
 // (WithInMemoryStore).
 func (c *config) openStore() (*store.DB, error) {
-	dir, log := filepath.Join(c.home, dbDir), c.logger.With("component", "store")
+	o := storeOptions(c.home)
+	o.Logger, o.Clock = c.logger.With("component", "store"), c.clock
 	if c.inMemory {
-		return store.OpenInMemory(dir, log)
+		return store.OpenInMemory(o)
 	}
-	return store.Open(dir, log)
+	return store.Open(o)
+}
+
+// storeOptions places a home's database: records in db/, blobs in blobs/.
+func storeOptions(home string) store.Options {
+	return store.Options{Dir: filepath.Join(home, dbDir), BlobDir: filepath.Join(home, blobDir)}
 }
 
 // apply lays the options over the config file.

@@ -29,7 +29,8 @@ import (
 const (
 	keyFile    = "key.pem"     // the node's Ed25519 identity, PKCS#8, mode 0600
 	configFile = "config.yaml" // the provider's settings, documented inline
-	dbDir      = "db"          // badger: capability, locks, allocations, jobs, blobs
+	dbDir      = "db"          // badger: capability, locks, allocations, jobs
+	blobDir    = "blobs"       // blobs (modules, inputs, outputs), a file each
 	workDir    = "work"        // scratch space of running allocations
 )
 
@@ -347,8 +348,10 @@ func Init(ctx context.Context, home string, opts InitOptions) (api.NodeInfo, err
 		return api.NodeInfo{}, fmt.Errorf("dms: creating home: %w", err)
 	}
 	if opts.Force {
-		if err := os.RemoveAll(filepath.Join(home, dbDir)); err != nil {
-			return api.NodeInfo{}, fmt.Errorf("dms: removing old database: %w", err)
+		for _, dir := range []string{dbDir, blobDir} {
+			if err := os.RemoveAll(filepath.Join(home, dir)); err != nil {
+				return api.NodeInfo{}, fmt.Errorf("dms: removing old database: %w", err)
+			}
 		}
 	}
 	key, err := writeKey(home)
@@ -358,7 +361,7 @@ func Init(ctx context.Context, home string, opts InitOptions) (api.NodeInfo, err
 	if err := writeConfig(home, DefaultConfig()); err != nil {
 		return api.NodeInfo{}, err
 	}
-	db, err := store.Open(filepath.Join(home, dbDir), nil)
+	db, err := store.Open(storeOptions(home))
 	if err != nil {
 		return api.NodeInfo{}, err
 	}

@@ -1,24 +1,102 @@
 package store
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/ipfs/go-cid"
+
 	"github.com/opendms/dms/types"
 )
 
-const blobPrefix = "blob/"
+// blobStore is the one set of blobs of a DB: their bytes in a blobFS, and
+// in memory an index of each blob's size and last use, which the collector
+// orders them by. A use (Put, Get, Has) changes the index only: recency
+// costs no write. The index is rebuilt from the files at open, each blob
+// last used when its file was written.
+type blobStore struct {
+	fs    blobFS
+	clock func() time.Time
 
-// Blobs is the content-addressed part of the database.
+	mu    sync.Mutex // guards the fields below, and every commit and remove
+	index map[string]*blobEntry
+	bytes int64
+	seq   uint64 // the last use's number
+}
+
+// blobEntry is what the index holds of one blob.
+type blobEntry struct {
+	size int64
+	used time.Time // the last use
+	seq  uint64    // the number of the last use: the LRU order
+}
+
+func newBlobStore(f blobFS, clock func() time.Time) (*blobStore, error) {
+	s := &blobStore{fs: f, clock: clock, index: map[string]*blobEntry{}}
+	var found []BlobUse
+	err := f.list(func(c string, size int64, written time.Time) {
+		found = append(found, BlobUse{CID: c, Size: size, Used: written})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: listing blobs: %w", err)
+	}
+	slices.SortFunc(found, func(a, b BlobUse) int { return cmp.Or(a.Used.Compare(b.Used), cmp.Compare(a.CID, b.CID)) })
+	for _, b := range found {
+		s.seq++
+		s.index[b.CID] = &blobEntry{size: b.Size, used: b.Used, seq: s.seq}
+		s.bytes += b.Size
+	}
+	return s, nil
+}
+
+// touch marks blob c used now and reports whether it is held. Callers hold s.mu.
+func (s *blobStore) touch(c string) bool {
+	e, ok := s.index[c]
+	if ok {
+		s.seq++
+		e.used, e.seq = s.clock(), s.seq
+	}
+	return ok
+}
+
+// add indexes blob c, just committed, as used now. Callers hold s.mu.
+func (s *blobStore) add(c string, size int64) {
+	if s.touch(c) {
+		return // a concurrent Put of the same bytes committed first
+	}
+	s.seq++
+	s.index[c] = &blobEntry{size: size, used: s.clock(), seq: s.seq}
+	s.bytes += size
+}
+
+// BlobUse is a blob's size and last use.
+type BlobUse struct {
+	CID  string
+	Size int64
+	Used time.Time // when it was last stored, read or asked for
+	Seq  uint64    // the number of that use: a later use has a larger one
+}
+
+// Blobs is the content-addressed part of the database: a view of its blobs
+// that refuses to store one over its size limit. Every method is safe for
+// concurrent use.
 type Blobs struct {
-	db      *DB
+	s       *blobStore
 	maxSize int64
 }
 
 // Blobs returns the blob store, refusing blobs over maxSize bytes.
-func (d *DB) Blobs(maxSize int64) *Blobs { return &Blobs{db: d, maxSize: maxSize} }
+func (d *DB) Blobs(maxSize int64) *Blobs { return &Blobs{s: d.blobs, maxSize: maxSize} }
 
-// Put stores data and returns its CID (CIDv1, raw, sha2-256).
+// Put stores data and returns its CID (CIDv1, raw, sha2-256). A blob
+// already held is not written again. When the disk is full the error wraps
+// ErrNoSpace, and nothing stored before is touched.
 func (b *Blobs) Put(data []byte) (string, error) {
 	if int64(len(data)) > b.maxSize {
 		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), b.maxSize)
@@ -27,8 +105,20 @@ func (b *Blobs) Put(data []byte) (string, error) {
 	if b.Has(c) {
 		return c, nil
 	}
-	if err := b.db.putRaw([]byte(blobPrefix+c), data); err != nil {
-		return "", err
+	st, err := b.s.fs.stage(data)
+	if err == nil {
+		b.s.mu.Lock()
+		if err = st.commit(c); err == nil {
+			b.s.add(c, int64(len(data)))
+		}
+		b.s.mu.Unlock()
+		st.discard()
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return "", fmt.Errorf("%w: storing blob %s (%s): %w", ErrNoSpace, c, types.Bytes(len(data)), err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: storing blob %s: %w", c, err)
 	}
 	return c, nil
 }
@@ -39,9 +129,16 @@ func (b *Blobs) Get(c string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: bad CID %q: %w", c, err)
 	}
-	data, err := b.db.getRaw([]byte(blobPrefix + id.String()))
+	c = id.String()
+	if !b.Has(c) {
+		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, c)
+	}
+	data, err := b.s.fs.read(c)
+	if errors.Is(err, fs.ErrNotExist) { // collected since Has
+		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, c)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: reading blob %s: %w", c, err)
 	}
 	if err := types.VerifyCID(id, data); err != nil {
 		return nil, fmt.Errorf("store: blob %s is corrupt: %w", c, err)
@@ -49,10 +146,17 @@ func (b *Blobs) Get(c string) ([]byte, error) {
 	return data, nil
 }
 
-// Has reports whether the blob named by c is stored. It reads the key
-// only: the value, in the value log for a blob over valueThreshold, is
-// never read.
+// Has reports whether the blob named by c is stored, and counts as a use
+// of it. It reads the index in memory only.
 func (b *Blobs) Has(c string) bool {
-	ok, err := b.db.has([]byte(blobPrefix + c))
-	return ok && err == nil
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	return b.s.touch(c)
+}
+
+// Stats returns how many blobs are stored and their bytes.
+func (b *Blobs) Stats() (count int, bytes int64) {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	return len(b.s.index), b.s.bytes
 }

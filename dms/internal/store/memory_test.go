@@ -17,7 +17,7 @@ func TestOpenInMemory(t *testing.T) {
 	if err := disk.Close(); err != nil {
 		t.Fatal(err)
 	}
-	mem, err := OpenInMemory(dir, nil)
+	mem, err := OpenInMemory(homeOptions(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +34,11 @@ func TestOpenInMemory(t *testing.T) {
 	if got, err := blobs.Get(c); err != nil || !bytes.Equal(got, small) {
 		t.Fatalf("blob read back: %d bytes, %v", len(got), err)
 	}
-	if _, err := blobs.Put(append(small, 'b')); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("a blob over MaxInMemoryValue: got %v, want ErrTooLarge", err)
+	if _, err := blobs.Put(append(small, 'b')); err != nil {
+		t.Fatalf("a blob over MaxInMemoryValue (blobs are not badger values): %v", err)
+	}
+	if err := mem.Put("big", string(small)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a record over MaxInMemoryValue: got %v, want ErrTooLarge", err)
 	}
 	if err := mem.Put("job/x", 1); err != nil {
 		t.Fatal(err)

@@ -7,35 +7,71 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	badgeropts "github.com/dgraph-io/badger/v4/options"
 )
 
-var (
-	// ErrNotFound is returned for a key or blob that is not stored.
-	ErrNotFound = errors.New("store: not found")
-	// ErrTooLarge is returned for a blob over the store's size limit.
-	ErrTooLarge = errors.New("store: blob too large")
-)
-
-// DB is a node's database.
+// DB is a node's database: records in badger, blobs in files (or both in
+// memory, OpenInMemory).
 type DB struct {
 	db       *badger.DB
+	blobs    *blobStore
 	maxValue int // 0: no limit but badger's
 }
 
-// Open opens (creating if needed) the database in dir. Memory use is kept
-// small: a daemon idles in tens of megabytes, not hundreds.
-func Open(dir string, logger *slog.Logger) (*DB, error) {
-	opts := options(dir, logger).
+// Options say where a database lives.
+type Options struct {
+	// Dir is badger's directory: the records.
+	Dir string
+	// BlobDir holds the blobs, one file each. OpenInMemory keeps them in
+	// memory instead.
+	BlobDir string
+	// Logger receives badger's logs; nil discards them.
+	Logger *slog.Logger
+	// Clock stamps every use of a blob (default time.Now).
+	Clock func() time.Time
+}
+
+func (o Options) clock() func() time.Time {
+	if o.Clock == nil {
+		return time.Now
+	}
+	return o.Clock
+}
+
+// Open opens (creating if needed) the database in o.Dir and o.BlobDir.
+// Memory use is kept small: a daemon idles in tens of megabytes, not
+// hundreds. Blobs that earlier versions kept in badger are moved to files.
+func Open(o Options) (*DB, error) {
+	d, err := openRecords(o)
+	if err != nil {
+		return nil, err
+	}
+	files, err := openDirFS(o.BlobDir)
+	if err == nil {
+		err = d.migrateBlobs(files)
+	}
+	if err == nil {
+		d.blobs, err = newBlobStore(files, o.clock())
+	}
+	if err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+// openRecords opens the badger database in o.Dir, without blobs.
+func openRecords(o Options) (*DB, error) {
+	opts := options(o.Dir, o.Logger).
 		WithMemTableSize(2 << 20). // an 8 MiB table held 10 MiB of a 17 MiB idle heap
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("store: opening %s: %w", dir, err)
+		return nil, fmt.Errorf("store: opening %s: %w", o.Dir, err)
 	}
 	return &DB{db: db}, nil
 }
@@ -50,10 +86,10 @@ func options(dir string, logger *slog.Logger) badger.Options {
 		WithNumCompactors(2)
 }
 
-// MaxInMemoryValue bounds a record or blob of a database opened with
-// OpenInMemory: badger keeps every value of such a database in its LSM
-// tree, which holds only values below valueThreshold (it would send a
-// larger one to the value log such a database does not have, and panic).
+// MaxInMemoryValue bounds a record of a database opened with OpenInMemory:
+// badger keeps every value of such a database in its LSM tree, which holds
+// only values below valueThreshold (it would send a larger one to the value
+// log such a database does not have, and panic).
 const MaxInMemoryValue = valueThreshold - 1
 
 // valueThreshold is the largest value kept in the LSM tree; larger ones go
@@ -61,25 +97,34 @@ const MaxInMemoryValue = valueThreshold - 1
 const valueThreshold = 64 << 10
 
 // OpenInMemory opens a database held in memory only, starting as a copy of
-// the records of the database in seed (which it opens, reads and closes):
-// nothing written to it survives Close, and a value over MaxInMemoryValue
-// is refused (ErrTooLarge). Its tables are small: it is meant for the many
-// nodes of a simulation or a benchmark, running tiny jobs.
-func OpenInMemory(seed string, logger *slog.Logger) (*DB, error) {
-	src, err := Open(seed, logger)
+// the records (not the blobs: seed.BlobDir is not read) of the database in
+// seed.Dir, which it opens, reads and closes: nothing written to it survives Close, and a record over
+// MaxInMemoryValue is refused (ErrTooLarge). Its tables are small: it is
+// meant for the many nodes of a simulation or a benchmark, running tiny
+// jobs.
+func OpenInMemory(seed Options) (*DB, error) {
+	src, err := openRecords(seed)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	db, err := badger.Open(options("", logger).WithInMemory(true).WithCompression(badgeropts.None).
+	db, err := badger.Open(options("", seed.Logger).WithInMemory(true).WithCompression(badgeropts.None).
 		WithMemTableSize(512 << 10).WithBlockCacheSize(0).WithIndexCacheSize(0))
 	if err != nil {
 		return nil, fmt.Errorf("store: opening in memory: %w", err)
 	}
 	d := &DB{db: db, maxValue: MaxInMemoryValue}
-	err = src.Scan("", func(key string, value []byte) error { return d.putRaw([]byte(key), value) })
+	if d.blobs, err = newBlobStore(newMemFS(), seed.clock()); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	err = src.Scan("", func(key string, value []byte) error {
+		if strings.HasPrefix(key, blobPrefix) {
+			return nil // an earlier version's blob: Open moves it to a file
+		}
+		return d.putRaw([]byte(key), value)
+	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("store: copying %s: %w", seed, err), d.Close())
+		return nil, errors.Join(fmt.Errorf("store: copying %s: %w", seed.Dir, err), d.Close())
 	}
 	return d, nil
 }

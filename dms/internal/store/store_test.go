@@ -4,19 +4,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/opendms/dms/types"
 )
 
+// open opens the database of a home dir: records in dir/db, blobs in
+// dir/blobs.
 func open(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, nil)
+	db, err := Open(homeOptions(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return db
+}
+
+func homeOptions(dir string) Options {
+	return Options{Dir: filepath.Join(dir, "db"), BlobDir: filepath.Join(dir, "blobs")}
 }
 
 func TestRecordsSurviveReopen(t *testing.T) {
@@ -54,7 +62,8 @@ func TestRecordsSurviveReopen(t *testing.T) {
 }
 
 func TestBlobs(t *testing.T) {
-	db := open(t, t.TempDir())
+	dir := t.TempDir()
+	db := open(t, dir)
 	defer db.Close()
 	bs := db.Blobs(16)
 	c, err := bs.Put([]byte("hello from dms"))
@@ -77,8 +86,8 @@ func TestBlobs(t *testing.T) {
 	if _, err := bs.Get(types.CIDOf([]byte("absent")).String()); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("absent blob: %v", err)
 	}
-	// A corrupted record is caught by verification.
-	if err := db.putRaw([]byte(blobPrefix+c), []byte("tampered")); err != nil {
+	// A corrupted file is caught by verification.
+	if err := os.WriteFile(dirFS{dir: filepath.Join(dir, "blobs")}.path(c), []byte("tampered"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bs.Get(c); !errors.Is(err, types.ErrCIDMismatch) {
@@ -87,10 +96,7 @@ func TestBlobs(t *testing.T) {
 }
 
 func TestPutAll(t *testing.T) {
-	db, err := Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := open(t, t.TempDir())
 	defer db.Close()
 	kvs := map[string]any{}
 	for i := range 300 {
@@ -100,7 +106,7 @@ func TestPutAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	err = db.Scan("job/", func(key string, v []byte) error {
+	err := db.Scan("job/", func(key string, v []byte) error {
 		var got map[string]int
 		if err := json.Unmarshal(v, &got); err != nil || key != fmt.Sprintf("job/%03d", got["n"]) {
 			return fmt.Errorf("%s = %s (%v)", key, v, err)
