@@ -24,10 +24,15 @@ type blobStore struct {
 	fs    blobFS
 	clock func() time.Time
 
-	mu    sync.Mutex // guards the fields below, and every commit and remove
-	index map[string]*blobEntry
-	bytes int64
-	seq   uint64 // the last use's number
+	// over receives (without blocking; capacity 1) when a Put leaves the
+	// blobs over budget, or finds the disk full.
+	over chan struct{}
+
+	mu     sync.Mutex // guards the fields below, and every commit and remove
+	index  map[string]*blobEntry
+	bytes  int64
+	seq    uint64 // the last use's number
+	budget int64  // 0: none
 }
 
 // blobEntry is what the index holds of one blob.
@@ -38,7 +43,7 @@ type blobEntry struct {
 }
 
 func newBlobStore(f blobFS, clock func() time.Time) (*blobStore, error) {
-	s := &blobStore{fs: f, clock: clock, index: map[string]*blobEntry{}}
+	s := &blobStore{fs: f, clock: clock, index: map[string]*blobEntry{}, over: make(chan struct{}, 1)}
 	var found []BlobUse
 	err := f.list(func(c string, size int64, written time.Time) {
 		found = append(found, BlobUse{CID: c, Size: size, Used: written})
@@ -73,6 +78,17 @@ func (s *blobStore) add(c string, size int64) {
 	s.seq++
 	s.index[c] = &blobEntry{size: size, used: s.clock(), seq: s.seq}
 	s.bytes += size
+	if s.budget > 0 && s.bytes > s.budget {
+		s.signal()
+	}
+}
+
+// signal tells the collector, if it waits, that the blobs need collecting.
+func (s *blobStore) signal() {
+	select {
+	case s.over <- struct{}{}:
+	default:
+	}
 }
 
 // BlobUse is a blob's size and last use.
@@ -115,6 +131,7 @@ func (b *Blobs) Put(data []byte) (string, error) {
 		st.discard()
 	}
 	if errors.Is(err, syscall.ENOSPC) {
+		b.s.signal()
 		return "", fmt.Errorf("%w: storing blob %s (%s): %w", ErrNoSpace, c, types.Bytes(len(data)), err)
 	}
 	if err != nil {
@@ -152,6 +169,17 @@ func (b *Blobs) Has(c string) bool {
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
 	return b.s.touch(c)
+}
+
+// Watch sets the budget of the blobs and returns the channel that
+// receives when a Put leaves them over it or finds the disk full: the
+// collector's cue. The channel holds one signal at most: a collector that
+// was busy finds one waiting.
+func (b *Blobs) Watch(budget int64) <-chan struct{} {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	b.s.budget = budget
+	return b.s.over
 }
 
 // Stats returns how many blobs are stored and their bytes.
