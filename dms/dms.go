@@ -129,6 +129,9 @@ func (c *config) apply(conf *Config) {
 	if c.docker != nil {
 		conf.Docker = *c.docker
 	}
+	if c.store != nil {
+		conf.Store = *c.store
+	}
 	if c.bidRate != nil {
 		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
 	}

@@ -52,6 +52,7 @@ type Config struct {
 	Admission AdmissionConfig `yaml:"admission"`
 	Docker    DockerConfig    `yaml:"docker"`
 	Offer     node.Offer      `yaml:"offer"`
+	Store     StoreConfig     `yaml:"store"`
 }
 
 // NetworkConfig holds the settings of the node's libp2p host.
@@ -126,6 +127,7 @@ func DefaultConfig() Config {
 		Compute: true,
 		API:     "127.0.0.1:0",
 		Offer:   node.DefaultOffer(),
+		Store:   StoreConfig{}.withDefaults(),
 	}
 }
 
@@ -209,6 +211,17 @@ offer:
     file: ""
     command: ""
     refresh: 1m
+
+# What the node keeps on disk (docs/architecture.md, State). Blobs (modules,
+# inputs, outputs) that no unfinished job, live allocation or pin references
+# are removed, least recently used first, once they take more than
+# max_blob_bytes; a blob used within min_blob_age is always kept. Records of
+# jobs and allocations that ended more than retention ago keep only their
+# summary (ids, nodes, resources, epoch, state, reason, result CIDs, times).
+store:
+  max_blob_bytes: "{{.Store.MaxBlobBytes}}"
+  min_blob_age: {{.Store.MinBlobAge}}
+  retention: {{.Store.Retention}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
@@ -237,6 +250,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: network.bid_request_rate and bid_request_burst must not be negative", path)
 	}
 	if err := cfg.Docker.validate(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.Store.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	return cfg, nil

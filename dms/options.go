@@ -21,6 +21,7 @@ type config struct {
 	apiAddr   *string
 	apiRemote bool
 	docker    *DockerConfig
+	store     *StoreConfig
 	bidRate   *NetworkConfig // only its bid-request rate and burst
 	logger    *slog.Logger
 	clock     func() time.Time

@@ -1,0 +1,123 @@
+package dms
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/types"
+)
+
+// StoreConfig is the config file's store section: what the node keeps on
+// disk, and for how long (docs/config.md, docs/architecture.md). Zero
+// fields take the defaults.
+type StoreConfig struct {
+	// MaxBlobBytes is the budget of the blobs: modules, inputs and
+	// outputs. Over it, the blobs no live job, allocation or pin
+	// references are removed, least recently used first, until the rest
+	// fit. Default DefaultMaxBlobBytes, at least MinMaxBlobBytes.
+	MaxBlobBytes types.Bytes `yaml:"max_blob_bytes"`
+	// MinBlobAge keeps every blob used (stored, read, asked for) this
+	// recently: a module uploaded a moment before its job is submitted,
+	// a result its requester is about to fetch. Default DefaultMinBlobAge.
+	MinBlobAge time.Duration `yaml:"min_blob_age"`
+	// Retention is how long the full records of finished jobs and
+	// allocations are kept; older ones are compacted to their summary.
+	// Default DefaultRetention.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Defaults and bounds of StoreConfig.
+const (
+	DefaultMaxBlobBytes = 4 << 30
+	DefaultMinBlobAge   = time.Minute
+	DefaultRetention    = 7 * 24 * time.Hour
+	MinMaxBlobBytes     = 1 << 20
+)
+
+// UnmarshalYAML reads the section field by field, so that a value that
+// does not parse is refused with its field's name; unknown fields are
+// refused too, as everywhere in the config file.
+func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: store: want a mapping of max_blob_bytes, min_blob_age and retention", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, v := n.Content[i].Value, n.Content[i+1]
+		var err error
+		switch key {
+		case "max_blob_bytes":
+			c.MaxBlobBytes, err = types.ParseBytes(v.Value)
+		case "min_blob_age":
+			c.MinBlobAge, err = parseDuration(v.Value)
+		case "retention":
+			c.Retention, err = parseDuration(v.Value)
+		default:
+			err = errors.New("unknown field (want max_blob_bytes, min_blob_age or retention)")
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: store.%s: %w", v.Line, key, err)
+		}
+	}
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 90s, 10m or 168h", s)
+	}
+	return d, nil
+}
+
+// validate checks the section; zero fields are fine (the defaults).
+func (c StoreConfig) validate() error {
+	switch {
+	case c.MaxBlobBytes < 0 || c.MaxBlobBytes > 0 && c.MaxBlobBytes < MinMaxBlobBytes:
+		return fmt.Errorf("store.max_blob_bytes: %s is under the minimum, %s (0 means the default, %s)",
+			c.MaxBlobBytes, types.Bytes(MinMaxBlobBytes), types.Bytes(DefaultMaxBlobBytes))
+	case c.MinBlobAge < 0:
+		return fmt.Errorf("store.min_blob_age: %s is negative (0 means the default, %s)", c.MinBlobAge, DefaultMinBlobAge)
+	case c.Retention < 0:
+		return fmt.Errorf("store.retention: %s is negative (0 means the default, %s)", c.Retention, DefaultRetention)
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields.
+func (c StoreConfig) withDefaults() StoreConfig {
+	if c.MaxBlobBytes == 0 {
+		c.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if c.MinBlobAge == 0 {
+		c.MinBlobAge = DefaultMinBlobAge
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	return c
+}
+
+// policy is the blob collector's.
+func (c StoreConfig) policy() store.Policy {
+	return store.Policy{Budget: int64(c.MaxBlobBytes), MinAge: c.MinBlobAge}
+}
+
+// WithStore replaces the config file's store section: the budget of the
+// node's blobs, their minimum age, and the retention of full records.
+// Zero fields take the defaults.
+func WithStore(c StoreConfig) Option {
+	return func(o *config) error {
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("dms: WithStore: %w", err)
+		}
+		o.store = &c
+		return nil
+	}
+}
