@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -40,6 +41,10 @@ type DMS struct {
 	db    *store.DB
 	blobs *store.Blobs
 	log   *slog.Logger
+	gc    *collector
+	// recordCID names the signed capability record this node publishes:
+	// a blob the collector keeps.
+	recordCID atomic.Value // string
 
 	mu      sync.Mutex // guards the fields below
 	started bool
@@ -92,6 +97,7 @@ func New(opts ...Option) (*DMS, error) {
 		return nil, fmt.Errorf("dms: %s: node UUID: %w (re-run dms init)", c.home, err)
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.gc = newCollector(d)
 	return d, nil
 }
 
@@ -181,6 +187,7 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	d.started = true
 	d.goRefreshEnergy()
 	d.goWatchDocker()
+	d.goCollect()
 	d.log.Info("node started", "peer_id", d.id.PeerID, "compute", d.conf.Compute, "addrs", d.host.Addrs())
 	return nil
 }

@@ -74,6 +74,7 @@ func (d *DMS) goPublishRecord() {
 		d.log.Error("storing capability record", "err", err)
 		return
 	}
+	d.recordCID.Store(c)
 	d.goDo(func(ctx context.Context) {
 		if err := d.host.Provide(ctx, c); err != nil {
 			d.log.Debug("announcing capability record", "cid", c, "err", err)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/jobs/docker"
 	"github.com/opendms/dms/orchestrator"
@@ -294,14 +296,18 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 		return nil, err
 	}
 	tried := map[string]bool{d.host.ID(): true}
-	for _, stage := range d.blobSources(ctx, c) {
-		for _, p := range stage() {
+	gone := "" // a node that produced the blob and answered that it no longer holds it
+	for _, src := range d.blobSources(ctx, c) {
+		for _, p := range src.peers() {
 			if tried[p] {
 				continue
 			}
 			tried[p] = true
 			data, ferr := d.host.FetchBlob(ctx, p, nil, c, MaxBlobSize)
 			if ferr != nil {
+				if src.producer && errors.Is(ferr, p2p.ErrBlobNotFound) {
+					gone = p
+				}
 				err = ferr
 				continue
 			}
@@ -311,10 +317,24 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 			return data, nil
 		}
 	}
-	if err == nil {
+	switch {
+	case gone != "":
+		return nil, fmt.Errorf("%w: blob %s: %s, the node that produced it, no longer holds it, and no other peer has it: "+
+			"a node keeps the results it produced under its store budget and removes the least recently used first "+
+			"(docs/architecture.md, State); run the job again to produce it again", api.ErrNotFound, c, gone)
+	case err == nil:
 		err = fmt.Errorf("%w: blob %s: no peer provides it", api.ErrNotFound, c)
+	case errors.Is(err, p2p.ErrBlobNotFound):
+		err = fmt.Errorf("%w: blob %s: %w", api.ErrNotFound, c, err)
 	}
 	return nil, err
+}
+
+// blobSource is one way to find peers that should hold a blob; producer
+// says they are nodes that produced it (ran a job whose result names it).
+type blobSource struct {
+	peers    func() []string
+	producer bool
 }
 
 // blobSources lists, cheapest first, the ways to find peers that should
@@ -322,7 +342,7 @@ func (d *DMS) GetBlob(ctx context.Context, c string) ([]byte, error) {
 // the nodes that ran the jobs in memory whose results name it, then those
 // of every job in the database, then the DHT's providers (a walk that can
 // take seconds when peers are gone).
-func (d *DMS) blobSources(ctx context.Context, c string) []func() []string {
+func (d *DMS) blobSources(ctx context.Context, c string) []blobSource {
 	ranJob := func(jobs []orchestrator.JobInfo) []string {
 		var peers []string
 		for _, info := range jobs {
@@ -332,16 +352,16 @@ func (d *DMS) blobSources(ctx context.Context, c string) []func() []string {
 		}
 		return peers
 	}
-	return []func() []string{
-		func() []string { return ranJob(d.orch.Jobs()) },
-		func() []string {
+	return []blobSource{
+		{producer: true, peers: func() []string { return ranJob(d.orch.Jobs()) }},
+		{producer: true, peers: func() []string {
 			jobs, err := d.allJobs()
 			if err != nil {
 				d.log.Warn("listing jobs for a blob's source", "cid", c, "err", err)
 			}
 			return ranJob(slices.Collect(maps.Values(jobs)))
-		},
-		func() []string {
+		}},
+		{peers: func() []string {
 			provs, err := d.host.FindProviders(ctx, c, 5)
 			if err != nil {
 				d.log.Debug("finding providers", "cid", c, "err", err)
@@ -351,7 +371,7 @@ func (d *DMS) blobSources(ctx context.Context, c string) []func() []string {
 				peers = append(peers, p.ID)
 			}
 			return peers
-		},
+		}},
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/jobs"
@@ -23,6 +25,8 @@ type fakeService struct {
 	blobs     map[string][]byte
 	submitted []*jobs.Spec
 	cancelled []string
+	pins      []string
+	unpinned  []string
 }
 
 var _ api.Service = (*fakeService)(nil)
@@ -148,6 +152,45 @@ func (f *fakeService) Peers(context.Context) ([]api.Peer, error) {
 }
 
 func (f *fakeService) Benchmark(ctx context.Context) (api.NodeInfo, error) { return f.Node(ctx) }
+
+// fakeCollection is what the fake's CollectGarbage reports, and its last
+// collection.
+var fakeCollection = api.Collection{
+	At: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), DurationMillis: 12, BlobsRemoved: 3, FreedBytes: 3 << 20,
+	BlobBytesBefore: 5 << 20, BlobBytesAfter: 2 << 20, Referenced: 1, Recent: 1, RecordsCompacted: 4,
+}
+
+func (f *fakeService) StoreInfo(context.Context) (api.StoreInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := fakeCollection
+	return api.StoreInfo{
+		Home: "/home/dms", HomeBytes: 40 << 20, Blobs: 7, BlobBytes: 2 << 20, MaxBlobBytes: 4 << 30,
+		MinBlobAgeMillis: 60_000, RetentionMillis: 7 * 24 * 3_600_000, Pins: append([]string{}, f.pins...),
+		Records: map[string]int{"job": 12, "alloc": 30, "node": 3}, LastCollection: &last,
+	}, nil
+}
+
+func (f *fakeService) CollectGarbage(context.Context) (api.Collection, error) {
+	return fakeCollection, nil
+}
+
+func (f *fakeService) Pin(_ context.Context, c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pins = append(f.pins, c)
+	return nil
+}
+
+func (f *fakeService) Unpin(_ context.Context, c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.pins, c) {
+		return fmt.Errorf("%w: blob %s is not pinned", api.ErrNotFound, c)
+	}
+	f.unpinned = append(f.unpinned, c)
+	return nil
+}
 
 // newDaemon serves svc's API over HTTP and returns a home whose api.json
 // points at it, as a running `dms run` leaves it.

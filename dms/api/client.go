@@ -114,6 +114,32 @@ func (c *Client) Benchmark(ctx context.Context) (NodeInfo, error) {
 	return info, err
 }
 
+// StoreInfo describes what the daemon keeps on disk.
+func (c *Client) StoreInfo(ctx context.Context) (StoreInfo, error) {
+	var info StoreInfo
+	err := c.call(ctx, http.MethodGet, "/v1/store", nil, &info)
+	return info, err
+}
+
+// CollectGarbage asks the daemon to collect now.
+func (c *Client) CollectGarbage(ctx context.Context) (Collection, error) {
+	var col Collection
+	err := c.call(ctx, http.MethodPost, "/v1/store/gc", nil, &col)
+	return col, err
+}
+
+// Pin pins a blob on the daemon.
+func (c *Client) Pin(ctx context.Context, cid string) error {
+	return c.call(ctx, http.MethodPut, pinPath(cid), nil, nil)
+}
+
+// Unpin unpins a blob on the daemon.
+func (c *Client) Unpin(ctx context.Context, cid string) error {
+	return c.call(ctx, http.MethodDelete, pinPath(cid), nil, nil)
+}
+
+func pinPath(cid string) string { return "/v1/store/pins/" + url.PathEscape(cid) }
+
 func jobPath(id string) string { return "/v1/jobs/" + url.PathEscape(id) }
 
 // call does a request and decodes a JSON reply into out (unless out is nil).

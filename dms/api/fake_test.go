@@ -24,13 +24,15 @@ type fakeService struct {
 	submitted []*jobs.Spec
 	node      NodeInfo
 	peers     []Peer
+	pins      map[string]bool
+	gcs       int   // CollectGarbage calls
 	failWith  error // returned by every call when set
 }
 
 var _ Service = (*fakeService)(nil)
 
 func newFakeService() *fakeService {
-	return &fakeService{jobs: map[string]Job{}, watch: map[string][]Job{}, live: map[string]chan Job{}, blobs: map[string][]byte{}}
+	return &fakeService{jobs: map[string]Job{}, watch: map[string][]Job{}, live: map[string]chan Job{}, blobs: map[string][]byte{}, pins: map[string]bool{}}
 }
 
 func (f *fakeService) SubmitJob(_ context.Context, spec *jobs.Spec) (Job, error) {
@@ -139,6 +141,46 @@ func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {
 	info := f.node
 	info.Running = 42 // marks a benchmarked reply
 	return info, f.failWith
+}
+
+func (f *fakeService) StoreInfo(context.Context) (StoreInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	info := StoreInfo{Home: "/home/dms", Blobs: len(f.blobs), MaxBlobBytes: 4 << 30, Pins: []string{}, Records: map[string]int{"job": len(f.jobs)}}
+	for _, b := range f.blobs {
+		info.BlobBytes += int64(len(b))
+	}
+	for c := range f.pins {
+		info.Pins = append(info.Pins, c)
+	}
+	return info, f.failWith
+}
+
+func (f *fakeService) CollectGarbage(context.Context) (Collection, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gcs++
+	return Collection{BlobsRemoved: 2, FreedBytes: 2 << 20}, f.failWith
+}
+
+func (f *fakeService) Pin(_ context.Context, c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.blobs[c]; !ok {
+		return fmt.Errorf("%w: blob %s", ErrNotFound, c)
+	}
+	f.pins[c] = true
+	return f.failWith
+}
+
+func (f *fakeService) Unpin(_ context.Context, c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.pins[c] {
+		return fmt.Errorf("%w: blob %s is not pinned", ErrNotFound, c)
+	}
+	delete(f.pins, c)
+	return f.failWith
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

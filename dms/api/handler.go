@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -54,6 +55,10 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("GET /v1/node", h.node)
 	mux.HandleFunc("POST /v1/node/benchmark", h.benchmark)
 	mux.HandleFunc("GET /v1/peers", h.peers)
+	mux.HandleFunc("GET /v1/store", h.storeInfo)
+	mux.HandleFunc("POST /v1/store/gc", h.collect)
+	mux.HandleFunc("PUT /v1/store/pins/{cid}", h.pin)
+	mux.HandleFunc("DELETE /v1/store/pins/{cid}", h.unpin)
 	return h.logged(h.authorized(mux))
 }
 
@@ -189,6 +194,38 @@ func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
 		list = []Peer{}
 	}
 	h.reply(w, r, http.StatusOK, list, err)
+}
+
+func (h *handler) storeInfo(w http.ResponseWriter, r *http.Request) {
+	info, err := h.svc.StoreInfo(r.Context())
+	h.reply(w, r, http.StatusOK, info, err)
+}
+
+func (h *handler) collect(w http.ResponseWriter, r *http.Request) {
+	col, err := h.svc.CollectGarbage(r.Context())
+	h.reply(w, r, http.StatusOK, col, err)
+}
+
+func (h *handler) pin(w http.ResponseWriter, r *http.Request) {
+	h.pinning(w, r, h.svc.Pin)
+}
+
+func (h *handler) unpin(w http.ResponseWriter, r *http.Request) {
+	h.pinning(w, r, h.svc.Unpin)
+}
+
+// pinning calls pin or unpin with the request's CID; 204 when it is done.
+func (h *handler) pinning(w http.ResponseWriter, r *http.Request, do func(context.Context, string) error) {
+	c := r.PathValue("cid")
+	if !isCID(c) {
+		h.fail(w, r, fmt.Errorf("%w: %q is not a CID", ErrBadRequest, c))
+		return
+	}
+	if err := do(r.Context(), c); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // bodyError turns a body over its limit into ErrTooLarge.

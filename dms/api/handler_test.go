@@ -71,7 +71,8 @@ func moduleCID(t *testing.T) string {
 func TestUnauthorized(t *testing.T) {
 	h := newHarness(t)
 	routes := [][2]string{{"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/x"}, {"GET", "/v1/jobs/x/events"},
-		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"}}
+		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"},
+		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"}}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", testToken, "Basic " + testToken} {
 		for _, rt := range routes {
 			req, _ := http.NewRequest(rt[0], h.srv.URL+rt[1], nil)
@@ -348,5 +349,46 @@ func TestInternalError(t *testing.T) {
 	}
 	if status, _ := h.do(t, "GET", "/v1/node", ""); status != http.StatusInternalServerError {
 		t.Fatalf("status %d", status)
+	}
+}
+
+// TestStoreEndpoints: store info, a collection, and pins, through the
+// client; a bad CID is a 400, unpinning what is not pinned a 404.
+func TestStoreEndpoints(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := h.client.PutBlob(ctx, strings.NewReader("a blob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Pin(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	info, err := h.client.StoreInfo(ctx)
+	if err != nil || info.Blobs != 1 || info.BlobBytes != 6 || info.MaxBlobBytes != 4<<30 || len(info.Pins) != 1 || info.Pins[0] != c {
+		t.Fatalf("store info %+v, %v", info, err)
+	}
+	col, err := h.client.CollectGarbage(ctx)
+	if err != nil || col.BlobsRemoved != 2 || col.FreedBytes != 2<<20 || h.svc.gcs != 1 {
+		t.Fatalf("collection %+v, %v (%d calls)", col, err, h.svc.gcs)
+	}
+	if err := h.client.Unpin(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Unpin(ctx, c); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "is not pinned") {
+		t.Fatalf("unpinning twice: %v", err)
+	}
+	for _, method := range []string{http.MethodPut, http.MethodDelete} {
+		if status, body := h.do(t, method, "/v1/store/pins/not-a-cid", ""); status != http.StatusBadRequest {
+			t.Errorf("%s a bad CID: %d %s", method, status, body)
+		}
+	}
+	if status, body := h.do(t, http.MethodPut, "/v1/store/pins/"+c, ""); status != http.StatusNoContent {
+		t.Errorf("PUT a pin: %d %s", status, body)
+	}
+	status, body := h.do(t, http.MethodGet, "/v1/store", "")
+	var raw map[string]any
+	if status != http.StatusOK || json.Unmarshal(body, &raw) != nil || raw["max_blob_bytes"] != float64(4<<30) {
+		t.Errorf("GET /v1/store: %d %s", status, body)
 	}
 }

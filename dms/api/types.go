@@ -38,6 +38,22 @@ type Service interface {
 	Peers(ctx context.Context) ([]Peer, error)
 	// Benchmark re-runs the capability benchmark and returns the new record.
 	Benchmark(ctx context.Context) (NodeInfo, error)
+	StoreService
+}
+
+// StoreService is the part of a Service that looks after the node's disk.
+type StoreService interface {
+	// StoreInfo describes what the node keeps on disk.
+	StoreInfo(ctx context.Context) (StoreInfo, error)
+	// CollectGarbage runs a collection now (blobs over the budget, records
+	// past retention, badger's value log) and returns what it did.
+	CollectGarbage(ctx context.Context) (Collection, error)
+	// Pin keeps a blob whatever the budget, fetching it first if the node
+	// does not hold it; pinning a pinned blob changes nothing.
+	Pin(ctx context.Context, cid string) error
+	// Unpin lets a pinned blob be collected again; ErrNotFound if it was
+	// not pinned.
+	Unpin(ctx context.Context, cid string) error
 }
 
 // Job is a submitted job as its requester sees it.
@@ -85,4 +101,46 @@ type Peer struct {
 	ID            string   `json:"id"`
 	Addrs         []string `json:"addrs"`
 	LatencyMillis float64  `json:"latency_ms,omitempty"`
+}
+
+// StoreInfo is what a node keeps on disk: its blobs (modules, inputs,
+// outputs) under their budget, its records, and its home directory.
+type StoreInfo struct {
+	Home      string `json:"home"`
+	HomeBytes int64  `json:"home_bytes"` // disk space the home directory takes
+	Blobs     int    `json:"blobs"`
+	BlobBytes int64  `json:"blob_bytes"`
+	// MaxBlobBytes is the blobs' budget (config store.max_blob_bytes);
+	// blobs referenced, pinned or used within MinBlobAgeMillis may take
+	// the blobs over it.
+	MaxBlobBytes     int64          `json:"max_blob_bytes"`
+	MinBlobAgeMillis int64          `json:"min_blob_age_ms"`
+	RetentionMillis  int64          `json:"retention_ms"` // finished records older than this are compacted
+	Pins             []string       `json:"pins"`         // CIDs of the pinned blobs, sorted
+	Records          map[string]int `json:"records"`      // records of each kind: job, alloc, node, pin, store
+	// LastCollection is the last collection that removed blobs or
+	// compacted records, or tried to; nil before the first.
+	LastCollection *Collection `json:"last_collection,omitempty"`
+}
+
+// Collection is what one collection did.
+type Collection struct {
+	At             time.Time `json:"at"`
+	DurationMillis int64     `json:"duration_ms"`
+	// BlobsRemoved blobs of FreedBytes were removed, taking the blobs from
+	// BlobBytesBefore to BlobBytesAfter.
+	BlobsRemoved    int   `json:"blobs_removed"`
+	FreedBytes      int64 `json:"freed_bytes"`
+	BlobBytesBefore int64 `json:"blob_bytes_before"`
+	BlobBytesAfter  int64 `json:"blob_bytes_after"`
+	// Referenced and Recent are the blobs the collection passed over
+	// because a live job, allocation or pin references them, or because
+	// they were used within the minimum age.
+	Referenced int `json:"referenced"`
+	Recent     int `json:"recent"`
+	// RecordsCompacted finished records lost their bulky parts;
+	// ValueLogRewrites is the badger value-log files rewritten after.
+	RecordsCompacted int    `json:"records_compacted"`
+	ValueLogRewrites int    `json:"value_log_rewrites"`
+	Error            string `json:"error,omitempty"` // why the collection stopped short
 }

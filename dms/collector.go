@@ -1,0 +1,343 @@
+package dms
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/opendms/dms/dms/api"
+)
+
+// The collector keeps a node's disk bounded (docs/architecture.md, State).
+// One goroutine, started by Start and stopped by Close, runs every pass.
+// It wakes every collectEvery; when CollectGarbage asks; when a Put takes
+// the blobs over budget (or finds the disk full), if its last pass left
+// them within budget; and, if that pass kept blobs over budget for their
+// age only, when the first of those is old enough to go. A pass:
+//  1. compacts the records of jobs and allocations that ended more than
+//     store.retention ago (every compactEvery, and when asked);
+//  2. when the blobs are over budget (or when asked), removes the least
+//     recently used that nothing references (references);
+//  3. after either freed something (or every compactEvery), runs badger's
+//     value-log GC.
+const (
+	collectEvery = time.Minute
+	compactEvery = time.Hour
+	// minWake spaces the passes of a collector whose blobs stay over
+	// budget, all too recent to go, while more keep coming.
+	minWake = time.Second
+)
+
+// Database keys of the collector.
+const (
+	pinPrefix         = "pin/"
+	lastCollectionKey = "store/last_collection"
+)
+
+// pinRecord is what a pin/<cid> record holds.
+type pinRecord struct {
+	PinnedAt time.Time `json:"pinned_at"`
+}
+
+// collector is the state of the collector's goroutine; last is shared
+// with StoreInfo.
+type collector struct {
+	d    *DMS
+	conf StoreConfig // with its defaults
+	over <-chan struct{}
+	asks chan chan<- api.Collection // CollectGarbage's: each gets the pass it asked for
+
+	compacted time.Time // when records were last compacted; zero: due at the first pass
+
+	mu   sync.Mutex
+	last *api.Collection
+}
+
+func newCollector(d *DMS) *collector {
+	c := &collector{d: d, conf: d.conf.Store.withDefaults(), asks: make(chan chan<- api.Collection)}
+	c.over = d.blobs.Watch(int64(c.conf.MaxBlobBytes))
+	var last api.Collection
+	if found, err := d.db.Lookup(lastCollectionKey, &last); err != nil {
+		d.log.Warn("reading the last collection", "err", err)
+	} else if found {
+		c.last = &last
+	}
+	return c
+}
+
+// goCollect starts the collector's goroutine.
+func (d *DMS) goCollect() {
+	d.goDo(d.gc.run)
+}
+
+func (c *collector) run(ctx context.Context) {
+	timer := time.NewTimer(collectEvery)
+	defer timer.Stop()
+	over := c.over // nil while the blobs are over budget: the timer wakes the collector then
+	for {
+		var reply chan<- api.Collection
+		select {
+		case <-ctx.Done():
+			return
+		case <-over:
+		case <-timer.C:
+		case reply = <-c.asks:
+		}
+		col, ran, retryAt := c.pass(reply != nil)
+		if reply != nil {
+			reply <- col
+		}
+		if ran {
+			c.record(col)
+		}
+		over = c.over
+		if col.BlobBytesAfter > int64(c.conf.MaxBlobBytes) || col.Error != "" {
+			over = nil // a Put would only wake it to find the same
+		}
+		wait := collectEvery
+		if !retryAt.IsZero() {
+			wait = min(wait, max(retryAt.Sub(c.d.opts.clock()), minWake))
+		}
+		timer.Reset(wait)
+	}
+}
+
+// pass runs one collection; forced, it compacts and collects whatever is
+// due. It reports whether it did anything worth recording, and when the
+// blobs it kept for their age become old enough to go (zero if none had
+// to stay).
+func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt time.Time) {
+	began := time.Now()
+	now := c.d.opts.clock()
+	col = api.Collection{At: now}
+	var errs []string
+	compact := forced || now.Sub(c.compacted) >= compactEvery
+	if compact {
+		n, err := c.compact(now.Add(-c.conf.Retention))
+		col.RecordsCompacted = n
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		c.compacted = now
+	}
+	_, bytes := c.d.blobs.Stats()
+	col.BlobBytesBefore, col.BlobBytesAfter = bytes, bytes
+	if forced || bytes > int64(c.conf.MaxBlobBytes) {
+		var err error
+		retryAt, err = c.collectBlobs(&col)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if compact || col.FreedBytes > 0 {
+		n, err := c.d.db.CollectValueLog()
+		col.ValueLogRewrites = n
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	col.Error = strings.Join(errs, "; ")
+	col.DurationMillis = time.Since(began).Milliseconds()
+	ran = forced || col.RecordsCompacted > 0 || col.BlobsRemoved > 0 || col.Error != ""
+	if ran {
+		level := slog.LevelDebug
+		if forced || col.Error != "" {
+			level = slog.LevelInfo
+		}
+		c.d.log.Log(context.Background(), level, "store collected", "removed", col.BlobsRemoved, "freed", col.FreedBytes, "blob_bytes", col.BlobBytesAfter,
+			"referenced", col.Referenced, "recent", col.Recent, "compacted", col.RecordsCompacted, "err", col.Error)
+	}
+	return col, ran, retryAt
+}
+
+// collectBlobs removes the least recently used blobs that nothing
+// references until the rest fit the budget. When it cannot tell what is
+// referenced, it removes nothing.
+func (c *collector) collectBlobs(col *api.Collection) (time.Time, error) {
+	refs, err := c.d.references()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: no blob removed, so that none a live job needs is lost", err)
+	}
+	plan, removed, err := c.d.blobs.Collect(c.conf.policy(), func(c string) bool { return refs[c] })
+	col.BlobsRemoved, col.FreedBytes = removed.Blobs, removed.Bytes
+	col.BlobBytesAfter = col.BlobBytesBefore - removed.Bytes
+	col.Referenced, col.Recent = plan.Referenced, plan.Recent
+	return plan.RetryAt, err
+}
+
+// compact compacts the records of jobs and allocations that ended before
+// cutoff (retention.go). A record that cannot be read is logged and left.
+func (c *collector) compact(cutoff time.Time) (int, error) {
+	total := 0
+	for prefix, compact := range map[string]func([]byte, time.Time) ([]byte, bool, error){jobPrefix: compactJob, allocPrefix: compactAlloc} {
+		n, err := c.d.db.Rewrite(prefix, func(key string, v []byte) ([]byte, bool, error) {
+			out, changed, err := compact(v, cutoff)
+			if err != nil {
+				c.d.log.Warn("record left uncompacted: cannot read it", "key", key, "err", err)
+				return nil, false, nil
+			}
+			return out, changed, nil
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// record keeps col as the last collection, in memory and in the database.
+func (c *collector) record(col api.Collection) {
+	c.mu.Lock()
+	c.last = &col
+	c.mu.Unlock()
+	if err := c.d.db.Put(lastCollectionKey, col); err != nil {
+		c.d.log.Warn("recording the collection", "err", err)
+	}
+}
+
+func (c *collector) lastCollection() *api.Collection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		return nil
+	}
+	last := *c.last
+	return &last
+}
+
+// references returns the blobs the collector must keep: those named by
+// the unfinished jobs this node submitted (their job/ records) and by the
+// allocations it runs that have not ended (alloc/ records), the pinned
+// ones, and the node's signed capability record. A record it cannot read
+// is an error: what it references is unknown.
+func (d *DMS) references() (map[string]bool, error) {
+	refs := map[string]bool{}
+	add := func(cs ...string) {
+		for _, c := range cs {
+			if id, err := cid.Decode(c); err == nil {
+				c = id.String()
+			}
+			refs[c] = true
+		}
+	}
+	for prefix, read := range map[string]func([]byte) ([]string, error){jobPrefix: jobRefs, allocPrefix: allocRefs} {
+		err := d.db.Scan(prefix, func(key string, v []byte) error {
+			cs, err := read(v)
+			if err != nil {
+				return fmt.Errorf("dms: cannot read record %s: %w", key, err)
+			}
+			add(cs...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	pins, err := d.pins()
+	if err != nil {
+		return nil, err
+	}
+	add(pins...)
+	if c, ok := d.recordCID.Load().(string); ok {
+		add(c)
+	}
+	return refs, nil
+}
+
+// pins lists the pinned blobs, sorted.
+func (d *DMS) pins() ([]string, error) {
+	var pins []string
+	err := d.db.Scan(pinPrefix, func(key string, _ []byte) error {
+		pins = append(pins, strings.TrimPrefix(key, pinPrefix))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dms: reading pins: %w", err)
+	}
+	return pins, nil
+}
+
+// CollectGarbage runs a collection now: it compacts the records past
+// retention, removes the least recently used blobs that nothing references
+// while the blobs are over budget, and runs badger's value-log GC. It
+// returns what the pass did; its Error says why it stopped short.
+func (d *DMS) CollectGarbage(ctx context.Context) (api.Collection, error) {
+	if err := d.running(); err != nil {
+		return api.Collection{}, err
+	}
+	reply := make(chan api.Collection, 1)
+	select {
+	case d.gc.asks <- reply:
+	case <-ctx.Done():
+		return api.Collection{}, ctx.Err()
+	case <-d.ctx.Done():
+		return api.Collection{}, ErrClosed
+	}
+	select {
+	case col := <-reply:
+		return col, nil
+	case <-ctx.Done():
+		return api.Collection{}, ctx.Err()
+	}
+}
+
+// StoreInfo describes what the node keeps on disk.
+func (d *DMS) StoreInfo(ctx context.Context) (api.StoreInfo, error) {
+	n, bytes := d.blobs.Stats()
+	info := api.StoreInfo{
+		Home: d.home, Blobs: n, BlobBytes: bytes, MaxBlobBytes: int64(d.gc.conf.MaxBlobBytes),
+		MinBlobAgeMillis: d.gc.conf.MinBlobAge.Milliseconds(), RetentionMillis: d.gc.conf.Retention.Milliseconds(),
+		LastCollection: d.gc.lastCollection(),
+	}
+	var err error
+	if info.Pins, err = d.pins(); err != nil {
+		return info, err
+	}
+	if info.Pins == nil {
+		info.Pins = []string{}
+	}
+	if info.Records, err = d.db.Count(); err != nil {
+		return info, err
+	}
+	if info.HomeBytes, err = diskUsage(d.home); err != nil {
+		return info, fmt.Errorf("dms: measuring the home: %w", err)
+	}
+	return info, nil
+}
+
+// Pin keeps a blob whatever the budget, fetching it first if this node
+// does not hold it.
+func (d *DMS) Pin(ctx context.Context, c string) error {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return fmt.Errorf("%w: bad CID %q: %w", api.ErrBadRequest, c, err)
+	}
+	c = id.String()
+	if err := d.holdBlob(ctx, c); err != nil { // a use: the blob is kept for the minimum age
+		return fmt.Errorf("dms: pinning %s: %w", c, err)
+	}
+	return d.db.Put(pinPrefix+c, pinRecord{PinnedAt: d.opts.clock()})
+}
+
+// Unpin lets a pinned blob be collected again.
+func (d *DMS) Unpin(ctx context.Context, c string) error {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return fmt.Errorf("%w: bad CID %q: %w", api.ErrBadRequest, c, err)
+	}
+	c = id.String()
+	found, err := d.db.Lookup(pinPrefix+c, new(pinRecord))
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%w: blob %s is not pinned", api.ErrNotFound, c)
+	}
+	return d.db.Delete(pinPrefix + c)
+}
