@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,9 +204,45 @@ func TestNodeAndPeers(t *testing.T) {
 	}
 }
 
+func TestStoreCommands(t *testing.T) {
+	svc := newFakeService()
+	home := newDaemon(t, svc)
+	cid := svc.blob("keep me")
+	cases := []struct {
+		args []string
+		code int
+		want string // in stdout, or in stderr when code != 0
+	}{
+		{[]string{"store", "info"}, 0, "2 MiB of a 4 GiB budget (0%)"},
+		{[]string{"store", "info"}, 0, "3 blobs, 3 MiB freed: 5 MiB -> 2 MiB"},
+		{[]string{"store", "info"}, 0, "alloc 30, job 12, node 3"},
+		{[]string{"store", "info", "-o", "json"}, 0, `"max_blob_bytes": 4294967296`},
+		{[]string{"store", "gc"}, 0, "4 records, 0 value-log files rewritten"},
+		{[]string{"store", "gc", "-o", "json"}, 0, `"blobs_removed": 3`},
+		{[]string{"store", "pin", cid}, 0, "pinned " + cid},
+		{[]string{"store", "unpin", cid, "-o", "json"}, 0, `"pinned": false`},
+		{[]string{"store", "unpin", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}, 1, "is not pinned"},
+		{[]string{"store", "pin", "not-a-cid"}, 1, `"not-a-cid" is not a CID`},
+		{[]string{"store", "pin"}, 1, "takes one CID argument"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runCLI(t, append(c.args, "--home", home)...)
+		got := out
+		if c.code != 0 {
+			got = errOut
+		}
+		if code != c.code || !strings.Contains(got, c.want) {
+			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(c.args, " "), code, out, errOut)
+		}
+	}
+	if !slices.Equal(svc.pins, []string{cid}) || !slices.Equal(svc.unpinned, []string{cid}) {
+		t.Errorf("pins %v, unpinned %v", svc.pins, svc.unpinned)
+	}
+}
+
 func TestMissingDaemon(t *testing.T) {
 	home := t.TempDir()
-	for _, args := range [][]string{{"job", "list"}, {"node", "info"}, {"node", "benchmark"}, {"peers"}, {"job", "run", jobFile(t, helloSpec)}} {
+	for _, args := range [][]string{{"job", "list"}, {"node", "info"}, {"node", "benchmark"}, {"peers"}, {"store", "info"}, {"store", "gc"}, {"job", "run", jobFile(t, helloSpec)}} {
 		code, _, errOut := runCLI(t, append(args, "--home", home)...)
 		want := "dms: no running daemon for home " + home + " (api.json not found): start one with `dms run --home " + home + "`\n"
 		if code != 1 || errOut != want {
