@@ -134,6 +134,34 @@ func TestBenchMemory(t *testing.T) {
 	}
 }
 
+func TestBenchDisk(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "disk", Options{})
+	checkKeys(t, res, "budget_mb", "written_mb", "requester_home_before_mb", "requester_home_peak_mb", "requester_home_after_mb",
+		"requester_blob_after_mb", "took_s", "jobs_per_s", "jobs", "failed")
+	want(t, res, "jobs", 40)
+	want(t, res, "failed", 0)
+	want(t, res, "within_budget", true)
+	providers, ok := res["providers"].([]map[string]any)
+	if !ok || len(providers) != 2 {
+		t.Fatalf("providers = %v", res["providers"])
+	}
+	ran := 0
+	for _, p := range providers {
+		checkKeys(t, p, "home_before_mb", "home_peak_mb", "home_after_mb", "blob_after_mb", "jobs")
+		if p["blob_after_mb"].(float64) > res["budget_mb"].(float64) {
+			t.Errorf("a provider holds %v MiB of blobs, over the budget of %v", p["blob_after_mb"], res["budget_mb"])
+		}
+		ran += p["jobs"].(int)
+	}
+	if ran != 40 {
+		t.Errorf("the providers ran %d jobs, want 40", ran)
+	}
+	if res["written_mb"].(float64) <= res["budget_mb"].(float64) {
+		t.Errorf("wrote %v MiB, not more than the budget of %v: the collector had nothing to do", res["written_mb"], res["budget_mb"])
+	}
+}
+
 func TestBenchMemoryNeedsADmsBinary(t *testing.T) {
 	_, err := Run(context.Background(), "memory", Options{Quick: true, Dir: t.TempDir()})
 	if err == nil {

@@ -49,9 +49,10 @@ func (c *cluster) warmUp(ctx context.Context, o Options, spec *jobs.Spec, want [
 	return nil
 }
 
-// startCluster starts nodes nodes, stores module on node 0 and waits until
-// a bid request from node 0 reaches every other node.
-func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *cluster, err error) {
+// startCluster starts nodes nodes, with extra options each, stores module
+// on node 0 and waits until a bid request from node 0 reaches every other
+// node.
+func startCluster(ctx context.Context, o Options, nodes int, module []byte, extra ...dms.Option) (_ *cluster, err error) {
 	began := time.Now()
 	dir := ""
 	if o.Dir != "" {
@@ -70,7 +71,7 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte) (_ *
 			// second: a spurious loss would fail a job they check.
 			opts = append(opts, dms.WithLease(quickLease))
 		}
-		return opts
+		return append(opts, extra...)
 	}})
 	if err != nil {
 		return nil, err
