@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/store"
 )
 
 // The collector keeps a node's disk bounded (docs/architecture.md, State).
@@ -52,14 +53,18 @@ type collector struct {
 	over <-chan struct{}
 	asks chan chan<- api.Collection // CollectGarbage's: each gets the pass it asked for
 
-	compacted time.Time // when records were last compacted; zero: due at the first pass
+	compacted time.Time   // when records were last compacted; zero: due at the first pass
+	indexes   []*refIndex // of job/ and alloc/ records
 
 	mu   sync.Mutex
 	last *api.Collection
 }
 
 func newCollector(d *DMS) *collector {
-	c := &collector{d: d, conf: d.conf.Store.withDefaults(), asks: make(chan chan<- api.Collection)}
+	c := &collector{d: d, conf: d.conf.Store.withDefaults(), asks: make(chan chan<- api.Collection), indexes: []*refIndex{
+		{prefix: jobPrefix, read: jobRefs},
+		{prefix: allocPrefix, read: allocRefs},
+	}}
 	c.over = d.blobs.Watch(int64(c.conf.MaxBlobBytes))
 	var last api.Collection
 	if found, err := d.db.Lookup(lastCollectionKey, &last); err != nil {
@@ -159,7 +164,7 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 // references until the rest fit the budget. When it cannot tell what is
 // referenced, it removes nothing.
 func (c *collector) collectBlobs(col *api.Collection) (time.Time, error) {
-	refs, err := c.d.references()
+	refs, err := c.references()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: no blob removed, so that none a live job needs is lost", err)
 	}
@@ -216,38 +221,69 @@ func (c *collector) lastCollection() *api.Collection {
 // allocations it runs that have not ended (alloc/ records), the pinned
 // ones, and the node's signed capability record. A record it cannot read
 // is an error: what it references is unknown.
-func (d *DMS) references() (map[string]bool, error) {
+func (c *collector) references() (map[string]bool, error) {
 	refs := map[string]bool{}
 	add := func(cs ...string) {
-		for _, c := range cs {
-			if id, err := cid.Decode(c); err == nil {
-				c = id.String()
+		for _, s := range cs {
+			if id, err := cid.Decode(s); err == nil {
+				s = id.String()
 			}
-			refs[c] = true
+			refs[s] = true
 		}
 	}
-	for prefix, read := range map[string]func([]byte) ([]string, error){jobPrefix: jobRefs, allocPrefix: allocRefs} {
-		err := d.db.Scan(prefix, func(key string, v []byte) error {
-			cs, err := read(v)
-			if err != nil {
-				return fmt.Errorf("dms: cannot read record %s: %w", key, err)
-			}
-			add(cs...)
-			return nil
-		})
-		if err != nil {
+	for _, x := range c.indexes {
+		if err := x.scan(c.d.db, add); err != nil {
 			return nil, err
 		}
 	}
-	pins, err := d.pins()
+	pins, err := c.d.pins()
 	if err != nil {
 		return nil, err
 	}
 	add(pins...)
-	if c, ok := d.recordCID.Load().(string); ok {
-		add(c)
+	if s, ok := c.d.recordCID.Load().(string); ok {
+		add(s)
 	}
 	return refs, nil
+}
+
+// refIndex remembers, of one kind of record, the blobs each record named
+// at the last scan, so that a scan reads keys and versions and decodes
+// only the records written since: a record that names no blob (a finished
+// one) is skipped until it changes, and any change gives it a new version.
+type refIndex struct {
+	prefix string
+	read   func([]byte) ([]string, error) // the blobs a record names; none once it ended
+	readTs uint64                         // the last scan's read timestamp
+	refs   map[string][]string            // by key: the records that named blobs then
+}
+
+// scan adds the blobs the records name now; on error the index stays as
+// it was, so the next scan reads again what this one could not.
+func (x *refIndex) scan(db *store.DB, add func(...string)) error {
+	refs := make(map[string][]string, len(x.refs))
+	ts, err := db.ScanVersions(x.prefix, func(key string, version uint64, value func() ([]byte, error)) error {
+		cs := x.refs[key]
+		if version > x.readTs {
+			v, err := value()
+			if err != nil {
+				return err
+			}
+			if cs, err = x.read(v); err != nil {
+				return fmt.Errorf("dms: cannot read record %s: %w", key, err)
+			}
+		}
+		if len(cs) > 0 {
+			refs[key] = cs
+			add(cs...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	x.readTs, x.refs = ts, refs
+	return nil
 }
 
 // pins lists the pinned blobs, sorted.

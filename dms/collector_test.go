@@ -284,3 +284,60 @@ func TestCollectedResult(t *testing.T) {
 		t.Fatalf("the error took %s", took)
 	}
 }
+
+// TestRefIndex: a scan decodes only the records written since the last
+// one, and reports the blobs the records name now.
+func TestRefIndex(t *testing.T) {
+	db, err := store.Open(storeOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	decoded := 0
+	x := &refIndex{prefix: jobPrefix, read: func(v []byte) ([]string, error) {
+		decoded++
+		return jobRefs(v)
+	}}
+	job := func(state types.JobState, module string) orchestrator.Record {
+		rec := jobRecord(state, day0)
+		rec.Spec.Task.Module, rec.Spec.Task.Stdin, rec.Spec.Task.Inputs = module, "", ""
+		return rec
+	}
+	scan := func() []string {
+		t.Helper()
+		var got []string
+		if err := x.scan(db, func(cs ...string) { got = append(got, cs...) }); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		return got
+	}
+	put := func(key string, v any) {
+		t.Helper()
+		if err := db.Put(key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("job/1", job(types.JobRunning, "m1"))
+	put("job/2", job(types.JobCompleted, "m2"))
+	put("job/3", job(types.JobPending, "m3"))
+	if got := scan(); !slices.Equal(got, []string{"m1", "m3"}) || decoded != 3 {
+		t.Fatalf("first scan: %v, %d decoded", got, decoded)
+	}
+	if got := scan(); !slices.Equal(got, []string{"m1", "m3"}) || decoded != 3 {
+		t.Fatalf("nothing changed: %v, %d decoded", got, decoded)
+	}
+	put("job/1", job(types.JobCompleted, "m1"))
+	put("job/4", job(types.JobBidding, "m4"))
+	if got := scan(); !slices.Equal(got, []string{"m3", "m4"}) || decoded != 5 {
+		t.Fatalf("after job 1 ended and job 4 came: %v, %d decoded", got, decoded)
+	}
+	put("job/5", "not a record")
+	if err := x.scan(db, func(...string) {}); err == nil || !strings.Contains(err.Error(), "job/5") {
+		t.Fatalf("an unreadable record: %v", err)
+	}
+	put("job/5", job(types.JobRunning, "m5"))
+	if got := scan(); !slices.Equal(got, []string{"m3", "m4", "m5"}) {
+		t.Fatalf("after the record was repaired: %v", got)
+	}
+}

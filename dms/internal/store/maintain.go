@@ -132,3 +132,33 @@ func (d *DB) Count() (map[string]int, error) {
 	}
 	return counts, nil
 }
+
+// ScanVersions calls fn with every key under prefix, in key order, and
+// its version, reading no value unless fn calls value. It returns the
+// scan's read timestamp: a record a later scan finds at a version at or
+// below it has not changed since this scan. An error from fn stops it.
+func (d *DB) ScanVersions(prefix string, fn func(key string, version uint64, value func() ([]byte, error)) error) (uint64, error) {
+	var ts uint64
+	err := d.db.View(func(txn *badger.Txn) error {
+		ts = txn.ReadTs()
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix, opts.PrefetchValues = []byte(prefix), false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			value := func() ([]byte, error) {
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					return nil, fmt.Errorf("store: reading %s: %w", item.Key(), err)
+				}
+				return v, nil
+			}
+			if err := fn(string(item.Key()), item.Version(), value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ts, err
+}

@@ -72,3 +72,37 @@ func TestCollectValueLog(t *testing.T) {
 		t.Fatalf("in memory: %d, %v", n, err)
 	}
 }
+
+// TestScanVersions: a record written after a scan has a version above the
+// scan's read timestamp; the others do not, and their values are read only
+// when asked for.
+func TestScanVersions(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	if err := db.PutAll(map[string]any{"job/a": 1, "job/b": 2, "alloc/c": 3}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]uint64{}
+	ts, err := db.ScanVersions("job/", func(key string, version uint64, _ func() ([]byte, error)) error {
+		seen[key] = version
+		return nil
+	})
+	if err != nil || len(seen) != 2 || seen["job/a"] > ts || seen["job/b"] > ts {
+		t.Fatalf("first scan: %v at %d, %v", seen, ts, err)
+	}
+	if err := db.Put("job/b", 20); err != nil {
+		t.Fatal(err)
+	}
+	changed := map[string]string{}
+	ts2, err := db.ScanVersions("job/", func(key string, version uint64, value func() ([]byte, error)) error {
+		if version <= ts {
+			return nil
+		}
+		v, err := value()
+		changed[key] = string(v)
+		return err
+	})
+	if err != nil || !maps.Equal(changed, map[string]string{"job/b": "20"}) || ts2 < ts {
+		t.Fatalf("second scan: changed %v, read at %d after %d, %v", changed, ts2, ts, err)
+	}
+}
