@@ -23,4 +23,7 @@
 //     waits for all of them, then closes the database.
 //   - Everything a node accepted is in its database before it answers:
 //     locks and allocations (package node), jobs (every change), blobs.
+//   - The collector (collector.go) never removes a blob that an unfinished
+//     job, a live allocation or a pin names, nor one used within
+//     store.min_blob_age; it compacts old records and never deletes one.
 package dms
