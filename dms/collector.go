@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +25,10 @@ import (
 //     store.retention ago (every compactEvery, and when asked);
 //  2. when the blobs are over budget (or when asked), removes the least
 //     recently used that nothing references (references);
-//  3. after either freed something (or every compactEvery), runs badger's
-//     value-log GC.
+//  3. keeps the compiled modules of the Wasm executor (compiled.go) to a
+//     twentieth of the blob budget, the longest compiled first;
+//  4. after the first two freed something (or every compactEvery), runs
+//     badger's value-log GC.
 const (
 	collectEvery = time.Minute
 	compactEvery = time.Hour
@@ -139,6 +142,13 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 			errs = append(errs, err.Error())
 		}
 	}
+	if c.d.exec != nil { // a node that computes has compiled modules
+		freed, err := pruneCompiled(filepath.Join(c.d.home, compiledDir), compiledBudget(int64(c.conf.MaxBlobBytes)), time.Now())
+		col.CompiledFreedBytes = freed
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("dms: pruning compiled modules: %v", err))
+		}
+	}
 	if compact || col.FreedBytes > 0 {
 		n, err := c.d.db.CollectValueLog()
 		col.ValueLogRewrites = n
@@ -148,7 +158,7 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 	}
 	col.Error = strings.Join(errs, "; ")
 	col.DurationMillis = time.Since(began).Milliseconds()
-	ran = forced || col.RecordsCompacted > 0 || col.BlobsRemoved > 0 || col.Error != ""
+	ran = forced || col.RecordsCompacted > 0 || col.BlobsRemoved > 0 || col.CompiledFreedBytes > 0 || col.Error != ""
 	if ran {
 		level := slog.LevelDebug
 		if forced || col.Error != "" {

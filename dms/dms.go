@@ -220,7 +220,7 @@ func (d *DMS) startCompute() error {
 	if !d.conf.Compute {
 		return nil
 	}
-	exec, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d.home, "cache", "wasm")})
+	exec, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d.home, compiledDir)})
 	if err != nil {
 		return err
 	}

@@ -104,9 +104,12 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	return c
 }
 
-// policy is the blob collector's.
+// policy is the blob collector's: over the budget, it collects down to
+// nine tenths of it, so that the blobs do not cross the budget again with
+// each new one (a collection each time), and the node's home, its records
+// and compiled modules included, stays under the budget.
 func (c StoreConfig) policy() store.Policy {
-	return store.Policy{Budget: int64(c.MaxBlobBytes), MinAge: c.MinBlobAge}
+	return store.Policy{Budget: int64(c.MaxBlobBytes), Target: int64(c.MaxBlobBytes) / 10 * 9, MinAge: c.MinBlobAge}
 }
 
 // WithStore replaces the config file's store section: the budget of the

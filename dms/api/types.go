@@ -140,7 +140,10 @@ type Collection struct {
 	Recent     int `json:"recent"`
 	// RecordsCompacted finished records lost their bulky parts;
 	// ValueLogRewrites is the badger value-log files rewritten after.
-	RecordsCompacted int    `json:"records_compacted"`
-	ValueLogRewrites int    `json:"value_log_rewrites"`
-	Error            string `json:"error,omitempty"` // why the collection stopped short
+	RecordsCompacted int `json:"records_compacted"`
+	// CompiledFreedBytes is what removing compiled Wasm modules freed:
+	// they are kept to a twentieth of the blob budget.
+	CompiledFreedBytes int64  `json:"compiled_freed_bytes,omitempty"`
+	ValueLogRewrites   int    `json:"value_log_rewrites"`
+	Error              string `json:"error,omitempty"` // why the collection stopped short
 }

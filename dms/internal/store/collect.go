@@ -9,8 +9,14 @@ import (
 
 // Policy bounds the blobs of a store.
 type Policy struct {
-	// Budget is the bytes the blobs may take.
+	// Budget is the bytes the blobs may take: over it, a collection
+	// removes blobs until they fit Target.
 	Budget int64
+	// Target, at most Budget, is where a collection stops: a margin under
+	// the budget, so that the blobs do not cross it again with the next
+	// one stored (each crossing is a collection) and the rest of the
+	// store has room. 0 or over Budget: Budget.
+	Target int64
 	// MinAge keeps a blob used more recently than this, referenced or not:
 	// a module uploaded a moment before its job is submitted, a result
 	// its requester is about to fetch.
@@ -33,20 +39,25 @@ type Plan struct {
 	RetryAt time.Time
 }
 
-// PlanCollection chooses the blobs to remove so that blobs fit
-// p.Budget: the least recently used first, skipping those keep reports
-// (referenced, pinned) and those used within p.MinAge of now. It stops as
-// soon as the rest fit; when they cannot fit, it removes every blob it
-// may. It does no I/O.
+// PlanCollection chooses, when the blobs are over p.Budget, the blobs to
+// remove so that the rest fit p.Target: the least recently used first,
+// skipping those keep reports (referenced, pinned) and those used within
+// p.MinAge of now. It stops as soon as the rest fit; when they cannot fit,
+// it removes every blob it may. Under the budget it removes nothing. It
+// does no I/O.
 func PlanCollection(blobs []BlobUse, p Policy, keep func(cid string) bool, now time.Time) Plan {
 	var plan Plan
 	for _, b := range blobs {
 		plan.Before += b.Size
 	}
 	plan.After = plan.Before
+	if plan.Before <= p.Budget {
+		return plan
+	}
+	goal := p.goal()
 	lru := slices.SortedFunc(slices.Values(blobs), func(a, b BlobUse) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, b := range lru {
-		if plan.After <= p.Budget {
+		if plan.After <= goal {
 			break
 		}
 		switch {
@@ -67,6 +78,15 @@ func PlanCollection(blobs []BlobUse, p Policy, keep func(cid string) bool, now t
 		plan.RetryAt = time.Time{}
 	}
 	return plan
+}
+
+// goal is where a collection stops: Target, or Budget when Target is not
+// under it.
+func (p Policy) goal() int64 {
+	if p.Target > 0 && p.Target < p.Budget {
+		return p.Target
+	}
+	return p.Budget
 }
 
 // Uses returns every blob's size and last use: the snapshot a collection

@@ -58,6 +58,8 @@ func TestPlanCollection(t *testing.T) {
 		{"everything referenced: over budget, nothing to wait for", Policy{Budget: 10}, only("a", "b", "c", "d", "e"), nil, 150, 5, 0, time.Time{}},
 		{"a blob used within the minimum age is kept", Policy{Budget: 0, MinAge: time.Minute}, none, []string{"a", "b", "c", "d"}, 50, 0, 1, t0.Add(60*time.Minute + 30*time.Second)},
 		{"minimum age and references", Policy{Budget: 0, MinAge: 35 * time.Minute}, only("a"), []string{"b", "c"}, 100, 1, 2, t0.Add(65 * time.Minute)},
+		{"over the budget, down to the target", Policy{Budget: 149, Target: 100}, none, []string{"a", "b", "c"}, 90, 0, 0, time.Time{}},
+		{"under the budget, nothing though over the target", Policy{Budget: 150, Target: 100}, none, nil, 150, 0, 0, time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan := PlanCollection(blobs, tc.p, tc.keep, now)
@@ -88,7 +90,9 @@ func TestPlanCollectionProperties(t *testing.T) {
 			blobs = append(blobs, use(c, rapid.Int64Range(0, 100).Draw(t, "size"), time.Duration(seq)*time.Minute, seq))
 			kept[c] = rapid.Bool().Draw(t, "kept")
 		}
-		p := Policy{Budget: rapid.Int64Range(0, 1500).Draw(t, "budget"), MinAge: time.Duration(rapid.IntRange(0, 40).Draw(t, "minAge")) * time.Minute}
+		budget := rapid.Int64Range(0, 1500).Draw(t, "budget")
+		p := Policy{Budget: budget, Target: rapid.Int64Range(0, budget).Draw(t, "target"), MinAge: time.Duration(rapid.IntRange(0, 40).Draw(t, "minAge")) * time.Minute}
+		goal := p.goal()
 		now := t0.Add(time.Duration(n) * time.Minute)
 		plan := PlanCollection(blobs, p, func(c string) bool { return kept[c] }, now)
 
@@ -110,10 +114,13 @@ func TestPlanCollectionProperties(t *testing.T) {
 		if plan.Freed != freed || plan.After != plan.Before-freed {
 			t.Fatalf("freed %d (sum %d), before %d, after %d", plan.Freed, freed, plan.Before, plan.After)
 		}
-		if plan.After > p.Budget && k < len(free) {
-			t.Fatalf("left %d bytes over a budget of %d with removable blobs left", plan.After, p.Budget)
+		if plan.Before <= p.Budget && k > 0 {
+			t.Fatalf("removed %d blobs under the budget (%d of %d)", k, plan.Before, p.Budget)
 		}
-		if k > 0 && plan.After+plan.Remove[k-1].Size <= p.Budget {
+		if plan.Before > p.Budget && plan.After > goal && k < len(free) {
+			t.Fatalf("left %d bytes over a target of %d with removable blobs left", plan.After, goal)
+		}
+		if k > 0 && plan.After+plan.Remove[k-1].Size <= goal {
 			t.Fatalf("removed %s, but the rest fit without it", plan.Remove[k-1].CID)
 		}
 	})
