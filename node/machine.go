@@ -87,6 +87,7 @@ type holdOwner struct {
 type pendingAccept struct {
 	ticket Ticket
 	id     types.AllocationID
+	job    types.JobID
 }
 
 // NewMachine rebuilds a provider from the records of its allocations, as
@@ -147,18 +148,11 @@ func (m *Machine) Advance(saved error) []Effect {
 		if saved != nil {
 			reason = fmt.Sprintf("%v: %v", ErrNotRecorded, saved)
 		}
-		m.reply(p.ticket, &types.Reject{JobID: p.jobOf(l), AllocationID: p.id, Reason: reason}, nil)
+		m.reply(p.ticket, &types.Reject{JobID: p.job, AllocationID: p.id, Reason: reason}, nil)
 	}
 	out := m.effects
 	m.records, m.accepts, m.effects = nil, m.accepts[:0], nil
 	return out
-}
-
-func (p pendingAccept) jobOf(l *liveAlloc) types.JobID {
-	if l == nil {
-		return ""
-	}
-	return l.rec.JobID
 }
 
 // SetRecord replaces what the node offers (share, price, labels, energy,
@@ -266,7 +260,7 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 	rec := newAllocation(lock, now)
 	m.live[acc.AllocationID] = &liveAlloc{rec: rec}
 	m.persist(rec)
-	m.accepts = append(m.accepts, pendingAccept{ticket: t, id: acc.AllocationID})
+	m.accepts = append(m.accepts, pendingAccept{ticket: t, id: acc.AllocationID, job: acc.JobID})
 }
 
 // Invoke starts a locked allocation: the lock must be the requester's,
