@@ -26,7 +26,7 @@ import (
 //  2. when the blobs are over budget (or when asked), removes the least
 //     recently used that nothing references (references);
 //  3. keeps the compiled modules of the Wasm executor (compiled.go) to a
-//     twentieth of the blob budget, the longest compiled first;
+//     twentieth of the budget, the longest compiled first;
 //  4. after the first two freed something (or every compactEvery), runs
 //     badger's value-log GC.
 const (
@@ -68,7 +68,11 @@ func newCollector(d *DMS) *collector {
 		{prefix: jobPrefix, read: jobRefs},
 		{prefix: allocPrefix, read: allocRefs},
 	}}
-	c.over = d.blobs.Watch(int64(c.conf.MaxBlobBytes))
+	budget, err := c.blobBudget()
+	if err != nil {
+		d.log.Warn("measuring the home", "err", err)
+	}
+	c.over = d.blobs.Watch(budget)
 	var last api.Collection
 	if found, err := d.db.Lookup(lastCollectionKey, &last); err != nil {
 		d.log.Warn("reading the last collection", "err", err)
@@ -104,7 +108,7 @@ func (c *collector) run(ctx context.Context) {
 			c.record(col)
 		}
 		over = c.over
-		if col.BlobBytesAfter > int64(c.conf.MaxBlobBytes) || col.Error != "" {
+		if col.BlobBytesAfter > col.BlobBudget || col.Error != "" {
 			over = nil // a Put would only wake it to find the same
 		}
 		wait := collectEvery
@@ -133,20 +137,24 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 		}
 		c.compacted = now
 	}
-	_, bytes := c.d.blobs.Stats()
-	col.BlobBytesBefore, col.BlobBytesAfter = bytes, bytes
-	if forced || bytes > int64(c.conf.MaxBlobBytes) {
-		var err error
-		retryAt, err = c.collectBlobs(&col)
-		if err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
 	if c.d.exec != nil { // a node that computes has compiled modules
-		freed, err := pruneCompiled(filepath.Join(c.d.home, compiledDir), compiledBudget(int64(c.conf.MaxBlobBytes)), time.Now())
+		freed, err := pruneCompiled(filepath.Join(c.d.home, compiledDir), compiledBudget(int64(c.conf.MaxBytes)), time.Now())
 		col.CompiledFreedBytes = freed
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("dms: pruning compiled modules: %v", err))
+		}
+	}
+	budget, err := c.blobBudget()
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	c.d.blobs.Watch(budget)
+	_, bytes := c.d.blobs.Stats()
+	col.BlobBudget, col.BlobBytesBefore, col.BlobBytesAfter = budget, bytes, bytes
+	if forced || bytes > budget {
+		retryAt, err = c.collectBlobs(&col)
+		if err != nil {
+			errs = append(errs, err.Error())
 		}
 	}
 	if compact || col.FreedBytes > 0 {
@@ -170,6 +178,21 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 	return col, ran, retryAt
 }
 
+// blobBudget is what the blobs may take of the store's budget: what the
+// records (the database) and the compiled modules leave, measured as the
+// disk blocks they take.
+func (c *collector) blobBudget() (int64, error) {
+	var rest int64
+	for _, dir := range []string{dbDir, compiledDir} {
+		n, err := diskUsage(filepath.Join(c.d.home, dir))
+		if err != nil {
+			return int64(c.conf.MaxBytes), fmt.Errorf("dms: measuring %s: %w", dir, err)
+		}
+		rest += n
+	}
+	return max(int64(c.conf.MaxBytes)-rest, 0), nil
+}
+
 // collectBlobs removes the least recently used blobs that nothing
 // references until the rest fit the budget. When it cannot tell what is
 // referenced, it removes nothing.
@@ -178,7 +201,7 @@ func (c *collector) collectBlobs(col *api.Collection) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: no blob removed, so that none a live job needs is lost", err)
 	}
-	plan, removed, err := c.d.blobs.Collect(c.conf.policy(), func(c string) bool { return refs[c] })
+	plan, removed, err := c.d.blobs.Collect(c.conf.policy(col.BlobBudget), func(c string) bool { return refs[c] })
 	col.BlobsRemoved, col.FreedBytes = removed.Blobs, removed.Bytes
 	col.BlobBytesAfter = col.BlobBytesBefore - removed.Bytes
 	col.Referenced, col.Recent = plan.Referenced, plan.Recent
@@ -337,7 +360,7 @@ func (d *DMS) CollectGarbage(ctx context.Context) (api.Collection, error) {
 func (d *DMS) StoreInfo(ctx context.Context) (api.StoreInfo, error) {
 	n, bytes := d.blobs.Stats()
 	info := api.StoreInfo{
-		Home: d.home, Blobs: n, BlobBytes: bytes, MaxBlobBytes: int64(d.gc.conf.MaxBlobBytes),
+		Home: d.home, Blobs: n, BlobBytes: bytes, MaxBytes: int64(d.gc.conf.MaxBytes),
 		MinBlobAgeMillis: d.gc.conf.MinBlobAge.Milliseconds(), RetentionMillis: d.gc.conf.Retention.Milliseconds(),
 		LastCollection: d.gc.lastCollection(),
 	}

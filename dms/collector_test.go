@@ -77,7 +77,7 @@ func TestCollectorKeepsWhatIsReferenced(t *testing.T) {
 	const kib = 1 << 10
 	clk := &laterClock{}
 	home, _ := newHome(t)
-	d := startNode(t, home, WithClock(clk.now), WithStore(StoreConfig{MaxBlobBytes: 1 << 20, MinBlobAge: time.Minute}))
+	d := startNode(t, home, WithClock(clk.now), WithStore(StoreConfig{MaxBytes: 1 << 20, MinBlobAge: time.Minute}))
 	ctx := context.Background()
 
 	finished := putBlob(t, d, "finished job's module", 300*kib)
@@ -137,7 +137,7 @@ func TestCollectorKeepsWhatIsReferenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.BlobBytes != col.BlobBytesAfter || info.Blobs != 5 || info.MaxBlobBytes != 1<<20 || info.MinBlobAgeMillis != 60_000 ||
+	if info.BlobBytes != col.BlobBytesAfter || info.Blobs != 5 || info.MaxBytes != 1<<20 || info.MinBlobAgeMillis != 60_000 ||
 		info.RetentionMillis != DefaultRetention.Milliseconds() || len(info.Pins) != 0 || info.Records["job"] != 2 ||
 		info.HomeBytes < info.BlobBytes || info.LastCollection == nil || info.LastCollection.BlobsRemoved != 1 {
 		t.Errorf("store info: %+v", info)
@@ -148,7 +148,7 @@ func TestCollectorKeepsWhatIsReferenced(t *testing.T) {
 // asked, once they are older than the minimum age.
 func TestCollectorRunsOnItsOwn(t *testing.T) {
 	home, _ := newHome(t)
-	d := startNode(t, home, WithStore(StoreConfig{MaxBlobBytes: 1 << 20, MinBlobAge: 300 * time.Millisecond}))
+	d := startNode(t, home, WithStore(StoreConfig{MaxBytes: 1 << 20, MinBlobAge: 300 * time.Millisecond}))
 	for i := range 5 {
 		putBlob(t, d, fmt.Sprint("blob ", i), 300<<10)
 	}
@@ -159,6 +159,10 @@ func TestCollectorRunsOnItsOwn(t *testing.T) {
 	info, _ := d.StoreInfo(context.Background())
 	if info.LastCollection.BlobsRemoved < 2 {
 		t.Fatalf("last collection %+v: want at least 2 blobs removed", info.LastCollection)
+	}
+	// The budget is the home's: the blobs get what the records leave.
+	if lc := info.LastCollection; lc.BlobBudget >= 1<<20 || info.HomeBytes > 1<<20 {
+		t.Fatalf("blob budget %s, home %s: want both under the store's budget of 1 MiB", types.Bytes(lc.BlobBudget), types.Bytes(info.HomeBytes))
 	}
 }
 
@@ -252,7 +256,7 @@ func TestCollectedResult(t *testing.T) {
 	nodes := relNet(t, 2, func(i int) bool { return i == 1 }, func(i int) []Option {
 		opts := []Option{WithLease(10 * time.Second)}
 		if i == 1 {
-			opts = append(opts, WithStore(StoreConfig{MaxBlobBytes: 1 << 20, MinBlobAge: 50 * time.Millisecond}))
+			opts = append(opts, WithStore(StoreConfig{MaxBytes: 1 << 20, MinBlobAge: 50 * time.Millisecond}))
 		}
 		return opts
 	})

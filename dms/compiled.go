@@ -23,10 +23,9 @@ const compiledDir = "cache/wasm"
 // temporary file and renames it into place.
 const staleTemp = time.Hour
 
-// compiledBudget is the share of the blob budget the compiled modules may
-// take: with the blobs collected down to nine tenths of their budget, the
-// home stays under it.
-func compiledBudget(blobBudget int64) int64 { return blobBudget / 20 }
+// compiledBudget is the share of the store's budget the compiled modules
+// may take; the blobs take what they and the records leave.
+func compiledBudget(budget int64) int64 { return budget / 20 }
 
 // pruneCompiled removes the compiled modules written longest ago until
 // the rest fit budget, and temporary files a crash left behind. Removing

@@ -215,11 +215,11 @@ offer:
 # What the node keeps on disk (docs/architecture.md, State). Blobs (modules,
 # inputs, outputs) that no unfinished job, live allocation or pin references
 # are removed, least recently used first, once they take more than
-# max_blob_bytes; a blob used within min_blob_age is always kept. Records of
+# max_bytes; a blob used within min_blob_age is always kept. Records of
 # jobs and allocations that ended more than retention ago keep only their
 # summary (ids, nodes, resources, epoch, state, reason, result CIDs, times).
 store:
-  max_blob_bytes: "{{.Store.MaxBlobBytes}}"
+  max_bytes: "{{.Store.MaxBytes}}"
   min_blob_age: {{.Store.MinBlobAge}}
   retention: {{.Store.Retention}}
 `))

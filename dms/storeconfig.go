@@ -15,11 +15,13 @@ import (
 // disk, and for how long (docs/config.md, docs/architecture.md). Zero
 // fields take the defaults.
 type StoreConfig struct {
-	// MaxBlobBytes is the budget of the blobs: modules, inputs and
-	// outputs. Over it, the blobs no live job, allocation or pin
-	// references are removed, least recently used first, until the rest
-	// fit. Default DefaultMaxBlobBytes, at least MinMaxBlobBytes.
-	MaxBlobBytes types.Bytes `yaml:"max_blob_bytes"`
+	// MaxBytes is the budget of what the node keeps on disk: its blobs
+	// (modules, inputs and outputs), its records (the database) and its
+	// compiled Wasm modules. The compiled modules are kept to a twentieth
+	// of it; the blobs may take what the rest leaves, and over that, the
+	// blobs no live job, allocation or pin references are removed, least
+	// recently used first. Default DefaultMaxBytes, at least MinMaxBytes.
+	MaxBytes types.Bytes `yaml:"max_bytes"`
 	// MinBlobAge keeps every blob used (stored, read, asked for) this
 	// recently: a module uploaded a moment before its job is submitted,
 	// a result its requester is about to fetch. Default DefaultMinBlobAge.
@@ -32,10 +34,10 @@ type StoreConfig struct {
 
 // Defaults and bounds of StoreConfig.
 const (
-	DefaultMaxBlobBytes = 4 << 30
-	DefaultMinBlobAge   = time.Minute
-	DefaultRetention    = 7 * 24 * time.Hour
-	MinMaxBlobBytes     = 1 << 20
+	DefaultMaxBytes   = 4 << 30
+	DefaultMinBlobAge = time.Minute
+	DefaultRetention  = 7 * 24 * time.Hour
+	MinMaxBytes       = 1 << 20
 )
 
 // UnmarshalYAML reads the section field by field, so that a value that
@@ -46,20 +48,20 @@ func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: store: want a mapping of max_blob_bytes, min_blob_age and retention", n.Line)
+		return fmt.Errorf("line %d: store: want a mapping of max_bytes, min_blob_age and retention", n.Line)
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, v := n.Content[i].Value, n.Content[i+1]
 		var err error
 		switch key {
-		case "max_blob_bytes":
-			c.MaxBlobBytes, err = types.ParseBytes(v.Value)
+		case "max_bytes":
+			c.MaxBytes, err = types.ParseBytes(v.Value)
 		case "min_blob_age":
 			c.MinBlobAge, err = parseDuration(v.Value)
 		case "retention":
 			c.Retention, err = parseDuration(v.Value)
 		default:
-			err = errors.New("unknown field (want max_blob_bytes, min_blob_age or retention)")
+			err = errors.New("unknown field (want max_bytes, min_blob_age or retention)")
 		}
 		if err != nil {
 			return fmt.Errorf("line %d: store.%s: %w", v.Line, key, err)
@@ -79,9 +81,9 @@ func parseDuration(s string) (time.Duration, error) {
 // validate checks the section; zero fields are fine (the defaults).
 func (c StoreConfig) validate() error {
 	switch {
-	case c.MaxBlobBytes < 0 || c.MaxBlobBytes > 0 && c.MaxBlobBytes < MinMaxBlobBytes:
-		return fmt.Errorf("store.max_blob_bytes: %s is under the minimum, %s (0 means the default, %s)",
-			c.MaxBlobBytes, types.Bytes(MinMaxBlobBytes), types.Bytes(DefaultMaxBlobBytes))
+	case c.MaxBytes < 0 || c.MaxBytes > 0 && c.MaxBytes < MinMaxBytes:
+		return fmt.Errorf("store.max_bytes: %s is under the minimum, %s (0 means the default, %s)",
+			c.MaxBytes, types.Bytes(MinMaxBytes), types.Bytes(DefaultMaxBytes))
 	case c.MinBlobAge < 0:
 		return fmt.Errorf("store.min_blob_age: %s is negative (0 means the default, %s)", c.MinBlobAge, DefaultMinBlobAge)
 	case c.Retention < 0:
@@ -92,8 +94,8 @@ func (c StoreConfig) validate() error {
 
 // withDefaults fills the zero fields.
 func (c StoreConfig) withDefaults() StoreConfig {
-	if c.MaxBlobBytes == 0 {
-		c.MaxBlobBytes = DefaultMaxBlobBytes
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.MinBlobAge == 0 {
 		c.MinBlobAge = DefaultMinBlobAge
@@ -104,16 +106,16 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	return c
 }
 
-// policy is the blob collector's: over the budget, it collects down to
-// nine tenths of it, so that the blobs do not cross the budget again with
-// each new one (a collection each time), and the node's home, its records
-// and compiled modules included, stays under the budget.
-func (c StoreConfig) policy() store.Policy {
-	return store.Policy{Budget: int64(c.MaxBlobBytes), Target: int64(c.MaxBlobBytes) / 10 * 9, MinAge: c.MinBlobAge}
+// policy is the blob collector's, the blobs being allowed budget bytes:
+// over it, a collection takes them down to nine tenths of it, so that they
+// do not cross it again with each new one (a collection every time).
+func (c StoreConfig) policy(budget int64) store.Policy {
+	return store.Policy{Budget: budget, Target: budget / 10 * 9, MinAge: c.MinBlobAge}
 }
 
-// WithStore replaces the config file's store section: the budget of the
-// node's blobs, their minimum age, and the retention of full records.
+// WithStore replaces the config file's store section: the budget of what
+// the node keeps on disk, the blobs' minimum age, and the retention of full
+// records.
 // Zero fields take the defaults.
 func WithStore(c StoreConfig) Option {
 	return func(o *config) error {

@@ -16,13 +16,13 @@ import (
 func TestStoreConfig(t *testing.T) {
 	home, _ := newHome(t)
 	cfg, err := LoadConfig(home)
-	if err != nil || cfg.Store != (StoreConfig{MaxBlobBytes: DefaultMaxBlobBytes, MinBlobAge: DefaultMinBlobAge, Retention: DefaultRetention}) {
+	if err != nil || cfg.Store != (StoreConfig{MaxBytes: DefaultMaxBytes, MinBlobAge: DefaultMinBlobAge, Retention: DefaultRetention}) {
 		t.Fatalf("a fresh home's store section: %+v, %v", cfg.Store, err)
 	}
 	rewriteConfig(t, home, func(c *Config) {
-		c.Store = StoreConfig{MaxBlobBytes: 512 << 20, MinBlobAge: 30 * time.Second, Retention: 48 * time.Hour}
+		c.Store = StoreConfig{MaxBytes: 512 << 20, MinBlobAge: 30 * time.Second, Retention: 48 * time.Hour}
 	})
-	if cfg, err = LoadConfig(home); err != nil || cfg.Store != (StoreConfig{MaxBlobBytes: 512 << 20, MinBlobAge: 30 * time.Second, Retention: 48 * time.Hour}) {
+	if cfg, err = LoadConfig(home); err != nil || cfg.Store != (StoreConfig{MaxBytes: 512 << 20, MinBlobAge: 30 * time.Second, Retention: 48 * time.Hour}) {
 		t.Fatalf("after editing: %+v, %v", cfg.Store, err)
 	}
 	path := filepath.Join(home, configFile)
@@ -31,9 +31,9 @@ func TestStoreConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
-		{`max_blob_bytes: "512 MiB"`, `max_blob_bytes: "100KiB"`, "store.max_blob_bytes: 100 KiB is under the minimum, 1 MiB"},
-		{`max_blob_bytes: "512 MiB"`, `max_blob_bytes: "ten gigs"`, `store.max_blob_bytes: types: bad size: "ten gigs" (want a number with an optional unit such as 64MiB or 2GB)`},
-		{`max_blob_bytes: "512 MiB"`, `max_blob_bytes: "-1GiB"`, `store.max_blob_bytes: types: bad size: "-1GiB" is negative`},
+		{`max_bytes: "512 MiB"`, `max_bytes: "100KiB"`, "store.max_bytes: 100 KiB is under the minimum, 1 MiB"},
+		{`max_bytes: "512 MiB"`, `max_bytes: "ten gigs"`, `store.max_bytes: types: bad size: "ten gigs" (want a number with an optional unit such as 64MiB or 2GB)`},
+		{`max_bytes: "512 MiB"`, `max_bytes: "-1GiB"`, `store.max_bytes: types: bad size: "-1GiB" is negative`},
 		{"min_blob_age: 30s", "min_blob_age: -5s", "store.min_blob_age: -5s is negative"},
 		{"min_blob_age: 30s", "min_blob_age: 60", `store.min_blob_age: "60" is not a duration such as 90s, 10m or 168h`},
 		{"retention: 48h0m0s", "retention: a week", `store.retention: "a week" is not a duration`},
@@ -52,7 +52,7 @@ func TestStoreConfig(t *testing.T) {
 			t.Errorf("%s: got %v, want an error naming %s and %q", tc.new, err, path, tc.want)
 		}
 	}
-	if _, err := New(WithHome(home), WithStore(StoreConfig{MaxBlobBytes: types.Bytes(1000)})); err == nil || !strings.Contains(err.Error(), "WithStore: store.max_blob_bytes") {
+	if _, err := New(WithHome(home), WithStore(StoreConfig{MaxBytes: types.Bytes(1000)})); err == nil || !strings.Contains(err.Error(), "WithStore: store.max_bytes") {
 		t.Errorf("WithStore with a tiny budget: %v", err)
 	}
 }

@@ -165,7 +165,7 @@ func (f *fakeService) StoreInfo(context.Context) (api.StoreInfo, error) {
 	defer f.mu.Unlock()
 	last := fakeCollection
 	return api.StoreInfo{
-		Home: "/home/dms", HomeBytes: 40 << 20, Blobs: 7, BlobBytes: 2 << 20, MaxBlobBytes: 4 << 30,
+		Home: "/home/dms", HomeBytes: 40 << 20, Blobs: 7, BlobBytes: 2 << 20, MaxBytes: 4 << 30,
 		MinBlobAgeMillis: 60_000, RetentionMillis: 7 * 24 * 3_600_000, Pins: append([]string{}, f.pins...),
 		Records: map[string]int{"job": 12, "alloc": 30, "node": 3}, LastCollection: &last,
 	}, nil

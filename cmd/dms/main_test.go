@@ -213,10 +213,11 @@ func TestStoreCommands(t *testing.T) {
 		code int
 		want string // in stdout, or in stderr when code != 0
 	}{
-		{[]string{"store", "info"}, 0, "2 MiB of a 4 GiB budget (0%)"},
+		{[]string{"store", "info"}, 0, "40 MiB of a 4 GiB budget (1%)"},
+		{[]string{"store", "info"}, 0, "blobs:                      7, 2 MiB"},
 		{[]string{"store", "info"}, 0, "3 blobs, 3 MiB freed: 5 MiB -> 2 MiB"},
 		{[]string{"store", "info"}, 0, "alloc 30, job 12, node 3"},
-		{[]string{"store", "info", "-o", "json"}, 0, `"max_blob_bytes": 4294967296`},
+		{[]string{"store", "info", "-o", "json"}, 0, `"max_bytes": 4294967296`},
 		{[]string{"store", "gc"}, 0, "4 records, 0 value-log files rewritten"},
 		{[]string{"store", "gc", "-o", "json"}, 0, `"blobs_removed": 3`},
 		{[]string{"store", "pin", cid}, 0, "pinned " + cid},

@@ -43,7 +43,7 @@ func (c *cli) storeGCCmd() *cobra.Command {
 		Use:   "gc",
 		Short: "Collect now: blobs over the budget, records past retention, the database's value log",
 		Long: `Collect now, as the daemon does on its own when its blobs go over
-store.max_blob_bytes and every hour: the least recently used blobs that no
+store.max_bytes and every hour: the least recently used blobs that no
 unfinished job, live allocation or pin references, and that were not used
 within store.min_blob_age, are removed until the rest fit the budget;
 records of jobs and allocations that ended more than store.retention ago
@@ -101,8 +101,8 @@ func (c *cli) storePinCmd(pin bool) *cobra.Command {
 
 func storeFields(s api.StoreInfo) []field {
 	fs := []field{
-		kv("home", fmt.Sprintf("%s (%s)", s.Home, types.Bytes(s.HomeBytes))),
-		kv("blobs", fmt.Sprintf("%d, %s of a %s budget (%s)", s.Blobs, types.Bytes(s.BlobBytes), types.Bytes(s.MaxBlobBytes), percent(s.BlobBytes, s.MaxBlobBytes))),
+		kv("home", fmt.Sprintf("%s, %s of a %s budget (%s)", s.Home, types.Bytes(s.HomeBytes), types.Bytes(s.MaxBytes), percent(s.HomeBytes, s.MaxBytes))),
+		kv("blobs", fmt.Sprintf("%d, %s", s.Blobs, types.Bytes(s.BlobBytes))),
 		kv("min blob age", formatMillis(s.MinBlobAgeMillis)),
 		kv("retention", formatMillis(s.RetentionMillis)),
 		{"pins", orNone(s.Pins)},

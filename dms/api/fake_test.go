@@ -146,7 +146,7 @@ func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {
 func (f *fakeService) StoreInfo(context.Context) (StoreInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	info := StoreInfo{Home: "/home/dms", Blobs: len(f.blobs), MaxBlobBytes: 4 << 30, Pins: []string{}, Records: map[string]int{"job": len(f.jobs)}}
+	info := StoreInfo{Home: "/home/dms", Blobs: len(f.blobs), MaxBytes: 4 << 30, Pins: []string{}, Records: map[string]int{"job": len(f.jobs)}}
 	for _, b := range f.blobs {
 		info.BlobBytes += int64(len(b))
 	}

@@ -365,7 +365,7 @@ func TestStoreEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := h.client.StoreInfo(ctx)
-	if err != nil || info.Blobs != 1 || info.BlobBytes != 6 || info.MaxBlobBytes != 4<<30 || len(info.Pins) != 1 || info.Pins[0] != c {
+	if err != nil || info.Blobs != 1 || info.BlobBytes != 6 || info.MaxBytes != 4<<30 || len(info.Pins) != 1 || info.Pins[0] != c {
 		t.Fatalf("store info %+v, %v", info, err)
 	}
 	col, err := h.client.CollectGarbage(ctx)
@@ -388,7 +388,7 @@ func TestStoreEndpoints(t *testing.T) {
 	}
 	status, body := h.do(t, http.MethodGet, "/v1/store", "")
 	var raw map[string]any
-	if status != http.StatusOK || json.Unmarshal(body, &raw) != nil || raw["max_blob_bytes"] != float64(4<<30) {
+	if status != http.StatusOK || json.Unmarshal(body, &raw) != nil || raw["max_bytes"] != float64(4<<30) {
 		t.Errorf("GET /v1/store: %d %s", status, body)
 	}
 }

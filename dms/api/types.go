@@ -110,10 +110,10 @@ type StoreInfo struct {
 	HomeBytes int64  `json:"home_bytes"` // disk space the home directory takes
 	Blobs     int    `json:"blobs"`
 	BlobBytes int64  `json:"blob_bytes"`
-	// MaxBlobBytes is the blobs' budget (config store.max_blob_bytes);
+	// MaxBytes is the blobs' budget (config store.max_bytes);
 	// blobs referenced, pinned or used within MinBlobAgeMillis may take
 	// the blobs over it.
-	MaxBlobBytes     int64          `json:"max_blob_bytes"`
+	MaxBytes         int64          `json:"max_bytes"`
 	MinBlobAgeMillis int64          `json:"min_blob_age_ms"`
 	RetentionMillis  int64          `json:"retention_ms"` // finished records older than this are compacted
 	Pins             []string       `json:"pins"`         // CIDs of the pinned blobs, sorted
@@ -127,8 +127,11 @@ type StoreInfo struct {
 type Collection struct {
 	At             time.Time `json:"at"`
 	DurationMillis int64     `json:"duration_ms"`
-	// BlobsRemoved blobs of FreedBytes were removed, taking the blobs from
-	// BlobBytesBefore to BlobBytesAfter.
+	// BlobBudget is what the blobs could take: the store's budget less
+	// its records and compiled modules. BlobsRemoved blobs of FreedBytes
+	// were removed, taking the blobs from BlobBytesBefore to
+	// BlobBytesAfter.
+	BlobBudget      int64 `json:"blob_budget"`
 	BlobsRemoved    int   `json:"blobs_removed"`
 	FreedBytes      int64 `json:"freed_bytes"`
 	BlobBytesBefore int64 `json:"blob_bytes_before"`

@@ -18,7 +18,7 @@ import (
 func init() {
 	register(Scenario{
 		Name: "disk",
-		What: "5,000 jobs writing 1 MiB each (all different) on 3 nodes: the homes before, at their peak and after, against a 256 MiB blob budget",
+		What: "5,000 jobs writing 1 MiB each (all different) on 3 nodes: the homes before, at their peak and after, against a 256 MiB store budget",
 		Run:  disk,
 	})
 }
@@ -26,12 +26,6 @@ func init() {
 const (
 	diskOutput = 1 << 20 // each job's stdout
 	diskConc   = 8       // jobs in flight
-	// quickSlack is what a home may hold beyond its blob budget with
-	// --quick, whose 4 MiB budget is too small for the records, badger's
-	// tables and logs and the compiled module besides (a few MiB). In the
-	// full run the whole home must fit the budget: the collector takes the
-	// blobs down to nine tenths of it.
-	quickSlack = 64 << 20
 	// diskSettle bounds the wait, beyond the minimum age, for the
 	// collectors to bring every node under budget after the last job.
 	diskSettle = 30 * time.Second
@@ -40,7 +34,7 @@ const (
 
 // disk runs many jobs whose outputs content addressing cannot share (each
 // writes 1 MiB derived from its argument) on a requester and two
-// providers with a small blob budget, fetching and checking every output,
+// providers with a small store budget, fetching and checking every output,
 // and reports each home's size before, at its peak and after: what keeps
 // a node's disk bounded while the outputs it produced or fetched come and
 // go.
@@ -49,7 +43,7 @@ func disk(ctx context.Context, o Options) (_ map[string]any, err error) {
 	if o.Quick {
 		n, budget, minAge = 40, 4<<20, 2*time.Second
 	}
-	store := dms.WithStore(dms.StoreConfig{MaxBlobBytes: types.Bytes(budget), MinBlobAge: minAge})
+	store := dms.WithStore(dms.StoreConfig{MaxBytes: types.Bytes(budget), MinBlobAge: minAge})
 	c, err := startCluster(ctx, o, nodes, tinywasm.Filler(diskOutput), store)
 	if err != nil {
 		return nil, err
@@ -79,14 +73,11 @@ func disk(ctx context.Context, o Options) (_ map[string]any, err error) {
 		"written_mb": mib(int64(n) * diskOutput), "took_s": round3(took.Seconds()), "jobs_per_s": round3(float64(n) / took.Seconds()),
 		"settle_ms": settled.Milliseconds(),
 	}
-	within, slack := true, int64(0)
-	if o.Quick {
-		slack = quickSlack
-	}
+	within := true
 	var providers []map[string]any
 	for i := range c.Nodes {
 		fig := homeFigures(before[i], after[i], peaks[i].Load())
-		within = within && after[i].BlobBytes <= budget && after[i].HomeBytes <= budget+slack
+		within = within && after[i].HomeBytes <= budget
 		if i == 0 {
 			for k, v := range fig {
 				res["requester_"+k] = v
@@ -99,8 +90,7 @@ func disk(ctx context.Context, o Options) (_ map[string]any, err error) {
 	res["providers"], res["within_budget"] = providers, within
 	withCounts(res, "", runs)
 	if !within {
-		return res, fmt.Errorf("%w: a home is over its budget of %s (+ %s) after the jobs: %v",
-			ErrOverBudget, types.Bytes(budget), types.Bytes(slack), res)
+		return res, fmt.Errorf("%w: a home is over its budget of %s after the jobs: %v", ErrOverBudget, types.Bytes(budget), res)
 	}
 	return res, nil
 }
@@ -183,7 +173,7 @@ func samplePeaks(nodes []*dms.DMS) (peaks []atomic.Int64, stop func()) {
 	return peaks, func() { close(done); wg.Wait() }
 }
 
-// waitUnderBudget waits until every node's blobs fit budget, as their
+// waitUnderBudget waits until every node's home fits budget, as their
 // collectors bring them there on their own, and returns the nodes' store
 // infos then and how long it took; an error if they do not within limit.
 func waitUnderBudget(ctx context.Context, nodes []*dms.DMS, budget int64, limit time.Duration) ([]api.StoreInfo, time.Duration, error) {
@@ -199,7 +189,7 @@ func waitUnderBudget(ctx context.Context, nodes []*dms.DMS, budget int64, limit 
 		}
 		over := 0
 		for _, info := range infos {
-			if info.BlobBytes > budget {
+			if info.HomeBytes > budget {
 				over++
 			}
 		}
@@ -208,7 +198,7 @@ func waitUnderBudget(ctx context.Context, nodes []*dms.DMS, budget int64, limit 
 		}
 		select {
 		case <-ctx.Done():
-			return infos, time.Since(began), fmt.Errorf("%w: %d nodes still hold more than %s of blobs %s after the last job",
+			return infos, time.Since(began), fmt.Errorf("%w: %d nodes' homes still take more than %s %s after the last job",
 				ErrOverBudget, over, types.Bytes(budget), limit)
 		case <-tick.C:
 		}
