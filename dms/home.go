@@ -212,10 +212,12 @@ offer:
     command: ""
     refresh: 1m
 
-# What the node keeps on disk (docs/architecture.md, State). Blobs (modules,
+# What the node keeps on disk (docs/architecture.md, State): its blobs,
+# records and compiled modules stay under max_bytes. Blobs (modules,
 # inputs, outputs) that no unfinished job, live allocation or pin references
-# are removed, least recently used first, once they take more than
-# max_bytes; a blob used within min_blob_age is always kept. Records of
+# are removed, least recently used first, once they take more than the
+# records and compiled modules leave of it; a blob used within min_blob_age
+# is always kept. Records of
 # jobs and allocations that ended more than retention ago keep only their
 # summary (ids, nodes, resources, epoch, state, reason, result CIDs, times).
 store:
