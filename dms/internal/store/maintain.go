@@ -60,33 +60,21 @@ func (d *DB) Rewrite(prefix string, fn func(key string, value []byte) ([]byte, b
 		n += written
 		return nil
 	}
-	err := d.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("store: reading %s: %w", item.Key(), err)
-			}
-			nv, changed, err := fn(string(item.Key()), v)
-			if err != nil {
-				return err
-			}
-			if !changed {
-				continue
-			}
-			if d.maxValue > 0 && len(nv) > d.maxValue {
-				return fmt.Errorf("%w: rewriting %s: %d bytes, limit %d in memory", ErrTooLarge, item.Key(), len(nv), d.maxValue)
-			}
-			batch = append(batch, change{key: item.KeyCopy(nil), version: item.Version(), value: nv})
-			if len(batch) == rewriteBatch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+	_, err := d.ScanVersions(prefix, func(key string, version uint64, value func() ([]byte, error)) error {
+		v, err := value()
+		if err != nil {
+			return err
+		}
+		nv, changed, err := fn(key, v)
+		if err != nil || !changed {
+			return err
+		}
+		if d.maxValue > 0 && len(nv) > d.maxValue {
+			return fmt.Errorf("%w: rewriting %s: %d bytes, limit %d in memory", ErrTooLarge, key, len(nv), d.maxValue)
+		}
+		batch = append(batch, change{key: []byte(key), version: version, value: nv})
+		if len(batch) == rewriteBatch {
+			return flush()
 		}
 		return nil
 	})

@@ -116,14 +116,3 @@ func (c *code) set(local byte) *code     { return c.op(0x21, local) }
 func (c *code) i32(v int64) *code        { *c = sleb64(append(*c, 0x41), v); return c }
 func (c *code) i64(v uint64) *code       { *c = sleb64(append(*c, 0x42), int64(v)); return c }
 func (c *code) call(fn byte, a, b int64) { c.i32(a).i32(b).op(0x10, fn, 0x1a) }
-
-func sleb64(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}

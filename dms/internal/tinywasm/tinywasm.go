@@ -82,7 +82,10 @@ func uleb(b []byte, v uint32) []byte {
 	}
 }
 
-func sleb(b []byte, v int32) []byte {
+func sleb(b []byte, v int32) []byte { return sleb64(b, int64(v)) }
+
+// sleb64 appends v in signed LEB128.
+func sleb64(b []byte, v int64) []byte {
 	for {
 		c := byte(v & 0x7f)
 		v >>= 7
