@@ -51,6 +51,8 @@ type DMS struct {
 	closed  bool
 	id      types.NodeID
 	record  types.CapabilityRecord
+	// signedRecord is record as signed: the blob id.CapabilityCID names.
+	signedRecord []byte
 
 	host   *p2p.Host
 	system *actor.ActorSystem

@@ -184,6 +184,19 @@ func TestAPIOfARunningNode(t *testing.T) {
 	if !strings.HasSuffix(info.Addrs[0], "/p2p/"+info.PeerID) {
 		t.Fatalf("addr %s lacks /p2p/<id>", info.Addrs[0])
 	}
+	// The CID in a node's identity names the signed record it publishes:
+	// another node fetches it by that CID and verifies it.
+	signed, err := nodes[1].GetBlob(ctx, info.ID.CapabilityCID)
+	if err != nil {
+		t.Fatalf("fetching the capability record %s: %v", info.ID.CapabilityCID, err)
+	}
+	env, err := types.UnmarshalEnvelope(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := env.Open(time.Now()); err != nil || msg.(*types.CapabilityRecord).PeerID != info.PeerID {
+		t.Fatalf("the capability record: %v, %v", msg, err)
+	}
 	peers, err := nodes[0].Peers(ctx)
 	if err != nil || len(peers) == 0 {
 		t.Fatalf("peers %v, %v", peers, err)

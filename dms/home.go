@@ -397,7 +397,7 @@ func Init(ctx context.Context, home string, opts InitOptions) (api.NodeInfo, err
 	if err != nil {
 		return api.NodeInfo{}, err
 	}
-	nid, err := nodeID(key, id, rec, time.Now())
+	nid, _, err := signedID(key, id, rec, time.Now())
 	if err != nil {
 		return api.NodeInfo{}, err
 	}

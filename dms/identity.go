@@ -93,10 +93,13 @@ func signRecord(key ed25519.PrivateKey, rec types.CapabilityRecord, now time.Tim
 	return b, types.CIDOf(b).String(), nil
 }
 
-func nodeID(key ed25519.PrivateKey, uuid string, rec types.CapabilityRecord, now time.Time) (types.NodeID, error) {
-	_, c, err := signRecord(key, rec, now)
+// signedID signs rec and returns the node's identity, whose CapabilityCID
+// names the signed record returned with it: the blob to publish. (Each
+// signing seals a fresh nonce, so a record signed again has another CID.)
+func signedID(key ed25519.PrivateKey, uuid string, rec types.CapabilityRecord, now time.Time) (types.NodeID, []byte, error) {
+	b, c, err := signRecord(key, rec, now)
 	if err != nil {
-		return types.NodeID{}, err
+		return types.NodeID{}, nil, err
 	}
-	return types.NodeID{UUID: uuid, PeerID: rec.PeerID, DID: rec.DID, CapabilityCID: c}, nil
+	return types.NodeID{UUID: uuid, PeerID: rec.PeerID, DID: rec.DID, CapabilityCID: c}, b, nil
 }

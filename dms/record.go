@@ -42,11 +42,11 @@ func (d *DMS) setRecord(offer node.Offer, hw types.Hardware, bench types.Benchma
 	if err != nil {
 		return err
 	}
-	id, err := nodeID(d.key, d.uuid, rec, d.opts.clock())
+	id, signed, err := signedID(d.key, d.uuid, rec, d.opts.clock())
 	if err != nil {
 		return err
 	}
-	d.record, d.id = rec, id
+	d.record, d.id, d.signedRecord = rec, id, signed
 	return nil
 }
 
@@ -65,12 +65,8 @@ func (d *DMS) applyRecord(ctx context.Context) error {
 // goPublishRecord stores the signed record as a blob, so any peer can fetch
 // it by the CID in the NodeID, and announces it in the DHT.
 func (d *DMS) goPublishRecord() {
-	b, c, err := signRecord(d.key, d.record, d.opts.clock())
-	if err != nil {
-		d.log.Error("signing capability record", "err", err)
-		return
-	}
-	if _, err := d.blobs.Put(b); err != nil {
+	c := d.id.CapabilityCID
+	if _, err := d.blobs.Put(d.signedRecord); err != nil {
 		d.log.Error("storing capability record", "err", err)
 		return
 	}
