@@ -2,6 +2,7 @@ package dms
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,13 +57,7 @@ func jobRefs(raw []byte) ([]string, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, err
 	}
-	if rec.State == "" {
-		return nil, fmt.Errorf("no state")
-	}
-	if rec.State.Terminal() {
-		return nil, nil
-	}
-	return rec.Spec.Task.cids(), nil
+	return liveRefs(string(rec.State), rec.State.Terminal(), rec.Spec.Task)
 }
 
 // allocRefs returns the blobs a live allocation's record names, none for
@@ -75,13 +70,19 @@ func allocRefs(raw []byte) ([]string, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, err
 	}
-	if rec.State == "" {
-		return nil, fmt.Errorf("no state")
-	}
-	if rec.State.Terminal() {
+	return liveRefs(string(rec.State), rec.State.Terminal(), rec.Task)
+}
+
+// liveRefs is the blobs task names while its record's state is not
+// terminal; a record without a state cannot be judged.
+func liveRefs(state string, terminal bool, task *taskRefs) ([]string, error) {
+	switch {
+	case state == "":
+		return nil, errors.New("no state")
+	case terminal:
 		return nil, nil
 	}
-	return rec.Task.cids(), nil
+	return task.cids(), nil
 }
 
 // object is a JSON object whose fields are kept as they are, the unknown

@@ -514,10 +514,13 @@ func (o *Orchestrator) shrink() {
 func (o *Orchestrator) flush(e *entry) {
 	acts := e.job.Actions()
 	changed := e.job.info.Revision != e.saved
-	waits := make([]chan error, len(acts))
+	var waits []chan error // by action, for those that promise (most events have none)
 	var saved []chan<- error
 	for i, act := range acts {
 		if promises(act, changed && e.job.Done()) {
+			if waits == nil {
+				waits = make([]chan error, len(acts))
+			}
 			waits[i] = make(chan error, 1)
 			saved = append(saved, waits[i])
 		}
@@ -537,7 +540,11 @@ func (o *Orchestrator) flush(e *entry) {
 	due, _ := e.job.NextDeadline() // zero when none, as for a finished job
 	o.waiting.set(e, due)
 	for i, act := range acts {
-		o.perform(e, act, waits[i])
+		var wait <-chan error
+		if waits != nil {
+			wait = waits[i]
+		}
+		o.perform(e, act, wait)
 	}
 }
 

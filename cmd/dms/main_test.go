@@ -162,11 +162,7 @@ func TestJobLogsResultListCancel(t *testing.T) {
 	svc.putJob(api.Job{ID: "done", Name: "d", State: types.JobCompleted, Result: res})
 	svc.putJob(api.Job{ID: "busy", Name: "b", State: types.JobRunning})
 	home := newDaemon(t, svc)
-	cases := []struct {
-		args []string
-		code int
-		want string // in stdout, or in stderr when code != 0
-	}{
+	cases := []cliCase{
 		{[]string{"job", "logs", "done"}, 0, "out\n"},
 		{[]string{"job", "logs", "done", "--stderr"}, 0, "err\n"},
 		{[]string{"job", "logs", "busy"}, 1, "no result yet"},
@@ -177,6 +173,20 @@ func TestJobLogsResultListCancel(t *testing.T) {
 		{[]string{"job", "cancel", "busy"}, 0, "cancelled job busy"},
 		{[]string{"job", "cancel", "done"}, 1, "already completed"},
 	}
+	runCases(t, home, cases)
+}
+
+// cliCase is a CLI command, its exit code, and what its stdout (or its
+// stderr when the code is not 0) must contain.
+type cliCase struct {
+	args []string
+	code int
+	want string
+}
+
+// runCases runs each case against the daemon of home.
+func runCases(t *testing.T, home string, cases []cliCase) {
+	t.Helper()
 	for _, c := range cases {
 		code, out, errOut := runCLI(t, append(c.args, "--home", home)...)
 		got := out
@@ -208,11 +218,7 @@ func TestStoreCommands(t *testing.T) {
 	svc := newFakeService()
 	home := newDaemon(t, svc)
 	cid := svc.blob("keep me")
-	cases := []struct {
-		args []string
-		code int
-		want string // in stdout, or in stderr when code != 0
-	}{
+	cases := []cliCase{
 		{[]string{"store", "info"}, 0, "40 MiB of a 4 GiB budget (1%)"},
 		{[]string{"store", "info"}, 0, "blobs:                      7, 2 MiB"},
 		{[]string{"store", "info"}, 0, "3 blobs, 3 MiB freed: 5 MiB -> 2 MiB"},
@@ -226,16 +232,7 @@ func TestStoreCommands(t *testing.T) {
 		{[]string{"store", "pin", "not-a-cid"}, 1, `"not-a-cid" is not a CID`},
 		{[]string{"store", "pin"}, 1, "takes one CID argument"},
 	}
-	for _, c := range cases {
-		code, out, errOut := runCLI(t, append(c.args, "--home", home)...)
-		got := out
-		if c.code != 0 {
-			got = errOut
-		}
-		if code != c.code || !strings.Contains(got, c.want) {
-			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(c.args, " "), code, out, errOut)
-		}
-	}
+	runCases(t, home, cases)
 	if !slices.Equal(svc.pins, []string{cid}) || !slices.Equal(svc.unpinned, []string{cid}) {
 		t.Errorf("pins %v, unpinned %v", svc.pins, svc.unpinned)
 	}

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(Scenario{
 		Name: "node-loss",
-		What: "close the node running a job (3 s of sleep.wasm, 2 retries): time until it runs on another node",
+		What: "close the node running a job (3 s of sleep.wasm, default settings: rescheduled): time until it runs on another node",
 		Run:  nodeLoss,
 	})
 }
@@ -70,7 +70,7 @@ func lossRun(ctx context.Context, o Options, nodes int, lj lossJob) (_ map[strin
 		return nil, 0, err
 	}
 	defer closeInto(c, &err)
-	spec, err := jobs.Parse(fmt.Appendf(nil, "name: bench-loss\nmodule: %s\nresources: {cpu: 0.1, memory: 64MiB}\nretries: 2\ntimeout: 60s\n", c.module))
+	spec, err := jobs.Parse(fmt.Appendf(nil, "name: bench-loss\nmodule: %s\nresources: {cpu: 0.1, memory: 64MiB}\ntimeout: 60s\n", c.module))
 	if err != nil {
 		return nil, 0, err
 	}
