@@ -50,14 +50,19 @@ type BidRequest struct {
 }
 
 // Bid is a node's offer to run a job, sent to the requester over a stream.
+// Allocation is the ID the allocation will have if the requester accepts
+// the bid: the node chooses it (unguessable, never used before) and honours
+// an Accept only from the requester the bid went to, naming this ID, for
+// this job and the resources bid, before HoldUntil.
 type Bid struct {
-	JobID     JobID     `json:"job_id"`
-	Node      NodeID    `json:"node"`
-	Addrs     []string  `json:"addrs,omitempty"`
-	Price     float64   `json:"price"`
-	Score     float64   `json:"score"`      // capability score (Benchmark.Score)
-	Load      float64   `json:"load"`       // share of the offered capability in use, 0..1
-	HoldUntil time.Time `json:"hold_until"` // the soft reservation behind the bid lasts until then
+	JobID      JobID        `json:"job_id"`
+	Allocation AllocationID `json:"allocation"`
+	Node       NodeID       `json:"node"`
+	Addrs      []string     `json:"addrs,omitempty"`
+	Price      float64      `json:"price"`
+	Score      float64      `json:"score"`      // capability score (Benchmark.Score)
+	Load       float64      `json:"load"`       // share of the offered capability in use, 0..1
+	HoldUntil  time.Time    `json:"hold_until"` // the soft reservation behind the bid lasts until then
 }
 
 // Decline tells the requester why a node will not bid. Busy means the node
@@ -70,7 +75,8 @@ type Decline struct {
 	Busy    bool     `json:"busy,omitempty"`
 }
 
-// Accept asks the winning node to lock capability for a job.
+// Accept asks the winning node to lock capability for a job: the
+// allocation the node named in its Bid, for the resources requested.
 type Accept struct {
 	JobID        JobID        `json:"job_id"`
 	AllocationID AllocationID `json:"allocation_id"`

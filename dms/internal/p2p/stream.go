@@ -18,8 +18,8 @@ import (
 // then either one reply frame (request/response) or a sequence of frames
 // (InvokeProtocol), each a length-prefixed signed envelope.
 const (
-	BidProtocol    protocol.ID = "/dms/bid/1.0.0"    // Bid or Decline -> ack
-	AcceptProtocol protocol.ID = "/dms/accept/1.0.0" // Accept -> Confirm or Reject
+	BidProtocol    protocol.ID = "/dms/bid/2.0.0"    // Bid or Decline -> ack
+	AcceptProtocol protocol.ID = "/dms/accept/2.0.0" // Accept -> Confirm or Reject
 	InvokeProtocol protocol.ID = "/dms/invoke/1.0.0" // Invocation -> Status or Reject frames until the handler returns
 	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
 	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
