@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,16 @@ type MachineConfig struct {
 	Admission Admission
 	LockTTL   time.Duration // a confirmed lock waits this long for its invocation
 	BidHold   time.Duration // a bid's hold outlives the bid window by this much
+	// NewID names the allocation a bid for job would become; nil: the
+	// job's ID and 64 random bits (crypto/rand). IDs must not repeat.
+	NewID func(job types.JobID) types.AllocationID
+}
+
+// randomID is the default MachineConfig.NewID.
+func randomID(job types.JobID) types.AllocationID {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return types.AllocationID(fmt.Sprintf("%s-%x", job, b))
 }
 
 func (c *MachineConfig) validate() error {
@@ -29,6 +40,9 @@ func (c *MachineConfig) validate() error {
 		return errors.New("node: machine config: no PeerID")
 	case c.LockTTL <= 0 || c.BidHold <= 0:
 		return fmt.Errorf("node: machine config: lock TTL %s and bid hold %s must be positive", c.LockTTL, c.BidHold)
+	}
+	if c.NewID == nil {
+		c.NewID = randomID
 	}
 	return nil
 }
@@ -214,7 +228,7 @@ func (m *Machine) bid(req *types.BidRequest, until, now time.Time) *types.Bid {
 		load = float64(m.ledger.Used(now).CPU) / float64(reg.CPU)
 	}
 	return &types.Bid{
-		JobID: req.JobID, Node: m.cfg.ID, Price: m.record.Price,
+		JobID: req.JobID, Allocation: m.cfg.NewID(req.JobID), Node: m.cfg.ID, Price: m.record.Price,
 		Score: m.record.Benchmark.Score(), Load: load, HoldUntil: until,
 	}
 }
