@@ -129,7 +129,13 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 // the signature is checked before a token is taken from the publisher's
 // rate bucket: a forger cannot spend an honest requester's tokens, and a
 // flooder costs each node one verification per message, as when gossipsub
-// verified its own signature first. Then the replay cache. This host's own
+// verified its own signature first. The replay cache comes next, keyed on
+// the envelope (signer and nonce), and only then the rate bucket: copies of
+// an honest request in other bytes (other gossip messages) are refused as
+// replays without costing its publisher a token, so nobody can drain an
+// honest requester's bucket with its own requests. A request the bucket
+// refuses has its nonce forgotten again, so that a flooder's refused
+// requests do not fill the replay cache. This host's own
 // publications (local) come from PublishEnvelope: their publisher is this
 // host, whose key must have signed them, but the signature is not verified
 // again (a tenth of a millisecond before every publication leaves). Errors
@@ -149,10 +155,11 @@ func (h *Host) admitGossip(data []byte, local bool) (validBidRequest, error) {
 	if err != nil {
 		return validBidRequest{}, err
 	}
-	if err := h.limiter.admit(publisher, h.cfg.Clock()); err != nil {
+	if err := h.verifier.admit(bid.env); err != nil {
 		return validBidRequest{}, err
 	}
-	if err := h.verifier.admit(bid.env); err != nil {
+	if err := h.limiter.admit(publisher, h.cfg.Clock()); err != nil {
+		h.verifier.forget(bid.env)
 		return validBidRequest{}, err
 	}
 	return bid, nil

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -187,6 +188,76 @@ func TestGossipForgedPublisher(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("the requester's bid request was not delivered: %v", h.Stats().Gossip)
 	}
+}
+
+// TestGossipReplaysCostThePublisherNothing republishes a requester's bid
+// request in other bytes (another gossip message, the same signed
+// envelope) from a peer of its own, as an attacker that watches the topic
+// can: the copies are refused as replays before the requester's rate
+// bucket is charged, so its next genuine request, for which its bucket
+// holds exactly one token, is delivered.
+func TestGossipReplaysCostThePublisherNothing(t *testing.T) {
+	now := time.Now()
+	h := limitedHost(t, 0.001, 2, now)
+	delivered := make(chan types.JobID, 10)
+	if err := h.SubscribeBidRequests(func(_ string, _ *types.Envelope, r *types.BidRequest) { delivered <- r.JobID }); err != nil {
+		t.Fatal(err)
+	}
+	victim := newKey(t)
+	topic := rawTopic(t, newRawHost(t, newKey(t), false), h)
+	ctx := testCtx(t, 10*time.Second)
+	request := func(job types.JobID) []byte {
+		return encode(t, sealEnv(t, victim, &types.BidRequest{JobID: job, Requester: peerOf(t, victim).String()}, now, time.Minute))
+	}
+	first := request("first")
+	for i := range 6 { // the original, then copies that differ in leading spaces
+		if err := topic.Publish(ctx, append(bytes.Repeat([]byte(" "), i), first...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the copies refused", func() bool { return h.Stats().Gossip[ReasonReplayed] == 5 })
+	if err := topic.Publish(ctx, request("second")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []types.JobID{"first", "second"} {
+		select {
+		case got := <-delivered:
+			if got != want {
+				t.Fatalf("delivered %q, want %q", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%q not delivered: %v", want, h.Stats().Gossip)
+		}
+	}
+	if n := h.Stats().Gossip[ReasonRateLimited]; n != 0 {
+		t.Fatalf("%d genuine requests refused as rate limited", n)
+	}
+}
+
+// TestRateLimitedRequestLeavesNoNonce: a request refused by its
+// publisher's rate bucket does not stay in the replay cache, so a flood
+// over the limit cannot fill it.
+func TestRateLimitedRequestLeavesNoNonce(t *testing.T) {
+	now := time.Now()
+	h := limitedHost(t, 0.001, 1, now)
+	flooder := newKey(t)
+	for i := range 20 {
+		b := encode(t, sealEnv(t, flooder, &types.BidRequest{JobID: types.JobID(fmt.Sprint(i)), Requester: peerOf(t, flooder).String()}, now, time.Minute))
+		_, err := h.admitGossip(b, false)
+		if i > 0 && reasonOf(err) != ReasonRateLimited {
+			t.Fatalf("request %d: got %v, want rate limited", i, err)
+		}
+	}
+	if n := h.verifier.replay.len(); n != 1 {
+		t.Fatalf("replay cache holds %d nonces, want 1 (the admitted request's)", n)
+	}
+}
+
+// len returns how many nonces the cache holds.
+func (c *replayCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
 }
 
 func equalCounts(a, b map[Reason]uint64) bool {

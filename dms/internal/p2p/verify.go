@@ -122,7 +122,8 @@ func unsigned(b []byte) bool {
 }
 
 // admit records the nonce of an opened envelope, refusing one seen before.
-// Call it last, once nothing else can refuse the envelope.
+// Call it once the envelope is verified; if a later check refuses the
+// envelope, forget its nonce again.
 func (v *verifier) admit(env *types.Envelope) error {
 	switch v.replay.admit(env, v.clock()) {
 	case ReasonReplayed:
@@ -132,6 +133,10 @@ func (v *verifier) admit(env *types.Envelope) error {
 	}
 	return nil
 }
+
+// forget drops an admitted envelope's nonce: the envelope was refused
+// after all, by a check that must come after the replay check.
+func (v *verifier) forget(env *types.Envelope) { v.replay.forget(env) }
 
 // openReason classifies an error of types.Envelope.Open.
 func openReason(err error) Reason {
@@ -223,6 +228,13 @@ func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
 	}
 	c.seen[key] = env.Expiry
 	return ""
+}
+
+// forget removes env's nonce.
+func (c *replayCache) forget(env *types.Envelope) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.seen, env.From+"|"+env.Nonce)
 }
 
 func (c *replayCache) prune(now time.Time) {
