@@ -45,7 +45,7 @@ const maxBlobHeader = 256
 // BlobRequest verifies; blobs over maxSize bytes are refused.
 func (h *Host) ServeBlobs(store BlobStore, maxSize int64) {
 	kinds, _ := protocolKinds(BlobProtocol)
-	h.host.SetStreamHandler(BlobProtocol, h.inbound(func(_ context.Context, s network.Stream) {
+	h.host.SetStreamHandler(BlobProtocol, h.inbound(true, func(_ context.Context, s network.Stream) {
 		h.serveBlob(s, kinds, store, maxSize)
 	}))
 }

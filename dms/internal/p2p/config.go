@@ -79,6 +79,13 @@ type Config struct {
 	// MaxInboundStreams bounds the concurrent handlers of one protocol; a
 	// stream that finds no slot within IOTimeout is reset. Default 128.
 	MaxInboundStreams int
+	// MaxInboundStreamsPerPeer bounds the concurrent handlers of one
+	// request/response protocol (bids, accepts, cancels, status queries,
+	// blobs, direct bid requests) serving one remote peer, so that a peer
+	// flooding a protocol leaves the other slots to others; its streams
+	// past the bound wait, and are reset after IOTimeout. Default a
+	// quarter of MaxInboundStreams.
+	MaxInboundStreamsPerPeer int
 	// ReplayCacheSize bounds the remembered nonces of inbound requests and
 	// bid requests, each kept until its envelope expires: a host sustains
 	// ReplayCacheSize / (senders' envelope TTL) such envelopes per second,
@@ -155,6 +162,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := defaultTo(f.name, f.v, f.def); err != nil {
 			return c, err
 		}
+	}
+	if err := defaultTo("MaxInboundStreamsPerPeer", &c.MaxInboundStreamsPerPeer, max(1, c.MaxInboundStreams/4)); err != nil {
+		return c, err
 	}
 	durs := []struct {
 		name string

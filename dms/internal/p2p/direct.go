@@ -27,7 +27,7 @@ import (
 // goroutine and must not block. Only a node that computes serves it: a
 // requester that reaches any other gets no ack.
 func (h *Host) ServeBidRequests(fn BidRequestHandler) {
-	h.host.SetStreamHandler(BidRequestProtocol, h.inbound(func(_ context.Context, s network.Stream) {
+	h.host.SetStreamHandler(BidRequestProtocol, h.inbound(true, func(_ context.Context, s network.Stream) {
 		h.serveBidRequest(s, fn)
 	}))
 }

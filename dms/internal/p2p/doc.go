@@ -38,7 +38,8 @@
 //     grows with the bytes received, up to the caller's limit.
 //   - Every stream read and write has a deadline or a context; what a peer
 //     can make a host queue is bounded: MaxInboundStreams handlers per
-//     protocol, the resource manager's stream limits, a bounded replay cache,
+//     protocol, of which one peer holds at most MaxInboundStreamsPerPeer
+//     on a request/response protocol, the resource manager's stream limits, a bounded replay cache,
 //     and a bounded subscription buffer.
 //   - Gossipsub has a stream to every connected peer that speaks it:
 //     one it dropped (its stream failed to open, or died five times) is

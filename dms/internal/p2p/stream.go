@@ -63,7 +63,7 @@ type Handler func(ctx context.Context, from string, env *types.Envelope, msg typ
 // ends after RequestTimeout or on Close.
 func (h *Host) Handle(proto protocol.ID, fn Handler) {
 	req, _ := protocolKinds(proto)
-	h.host.SetStreamHandler(proto, h.inbound(func(ctx context.Context, s network.Stream) {
+	h.host.SetStreamHandler(proto, h.inbound(true, func(ctx context.Context, s network.Stream) {
 		h.serveUnary(ctx, s, req, fn)
 	}))
 }
@@ -135,9 +135,12 @@ func (h *Host) request(ctx context.Context, to string, addrs []string, proto pro
 type StreamHandler func(ctx context.Context, from string, env *types.Envelope, msg types.Message, send func(types.Message) error) error
 
 // HandleStream serves proto as a one-request, many-replies stream with fn.
+// Its streams last as long as what they follow (an invocation stream, as
+// long as its job), so one peer may hold many: they are bounded only by
+// MaxInboundStreams.
 func (h *Host) HandleStream(proto protocol.ID, fn StreamHandler) {
 	req, _ := protocolKinds(proto)
-	h.host.SetStreamHandler(proto, h.inbound(func(ctx context.Context, s network.Stream) {
+	h.host.SetStreamHandler(proto, h.inbound(false, func(ctx context.Context, s network.Stream) {
 		h.serveStream(ctx, s, req, fn)
 	}))
 }

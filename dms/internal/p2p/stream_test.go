@@ -137,6 +137,40 @@ func TestInboundStreamLimit(t *testing.T) {
 	}
 }
 
+// TestInboundStreamsPerPeer: a peer that opens many streams and sends
+// nothing on them holds at most MaxInboundStreamsPerPeer of a protocol's
+// handler slots, so another peer's request is served at once rather than
+// after the hog's streams time out.
+func TestInboundStreamsPerPeer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxInboundStreams, cfg.MaxInboundStreamsPerPeer, cfg.IOTimeout = 4, 2, time.Minute
+	h := newTestHost(t, cfg)
+	h.Handle(StatusProtocol, func(context.Context, string, *types.Envelope, types.Message) (types.Message, error) {
+		return &types.Status{}, nil
+	})
+	ctx := testCtx(t, 20*time.Second)
+	hog := newRawHost(t, newKey(t), false)
+	if err := hog.Connect(ctx, addrInfo(h)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * cfg.MaxInboundStreams {
+		s, err := hog.NewStream(ctx, h.host.ID(), StatusProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Reset()
+		if _, err := s.Write([]byte{}); err != nil { // opens the stream on the wire, sends no frame
+			t.Fatal(err)
+		}
+	}
+	c := newTestHost(t, testConfig(t))
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second) // well under the hog's IOTimeout
+	defer cancel()
+	if _, err := c.Request(rctx, h.ID(), h.Addrs(), StatusProtocol, &types.StatusQuery{}); err != nil {
+		t.Fatalf("a request beside a peer holding %d idle streams: %v", 2*cfg.MaxInboundStreams, err)
+	}
+}
+
 // TestReplyFromWrongKey checks the requester's side: a reply must verify and
 // come from the peer asked.
 func TestReplyFromWrongKey(t *testing.T) {

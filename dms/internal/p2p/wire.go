@@ -19,16 +19,32 @@ import (
 
 // inbound wraps serve as a libp2p stream handler owned by the host: it
 // refuses streams after Close and bounds concurrent handlers to
-// MaxInboundStreams; a stream that finds no slot within IOTimeout is reset.
+// MaxInboundStreams, and, when perPeer, those of one remote peer to
+// MaxInboundStreamsPerPeer, so that one peer cannot take every slot of a
+// protocol; a stream that finds no slot within IOTimeout is reset.
 // Streams waiting for a slot are bounded by the resource manager.
-func (h *Host) inbound(serve func(ctx context.Context, s network.Stream)) network.StreamHandler {
+func (h *Host) inbound(perPeer bool, serve func(ctx context.Context, s network.Stream)) network.StreamHandler {
 	slots := make(chan struct{}, h.cfg.MaxInboundStreams)
+	var peers *peerSlots
+	if perPeer {
+		peers = newPeerSlots(h.cfg.MaxInboundStreamsPerPeer)
+	}
 	return func(s network.Stream) {
 		if !h.enter() {
 			_ = s.Reset()
 			return
 		}
 		defer h.wg.Done()
+		if peers != nil {
+			own := peers.of(s.Conn().RemotePeer())
+			defer peers.done(s.Conn().RemotePeer())
+			if !h.acquire(own) {
+				h.streams.add(ReasonOverloaded)
+				_ = s.Reset()
+				return
+			}
+			defer func() { <-own }()
+		}
 		if !h.acquire(slots) {
 			h.streams.add(ReasonOverloaded)
 			_ = s.Reset()
@@ -49,6 +65,46 @@ func (h *Host) acquire(slots chan struct{}) bool {
 		return false
 	case <-h.ctx.Done():
 		return false
+	}
+}
+
+// peerSlots gives each remote peer a semaphore of its own, kept while any
+// of its streams holds or waits for a slot.
+type peerSlots struct {
+	size  int
+	mu    sync.Mutex
+	slots map[peer.ID]*peerSlot
+}
+
+type peerSlot struct {
+	c     chan struct{}
+	users int
+}
+
+func newPeerSlots(size int) *peerSlots {
+	return &peerSlots{size: size, slots: make(map[peer.ID]*peerSlot)}
+}
+
+// of returns p's semaphore; every call must be followed by one done.
+func (ps *peerSlots) of(p peer.ID) chan struct{} {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	sl, ok := ps.slots[p]
+	if !ok {
+		sl = &peerSlot{c: make(chan struct{}, ps.size)}
+		ps.slots[p] = sl
+	}
+	sl.users++
+	return sl.c
+}
+
+func (ps *peerSlots) done(p peer.ID) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if sl := ps.slots[p]; sl != nil {
+		if sl.users--; sl.users == 0 {
+			delete(ps.slots, p)
+		}
 	}
 }
 
