@@ -7,8 +7,8 @@ import (
 )
 
 // Action is something a state machine asks its caller to do, or tells it
-// happened. The set is closed: Publish, SendAccept, Release, Invoke, Placed
-// and Failed.
+// happened. The set is closed: Publish, SendAccept, Release, Invoke, Observe,
+// Placed and Failed.
 type Action interface {
 	fmt.Stringer
 	isAction()
@@ -46,6 +46,14 @@ type Invoke struct {
 	Invocation types.Invocation
 }
 
+// Observe asks the shell to record a peer's misbehaviour in its
+// Reputation: an Accept it did not confirm or rejected, a bid request it
+// did not answer, a job it lost.
+type Observe struct {
+	Peer  string
+	Event PeerEvent
+}
+
 // Placed reports that an auction's winner confirmed its lock. The Job
 // consumes it; only an Auction emits it.
 type Placed struct {
@@ -68,6 +76,7 @@ func (Publish) isAction()    {}
 func (SendAccept) isAction() {}
 func (Release) isAction()    {}
 func (Invoke) isAction()     {}
+func (Observe) isAction()    {}
 func (Placed) isAction()     {}
 func (Failed) isAction()     {}
 
@@ -89,6 +98,8 @@ func (r Release) String() string {
 func (i Invoke) String() string {
 	return fmt.Sprintf("invoke %s on %s epoch %d", i.Invocation.AllocationID, i.Peer, i.Invocation.Epoch)
 }
+
+func (o Observe) String() string { return fmt.Sprintf("observe %s: %s", o.Peer, o.Event) }
 
 func (p Placed) String() string {
 	return fmt.Sprintf("placed %s on %s epoch %d", p.Confirm.AllocationID, p.Bid.Node.PeerID, p.Confirm.Epoch)

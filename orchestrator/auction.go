@@ -18,14 +18,19 @@ const (
 type AuctionConfig struct {
 	Window         time.Duration // bid window (default 2s); the request's Deadline closes it earlier
 	Enough         int           // close as soon as this many bids are in (default 3)
-	Expected       int           // nodes known to have received the request; 0 = unknown
 	ConfirmTimeout time.Duration // how long each winner has to confirm (default 2s)
-	Attempt        int           // the job's attempt number, used in allocation IDs (default 1)
-	// Avoid lists nodes to offer the job to only once every other
-	// candidate was tried: those an earlier attempt of the job failed on
-	// for the node's reasons. They still bid and still win when no other
-	// node can take the job (a fault may be passing).
-	Avoid []string
+	// Exclude lists the nodes that failed this job before: they did not
+	// confirm an Accept of it, or lost it. Their bids are dropped whenever
+	// any other candidate bid, so a node that confirms and then goes
+	// silent never wins the job again while another node can take it. When
+	// only excluded nodes bid, they are candidates still: a fault may be
+	// passing, and a network of one node can still reschedule.
+	Exclude []string
+	// Standing is the requester's memory of peers (nil: every peer in good
+	// standing): bids of peers in poor standing are offered only after
+	// every other candidate's, and the window does not wait for Unheard
+	// peers.
+	Standing Standing
 }
 
 func (c AuctionConfig) withDefaults() AuctionConfig {
@@ -38,14 +43,11 @@ func (c AuctionConfig) withDefaults() AuctionConfig {
 	if c.ConfirmTimeout == 0 {
 		c.ConfirmTimeout = defaultConfirmTimeout
 	}
-	if c.Attempt == 0 {
-		c.Attempt = 1
-	}
 	return c
 }
 
 func (c AuctionConfig) validate() error {
-	if c.Window < 0 || c.Enough < 0 || c.Expected < 0 || c.ConfirmTimeout < 0 || c.Attempt < 0 {
+	if c.Window < 0 || c.Enough < 0 || c.ConfirmTimeout < 0 {
 		return fmt.Errorf("%w: negative auction setting in %+v", ErrInvalidConfig, c)
 	}
 	return nil
@@ -66,6 +68,7 @@ type offer struct {
 	deadline time.Time // confirm by then
 	outcome  string    // why it was given up on, for the failure reason
 	released bool      // a Release followed a Confirm for it
+	skipped  bool      // never sent: the bid's hold had expired
 }
 
 // Auction is one placement attempt of one job: it collects bids, closes the
@@ -80,13 +83,19 @@ type Auction struct {
 	rank       Ranking
 	phase      phase
 	closeAt    time.Time
-	window     time.Duration   // from the start to closeAt, for failure reasons
-	answered   map[string]bool // peers that bid or declined
+	window     time.Duration               // from the start to closeAt, for failure reasons
+	ranOut     bool                        // the window closed at closeAt, not early
+	answered   map[string]bool             // peers that bid or declined
+	reached    []string                    // peers the request reached, once known (Expect)
+	wait       int                         // how many of them the window waits for; 0 = unknown
+	allocs     map[types.AllocationID]bool // every allocation ID bid, kept or dropped
+	invalid    int                         // bids dropped for naming no allocation ID, or a repeated one
 	bids       []types.Bid
 	declines   []types.Decline
 	candidates []types.Bid
-	next       int    // index of the next candidate to offer the job to
-	pending    *offer // the offer awaiting an answer, while accepting
+	excluded   []string // bidders dropped by Exclude, released at the close
+	next       int      // index of the next candidate to offer the job to
+	pending    *offer   // the offer awaiting an answer, while accepting
 	offers     map[types.AllocationID]*offer
 	sent       []*offer // offers in the order they were made
 	placed     types.AllocationID
@@ -114,6 +123,7 @@ func NewAuction(req types.BidRequest, cfg AuctionConfig, rank Ranking, now time.
 		req: req, cfg: cfg, rank: rank,
 		closeAt:  now.Add(cfg.Window),
 		answered: make(map[string]bool),
+		allocs:   make(map[types.AllocationID]bool),
 		offers:   make(map[types.AllocationID]*offer),
 	}
 	if !req.Deadline.IsZero() && req.Deadline.Before(a.closeAt) {
@@ -124,17 +134,13 @@ func NewAuction(req types.BidRequest, cfg AuctionConfig, rank Ranking, now time.
 	return a, nil
 }
 
-// AllocationID names the allocation offered to a job's candidate-th bidder
-// (0-based) in its attempt-th auction (1-based): "<job>-a<attempt>-c<candidate>".
-func AllocationID(job types.JobID, attempt, candidate int) types.AllocationID {
-	return types.AllocationID(fmt.Sprintf("%s-a%d-c%d", job, attempt, candidate))
-}
-
 // Bid records a bid. It is ignored for another job, or when the peer
-// already bid or declined. A bid that arrives once the window closed is not
-// considered: the auction releases it at once, so the capability its node
-// holds behind it is free for other jobs now rather than when the hold
-// expires.
+// already bid or declined. A bid that names no allocation, or one already
+// bid in this auction, is dropped (a hostile bidder copying another's ID):
+// its peer counts as answered, and the first bid with the ID stands. A bid
+// that arrives once the window closed is not considered: the auction
+// releases it at once, so the capability its node holds behind it is free
+// for other jobs now rather than when the hold expires.
 func (a *Auction) Bid(b types.Bid, now time.Time) {
 	a.advance(now)
 	if b.JobID != a.req.JobID || !a.firstAnswer(b.Node.PeerID) {
@@ -144,7 +150,12 @@ func (a *Auction) Bid(b types.Bid, now time.Time) {
 		a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: "the bid arrived after the window closed"}})
 		return
 	}
-	a.bids = append(a.bids, b)
+	if b.Allocation == "" || a.allocs[b.Allocation] {
+		a.invalid++
+	} else {
+		a.allocs[b.Allocation] = true
+		a.bids = append(a.bids, b)
+	}
 	a.closeIfReady(now)
 }
 
@@ -158,14 +169,24 @@ func (a *Auction) Decline(d types.Decline, now time.Time) {
 	a.closeIfReady(now)
 }
 
-// Expect sets how many nodes received the request, once the publisher knows:
-// when that many have answered, the window closes. n <= 0 is ignored.
-func (a *Auction) Expect(n int, now time.Time) {
+// Expect names the peers that received the request, once the publisher
+// knows. The window closes as soon as every one of them answered, except
+// the Unheard ones (Standing): a peer that was silent or lost is not
+// waited for until it answers again. If the window runs its full length,
+// each reached peer that did not answer is observed silent.
+func (a *Auction) Expect(reached []string, now time.Time) {
 	a.advance(now)
-	if n > 0 {
-		a.cfg.Expected = n
-		a.closeIfReady(now)
+	if a.phase != collecting {
+		return
 	}
+	a.reached = slices.Clone(reached)
+	a.wait = 0
+	for _, p := range a.reached {
+		if a.cfg.Standing == nil || !a.cfg.Standing.Unheard(p) {
+			a.wait++
+		}
+	}
+	a.closeIfReady(now)
 }
 
 // Confirmed handles a Confirm. From the candidate being waited for, it places
@@ -187,15 +208,31 @@ func (a *Auction) Confirmed(c types.Confirm, now time.Time) {
 	}
 }
 
-// Rejected handles a Reject from the candidate being waited for, or a failure
-// to deliver its Accept: the next candidate gets an offer.
+// Rejected handles a Reject from the candidate being waited for: the next
+// candidate gets an offer.
 func (a *Auction) Rejected(r types.Reject, now time.Time) {
 	a.advance(now)
-	o := a.offers[r.AllocationID]
-	if o == nil || o != a.pending || r.JobID != a.req.JobID {
-		return
+	if o := a.waitingFor(r.JobID, r.AllocationID); o != nil {
+		a.giveUp(o, fmt.Sprintf("%s rejected: %s", o.bid.Node.PeerID, orUnknown(r.Reason)), EventRejected, now)
 	}
-	a.giveUp(o, fmt.Sprintf("%s rejected: %s", o.bid.Node.PeerID, orUnknown(r.Reason)), now)
+}
+
+// Unanswered handles an Accept of the candidate being waited for that got
+// no valid answer: undelivered, unanswered, or answered with a confirm of
+// another allocation. It counts as a failure to confirm.
+func (a *Auction) Unanswered(id types.AllocationID, reason string, now time.Time) {
+	a.advance(now)
+	if o := a.waitingFor(a.req.JobID, id); o != nil {
+		a.giveUp(o, fmt.Sprintf("%s did not confirm: %s", o.bid.Node.PeerID, reason), EventNoConfirm, now)
+	}
+}
+
+// waitingFor returns the pending offer if it is id's, of this job.
+func (a *Auction) waitingFor(job types.JobID, id types.AllocationID) *offer {
+	if o := a.offers[id]; o != nil && o == a.pending && job == a.req.JobID {
+		return o
+	}
+	return nil
 }
 
 // Tick fires whatever deadline passed by now.
@@ -227,7 +264,7 @@ func (a *Auction) advance(now time.Time) {
 		a.close(now)
 	}
 	if o := a.pending; o != nil && !now.Before(o.deadline) {
-		a.giveUp(o, fmt.Sprintf("%s did not confirm within %s", o.bid.Node.PeerID, a.cfg.ConfirmTimeout), now)
+		a.giveUp(o, fmt.Sprintf("%s did not confirm within %s", o.bid.Node.PeerID, a.cfg.ConfirmTimeout), EventNoConfirm, now)
 	}
 }
 
@@ -240,55 +277,109 @@ func (a *Auction) firstAnswer(peer string) bool {
 }
 
 func (a *Auction) closeIfReady(now time.Time) {
-	enough := len(a.bids) >= a.cfg.Enough
-	all := a.cfg.Expected > 0 && len(a.answered) >= a.cfg.Expected
-	if a.phase == collecting && (enough || all) {
+	if a.phase == collecting && (len(a.bids) >= a.cfg.Enough || (a.wait > 0 && a.waitedAnswered() >= a.wait)) {
 		a.close(now)
 	}
 }
 
+// waitedAnswered counts the reached peers the window waits for that answered.
+func (a *Auction) waitedAnswered() int {
+	n := 0
+	for _, p := range a.reached {
+		if a.answered[p] && (a.cfg.Standing == nil || !a.cfg.Standing.Unheard(p)) {
+			n++
+		}
+	}
+	return n
+}
+
+// unanswered lists the reached peers that did not answer.
+func (a *Auction) unanswered() []string {
+	var out []string
+	for _, p := range a.reached {
+		if !a.answered[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// close ends the window: a window that ran out observes its silent peers;
+// the bids are ranked and ordered (see order), and the best is offered the job.
 func (a *Auction) close(now time.Time) {
 	a.phase = accepting
-	a.candidates = a.rank.Rank(a.bids)
-	if len(a.cfg.Avoid) > 0 {
-		avoided := func(b types.Bid) int {
-			if slices.Contains(a.cfg.Avoid, b.Node.PeerID) {
-				return 1
-			}
-			return 0
+	if a.ranOut = !now.Before(a.closeAt); a.ranOut {
+		for _, p := range a.unanswered() {
+			a.emit(Observe{Peer: p, Event: EventSilent})
 		}
-		slices.SortStableFunc(a.candidates, func(x, y types.Bid) int { return avoided(x) - avoided(y) })
 	}
+	a.candidates = a.order(a.rank.Rank(a.bids), now)
 	if len(a.candidates) == 0 {
 		a.phase = done
-		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy() || a.cfg.Expected > len(a.answered)})
+		a.emit(Failed{Reason: a.noBidReason(), Busy: a.anyBusy() || len(a.unanswered()) > 0})
 		return
 	}
 	a.offerNext(now)
 }
 
-func (a *Auction) offerNext(now time.Time) {
-	if a.next >= len(a.candidates) {
-		a.phase = done
-		a.emit(Failed{Reason: a.noConfirmReason(), Unconfirmed: true})
-		return
+// order applies the requester's memory to ranked candidates: the nodes
+// that failed this job are dropped, and their bids released, unless only
+// they bid (Exclude); peers in poor standing go after every other, each
+// group in rank order.
+func (a *Auction) order(ranked []types.Bid, now time.Time) []types.Bid {
+	excluded := func(b types.Bid) bool { return slices.Contains(a.cfg.Exclude, b.Node.PeerID) }
+	if slices.ContainsFunc(ranked, func(b types.Bid) bool { return !excluded(b) }) {
+		for _, b := range ranked {
+			if excluded(b) {
+				a.excluded = append(a.excluded, b.Node.PeerID)
+				a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: "excluded: the node failed this job before"}})
+			}
+		}
+		ranked = slices.DeleteFunc(ranked, excluded)
 	}
-	b := a.candidates[a.next]
-	o := &offer{bid: b, id: AllocationID(a.req.JobID, a.cfg.Attempt, a.next), deadline: now.Add(a.cfg.ConfirmTimeout)}
-	a.next++
-	a.pending, a.offers[o.id], a.sent = o, o, append(a.sent, o)
-	a.emit(SendAccept{Peer: b.Node.PeerID, Addrs: b.Addrs, Accept: types.Accept{
-		JobID: a.req.JobID, AllocationID: o.id, Resources: a.req.Resources,
-	}})
+	if s := a.cfg.Standing; s != nil {
+		poor := func(b types.Bid) int {
+			if s.Poor(b.Node.PeerID, now) {
+				return 1
+			}
+			return 0
+		}
+		slices.SortStableFunc(ranked, func(x, y types.Bid) int { return poor(x) - poor(y) })
+	}
+	return ranked
 }
 
-// giveUp abandons the pending offer and moves to the next candidate. The
-// node is told to release: a reject may really be a lost answer to an Accept
-// the node did lock for, and a silent node may confirm later.
-func (a *Auction) giveUp(o *offer, why string, now time.Time) {
+// offerNext offers the job to the next candidate whose hold has not
+// expired (its node would refuse), naming the allocation ID from its bid.
+func (a *Auction) offerNext(now time.Time) {
+	for a.next < len(a.candidates) {
+		b := a.candidates[a.next]
+		a.next++
+		if !b.HoldUntil.IsZero() && !now.Before(b.HoldUntil) {
+			a.sent = append(a.sent, &offer{bid: b, id: b.Allocation, skipped: true,
+				outcome: fmt.Sprintf("%s's hold expired at %s, before its turn", b.Node.PeerID, b.HoldUntil.Format("15:04:05.000"))})
+			continue
+		}
+		o := &offer{bid: b, id: b.Allocation, deadline: now.Add(a.cfg.ConfirmTimeout)}
+		a.pending, a.offers[o.id], a.sent = o, o, append(a.sent, o)
+		a.emit(SendAccept{Peer: b.Node.PeerID, Addrs: b.Addrs, Accept: types.Accept{
+			JobID: a.req.JobID, AllocationID: o.id, Resources: a.req.Resources,
+		}})
+		return
+	}
+	a.phase = done
+	a.emit(Failed{Reason: a.noConfirmReason(), Unconfirmed: true})
+}
+
+// giveUp abandons the pending offer, observes its peer's ev, and moves to
+// the next candidate. The node is told to release: a reject may really be
+// a lost answer to an Accept the node did lock for, and a silent node may
+// confirm later.
+func (a *Auction) giveUp(o *offer, why string, ev PeerEvent, now time.Time) {
 	o.outcome = why
 	a.pending = nil
 	a.release(o, why)
+	a.emit(Observe{Peer: o.bid.Node.PeerID, Event: ev})
 	a.offerNext(now)
 }
 
@@ -313,12 +404,15 @@ func (a *Auction) release(o *offer, why string) {
 
 // releaseLosers tells every bidder that was never offered the job that it
 // went elsewhere, so the capability held behind its bid is free at once
-// rather than when the hold expires. (Candidates given up on were released
-// then.)
+// rather than when the hold expires. (Candidates given up on and excluded
+// bidders were released then.)
 func (a *Auction) releaseLosers(winner string) {
-	offered := make(map[string]bool, len(a.sent))
+	offered := make(map[string]bool, len(a.sent)+len(a.excluded))
 	for _, o := range a.sent {
 		offered[o.bid.Node.PeerID] = true
+	}
+	for _, p := range a.excluded {
+		offered[p] = true
 	}
 	for _, b := range a.bids {
 		if p := b.Node.PeerID; p != winner && !offered[p] {
@@ -330,7 +424,7 @@ func (a *Auction) releaseLosers(winner string) {
 
 // anyBusy reports whether a node declined only because its capacity is in
 // use. A node the request reached that did not answer within the window
-// (Expected > answered) counts as busy too, by the caller: it is connected
+// counts as busy too, by the caller: it is connected
 // but overloaded, or its answer was lost; a burst of 500 jobs on 5 nodes
 // failed tens of them this way.
 func (a *Auction) anyBusy() bool {

@@ -78,8 +78,8 @@ func (w *auctionWatch) isSent(id types.AllocationID) bool {
 func TestAuctionNeverDoublePlacesNorLeaksALock(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cfg := AuctionConfig{
-			Enough:   rapid.IntRange(0, 4).Draw(t, "enough"),
-			Expected: rapid.IntRange(0, 5).Draw(t, "expected"),
+			Enough:  rapid.IntRange(0, 4).Draw(t, "enough"),
+			Exclude: rapid.SliceOfN(peerGen(), 0, 2).Draw(t, "exclude"),
 		}
 		a, err := NewAuction(types.BidRequest{JobID: "j1"}, cfg, DefaultRanking(), t0)
 		if err != nil {
@@ -101,14 +101,16 @@ func TestAuctionNeverDoublePlacesNorLeaksALock(t *testing.T) {
 // randomAuctionEvent feeds one random event and returns the allocation it
 // confirmed, if it was a confirm.
 func randomAuctionEvent(t *rapid.T, a *Auction, w *auctionWatch, now time.Time) types.AllocationID {
-	peer := fmt.Sprint("p", rapid.IntRange(0, 5).Draw(t, "peer"))
-	alloc := AllocationID("j1", 1, rapid.IntRange(0, 5).Draw(t, "candidate"))
+	peer := peerGen().Draw(t, "peer")
+	alloc := allocGen().Draw(t, "alloc")
 	if len(w.sent) > 0 && rapid.Bool().Draw(t, "known") {
 		alloc = rapid.SampledFrom(w.sent).Draw(t, "sent")
 	}
-	switch rapid.IntRange(0, 5).Draw(t, "kind") {
+	switch rapid.IntRange(0, 6).Draw(t, "kind") {
 	case 0:
-		a.Bid(mkBid("j1", peer, float64(rapid.IntRange(0, 4).Draw(t, "price")), 1, 0), now)
+		b := mkBid("j1", peer, float64(rapid.IntRange(0, 4).Draw(t, "price")), 1, 0)
+		b.Allocation = allocGen().Draw(t, "bid alloc") // empty and repeated IDs too
+		a.Bid(b, now)
 	case 1:
 		a.Decline(types.Decline{JobID: "j1", Node: types.NodeID{PeerID: peer}, Reasons: []string{"busy"}}, now)
 	case 2:
@@ -117,9 +119,26 @@ func randomAuctionEvent(t *rapid.T, a *Auction, w *auctionWatch, now time.Time) 
 	case 3:
 		a.Rejected(types.Reject{JobID: "j1", AllocationID: alloc, Reason: "no"}, now)
 	case 4:
-		a.Expect(rapid.IntRange(0, 5).Draw(t, "n"), now)
+		a.Expect(rapid.SliceOfN(peerGen(), 0, 5).Draw(t, "reached"), now)
+	case 5:
+		a.Unanswered(alloc, "stream reset", now)
 	default:
 		a.Tick(now)
 	}
 	return ""
+}
+
+func peerGen() *rapid.Generator[string] {
+	return rapid.Custom(func(t *rapid.T) string { return fmt.Sprint("p", rapid.IntRange(0, 5).Draw(t, "p")) })
+}
+
+// allocGen draws from few allocation IDs, the empty one included, so that
+// bids collide.
+func allocGen() *rapid.Generator[types.AllocationID] {
+	return rapid.Custom(func(t *rapid.T) types.AllocationID {
+		if n := rapid.IntRange(0, 6).Draw(t, "a"); n > 0 {
+			return types.AllocationID(fmt.Sprint("j1-x", n))
+		}
+		return ""
+	})
 }

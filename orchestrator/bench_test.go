@@ -101,7 +101,7 @@ func benchJob(b *testing.B, spec JobSpec, bids []types.Bid, reached []string, re
 	tick := func() time.Time { now = now.Add(ms); return now }
 	j.Start(tick())
 	d.drain()
-	j.Published(1, len(reached), tick())
+	j.Published(1, reached, tick())
 	d.drain()
 	for _, bid := range bids {
 		j.Bid(bid, tick())

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func notSaved(alloc, reason string) event {
 
 // placedOn places attempt n of j1 (which starts at t0+at) on peer.
 func placedOn(n int, peer string, at time.Duration) []step {
-	alloc := string(AllocationID("j1", n, 0))
+	alloc := fmt.Sprintf("j1-a%d-%s", n, peer)
 	return []step{
 		{at: at, ev: bid(peer, 1), want: []string{"accept " + alloc + " -> " + peer}},
 		{at: at + 1*ms, ev: confirm(alloc, uint64(n)), want: []string{"invoke " + alloc + " on " + peer}, state: types.JobPlaced},
@@ -51,61 +52,61 @@ func TestJobChargesEachFailureToItsBudget(t *testing.T) {
 		state  types.JobState
 		reason string
 	}{{
-		name: "a lost node", ev: lost("j1-a1-c0", "status stream: ended before a final status"),
-		want:   []string{"release j1-a1-c0 on n1: the requester lost contact"},
+		name: "a lost node", ev: lost("j1-a1-n1", "status stream: ended before a final status"),
+		want:   []string{"release j1-a1-n1 on n1: the requester lost contact"},
 		charge: ChargeReschedule, state: types.JobPending,
 		reason: "attempt 1 failed: lost node n1: status stream: ended before a final status; rescheduling in 100ms",
 	}, {
-		name: "an invocation that could not be delivered", ev: lost("j1-a1-c0", "invoking: stream reset"),
-		want:   []string{"release j1-a1-c0 on n1"},
+		name: "an invocation that could not be delivered", ev: lost("j1-a1-n1", "invoking: stream reset"),
+		want:   []string{"release j1-a1-n1 on n1"},
 		charge: ChargeReschedule, state: types.JobPending,
 	}, {
-		name: "a node that refused the invocation: its lock expired", ev: failedStatus("j1-a1-c0", types.FaultNode, "node: lock expired"),
+		name: "a node that refused the invocation: its lock expired", ev: failedStatus("j1-a1-n1", types.FaultNode, "node: lock expired"),
 		charge: ChargeReschedule, state: types.JobPending,
 		reason: "attempt 1 failed: failed on node n1: node: lock expired; rescheduling in 100ms",
 	}, {
-		name: "a node that could not fetch the module", ev: failedStatus("j1-a1-c0", types.FaultNode, "fetching the module: no route"),
+		name: "a node that could not fetch the module", ev: failedStatus("j1-a1-n1", types.FaultNode, "fetching the module: no route"),
 		charge: ChargeReschedule, state: types.JobPending,
 	}, {
-		name: "a node cancelling on its own (shutting down)", ev: status("j1-a1-c0", types.AllocCancelled, "node shutting down"),
+		name: "a node cancelling on its own (shutting down)", ev: status("j1-a1-n1", types.AllocCancelled, "node shutting down"),
 		charge: ChargeReschedule, state: types.JobPending,
 	}, {
 		name: "a completion without a result", ev: func(m machine, now time.Time) {
-			m.(*Job).Status(types.Status{JobID: "j1", AllocationID: "j1-a1-c0", State: types.AllocCompleted}, now)
+			m.(*Job).Status(types.Status{JobID: "j1", AllocationID: "j1-a1-n1", State: types.AllocCompleted}, now)
 		},
 		charge: ChargeReschedule, state: types.JobPending,
 	}, {
-		name: "a placement that could not be saved", ev: notSaved("j1-a1-c0", "disk full"),
-		want:   []string{"release j1-a1-c0 on n1: the requester could not record the placement"},
+		name: "a placement that could not be saved", ev: notSaved("j1-a1-n1", "disk full"),
+		want:   []string{"release j1-a1-n1 on n1: the requester could not record the placement"},
 		charge: ChargeReschedule, state: types.JobPending,
 		reason: "attempt 1 failed: placed on node n1, not invoked: the job could not be saved: disk full; rescheduling in 100ms",
 	}, {
 		name: "bidders that all failed to confirm",
 		before: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
 		},
-		ev: reject("j1-a1-c0", "lock: insufficient capability"), want: []string{"release j1-a1-c0 on n1: n1 rejected"},
+		ev: reject("j1-a1-n1", "lock: insufficient capability"), want: []string{"release j1-a1-n1 on n1: n1 rejected"},
 		charge: ChargeReschedule, state: types.JobPending,
 		reason: "attempt 1 failed: none of 1 bidder confirmed: n1 rejected: lock: insufficient capability; rescheduling in 100ms",
 	}, {
 		name: "a bidder that did not confirm in time",
 		before: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
 		},
-		ev: func(m machine, now time.Time) { m.Tick(now.Add(2 * time.Second)) }, want: []string{"release j1-a1-c0 on n1: n1 did not confirm within 2s"},
+		ev: func(m machine, now time.Time) { m.Tick(now.Add(2 * time.Second)) }, want: []string{"release j1-a1-n1 on n1: n1 did not confirm within 2s"},
 		charge: ChargeReschedule, state: types.JobPending,
 	}, {
-		name: "a program that failed", ev: failedStatus("j1-a1-c0", types.FaultProgram, "jobs: program trapped: unreachable"),
+		name: "a program that failed", ev: failedStatus("j1-a1-n1", types.FaultProgram, "jobs: program trapped: unreachable"),
 		charge: ChargeRetry, state: types.JobFailed,
 		reason: "failed on node n1: jobs: program trapped: unreachable",
 	}, {
-		name: "a failure without a fault is the program's: never run again on a guess", ev: failedStatus("j1-a1-c0", "", "out of memory"),
+		name: "a failure without a fault is the program's: never run again on a guess", ev: failedStatus("j1-a1-n1", "", "out of memory"),
 		charge: ChargeRetry, state: types.JobFailed,
 		reason: "failed on node n1: out of memory",
 	}, {
-		name: "a non-zero exit with no retry left completes the job", ev: exited("j1-a1-c0", 3),
+		name: "a non-zero exit with no retry left completes the job", ev: exited("j1-a1-n1", 3),
 		state:  types.JobCompleted,
 		reason: "completed on node n1 with exit code 3",
 	}, {
@@ -168,20 +169,20 @@ func TestJobBudgets(t *testing.T) {
 		name: "reschedule: never fails the job on the first lost node, saying so",
 		spec: func(s *JobSpec) { s.Retries, s.Reschedule = 2, RescheduleNever },
 		steps: append(append([]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms)...),
-			step{at: 10 * ms, ev: lost("j1-a1-c0", "no heartbeat for 1s"), want: []string{"release j1-a1-c0"}, state: types.JobFailed}),
+			step{at: 10 * ms, ev: lost("j1-a1-n1", "no heartbeat for 1s"), want: []string{"release j1-a1-n1"}, state: types.JobFailed}),
 		charges: []string{"reschedule"},
 		reason:  "lost node n1: no heartbeat for 1s; not rescheduled: the job says reschedule: never",
 	}, {
 		name: "the default allows three reschedules: the fourth lost node fails the job",
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: lost("j1-a1-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+			[]step{{at: 10 * ms, ev: lost("j1-a1-n1", "EOF"), want: []string{"release"}, state: types.JobPending},
 				{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n1", 111*ms),
-			[]step{{at: 120 * ms, ev: lost("j1-a2-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+			[]step{{at: 120 * ms, ev: lost("j1-a2-n1", "EOF"), want: []string{"release"}, state: types.JobPending},
 				{at: 320 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(3, "n1", 321*ms),
-			[]step{{at: 330 * ms, ev: lost("j1-a3-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+			[]step{{at: 330 * ms, ev: lost("j1-a3-n1", "EOF"), want: []string{"release"}, state: types.JobPending},
 				{at: 730 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(4, "n1", 731*ms),
-			[]step{{at: 740 * ms, ev: lost("j1-a4-c0", "EOF"), want: []string{"release"}, state: types.JobFailed}}),
+			[]step{{at: 740 * ms, ev: lost("j1-a4-n1", "EOF"), want: []string{"release"}, state: types.JobFailed}}),
 		charges: []string{"reschedule", "reschedule", "reschedule", "reschedule"},
 		reason:  "gave up after 4 attempts (3 reschedules, the limit): lost node n1: EOF",
 	}, {
@@ -189,11 +190,11 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries, s.Reschedule = 1, 1 },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: lost("j1-a1-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+			[]step{{at: 10 * ms, ev: lost("j1-a1-n1", "EOF"), want: []string{"release"}, state: types.JobPending},
 				{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
-			[]step{{at: 120 * ms, ev: failedStatus("j1-a2-c0", types.FaultProgram, "trap"), state: types.JobPending},
+			[]step{{at: 120 * ms, ev: failedStatus("j1-a2-n2", types.FaultProgram, "trap"), state: types.JobPending},
 				{at: 320 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(3, "n3", 321*ms),
-			[]step{{at: 330 * ms, ev: failedStatus("j1-a3-c0", types.FaultNode, "node restarted"), state: types.JobFailed}}),
+			[]step{{at: 330 * ms, ev: failedStatus("j1-a3-n3", types.FaultNode, "node restarted"), state: types.JobFailed}}),
 		charges: []string{"reschedule", "retry", "reschedule"},
 		reason:  "gave up after 3 attempts (1 reschedule, the limit): failed on node n3: node restarted",
 	}, {
@@ -201,9 +202,9 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries = 1 },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: failedStatus("j1-a1-c0", "", "trap"), state: types.JobPending},
+			[]step{{at: 10 * ms, ev: failedStatus("j1-a1-n1", "", "trap"), state: types.JobPending},
 				{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
-			[]step{{at: 120 * ms, ev: failedStatus("j1-a2-c0", types.FaultProgram, "trap"), state: types.JobFailed}}),
+			[]step{{at: 120 * ms, ev: failedStatus("j1-a2-n2", types.FaultProgram, "trap"), state: types.JobFailed}}),
 		charges: []string{"retry", "retry"},
 		reason:  "gave up after 2 attempts: failed on node n2: trap",
 	}, {
@@ -211,13 +212,13 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries = 2 },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: exited("j1-a1-c0", 3), state: types.JobPending},
+			[]step{{at: 10 * ms, ev: exited("j1-a1-n1", 3), state: types.JobPending},
 				{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
-			[]step{{at: 120 * ms, ev: lost("j1-a2-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+			[]step{{at: 120 * ms, ev: lost("j1-a2-n2", "EOF"), want: []string{"release"}, state: types.JobPending},
 				{at: 320 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(3, "n1", 321*ms),
-			[]step{{at: 330 * ms, ev: exited("j1-a3-c0", 4), state: types.JobPending},
+			[]step{{at: 330 * ms, ev: exited("j1-a3-n1", 4), state: types.JobPending},
 				{at: 730 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(4, "n2", 731*ms),
-			[]step{{at: 740 * ms, ev: exited("j1-a4-c0", 5), state: types.JobCompleted}}),
+			[]step{{at: 740 * ms, ev: exited("j1-a4-n2", 5), state: types.JobCompleted}}),
 		charges: []string{"retry", "reschedule", "retry", "-"},
 		reason:  "completed on node n2 with exit code 5 after 4 attempts",
 		exit:    5,
@@ -226,9 +227,9 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries = 1 },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: exited("j1-a1-c0", 1), state: types.JobPending},
+			[]step{{at: 10 * ms, ev: exited("j1-a1-n1", 1), state: types.JobPending},
 				{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
-			[]step{{at: 120 * ms, ev: exited("j1-a2-c0", 0), state: types.JobCompleted}}),
+			[]step{{at: 120 * ms, ev: exited("j1-a2-n2", 0), state: types.JobCompleted}}),
 		charges: []string{"retry", "-"},
 		reason:  "completed on node n2 with exit code 0",
 	}, {
@@ -236,7 +237,7 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries, s.Deadline = 1, 100*ms },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1 for wasm until 03:04:05.100"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: exited("j1-a1-c0", 2), state: types.JobCompleted}}),
+			[]step{{at: 10 * ms, ev: exited("j1-a1-n1", 2), state: types.JobCompleted}}),
 		charges: []string{"-"},
 		reason:  "completed on node n1 with exit code 2; no time left to retry before the job deadline",
 		exit:    2,
@@ -245,7 +246,7 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Deadline = 50 * ms },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: 10 * ms, ev: lost("j1-a1-c0", "EOF"), want: []string{"release"}, state: types.JobFailed}}),
+			[]step{{at: 10 * ms, ev: lost("j1-a1-n1", "EOF"), want: []string{"release"}, state: types.JobFailed}}),
 		charges: []string{"reschedule"},
 		reason:  "lost node n1: EOF; no time left to reschedule before the job deadline",
 	}, {
@@ -253,7 +254,7 @@ func TestJobBudgets(t *testing.T) {
 		spec: func(s *JobSpec) { s.Deadline = sec },
 		steps: slices.Concat(
 			[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-			[]step{{at: sec, ev: tick, want: []string{"release j1-a1-c0"}, state: types.JobFailed}}),
+			[]step{{at: sec, ev: tick, want: []string{"release j1-a1-n1"}, state: types.JobFailed}}),
 		charges: []string{"-"},
 		reason:  "job deadline (1s) passed while placed",
 	}}
@@ -288,15 +289,15 @@ func TestRestoredJobCountsItsBudgets(t *testing.T) {
 	j := newTestJob(t, spec)
 	run(t, j, slices.Concat(
 		[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
-		[]step{{at: 10 * ms, ev: lost("j1-a1-c0", "EOF"), want: []string{"release"}, state: types.JobPending},
+		[]step{{at: 10 * ms, ev: lost("j1-a1-n1", "EOF"), want: []string{"release"}, state: types.JobPending},
 			{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
-		[]step{{at: 120 * ms, ev: exited("j1-a2-c0", 1), state: types.JobPending},
+		[]step{{at: 120 * ms, ev: exited("j1-a2-n2", 1), state: types.JobPending},
 			{at: 320 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding}}))
 	back := restored(t, record(j))
 	run(t, back, slices.Concat(
 		[]step{{at: time.Second, ev: resume, want: []string{"publish j1"}, state: types.JobBidding}},
 		placedOn(4, "n3", time.Second+1*ms),
-		[]step{{at: time.Second + 10*ms, ev: failedStatus("j1-a4-c0", types.FaultNode, "node restarted while the allocation was running"), state: types.JobFailed}}))
+		[]step{{at: time.Second + 10*ms, ev: failedStatus("j1-a4-n3", types.FaultNode, "node restarted while the allocation was running"), state: types.JobFailed}}))
 	if got, want := charges(back), []string{"reschedule", "retry", "-", "reschedule"}; !slices.Equal(got, want) {
 		t.Fatalf("charges %v, want %v", got, want)
 	}
@@ -307,21 +308,29 @@ func TestRestoredJobCountsItsBudgets(t *testing.T) {
 }
 
 // A job rescheduled after its node failed it goes elsewhere when another
-// node bids, even one that ranks lower; the node that failed it still
-// gets the job when no other can take it.
-func TestRescheduledJobTriesOtherNodesFirst(t *testing.T) {
+// node bids, even one that ranks lower, and is not offered to the node
+// that failed it even when that other node rejects: the attempt fails.
+// Once every bidder failed the job, they are all candidates again (a
+// fault may be passing), best first.
+func TestRescheduledJobExcludesTheNodesThatFailedIt(t *testing.T) {
 	spec := testSpec()
 	spec.EnoughBids = 2
 	j := newTestJob(t, spec)
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
 		{at: 1 * ms, ev: bid("n1", 1)},
-		{at: 2 * ms, ev: bid("n2", 5), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 3 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1", "release the bid for j1 on n2"}},
-		{at: 4 * ms, ev: failedStatus("j1-a1-c0", types.FaultNode, "docker: no such image on this node"), state: types.JobPending},
-		{at: 200 * ms, ev: func(m machine, now time.Time) { m.Tick(now) }, want: []string{"publish j1"}},
+		{at: 2 * ms, ev: bid("n2", 5), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 3 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1", "release the bid for j1 on n2"}},
+		{at: 4 * ms, ev: failedStatus("j1-a1-n1", types.FaultNode, "docker: no such image on this node"), state: types.JobPending},
+		{at: 200 * ms, ev: tick, want: []string{"publish j1"}},
 		{at: 201 * ms, ev: bid("n1", 1)},
-		{at: 202 * ms, ev: bid("n2", 5), want: []string{"accept j1-a2-c0 -> n2"}},
-		{at: 203 * ms, ev: reject("j1-a2-c0", "busy now"), want: []string{"release j1-a2-c0 on n2", "accept j1-a2-c1 -> n1"}},
+		{at: 202 * ms, ev: bid("n2", 5), want: []string{"release the bid for j1 on n1: excluded: the node failed this job before", "accept j1-a2-n2 -> n2"}},
+		{at: 203 * ms, ev: reject("j1-a2-n2", "busy now"), want: []string{"release j1-a2-n2 on n2"}, state: types.JobPending},
+		{at: 403 * ms, ev: tick, want: []string{"publish j1"}},
+		{at: 404 * ms, ev: bid("n1", 1)},
+		{at: 405 * ms, ev: bid("n2", 5), want: []string{"accept j1-a3-n1 -> n1"}},
 	})
+	if got := j.Info().Attempts[1].Unconfirmed; !slices.Equal(got, []string{"n2"}) {
+		t.Fatalf("attempt 2 unconfirmed %v", got)
+	}
 }

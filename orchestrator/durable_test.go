@@ -91,7 +91,7 @@ func TestInvokeWaitsUntilThePlacementIsSaved(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !slices.Contains(invoked, AllocationID(info.ID, 1, 0)) {
+	if !slices.Contains(invoked, fakeAlloc(info.ID, 1, "n1")) {
 		t.Fatalf("invoked %v", invoked)
 	}
 }
@@ -111,7 +111,7 @@ func TestAPlacementThatCannotBeSavedIsNotInvoked(t *testing.T) {
 	if last.State != types.JobFailed || last.Reason != reason || last.Attempts[0].Charge != ChargeReschedule {
 		t.Fatalf("job ended %s: %q; attempts %+v", last.State, last.Reason, last.Attempts)
 	}
-	alloc := AllocationID(info.ID, 1, 0)
+	alloc := fakeAlloc(info.ID, 1, "n1")
 	if r := net.waitReleased(t, alloc); r[len(r)-1].Reason != "the requester could not record the placement" {
 		t.Fatalf("released %+v", r)
 	}
@@ -128,7 +128,7 @@ func TestReleaseOfACancelWaitsUntilTheCancelIsSaved(t *testing.T) {
 	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: hang})
 	s := spec(64<<20, 0)
 	s.ID = "j-cancel"
-	alloc := AllocationID(s.ID, 1, 0)
+	alloc := fakeAlloc(s.ID, 1, "n1")
 	net.sending = func(kind types.Kind, id types.AllocationID) {
 		if kind == types.KindCancel && id == alloc && !store.saved(id, func(r Record) bool { return r.State == types.JobCancelled }) {
 			t.Errorf("%s released before the cancel was saved", id)

@@ -51,7 +51,8 @@ type fakeNet struct {
 	opened  int
 	closed  int
 	epoch   uint64
-	gate    chan struct{} // when set, Publish waits for it to close
+	publish map[types.JobID]int // bid requests per job: the attempt, in allocation IDs
+	gate    chan struct{}       // when set, Publish waits for it to close
 	// sending, when set, is called as an Invoke or a Cancel reaches the
 	// network, before the fake node acts on it.
 	sending func(kind types.Kind, alloc types.AllocationID)
@@ -59,7 +60,14 @@ type fakeNet struct {
 
 func newFakeNet(nodes ...*fakeNode) *fakeNet {
 	return &fakeNet{nodes: nodes, dead: map[string]bool{}, running: map[types.AllocationID]*fakeStream{},
-		cut: map[types.AllocationID]*fakeStream{}, replies: map[types.AllocationID]types.Status{}, changed: make(chan struct{})}
+		cut: map[types.AllocationID]*fakeStream{}, replies: map[types.AllocationID]types.Status{}, changed: make(chan struct{}),
+		publish: map[types.JobID]int{}}
+}
+
+// fakeAlloc is the allocation a fake node bids for the attempt-th request
+// of job: "<job>-a<attempt>-<peer>".
+func fakeAlloc(job types.JobID, attempt int, peer string) types.AllocationID {
+	return types.AllocationID(fmt.Sprintf("%s-a%d-%s", job, attempt, peer))
 }
 
 func (n *fakeNet) node(peer string) *fakeNode {
@@ -79,6 +87,10 @@ func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) ([]string,
 			return nil, ctx.Err()
 		}
 	}
+	n.mu.Lock()
+	n.publish[req.JobID]++
+	attempt := n.publish[req.JobID]
+	n.mu.Unlock()
 	var reached []string // every node, the dead ones too: a node cut off still looks subscribed
 	for _, nd := range n.nodes {
 		n.mu.Lock()
@@ -89,7 +101,8 @@ func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) ([]string,
 		case len(short) > 0:
 			n.o.HandleDecline(&types.Decline{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Reasons: short})
 		default:
-			n.o.HandleBid(&types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Price: nd.price, Score: 1, Load: 0.5})
+			n.o.HandleBid(&types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Allocation: fakeAlloc(req.JobID, attempt, nd.peer),
+				Price: nd.price, Score: 1, Load: 0.5})
 		}
 		reached = append(reached, nd.peer)
 	}

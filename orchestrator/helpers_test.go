@@ -1,6 +1,8 @@
 package orchestrator
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +36,13 @@ type step struct {
 	state types.JobState // checked when set, for a Job
 }
 
+// run plays steps on m. Observe actions are left out of the comparison:
+// the reputation tests check them.
 func run(t *testing.T, m machine, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		s.ev(m, t0.Add(s.at))
-		got := actionStrings(m.Actions())
+		got := actionStrings(slices.DeleteFunc(m.Actions(), func(a Action) bool { _, ok := a.(Observe); return ok }))
 		if !prefixesMatch(got, s.want) {
 			t.Fatalf("step %d (at %s): actions\n  %s\nwant\n  %s", i, s.at, strings.Join(got, "\n  "), strings.Join(s.want, "\n  "))
 		}
@@ -72,12 +76,27 @@ func mkBid(job types.JobID, peer string, price, score, load float64) types.Bid {
 	return types.Bid{JobID: job, Node: types.NodeID{PeerID: peer}, Addrs: []string{"/mem/" + peer}, Price: price, Score: score, Load: load}
 }
 
+// bidAlloc names the allocation peer bids in the machine's current
+// attempt, "j1-a<attempt>-<peer>", so that tables stay readable. (Nodes
+// choose an unguessable ID.)
+func bidAlloc(m machine, peer string) types.AllocationID {
+	attempt := 1
+	if j, ok := m.(*Job); ok {
+		attempt = max(len(j.info.Attempts), 1)
+	}
+	return types.AllocationID(fmt.Sprintf("j1-a%d-%s", attempt, peer))
+}
+
 func bid(peer string, price float64) event {
-	return func(m machine, now time.Time) { m.Bid(mkBid("j1", peer, price, 10, 0.5), now) }
+	return bidFull(peer, price, 10, 0.5)
 }
 
 func bidFull(peer string, price, score, load float64) event {
-	return func(m machine, now time.Time) { m.Bid(mkBid("j1", peer, price, score, load), now) }
+	return func(m machine, now time.Time) {
+		b := mkBid("j1", peer, price, score, load)
+		b.Allocation = bidAlloc(m, peer)
+		m.Bid(b, now)
+	}
 }
 
 func decline(peer string, reasons ...string) event {

@@ -32,6 +32,10 @@ type Attempt struct {
 	StartedAt    time.Time          `json:"started_at"`
 	EndedAt      time.Time          `json:"ended_at,omitzero"`
 	Notes        []string           `json:"notes,omitempty"` // late statuses and releases, for the record
+	// Unconfirmed lists the nodes offered the job in this attempt that
+	// did not confirm (rejected, timed out, unanswered): later attempts
+	// exclude them (AuctionConfig.Exclude).
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
 	// Charge is the budget a failed attempt was charged to; none for an
 	// attempt active, completed or cancelled, or Interrupted.
 	Charge Charge `json:"charge,omitempty"`
@@ -76,6 +80,7 @@ func (i JobInfo) clone() JobInfo {
 	for k := range i.Attempts {
 		i.Attempts[k].Notes = slices.Clone(i.Attempts[k].Notes)
 		i.Attempts[k].Addrs = slices.Clone(i.Attempts[k].Addrs)
+		i.Attempts[k].Unconfirmed = slices.Clone(i.Attempts[k].Unconfirmed)
 	}
 	if i.Result != nil {
 		r := *i.Result

@@ -70,12 +70,12 @@ func (j *Job) Start(now time.Time) {
 	}
 }
 
-// Published tells the job how many nodes received the bid request of
-// attempt and may answer it (0: unknown).
-func (j *Job) Published(attempt, expected int, now time.Time) {
+// Published tells the job which peers received the bid request of
+// attempt and may answer it (nil: unknown); see Auction.Expect.
+func (j *Job) Published(attempt int, reached []string, now time.Time) {
 	j.advance(now)
 	if a := j.bidding(attempt); a != nil {
-		a.Expect(expected, now)
+		a.Expect(reached, now)
 		j.drain(a, now)
 	}
 }
@@ -90,13 +90,18 @@ func (j *Job) PublishFailed(attempt int, reason string, now time.Time) {
 	}
 }
 
-// Bid hands a bid to the open auction. A bid that arrives once the job is
-// placed or over is released at once: its node need not hold capability
-// for it. (Between attempts it is not: the node's next hold for the job
-// would be released with it, as holds are per job.)
+// Bid hands a bid to the open auction. A bid naming an allocation ID bid
+// in an earlier attempt of the job is dropped (the auction drops repeats
+// within itself): an allocation ID names one offer. A bid that arrives
+// once the job is placed or over is released at once: its node need not
+// hold capability for it. (Between attempts it is not: the node's next
+// hold for the job would be released with it, as holds are per job.)
 func (j *Job) Bid(b types.Bid, now time.Time) {
 	j.advance(now)
 	if a := j.open(); a != nil {
+		if j.bidBefore(b.Allocation) {
+			b.Allocation = "" // the auction counts the answer, and drops the bid
+		}
 		a.Bid(b, now)
 		j.drain(a, now)
 		return
@@ -125,12 +130,21 @@ func (j *Job) Confirmed(c types.Confirm, now time.Time) {
 	}
 }
 
-// Rejected hands a Reject (or a failure to deliver an Accept) to the auction
-// that offered its allocation.
+// Rejected hands a Reject to the auction that offered its allocation.
 func (j *Job) Rejected(r types.Reject, now time.Time) {
 	j.advance(now)
 	if a := j.auctionFor(r.AllocationID); a != nil {
 		a.Rejected(r, now)
+		j.drain(a, now)
+	}
+}
+
+// Unanswered tells the auction that offered allocation id that its Accept
+// got no valid answer (see Auction.Unanswered).
+func (j *Job) Unanswered(id types.AllocationID, reason string, now time.Time) {
+	j.advance(now)
+	if a := j.auctionFor(id); a != nil {
+		a.Unanswered(id, reason, now)
 		j.drain(a, now)
 	}
 }
@@ -197,7 +211,10 @@ func (j *Job) advance(now time.Time) {
 
 func (j *Job) startAttempt(now time.Time) {
 	n := len(j.info.Attempts) + 1
-	acfg := AuctionConfig{Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout, Attempt: n, Avoid: j.faultyNodes()}.withDefaults()
+	acfg := AuctionConfig{
+		Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout,
+		Exclude: j.failedNodes(), Standing: j.cfg.Standing,
+	}.withDefaults()
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
 		Resources: j.spec.Task.Resources, Constraints: j.spec.Constraints, Deadline: now.Add(acfg.Window),
@@ -219,17 +236,40 @@ func (j *Job) startAttempt(now time.Time) {
 	j.drain(a, now)
 }
 
-// faultyNodes lists the nodes an earlier attempt failed on for the node's
-// reasons (charged to reschedule): a rescheduled job goes elsewhere when it
-// can.
-func (j *Job) faultyNodes() []string {
+// failedNodes lists the nodes that failed this job: they did not confirm
+// an Accept of it, or an attempt placed on them failed for the node's
+// reasons (charged to reschedule: lost, a node fault). The next auctions
+// exclude them while another node bids (AuctionConfig.Exclude).
+func (j *Job) failedNodes() []string {
 	var out []string
+	add := func(p string) {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
 	for _, a := range j.info.Attempts {
-		if a.Charge == ChargeReschedule && a.Node != "" && !slices.Contains(out, a.Node) {
-			out = append(out, a.Node)
+		for _, p := range a.Unconfirmed {
+			add(p)
+		}
+		if a.Charge == ChargeReschedule {
+			add(a.Node)
 		}
 	}
 	return out
+}
+
+// bidBefore reports whether allocation id was bid in an earlier attempt
+// of the job (or placed before a restart, which forgot the auctions).
+func (j *Job) bidBefore(id types.AllocationID) bool {
+	if _, ok := j.holders[id]; ok {
+		return true
+	}
+	for _, a := range j.auctions[:len(j.auctions)-1] {
+		if a != nil && a.allocs[id] {
+			return true
+		}
+	}
+	return false
 }
 
 // bidding returns the auction of attempt if it is the open one.
@@ -259,6 +299,14 @@ func (j *Job) drain(a *Auction, now time.Time) {
 		switch act := act.(type) {
 		case Placed:
 			j.place(act, now)
+		case Observe:
+			if act.Event == EventNoConfirm || act.Event == EventRejected {
+				if att := j.attempt(); !slices.Contains(att.Unconfirmed, act.Peer) {
+					att.Unconfirmed = append(att.Unconfirmed, act.Peer)
+					j.touch(now)
+				}
+			}
+			j.emit(act)
 		case Failed:
 			switch {
 			case act.Busy:

@@ -134,13 +134,15 @@ func TestJobNeverRunsTwiceNorLeaksAnAllocation(t *testing.T) {
 
 func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
 	peer := fmt.Sprint("p", rapid.IntRange(0, 4).Draw(t, "peer"))
-	alloc := AllocationID("j1", rapid.IntRange(1, 3).Draw(t, "attempt"), rapid.IntRange(0, 2).Draw(t, "candidate"))
+	alloc := allocGen().Draw(t, "alloc")
 	if len(w.sent) > 0 && rapid.Bool().Draw(t, "known") {
 		alloc = rapid.SampledFrom(w.sent).Draw(t, "sent")
 	}
-	switch rapid.IntRange(0, 9).Draw(t, "kind") {
+	switch rapid.IntRange(0, 10).Draw(t, "kind") {
 	case 0:
-		j.Bid(mkBid("j1", peer, 1, 1, 0), now)
+		b := mkBid("j1", peer, 1, 1, 0)
+		b.Allocation = allocGen().Draw(t, "bid alloc") // empty, and repeated across attempts, too
+		j.Bid(b, now)
 	case 1:
 		j.Decline(types.Decline{JobID: "j1", Node: types.NodeID{PeerID: peer}}, now)
 	case 2:
@@ -158,9 +160,11 @@ func randomJobEvent(t *rapid.T, j *Job, w *jobWatch, now time.Time) {
 			t.Fatalf("Cancel = %v on a job done=%v", err, done)
 		}
 	case 7:
-		j.Published(len(w.prev.Attempts), rapid.IntRange(0, 5).Draw(t, "expected"), now)
+		j.Published(len(w.prev.Attempts), rapid.SliceOfN(peerGen(), 0, 5).Draw(t, "reached"), now)
 	case 8:
 		j.NotSaved(alloc, "disk full", now)
+	case 9:
+		j.Unanswered(alloc, "stream reset", now)
 	default:
 		j.Tick(now)
 	}

@@ -29,8 +29,9 @@ func newTestJob(t *testing.T, spec JobSpec) *Job {
 
 func start(m machine, now time.Time) { m.(*Job).Start(now) }
 
-func published(attempt, expected int) event {
-	return func(m machine, now time.Time) { m.(*Job).Published(attempt, expected, now) }
+// published tells the job that the request of attempt reached n1..nn.
+func published(attempt, n int) event {
+	return func(m machine, now time.Time) { m.(*Job).Published(attempt, nodes(n), now) }
 }
 
 func status(alloc string, state types.AllocationState, reason string) event {
@@ -77,29 +78,29 @@ func TestJobScenarios(t *testing.T) {
 			{at: 1 * ms, ev: published(1, 3)},
 			{at: 2 * ms, ev: bid("n1", 3)},
 			{at: 3 * ms, ev: bid("n2", 1)},
-			{at: 4 * ms, ev: bid("n3", 2), want: []string{"accept j1-a1-c0 -> n2"}},
-			{at: 10 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"invoke j1-a1-c0 on n2 epoch 7", "release the bid for j1 on n1: placed on another node", "release the bid for j1 on n3: placed on another node"}, state: types.JobPlaced},
-			{at: 20 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
-			{at: 500 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
-			{at: 600 * ms, ev: status("j1-a1-c0", types.AllocCompleted, "")},
+			{at: 4 * ms, ev: bid("n3", 2), want: []string{"accept j1-a1-n2 -> n2"}},
+			{at: 10 * ms, ev: confirm("j1-a1-n2", 7), want: []string{"invoke j1-a1-n2 on n2 epoch 7", "release the bid for j1 on n1: placed on another node", "release the bid for j1 on n3: placed on another node"}, state: types.JobPlaced},
+			{at: 20 * ms, ev: status("j1-a1-n2", types.AllocRunning, ""), state: types.JobRunning},
+			{at: 500 * ms, ev: status("j1-a1-n2", types.AllocCompleted, ""), state: types.JobCompleted},
+			{at: 600 * ms, ev: status("j1-a1-n2", types.AllocCompleted, "")},
 		},
 		reason: "completed on node n2 with exit code 0",
 	}, {
 		name: "node lost: released, rescheduled by default after the backoff on another node, completed",
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-			{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
-			{at: 1 * sec, ev: lost("j1-a1-c0", "stream reset"), want: []string{
-				"release j1-a1-c0 on n1: the requester lost contact: stream reset"}, state: types.JobPending},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+			{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, ""), state: types.JobRunning},
+			{at: 1 * sec, ev: lost("j1-a1-n1", "stream reset"), want: []string{
+				"release j1-a1-n1 on n1: the requester lost contact: stream reset"}, state: types.JobPending},
 			{at: 1099 * ms, ev: tick},
 			{at: 1100 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding},
-			{at: 1101 * ms, ev: bid("n2", 2), want: []string{"accept j1-a2-c0 -> n2"}},
-			{at: 1103 * ms, ev: confirm("j1-a2-c0", 9), want: []string{"invoke j1-a2-c0 on n2 epoch 9"}},
-			{at: 1104 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobPlaced},
-			{at: 1105 * ms, ev: lost("j1-a1-c0", "late")},
-			{at: 2 * sec, ev: status("j1-a2-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+			{at: 1101 * ms, ev: bid("n2", 2), want: []string{"accept j1-a2-n2 -> n2"}},
+			{at: 1103 * ms, ev: confirm("j1-a2-n2", 9), want: []string{"invoke j1-a2-n2 on n2 epoch 9"}},
+			{at: 1104 * ms, ev: status("j1-a1-n1", types.AllocCompleted, ""), state: types.JobPlaced},
+			{at: 1105 * ms, ev: lost("j1-a1-n1", "late")},
+			{at: 2 * sec, ev: status("j1-a2-n2", types.AllocCompleted, ""), state: types.JobCompleted},
 		},
 		reason: "completed on node n2 with exit code 0",
 	}, {
@@ -125,9 +126,9 @@ func TestJobScenarios(t *testing.T) {
 			{at: 105 * ms, ev: busy("n1"), state: types.JobBidding},
 			{at: 106 * ms, ev: decline("n2", mem900TiB), state: types.JobPending},
 			{at: 306 * ms, ev: tick, want: []string{"publish j1"}},
-			{at: 307 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 308 * ms, ev: confirm("j1-a1-c0", 3), want: []string{"invoke j1-a1-c0 on n1 epoch 3"}, state: types.JobPlaced},
-			{at: 400 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+			{at: 307 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 308 * ms, ev: confirm("j1-a1-n1", 3), want: []string{"invoke j1-a1-n1 on n1 epoch 3"}, state: types.JobPlaced},
+			{at: 400 * ms, ev: status("j1-a1-n1", types.AllocCompleted, ""), state: types.JobCompleted},
 		},
 		reason: "completed on node n1 with exit code 0",
 	}, {
@@ -139,9 +140,9 @@ func TestJobScenarios(t *testing.T) {
 			{at: 2 * ms, ev: decline("n2", mem900TiB)},
 			{at: 2 * sec, ev: tick, state: types.JobPending},
 			{at: 2100 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding},
-			{at: 2101 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2102 * ms, ev: confirm("j1-a1-c0", 3), want: []string{"invoke j1-a1-c0 on n1 epoch 3"}, state: types.JobPlaced},
-			{at: 2200 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+			{at: 2101 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2102 * ms, ev: confirm("j1-a1-n1", 3), want: []string{"invoke j1-a1-n1 on n1 epoch 3"}, state: types.JobPlaced},
+			{at: 2200 * ms, ev: status("j1-a1-n1", types.AllocCompleted, ""), state: types.JobCompleted},
 		},
 		reason: "completed on node n1 with exit code 0",
 	}, {
@@ -174,15 +175,15 @@ func TestJobScenarios(t *testing.T) {
 		spec: func(s *JobSpec) { s.Retries = 1 },
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-			{at: 3 * ms, ev: status("j1-a1-c0", types.AllocFailed, "out of memory"), state: types.JobPending},
-			{at: 4 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), want: []string{
-				"release j1-a1-c0 on n1: the job no longer runs on this node"}},
-			{at: 5 * ms, ev: status("j1-a1-c0", types.AllocRunning, "")},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+			{at: 3 * ms, ev: status("j1-a1-n1", types.AllocFailed, "out of memory"), state: types.JobPending},
+			{at: 4 * ms, ev: status("j1-a1-n1", types.AllocRunning, ""), want: []string{
+				"release j1-a1-n1 on n1: the job no longer runs on this node"}},
+			{at: 5 * ms, ev: status("j1-a1-n1", types.AllocRunning, "")},
 			{at: 103 * ms, ev: tick, want: []string{"publish j1"}},
-			{at: 104 * ms, ev: bid("n1", 1), want: []string{"accept j1-a2-c0 -> n1"}},
-			{at: 105 * ms, ev: reject("j1-a2-c0", "busy"), want: []string{"release j1-a2-c0 on n1: n1 rejected: busy"}, state: types.JobPending},
+			{at: 104 * ms, ev: bid("n1", 1), want: []string{"accept j1-a2-n1 -> n1"}},
+			{at: 105 * ms, ev: reject("j1-a2-n1", "busy"), want: []string{"release j1-a2-n1 on n1: n1 rejected: busy"}, state: types.JobPending},
 			{at: 305 * ms, ev: tick, want: []string{"publish j1"}},
 			{at: 2305 * ms, ev: tick, state: types.JobFailed},
 		},
@@ -191,21 +192,21 @@ func TestJobScenarios(t *testing.T) {
 		name: "cancelled while running: the node is released",
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-			{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, "")},
-			{at: 4 * ms, ev: cancel("no longer needed"), want: []string{"release j1-a1-c0 on n1: cancelled: no longer needed"}, state: types.JobCancelled},
-			{at: 5 * ms, ev: status("j1-a1-c0", types.AllocRunning, "")},
-			{at: 6 * ms, ev: status("j1-a1-c0", types.AllocCancelled, "requester cancelled"), state: types.JobCancelled},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+			{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, "")},
+			{at: 4 * ms, ev: cancel("no longer needed"), want: []string{"release j1-a1-n1 on n1: cancelled: no longer needed"}, state: types.JobCancelled},
+			{at: 5 * ms, ev: status("j1-a1-n1", types.AllocRunning, "")},
+			{at: 6 * ms, ev: status("j1-a1-n1", types.AllocCancelled, "requester cancelled"), state: types.JobCancelled},
 		},
 		reason: "cancelled: no longer needed",
 	}, {
 		name: "cancelled while an accept is out: released, and so is the late confirm",
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: cancel(""), want: []string{"release j1-a1-c0 on n1: cancelled by its submitter"}, state: types.JobCancelled},
-			{at: 3 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"release j1-a1-c0 on n1: confirmed too late"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: cancel(""), want: []string{"release j1-a1-n1 on n1: cancelled by its submitter"}, state: types.JobCancelled},
+			{at: 3 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"release j1-a1-n1 on n1: confirmed too late"}},
 			{at: 3 * sec, ev: tick},
 		},
 		reason: "cancelled by its submitter",
@@ -214,10 +215,10 @@ func TestJobScenarios(t *testing.T) {
 		spec: func(s *JobSpec) { s.Deadline = 10 * time.Second },
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-			{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, "")},
-			{at: 10 * sec, ev: tick, want: []string{"release j1-a1-c0 on n1: job deadline (10s) passed while running"}, state: types.JobFailed},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+			{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, "")},
+			{at: 10 * sec, ev: tick, want: []string{"release j1-a1-n1 on n1: job deadline (10s) passed while running"}, state: types.JobFailed},
 		},
 		reason: "job deadline (10s) passed while running",
 	}, {
@@ -249,10 +250,10 @@ func TestJobScenarios(t *testing.T) {
 		spec: func(s *JobSpec) { s.Reschedule = RescheduleNever },
 		steps: []step{
 			{at: 0, ev: start, want: []string{"publish j1"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-			{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+			{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
 			{at: 3 * ms, ev: func(m machine, now time.Time) {
-				m.(*Job).Status(types.Status{JobID: "j1", AllocationID: "j1-a1-c0", State: types.AllocCompleted}, now)
+				m.(*Job).Status(types.Status{JobID: "j1", AllocationID: "j1-a1-n1", State: types.AllocCompleted}, now)
 			}, state: types.JobFailed},
 		},
 		reason: "node n1 reported completion without a result; not rescheduled: the job says reschedule: never",
@@ -279,19 +280,19 @@ func TestJobHistory(t *testing.T) {
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish"}},
 		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke"}},
-		{at: 3 * ms, ev: lost("j1-a1-c0", "EOF"), want: []string{"release"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke"}},
+		{at: 3 * ms, ev: lost("j1-a1-n1", "EOF"), want: []string{"release"}},
 		{at: 103 * ms, ev: tick, want: []string{"publish"}},
 		{at: 104 * ms, ev: bid("n2", 1), want: []string{"accept"}},
-		{at: 105 * ms, ev: confirm("j1-a2-c0", 2), want: []string{"invoke"}},
-		{at: 106 * ms, ev: status("j1-a1-c0", types.AllocCompleted, "")},
-		{at: 107 * ms, ev: status("j1-a2-c0", types.AllocCompleted, "")},
+		{at: 105 * ms, ev: confirm("j1-a2-n2", 2), want: []string{"invoke"}},
+		{at: 106 * ms, ev: status("j1-a1-n1", types.AllocCompleted, "")},
+		{at: 107 * ms, ev: status("j1-a2-n2", types.AllocCompleted, "")},
 	})
 	info := j.Info()
 	want := []Attempt{
-		{Number: 1, AllocationID: "j1-a1-c0", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
+		{Number: 1, AllocationID: "j1-a1-n1", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
 			StartedAt: t0, EndedAt: t0.Add(3 * ms), Notes: []string{"ignored a completed status from node n1 after the attempt ended"}, Charge: ChargeReschedule},
-		{Number: 2, AllocationID: "j1-a2-c0", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
+		{Number: 2, AllocationID: "j1-a2-n2", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
 			StartedAt: t0.Add(103 * ms), EndedAt: t0.Add(107 * ms)},
 	}
 	if !reflect.DeepEqual(info.Attempts, want) {
@@ -310,8 +311,8 @@ func TestJobInfoIsASnapshot(t *testing.T) {
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish"}},
 		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke"}},
-		{at: 3 * ms, ev: status("j1-a1-c0", types.AllocCompleted, "")},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke"}},
+		{at: 3 * ms, ev: status("j1-a1-n1", types.AllocCompleted, "")},
 	})
 	info := j.Info()
 	info.Attempts[0].Node = "mallory"

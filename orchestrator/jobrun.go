@@ -27,7 +27,8 @@ func (j *Job) Status(s types.Status, now time.Time) {
 // NodeLost reports that the shell lost the node running allocation alloc
 // (its status stream died before a final status, or stayed silent for a
 // lease, or the invocation could not be delivered). The node is told to
-// stop, in case it is alive, and the attempt fails, charged to Reschedule.
+// stop, in case it is alive, is observed lost, and the attempt fails,
+// charged to Reschedule.
 func (j *Job) NodeLost(alloc types.AllocationID, reason string, now time.Time) {
 	j.advance(now)
 	if alloc == "" || alloc != j.alloc {
@@ -35,6 +36,7 @@ func (j *Job) NodeLost(alloc types.AllocationID, reason string, now time.Time) {
 	}
 	peer := j.holders[alloc].Node.PeerID
 	j.release(alloc, "the requester lost contact: "+reason)
+	j.emit(Observe{Peer: peer, Event: EventLost})
 	j.attemptFailed(fmt.Sprintf("lost node %s: %s", peer, reason), ChargeReschedule, now)
 }
 

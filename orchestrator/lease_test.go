@@ -27,19 +27,19 @@ func TestJobLateResultOfALostNodeIsRecordedNotCounted(t *testing.T) {
 	j := newTestJob(t, spec)
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-		{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
-		{at: 1003 * ms, ev: lost("j1-a1-c0", "no heartbeat for 1s"), want: []string{
-			"release j1-a1-c0 on n1: the requester lost contact: no heartbeat for 1s"}, state: types.JobPending},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+		{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, ""), state: types.JobRunning},
+		{at: 1003 * ms, ev: lost("j1-a1-n1", "no heartbeat for 1s"), want: []string{
+			"release j1-a1-n1 on n1: the requester lost contact: no heartbeat for 1s"}, state: types.JobPending},
 		{at: 1103 * ms, ev: tick, want: []string{"publish j1"}, state: types.JobBidding},
-		{at: 1104 * ms, ev: bid("n2", 1), want: []string{"accept j1-a2-c0 -> n2"}},
-		{at: 1105 * ms, ev: confirm("j1-a2-c0", 4), want: []string{"invoke j1-a2-c0 on n2 epoch 4"}},
-		{at: 1106 * ms, ev: status("j1-a2-c0", types.AllocRunning, ""), state: types.JobRunning},
-		{at: 1500 * ms, ev: lateResult("j1-a1-c0", "bafy-late-n1"), state: types.JobRunning},
-		{at: 1600 * ms, ev: lost("j1-a1-c0", "the old stream broke")},
-		{at: 2 * time.Second, ev: lateResult("j1-a2-c0", "bafy-n2"), state: types.JobCompleted},
-		{at: 3 * time.Second, ev: lateResult("j1-a1-c0", "bafy-late-n1"), state: types.JobCompleted},
+		{at: 1104 * ms, ev: bid("n2", 1), want: []string{"accept j1-a2-n2 -> n2"}},
+		{at: 1105 * ms, ev: confirm("j1-a2-n2", 4), want: []string{"invoke j1-a2-n2 on n2 epoch 4"}},
+		{at: 1106 * ms, ev: status("j1-a2-n2", types.AllocRunning, ""), state: types.JobRunning},
+		{at: 1500 * ms, ev: lateResult("j1-a1-n1", "bafy-late-n1"), state: types.JobRunning},
+		{at: 1600 * ms, ev: lost("j1-a1-n1", "the old stream broke")},
+		{at: 2 * time.Second, ev: lateResult("j1-a2-n2", "bafy-n2"), state: types.JobCompleted},
+		{at: 3 * time.Second, ev: lateResult("j1-a1-n1", "bafy-late-n1"), state: types.JobCompleted},
 	})
 	info := j.Info()
 	if info.Result == nil || info.Result.Stdout != "bafy-n2" || info.Node != "n2" || info.Reason != "completed on node n2 with exit code 0" {
@@ -61,13 +61,13 @@ func TestJobRepeatedRunningStatusChangesNothing(t *testing.T) {
 	j := newTestJob(t, testSpec())
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}},
-		{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}},
+		{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, ""), state: types.JobRunning},
 	})
 	before := j.Info()
 	for i := range 10 {
-		j.Status(types.Status{JobID: "j1", AllocationID: "j1-a1-c0", State: types.AllocRunning}, t0.Add(time.Duration(4+250*i)*ms))
+		j.Status(types.Status{JobID: "j1", AllocationID: "j1-a1-n1", State: types.AllocRunning}, t0.Add(time.Duration(4+250*i)*ms))
 	}
 	if acts := j.Actions(); len(acts) != 0 {
 		t.Fatalf("heartbeats asked for %v", acts)
@@ -99,7 +99,7 @@ func TestOrchestratorDetectsASilentNodeWithinTheLease(t *testing.T) {
 	if took < lease-20*ms || took > lease+time.Second {
 		t.Fatalf("lost after %s with a lease of %s", took, lease)
 	}
-	first := AllocationID(info.ID, 1, 0)
+	first := fakeAlloc(info.ID, 1, "cut")
 	net.waitReleased(t, first)
 	net.finishLate(first, info.ID, "bafy-late")
 	const note = "ignored a completed status from node cut after the attempt ended"
@@ -157,7 +157,7 @@ func TestOrchestratorRecordsALateResultFromAReleaseReply(t *testing.T) {
 	)
 	s := spec(64<<20, 1)
 	s.ID = "j-late"
-	first := AllocationID(s.ID, 1, 0)
+	first := fakeAlloc(s.ID, 1, "flaky")
 	net.replies[first] = types.Status{JobID: s.ID, AllocationID: first, State: types.AllocCompleted, Result: &types.Result{Stdout: "bafy-late"}}
 	o := startOrchestratorWith(t, net, nil, func(c *Config) { c.Defaults.ConfirmTimeout = 2 * time.Second })
 	_, seen := submitAndWatch(t, o, s)
@@ -188,11 +188,11 @@ func TestJobReleasesABidForAnAuctionThatIsOver(t *testing.T) {
 	j := newTestJob(t, testSpec())
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
 		{at: 2 * ms, ev: bid("n2", 1), want: []string{"release the bid for j1 on n2: the bid arrived after the window closed"}},
-		{at: 3 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0 on n1"}, state: types.JobPlaced},
+		{at: 3 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1 on n1"}, state: types.JobPlaced},
 		{at: 4 * ms, ev: bid("n3", 1), want: []string{"release the bid for j1 on n3: the bid arrived after the auction closed"}, state: types.JobPlaced},
-		{at: 5 * ms, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+		{at: 5 * ms, ev: status("j1-a1-n1", types.AllocCompleted, ""), state: types.JobCompleted},
 		{at: 6 * ms, ev: bid("n4", 1), want: []string{"release the bid for j1 on n4: the bid arrived after the auction closed"}, state: types.JobCompleted},
 	})
 }

@@ -125,6 +125,15 @@ func (m *market) send(what string, fn func(now time.Time)) {
 	m.queue = append(m.queue, simMsg{what: what, deliver: fn})
 }
 
+// peers names every node: a bid request reaches them all.
+func (m *market) peers() []string {
+	out := make([]string, len(m.nodes))
+	for i, n := range m.nodes {
+		out[i] = n.peer
+	}
+	return out
+}
+
 func (m *market) nodeOf(peer string) *simNode {
 	i := slices.IndexFunc(m.nodes, func(n *simNode) bool { return n.peer == peer })
 	return m.nodes[i]
@@ -139,8 +148,8 @@ func (m *market) drain(sj *simJob) {
 				req := a.Request
 				m.send("bid request to "+n.peer, func(now time.Time) { n.m.BidRequest(&req, now); m.flush(n, now) })
 			}
-			attempt := a.Attempt
-			m.send("published", func(now time.Time) { sj.job.Published(attempt, len(m.nodes), now); m.drain(sj) })
+			attempt, reached := a.Attempt, m.peers()
+			m.send("published", func(now time.Time) { sj.job.Published(attempt, reached, now); m.drain(sj) })
 		case SendAccept:
 			n, acc := m.nodeOf(a.Peer), a.Accept
 			m.send("accept to "+n.peer, func(now time.Time) { m.accept(n, sj, acc, now) })
@@ -271,11 +280,13 @@ func (m *market) accept(n *simNode, sj *simJob, a types.Accept, now time.Time) {
 			m.toJob(sj, "confirm", func(j *Job, now time.Time) { j.Confirmed(conf, now) })
 			return
 		}
-		rej := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: fmt.Sprint(r.Msg, r.Err)}
 		if rr, ok := r.Msg.(*types.Reject); ok {
-			rej.Reason = rr.Reason
+			rej := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: rr.Reason}
+			m.toJob(sj, "reject", func(j *Job, now time.Time) { j.Rejected(rej, now) })
+			return
 		}
-		m.toJob(sj, "reject", func(j *Job, now time.Time) { j.Rejected(rej, now) })
+		why := fmt.Sprint(r.Msg, r.Err)
+		m.toJob(sj, "unanswered", func(j *Job, now time.Time) { j.Unanswered(a.AllocationID, why, now) })
 	})
 }
 

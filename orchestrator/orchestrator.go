@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -22,7 +21,6 @@ const (
 	minLease       = 100 * time.Millisecond // below this, scheduling noise alone declares nodes lost
 	minOpenTimeout = 2 * time.Second        // opening an invocation stream may take a dial
 	defaultRetain  = 10 * time.Second       // see Config.Retain
-	suspectFor     = time.Minute            // how long a lost node is not waited for in auctions, unless it answers
 )
 
 // Network is what the orchestrator needs from the network. Every method is
@@ -69,6 +67,15 @@ type Store interface {
 	SaveJobs(recs []Record) error
 }
 
+// PeerStore is implemented by a Store that also keeps the requester's
+// Reputation. SavePeers is called like SaveJobs (one goroutine, off the
+// loop, latest record of each peer, at the latest by Close): put holds the
+// changed records, drop the peers forgotten to stay within MaxPeers. A
+// restarted requester hands the saved records to Config.Peers.
+type PeerStore interface {
+	SavePeers(put []PeerRecord, drop []string) error
+}
+
 // Defaults fill the zero fields of submitted job specs and time the accepts.
 // Zero fields fall back to the auction defaults (2s, 3 bids, 2s).
 type Defaults struct {
@@ -103,6 +110,9 @@ type Config struct {
 	// that exact point (docs/testing.md). FailpointInvoke is the only one.
 	// Called from any goroutine; default: nothing.
 	Failpoint func(name string)
+	// Peers is the reputation a restarted requester saved (PeerStore):
+	// the peers that failed it before are remembered across restarts.
+	Peers []PeerRecord
 }
 
 // FailpointInvoke is passed once a record of a job's placement is in the
@@ -130,7 +140,7 @@ type Orchestrator struct {
 	active   map[types.JobID]*entry // the jobs not yet terminal, loop only
 	waiting  deadlines              // the active jobs with a deadline, by it, as of their last flush; loop only
 	finished []*entry               // terminal jobs still in memory, oldest first, loop only
-	suspects map[string]time.Time   // nodes some job lost, and when; auctions do not wait for them; loop only
+	rep      *Reputation            // what peers did to earlier auctions; read by every auction, loop only
 
 	mu    sync.RWMutex
 	infos map[types.JobID]JobInfo // the latest snapshot of every job, for readers
@@ -168,15 +178,16 @@ func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
 	if store == nil {
 		store = nopStore{}
 	}
+	rep := NewReputation(cfg.Peers, cfg.Clock())
 	o := &Orchestrator{
 		cfg: cfg, net: net, saver: newSaver(store, cfg.Logger),
-		stopped:  make(chan struct{}),
-		jobCfg:   JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking},
-		events:   make(chan func(time.Time), 256),
-		jobs:     make(map[types.JobID]*entry),
-		active:   make(map[types.JobID]*entry),
-		suspects: make(map[string]time.Time),
-		infos:    make(map[types.JobID]JobInfo),
+		stopped: make(chan struct{}),
+		jobCfg:  JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking, Standing: rep},
+		events:  make(chan func(time.Time), 256),
+		jobs:    make(map[types.JobID]*entry),
+		active:  make(map[types.JobID]*entry),
+		rep:     rep,
+		infos:   make(map[types.JobID]JobInfo),
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.wg.Add(2)
@@ -297,6 +308,17 @@ func (o *Orchestrator) HandleDecline(d *types.Decline) {
 		o.heard(dec.Node.PeerID)
 		j.Decline(dec, now)
 	})
+}
+
+// Reputation returns the requester's standing of every peer it remembers,
+// most penalised first (see Reputation).
+func (o *Orchestrator) Reputation(ctx context.Context) ([]PeerStanding, error) {
+	var out []PeerStanding
+	err := o.call(ctx, func(now time.Time) error {
+		out = o.rep.Table(now)
+		return nil
+	})
+	return out, err
 }
 
 // Job returns the latest snapshot of a job.
@@ -594,6 +616,8 @@ func (o *Orchestrator) perform(e *entry, act Action, saved <-chan error) {
 		o.spawn(func() { o.release(act, saved) })
 	case Invoke:
 		o.spawn(func() { o.invoke(e, act, saved) })
+	case Observe:
+		o.observe(act)
 	}
 	// Placed and Failed never leave a Job.
 }
@@ -606,7 +630,7 @@ func (o *Orchestrator) publish(e *entry, act Publish) {
 		if err != nil {
 			e.job.PublishFailed(act.Attempt, err.Error(), now)
 		} else {
-			e.job.Published(act.Attempt, len(o.unsuspected(reached, now)), now)
+			e.job.Published(act.Attempt, reached, now)
 		}
 		o.flush(e)
 	})
@@ -624,13 +648,12 @@ func (o *Orchestrator) accept(e *entry, act SendAccept) {
 	})
 }
 
-// answer turns the outcome of an Accept into Confirmed or Rejected. A
-// confirm must name the allocation offered: a node cannot claim another.
+// answer turns the outcome of an Accept into Confirmed, Rejected or
+// Unanswered. A confirm must name the allocation offered: a node cannot
+// claim another.
 func (o *Orchestrator) answer(j *Job, a types.Accept, msg types.Message, err error, now time.Time) {
-	reject := types.Reject{JobID: a.JobID, AllocationID: a.AllocationID}
 	if err != nil {
-		reject.Reason = "accept not answered: " + err.Error()
-		j.Rejected(reject, now)
+		j.Unanswered(a.AllocationID, "accept not answered: "+err.Error(), now)
 		return
 	}
 	switch m := msg.(type) {
@@ -639,13 +662,12 @@ func (o *Orchestrator) answer(j *Job, a types.Accept, msg types.Message, err err
 			j.Confirmed(*m, now)
 			return
 		}
-		reject.Reason = fmt.Sprintf("confirmed another allocation (%s)", m.AllocationID)
+		j.Unanswered(a.AllocationID, fmt.Sprintf("confirmed another allocation (%s)", m.AllocationID), now)
 	case *types.Reject:
-		reject.Reason = m.Reason
+		j.Rejected(types.Reject{JobID: a.JobID, AllocationID: a.AllocationID, Reason: m.Reason}, now)
 	default:
-		reject.Reason = fmt.Sprintf("answered an accept with %T", msg)
+		j.Unanswered(a.AllocationID, fmt.Sprintf("answered an accept with %T", msg), now)
 	}
-	j.Rejected(reject, now)
 }
 
 // release tells a node to drop an allocation, once saved (if not nil)
@@ -814,28 +836,27 @@ func (o *Orchestrator) lost(e *entry, id types.AllocationID, reason string) {
 		return
 	}
 	o.do(func(now time.Time) {
-		if peer := e.job.holders[id].Node.PeerID; peer != "" && id == e.job.alloc {
-			o.suspects[peer] = now
-		}
 		e.job.NodeLost(id, reason, now)
 		o.flush(e)
 	})
 }
 
-// unsuspected drops from reached the nodes a job lost within suspectFor:
-// the auction closes when the others answered, instead of waiting its whole
-// window for a node that is likely dead or cut off (every job's, not only
-// the one that lost it: a node lost by one job holds up every auction).
-func (o *Orchestrator) unsuspected(reached []string, now time.Time) []string {
-	maps.DeleteFunc(o.suspects, func(_ string, at time.Time) bool { return now.Sub(at) >= suspectFor })
-	if len(o.suspects) == 0 {
-		return reached
-	}
-	return slices.DeleteFunc(slices.Clone(reached), func(p string) bool { _, ok := o.suspects[p]; return ok })
+// observe records a peer's misbehaviour in the reputation every auction
+// reads (a node lost by one job would hold up every job's auctions) and
+// hands the change to the saver.
+func (o *Orchestrator) observe(act Observe) {
+	rec, dropped := o.rep.Record(act.Peer, act.Event, o.cfg.Clock())
+	o.cfg.Logger.Info("peer penalised", "peer", act.Peer, "event", act.Event, "penalty", rec.Penalty)
+	o.saver.putPeer(rec, dropped)
 }
 
-// heard clears a node of suspicion: it answered.
-func (o *Orchestrator) heard(peer string) { delete(o.suspects, peer) }
+// heard clears a peer's Unheard mark: it answered a bid request, so
+// auctions wait for it again.
+func (o *Orchestrator) heard(peer string) {
+	if rec, ok := o.rep.Heard(peer); ok {
+		o.saver.putPeer(rec, nil)
+	}
+}
 
 func streamError(err error) string {
 	if errors.Is(err, io.EOF) {

@@ -218,7 +218,7 @@ func TestOrchestratorNextCandidateAfterConfirmTimeout(t *testing.T) {
 	if last.State != types.JobCompleted || last.Node != "quick" || len(last.Attempts) != 1 {
 		t.Fatalf("final %+v", last)
 	}
-	net.waitReleased(t, AllocationID(last.ID, 1, 0))
+	net.waitReleased(t, fakeAlloc(last.ID, 1, "slow"))
 }
 
 func TestOrchestratorCancelWhileRunning(t *testing.T) {
@@ -234,7 +234,7 @@ func TestOrchestratorCancelWhileRunning(t *testing.T) {
 	if last := rest[len(rest)-1]; last.State != types.JobCancelled || last.Reason != "cancelled: changed my mind" {
 		t.Fatalf("final %+v", last)
 	}
-	if r := net.waitReleased(t, AllocationID(info.ID, 1, 0)); len(r) != 1 || r[0].Reason != "cancelled: changed my mind" {
+	if r := net.waitReleased(t, fakeAlloc(info.ID, 1, "n1")); len(r) != 1 || r[0].Reason != "cancelled: changed my mind" {
 		t.Fatalf("released %+v", r)
 	}
 	if err := o.Cancel(ctx, info.ID, "again"); !errors.Is(err, ErrJobDone) {
@@ -337,26 +337,26 @@ func TestWatchStopsWithItsContext(t *testing.T) {
 }
 
 func TestAnswerTurnsAcceptOutcomesIntoEvents(t *testing.T) {
-	acc := types.Accept{JobID: "j1", AllocationID: "j1-a1-c0"}
+	acc := types.Accept{JobID: "j1", AllocationID: "j1-a1-n1"}
 	cases := map[string]struct {
 		msg  types.Message
 		err  error
-		want string
+		want []string
 	}{
-		"confirm":           {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-c0", Epoch: 3}, nil, "invoke j1-a1-c0 on n1 epoch 3"},
-		"reject":            {&types.Reject{JobID: "j1", AllocationID: "j1-a1-c0", Reason: "busy"}, nil, "release j1-a1-c0 on n1: n1 rejected: busy"},
-		"transport failure": {nil, errors.New("dial backoff"), "release j1-a1-c0 on n1: n1 rejected: accept not answered: dial backoff"},
-		"another alloc":     {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-c9"}, nil, "release j1-a1-c0 on n1: n1 rejected: confirmed another allocation (j1-a1-c9)"},
-		"wrong kind":        {&types.Status{}, nil, "release j1-a1-c0 on n1: n1 rejected: answered an accept with *types.Status"},
+		"confirm":           {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-n1", Epoch: 3}, nil, []string{"invoke j1-a1-n1 on n1 epoch 3"}},
+		"reject":            {&types.Reject{JobID: "j1", AllocationID: "j1-a1-n1", Reason: "busy"}, nil, []string{"release j1-a1-n1 on n1: n1 rejected: busy", "observe n1: rejected"}},
+		"transport failure": {nil, errors.New("dial backoff"), []string{"release j1-a1-n1 on n1: n1 did not confirm: accept not answered: dial backoff", "observe n1: no_confirm"}},
+		"another alloc":     {&types.Confirm{JobID: "j1", AllocationID: "j1-a1-c9"}, nil, []string{"release j1-a1-n1 on n1: n1 did not confirm: confirmed another allocation (j1-a1-c9)", "observe n1: no_confirm"}},
+		"wrong kind":        {&types.Status{}, nil, []string{"release j1-a1-n1 on n1: n1 did not confirm: answered an accept with *types.Status", "observe n1: no_confirm"}},
 	}
 	for name, c := range cases {
 		j := newTestJob(t, testSpec())
 		run(t, j, []step{
 			{at: 0, ev: start, want: []string{"publish"}},
-			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+			{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
 		})
 		(&Orchestrator{}).answer(j, acc, c.msg, c.err, t0.Add(2*ms))
-		if got := actionStrings(j.Actions()); len(got) != 1 || got[0] != c.want {
+		if got := actionStrings(j.Actions()); !slices.Equal(got, c.want) {
 			t.Errorf("%s: actions %q, want %q", name, got, c.want)
 		}
 	}

@@ -13,12 +13,12 @@ const maxReasons = 5
 
 // noBidReason explains a window that closed without an acceptable bid:
 // "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
-// The window is named only when it ran out; when every expected node
+// The window is named only when it ran out; when every node waited for
 // answered, the auction ended at once and waiting longer would not help.
 func (a *Auction) noBidReason() string {
 	var parts []string
 	within := ""
-	if a.cfg.Expected == 0 || len(a.answered) < a.cfg.Expected {
+	if a.ranOut {
 		within = " within " + a.window.String()
 	}
 	head := "no node bid" + within
@@ -30,10 +30,13 @@ func (a *Auction) noBidReason() string {
 		}
 		parts = append(parts, plural(n, "bid")+" "+why)
 	}
+	if a.invalid > 0 {
+		parts = append(parts, plural(a.invalid, "bid")+" naming no allocation ID or a repeated one")
+	}
 	if len(a.declines) > 0 {
 		parts = append(parts, fmt.Sprintf("%s declined: %s", plural(len(a.declines), "node"), a.declineSummary()))
 	}
-	switch silent := a.cfg.Expected - len(a.answered); {
+	switch silent := len(a.unanswered()); {
 	case len(a.answered) == 0:
 		parts = append(parts, "no node answered")
 	case silent > 0:

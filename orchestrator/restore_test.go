@@ -30,9 +30,9 @@ func TestResumeRunningJobInvokesItsAllocationAgain(t *testing.T) {
 	j := newTestJob(t, testSpec())
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 7), want: []string{"invoke j1-a1-c0 on n1 epoch 7"}},
-		{at: 3 * ms, ev: status("j1-a1-c0", types.AllocRunning, ""), state: types.JobRunning},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 7), want: []string{"invoke j1-a1-n1 on n1 epoch 7"}},
+		{at: 3 * ms, ev: status("j1-a1-n1", types.AllocRunning, ""), state: types.JobRunning},
 	})
 	back := restored(t, record(j))
 	back.Resume(t0.Add(time.Second))
@@ -42,14 +42,14 @@ func TestResumeRunningJobInvokesItsAllocationAgain(t *testing.T) {
 	}
 	inv, ok := acts[0].(Invoke)
 	if !ok || inv.Peer != "n1" || !slices.Equal(inv.Addrs, []string{"/mem/n1"}) || inv.Invocation.Epoch != 7 ||
-		inv.Invocation.AllocationID != "j1-a1-c0" || inv.Invocation.Task.Module != "bafymodule" {
+		inv.Invocation.AllocationID != "j1-a1-n1" || inv.Invocation.Task.Module != "bafymodule" {
 		t.Fatalf("resumed with %#v", acts[0])
 	}
 	if back.Info().State != types.JobRunning {
 		t.Fatalf("state %s", back.Info().State)
 	}
 	run(t, back, []step{
-		{at: 2 * time.Second, ev: status("j1-a1-c0", types.AllocCompleted, ""), state: types.JobCompleted},
+		{at: 2 * time.Second, ev: status("j1-a1-n1", types.AllocCompleted, ""), state: types.JobCompleted},
 	})
 	if info := back.Info(); info.Result == nil || len(info.Attempts) != 1 || info.Attempts[0].Outcome != OutcomeCompleted {
 		t.Fatalf("after resume: %+v", info)
@@ -63,17 +63,17 @@ func TestResumeBiddingJobBidsAgainUncharged(t *testing.T) {
 	j := newTestJob(t, testSpec())
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
 	})
 	back := restored(t, record(j))
 	run(t, back, []step{
 		{at: time.Second, ev: resume, want: []string{"publish j1"}, state: types.JobBidding},
-		{at: time.Second + 1*ms, ev: bid("n2", 1), want: []string{"accept j1-a2-c0 -> n2"}},
-		{at: time.Second + 2*ms, ev: confirm("j1-a2-c0", 3), want: []string{"invoke j1-a2-c0 on n2 epoch 3"}},
+		{at: time.Second + 1*ms, ev: bid("n2", 1), want: []string{"accept j1-a2-n2 -> n2"}},
+		{at: time.Second + 2*ms, ev: confirm("j1-a2-n2", 3), want: []string{"invoke j1-a2-n2 on n2 epoch 3"}},
 		// The late confirm of the lost auction's offer is nobody's: the
 		// node's lock expires on its own.
-		{at: time.Second + 3*ms, ev: confirm("j1-a1-c0", 2)},
-		{at: time.Second + 4*ms, ev: status("j1-a2-c0", types.AllocFailed, "boom"), state: types.JobFailed},
+		{at: time.Second + 3*ms, ev: confirm("j1-a1-n1", 2)},
+		{at: time.Second + 4*ms, ev: status("j1-a2-n2", types.AllocFailed, "boom"), state: types.JobFailed},
 	})
 	info := back.Info()
 	if !info.Attempts[0].Interrupted || info.Attempts[0].Outcome != OutcomeFailed || info.Attempts[1].Interrupted {
@@ -90,9 +90,9 @@ func TestResumePendingJobRetriesAtOnce(t *testing.T) {
 	j := newTestJob(t, s)
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0"}},
-		{at: 3 * ms, ev: lost("j1-a1-c0", "reset"), want: []string{"release j1-a1-c0 on n1"}, state: types.JobPending},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1"}},
+		{at: 3 * ms, ev: lost("j1-a1-n1", "reset"), want: []string{"release j1-a1-n1 on n1"}, state: types.JobPending},
 	})
 	back := restored(t, record(j))
 	run(t, back, []step{
@@ -109,13 +109,13 @@ func TestResumeAfterTheDeadlineFailsWithIt(t *testing.T) {
 	j := newTestJob(t, s)
 	run(t, j, []step{
 		{at: 0, ev: start, want: []string{"publish j1"}},
-		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-c0 -> n1"}},
-		{at: 2 * ms, ev: confirm("j1-a1-c0", 1), want: []string{"invoke j1-a1-c0"}},
+		{at: 1 * ms, ev: bid("n1", 1), want: []string{"accept j1-a1-n1 -> n1"}},
+		{at: 2 * ms, ev: confirm("j1-a1-n1", 1), want: []string{"invoke j1-a1-n1"}},
 	})
 	back := restored(t, record(j))
 	run(t, back, []step{
 		// Invoked again, then at once told to stop: the deadline is past.
-		{at: 2 * time.Minute, ev: resume, want: []string{"invoke j1-a1-c0", "release j1-a1-c0 on n1: job deadline (1m0s) passed"}, state: types.JobFailed},
+		{at: 2 * time.Minute, ev: resume, want: []string{"invoke j1-a1-n1", "release j1-a1-n1 on n1: job deadline (1m0s) passed"}, state: types.JobFailed},
 	})
 }
 

@@ -72,6 +72,7 @@ type JobConfig struct {
 	Requester      string        // our PeerID, named in every bid request
 	ConfirmTimeout time.Duration // how long each auction winner has to confirm; 0 = default (2s)
 	Ranking        Ranking       // no scorers = DefaultRanking()
+	Standing       Standing      // the requester's memory of peers, read by every auction; nil = none
 }
 
 func (c JobConfig) withDefaults() JobConfig {

@@ -522,10 +522,12 @@ func (s *plSim) act(j *plJob, act orchestrator.Action, now time.Time) {
 	switch a := act.(type) {
 	case orchestrator.Publish:
 		s.auctions++
-		for _, n := range s.order {
+		reached := make([]string, len(s.order))
+		for i, n := range s.order {
+			reached[i] = n.peer
 			s.after(s.gossip(), func() { s.bidRequest(n, a.Request) })
 		}
-		j.job.Published(a.Attempt, len(s.order), now)
+		j.job.Published(a.Attempt, reached, now)
 	case orchestrator.SendAccept:
 		n := s.nodes[a.Peer]
 		s.after(s.stream(), func() { s.accept(n, j, a.Accept) })
