@@ -252,10 +252,14 @@ func (d *DMS) startCompute() error {
 }
 
 func (d *DMS) startOrchestrator() error {
+	peers, err := d.loadPeers()
+	if err != nil {
+		return err
+	}
 	orch, err := orchestrator.New(orchestrator.Config{
 		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
 		Lease: d.opts.lease, Defaults: orchestrator.Defaults{ConfirmTimeout: d.opts.confirm},
-		Failpoint: d.opts.failpoint,
+		Failpoint: d.opts.failpoint, Peers: peers,
 	}, &network{d: d}, jobStore{d: d})
 	if err != nil {
 		return err

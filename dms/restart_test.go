@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
 
@@ -100,5 +101,33 @@ func TestRestartedProviderReportsItsRunningAllocationFailed(t *testing.T) {
 	info, err := back.Node(context.Background())
 	if err != nil || info.Running != 0 || info.Available != info.Registered {
 		t.Fatalf("the restarted provider holds capability: %+v, %v", info, err)
+	}
+}
+
+// A requester remembers across a restart which peers failed it: the
+// reputation goes to rep/<peer> records and comes back, decayed by the
+// time that passed, and a forgotten peer's record is deleted.
+func TestRestartedRequesterRemembersPeersReputation(t *testing.T) {
+	d := testNet(t, 1, func(int) bool { return false })[0]
+	at := time.Now()
+	err := jobStore{d: d}.SavePeers([]orchestrator.PeerRecord{
+		{Peer: "liar", Penalty: 2, At: at, Last: orchestrator.EventLost, Events: map[orchestrator.PeerEvent]int{orchestrator.EventLost: 1}, Unheard: true},
+		{Peer: "gone", Penalty: 1, At: at, Last: orchestrator.EventSilent},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (jobStore{d: d}).SavePeers(nil, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	back := reopen(t, d)
+	rep, err := back.Reputation(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || !rep[0].Unheard || rep[0].Penalty > 2 || rep[0].Penalty < 1.9 ||
+		rep[0].Events["lost"] != 1 || rep[0].LastEvent != "lost" {
+		t.Fatalf("reputation after a restart %+v", rep)
 	}
 }

@@ -22,11 +22,52 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-const jobPrefix = "job/"
+const (
+	jobPrefix  = "job/"
+	peerPrefix = "rep/" // rep/<peer ID>: the requester's orchestrator.PeerRecord of a peer
+)
 
 // jobStore persists the orchestrator's jobs: every change is written, so the
 // database always holds each job's latest state and the spec to resume it.
+// It keeps the requester's reputation of peers too (orchestrator.PeerStore).
 type jobStore struct{ d *DMS }
+
+var _ orchestrator.PeerStore = jobStore{}
+
+// SavePeers writes the changed peer records and deletes the forgotten ones.
+func (s jobStore) SavePeers(put []orchestrator.PeerRecord, drop []string) error {
+	kvs := make(map[string]any, len(put))
+	for _, rec := range put {
+		kvs[peerPrefix+rec.Peer] = rec
+	}
+	var errs []error
+	if len(kvs) > 0 {
+		errs = append(errs, s.d.db.PutAll(kvs))
+	}
+	for _, p := range drop {
+		errs = append(errs, s.d.db.Delete(peerPrefix+p))
+	}
+	return errors.Join(errs...)
+}
+
+// loadPeers reads the reputation the requester saved; an unreadable record
+// is logged and skipped (a reputation is a hint).
+func (d *DMS) loadPeers() ([]orchestrator.PeerRecord, error) {
+	var recs []orchestrator.PeerRecord
+	err := d.db.Scan(peerPrefix, func(key string, v []byte) error {
+		var rec orchestrator.PeerRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			d.log.Error("unreadable peer record skipped", "key", key, "err", err)
+			return nil
+		}
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dms: reading peer records: %w", err)
+	}
+	return recs, nil
+}
 
 func (s jobStore) SaveJobs(recs []orchestrator.Record) error {
 	kvs := make(map[string]any, len(recs))
@@ -417,6 +458,28 @@ func (d *DMS) Peers(ctx context.Context) ([]api.Peer, error) {
 		out = append(out, api.Peer{ID: p.ID, Addrs: p.Addrs, LatencyMillis: float64(p.Latency.Microseconds()) / 1000})
 	}
 	slices.SortFunc(out, func(a, b api.Peer) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Reputation lists the requester's standing of the peers it asked for
+// bids, most penalised first (orchestrator.Reputation).
+func (d *DMS) Reputation(ctx context.Context) ([]api.PeerReputation, error) {
+	if err := d.running(); err != nil {
+		return nil, err
+	}
+	table, err := d.orch.Reputation(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.PeerReputation, len(table))
+	for i, s := range table {
+		events := make(map[string]int, len(s.Events))
+		for ev, n := range s.Events {
+			events[string(ev)] = n
+		}
+		out[i] = api.PeerReputation{ID: s.Peer, Penalty: s.Penalty, Poor: s.Poor, Unheard: s.Unheard,
+			LastEvent: string(s.LastEvent), LastAt: s.LastAt, Events: events}
+	}
 	return out, nil
 }
 

@@ -151,6 +151,11 @@ func (f *fakeService) Peers(context.Context) ([]api.Peer, error) {
 	return []api.Peer{{ID: "12D3KooWOther", Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, LatencyMillis: 0.25}}, nil
 }
 
+func (f *fakeService) Reputation(context.Context) ([]api.PeerReputation, error) {
+	return []api.PeerReputation{{ID: "12D3KooWLiar", Penalty: 1.5, Poor: true, Unheard: true, LastEvent: "lost",
+		LastAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Events: map[string]int{"lost": 1, "no_confirm": 1}}}, nil
+}
+
 func (f *fakeService) Benchmark(ctx context.Context) (api.NodeInfo, error) { return f.Node(ctx) }
 
 // fakeCollection is what the fake's CollectGarbage reports, and its last

@@ -257,6 +257,19 @@ func TestHomeFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestPeersReputation(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	code, out, errOut := runCLI(t, "--home", home, "peers", "reputation")
+	if code != 0 || !strings.Contains(out, "PENALTY") || !strings.Contains(out, "12D3KooWLiar  1.50     yes") ||
+		!strings.Contains(out, "lost=1 no_confirm=1") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "--home", home, "peers", "reputation", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"last_event": "lost"`) {
+		t.Fatalf("exit %d, json %q", code, out)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	cases := []struct {
 		args []string

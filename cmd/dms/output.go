@@ -165,6 +165,20 @@ func peerRows(list []api.Peer) [][]string {
 	return rows
 }
 
+func reputationRows(list []api.PeerReputation) [][]string {
+	rows := make([][]string, 0, len(list))
+	yes := map[bool]string{true: "yes", false: "no"}
+	for _, p := range list {
+		var events []string
+		for _, ev := range slices.Sorted(maps.Keys(p.Events)) {
+			events = append(events, fmt.Sprintf("%s=%d", ev, p.Events[ev]))
+		}
+		last := p.LastEvent + " " + p.LastAt.Local().Format(time.DateTime)
+		rows = append(rows, []string{p.ID, fmt.Sprintf("%.2f", p.Penalty), yes[p.Poor], yes[p.Unheard], last, orDash(strings.Join(events, " "))})
+	}
+	return rows
+}
+
 // shortID abbreviates a PeerID for tables: its last 8 characters.
 func shortID(id string) string {
 	if len(id) <= 12 {

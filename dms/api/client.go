@@ -107,6 +107,13 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return list, err
 }
 
+// Reputation lists the daemon's standing of the peers it asked for bids.
+func (c *Client) Reputation(ctx context.Context) ([]PeerReputation, error) {
+	var list []PeerReputation
+	err := c.call(ctx, http.MethodGet, "/v1/peers/reputation", nil, &list)
+	return list, err
+}
+
 // Benchmark re-runs the daemon's capability benchmark.
 func (c *Client) Benchmark(ctx context.Context) (NodeInfo, error) {
 	var info NodeInfo

@@ -15,18 +15,19 @@ import (
 // fakeService is an in-memory Service. A job's events are the states queued
 // in watch[id]; blobs are kept by CID.
 type fakeService struct {
-	mu        sync.Mutex
-	jobs      map[string]Job
-	watch     map[string][]Job    // events sent at once
-	live      map[string]chan Job // events the test sends one by one
-	blobs     map[string][]byte
-	puts      int // PutBlob calls
-	submitted []*jobs.Spec
-	node      NodeInfo
-	peers     []Peer
-	pins      map[string]bool
-	gcs       int   // CollectGarbage calls
-	failWith  error // returned by every call when set
+	mu         sync.Mutex
+	jobs       map[string]Job
+	watch      map[string][]Job    // events sent at once
+	live       map[string]chan Job // events the test sends one by one
+	blobs      map[string][]byte
+	puts       int // PutBlob calls
+	submitted  []*jobs.Spec
+	node       NodeInfo
+	peers      []Peer
+	reputation []PeerReputation
+	pins       map[string]bool
+	gcs        int   // CollectGarbage calls
+	failWith   error // returned by every call when set
 }
 
 var _ Service = (*fakeService)(nil)
@@ -136,6 +137,10 @@ func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {
 func (f *fakeService) Node(context.Context) (NodeInfo, error) { return f.node, f.failWith }
 
 func (f *fakeService) Peers(context.Context) ([]Peer, error) { return f.peers, f.failWith }
+
+func (f *fakeService) Reputation(context.Context) ([]PeerReputation, error) {
+	return f.reputation, f.failWith
+}
 
 func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {
 	info := f.node

@@ -55,6 +55,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("GET /v1/node", h.node)
 	mux.HandleFunc("POST /v1/node/benchmark", h.benchmark)
 	mux.HandleFunc("GET /v1/peers", h.peers)
+	mux.HandleFunc("GET /v1/peers/reputation", h.reputation)
 	mux.HandleFunc("GET /v1/store", h.storeInfo)
 	mux.HandleFunc("POST /v1/store/gc", h.collect)
 	mux.HandleFunc("PUT /v1/store/pins/{cid}", h.pin)
@@ -192,6 +193,14 @@ func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.Peers(r.Context())
 	if list == nil {
 		list = []Peer{}
+	}
+	h.reply(w, r, http.StatusOK, list, err)
+}
+
+func (h *handler) reputation(w http.ResponseWriter, r *http.Request) {
+	list, err := h.svc.Reputation(r.Context())
+	if list == nil {
+		list = []PeerReputation{}
 	}
 	h.reply(w, r, http.StatusOK, list, err)
 }

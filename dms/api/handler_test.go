@@ -338,6 +338,13 @@ func TestNodeAndPeers(t *testing.T) {
 	if status, body := h.do(t, "GET", "/v1/peers", ""); status != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Fatalf("no peers: %d %s", status, body)
 	}
+	if status, body := h.do(t, "GET", "/v1/peers/reputation", ""); status != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("no reputation: %d %s", status, body)
+	}
+	h.svc.reputation = []PeerReputation{{ID: "liar", Penalty: 2, Poor: true, Unheard: true, LastEvent: "lost", Events: map[string]int{"lost": 1}}}
+	if rep, err := h.client.Reputation(ctx); err != nil || len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || rep[0].Events["lost"] != 1 {
+		t.Fatalf("Reputation = %+v, %v", rep, err)
+	}
 }
 
 func TestInternalError(t *testing.T) {

@@ -36,6 +36,9 @@ type Service interface {
 	Node(ctx context.Context) (NodeInfo, error)
 	// Peers lists the peers this node is connected to.
 	Peers(ctx context.Context) ([]Peer, error)
+	// Reputation lists how the peers this node asked for bids behaved, as
+	// its requester remembers them, most penalised first.
+	Reputation(ctx context.Context) ([]PeerReputation, error)
 	// Benchmark re-runs the capability benchmark and returns the new record.
 	Benchmark(ctx context.Context) (NodeInfo, error)
 	StoreService
@@ -101,6 +104,20 @@ type Peer struct {
 	ID            string   `json:"id"`
 	Addrs         []string `json:"addrs"`
 	LatencyMillis float64  `json:"latency_ms,omitempty"`
+}
+
+// PeerReputation is a requester's standing of one peer (docs/reliability.md,
+// "Reputation"): a penalty that grows with each failure and halves every 10
+// minutes. A poor peer is offered jobs only after peers in good standing;
+// an unheard one (silent or lost, no answer since) is not waited for.
+type PeerReputation struct {
+	ID        string         `json:"id"`
+	Penalty   float64        `json:"penalty"`
+	Poor      bool           `json:"poor"`
+	Unheard   bool           `json:"unheard"`
+	LastEvent string         `json:"last_event"` // no_confirm, lost, silent or rejected
+	LastAt    time.Time      `json:"last_at"`
+	Events    map[string]int `json:"events"` // every event recorded, by kind
 }
 
 // StoreInfo is what a node keeps on disk: its blobs (modules, inputs,
