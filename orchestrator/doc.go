@@ -8,6 +8,9 @@
 //   - Ranking (rank.go) orders bids: filters (malformed, over the max price,
 //     duplicate peer), then weighted scorers that each normalise to 0..1
 //     across the candidates (price, capability score, load).
+//   - Reputation (reputation.go) is the requester's memory of peers: a
+//     penalty per peer that decays with a half-life, read by every auction
+//     through Standing.
 //   - Auction (auction.go) is one placement attempt: it collects bids, closes
 //     the window as soon as it can (enough bids, every expected node answered,
 //     or the deadline), ranks, and offers the job to one candidate at a time
@@ -60,10 +63,18 @@
 //     running jobs are invoked again with their lock's epoch (the node
 //     re-attaches, or answers with the final status), an interrupted
 //     auction is dropped, charged to no budget, and the job bids again.
-//   - No auction waits for a node some job lost in the last minute (until
-//     that node answers again): a node cut off still looks subscribed until
-//     its connection times out, and waiting for it held auctions open for
-//     their whole window.
+//   - An offer names the allocation ID its bid chose (Bid.Allocation): the
+//     requester never makes one up. A bid with no ID, or one already bid
+//     in the job, is dropped; a bid whose hold expired is not offered.
+//   - A node that failed a job (did not confirm an Accept of it, or lost
+//     it) is not offered that job again while another node bids.
+//   - Peers are remembered in a Reputation (reputation.go): misbehaviour
+//     is observed by the machines (Observe) and recorded by the shell,
+//     which saves it through a PeerStore. Peers in poor standing are
+//     offered jobs after the others; no auction waits for an Unheard peer
+//     (silent or lost, and no answer since): a node cut off still looks
+//     subscribed, and waiting for it held auctions open for their whole
+//     window.
 //   - Every terminal state has a human Reason, for example
 //     "no node bid: 5 nodes declined: memory: need 900 TiB, offered 8 GiB (5 nodes)".
 //
