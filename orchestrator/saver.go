@@ -98,9 +98,9 @@ func (s *saver) flush() {
 		delete(s.pending, id)
 	}
 	s.order = s.order[:0]
-	peers := s.peers
-	if len(peers) > 0 {
-		s.peers = make(map[string]*PeerRecord)
+	var peers map[string]*PeerRecord // taken whole: puts go to a fresh map
+	if len(s.peers) > 0 {
+		peers, s.peers = s.peers, make(map[string]*PeerRecord)
 	}
 	s.mu.Unlock()
 	s.saveJobs(batch)
