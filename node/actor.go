@@ -57,6 +57,7 @@ type nodeActor struct {
 	m       *Machine
 	store   Store
 	blobs   Blobs
+	audit   *audit
 	log     *slog.Logger
 	replies map[Ticket]chan<- answer
 	streams map[Ticket]chan types.Status
@@ -125,12 +126,20 @@ func (a *nodeActor) unanswered(t Ticket) {
 	}
 }
 
-// save writes the records of a step, each under its key; the first
-// failure is returned, so the machine withdraws what it would promise.
+// save writes the records of a step, each under its key, and deletes
+// those of locks that ended unused, leaving an audit entry (see audit);
+// the first failure is returned, so the machine withdraws what it would
+// promise.
 func (a *nodeActor) save(recs []Allocation) error {
 	var first error
 	for i := range recs {
-		if err := a.store.Put(recs[i].Key(), recs[i]); err != nil {
+		var err error
+		if recs[i].Discard() {
+			err = a.audit.discard(recs[i], a.m.Ledger().Epoch())
+		} else {
+			err = a.store.Put(recs[i].Key(), recs[i])
+		}
+		if err != nil {
 			a.log.Error("recording allocation", "allocation", recs[i].AllocationID, "state", recs[i].State, "err", err)
 			if first == nil {
 				first = fmt.Errorf("recording allocation %s: %w", recs[i].AllocationID, err)

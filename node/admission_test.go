@@ -66,7 +66,7 @@ func newAdmissionNode(t *testing.T, st *memStore, adm Admission) (*Node, *fakeNe
 		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
 		Admission: adm,
-		WorkDir:   t.TempDir(), Clock: time.Now,
+		WorkDir:   t.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
 	}, net, st, newMemBlobs())
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestAdmissionRefusesBidAcceptAndInvoke(t *testing.T) {
 	if !errors.Is(err, ErrNotAdmitted) {
 		t.Fatalf("the stranger's invocation: %v", err)
 	}
-	if c, ok := mustAccept(t, n, allowed, "a2", res).(*types.Confirm); !ok || c.Epoch == 0 {
+	if c, ok := bidAndAccept(t, n, net, allowed, "a2", res).(*types.Confirm); !ok || c.Epoch == 0 {
 		t.Fatalf("the allowed requester's accept: %#v", c)
 	}
 }
@@ -113,8 +113,8 @@ func TestAdmissionRefusesBidAcceptAndInvoke(t *testing.T) {
 // cannot be invoked.
 func TestAdmissionAfterRestart(t *testing.T) {
 	st := newMemStore()
-	n, _ := newAdmissionNode(t, st, Admission{})
-	c, ok := mustAccept(t, n, stranger, "a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	n, net := newAdmissionNode(t, st, Admission{})
+	c, ok := bidAndAccept(t, n, net, stranger, "a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
 	if !ok {
 		t.Fatalf("accept while open: %#v", c)
 	}
@@ -127,15 +127,4 @@ func TestAdmissionAfterRestart(t *testing.T) {
 	if !errors.Is(err, ErrNotAdmitted) {
 		t.Fatalf("invoking a restored lock of a requester no longer admitted: %v", err)
 	}
-}
-
-func mustAccept(t *testing.T, n *Node, from, alloc string, r types.Resources) types.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	msg, err := n.Accept(ctx, from, &types.Accept{JobID: "j", AllocationID: types.AllocationID(alloc), Resources: r})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msg
 }

@@ -51,10 +51,7 @@ func BenchmarkLedgerCycle(b *testing.B) {
 	now := t0
 	for i := range 10 {
 		alloc := types.AllocationID(fmt.Sprintf("other-%d", i))
-		lk, err := l.Lock(alloc, types.JobID(alloc), "peer", res(1, gib), now, time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
+		lk := holdLock(b, l, alloc, types.JobID(alloc), "peer", res(1, gib), now, time.Minute)
 		if _, err := l.Start(alloc, lk.Epoch, now); err != nil {
 			b.Fatal(err)
 		}
@@ -62,13 +59,7 @@ func BenchmarkLedgerCycle(b *testing.B) {
 	need := res(2, 4*gib)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := l.Hold("j", need, now, now.Add(3*time.Second)); err != nil {
-			b.Fatal(err)
-		}
-		lk, err := l.Lock("a", "j", "peer", need, now, 10*time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
+		lk := holdLock(b, l, "a", "j", "peer", need, now, 10*time.Second)
 		if _, err := l.Start("a", lk.Epoch, now); err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +79,7 @@ func newBenchNode(b *testing.B) (*Node, *fakeNet) {
 		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
 		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
-		WorkDir:   b.TempDir(), Clock: time.Now,
+		WorkDir:   b.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
 	}, net, newMemStore(), newMemBlobs())
 	if err != nil {
 		b.Fatal(err)
@@ -110,18 +101,22 @@ func BenchmarkNodeInfo(b *testing.B) {
 	}
 }
 
-// BenchmarkNodeAcceptCancel is an Accept (lock and persist, answered with a
-// Confirm) and a Cancel of that allocation (release and persist) per op.
+// BenchmarkNodeAcceptCancel is a bid, an Accept (lock and persist,
+// answered with a Confirm) and a Cancel of that allocation (release, and
+// the record's deletion with an audit entry) per op.
 func BenchmarkNodeAcceptCancel(b *testing.B) {
-	n, _ := newBenchNode(b)
+	n, net := newBenchNode(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++ // an allocation ID is never used twice
 		id := types.AllocationID(fmt.Sprint("a", i))
-		acc := &types.Accept{JobID: "j", AllocationID: id, Resources: types.Resources{CPU: 1000, Memory: 1 << 20}}
-		cancel := &types.Cancel{JobID: "j", AllocationID: id, Reason: "bench"}
+		r := types.Resources{CPU: 1000, Memory: 1 << 20}
+		n.HandleBidRequest(requester, &types.BidRequest{JobID: types.JobID(id), Requester: requester, Executor: "wasm", Resources: r, Deadline: time.Now().Add(time.Hour)})
+		<-net.sent
+		acc := &types.Accept{JobID: types.JobID(id), AllocationID: id, Resources: r}
+		cancel := &types.Cancel{JobID: types.JobID(id), AllocationID: id, Reason: "bench"}
 		msg, err := n.Accept(ctx, requester, acc)
 		if err != nil {
 			b.Fatal(err)

@@ -127,7 +127,8 @@ func checkPrice(req *types.BidRequest, s *Snapshot) []string {
 }
 
 // checkResources tells a request the node can never serve (over what is
-// registered) from one it cannot serve now (busy).
+// registered, or for no cpu or no memory) from one it cannot serve now
+// (busy).
 func checkResources(req *types.BidRequest, s *Snapshot) []string {
 	need := req.Resources
 	if need.Negative() {
@@ -135,6 +136,11 @@ func checkResources(req *types.BidRequest, s *Snapshot) []string {
 	}
 	if out := need.Shortfall(s.Registered); len(out) > 0 {
 		return out
+	}
+	if need.CPU <= 0 || need.Memory <= 0 {
+		// No valid job is like that (jobs.Validate), and a hold of nothing
+		// would cost the node memory and no capability.
+		return []string{fmt.Sprintf("resources: a job asks for some cpu and some memory, not %s", need)}
 	}
 	out := shortfall(need, s.Available)
 	for i := range out {

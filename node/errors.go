@@ -1,6 +1,9 @@
 package node
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrInsufficientCapability means a hold or lock does not fit in what the
@@ -20,6 +23,16 @@ var (
 	// ErrInvalidReservation means a hold or lock was asked with negative
 	// resources, or with a lifetime that ends before it begins.
 	ErrInvalidReservation = errors.New("node: invalid reservation")
+	// ErrNoHold means a lock was asked for an allocation no bid's hold
+	// backs (never bid, already taken, dropped or ended).
+	ErrNoHold = errors.New("node: no bid's hold")
+	// ErrTooManyHolds means a requester, or the node, has as many holds as
+	// HoldPolicy allows.
+	ErrTooManyHolds = errors.New("node: too many holds")
+	// ErrOverShare means a hold would take a requester's claims beyond its
+	// share of the node while that room is wanted (HoldPolicy.Share). It
+	// is a kind of ErrInsufficientCapability.
+	ErrOverShare = fmt.Errorf("%w: over the requester's share", ErrInsufficientCapability)
 	// ErrEnergy means the energy source (file or command) could not be read.
 	ErrEnergy = errors.New("node: cannot read energy")
 )

@@ -33,10 +33,10 @@ type modelEntry struct {
 
 func (e modelEntry) counts(now time.Time) bool { return e.running || now.Before(e.end) }
 
-func (m *ledgerModel) usage(now time.Time, skipHoldOf types.JobID) types.Resources {
+func (m *ledgerModel) usage(now time.Time, skipHold types.AllocationID) types.Resources {
 	var u types.Resources
 	for _, e := range m.entries {
-		if e.counts(now) && !(e.isHold && e.job == skipHoldOf) {
+		if e.counts(now) && !(e.isHold && e.alloc == skipHold) {
 			u = u.Add(e.r)
 		}
 	}
@@ -68,29 +68,51 @@ func (m *ledgerModel) dropHoldOf(job types.JobID) {
 	m.keep(func(e modelEntry) bool { return !e.isHold || e.job != job })
 }
 
+func (m *ledgerModel) dropHold(alloc types.AllocationID) {
+	m.keep(func(e modelEntry) bool { return !e.isHold || e.alloc != alloc })
+}
+
 func (m *ledgerModel) lockIndex(alloc types.AllocationID) int {
 	return slices.IndexFunc(m.entries, func(e modelEntry) bool { return !e.isHold && e.alloc == alloc })
 }
 
-func (m *ledgerModel) hold(job types.JobID, r types.Resources, now, until time.Time) error {
-	if !m.usage(now, job).Add(r).Fits(m.registered) {
+func (m *ledgerModel) holdIndex(alloc types.AllocationID) int {
+	return slices.IndexFunc(m.entries, func(e modelEntry) bool { return e.isHold && e.alloc == alloc })
+}
+
+// hold: one requester has one hold per job; a new one replaces it.
+func (m *ledgerModel) hold(alloc types.AllocationID, job types.JobID, r types.Resources, now, until time.Time) error {
+	if m.lockIndex(alloc) >= 0 || m.holdIndex(alloc) >= 0 {
+		return ErrDuplicateAllocation
+	}
+	var old types.AllocationID
+	if i := slices.IndexFunc(m.entries, func(e modelEntry) bool { return e.isHold && e.job == job }); i >= 0 {
+		old = m.entries[i].alloc
+	}
+	if !m.usage(now, old).Add(r).Fits(m.registered) {
 		return ErrInsufficientCapability
 	}
 	m.dropHoldOf(job)
-	m.entries = append(m.entries, modelEntry{isHold: true, job: job, r: r, end: until})
+	m.entries = append(m.entries, modelEntry{isHold: true, job: job, alloc: alloc, r: r, end: until})
 	return nil
 }
 
-func (m *ledgerModel) lock(alloc types.AllocationID, job types.JobID, r types.Resources, now time.Time, ttl time.Duration) error {
+// lock turns the live hold of alloc into a lock.
+func (m *ledgerModel) lock(alloc types.AllocationID, now time.Time, ttl time.Duration) error {
 	if m.lockIndex(alloc) >= 0 {
 		return ErrDuplicateAllocation
 	}
-	if !m.usage(now, job).Add(r).Fits(m.registered) {
+	i := m.holdIndex(alloc)
+	if i < 0 || !m.entries[i].counts(now) {
+		return ErrNoHold
+	}
+	h := m.entries[i]
+	if !m.usage(now, alloc).Add(h.r).Fits(m.registered) {
 		return ErrInsufficientCapability
 	}
-	m.dropHoldOf(job)
+	m.dropHold(alloc)
 	m.epoch++
-	m.entries = append(m.entries, modelEntry{job: job, alloc: alloc, r: r, end: now.Add(ttl), epoch: m.epoch})
+	m.entries = append(m.entries, modelEntry{job: h.job, alloc: alloc, r: h.r, end: now.Add(ttl), epoch: m.epoch})
 	return nil
 }
 
@@ -148,14 +170,6 @@ func (m *ledgerModel) locks() []Lock {
 	return out
 }
 
-func (m *ledgerModel) heldBy(job types.JobID) (types.Resources, bool) {
-	i := slices.IndexFunc(m.entries, func(e modelEntry) bool { return e.isHold && e.job == job })
-	if i < 0 {
-		return types.Resources{}, false
-	}
-	return m.entries[i].r, true
-}
-
 // ledgerMachine drives a Ledger and the model through the same actions: many
 // auctions for ten jobs at once, with a clock that only moves forward.
 type ledgerMachine struct {
@@ -205,28 +219,35 @@ func (s *ledgerMachine) grantFits(t *rapid.T, op string) {
 }
 
 func (s *ledgerMachine) hold(t *rapid.T) {
-	job, r, until := genJob.Draw(t, "job"), genNeed.Draw(t, "r"), s.now.Add(genTicks.Draw(t, "for"))
-	err := s.l.Hold(job, r, s.now, until)
-	sameErr(t, "Hold", err, s.m.hold(job, r, s.now, until))
+	alloc, job, r, until := genAlloc.Draw(t, "alloc"), genJob.Draw(t, "job"), genNeed.Draw(t, "r"), s.now.Add(genTicks.Draw(t, "for"))
+	_, err := s.l.Hold(Hold{Allocation: alloc, JobID: job, Requester: "req", Resources: r, Until: until}, s.now)
+	sameErr(t, "Hold", err, s.m.hold(alloc, job, r, s.now, until))
 	if err == nil {
 		s.grantFits(t, "Hold")
 	}
 }
 
 func (s *ledgerMachine) dropHold(t *rapid.T) {
-	job := genJob.Draw(t, "job")
-	s.l.DropHold(job)
-	s.m.dropHoldOf(job)
+	if rapid.Bool().Draw(t, "by job") {
+		job := genJob.Draw(t, "job")
+		s.l.DropHolds("req", job)
+		s.m.dropHoldOf(job)
+		return
+	}
+	alloc := genAlloc.Draw(t, "alloc")
+	s.l.DropHold(alloc)
+	s.m.dropHold(alloc)
 }
 
+// lock mostly names a hold the ledger has, so that many locks are taken
+// right at or after a hold's end.
 func (s *ledgerMachine) lock(t *rapid.T) {
-	job, alloc, ttl := genJob.Draw(t, "job"), genAlloc.Draw(t, "alloc"), genTicks.Draw(t, "ttl")
-	r, held := s.m.heldBy(job)
-	if !held || rapid.Bool().Draw(t, "other size") {
-		r = genNeed.Draw(t, "r")
+	alloc, ttl := genAlloc.Draw(t, "alloc"), genTicks.Draw(t, "ttl")
+	if ids := s.holdIDs(); len(ids) > 0 && rapid.IntRange(0, 3).Draw(t, "held") > 0 {
+		alloc = rapid.SampledFrom(ids).Draw(t, "hold")
 	}
-	lk, err := s.l.Lock(alloc, job, "req", r, s.now, ttl)
-	sameErr(t, "Lock", err, s.m.lock(alloc, job, r, s.now, ttl))
+	lk, err := s.l.Lock(alloc, s.now, ttl)
+	sameErr(t, "Lock", err, s.m.lock(alloc, s.now, ttl))
 	if err != nil {
 		return
 	}
@@ -235,6 +256,16 @@ func (s *ledgerMachine) lock(t *rapid.T) {
 		t.Fatalf("epoch %d reused or not increasing (last %d)", lk.Epoch, s.lastEpoch)
 	}
 	s.issued[lk.Epoch], s.lastEpoch = true, lk.Epoch
+}
+
+// holdIDs returns the IDs of the ledger's holds, sorted.
+func (s *ledgerMachine) holdIDs() []types.AllocationID {
+	var ids []types.AllocationID
+	for id := range s.l.holds {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // start mostly names a lock the ledger holds, so that many locks are started
@@ -309,6 +340,7 @@ func (s *ledgerMachine) restart(t *rapid.T) {
 		}
 	}
 	restored := NewLedger(s.l.Registered())
+	restored.SetPolicy(s.l.Policy())
 	restored.Restore(saved, persisted, s.now)
 	s.l = restored
 	s.m.restart(s.now)
@@ -316,6 +348,14 @@ func (s *ledgerMachine) restart(t *rapid.T) {
 
 // check runs after every action.
 func (s *ledgerMachine) check(t *rapid.T) {
+	// A requester has at most one hold per job.
+	jobs := map[types.JobID]bool{}
+	for _, h := range s.l.holds {
+		if jobs[h.JobID] {
+			t.Fatalf("two holds of one requester for job %s", h.JobID)
+		}
+		jobs[h.JobID] = true
+	}
 	if got, want := s.l.Available(s.now), s.m.available(s.now); got != want {
 		t.Fatalf("Available = %v, model %v", got, want)
 	}
@@ -345,6 +385,8 @@ func TestLedgerProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		registered := genNeed.Draw(t, "registered").Add(genNeed.Draw(t, "more"))
 		s := &ledgerMachine{l: NewLedger(registered), m: &ledgerModel{registered: registered}, now: t0, issued: map[uint64]bool{}}
+		// One requester, no eviction: the fair share has tests of its own.
+		s.l.SetPolicy(HoldPolicy{Share: 1})
 		actions := map[string]func(*rapid.T){
 			"Hold": s.hold, "DropHold": s.dropHold, "Lock": s.lock, "Start": s.start,
 			"Release": s.release, "Expire": s.expire, "Advance": s.advance, "Restart": s.restart,

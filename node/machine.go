@@ -22,6 +22,7 @@ type MachineConfig struct {
 	Admission Admission
 	LockTTL   time.Duration // a confirmed lock waits this long for its invocation
 	BidHold   time.Duration // a bid's hold outlives the bid window by this much
+	Holds     HoldPolicy    // how holds are shared among requesters; zero fields: defaults
 	// NewID names the allocation a bid for job would become; nil: the
 	// job's ID and 64 random bits (crypto/rand). IDs must not repeat.
 	NewID func(job types.JobID) types.AllocationID
@@ -41,6 +42,9 @@ func (c *MachineConfig) validate() error {
 	case c.LockTTL <= 0 || c.BidHold <= 0:
 		return fmt.Errorf("node: machine config: lock TTL %s and bid hold %s must be positive", c.LockTTL, c.BidHold)
 	}
+	if err := c.Holds.Validate(); err != nil {
+		return err
+	}
 	if c.NewID == nil {
 		c.NewID = randomID
 	}
@@ -49,9 +53,10 @@ func (c *MachineConfig) validate() error {
 
 // Machine is the provider's side of the protocol as a pure state machine,
 // in the manner of etcd's raft and the orchestrator's Auction and Job: it
-// owns the ledger, the bids' holds and the live (locked or running)
-// allocations, and changes them only on events, its methods, each given
-// the time. It does no I/O, starts no goroutine and reads no clock.
+// owns the ledger (with the bids' holds), the live (locked or running)
+// allocations and a bounded memory of bids and locks that ended unused,
+// and changes them only on events, its methods, each given the time. It
+// does no I/O, starts no goroutine and reads no clock.
 //
 // An event's consequences come out in two parts, in the order they must
 // happen: Ready returns the allocation records the event changed, which the
@@ -73,7 +78,7 @@ type Machine struct {
 	checks    []Check
 	ledger    *Ledger
 	live      map[types.AllocationID]*liveAlloc
-	holds     map[types.JobID]holdOwner
+	gone      gone // bids evicted and locks ended unused, lately
 
 	// The step in progress: records to write, locks to undo if they cannot
 	// be, and the effects Advance hands out.
@@ -89,25 +94,19 @@ type liveAlloc struct {
 	watchers []Ticket
 }
 
-// holdOwner is the requester a bid's hold was made for; only it may
-// withdraw the hold.
-type holdOwner struct {
-	requester string
-	until     time.Time
-}
-
 // pendingAccept is a lock taken in this step, confirmed once its record is
 // durable.
 type pendingAccept struct {
 	ticket Ticket
-	id     types.AllocationID
-	job    types.JobID
+	hold   Hold // the lock's hold, back if the record is not written
 }
 
 // NewMachine rebuilds a provider from the records of its allocations, as
 // after a start or a crash: unexpired locks are held again; an allocation
 // that was locked or running when the node stopped is recorded as failed,
-// the node's fault (its process is gone), in the first Ready. epoch is the
+// the node's fault (its process is gone), in the first Ready (a lock that
+// never started is to be deleted, see Allocation.Discard, as is any record
+// of one an earlier version kept). epoch is the
 // highest lock epoch stored apart from the records (0 if none): no epoch
 // at or below it, or below any record's, is issued again. history is where
 // the records of allocations no longer live are read.
@@ -117,13 +116,16 @@ func NewMachine(cfg MachineConfig, history History, stored []Allocation, epoch u
 	}
 	m := &Machine{
 		cfg: cfg, history: history, checks: DefaultChecks(), ledger: NewLedger(cfg.Record.Offered),
-		live: map[types.AllocationID]*liveAlloc{}, holds: map[types.JobID]holdOwner{},
+		live: map[types.AllocationID]*liveAlloc{}, gone: newGone(goneSize),
 	}
+	m.ledger.SetPolicy(cfg.Holds)
 	m.SetRecord(cfg.Record)
 	var locks []Lock
 	for _, r := range stored {
 		epoch = max(epoch, r.Epoch)
 		switch {
+		case r.Discard():
+			m.records = append(m.records, r) // left by an earlier version: delete it now
 		case r.State == types.AllocLocked && now.Before(r.LockExpiry):
 			locks = append(locks, r.lock())
 			m.live[r.AllocationID] = &liveAlloc{rec: r}
@@ -140,7 +142,8 @@ func NewMachine(cfg MachineConfig, history History, stored []Allocation, epoch u
 }
 
 // Ready returns the records changed since the last Advance: the shell must
-// make them durable, then call Advance with the outcome.
+// make them durable (delete, with an audit entry, those whose Discard
+// reports true), then call Advance with the outcome.
 func (m *Machine) Ready() []Allocation { return m.records }
 
 // Advance takes the outcome of writing Ready's records and returns what
@@ -149,20 +152,21 @@ func (m *Machine) Ready() []Allocation { return m.records }
 // run started or ended) stands, and the node's restart recovers it.
 func (m *Machine) Advance(saved error) []Effect {
 	for _, p := range m.accepts {
-		l := m.live[p.id]
+		id := p.hold.Allocation
+		l := m.live[id]
 		if saved == nil && l != nil {
 			m.reply(p.ticket, l.rec.confirm(), nil)
 			continue
 		}
 		if l != nil && l.rec.State == types.AllocLocked {
-			m.ledger.Release(p.id)
-			delete(m.live, p.id)
+			m.ledger.Undo(p.hold) // the requester may accept again
+			delete(m.live, id)
 		}
 		reason := "the lock could not be kept"
 		if saved != nil {
 			reason = fmt.Sprintf("%v: %v", ErrNotRecorded, saved)
 		}
-		m.reply(p.ticket, &types.Reject{JobID: p.job, AllocationID: p.id, Reason: reason}, nil)
+		m.reply(p.ticket, &types.Reject{JobID: p.hold.JobID, AllocationID: id, Reason: reason}, nil)
 	}
 	out := m.effects
 	m.records, m.accepts, m.effects = nil, m.accepts[:0], nil
@@ -183,24 +187,32 @@ func (m *Machine) SetRecord(rec types.CapabilityRecord) {
 }
 
 // BidRequest decides on a bid request through the check pipeline: a Bid,
-// backed by a hold until shortly after the bid window, or a Decline that
-// says why. A request whose window closed on the way is ignored.
+// naming a fresh allocation ID and backed by a hold until shortly after
+// the bid window, or a Decline that says why. The requester's earlier hold
+// for the same job, if any, is replaced; other requesters' holds are
+// evicted only as the ledger's HoldPolicy allows. A request whose window
+// closed on the way is ignored.
 func (m *Machine) BidRequest(req *types.BidRequest, now time.Time) {
 	if !now.Before(req.Deadline) {
 		return
 	}
 	snap := m.snapshot(now)
 	reasons := Decide(m.checks, req, &snap)
-	until := req.Deadline.Add(m.cfg.BidHold)
+	h := Hold{JobID: req.JobID, Requester: req.Requester, Resources: req.Resources, Until: req.Deadline.Add(m.cfg.BidHold)}
 	if len(reasons) == 0 {
-		if err := m.ledger.Hold(req.JobID, req.Resources, now, until); err != nil {
+		h.Allocation = m.cfg.NewID(req.JobID)
+		evicted, err := m.ledger.Hold(h, now)
+		if err != nil {
 			reasons = []string{err.Error()}
+		}
+		for _, e := range evicted {
+			m.gone.addEvicted(e.Allocation, e.Requester, fmt.Sprintf("the bid's hold was given up at %s for a requester within its share: "+
+				"yours were over your share of this node", now.Format(time.RFC3339Nano)))
 		}
 	}
 	send := Send{To: req.Requester, Addrs: req.ReplyAddrs, Deadline: req.Deadline}
 	if len(reasons) == 0 {
-		m.holds[req.JobID] = holdOwner{requester: req.Requester, until: until}
-		send.Msg = m.bid(req, until, now)
+		send.Msg = m.bid(req, h, now)
 	} else {
 		send.Msg = &types.Decline{JobID: req.JobID, Node: m.cfg.ID, Reasons: reasons, Busy: m.busyOnly(req, snap)}
 	}
@@ -222,27 +234,29 @@ func (m *Machine) busyOnly(req *types.BidRequest, snap Snapshot) bool {
 	return len(Decide(m.checks, req, &snap)) == 0
 }
 
-func (m *Machine) bid(req *types.BidRequest, until, now time.Time) *types.Bid {
+func (m *Machine) bid(req *types.BidRequest, h Hold, now time.Time) *types.Bid {
 	load := 0.0
 	if reg := m.ledger.Registered(); reg.CPU > 0 {
 		load = float64(m.ledger.Used(now).CPU) / float64(reg.CPU)
 	}
 	return &types.Bid{
-		JobID: req.JobID, Allocation: m.cfg.NewID(req.JobID), Node: m.cfg.ID, Price: m.record.Price,
-		Score: m.record.Benchmark.Score(), Load: load, HoldUntil: until,
+		JobID: req.JobID, Allocation: h.Allocation, Node: m.cfg.ID, Price: m.record.Price,
+		Score: m.record.Benchmark.Score(), Load: load, HoldUntil: h.Until,
 	}
 }
 
-// BidUndelivered drops the hold behind a bid that never reached its
-// requester.
-func (m *Machine) BidUndelivered(job types.JobID) { m.dropHold(job) }
+// BidUndelivered drops the hold behind a bid, naming alloc, that never
+// reached its requester.
+func (m *Machine) BidUndelivered(alloc types.AllocationID) { m.ledger.DropHold(alloc) }
 
-// Accept locks capability for an allocation: the commit point. The lock
-// re-checks the fit, is fenced by a fresh epoch and expires unless invoked
-// within the lock TTL; its Confirm is the Reply once its record is durable.
-// A retried accept of the same requester gets the same Confirm; an
-// allocation ID ever used before is refused (its record is kept for good);
-// anything else is a Reject saying why.
+// Accept locks capability for an allocation: the commit point. It is
+// honoured only for a bid of this node: the hold of acc.AllocationID must
+// be from's, for acc.JobID, live at now, and of exactly acc.Resources. The
+// lock re-checks the fit, is fenced by a fresh epoch and expires unless
+// invoked within the lock TTL; its Confirm is the Reply once its record is
+// durable. A retried accept of a live lock by its requester gets the same
+// Confirm. Anything else is a Reject saying why, and changes nothing: a
+// refused Accept costs the node no state.
 func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time) {
 	reject := func(reason string) {
 		m.reply(t, &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: reason}, nil)
@@ -251,12 +265,17 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 		reject(r) // anyone can send an Accept, bid or not
 		return
 	}
-	if l, ok := m.live[acc.AllocationID]; ok {
-		if l.rec.Requester == from && l.rec.State == types.AllocLocked {
+	if l, ok := m.live[acc.AllocationID]; ok && l.rec.Requester == from {
+		if l.rec.JobID == acc.JobID && l.rec.State == types.AllocLocked {
 			m.reply(t, l.rec.confirm(), nil)
 			return
 		}
 		reject("allocation ID already in use")
+		return
+	}
+	h, why := m.unbid(from, acc, now)
+	if why != "" {
+		reject(why)
 		return
 	}
 	if m.history != nil {
@@ -265,16 +284,36 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 			return
 		}
 	}
-	lock, err := m.ledger.Lock(acc.AllocationID, acc.JobID, from, acc.Resources, now, m.cfg.LockTTL)
+	lock, err := m.ledger.Lock(acc.AllocationID, now, m.cfg.LockTTL)
 	if err != nil {
 		reject(err.Error())
 		return
 	}
-	delete(m.holds, acc.JobID) // the lock consumed the job's hold
 	rec := newAllocation(lock, now)
 	m.live[acc.AllocationID] = &liveAlloc{rec: rec}
 	m.persist(rec)
-	m.accepts = append(m.accepts, pendingAccept{ticket: t, id: acc.AllocationID, job: acc.JobID})
+	m.accepts = append(m.accepts, pendingAccept{ticket: t, hold: h})
+}
+
+// unbid returns the hold of the bid acc accepts, or says why acc is not
+// the acceptance of a bid this node made to from. The reason reveals
+// nothing of other requesters' bids.
+func (m *Machine) unbid(from string, acc *types.Accept, now time.Time) (Hold, string) {
+	h, ok := m.ledger.HoldOf(acc.AllocationID)
+	switch {
+	case !ok || h.Requester != from:
+		if g, ok := m.gone.get(acc.AllocationID); ok && g.requester == from && g.status == nil {
+			return Hold{}, g.reason
+		}
+		return Hold{}, fmt.Sprintf("no bid of this node for allocation %s to you", acc.AllocationID)
+	case h.JobID != acc.JobID:
+		return Hold{}, fmt.Sprintf("the bid for allocation %s was for job %s, not %s", acc.AllocationID, h.JobID, acc.JobID)
+	case !h.live(now):
+		return Hold{}, fmt.Sprintf("the bid's hold expired at %s", h.Until.Format(time.RFC3339Nano))
+	case acc.Resources != h.Resources:
+		return Hold{}, fmt.Sprintf("resources differ from the bid: the accept asks for %s, the bid held %s", acc.Resources, h.Resources)
+	}
+	return h, ""
 }
 
 // Invoke starts a locked allocation: the lock must be the requester's,
@@ -290,8 +329,8 @@ func (m *Machine) Invoke(from string, inv *types.Invocation, t Ticket, now time.
 	}
 	l, err := m.own(from, inv.AllocationID)
 	if err != nil {
-		if rec, ok := m.ended(inv.AllocationID); ok && rec.Requester == from && rec.Epoch == inv.Epoch {
-			m.notify(t, rec.status(), true)
+		if st, ok := m.endedUnder(from, inv.AllocationID, inv.Epoch); ok {
+			m.notify(t, st, true)
 			m.reply(t, nil, nil)
 			return
 		}
@@ -342,21 +381,24 @@ func (m *Machine) startable(task types.Task, l *liveAlloc) error {
 // Cancel stops an allocation of the requester's, locked or running, and
 // releases its capability; a running one is stopped and ends when its run
 // does. The Reply is the allocation's status (its final one if it had
-// already ended). Without an allocation ID, it withdraws the requester's
-// hold behind a bid: the job went elsewhere.
+// already ended). Naming a bid not yet accepted, it drops that bid's hold;
+// without an allocation ID, it drops the requester's hold for the job: the
+// job went elsewhere. Either way the Reply is nil.
 func (m *Machine) Cancel(from string, c *types.Cancel, t Ticket, now time.Time) {
 	if c.AllocationID == "" {
-		if h, ok := m.holds[c.JobID]; ok && h.requester == from {
-			m.dropHold(c.JobID)
-		}
+		m.ledger.DropHolds(from, c.JobID)
+		m.reply(t, nil, nil)
+		return
+	}
+	if h, ok := m.ledger.HoldOf(c.AllocationID); ok && h.Requester == from {
+		m.ledger.DropHold(c.AllocationID)
 		m.reply(t, nil, nil)
 		return
 	}
 	l, err := m.own(from, c.AllocationID)
 	if err != nil {
-		if rec, ok := m.ended(c.AllocationID); ok && rec.Requester == from {
-			st := rec.status()
-			m.reply(t, &st, nil) // already over: cancelling is a no-op
+		if rec, ok := m.ended(from, c.AllocationID); ok {
+			m.reply(t, &rec, nil) // already over: cancelling is a no-op
 			return
 		}
 		m.reply(t, nil, err)
@@ -379,8 +421,7 @@ func (m *Machine) Query(from string, q *types.StatusQuery, t Ticket) {
 		m.reply(t, &st, nil)
 		return
 	}
-	if rec, ok := m.ended(q.AllocationID); ok && rec.Requester == from {
-		st := rec.status()
+	if st, ok := m.ended(from, q.AllocationID); ok {
 		m.reply(t, &st, nil)
 		return
 	}
@@ -409,13 +450,9 @@ func (m *Machine) RunEnded(st types.Status, now time.Time) {
 }
 
 // Tick expires the holds and the unstarted locks whose time is up; an
-// expired lock fails its allocation, the node's fault.
+// expired lock fails its allocation, the node's fault, and its requester
+// loses its room beyond its share for a while (HoldPolicy.Penalty).
 func (m *Machine) Tick(now time.Time) {
-	for job, h := range m.holds {
-		if !now.Before(h.until) {
-			delete(m.holds, job)
-		}
-	}
 	for _, lk := range m.ledger.Expire(now) {
 		if l, ok := m.live[lk.AllocationID]; ok {
 			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "lock expired: no invocation within " + m.cfg.LockTTL.String()}, now)
@@ -426,6 +463,7 @@ func (m *Machine) Tick(now time.Time) {
 // Info returns the node's record and load at now.
 func (m *Machine) Info(now time.Time) Info {
 	in := Info{Record: m.record, Registered: m.ledger.Registered(), Available: m.ledger.Available(now)}
+	in.Holds, in.Held = m.ledger.Held(now)
 	for _, l := range m.live {
 		if l.rec.State == types.AllocRunning {
 			in.Running++
@@ -461,13 +499,35 @@ func (m *Machine) own(from string, id types.AllocationID) (*liveAlloc, error) {
 	return l, nil
 }
 
-// ended returns the record of an allocation that is no longer live.
-func (m *Machine) ended(id types.AllocationID) (Allocation, bool) {
-	if m.history == nil || id == "" {
-		return Allocation{}, false
+// ended returns the final status of from's allocation that is no longer
+// live: from its record, or, for a lock that ended unused (its record
+// deleted), from the machine's memory of it.
+func (m *Machine) ended(from string, id types.AllocationID) (types.Status, bool) {
+	st, _, ok := m.endedEpoch(from, id)
+	return st, ok
+}
+
+// endedUnder is ended for an invocation: the allocation's epoch must be epoch.
+func (m *Machine) endedUnder(from string, id types.AllocationID, epoch uint64) (types.Status, bool) {
+	st, e, ok := m.endedEpoch(from, id)
+	return st, ok && e == epoch
+}
+
+func (m *Machine) endedEpoch(from string, id types.AllocationID) (types.Status, uint64, bool) {
+	if id == "" {
+		return types.Status{}, 0, false
+	}
+	if g, ok := m.gone.get(id); ok && g.requester == from && g.status != nil {
+		return *g.status, g.epoch, true
+	}
+	if m.history == nil {
+		return types.Status{}, 0, false
 	}
 	rec, ok := m.history.Lookup(id)
-	return rec, ok && rec.State.Terminal()
+	if !ok || !rec.State.Terminal() || rec.Requester != from {
+		return types.Status{}, 0, false
+	}
+	return rec.status(), rec.Epoch, true
 }
 
 // end moves a live allocation to a terminal state: the record is written,
@@ -480,14 +540,12 @@ func (m *Machine) end(l *liveAlloc, st types.Status, now time.Time) {
 	m.ledger.Release(l.rec.AllocationID)
 	delete(m.live, l.rec.AllocationID)
 	final := l.rec.status()
+	if l.rec.Discard() {
+		m.gone.addEnded(l.rec, final)
+	}
 	for _, t := range l.watchers {
 		m.notify(t, final, true)
 	}
-}
-
-func (m *Machine) dropHold(job types.JobID) {
-	m.ledger.DropHold(job)
-	delete(m.holds, job)
 }
 
 func (m *Machine) persist(rec Allocation) {

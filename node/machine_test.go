@@ -40,6 +40,7 @@ func newDriver(t *testing.T, stored ...Allocation) *driver {
 		ID:        types.NodeID{PeerID: prov},
 		Record:    types.CapabilityRecord{Offered: res(2, 4*gib), Price: 1, Executors: []string{"wasm"}},
 		Executors: []string{"wasm"}, LockTTL: 10 * time.Second, BidHold: 3 * time.Second,
+		NewID: jobNamesAlloc,
 	}, d.saved, stored, 0, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +57,11 @@ func (d *driver) flush() []Effect {
 		err, d.failing = d.failing, nil
 	} else {
 		for _, r := range d.m.Ready() {
-			d.saved[r.AllocationID] = r
+			if r.Discard() {
+				delete(d.saved, r.AllocationID)
+			} else {
+				d.saved[r.AllocationID] = r
+			}
 		}
 	}
 	return d.m.Advance(err)
@@ -84,12 +89,32 @@ func (d *driver) reply(step func(t Ticket)) (Reply, []Effect) {
 	return reply[0], other
 }
 
+// bid asks from's bid for job id (whose allocation the tests' NewID names
+// id too) and returns the node's answer.
+func (d *driver) bid(from, id string, r types.Resources) types.Message {
+	d.t.Helper()
+	d.m.BidRequest(&types.BidRequest{JobID: types.JobID(id), Requester: from, Executor: "wasm", Resources: r, Deadline: d.now.Add(time.Second)}, d.now)
+	for _, e := range d.flush() {
+		if s, ok := e.(Send); ok {
+			return s.Msg
+		}
+	}
+	d.t.Fatal("no answer to a bid request")
+	return nil
+}
+
+// acceptFrom hands the machine from's Accept and returns its Reply.
+func (d *driver) acceptFrom(from string, acc types.Accept) Reply {
+	d.t.Helper()
+	rep, _ := d.reply(func(t Ticket) { d.m.Accept(from, &acc, t, d.now) })
+	return rep
+}
+
+// accept bids for job id and accepts the bid.
 func (d *driver) accept(id string, r types.Resources) Reply {
 	d.t.Helper()
-	rep, _ := d.reply(func(t Ticket) {
-		d.m.Accept(requester, &types.Accept{JobID: "j", AllocationID: types.AllocationID(id), Resources: r}, t, d.now)
-	})
-	return rep
+	d.bid(requester, id, r)
+	return d.acceptFrom(requester, types.Accept{JobID: types.JobID(id), AllocationID: types.AllocationID(id), Resources: r})
 }
 
 func (d *driver) invoke(id string, epoch uint64) (Reply, []Effect) {
@@ -114,7 +139,7 @@ func confirmOf(t *testing.T, r Reply) *types.Confirm {
 // records are saved.
 func TestMachineAllocationLife(t *testing.T) {
 	d := newDriver(t)
-	d.m.BidRequest(&types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: res(1, gib), Deadline: t0.Add(time.Second)}, d.now)
+	d.m.BidRequest(&types.BidRequest{JobID: "a1", Requester: requester, Executor: "wasm", Resources: res(1, gib), Deadline: t0.Add(time.Second)}, d.now)
 	if recs := d.m.Ready(); len(recs) != 0 {
 		t.Fatalf("a bid wrote %v", recs)
 	}
@@ -127,7 +152,7 @@ func TestMachineAllocationLife(t *testing.T) {
 	}
 
 	t1 := d.next()
-	d.m.Accept(requester, &types.Accept{JobID: "j", AllocationID: "a1", Resources: res(1, gib)}, t1, d.now)
+	d.m.Accept(requester, &types.Accept{JobID: "a1", AllocationID: "a1", Resources: res(1, gib)}, t1, d.now)
 	if recs := d.m.Ready(); len(recs) != 1 || recs[0].State != types.AllocLocked || recs[0].Epoch == 0 {
 		t.Fatalf("the lock's record must be written before the confirm: %+v", recs)
 	}
@@ -167,16 +192,18 @@ func TestMachineAllocationLife(t *testing.T) {
 // rejected with the reason, and the capability is free again.
 func TestMachineUnrecordedLockIsRejected(t *testing.T) {
 	d := newDriver(t)
+	d.bid(requester, "a1", res(2, gib))
 	d.failing = errors.New("no space left on device")
-	rep := d.accept("a1", res(2, gib))
+	rep := d.acceptFrom(requester, types.Accept{JobID: "a1", AllocationID: "a1", Resources: res(2, gib)})
 	r, ok := rep.Msg.(*types.Reject)
 	if !ok || !strings.Contains(r.Reason, "not recorded") || !strings.Contains(r.Reason, "no space left") {
 		t.Fatalf("want a reject saying the lock was not recorded, got %v", rep)
 	}
-	if in := d.m.Info(d.now); in.Available != res(2, 4*gib) || in.Locked != 0 {
-		t.Fatalf("an unrecorded lock still holds capability: %+v", in)
+	if in := d.m.Info(d.now); in.Locked != 0 || in.Holds != 1 || in.Held != res(2, gib) {
+		t.Fatalf("an unrecorded lock is not back to its bid's hold: %+v", in)
 	}
-	confirmOf(t, d.accept("a1", res(2, gib))) // the disk is back: the same accept succeeds
+	// The disk is back: the same accept succeeds, its bid's hold restored.
+	confirmOf(t, d.acceptFrom(requester, types.Accept{JobID: "a1", AllocationID: "a1", Resources: res(2, gib)}))
 }
 
 // Whose fault each failure the machine itself decides is: a lock that
@@ -186,23 +213,25 @@ func TestMachineFaults(t *testing.T) {
 	c := confirmOf(t, d.accept("expired", res(1, gib)))
 	d.m.Tick(d.now.Add(10 * time.Second))
 	d.flush()
-	if r := d.saved["expired"]; r.State != types.AllocFailed || r.Fault != types.FaultNode || !strings.Contains(r.Reason, "lock expired") {
-		t.Fatalf("expired lock: %+v", r)
+	if r, kept := d.saved["expired"]; kept {
+		t.Fatalf("an expired lock left a record: %+v", r)
 	}
-	if rep, _ := d.invoke("expired", c.Epoch); rep.Err != nil {
-		t.Fatalf("invoking an expired lock after the tick gives its end: %v", rep)
+	rep, effs := d.invoke("expired", c.Epoch)
+	if st := effs[0].(Notify).Status; rep.Err != nil || st.State != types.AllocFailed || st.Fault != types.FaultNode || !strings.Contains(st.Reason, "lock expired") {
+		t.Fatalf("invoking an expired lock after the tick gives its end: %v %v", rep, effs)
 	}
 
 	c = confirmOf(t, d.accept("running", res(1, gib)))
 	d.invoke("running", c.Epoch)
 	locked := d.saved["running"]
-	locked.AllocationID, locked.State, locked.Task = "locked", types.AllocLocked, nil
+	locked.AllocationID, locked.State, locked.Task, locked.StartedAt = "locked", types.AllocLocked, nil, time.Time{}
 	locked.LockExpiry = d.now.Add(-time.Second)
 	d2 := newDriver(t, d.saved["running"], locked)
-	for _, id := range []types.AllocationID{"running", "locked"} {
-		if r := d2.saved[id]; r.State != types.AllocFailed || r.Fault != types.FaultNode || !strings.Contains(r.Reason, "restarted") {
-			t.Fatalf("%s after a restart: %+v", id, r)
-		}
+	if r := d2.saved["running"]; r.State != types.AllocFailed || r.Fault != types.FaultNode || !strings.Contains(r.Reason, "restarted") {
+		t.Fatalf("running after a restart: %+v", r)
+	}
+	if r, kept := d2.saved["locked"]; kept {
+		t.Fatalf("a lock found expired at the restart kept its record: %+v", r)
 	}
 	if next := confirmOf(t, d2.accept("new", res(1, gib))); next.Epoch <= c.Epoch {
 		t.Fatalf("epoch %d issued again after the restart (had %d)", next.Epoch, c.Epoch)
@@ -229,28 +258,42 @@ func TestMachineIgnoresImpossibleEnds(t *testing.T) {
 
 // Random requests of several requesters against one machine, with a disk
 // that fails now and then: every request gets exactly one Reply, in its own
-// step; nothing is confirmed that is not saved; the ledger never exceeds
-// the offer; the saved record of every live allocation agrees with it,
-// unless its last write failed; epochs only grow.
+// step; nothing is confirmed that is not saved, nor but a bid to the same
+// requester for the same job; a refused accept writes nothing; the ledger
+// never exceeds the offer; the saved record of every live allocation
+// agrees with it, unless its last write failed; epochs only grow.
 func TestMachineProperties(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		d := newDriver(t)
+		n := 0
+		d.m.cfg.NewID = func(job types.JobID) types.AllocationID { n++; return types.AllocationID(fmt.Sprint(job, "-", n)) }
 		peers := []string{requester, "12D3KooWOther"}
 		unsaved := map[types.AllocationID]bool{} // the last write of these failed
 		var lastEpoch uint64
 		epochs := map[types.AllocationID]uint64{} // the epoch each allocation was confirmed under
+		bids := map[types.AllocationID]*types.BidRequest{}
+		var bidIDs []types.AllocationID
 		for range rapid.IntRange(1, 200).Draw(rt, "steps") {
 			d.now = d.now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "ms")) * time.Millisecond)
 			from := rapid.SampledFrom(peers).Draw(rt, "from")
-			id := types.AllocationID(fmt.Sprint("a", rapid.IntRange(0, 5).Draw(rt, "alloc")))
+			job := types.JobID(fmt.Sprint("j", rapid.IntRange(0, 3).Draw(rt, "job")))
+			id := types.AllocationID(fmt.Sprint(job, "-", rapid.IntRange(0, 5).Draw(rt, "guess")))
+			if len(bidIDs) > 0 && rapid.IntRange(0, 3).Draw(rt, "bid") > 0 {
+				id = rapid.SampledFrom(bidIDs).Draw(rt, "alloc")
+				job = bids[id].JobID
+			}
 			t := d.next()
+			var req *types.BidRequest
+			accept := false
 			switch rapid.IntRange(0, 6).Draw(rt, "event") {
 			case 0:
-				d.m.BidRequest(&types.BidRequest{JobID: types.JobID(id), Requester: from, Executor: "wasm",
-					Resources: res(float64(rapid.IntRange(1, 3).Draw(rt, "cpu")), gib), Deadline: d.now.Add(time.Second)}, d.now)
+				req = &types.BidRequest{JobID: job, Requester: from, Executor: "wasm",
+					Resources: res(float64(rapid.IntRange(1, 2).Draw(rt, "cpu")), gib), Deadline: d.now.Add(time.Second)}
+				d.m.BidRequest(req, d.now)
 				t = 0
 			case 1:
-				d.m.Accept(from, &types.Accept{JobID: types.JobID(id), AllocationID: id, Resources: res(1, gib)}, t, d.now)
+				accept = true
+				d.m.Accept(from, &types.Accept{JobID: job, AllocationID: id, Resources: res(float64(rapid.IntRange(1, 2).Draw(rt, "cpu")), gib)}, t, d.now)
 			case 2:
 				epoch := uint64(rapid.IntRange(0, 8).Draw(rt, "epoch"))
 				d.m.Invoke(from, &types.Invocation{JobID: types.JobID(id), AllocationID: id, Epoch: epoch,
@@ -268,6 +311,7 @@ func TestMachineProperties(t *testing.T) {
 				t = 0
 			}
 			failed := rapid.IntRange(0, 9).Draw(rt, "disk full") == 0
+			written := len(d.m.Ready())
 			for _, r := range d.m.Ready() {
 				unsaved[r.AllocationID] = failed
 			}
@@ -276,15 +320,27 @@ func TestMachineProperties(t *testing.T) {
 			}
 			replies := 0
 			for _, e := range d.flush() {
+				if s, ok := e.(Send); ok {
+					if b, ok := s.Msg.(*types.Bid); ok {
+						bids[b.Allocation] = req
+						bidIDs = append(bidIDs, b.Allocation)
+					}
+				}
 				r, ok := e.(Reply)
 				if !ok {
 					continue
+				}
+				if _, rejected := r.Msg.(*types.Reject); rejected && accept && written > 0 && !failed {
+					rt.Fatalf("a refused accept wrote %d records", written)
 				}
 				if r.Ticket != t {
 					rt.Fatalf("a reply to ticket %d during the step of %d", r.Ticket, t)
 				}
 				replies++
 				if c, ok := r.Msg.(*types.Confirm); ok {
+					if b := bids[c.AllocationID]; b == nil || b.Requester != from || b.JobID != c.JobID {
+						rt.Fatalf("confirmed %s to %s for job %s, bid %+v", c.AllocationID, from, c.JobID, b)
+					}
 					if s := d.saved[c.AllocationID]; s.Epoch != c.Epoch || unsaved[c.AllocationID] {
 						rt.Fatalf("confirmed %s under epoch %d, saved %+v", c.AllocationID, c.Epoch, s)
 					}

@@ -36,6 +36,8 @@ type Store interface {
 	// Lookup decodes the record under key into v and reports whether it was there.
 	Lookup(key string, v any) (bool, error)
 	Scan(prefix string, fn func(key string, value []byte) error) error
+	// Delete removes key; deleting an absent key is not an error.
+	Delete(key string) error
 }
 
 // Blobs is the node's content-addressed blob store.
@@ -63,6 +65,10 @@ type Config struct {
 
 	LockTTL     time.Duration // a confirmed lock waits this long for its invocation (default 10s)
 	BidHold     time.Duration // a bid's soft reservation outlives the bid window by this much (default 3s)
+	Holds       HoldPolicy    // how holds are shared among requesters (zero fields: DefaultHoldPolicy's)
+	// NewID names the allocation a bid for a job would become; nil: the
+	// job's ID and 64 random bits. Tests name allocations with it.
+	NewID func(job types.JobID) types.AllocationID
 	OutputLimit int64         // cap on stdout and on stderr each (default 1 MiB)
 	MaxBlob     int64         // largest module, stdin or input archive fetched (default 256 MiB)
 	// Heartbeat is how often an invocation stream carries the allocation's
@@ -79,7 +85,7 @@ func (c *Config) machine() MachineConfig {
 	}
 	return MachineConfig{
 		ID: c.ID, Record: c.Record, Executors: names, Network: c.Network, Admission: c.Admission,
-		LockTTL: c.LockTTL, BidHold: c.BidHold,
+		LockTTL: c.LockTTL, BidHold: c.BidHold, Holds: c.Holds, NewID: c.NewID,
 	}
 }
 
@@ -120,6 +126,8 @@ type Info struct {
 	Available  types.Resources
 	Running    int
 	Locked     int
+	Holds      int             // bids held, waiting for an Accept
+	Held       types.Resources // what they hold
 	Dropped    uint64 // bid requests dropped since the start because the node's mailbox was full
 }
 
@@ -174,9 +182,11 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 
 // restore rebuilds the provider's Machine from its records, and writes the
 // records the restart changed (allocations it found running, now failed).
+// No epoch is issued again: the next is above node/epoch, every record's
+// and every audit entry's.
 func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 	log := n.cfg.Logger.With("component", "node")
-	var epoch uint64 // node/epoch, written by earlier versions; the records' epochs count too
+	var epoch uint64
 	if _, err := st.Lookup(epochKey, &epoch); err != nil {
 		return nil, fmt.Errorf("node: reading lock epoch: %w", err)
 	}
@@ -192,12 +202,16 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := NewMachine(n.cfg.machine(), storeHistory{store: st, log: log}, recs, epoch, n.cfg.Clock())
+	audit, err := openAudit(st)
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMachine(n.cfg.machine(), storeHistory{store: st, log: log}, recs, max(epoch, audit.epoch), n.cfg.Clock())
 	if err != nil {
 		return nil, err
 	}
 	a := &nodeActor{
-		n: n, m: m, store: st, blobs: blobs, log: log,
+		n: n, m: m, store: st, blobs: blobs, log: log, audit: audit,
 		replies: map[Ticket]chan<- answer{}, streams: map[Ticket]chan types.Status{},
 		runs: map[types.AllocationID]context.CancelCauseFunc{},
 	}
@@ -444,7 +458,7 @@ func (n *Node) sendBid(ctx context.Context, s Send) {
 	if err := n.net.SendBid(ctx, s.To, s.Addrs, s.Msg); err != nil {
 		n.cfg.Logger.Debug("sending bid", "to", s.To, "kind", s.Msg.Kind(), "err", err)
 		if b, isBid := s.Msg.(*types.Bid); isBid {
-			n.post(event{fn: func(m *Machine, _ time.Time) { m.BidUndelivered(b.JobID) }})
+			n.post(event{fn: func(m *Machine, _ time.Time) { m.BidUndelivered(b.Allocation) }})
 		}
 	}
 }

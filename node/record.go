@@ -29,11 +29,18 @@ var (
 // Keys of the node's records in its Store.
 const (
 	AllocationPrefix = "alloc/"
-	epochKey         = "node/epoch"
+	// AuditPrefix keys the audit log of locks that ended unused, one
+	// entry (their last Allocation record) per key, AuditPrefix + a
+	// sequence number of 20 digits; the node keeps the last AuditSize.
+	AuditPrefix = "audit/"
+	// AuditSize is how many audit entries the node keeps.
+	AuditSize = 1024
+	epochKey  = "node/epoch"
 )
 
 // Allocation is what the node's database keeps of every allocation it ever
-// locked, from the lock to its outcome, under AllocationPrefix + its ID.
+// started, from the lock to its outcome, under AllocationPrefix + its ID;
+// the record of a lock that ends unused is deleted (see Discard).
 // Machine changes it only through jobs.Transition.
 type Allocation struct {
 	AllocationID types.AllocationID    `json:"allocation_id"`
@@ -54,6 +61,13 @@ type Allocation struct {
 
 // Key is the allocation's key in the node's Store.
 func (r *Allocation) Key() string { return AllocationPrefix + string(r.AllocationID) }
+
+// Discard reports whether the allocation ended without ever starting: a
+// lock that expired, was cancelled, or was found at a restart. Such a
+// record is not kept: the shell deletes it, leaving an entry in the
+// node's bounded audit log (AuditPrefix), so that Accepts cannot fill the
+// node's database.
+func (r *Allocation) Discard() bool { return r.State.Terminal() && r.StartedAt.IsZero() }
 
 func newAllocation(l Lock, now time.Time) Allocation {
 	return Allocation{

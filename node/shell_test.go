@@ -43,7 +43,7 @@ func TestPanickingStepAnswersItsRequestAndTheNodeGoesOn(t *testing.T) {
 	if !errors.Is(err, ErrInternal) {
 		t.Fatalf("err = %v, want ErrInternal", err)
 	}
-	if c, ok := h.accept("a1", types.Resources{CPU: 1000}).(*types.Confirm); !ok || c.Epoch == 0 {
+	if c, ok := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm); !ok || c.Epoch == 0 {
 		t.Fatalf("the node after the panic: %#v", c)
 	}
 }
@@ -66,22 +66,23 @@ func (f *failingStore) Put(key string, v any) error {
 }
 
 // A node whose disk is full promises nothing it cannot record: the accept
-// is rejected saying why, nothing stays locked, and once the disk has room
-// the same accept succeeds.
+// is rejected saying why, nothing stays locked (the bid's hold stands), and
+// once the disk has room the same accept succeeds.
 func TestFullDiskRejectsAccepts(t *testing.T) {
 	st := &failingStore{memStore: newMemStore(), full: true}
 	h := newHarnessWith(t, st, 0)
-	r, ok := h.accept("a1", types.Resources{CPU: 1000}).(*types.Reject)
+	r, ok := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Reject)
 	if !ok || !strings.Contains(r.Reason, "not recorded") || !strings.Contains(r.Reason, "no space left") {
 		t.Fatalf("want a reject saying why, got %#v", r)
 	}
-	if in, _ := h.node.Info(h.ctx()); in.Available != offered || in.Locked != 0 {
+	if in, _ := h.node.Info(h.ctx()); in.Locked != 0 || in.Holds != 1 {
 		t.Fatalf("an unrecorded lock holds capability: %+v", in)
 	}
 	st.mu.Lock()
 	st.full = false
 	st.mu.Unlock()
-	if _, ok := h.accept("a1", types.Resources{CPU: 1000}).(*types.Confirm); !ok {
+	again, err := h.node.Accept(h.ctx(), requester, &types.Accept{JobID: "a1", AllocationID: "a1", Resources: types.Resources{CPU: 1000, Memory: 1 << 20}})
+	if _, ok := again.(*types.Confirm); err != nil || !ok {
 		t.Fatal("the accept after the disk freed up was not confirmed")
 	}
 }
@@ -94,7 +95,7 @@ func TestFullMailboxDropsBidsAndHonoursContexts(t *testing.T) {
 	busy, free := make(chan struct{}), make(chan struct{})
 	h.node.post(event{fn: func(*Machine, time.Time) { close(busy); <-free }})
 	<-busy
-	req := &types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 100}, Deadline: time.Now().Add(time.Minute)}
+	req := &types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 100, Memory: 1 << 20}, Deadline: time.Now().Add(time.Minute)}
 	for range mailboxSize + 10 {
 		h.node.HandleBidRequest(requester, req)
 	}
