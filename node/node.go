@@ -63,14 +63,14 @@ type Config struct {
 	Clock     func() time.Time
 	Logger    *slog.Logger
 
-	LockTTL     time.Duration // a confirmed lock waits this long for its invocation (default 10s)
-	BidHold     time.Duration // a bid's soft reservation outlives the bid window by this much (default 3s)
-	Holds       HoldPolicy    // how holds are shared among requesters (zero fields: DefaultHoldPolicy's)
+	LockTTL time.Duration // a confirmed lock waits this long for its invocation (default 10s)
+	BidHold time.Duration // a bid's soft reservation outlives the bid window by this much (default 3s)
+	Holds   HoldPolicy    // how holds are shared among requesters (zero fields: DefaultHoldPolicy's)
 	// NewID names the allocation a bid for a job would become; nil: the
 	// job's ID and 64 random bits. Tests name allocations with it.
-	NewID func(job types.JobID) types.AllocationID
-	OutputLimit int64         // cap on stdout and on stderr each (default 1 MiB)
-	MaxBlob     int64         // largest module, stdin or input archive fetched (default 256 MiB)
+	NewID       func(job types.JobID) types.AllocationID
+	OutputLimit int64 // cap on stdout and on stderr each (default 1 MiB)
+	MaxBlob     int64 // largest module, stdin or input archive fetched (default 256 MiB)
 	// Heartbeat is how often an invocation stream carries the allocation's
 	// status again while nothing else happens, when the invocation names no
 	// lease (default 250ms, a quarter of the default lease).
@@ -128,7 +128,7 @@ type Info struct {
 	Locked     int
 	Holds      int             // bids held, waiting for an Accept
 	Held       types.Resources // what they hold
-	Dropped    uint64 // bid requests dropped since the start because the node's mailbox was full
+	Dropped    uint64          // bid requests dropped since the start because the node's mailbox was full
 }
 
 // Node is the Node actor of one machine and the handle to it. Its methods are
