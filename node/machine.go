@@ -197,7 +197,11 @@ func (m *Machine) BidRequest(req *types.BidRequest, now time.Time) {
 		return
 	}
 	snap := m.snapshot(now)
-	reasons := Decide(m.checks, req, &snap)
+	// The ledger's Hold, not the pipeline, judges whether there is room
+	// now: it may evict holds beyond their requester's share.
+	static := snap
+	static.Available = static.Registered
+	reasons := Decide(m.checks, req, &static)
 	h := Hold{JobID: req.JobID, Requester: req.Requester, Resources: req.Resources, Until: req.Deadline.Add(m.cfg.BidHold)}
 	if len(reasons) == 0 {
 		h.Allocation = m.cfg.NewID(req.JobID)

@@ -364,3 +364,132 @@ func TestMachineProperties(t *testing.T) {
 		}
 	})
 }
+
+// Every Accept that is not the acceptance of a bid of this node, to its
+// sender, for its job, within its hold, for the resources bid, is refused
+// saying why, and writes nothing: no record, no lock.
+func TestMachineAcceptHonoursOnlyABid(t *testing.T) {
+	const attacker = "12D3KooWAttacker"
+	r := res(1, gib)
+	d := newDriver(t)
+	d.m.cfg.NewID = func(job types.JobID) types.AllocationID { return types.AllocationID(job + "-unguessable") }
+	if _, ok := d.bid(requester, "v", r).(*types.Bid); !ok {
+		t.Fatal("no bid for the victim")
+	}
+	if _, ok := d.bid(attacker, "own", r).(*types.Bid); !ok {
+		t.Fatal("no bid for the attacker")
+	}
+	cases := []struct {
+		name, from, reason string
+		acc                types.Accept
+	}{
+		{"no bid at all", attacker, "no bid of this node for allocation x to you",
+			types.Accept{JobID: "x", AllocationID: "x", Resources: r}},
+		{"another requester's bid", attacker, "no bid of this node for allocation v-unguessable to you",
+			types.Accept{JobID: "v", AllocationID: "v-unguessable", Resources: r}},
+		{"a predicted ID", attacker, "no bid of this node for allocation v-a1-c0 to you",
+			types.Accept{JobID: "v", AllocationID: "v-a1-c0", Resources: r}},
+		{"another job", requester, "the bid for allocation v-unguessable was for job v, not w",
+			types.Accept{JobID: "w", AllocationID: "v-unguessable", Resources: r}},
+		{"other resources", requester, "resources differ from the bid: the accept asks for cpu 2 cores, memory 1 GiB, disk 0 B, the bid held cpu 1 core, memory 1 GiB, disk 0 B",
+			types.Accept{JobID: "v", AllocationID: "v-unguessable", Resources: res(2, gib)}},
+		{"zero resources", attacker, "resources differ from the bid",
+			types.Accept{JobID: "own", AllocationID: "own-unguessable"}},
+	}
+	for _, c := range cases {
+		rep := d.acceptFrom(c.from, c.acc)
+		rej, ok := rep.Msg.(*types.Reject)
+		if !ok || !strings.HasPrefix(rej.Reason, c.reason) {
+			t.Errorf("%s: %v, want a reject saying %q", c.name, rep.Msg, c.reason)
+		}
+	}
+	if len(d.saved) != 0 || len(d.m.Live()) != 0 || len(d.m.Ledger().Locks()) != 0 {
+		t.Fatalf("refused accepts left records %v, live %v", d.saved, d.m.Live())
+	}
+	// After the hold's end, and after its requester released it.
+	d.now = d.now.Add(4 * time.Second)
+	rep := d.acceptFrom(requester, types.Accept{JobID: "v", AllocationID: "v-unguessable", Resources: r})
+	if rej, ok := rep.Msg.(*types.Reject); !ok || !strings.HasPrefix(rej.Reason, "the bid's hold expired at ") {
+		t.Fatalf("after the hold's end: %v", rep.Msg)
+	}
+	d.bid(requester, "v2", r)
+	if rep, _ := d.reply(func(t Ticket) { d.m.Cancel(requester, &types.Cancel{JobID: "v2"}, t, d.now) }); rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+	rep = d.acceptFrom(requester, types.Accept{JobID: "v2", AllocationID: "v2-unguessable", Resources: r})
+	if rej, ok := rep.Msg.(*types.Reject); !ok || !strings.HasPrefix(rej.Reason, "no bid of this node") {
+		t.Fatalf("after the hold was released: %v", rep.Msg)
+	}
+	// The real bid is accepted, once; a retry gets the same confirm.
+	d.bid(requester, "v3", r)
+	acc := types.Accept{JobID: "v3", AllocationID: "v3-unguessable", Resources: r}
+	c1 := confirmOf(t, d.acceptFrom(requester, acc))
+	if c2 := confirmOf(t, d.acceptFrom(requester, acc)); *c2 != *c1 {
+		t.Fatalf("a retry got %+v, first %+v", c2, c1)
+	}
+	if rej, ok := d.acceptFrom(attacker, acc).Msg.(*types.Reject); !ok || !strings.HasPrefix(rej.Reason, "no bid of this node") {
+		t.Fatalf("the attacker accepting a live lock: %v", rej)
+	}
+}
+
+// A second requester's bid request naming the same job ID does not touch
+// the first requester's hold, nor can it cancel it.
+func TestMachineSameJobIDOtherRequester(t *testing.T) {
+	const attacker = "12D3KooWAttacker"
+	d := newDriver(t)
+	n := 0
+	d.m.cfg.NewID = func(job types.JobID) types.AllocationID { n++; return types.AllocationID(fmt.Sprint(job, "-", n)) }
+	b := d.bid(requester, "j", res(1, gib)).(*types.Bid)
+	d.bid(attacker, "j", res(1, gib))
+	d.reply(func(t Ticket) { d.m.Cancel(attacker, &types.Cancel{JobID: "j"}, t, d.now) })
+	d.reply(func(t Ticket) { d.m.Cancel(attacker, &types.Cancel{JobID: "j", AllocationID: b.Allocation}, t, d.now) })
+	confirmOf(t, d.acceptFrom(requester, types.Accept{JobID: "j", AllocationID: b.Allocation, Resources: res(1, gib)}))
+}
+
+// A bid request for no cpu or no memory is declined, not held.
+func TestMachineDeclinesZeroResources(t *testing.T) {
+	d := newDriver(t)
+	for _, r := range []types.Resources{{}, res(1, 0), res(0, gib)} {
+		dec, ok := d.bid(requester, "z", r).(*types.Decline)
+		if !ok || dec.Busy || !strings.Contains(dec.Reasons[0], "some cpu and some memory") {
+			t.Fatalf("a request for %s: %#v", r, dec)
+		}
+	}
+	if n, _ := d.m.Ledger().Held(d.now); n != 0 {
+		t.Fatalf("%d holds of nothing", n)
+	}
+}
+
+// Under a flood of bid requests from one requester, another still gets
+// bids within its share; the flooder's evicted bids are refused, saying why.
+func TestMachineFairShareUnderFlood(t *testing.T) {
+	const flooder = "12D3KooWFlooder"
+	d := newDriver(t) // 2 cores, 4 GiB: a share of 1 core, 2 GiB
+	n := 0
+	d.m.cfg.NewID = func(job types.JobID) types.AllocationID { n++; return types.AllocationID(fmt.Sprint(job, "-", n)) }
+	var flood []*types.Bid
+	for i := range 200 {
+		if b, ok := d.bid(flooder, fmt.Sprint("f", i), res(0.25, 256<<20)).(*types.Bid); ok {
+			flood = append(flood, b)
+		}
+	}
+	var got int
+	for i := range 6 {
+		if _, ok := d.bid(requester, fmt.Sprint("v", i), res(0.25, 256<<20)).(*types.Bid); ok {
+			got++
+		}
+	}
+	held, _ := d.m.Ledger().Held(d.now)
+	t.Logf("flood: %d of 200 bid requests got a bid; victim: %d of 6 (its share is 4); %d holds", len(flood), got, held)
+	if len(flood) != 8 || got != 4 {
+		t.Fatalf("flooder %d bids, victim %d: want the idle node filled, then the victim's share", len(flood), got)
+	}
+	last := flood[len(flood)-1]
+	rej, ok := d.acceptFrom(flooder, types.Accept{JobID: last.JobID, AllocationID: last.Allocation, Resources: res(0.25, 256<<20)}).Msg.(*types.Reject)
+	if !ok || !strings.Contains(rej.Reason, "given up") {
+		t.Fatalf("the flooder's evicted bid: %v", rej)
+	}
+	if len(d.saved) != 0 {
+		t.Fatal("the flood left records")
+	}
+}

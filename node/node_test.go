@@ -506,3 +506,57 @@ func TestLosingBidIsWithdrawnByItsRequesterOnly(t *testing.T) {
 		t.Fatalf("after the requester withdrew the bid: %+v", in)
 	}
 }
+
+// Locks that end unused leave no record: each leaves an audit entry, the
+// log keeps the last AuditSize, and a restart still never issues an epoch
+// again, though the records that had them are gone.
+func TestUnusedLocksLeaveABoundedAuditAndMonotonicEpochs(t *testing.T) {
+	st := newMemStore()
+	h := newHarness(t, st, time.Minute)
+	r := types.Resources{CPU: 1000, Memory: 1 << 20}
+	var last uint64
+	for i := range AuditSize + 5 {
+		id := fmt.Sprint("a", i)
+		c, ok := h.accept(id, r).(*types.Confirm)
+		if !ok || c.Epoch <= last {
+			t.Fatalf("accept %d: %#v (last epoch %d)", i, c, last)
+		}
+		last = c.Epoch
+		if _, err := h.node.Cancel(h.ctx(), requester, &types.Cancel{JobID: types.JobID(id), AllocationID: c.AllocationID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(prefix string) int {
+		n := 0
+		_ = st.Scan(prefix, func(string, []byte) error { n++; return nil })
+		return n
+	}
+	if a, l := count(AllocationPrefix), count(AuditPrefix); a != 0 || l != AuditSize {
+		t.Fatalf("%d allocation records and %d audit entries, want none and %d", a, l, AuditSize)
+	}
+	// The requester still learns how its last allocation ended.
+	st1, err := h.node.Status(h.ctx(), requester, &types.StatusQuery{AllocationID: types.AllocationID(fmt.Sprint("a", AuditSize+4))})
+	if s, ok := st1.(*types.Status); err != nil || !ok || s.State != types.AllocCancelled {
+		t.Fatalf("status of a cancelled lock: %#v, %v", st1, err)
+	}
+	h.node.Close()
+
+	h2 := newHarness(t, st, time.Minute)
+	next := h2.accept("after", r).(*types.Confirm)
+	if next.Epoch <= last {
+		t.Fatalf("epoch %d issued after a restart, had issued %d", next.Epoch, last)
+	}
+	if _, err := h2.node.Cancel(h2.ctx(), requester, &types.Cancel{JobID: "after", AllocationID: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	last = next.Epoch
+	// Without node/epoch, the audit log alone keeps the latest epochs.
+	h2.node.Close()
+	st.mu.Lock()
+	delete(st.recs, epochKey)
+	st.mu.Unlock()
+	h3 := newHarness(t, st, time.Minute)
+	if next := h3.accept("later", r).(*types.Confirm); next.Epoch <= last {
+		t.Fatalf("epoch %d issued again without node/epoch (had %d)", next.Epoch, last)
+	}
+}
