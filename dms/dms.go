@@ -143,6 +143,9 @@ func (c *config) apply(conf *Config) {
 	if c.bidRate != nil {
 		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
 	}
+	if c.holdShare != 0 {
+		conf.Admission.HoldShare = c.holdShare
+	}
 }
 
 // Start joins the network: it builds the capability record, starts the
@@ -236,8 +239,12 @@ func (d *DMS) startCompute() error {
 	if d.docker != nil {
 		executors[d.docker.Name()] = d.docker
 	}
+	holds, err := d.conf.Admission.holds()
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
 	d.node, err = node.New(d.system, node.Config{
-		ID: d.id, Record: d.record, Executors: executors, Admission: adm, Network: d.conf.Docker.Network,
+		ID: d.id, Record: d.record, Executors: executors, Admission: adm, Network: d.conf.Docker.Network, Holds: holds,
 		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
 	}, &network{d: d}, d.db, d.blobs)
 	if err != nil {

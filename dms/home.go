@@ -82,6 +82,22 @@ type AdmissionConfig struct {
 	// Allow lists the requesters admitted in allowlist mode, each a did:key
 	// or a PeerID; a node always admits itself.
 	Allow []string `yaml:"allow"`
+	// HoldShare is the part of the node's offer, in each dimension, that
+	// one requester's bids and unstarted locks may keep while others want
+	// room (node.HoldPolicy.Share); 0: 0.5. In (0, 1].
+	HoldShare float64 `yaml:"hold_share"`
+	// HoldsPerRequester is how many bids of one requester the node holds
+	// at once; 0: 64.
+	HoldsPerRequester int `yaml:"holds_per_requester"`
+}
+
+// holds returns the node's hold policy, validated.
+func (a AdmissionConfig) holds() (node.HoldPolicy, error) {
+	p := node.HoldPolicy{Share: a.HoldShare, PerRequester: a.HoldsPerRequester}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("admission.hold_share %v / holds_per_requester %d: %w", a.HoldShare, a.HoldsPerRequester, err)
+	}
+	return p, nil
 }
 
 // PeerIDs validates the admission section and returns the admitted
@@ -181,6 +197,11 @@ admission:
 {{- range .Admission.Allow}}
     - {{.}}
 {{- end}}
+  # The part of the offer one requester's bids may keep while others want
+  # room (a bid that fits in free capacity is always held), and how many
+  # bids of one requester are held at once.
+  hold_share: {{if .Admission.HoldShare}}{{.Admission.HoldShare}}{{else}}0.5{{end}}
+  holds_per_requester: {{if .Admission.HoldsPerRequester}}{{.Admission.HoldsPerRequester}}{{else}}64{{end}}
 
 # Container jobs (executor: docker) on a Docker Engine. mode: auto offers them
 # while the engine answers; on refuses to start without one; off never runs
@@ -243,6 +264,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if _, err := cfg.Admission.PeerIDs(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if _, err := cfg.Admission.holds(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if _, err := cfg.Network.psk(home); err != nil {

@@ -23,6 +23,7 @@ type config struct {
 	docker    *DockerConfig
 	store     *StoreConfig
 	bidRate   *NetworkConfig // only its bid-request rate and burst
+	holdShare float64        // 0: as the config file says
 	logger    *slog.Logger
 	clock     func() time.Time
 	benchmark bool // run a fresh benchmark at start even if one is stored
@@ -222,6 +223,22 @@ func WithBidRequestRate(perSecond float64, burst int) Option {
 			return fmt.Errorf("dms: WithBidRequestRate: %v a second, burst %d: both must be positive", perSecond, burst)
 		}
 		c.bidRate = &NetworkConfig{BidRequestRate: perSecond, BidRequestBurst: burst}
+		return nil
+	}
+}
+
+// WithHoldShare sets the part of the node's offer, in each dimension, that
+// one requester's bids and unstarted locks may keep while other requesters
+// want room (the config file's admission.hold_share; default 0.5). A bid
+// that fits in free capacity is held whatever its size; beyond the free
+// capacity, a requester within its share evicts the holds of requesters
+// beyond theirs. 1 turns the sharing off.
+func WithHoldShare(share float64) Option {
+	return func(c *config) error {
+		if !(share > 0 && share <= 1) {
+			return fmt.Errorf("dms: WithHoldShare: %v must be in (0, 1]", share)
+		}
+		c.holdShare = share
 		return nil
 	}
 }

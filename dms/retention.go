@@ -21,8 +21,9 @@ import (
 // A record is live until its "state" is terminal (types.JobState and
 // types.AllocationState say which are). Compaction deletes fields and
 // never a record, and never touches "epoch": a restarted provider takes
-// the highest epoch of its alloc/ records, so it must never issue one
-// twice.
+// the highest epoch of its alloc/ records, audit/ entries and node/epoch,
+// so it must never issue one twice. (The node itself deletes the alloc/
+// record of a lock that ended unused, raising node/epoch first.)
 const allocPrefix = "alloc/"
 
 // taskRefs are the blobs a task names.

@@ -444,6 +444,7 @@ func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
 			return info, err
 		}
 		info.Registered, info.Available, info.Running = ni.Registered, ni.Available, ni.Running
+		info.Holds, info.Held = ni.Holds, ni.Held
 	}
 	return info, nil
 }

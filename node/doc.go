@@ -20,16 +20,52 @@
 //     held + locked + running <= registered, at any time and under any
 //     interleaving of concurrent auctions. A Hold backs a bid, a Lock is the
 //     commit point after an Accept (re-checked, fenced by a fresh epoch, with
-//     an expiry), and Start turns a lock into a running allocation. When the
+//     an expiry), and Start turns a lock into a running allocation.
+//   - Holds belong to bids: a hold is keyed by the allocation ID its bid
+//     names (fresh, unguessable), and remembers requester, job, resources
+//     and end. A requester has at most one hold per job; no other
+//     requester can replace, drop or lock it. There is no lock without a
+//     hold: an Accept is honoured only from the bid's requester, for its
+//     job, before the hold's end, for exactly the resources bid. A refused
+//     Accept changes nothing: no record, no lock.
+//   - Fair share (HoldPolicy): a hold that fits in free capacity is
+//     granted whatever its size; otherwise a requester whose claims (holds
+//     and unstarted locks) stay within Share x registered evicts holds of
+//     requesters beyond their share, newest first. Locks are never
+//     evicted. A requester whose locks expire unused loses the room beyond
+//     its share for a while (Penalty, at most MaxPenaltyFactor times). When the
 //     provider lowers its offer below what is already committed, existing
 //     locks stay but no new hold or lock is granted until usage fits again.
 //   - Persist before send: no effect leaves before the records of its step
 //     are durable; a lock whose record cannot be written is undone and its
 //     accept rejected.
-//   - Every allocation ID is used once: its record is kept for good, and
-//     jobs.Transition judges each change of its state.
-//   - Epochs are never issued twice: a restarted node takes the highest of
-//     its records'.
+//   - Every allocation ID is used once (NewID), the record of an
+//     allocation that started is kept for good, and jobs.Transition judges
+//     each change of its state. A lock that ends without starting
+//     (expired, cancelled, found at a restart) leaves no record: the shell
+//     deletes it and appends it to the audit log (AuditPrefix), which
+//     keeps the last AuditSize entries.
+//   - Epochs are never issued twice: before a record is deleted node/epoch
+//     is raised to the ledger's epoch, and a restarted node takes the
+//     highest of node/epoch, its records' and its audit entries'.
+//
+// Bounds on what one peer can make the node keep (the defaults):
+//
+//   - mailbox: 4,096 messages from the network queued in all; a bid
+//     request finding it full is dropped, a request waits.
+//   - holds: 64 per requester, 4,096 in all (when full, the requester
+//     with the most gives its newest up to one with fewer); each has cpu
+//     and memory (bid requests for none are declined) and ends at most
+//     BidHold after its bid window.
+//   - locks: each consumed a hold, so it holds capability: they are
+//     bounded by the registered capability, and end at LockTTL unless
+//     invoked.
+//   - pending accepts: only within one step, at most the mailbox's.
+//   - records: alloc/ records only of allocations that started (each ran
+//     under a lock); audit/ entries: AuditSize in all.
+//   - memory of evicted bids and unused locks (for their requester's
+//     answers): 1,024 in all; penalties: one per requester whose lock
+//     expired within the last MaxPenaltyFactor Penalties.
 //   - Every request the Node receives gets exactly one answer; a panic in
 //     a step or in an allocation's run is contained (the run fails, the
 //     node's fault) and the node goes on.

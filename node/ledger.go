@@ -86,7 +86,7 @@ func (p HoldPolicy) withDefaults() HoldPolicy {
 // Validate checks a policy whose zero fields take their defaults.
 func (p HoldPolicy) Validate() error {
 	if p.Share < 0 || p.Share > 1 || p.Share != p.Share || p.PerRequester < 0 || p.Total < 0 || p.Penalty < 0 {
-		return fmt.Errorf("node: hold policy: share %v must be in (0, 1], counts (%d, %d) and penalty %s not negative",
+		return fmt.Errorf("share %v must be in (0, 1], counts (%d, %d) and penalty %s not negative",
 			p.Share, p.PerRequester, p.Total, p.Penalty)
 	}
 	return nil

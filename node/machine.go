@@ -43,7 +43,7 @@ func (c *MachineConfig) validate() error {
 		return fmt.Errorf("node: machine config: lock TTL %s and bid hold %s must be positive", c.LockTTL, c.BidHold)
 	}
 	if err := c.Holds.Validate(); err != nil {
-		return err
+		return fmt.Errorf("node: machine config: hold policy: %w", err)
 	}
 	if c.NewID == nil {
 		c.NewID = randomID

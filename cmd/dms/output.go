@@ -121,7 +121,8 @@ func nodeFields(n api.NodeInfo) []field {
 	fs := append(identityFields(n),
 		field{"addrs", orNone(n.Addrs)},
 		kv("registered", n.Registered.String()), kv("available", n.Available.String()),
-		kv("running", strconv.Itoa(n.Running)))
+		kv("running", strconv.Itoa(n.Running)),
+		kv("holds", fmt.Sprintf("%d (%s)", n.Holds, n.Held)))
 	if c := n.Capability; c != nil {
 		fs = append(fs, capabilityFields(*c)...)
 	}

@@ -97,6 +97,8 @@ type NodeInfo struct {
 	Registered types.Resources         `json:"registered"`
 	Available  types.Resources         `json:"available"`
 	Running    int                     `json:"running"`
+	Holds      int                     `json:"holds"` // bids held, waiting for an Accept
+	Held       types.Resources         `json:"held"`  // what they hold
 }
 
 // Peer is a connected peer.
