@@ -131,6 +131,7 @@ func runAttack(t *testing.T, bin string, dur time.Duration, a attack) *result {
 	c := startCluster(t, bin)
 	spec := helloSpec(t, c.req().client)
 	r := &result{name: a.name, dur: dur}
+	c.warmUp(t, spec)
 
 	r.base = c.runJobs(t, spec, baselineJobs, time.Time{})
 	if r.base.failed+r.base.unfinished > 0 {
@@ -459,6 +460,7 @@ func startDaemonProc(t *testing.T, bin, home, name string, args ...string) *daem
 	if out, err := exec.Command(bin, "init", "--home", home).CombinedOutput(); err != nil {
 		t.Fatalf("dms init %s: %v\n%s", name, err, out)
 	}
+	labelNode(t, home, name)
 	logPath := home + ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -488,6 +490,40 @@ func startDaemonProc(t *testing.T, bin, home, name string, args ...string) *daem
 	}
 	d.peerID, d.addrs = info.PeerID, info.Addrs
 	return d
+}
+
+// labelNode gives the node of home the label name: <name>, so that a job
+// can be sent to it (warmUp).
+func labelNode(t *testing.T, home, name string) {
+	t.Helper()
+	path := filepath.Join(home, "config.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const empty = "\n  labels: {}\n"
+	if !strings.Contains(string(b), empty) {
+		t.Fatalf("%s has no empty offer.labels to fill in", path)
+	}
+	b = []byte(strings.Replace(string(b), empty, "\n  labels: {name: "+name+"}\n", 1))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// warmUp runs one job on each provider (by its label), so that both have
+// compiled and cached the module before anything is measured: a first
+// compilation costs a provider megabytes of memory and of home, which an
+// attack that only moves jobs to the other provider must not be charged.
+func (c *cluster) warmUp(t *testing.T, spec jobs.Spec) {
+	t.Helper()
+	for _, p := range c.providers() {
+		s := spec
+		s.Constraints.Labels = map[string]string{"name": p.name}
+		if state, reason := c.runJob(s); state != types.JobCompleted {
+			t.Fatalf("warming up %s: job %s %s", p.name, state, reason)
+		}
+	}
 }
 
 // stopProc stops a daemon with SIGTERM, and SIGKILL if it is still there
