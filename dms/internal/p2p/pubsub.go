@@ -106,7 +106,7 @@ func messageID(m *pb.Message) string {
 // honest node forwards one.
 func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	local := m.ReceivedFrom == h.host.ID()
-	v, err := h.admitGossip(m.GetData(), local)
+	v, err := h.admitGossip(m.GetData(), m.ReceivedFrom)
 	if err == nil {
 		m.ValidatorData = v
 		return pubsub.ValidationAccept
@@ -129,8 +129,15 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 // the signature is checked before a token is taken from the publisher's
 // rate bucket: a forger cannot spend an honest requester's tokens, and a
 // flooder costs each node one verification per message, as when gossipsub
-// verified its own signature first. The replay cache comes next, keyed on
-// the envelope (signer and nonce), and only then the rate bucket: copies of
+// verified its own signature first. A nonce already admitted is refused
+// before anything else is checked, so that a flood of copies of a request
+// costs each node a decode and a lookup, not a verification: the copy is
+// a replay or a forgery, refused either way. A copy from the peer that
+// delivered that nonce before is rejected as repeated, which scores the
+// peer down (no honest node forwards two encodings of one envelope): a
+// peer flooding copies is graylisted after about eleven. After the signature, the
+// replay cache admits the nonce (signer and nonce), and only then is the
+// rate bucket charged: copies of
 // an honest request in other bytes (other gossip messages) are refused as
 // replays without costing its publisher a token, so nobody can drain an
 // honest requester's bucket with its own requests. A request the bucket
@@ -140,9 +147,13 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 // host, whose key must have signed them, but the signature is not verified
 // again (a tenth of a millisecond before every publication leaves). Errors
 // are *RejectError.
-func (h *Host) admitGossip(data []byte, local bool) (validBidRequest, error) {
+func (h *Host) admitGossip(data []byte, via peer.ID) (validBidRequest, error) {
+	local := via == h.host.ID()
 	env, err := decode(data)
 	if err != nil {
+		return validBidRequest{}, err
+	}
+	if err := h.verifier.unseen(env, via); err != nil {
 		return validBidRequest{}, err
 	}
 	publisher := h.host.ID()
@@ -155,7 +166,7 @@ func (h *Host) admitGossip(data []byte, local bool) (validBidRequest, error) {
 	if err != nil {
 		return validBidRequest{}, err
 	}
-	if err := h.verifier.admit(bid.env); err != nil {
+	if err := h.verifier.admit(bid.env, via); err != nil {
 		return validBidRequest{}, err
 	}
 	if err := h.limiter.admit(publisher, h.cfg.Clock()); err != nil {
@@ -183,7 +194,7 @@ func checkBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidReque
 	if err != nil {
 		return validBidRequest{}, err
 	}
-	if err := v.admit(bid.env); err != nil {
+	if err := v.admit(bid.env, ""); err != nil {
 		return validBidRequest{}, err
 	}
 	return bid, nil

@@ -20,6 +20,7 @@ const (
 	ReasonSenderMismatch    Reason = "sender_mismatch"    // From is not the sending or publishing peer's key
 	ReasonRequesterMismatch Reason = "requester_mismatch" // bid request names another requester than its publisher
 	ReasonReplayed          Reason = "replayed"           // nonce seen before
+	ReasonRepeated          Reason = "repeated"           // a gossip peer delivered a nonce it had delivered before, in other bytes
 	ReasonOverloaded        Reason = "overloaded"         // no handler slot, or the replay cache or rate table is full
 	ReasonRateLimited       Reason = "rate_limited"       // the publisher is over its bid-request rate
 )

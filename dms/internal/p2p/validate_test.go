@@ -101,9 +101,10 @@ func TestCheckBidRequest(t *testing.T) {
 // signed by another key than the requester's is a requester mismatch. The
 // valid payload published twice is one message (its ID is its content's
 // hash), delivered once; the same envelope with other bytes is another message
-// and refused as a replay. (The publisher's rejected messages, 7, keep its
-// score above the graylist threshold, 11: a graylisted peer's messages are
-// not even counted.)
+// and refused as repeated: the peer that delivered the envelope delivers
+// it again. (The publisher's rejected messages, 8, keep its score above
+// the graylist threshold, 11: a graylisted peer's messages are not even
+// counted.)
 func TestGossipRejections(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	delivered := make(chan *types.BidRequest, 10)
@@ -127,7 +128,7 @@ func TestGossipRejections(t *testing.T) {
 	if err := topic.Publish(ctx, reencoded); err != nil { // a replay
 		t.Fatal(err)
 	}
-	want := map[Reason]uint64{ReasonReplayed: 1}
+	want := map[Reason]uint64{ReasonRepeated: 1}
 	for r := range payloads {
 		if r != "" {
 			want[r]++
@@ -193,9 +194,9 @@ func TestGossipForgedPublisher(t *testing.T) {
 // TestGossipReplaysCostThePublisherNothing republishes a requester's bid
 // request in other bytes (another gossip message, the same signed
 // envelope) from a peer of its own, as an attacker that watches the topic
-// can: the copies are refused as replays before the requester's rate
-// bucket is charged, so its next genuine request, for which its bucket
-// holds exactly one token, is delivered.
+// can: the copies are refused before the requester's rate bucket is
+// charged, so its next genuine request, for which its bucket holds
+// exactly one token, is delivered.
 func TestGossipReplaysCostThePublisherNothing(t *testing.T) {
 	now := time.Now()
 	h := limitedHost(t, 0.001, 2, now)
@@ -215,7 +216,9 @@ func TestGossipReplaysCostThePublisherNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the copies refused", func() bool { return h.Stats().Gossip[ReasonReplayed] == 5 })
+	// The raw peer delivered the original, so its copies are not
+	// forwarding but repeating: rejected, and held against it.
+	waitFor(t, 5*time.Second, "the copies refused", func() bool { return h.Stats().Gossip[ReasonRepeated] == 5 })
 	if err := topic.Publish(ctx, request("second")); err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +246,75 @@ func TestRateLimitedRequestLeavesNoNonce(t *testing.T) {
 	flooder := newKey(t)
 	for i := range 20 {
 		b := encode(t, sealEnv(t, flooder, &types.BidRequest{JobID: types.JobID(fmt.Sprint(i)), Requester: peerOf(t, flooder).String()}, now, time.Minute))
-		_, err := h.admitGossip(b, false)
+		_, err := h.admitGossip(b, peerOf(t, newKey(t)))
 		if i > 0 && reasonOf(err) != ReasonRateLimited {
 			t.Fatalf("request %d: got %v, want rate limited", i, err)
 		}
 	}
 	if n := h.verifier.replay.len(); n != 1 {
 		t.Fatalf("replay cache holds %d nonces, want 1 (the admitted request's)", n)
+	}
+}
+
+// TestGossipRepeaterIsGraylisted: a peer that floods copies of one bid
+// request in ever other bytes is rejected for each and scored down, and
+// graylisted after about eleven: the rest of its flood is dropped before
+// any check runs, so a flood costs a node a few envelope decodes.
+func TestGossipRepeaterIsGraylisted(t *testing.T) {
+	h := newTestHost(t, testConfig(t))
+	if err := h.SubscribeBidRequests(func(string, *types.Envelope, *types.BidRequest) {}); err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	topic := rawTopic(t, newRawHost(t, key, false), h)
+	ctx := testCtx(t, 20*time.Second)
+	valid := badPayloads(t, key, time.Now())[""]
+	const copies = 200
+	for i := range copies + 1 {
+		if err := topic.Publish(ctx, append(bytes.Repeat([]byte(" "), i), valid...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The count stops growing once the peer is graylisted; what was queued
+	// for validation by then is still checked.
+	var last uint64
+	for stable := 0; stable < 5; {
+		time.Sleep(200 * time.Millisecond)
+		n := h.Stats().Gossip[ReasonRepeated]
+		if n == last && n > 0 {
+			stable++
+		} else {
+			stable, last = 0, n
+		}
+	}
+	if last < 11 || last > copies/2 {
+		t.Fatalf("%d of %d copies checked and rejected, want the flood cut off after about 11", last, copies)
+	}
+	t.Logf("%d of %d copies checked before the repeater was graylisted", last, copies)
+}
+
+// TestReplayCacheDeliverers: a nonce admitted from one gossip peer is a
+// replay when another peer delivers it (that peer may have admitted
+// another encoding first), and repeated when the same peer delivers it
+// again; a nonce never admitted is neither.
+func TestReplayCacheDeliverers(t *testing.T) {
+	now := time.Now()
+	c := newReplayCache(10)
+	env := &types.Envelope{From: "did:key:z1", Nonce: "n1", Expiry: now.Add(time.Minute).UnixNano()}
+	a, b := peerOf(t, newKey(t)), peerOf(t, newKey(t))
+	if r := c.delivered(env, a); r != "" {
+		t.Fatalf("unknown nonce: got %q", r)
+	}
+	if r := c.admit(env, a, now); r != "" {
+		t.Fatalf("admit: got %q", r)
+	}
+	for _, step := range []struct {
+		via  peer.ID
+		want Reason
+	}{{a, ReasonRepeated}, {b, ReasonReplayed}, {b, ReasonRepeated}, {a, ReasonRepeated}} {
+		if r := c.delivered(env, step.via); r != step.want {
+			t.Fatalf("delivered by %s: got %q, want %q", step.via, r, step.want)
+		}
 	}
 }
 
@@ -315,19 +380,19 @@ func TestReplayCacheSweeps(t *testing.T) {
 	short := &types.Envelope{From: "a", Nonce: "1", Expiry: now.Add(time.Second).UnixNano()}
 	long := &types.Envelope{From: "a", Nonce: "2", Expiry: now.Add(time.Hour).UnixNano()}
 	for _, env := range []*types.Envelope{short, long} {
-		if r := c.admit(env, now); r != "" {
+		if r := c.admit(env, "", now); r != "" {
 			t.Fatalf("admitting nonce %s: %s", env.Nonce, r)
 		}
 	}
 	later := now.Add(pruneIdle)
 	fresh := &types.Envelope{From: "a", Nonce: "3", Expiry: later.Add(time.Second).UnixNano()}
-	if r := c.admit(fresh, later); r != "" { // sweeps
+	if r := c.admit(fresh, "", later); r != "" { // sweeps
 		t.Fatalf("admitting a fresh nonce: %s", r)
 	}
 	if len(c.seen) != 2 {
 		t.Fatalf("after the sweep the cache holds %d nonces, want 2", len(c.seen))
 	}
-	if r := c.admit(long, later); r != ReasonReplayed {
+	if r := c.admit(long, "", later); r != ReasonReplayed {
 		t.Fatalf("a live nonce after the sweep: got %q, want replayed", r)
 	}
 }

@@ -47,7 +47,7 @@ func (v *verifier) verify(b []byte, sender peer.ID, kinds []types.Kind) (*types.
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := v.admit(env); err != nil {
+	if err := v.admit(env, ""); err != nil {
 		return nil, nil, err
 	}
 	return env, msg, nil
@@ -121,15 +121,30 @@ func unsigned(b []byte) bool {
 	return json.Unmarshal(b, &e) == nil && e.Kind != "" && e.From != "" && len(e.Sig) == 0
 }
 
-// admit records the nonce of an opened envelope, refusing one seen before.
-// Call it once the envelope is verified; if a later check refuses the
-// envelope, forget its nonce again.
-func (v *verifier) admit(env *types.Envelope) error {
-	switch v.replay.admit(env, v.clock()) {
+// admit records the nonce of an opened envelope, refusing one seen before;
+// via is the gossip peer that delivered it ("" off gossip). Call it once
+// the envelope is verified; if a later check refuses the envelope, forget
+// its nonce again.
+func (v *verifier) admit(env *types.Envelope, via peer.ID) error {
+	switch v.replay.admit(env, via, v.clock()) {
 	case ReasonReplayed:
 		return reject(ReasonReplayed, fmt.Errorf("%w: nonce %s from %s", ErrReplayed, env.Nonce, env.From))
 	case ReasonOverloaded:
 		return reject(ReasonOverloaded, fmt.Errorf("%w: replay cache full", ErrOverloaded))
+	}
+	return nil
+}
+
+// unseen refuses an envelope whose sender and nonce were admitted before,
+// delivered by gossip peer via: as a replay, or, when via delivered that
+// nonce before, as repeated (see replayCache.delivered). It records no new
+// nonce: admit does, once the envelope is verified.
+func (v *verifier) unseen(env *types.Envelope, via peer.ID) error {
+	switch v.replay.delivered(env, via) {
+	case ReasonReplayed:
+		return reject(ReasonReplayed, fmt.Errorf("%w: nonce %s from %s", ErrReplayed, env.Nonce, env.From))
+	case ReasonRepeated:
+		return reject(ReasonRepeated, fmt.Errorf("%w: %s delivered nonce %s from %s again, in other bytes", ErrReplayed, via, env.Nonce, env.From))
 	}
 	return nil
 }
@@ -187,7 +202,8 @@ func signer(env *types.Envelope) (peer.ID, error) {
 	return id, nil
 }
 
-// replayCache remembers (sender, nonce) pairs until their envelope expires.
+// replayCache remembers (sender, nonce) pairs until their envelope expires,
+// and the gossip peers that delivered each (up to maxVia of them).
 // MaxTTL bounds how long an entry lives, and size how many there are:
 // expired entries are pruned every pruneIdle, and when the cache is full at
 // most once a second; failing that, new envelopes are refused rather than
@@ -197,23 +213,32 @@ func signer(env *types.Envelope) (peer.ID, error) {
 type replayCache struct {
 	mu        sync.Mutex
 	size      int
-	seen      map[string]int64 // sender|nonce -> expiry, unix nanoseconds
-	nextPrune time.Time        // the earliest prune when full
-	nextSweep time.Time        // the next prune in any case
+	seen      map[string]*nonce // by sender|nonce
+	nextPrune time.Time         // the earliest prune when full
+	nextSweep time.Time         // the next prune in any case
+}
+
+type nonce struct {
+	expiry int64     // unix nanoseconds
+	via    []peer.ID // the gossip peers that delivered it, up to maxVia
 }
 
 const (
 	pruneEvery = time.Second
 	pruneIdle  = 30 * time.Second
+	// maxVia bounds the deliverers remembered per nonce: a node hears a
+	// message from its mesh peers, about a dozen.
+	maxVia = 16
 )
 
 func newReplayCache(size int) *replayCache {
-	return &replayCache{size: size, seen: make(map[string]int64)}
+	return &replayCache{size: size, seen: make(map[string]*nonce)}
 }
 
-// admit records env's nonce and returns "" if it is fresh, ReasonReplayed if
-// it was seen, or ReasonOverloaded if there is no room to remember it.
-func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
+// admit records env's nonce, delivered by via ("" off gossip), and
+// returns "" if it is fresh, ReasonReplayed if it was seen, or
+// ReasonOverloaded if there is no room to remember it.
+func (c *replayCache) admit(env *types.Envelope, via peer.ID, now time.Time) Reason {
 	key := env.From + "|" + env.Nonce
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -226,8 +251,35 @@ func (c *replayCache) admit(env *types.Envelope, now time.Time) Reason {
 	if len(c.seen) >= c.size {
 		return ReasonOverloaded
 	}
-	c.seen[key] = env.Expiry
+	n := &nonce{expiry: env.Expiry}
+	if via != "" {
+		n.via = []peer.ID{via}
+	}
+	c.seen[key] = n
 	return ""
+}
+
+// delivered reports on env, delivered by gossip peer via: "" if its nonce
+// is not remembered, ReasonRepeated if via delivered it before, and
+// otherwise ReasonReplayed (via is then remembered). An honest node
+// forwards one encoding of an envelope at most (it admits one, and
+// gossipsub drops copies in the same bytes), so a peer that delivers a
+// second is not forwarding: it is replaying. Another peer delivering an
+// envelope already seen may be honest: it admitted another encoding
+// first.
+func (c *replayCache) delivered(env *types.Envelope, via peer.ID) Reason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.seen[env.From+"|"+env.Nonce]
+	switch {
+	case !ok:
+		return ""
+	case slices.Contains(n.via, via):
+		return ReasonRepeated
+	case len(n.via) < maxVia:
+		n.via = append(n.via, via)
+	}
+	return ReasonReplayed
 }
 
 // forget removes env's nonce.
@@ -238,10 +290,10 @@ func (c *replayCache) forget(env *types.Envelope) {
 }
 
 func (c *replayCache) prune(now time.Time) {
-	live := make(map[string]int64, len(c.seen))
-	for k, exp := range c.seen {
-		if exp > now.UnixNano() {
-			live[k] = exp
+	live := make(map[string]*nonce, len(c.seen))
+	for k, n := range c.seen {
+		if n.expiry > now.UnixNano() {
+			live[k] = n
 		}
 	}
 	c.seen = live
