@@ -179,6 +179,9 @@ type NetworkStats struct {
 	// GossipRepairs counts the connected peers gossipsub had dropped that
 	// this node handed back to it (docs/reliability.md, gossip peers).
 	GossipRepairs uint64
+	// Bans counts the peers banned for ten minutes because their gossip
+	// score fell below the graylist threshold (docs/security.md).
+	Bans uint64
 }
 
 // Messages returns the messages counted: gossip copies and control IDs,
@@ -203,7 +206,7 @@ func (d *DMS) NetworkStats() NetworkStats {
 		GossipSent: t.GossipSent, GossipControl: t.GossipControl,
 		Frames:        make(map[string]uint64, len(t.Frames)),
 		RefusedGossip: reasons(st.Gossip), RefusedStreams: reasons(st.Streams),
-		GossipRepairs: st.GossipRepairs,
+		GossipRepairs: st.GossipRepairs, Bans: st.Bans,
 	}
 	for p, n := range t.Frames {
 		out.Frames[string(p)] = n

@@ -40,6 +40,7 @@ type Host struct {
 	gossip    counters
 	streams   counters
 	blocked   *blockCounter
+	bans      *banList // peers gossip scoring graylisted, kept out (ban.go)
 	traffic   traffic
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
@@ -80,8 +81,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	blocked := &blockCounter{}
-	lh, err := newLibp2pHost(cfg, blocked)
+	blocked, bans := &blockCounter{}, newBanList(cfg.Clock)
+	lh, err := newLibp2pHost(cfg, blocked, bans)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +91,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		host:      lh,
 		bootstrap: boot,
 		blocked:   blocked,
+		bans:      bans,
 		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
 		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
 		dead:      newDeadStreams(),
@@ -105,9 +107,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 }
 
 // newLibp2pHost builds the libp2p host: TCP (Noise or TLS) and QUIC, Ed25519
-// identity, raised resource limits, a connection manager; no relay, no
-// metrics. With a PSK, the host is in a private network over TCP only.
-func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
+// identity, raised resource limits, a connection manager, bans as the
+// connection gater; no relay, no metrics. With a PSK, the host is in a
+// private network over TCP only.
+func newLibp2pHost(cfg Config, blocked *blockCounter, bans *banList) (host.Host, error) {
 	key, err := crypto.UnmarshalEd25519PrivateKey(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Key: %w", ErrBadConfig, err)
@@ -128,6 +131,7 @@ func newLibp2pHost(cfg Config, blocked *blockCounter) (host.Host, error) {
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(bans),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 	}
@@ -213,6 +217,7 @@ func (h *Host) Stats() Stats {
 	return Stats{
 		Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot(),
 		GossipRepairs: h.gossipRepairs.Load(),
+		Bans:          h.bans.count(),
 	}
 }
 

@@ -67,9 +67,11 @@ func (h *Host) startPubsub() error {
 		pubsub.WithRawTracer(h.dead),
 		pubsub.WithLogger(h.cfg.Logger.With("component", "pubsub")),
 	}
+	inspectEvery := banCheck
 	if h.cfg.scoreInspect != nil {
-		opts = append(opts, pubsub.WithPeerScoreInspect(h.cfg.scoreInspect, h.cfg.scoreInspectPeriod))
+		inspectEvery = h.cfg.scoreInspectPeriod
 	}
+	opts = append(opts, pubsub.WithPeerScoreInspect(pubsub.ExtendedPeerScoreInspectFn(h.inspectScores), inspectEvery))
 	var ph host.Host = h.host
 	if h.cfg.pubsubHost != nil {
 		ph = h.cfg.pubsubHost(ph)

@@ -43,6 +43,9 @@ type Stats struct {
 	// gossipsub was slower than a check to take in, which a hand-back does
 	// not harm.
 	GossipRepairs uint64
+	// Bans counts the peers banned for a gossip score below the graylist
+	// threshold (ban.go), each ban once.
+	Bans uint64
 }
 
 // counters is a concurrency-safe tally by reason.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/opendms/dms/types"
@@ -259,14 +260,16 @@ func TestRateLimitedRequestLeavesNoNonce(t *testing.T) {
 // TestGossipRepeaterIsGraylisted: a peer that floods copies of one bid
 // request in ever other bytes is rejected for each and scored down, and
 // graylisted after about eleven: the rest of its flood is dropped before
-// any check runs, so a flood costs a node a few envelope decodes.
+// any check runs, and within a second the peer is banned: disconnected,
+// and refused when it connects again.
 func TestGossipRepeaterIsGraylisted(t *testing.T) {
 	h := newTestHost(t, testConfig(t))
 	if err := h.SubscribeBidRequests(func(string, *types.Envelope, *types.BidRequest) {}); err != nil {
 		t.Fatal(err)
 	}
 	key := newKey(t)
-	topic := rawTopic(t, newRawHost(t, key, false), h)
+	raw := newRawHost(t, key, false)
+	topic := rawTopic(t, raw, h)
 	ctx := testCtx(t, 20*time.Second)
 	valid := badPayloads(t, key, time.Now())[""]
 	const copies = 200
@@ -291,6 +294,19 @@ func TestGossipRepeaterIsGraylisted(t *testing.T) {
 		t.Fatalf("%d of %d copies checked and rejected, want the flood cut off after about 11", last, copies)
 	}
 	t.Logf("%d of %d copies checked before the repeater was graylisted", last, copies)
+	waitFor(t, 5*time.Second, "the repeater banned and disconnected", func() bool {
+		return h.Stats().Bans == 1 && h.host.Network().Connectedness(raw.ID()) != network.Connected
+	})
+	// Connecting again: the handshake may complete on the repeater's
+	// side, but the host closes the connection at once.
+	_ = raw.Network().ClosePeer(h.host.ID())
+	_ = raw.Connect(ctx, addrInfo(h))
+	waitFor(t, 5*time.Second, "the banned repeater's new connection closed", func() bool {
+		return raw.Network().Connectedness(h.host.ID()) != network.Connected
+	})
+	if !h.bans.banned(raw.ID()) || h.host.Network().Connectedness(raw.ID()) == network.Connected {
+		t.Fatal("the banned repeater is connected again")
+	}
 }
 
 // TestReplayCacheDeliverers: a nonce admitted from one gossip peer is a

@@ -129,6 +129,8 @@ func (v *verifier) admit(env *types.Envelope, via peer.ID) error {
 	switch v.replay.admit(env, via, v.clock()) {
 	case ReasonReplayed:
 		return reject(ReasonReplayed, fmt.Errorf("%w: nonce %s from %s", ErrReplayed, env.Nonce, env.From))
+	case ReasonRepeated:
+		return reject(ReasonRepeated, fmt.Errorf("%w: %s delivered nonce %s from %s again, in other bytes", ErrReplayed, via, env.Nonce, env.From))
 	case ReasonOverloaded:
 		return reject(ReasonOverloaded, fmt.Errorf("%w: replay cache full", ErrOverloaded))
 	}
@@ -236,14 +238,15 @@ func newReplayCache(size int) *replayCache {
 }
 
 // admit records env's nonce, delivered by via ("" off gossip), and
-// returns "" if it is fresh, ReasonReplayed if it was seen, or
-// ReasonOverloaded if there is no room to remember it.
+// returns "" if it is fresh, ReasonReplayed or ReasonRepeated if it was
+// seen (as delivered says), or ReasonOverloaded if there is no room to
+// remember it.
 func (c *replayCache) admit(env *types.Envelope, via peer.ID, now time.Time) Reason {
 	key := env.From + "|" + env.Nonce
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[key]; ok {
-		return ReasonReplayed
+	if _, ok := c.seen[key]; ok { // admitted since delivered checked it
+		return c.deliveredLocked(key, via)
 	}
 	if (len(c.seen) >= c.size && !now.Before(c.nextPrune)) || !now.Before(c.nextSweep) {
 		c.prune(now)
@@ -270,7 +273,11 @@ func (c *replayCache) admit(env *types.Envelope, via peer.ID, now time.Time) Rea
 func (c *replayCache) delivered(env *types.Envelope, via peer.ID) Reason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.seen[env.From+"|"+env.Nonce]
+	return c.deliveredLocked(env.From+"|"+env.Nonce, via)
+}
+
+func (c *replayCache) deliveredLocked(key string, via peer.ID) Reason {
+	n, ok := c.seen[key]
 	switch {
 	case !ok:
 		return ""
