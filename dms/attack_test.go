@@ -60,6 +60,7 @@ type attack struct {
 
 var attacks = []attack{
 	{"1-squat-allocation-ids", squat},
+	{"1b-squat-own-bids", squatBids},
 	{"2-accept-flood", acceptFlood},
 	{"3-bid-request-flood", bidRequestFlood},
 	{"4-liar", func(t *testing.T, p *hostile.Peer, _ *cluster) func() { play(t, p, hostile.Liar, nil); return nil }},
@@ -315,6 +316,47 @@ func squat(t *testing.T, p *hostile.Peer, c *cluster) func() {
 	return wg.Wait
 }
 
+// squatBids (finding 1, as a squatter would go about it now that the
+// providers choose allocation IDs): for every job it sees, it asks for
+// bids under the same job ID and resources with its own key, and accepts
+// every bid it gets, locking capacity it never invokes. It declines the
+// real requests politely.
+func squatBids(t *testing.T, p *hostile.Peer, _ *cluster) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	asked := map[types.JobID]types.Resources{}
+	var wg sync.WaitGroup
+	p.AckBids(func(from string, b *types.Bid) {
+		mu.Lock()
+		res, ok := asked[b.JobID]
+		mu.Unlock()
+		if !ok {
+			return
+		}
+		wg.Go(func() {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			defer acancel()
+			_, _ = p.Accept(actx, from, &types.Accept{JobID: b.JobID, AllocationID: b.Allocation, Resources: res})
+		})
+	})
+	play(t, p, hostile.Decliner, func(o hostile.Observed) {
+		if o.Req.Requester == p.ID() {
+			return // its own
+		}
+		mu.Lock()
+		_, dup := asked[o.Req.JobID]
+		asked[o.Req.JobID] = o.Req.Resources
+		mu.Unlock()
+		if dup {
+			return
+		}
+		req := p.BidRequest(o.Req.Resources, 2*time.Second)
+		req.JobID = o.Req.JobID
+		_ = p.PublishBidRequest(ctx, req)
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
 // acceptFlood (finding 2) sends Accepts for random allocation IDs with zero
 // resources to both providers, acceptRate a second to each over
 // acceptStreams concurrent streams: what the issue measured (16,741
@@ -352,7 +394,7 @@ func acceptFlood(_ *testing.T, p *hostile.Peer, c *cluster) func() {
 // for what a hello job asks, and acknowledges every bid without ever
 // accepting one.
 func bidRequestFlood(_ *testing.T, p *hostile.Peer, _ *cluster) func() {
-	p.AckBids()
+	p.AckBids(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

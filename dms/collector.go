@@ -101,11 +101,11 @@ func (c *collector) run(ctx context.Context) {
 		case reply = <-c.asks:
 		}
 		col, ran, retryAt := c.pass(reply != nil)
+		if ran {
+			c.record(col) // before the reply: who asked then reads it in StoreInfo
+		}
 		if reply != nil {
 			reply <- col
-		}
-		if ran {
-			c.record(col)
 		}
 		over = c.over
 		if col.BlobBytesAfter > col.BlobBudget || col.Error != "" {

@@ -140,7 +140,7 @@ func TestCollectorKeepsWhatIsReferenced(t *testing.T) {
 	if info.BlobBytes != col.BlobBytesAfter || info.Blobs != 5 || info.MaxBytes != 1<<20 || info.MinBlobAgeMillis != 60_000 ||
 		info.RetentionMillis != DefaultRetention.Milliseconds() || len(info.Pins) != 0 || info.Records["job"] != 2 ||
 		info.HomeBytes < info.BlobBytes || info.LastCollection == nil || info.LastCollection.BlobsRemoved != 1 {
-		t.Errorf("store info: %+v", info)
+		t.Errorf("store info: %+v (last collection %+v); want it to match the collection %+v", info, info.LastCollection, col)
 	}
 }
 

@@ -213,12 +213,16 @@ func (p *Peer) hold(s network.Stream) {
 
 // AckBids serves the bid stream: every bid and decline for the peer's own
 // bid requests is acknowledged (and counted), as by a requester that
-// collects them, so the providers keep the holds behind their bids.
-func (p *Peer) AckBids() {
+// collects them, so the providers keep the holds behind their bids. Each
+// bid is also handed to onBid, if not nil, with the PeerID of its node.
+func (p *Peer) AckBids(onBid func(from string, b *types.Bid)) {
 	p.serve(p2p.BidProtocol, func(s network.Stream, msg types.Message) {
-		switch msg.(type) {
+		switch b := msg.(type) {
 		case *types.Bid:
 			p.stats.bidsReceived.Add(1)
+			if onBid != nil {
+				onBid(s.Conn().RemotePeer().String(), b)
+			}
 		case *types.Decline:
 			p.stats.declinesReceived.Add(1)
 		}
