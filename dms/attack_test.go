@@ -365,28 +365,24 @@ func squatBids(t *testing.T, p *hostile.Peer, _ *cluster) func() {
 // attacker would.
 func acceptFlood(_ *testing.T, p *hostile.Peer, c *cluster) func() {
 	const acceptRate, acceptStreams = 600, 8
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	var stops []func()
 	for _, prov := range c.providers() {
 		for w := range acceptStreams {
-			wg.Go(func() {
-				tick := time.NewTicker(time.Second * acceptStreams / acceptRate)
-				defer tick.Stop()
-				for i := 0; ; i++ {
-					select {
-					case <-ctx.Done():
-						return
-					case <-tick.C:
-					}
-					job := types.JobID(fmt.Sprintf("flood-%s-%d-%d", p.Node().UUID[:8], w, i))
-					actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-					_, _ = p.Accept(actx, prov.peerID, &types.Accept{JobID: job, AllocationID: types.AllocationID(string(job) + "-x")})
-					acancel()
-				}
-			})
+			i := 0
+			stops = append(stops, every(acceptRate/acceptStreams, func(ctx context.Context) {
+				i++
+				job := types.JobID(fmt.Sprintf("flood-%s-%d-%d", p.Node().UUID[:8], w, i))
+				actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+				defer acancel()
+				_, _ = p.Accept(actx, prov.peerID, &types.Accept{JobID: job, AllocationID: types.AllocationID(string(job) + "-x")})
+			}))
 		}
 	}
-	return func() { cancel(); wg.Wait() }
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
 }
 
 // bidRequestFlood (finding 3) publishes its own validly signed bid
@@ -395,23 +391,9 @@ func acceptFlood(_ *testing.T, p *hostile.Peer, c *cluster) func() {
 // accepting one.
 func bidRequestFlood(_ *testing.T, p *hostile.Peer, _ *cluster) func() {
 	p.AckBids(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Second / 40)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				req := p.BidRequest(types.Resources{CPU: 500, Memory: 64 << 20}, 2*time.Second)
-				_ = p.PublishBidRequest(ctx, req)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+	return every(40, func(ctx context.Context) {
+		_ = p.PublishBidRequest(ctx, p.BidRequest(types.Resources{CPU: 500, Memory: 64 << 20}, 2*time.Second))
+	})
 }
 
 // replay (finding 6) republishes every bid request the requester
@@ -422,11 +404,10 @@ func bidRequestFlood(_ *testing.T, p *hostile.Peer, _ *cluster) func() {
 // spending CPU on copies: it shares the test's two cores with the
 // daemons, and a real attacker's CPU is its own.
 func replay(t *testing.T, p *hostile.Peer, _ *cluster) func() {
-	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	var latest *hostile.Observed
 	variant := 0
-	publish := func(o hostile.Observed, n int) {
+	publish := func(ctx context.Context, o hostile.Observed, n int) {
 		for range n {
 			if len(p.TopicPeers()) == 0 {
 				return
@@ -441,23 +422,33 @@ func replay(t *testing.T, p *hostile.Peer, _ *cluster) func() {
 		mu.Lock()
 		defer mu.Unlock()
 		latest = &o
-		publish(o, 200)
+		publish(context.Background(), o, 200)
 	})
+	return every(150, func(ctx context.Context) {
+		mu.Lock()
+		defer mu.Unlock()
+		if latest != nil && time.Now().Before(latest.Env.ExpiresAt()) {
+			publish(ctx, *latest, 1)
+		}
+	})
+}
+
+// every calls fn perSecond times a second, on a goroutine of its own,
+// until the stop it returns, which ends fn's ctx and waits for the
+// goroutine.
+func every(perSecond int, fn func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(time.Second / 150)
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				mu.Lock()
-				if latest != nil && time.Now().Before(latest.Env.ExpiresAt()) {
-					publish(*latest, 1)
-				}
-				mu.Unlock()
+				fn(ctx)
 			}
 		}
 	}()

@@ -34,20 +34,18 @@ type jobStore struct{ d *DMS }
 
 var _ orchestrator.PeerStore = jobStore{}
 
-// SavePeers writes the changed peer records and deletes the forgotten ones.
+// SavePeers writes the changed peer records and deletes the forgotten
+// ones, in one write.
 func (s jobStore) SavePeers(put []orchestrator.PeerRecord, drop []string) error {
 	kvs := make(map[string]any, len(put))
 	for _, rec := range put {
 		kvs[peerPrefix+rec.Peer] = rec
 	}
-	var errs []error
-	if len(kvs) > 0 {
-		errs = append(errs, s.d.db.PutAll(kvs))
+	keys := make([]string, len(drop))
+	for i, p := range drop {
+		keys[i] = peerPrefix + p
 	}
-	for _, p := range drop {
-		errs = append(errs, s.d.db.Delete(peerPrefix+p))
-	}
-	return errors.Join(errs...)
+	return s.d.db.Write(kvs, keys)
 }
 
 // loadPeers reads the reputation the requester saved; an unreadable record

@@ -38,23 +38,18 @@ func openAudit(st Store) (*audit, error) {
 
 func auditKey(seq uint64) string { return fmt.Sprintf("%s%020d", AuditPrefix, seq) }
 
-// discard deletes rec's record, in this order: node/epoch is raised to
-// epoch (the ledger's, at or above rec's), the audit entry is written,
-// the record deleted, and the entry AuditSize back deleted. A crash in
-// between leaves a record that the restart ends and discards again.
+// discard deletes rec's record and, in the same write, writes its audit
+// entry, raises node/epoch to epoch (the ledger's, at or above rec's) and
+// deletes the entry AuditSize back.
 func (a *audit) discard(rec Allocation, epoch uint64) error {
-	if err := a.store.Put(epochKey, max(epoch, rec.Epoch)); err != nil {
-		return err
+	del := []string{rec.Key()}
+	if a.next >= AuditSize {
+		del = append(del, auditKey(a.next-AuditSize))
 	}
-	if err := a.store.Put(auditKey(a.next), rec); err != nil {
+	put := map[string]any{epochKey: max(epoch, rec.Epoch), auditKey(a.next): rec}
+	if err := a.store.Write(put, del); err != nil {
 		return err
 	}
 	a.next++
-	if err := a.store.Delete(rec.Key()); err != nil {
-		return err
-	}
-	if a.next > AuditSize {
-		return a.store.Delete(auditKey(a.next - 1 - AuditSize))
-	}
 	return nil
 }

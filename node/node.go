@@ -36,8 +36,9 @@ type Store interface {
 	// Lookup decodes the record under key into v and reports whether it was there.
 	Lookup(key string, v any) (bool, error)
 	Scan(prefix string, fn func(key string, value []byte) error) error
-	// Delete removes key; deleting an absent key is not an error.
-	Delete(key string) error
+	// Write stores each value of put under its key and deletes the keys
+	// of del (an absent one is not an error), all or nothing.
+	Write(put map[string]any, del []string) error
 }
 
 // Blobs is the node's content-addressed blob store.

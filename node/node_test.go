@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -50,10 +51,21 @@ func (m *memStore) Lookup(key string, v any) (bool, error) {
 	return true, json.Unmarshal(b, v)
 }
 
-func (m *memStore) Delete(key string) error {
+func (m *memStore) Write(put map[string]any, del []string) error {
+	enc := make(map[string][]byte, len(put))
+	for k, v := range put {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		enc[k] = b
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.recs, key)
+	maps.Copy(m.recs, enc)
+	for _, k := range del {
+		delete(m.recs, k)
+	}
 	return nil
 }
 

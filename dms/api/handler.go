@@ -120,8 +120,13 @@ func (h *handler) submitJob(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.ListJobs(r.Context())
+	replyList(h, w, r, list, err)
+}
+
+// replyList replies with list, as [] rather than null when empty.
+func replyList[T any](h *handler, w http.ResponseWriter, r *http.Request, list []T, err error) {
 	if list == nil {
-		list = []Job{}
+		list = []T{}
 	}
 	h.reply(w, r, http.StatusOK, list, err)
 }
@@ -191,18 +196,12 @@ func (h *handler) benchmark(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.Peers(r.Context())
-	if list == nil {
-		list = []Peer{}
-	}
-	h.reply(w, r, http.StatusOK, list, err)
+	replyList(h, w, r, list, err)
 }
 
 func (h *handler) reputation(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.Reputation(r.Context())
-	if list == nil {
-		list = []PeerReputation{}
-	}
-	h.reply(w, r, http.StatusOK, list, err)
+	replyList(h, w, r, list, err)
 }
 
 func (h *handler) storeInfo(w http.ResponseWriter, r *http.Request) {

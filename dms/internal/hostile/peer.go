@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -94,11 +93,8 @@ func New() (*Peer, error) {
 	return p, nil
 }
 
-// messageID is a DMS node's gossip message ID: the SHA-256 of the data.
-func messageID(m *pb.Message) string {
-	sum := sha256.Sum256(m.GetData())
-	return string(sum[:])
-}
+// messageID is a DMS node's gossip message ID.
+func messageID(m *pb.Message) string { return p2p.GossipID(m.GetData()) }
 
 // ID returns the peer's PeerID.
 func (p *Peer) ID() string { return p.host.ID().String() }

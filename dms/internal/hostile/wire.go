@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,7 +19,7 @@ import (
 )
 
 // The wire format of dms/internal/p2p (frame.go, wire.go): every stream
-// carries frames, a uvarint length and that many bytes, each an encoded
+// carries frames (p2p.WriteFrame, p2p.ReadFrame), each an encoded
 // envelope; an empty frame is an ack.
 
 const (
@@ -32,25 +31,6 @@ const (
 	// answering (HoldAccepts, Liar's invocations).
 	maxHold = 30 * time.Second
 )
-
-func writeFrame(w io.Writer, b []byte) error {
-	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(b)), uint64(len(b)))
-	_, err := w.Write(append(buf, b...))
-	return err
-}
-
-func readFrame(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, err
-	}
-	if n > types.MaxEnvelopeSize {
-		return nil, fmt.Errorf("hostile: frame of %d bytes", n)
-	}
-	b := make([]byte, n)
-	_, err = io.ReadFull(r, b)
-	return b, err
-}
 
 // writeMessage seals msg with the peer's key and writes it as one frame;
 // nil writes an ack.
@@ -65,7 +45,7 @@ func (p *Peer) writeMessage(s network.Stream, msg types.Message) error {
 			return err
 		}
 	}
-	return writeFrame(s, b)
+	return p2p.WriteFrame(s, b)
 }
 
 // openEnvelope decodes and verifies a frame's envelope.
@@ -95,7 +75,7 @@ func (p *Peer) request(ctx context.Context, to string, proto protocol.ID, msg ty
 		return nil, fmt.Errorf("hostile: %s to %s: %w", proto, to, err)
 	}
 	_ = s.CloseWrite()
-	b, err := readFrame(bufio.NewReader(s))
+	b, err := p2p.ReadFrame(bufio.NewReader(s), types.MaxEnvelopeSize)
 	if err != nil {
 		_ = s.Reset()
 		return nil, fmt.Errorf("hostile: %s to %s: no reply: %w", proto, to, err)
@@ -161,7 +141,7 @@ func (p *Peer) serve(proto protocol.ID, fn func(s network.Stream, msg types.Mess
 		}
 		defer p.wg.Done()
 		_ = s.SetReadDeadline(time.Now().Add(ioTimeout))
-		b, err := readFrame(bufio.NewReader(s))
+		b, err := p2p.ReadFrame(bufio.NewReader(s), types.MaxEnvelopeSize)
 		var msg types.Message
 		if err == nil {
 			msg, err = openEnvelope(b)

@@ -75,7 +75,7 @@ func writeBlobReply(w io.Writer, status blobStatus, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFrame(w, hdr); err != nil {
+	if err := WriteFrame(w, hdr); err != nil {
 		return err
 	}
 	_, err = w.Write(data)
@@ -137,8 +137,8 @@ func (h *Host) fetch(s network.Stream, c string, maxSize int64) ([]byte, error) 
 // bytes it announces, at most maxSize. Errors: ErrBlobNotFound,
 // ErrBlobTooLarge, ErrBadReply (a header that does not parse or makes no
 // sense) or ErrNoReply (the reply ended early).
-func readBlobReply(r byteReader, maxSize int64) ([]byte, error) {
-	b, err := readFrame(r, maxBlobHeader)
+func readBlobReply(r ByteReader, maxSize int64) ([]byte, error) {
+	b, err := ReadFrame(r, maxBlobHeader)
 	if err != nil {
 		return nil, replyErr(err)
 	}

@@ -12,15 +12,17 @@ import (
 
 // A frame is a uvarint length followed by that many bytes. A zero-length
 // frame on a request/response stream is an ack: "handled, no reply message".
+// WriteFrame and ReadFrame are exported for the hostile test peer
+// (dms/internal/hostile), which speaks the wire format itself.
 
-// byteReader is what readFrame needs: a *bufio.Reader satisfies it.
-type byteReader interface {
+// ByteReader is what ReadFrame needs: a *bufio.Reader satisfies it.
+type ByteReader interface {
 	io.Reader
 	io.ByteReader
 }
 
-// writeFrame writes b as one frame with a single Write.
-func writeFrame(w io.Writer, b []byte) error {
+// WriteFrame writes b as one frame with a single Write.
+func WriteFrame(w io.Writer, b []byte) error {
 	buf := make([]byte, 0, binary.MaxVarintLen64+len(b))
 	buf = binary.AppendUvarint(buf, uint64(len(b)))
 	buf = append(buf, b...)
@@ -28,10 +30,10 @@ func writeFrame(w io.Writer, b []byte) error {
 	return err
 }
 
-// readFrame reads one frame of at most limit bytes. The length prefix is
+// ReadFrame reads one frame of at most limit bytes. The length prefix is
 // checked against limit before anything is allocated. It returns io.EOF only
 // when the stream ends cleanly between frames.
-func readFrame(r byteReader, limit int) ([]byte, error) {
+func ReadFrame(r ByteReader, limit int) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

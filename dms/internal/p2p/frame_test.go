@@ -13,18 +13,18 @@ import (
 func TestFrameRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	for _, p := range [][]byte{{}, []byte("x"), bytes.Repeat([]byte("ab"), 300)} {
-		if err := writeFrame(&buf, p); err != nil {
+		if err := WriteFrame(&buf, p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	r := bufio.NewReader(&buf)
 	for _, want := range []int{0, 1, 600} {
-		b, err := readFrame(r, 1000)
+		b, err := ReadFrame(r, 1000)
 		if err != nil || len(b) != want {
 			t.Fatalf("got %d bytes, %v; want %d", len(b), err, want)
 		}
 	}
-	if _, err := readFrame(r, 1000); err != io.EOF {
+	if _, err := ReadFrame(r, 1000); err != io.EOF {
 		t.Fatalf("at end: got %v, want io.EOF", err)
 	}
 }
@@ -40,7 +40,7 @@ func TestReadFrameErrors(t *testing.T) {
 		"len overflow":   {bytes.Repeat([]byte{0xff}, 11), nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := readFrame(bufio.NewReader(bytes.NewReader(tc.in)), 10)
+			_, err := ReadFrame(bufio.NewReader(bytes.NewReader(tc.in)), 10)
 			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -54,7 +54,7 @@ func TestReadFrameDoesNotAllocateClaimedSize(t *testing.T) {
 	in := append(binary.AppendUvarint(nil, 64<<20), make([]byte, 16)...)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := readFrame(bufio.NewReaderSize(bytes.NewReader(in), 16), 1024)
+	_, err := ReadFrame(bufio.NewReaderSize(bytes.NewReader(in), 16), 1024)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("got %v, want ErrFrameTooLarge", err)
@@ -71,7 +71,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const limit = 256
-		b, err := readFrame(bufio.NewReader(bytes.NewReader(data)), limit)
+		b, err := ReadFrame(bufio.NewReader(bytes.NewReader(data)), limit)
 		if err != nil {
 			return
 		}
@@ -79,10 +79,10 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("returned %d bytes over the %d limit", len(b), limit)
 		}
 		var buf bytes.Buffer
-		if err := writeFrame(&buf, b); err != nil {
+		if err := WriteFrame(&buf, b); err != nil {
 			t.Fatal(err)
 		}
-		again, err := readFrame(bufio.NewReader(&buf), limit)
+		again, err := ReadFrame(bufio.NewReader(&buf), limit)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("round trip: %v", err)
 		}

@@ -91,11 +91,14 @@ func (h *Host) startPubsub() error {
 	return nil
 }
 
-// messageID names a gossip message by the SHA-256 of its data: two copies
+// messageID names a gossip message by GossipID of its data.
+func messageID(m *pb.Message) string { return GossipID(m.GetData()) }
+
+// GossipID names a gossip message by the SHA-256 of its data: two copies
 // of one envelope are one message, and gossipsub delivers and forwards it
-// once.
-func messageID(m *pb.Message) string {
-	sum := sha256.Sum256(m.GetData())
+// once. A peer that gossips on BidRequestTopic must name messages so.
+func GossipID(data []byte) string {
+	sum := sha256.Sum256(data)
 	return string(sum[:])
 }
 

@@ -215,7 +215,7 @@ type Stream struct {
 func (st *Stream) Recv(ctx context.Context) (types.Message, error) {
 	stop := context.AfterFunc(ctx, func() { _ = st.s.Reset() })
 	defer stop()
-	b, err := readFrame(st.r, types.MaxEnvelopeSize)
+	b, err := ReadFrame(st.r, types.MaxEnvelopeSize)
 	if err == nil && len(b) == 0 {
 		err = fmt.Errorf("%w: empty frame", ErrBadReply)
 	}

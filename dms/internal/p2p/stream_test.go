@@ -31,7 +31,7 @@ func rawExchange(t *testing.T, raw host.Host, h *Host, proto protocol.ID, out []
 	}
 	_ = s.CloseWrite()
 	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	return readFrame(bufio.NewReader(s), types.MaxEnvelopeSize)
+	return ReadFrame(bufio.NewReader(s), types.MaxEnvelopeSize)
 }
 
 func sealedFrame(t *testing.T, key []byte, msg types.Message) []byte {
@@ -179,7 +179,7 @@ func TestReplyFromWrongKey(t *testing.T) {
 	forged := sealedFrame(t, newKey(t), &types.Status{})
 	raw.SetStreamHandler(StatusProtocol, func(s network.Stream) {
 		defer s.Close()
-		if _, err := readFrame(bufio.NewReader(s), types.MaxEnvelopeSize); err != nil {
+		if _, err := ReadFrame(bufio.NewReader(s), types.MaxEnvelopeSize); err != nil {
 			return
 		}
 		_, _ = s.Write(forged)

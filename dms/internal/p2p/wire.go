@@ -129,7 +129,7 @@ func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelop
 // readRequestFrame reads the request frame of an inbound stream: an
 // envelope's bytes, not verified yet.
 func (h *Host) readRequestFrame(s network.Stream) ([]byte, error) {
-	b, err := readFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
+	b, err := ReadFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
 	if err == nil && len(b) == 0 {
 		err = reject(ReasonMalformed, errors.New("p2p: empty request frame"))
 	}
@@ -170,7 +170,7 @@ func (h *Host) writeEnvelope(s network.Stream, b []byte) error {
 	if err := s.SetWriteDeadline(time.Now().Add(h.cfg.IOTimeout)); err != nil {
 		return err
 	}
-	if err := writeFrame(s, b); err != nil {
+	if err := WriteFrame(s, b); err != nil {
 		return err
 	}
 	h.traffic.frame(s.Protocol())
@@ -181,8 +181,8 @@ func (h *Host) writeEnvelope(s network.Stream, b []byte) error {
 // reply is opened but not admitted to the replay cache: it arrives on a
 // stream this host opened to the peer that signed it, so only that peer
 // could repeat it, and it could as well sign a new one.
-func (h *Host) readReply(r byteReader, remote peer.ID, kinds []types.Kind) (types.Message, error) {
-	b, err := readFrame(r, types.MaxEnvelopeSize)
+func (h *Host) readReply(r ByteReader, remote peer.ID, kinds []types.Kind) (types.Message, error) {
+	b, err := ReadFrame(r, types.MaxEnvelopeSize)
 	if err != nil {
 		return nil, replyErr(err)
 	}

@@ -235,6 +235,39 @@ func (d *DB) Lookup(key string, v any) (bool, error) {
 	return err == nil, err
 }
 
+// Write stores each value of put as JSON under its key and deletes the
+// keys of del, in one transaction: all of it is written, or none.
+func (d *DB) Write(put map[string]any, del []string) error {
+	vals := make(map[string][]byte, len(put))
+	for key, v := range put {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("store: encoding %s: %w", key, err)
+		}
+		if d.maxValue > 0 && len(b) > d.maxValue {
+			return fmt.Errorf("%w: writing %s: %d bytes, limit %d in memory", ErrTooLarge, key, len(b), d.maxValue)
+		}
+		vals[key] = b
+	}
+	err := d.db.Update(func(txn *badger.Txn) error {
+		for key, b := range vals {
+			if err := txn.Set([]byte(key), b); err != nil {
+				return err
+			}
+		}
+		for _, key := range del {
+			if err := txn.Delete([]byte(key)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: writing %d records, deleting %d: %w", len(put), len(del), err)
+	}
+	return nil
+}
+
 // Delete removes key; deleting an absent key is not an error.
 func (d *DB) Delete(key string) error {
 	err := d.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) })

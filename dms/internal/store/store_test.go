@@ -61,6 +61,36 @@ func TestRecordsSurviveReopen(t *testing.T) {
 	}
 }
 
+// TestWriteIsAllOrNothing: Write puts and deletes in one transaction; a
+// value it cannot encode leaves the store as it was.
+func TestWriteIsAllOrNothing(t *testing.T) {
+	type rec struct{ N int }
+	db := open(t, t.TempDir())
+	defer db.Close()
+	if err := db.Put("job/old", rec{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(map[string]any{"job/new": rec{N: 2}, "job/bad": func() {}}, []string{"job/old"}); err == nil {
+		t.Fatal("a value that cannot be encoded was written")
+	}
+	var r rec
+	if found, err := db.Lookup("job/old", &r); !found || err != nil {
+		t.Fatalf("a failed Write deleted job/old: %v %v", found, err)
+	}
+	if found, _ := db.Lookup("job/new", &r); found {
+		t.Fatal("a failed Write stored job/new")
+	}
+	if err := db.Write(map[string]any{"job/new": rec{N: 2}}, []string{"job/old", "job/absent"}); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := db.Lookup("job/old", &r); found {
+		t.Fatal("job/old not deleted")
+	}
+	if err := db.Get("job/new", &r); err != nil || r.N != 2 {
+		t.Fatalf("job/new = %+v, %v", r, err)
+	}
+}
+
 func TestBlobs(t *testing.T) {
 	dir := t.TempDir()
 	db := open(t, dir)
