@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"time"
 
 	"github.com/opendms/dms/jobs"
 )
@@ -179,7 +181,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		return nil, decodeError(resp)
+		return nil, DecodeError(resp)
 	}
 	return resp, nil
 }
@@ -215,10 +217,11 @@ func (c *Client) WatchJob(ctx context.Context, id string) (<-chan Job, error) {
 	return out, nil
 }
 
-// decodeError turns an error response into an error that matches its
+// DecodeError turns an error response into an error that matches its
 // sentinel (ErrNotFound, ...) and reads as the daemon's message. A 400 with
-// problems becomes a *jobs.SpecError.
-func decodeError(resp *http.Response) error {
+// problems becomes a *jobs.SpecError; a Retry-After header makes it a
+// Retryer.
+func DecodeError(resp *http.Response) error {
 	var body errorBody
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(data, &body) != nil || body.Error == "" {
@@ -227,16 +230,24 @@ func decodeError(resp *http.Response) error {
 	if resp.StatusCode == http.StatusBadRequest && len(body.Problems) > 0 {
 		return &jobs.SpecError{Problems: fromProblems(body.Problems)}
 	}
-	return &remoteError{status: resp.StatusCode, msg: body.Error}
+	err := &remoteError{status: resp.StatusCode, msg: body.Error}
+	if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
+		err.retryAfter = time.Duration(secs) * time.Second
+	}
+	return err
 }
 
 // remoteError is an error reported by the daemon.
 type remoteError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter time.Duration
 }
 
 func (e *remoteError) Error() string { return e.msg }
+
+// RetryAfter is the response's Retry-After (0 when it had none).
+func (e *remoteError) RetryAfter() time.Duration { return e.retryAfter }
 
 // Unwrap returns the sentinel of the status, so errors.Is works across the API.
 func (e *remoteError) Unwrap() error {

@@ -15,6 +15,23 @@ var (
 	ErrBadRequest = errors.New("api: bad request")
 	// ErrTooLarge means a request body is over its size limit (HTTP 413).
 	ErrTooLarge = errors.New("api: request too large")
+	// ErrForbidden means the caller is known but may not do this: an
+	// endpoint policy refused the call (HTTP 403).
+	ErrForbidden = errors.New("api: forbidden")
+	// ErrTooManyRequests means a quota or a queue is full; the response's
+	// Retry-After says when to try again (HTTP 429).
+	ErrTooManyRequests = errors.New("api: too many requests")
+	// ErrHeadersTooLarge means a call's headers do not fit in the
+	// program's environment (HTTP 431).
+	ErrHeadersTooLarge = errors.New("api: request headers too large")
+	// ErrBadGateway means the program behind a call failed: it trapped,
+	// exited non-zero or wrote a malformed response (HTTP 502).
+	ErrBadGateway = errors.New("api: bad gateway")
+	// ErrUnavailable means no provider can run the call now; the message
+	// sums up why each declined (HTTP 503).
+	ErrUnavailable = errors.New("api: service unavailable")
+	// ErrGatewayTimeout means the program ran past its timeout (HTTP 504).
+	ErrGatewayTimeout = errors.New("api: gateway timeout")
 	// ErrNotLoopback means Serve was asked to listen on a non-loopback address.
 	ErrNotLoopback = errors.New("api: not a loopback address")
 	// ErrNoDaemon means a home has no api.json: no daemon is running there.

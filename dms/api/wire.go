@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/opendms/dms/jobs"
 )
@@ -43,21 +47,32 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, status int, v an
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, status, v)
+	WriteJSON(w, status, v)
 }
 
-// fail writes err with the status it maps to. Server-side failures are logged.
+// fail writes err with the status it maps to.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
+	WriteError(w, r, err, h.logger)
+}
+
+// WriteError writes err as the API's JSON error body with the status it
+// maps to (the one table, statusErrors), and Retry-After when err is a
+// Retryer. Server-side failures are logged.
+func WriteError(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
+	status := StatusOf(err)
 	body := errorBody{Error: err.Error()}
 	var specErr *jobs.SpecError
 	if errors.As(err, &specErr) {
 		body.Problems = toProblems(specErr.Problems)
 	}
-	if status == http.StatusInternalServerError {
-		h.logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	var retry Retryer
+	if errors.As(err, &retry) && retry.RetryAfter() > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(retry.RetryAfter().Seconds())), 10))
 	}
-	writeJSON(w, status, body)
+	if status == http.StatusInternalServerError {
+		logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	WriteJSON(w, status, body)
 }
 
 // statusErrors pairs each HTTP status with the errors that map to it. The
@@ -72,10 +87,33 @@ var statusErrors = []struct {
 	{http.StatusRequestEntityTooLarge, ErrTooLarge},
 	{http.StatusBadRequest, ErrBadRequest},
 	{http.StatusBadRequest, jobs.ErrInvalidSpec},
+	{http.StatusForbidden, ErrForbidden},
+	{http.StatusTooManyRequests, ErrTooManyRequests},
+	{http.StatusRequestHeaderFieldsTooLarge, ErrHeadersTooLarge},
+	{http.StatusBadGateway, ErrBadGateway},
+	{http.StatusServiceUnavailable, ErrUnavailable},
+	{http.StatusGatewayTimeout, ErrGatewayTimeout},
 }
 
-// statusOf maps an error to its HTTP status.
-func statusOf(err error) int {
+// Retryer is an error that tells the client when to try again: its
+// response carries a Retry-After header (429, 503).
+type Retryer interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// RetryError wraps an error with the time after which a retry may succeed.
+type RetryError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryError) Error() string             { return e.Err.Error() }
+func (e *RetryError) Unwrap() error             { return e.Err }
+func (e *RetryError) RetryAfter() time.Duration { return e.After }
+
+// StatusOf maps an error to its HTTP status.
+func StatusOf(err error) int {
 	for _, se := range statusErrors {
 		if errors.Is(err, se.err) {
 			return se.status
@@ -87,7 +125,8 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as a JSON body with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)

@@ -1,0 +1,31 @@
+// Package gateway serves functions over HTTP: accounts and their API keys,
+// functions with immutable revisions and a default one, endpoints with
+// policies (from which addresses, when, how many calls a day), tags, and
+// one task per call. A call runs as a job placed by the network's auction;
+// callers reach the gateway only, never a provider.
+//
+// The parts:
+//   - Gateway (gateway.go) keeps all state in the node's badger store and
+//     runs calls through a Runner (the node's api.Service). It is the Go
+//     API: Admin for the operator, As(account) for one account's Service.
+//   - The HTTP handler (handler.go) is thin: it authenticates (an API key,
+//     or the node's admin token and an account name on the local API),
+//     turns requests into Calls and errors into statuses through dms/api's
+//     one table.
+//   - Client (client.go) speaks to that handler and is itself a Service.
+//   - Pure parts live below: package policy decides endpoint policies,
+//     package cgi is the call contract (WAGI: CGI variables in, stdout out).
+//
+// Invariants:
+//   - Every function, revision, endpoint, tag and task belongs to one
+//     account; an account never sees or calls another's (a foreign name is
+//     not found, exactly as a missing one).
+//   - A key's secret is never stored: only its argon2id hash. The secret is
+//     shown once, when the key is made.
+//   - A revision is immutable and pins its module: the node's collector
+//     keeps every blob a revision names (Gateway.Blobs).
+//   - A task's state moves only along scheduled -> running -> completed |
+//     failed | stopped (TaskState.Next), checked in one place.
+//   - Everything a caller was told is in the database before the reply:
+//     a task ID returned, a quota count, an account or key made.
+package gateway
