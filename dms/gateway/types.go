@@ -184,7 +184,7 @@ type TaskQuery struct {
 type Call struct {
 	Revision int         // 0: the default revision (endpoints set their own)
 	Method   string      // GET when empty
-	Path     string      // the path after the function's prefix: "" or "/..."
+	Path     string      // the escaped path (URL.EscapedPath) after the function's prefix: "" or "/..."; cgi decodes PATH_INFO
 	RawQuery string      // without the gateway's own parameters (rev, async)
 	Header   http.Header // the caller's headers (Authorization never reaches a function)
 	Body     io.Reader   // nil: empty; read up to the revision's MaxBody
