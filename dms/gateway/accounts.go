@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"github.com/opendms/dms/dms/api"
+)
+
+// Names. An account name is also part of keys of the database, so none
+// holds a '/'.
+var (
+	accountName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// functionName is the pattern of function and endpoint names.
+	functionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+)
+
+const (
+	accountRule  = "1 to 63 of a-z, 0-9 and '-', starting with a letter or digit"
+	functionRule = "1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit"
+)
+
+// CreateAccount makes an account and its first key, in one write.
+func (g *Gateway) CreateAccount(ctx context.Context, name string) (Account, NewKey, error) {
+	if !accountName.MatchString(name) {
+		return Account{}, NewKey{}, fmt.Errorf("%w: account name %s: want %s", api.ErrBadRequest, quote(name), accountRule)
+	}
+	now := g.now()
+	key, rec, err := makeKey(name, now)
+	if err != nil {
+		return Account{}, NewKey{}, err
+	}
+	acct := Account{Name: name, CreatedAt: now}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if found, err := g.db.Lookup(accountKey(name), &Account{}); err != nil || found {
+		return Account{}, NewKey{}, orConflict(err, "account %q exists", name)
+	}
+	if err := g.db.Write(map[string]any{accountKey(name): acct, keyKey(rec.ID): rec}, nil); err != nil {
+		return Account{}, NewKey{}, err
+	}
+	acct.Keys = 1
+	return acct, key, nil
+}
+
+// ListAccounts lists the accounts by name.
+func (g *Gateway) ListAccounts(ctx context.Context) ([]Account, error) {
+	accts, err := all[Account](g.db, accountPrefix)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := g.liveKeys()
+	for i := range accts {
+		accts[i].Keys = counts[accts[i].Name]
+	}
+	return accts, err
+}
+
+// GetAccount returns one account.
+func (g *Gateway) GetAccount(ctx context.Context, name string) (Account, error) {
+	acct, err := g.account(name)
+	if err != nil {
+		return Account{}, err
+	}
+	counts, err := g.liveKeys()
+	acct.Keys = counts[name]
+	return acct, err
+}
+
+// account reads an account; ErrNotFound if there is none.
+func (g *Gateway) account(name string) (Account, error) {
+	var acct Account
+	if !accountName.MatchString(name) {
+		return acct, notFound("account", name)
+	}
+	found, err := g.db.Lookup(accountKey(name), &acct)
+	if err == nil && !found {
+		err = notFound("account", name)
+	}
+	return acct, err
+}
+
+// notFound is the error for a thing that is missing or another account's:
+// the two read the same.
+func notFound(kind, name string) error {
+	return fmt.Errorf("%w: %s %s", api.ErrNotFound, kind, quote(name))
+}
+
+// orConflict is err if there is one, else ErrConflict with the message.
+func orConflict(err error, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s", api.ErrConflict, fmt.Sprintf(format, args...))
+}
+
+// maxQuoted bounds how much of a bad name an error message repeats.
+const maxQuoted = 80
+
+// quote is s in Go quotes for an error message, cut to maxQuoted bytes.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...", s[:maxQuoted])
+}

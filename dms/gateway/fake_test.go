@@ -1,0 +1,362 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// fakeRunner is a Runner whose jobs go as a test says: each submitted job
+// plays the steps play returns for its spec. Steps that end before a
+// terminal state leave the job running until the test ends it (finish).
+type fakeRunner struct {
+	play func(spec *jobs.Spec) []api.Job
+
+	mu        sync.Mutex
+	blobs     map[string][]byte
+	jobs      map[string]*fakeJob
+	specs     []*jobs.Spec
+	cancelled []string
+	submitted chan string // every job ID, as it is submitted
+}
+
+type fakeJob struct {
+	history []api.Job
+	changed chan struct{} // closed, and replaced, at each change
+}
+
+func newFakeRunner() *fakeRunner {
+	f := &fakeRunner{blobs: map[string][]byte{}, jobs: map[string]*fakeJob{}, submitted: make(chan string, 1000)}
+	f.play = func(*jobs.Spec) []api.Job { return f.answer("ok") }
+	return f
+}
+
+var _ Runner = (*fakeRunner)(nil)
+
+// Steps of a job.
+func running() api.Job { return api.Job{State: types.JobRunning, Node: "12D3KooWnode"} }
+
+func (f *fakeRunner) answer(stdout string) []api.Job {
+	c := f.put([]byte(stdout))
+	return []api.Job{running(), {State: types.JobCompleted, Node: "12D3KooWnode", Result: &types.Result{Stdout: c}}}
+}
+
+func (f *fakeRunner) exit(code int, stderr string) []api.Job {
+	c := f.put([]byte(stderr))
+	return []api.Job{running(), {State: types.JobCompleted, Node: "12D3KooWnode", Result: &types.Result{ExitCode: code, Stderr: c}}}
+}
+
+func failed(reason string) []api.Job { return []api.Job{{State: types.JobFailed, Reason: reason}} }
+
+func held() []api.Job { return []api.Job{running()} }
+
+func (f *fakeRunner) put(data []byte) string {
+	c := types.CIDOf(data).String()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blobs[c] = data
+	return c
+}
+
+// setPlay says how the jobs submitted from now go.
+func (f *fakeRunner) setPlay(play func(spec *jobs.Spec) []api.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.play = play
+}
+
+func (f *fakeRunner) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
+	f.mu.Lock()
+	play := f.play
+	f.mu.Unlock()
+	steps := play(spec)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := fmt.Sprintf("job-%d", len(f.specs)+1)
+	f.specs = append(f.specs, spec)
+	f.add(id, spec.Name, steps...)
+	f.submitted <- id
+	return api.Job{ID: id, Name: spec.Name, State: types.JobPending}, nil
+}
+
+// add records a job and its steps. Callers hold f.mu.
+func (f *fakeRunner) add(id, name string, steps ...api.Job) {
+	j := &fakeJob{history: []api.Job{{ID: id, Name: name, State: types.JobPending}}, changed: make(chan struct{})}
+	f.jobs[id] = j
+	f.step(id, steps...)
+}
+
+// step appends steps to a job's history. Callers hold f.mu.
+func (f *fakeRunner) step(id string, steps ...api.Job) {
+	j := f.jobs[id]
+	for _, s := range steps {
+		s.ID, s.Name = id, j.history[0].Name
+		j.history = append(j.history, s)
+	}
+	close(j.changed)
+	j.changed = make(chan struct{})
+}
+
+// finish plays the steps of a job left running.
+func (f *fakeRunner) finish(id string, steps ...api.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.step(id, steps...)
+}
+
+// spec returns the spec of the n-th job submitted (from 1).
+func (f *fakeRunner) spec(n int) *jobs.Spec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.specs[n-1]
+}
+
+func (f *fakeRunner) submissions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.specs)
+}
+
+func (f *fakeRunner) wasCancelled(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.cancelled, id)
+}
+
+// next waits for the next job submitted.
+func (f *fakeRunner) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case id := <-f.submitted:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("no job submitted within 10s")
+		return ""
+	}
+}
+
+func (f *fakeRunner) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.jobs[id] == nil {
+		return nil, fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	}
+	out := make(chan api.Job)
+	go f.watch(ctx, id, out)
+	return out, nil
+}
+
+func (f *fakeRunner) watch(ctx context.Context, id string, out chan<- api.Job) {
+	defer close(out)
+	for sent := 0; ; {
+		f.mu.Lock()
+		j := f.jobs[id]
+		news, changed := slices.Clone(j.history[sent:]), j.changed
+		f.mu.Unlock()
+		for _, s := range news {
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return
+			}
+			if s.State.Terminal() {
+				return
+			}
+		}
+		sent += len(news)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (f *fakeRunner) GetJob(ctx context.Context, id string) (api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j := f.jobs[id]
+	if j == nil {
+		return api.Job{}, fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	}
+	return j.history[len(j.history)-1], nil
+}
+
+func (f *fakeRunner) CancelJob(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j := f.jobs[id]
+	switch {
+	case j == nil:
+		return fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	case j.history[len(j.history)-1].State.Terminal():
+		return fmt.Errorf("%w: job %q ended", api.ErrConflict, id)
+	}
+	f.cancelled = append(f.cancelled, id)
+	f.step(id, api.Job{State: types.JobCancelled, Reason: "cancelled by its submitter"})
+	return nil
+}
+
+func (f *fakeRunner) PutBlob(ctx context.Context, r io.Reader) (string, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	return f.put(data), nil
+}
+
+func (f *fakeRunner) GetBlob(ctx context.Context, c string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, ok := f.blobs[c]
+	if !ok {
+		return nil, fmt.Errorf("%w: blob %s", api.ErrNotFound, c)
+	}
+	return data, nil
+}
+
+func (f *fakeRunner) HasBlob(ctx context.Context, c string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.blobs[c]
+	return ok, nil
+}
+
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// rig is a gateway over a database in memory and a fake runner, started,
+// with account "alice" and its key.
+type rig struct {
+	g     *Gateway
+	f     *fakeRunner
+	clock *clock
+	db    *store.DB
+	alice Service
+	key   string
+}
+
+// start is a Monday, 10:00 UTC.
+var start = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	db, err := store.OpenInMemory(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return newRigOn(t, db, newFakeRunner(), &clock{now: start})
+}
+
+// newRigOn starts a gateway over db and f; alice is made if she is new.
+func newRigOn(t *testing.T, db *store.DB, f *fakeRunner, c *clock) *rig {
+	t.Helper()
+	g, err := New(Config{DB: db, Runner: f, Clock: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	r := &rig{g: g, f: f, clock: c, db: db}
+	if _, err := g.GetAccount(t.Context(), "alice"); err != nil {
+		_, k, err := g.CreateAccount(t.Context(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.key = k.Secret
+	}
+	r.alice = r.as(t, "alice")
+	return r
+}
+
+func (r *rig) as(t *testing.T, account string) Service {
+	t.Helper()
+	s, err := r.g.As(t.Context(), account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// account makes an account and returns its service and key.
+func (r *rig) account(t *testing.T, name string) (Service, string) {
+	t.Helper()
+	_, k, err := r.g.CreateAccount(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.as(t, name), k.Secret
+}
+
+// deploy deploys a function of svc from a module the runner holds.
+func (r *rig) deploy(t *testing.T, svc Service, d Deploy) Revision {
+	t.Helper()
+	if d.Module == "" {
+		d.Module = r.f.put([]byte("\x00asm module of " + d.Name))
+	}
+	rev, err := svc.Deploy(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// eventually waits for cond, checking it every few milliseconds, for at
+// most 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// taskIn waits for a task of svc to reach state.
+func taskIn(t *testing.T, svc Service, id string, state TaskState) Task {
+	t.Helper()
+	var task Task
+	eventually(t, "task "+id+" "+string(state), func() bool {
+		var err error
+		task, err = svc.GetTask(t.Context(), id)
+		return err == nil && task.State == state
+	})
+	return task
+}

@@ -1,0 +1,302 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// DefaultMaxBody bounds a call's body when a deploy sets no max_body. A
+// body travels as the job's stdin, so no max_body is over jobs.MaxStdin.
+const DefaultMaxBody = types.Bytes(1 << 20)
+
+// maxFunctionArgsEnv bounds a revision's own args and env together: the
+// rest of jobs.MaxArgsEnv is left to each call's CGI variables.
+const maxFunctionArgsEnv = jobs.MaxArgsEnv / 2
+
+// PutModule stores a module (or image archive) on the node.
+func (s *scope) PutModule(ctx context.Context, r io.Reader) (string, error) {
+	return s.g.runner.PutBlob(ctx, r)
+}
+
+// Deploy makes the function's next revision, the function itself on its
+// first deploy. A malformed deploy is a *jobs.SpecError naming each bad
+// field; its module must be a blob the node holds or can fetch.
+func (s *scope) Deploy(ctx context.Context, d Deploy) (Revision, error) {
+	rev := revisionOf(d, s.g.now())
+	if err := s.g.checkDeploy(ctx, d, rev); err != nil {
+		return Revision{}, err
+	}
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	var fn Function
+	found, err := s.g.db.Lookup(functionKey(s.account, d.Name), &fn)
+	if err != nil {
+		return Revision{}, err
+	}
+	if !found {
+		fn = Function{Name: d.Name, Account: s.account, CreatedAt: rev.CreatedAt}
+	}
+	fn.LatestRevision++
+	rev.Number = fn.LatestRevision
+	if !found || !d.NoDefault {
+		fn.DefaultRevision = rev.Number
+	}
+	if d.Tags != nil {
+		fn.Tags = tagsOrNil(d.Tags)
+	}
+	fn.UpdatedAt = rev.CreatedAt
+	put := map[string]any{functionKey(s.account, d.Name): fn, revisionKey(s.account, d.Name, rev.Number): rev}
+	var del []string
+	if !found {
+		del = append(del, callsKey(s.account, d.Name)) // a late call of a function of that name deleted before
+	}
+	return rev, s.g.db.Write(put, del)
+}
+
+// revisionOf is the revision d makes, with the defaults filled in.
+func revisionOf(d Deploy, now time.Time) Revision {
+	r := Revision{
+		Function: d.Name, Executor: cmp.Or(d.Executor, jobs.DefaultExecutor), Module: d.Module, Image: d.Image,
+		Args: slices.Clone(d.Args), Env: maps.Clone(d.Env), Resources: d.Resources,
+		Timeout: cmp.Or(d.Timeout, jobs.Duration(jobs.DefaultTimeout)), MaxBody: cmp.Or(d.MaxBody, DefaultMaxBody),
+		CreatedAt: now,
+	}
+	r.Resources.CPU = cmp.Or(r.Resources.CPU, jobs.DefaultCPU)
+	r.Resources.Memory = cmp.Or(r.Resources.Memory, jobs.DefaultMemory)
+	return r
+}
+
+func tagsOrNil(tags map[string]string) map[string]string {
+	if len(tags) == 0 {
+		return nil
+	}
+	return maps.Clone(tags)
+}
+
+// checkDeploy reports every problem of a deploy: its name, the job its
+// revision runs, its body limit, its tags, and last (it may fetch from the
+// network) whether its module is a blob to be had.
+func (g *Gateway) checkDeploy(ctx context.Context, d Deploy, rev Revision) error {
+	var p problems
+	if !functionName.MatchString(d.Name) {
+		p.add("name", "%s: want %s", quote(d.Name), functionRule)
+	}
+	checkRevision(&p, rev)
+	checkTags(&p, d.Tags)
+	if len(p) == 0 {
+		g.checkModule(ctx, &p, rev.Module)
+	}
+	return p.err()
+}
+
+// checkRevision checks the job a revision runs with jobs.Spec.Validate,
+// naming the deploy's fields, and what the gateway asks more: a module
+// named by its CID, room left for a call's CGI variables, a body limit
+// within jobs.MaxStdin.
+func checkRevision(p *problems, rev Revision) {
+	spec := jobSpec(rev)
+	spec.Name = "deploy" // the job's name is the gateway's, never the deploy's
+	if err, ok := spec.Validate().(*jobs.SpecError); ok {
+		for _, fe := range err.Problems {
+			if fe.Field == "image_archive" {
+				fe.Field = "module"
+			}
+			*p = append(*p, fe)
+		}
+	}
+	if _, err := cid.Decode(rev.Module); rev.Module != "" && err != nil {
+		p.add("module", "%s is not a CID: upload the module first (PutModule) and deploy its CID", quote(rev.Module))
+	}
+	if n := argsEnvSize(rev); n > maxFunctionArgsEnv && n <= jobs.MaxArgsEnv {
+		p.add("args", "args and env hold %d bytes together; a function may use %d, leaving the rest of %d to each call's CGI variables",
+			n, maxFunctionArgsEnv, jobs.MaxArgsEnv)
+	}
+	if rev.MaxBody < 1 || rev.MaxBody > jobs.MaxStdin {
+		p.add("max_body", "%d bytes: want 1 to %d (a body travels as the job's stdin)", rev.MaxBody, jobs.MaxStdin)
+	}
+}
+
+// argsEnvSize is the bytes of a revision's args and env, as jobs counts them.
+func argsEnvSize(rev Revision) int {
+	n := 0
+	for _, a := range rev.Args {
+		n += len(a)
+	}
+	for k, v := range rev.Env {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// checkModule reports a module CID that names no blob the node holds or
+// can fetch.
+func (g *Gateway) checkModule(ctx context.Context, p *problems, module string) {
+	if module == "" {
+		return // a docker function that names its image only
+	}
+	if ok, err := g.runner.HasBlob(ctx, module); err == nil && ok {
+		return
+	}
+	if _, err := g.runner.GetBlob(ctx, module); err != nil {
+		p.add("module", "no blob %s on this node or the network: upload it first (%s)", module, err.Error())
+	}
+}
+
+// ListFunctions lists the account's functions that match q, sorted by
+// q.Sort.
+func (s *scope) ListFunctions(ctx context.Context, q Query) ([]Function, error) {
+	calls := map[string]int64{}
+	err := each(s.g.db, callsPrefix+s.account+"/", func(key string, n int64) error {
+		calls[key[strings.LastIndexByte(key, '/')+1:]] = n
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Function
+	err = each(s.g.db, functionPrefix+s.account+"/", func(_ string, f Function) error {
+		if q.match(f.Name, f.Tags) {
+			f.Calls = calls[f.Name]
+			out = append(out, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, functionOrders.sort(out, q.Sort, func(f Function) string { return f.Name })
+}
+
+// GetFunction returns one function.
+func (s *scope) GetFunction(ctx context.Context, name string) (Function, error) {
+	fn, err := s.g.function(s.account, name)
+	if err != nil {
+		return Function{}, err
+	}
+	_, err = s.g.db.Lookup(callsKey(s.account, name), &fn.Calls)
+	return fn, err
+}
+
+// function reads an account's function, without its calls; ErrNotFound
+// if there is none.
+func (g *Gateway) function(acct, name string) (Function, error) {
+	var fn Function
+	if !functionName.MatchString(name) {
+		return fn, notFound("function", name)
+	}
+	found, err := g.db.Lookup(functionKey(acct, name), &fn)
+	if err == nil && !found {
+		err = notFound("function", name)
+	}
+	return fn, err
+}
+
+// Revisions lists a function's revisions, oldest first.
+func (s *scope) Revisions(ctx context.Context, name string) ([]Revision, error) {
+	if _, err := s.g.function(s.account, name); err != nil {
+		return nil, err
+	}
+	return all[Revision](s.g.db, revisionsOf(s.account, name))
+}
+
+// revision reads revision n of a function, its default one when n is 0;
+// ErrNotFound naming what is missing.
+func (g *Gateway) revision(acct, name string, n int) (Revision, error) {
+	fn, err := g.function(acct, name)
+	if err != nil {
+		return Revision{}, err
+	}
+	if n == 0 {
+		n = fn.DefaultRevision
+	}
+	var rev Revision
+	found, err := g.db.Lookup(revisionKey(acct, name, n), &rev)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: function %q has no revision %d (its latest is %d)", api.ErrNotFound, name, n, fn.LatestRevision)
+	}
+	return rev, err
+}
+
+// SetDefault switches the function's default revision.
+func (s *scope) SetDefault(ctx context.Context, name string, rev int) (Function, error) {
+	return s.change(name, func(fn *Function) error {
+		if rev < 1 || rev > fn.LatestRevision {
+			return fmt.Errorf("%w: function %q has no revision %d (its latest is %d)", api.ErrNotFound, name, rev, fn.LatestRevision)
+		}
+		fn.DefaultRevision = rev
+		return nil
+	})
+}
+
+// SetTags replaces the function's tags.
+func (s *scope) SetTags(ctx context.Context, name string, tags map[string]string) (Function, error) {
+	var p problems
+	if checkTags(&p, tags); len(p) > 0 {
+		return Function{}, p.err()
+	}
+	return s.change(name, func(fn *Function) error {
+		fn.Tags = tagsOrNil(tags)
+		return nil
+	})
+}
+
+// change applies edit to a function and writes it.
+func (s *scope) change(name string, edit func(*Function) error) (Function, error) {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	fn, err := s.g.function(s.account, name)
+	if err != nil {
+		return Function{}, err
+	}
+	if err := edit(&fn); err != nil {
+		return Function{}, err
+	}
+	fn.UpdatedAt = s.g.now()
+	if err := s.g.db.Put(functionKey(s.account, name), fn); err != nil {
+		return Function{}, err
+	}
+	_, err = s.g.db.Lookup(callsKey(s.account, name), &fn.Calls)
+	return fn, err
+}
+
+// DeleteFunction removes the function, its revisions, its call count and
+// its endpoints with their quota counts, in one write. Its tasks stay
+// until their retention ends.
+func (s *scope) DeleteFunction(ctx context.Context, name string) error {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	if _, err := s.g.function(s.account, name); err != nil {
+		return err
+	}
+	del, err := keys(s.g.db, revisionsOf(s.account, name))
+	if err != nil {
+		return err
+	}
+	del = append(del, functionKey(s.account, name), callsKey(s.account, name))
+	eps, err := s.g.endpointsOf(s.account)
+	if err != nil {
+		return err
+	}
+	for _, e := range eps {
+		if e.Function == name {
+			quotas, err := keys(s.g.db, quotasOf(e.Name))
+			if err != nil {
+				return err
+			}
+			del = append(append(del, endpointKey(e.Name)), quotas...)
+		}
+	}
+	return s.g.db.Write(nil, del)
+}

@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/jobs"
+)
+
+// Runner is what the gateway needs of its node to run calls: the job half
+// of api.Service, which *dms.DMS implements. Implementations are safe for
+// concurrent use.
+type Runner interface {
+	SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error)
+	WatchJob(ctx context.Context, id string) (<-chan api.Job, error)
+	GetJob(ctx context.Context, id string) (api.Job, error)
+	CancelJob(ctx context.Context, id string) error
+	PutBlob(ctx context.Context, r io.Reader) (string, error)
+	GetBlob(ctx context.Context, cid string) ([]byte, error)
+	HasBlob(ctx context.Context, cid string) (bool, error)
+}
+
+var _ Runner = api.Service(nil)
+
+// DefaultTaskRetention is how long a finished task is kept by default.
+const DefaultTaskRetention = 7 * 24 * time.Hour
+
+// Config is what a Gateway is made of.
+type Config struct {
+	DB     *store.DB // holds all of the gateway's state, under gw/
+	Runner Runner    // runs calls as jobs
+	Clock  func() time.Time
+	Logger *slog.Logger
+	// TaskRetention is how long a finished task is kept; 0:
+	// DefaultTaskRetention.
+	TaskRetention time.Duration
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DB == nil {
+		errs = append(errs, errors.New("gateway: Config.DB is nil"))
+	}
+	if c.Runner == nil {
+		errs = append(errs, errors.New("gateway: Config.Runner is nil"))
+	}
+	if c.TaskRetention < 0 {
+		errs = append(errs, fmt.Errorf("gateway: Config.TaskRetention %s is negative", c.TaskRetention))
+	}
+	return errors.Join(errs...)
+}
+
+// Gateway is the in-process gateway: Admin for the operator, As for an
+// account's Service, CallEndpoint for published endpoints. Its methods are
+// safe for concurrent use.
+type Gateway struct {
+	db        *store.DB
+	runner    Runner
+	now       func() time.Time
+	log       *slog.Logger
+	retention time.Duration
+	keys      *verifier
+
+	// mu serialises the changes of accounts, keys, functions and
+	// endpoints, each a read then a write.
+	mu sync.Mutex
+	// taskMu serialises the changes of tasks: a run and StopTask may race.
+	taskMu sync.Mutex
+	// stripes serialise the count of an endpoint's quota or of a
+	// function's calls (a read then a write), per name, not globally.
+	stripes [64]sync.Mutex
+	seed    maphash.Seed
+
+	// ctx is cancelled by Close: it ends the retention loop and detaches
+	// the runs of calls, which wg waits for.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	life    sync.Mutex // guards started, closed and wg.Add
+	started bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+var _ Admin = (*Gateway)(nil)
+
+// New makes a Gateway over c.DB. Call Start to resume the tasks a previous
+// run left unfinished.
+func New(c Config) (*Gateway, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		db: c.DB, runner: c.Runner, now: c.Clock, log: c.Logger, retention: c.TaskRetention,
+		keys: newVerifier(), seed: maphash.MakeSeed(),
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.retention == 0 {
+		g.retention = DefaultTaskRetention
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	return g, nil
+}
+
+// Start resumes the tasks left unfinished in the database and starts the
+// loop that deletes finished tasks past their retention. A task whose job
+// the node still knows is watched to its end (the node's orchestrator
+// restores its unfinished jobs itself); one whose job the node does not
+// know, or that was never placed, fails with the reason.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	switch {
+	case g.closed:
+		return fmt.Errorf("%w: gateway closed", api.ErrUnavailable)
+	case g.started:
+		return errors.New("gateway: started twice")
+	}
+	g.started = true
+	if err := g.resume(ctx); err != nil {
+		return err
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.retain()
+	}()
+	return nil
+}
+
+// Close stops the retention loop and detaches the calls in flight: their
+// tasks stay in the database as they are and resume at the next Start. It
+// returns once none of the gateway's goroutines touches the database, so
+// the caller may close it then. Stop serving HTTP first.
+func (g *Gateway) Close() error {
+	g.life.Lock()
+	if g.closed {
+		g.life.Unlock()
+		return nil
+	}
+	g.closed = true
+	g.life.Unlock()
+	g.cancel()
+	g.wg.Wait()
+	return nil
+}
+
+// enter counts a run of a call in the goroutines Close waits for; false
+// once the gateway is closed. The caller calls g.wg.Done when it ends.
+// (The lock keeps wg.Add from racing with Close's wg.Wait.)
+func (g *Gateway) enter() error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.closed {
+		return fmt.Errorf("%w: the gateway is closed", api.ErrUnavailable)
+	}
+	g.wg.Add(1)
+	return nil
+}
+
+// stripe is the lock of one name's counter (a quota or a function's calls).
+func (g *Gateway) stripe(name string) *sync.Mutex {
+	return &g.stripes[maphash.String(g.seed, name)%uint64(len(g.stripes))]
+}
+
+// As returns the Service of one account; ErrNotFound if there is none.
+func (g *Gateway) As(ctx context.Context, account string) (Service, error) {
+	if _, err := g.account(account); err != nil {
+		return nil, err
+	}
+	return &scope{g: g, account: account}, nil
+}
+
+// scope is the Service of one account: every read and write it makes is
+// keyed by its account, so it never reaches another's.
+type scope struct {
+	g       *Gateway
+	account string
+}
+
+var _ Service = (*scope)(nil)

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/opendms/dms/dms/internal/store"
+)
+
+// The gateway's records in the node's database, all under gw/. Names are
+// checked against their patterns before they make a key, and none holds a
+// '/', so a prefix ending in '/' holds one account's (or one function's)
+// records only.
+const (
+	accountPrefix  = "gw/acct/"  // gw/acct/<account>: Account (Keys not stored)
+	keyPrefix      = "gw/key/"   // gw/key/<key ID>: keyRecord
+	functionPrefix = "gw/fn/"    // gw/fn/<account>/<function>: Function (Calls not stored)
+	callsPrefix    = "gw/calls/" // gw/calls/<account>/<function>: the function's call count
+	revisionPrefix = "gw/rev/"   // gw/rev/<account>/<function>/<%010d>: Revision
+	endpointPrefix = "gw/ep/"    // gw/ep/<endpoint>: Endpoint (quota fields not stored); names are global
+	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day
+	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
+)
+
+func accountKey(name string) string      { return accountPrefix + name }
+func keyKey(id string) string            { return keyPrefix + id }
+func functionKey(acct, fn string) string { return functionPrefix + acct + "/" + fn }
+func callsKey(acct, fn string) string    { return callsPrefix + acct + "/" + fn }
+func revisionsOf(acct, fn string) string { return revisionPrefix + acct + "/" + fn + "/" }
+func revisionKey(acct, fn string, n int) string {
+	return fmt.Sprintf("%s%010d", revisionsOf(acct, fn), n)
+}
+func endpointKey(name string) string { return endpointPrefix + name }
+func quotasOf(ep string) string      { return quotaPrefix + ep + "/" }
+func quotaKey(ep, day string) string { return quotasOf(ep) + day }
+func tasksOf(acct string) string     { return taskPrefix + acct + "/" }
+func taskKey(acct, id string) string { return tasksOf(acct) + id }
+
+// errStop ends a scan early; each does not return it.
+var errStop = errors.New("gateway: stop the scan")
+
+// each decodes every record under prefix, in key order, and calls fn with
+// it; fn returns errStop to end the scan early.
+func each[T any](db *store.DB, prefix string, fn func(key string, v T) error) error {
+	err := db.Scan(prefix, func(key string, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("gateway: decoding %s: %w", key, err)
+		}
+		return fn(key, v)
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// all decodes every record under prefix, in key order.
+func all[T any](db *store.DB, prefix string) ([]T, error) {
+	var out []T
+	err := each(db, prefix, func(_ string, v T) error {
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// keys lists the keys under prefix.
+func keys(db *store.DB, prefix string) ([]string, error) {
+	var out []string
+	err := db.Scan(prefix, func(key string, _ []byte) error {
+		out = append(out, key)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway/cgi"
+)
+
+// Bounds of a task list.
+const (
+	DefaultTaskLimit = 100
+	MaxTaskLimit     = 1000
+)
+
+// taskMoves is the one table of a task's moves (Galago's task states).
+var taskMoves = map[TaskState][]TaskState{
+	TaskScheduled: {TaskRunning, TaskFailed, TaskStopped},
+	TaskRunning:   {TaskCompleted, TaskFailed, TaskStopped},
+}
+
+// Next checks a move from s to the state to: scheduled -> running, failed
+// or stopped; running -> completed, failed or stopped. Any other move is
+// an error matching api.ErrConflict.
+func (s TaskState) Next(to TaskState) error {
+	if slices.Contains(taskMoves[s], to) {
+		return nil
+	}
+	return fmt.Errorf("%w: a task cannot go from %s to %s", api.ErrConflict, s, to)
+}
+
+// Terminal reports whether s is an end: completed, failed or stopped.
+func (s TaskState) Terminal() bool {
+	return s == TaskCompleted || s == TaskFailed || s == TaskStopped
+}
+
+// move takes t to the state to at now, if Next allows it.
+func (t *Task) move(to TaskState, now time.Time) error {
+	if err := t.State.Next(to); err != nil {
+		return err
+	}
+	t.State = to
+	if to == TaskRunning {
+		t.StartedAt = &now
+	} else {
+		t.EndedAt = &now
+	}
+	return nil
+}
+
+// taskID is the form of a task ID: 16 hex digits that sort newer tasks
+// first, then 16 random ones.
+var taskID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// newTaskID makes the ID of a task made at now. IDs sort newest first, so
+// the account's tasks are listed in key order.
+func newTaskID(now time.Time) string {
+	var r [8]byte
+	rand.Read(r[:]) // never fails (crypto/rand)
+	return fmt.Sprintf("%016x%s", uint64(math.MaxInt64-now.UnixNano()), hex.EncodeToString(r[:]))
+}
+
+// ListTasks lists the account's tasks that match q, newest first.
+func (s *scope) ListTasks(ctx context.Context, q TaskQuery) ([]Task, error) {
+	limit := cmp.Or(q.Limit, DefaultTaskLimit)
+	switch {
+	case limit < 0 || limit > MaxTaskLimit:
+		return nil, fmt.Errorf("%w: limit %d: want 1 to %d", api.ErrBadRequest, limit, MaxTaskLimit)
+	case q.State != "" && !q.State.Terminal() && q.State != TaskScheduled && q.State != TaskRunning:
+		return nil, fmt.Errorf("%w: unknown task state %s", api.ErrBadRequest, quote(string(q.State)))
+	}
+	var out []Task
+	err := each(s.g.db, tasksOf(s.account), func(_ string, t Task) error {
+		if (q.Function == "" || t.Function == q.Function) && (q.State == "" || t.State == q.State) {
+			out = append(out, t)
+		}
+		if len(out) == limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}
+
+// GetTask returns one task.
+func (s *scope) GetTask(ctx context.Context, id string) (Task, error) {
+	return s.g.task(s.account, id)
+}
+
+func (g *Gateway) task(acct, id string) (Task, error) {
+	var t Task
+	if !taskID.MatchString(id) {
+		return t, notFound("task", id)
+	}
+	found, err := g.db.Lookup(taskKey(acct, id), &t)
+	if err == nil && !found {
+		err = notFound("task", id)
+	}
+	return t, err
+}
+
+// StopTask stops a task that has not ended, cancelling its job;
+// ErrConflict if it has ended.
+func (s *scope) StopTask(ctx context.Context, id string) (Task, error) {
+	t, err := s.g.updateTask(s.account, id, func(t *Task) error {
+		if t.State.Terminal() {
+			return fmt.Errorf("%w: task %s is %s already", api.ErrConflict, id, t.State)
+		}
+		t.Reason, t.Status = "stopped by its account", api.StatusOf(api.ErrConflict)
+		return t.move(TaskStopped, s.g.now())
+	})
+	if err != nil {
+		return Task{}, err
+	}
+	if t.Job != "" {
+		s.g.cancelJob(ctx, t.Job)
+	}
+	return t, nil
+}
+
+// cancelJob cancels a job whose task ended; one that ended too is left.
+func (g *Gateway) cancelJob(ctx context.Context, job string) {
+	if err := g.runner.CancelJob(ctx, job); err != nil && !errors.Is(err, api.ErrConflict) {
+		g.log.Warn("cancelling the job of a stopped task", "job", job, "err", err)
+	}
+}
+
+// TaskResult is a completed task's response, read again from the output
+// its task names; the error of a failed or stopped one (a *CallError);
+// ErrConflict before it ends.
+func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
+	t, err := s.g.task(s.account, id)
+	switch {
+	case err != nil:
+		return Response{}, err
+	case !t.State.Terminal():
+		return Response{}, fmt.Errorf("%w: task %s is %s", api.ErrConflict, id, t.State)
+	case t.State != TaskCompleted:
+		return Response{}, &CallError{Task: id, Err: failure(t)}
+	}
+	out, err := s.g.runner.GetBlob(ctx, t.Response)
+	if err != nil {
+		return Response{}, fmt.Errorf("gateway: reading the output %s of task %s: %w", t.Response, id, err)
+	}
+	res, err := cgi.ParseOutput(out)
+	if err != nil {
+		return Response{}, &CallError{Task: id, Err: fmt.Errorf("%w: %s", api.ErrBadGateway, err.Error())}
+	}
+	return Response{Status: res.Status, Header: res.Header, Body: res.Body, Task: id}, nil
+}
+
+// updateTask applies change to a task and writes it, under the tasks'
+// lock; a change that returns an error leaves it as it is, and the task
+// returned is the one stored.
+func (g *Gateway) updateTask(acct, id string, change func(*Task) error) (Task, error) {
+	g.taskMu.Lock()
+	defer g.taskMu.Unlock()
+	t, err := g.task(acct, id)
+	if err != nil {
+		return t, err
+	}
+	edited := t
+	if err := change(&edited); err != nil {
+		return t, err
+	}
+	return edited, g.db.Put(taskKey(acct, id), edited)
+}
