@@ -51,10 +51,13 @@ func (g *Gateway) ListAccounts(ctx context.Context) ([]Account, error) {
 		return nil, err
 	}
 	counts, err := g.liveKeys()
+	if err != nil {
+		return nil, err
+	}
 	for i := range accts {
 		accts[i].Keys = counts[accts[i].Name]
 	}
-	return accts, err
+	return accts, nil
 }
 
 // GetAccount returns one account.
@@ -64,8 +67,11 @@ func (g *Gateway) GetAccount(ctx context.Context, name string) (Account, error) 
 		return Account{}, err
 	}
 	counts, err := g.liveKeys()
+	if err != nil {
+		return Account{}, err
+	}
 	acct.Keys = counts[name]
-	return acct, err
+	return acct, nil
 }
 
 // account reads an account; ErrNotFound if there is none.

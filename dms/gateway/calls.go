@@ -39,7 +39,11 @@ func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, erro
 	if err != nil {
 		return Response{}, err
 	}
-	return s.g.invoke(ctx, t, spec)
+	if err := s.g.enter(); err != nil {
+		return Response{}, err
+	}
+	defer s.g.wg.Done()
+	return s.g.run(ctx, t, spec)
 }
 
 // InvokeAsync accepts a call and returns its task, saved and scheduled;
@@ -87,11 +91,15 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 	if err != nil {
 		return Response{}, err
 	}
+	if err := g.enter(); err != nil {
+		return Response{}, err
+	}
+	defer g.wg.Done()
 	ip, _ := netip.ParseAddr(c.ClientIP) // an address that does not parse is in no allowlist
 	if err := g.admit(name, pol, ip); err != nil {
 		return Response{}, err
 	}
-	return g.invoke(ctx, t, spec)
+	return g.run(ctx, t, spec)
 }
 
 // published finds an endpoint for a caller with key.
@@ -198,12 +206,9 @@ func jobSpec(rev Revision) *jobs.Spec {
 	return s
 }
 
-// invoke saves a call's task, runs it and waits for its end.
-func (g *Gateway) invoke(ctx context.Context, t Task, spec *jobs.Spec) (Response, error) {
-	if err := g.enter(); err != nil {
-		return Response{}, err
-	}
-	defer g.wg.Done()
+// run saves a call's task, runs it and waits for its end. The caller
+// has entered (g.enter).
+func (g *Gateway) run(ctx context.Context, t Task, spec *jobs.Spec) (Response, error) {
 	if err := g.begin(t); err != nil {
 		return Response{}, err
 	}

@@ -5,9 +5,14 @@
 // callers reach the gateway only, never a provider.
 //
 // The parts:
-//   - Gateway (gateway.go) keeps all state in the node's badger store and
-//     runs calls through a Runner (the node's api.Service). It is the Go
-//     API: Admin for the operator, As(account) for one account's Service.
+//   - Gateway (gateway.go) keeps all state in the node's badger store,
+//     under gw/ (store.go lays out the keys), and runs calls through a
+//     Runner (the job half of the node's api.Service). It is the Go API:
+//     Admin for the operator, As(account) for one account's Service,
+//     CallEndpoint for published endpoints. accounts.go, keys.go,
+//     functions.go, endpoints.go (quota.go), tags.go and query.go, tasks.go
+//     hold one resource each; calls.go runs a call, and outcome.go
+//     decides, in one function (classify), what a finished job answers.
 //   - The HTTP handler (handler.go) is thin: it authenticates (an API key,
 //     or the node's admin token and an account name on the local API),
 //     turns requests into Calls and errors into statuses through dms/api's
@@ -28,4 +33,14 @@
 //     failed | stopped (TaskState.Next), checked in one place.
 //   - Everything a caller was told is in the database before the reply:
 //     a task ID returned, a quota count, an account or key made.
+//   - Endpoint names are global (they are the URL namespace /e/NAME/);
+//     every other name is per account.
+//   - A call is counted against its endpoint's daily quota before it runs,
+//     under that endpoint's lock: calls at once never pass the quota, and
+//     a call the policy refuses is not counted.
+//   - A call that fails after its task was saved fails with a *CallError
+//     naming the task; its error wraps the dms/api sentinel of its status,
+//     the same whether the call waited or reads it with TaskResult.
+//   - Close detaches the calls in flight without ending their tasks;
+//     Start takes them up again. A task never submitted fails then.
 package gateway

@@ -21,7 +21,7 @@ const (
 // holds is ErrConflict "endpoint name taken". A malformed spec is a
 // *jobs.SpecError naming each bad field.
 func (s *scope) CreateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint, error) {
-	spec.Auth = orNone(spec.Auth)
+	spec = normalized(spec)
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
 	if err := s.g.checkEndpoint(s.account, spec); err != nil {
@@ -46,7 +46,7 @@ func (s *scope) CreateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint
 
 // UpdateEndpoint replaces an endpoint's spec; its quota count stays.
 func (s *scope) UpdateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint, error) {
-	spec.Auth = orNone(spec.Auth)
+	spec = normalized(spec)
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
 	ep, err := s.g.endpoint(s.account, spec.Name)
@@ -63,11 +63,13 @@ func (s *scope) UpdateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint
 	return s.g.withQuota(ep)
 }
 
-func orNone(auth string) string {
-	if auth == "" {
-		return AuthNone
+// normalized is spec with its defaults filled in.
+func normalized(spec EndpointSpec) EndpointSpec {
+	if spec.Auth == "" {
+		spec.Auth = AuthNone
 	}
-	return auth
+	spec.Tags = tagsOrNil(spec.Tags)
+	return spec
 }
 
 // DeleteEndpoint removes an endpoint and its quota counts.

@@ -13,12 +13,12 @@ import (
 // '/', so a prefix ending in '/' holds one account's (or one function's)
 // records only.
 const (
-	accountPrefix  = "gw/acct/"  // gw/acct/<account>: Account (Keys not stored)
+	accountPrefix  = "gw/acct/"  // gw/acct/<account>: Account (Keys left 0: counted from the keys)
 	keyPrefix      = "gw/key/"   // gw/key/<key ID>: keyRecord
-	functionPrefix = "gw/fn/"    // gw/fn/<account>/<function>: Function (Calls not stored)
+	functionPrefix = "gw/fn/"    // gw/fn/<account>/<function>: Function (Calls left 0: kept apart)
 	callsPrefix    = "gw/calls/" // gw/calls/<account>/<function>: the function's call count
 	revisionPrefix = "gw/rev/"   // gw/rev/<account>/<function>/<%010d>: Revision
-	endpointPrefix = "gw/ep/"    // gw/ep/<endpoint>: Endpoint (quota fields not stored); names are global
+	endpointPrefix = "gw/ep/"    // gw/ep/<endpoint>: Endpoint (quota fields left 0); names are global
 	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day
 	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
 )

@@ -99,6 +99,9 @@ func (s *scope) ListTags(ctx context.Context) ([]Tag, error) {
 		return nil, err
 	}
 	eps, err := s.g.endpointsOf(s.account)
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range eps {
 		tally(e.Tags, 0, 1)
 	}
@@ -107,5 +110,5 @@ func (s *scope) ListTags(ctx context.Context) ([]Tag, error) {
 		out = append(out, *t)
 	}
 	slices.SortFunc(out, func(a, b Tag) int { return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Value, b.Value)) })
-	return out, err
+	return out, nil
 }
