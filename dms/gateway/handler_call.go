@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway/policy"
 )
 
 // The segments before a call's own path: /v1/functions/NAME/invoke and
@@ -71,12 +72,13 @@ func (h *handler) callEndpoint(w http.ResponseWriter, r *http.Request) {
 // prefix is its first prefix segments, with rawQuery as its query. The
 // body streams on; the credentials stay here.
 func (h *handler) newCall(r *http.Request, prefix int, rawQuery string) (Call, error) {
-	ip, err := clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), h.trusted)
+	ip, err := policy.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), h.trusted)
 	if err != nil {
 		return Call{}, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 	}
 	header := r.Header.Clone()
 	header.Del("Authorization")
+	header.Del("Proxy-Authorization")
 	header.Del(HeaderAccount)
 	call := Call{
 		Method:   r.Method,

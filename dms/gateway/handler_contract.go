@@ -1,14 +1,8 @@
 package gateway
 
 // Stand-ins, written to the contracts of parts being built beside this
-// one: CallError and GroupBy (gwcore, calls.go and its list helpers) and
-// policy.ClientIP (package policy). Delete each when its real one lands.
-
-import (
-	"errors"
-	"net/netip"
-	"strings"
-)
+// one: CallError and GroupBy (gwcore, calls.go and its list helpers).
+// Delete each when its real one lands.
 
 // CallError is an error of a call that made a task.
 type CallError struct {
@@ -41,39 +35,4 @@ func GroupBy[T any](items []T, tags func(T) map[string]string, key string) []Gro
 		groups[i].Items = append(groups[i].Items, it)
 	}
 	return groups
-}
-
-// clientIP stands in for policy.ClientIP: the peer, or, from a trusted
-// peer, the right-most untrusted X-Forwarded-For hop.
-func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	client := ap.Addr().Unmap()
-	var hops []string
-	for _, v := range xff {
-		for h := range strings.SplitSeq(v, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				hops = append(hops, h)
-			}
-		}
-	}
-	for i := len(hops) - 1; i >= 0 && trustedAddr(client, trusted); i-- {
-		a, err := netip.ParseAddr(hops[i])
-		if err != nil {
-			return netip.Addr{}, errors.New("X-Forwarded-For hop " + hops[i] + " is not an IP address")
-		}
-		client = a.Unmap()
-	}
-	return client, nil
-}
-
-func trustedAddr(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

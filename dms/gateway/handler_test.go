@@ -424,7 +424,8 @@ func TestEndpointCall(t *testing.T) {
 		return Response{Status: 201, Body: body, Task: "t-e"}, nil
 	}
 
-	r := g.do("PATCH", "/e/hello/x/y?rev=3&async=1", "hi", "Authorization", "Bearer some-key", "X-A", "b").want(t, 201)
+	r := g.do("PATCH", "/e/hello/x/y?rev=3&async=1", "hi", "Authorization", "Bearer some-key", "Proxy-Authorization", "Basic cDpx",
+		"X-A", "b").want(t, 201)
 	if string(r.body) != "hi" || r.header.Get(HeaderTask) != "t-e" {
 		t.Fatalf("endpoint answer %q %v", r.body, r.header)
 	}
@@ -432,7 +433,7 @@ func TestEndpointCall(t *testing.T) {
 	if g.b.names[0] != "hello" || call.Path != "/x/y" || call.RawQuery != "rev=3&async=1" || call.Method != "PATCH" || key != "some-key" {
 		t.Fatalf("endpoint %q call %+v key %q", g.b.names[0], call, key)
 	}
-	if call.Header.Get("Authorization") != "" || call.Header.Get("X-A") != "b" {
+	if call.Header.Get("Authorization") != "" || call.Header.Get("Proxy-Authorization") != "" || call.Header.Get("X-A") != "b" {
 		t.Fatalf("endpoint call headers %v", call.Header)
 	}
 
