@@ -123,10 +123,6 @@ func (h *handler) routes() http.Handler {
 // accountFunc serves a route for the account the request acts as.
 type accountFunc func(w http.ResponseWriter, r *http.Request, svc Service)
 
-// errBadKey is the one answer to a missing, malformed, unknown or revoked
-// key: a caller learns nothing about which it was.
-var errBadKey = fmt.Errorf("%w: missing or invalid API key (send Authorization: Bearer KEY)", api.ErrUnauthorized)
-
 // asAccount works out the account a request acts as and serves it:
 //   - the admin token (only when one is configured) acts as the account
 //     named by DMS-Account, which it must carry;

@@ -14,8 +14,8 @@ import (
 // The segments before a call's own path: /v1/functions/NAME/invoke and
 // /e/NAME.
 const (
-	invokePrefix   = 4
-	endpointPrefix = 2
+	invokeSegments   = 4
+	endpointSegments = 2
 )
 
 // invoke serves /v1/functions/{name}/invoke[/{path...}] for any method.
@@ -29,7 +29,7 @@ func (h *handler) invoke(w http.ResponseWriter, r *http.Request, svc Service) {
 	}
 	var call Call
 	if err == nil {
-		call, err = h.newCall(r, invokePrefix, q.rest)
+		call, err = h.newCall(r, invokeSegments, q.rest)
 	}
 	if err != nil {
 		h.fail(w, r, err)
@@ -58,7 +58,7 @@ func (h *handler) callEndpoint(w http.ResponseWriter, r *http.Request) {
 	name, err := pathName(r, "name")
 	var call Call
 	if err == nil {
-		call, err = h.newCall(r, endpointPrefix, r.URL.RawQuery)
+		call, err = h.newCall(r, endpointSegments, r.URL.RawQuery)
 	}
 	var resp Response
 	if err == nil {

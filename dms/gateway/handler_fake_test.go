@@ -83,7 +83,6 @@ func (b *fakeBackend) id(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, b.nextID)
 }
 
-func notFound(what, name string) error { return fmt.Errorf("%w: %s %q", api.ErrNotFound, what, name) }
 
 func (b *fakeBackend) CreateAccount(_ context.Context, name string) (Account, NewKey, error) {
 	b.mu.Lock()
@@ -194,7 +193,7 @@ func (b *fakeBackend) Authenticate(_ context.Context, key string) (string, error
 }
 
 func (b *fakeBackend) CallEndpoint(_ context.Context, name string, call Call, key string) (Response, error) {
-	body, err := readBody(call.Body)
+	body, err := readFakeBody(call.Body)
 	b.mu.Lock()
 	b.calls = append(b.calls, call)
 	b.bodies = append(b.bodies, body)
@@ -211,7 +210,7 @@ func (b *fakeBackend) CallEndpoint(_ context.Context, name string, call Call, ke
 	return answer(name, call, body, key)
 }
 
-func readBody(r io.Reader) ([]byte, error) {
+func readFakeBody(r io.Reader) ([]byte, error) {
 	if r == nil {
 		return nil, nil
 	}
@@ -352,7 +351,7 @@ func (s *fakeService) DeleteFunction(_ context.Context, name string) error {
 
 // call records a call and runs the backend's invoke.
 func (s *fakeService) call(name string, call Call) (Response, error) {
-	body, err := readBody(call.Body)
+	body, err := readFakeBody(call.Body)
 	if err != nil {
 		return Response{}, err
 	}

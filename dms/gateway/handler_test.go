@@ -314,7 +314,7 @@ func TestTaskRoutes(t *testing.T) {
 	g.as(key, "POST", "/v1/tasks/t1/stop", "").wantError(t, 409, "ended")
 }
 
-func TestInvoke(t *testing.T) {
+func TestHandlerInvoke(t *testing.T) {
 	g := publicGateway(t)
 	key := g.b.addAccount("alice")
 	g.as(key, "POST", "/v1/functions", `{"name":"echo"}`).want(t, 201)
@@ -360,7 +360,7 @@ func TestInvoke(t *testing.T) {
 	g.as(key, "GET", "/v1/functions/nope/invoke", "").wantError(t, 404, "nope")
 }
 
-func TestInvokeAsync(t *testing.T) {
+func TestHandlerInvokeAsync(t *testing.T) {
 	g := publicGateway(t)
 	key := g.b.addAccount("alice")
 	g.as(key, "POST", "/v1/functions", `{"name":"echo"}`).want(t, 201)

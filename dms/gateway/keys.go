@@ -90,9 +90,10 @@ func parseKey(key string) (id string, secret []byte, ok bool) {
 	return id, secret, true
 }
 
-// errBadKey is the one answer to every key that does not authenticate:
-// unknown, malformed, revoked or wrong.
-var errBadKey = fmt.Errorf("%w: invalid API key", api.ErrUnauthorized)
+// errBadKey is the one answer to every key that does not authenticate,
+// here and in the HTTP handler: missing, unknown, malformed, revoked or
+// wrong. A caller learns nothing about which it was.
+var errBadKey = fmt.Errorf("%w: missing or invalid API key (send Authorization: Bearer KEY)", api.ErrUnauthorized)
 
 // Authenticate returns the account an API key belongs to. A key verified
 // before is found in memory; otherwise its hash is computed, at most
