@@ -252,7 +252,8 @@ func (c *collector) lastCollection() *api.Collection {
 // references returns the blobs the collector must keep: those named by
 // the unfinished jobs this node submitted (their job/ records) and by the
 // allocations it runs that have not ended (alloc/ records), the pinned
-// ones, and the node's signed capability record. A record it cannot read
+// ones, the gateway's (its revisions' modules, its unfinished tasks'
+// responses), and the node's signed capability record. A record it cannot read
 // is an error: what it references is unknown.
 func (c *collector) references() (map[string]bool, error) {
 	refs := map[string]bool{}
@@ -274,6 +275,13 @@ func (c *collector) references() (map[string]bool, error) {
 		return nil, err
 	}
 	add(pins...)
+	if c.d.gw != nil {
+		modules, err := c.d.gw.Blobs()
+		if err != nil {
+			return nil, err
+		}
+		add(modules...)
+	}
 	if s, ok := c.d.recordCID.Load().(string); ok {
 		add(s)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/jobs"
@@ -64,6 +65,8 @@ type DMS struct {
 	node      *node.Node // nil when the node offers no compute
 	orch      *orchestrator.Orchestrator
 	api       *api.Server
+	gw        *gateway.Gateway // functions over HTTP: state and calls
+	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 
 	ctx       context.Context // cancelled by Close: parent of background work
 	cancel    context.CancelFunc
@@ -89,6 +92,9 @@ func New(opts ...Option) (*DMS, error) {
 		return nil, err
 	}
 	c.apply(&conf)
+	if err := conf.Gateway.validate(); err != nil {
+		return nil, fmt.Errorf("dms: %w", err)
+	}
 	db, err := c.openStore()
 	if err != nil {
 		return nil, err
@@ -140,6 +146,10 @@ func (c *config) apply(conf *Config) {
 	if c.store != nil {
 		conf.Store = *c.store
 	}
+	if c.gateway != nil {
+		conf.Gateway = *c.gateway
+	}
+	c.gatewayListen.apply(&conf.Gateway)
 	if c.bidRate != nil {
 		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
 	}
@@ -184,6 +194,9 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := d.restoreJobs(ctx); err != nil {
+		return err
+	}
+	if err := d.startGateway(ctx); err != nil {
 		return err
 	}
 	if err := d.startAPI(); err != nil {
@@ -287,7 +300,7 @@ func (d *DMS) startAPI() error {
 	if d.conf.APIRemote {
 		serve = api.ServeRemote
 	}
-	srv, err := serve(d.conf.API, api.NewHandler(d, token, d.log.With("component", "api")))
+	srv, err := serve(d.conf.API, d.localHandler(token))
 	if err != nil {
 		return err
 	}
@@ -323,7 +336,15 @@ func (d *DMS) stop() {
 		cancel()
 		_ = os.Remove(filepath.Join(d.home, api.EndpointFile))
 	}
+	if d.gwServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.gwServer.Close(ctx)
+		cancel()
+	}
 	d.cancel()
+	if d.gw != nil {
+		_ = d.gw.Close()
+	}
 	if d.orch != nil {
 		_ = d.orch.Close()
 	}

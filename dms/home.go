@@ -53,6 +53,7 @@ type Config struct {
 	Docker    DockerConfig    `yaml:"docker"`
 	Offer     node.Offer      `yaml:"offer"`
 	Store     StoreConfig     `yaml:"store"`
+	Gateway   GatewayConfig   `yaml:"gateway"`
 }
 
 // NetworkConfig holds the settings of the node's libp2p host.
@@ -245,6 +246,22 @@ store:
   max_bytes: "{{.Store.MaxBytes}}"
   min_blob_age: {{.Store.MinBlobAge}}
   retention: {{.Store.Retention}}
+
+# Functions over HTTP (docs/functions.md). Every node keeps accounts,
+# functions and endpoints, managed through its local API; listen opens a
+# gateway to callers with API keys (dms run --gateway sets it too), such as
+# 127.0.0.1:8080, or 0.0.0.0:443 with cert_file and key_file for HTTPS.
+# trusted_proxies (CIDRs) may set X-Forwarded-For; task_retention is how
+# long finished calls are kept.
+gateway:
+  listen: "{{.Gateway.Listen}}"
+  cert_file: "{{.Gateway.CertFile}}"
+  key_file: "{{.Gateway.KeyFile}}"
+  trusted_proxies:{{if not .Gateway.TrustedProxies}} []{{end}}
+{{- range .Gateway.TrustedProxies}}
+    - {{.}}
+{{- end}}
+  task_retention: {{if .Gateway.TaskRetention}}{{.Gateway.TaskRetention}}{{else}}168h0m0s{{end}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
@@ -279,6 +296,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if err := cfg.Store.validate(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.Gateway.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	return cfg, nil

@@ -436,6 +436,7 @@ func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
 		return info, nil
 	}
 	info.Addrs = d.host.Addrs()
+	info.Gateway = d.GatewayURL()
 	if d.node != nil {
 		ni, err := d.node.Info(ctx)
 		if err != nil {

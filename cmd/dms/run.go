@@ -27,6 +27,9 @@ type runFlags struct {
 	api       string
 	apiRemote bool
 	logLevel  string
+	// gateway serves functions over HTTP there, with TLS when gatewayCert
+	// and gatewayKey are given.
+	gateway, gatewayCert, gatewayKey string
 }
 
 func (c *cli) runCmd() *cobra.Command {
@@ -39,6 +42,9 @@ func (c *cli) runCmd() *cobra.Command {
 			logger, err := newLogger(c.stderr, f.logLevel)
 			if err != nil {
 				return err
+			}
+			if (f.gatewayCert != "" || f.gatewayKey != "") && !cmd.Flags().Changed("gateway") {
+				return errors.New("--gateway-cert and --gateway-key need --gateway ADDR (or set them in config.yaml's gateway section)")
 			}
 			opts := runOptions(cmd, c.home, f, logger)
 			if name := os.Getenv("DMS_FAILPOINT"); name != "" {
@@ -58,6 +64,9 @@ func (c *cli) runCmd() *cobra.Command {
 	fl.StringVar(&f.api, "api", "", `local API address on loopback, such as 127.0.0.1:0 (a free port); "" disables the API; when not given, config.yaml decides`)
 	fl.BoolVar(&f.apiRemote, "api-remote", false, "allow --api on a non-loopback address, such as 0.0.0.0:7777 in a container; the token travels in clear HTTP, so keep it on a private network")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.gateway, "gateway", "", `serve functions over HTTP on this address, such as 127.0.0.1:8080 (docs/functions.md); when not given, config.yaml's gateway.listen decides`)
+	fl.StringVar(&f.gatewayCert, "gateway-cert", "", "PEM certificate (chain) for the gateway: it then serves HTTPS; with --gateway-key")
+	fl.StringVar(&f.gatewayKey, "gateway-key", "", "PEM private key of --gateway-cert")
 	return cmd
 }
 
@@ -76,6 +85,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	}
 	if f.apiRemote {
 		opts = append(opts, dms.WithRemoteAPI())
+	}
+	if cmd.Flags().Changed("gateway") {
+		opts = append(opts, dms.WithGatewayListen(f.gateway, f.gatewayCert, f.gatewayKey))
 	}
 	return opts
 }
@@ -144,6 +156,9 @@ func (c *cli) printRunning(info api.NodeInfo, apiAddr string) error {
 		fmt.Fprintf(w, "node %s running (home %s)\n", info.PeerID, c.home)
 		if apiAddr != "" {
 			fmt.Fprintf(w, "API on %s (token in %s/%s)\n", apiAddr, c.home, api.EndpointFile)
+		}
+		if info.Gateway != "" {
+			fmt.Fprintf(w, "gateway on %s\n", info.Gateway)
 		}
 		fmt.Fprintln(w, "listening on (use one as --bootstrap for another node):")
 		for _, a := range orNone(info.Addrs) {

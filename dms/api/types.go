@@ -97,8 +97,9 @@ type NodeInfo struct {
 	Registered types.Resources         `json:"registered"`
 	Available  types.Resources         `json:"available"`
 	Running    int                     `json:"running"`
-	Holds      int                     `json:"holds"` // bids held, waiting for an Accept
-	Held       types.Resources         `json:"held"`  // what they hold
+	Holds      int                     `json:"holds"`             // bids held, waiting for an Accept
+	Held       types.Resources         `json:"held"`              // what they hold
+	Gateway    string                  `json:"gateway,omitempty"` // the gateway's URL when the node serves one
 }
 
 // Peer is a connected peer.

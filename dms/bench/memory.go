@@ -158,16 +158,31 @@ type daemon struct {
 	err    error         // cmd.Wait's, once exited is closed
 	stderr *bytes.Buffer // its logs (warnings and errors), once exited is closed
 	client *api.Client
+	api    api.Endpoint // where its API listens, and its token
 }
 
-// startDaemon inits home with bin and runs the daemon in it until its API
-// answers.
-func startDaemon(ctx context.Context, bin, home string) (*daemon, error) {
-	if out, err := exec.CommandContext(ctx, bin, "init", "--home", home).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("bench: %s init: %w\n%s", bin, err, out)
+// startDaemon inits home with bin and runs the daemon in it, with args
+// added to `dms run`, until its API answers.
+func startDaemon(ctx context.Context, bin, home string, args ...string) (*daemon, error) {
+	if err := initHome(ctx, bin, home); err != nil {
+		return nil, err
 	}
+	return runDaemon(ctx, bin, home, args...)
+}
+
+// initHome runs `dms init` for home.
+func initHome(ctx context.Context, bin, home string) error {
+	if out, err := exec.CommandContext(ctx, bin, "init", "--home", home).CombinedOutput(); err != nil {
+		return fmt.Errorf("bench: %s init: %w\n%s", bin, err, out)
+	}
+	return nil
+}
+
+// runDaemon runs the daemon of an initialised home, with args added to
+// `dms run`, until its API answers.
+func runDaemon(ctx context.Context, bin, home string, args ...string) (*daemon, error) {
 	dm := &daemon{exited: make(chan struct{}), stderr: new(bytes.Buffer)}
-	dm.cmd = exec.Command(bin, "run", "--home", home, "--log-level", "warn")
+	dm.cmd = exec.Command(bin, append([]string{"run", "--home", home, "--log-level", "warn"}, args...)...)
 	dm.cmd.Stderr = dm.stderr // read only once the daemon exited
 	if err := dm.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: %s run: %w", bin, err)
@@ -180,7 +195,7 @@ func startDaemon(ctx context.Context, bin, home string) (*daemon, error) {
 	if err != nil {
 		return nil, errors.Join(err, dm.stop())
 	}
-	dm.client = api.NewClient(e)
+	dm.client, dm.api = api.NewClient(e), e
 	if _, err := dm.client.Node(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("bench: the daemon's API: %w", err), dm.stop())
 	}

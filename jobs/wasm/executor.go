@@ -194,15 +194,17 @@ func (e *Executor) start(ctx context.Context, prog *program, cfg wazero.ModuleCo
 
 // result turns how the guest ended into an Output or an error.
 func (e *Executor) result(ctx, runCtx context.Context, in jobs.Input, out *jobs.Output, mem *memory, err error) (*jobs.Output, error) {
+	// A stop is checked first: a guest whose sleep the stop cut short may
+	// then return normally, and it did not finish its work.
 	switch {
-	case err == nil:
-		return out, nil
 	case e.closed.Load():
 		return out, ErrClosed
 	case ctx.Err() != nil:
 		return out, fmt.Errorf("wasm: run stopped: %w", context.Cause(ctx))
 	case runCtx.Err() != nil:
 		return out, fmt.Errorf("%w: stopped after %s", jobs.ErrTimeout, in.Timeout)
+	case err == nil:
+		return out, nil
 	}
 	var exit *sys.ExitError
 	isExit := errors.As(err, &exit)

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/dms/internal/tinywasm"
+)
+
+func init() {
+	register(Scenario{
+		Name: "gateway",
+		What: "function calls through a gateway daemon to 2 provider daemons, each call a job placed by auction: latency one at a time, then RSS of the gateway after 10,000 calls",
+		Run:  gatewayCalls,
+	})
+}
+
+const (
+	// fnOutput is the tiny function's stdout: a CGI header block and a
+	// body, within tinywasm's 32 bytes.
+	fnOutput = "Content-Type: text/plain\n\nok"
+	gwConc   = 16 // calls in flight during the load phase
+	// gwRate is the bid-request rate each daemon accepts from each
+	// requester (network.bid_request_rate): every call is an auction, and
+	// the default (50 a second) would refuse the load phase's.
+	gwRate = 2000
+)
+
+// gatewayCalls starts a gateway that computes nothing and two providers,
+// deploys a tiny function, times calls one at a time (the cold path: an
+// auction per call), then runs many calls gwConc at a time and reads the
+// gateway's resident memory before and after.
+func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) {
+	seq, n, quiet := 200, 10000, settleAfter
+	if o.Quick {
+		seq, n, quiet = 10, 100, 500*time.Millisecond
+	}
+	bin, err := daemonBinary(o.Bin)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(o.Dir, "dms-bench-gateway-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if o.Dir == "" {
+		defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
+	}
+	gw, stop, err := startGatewayNetwork(ctx, bin, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, stop()) }()
+	fn, err := deployTiny(ctx, gw)
+	if err != nil {
+		return nil, err
+	}
+	for range 5 { // warm up: connections, compiled module
+		if err := fn.call(ctx); err != nil {
+			return nil, err
+		}
+	}
+	lat, failed, first := fn.sequential(ctx, seq)
+	o.Log.Info("calls one at a time", "p50_ms", lat.pct(50), "failed", failed)
+	idle, err := readMem(gw.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	var peak atomic.Int64
+	stopSampling := sampleRSS(gw.cmd.Process.Pid, &peak)
+	began := time.Now()
+	loadFailed, loadFirst := fn.load(ctx, n, gwConc)
+	took := time.Since(began)
+	stopSampling()
+	if err := sleepCtx(ctx, quiet); err != nil {
+		return nil, err
+	}
+	after, err := readMem(gw.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	res := map[string]any{
+		"calls_sequential": seq, "p50_ms": lat.pct(50), "p95_ms": lat.pct(95), "p99_ms": lat.pct(99), "failed_sequential": failed,
+		"calls_load": n, "calls_per_s": round3(float64(n) / took.Seconds()), "failed_load": loadFailed,
+		"idle_rss_mb": idle.rss, "after_rss_mb": after.rss, "peak_rss_mb": round3(float64(peak.Load()) / 1024),
+	}
+	if e := cmpOr(first, loadFirst); e != nil {
+		res["error"] = e.Error()
+	}
+	return res, nil
+}
+
+func cmpOr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// startGatewayNetwork runs three daemons: a gateway that offers no compute
+// and two providers that join through it. It returns the gateway and a
+// function that stops all three.
+func startGatewayNetwork(ctx context.Context, bin, dir string) (*daemon, func() error, error) {
+	var started []*daemon
+	stop := func() error {
+		var err error
+		for _, dm := range started {
+			err = errors.Join(err, dm.stop())
+		}
+		return err
+	}
+	start := func(name string, args ...string) (*daemon, error) {
+		home := filepath.Join(dir, name)
+		if err := initHome(ctx, bin, home); err != nil {
+			return nil, err
+		}
+		if err := raiseBidRate(home); err != nil {
+			return nil, err
+		}
+		dm, err := runDaemon(ctx, bin, home, args...)
+		if err == nil {
+			started = append(started, dm)
+		}
+		return dm, err
+	}
+	gw, err := start("gateway", "--gateway", "127.0.0.1:0", "--compute=false")
+	if err != nil {
+		return nil, stop, err
+	}
+	info, err := gw.client.Node(ctx)
+	if err != nil || len(info.Addrs) == 0 || info.Gateway == "" {
+		return nil, stop, errors.Join(fmt.Errorf("bench: the gateway's node info: %+v", info), err)
+	}
+	for _, name := range []string{"provider-1", "provider-2"} {
+		if _, err := start(name, "--bootstrap", info.Addrs[0]); err != nil {
+			return nil, stop, err
+		}
+	}
+	return gw, stop, waitDaemonPeers(ctx, gw, 2)
+}
+
+// raiseBidRate sets network.bid_request_rate and burst in a fresh home's
+// config file to gwRate.
+func raiseBidRate(home string) error {
+	path := filepath.Join(home, "config.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	s := strings.Replace(string(data), "bid_request_rate: 0", fmt.Sprintf("bid_request_rate: %d", gwRate), 1)
+	s = strings.Replace(s, "bid_request_burst: 0", fmt.Sprintf("bid_request_burst: %d", gwRate), 1)
+	if s == string(data) {
+		return fmt.Errorf("bench: %s has no bid_request_rate: 0 to raise", path)
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// waitDaemonPeers waits until the daemon sees n peers.
+func waitDaemonPeers(ctx context.Context, dm *daemon, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, daemonStart)
+	defer cancel()
+	for {
+		peers, err := dm.client.Peers(ctx)
+		if err == nil && len(peers) >= n {
+			return nil
+		}
+		if err := sleepCtx(ctx, readyPoll); err != nil {
+			return fmt.Errorf("bench: the gateway sees %d of %d providers: %w", len(peers), n, err)
+		}
+	}
+}
+
+// tinyFunction is the deployed tiny function and a client of the gateway
+// acting as its account.
+type tinyFunction struct {
+	client *gateway.Client
+	name   string
+}
+
+// deployTiny makes an account on the gateway (with its local API's admin
+// token), and deploys the tiny module as a function with that account's
+// key, over the gateway's HTTP side.
+func deployTiny(ctx context.Context, gw *daemon) (*tinyFunction, error) {
+	e := gw.api
+	info, err := gw.client.Node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	admin := gateway.NewClient("http://"+e.Addr, gateway.Auth{Token: e.Token}, nil)
+	_, key, err := admin.CreateAccount(ctx, "bench")
+	if err != nil {
+		return nil, fmt.Errorf("bench: creating the account: %w", err)
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: gwConc}}
+	c := gateway.NewClient(info.Gateway, gateway.Auth{Key: key.Secret}, hc)
+	module, err := c.PutModule(ctx, bytes.NewReader(tinywasm.Module(0, fnOutput)))
+	if err != nil {
+		return nil, fmt.Errorf("bench: uploading the module: %w", err)
+	}
+	if _, err := c.Deploy(ctx, gateway.Deploy{Name: "tiny", Module: module}); err != nil {
+		return nil, fmt.Errorf("bench: deploying: %w", err)
+	}
+	return &tinyFunction{client: c, name: "tiny"}, nil
+}
+
+// call invokes the function once and checks its answer.
+func (f *tinyFunction) call(ctx context.Context) error {
+	resp, err := f.client.Invoke(ctx, f.name, gateway.Call{Method: http.MethodPost, Body: strings.NewReader("x")})
+	switch {
+	case err != nil:
+		return fmt.Errorf("bench: a call: %w", err)
+	case resp.Status != http.StatusOK || string(resp.Body) != "ok":
+		return fmt.Errorf("bench: a call answered %d %q (task %s)", resp.Status, resp.Body, resp.Task)
+	}
+	return nil
+}
+
+// sequential times n calls one after another.
+func (f *tinyFunction) sequential(ctx context.Context, n int) (d dist, failed int, first error) {
+	var took []time.Duration
+	for range n {
+		start := time.Now()
+		if err := f.call(ctx); err != nil {
+			failed++
+			first = cmpOr(first, err)
+			continue
+		}
+		took = append(took, time.Since(start))
+	}
+	return newDist(took), failed, first
+}
+
+// load runs n calls, conc at a time.
+func (f *tinyFunction) load(ctx context.Context, n, conc int) (failed int64, first error) {
+	var next, bad atomic.Int64
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				if err := f.call(ctx); err != nil {
+					bad.Add(1)
+					once.Do(func() { first = err })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return bad.Load(), first
+}

@@ -1,0 +1,93 @@
+package dms
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
+)
+
+// startGateway builds the node's gateway: accounts, functions, endpoints
+// and tasks in its database, calls run as its jobs. It resumes the tasks
+// a restart interrupted (after restoreJobs: their jobs are live again) and,
+// when gateway.listen is set, serves callers there.
+func (d *DMS) startGateway(ctx context.Context) error {
+	retention := d.conf.Gateway.TaskRetention
+	if retention == 0 {
+		retention = DefaultTaskRetention
+	}
+	g, err := gateway.New(gateway.Config{
+		DB: d.db, Runner: d, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: retention,
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	d.gw = g
+	c := d.conf.Gateway
+	if c.Listen == "" {
+		return nil
+	}
+	trusted, err := c.trusted()
+	if err != nil {
+		return err
+	}
+	h := gateway.NewHandler(g, gateway.HandlerConfig{TrustedProxies: trusted, Logger: d.log.With("component", "gateway-http")})
+	srv, err := gateway.Serve(gateway.ServerConfig{Addr: c.Listen, CertFile: d.inHome(c.CertFile), KeyFile: d.inHome(c.KeyFile)}, h)
+	if err != nil {
+		return err
+	}
+	d.gwServer = srv
+	d.log.Info("gateway serving", "url", srv.URL())
+	return nil
+}
+
+// inHome resolves a config file's path against the home; "" stays "".
+func (d *DMS) inHome(path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(d.home, path)
+}
+
+// localHandler is the node's local API: the job API (package api) and,
+// under the gateway's paths, the gateway acting for the operator (accounts)
+// and, with the DMS-Account header, as any account. Both take the token.
+func (d *DMS) localHandler(token string) http.Handler {
+	mux := http.NewServeMux()
+	gw := gateway.NewHandler(d.gw, gateway.HandlerConfig{AdminToken: token, Logger: d.log.With("component", "api")})
+	for _, p := range []string{"/v1/accounts", "/v1/functions", "/v1/endpoints", "/v1/tasks", "/v1/tags"} {
+		mux.Handle(p, gw)
+		mux.Handle(p+"/", gw)
+	}
+	mux.Handle("/", api.NewHandler(d, token, d.log.With("component", "api")))
+	return mux
+}
+
+// Gateway returns the node's gateway (nil before Start): the Go API of
+// functions over HTTP. As an operator:
+//
+//	acct, key, err := d.Gateway().CreateAccount(ctx, "acme")
+//	svc, err := d.Gateway().As(ctx, "acme")
+//	rev, err := svc.Deploy(ctx, gateway.Deploy{Name: "echo", Module: cid})
+//	resp, err := svc.Invoke(ctx, "echo", gateway.Call{Method: "POST", Body: body})
+func (d *DMS) Gateway() *gateway.Gateway {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gw
+}
+
+// GatewayURL is the gateway's base URL, such as http://127.0.0.1:8080;
+// "" when the node serves no gateway.
+func (d *DMS) GatewayURL() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gwServer == nil {
+		return ""
+	}
+	return d.gwServer.URL()
+}

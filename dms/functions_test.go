@@ -1,0 +1,90 @@
+package dms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/dms/internal/tinywasm"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
+)
+
+// TestFunctionCallsOverTheNetwork drives the gateway's Go API on a real
+// two-node network: node 0 is the gateway and computes nothing, node 1 is
+// the provider, so every call is auctioned, placed and run across
+// libp2p. A call answers what the function printed; a function no node
+// can run is 503 with the summed declines, one past its timeout 504, one
+// whose module does not compile 502, each with the task that says so.
+func TestFunctionCallsOverTheNetwork(t *testing.T) {
+	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
+	gw, provider := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := func(name string, module []byte, tune func(*gateway.Deploy)) {
+		t.Helper()
+		c, err := svc.PutModule(ctx, bytes.NewReader(module))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := gateway.Deploy{Name: name, Module: c, Resources: types.Resources{CPU: 100, Memory: 16 << 20}}
+		if tune != nil {
+			tune(&d)
+		}
+		if _, err := svc.Deploy(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deploy("ok", tinywasm.Module(0, "Status: 201 Created\n\nok"), nil)
+	deploy("huge", tinywasm.Module(0, "x"), func(d *gateway.Deploy) { d.Resources.Memory = 900 << 40 })
+	deploy("slow", tinywasm.Module(time.Minute, "x"), func(d *gateway.Deploy) { d.Timeout = jobs.Duration(300 * time.Millisecond) })
+	deploy("broken", []byte("\x00asm but not really"), nil)
+
+	resp, err := svc.Invoke(ctx, "ok", gateway.Call{Method: http.MethodPost, Body: strings.NewReader("hi")})
+	if err != nil || resp.Status != http.StatusCreated || string(resp.Body) != "ok" || resp.Task == "" {
+		t.Fatalf("ok: %+v, %v", resp, err)
+	}
+	task, err := svc.GetTask(ctx, resp.Task)
+	if err != nil || task.State != gateway.TaskCompleted || task.Node != provider.ID().PeerID || task.Status != http.StatusCreated {
+		t.Fatalf("ok's task: %+v, %v", task, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		want   error
+		reason string
+	}{
+		{"huge", api.ErrUnavailable, "memory: need 900 TiB"},
+		{"slow", api.ErrGatewayTimeout, "timeout"},
+		{"broken", api.ErrBadGateway, "module"},
+	} {
+		_, err := svc.Invoke(ctx, tc.name, gateway.Call{})
+		var ce *gateway.CallError
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.reason) || !errors.As(err, &ce) || ce.Task == "" {
+			t.Errorf("%s: %v, want %v saying %q, with its task", tc.name, err, tc.want, tc.reason)
+			continue
+		}
+		if task, err := svc.GetTask(ctx, ce.Task); err != nil || task.State != gateway.TaskFailed || task.Reason == "" {
+			t.Errorf("%s's task: %+v, %v", tc.name, task, err)
+		}
+	}
+	if _, err := svc.Invoke(ctx, "missing", gateway.Call{}); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("a missing function: %v", err)
+	}
+	big := strings.NewReader(strings.Repeat("x", int(gateway.DefaultMaxBody)+1))
+	if _, err := svc.Invoke(ctx, "ok", gateway.Call{Method: http.MethodPost, Body: big}); !errors.Is(err, api.ErrTooLarge) {
+		t.Errorf("a body over the limit: %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+package dms
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/opendms/dms/dms/gateway/policy"
+)
+
+// GatewayConfig is the config file's gateway section: whether the node
+// serves functions over HTTP to the network's callers (docs/functions.md).
+// Accounts, functions and endpoints exist on every node (its local API
+// manages them); Listen opens them to callers with API keys.
+type GatewayConfig struct {
+	// Listen is the gateway's HTTP address, such as 127.0.0.1:8080 or
+	// 0.0.0.0:443; "" serves no gateway.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile, both or neither, are a PEM certificate chain
+	// and its key: the gateway then serves HTTPS (HTTP/2 over ALPN).
+	// Relative paths are in the home. Without them it serves cleartext
+	// HTTP/1.1 and HTTP/2 (prior knowledge).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// TrustedProxies are the addresses (CIDRs) whose X-Forwarded-For the
+	// gateway believes when it decides a caller's address for endpoint
+	// allowlists; from any other peer the header is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TaskRetention is how long finished tasks (one per call) are kept;
+	// 0: DefaultTaskRetention.
+	TaskRetention time.Duration `yaml:"task_retention"`
+}
+
+// DefaultTaskRetention is how long a finished task is kept by default.
+const DefaultTaskRetention = 7 * 24 * time.Hour
+
+// UnmarshalYAML reads the section field by field, refusing unknown fields
+// and values that do not parse, with the field's name.
+func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: gateway: want a mapping of listen, cert_file, key_file, trusted_proxies and task_retention", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, v := n.Content[i].Value, n.Content[i+1]
+		var err error
+		switch key {
+		case "listen":
+			err = v.Decode(&c.Listen)
+		case "cert_file":
+			err = v.Decode(&c.CertFile)
+		case "key_file":
+			err = v.Decode(&c.KeyFile)
+		case "trusted_proxies":
+			err = v.Decode(&c.TrustedProxies)
+		case "task_retention":
+			c.TaskRetention, err = parseDuration(v.Value)
+		default:
+			err = errors.New("unknown field (want listen, cert_file, key_file, trusted_proxies or task_retention)")
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: gateway.%s: %w", v.Line, key, err)
+		}
+	}
+	return nil
+}
+
+// validate checks the section; an empty one is valid (no gateway).
+func (c GatewayConfig) validate() error {
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("gateway.listen: %q is not host:port, such as 127.0.0.1:8080: %w", c.Listen, err)
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("gateway.cert_file and gateway.key_file go together: give both for HTTPS, or neither")
+	}
+	if c.TaskRetention < 0 {
+		return fmt.Errorf("gateway.task_retention: %s is negative (0 means the default, %s)", c.TaskRetention, DefaultTaskRetention)
+	}
+	_, err := c.trusted()
+	return err
+}
+
+// trusted parses TrustedProxies.
+func (c GatewayConfig) trusted() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, s := range c.TrustedProxies {
+		p, err := policy.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("gateway.trusted_proxies[%d]: %w", i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// WithGateway replaces the config file's gateway section.
+func WithGateway(c GatewayConfig) Option {
+	return func(o *config) error {
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("dms: WithGateway: %w", err)
+		}
+		o.gateway = &c
+		return nil
+	}
+}
+
+// WithGatewayListen serves the gateway on addr, over the config file's
+// gateway.listen; certFile and keyFile, when given, replace its TLS pair.
+// The other gateway settings stay the config file's.
+func WithGatewayListen(addr, certFile, keyFile string) Option {
+	return func(o *config) error {
+		o.gatewayListen = &gatewayListen{addr: addr, cert: certFile, key: keyFile}
+		return nil
+	}
+}
+
+// gatewayListen is WithGatewayListen's overlay.
+type gatewayListen struct{ addr, cert, key string }
+
+// apply lays the overlay over the config file's section.
+func (l *gatewayListen) apply(c *GatewayConfig) {
+	if l == nil {
+		return
+	}
+	c.Listen = l.addr
+	if l.cert != "" || l.key != "" {
+		c.CertFile, c.KeyFile = l.cert, l.key
+	}
+}
