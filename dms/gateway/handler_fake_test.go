@@ -83,7 +83,6 @@ func (b *fakeBackend) id(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, b.nextID)
 }
 
-
 func (b *fakeBackend) CreateAccount(_ context.Context, name string) (Account, NewKey, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
