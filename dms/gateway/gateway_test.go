@@ -201,13 +201,28 @@ func TestBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.f.next(t) // the sync call's job
 	task, _ := r.alice.GetTask(t.Context(), res.Task)
-	want := []string{rev.Module, task.Response}
-	slices.Sort(want)
-	if blobs, err := r.g.Blobs(); err != nil || !slices.Equal(blobs, want) {
-		t.Fatalf("Blobs %q %v, want %q", blobs, err, want)
-	}
 	if task.Response != types.CIDOf([]byte("ok")).String() {
 		t.Errorf("task response %s", task.Response)
+	}
+	// A sync call's output went to its caller: not kept.
+	if blobs, err := r.g.Blobs(); err != nil || !slices.Equal(blobs, []string{rev.Module}) {
+		t.Fatalf("Blobs %q %v, want only the module %s", blobs, err, rev.Module)
+	}
+	r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	async, err := r.alice.InvokeAsync(t.Context(), "echo", Call{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := r.f.next(t)
+	out := r.f.answer("later")
+	r.f.finish(job, out[1])
+	taskIn(t, r.alice, async.ID, TaskCompleted)
+	async, _ = r.alice.GetTask(t.Context(), async.ID)
+	want := []string{rev.Module, async.Response}
+	slices.Sort(want)
+	if blobs, err := r.g.Blobs(); err != nil || !slices.Equal(blobs, want) {
+		t.Fatalf("Blobs %q %v, want the module and the async output %q", blobs, err, want)
 	}
 }

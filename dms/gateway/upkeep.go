@@ -85,8 +85,10 @@ func (g *Gateway) expire(now time.Time) (int, error) {
 }
 
 // Blobs lists the blobs the gateway needs kept, for the node's collector:
-// the module (or image archive) of every revision, and the output of
-// every task kept, which TaskResult reads again.
+// the module (or image archive) of every revision, and the output of every
+// async task kept, which its caller reads with TaskResult. A sync call's
+// output went to its caller: it stays under the store's budget like any
+// job's output, so TaskResult may later find it collected.
 func (g *Gateway) Blobs() ([]string, error) {
 	var out []string
 	err := each(g.db, revisionPrefix, func(_ string, r Revision) error {
@@ -99,7 +101,7 @@ func (g *Gateway) Blobs() ([]string, error) {
 		return nil, err
 	}
 	err = each(g.db, taskPrefix, func(_ string, t Task) error {
-		if t.Response != "" {
+		if t.Async && t.Response != "" {
 			out = append(out, t.Response)
 		}
 		return nil
