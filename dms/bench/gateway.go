@@ -15,6 +15,7 @@ import (
 
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/tinywasm"
+	"github.com/opendms/dms/types"
 )
 
 func init() {
@@ -209,7 +210,10 @@ func deployTiny(ctx context.Context, gw *daemon) (*tinyFunction, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: uploading the module: %w", err)
 	}
-	if _, err := c.Deploy(ctx, gateway.Deploy{Name: "tiny", Module: module}); err != nil {
+	// Small resources, as the tiny jobs of the other scenarios: many calls
+	// run at once on each provider.
+	d := gateway.Deploy{Name: "tiny", Module: module, Resources: types.Resources{CPU: 100, Memory: 16 << 20}}
+	if _, err := c.Deploy(ctx, d); err != nil {
 		return nil, fmt.Errorf("bench: deploying: %w", err)
 	}
 	return &tinyFunction{client: c, name: "tiny"}, nil
