@@ -38,13 +38,14 @@ const (
 )
 
 // gatewayCalls starts a gateway that computes nothing and two providers,
-// deploys a tiny function, times calls one at a time (the cold path: an
-// auction per call), then runs many calls gwConc at a time and reads the
-// gateway's resident memory before and after.
+// reads the gateway's resident memory idle, deploys a tiny function, times
+// calls one at a time (the cold path: an auction per call), then runs many
+// calls gwConc at a time and reads the gateway's memory again once it was
+// idle for a while.
 func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) {
-	seq, n, quiet := 200, 10000, settleAfter
+	seq, n, settle, quiet := 200, 10000, settleFull, settleAfter
 	if o.Quick {
-		seq, n, quiet = 10, 100, 500*time.Millisecond
+		seq, n, settle, quiet = 10, 100, 500*time.Millisecond, 500*time.Millisecond
 	}
 	bin, err := daemonBinary(o.Bin)
 	if err != nil {
@@ -62,6 +63,13 @@ func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, stop()) }()
+	if err := sleepCtx(ctx, settle); err != nil {
+		return nil, err
+	}
+	idle, err := readMem(gw.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
 	fn, err := deployTiny(ctx, gw)
 	if err != nil {
 		return nil, err
@@ -73,10 +81,6 @@ func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) 
 	}
 	lat, failed, first := fn.sequential(ctx, seq)
 	o.Log.Info("calls one at a time", "p50_ms", lat.pct(50), "failed", failed)
-	idle, err := readMem(gw.cmd.Process.Pid)
-	if err != nil {
-		return nil, err
-	}
 	var peak atomic.Int64
 	stopSampling := sampleRSS(gw.cmd.Process.Pid, &peak)
 	began := time.Now()
