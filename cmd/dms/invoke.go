@@ -32,7 +32,7 @@ func (f *callFlags) addFlags(cmd *cobra.Command) {
 	fs.StringVar(&f.path, "path", "", "the path after the function's, such as /items/3")
 	fs.StringVar(&f.query, "query", "", "the query string, such as 'a=1&b=2'")
 	fs.StringArrayVarP(&f.headers, "header", "H", nil, "a request header 'Name: value' (repeat)")
-	fs.BoolVar(&f.async, "async", false, "return the task's ID at once; read its answer with `dms task result ID`")
+	fs.BoolVar(&f.async, "async", false, "return the task's ID at once; read its answer with dms task result ID")
 	fs.BoolVarP(&f.include, "include", "i", false, "print the status and headers before the body")
 }
 
