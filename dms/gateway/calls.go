@@ -39,10 +39,10 @@ func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, erro
 	if err != nil {
 		return Response{}, err
 	}
-	if err := s.g.enter(); err != nil {
+	if err := s.g.enter(s.account); err != nil {
 		return Response{}, err
 	}
-	defer s.g.wg.Done()
+	defer s.g.leave(s.account)
 	return s.g.run(ctx, t, spec)
 }
 
@@ -54,15 +54,15 @@ func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, err
 		return Task{}, err
 	}
 	t.Async = true
-	if err := s.g.enter(); err != nil {
+	if err := s.g.enter(s.account); err != nil {
 		return Task{}, err
 	}
 	if err := s.g.begin(t); err != nil {
-		s.g.wg.Done()
+		s.g.leave(s.account)
 		return Task{}, err
 	}
 	go func() {
-		defer s.g.wg.Done()
+		defer s.g.leave(s.account)
 		s.g.execute(s.g.ctx, t, spec)
 	}()
 	return t, nil
@@ -91,10 +91,10 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 	if err != nil {
 		return Response{}, err
 	}
-	if err := g.enter(); err != nil {
+	if err := g.enter(ep.Account); err != nil {
 		return Response{}, err
 	}
-	defer g.wg.Done()
+	defer g.leave(ep.Account)
 	ip, _ := netip.ParseAddr(c.ClientIP) // an address that does not parse is in no allowlist
 	if err := g.admit(name, pol, ip); err != nil {
 		return Response{}, err

@@ -270,3 +270,41 @@ func waitTasks(t *testing.T, svc Service, n int) []Task {
 	})
 	return tasks
 }
+
+// TestCallsInFlightAreBounded: an account that floods the gateway with
+// async calls is told to come back (429 with Retry-After) once it runs
+// MaxAccountInFlight of them; another account still calls, and a slot
+// freed is a call admitted again.
+func TestCallsInFlightAreBounded(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	r.deploy(t, r.alice, Deploy{Name: "slow"})
+	r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	for i := range MaxAccountInFlight {
+		if _, err := r.alice.InvokeAsync(ctx, "slow", Call{}); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	_, err := r.alice.InvokeAsync(ctx, "slow", Call{})
+	var retry api.Retryer
+	if !errors.Is(err, api.ErrTooManyRequests) || !errors.As(err, &retry) || retry.RetryAfter() <= 0 {
+		t.Fatalf("the call over the account's bound: %v", err)
+	}
+	if _, err := r.alice.Invoke(ctx, "slow", Call{}); !errors.Is(err, api.ErrTooManyRequests) {
+		t.Fatalf("a sync call over the bound: %v", err)
+	}
+	if _, _, err := r.g.CreateAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob := r.as(t, "bob")
+	r.deploy(t, bob, Deploy{Name: "slow"})
+	if _, err := bob.InvokeAsync(ctx, "slow", Call{}); err != nil {
+		t.Fatalf("another account's call: %v", err)
+	}
+	job := r.f.next(t)
+	r.f.finish(job, r.f.answer("done")[1])
+	eventually(t, "a slot freed", func() bool {
+		_, err := r.alice.InvokeAsync(ctx, "slow", Call{})
+		return err == nil
+	})
+}

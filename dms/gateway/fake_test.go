@@ -35,7 +35,7 @@ type fakeJob struct {
 }
 
 func newFakeRunner() *fakeRunner {
-	f := &fakeRunner{blobs: map[string][]byte{}, jobs: map[string]*fakeJob{}, submitted: make(chan string, 1000)}
+	f := &fakeRunner{blobs: map[string][]byte{}, jobs: map[string]*fakeJob{}, submitted: make(chan string, 2*MaxAccountInFlight)}
 	f.play = func(*jobs.Spec) []api.Job { return f.answer("ok") }
 	return f
 }

@@ -83,10 +83,13 @@ type Gateway struct {
 	// the runs of calls, which wg waits for.
 	ctx     context.Context
 	cancel  context.CancelFunc
-	life    sync.Mutex // guards started, closed and wg.Add
+	life    sync.Mutex // guards started, closed, the counts in flight and wg.Add
 	started bool
 	closed  bool
 	wg      sync.WaitGroup
+	// inFlight counts the calls running, accountInFlight per account.
+	inFlight        int
+	accountInFlight map[string]int
 }
 
 var _ Admin = (*Gateway)(nil)
@@ -99,7 +102,7 @@ func New(c Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		db: c.DB, runner: c.Runner, now: c.Clock, log: c.Logger, retention: c.TaskRetention,
-		keys: newVerifier(), seed: maphash.MakeSeed(),
+		keys: newVerifier(), seed: maphash.MakeSeed(), accountInFlight: map[string]int{},
 	}
 	if g.now == nil {
 		g.now = time.Now
@@ -157,17 +160,47 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// enter counts a run of a call in the goroutines Close waits for; false
-// once the gateway is closed. The caller calls g.wg.Done when it ends.
-// (The lock keeps wg.Add from racing with Close's wg.Wait.)
-func (g *Gateway) enter() error {
+// Bounds of the calls in flight (sync calls waiting, async calls running):
+// each holds a goroutine and a job of the node, so a caller that floods
+// the gateway, async calls above all, is told to come back rather than
+// let them grow without end; one account cannot take them all.
+const (
+	MaxCallsInFlight   = 4096
+	MaxAccountInFlight = 1024
+	// busyRetry is the Retry-After of a call refused for the bounds.
+	busyRetry = time.Second
+)
+
+// enter counts a run of a call of acct in the goroutines Close waits for,
+// within the bounds of calls in flight; an error once the gateway is
+// closed or a bound is reached. The caller calls g.leave(acct) when the
+// run ends. (The lock keeps wg.Add from racing with Close's wg.Wait.)
+func (g *Gateway) enter(acct string) error {
 	g.life.Lock()
 	defer g.life.Unlock()
-	if g.closed {
+	switch {
+	case g.closed:
 		return fmt.Errorf("%w: the gateway is closed", api.ErrUnavailable)
+	case g.inFlight >= MaxCallsInFlight:
+		return &api.RetryError{Err: fmt.Errorf("%w: the gateway runs %d calls, its limit", api.ErrTooManyRequests, g.inFlight), After: busyRetry}
+	case g.accountInFlight[acct] >= MaxAccountInFlight:
+		return &api.RetryError{Err: fmt.Errorf("%w: account %q runs %d calls, an account's limit", api.ErrTooManyRequests, acct, g.accountInFlight[acct]), After: busyRetry}
 	}
+	g.inFlight++
+	g.accountInFlight[acct]++
 	g.wg.Add(1)
 	return nil
+}
+
+// leave ends a run that enter counted.
+func (g *Gateway) leave(acct string) {
+	g.life.Lock()
+	g.inFlight--
+	if g.accountInFlight[acct]--; g.accountInFlight[acct] == 0 {
+		delete(g.accountInFlight, acct)
+	}
+	g.life.Unlock()
+	g.wg.Done()
 }
 
 // stripe is the lock of one name's counter (a quota or a function's calls).
