@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -119,18 +121,61 @@ func TestBenchLargeWasm(t *testing.T) {
 	}
 }
 
+// binDir holds the dms binary that dmsBinary builds, removed by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// dmsBinary builds cmd/dms once for the scenarios that run daemons.
+var dmsBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "dms-bench-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "dms")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/dms").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building dms: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := dmsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 func TestBenchMemory(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "dms")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/dms").CombinedOutput(); err != nil {
-		t.Fatalf("building dms: %v\n%s", err, out)
-	}
-	res := runQuick(t, "memory", Options{Bin: bin})
+	res := runQuick(t, "memory", Options{Bin: binary(t)})
 	checkKeys(t, res, "idle_rss_mb", "after_rss_mb", "rss_ratio", "jobs")
 	want(t, res, "jobs", 200)
 	want(t, res, "failed", 0)
 	if res["idle_rss_mb"].(float64) <= 0 {
 		t.Errorf("idle_rss_mb = %v, want a measured size", res["idle_rss_mb"])
+	}
+}
+
+func TestBenchGateway(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "gateway", Options{Bin: binary(t)})
+	checkKeys(t, res, "p50_ms", "p95_ms", "calls_per_s", "idle_rss_mb", "after_rss_mb", "peak_rss_mb")
+	want(t, res, "calls_sequential", 10)
+	want(t, res, "calls_load", 100)
+	want(t, res, "failed_sequential", 0)
+	want(t, res, "failed_load", int64(0))
+	if _, ok := res["error"]; ok {
+		t.Errorf("error = %v", res["error"])
 	}
 }
 

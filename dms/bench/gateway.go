@@ -98,6 +98,7 @@ func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) 
 		"calls_sequential": seq, "p50_ms": lat.pct(50), "p95_ms": lat.pct(95), "p99_ms": lat.pct(99), "failed_sequential": failed,
 		"calls_load": n, "calls_per_s": round3(float64(n) / took.Seconds()), "failed_load": loadFailed,
 		"idle_rss_mb": idle.rss, "after_rss_mb": after.rss, "peak_rss_mb": round3(float64(peak.Load()) / 1024),
+		"idle_anon_mb": idle.anon, "after_anon_mb": after.anon, "after_file_mb": after.file,
 	}
 	if e := cmpOr(first, loadFirst); e != nil {
 		res["error"] = e.Error()
