@@ -16,12 +16,22 @@ import (
 	"github.com/opendms/dms/types"
 )
 
+// trapModule is a Wasm command whose _start is `unreachable`: it traps.
+var trapModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+	0x03, 0x02, 0x01, 0x00, // function section: one of type 0
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // export "_start"
+	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: unreachable, end
+}
+
 // TestFunctionCallsOverTheNetwork drives the gateway's Go API on a real
 // two-node network: node 0 is the gateway and computes nothing, node 1 is
 // the provider, so every call is auctioned, placed and run across
 // libp2p. A call answers what the function printed; a function no node
 // can run is 503 with the summed declines, one past its timeout 504, one
-// whose module does not compile 502, each with the task that says so.
+// whose module does not compile or that traps 502, each with the task
+// that says so.
 func TestFunctionCallsOverTheNetwork(t *testing.T) {
 	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
 	gw, provider := nodes[0], nodes[1]
@@ -52,6 +62,7 @@ func TestFunctionCallsOverTheNetwork(t *testing.T) {
 	deploy("huge", tinywasm.Module(0, "x"), func(d *gateway.Deploy) { d.Resources.Memory = 900 << 40 })
 	deploy("slow", tinywasm.Module(time.Minute, "x"), func(d *gateway.Deploy) { d.Timeout = jobs.Duration(300 * time.Millisecond) })
 	deploy("broken", []byte("\x00asm but not really"), nil)
+	deploy("trap", trapModule, nil)
 
 	resp, err := svc.Invoke(ctx, "ok", gateway.Call{Method: http.MethodPost, Body: strings.NewReader("hi")})
 	if err != nil || resp.Status != http.StatusCreated || string(resp.Body) != "ok" || resp.Task == "" {
@@ -69,6 +80,7 @@ func TestFunctionCallsOverTheNetwork(t *testing.T) {
 		{"huge", api.ErrUnavailable, "memory: need 900 TiB"},
 		{"slow", api.ErrGatewayTimeout, "timeout"},
 		{"broken", api.ErrBadGateway, "module"},
+		{"trap", api.ErrBadGateway, "trapped"},
 	} {
 		_, err := svc.Invoke(ctx, tc.name, gateway.Call{})
 		var ce *gateway.CallError

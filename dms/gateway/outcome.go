@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ const (
 //     own status.
 func classify(e ending) verdict {
 	j := e.Job
-	v := verdict{State: TaskFailed, Err: api.ErrBadGateway, Node: j.Node, Reason: j.Reason}
+	v := verdict{State: TaskFailed, Err: api.ErrBadGateway, Node: j.Node, Reason: redact(j.Reason)}
 	if j.Result != nil {
 		code := j.Result.ExitCode
 		v.ExitCode = &code
@@ -113,6 +114,22 @@ func notPlaced(reason string) bool {
 		}
 	}
 	return false
+}
+
+// addrPattern matches what would tell a caller where a provider is: a
+// multiaddr, an IPv4 address (and port), a bracketed IPv6 address.
+var addrPattern = regexp.MustCompile(`/(?:ip4|ip6|dns|dns4|dns6|dnsaddr)/[^\s,;)\]"']+|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9A-Fa-f:.]+\](?::\d+)?`)
+
+// redact takes network addresses out of a job's reason before a caller
+// reads it: a reason can quote a dial error, and callers never learn
+// where a provider is (peer IDs, which are not addresses, stay).
+func redact(reason string) string {
+	return addrPattern.ReplaceAllStringFunc(reason, func(a string) string {
+		if strings.HasSuffix(a, ":") { // the sentence's colon, not the address's
+			return "<address>:"
+		}
+		return "<address>"
+	})
 }
 
 // stderrHead is the first lines of stderr, bounded, for a reason.

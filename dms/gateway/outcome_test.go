@@ -112,3 +112,22 @@ func TestStderrHeadIsBounded(t *testing.T) {
 		t.Fatalf("head of %d bytes", len(head))
 	}
 }
+
+// TestRedact: a job's reason reaches a caller without any address of a
+// provider; peer IDs and the rest of the sentence stay.
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"node 12D3KooWAbc lost: failed to dial /ip4/10.1.2.3/tcp/4001/p2p/12D3KooWAbc: timeout",
+			"node 12D3KooWAbc lost: failed to dial <address>: timeout"},
+		{"dial tcp 192.168.0.7:4001: connect: connection refused", "dial tcp <address>: connect: connection refused"},
+		{"dial tcp [2001:db8::7]:4001: refused", "dial tcp <address>: refused"},
+		{"/ip6/::1/udp/4001/quic-v1, /dns4/node.example/tcp/1", "<address>, <address>"},
+		{"no node bid: 2 nodes declined: memory: need 900 TiB, offered 8 GiB (2 nodes)",
+			"no node bid: 2 nodes declined: memory: need 900 TiB, offered 8 GiB (2 nodes)"},
+		{"version 1.2.3 failed", "version 1.2.3 failed"},
+	} {
+		if got := redact(tc.in); got != tc.want {
+			t.Errorf("redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
