@@ -148,32 +148,11 @@ func quotaText(quota int) string {
 }
 
 func (c *cli) endpointListCmd(a *actor) *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the account's endpoints: filter by tag, search, sort, group by a tag",
-		Args:  cobra.NoArgs,
-		RunE: c.acting(a, func(ctx context.Context, gw *gateway.Client, _ []string) error {
-			q, err := lf.query()
-			if err != nil {
-				return err
-			}
-			if lf.groupBy != "" {
-				groups, err := gw.ListEndpointGroups(ctx, q, lf.groupBy)
-				if err != nil {
-					return err
-				}
-				return printGroups(c, lf.groupBy, groups, endpointHeader, endpointRows)
-			}
-			list, err := gw.ListEndpoints(ctx, q)
-			if err != nil {
-				return err
-			}
-			return c.print(list, func(w io.Writer) error { return writeTable(w, endpointHeader, endpointRows(list)) })
-		}),
-	}
-	lf.addFlags(cmd, "name or created")
-	return cmd
+	return taggedList[gateway.Endpoint]{
+		short: "List the account's endpoints: filter by tag, search, sort, group by a tag", sorts: "name or created",
+		list: (*gateway.Client).ListEndpoints, groups: (*gateway.Client).ListEndpointGroups,
+		header: endpointHeader, rows: endpointRows,
+	}.command(c, a)
 }
 
 func endpointFields(e gateway.Endpoint) []field {

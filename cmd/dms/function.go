@@ -197,32 +197,11 @@ func functionRows(list []gateway.Function) [][]string {
 }
 
 func (c *cli) functionListCmd(a *actor) *cobra.Command {
-	var lf listFlags
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the account's functions: filter by tag, search, sort, group by a tag",
-		Args:  cobra.NoArgs,
-		RunE: c.acting(a, func(ctx context.Context, gw *gateway.Client, _ []string) error {
-			q, err := lf.query()
-			if err != nil {
-				return err
-			}
-			if lf.groupBy != "" {
-				groups, err := gw.ListFunctionGroups(ctx, q, lf.groupBy)
-				if err != nil {
-					return err
-				}
-				return printGroups(c, lf.groupBy, groups, functionHeader, functionRows)
-			}
-			list, err := gw.ListFunctions(ctx, q)
-			if err != nil {
-				return err
-			}
-			return c.print(list, func(w io.Writer) error { return writeTable(w, functionHeader, functionRows(list)) })
-		}),
-	}
-	lf.addFlags(cmd, "name, created or calls")
-	return cmd
+	return taggedList[gateway.Function]{
+		short: "List the account's functions: filter by tag, search, sort, group by a tag", sorts: "name, created or calls",
+		list: (*gateway.Client).ListFunctions, groups: (*gateway.Client).ListFunctionGroups,
+		header: functionHeader, rows: functionRows,
+	}.command(c, a)
 }
 
 func functionFields(f gateway.Function) []field {

@@ -111,6 +111,46 @@ func (f *listFlags) query() (gateway.Query, error) {
 	return gateway.Query{Tags: tags, Search: f.search, Sort: f.sort}, nil
 }
 
+// taggedList lists functions or endpoints: one query, as groups or as a
+// list, printed as tables.
+type taggedList[T any] struct {
+	short, sorts string
+	list         func(gw *gateway.Client, ctx context.Context, q gateway.Query) ([]T, error)
+	groups       func(gw *gateway.Client, ctx context.Context, q gateway.Query, key string) ([]gateway.Group[T], error)
+	header       []string
+	rows         func([]T) [][]string
+}
+
+// command is the `list` subcommand of l.
+func (l taggedList[T]) command(c *cli, a *actor) *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: l.short,
+		Args:  cobra.NoArgs,
+		RunE: c.acting(a, func(ctx context.Context, gw *gateway.Client, _ []string) error {
+			q, err := lf.query()
+			if err != nil {
+				return err
+			}
+			if lf.groupBy != "" {
+				groups, err := l.groups(gw, ctx, q, lf.groupBy)
+				if err != nil {
+					return err
+				}
+				return printGroups(c, lf.groupBy, groups, l.header, l.rows)
+			}
+			list, err := l.list(gw, ctx, q)
+			if err != nil {
+				return err
+			}
+			return c.print(list, func(w io.Writer) error { return writeTable(w, l.header, l.rows(list)) })
+		}),
+	}
+	lf.addFlags(cmd, l.sorts)
+	return cmd
+}
+
 // printGroups prints each group under a heading "KEY=VALUE" ("KEY unset"
 // for those without the tag), or the groups' JSON.
 func printGroups[T any](c *cli, key string, groups []gateway.Group[T], header []string, rows func([]T) [][]string) error {
