@@ -60,7 +60,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("POST /v1/store/gc", h.collect)
 	mux.HandleFunc("PUT /v1/store/pins/{cid}", h.pin)
 	mux.HandleFunc("DELETE /v1/store/pins/{cid}", h.unpin)
-	return h.logged(h.authorized(mux))
+	return LogRequests(h.logger, "api request", h.authorized(mux))
 }
 
 // authorized refuses a request without the right bearer token.
@@ -76,13 +76,13 @@ func (h *handler) authorized(next http.Handler) http.Handler {
 	})
 }
 
-// logged logs every request at debug level.
-func (h *handler) logged(next http.Handler) http.Handler {
+// LogRequests logs every request next serves at debug level, as msg.
+func LogRequests(logger *slog.Logger, msg string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		h.logger.Debug("api request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		logger.Debug(msg, "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
 	})
 }
 

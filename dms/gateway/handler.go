@@ -117,7 +117,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("/e/{name}", h.callEndpoint)
 	mux.HandleFunc("/e/{name}/{path...}", h.callEndpoint)
 	mux.HandleFunc("/", h.noRoute)
-	return h.logged(mux)
+	return api.LogRequests(h.logger, "gateway request", mux)
 }
 
 // accountFunc serves a route for the account the request acts as.
@@ -286,27 +286,3 @@ func pathName(r *http.Request, key string) (string, error) {
 	}
 	return name, nil
 }
-
-// logged logs every request at debug level.
-func (h *handler) logged(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		h.logger.Debug("gateway request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
-	})
-}
-
-// statusRecorder remembers the status a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
