@@ -100,3 +100,54 @@ func TestFunctionCallsOverTheNetwork(t *testing.T) {
 		t.Errorf("a body over the limit: %v", err)
 	}
 }
+
+// TestGatewayRestartFinishesAsyncCalls: a gateway that stops while an
+// async call runs on its provider takes the call up again when it starts
+// from its home: its requester resumes the job, and the task completes
+// with the function's answer, the call counted once.
+func TestGatewayRestartFinishesAsyncCalls(t *testing.T) {
+	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
+	gw, provider := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	module, err := svc.PutModule(ctx, bytes.NewReader(tinywasm.Module(2*time.Second, "Status: 200 OK\n\nlater")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Deploy(ctx, gateway.Deploy{Name: "slow", Module: module, Resources: types.Resources{CPU: 100, Memory: 16 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	task, err := svc.InvokeAsync(ctx, "slow", gateway.Call{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the call to run", func() bool {
+		got, err := svc.GetTask(ctx, task.ID)
+		return err == nil && got.State == gateway.TaskRunning
+	})
+	gw.Close()
+
+	back := reopen(t, gw, WithCompute(false), WithBootstrap(provider.host.Addrs()...))
+	svc, err = back.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the task to complete", func() bool {
+		got, err := svc.GetTask(ctx, task.ID)
+		return err == nil && got.State.Terminal()
+	})
+	res, err := svc.TaskResult(ctx, task.ID)
+	if err != nil || res.Status != 200 || string(res.Body) != "later" {
+		t.Fatalf("the resumed call's answer: %+v, %v", res, err)
+	}
+	if fn, err := svc.GetFunction(ctx, "slow"); err != nil || fn.Calls != 1 {
+		t.Fatalf("the function after the restart: %+v, %v", fn, err)
+	}
+}
