@@ -119,7 +119,7 @@ func resultFields(r types.Result) []field {
 // nodeFields describes a running node: identity, addresses, load, capability.
 func nodeFields(n api.NodeInfo) []field {
 	fs := append(identityFields(n),
-		field{"addrs", orNone(n.Addrs)},
+		field{"addrs", orNone(n.Addrs)}, kv("gateway", orDash(n.Gateway)),
 		kv("registered", n.Registered.String()), kv("available", n.Available.String()),
 		kv("running", strconv.Itoa(n.Running)),
 		kv("holds", fmt.Sprintf("%d (%s)", n.Holds, n.Held)))
