@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 func TestClientAdmin(t *testing.T) {
@@ -18,30 +19,30 @@ func TestClientAdmin(t *testing.T) {
 	ctx := context.Background()
 	admin := NewClient(g.url+"/", Auth{Token: adminToken}, nil)
 
-	a, k, err := admin.CreateAccount(ctx, "alice")
-	if err != nil || a.Name != "alice" || k.Secret == "" {
+	a, k, err := admin.CreateAccount(ctx, "bob")
+	if err != nil || a.Name != "bob" || k.Secret == "" {
 		t.Fatalf("CreateAccount: %+v %+v %v", a, k, err)
 	}
-	if _, _, err := admin.CreateAccount(ctx, "alice"); !errors.Is(err, api.ErrConflict) {
+	if _, _, err := admin.CreateAccount(ctx, "bob"); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("CreateAccount twice: %v, want ErrConflict", err)
 	}
-	if list, err := admin.ListAccounts(ctx); err != nil || len(list) != 1 {
-		t.Fatalf("ListAccounts: %+v %v", list, err)
+	if list, err := admin.ListAccounts(ctx); err != nil || len(list) != 2 {
+		t.Fatalf("ListAccounts: %+v %v, want alice and bob", list, err)
 	}
-	if _, err := admin.GetAccount(ctx, "bob"); !errors.Is(err, api.ErrNotFound) {
-		t.Fatalf("GetAccount(bob): %v, want ErrNotFound", err)
+	if _, err := admin.GetAccount(ctx, "carol"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("GetAccount(carol): %v, want ErrNotFound", err)
 	}
-	k2, err := admin.AddKey(ctx, "alice")
+	k2, err := admin.AddKey(ctx, "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys, err := admin.ListKeys(ctx, "alice"); err != nil || len(keys) != 2 {
+	if keys, err := admin.ListKeys(ctx, "bob"); err != nil || len(keys) != 2 {
 		t.Fatalf("ListKeys: %+v %v", keys, err)
 	}
-	if err := admin.RevokeKey(ctx, "alice", k2.ID); err != nil {
+	if err := admin.RevokeKey(ctx, "bob", k2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.RevokeKey(ctx, "alice", k2.ID); !errors.Is(err, api.ErrConflict) {
+	if err := admin.RevokeKey(ctx, "bob", k2.ID); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("RevokeKey twice: %v, want ErrConflict", err)
 	}
 	revoked := NewClient(g.url, Auth{Key: k2.Secret}, nil)
@@ -53,42 +54,56 @@ func TestClientAdmin(t *testing.T) {
 	}
 
 	// The admin token acts as an account named beside it.
-	alice := NewClient(g.url, Auth{Token: adminToken, Account: "alice"}, nil)
-	if _, err := alice.Deploy(ctx, Deploy{Name: "f"}); err != nil {
+	bob := NewClient(g.url, Auth{Token: adminToken, Account: "bob"}, nil)
+	if _, err := bob.Deploy(ctx, Deploy{Name: "f", Module: g.module()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewClient(g.url, Auth{Key: k.Secret}, nil).GetFunction(ctx, "f"); err != nil {
-		t.Fatalf("alice's key does not see what the token deployed as alice: %v", err)
+		t.Fatalf("bob's key does not see what the token deployed as bob: %v", err)
+	}
+	if _, err := NewClient(g.url, Auth{Key: g.r.key}, nil).GetFunction(ctx, "f"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("alice sees bob's function: %v, want ErrNotFound", err)
 	}
 }
 
 func TestClientFunctions(t *testing.T) {
 	g := publicGateway(t)
 	ctx := context.Background()
-	c := NewClient(g.url, Auth{Key: g.b.addAccount("alice")}, nil)
+	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
 
 	cid, err := c.PutModule(ctx, strings.NewReader("module"))
-	if err != nil || cid != "cid-6" {
-		t.Fatalf("PutModule: %q %v", cid, err)
+	if want := types.CIDOf([]byte("module")).String(); err != nil || cid != want {
+		t.Fatalf("PutModule: %q %v, want %s", cid, err, want)
 	}
 	for _, d := range []Deploy{
 		{Name: "a", Module: cid, Tags: map[string]string{"env": "prod"}},
 		{Name: "a", Module: cid, NoDefault: true},
 		{Name: "b", Module: cid, Tags: map[string]string{"env": "dev"}},
+		{Name: "ab", Module: cid, Tags: map[string]string{"env": "prod"}},
 	} {
 		if _, err := c.Deploy(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
-	list, err := c.ListFunctions(ctx, Query{Tags: map[string]string{"env": "prod"}, Search: "a", Sort: "created"})
-	if err != nil || len(list) != 1 || list[0].Name != "a" {
-		t.Fatalf("ListFunctions: %+v %v", list, err)
+	if _, err := c.Deploy(ctx, Deploy{Name: "x", Module: types.CIDOf([]byte("nowhere")).String()}); !errors.As(err, new(*jobs.SpecError)) {
+		t.Fatalf("Deploy of a module nobody has: %v, want a *jobs.SpecError", err)
 	}
-	if q := g.b.query; q.Search != "a" || q.Sort != "created" || q.Tags["env"] != "prod" {
-		t.Fatalf("the gateway got %+v", q)
+	g.r.clock.Add(time.Minute)
+	if _, err := c.Deploy(ctx, Deploy{Name: "ab", Module: cid}); err != nil { // not newer: created stays
+		t.Fatal(err)
+	}
+	list, err := c.ListFunctions(ctx, Query{Tags: map[string]string{"env": "prod"}, Search: "a", Sort: "created"})
+	if err != nil || len(list) != 2 || list[0].Name != "a" || list[1].Name != "ab" {
+		t.Fatalf("ListFunctions: %+v %v, want a, ab", list, err)
+	}
+	if list, err := c.ListFunctions(ctx, Query{Tags: map[string]string{"env": "prod"}, Search: "AB"}); err != nil || len(list) != 1 {
+		t.Fatalf("ListFunctions(search AB): %+v %v, want ab", list, err)
+	}
+	if _, err := c.ListFunctions(ctx, Query{Sort: "size"}); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("ListFunctions(sort size): %v, want ErrBadRequest", err)
 	}
 	groups, err := c.ListFunctionGroups(ctx, Query{}, "env")
-	if err != nil || len(groups) != 2 || len(groups[0].Items) != 1 {
+	if err != nil || len(groups) != 2 || groups[0].Value != "dev" || len(groups[0].Items) != 1 {
 		t.Fatalf("ListFunctionGroups: %+v %v", groups, err)
 	}
 	if revs, err := c.Revisions(ctx, "a"); err != nil || len(revs) != 2 {
@@ -102,6 +117,9 @@ func TestClientFunctions(t *testing.T) {
 	}
 	if fn, err := c.SetTags(ctx, "a", nil); err != nil || len(fn.Tags) != 0 {
 		t.Fatalf("SetTags(nil): %+v %v", fn, err)
+	}
+	if err := c.DeleteFunction(ctx, "ab"); err != nil {
+		t.Fatal(err)
 	}
 	if tags, err := c.ListTags(ctx); err != nil || len(tags) != 1 || tags[0].Value != "dev" {
 		t.Fatalf("ListTags: %+v %v", tags, err)
@@ -120,7 +138,8 @@ func TestClientFunctions(t *testing.T) {
 func TestClientEndpoints(t *testing.T) {
 	g := publicGateway(t)
 	ctx := context.Background()
-	c := NewClient(g.url, Auth{Key: g.b.addAccount("alice")}, nil)
+	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
+	g.deploy(Deploy{Name: "f"})
 
 	spec := EndpointSpec{Name: "e", Function: "f", DailyQuota: 5, Tags: map[string]string{"env": "prod"}}
 	if e, err := c.CreateEndpoint(ctx, spec); err != nil || e.Path != "/e/e/" {
@@ -128,6 +147,9 @@ func TestClientEndpoints(t *testing.T) {
 	}
 	if _, err := c.CreateEndpoint(ctx, spec); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("CreateEndpoint twice: %v, want ErrConflict", err)
+	}
+	if _, err := c.CreateEndpoint(ctx, EndpointSpec{Name: "g", Function: "nope"}); !errors.As(err, new(*jobs.SpecError)) {
+		t.Fatalf("CreateEndpoint of no function: %v, want a *jobs.SpecError", err)
 	}
 	spec.DailyQuota = 9
 	if e, err := c.UpdateEndpoint(ctx, spec); err != nil || e.DailyQuota != 9 {
@@ -150,47 +172,51 @@ func TestClientEndpoints(t *testing.T) {
 	}
 }
 
+// TestClientInvoke: a function's own status, a 404 even, is an answer; the
+// gateway's errors are errors, with their task.
 func TestClientInvoke(t *testing.T) {
 	g := publicGateway(t)
 	ctx := context.Background()
-	c := NewClient(g.url, Auth{Key: g.b.addAccount("alice")}, nil)
-	if _, err := c.Deploy(ctx, Deploy{Name: "f"}); err != nil {
-		t.Fatal(err)
-	}
-	g.b.invoke = func(_, _ string, call Call, body []byte) (Response, error) {
-		if call.Header.Get("X-Fail") != "" {
-			return Response{}, &CallError{Task: "t-busy", Err: &api.RetryError{
-				Err: fmt.Errorf("%w: the function's queue is full", api.ErrTooManyRequests), After: 7 * time.Second}}
+	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
+	g.deploy(Deploy{Name: "f"})
+	g.deploy(Deploy{Name: "f"})
+	g.r.f.setPlay(func(spec *jobs.Spec) []api.Job {
+		if spec.Env["HTTP_X_FAIL"] != "" {
+			return g.r.f.exit(3, "the function's queue is full")
 		}
-		return Response{Status: 404, Header: http.Header{"X-Fn": {"1"}}, Body: body, Task: "t-1"}, nil
-	}
+		return g.r.f.answer("Status: 404 Not Found\nX-Fn: 1\n\n" + spec.Stdin)
+	})
 
-	call := Call{Revision: 2, Method: "DELETE", Path: "/a%20b/c%2Fd", RawQuery: "q=%2F&z", Header: http.Header{"X-H": {"v"}},
+	call := Call{Revision: 1, Method: "DELETE", Path: "/a%20b/c%2Fd", RawQuery: "q=%2F&z", Header: http.Header{"X-H": {"v"}},
 		Body: strings.NewReader("in")}
 	resp, err := c.Invoke(ctx, "f", call)
 	if err != nil {
 		t.Fatalf("a function's 404 is an answer, not %v", err)
 	}
-	if resp.Status != 404 || string(resp.Body) != "in" || resp.Task != "t-1" || resp.Header.Get("X-Fn") != "1" {
+	if resp.Status != 404 || string(resp.Body) != "in" || resp.Task == "" || resp.Header.Get("X-Fn") != "1" {
 		t.Fatalf("Invoke: %+v", resp)
 	}
-	got := g.b.calls[len(g.b.calls)-1]
-	if got.Revision != 2 || got.Method != "DELETE" || got.Path != "/a%20b/c%2Fd" || got.RawQuery != "q=%2F&z" || got.Header.Get("X-H") != "v" {
-		t.Fatalf("the gateway got %+v", got)
+	spec := g.lastSpec()
+	if spec.Name != "fn:alice/f@1" {
+		t.Fatalf("job %s, want revision 1's", spec.Name)
+	}
+	wantEnv(t, spec, map[string]string{"REQUEST_METHOD": "DELETE", "X_RAW_PATH_INFO": "/a%20b/c%2Fd", "QUERY_STRING": "q=%2F&z", "HTTP_X_H": "v"})
+	if task, err := c.GetTask(ctx, resp.Task); err != nil || task.State != TaskCompleted || task.Status != 404 {
+		t.Fatalf("the task of a 404: %+v %v", task, err)
 	}
 
 	_, err = c.Invoke(ctx, "f", Call{Header: http.Header{"X-Fail": {"1"}}})
-	var retry api.Retryer
 	var callErr *CallError
 	switch {
-	case !errors.Is(err, api.ErrTooManyRequests):
-		t.Fatalf("a full queue: %v, want ErrTooManyRequests", err)
-	case !errors.As(err, &retry) || retry.RetryAfter() != 7*time.Second:
-		t.Fatalf("a full queue: %v, want Retry-After 7s", err)
-	case !errors.As(err, &callErr) || callErr.Task != "t-busy":
-		t.Fatalf("a full queue: %v, want its task t-busy", err)
+	case !errors.Is(err, api.ErrBadGateway):
+		t.Fatalf("a failed function: %v, want ErrBadGateway", err)
+	case !errors.As(err, &callErr) || callErr.Task == "":
+		t.Fatalf("a failed function: %v, want its task", err)
 	case !strings.Contains(err.Error(), "queue is full"):
-		t.Fatalf("a full queue: message %q", err)
+		t.Fatalf("a failed function: message %q", err)
+	}
+	if task, err := c.GetTask(ctx, callErr.Task); err != nil || task.State != TaskFailed {
+		t.Fatalf("the failed call's task: %+v %v", task, err)
 	}
 	if _, err := c.Invoke(ctx, "nope", Call{}); !errors.Is(err, api.ErrNotFound) || errors.As(err, &callErr) {
 		t.Fatalf("an unknown function: %v, want ErrNotFound without a task", err)
@@ -200,26 +226,31 @@ func TestClientInvoke(t *testing.T) {
 func TestClientTasks(t *testing.T) {
 	g := publicGateway(t)
 	ctx := context.Background()
-	c := NewClient(g.url, Auth{Key: g.b.addAccount("alice")}, nil)
-	if _, err := c.Deploy(ctx, Deploy{Name: "f"}); err != nil {
-		t.Fatal(err)
-	}
+	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
+	g.deploy(Deploy{Name: "f"})
+	g.deploy(Deploy{Name: "f"})
+	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
 
 	task, err := c.InvokeAsync(ctx, "f", Call{Method: "POST", RawQuery: "x=1", Revision: 1, Body: strings.NewReader("b")})
-	if err != nil || task.ID == "" || !task.Async {
+	if err != nil || task.ID == "" || !task.Async || task.Revision != 1 {
 		t.Fatalf("InvokeAsync: %+v %v", task, err)
 	}
-	if got := g.b.calls[len(g.b.calls)-1]; got.RawQuery != "x=1" || got.Revision != 1 || string(g.b.bodies[len(g.b.bodies)-1]) != "b" {
-		t.Fatalf("the gateway got %+v", got)
+	g.r.f.next(t)
+	if spec := g.lastSpec(); spec.Name != "fn:alice/f@1" || spec.Stdin != "b" || spec.Env["QUERY_STRING"] != "x=1" {
+		t.Fatalf("the job %s got stdin %q, query %q", spec.Name, spec.Stdin, spec.Env["QUERY_STRING"])
 	}
+	taskIn(t, g.r.alice, task.ID, TaskRunning)
 	if _, err := c.TaskResult(ctx, task.ID); !errors.Is(err, api.ErrConflict) {
-		t.Fatalf("the result of a scheduled task: %v, want ErrConflict", err)
+		t.Fatalf("the result of a running task: %v, want ErrConflict", err)
 	}
-	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskScheduled, Limit: 3}); err != nil || len(list) != 1 {
+	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskRunning, Limit: 3}); err != nil || len(list) != 1 {
 		t.Fatalf("ListTasks: %+v %v", list, err)
 	}
-	if q := g.b.taskQuery; q != (TaskQuery{Function: "f", State: TaskScheduled, Limit: 3}) {
-		t.Fatalf("the gateway got %+v", q)
+	if list, err := c.ListTasks(ctx, TaskQuery{Function: "g"}); err != nil || len(list) != 0 {
+		t.Fatalf("ListTasks(g): %+v %v", list, err)
+	}
+	if _, err := c.ListTasks(ctx, TaskQuery{State: "sleeping"}); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("ListTasks(sleeping): %v, want ErrBadRequest", err)
 	}
 	if got, err := c.GetTask(ctx, task.ID); err != nil || got.ID != task.ID {
 		t.Fatalf("GetTask: %+v %v", got, err)
@@ -231,9 +262,13 @@ func TestClientTasks(t *testing.T) {
 		t.Fatalf("StopTask twice: %v, want ErrConflict", err)
 	}
 
-	g.b.addTask("alice", Task{ID: "done", State: TaskCompleted}, &Response{Status: 500, Body: []byte("oops"), Task: "done"})
-	resp, err := c.TaskResult(ctx, "done")
-	if err != nil || resp.Status != 500 || string(resp.Body) != "oops" || resp.Task != "done" {
+	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return g.r.f.answer("Status: 500 Internal Server Error\n\noops") })
+	done, err := c.Invoke(ctx, "f", Call{})
+	if err != nil || done.Status != 500 {
+		t.Fatalf("a function's 500: %+v %v, want it as a Response", done, err)
+	}
+	resp, err := c.TaskResult(ctx, done.Task)
+	if err != nil || resp.Status != 500 || string(resp.Body) != "oops" || resp.Task != done.Task {
 		t.Fatalf("TaskResult: %+v %v", resp, err)
 	}
 }
@@ -241,56 +276,57 @@ func TestClientTasks(t *testing.T) {
 func TestClientCallEndpoint(t *testing.T) {
 	g := localGateway(t)
 	ctx := context.Background()
-	key := g.b.addAccount("alice")
-	g.b.endpoint = func(name string, call Call, body []byte, key string) (Response, error) {
-		if name == "full" {
-			return Response{}, &api.RetryError{Err: fmt.Errorf("%w: daily quota of 5 used", api.ErrTooManyRequests), After: time.Minute}
-		}
-		return Response{Status: 403, Body: []byte("the function's own 403"), Task: "t-e"}, nil
-	}
+	key := g.r.key
+	g.deploy(Deploy{Name: "f"})
+	g.endpoint(EndpointSpec{Name: "hello", Function: "f", Auth: AuthKey})
+	g.endpoint(EndpointSpec{Name: "full", Function: "f", DailyQuota: 1})
+	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return g.r.f.answer("Status: 403 Forbidden\n\nthe function's own 403") })
 
 	resp, err := NewClient(g.url, Auth{Key: key}, nil).CallEndpoint(ctx, "hello", Call{Method: "POST", Path: "/p", RawQuery: "rev=1"})
-	if err != nil || resp.Status != 403 || resp.Task != "t-e" {
+	if err != nil || resp.Status != 403 || resp.Task == "" {
 		t.Fatalf("CallEndpoint: %+v %v", resp, err)
 	}
-	if call, k := g.b.calls[0], g.b.keysSeen[0]; call.Path != "/p" || call.RawQuery != "rev=1" || call.Method != "POST" || k != key {
-		t.Fatalf("the gateway got %+v with key %q", call, k)
-	}
+	wantEnv(t, g.lastSpec(), map[string]string{"X_RAW_PATH_INFO": "/p", "QUERY_STRING": "rev=1", "REQUEST_METHOD": "POST"})
 
-	_, err = NewClient(g.url, Auth{Token: adminToken, Account: "alice"}, nil).CallEndpoint(ctx, "full", Call{})
-	var retry api.Retryer
-	if !errors.Is(err, api.ErrTooManyRequests) || !errors.As(err, &retry) || retry.RetryAfter() != time.Minute {
-		t.Fatalf("over the quota: %v, want ErrTooManyRequests after 1m", err)
+	// The admin token is no key of an endpoint's: it is not sent.
+	admin := NewClient(g.url, Auth{Token: adminToken, Account: "alice"}, nil)
+	if _, err := admin.CallEndpoint(ctx, "hello", Call{}); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("the admin token on an endpoint with auth key: %v, want ErrUnauthorized (no key)", err)
 	}
-	if k := g.b.keysSeen[1]; k != "" {
-		t.Fatalf("the admin token went to an endpoint as %q", k)
+	if resp, err := admin.CallEndpoint(ctx, "full", Call{}); err != nil || resp.Status != 403 {
+		t.Fatalf("the quota's one call: %+v %v", resp, err)
+	}
+	_, err = admin.CallEndpoint(ctx, "full", Call{})
+	var retry api.Retryer
+	if !errors.Is(err, api.ErrTooManyRequests) || !errors.As(err, &retry) || retry.RetryAfter() != 14*time.Hour {
+		t.Fatalf("over the quota: %v, want ErrTooManyRequests after 14h", err)
 	}
 }
 
 func TestClientTLS(t *testing.T) {
 	pair := selfSigned(t)
-	b := newFakeBackend()
-	key := b.addAccount("alice")
-	s, err := Serve(ServerConfig{Addr: "127.0.0.1:0", CertFile: pair.certFile, KeyFile: pair.keyFile}, NewHandler(b, HandlerConfig{}))
+	r := newRig(t)
+	s, err := Serve(ServerConfig{Addr: "127.0.0.1:0", CertFile: pair.certFile, KeyFile: pair.keyFile}, NewHandler(r.g, HandlerConfig{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool}, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
-	c := NewClient(s.URL(), Auth{Key: key}, &http.Client{Transport: tr})
+	c := NewClient(s.URL(), Auth{Key: r.key}, &http.Client{Transport: tr})
 
-	if _, err := c.Deploy(context.Background(), Deploy{Name: "f"}); err != nil {
+	if _, err := c.Deploy(context.Background(), Deploy{Name: "f", Module: r.f.put([]byte("module"))}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := c.Invoke(context.Background(), "f", Call{})
 	if err != nil || string(resp.Body) != "ok" {
 		t.Fatalf("Invoke over TLS: %+v %v", resp, err)
 	}
-	if call := b.calls[0]; call.Scheme != "https" || call.Proto != "HTTP/2.0" {
-		t.Fatalf("call came in as %s %s, want https HTTP/2.0", call.Scheme, call.Proto)
+	env := r.f.spec(1).Env
+	if !strings.HasPrefix(env["X_FULL_URL"], "https://") || env["SERVER_PROTOCOL"] != "HTTP/2.0" {
+		t.Fatalf("call came in as %s %s, want https HTTP/2.0", env["X_FULL_URL"], env["SERVER_PROTOCOL"])
 	}
-	if _, err := NewClient(s.URL(), Auth{Key: key}, nil).ListTags(context.Background()); err == nil {
+	if _, err := NewClient(s.URL(), Auth{Key: r.key}, nil).ListTags(context.Background()); err == nil {
 		t.Fatal("a client without the CA trusted the self-signed gateway")
 	}
 }

@@ -7,31 +7,33 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 const adminToken = "admin-token-0123456789"
 
-// testGateway is a handler over a fakeBackend, served by Serve on
-// 127.0.0.1.
+// testGateway is the real Gateway of a rig (badger in memory, the fake
+// Runner playing the jobs) behind its handler, served by Serve on
+// 127.0.0.1. The rig's account alice and her key come with it.
 type testGateway struct {
 	t   *testing.T
-	b   *fakeBackend
+	r   *rig
 	url string
 }
 
-// startGateway serves a handler with c; tune, if given, adjusts the
+// startGateway serves a rig's Gateway with c; tune, if given, adjusts the
 // handler before its routes are made.
 func startGateway(t *testing.T, c HandlerConfig, tune ...func(*handler)) *testGateway {
 	t.Helper()
-	b := newFakeBackend()
-	h := newHandler(b, c)
+	r := newRig(t)
+	h := newHandler(r.g, c)
 	for _, f := range tune {
 		f(h)
 	}
@@ -39,20 +41,61 @@ func startGateway(t *testing.T, c HandlerConfig, tune ...func(*handler)) *testGa
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the rig's: stop serving, then close the Gateway
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Close(ctx); err != nil {
 			t.Error(err)
 		}
 	})
-	return &testGateway{t: t, b: b, url: srv.URL()}
+	return &testGateway{t: t, r: r, url: srv.URL()}
 }
 
 func publicGateway(t *testing.T) *testGateway { return startGateway(t, HandlerConfig{}) }
 
 func localGateway(t *testing.T) *testGateway {
 	return startGateway(t, HandlerConfig{AdminToken: adminToken})
+}
+
+// module is the CID of a module the runner holds.
+func (g *testGateway) module() string { return g.r.f.put([]byte("\x00asm module")) }
+
+// deploy deploys a function of alice's, through the Go API.
+func (g *testGateway) deploy(d Deploy) Revision {
+	g.t.Helper()
+	return g.r.deploy(g.t, g.r.alice, d)
+}
+
+// endpoint publishes an endpoint of alice's, through the Go API.
+func (g *testGateway) endpoint(spec EndpointSpec) {
+	g.t.Helper()
+	if _, err := g.r.alice.CreateEndpoint(g.t.Context(), spec); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// lastSpec is the spec of the last job submitted.
+func (g *testGateway) lastSpec() *jobs.Spec { return g.r.f.spec(g.r.f.submissions()) }
+
+// wantEnv checks the CGI environment a call's job got: the variables of
+// want with their values, none of absent.
+func wantEnv(t *testing.T, spec *jobs.Spec, want map[string]string, absent ...string) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := spec.Env[k]; !ok || got != v {
+			t.Errorf("job %s: %s=%q, want %q", spec.Name, k, got, v)
+		}
+	}
+	for _, k := range absent {
+		if v, ok := spec.Env[k]; ok {
+			t.Errorf("job %s: %s=%q, want none", spec.Name, k, v)
+		}
+	}
+}
+
+// answering plays every job with an answer made from its spec.
+func (g *testGateway) answering(stdout func(spec *jobs.Spec) string) {
+	g.r.f.setPlay(func(spec *jobs.Spec) []api.Job { return g.r.f.answer(stdout(spec)) })
 }
 
 // reply is a response read whole.
@@ -160,20 +203,21 @@ func decode[T any](t *testing.T, r reply) T {
 
 func TestFunctionRoutes(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
 
 	if got := string(g.as(key, "GET", "/v1/functions", "").want(t, 200).body); got != "[]\n" {
 		t.Fatalf("empty list is %q, want []", got)
 	}
 	blob := decode[map[string]string](t, g.as(key, "POST", "/v1/blobs", "wasm!").want(t, 201))
-	if blob["cid"] != "cid-5" {
-		t.Fatalf("blob reply %v", blob)
+	cid := types.CIDOf([]byte("wasm!")).String()
+	if blob["cid"] != cid {
+		t.Fatalf("blob reply %v, want cid %s", blob, cid)
 	}
-	deploy := `{"name":"echo","module":"cid-5","tags":{"team":"a"}}`
+	deploy := `{"name":"echo","module":"` + cid + `","tags":{"team":"a"}}`
 	if rev := decode[Revision](t, g.as(key, "POST", "/v1/functions", deploy).want(t, 201)); rev.Number != 1 {
 		t.Fatalf("first deploy made revision %d", rev.Number)
 	}
-	g.as(key, "POST", "/v1/functions", `{"name":"echo","module":"cid-5","no_default":true}`).want(t, 201)
+	g.as(key, "POST", "/v1/functions", `{"name":"echo","module":"`+cid+`","no_default":true}`).want(t, 201)
 
 	fn := decode[Function](t, g.as(key, "GET", "/v1/functions/echo", "").want(t, 200))
 	if fn.DefaultRevision != 1 || fn.LatestRevision != 2 {
@@ -205,7 +249,8 @@ func TestFunctionRoutes(t *testing.T) {
 
 func TestEndpointRoutes(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
+	g.deploy(Deploy{Name: "echo"})
 
 	spec := `{"name":"hello","function":"echo","allow_ips":["10.0.0.0/8"],"daily_quota":5,"auth":"none"}`
 	e := decode[Endpoint](t, g.as(key, "POST", "/v1/endpoints", spec).want(t, 201))
@@ -229,26 +274,38 @@ func TestEndpointRoutes(t *testing.T) {
 
 func TestListQueries(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
+	module := g.module()
 	for _, d := range []string{
 		`{"name":"a","tags":{"env":"prod","team":"x"}}`,
 		`{"name":"b","tags":{"env":"dev"}}`,
 		`{"name":"c","tags":{"env":"prod"}}`,
 		`{"name":"d"}`,
 	} {
+		d = strings.Replace(d, "{", `{"module":"`+module+`",`, 1)
 		g.as(key, "POST", "/v1/functions", d).want(t, 201)
 	}
+	g.as(key, "GET", "/v1/functions/c/invoke", "").answer(t, 200) // c leads by calls
 
-	list := decode[[]Function](t, g.as(key, "GET", "/v1/functions?tag=env=prod&search=x&sort=calls", "").want(t, 200))
-	if len(list) != 2 || list[0].Name != "a" || list[1].Name != "c" {
-		t.Fatalf("filtered list %+v", list)
+	names := func(path string) []string {
+		t.Helper()
+		var names []string
+		for _, fn := range decode[[]Function](t, g.as(key, "GET", path, "").want(t, 200)) {
+			names = append(names, fn.Name)
+		}
+		return names
 	}
-	if q := g.b.query; q.Search != "x" || q.Sort != "calls" || len(q.Tags) != 1 || q.Tags["env"] != "prod" {
-		t.Fatalf("backend got query %+v", q)
-	}
-	g.as(key, "GET", "/v1/functions?tag=env=prod&tag=team=x", "").want(t, 200)
-	if q := g.b.query; len(q.Tags) != 2 {
-		t.Fatalf("repeated tag: backend got %+v", q.Tags)
+	for query, want := range map[string][]string{
+		"tag=env=prod":                     {"a", "c"},
+		"tag=env=prod&sort=calls":          {"c", "a"},
+		"tag=env=prod&search=x":            {"a"},
+		"tag=env=prod&search=x&sort=calls": {"a"},
+		"tag=env=prod&tag=team=x":          {"a"},
+		"search=DEV":                       {"b"},
+	} {
+		if got := names("/v1/functions?" + query); !slices.Equal(got, want) {
+			t.Errorf("?%s: %v, want %v", query, got, want)
+		}
 	}
 
 	groups := decode[[]Group[Function]](t, g.as(key, "GET", "/v1/functions?group_by=env", "").want(t, 200))
@@ -270,6 +327,7 @@ func TestListQueries(t *testing.T) {
 		{"tag=a=1&tag=a=2", "given twice"},
 		{"group_by=", "group_by needs a tag key"},
 		{"sort=name&sort=calls", "sort given 2 times"},
+		{"sort=size", "unknown sort"},
 		{"tags=env=prod", `unknown parameter "tags"`},
 		{"search=%zz", "query"},
 	} {
@@ -278,194 +336,226 @@ func TestListQueries(t *testing.T) {
 	}
 }
 
+// invokeAsync makes an async call of alice's function through the
+// handler and returns its task's ID.
+func (g *testGateway) invokeAsync(name string) string {
+	g.t.Helper()
+	task := decode[Task](g.t, g.as(g.r.key, "POST", "/v1/functions/"+name+"/invoke?async=1", "").want(g.t, 202))
+	return task.ID
+}
+
 func TestTaskRoutes(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	g.b.addTask("alice", Task{ID: "t1", Function: "echo", State: TaskRunning}, nil)
-	g.b.addTask("alice", Task{ID: "t2", Function: "echo", State: TaskCompleted}, &Response{
-		Status: 418, Header: http.Header{"X-Teapot": {"yes"}}, Body: []byte("short and stout"), Task: "t2",
-	})
+	key := g.r.key
+	g.deploy(Deploy{Name: "echo"})
+	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	t1 := g.invokeAsync("echo")
+	taskIn(t, g.r.alice, t1, TaskRunning)
+	g.r.clock.Add(time.Second) // t2 is the newer
+	g.answering(func(*jobs.Spec) string { return "Status: 418 I'm a teapot\nX-Teapot: yes\n\nshort and stout" })
+	t2 := g.invokeAsync("echo")
+	taskIn(t, g.r.alice, t2, TaskCompleted)
 
-	list := decode[[]Task](t, g.as(key, "GET", "/v1/tasks?function=echo&state=completed&limit=5", "").want(t, 200))
-	if len(list) != 1 || list[0].ID != "t2" {
-		t.Fatalf("tasks %+v", list)
-	}
-	if q := g.b.taskQuery; q != (TaskQuery{Function: "echo", State: TaskCompleted, Limit: 5}) {
-		t.Fatalf("backend got %+v", q)
+	for query, want := range map[string][]string{
+		"function=echo&state=completed&limit=5": {t2},
+		"state=running":                         {t1},
+		"function=other":                        nil,
+		"limit=1":                               {t2}, // newest first
+	} {
+		var ids []string
+		for _, task := range decode[[]Task](t, g.as(key, "GET", "/v1/tasks?"+query, "").want(t, 200)) {
+			ids = append(ids, task.ID)
+		}
+		if !slices.Equal(ids, want) {
+			t.Errorf("?%s: tasks %v, want %v", query, ids, want)
+		}
 	}
 	g.as(key, "GET", "/v1/tasks?limit=-1", "").wantError(t, 400, "limit")
 	g.as(key, "GET", "/v1/tasks?limit=many", "").wantError(t, 400, "limit")
 	g.as(key, "GET", "/v1/tasks?fn=echo", "").wantError(t, 400, `unknown parameter "fn"`)
 
-	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/t1", "").want(t, 200)); task.State != TaskRunning {
+	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/"+t1, "").want(t, 200)); task.State != TaskRunning {
 		t.Fatalf("task %+v", task)
 	}
 	g.as(key, "GET", "/v1/tasks/t9", "").wantError(t, 404)
-	g.as(key, "GET", "/v1/tasks/t1/result", "").wantError(t, 409, "running")
+	g.as(key, "GET", "/v1/tasks/"+strings.Repeat("0", 32), "").wantError(t, 404)
+	g.as(key, "GET", "/v1/tasks/"+t1+"/result", "").wantError(t, 409, "running")
 
-	r := g.as(key, "GET", "/v1/tasks/t2/result", "").answer(t, 418)
-	if string(r.body) != "short and stout" || r.header.Get("X-Teapot") != "yes" || r.header.Get(HeaderTask) != "t2" {
+	r := g.as(key, "GET", "/v1/tasks/"+t2+"/result", "").answer(t, 418)
+	if string(r.body) != "short and stout" || r.header.Get("X-Teapot") != "yes" || r.header.Get(HeaderTask) != t2 {
 		t.Fatalf("result: %d %v %q", r.status, r.header, r.body)
 	}
 
-	if task := decode[Task](t, g.as(key, "POST", "/v1/tasks/t1/stop", "").want(t, 200)); task.State != TaskStopped {
-		t.Fatalf("stopped task %+v", task)
+	stopped := decode[Task](t, g.as(key, "POST", "/v1/tasks/"+t1+"/stop", "").want(t, 200))
+	if stopped.State != TaskStopped || !g.r.f.wasCancelled(stopped.Job) {
+		t.Fatalf("stopped task %+v: want it stopped, its job cancelled", stopped)
 	}
-	g.as(key, "POST", "/v1/tasks/t1/stop", "").wantError(t, 409, "ended")
+	g.as(key, "POST", "/v1/tasks/"+t1+"/stop", "").wantError(t, 409, "stopped already")
 }
 
 func TestHandlerInvoke(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	g.as(key, "POST", "/v1/functions", `{"name":"echo"}`).want(t, 201)
-	g.b.invoke = func(_, _ string, call Call, body []byte) (Response, error) {
-		return Response{
-			Status: http.StatusNotFound,
-			Header: http.Header{"X-Fn": {"mine"}, HeaderError: {"1"}, HeaderTask: {"forged"}, "Content-Length": {"1"}},
-			Body:   append([]byte("no such page: "), body...),
-			Task:   "t-42",
-		}, nil
-	}
+	key := g.r.key
+	g.deploy(Deploy{Name: "echo"})
+	g.deploy(Deploy{Name: "echo"}) // the default is revision 2
+	g.answering(func(spec *jobs.Spec) string {
+		return "Status: 404 Not Found\nX-Fn: mine\nDMS-Error: 1\nDMS-Task: forged\nContent-Length: 1\n\nno such page: " + spec.Stdin
+	})
 
 	r := g.as(key, "POST", "/v1/functions/echo/invoke/a/b%20c?x=1&rev=1&y=%26&async=0&x=2", "payload",
 		"X-Custom", "v", HeaderAccount+"-Not", "kept")
 	if r.status != 404 || string(r.body) != "no such page: payload" {
 		t.Fatalf("function's answer: %d %q", r.status, r.body)
 	}
-	if r.header.Get(HeaderTask) != "t-42" || r.header.Get(HeaderError) != "" || r.header.Get("X-Fn") != "mine" {
+	task := r.header.Get(HeaderTask)
+	if task == "forged" || r.header.Get(HeaderError) != "" || r.header.Get("X-Fn") != "mine" {
 		t.Fatalf("function's headers: %v", r.header)
 	}
-	call := g.b.calls[len(g.b.calls)-1]
-	want := Call{Revision: 1, Method: "POST", Path: "/a/b%20c", RawQuery: "x=1&y=%26&x=2", Host: strings.TrimPrefix(g.url, "http://"),
-		Scheme: "http", Proto: "HTTP/1.1", ClientIP: "127.0.0.1"}
-	got := call
-	got.Header, got.Body = nil, nil
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("call\n %+v, want\n %+v", got, want)
+	g.as(key, "GET", "/v1/tasks/"+task, "").want(t, 200)
+	host := strings.TrimPrefix(g.url, "http://")
+	spec := g.lastSpec()
+	if spec.Name != "fn:alice/echo@1" || spec.Stdin != "payload" {
+		t.Fatalf("job %s, stdin %q: want revision 1's, with the payload", spec.Name, spec.Stdin)
 	}
-	if call.Header.Get("X-Custom") != "v" || call.Header.Get("Authorization") != "" {
-		t.Fatalf("call headers %v: want X-Custom, no Authorization", call.Header)
-	}
+	wantEnv(t, spec, map[string]string{
+		"REQUEST_METHOD": "POST", "SCRIPT_NAME": "/v1/functions/echo/invoke", "X_RAW_PATH_INFO": "/a/b%20c",
+		"PATH_INFO": "/a/b c", "QUERY_STRING": "x=1&y=%26&x=2", "HTTP_HOST": host, "SERVER_PROTOCOL": "HTTP/1.1",
+		"REMOTE_ADDR": "127.0.0.1", "X_FULL_URL": "http://" + host + "/v1/functions/echo/invoke/a/b%20c?x=1&y=%26&x=2",
+		"HTTP_X_CUSTOM": "v", "HTTP_DMS_ACCOUNT_NOT": "kept", "CONTENT_LENGTH": "7",
+	}, "HTTP_AUTHORIZATION")
 
 	for path, want := range map[string]string{"/invoke": "", "/invoke/": "/", "/invoke/x/": "/x/", "/invoke/a%2Fb/%C3%A9": "/a%2Fb/%C3%A9"} {
 		g.as(key, "GET", "/v1/functions/echo"+path, "").answer(t, 404)
-		if got := g.b.calls[len(g.b.calls)-1]; got.Path != want || got.Method != "GET" || got.Revision != 0 {
-			t.Fatalf("%s: call path %q method %s rev %d, want path %q", path, got.Path, got.Method, got.Revision, want)
+		spec := g.lastSpec()
+		if spec.Name != "fn:alice/echo@2" {
+			t.Fatalf("%s: job %s, want the default revision 2", path, spec.Name)
 		}
+		wantEnv(t, spec, map[string]string{"X_RAW_PATH_INFO": want, "REQUEST_METHOD": "GET"})
 	}
 
+	before := g.r.f.submissions()
 	for _, q := range []string{"rev=0", "rev=x", "rev=1&rev=2", "async=maybe", "async=1&async=1"} {
 		g.as(key, "GET", "/v1/functions/echo/invoke?"+q, "").wantError(t, 400, "query")
 	}
 	g.as(key, "GET", "/v1/functions/nope/invoke", "").wantError(t, 404, "nope")
+	g.as(key, "GET", "/v1/functions/echo/invoke?rev=3", "").wantError(t, 404, "revision 3")
+	if n := g.r.f.submissions(); n != before {
+		t.Fatalf("refused calls submitted %d jobs", n-before)
+	}
 }
 
 func TestHandlerInvokeAsync(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	g.as(key, "POST", "/v1/functions", `{"name":"echo"}`).want(t, 201)
+	key := g.r.key
+	g.deploy(Deploy{Name: "echo"})
 
 	for _, q := range []string{"async=1", "async", "async=true&rev=1"} {
 		r := g.as(key, "PUT", "/v1/functions/echo/invoke?"+q+"&k=v", "body").want(t, 202)
 		task := decode[Task](t, r)
-		if task.ID == "" || task.State != TaskScheduled || r.header.Get(HeaderTask) != task.ID ||
+		if task.ID == "" || task.State != TaskScheduled || !task.Async || r.header.Get(HeaderTask) != task.ID ||
 			r.header.Get("Location") != "/v1/tasks/"+task.ID {
 			t.Fatalf("%s: task %+v, headers %v", q, task, r.header)
 		}
-		if call := g.b.calls[len(g.b.calls)-1]; call.RawQuery != "k=v" || call.Method != "PUT" {
-			t.Fatalf("%s: async call %+v", q, call)
+		g.r.f.next(t) // the async run submits its job after the answer
+		spec := g.lastSpec()
+		wantEnv(t, spec, map[string]string{"QUERY_STRING": "k=v", "REQUEST_METHOD": "PUT"})
+		if spec.Stdin != "body" {
+			t.Fatalf("%s: stdin %q", q, spec.Stdin)
 		}
+		taskIn(t, g.r.alice, task.ID, TaskCompleted)
 	}
 }
 
+// TestCallErrors: how a call that got no answer is told: the status of
+// its failure, DMS-Task when it had a task, DMS-Error always.
 func TestCallErrors(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	g.as(key, "POST", "/v1/functions", `{"name":"f"}`).want(t, 201)
+	key := g.r.key
+	g.deploy(Deploy{Name: "f", MaxBody: 1024})
+	f := g.r.f
 
 	for _, c := range []struct {
-		err    error
+		play   []api.Job
 		status int
-		task   string
-		retry  string
+		says   string
 	}{
-		{&CallError{Task: "t-7", Err: fmt.Errorf("%w: the module trapped", api.ErrBadGateway)}, 502, "t-7", ""},
-		{&CallError{Task: "t-8", Err: fmt.Errorf("%w: ran 30s", api.ErrGatewayTimeout)}, 504, "t-8", ""},
-		{fmt.Errorf("%w: no provider: 3 busy", api.ErrUnavailable), 503, "", ""},
-		{fmt.Errorf("%w: body over 1024 bytes", api.ErrTooLarge), 413, "", ""},
-		{&api.RetryError{Err: fmt.Errorf("%w: quota of 5 used", api.ErrTooManyRequests), After: 90 * time.Second}, 429, "", "90"},
-		{&CallError{Task: "t-9", Err: &api.RetryError{Err: api.ErrTooManyRequests, After: 1500 * time.Millisecond}}, 429, "t-9", "2"},
+		{f.exit(1, "the module trapped"), 502, "exited with code 1: the module trapped"},
+		{failed("wasm: " + jobs.ErrTimeout.Error()), 504, jobs.ErrTimeout.Error()},
+		{failed("no node bid: 3 busy"), 503, "no node bid: 3 busy"},
+		{f.answer("Status: 99\n\n"), 502, "status 99"},
 	} {
-		g.b.invoke = func(string, string, Call, []byte) (Response, error) { return Response{}, c.err }
+		f.setPlay(func(*jobs.Spec) []api.Job { return c.play })
 		r := g.as(key, "GET", "/v1/functions/f/invoke", "")
-		r.wantError(t, c.status, c.err.Error())
-		if r.header.Get(HeaderTask) != c.task || r.header.Get("Retry-After") != c.retry {
-			t.Fatalf("%v: %s %q, Retry-After %q", c.err, HeaderTask, r.header.Get(HeaderTask), r.header.Get("Retry-After"))
+		r.wantError(t, c.status, c.says)
+		task := r.header.Get(HeaderTask)
+		if task == "" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("%s: %s %q, Retry-After %q", c.says, HeaderTask, task, r.header.Get("Retry-After"))
 		}
+		g.as(key, "GET", "/v1/tasks/"+task+"/result", "").wantError(t, c.status, c.says)
 	}
 
-	g.b.invoke = func(string, string, Call, []byte) (Response, error) { return Response{Status: 99, Task: "t-10"}, nil }
-	r := g.as(key, "GET", "/v1/functions/f/invoke", "")
-	r.wantError(t, 502, "status 99")
-	if r.header.Get(HeaderTask) != "t-10" {
-		t.Fatalf("bad status: %s %q", HeaderTask, r.header.Get(HeaderTask))
+	// Refused before it has a task.
+	r := g.as(key, "POST", "/v1/functions/f/invoke", strings.Repeat("b", 1025))
+	r.wantError(t, 413, "over the function's limit")
+	if r.header.Get(HeaderTask) != "" {
+		t.Fatalf("a body too large has task %q", r.header.Get(HeaderTask))
 	}
 }
 
+// TestEndpointCall: an endpoint's call with its path, query and headers;
+// the bearer key is the endpoint's to check, never the function's to see.
 func TestEndpointCall(t *testing.T) {
 	g := publicGateway(t)
-	g.b.endpoint = func(name string, call Call, body []byte, key string) (Response, error) {
-		switch name {
-		case "closed":
-			return Response{}, &CallError{Task: "t-c", Err: fmt.Errorf("%w: outside every window; next opening Mon 08:00", api.ErrForbidden)}
-		case "full":
-			return Response{}, &api.RetryError{Err: fmt.Errorf("%w: daily quota of 5 used", api.ErrTooManyRequests), After: time.Hour}
-		}
-		return Response{Status: 201, Body: body, Task: "t-e"}, nil
-	}
+	g.r.clock.Add(500 * time.Millisecond) // a Retry-After rounds up
+	g.deploy(Deploy{Name: "echo"})
+	g.endpoint(EndpointSpec{Name: "hello", Function: "echo"})
+	g.endpoint(EndpointSpec{Name: "locked", Function: "echo", Auth: AuthKey})
+	g.endpoint(EndpointSpec{Name: "closed", Function: "echo", Windows: []string{"Mon 08:00-09:00 UTC"}})
+	g.endpoint(EndpointSpec{Name: "full", Function: "echo", DailyQuota: 1})
+	g.answering(func(spec *jobs.Spec) string { return "Status: 201 Created\n\n" + spec.Stdin })
 
 	r := g.do("PATCH", "/e/hello/x/y?rev=3&async=1", "hi", "Authorization", "Bearer some-key", "Proxy-Authorization", "Basic cDpx",
 		"X-A", "b").want(t, 201)
-	if string(r.body) != "hi" || r.header.Get(HeaderTask) != "t-e" {
+	if string(r.body) != "hi" || r.header.Get(HeaderTask) == "" {
 		t.Fatalf("endpoint answer %q %v", r.body, r.header)
 	}
-	call, key := g.b.calls[0], g.b.keysSeen[0]
-	if g.b.names[0] != "hello" || call.Path != "/x/y" || call.RawQuery != "rev=3&async=1" || call.Method != "PATCH" || key != "some-key" {
-		t.Fatalf("endpoint %q call %+v key %q", g.b.names[0], call, key)
+	wantEnv(t, g.lastSpec(), map[string]string{
+		"SCRIPT_NAME": "/e/hello", "X_RAW_PATH_INFO": "/x/y", "QUERY_STRING": "rev=3&async=1", "REQUEST_METHOD": "PATCH",
+		"HTTP_X_A": "b",
+	}, "HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION")
+	if name := g.lastSpec().Name; name != "fn:alice/echo@1" {
+		t.Fatalf("endpoint's job %s", name)
 	}
-	if call.Header.Get("Authorization") != "" || call.Header.Get("Proxy-Authorization") != "" || call.Header.Get("X-A") != "b" {
-		t.Fatalf("endpoint call headers %v", call.Header)
-	}
-
 	g.do("GET", "/e/hello", "").want(t, 201)
-	if call, key := g.b.calls[1], g.b.keysSeen[1]; call.Path != "" || key != "" {
-		t.Fatalf("bare endpoint: path %q key %q", call.Path, key)
-	}
-	g.do("GET", "/e/hello/", "", "Authorization", "Basic dXNlcjpwdw==").want(t, 201)
-	if key := g.b.keysSeen[2]; key != "" {
-		t.Fatalf("a Basic credential passed as key %q", key)
-	}
+	wantEnv(t, g.lastSpec(), map[string]string{"X_RAW_PATH_INFO": ""})
+
+	// The key goes to the endpoint's auth: a Bearer only.
+	g.do("GET", "/e/locked/", "", "Authorization", "Bearer "+g.r.key).want(t, 201)
+	g.do("GET", "/e/locked/", "", "Authorization", "Bearer some-key").wantError(t, 404)
+	g.do("GET", "/e/locked/", "", "Authorization", "Basic dXNlcjpwdw==").wantError(t, 401, "needs an API key")
+	g.do("GET", "/e/locked/", "").wantError(t, 401)
 
 	r = g.do("GET", "/e/closed", "")
-	r.wantError(t, 403, "next opening")
-	if r.header.Get(HeaderTask) != "t-c" {
-		t.Fatalf("refusal with a task: %v", r.header)
+	r.wantError(t, 403, "opens next")
+	if r.header.Get(HeaderTask) != "" || r.header.Get("Retry-After") != "597600" { // next Monday 08:00
+		t.Fatalf("closed: %s %q, Retry-After %q", HeaderTask, r.header.Get(HeaderTask), r.header.Get("Retry-After"))
 	}
+	g.do("GET", "/e/full/", "").want(t, 201)
 	r = g.do("GET", "/e/full/", "")
 	r.wantError(t, 429, "quota")
-	if r.header.Get("Retry-After") != "3600" {
-		t.Fatalf("Retry-After %q, want 3600", r.header.Get("Retry-After"))
+	if r.header.Get("Retry-After") != "50400" { // 13h59m59.5s to midnight
+		t.Fatalf("Retry-After %q, want 50400", r.header.Get("Retry-After"))
 	}
 }
 
 func TestClientIP(t *testing.T) {
-	answer := func(_ string, call Call, _ []byte, _ string) (Response, error) {
-		return Response{Status: 200, Body: []byte(call.ClientIP)}, nil
-	}
 	untrusting := publicGateway(t)
-	untrusting.b.endpoint = answer
 	trusting := startGateway(t, HandlerConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	trusting.b.endpoint = answer
+	for _, g := range []*testGateway{untrusting, trusting} {
+		g.deploy(Deploy{Name: "ip"})
+		g.endpoint(EndpointSpec{Name: "ip", Function: "ip"})
+		g.answering(func(spec *jobs.Spec) string { return spec.Env["REMOTE_ADDR"] })
+	}
 
 	for _, c := range []struct {
 		g    *testGateway
@@ -492,26 +582,26 @@ func TestClientIP(t *testing.T) {
 func TestAdminRoutes(t *testing.T) {
 	g := localGateway(t)
 
-	created := decode[createdAccount](t, g.as(adminToken, "POST", "/v1/accounts", `{"name":"alice"}`).want(t, 201))
-	if created.Account.Name != "alice" || created.Key.Secret == "" || created.Key.ID == "" {
+	created := decode[createdAccount](t, g.as(adminToken, "POST", "/v1/accounts", `{"name":"bob"}`).want(t, 201))
+	if created.Account.Name != "bob" || created.Key.Secret == "" || created.Key.ID == "" {
 		t.Fatalf("created %+v", created)
 	}
-	g.as(adminToken, "POST", "/v1/accounts", `{"name":"alice"}`).wantError(t, 409)
+	g.as(adminToken, "POST", "/v1/accounts", `{"name":"bob"}`).wantError(t, 409)
 	g.as(adminToken, "POST", "/v1/accounts", `{}`).wantError(t, 400)
-	if list := decode[[]Account](t, g.as(adminToken, "GET", "/v1/accounts", "").want(t, 200)); len(list) != 1 {
-		t.Fatalf("accounts %+v", list)
+	if list := decode[[]Account](t, g.as(adminToken, "GET", "/v1/accounts", "").want(t, 200)); len(list) != 2 {
+		t.Fatalf("accounts %+v, want alice and bob", list)
 	}
-	g.as(adminToken, "GET", "/v1/accounts/alice", "").want(t, 200)
-	g.as(adminToken, "GET", "/v1/accounts/bob", "").wantError(t, 404)
-	k := decode[NewKey](t, g.as(adminToken, "POST", "/v1/accounts/alice/keys", "").want(t, 201))
-	keys := decode[[]Key](t, g.as(adminToken, "GET", "/v1/accounts/alice/keys", "").want(t, 200))
-	if len(keys) != 2 || strings.Contains(string(g.as(adminToken, "GET", "/v1/accounts/alice/keys", "").body), k.Secret) {
+	g.as(adminToken, "GET", "/v1/accounts/bob", "").want(t, 200)
+	g.as(adminToken, "GET", "/v1/accounts/carol", "").wantError(t, 404)
+	k := decode[NewKey](t, g.as(adminToken, "POST", "/v1/accounts/bob/keys", "").want(t, 201))
+	keys := decode[[]Key](t, g.as(adminToken, "GET", "/v1/accounts/bob/keys", "").want(t, 200))
+	if len(keys) != 2 || strings.Contains(string(g.as(adminToken, "GET", "/v1/accounts/bob/keys", "").body), k.Secret) {
 		t.Fatalf("keys %+v: want 2, without secrets", keys)
 	}
 
 	g.as(k.Secret, "GET", "/v1/functions", "").want(t, 200)
-	g.as(adminToken, "DELETE", "/v1/accounts/alice/keys/"+k.ID, "").want(t, 204)
-	g.as(adminToken, "DELETE", "/v1/accounts/alice/keys/"+k.ID, "").wantError(t, 409)
+	g.as(adminToken, "DELETE", "/v1/accounts/bob/keys/"+k.ID, "").want(t, 204)
+	g.as(adminToken, "DELETE", "/v1/accounts/bob/keys/"+k.ID, "").wantError(t, 409)
 	g.as(k.Secret, "GET", "/v1/functions", "").wantError(t, 401)
 
 	// An account's key is no admin.
@@ -523,16 +613,19 @@ func TestAdminRoutes(t *testing.T) {
 // 404 whatever the credentials, so it does not even tell that they exist.
 func TestPublicHasNoAdmin(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	for _, auth := range []string{"", adminToken, key} {
+	for _, auth := range []string{"", adminToken, g.r.key} {
 		for _, route := range []string{"POST /v1/accounts", "GET /v1/accounts", "GET /v1/accounts/alice",
 			"POST /v1/accounts/alice/keys", "GET /v1/accounts/alice/keys", "DELETE /v1/accounts/alice/keys/k1"} {
 			method, path, _ := strings.Cut(route, " ")
 			g.as(auth, method, path, `{"name":"mallory"}`).wantError(t, 404, "no route")
 		}
 	}
-	if len(g.b.accounts) != 1 {
-		t.Fatalf("accounts %v", g.b.accounts)
+	accounts, err := g.r.g.ListAccounts(t.Context())
+	if err != nil || len(accounts) != 1 {
+		t.Fatalf("accounts %+v %v, want alice alone", accounts, err)
+	}
+	if keys, err := g.r.g.ListKeys(t.Context(), "alice"); err != nil || len(keys) != 1 {
+		t.Fatalf("alice's keys %+v %v, want her first alone", keys, err)
 	}
 }
 
@@ -540,9 +633,12 @@ func TestPublicHasNoAdmin(t *testing.T) {
 // cannot tell a revoked key from a made-up one.
 func TestBadCredentials(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
-	revoked := g.b.addAccount("bob")
-	if err := g.b.RevokeKey(context.Background(), "bob", g.b.keys[revoked].ID); err != nil {
+	key := g.r.key
+	_, bob, err := g.r.g.CreateAccount(t.Context(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.r.g.RevokeKey(t.Context(), "bob", bob.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -556,7 +652,7 @@ func TestBadCredentials(t *testing.T) {
 		{"Authorization", "Bearer " + key + " extra"},
 		{"Authorization", "Bearer\t" + key},
 		{"Authorization", key + "x"},
-		{"Authorization", revoked},
+		{"Authorization", bob.Secret},
 		{"Authorization", adminToken},
 		{"Authorization", key, "Authorization", key},
 		{"Authorization", strings.Repeat("k", 8000)},
@@ -572,34 +668,24 @@ func TestBadCredentials(t *testing.T) {
 			t.Fatalf("%q: answer %s differs from %s", headers, r.body, first)
 		}
 	}
-	if len(g.b.as) != 0 {
-		t.Fatalf("As called for %v", g.b.as)
-	}
 	g.do("GET", "/v1/functions", "", "Authorization", "bearer "+key).want(t, 200) // the scheme is case-insensitive
 }
 
 func TestAccountHeader(t *testing.T) {
 	for _, g := range []*testGateway{publicGateway(t), localGateway(t)} {
-		alice := g.b.addAccount("alice")
-		g.b.addAccount("bob")
-		bob, _ := g.b.As(context.Background(), "bob")
-		bob.Deploy(context.Background(), Deploy{Name: "secret"})
-		g.b.as = nil
+		alice := g.r.key
+		bob, _ := g.r.account(t, "bob")
+		g.r.deploy(t, bob, Deploy{Name: "secret"})
 
 		// A key that names another account is refused, never followed.
-		r := g.as(alice, "GET", "/v1/functions/secret", "", HeaderAccount, "bob")
-		r.wantError(t, 400, "drop the "+HeaderAccount)
-		if slices.Contains(g.b.as, "bob") {
-			t.Fatalf("As(bob) called for alice's key")
-		}
+		g.as(alice, "GET", "/v1/functions/secret", "", HeaderAccount, "bob").wantError(t, 400, "drop the "+HeaderAccount)
 		g.as(alice, "GET", "/v1/functions/secret", "", HeaderAccount, "alice").wantError(t, 400)
 		g.as(alice, "GET", "/v1/functions/secret", "").wantError(t, 404)
 	}
 
 	g := localGateway(t)
-	g.b.addAccount("bob")
-	bob, _ := g.b.As(context.Background(), "bob")
-	bob.Deploy(context.Background(), Deploy{Name: "f"})
+	bob, _ := g.r.account(t, "bob")
+	g.r.deploy(t, bob, Deploy{Name: "f"})
 	g.as(adminToken, "GET", "/v1/functions/f", "", HeaderAccount, "bob").want(t, 200)
 	g.as(adminToken, "GET", "/v1/functions/f", "").wantError(t, 400, HeaderAccount)
 	g.as(adminToken, "GET", "/v1/functions/f", "", HeaderAccount, "").wantError(t, 400, HeaderAccount)
@@ -610,7 +696,7 @@ func TestAccountHeader(t *testing.T) {
 
 func TestJSONBodies(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
 	huge := `{"name":"f","args":["` + strings.Repeat("a", MaxJSONBody) + `"]}`
 
 	for _, c := range []struct {
@@ -633,21 +719,29 @@ func TestJSONBodies(t *testing.T) {
 		}
 	}
 	g.as(key, "POST", "/v1/functions", `{"name":"f","max_body":"lots"}`).wantError(t, 400, `bad size: "lots"`)
-	if list := g.b.accounts["alice"]; len(list.functions) != 0 || len(list.endpoints) != 0 {
-		t.Fatalf("a bad body made something: %v %v", list.functions, list.endpoints)
+	fns, err := g.r.alice.ListFunctions(t.Context(), Query{})
+	eps, err2 := g.r.alice.ListEndpoints(t.Context(), Query{})
+	if len(fns) != 0 || len(eps) != 0 || err != nil || err2 != nil {
+		t.Fatalf("a bad body made something: %v %v (%v, %v)", fns, eps, err, err2)
 	}
 }
 
 func TestModuleLimit(t *testing.T) {
 	g := startGateway(t, HandlerConfig{}, func(h *handler) { h.maxModule = 1024 })
-	key := g.b.addAccount("alice")
+	key := g.r.key
 	g.as(key, "POST", "/v1/blobs", strings.Repeat("m", 1024)).want(t, 201)
 	g.as(key, "POST", "/v1/blobs", strings.Repeat("m", 1025)).wantError(t, 413, "module over 1024 bytes")
+	if ok, _ := g.r.f.HasBlob(t.Context(), types.CIDOf([]byte(strings.Repeat("m", 1025))).String()); ok {
+		t.Fatal("a module over the limit was stored")
+	}
 }
 
+// TestHostileNames: names that are no path segment are refused by the
+// handler ("not a valid", where the Gateway would say not found), before
+// any call runs.
 func TestHostileNames(t *testing.T) {
 	g := localGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
 	for _, route := range []string{
 		"GET /v1/functions/..%2f..",
 		"GET /v1/functions/%2e%2e",
@@ -668,14 +762,14 @@ func TestHostileNames(t *testing.T) {
 			t.Fatalf("%s: status %d, want a redirect to the cleaned path", path, r.status)
 		}
 	}
-	if len(g.b.names) != 0 || len(g.b.calls) != 0 {
-		t.Fatalf("the backend saw names %q, calls %d", g.b.names, len(g.b.calls))
+	if n := g.r.f.submissions(); n != 0 {
+		t.Fatalf("hostile names ran %d jobs", n)
 	}
 }
 
 func TestNoRoute(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
 	g.do("GET", "/", "").wantError(t, 404, "no route GET /")
 	g.as(key, "PATCH", "/v1/functions", "").wantError(t, 404, "no route PATCH /v1/functions")
 	g.as(key, "GET", "/v2/functions", "").wantError(t, 404)
@@ -683,7 +777,7 @@ func TestNoRoute(t *testing.T) {
 
 func TestHugeHeaders(t *testing.T) {
 	g := publicGateway(t)
-	key := g.b.addAccount("alice")
+	key := g.r.key
 	r := g.as(key, "GET", "/v1/functions", "", "X-Big", strings.Repeat("h", 128<<10))
 	if r.status != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("128 KiB of headers: status %d, want 431", r.status)
