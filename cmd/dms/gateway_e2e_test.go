@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -158,11 +157,9 @@ func checkIsolation(t *testing.T, hc *http.Client, base, rival, task string) {
 // buildWasmExample builds examples/NAME for wasip1 and returns its path.
 func buildWasmExample(t *testing.T, name string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", out, "../../examples/"+name)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/%s: %v\n%s", name, err, b)
+	out, err := buildWasm(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

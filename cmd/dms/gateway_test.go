@@ -1,16 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"encoding/pem"
-	"io"
-	"log"
-	"net/http/httptest"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/gateway"
 )
 
@@ -35,19 +36,12 @@ func ok[T any](t *testing.T, url, key string, args ...string) T {
 	return v
 }
 
-// writeModule writes a module file and returns its path.
-func writeModule(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "echo.wasm")
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+// The tests below run the commands against the shared real network (see
+// gwnet_test.go), each as its own account.
 
 func TestAccountCommands(t *testing.T) {
-	_, url, home := newFakeGateway(t)
-	code, out, errOut := runCLI(t, "account", "create", "alice", "--home", home, "-o", "json")
+	n := sharedNet(t)
+	code, out, errOut := runCLI(t, "account", "create", "alice", "--home", n.home, "-o", "json")
 	var made struct {
 		Account gateway.Account `json:"account"`
 		Key     gateway.NewKey  `json:"key"`
@@ -58,43 +52,43 @@ func TestAccountCommands(t *testing.T) {
 	if !strings.Contains(errOut, "not shown again") {
 		t.Fatalf("create: no warning on stderr: %q", errOut)
 	}
-	code, out, _ = runCLI(t, "account", "key", "add", "alice", "--home", home)
-	if code != 0 || !strings.Contains(out, "api key:") || !strings.Contains(out, "dms_secret_") {
+	code, out, _ = runCLI(t, "account", "key", "add", "alice", "--home", n.home)
+	if code != 0 || !strings.Contains(out, "api key:") || !strings.Contains(out, "dms_") {
 		t.Fatalf("key add: exit %d, stdout %q", code, out)
 	}
-	if code, out, _ = runCLI(t, "account", "key", "revoke", "alice", made.Key.ID, "--home", home); code != 0 || out != "revoked key "+made.Key.ID+" of account alice\n" {
+	if code, out, _ = runCLI(t, "account", "key", "revoke", "alice", made.Key.ID, "--home", n.home); code != 0 || out != "revoked key "+made.Key.ID+" of account alice\n" {
 		t.Fatalf("revoke: exit %d, stdout %q", code, out)
 	}
-	code, out, _ = runCLI(t, "account", "key", "list", "alice", "--home", home)
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || strings.HasSuffix(lines[1], " -") {
+	code, out, _ = runCLI(t, "account", "key", "list", "alice", "--home", n.home)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], made.Key.ID+" ") || strings.HasSuffix(lines[1], " -") || !strings.HasSuffix(lines[2], " -") {
 		t.Fatalf("key list: exit %d, stdout:\n%s", code, out)
 	}
-	if code, out, _ = runCLI(t, "account", "show", "alice", "--home", home); code != 0 || !strings.Contains(out, "keys:     1\n") {
+	if code, out, _ = runCLI(t, "account", "show", "alice", "--home", n.home); code != 0 || !strings.Contains(out, "keys:     1\n") {
 		t.Fatalf("show: exit %d, stdout:\n%s", code, out)
 	}
-	if code, _, errOut = asKey(t, url, made.Key.Secret, "function", "list"); code != 1 || errOut != "dms: the API key was refused (revoked or wrong)\n" {
+	if code, _, errOut = asKey(t, n.url, made.Key.Secret, "function", "list"); code != 1 || errOut != "dms: the API key was refused (revoked or wrong)\n" {
 		t.Fatalf("revoked key: exit %d, stderr %q", code, errOut)
 	}
 }
 
 func TestAccountUnknown(t *testing.T) {
-	_, _, home := newFakeGateway(t)
+	n := sharedNet(t)
 	for _, args := range [][]string{
 		{"account", "show", "bob"},
 		{"function", "list", "--account", "bob"},
 	} {
-		code, _, errOut := runCLI(t, append(args, "--home", home)...)
-		if code != 1 || !strings.Contains(errOut, `no account "bob"`) {
+		code, _, errOut := runCLI(t, append(args, "--home", n.home)...)
+		if code != 1 || !strings.Contains(errOut, `not found: account "bob"`) {
 			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 	}
 }
 
 func TestFunctionDeployAndManage(t *testing.T) {
-	g, url, home := newFakeGateway(t)
-	key := g.addAccount(t, "alice")
-	module := writeModule(t, "\x00asm v1")
-	rev := ok[gateway.Revision](t, url, key, "function", "deploy", "echo", "--module", module,
+	n := sharedNet(t)
+	key := n.account(t, "deployer")
+	rev := ok[gateway.Revision](t, n.url, key, "function", "deploy", "echo", "--module", n.echo,
 		"--resources", "cpu=500m,memory=64MiB", "--memory", "128MiB", "--timeout", "30s", "--max-body", "1MiB",
 		"--env", "GREETING=hi", "--arg", "-v", "--tag", "team=web")
 	if rev.Number != 1 || rev.Resources.CPU != 500 || rev.Resources.Memory != 128<<20 || rev.MaxBody != 1<<20 ||
@@ -102,166 +96,198 @@ func TestFunctionDeployAndManage(t *testing.T) {
 		t.Fatalf("revision 1: %+v", rev)
 	}
 	// The module is now a CID the gateway holds: deploy it by CID, not as the default.
-	code, out, errOut := asKey(t, url, key, "function", "deploy", "echo", "--module", rev.Module, "--no-default")
+	code, out, errOut := asKey(t, n.url, key, "function", "deploy", "echo", "--module", rev.Module, "--no-default")
 	if code != 0 || out != "deployed echo revision 2 (the default revision is unchanged)\n" {
 		t.Fatalf("deploy by CID: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if f := ok[gateway.Function](t, url, key, "function", "default", "echo", "2"); f.DefaultRevision != 2 || f.Tags["team"] != "web" {
+	if f := ok[gateway.Function](t, n.url, key, "function", "default", "echo", "2"); f.DefaultRevision != 2 || f.Tags["team"] != "web" {
 		t.Fatalf("default: %+v", f)
 	}
 	// The same through the local daemon, acting as the account.
-	code, out, _ = runCLI(t, "function", "revisions", "echo", "--account", "alice", "--home", home)
+	code, out, _ = runCLI(t, "function", "revisions", "echo", "--account", "deployer", "--home", n.home)
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "REV") {
 		t.Fatalf("revisions: exit %d, stdout:\n%s", code, out)
 	}
-	if code, out, _ = asKey(t, url, key, "function", "delete", "echo"); code != 0 || out != "deleted function echo\n" {
+	if code, out, _ = asKey(t, n.url, key, "function", "delete", "echo"); code != 0 || out != "deleted function echo\n" {
 		t.Fatalf("delete: exit %d, stdout %q", code, out)
 	}
-	if code, _, errOut = asKey(t, url, key, "function", "show", "echo"); code != 1 || !strings.Contains(errOut, `no function "echo"`) {
+	if code, _, errOut = asKey(t, n.url, key, "function", "show", "echo"); code != 1 || !strings.Contains(errOut, `not found: function "echo"`) {
 		t.Fatalf("show deleted: exit %d, stderr %q", code, errOut)
 	}
 }
 
+// TestFunctionDeployProblems: the gateway names each bad field of a
+// deploy; it looks for the module only when the rest is right.
 func TestFunctionDeployProblems(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := g.addAccount(t, "alice")
-	code, out, errOut := asKey(t, url, key, "function", "deploy", "echo", "--executor", "jvm",
-		"--module", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	n := sharedNet(t)
+	key := n.account(t, "misdeployer")
+	const nobodys = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	code, out, errOut := asKey(t, n.url, key, "function", "deploy", "echo", "--executor", "jvm", "--tag", "a b=c", "--module", nobodys)
 	want := "dms: deploy echo: invalid deploy:\n" +
-		"  module: no module \"bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy\" in the gateway\n" +
-		"  executor: \"jvm\": want wasm or docker\n"
+		"  executor: unknown executor \"jvm\" (known: wasm, docker)\n" +
+		"  tags.a b: the key must be printable text without spaces, '=' or ','\n"
 	if code != 1 || out != "" || errOut != want {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}
+	code, out, errOut = asKey(t, n.url, key, "function", "deploy", "echo", "--module", nobodys)
+	want = "dms: deploy echo: invalid deploy:\n  module: no blob " + nobodys + " on this node or the network: upload it first ("
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 2 {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant:\n%s...", code, out, errOut, want)
+	}
 }
 
-// deployed makes an account with functions, each with tags, and returns
-// its key.
-func deployed(t *testing.T, g *fakeGateway, url string, functions map[string][]string) string {
+// deploy deploys module as function name, with tags.
+func deploy(t *testing.T, url, key, name, module string, tags ...string) {
 	t.Helper()
-	key := g.addAccount(t, "alice")
-	module := writeModule(t, "\x00asm")
-	for name, tags := range functions {
-		args := []string{"function", "deploy", name, "--module", module}
-		for _, tag := range tags {
-			args = append(args, "--tag", tag)
-		}
-		if code, _, errOut := asKey(t, url, key, args...); code != 0 {
-			t.Fatalf("deploy %s: %s", name, errOut)
-		}
+	args := []string{"function", "deploy", name, "--module", module}
+	for _, tag := range tags {
+		args = append(args, "--tag", tag)
 	}
-	return key
+	if code, _, errOut := asKey(t, url, key, args...); code != 0 {
+		t.Fatalf("deploy %s: %s", name, errOut)
+	}
 }
 
 func TestFunctionTagAndList(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := deployed(t, g, url, map[string][]string{"api": {"team=web", "env=prod"}, "batch": {"team=data"}, "cron": nil})
-	f := ok[gateway.Function](t, url, key, "function", "tag", "api", "env=", "tier=1")
+	n := sharedNet(t)
+	key := n.account(t, "tagger")
+	deploy(t, n.url, key, "api", n.echo, "team=web", "env=prod")
+	deploy(t, n.url, key, "batch", n.echo, "team=data")
+	deploy(t, n.url, key, "cron", n.echo)
+	f := ok[gateway.Function](t, n.url, key, "function", "tag", "api", "env=", "tier=1")
 	if formatTags(f.Tags) != "team=web tier=1" {
 		t.Fatalf("merge: %v", f.Tags)
 	}
-	if f = ok[gateway.Function](t, url, key, "function", "tag", "api", "owner=ann", "--replace"); formatTags(f.Tags) != "owner=ann" {
+	if f = ok[gateway.Function](t, n.url, key, "function", "tag", "api", "owner=ann", "--replace"); formatTags(f.Tags) != "owner=ann" {
 		t.Fatalf("replace: %v", f.Tags)
 	}
-	list := ok[[]gateway.Function](t, url, key, "function", "list", "--tag", "team=data")
+	list := ok[[]gateway.Function](t, n.url, key, "function", "list", "--tag", "team=data")
 	if len(list) != 1 || list[0].Name != "batch" {
 		t.Fatalf("list --tag team=data: %+v", list)
 	}
-	code, out, _ := asKey(t, url, key, "function", "list", "--group-by", "team")
+	code, out, _ := asKey(t, n.url, key, "function", "list", "--group-by", "team")
 	if code != 0 || !strings.HasPrefix(out, "team=data\nNAME") || !strings.Contains(out, "\n\nteam unset\nNAME") {
 		t.Fatalf("group-by: exit %d, stdout:\n%s", code, out)
 	}
-	groups := ok[[]gateway.Group[gateway.Function]](t, url, key, "function", "list", "--group-by", "team")
+	groups := ok[[]gateway.Group[gateway.Function]](t, n.url, key, "function", "list", "--group-by", "team")
 	if len(groups) != 2 || groups[0].Value != "data" || len(groups[1].Items) != 2 {
 		t.Fatalf("group-by json: %+v", groups)
 	}
-	tags := ok[[]gateway.Tag](t, url, key, "tag", "list")
+	tags := ok[[]gateway.Tag](t, n.url, key, "tag", "list")
 	if len(tags) != 2 || tags[0] != (gateway.Tag{Key: "owner", Value: "ann", Functions: 1}) {
 		t.Fatalf("tag list: %+v", tags)
 	}
 }
 
+// TestFunctionInvoke calls examples/echo, which answers with the method,
+// path, query and body it got, and examples/greet, which answers 400
+// without a name.
 func TestFunctionInvoke(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := deployed(t, g, url, map[string][]string{"echo": nil})
+	n := sharedNet(t)
+	key := n.account(t, "invoker")
+	deploy(t, n.url, key, "echo", n.echo)
+	deploy(t, n.url, key, "greet", n.greet)
 	data := filepath.Join(t.TempDir(), "body")
 	if err := os.WriteFile(data, []byte("from a file\x00\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := asKey(t, url, key, "function", "invoke", "echo", "--data", "@"+data, "--path", "a/b", "--query", "x=1")
-	if code != 0 || out != "POST /a/b?x=1\nfrom a file\x00\n" || errOut != "" {
+	code, out, errOut := asKey(t, n.url, key, "function", "invoke", "echo", "--data", "@"+data, "--path", "a/b", "--query", "x=1")
+	if code != 0 || out != "method: POST\npath: /a/b\nquery: x=1\nbody: from a file\x00\n\n" || errOut != "" {
 		t.Fatalf("invoke: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, out, _ = asKey(t, url, key, "function", "invoke", "echo", "-X", "put", "-d", "hi", "-H", "X-A: 1", "--include")
-	if code != 0 || !strings.HasPrefix(out, "Status: 200 OK\n") || !strings.Contains(out, "\nContent-Type: text/plain\n") || !strings.HasSuffix(out, "\n\nPUT ?\nhi") {
+	code, out, _ = asKey(t, n.url, key, "function", "invoke", "echo", "-X", "put", "-d", "hi", "-H", "X-A: 1", "--include")
+	if code != 0 || !strings.HasPrefix(out, "Status: 200 OK\n") || !strings.Contains(out, "\nContent-Type: text/plain; charset=utf-8\n") ||
+		!strings.HasSuffix(out, "\n\nmethod: PUT\npath: \nquery: \nbody: hi\n") {
 		t.Fatalf("--include: exit %d, stdout %q", code, out)
 	}
-	if h := g.lastCall().Header; h.Get("X-A") != "1" {
-		t.Fatalf("--header X-A: 1 did not reach the function: %v", h)
+	code, out, errOut = asKey(t, n.url, key, "function", "invoke", "greet")
+	if code != 1 || !strings.HasPrefix(out, `{"error":"name is required`) || !strings.HasPrefix(errOut, "dms: function greet answered 400 Bad Request (task ") {
+		t.Fatalf("400: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, out, errOut = asKey(t, url, key, "function", "invoke", "echo", "--query", "status=404")
-	if code != 1 || out != "GET ?status=404\n" || !strings.HasPrefix(errOut, "dms: function echo answered 404 Not Found (task t") {
-		t.Fatalf("404: exit %d, stdout %q, stderr %q", code, out, errOut)
-	}
-	if resp := ok[gateway.Response](t, url, key, "function", "invoke", "echo", "--rev", "1"); resp.Status != 200 || string(resp.Body) != "GET ?\n" || resp.Task == "" {
+	if resp := ok[gateway.Response](t, n.url, key, "function", "invoke", "echo", "--rev", "1"); resp.Status != 200 ||
+		string(resp.Body) != "method: GET\npath: \nquery: \nbody: \n" || resp.Task == "" {
 		t.Fatalf("json: %+v", resp)
 	}
-	if code, _, errOut = asKey(t, url, key, "function", "invoke", "nope"); code != 1 || !strings.Contains(errOut, `no function "nope"`) {
+	if code, _, errOut = asKey(t, n.url, key, "function", "invoke", "nope"); code != 1 || !strings.Contains(errOut, `not found: function "nope"`) {
 		t.Fatalf("unknown function: exit %d, stderr %q", code, errOut)
 	}
 }
 
+// taskState waits until task id is in one of states and returns it.
+func taskState(t *testing.T, url, key, id string, states ...gateway.TaskState) gateway.Task {
+	t.Helper()
+	var task gateway.Task
+	eventually(t, time.Minute, "task "+id+" to be "+fmt.Sprint(states), func() bool {
+		task = ok[gateway.Task](t, url, key, "task", "show", id)
+		return slices.Contains(states, task.State)
+	})
+	return task
+}
+
+// TestTaskCommands follows an async call of examples/echo to its result,
+// and stops one of examples/sleep while it runs.
 func TestTaskCommands(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := deployed(t, g, url, map[string][]string{"echo": nil})
-	code, id, errOut := asKey(t, url, key, "function", "invoke", "echo", "--async", "-d", "later")
-	if id = strings.TrimSpace(id); code != 0 || !strings.HasPrefix(id, "t") {
+	n := sharedNet(t)
+	key := n.account(t, "tasker")
+	deploy(t, n.url, key, "echo", n.echo)
+	code, id, errOut := asKey(t, n.url, key, "function", "invoke", "echo", "--async", "-d", "later")
+	if id = strings.TrimSpace(id); code != 0 || len(id) != 32 {
 		t.Fatalf("async: exit %d, stdout %q, stderr %q", code, id, errOut)
 	}
-	if code, out, _ := asKey(t, url, key, "task", "result", id); code != 0 || out != "POST ?\nlater" {
+	taskState(t, n.url, key, id, gateway.TaskCompleted)
+	if code, out, _ := asKey(t, n.url, key, "task", "result", id); code != 0 || out != "method: POST\npath: \nquery: \nbody: later\n" {
 		t.Fatalf("result: exit %d, stdout %q", code, out)
 	}
-	g.accounts["alice"].addTask(gateway.Task{ID: "t99", Function: "echo", Revision: 1, State: gateway.TaskRunning})
-	if list := ok[[]gateway.Task](t, url, key, "task", "list", "--state", "running", "--function", "echo"); len(list) != 1 || list[0].ID != "t99" {
+
+	if code, _, errOut := asKey(t, n.url, key, "function", "deploy", "sleep", "--module", "../../examples/sleep/sleep.wasm", "--arg", "60", "--timeout", "2m"); code != 0 {
+		t.Fatalf("deploy sleep: %s", errOut)
+	}
+	code, long, errOut := asKey(t, n.url, key, "function", "invoke", "sleep", "--async")
+	if long = strings.TrimSpace(long); code != 0 || long == "" {
+		t.Fatalf("async sleep: exit %d, stdout %q, stderr %q", code, long, errOut)
+	}
+	taskState(t, n.url, key, long, gateway.TaskRunning)
+	if list := ok[[]gateway.Task](t, n.url, key, "task", "list", "--state", "running", "--function", "sleep"); len(list) != 1 || list[0].ID != long {
 		t.Fatalf("list --state running: %+v", list)
 	}
-	if code, _, errOut := asKey(t, url, key, "task", "result", "t99"); code != 1 || !strings.Contains(errOut, "has no result") {
+	if code, _, errOut := asKey(t, n.url, key, "task", "result", long); code != 1 || !strings.Contains(errOut, "is running") {
 		t.Fatalf("result of a running task: exit %d, stderr %q", code, errOut)
 	}
-	if task := ok[gateway.Task](t, url, key, "task", "stop", "t99"); task.State != gateway.TaskStopped {
+	if task := ok[gateway.Task](t, n.url, key, "task", "stop", long); task.State != gateway.TaskStopped {
 		t.Fatalf("stop: %+v", task)
 	}
-	code, out, _ := asKey(t, url, key, "task", "show", "t99")
+	code, out, _ := asKey(t, n.url, key, "task", "show", long)
 	if code != 0 || !strings.Contains(out, "state:      stopped\n") || !strings.Contains(out, "reason:     stopped by its account\n") {
 		t.Fatalf("show: exit %d, stdout:\n%s", code, out)
 	}
-	if list := ok[[]gateway.Task](t, url, key, "task", "list", "--limit", "1"); len(list) != 1 {
-		t.Fatalf("list --limit 1: %+v", list)
+	if list := ok[[]gateway.Task](t, n.url, key, "task", "list", "--limit", "1"); len(list) != 1 || list[0].ID != long {
+		t.Fatalf("list --limit 1 (the newest): %+v", list)
 	}
 }
 
 func TestEndpointCommands(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := deployed(t, g, url, map[string][]string{"echo": nil})
-	e := ok[gateway.Endpoint](t, url, key, "endpoint", "create", "office", "--function", "echo",
+	n := sharedNet(t)
+	key := n.account(t, "publisher")
+	deploy(t, n.url, key, "echo", n.echo)
+	e := ok[gateway.Endpoint](t, n.url, key, "endpoint", "create", "office", "--function", "echo",
 		"--allow-ip", "10.0.0.0/8", "--window", "Mon-Fri 08:00-18:00 Europe/Berlin", "--daily-quota", "5", "--tag", "team=web")
-	if e.Path != "/e/office/" || e.Auth != "none" || len(e.AllowIPs) != 1 || len(e.Windows) != 1 || *e.Remaining != 5 {
+	if e.Path != "/e/office/" || e.Auth != "none" || len(e.AllowIPs) != 1 || len(e.Windows) != 1 || e.Remaining == nil || *e.Remaining != 5 {
 		t.Fatalf("create: %+v", e)
 	}
-	e = ok[gateway.Endpoint](t, url, key, "endpoint", "update", "office", "--allow-ip", "192.0.2.1", "--clear-windows", "--auth", "key", "--tag", "team=")
+	e = ok[gateway.Endpoint](t, n.url, key, "endpoint", "update", "office", "--allow-ip", "192.0.2.1", "--clear-windows", "--auth", "key", "--tag", "team=")
 	if len(e.AllowIPs) != 2 || len(e.Windows) != 0 || e.Auth != "key" || e.DailyQuota != 5 || e.Function != "echo" || len(e.Tags) != 0 {
 		t.Fatalf("update: %+v", e)
 	}
-	code, out, _ := asKey(t, url, key, "endpoint", "show", "office")
+	code, out, _ := asKey(t, n.url, key, "endpoint", "show", "office")
 	for _, want := range []string{"path:         /e/office/\n", "allow ips:    10.0.0.0/8\n              192.0.2.1\n", "windows:      always open\n", "remaining:    5\n"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("show: exit %d, no %q in:\n%s", code, want, out)
 		}
 	}
-	if list := ok[[]gateway.Endpoint](t, url, key, "endpoint", "list", "--search", "off"); len(list) != 1 {
+	if list := ok[[]gateway.Endpoint](t, n.url, key, "endpoint", "list", "--search", "off"); len(list) != 1 {
 		t.Fatalf("list: %+v", list)
 	}
-	if code, out, _ = asKey(t, url, key, "endpoint", "delete", "office"); code != 0 || out != "deleted endpoint office\n" {
+	if code, out, _ = asKey(t, n.url, key, "endpoint", "delete", "office"); code != 0 || out != "deleted endpoint office\n" {
 		t.Fatalf("delete: exit %d, stdout %q", code, out)
 	}
 }
@@ -269,30 +295,39 @@ func TestEndpointCommands(t *testing.T) {
 // TestEndpointBadWindow passes a window the CLI does not check: the
 // gateway's field problem is printed.
 func TestEndpointBadWindow(t *testing.T) {
-	g, url, _ := newFakeGateway(t)
-	key := deployed(t, g, url, map[string][]string{"echo": nil})
-	code, out, errOut := asKey(t, url, key, "endpoint", "create", "office", "--function", "echo", "--window", "Mon-Fri 8-18", "--window", "Sat 10:00-12:00 UTC")
+	n := sharedNet(t)
+	key := n.account(t, "windower")
+	deploy(t, n.url, key, "echo", n.echo)
+	code, out, errOut := asKey(t, n.url, key, "endpoint", "create", "office", "--function", "echo", "--window", "Mon-Fri 8-18", "--window", "Sat 10:00-12:00 UTC")
 	if code != 1 || out != "" || !strings.HasPrefix(errOut, "dms: endpoint office: invalid endpoint:\n  windows[0]: ") || strings.Count(errOut, "\n") != 2 {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 }
 
 // TestTagListOverTLS trusts a gateway's self-signed certificate with --ca.
+// The gateway is a node of its own, serving HTTPS, with no peers: listing
+// tags asks none.
 func TestTagListOverTLS(t *testing.T) {
-	g := &fakeGateway{accounts: map[string]*fakeAccount{}, keys: map[string]gateway.Key{}, modules: map[string]bool{}}
-	key := g.addAccount(t, "alice")
-	srv := httptest.NewUnstartedServer(gateway.NewHandler(g, gateway.HandlerConfig{}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
-	srv.StartTLS()
-	defer srv.Close()
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+	t.Setenv(envAPIKey, "")
+	t.Setenv(envGateway, "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cert, certKey, ca := selfSigned(t, dir)
+	d, err := startNode(ctx, filepath.Join(dir, "gateway"), dms.WithCompute(false), dms.WithGatewayListen("127.0.0.1:0", cert, certKey))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := asKey(t, srv.URL, key, "tag", "list"); code != 1 || !strings.Contains(errOut, "certificate") {
+	defer d.Close()
+	_, key, err := d.Gateway().CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := d.GatewayURL()
+	if code, _, errOut := asKey(t, url, key.Secret, "tag", "list"); code != 1 || !strings.Contains(errOut, "certificate") {
 		t.Fatalf("without --ca: exit %d, stderr %q", code, errOut)
 	}
-	if code, out, errOut := asKey(t, srv.URL, key, "tag", "list", "--ca", ca); code != 0 || out != "KEY  VALUE  FUNCTIONS  ENDPOINTS\n" {
+	if code, out, errOut := asKey(t, url, key.Secret, "tag", "list", "--ca", ca); code != 0 || out != "KEY  VALUE  FUNCTIONS  ENDPOINTS\n" {
 		t.Fatalf("with --ca: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
