@@ -50,6 +50,9 @@ func TestMain(m *testing.M) {
 // API key or gateway URL of its own.
 func sharedNet(t *testing.T) *gwNet {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds two Wasm examples and runs a two-node network; skipped with -short")
+	}
 	t.Setenv(envAPIKey, "")
 	t.Setenv(envGateway, "")
 	shared.once.Do(func() { shared.net, shared.err = startGwNet() })
