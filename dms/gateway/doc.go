@@ -44,4 +44,9 @@
 //     the same whether the call waited or reads it with TaskResult.
 //   - Close detaches the calls in flight without ending their tasks;
 //     Start takes them up again. A task never submitted fails then.
+//   - Calls in flight are bounded, MaxCallsInFlight in all and
+//     MaxAccountInFlight an account; past them a call is refused (429 with
+//     Retry-After), never queued without end.
+//   - A reason a caller reads names a provider by peer ID at most, never by
+//     address (redact).
 package gateway
