@@ -26,7 +26,7 @@ type jobWatch struct {
 func (w *jobWatch) observe(j *Job, acts []Action) {
 	info := j.Info()
 	for _, act := range acts {
-		w.observeAction(act)
+		w.observeAction(act, info)
 		if w.prev.State.Terminal() {
 			if _, ok := act.(Release); !ok {
 				w.t.Fatalf("%v after the job ended", act)
@@ -47,13 +47,22 @@ func (w *jobWatch) observe(j *Job, acts []Action) {
 	w.prev = info
 }
 
-func (w *jobWatch) observeAction(act Action) {
+// observeAction checks one action; info is the job after the event that
+// caused it: an invocation belongs to the attempt its node confirmed.
+func (w *jobWatch) observeAction(act Action, info JobInfo) {
 	switch act := act.(type) {
 	case SendAccept:
 		w.sent = append(w.sent, act.Accept.AllocationID)
 	case Invoke:
-		var attempt, cand int
-		fmt.Sscanf(string(act.Invocation.AllocationID), "j1-a%d-c%d", &attempt, &cand)
+		attempt := -1
+		for _, a := range info.Attempts {
+			if a.AllocationID == act.Invocation.AllocationID {
+				attempt = a.Number
+			}
+		}
+		if attempt < 0 {
+			w.t.Fatalf("%v of an allocation no attempt confirmed: %+v", act, info.Attempts)
+		}
 		if w.attempts[attempt] {
 			w.t.Fatalf("second invocation in attempt %d: %v", attempt, act)
 		}
