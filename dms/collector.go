@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/store"
 )
 
@@ -57,7 +58,7 @@ type collector struct {
 	asks chan chan<- api.Collection // CollectGarbage's: each gets the pass it asked for
 
 	compacted time.Time   // when records were last compacted; zero: due at the first pass
-	indexes   []*refIndex // of job/ and alloc/ records
+	indexes   []*refIndex // of job/ and alloc/ records, and the gateway's
 
 	mu   sync.Mutex
 	last *api.Collection
@@ -68,6 +69,9 @@ func newCollector(d *DMS) *collector {
 		{prefix: jobPrefix, read: jobRefs},
 		{prefix: allocPrefix, read: allocRefs},
 	}}
+	for _, x := range gateway.BlobIndexes() {
+		c.indexes = append(c.indexes, &refIndex{prefix: x.Prefix, read: x.Blobs})
+	}
 	budget, err := c.blobBudget()
 	if err != nil {
 		d.log.Warn("measuring the home", "err", err)
@@ -250,10 +254,11 @@ func (c *collector) lastCollection() *api.Collection {
 }
 
 // references returns the blobs the collector must keep: those named by
-// the unfinished jobs this node submitted (their job/ records) and by the
-// allocations it runs that have not ended (alloc/ records), the pinned
-// ones, the gateway's (its revisions' modules, its unfinished tasks'
-// responses), and the node's signed capability record. A record it cannot read
+// the unfinished jobs this node submitted (their job/ records), by the
+// allocations it runs that have not ended (alloc/ records) and by the
+// gateway's records (gateway.BlobIndexes: revisions' modules, async
+// tasks' outputs), the pinned ones, and the node's signed capability
+// record. A record it cannot read
 // is an error: what it references is unknown.
 func (c *collector) references() (map[string]bool, error) {
 	refs := map[string]bool{}
@@ -275,13 +280,6 @@ func (c *collector) references() (map[string]bool, error) {
 		return nil, err
 	}
 	add(pins...)
-	if c.d.gw != nil {
-		modules, err := c.d.gw.Blobs()
-		if err != nil {
-			return nil, err
-		}
-		add(modules...)
-	}
 	if s, ok := c.d.recordCID.Load().(string); ok {
 		add(s)
 	}

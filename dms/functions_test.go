@@ -64,6 +64,14 @@ func TestFunctionCallsOverTheNetwork(t *testing.T) {
 	deploy("broken", []byte("\x00asm but not really"), nil)
 	deploy("trap", trapModule, nil)
 
+	okRev, err := svc.Revisions(ctx, "ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := gw.gc.references()
+	if err != nil || !refs[okRev[0].Module] {
+		t.Fatalf("the collector's references lack the revision's module %s: %v", okRev[0].Module, err)
+	}
 	resp, err := svc.Invoke(ctx, "ok", gateway.Call{Method: http.MethodPost, Body: strings.NewReader("hi")})
 	if err != nil || resp.Status != http.StatusCreated || string(resp.Body) != "ok" || resp.Task == "" {
 		t.Fatalf("ok: %+v, %v", resp, err)

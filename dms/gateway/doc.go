@@ -29,7 +29,7 @@
 //     shown once, when the key is made.
 //   - A revision is immutable and pins its module: the node's collector
 //     keeps every blob a revision names, and the output of every async
-//     task kept (Gateway.Blobs).
+//     task kept (BlobIndexes).
 //   - A task's state moves only along scheduled -> running -> completed |
 //     failed | stopped (TaskState.Next), checked in one place.
 //   - Everything a caller was told is in the database before the reply:

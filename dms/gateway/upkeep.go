@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -84,28 +86,61 @@ func (g *Gateway) expire(now time.Time) (int, error) {
 	return len(old), nil
 }
 
-// Blobs lists the blobs the gateway needs kept, for the node's collector:
-// the module (or image archive) of every revision, and the output of every
-// async task kept, which its caller reads with TaskResult. A sync call's
-// output went to its caller: it stays under the store's budget like any
-// job's output, so TaskResult may later find it collected.
+// BlobIndex is one kind of the gateway's records and how to read the blobs
+// a record names, for the node's collector, which keeps them: it reads
+// only the records written since its last pass.
+type BlobIndex struct {
+	Prefix string
+	Blobs  func(record []byte) ([]string, error)
+}
+
+// BlobIndexes lists the records whose blobs must be kept: the module (or
+// image archive) of every revision, and the output of every async task
+// kept, which its caller reads with TaskResult. A sync call's output went
+// to its caller: it stays under the store's budget like any job's output,
+// so TaskResult may later find it collected.
+func BlobIndexes() []BlobIndex {
+	return []BlobIndex{
+		{Prefix: revisionPrefix, Blobs: decoded(func(r Revision) string { return r.Module })},
+		{Prefix: taskPrefix, Blobs: decoded(func(t Task) string {
+			if !t.Async {
+				return ""
+			}
+			return t.Response
+		})},
+	}
+}
+
+// decoded reads a record as a T and names the blob blob(T) ("": none).
+func decoded[T any](blob func(T) string) func([]byte) ([]string, error) {
+	return func(raw []byte) ([]string, error) {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		if c := blob(v); c != "" {
+			return []string{c}, nil
+		}
+		return nil, nil
+	}
+}
+
+// Blobs lists, sorted, the blobs the gateway needs kept now (BlobIndexes).
 func (g *Gateway) Blobs() ([]string, error) {
 	var out []string
-	err := each(g.db, revisionPrefix, func(_ string, r Revision) error {
-		if r.Module != "" {
-			out = append(out, r.Module)
+	for _, x := range BlobIndexes() {
+		err := g.db.Scan(x.Prefix, func(key string, raw []byte) error {
+			cs, err := x.Blobs(raw)
+			if err != nil {
+				return fmt.Errorf("gateway: decoding %s: %w", key, err)
+			}
+			out = append(out, cs...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	err = each(g.db, taskPrefix, func(_ string, t Task) error {
-		if t.Async && t.Response != "" {
-			out = append(out, t.Response)
-		}
-		return nil
-	})
 	slices.Sort(out)
-	return slices.Compact(out), err
+	return slices.Compact(out), nil
 }
