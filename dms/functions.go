@@ -14,12 +14,8 @@ import (
 // a restart interrupted (after restoreJobs: their jobs are live again) and,
 // when gateway.listen is set, serves callers there.
 func (d *DMS) startGateway(ctx context.Context) error {
-	retention := d.conf.Gateway.TaskRetention
-	if retention == 0 {
-		retention = DefaultTaskRetention
-	}
 	g, err := gateway.New(gateway.Config{
-		DB: d.db, Runner: d, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: retention,
+		DB: d.db, Runner: d, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: d.conf.Gateway.TaskRetention,
 	})
 	if err != nil {
 		return err

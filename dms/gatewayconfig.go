@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/gateway/policy"
 )
 
@@ -31,12 +32,9 @@ type GatewayConfig struct {
 	// allowlists; from any other peer the header is ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TaskRetention is how long finished tasks (one per call) are kept;
-	// 0: DefaultTaskRetention.
+	// 0: gateway.DefaultTaskRetention.
 	TaskRetention time.Duration `yaml:"task_retention"`
 }
-
-// DefaultTaskRetention is how long a finished task is kept by default.
-const DefaultTaskRetention = 7 * 24 * time.Hour
 
 // UnmarshalYAML reads the section field by field, refusing unknown fields
 // and values that do not parse, with the field's name.
@@ -82,7 +80,7 @@ func (c GatewayConfig) validate() error {
 		return errors.New("gateway.cert_file and gateway.key_file go together: give both for HTTPS, or neither")
 	}
 	if c.TaskRetention < 0 {
-		return fmt.Errorf("gateway.task_retention: %s is negative (0 means the default, %s)", c.TaskRetention, DefaultTaskRetention)
+		return fmt.Errorf("gateway.task_retention: %s is negative (0 means the default, %s)", c.TaskRetention, gateway.DefaultTaskRetention)
 	}
 	_, err := c.trusted()
 	return err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opendms/dms/dms/gateway"
 )
 
 // TestGatewayConfig: a fresh home serves no gateway, an edited section
@@ -14,7 +16,7 @@ import (
 func TestGatewayConfig(t *testing.T) {
 	home, _ := newHome(t)
 	cfg, err := LoadConfig(home)
-	if err != nil || cfg.Gateway.Listen != "" || cfg.Gateway.TaskRetention != DefaultTaskRetention {
+	if err != nil || cfg.Gateway.Listen != "" || cfg.Gateway.TaskRetention != gateway.DefaultTaskRetention {
 		t.Fatalf("a fresh home's gateway section: %+v, %v", cfg.Gateway, err)
 	}
 	want := GatewayConfig{Listen: "127.0.0.1:8080", CertFile: "gw.crt", KeyFile: "gw.key",

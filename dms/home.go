@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/types"
@@ -145,6 +146,7 @@ func DefaultConfig() Config {
 		API:     "127.0.0.1:0",
 		Offer:   node.DefaultOffer(),
 		Store:   StoreConfig{}.withDefaults(),
+		Gateway: GatewayConfig{TaskRetention: gateway.DefaultTaskRetention},
 	}
 }
 
@@ -261,7 +263,7 @@ gateway:
 {{- range .Gateway.TrustedProxies}}
     - {{.}}
 {{- end}}
-  task_retention: {{if .Gateway.TaskRetention}}{{.Gateway.TaskRetention}}{{else}}168h0m0s{{end}}
+  task_retention: {{.Gateway.TaskRetention}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
