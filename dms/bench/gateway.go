@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,19 +101,10 @@ func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) 
 		"idle_rss_mb": idle.rss, "after_rss_mb": after.rss, "peak_rss_mb": round3(float64(peak.Load()) / 1024),
 		"idle_anon_mb": idle.anon, "after_anon_mb": after.anon, "after_file_mb": after.file,
 	}
-	if e := cmpOr(first, loadFirst); e != nil {
+	if e := cmp.Or(first, loadFirst); e != nil {
 		res["error"] = e.Error()
 	}
 	return res, nil
-}
-
-func cmpOr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 // startGatewayNetwork runs three daemons: a gateway that offers no compute
@@ -243,7 +235,7 @@ func (f *tinyFunction) sequential(ctx context.Context, n int) (d dist, failed in
 		start := time.Now()
 		if err := f.call(ctx); err != nil {
 			failed++
-			first = cmpOr(first, err)
+			first = cmp.Or(first, err)
 			continue
 		}
 		took = append(took, time.Since(start))
