@@ -162,21 +162,14 @@ func TestThreeDaemonsEndToEnd(t *testing.T) {
 	}
 
 	a := startDaemon(t, bin, homes[0])
-	var info api.NodeInfo
-	if err := json.Unmarshal([]byte(cliOK(t, bin, "node", "info", "--home", homes[0], "--output", "json")), &info); err != nil {
-		t.Fatal(err)
-	}
+	info := nodeInfo(t, bin, homes[0])
 	if info.PeerID == "" || !strings.HasPrefix(info.DID, "did:key:") || len(info.Addrs) == 0 {
 		t.Fatalf("node info: %+v", info)
 	}
 	// Node c submits but offers nothing, so the job must cross the network.
 	b := startDaemon(t, bin, homes[1], "--bootstrap", info.Addrs[0])
 	c := startDaemon(t, bin, homes[2], "--bootstrap", info.Addrs[0], "--compute=false")
-	eventually(t, 30*time.Second, "the daemons to find each other", func() bool {
-		var peers []api.Peer
-		out := cliOK(t, bin, "peers", "--home", homes[2], "--output", "json")
-		return json.Unmarshal([]byte(out), &peers) == nil && len(peers) >= 2
-	})
+	waitForPeers(t, bin, homes[2], 2)
 	if rss, ok := rssMiB(a.cmd.Process.Pid); ok {
 		t.Logf("idle daemon RSS: %.1f MiB", rss)
 	}
@@ -228,11 +221,7 @@ func TestThreeDaemonsEndToEnd(t *testing.T) {
 
 func mustPeerID(t *testing.T, bin, home string) string {
 	t.Helper()
-	var info api.NodeInfo
-	if err := json.Unmarshal([]byte(cliOK(t, bin, "node", "info", "--home", home, "--output", "json")), &info); err != nil {
-		t.Fatal(err)
-	}
-	return info.PeerID
+	return nodeInfo(t, bin, home).PeerID
 }
 
 // writeHugeJob writes a job asking for 900 TiB of memory, with the hello
