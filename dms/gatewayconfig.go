@@ -39,34 +39,22 @@ type GatewayConfig struct {
 // UnmarshalYAML reads the section field by field, refusing unknown fields
 // and values that do not parse, with the field's name.
 func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: gateway: want a mapping of listen, cert_file, key_file, trusted_proxies and task_retention", n.Line)
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, v := n.Content[i].Value, n.Content[i+1]
-		var err error
+	keys := []string{"listen", "cert_file", "key_file", "trusted_proxies", "task_retention"}
+	return decodeSection(n, "gateway", keys, func(key string, v *yaml.Node) error {
 		switch key {
 		case "listen":
-			err = v.Decode(&c.Listen)
+			return v.Decode(&c.Listen)
 		case "cert_file":
-			err = v.Decode(&c.CertFile)
+			return v.Decode(&c.CertFile)
 		case "key_file":
-			err = v.Decode(&c.KeyFile)
+			return v.Decode(&c.KeyFile)
 		case "trusted_proxies":
-			err = v.Decode(&c.TrustedProxies)
-		case "task_retention":
-			c.TaskRetention, err = parseDuration(v.Value)
-		default:
-			err = errors.New("unknown field (want listen, cert_file, key_file, trusted_proxies or task_retention)")
+			return v.Decode(&c.TrustedProxies)
 		}
-		if err != nil {
-			return fmt.Errorf("line %d: gateway.%s: %w", v.Line, key, err)
-		}
-	}
-	return nil
+		var err error
+		c.TaskRetention, err = parseDuration(v.Value)
+		return err
+	})
 }
 
 // validate checks the section; an empty one is valid (no gateway).

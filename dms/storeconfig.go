@@ -1,8 +1,9 @@
 package dms
 
 import (
-	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -44,15 +45,7 @@ const (
 // does not parse is refused with its field's name; unknown fields are
 // refused too, as everywhere in the config file.
 func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: store: want a mapping of max_bytes, min_blob_age and retention", n.Line)
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, v := n.Content[i].Value, n.Content[i+1]
-		var err error
+	return decodeSection(n, "store", []string{"max_bytes", "min_blob_age", "retention"}, func(key string, v *yaml.Node) (err error) {
 		switch key {
 		case "max_bytes":
 			c.MaxBytes, err = types.ParseBytes(v.Value)
@@ -60,11 +53,30 @@ func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
 			c.MinBlobAge, err = parseDuration(v.Value)
 		case "retention":
 			c.Retention, err = parseDuration(v.Value)
-		default:
-			err = errors.New("unknown field (want max_bytes, min_blob_age or retention)")
+		}
+		return err
+	})
+}
+
+// decodeSection reads a config section's mapping field by field: field
+// decodes the value of each of keys, and any other key is an unknown
+// field. An error names the line and section.key; a null section is empty.
+func decodeSection(n *yaml.Node, section string, keys []string, field func(key string, v *yaml.Node) error) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	want := strings.Join(keys[:len(keys)-1], ", ") + " or " + keys[len(keys)-1]
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: %s: want a mapping of %s", n.Line, section, strings.Replace(want, " or ", " and ", 1))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, v := n.Content[i].Value, n.Content[i+1]
+		err := fmt.Errorf("unknown field (want %s)", want)
+		if slices.Contains(keys, key) {
+			err = field(key, v)
 		}
 		if err != nil {
-			return fmt.Errorf("line %d: store.%s: %w", v.Line, key, err)
+			return fmt.Errorf("line %d: %s.%s: %w", v.Line, section, key, err)
 		}
 	}
 	return nil
