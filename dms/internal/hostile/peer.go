@@ -103,17 +103,7 @@ func (p *Peer) ID() string { return p.host.ID().String() }
 func (p *Peer) Node() types.NodeID { return p.node }
 
 // Addrs returns the peer's listen multiaddrs with /p2p/<id>.
-func (p *Peer) Addrs() []string {
-	mas, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: p.host.ID(), Addrs: p.host.Addrs()})
-	if err != nil {
-		return nil
-	}
-	out := make([]string, len(mas))
-	for i, a := range mas {
-		out[i] = a.String()
-	}
-	return out
-}
+func (p *Peer) Addrs() []string { return p2p.FullAddrs(p.host) }
 
 // Connect dials a node by a full multiaddr (with /p2p/<id>).
 func (p *Peer) Connect(ctx context.Context, addr string) error {

@@ -186,8 +186,11 @@ func (h *Host) DID() string {
 
 // Addrs returns the host's listen multiaddrs with /p2p/<id>, usable as
 // another node's Bootstrap entries.
-func (h *Host) Addrs() []string {
-	mas, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.host.ID(), Addrs: h.host.Addrs()})
+func (h *Host) Addrs() []string { return FullAddrs(h.host) }
+
+// FullAddrs returns a libp2p host's listen multiaddrs with /p2p/<id>.
+func FullAddrs(h host.Host) []string {
+	mas, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
 	if err != nil {
 		return nil
 	}
