@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -51,19 +52,19 @@ func taskQuery(r *http.Request) (TaskQuery, error) {
 }
 
 func (h *handler) getTask(w http.ResponseWriter, r *http.Request, svc Service) {
-	id, err := pathName(r, "id")
-	var task Task
-	if err == nil {
-		task, err = svc.GetTask(r.Context(), id)
-	}
-	h.reply(w, r, http.StatusOK, task, err)
+	h.replyTask(w, r, svc.GetTask)
 }
 
 func (h *handler) stopTask(w http.ResponseWriter, r *http.Request, svc Service) {
+	h.replyTask(w, r, svc.StopTask)
+}
+
+// replyTask answers with the task the path's id names, as do returns it.
+func (h *handler) replyTask(w http.ResponseWriter, r *http.Request, do func(context.Context, string) (Task, error)) {
 	id, err := pathName(r, "id")
 	var task Task
 	if err == nil {
-		task, err = svc.StopTask(r.Context(), id)
+		task, err = do(r.Context(), id)
 	}
 	h.reply(w, r, http.StatusOK, task, err)
 }
