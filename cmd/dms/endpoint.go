@@ -80,15 +80,7 @@ func (c *cli) endpointCreateCmd(a *actor) *cobra.Command {
 		if f.function == "" {
 			return errors.New("endpoint create needs --function F: the function it calls")
 		}
-		spec := gateway.EndpointSpec{Name: args[0], Auth: f.auth}
-		if err := f.apply(cmd.Flags(), &spec); err != nil {
-			return err
-		}
-		e, err := gw.CreateEndpoint(ctx, spec)
-		if err != nil {
-			return invalid("endpoint "+spec.Name+": invalid endpoint", err)
-		}
-		return c.printEndpoint(e)
+		return c.saveEndpoint(ctx, &f, cmd.Flags(), gateway.EndpointSpec{Name: args[0], Auth: f.auth}, gw.CreateEndpoint)
 	})
 	f.addFlags(cmd.Flags())
 	return cmd
@@ -106,20 +98,27 @@ func (c *cli) endpointUpdateCmd(a *actor) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		spec := e.EndpointSpec
-		if err := f.apply(cmd.Flags(), &spec); err != nil {
-			return err
-		}
-		if e, err = gw.UpdateEndpoint(ctx, spec); err != nil {
-			return invalid("endpoint "+spec.Name+": invalid endpoint", err)
-		}
-		return c.printEndpoint(e)
+		return c.saveEndpoint(ctx, &f, cmd.Flags(), e.EndpointSpec, gw.UpdateEndpoint)
 	})
 	fs := cmd.Flags()
 	f.addFlags(fs)
 	fs.BoolVar(&f.clearIPs, "clear-allow-ip", false, "empty the allowlist (before adding any --allow-ip)")
 	fs.BoolVar(&f.clearWins, "clear-windows", false, "remove every window (before adding any --window)")
 	return cmd
+}
+
+// saveEndpoint changes spec by the flags given, sends it with save
+// (create or update) and prints the endpoint saved.
+func (c *cli) saveEndpoint(ctx context.Context, f *endpointFlags, fs *pflag.FlagSet, spec gateway.EndpointSpec,
+	save func(context.Context, gateway.EndpointSpec) (gateway.Endpoint, error)) error {
+	if err := f.apply(fs, &spec); err != nil {
+		return err
+	}
+	e, err := save(ctx, spec)
+	if err != nil {
+		return invalid("endpoint "+spec.Name+": invalid endpoint", err)
+	}
+	return c.printEndpoint(e)
 }
 
 var endpointHeader = []string{"NAME", "PATH", "FUNCTION", "REV", "AUTH", "TODAY", "QUOTA", "TAGS"}
