@@ -245,19 +245,26 @@ func (c *Client) call(ctx context.Context, method, path string, body io.Reader, 
 		return err
 	}
 	c.authorize(req)
+	return c.decode(req, out)
+}
+
+// decode sends req and decodes its JSON reply into out (unless out is
+// nil). An error status is the gateway's error, a *CallError when it
+// named a task.
+func (c *Client) decode(req *http.Request, out any) error {
 	resp, err := c.send(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return api.DecodeError(resp)
+		return withTask(api.DecodeError(resp), resp.Header.Get(HeaderTask))
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("gateway: %s %s: decoding reply: %w", method, path, err)
+		return fmt.Errorf("gateway: %s %s: decoding reply: %w", req.Method, req.URL.RequestURI(), err)
 	}
 	return nil
 }

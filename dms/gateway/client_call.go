@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,17 +33,9 @@ func (c *Client) InvokeAsync(ctx context.Context, name string, call Call) (Task,
 	if err != nil {
 		return Task{}, err
 	}
-	resp, err := c.send(req)
-	if err != nil {
-		return Task{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return Task{}, withTask(api.DecodeError(resp), resp.Header.Get(HeaderTask))
-	}
 	var task Task
-	if err := json.NewDecoder(resp.Body).Decode(&task); err != nil {
-		return Task{}, fmt.Errorf("gateway: invoke %s: decoding the task: %w", name, err)
+	if err := c.decode(req, &task); err != nil {
+		return Task{}, err
 	}
 	return task, nil
 }
