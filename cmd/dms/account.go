@@ -121,11 +121,7 @@ func (c *cli) accountKeyListCmd() *cobra.Command {
 			return c.print(keys, func(w io.Writer) error {
 				rows := make([][]string, 0, len(keys))
 				for _, k := range keys {
-					revoked := "-"
-					if k.RevokedAt != nil {
-						revoked = formatTime(*k.RevokedAt)
-					}
-					rows = append(rows, []string{k.ID, formatTime(k.CreatedAt), revoked})
+					rows = append(rows, []string{k.ID, formatTime(k.CreatedAt), formatTimePtr(k.RevokedAt)})
 				}
 				return writeTable(w, []string{"ID", "CREATED", "REVOKED"}, rows)
 			})
