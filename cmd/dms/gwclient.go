@@ -71,8 +71,7 @@ func (c *cli) gatewayClient(a *actor) (*gateway.Client, error) {
 	case base == "":
 		return nil, errors.New("--key needs the gateway's URL: --gateway URL (or $" + envGateway + ")")
 	}
-	base, err := gatewayURL(base)
-	if err != nil {
+	if err := checkGatewayURL(base); err != nil {
 		return nil, err
 	}
 	hc, err := httpClient(a.ca)
@@ -92,13 +91,14 @@ func (c *cli) localClient(account string) (*gateway.Client, error) {
 	return gateway.NewClient("http://"+e.Addr, gateway.Auth{Token: e.Token, Account: account}, nil), nil
 }
 
-// gatewayURL checks a --gateway URL and drops its trailing slash.
-func gatewayURL(s string) (string, error) {
+// checkGatewayURL checks a --gateway URL (gateway.NewClient drops a
+// trailing slash).
+func checkGatewayURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("--gateway %q: want a URL such as https://gw.example:8443", s)
+		return fmt.Errorf("--gateway %q: want a URL such as https://gw.example:8443", s)
 	}
-	return strings.TrimSuffix(s, "/"), nil
+	return nil
 }
 
 // httpClient trusts the PEM certificates in caFile besides the system's;
