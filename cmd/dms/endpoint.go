@@ -168,14 +168,6 @@ func endpointFields(e gateway.Endpoint) []field {
 	}
 }
 
-// orList is list, or one line saying what none means.
-func orList(list []string, none string) []string {
-	if len(list) == 0 {
-		return []string{none}
-	}
-	return list
-}
-
 // printEndpoint prints an endpoint's fields, or its JSON.
 func (c *cli) printEndpoint(e gateway.Endpoint) error {
 	return c.print(e, func(w io.Writer) error { return writeFields(w, endpointFields(e)) })

@@ -211,9 +211,12 @@ func orDash(s string) string {
 	return s
 }
 
-func orNone(list []string) []string {
+func orNone(list []string) []string { return orList(list, "(none)") }
+
+// orList is list, or one line saying what none means.
+func orList(list []string, none string) []string {
 	if len(list) == 0 {
-		return []string{"(none)"}
+		return []string{none}
 	}
 	return list
 }
