@@ -148,13 +148,15 @@ func (g *Gateway) withQuota(ep Endpoint) (Endpoint, error) {
 		return Endpoint{}, err
 	}
 	now := g.now()
-	used, _, err := g.quotaUsed(ep.Name, pol.Day(now))
-	ep.Today, ep.ResetsAt = used, pol.ResetAt(now)
+	if _, err := g.db.Lookup(quotaKey(ep.Name, pol.Day(now)), &ep.Today); err != nil {
+		return Endpoint{}, err
+	}
+	ep.ResetsAt = pol.ResetAt(now)
 	if pol.DailyQuota > 0 {
-		left := max(pol.DailyQuota-used, 0)
+		left := max(pol.DailyQuota-ep.Today, 0)
 		ep.Remaining = &left
 	}
-	return ep, err
+	return ep, nil
 }
 
 // checkEndpoint reports every problem of an endpoint spec: its name, its

@@ -13,36 +13,30 @@ import (
 // gets the policy's reason (403, or 429 with Retry-After) and is not
 // counted; one admitted is counted in the database before it runs. The
 // count is read and written under the endpoint's stripe lock, so calls at
-// once never pass the quota, and the counts of other days go in the same
-// write.
+// once never pass the quota. An endpoint keeps one count, its latest
+// day's: the first call of another day deletes it in the write of its own
+// count, so only that call scans the endpoint's counts.
 func (g *Gateway) admit(ep string, pol policy.Policy, ip netip.Addr) error {
 	now := g.now()
 	day := pol.Day(now)
 	mu := g.stripe("ep:" + ep)
 	mu.Lock()
 	defer mu.Unlock()
-	used, stale, err := g.quotaUsed(ep, day)
+	var used int
+	found, err := g.db.Lookup(quotaKey(ep, day), &used)
 	if err != nil {
 		return err
 	}
 	if r := pol.Check(ip, now, used); r != nil {
 		return refused(r)
 	}
-	return g.db.Write(map[string]any{quotaKey(ep, day): used + 1}, stale)
-}
-
-// quotaUsed reads the calls counted on an endpoint's quota day, and the
-// keys of the counts of other days.
-func (g *Gateway) quotaUsed(ep, day string) (used int, stale []string, err error) {
-	err = each(g.db, quotasOf(ep), func(key string, n int) error {
-		if key == quotaKey(ep, day) {
-			used = n
-		} else {
-			stale = append(stale, key)
+	var stale []string
+	if !found {
+		if stale, err = keys(g.db, quotasOf(ep)); err != nil {
+			return err
 		}
-		return nil
-	})
-	return used, stale, err
+	}
+	return g.db.Write(map[string]any{quotaKey(ep, day): used + 1}, stale)
 }
 
 // refused is the error of a call a policy refused: 403 or 429, with when

@@ -19,7 +19,7 @@ const (
 	callsPrefix    = "gw/calls/" // gw/calls/<account>/<function>: the function's call count
 	revisionPrefix = "gw/rev/"   // gw/rev/<account>/<function>/<%010d>: Revision
 	endpointPrefix = "gw/ep/"    // gw/ep/<endpoint>: Endpoint (quota fields left 0); names are global
-	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day
+	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day, the latest day's only
 	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
 )
 
