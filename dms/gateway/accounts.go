@@ -76,15 +76,7 @@ func (g *Gateway) GetAccount(ctx context.Context, name string) (Account, error) 
 
 // account reads an account; ErrNotFound if there is none.
 func (g *Gateway) account(name string) (Account, error) {
-	var acct Account
-	if !accountName.MatchString(name) {
-		return acct, notFound("account", name)
-	}
-	found, err := g.db.Lookup(accountKey(name), &acct)
-	if err == nil && !found {
-		err = notFound("account", name)
-	}
-	return acct, err
+	return find[Account](g.db, accountName.MatchString(name), accountKey(name), "account", name)
 }
 
 // notFound is the error for a thing that is missing or another account's:

@@ -104,17 +104,10 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 
 // published finds an endpoint for a caller with key.
 func (g *Gateway) published(ctx context.Context, name, key string) (Endpoint, error) {
-	var ep Endpoint
-	if !functionName.MatchString(name) {
-		return ep, notFound("endpoint", name)
-	}
-	switch found, err := g.db.Lookup(endpointKey(name), &ep); {
-	case err != nil:
+	ep, err := g.anyEndpoint(name)
+	switch {
+	case err != nil || ep.Auth != AuthKey:
 		return ep, err
-	case !found:
-		return ep, notFound("endpoint", name)
-	case ep.Auth != AuthKey:
-		return ep, nil
 	case key == "":
 		return ep, fmt.Errorf("%w: endpoint %q needs an API key of its account", api.ErrUnauthorized, name)
 	}

@@ -118,15 +118,17 @@ func (s *scope) ListEndpoints(ctx context.Context, q Query) ([]Endpoint, error) 
 // endpoint reads an account's endpoint; ErrNotFound if there is none or
 // it is another account's.
 func (g *Gateway) endpoint(acct, name string) (Endpoint, error) {
-	var ep Endpoint
-	if !functionName.MatchString(name) {
-		return ep, notFound("endpoint", name)
-	}
-	found, err := g.db.Lookup(endpointKey(name), &ep)
-	if err == nil && (!found || ep.Account != acct) {
+	ep, err := g.anyEndpoint(name)
+	if err == nil && ep.Account != acct {
 		return Endpoint{}, notFound("endpoint", name)
 	}
 	return ep, err
+}
+
+// anyEndpoint reads an endpoint, whichever account's it is; ErrNotFound if
+// there is none.
+func (g *Gateway) anyEndpoint(name string) (Endpoint, error) {
+	return find[Endpoint](g.db, functionName.MatchString(name), endpointKey(name), "endpoint", name)
 }
 
 // endpointsOf reads an account's endpoints, by name.

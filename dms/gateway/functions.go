@@ -192,15 +192,7 @@ func (s *scope) GetFunction(ctx context.Context, name string) (Function, error) 
 // function reads an account's function, without its calls; ErrNotFound
 // if there is none.
 func (g *Gateway) function(acct, name string) (Function, error) {
-	var fn Function
-	if !functionName.MatchString(name) {
-		return fn, notFound("function", name)
-	}
-	found, err := g.db.Lookup(functionKey(acct, name), &fn)
-	if err == nil && !found {
-		err = notFound("function", name)
-	}
-	return fn, err
+	return find[Function](g.db, functionName.MatchString(name), functionKey(acct, name), "function", name)
 }
 
 // Revisions lists a function's revisions, oldest first.

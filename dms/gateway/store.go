@@ -56,6 +56,21 @@ func each[T any](db *store.DB, prefix string, fn func(key string, v T) error) er
 	return err
 }
 
+// find reads the record of the thing of a kind named name, stored under
+// key; ErrNotFound if valid is false (the name breaks its pattern, so it
+// makes no key) or there is none.
+func find[T any](db *store.DB, valid bool, key, kind, name string) (T, error) {
+	var v T
+	if !valid {
+		return v, notFound(kind, name)
+	}
+	found, err := db.Lookup(key, &v)
+	if err == nil && !found {
+		err = notFound(kind, name)
+	}
+	return v, err
+}
+
 // all decodes every record under prefix, in key order.
 func all[T any](db *store.DB, prefix string) ([]T, error) {
 	var out []T

@@ -97,15 +97,7 @@ func (s *scope) GetTask(ctx context.Context, id string) (Task, error) {
 }
 
 func (g *Gateway) task(acct, id string) (Task, error) {
-	var t Task
-	if !taskID.MatchString(id) {
-		return t, notFound("task", id)
-	}
-	found, err := g.db.Lookup(taskKey(acct, id), &t)
-	if err == nil && !found {
-		err = notFound("task", id)
-	}
-	return t, err
+	return find[Task](g.db, taskID.MatchString(id), taskKey(acct, id), "task", id)
 }
 
 // StopTask stops a task that has not ended, cancelling its job;
