@@ -204,8 +204,16 @@ func (s *scope) Revisions(ctx context.Context, name string) ([]Revision, error) 
 }
 
 // revision reads revision n of a function, its default one when n is 0;
-// ErrNotFound naming what is missing.
+// ErrNotFound naming what is missing. A revision named by its number is
+// read alone: revisions go with their function, in the one write that
+// deletes it.
 func (g *Gateway) revision(acct, name string, n int) (Revision, error) {
+	var rev Revision
+	if n > 0 && functionName.MatchString(name) {
+		if found, err := g.db.Lookup(revisionKey(acct, name, n), &rev); err != nil || found {
+			return rev, err
+		}
+	}
 	fn, err := g.function(acct, name)
 	if err != nil {
 		return Revision{}, err
@@ -213,19 +221,23 @@ func (g *Gateway) revision(acct, name string, n int) (Revision, error) {
 	if n == 0 {
 		n = fn.DefaultRevision
 	}
-	var rev Revision
 	found, err := g.db.Lookup(revisionKey(acct, name, n), &rev)
 	if err == nil && !found {
-		err = fmt.Errorf("%w: function %q has no revision %d (its latest is %d)", api.ErrNotFound, name, n, fn.LatestRevision)
+		err = noRevision(fn, n)
 	}
 	return rev, err
+}
+
+// noRevision is the error for a revision n fn does not have.
+func noRevision(fn Function, n int) error {
+	return fmt.Errorf("%w: function %q has no revision %d (its latest is %d)", api.ErrNotFound, fn.Name, n, fn.LatestRevision)
 }
 
 // SetDefault switches the function's default revision.
 func (s *scope) SetDefault(ctx context.Context, name string, rev int) (Function, error) {
 	return s.change(name, func(fn *Function) error {
 		if rev < 1 || rev > fn.LatestRevision {
-			return fmt.Errorf("%w: function %q has no revision %d (its latest is %d)", api.ErrNotFound, name, rev, fn.LatestRevision)
+			return noRevision(*fn, rev)
 		}
 		fn.DefaultRevision = rev
 		return nil
