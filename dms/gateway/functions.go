@@ -157,16 +157,16 @@ func (g *Gateway) checkModule(ctx context.Context, p *problems, module string) {
 // ListFunctions lists the account's functions that match q, sorted by
 // q.Sort.
 func (s *scope) ListFunctions(ctx context.Context, q Query) ([]Function, error) {
-	calls := map[string]int64{}
-	err := each(s.g.db, callsPrefix+s.account+"/", func(key string, n int64) error {
-		calls[key[strings.LastIndexByte(key, '/')+1:]] = n
+	calls, prefix := map[string]int64{}, callsOf(s.account)
+	err := each(s.g.db, prefix, func(key string, n int64) error {
+		calls[strings.TrimPrefix(key, prefix)] = n
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	var out []Function
-	err = each(s.g.db, functionPrefix+s.account+"/", func(_ string, f Function) error {
+	err = each(s.g.db, functionsOf(s.account), func(_ string, f Function) error {
 		if q.match(f.Name, f.Tags) {
 			f.Calls = calls[f.Name]
 			out = append(out, f)

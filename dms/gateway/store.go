@@ -25,8 +25,10 @@ const (
 
 func accountKey(name string) string      { return accountPrefix + name }
 func keyKey(id string) string            { return keyPrefix + id }
-func functionKey(acct, fn string) string { return functionPrefix + acct + "/" + fn }
-func callsKey(acct, fn string) string    { return callsPrefix + acct + "/" + fn }
+func functionsOf(acct string) string     { return functionPrefix + acct + "/" }
+func functionKey(acct, fn string) string { return functionsOf(acct) + fn }
+func callsOf(acct string) string         { return callsPrefix + acct + "/" }
+func callsKey(acct, fn string) string    { return callsOf(acct) + fn }
 func revisionsOf(acct, fn string) string { return revisionPrefix + acct + "/" + fn + "/" }
 func revisionKey(acct, fn string, n int) string {
 	return fmt.Sprintf("%s%010d", revisionsOf(acct, fn), n)

@@ -91,7 +91,7 @@ func (s *scope) ListTags(ctx context.Context) ([]Tag, error) {
 			t.Endpoints += ep
 		}
 	}
-	err := each(s.g.db, functionPrefix+s.account+"/", func(_ string, f Function) error {
+	err := each(s.g.db, functionsOf(s.account), func(_ string, f Function) error {
 		tally(f.Tags, 1, 0)
 		return nil
 	})
