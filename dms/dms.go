@@ -68,6 +68,9 @@ type DMS struct {
 	gw        *gateway.Gateway // functions over HTTP: state and calls
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 
+	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
+	receiptsRefused atomic.Uint64 // receipts refused since the start
+
 	ctx       context.Context // cancelled by Close: parent of background work
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup

@@ -47,6 +47,18 @@ func (n *network) FetchBlob(ctx context.Context, peer string, cid string) ([]byt
 	return n.d.host.FetchBlob(ctx, peer, nil, cid, MaxBlobSize)
 }
 
+// Connected reports whether the host is connected to peer.
+func (n *network) Connected(peer string) bool { return n.self(peer) || n.d.host.Connected(peer) }
+
+// SendReceipt delivers a warm instance's receipt, signed, to its requester.
+func (n *network) SendReceipt(ctx context.Context, peer string, r *types.Receipt) error {
+	if n.self(peer) {
+		return n.d.keepReceipt(peer, nil, r)
+	}
+	_, err := n.d.host.Request(ctx, peer, nil, p2p.ReceiptProtocol, r)
+	return err
+}
+
 // Provide announces a blob in the DHT.
 func (n *network) Provide(ctx context.Context, cid string) error { return n.d.host.Provide(ctx, cid) }
 
@@ -394,6 +406,7 @@ func (d *DMS) registerProtocols() {
 		return d.invokeNode(ctx, from, inv, send)
 	})
 	d.host.ServeBlobs(d.blobs, MaxBlobSize)
+	d.handleReceipts()
 }
 
 // nodeHandler adapts a Node method to a stream protocol: it refuses any

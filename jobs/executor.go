@@ -100,3 +100,34 @@ func (b *LimitedBuffer) Bytes() []byte { return b.buf }
 
 // Truncated reports whether anything was discarded.
 func (b *LimitedBuffer) Truncated() bool { return b.written > int64(len(b.buf)) }
+
+// Warmer is an Executor that can keep a program warm: ready to serve
+// calls, each a run of the program with its own environment and stdin,
+// without preparing it again. Implementations are safe for concurrent use.
+type Warmer interface {
+	Executor
+	// Warm prepares in's program (compiled, or its container started) and
+	// returns the instance that serves its calls. in's Args, Env and limits
+	// are every call's; its Timeout bounds each call. Warm returns the same
+	// errors as Run's for a program that cannot be prepared (ErrBadModule,
+	// ErrMemoryLimit), and ctx's when ctx ends first.
+	Warm(ctx context.Context, in Input) (Instance, error)
+}
+
+// Instance is a warm program. Its methods are safe for concurrent use.
+type Instance interface {
+	// Call runs one call: the program with c's environment added to the
+	// instance's and c.Stdin as its stdin, under the instance's limits and
+	// c.Timeout when shorter. Its errors are Run's.
+	Call(ctx context.Context, c CallInput) (*Output, error)
+	// Close ends the instance: calls in flight are stopped, later ones
+	// fail. It waits for what the instance started to end.
+	Close() error
+}
+
+// CallInput is one call of a warm Instance.
+type CallInput struct {
+	Env     map[string]string // added to the instance's environment, winning over it
+	Stdin   []byte
+	Timeout time.Duration // 0: the instance's
+}

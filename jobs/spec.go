@@ -90,6 +90,10 @@ type Spec struct {
 	// every attempt and retry. A job still unfinished then fails, and the node
 	// running it is told to stop. 0: no deadline.
 	Deadline Duration `json:"deadline,omitempty"`
+	// Warm, set by the gateway (never read from a document), makes the
+	// job a warm instance of a function: it serves calls instead of
+	// running once (types.Warm).
+	Warm *types.Warm `json:"-"`
 
 	dir string // directory of the spec file; relative paths resolve against it
 }
@@ -180,6 +184,7 @@ func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
 		Network:      s.Network,
 		WritableRoot: s.WritableRoot,
 		Pids:         s.Pids,
+		Warm:         s.Warm,
 	}
 }
 

@@ -203,6 +203,11 @@ func (s *Spec) checkConstraints(p *problems) {
 }
 
 func (s *Spec) checkSchedule(p *problems) {
+	if s.Warm != nil {
+		if err := s.Warm.Check(); err != nil {
+			p.add("warm", "%s", err.Error())
+		}
+	}
 	if s.Timeout <= 0 {
 		p.add("timeout", "must be positive")
 	} else {

@@ -28,6 +28,12 @@ type Network interface {
 	FetchBlob(ctx context.Context, peer string, cid string) ([]byte, error)
 	// Provide announces that this node holds a blob.
 	Provide(ctx context.Context, cid string) error
+	// Connected reports whether the node has a live connection to peer
+	// (always true for the node's own PeerID).
+	Connected(peer string) bool
+	// SendReceipt delivers a warm instance's receipt, signed, to its
+	// requester.
+	SendReceipt(ctx context.Context, peer string, r *types.Receipt) error
 }
 
 // Store is the node's durable record store.

@@ -144,6 +144,17 @@ func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, erro
 	return f.requester.Get(c)
 }
 
+func (f *fakeNet) Connected(string) bool { return true }
+
+func (f *fakeNet) SendReceipt(ctx context.Context, _ string, r *types.Receipt) error {
+	select {
+	case f.sent <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (f *fakeNet) Provide(_ context.Context, c string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

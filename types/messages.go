@@ -21,6 +21,7 @@ const (
 	KindStatusQuery Kind = "status_query"
 	KindBlobRequest Kind = "blob_request"
 	KindCapability  Kind = "capability"
+	KindReceipt     Kind = "receipt"
 )
 
 // Message is one protocol message. The set is closed: only this package's
@@ -116,6 +117,9 @@ type Task struct {
 	Network      bool   `json:"network,omitempty"`       // the job asks for a network; default none
 	WritableRoot bool   `json:"writable_root,omitempty"` // the job asks for a writable root file system; default read-only
 	Pids         int    `json:"pids,omitempty"`          // process limit; 0 = the executor's default
+	// Warm, when set, makes the allocation a warm instance that serves
+	// calls (CallRequest) instead of running the program once.
+	Warm *Warm `json:"warm,omitempty"`
 }
 
 // Invocation starts a job on a node that confirmed a lock. Epoch must be the
@@ -163,6 +167,25 @@ type Cancel struct {
 	Reason       string       `json:"reason"`
 }
 
+// Receipt is a provider's account of what one warm instance served in a
+// batch of calls: how many, how many failed, and how long they ran, between
+// From and To. It is evidence (DESIGN.md, what is signed): it travels as a
+// signed envelope to the instance's requester, which keeps it. Seq numbers
+// an instance's receipts from 1, so each counts once; Final marks the last,
+// sent when the instance ended.
+type Receipt struct {
+	JobID        JobID        `json:"job_id"`
+	AllocationID AllocationID `json:"allocation_id"`
+	Requester    string       `json:"requester"`
+	Seq          uint64       `json:"seq"`
+	Calls        uint64       `json:"calls"`
+	Failed       uint64       `json:"failed"`
+	BusyMillis   int64        `json:"busy_ms"` // the calls' run time, summed
+	From         time.Time    `json:"from"`
+	To           time.Time    `json:"to"`
+	Final        bool         `json:"final,omitempty"`
+}
+
 // StatusQuery asks a node for an allocation's current Status.
 type StatusQuery struct {
 	JobID        JobID        `json:"job_id"`
@@ -186,6 +209,7 @@ func (*Cancel) Kind() Kind           { return KindCancel }
 func (*StatusQuery) Kind() Kind      { return KindStatusQuery }
 func (*BlobRequest) Kind() Kind      { return KindBlobRequest }
 func (*CapabilityRecord) Kind() Kind { return KindCapability }
+func (*Receipt) Kind() Kind          { return KindReceipt }
 func (*BidRequest) isMessage()       {}
 func (*Bid) isMessage()              {}
 func (*Decline) isMessage()          {}
@@ -198,6 +222,7 @@ func (*Cancel) isMessage()           {}
 func (*StatusQuery) isMessage()      {}
 func (*BlobRequest) isMessage()      {}
 func (*CapabilityRecord) isMessage() {}
+func (*Receipt) isMessage()          {}
 
 // newMessage returns an empty message of kind k, for decoding.
 func newMessage(k Kind) (Message, bool) {
@@ -226,6 +251,8 @@ func newMessage(k Kind) (Message, bool) {
 		return &BlobRequest{}, true
 	case KindCapability:
 		return &CapabilityRecord{}, true
+	case KindReceipt:
+		return &Receipt{}, true
 	}
 	return nil, false
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -199,6 +200,12 @@ func FullAddrs(h host.Host) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+// Connected reports whether the host has a live connection to peer.
+func (h *Host) Connected(p string) bool {
+	id, err := peer.Decode(p)
+	return err == nil && h.host.Network().Connectedness(id) == network.Connected
 }
 
 // Peers lists the connected peers.

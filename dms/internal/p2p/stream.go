@@ -24,6 +24,9 @@ const (
 	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
 	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
 	BlobProtocol   protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
+	// ReceiptProtocol carries a provider's signed Receipt of a warm
+	// instance's calls to the instance's requester -> ack.
+	ReceiptProtocol protocol.ID = "/dms/receipt/1.0.0"
 	// BidRequestProtocol carries a requester's signed BidRequest straight
 	// to one compute node, in sampled mode (direct.go) -> ack.
 	BidRequestProtocol protocol.ID = "/dms/bid-request/1.0.0"
@@ -49,6 +52,8 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindBlobRequest}, []types.Kind{}
 	case BidRequestProtocol:
 		return []types.Kind{types.KindBidRequest}, []types.Kind{}
+	case ReceiptProtocol:
+		return []types.Kind{types.KindReceipt}, []types.Kind{}
 	}
 	return nil, nil
 }

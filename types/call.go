@@ -1,0 +1,265 @@
+package types
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Warm makes a task a warm instance: instead of running its program once,
+// the allocation keeps it ready (compiled, or its container started) and
+// serves calls on it, at most Concurrency at a time, each under the
+// task's Timeout, until its requester releases it, it has served no call
+// for KeepAlive, or its node needs the capability back.
+type Warm struct {
+	Concurrency int           `json:"concurrency"`
+	KeepAlive   time.Duration `json:"keep_alive"`
+}
+
+// Bounds of a Warm.
+const (
+	MaxWarmConcurrency = 1024
+	MinKeepAlive       = time.Second
+	MaxKeepAlive       = 24 * time.Hour
+)
+
+// Check reports what is wrong with w, nil when nothing is.
+func (w Warm) Check() error {
+	switch {
+	case w.Concurrency < 1 || w.Concurrency > MaxWarmConcurrency:
+		return fmt.Errorf("warm: concurrency %d is out of 1..%d", w.Concurrency, MaxWarmConcurrency)
+	case w.KeepAlive < MinKeepAlive || w.KeepAlive > MaxKeepAlive:
+		return fmt.Errorf("warm: keep-alive %s is out of %s..%s", w.KeepAlive, MinKeepAlive, MaxKeepAlive)
+	}
+	return nil
+}
+
+// CallRequest is one call of a warm instance, sent by the instance's
+// requester on its long-lived call stream to the provider. It is not a
+// signed envelope: the stream's connection authenticates the requester
+// (DESIGN.md, what is signed), and Seq, strictly increasing on a stream,
+// keeps a frame from being replayed on it.
+type CallRequest struct {
+	Seq        uint64
+	Allocation AllocationID
+	// Timeout is what is left of the caller's time; the instance bounds
+	// the run by the lesser of it and its task's Timeout. 0: the task's.
+	Timeout time.Duration
+	Env     map[string]string // added to the task's environment, winning over it
+	Stdin   []byte
+}
+
+// CallStatus says how a call on a warm instance went.
+type CallStatus uint8
+
+// The call statuses. Unknown, Busy and NodeError mean the program did not
+// run to an answer through no fault of its own: the requester may send the
+// call to another instance.
+const (
+	CallOK        CallStatus = iota + 1 // the program ran: ExitCode and outputs
+	CallUnknown                         // no such warm instance of the requester's on this node (ended, released, never was)
+	CallBusy                            // the instance is at its concurrency limit
+	CallFailed                          // the program failed: it trapped, ran out of time or memory; Error says how
+	CallNodeError                       // the node could not run it; Error says why
+)
+
+var callStatusNames = [...]string{"", "ok", "unknown", "busy", "failed", "node_error"}
+
+func (s CallStatus) String() string {
+	if int(s) < len(callStatusNames) && s > 0 {
+		return callStatusNames[s]
+	}
+	return fmt.Sprintf("call_status(%d)", uint8(s))
+}
+
+// Retryable reports whether the call may be sent to another instance:
+// the program did not run to an answer through no fault of its own.
+func (s CallStatus) Retryable() bool {
+	return s == CallUnknown || s == CallBusy || s == CallNodeError
+}
+
+// CallReply answers the CallRequest with the same Seq on the same stream.
+type CallReply struct {
+	Seq                              uint64
+	Status                           CallStatus
+	Error                            string
+	ExitCode                         int
+	Stdout, Stderr                   []byte
+	StdoutTruncated, StderrTruncated bool
+	Duration                         time.Duration // the program's run
+}
+
+// Call frames on a call stream: one type byte, then the message.
+const (
+	FrameCallRequest byte = 1
+	FrameCallReply   byte = 2
+)
+
+// Limits of a decoded call frame.
+const (
+	// MaxCallFrame bounds an encoded call request or reply: a body or an
+	// output up to 16 MiB, with room for the environment.
+	MaxCallFrame   = 16<<20 + 1<<20
+	maxCallEnvVars = 4096
+)
+
+// ErrBadCallFrame means a call frame could not be decoded.
+var ErrBadCallFrame = errors.New("types: bad call frame")
+
+// AppendBinary appends r's encoding, its type byte first.
+func (r *CallRequest) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, FrameCallRequest)
+	b = binary.AppendUvarint(b, r.Seq)
+	b = appendBytes(b, []byte(r.Allocation))
+	b = binary.AppendVarint(b, int64(r.Timeout))
+	b = binary.AppendUvarint(b, uint64(len(r.Env)))
+	for _, k := range slices.Sorted(maps.Keys(r.Env)) {
+		b = appendBytes(b, []byte(k))
+		b = appendBytes(b, []byte(r.Env[k]))
+	}
+	return appendBytes(b, r.Stdin), nil
+}
+
+// AppendBinary appends r's encoding, its type byte first.
+func (r *CallReply) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, FrameCallReply)
+	b = binary.AppendUvarint(b, r.Seq)
+	b = append(b, byte(r.Status), flags(r.StdoutTruncated, r.StderrTruncated))
+	b = appendBytes(b, []byte(r.Error))
+	b = binary.AppendVarint(b, int64(r.ExitCode))
+	b = binary.AppendVarint(b, int64(r.Duration))
+	b = appendBytes(b, r.Stdout)
+	return appendBytes(b, r.Stderr), nil
+}
+
+func flags(a, b bool) byte {
+	var f byte
+	if a {
+		f |= 1
+	}
+	if b {
+		f |= 2
+	}
+	return f
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// UnmarshalBinary decodes a call request, type byte included. Stdin
+// aliases b.
+func (r *CallRequest) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b}
+	if d.byte() != FrameCallRequest {
+		return fmt.Errorf("%w: not a call request", ErrBadCallFrame)
+	}
+	r.Seq = d.uvarint()
+	r.Allocation = AllocationID(d.bytes())
+	r.Timeout = time.Duration(d.varint())
+	n := d.uvarint()
+	if n > maxCallEnvVars {
+		return fmt.Errorf("%w: %d environment variables, at most %d", ErrBadCallFrame, n, maxCallEnvVars)
+	}
+	r.Env = nil
+	if n > 0 {
+		r.Env = make(map[string]string, n)
+	}
+	for range n {
+		k := string(d.bytes())
+		r.Env[k] = string(d.bytes())
+	}
+	r.Stdin = d.bytes()
+	return d.done()
+}
+
+// UnmarshalBinary decodes a call reply, type byte included. Stdout and
+// Stderr alias b.
+func (r *CallReply) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b}
+	if d.byte() != FrameCallReply {
+		return fmt.Errorf("%w: not a call reply", ErrBadCallFrame)
+	}
+	r.Seq = d.uvarint()
+	r.Status = CallStatus(d.byte())
+	f := d.byte()
+	r.StdoutTruncated, r.StderrTruncated = f&1 != 0, f&2 != 0
+	r.Error = string(d.bytes())
+	r.ExitCode = int(d.varint())
+	r.Duration = time.Duration(d.varint())
+	r.Stdout = d.bytes()
+	r.Stderr = d.bytes()
+	if err := d.done(); err != nil {
+		return err
+	}
+	if r.Status < CallOK || r.Status > CallNodeError || f > 3 {
+		return fmt.Errorf("%w: status %d, flags %d", ErrBadCallFrame, r.Status, f)
+	}
+	return nil
+}
+
+// decoder reads a call frame; the first error sticks and later reads
+// return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated or malformed %s", ErrBadCallFrame, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("length")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) done() error {
+	if d.err == nil && len(d.b) > 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrBadCallFrame, len(d.b))
+	}
+	return d.err
+}
