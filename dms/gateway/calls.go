@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -18,24 +19,47 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// How a call's job is placed. A call takes the first node that bids
-// (enough bids: 1): on this cold path the caller waits for the auction,
-// and the first bid in comes from a node with room that answers fast; a
-// better-ranked bid later would cost every call the wait. An auction ends
-// as soon as every node it waits for has bid or declined, so the window
-// only bounds the wait for nodes that stay silent: long enough for a bid
-// across a wide-area network, short enough that a call no node can run
-// fails (503) in well under a second. When the nodes that could run it
-// are only busy, a call waits for one to free up, briefly.
+// Caller sends calls to warm instances on providers: *dms.DMS implements
+// it over one long-lived libp2p stream per provider. An error means the
+// call's fate is unknown (the stream broke, the provider is gone): the
+// gateway sends it to another instance. Implementations are safe for
+// concurrent use.
+type Caller interface {
+	Call(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error)
+}
+
+// How an instance's job is placed. It takes the first node that bids
+// (enough bids: 1): the calls that wait for it wait for the auction, and
+// the first bid in comes from a node with room that answers fast. An
+// auction ends as soon as every node it waits for has bid or declined,
+// so the window only bounds the wait for nodes that stay silent. When the
+// nodes that could run it are only busy, it waits for one to free up,
+// briefly.
 const (
 	callBidWindow    = 500 * time.Millisecond
 	callEnoughBids   = 1
 	callQueueTimeout = 2 * time.Second
 )
 
+// Bounds of one call. A call waits at most queueWait for an instance
+// (beyond its own timeout), and is sent to at most maxAttempts instances:
+// calls are at-least-once, so one whose instance was lost with it in
+// flight (the stream broke: the call may have run) is sent again.
+const (
+	queueWait   = 5 * time.Second
+	maxAttempts = 3
+)
+
+// callInput is what a call hands its function: its CGI environment and
+// its body.
+type callInput struct {
+	Env   map[string]string `json:"env"`
+	Stdin []byte            `json:"stdin,omitempty"`
+}
+
 // Invoke runs a call of the account's function and waits for its answer.
 func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, error) {
-	t, spec, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
+	p, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
 	if err != nil {
 		return Response{}, err
 	}
@@ -43,13 +67,14 @@ func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, erro
 		return Response{}, err
 	}
 	defer s.g.leave(s.account)
-	return s.g.run(ctx, t, spec)
+	return s.g.run(ctx, p, t, in)
 }
 
-// InvokeAsync accepts a call and returns its task, saved and scheduled;
-// the call runs on in the gateway, whatever becomes of ctx.
+// InvokeAsync accepts a call and returns its task, saved with its input
+// and scheduled; the call runs on in the gateway, whatever becomes of
+// ctx, and after a restart of the gateway if need be.
 func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, error) {
-	t, spec, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
+	p, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
 	if err != nil {
 		return Task{}, err
 	}
@@ -57,13 +82,16 @@ func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, err
 	if err := s.g.enter(s.account); err != nil {
 		return Task{}, err
 	}
-	if err := s.g.begin(t); err != nil {
+	if err := s.g.begin(t, &in); err != nil {
 		s.g.leave(s.account)
+		if dup, ok := asDuplicate(err); ok {
+			return s.g.task(s.account, dup.task)
+		}
 		return Task{}, err
 	}
 	go func() {
 		defer s.g.leave(s.account)
-		s.g.execute(s.g.ctx, t, spec)
+		s.g.execute(s.g.ctx, p, t, in)
 	}()
 	return t, nil
 }
@@ -87,7 +115,7 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 		return Response{}, err
 	}
 	c.Revision = ep.Revision
-	t, spec, err := g.plan(ep.Account, ep.Function, c, "/e/"+name, name)
+	p, t, in, err := g.plan(ep.Account, ep.Function, c, "/e/"+name, name)
 	if err != nil {
 		return Response{}, err
 	}
@@ -99,7 +127,7 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 	if err := g.admit(name, pol, ip); err != nil {
 		return Response{}, err
 	}
-	return g.run(ctx, t, spec)
+	return g.run(ctx, p, t, in)
 }
 
 // published finds an endpoint for a caller with key.
@@ -118,36 +146,59 @@ func (g *Gateway) published(ctx context.Context, name, key string) (Endpoint, er
 	return ep, err
 }
 
-// plan makes a call of an account's function ready to run: it resolves
-// the revision, reads the body, builds the environment and the job's
-// spec, and the task the call will be (scheduled, not saved yet). script
-// is the path prefix the call came through, endpoint its endpoint if any.
-func (g *Gateway) plan(acct, name string, c Call, script, endpoint string) (Task, *jobs.Spec, error) {
-	rev, err := g.revision(acct, name, c.Revision)
+// plan makes a call of an account's function ready to run: it finds the
+// revision's pool, reads the body, builds the environment, and the task
+// the call will be (scheduled, not saved yet). script is the path prefix
+// the call came through, endpoint its endpoint if any.
+func (g *Gateway) plan(acct, name string, c Call, script, endpoint string) (*pool, Task, callInput, error) {
+	p, err := g.pool(acct, name, c.Revision)
 	if err != nil {
-		return Task{}, nil, err
+		return nil, Task{}, callInput{}, err
 	}
+	rev := p.revision()
 	body, err := readBody(c.Body, rev.MaxBody)
 	if err != nil {
-		return Task{}, nil, err
+		return nil, Task{}, callInput{}, err
 	}
 	env, err := callEnv(rev, c, script, len(body))
 	if err != nil {
-		return Task{}, nil, err
+		return nil, Task{}, callInput{}, err
 	}
-	spec := jobSpec(rev)
-	spec.Name = fmt.Sprintf("fn:%s/%s@%d", acct, name, rev.Number)
-	spec.Stdin = string(body)
-	if spec.Env == nil {
-		spec.Env = make(map[string]string, len(env))
+	if err := checkIdempotencyKey(c.IdempotencyKey); err != nil {
+		return nil, Task{}, callInput{}, err
 	}
-	maps.Copy(spec.Env, env) // the call's CGI variables win over the revision's env
 	now := g.now()
 	t := Task{
 		ID: newTaskID(now), Account: acct, Function: name, Revision: rev.Number, Endpoint: endpoint,
-		State: TaskScheduled, CreatedAt: now,
+		Idempotency: c.IdempotencyKey, State: TaskScheduled, CreatedAt: now,
 	}
-	return t, spec, nil
+	return p, t, callInput{Env: env, Stdin: body}, nil
+}
+
+// pool returns the pool of revision n of a function (0: its default).
+func (g *Gateway) pool(acct, name string, n int) (*pool, error) {
+	fn, err := g.function(acct, name)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		n = fn.DefaultRevision
+	}
+	if n < 1 || n > fn.LatestRevision {
+		return nil, noRevision(fn, n)
+	}
+	if p := g.pools.lookup(poolKey{acct, name, n}); p != nil {
+		return p, nil
+	}
+	rev, err := g.revision(acct, name, n)
+	if err != nil {
+		return nil, err
+	}
+	p := g.pools.get(acct, fn, rev)
+	if p == nil {
+		return nil, fmt.Errorf("%w: the gateway is closing", api.ErrUnavailable)
+	}
+	return p, nil
 }
 
 // readBody reads a call's body, up to limit bytes.
@@ -182,14 +233,17 @@ func callEnv(rev Revision, c Call, script string, size int) (map[string]string, 
 	return env, nil
 }
 
-// jobSpec is the job that runs a revision: its program and limits, and
-// how it is placed. A call adds its name, stdin and environment.
+// jobSpec is the job of a warm instance of a revision: its program and
+// limits, and how it is placed. The pool adds its name and Warm.
 func jobSpec(rev Revision) *jobs.Spec {
 	s := &jobs.Spec{
 		Executor: rev.Executor, Image: rev.Image, Args: slices.Clone(rev.Args), Env: maps.Clone(rev.Env),
 		Resources: rev.Resources, Timeout: rev.Timeout,
 		BidWindow: jobs.Duration(callBidWindow), EnoughBids: callEnoughBids,
-		QueueTimeout: jobs.Duration(callQueueTimeout), Reschedule: jobs.DefaultReschedule,
+		QueueTimeout: jobs.Duration(callQueueTimeout),
+		// An instance whose node is lost is not placed again: its pool
+		// starts another when the load wants one.
+		Reschedule: 0,
 	}
 	if rev.Executor == "docker" {
 		s.ImageArchive, s.Pids = rev.Module, jobs.DefaultPids
@@ -201,16 +255,34 @@ func jobSpec(rev Revision) *jobs.Spec {
 
 // run saves a call's task, runs it and waits for its end. The caller
 // has entered (g.enter).
-func (g *Gateway) run(ctx context.Context, t Task, spec *jobs.Spec) (Response, error) {
-	if err := g.begin(t); err != nil {
+func (g *Gateway) run(ctx context.Context, p *pool, t Task, in callInput) (Response, error) {
+	if err := g.begin(t, nil); err != nil {
+		if dup, ok := asDuplicate(err); ok {
+			return g.replay(ctx, t.Account, dup)
+		}
 		return Response{}, err
 	}
-	return g.execute(ctx, t, spec)
+	return g.execute(ctx, p, t, in)
 }
 
 // begin saves a call's task, scheduled, and counts the call of its
-// function, in one write, before anything runs.
-func (g *Gateway) begin(t Task) error {
+// function, in one write, before anything runs; with in (an async call)
+// also the call's input, so a restart of the gateway can run it.
+// A call with an Idempotency-Key also writes the key's record, unless
+// an earlier call used the key: then it writes nothing, and returns
+// errDuplicate.
+func (g *Gateway) begin(t Task, in *callInput) error {
+	put := map[string]any{taskKey(t.Account, t.ID): t}
+	if in != nil {
+		put[inputKey(t.Account, t.ID)] = in
+	}
+	if t.Idempotency != "" {
+		g.idemMu.Lock()
+		defer g.idemMu.Unlock()
+		if err := g.claim(t, put); err != nil {
+			return err
+		}
+	}
 	key := callsKey(t.Account, t.Function)
 	mu := g.stripe("fn:" + key)
 	mu.Lock()
@@ -219,147 +291,107 @@ func (g *Gateway) begin(t Task) error {
 	if _, err := g.db.Lookup(key, &calls); err != nil {
 		return err
 	}
-	return g.db.Write(map[string]any{taskKey(t.Account, t.ID): t, key: calls + 1}, nil)
+	put[key] = calls + 1
+	return g.db.Write(put, nil)
 }
 
-// execute places a saved task's job and follows it to its end. ctx is the
-// caller's, or the gateway's for an async call; the run also detaches
-// when the gateway closes.
-func (g *Gateway) execute(ctx context.Context, t Task, spec *jobs.Spec) (Response, error) {
-	ctx, cancel := g.bind(ctx)
-	defer cancel()
-	job, err := g.runner.SubmitJob(ctx, spec)
-	if err != nil {
-		return g.unplaced(ctx, t, err)
-	}
-	placed, err := g.updateTask(t.Account, t.ID, func(t *Task) error {
-		if t.State.Terminal() {
-			return fmt.Errorf("%w: task %s is %s", api.ErrConflict, t.ID, t.State)
-		}
-		t.Job = job.ID
-		return nil
-	})
-	if err != nil { // stopped while it was placed, or not saved
-		g.cancelJob(g.ctx, job.ID)
-		if placed.State.Terminal() {
-			err = failure(placed)
-		}
-		return Response{}, &CallError{Task: t.ID, Err: err}
-	}
-	return g.track(ctx, placed)
-}
-
-// bind returns ctx, also cancelled when the gateway closes.
-func (g *Gateway) bind(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(g.ctx, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
-	}
-}
-
-// track follows a placed task's job to its end and records how it ended.
-func (g *Gateway) track(ctx context.Context, t Task) (Response, error) {
-	t, job, err := g.follow(ctx, t)
+// execute runs a saved task's call on the pool's instances and records
+// how it ended. ctx is the caller's, or the gateway's for an async call;
+// a StopTask of the task ends it too.
+func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (Response, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	g.calls.Store(t.ID, cancel)
+	defer g.calls.Delete(t.ID)
+	defer context.AfterFunc(g.ctx, func() { cancel(errGatewayClosing) })()
+	rev := p.revision()
+	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(rev.Timeout))
+	defer stop()
+	reply, inst, err := g.dispatch(ctx, p, t, in)
 	if err != nil {
 		return g.interrupted(ctx, t, err)
 	}
-	e := g.outputs(job)
-	if e.ReadErr != nil && g.ctx.Err() != nil {
-		return g.interrupted(ctx, t, e.ReadErr)
-	}
-	return g.end(t, classify(e))
-}
-
-// follow watches a task's job until it ends, moving the task to running
-// when the job runs.
-func (g *Gateway) follow(ctx context.Context, t Task) (Task, api.Job, error) {
-	updates, err := g.runner.WatchJob(ctx, t.Job)
-	if err != nil {
-		return t, api.Job{}, err
-	}
-	for j := range updates {
-		if j.State.Terminal() {
-			return t, j, nil
+	v := classifyCall(reply, inst)
+	if v.State == TaskCompleted && (t.Async || t.Idempotency != "") {
+		if v.Output, err = g.runner.PutBlob(g.ctx, bytes.NewReader(reply.Stdout)); err != nil {
+			v = verdict{State: TaskFailed, Err: api.ErrBadGateway, Reason: "keeping the function's output: " + err.Error()}
 		}
-		if j.State == types.JobRunning && t.State == TaskScheduled {
-			t = g.running(t, j)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return t, api.Job{}, err
-	}
-	j, err := g.runner.GetJob(ctx, t.Job) // the watch ended early: ask once
-	if err == nil && !j.State.Terminal() {
-		err = fmt.Errorf("the watch of job %s ended while it was %s", t.Job, j.State)
-	}
-	return t, j, err
-}
-
-// running records that a task's job runs, on which node. A task stopped
-// meanwhile is returned as stored.
-func (g *Gateway) running(t Task, j api.Job) Task {
-	moved, err := g.updateTask(t.Account, t.ID, func(t *Task) error {
-		t.Node = j.Node
-		return t.move(TaskRunning, g.now())
-	})
-	if err != nil && !moved.State.Terminal() {
-		g.log.Warn("recording a running task", "task", t.ID, "err", err)
-		return t
-	}
-	return moved
-}
-
-// outputs reads what classify needs of a finished job: its stdout when it
-// exited 0, its stderr when it exited otherwise. It reads with the
-// gateway's context: a caller that left does not keep the task from its
-// record.
-func (g *Gateway) outputs(j api.Job) ending {
-	e := ending{Job: j}
-	switch r := j.Result; {
-	case j.State != types.JobCompleted || r == nil:
-	case r.ExitCode == 0:
-		e.Stdout, e.ReadErr = g.blob(r.Stdout)
-	default:
-		e.Stderr, _ = g.blob(r.Stderr) // the exit code says enough without it
-	}
-	return e
-}
-
-func (g *Gateway) blob(c string) ([]byte, error) {
-	if c == "" {
-		return nil, nil
-	}
-	return g.runner.GetBlob(g.ctx, c)
-}
-
-// unplaced ends a task whose job could not be submitted.
-func (g *Gateway) unplaced(ctx context.Context, t Task, err error) (Response, error) {
-	v := verdict{State: TaskFailed, Err: api.ErrUnavailable, Reason: "placing the call: " + err.Error()}
-	switch {
-	case g.ctx.Err() != nil:
-		v.Reason = "the gateway closed before the call was placed"
-	case ctx.Err() != nil:
-		v = verdict{State: TaskStopped, Reason: "the caller left before the call was placed"}
 	}
 	return g.end(t, v)
 }
 
-// interrupted ends a run whose job could not be followed to its end. The
-// gateway closing detaches it: the task stays as it is and is taken up at
-// the next Start. The caller leaving stops it and cancels its job.
-// Anything else fails it.
-func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response, error) {
-	switch {
-	case g.ctx.Err() != nil:
-		return Response{}, &CallError{Task: t.ID, Err: fmt.Errorf("%w: the gateway is closing; task %s goes on when it starts again", api.ErrUnavailable, t.ID)}
-	case ctx.Err() != nil:
-		g.cancelJob(g.ctx, t.Job)
-		g.end(t, verdict{State: TaskStopped, Reason: "the caller left"})
-		return Response{}, &CallError{Task: t.ID, Err: ctx.Err()}
+// errGatewayClosing is the cause of a call's end when the gateway closes.
+var errGatewayClosing = errors.New("gateway: closing")
+
+// dispatch sends a call to the pool's instances until one answers: a
+// call whose instance was busy, gone or lost (the stream broke) goes to
+// another, at most maxAttempts in all.
+func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (*types.CallReply, *instance, error) {
+	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
+	var last error
+	for range maxAttempts {
+		inst, err := p.acquire(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			req.Timeout = time.Until(deadline)
+		}
+		req.Allocation = inst.alloc
+		began := time.Now()
+		reply, err := g.caller.Call(ctx, inst.peer, &req)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			p.release(inst, 0)
+			return nil, nil, context.Cause(ctx)
+		case err != nil:
+			p.release(inst, 0)
+			p.drop(inst, "lost: "+err.Error(), true)
+			last = fmt.Errorf("%w: the instance on %s was lost: %w", api.ErrBadGateway, inst.peer, err)
+			continue
+		case reply.Status == types.CallBusy:
+			p.release(inst, 0)
+			last = fmt.Errorf("%w: the instance on %s was busy", api.ErrUnavailable, inst.peer)
+			continue
+		case reply.Status.Retryable():
+			p.release(inst, 0)
+			p.drop(inst, reply.Status.String()+": "+reply.Error, reply.Status == types.CallNodeError)
+			last = fmt.Errorf("%w: the instance on %s could not run the call: %s %s", api.ErrBadGateway, inst.peer, reply.Status, redact(reply.Error))
+			continue
+		}
+		p.release(inst, time.Since(began))
+		return reply, inst, nil
 	}
-	return g.end(t, verdict{State: TaskFailed, Err: api.ErrBadGateway, Reason: fmt.Sprintf("lost job %s: %s", t.Job, err.Error())})
+	return nil, nil, fmt.Errorf("%w (tried %d instances)", last, maxAttempts)
+}
+
+// interrupted ends a call that got no answer. The gateway closing
+// detaches it: the task stays as it is, and an async one runs again at
+// the next Start. A StopTask has ended the task already. The caller
+// leaving stops it. Anything else fails it.
+func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response, error) {
+	switch cause := context.Cause(ctx); {
+	case g.ctx.Err() != nil || errors.Is(cause, errGatewayClosing):
+		return Response{}, &CallError{Task: t.ID, Err: fmt.Errorf("%w: the gateway is closing; task %s goes on when it starts again", api.ErrUnavailable, t.ID)}
+	case errors.Is(cause, errStopped):
+		stopped, _ := g.task(t.Account, t.ID)
+		return Response{}, &CallError{Task: t.ID, Err: failure(stopped)}
+	case errors.Is(cause, context.Canceled):
+		return g.end(t, verdict{State: TaskStopped, Reason: "the caller left"})
+	case errors.Is(cause, context.DeadlineExceeded) && !errors.Is(err, api.ErrTooManyRequests) && !errors.Is(err, api.ErrUnavailable):
+		return g.end(t, verdict{State: TaskFailed, Err: api.ErrGatewayTimeout, Reason: redact(err.Error())})
+	}
+	v := verdict{State: TaskFailed, Err: api.ErrBadGateway, Reason: redact(err.Error())}
+	for _, e := range []error{api.ErrTooManyRequests, api.ErrUnavailable, api.ErrGatewayTimeout} {
+		if errors.Is(err, e) {
+			v.Err = e
+		}
+	}
+	var retry *api.RetryError
+	if errors.As(err, &retry) {
+		v.RetryAfter = retry.After
+	}
+	return g.end(t, v)
 }
 
 // end records how a task ended and answers its call. A task that ended
@@ -370,9 +402,18 @@ func (g *Gateway) end(t Task, v verdict) (Response, error) {
 		g.log.Error("recording the end of a task", "task", t.ID, "err", err)
 		return Response{}, &CallError{Task: t.ID, Err: err}
 	}
+	if t.Async {
+		if err := g.db.Delete(inputKey(t.Account, t.ID)); err != nil {
+			g.log.Warn("deleting the input of an ended task", "task", t.ID, "err", err)
+		}
+	}
 	if ended.State == TaskCompleted {
 		res := v.Response
 		return Response{Status: res.Status, Header: res.Header, Body: res.Body, Task: t.ID}, nil
 	}
-	return Response{}, &CallError{Task: t.ID, Err: failure(ended)}
+	err = failure(ended)
+	if v.RetryAfter > 0 {
+		err = &api.RetryError{Err: err, After: v.RetryAfter}
+	}
+	return Response{}, &CallError{Task: t.ID, Err: err}
 }

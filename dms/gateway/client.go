@@ -114,6 +114,20 @@ func (c *Client) SetTags(ctx context.Context, name string, tags map[string]strin
 	return fn, err
 }
 
+// SetScaling replaces how the function's warm instances follow its load.
+func (c *Client) SetScaling(ctx context.Context, name string, sc Scaling) (Function, error) {
+	var fn Function
+	err := c.callJSON(ctx, http.MethodPut, functionPath(name)+"/scaling", sc, &fn)
+	return fn, err
+}
+
+// Instances lists the function's warm instances.
+func (c *Client) Instances(ctx context.Context, name string) ([]Instance, error) {
+	var list []Instance
+	err := c.call(ctx, http.MethodGet, functionPath(name)+"/instances", nil, &list)
+	return list, err
+}
+
 // DeleteFunction removes a function.
 func (c *Client) DeleteFunction(ctx context.Context, name string) error {
 	return c.call(ctx, http.MethodDelete, functionPath(name), nil, nil)

@@ -107,6 +107,9 @@ func (c *Client) callRequest(ctx context.Context, path, rawQuery string, call Ca
 	}
 	req.Header.Del("Authorization")
 	req.Header.Del(HeaderAccount)
+	if call.IdempotencyKey != "" {
+		req.Header.Set(HeaderIdempotencyKey, call.IdempotencyKey)
+	}
 	return req, nil
 }
 

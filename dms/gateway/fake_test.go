@@ -15,49 +15,73 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// fakeRunner is a Runner whose jobs go as a test says: each submitted job
-// plays the steps play returns for its spec. Steps that end before a
-// terminal state leave the job running until the test ends it (finish).
+// fakeRunner is a Runner and a Caller whose warm instances and calls go
+// as a test says. Each submitted job (a warm instance) plays the steps
+// play returns for its spec: by default it runs at once, on a node of the
+// fake's; a job left running serves calls until the test ends it
+// (finish) or the gateway cancels it. Each call on a running instance is
+// answered by calls (by default: completed, stdout "ok").
 type fakeRunner struct {
-	play func(spec *jobs.Spec) []api.Job
+	play  func(spec *jobs.Spec) []api.Job
+	calls func(ctx context.Context, c fakeCall) (*types.CallReply, error)
 
 	mu        sync.Mutex
 	blobs     map[string][]byte
 	jobs      map[string]*fakeJob
+	allocs    map[types.AllocationID]string // allocation -> job
 	specs     []*jobs.Spec
+	made      []fakeCall // every call, in order
 	cancelled []string
 	submitted chan string // every job ID, as it is submitted
 }
 
 type fakeJob struct {
+	spec    *jobs.Spec
 	history []api.Job
 	changed chan struct{} // closed, and replaced, at each change
 }
 
+// fakeCall is one call the gateway sent to an instance.
+type fakeCall struct {
+	Peer string
+	Job  string
+	Spec *jobs.Spec // the instance's
+	Req  types.CallRequest
+}
+
 func newFakeRunner() *fakeRunner {
-	f := &fakeRunner{blobs: map[string][]byte{}, jobs: map[string]*fakeJob{}, submitted: make(chan string, 2*MaxAccountInFlight)}
-	f.play = func(*jobs.Spec) []api.Job { return f.answer("ok") }
+	f := &fakeRunner{
+		blobs: map[string][]byte{}, jobs: map[string]*fakeJob{}, allocs: map[types.AllocationID]string{},
+		submitted: make(chan string, 2*MaxAccountInFlight),
+	}
+	f.play = func(*jobs.Spec) []api.Job { return held() }
+	f.calls = func(context.Context, fakeCall) (*types.CallReply, error) { return answer("ok"), nil }
 	return f
 }
 
-var _ Runner = (*fakeRunner)(nil)
+var (
+	_ Runner = (*fakeRunner)(nil)
+	_ Caller = (*fakeRunner)(nil)
+)
 
-// Steps of a job.
-func running() api.Job { return api.Job{State: types.JobRunning, Node: "12D3KooWnode"} }
+// fakeNode is the peer every fake instance runs on.
+const fakeNode = "12D3KooWnode"
 
-func (f *fakeRunner) answer(stdout string) []api.Job {
-	c := f.put([]byte(stdout))
-	return []api.Job{running(), {State: types.JobCompleted, Node: "12D3KooWnode", Result: &types.Result{Stdout: c}}}
-}
-
-func (f *fakeRunner) exit(code int, stderr string) []api.Job {
-	c := f.put([]byte(stderr))
-	return []api.Job{running(), {State: types.JobCompleted, Node: "12D3KooWnode", Result: &types.Result{ExitCode: code, Stderr: c}}}
-}
+// Steps of an instance's job.
+func running() api.Job { return api.Job{State: types.JobRunning, Node: fakeNode} }
 
 func failed(reason string) []api.Job { return []api.Job{{State: types.JobFailed, Reason: reason}} }
 
 func held() []api.Job { return []api.Job{running()} }
+
+// Answers of a call.
+func answer(stdout string) *types.CallReply {
+	return &types.CallReply{Status: types.CallOK, Stdout: []byte(stdout)}
+}
+
+func exited(code int, stderr string) *types.CallReply {
+	return &types.CallReply{Status: types.CallOK, ExitCode: code, Stderr: []byte(stderr)}
+}
 
 func (f *fakeRunner) put(data []byte) string {
 	c := types.CIDOf(data).String()
@@ -67,14 +91,24 @@ func (f *fakeRunner) put(data []byte) string {
 	return c
 }
 
-// setPlay says how the jobs submitted from now go.
+// setPlay says how the instances submitted from now go.
 func (f *fakeRunner) setPlay(play func(spec *jobs.Spec) []api.Job) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.play = play
 }
 
+// setCalls says how the calls sent from now are answered.
+func (f *fakeRunner) setCalls(calls func(ctx context.Context, c fakeCall) (*types.CallReply, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = calls
+}
+
 func (f *fakeRunner) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
+	if spec.Warm == nil {
+		return api.Job{}, fmt.Errorf("%w: the gateway submitted a job that is not a warm instance", api.ErrBadRequest)
+	}
 	f.mu.Lock()
 	play := f.play
 	f.mu.Unlock()
@@ -83,27 +117,57 @@ func (f *fakeRunner) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, e
 	defer f.mu.Unlock()
 	id := fmt.Sprintf("job-%d", len(f.specs)+1)
 	f.specs = append(f.specs, spec)
-	f.add(id, spec.Name, steps...)
+	f.add(id, spec, steps...)
 	f.submitted <- id
 	return api.Job{ID: id, Name: spec.Name, State: types.JobPending}, nil
 }
 
 // add records a job and its steps. Callers hold f.mu.
-func (f *fakeRunner) add(id, name string, steps ...api.Job) {
-	j := &fakeJob{history: []api.Job{{ID: id, Name: name, State: types.JobPending}}, changed: make(chan struct{})}
+func (f *fakeRunner) add(id string, spec *jobs.Spec, steps ...api.Job) {
+	j := &fakeJob{spec: spec, history: []api.Job{{ID: id, Name: spec.Name, State: types.JobPending}}, changed: make(chan struct{})}
 	f.jobs[id] = j
 	f.step(id, steps...)
 }
 
-// step appends steps to a job's history. Callers hold f.mu.
+// step appends steps to a job's history; a running step gets the job's
+// allocation. Callers hold f.mu.
 func (f *fakeRunner) step(id string, steps ...api.Job) {
 	j := f.jobs[id]
 	for _, s := range steps {
 		s.ID, s.Name = id, j.history[0].Name
+		if s.State == types.JobRunning && len(s.Attempts) == 0 {
+			alloc := "alloc-" + id
+			s.Attempts = []api.Attempt{{AllocationID: alloc, Node: s.Node, State: "active"}}
+			f.allocs[types.AllocationID(alloc)] = id
+		}
 		j.history = append(j.history, s)
 	}
 	close(j.changed)
 	j.changed = make(chan struct{})
+}
+
+// Call implements Caller: a call on an instance whose job runs is
+// answered by f.calls; any other gets CallUnknown, as from a node.
+func (f *fakeRunner) Call(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error) {
+	f.mu.Lock()
+	id := f.allocs[req.Allocation]
+	j := f.jobs[id]
+	if j == nil || j.history[len(j.history)-1].State != types.JobRunning || peer != fakeNode {
+		f.mu.Unlock()
+		return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown}, nil
+	}
+	c := fakeCall{Peer: peer, Job: id, Spec: j.spec, Req: *req}
+	f.made = append(f.made, c)
+	calls := f.calls
+	f.mu.Unlock()
+	return calls(ctx, c)
+}
+
+// callsMade returns the calls sent so far.
+func (f *fakeRunner) callsMade() []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.made)
 }
 
 // finish plays the steps of a job left running.
@@ -282,7 +346,7 @@ func newRig(t *testing.T) *rig {
 // newRigOn starts a gateway over db and f; alice is made if she is new.
 func newRigOn(t *testing.T, db *store.DB, f *fakeRunner, c *clock) *rig {
 	t.Helper()
-	g, err := New(Config{DB: db, Runner: f, Clock: c.Now})
+	g, err := New(Config{DB: db, Runner: f, Caller: f, Clock: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,13 +56,23 @@ func (s *scope) Deploy(ctx context.Context, d Deploy) (Revision, error) {
 	if d.Tags != nil {
 		fn.Tags = tagsOrNil(d.Tags)
 	}
+	switch {
+	case d.Scaling != nil:
+		fn.Scaling = d.Scaling.withDefaults()
+	case !found:
+		fn.Scaling = Scaling{}.withDefaults()
+	}
 	fn.UpdatedAt = rev.CreatedAt
 	put := map[string]any{functionKey(s.account, d.Name): fn, revisionKey(s.account, d.Name, rev.Number): rev}
 	var del []string
 	if !found {
 		del = append(del, callsKey(s.account, d.Name)) // a late call of a function of that name deleted before
 	}
-	return rev, s.g.db.Write(put, del)
+	if err := s.g.db.Write(put, del); err != nil {
+		return Revision{}, err
+	}
+	s.g.pools.rescale(s.account, fn)
+	return rev, nil
 }
 
 // revisionOf is the revision d makes, with the defaults filled in.
@@ -95,6 +105,9 @@ func (g *Gateway) checkDeploy(ctx context.Context, d Deploy, rev Revision) error
 	}
 	checkRevision(&p, rev)
 	checkTags(&p, d.Tags)
+	if d.Scaling != nil {
+		d.Scaling.withDefaults().check(&p)
+	}
 	if len(p) == 0 {
 		g.checkModule(ctx, &p, rev.Module)
 	}
@@ -235,13 +248,17 @@ func noRevision(fn Function, n int) error {
 
 // SetDefault switches the function's default revision.
 func (s *scope) SetDefault(ctx context.Context, name string, rev int) (Function, error) {
-	return s.change(name, func(fn *Function) error {
+	fn, err := s.change(name, func(fn *Function) error {
 		if rev < 1 || rev > fn.LatestRevision {
 			return noRevision(*fn, rev)
 		}
 		fn.DefaultRevision = rev
 		return nil
 	})
+	if err == nil {
+		s.g.pools.rescale(s.account, fn)
+	}
+	return fn, err
 }
 
 // SetTags replaces the function's tags.
@@ -302,5 +319,9 @@ func (s *scope) DeleteFunction(ctx context.Context, name string) error {
 			del = append(append(del, endpointKey(e.Name)), quotas...)
 		}
 	}
-	return s.g.db.Write(nil, del)
+	if err := s.g.db.Write(nil, del); err != nil {
+		return err
+	}
+	s.g.pools.forget(s.account, name)
+	return nil
 }

@@ -36,7 +36,8 @@ const DefaultTaskRetention = 7 * 24 * time.Hour
 // Config is what a Gateway is made of.
 type Config struct {
 	DB     *store.DB // holds all of the gateway's state, under gw/
-	Runner Runner    // runs calls as jobs
+	Runner Runner    // runs warm instances as jobs
+	Caller Caller    // sends calls to warm instances
 	Clock  func() time.Time
 	Logger *slog.Logger
 	// TaskRetention is how long a finished task is kept; 0:
@@ -52,6 +53,9 @@ func (c *Config) validate() error {
 	if c.Runner == nil {
 		errs = append(errs, errors.New("gateway: Config.Runner is nil"))
 	}
+	if c.Caller == nil {
+		errs = append(errs, errors.New("gateway: Config.Caller is nil"))
+	}
 	if c.TaskRetention < 0 {
 		errs = append(errs, fmt.Errorf("gateway: Config.TaskRetention %s is negative", c.TaskRetention))
 	}
@@ -62,8 +66,15 @@ func (c *Config) validate() error {
 // account's Service, CallEndpoint for published endpoints. Its methods are
 // safe for concurrent use.
 type Gateway struct {
-	db        *store.DB
-	runner    Runner
+	db     *store.DB
+	runner Runner
+	caller Caller
+	pools  *pools
+	// calls holds the cancel (a context.CancelCauseFunc) of each call in
+	// flight, by task ID, for StopTask.
+	calls sync.Map
+	// idemMu serialises the check and the write of Idempotency-Keys.
+	idemMu    sync.Mutex
 	now       func() time.Time
 	log       *slog.Logger
 	retention time.Duration
@@ -72,10 +83,9 @@ type Gateway struct {
 	// mu serialises the changes of accounts, keys, functions and
 	// endpoints, each a read then a write.
 	mu sync.Mutex
-	// taskMu serialises the changes of tasks: a run and StopTask may race.
-	taskMu sync.Mutex
 	// stripes serialise the count of an endpoint's quota or of a
-	// function's calls (a read then a write), per name, not globally.
+	// function's calls, and the changes of a task (a run and StopTask may
+	// race), each a read then a write, per name, not globally.
 	stripes [64]sync.Mutex
 	seed    maphash.Seed
 
@@ -101,7 +111,7 @@ func New(c Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		db: c.DB, runner: c.Runner, now: c.Clock, log: c.Logger, retention: c.TaskRetention,
+		db: c.DB, runner: c.Runner, caller: c.Caller, now: c.Clock, log: c.Logger, retention: c.TaskRetention,
 		keys: newVerifier(), seed: maphash.MakeSeed(), accountInFlight: map[string]int{},
 	}
 	if g.now == nil {
@@ -114,6 +124,7 @@ func New(c Config) (*Gateway, error) {
 		g.retention = DefaultTaskRetention
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.pools = &pools{g: g, m: map[poolKey]*pool{}}
 	return g, nil
 }
 
@@ -190,6 +201,18 @@ func (g *Gateway) enter(acct string) error {
 	g.accountInFlight[acct]++
 	g.wg.Add(1)
 	return nil
+}
+
+// goBackground counts a goroutine of the gateway's in those Close waits
+// for; false once the gateway is closed. The goroutine calls g.wg.Done.
+func (g *Gateway) goBackground() bool {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
 }
 
 // leave ends a run that enter counted.

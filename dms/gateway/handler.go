@@ -93,6 +93,8 @@ func (h *handler) routes() http.Handler {
 	account("GET /v1/functions/{name}/revisions", h.revisions)
 	account("PUT /v1/functions/{name}/default", h.setDefault)
 	account("PUT /v1/functions/{name}/tags", h.setTags)
+	account("PUT /v1/functions/{name}/scaling", h.setScaling)
+	account("GET /v1/functions/{name}/instances", h.instances)
 	account("/v1/functions/{name}/invoke", h.invoke)
 	account("/v1/functions/{name}/invoke/{path...}", h.invoke)
 	account("POST /v1/endpoints", h.createEndpoint)

@@ -81,14 +81,15 @@ func (h *handler) newCall(r *http.Request, prefix int, rawQuery string) (Call, e
 	header.Del("Proxy-Authorization")
 	header.Del(HeaderAccount)
 	call := Call{
-		Method:   r.Method,
-		RawQuery: rawQuery,
-		Header:   header,
-		Body:     r.Body,
-		Host:     r.Host,
-		Scheme:   "http",
-		Proto:    r.Proto,
-		ClientIP: ip.String(),
+		IdempotencyKey: r.Header.Get(HeaderIdempotencyKey),
+		Method:         r.Method,
+		RawQuery:       rawQuery,
+		Header:         header,
+		Body:           r.Body,
+		Host:           r.Host,
+		Scheme:         "http",
+		Proto:          r.Proto,
+		ClientIP:       ip.String(),
 	}
 	if r.TLS != nil {
 		call.Scheme = "https"

@@ -108,6 +108,30 @@ func (h *handler) setTags(w http.ResponseWriter, r *http.Request, svc Service) {
 	h.reply(w, r, http.StatusOK, fn, err)
 }
 
+// setScaling serves PUT /v1/functions/{name}/scaling with a Scaling.
+func (h *handler) setScaling(w http.ResponseWriter, r *http.Request, svc Service) {
+	name, err := pathName(r, "name")
+	var body Scaling
+	if err == nil {
+		err = readJSON(w, r, &body)
+	}
+	var fn Function
+	if err == nil {
+		fn, err = svc.SetScaling(r.Context(), name, body)
+	}
+	h.reply(w, r, http.StatusOK, fn, err)
+}
+
+// instances serves GET /v1/functions/{name}/instances.
+func (h *handler) instances(w http.ResponseWriter, r *http.Request, svc Service) {
+	name, err := pathName(r, "name")
+	var list []Instance
+	if err == nil {
+		list, err = svc.Instances(r.Context(), name)
+	}
+	h.reply(w, r, http.StatusOK, list, err)
+}
+
 // listParams is a list request's query: the Query, and the tag key to
 // group by (when Grouped).
 type listParams struct {

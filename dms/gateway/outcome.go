@@ -13,15 +13,6 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// ending is what the gateway knows of a finished job when it decides
-// what the call answers.
-type ending struct {
-	Job     api.Job // in a terminal state
-	Stdout  []byte  // read when the job completed with exit code 0
-	Stderr  []byte  // read when it completed with another
-	ReadErr error   // reading Stdout failed
-}
-
 // verdict is how a call ends: its task's final state and what it
 // records, and the response or the error the caller gets.
 type verdict struct {
@@ -30,8 +21,11 @@ type verdict struct {
 	Reason   string // why it failed or stopped
 	Response cgi.Response
 	Node     string
+	Job      string // the job of the instance that ran it
 	ExitCode *int
-	Output   string // CID of the stdout a completed task answered with
+	Output   string // CID of the stdout a completed task answered with, when it is kept
+	// RetryAfter, with a 429 or 503, tells the caller when to try again.
+	RetryAfter time.Duration
 }
 
 // Bounds of the stderr a non-zero exit quotes.
@@ -40,80 +34,45 @@ const (
 	stderrBytes = 512
 )
 
-// classify decides how a call ends from its finished job. It is the one
-// place of the rules:
-//   - cancelled (StopTask, or someone with the node's API): stopped, 409.
-//   - failed, not placed (no node bid, no acceptable bid, no bidder
-//     confirmed, no capacity freed up): 503 with the summed reasons.
+// classifyCall decides how a call ends from its instance's reply. It is
+// the one place of the rules:
 //   - failed on its timeout (jobs.ErrTimeout on the node): 504.
-//   - failed otherwise (a trap, its memory limit, a bad module, nodes
-//     lost past the reschedules): 502 with the job's reason.
-//   - completed with a non-zero exit code: 502 with the code and the head
-//     of stderr; without a result, or with stdout cut at the node's
-//     output limit or unreadable: 502.
-//   - completed with exit code 0: stdout read as CGI output; malformed
-//     output (cgi.ErrBadOutput) 502, else completed with the function's
-//     own status.
-func classify(e ending) verdict {
-	j := e.Job
-	v := verdict{State: TaskFailed, Err: api.ErrBadGateway, Node: j.Node, Reason: redact(j.Reason)}
-	if j.Result != nil {
-		code := j.Result.ExitCode
+//   - failed otherwise (a trap, its memory limit): 502 with the reason.
+//   - exited with a non-zero code: 502 with the code and the head of
+//     stderr; stdout cut at the node's output limit: 502.
+//   - exited 0: stdout read as CGI output; malformed output
+//     (cgi.ErrBadOutput) 502, else completed with the function's own
+//     status.
+func classifyCall(r *types.CallReply, in *instance) verdict {
+	v := verdict{State: TaskFailed, Err: api.ErrBadGateway, Node: in.peer, Job: in.job}
+	if r.Status == types.CallOK {
+		code := r.ExitCode
 		v.ExitCode = &code
 	}
 	switch {
-	case j.State == types.JobCancelled:
-		v.State, v.Err = TaskStopped, api.ErrConflict
-	case j.State == types.JobFailed && notPlaced(j.Reason):
-		v.Err = api.ErrUnavailable
-	case j.State == types.JobFailed && strings.Contains(j.Reason, jobs.ErrTimeout.Error()):
-		v.Err = api.ErrGatewayTimeout
-	case j.State == types.JobFailed:
-	case j.Result == nil:
-		v.Reason = "the job completed without a result"
-	case j.Result.ExitCode != 0:
-		v.Reason = fmt.Sprintf("the function exited with code %d%s", j.Result.ExitCode, stderrHead(e.Stderr))
-	case j.Result.StdoutTruncated:
+	case r.Status == types.CallFailed && strings.Contains(r.Error, jobs.ErrTimeout.Error()):
+		v.Err, v.Reason = api.ErrGatewayTimeout, redact(r.Error)
+	case r.Status != types.CallOK:
+		v.Reason = redact(r.Error)
+	case r.ExitCode != 0:
+		v.Reason = fmt.Sprintf("the function exited with code %d%s", r.ExitCode, stderrHead(r.Stderr))
+	case r.StdoutTruncated:
 		v.Reason = "the function's output is over the node's output limit"
-	case e.ReadErr != nil:
-		v.Reason = "reading the function's output: " + e.ReadErr.Error()
 	default:
-		return answered(v, e.Stdout, j.Result.Stdout)
+		return answered(v, r.Stdout)
 	}
 	return v
 }
 
 // answered is the verdict on the stdout of a function that exited 0.
-func answered(v verdict, stdout []byte, output string) verdict {
+func answered(v verdict, stdout []byte) verdict {
 	res, err := cgi.ParseOutput(stdout)
 	if err != nil {
 		v.Reason = err.Error()
 		return v
 	}
-	v.State, v.Err, v.Reason, v.Response, v.Output = TaskCompleted, nil, "", res, output
+	v.State, v.Err, v.Reason, v.Response = TaskCompleted, nil, "", res
 	return v
-}
-
-// placementFailures begin the reasons of a job the auction could not
-// place (orchestrator/reasons.go), after the prefixes of placementWraps.
-var (
-	placementFailures = []string{"no node bid", "no acceptable bid", "none of "}
-	placementWraps    = []string{"gave up after ", "no capacity freed up within "}
-)
-
-// notPlaced reports whether a failed job's reason says no node took it.
-func notPlaced(reason string) bool {
-	for _, w := range placementWraps {
-		if strings.HasPrefix(reason, w) {
-			_, reason, _ = strings.Cut(reason, ": ")
-		}
-	}
-	for _, f := range placementFailures {
-		if strings.HasPrefix(reason, f) {
-			return true
-		}
-	}
-	return false
 }
 
 // addrPattern matches what would tell a caller where a provider is: a
@@ -159,7 +118,7 @@ func (v verdict) apply(t *Task, now time.Time) error {
 	}
 	t.Reason, t.ExitCode, t.Response = v.Reason, v.ExitCode, v.Output
 	if v.Node != "" {
-		t.Node = v.Node
+		t.Node, t.Job = v.Node, v.Job
 	}
 	switch {
 	case v.State == TaskCompleted:
@@ -177,7 +136,7 @@ func failure(t Task) error {
 	if t.State == TaskStopped {
 		return fmt.Errorf("%w: task %s was stopped: %s", api.ErrConflict, t.ID, t.Reason)
 	}
-	for _, e := range []error{api.ErrUnavailable, api.ErrGatewayTimeout} {
+	for _, e := range []error{api.ErrUnavailable, api.ErrGatewayTimeout, api.ErrTooManyRequests} {
 		if api.StatusOf(e) == t.Status {
 			return fmt.Errorf("%w: %s", e, t.Reason)
 		}

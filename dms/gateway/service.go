@@ -32,8 +32,14 @@ type Functions interface {
 	SetDefault(ctx context.Context, name string, rev int) (Function, error)
 	// SetTags replaces the function's tags.
 	SetTags(ctx context.Context, name string, tags map[string]string) (Function, error)
+	// SetScaling replaces how the function's warm instances follow its
+	// load.
+	SetScaling(ctx context.Context, name string, s Scaling) (Function, error)
+	// Instances lists the function's warm instances.
+	Instances(ctx context.Context, name string) ([]Instance, error)
 	// DeleteFunction removes the function, its revisions and its
-	// endpoints; its tasks stay until their retention ends.
+	// endpoints, and releases its warm instances; its tasks stay until
+	// their retention ends.
 	DeleteFunction(ctx context.Context, name string) error
 }
 

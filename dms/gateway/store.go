@@ -21,6 +21,8 @@ const (
 	endpointPrefix = "gw/ep/"    // gw/ep/<endpoint>: Endpoint (quota fields left 0); names are global
 	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day, the latest day's only
 	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
+	inputPrefix    = "gw/input/" // gw/input/<account>/<task ID>: callInput of an async task until it ends
+	idemPrefix     = "gw/idem/"  // gw/idem/<account>/<sha-256 of the key>: idempotent, the task of an Idempotency-Key
 )
 
 func accountKey(name string) string      { return accountPrefix + name }
@@ -33,11 +35,12 @@ func revisionsOf(acct, fn string) string { return revisionPrefix + acct + "/" + 
 func revisionKey(acct, fn string, n int) string {
 	return fmt.Sprintf("%s%010d", revisionsOf(acct, fn), n)
 }
-func endpointKey(name string) string { return endpointPrefix + name }
-func quotasOf(ep string) string      { return quotaPrefix + ep + "/" }
-func quotaKey(ep, day string) string { return quotasOf(ep) + day }
-func tasksOf(acct string) string     { return taskPrefix + acct + "/" }
-func taskKey(acct, id string) string { return tasksOf(acct) + id }
+func endpointKey(name string) string  { return endpointPrefix + name }
+func quotasOf(ep string) string       { return quotaPrefix + ep + "/" }
+func quotaKey(ep, day string) string  { return quotasOf(ep) + day }
+func tasksOf(acct string) string      { return taskPrefix + acct + "/" }
+func taskKey(acct, id string) string  { return tasksOf(acct) + id }
+func inputKey(acct, id string) string { return inputPrefix + acct + "/" + id }
 
 // errStop ends a scan early; each does not return it.
 var errStop = errors.New("gateway: stop the scan")

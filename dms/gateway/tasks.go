@@ -100,8 +100,12 @@ func (g *Gateway) task(acct, id string) (Task, error) {
 	return find[Task](g.db, taskID.MatchString(id), taskKey(acct, id), "task", id)
 }
 
-// StopTask stops a task that has not ended, cancelling its job;
-// ErrConflict if it has ended.
+// errStopped is the cause of a call's end when its task is stopped.
+var errStopped = errors.New("gateway: the task was stopped")
+
+// StopTask stops a task that has not ended: the gateway stops waiting
+// for its call (a call already sent runs on to its end on its instance,
+// which goes on serving others); ErrConflict if it has ended.
 func (s *scope) StopTask(ctx context.Context, id string) (Task, error) {
 	t, err := s.g.updateTask(s.account, id, func(t *Task) error {
 		if t.State.Terminal() {
@@ -113,18 +117,25 @@ func (s *scope) StopTask(ctx context.Context, id string) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	if t.Job != "" {
-		s.g.cancelJob(ctx, t.Job)
+	if cancel, ok := s.g.calls.Load(id); ok {
+		cancel.(context.CancelCauseFunc)(errStopped)
 	}
 	return t, nil
 }
 
-// cancelJob cancels a job whose task ended; one that ended too is left.
-func (g *Gateway) cancelJob(ctx context.Context, job string) {
+// releaseJob cancels the job of a warm instance, releasing its
+// capability; one that ended already is left. It outlives the gateway's
+// closing by releaseTimeout, so a closing gateway releases its instances.
+func (g *Gateway) releaseJob(job string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(g.ctx), releaseTimeout)
+	defer cancel()
 	if err := g.runner.CancelJob(ctx, job); err != nil && !errors.Is(err, api.ErrConflict) {
-		g.log.Warn("cancelling the job of a stopped task", "job", job, "err", err)
+		g.log.Warn("releasing a warm instance", "job", job, "err", err)
 	}
 }
+
+// releaseTimeout bounds the release of one warm instance.
+const releaseTimeout = 5 * time.Second
 
 // TaskResult is a completed task's response, read again from the output
 // its task names; the error of a failed or stopped one (a *CallError);
@@ -154,8 +165,9 @@ func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 // lock; a change that returns an error leaves it as it is, and the task
 // returned is the one stored.
 func (g *Gateway) updateTask(acct, id string, change func(*Task) error) (Task, error) {
-	g.taskMu.Lock()
-	defer g.taskMu.Unlock()
+	mu := g.stripe("task:" + id)
+	mu.Lock()
+	defer mu.Unlock()
 	t, err := g.task(acct, id)
 	if err != nil {
 		return t, err

@@ -62,6 +62,35 @@ type Deploy struct {
 	// NoDefault leaves the default revision as it is (the first revision
 	// always becomes the default).
 	NoDefault bool `json:"no_default,omitempty"`
+	// Scaling, when not nil, replaces the function's scaling (its zero
+	// fields take the defaults).
+	Scaling *Scaling `json:"scaling,omitempty"`
+}
+
+// Scaling says how a function's warm instances follow its load: at
+// least MinInstances stay warm (0: scale to zero), at most MaxInstances
+// run, each serves Concurrency calls at once and is released after
+// KeepAlive without a call; at most MaxQueue calls wait for a free
+// instance. Zero fields (but MinInstances) take the defaults.
+type Scaling struct {
+	MinInstances int           `json:"min_instances"`
+	MaxInstances int           `json:"max_instances"`
+	Concurrency  int           `json:"concurrency"`
+	KeepAlive    jobs.Duration `json:"keep_alive"`
+	MaxQueue     int           `json:"max_queue"`
+}
+
+// Instance is a warm instance of a function's revision, as its gateway
+// sees it.
+type Instance struct {
+	Function  string    `json:"function"`
+	Revision  int       `json:"revision"`
+	Job       string    `json:"job"`  // the job that holds it
+	Node      string    `json:"node"` // the provider's peer ID
+	InFlight  int       `json:"in_flight"`
+	Calls     int64     `json:"calls"`
+	StartedAt time.Time `json:"started_at"`
+	LastCall  time.Time `json:"last_call,omitzero"`
 }
 
 // Function is a deployed function.
@@ -71,6 +100,7 @@ type Function struct {
 	DefaultRevision int               `json:"default_revision"`
 	LatestRevision  int               `json:"latest_revision"`
 	Tags            map[string]string `json:"tags,omitempty"`
+	Scaling         Scaling           `json:"scaling"`
 	Calls           int64             `json:"calls"`
 	CreatedAt       time.Time         `json:"created_at"`
 	UpdatedAt       time.Time         `json:"updated_at"`
@@ -154,19 +184,22 @@ const (
 
 // Task is one call of a function.
 type Task struct {
-	ID       string    `json:"id"`
-	Account  string    `json:"account"`
-	Function string    `json:"function"`
-	Revision int       `json:"revision"`
-	Endpoint string    `json:"endpoint,omitempty"` // the endpoint called through, if any
-	Async    bool      `json:"async,omitempty"`
-	State    TaskState `json:"state"`
-	Reason   string    `json:"reason,omitempty"`
-	Job      string    `json:"job,omitempty"`  // the job that ran it
-	Node     string    `json:"node,omitempty"` // the provider's peer ID (an identity, not an address)
-	ExitCode *int      `json:"exit_code,omitempty"`
-	Status   int       `json:"status,omitempty"`   // the HTTP status answered
-	Response string    `json:"response,omitempty"` // CID of the function's output (headers and body)
+	ID       string `json:"id"`
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Revision int    `json:"revision"`
+	Endpoint string `json:"endpoint,omitempty"` // the endpoint called through, if any
+	Async    bool   `json:"async,omitempty"`
+	// Idempotency is the Idempotency-Key the call came with: a later
+	// call with the same key gets this task's answer instead of running.
+	Idempotency string    `json:"idempotency_key,omitempty"`
+	State       TaskState `json:"state"`
+	Reason      string    `json:"reason,omitempty"`
+	Job         string    `json:"job,omitempty"`  // the job of the warm instance that ran it
+	Node        string    `json:"node,omitempty"` // the provider's peer ID (an identity, not an address)
+	ExitCode    *int      `json:"exit_code,omitempty"`
+	Status      int       `json:"status,omitempty"`   // the HTTP status answered
+	Response    string    `json:"response,omitempty"` // CID of the function's output (headers and body)
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
@@ -188,6 +221,9 @@ type Call struct {
 	RawQuery string      // without the gateway's own parameters (rev, async)
 	Header   http.Header // the caller's headers (Authorization never reaches a function)
 	Body     io.Reader   // nil: empty; read up to the revision's MaxBody
+	// IdempotencyKey, when set, makes the call run once: a call with a
+	// key an earlier call of the account used gets that call's answer.
+	IdempotencyKey string
 	// Set by the HTTP layer: how the call came in.
 	Host, Scheme, Proto, ClientIP string
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/opendms/dms/dms/api"
 )
 
-// resume takes up the tasks a previous run left unfinished. One whose job
-// was submitted is followed to its end in a goroutine of the gateway's;
-// one never submitted fails, since its call's body was not kept. Start
-// calls it holding g.life.
+// resume takes up the tasks a previous run left unfinished. An async
+// task, whose input was kept, runs again (calls are at-least-once: it may
+// have run before the restart); a synchronous one, whose caller is gone,
+// fails. Start calls it holding g.life.
 func (g *Gateway) resume(ctx context.Context) error {
 	var open []Task
 	err := each(g.db, taskPrefix, func(_ string, t Task) error {
@@ -26,14 +26,21 @@ func (g *Gateway) resume(ctx context.Context) error {
 		return err
 	}
 	for _, t := range open {
-		if t.Job == "" {
-			g.end(t, verdict{State: TaskFailed, Err: api.ErrUnavailable, Reason: "the gateway stopped before the call was placed"})
+		var in callInput
+		found, err := g.db.Lookup(inputKey(t.Account, t.ID), &in)
+		if err != nil || !found || !t.Async {
+			g.end(t, verdict{State: TaskFailed, Err: api.ErrUnavailable, Reason: "the gateway restarted during the call"})
+			continue
+		}
+		p, err := g.pool(t.Account, t.Function, t.Revision)
+		if err != nil {
+			g.end(t, verdict{State: TaskFailed, Err: err, Reason: "resuming after a restart: " + err.Error()})
 			continue
 		}
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			g.track(g.ctx, t)
+			g.execute(g.ctx, p, t, in)
 		}()
 	}
 	if len(open) > 0 {
@@ -72,6 +79,9 @@ func (g *Gateway) expire(now time.Time) (int, error) {
 	err := each(g.db, taskPrefix, func(key string, t Task) error {
 		if t.EndedAt != nil && t.EndedAt.Before(cutoff) {
 			old = append(old, key)
+			if t.Idempotency != "" {
+				old = append(old, idemKey(t.Account, t.Idempotency))
+			}
 		}
 		return nil
 	})

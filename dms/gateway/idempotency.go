@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+)
+
+// HeaderIdempotencyKey names the header that makes a call run once: a
+// call whose key an earlier call of the account used gets that call's
+// answer, or 409 while it runs. Calls are at-least-once (one whose
+// instance was lost with it in flight is sent to another); the key is
+// what keeps a client's retry from running the function again. A key is
+// kept as long as its task.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// maxIdempotencyKey bounds a key (Stripe's limit).
+const maxIdempotencyKey = 255
+
+// idemRetry is the Retry-After of a call whose key's call still runs.
+const idemRetry = time.Second
+
+func idemKey(acct, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return idemPrefix + acct + "/" + hex.EncodeToString(sum[:])
+}
+
+// checkIdempotencyKey reports a key that is too long or not printable
+// ASCII.
+func checkIdempotencyKey(key string) error {
+	if len(key) > maxIdempotencyKey {
+		return fmt.Errorf("%w: %s is %d bytes, at most %d", api.ErrBadRequest, HeaderIdempotencyKey, len(key), maxIdempotencyKey)
+	}
+	for i := range len(key) {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return fmt.Errorf("%w: %s holds a byte that is not printable ASCII", api.ErrBadRequest, HeaderIdempotencyKey)
+		}
+	}
+	return nil
+}
+
+// errDuplicate is begin's answer to a call whose Idempotency-Key an
+// earlier call used: the task of that call.
+type errDuplicate struct{ task string }
+
+func (e errDuplicate) Error() string { return "gateway: duplicate of task " + e.task }
+
+// claim checks that no earlier call of t's account used t's key, and
+// adds the key's record to put, which begin writes. Callers hold
+// g.idemMu.
+func (g *Gateway) claim(t Task, put map[string]any) error {
+	key := idemKey(t.Account, t.Idempotency)
+	var earlier string
+	found, err := g.db.Lookup(key, &earlier)
+	switch {
+	case err != nil:
+		return err
+	case found:
+		if _, err := g.task(t.Account, earlier); err == nil {
+			return errDuplicate{task: earlier}
+		} // its task is gone: the key is free again
+	}
+	put[key] = t.ID
+	return nil
+}
+
+// replay answers a call whose key an earlier call used: that call's
+// response or error, or 409 with Retry-After while it runs.
+func (g *Gateway) replay(ctx context.Context, acct string, dup errDuplicate) (Response, error) {
+	t, err := g.task(acct, dup.task)
+	if err != nil {
+		return Response{}, err
+	}
+	if !t.State.Terminal() {
+		return Response{}, &api.RetryError{
+			Err:   fmt.Errorf("%w: a call with this %s runs as task %s", api.ErrConflict, HeaderIdempotencyKey, t.ID),
+			After: idemRetry,
+		}
+	}
+	return (&scope{g: g, account: acct}).TaskResult(ctx, t.ID)
+}
+
+// asDuplicate returns the errDuplicate in err, if any.
+func asDuplicate(err error) (errDuplicate, bool) {
+	var d errDuplicate
+	return d, errors.As(err, &d)
+}
