@@ -21,7 +21,8 @@ func (c *cli) functionCmd() *cobra.Command {
 	a := new(actor)
 	return accountGroup(a, "function", "Deploy functions as revisions, list, tag and call them",
 		c.functionDeployCmd(a), c.functionListCmd(a), c.functionShowCmd(a), c.functionRevisionsCmd(a),
-		c.functionDefaultCmd(a), c.functionTagCmd(a), c.functionDeleteCmd(a), c.functionInvokeCmd(a))
+		c.functionDefaultCmd(a), c.functionTagCmd(a), c.functionScaleCmd(a), c.functionInstancesCmd(a),
+		c.functionDeleteCmd(a), c.functionInvokeCmd(a))
 }
 
 // deployFlags are a deploy's flags, as given.
@@ -31,6 +32,7 @@ type deployFlags struct {
 	timeout, maxBody        string
 	env, args, tags         []string
 	noDefault               bool
+	scaling                 scalingFlags
 }
 
 func (f *deployFlags) addFlags(cmd *cobra.Command) {
@@ -47,6 +49,7 @@ func (f *deployFlags) addFlags(cmd *cobra.Command) {
 	fs.StringArrayVar(&f.args, "arg", nil, "an argument of the program (repeat, in order)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "a tag KEY=VALUE (repeat); given, they replace the function's tags")
 	fs.BoolVar(&f.noDefault, "no-default", false, "leave the default revision as it is (the first revision is always the default)")
+	f.scaling.addFlags(cmd)
 }
 
 // deploy builds the Deploy the flags ask for, but for the module, which
@@ -71,9 +74,18 @@ func (f *deployFlags) deploy(name string) (gateway.Deploy, error) {
 		return d, err
 	}
 	if len(f.tags) > 0 {
-		d.Tags, err = mergeTags(nil, f.tags, true)
+		if d.Tags, err = mergeTags(nil, f.tags, true); err != nil {
+			return d, err
+		}
 	}
-	return d, err
+	if f.scaling.given() {
+		sc, err := f.scaling.apply(gateway.Scaling{})
+		if err != nil {
+			return d, err
+		}
+		d.Scaling = &sc
+	}
+	return d, nil
 }
 
 // needs is --resources, then --cpu and --memory over it.
@@ -208,8 +220,15 @@ func functionFields(f gateway.Function) []field {
 	return []field{
 		kv("name", f.Name), kv("default revision", strconv.Itoa(f.DefaultRevision)),
 		kv("latest revision", strconv.Itoa(f.LatestRevision)), kv("calls", strconv.FormatInt(f.Calls, 10)),
-		kv("tags", formatTags(f.Tags)), kv("created", formatTime(f.CreatedAt)), kv("updated", formatTime(f.UpdatedAt)),
+		kv("tags", formatTags(f.Tags)), kv("scaling", formatScaling(f.Scaling)),
+		kv("created", formatTime(f.CreatedAt)), kv("updated", formatTime(f.UpdatedAt)),
 	}
+}
+
+// formatScaling is a function's scaling on one line.
+func formatScaling(s gateway.Scaling) string {
+	return fmt.Sprintf("%d to %d instances of %d calls at once, released after %s idle, queue of %d",
+		s.MinInstances, s.MaxInstances, s.Concurrency, s.KeepAlive, s.MaxQueue)
 }
 
 // printFunction prints a function's fields, or its JSON.

@@ -20,6 +20,7 @@ import (
 type callFlags struct {
 	rev                       int
 	data, method, path, query string
+	idempotencyKey            string
 	headers                   []string
 	async, include            bool
 }
@@ -32,6 +33,7 @@ func (f *callFlags) addFlags(cmd *cobra.Command) {
 	fs.StringVar(&f.path, "path", "", "the path after the function's, such as /items/3")
 	fs.StringVar(&f.query, "query", "", "the query string, such as 'a=1&b=2'")
 	fs.StringArrayVarP(&f.headers, "header", "H", nil, "a request header 'Name: value' (repeat)")
+	fs.StringVar(&f.idempotencyKey, "idempotency-key", "", "run the call once: a call again with the same KEY gets the first one's answer")
 	fs.BoolVar(&f.async, "async", false, "return the task's ID at once; read its answer with dms task result ID")
 	fs.BoolVarP(&f.include, "include", "i", false, "print the status and headers before the body")
 }
@@ -58,7 +60,7 @@ func (f *callFlags) call(stdin io.Reader) (gateway.Call, error) {
 		path = "/" + path
 	}
 	return gateway.Call{Revision: f.rev, Method: strings.ToUpper(method), Path: path,
-		RawQuery: strings.TrimPrefix(f.query, "?"), Header: header, Body: body}, nil
+		RawQuery: strings.TrimPrefix(f.query, "?"), Header: header, Body: body, IdempotencyKey: f.idempotencyKey}, nil
 }
 
 // requestBody reads --data: "" none, "-" stdin, "@FILE" the file, else
