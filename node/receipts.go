@@ -43,7 +43,9 @@ func (n *Node) goReceipts(w *instance) {
 				r.send(context.WithoutCancel(ctx), true)
 				return
 			}
-			r.send(ctx, false)
+			if ctx.Err() == nil { // closing: the final receipt takes these calls
+				r.send(ctx, false)
+			}
 		}
 	})
 }

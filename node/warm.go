@@ -220,6 +220,10 @@ func (n *Node) register(rec Allocation, prog jobs.Instance, timeout time.Duratio
 // timeout; not at all when the node is closing), closes the program,
 // which stops what still runs, and lets the final receipt go.
 func (n *Node) retire(w *instance) {
+	defer func() { // even when Close panics: the receipts' goroutine must end
+		n.warmCalls.Add(w.snapshot().calls)
+		close(w.ended)
+	}()
 	n.warm.CompareAndDelete(w.alloc, w)
 	w.close()
 	if n.ctx.Err() == nil && !w.drain(w.timeout+drainGrace) {
@@ -231,8 +235,6 @@ func (n *Node) retire(w *instance) {
 	if !w.drain(closeGrace) {
 		n.cfg.Logger.Error("warm instance: calls still running after it closed", "allocation", w.alloc, "in_flight", w.inFlight())
 	}
-	n.warmCalls.Add(w.snapshot().calls)
-	close(w.ended)
 }
 
 // keepWarm waits until the instance is released (idle for its keep-alive,

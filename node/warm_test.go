@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,8 @@ type fakeInstance struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	timeout   atomic.Int64 // the last call's
+	active    atomic.Int32 // "yield" calls running
+	peak      atomic.Int32 // the most seen at once
 }
 
 var hello = &jobs.Output{Stdout: []byte("hello")}
@@ -65,6 +68,12 @@ func (i *fakeInstance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output
 	default:
 	}
 	switch string(c.Stdin) {
+	case "yield":
+		a := i.active.Add(1)
+		for p := i.peak.Load(); a > p && !i.peak.CompareAndSwap(p, a); p = i.peak.Load() {
+		}
+		runtime.Gosched()
+		i.active.Add(-1)
 	case "wait":
 		i.entered <- struct{}{}
 		select {
@@ -208,6 +217,35 @@ func TestWarmServesUpToItsConcurrencyAndBusyBeyond(t *testing.T) {
 	}
 	if in := w.info(); in.Warm != 1 || in.WarmCalls != 5 || in.Running != 1 {
 		t.Fatalf("info %+v", in)
+	}
+}
+
+// Many callers at once never get more calls in flight than the
+// instance's concurrency, and every call is either served and counted or
+// answered Busy.
+func TestWarmConcurrencyUnderContention(t *testing.T) {
+	w := newWarmHarness(t, nil)
+	w.start("a1", types.Warm{Concurrency: 3, KeepAlive: time.Hour})
+	var ok, busy atomic.Uint64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				switch r := w.call(requester, "a1", "yield"); r.Status {
+				case types.CallOK:
+					ok.Add(1)
+				case types.CallBusy:
+					busy.Add(1)
+				default:
+					t.Errorf("call: %+v", r)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	in := w.node.Instances()[0]
+	if ok.Load()+busy.Load() != 1600 || in.Calls != ok.Load() || in.InFlight != 0 || w.exec.instance("a1").peak.Load() > 3 {
+		t.Fatalf("ok %d, busy %d, instance %+v, peak %d", ok.Load(), busy.Load(), in, w.exec.instance("a1").peak.Load())
 	}
 }
 
