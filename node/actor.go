@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -61,7 +62,14 @@ type nodeActor struct {
 	log     *slog.Logger
 	replies map[Ticket]chan<- answer
 	streams map[Ticket]chan types.Status
-	runs    map[types.AllocationID]context.CancelCauseFunc // the cancel of each run in progress
+	runs    map[types.AllocationID]*runHandle // each run in progress
+}
+
+// runHandle is what the actor keeps of a run in progress: its cancel and,
+// for a warm allocation once its program is warm, its instance.
+type runHandle struct {
+	cancel context.CancelCauseFunc
+	warm   atomic.Pointer[instance]
 }
 
 func (a *nodeActor) Receive(c actor.Context) {
@@ -81,6 +89,7 @@ func (a *nodeActor) Receive(c actor.Context) {
 		m.reply <- a.m.Info(a.now())
 	case recordRequest:
 		a.m.SetRecord(m.rec)
+		a.reclaim()
 		m.reply <- struct{}{}
 	}
 }
@@ -163,8 +172,8 @@ func (a *nodeActor) apply(e Effect) {
 	case Run:
 		a.run(e.Allocation)
 	case Stop:
-		if cancel, ok := a.runs[e.AllocationID]; ok {
-			cancel(errCancelled{reason: e.Reason})
+		if h, ok := a.runs[e.AllocationID]; ok {
+			h.cancel(errCancelled{reason: e.Reason})
 		}
 	}
 }
@@ -194,8 +203,9 @@ func (a *nodeActor) notify(n Notify) {
 func (a *nodeActor) run(rec Allocation) {
 	exec := a.n.cfg.Executors[rec.Task.Executor] // the machine starts only executors the node has
 	ctx, cancel := context.WithCancelCause(a.n.ctx)
-	a.runs[rec.AllocationID] = cancel
-	x := &allocRun{n: a.n, rec: rec, exec: exec, blobs: a.blobs}
+	h := &runHandle{cancel: cancel}
+	a.runs[rec.AllocationID] = h
+	x := &allocRun{n: a.n, rec: rec, exec: exec, blobs: a.blobs, handle: h}
 	a.n.goDo(func(context.Context) {
 		st := x.run(ctx)
 		cancel(nil)

@@ -3,7 +3,8 @@
 // provider offers and at which price and conditions (the offer, energy), the
 // ledger of registered, held, locked and running capability, the bid
 // decision pipeline, the provider's protocol (Machine), and the Node actor
-// that runs it: allocations, their executors, the node's records.
+// that runs it: allocations, their executors, the node's records, and the
+// warm instances that serve calls (Node.Call).
 //
 // The cores are pure: the Ledger, the bid Checks and the Machine do no I/O,
 // start no goroutines and never read the clock; every method that needs
@@ -48,6 +49,40 @@
 //   - Epochs are never issued twice: before a record is deleted node/epoch
 //     is raised to the ledger's epoch, and a restarted node takes the
 //     highest of node/epoch, its records' and its audit entries'.
+//   - Warm instances (warm.go): an allocation whose task has Warm keeps
+//     its program warm (jobs.Warmer) and serves Node.Call, at most
+//     Warm.Concurrency calls at once (more are answered CallBusy, never
+//     queued), each bounded by the lesser of the call's and the task's
+//     timeout. Calls go through a registry of the Node keyed by
+//     allocation, never through the actor: no round trip, no disk write,
+//     one reply allocated. A call is answered CallUnknown unless the
+//     instance is registered and its requester is the caller: another
+//     peer cannot tell someone else's instance from none.
+//   - A warm instance is a running allocation: its capability counts in
+//     full in the ledger until its run returns, after the instance is
+//     closed. It ends cancelled when its requester cancels it, failed
+//     ("node shutting down") when the node closes, and completed when
+//     released: no call for Warm.KeepAlive ("released: idle for ..."),
+//     its requester not connected for Config.OrphanGrace ("released:
+//     requester gone"), or the provider lowered its offer below what is
+//     locked and running ("released: the provider reclaimed its
+//     capability": instances with no call in flight first, then the
+//     longest idle, until it fits; instances already ending count as
+//     freed). Its Result's DurationMillis is the instance's lifetime.
+//   - A warm instance ends in this order: out of the registry (new calls
+//     get CallUnknown), its calls in flight waited for (at most their
+//     timeout and a second; not at all when the node closes), Close
+//     (which stops what still runs), then its final receipt.
+//   - Receipts: an instance sends its requester a types.Receipt of the
+//     calls served since the last, every Config.ReceiptCalls calls or
+//     Config.ReceiptEvery, whichever comes first, and a Final one when it
+//     ends, each only if it served a call since the last. Seq counts an
+//     instance's receipts from 1; From is the last receipt's To (the
+//     instance's start for the first). Receipts go from a goroutine of
+//     the Node, never from a call; a send is tried 3 times, then logged
+//     and dropped: the requester sees a gap in Seq. A node that restarts
+//     fails its warm allocations like any running one, without a final
+//     receipt.
 //
 // Bounds on what one peer can make the node keep (the defaults):
 //
@@ -66,6 +101,10 @@
 //   - memory of evicted bids and unused locks (for their requester's
 //     answers): 1,024 in all; penalties: one per requester whose lock
 //     expired within the last MaxPenaltyFactor Penalties.
+//   - warm instances: each is a running allocation, bounded by the
+//     registered capability; calls in flight: Warm.Concurrency (at most
+//     types.MaxWarmConcurrency) per instance; receipts: one instance's in
+//     flight at a time, its counts held in a few integers.
 //   - Every request the Node receives gets exactly one answer; a panic in
 //     a step or in an allocation's run is contained (the run fails, the
 //     node's fault) and the node goes on.

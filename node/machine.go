@@ -378,6 +378,10 @@ func (m *Machine) startable(task types.Task, l *liveAlloc) error {
 		return fmt.Errorf("%w: the task asks for one", ErrNoNetwork)
 	case !task.Resources.Fits(l.rec.Resources):
 		return fmt.Errorf("%w: task asks for %s, lock holds %s", ErrInsufficientCapability, task.Resources, l.rec.Resources)
+	case task.Warm != nil:
+		if err := task.Warm.Check(); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	return nil
 }

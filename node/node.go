@@ -82,6 +82,15 @@ type Config struct {
 	// status again while nothing else happens, when the invocation names no
 	// lease (default 250ms, a quarter of the default lease).
 	Heartbeat time.Duration
+
+	// Warm instances (warm.go). OrphanGrace is how long an instance's
+	// requester may stay disconnected before the instance is released
+	// (default 30s). An instance sends its requester a receipt every
+	// ReceiptCalls calls (default 1,000) or ReceiptEvery (default 10s),
+	// whichever comes first, and a final one when it ends.
+	OrphanGrace  time.Duration
+	ReceiptCalls uint64
+	ReceiptEvery time.Duration
 }
 
 // machine is the Machine's part of the config.
@@ -113,6 +122,12 @@ func (c *Config) validate() error {
 	setDefault(&c.OutputLimit, 1<<20)
 	setDefault(&c.MaxBlob, 256<<20)
 	setDefault(&c.Heartbeat, defaultHeartbeat)
+	setDefault(&c.OrphanGrace, 30*time.Second)
+	setDefault(&c.ReceiptCalls, 1000)
+	setDefault(&c.ReceiptEvery, 10*time.Second)
+	if c.OrphanGrace < 0 || c.ReceiptEvery < 0 {
+		return fmt.Errorf("node: config: orphan grace %s and receipt interval %s must be positive", c.OrphanGrace, c.ReceiptEvery)
+	}
 	if c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("node: config: heartbeat %s is under the minimum %s", c.Heartbeat, MinHeartbeat)
 	}
@@ -136,6 +151,8 @@ type Info struct {
 	Holds      int             // bids held, waiting for an Accept
 	Held       types.Resources // what they hold
 	Dropped    uint64          // bid requests dropped since the start because the node's mailbox was full
+	Warm       int             // warm instances taking calls (each also counts in Running)
+	WarmCalls  uint64          // calls served by warm instances since the start
 }
 
 // Node is the Node actor of one machine and the handle to it. Its methods are
@@ -160,6 +177,12 @@ type Node struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	provides  chan string // CIDs of results to announce in the DHT (provide.go)
+
+	// warm is the registry of warm instances taking calls
+	// (types.AllocationID -> *instance): calls find them here, not
+	// through the actor. warmCalls counts the calls of those that ended.
+	warm      sync.Map
+	warmCalls atomic.Uint64
 }
 
 // mailboxSize is how many messages from the network the actor may have
@@ -220,7 +243,7 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 	a := &nodeActor{
 		n: n, m: m, store: st, blobs: blobs, log: log, audit: audit,
 		replies: map[Ticket]chan<- answer{}, streams: map[Ticket]chan types.Status{},
-		runs: map[types.AllocationID]context.CancelCauseFunc{},
+		runs: map[types.AllocationID]*runHandle{},
 	}
 	if err := a.save(m.Ready()); err != nil {
 		return nil, fmt.Errorf("node: restoring: %w", err)
@@ -394,6 +417,7 @@ func (n *Node) Info(ctx context.Context) (Info, error) {
 	select {
 	case in := <-reply:
 		in.Dropped = n.dropped.Load()
+		in.Warm, in.WarmCalls = n.warmInfo()
 		return in, nil
 	case <-ctx.Done():
 		return Info{}, fmt.Errorf("node: info: %w", ctx.Err())

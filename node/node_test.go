@@ -124,6 +124,7 @@ type fakeNet struct {
 	requester *memBlobs
 	sent      chan types.Message
 	unreached atomic.Int32 // fetches that fail before the requester answers again
+	away      atomic.Bool  // the requester is not connected
 	mu        sync.Mutex
 	provided  []string // every Provide, in order
 }
@@ -144,7 +145,7 @@ func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, erro
 	return f.requester.Get(c)
 }
 
-func (f *fakeNet) Connected(string) bool { return true }
+func (f *fakeNet) Connected(string) bool { return !f.away.Load() }
 
 func (f *fakeNet) SendReceipt(ctx context.Context, _ string, r *types.Receipt) error {
 	select {
@@ -187,7 +188,7 @@ func (fakeExec) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error) {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	node   *Node
 	net    *fakeNet
 	store  Store
@@ -198,23 +199,31 @@ const requester = "12D3KooWRequester"
 
 var offered = types.Resources{CPU: 2000, Memory: 1 << 30, Disk: 1 << 30}
 
-func newHarness(t *testing.T, st *memStore, lockTTL time.Duration) *harness {
+func newHarness(t testing.TB, st *memStore, lockTTL time.Duration) *harness {
 	t.Helper()
 	return newHarnessWith(t, st, lockTTL)
 }
 
-func newHarnessWith(t *testing.T, st Store, lockTTL time.Duration) *harness {
+func newHarnessWith(t testing.TB, st Store, lockTTL time.Duration) *harness {
+	t.Helper()
+	return newHarnessConfig(t, st, func(c *Config) { c.LockTTL = lockTTL })
+}
+
+// newHarnessConfig is newHarnessWith with the config as tweak leaves it.
+func newHarnessConfig(t testing.TB, st Store, tweak func(*Config)) *harness {
 	t.Helper()
 	reqBlobs := newMemBlobs()
 	module, _ := reqBlobs.Put([]byte("module-bytes"))
 	net := &fakeNet{requester: reqBlobs, sent: make(chan types.Message, 64)}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
-	n, err := New(system, Config{
+	cfg := Config{
 		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
 		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
-		WorkDir:   t.TempDir(), Clock: time.Now, LockTTL: lockTTL, NewID: jobNamesAlloc,
-	}, net, st, newMemBlobs())
+		WorkDir:   t.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
+	}
+	tweak(&cfg)
+	n, err := New(system, cfg, net, st, newMemBlobs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +249,7 @@ func (h *harness) accept(alloc string, r types.Resources) types.Message {
 // bidAndAccept asks n for a bid for job alloc from "from", takes one answer
 // off net (a bid or a decline: with concurrent callers, maybe another's),
 // and accepts allocation alloc.
-func bidAndAccept(t *testing.T, n *Node, net *fakeNet, from, alloc string, r types.Resources) types.Message {
+func bidAndAccept(t testing.TB, n *Node, net *fakeNet, from, alloc string, r types.Resources) types.Message {
 	t.Helper()
 	n.HandleBidRequest(from, &types.BidRequest{JobID: types.JobID(alloc), Requester: from, Executor: "wasm", Resources: r, Deadline: time.Now().Add(time.Minute)})
 	<-net.sent
@@ -493,7 +502,7 @@ func TestRestartRestoresLocksAndFailsRunning(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, cond func() bool) {
+func waitUntil(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

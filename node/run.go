@@ -24,13 +24,15 @@ func (e errCancelled) Error() string { return "cancelled by requester: " + e.rea
 // in protoactor's process registry, 32,768 maps that keep their buckets for
 // good once used (docs/architecture.md has the figures).
 type allocRun struct {
-	n     *Node
-	rec   Allocation
-	exec  jobs.Executor
-	blobs Blobs
+	n      *Node
+	rec    Allocation
+	exec   jobs.Executor
+	blobs  Blobs
+	handle *runHandle // the actor's; a warm run sets its instance there
 }
 
-// run executes the task and says how it ended. A panic in the executor (or
+// run executes the task, or keeps a warm task's program serving calls
+// (warm.go), and says how it ended. A panic in the executor (or
 // in this node's own code on the way) is contained here: it fails the
 // allocation, the node's fault, and the node goes on.
 func (x *allocRun) run(ctx context.Context) (st types.Status) {
@@ -41,11 +43,20 @@ func (x *allocRun) run(ctx context.Context) (st types.Status) {
 			st = x.status(types.AllocFailed, fmt.Sprintf("node: the %s executor panicked: %v", x.exec.Name(), r), types.FaultNode, nil)
 		}
 	}()
-	res, err := x.execute(ctx)
+	var res *types.Result
+	var err error
+	var released string // why a warm instance was released
+	if x.rec.Task.Warm != nil {
+		res, released, err = x.warm(ctx)
+	} else {
+		res, err = x.execute(ctx)
+	}
 	var cancelled errCancelled
 	switch {
 	case errors.As(context.Cause(ctx), &cancelled):
 		return x.status(types.AllocCancelled, cancelled.Error(), "", nil)
+	case released != "":
+		return x.status(types.AllocCompleted, released, "", res)
 	case ctx.Err() != nil:
 		return x.status(types.AllocFailed, "node shutting down", types.FaultNode, nil)
 	case err != nil:
