@@ -7,6 +7,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/types"
 )
 
 // startGateway builds the node's gateway: accounts, functions, endpoints
@@ -15,7 +16,7 @@ import (
 // when gateway.listen is set, serves callers there.
 func (d *DMS) startGateway(ctx context.Context) error {
 	g, err := gateway.New(gateway.Config{
-		DB: d.db, Runner: d, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: d.conf.Gateway.TaskRetention,
+		DB: d.db, Runner: gatewayRunner{d}, Caller: gatewayRunner{d}, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: d.conf.Gateway.TaskRetention,
 	})
 	if err != nil {
 		return err
@@ -40,6 +41,38 @@ func (d *DMS) startGateway(ctx context.Context) error {
 	d.gwServer = srv
 	d.log.Info("gateway serving", "url", srv.URL())
 	return nil
+}
+
+// gatewayRunner is what the gateway uses of its node: the job API, and
+// calls of warm instances over the call streams (or to the node's own
+// Node). It cancels (releases) jobs while the node closes too.
+type gatewayRunner struct{ *DMS }
+
+var _ gateway.Caller = gatewayRunner{}
+
+// CancelJob releases a warm instance; it works while the node closes.
+func (r gatewayRunner) CancelJob(ctx context.Context, id string) error { return r.cancelJob(ctx, id) }
+
+// Call sends a call to a warm instance on peer.
+func (r gatewayRunner) Call(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error) {
+	if peer != r.host.ID() {
+		return r.host.Call(ctx, peer, nil, req)
+	}
+	if r.node == nil {
+		return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown}, nil
+	}
+	return r.node.Call(ctx, peer, req), nil
+}
+
+// serveCalls answers calls of warm instances from requesters on the call
+// streams.
+func (d *DMS) serveCalls() {
+	d.host.HandleCalls(func(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
+		if d.node == nil {
+			return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown}
+		}
+		return d.node.Call(ctx, from, req)
+	})
 }
 
 // inHome resolves a config file's path against the home; "" stays "".

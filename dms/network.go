@@ -407,6 +407,7 @@ func (d *DMS) registerProtocols() {
 	})
 	d.host.ServeBlobs(d.blobs, MaxBlobSize)
 	d.handleReceipts()
+	d.serveCalls()
 }
 
 // nodeHandler adapts a Node method to a stream protocol: it refuses any

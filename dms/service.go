@@ -291,6 +291,12 @@ func (d *DMS) CancelJob(ctx context.Context, id string) error {
 	if err := d.running(); err != nil {
 		return err
 	}
+	return d.cancelJob(ctx, id)
+}
+
+// cancelJob is CancelJob while the node closes too: the gateway releases
+// its warm instances on its way out.
+func (d *DMS) cancelJob(ctx context.Context, id string) error {
 	info, err := d.jobInfo(id)
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ import (
 func init() {
 	register(Scenario{
 		Name: "gateway",
-		What: "function calls through a gateway daemon to 2 provider daemons, each call a job placed by auction: latency one at a time, then RSS of the gateway after 10,000 calls",
+		What: "function calls through a gateway daemon to warm instances on 2 provider daemons: latency one at a time, then RSS of the gateway after 10,000 calls",
 		Run:  gatewayCalls,
 	})
 }
@@ -33,16 +33,16 @@ const (
 	fnOutput = "Content-Type: text/plain\n\nok"
 	gwConc   = 16 // calls in flight during the load phase
 	// gwRate is the bid-request rate each daemon accepts from each
-	// requester (network.bid_request_rate): every call is an auction, and
-	// the default (50 a second) would refuse the load phase's.
+	// requester (network.bid_request_rate), raised as for the other
+	// scenarios: calls go to warm instances, but their starts are auctions.
 	gwRate = 2000
 )
 
 // gatewayCalls starts a gateway that computes nothing and two providers,
 // reads the gateway's resident memory idle, deploys a tiny function, times
-// calls one at a time (the cold path: an auction per call), then runs many
-// calls gwConc at a time and reads the gateway's memory again once it was
-// idle for a while.
+// calls one at a time (warm, after the first), then runs many calls gwConc
+// at a time and reads the gateway's memory again once it was idle for a
+// while.
 func gatewayCalls(ctx context.Context, o Options) (_ map[string]any, err error) {
 	seq, n, settle, quiet := 200, 10000, settleFull, settleAfter
 	if o.Quick {
