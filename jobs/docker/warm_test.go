@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 // warmIn warms in on e, failing the test when it cannot, and closes the
@@ -261,6 +263,41 @@ func TestWarmExecutorClose(t *testing.T) {
 	}
 	if _, err := e.Warm(context.Background(), guest("warm")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Warm after Close: %v", err)
+	}
+}
+
+// Warm loads an image shipped as an archive, once, as Run does.
+func TestWarmFromArchive(t *testing.T) {
+	e := newExecutor(t, Config{})
+	ctx := context.Background()
+	tag := "dms-docker-test:" + shared.run + "-warm-archive"
+	if err := buildImage(ctx, e.cli, tag, "FROM "+shared.images.guest+"\nLABEL dms.test=warm-"+shared.run+"\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := e.cli.ImageSave(ctx, []string{tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	img, ierr := e.cli.ImageInspect(ctx, tag)
+	if err != nil || ierr != nil {
+		t.Fatal(err, ierr)
+	}
+	removeImage(e.cli, tag)
+	t.Cleanup(func() { removeImage(e.cli, img.ID) })
+	in := guest("warm")
+	in.Image, in.ModuleID = "", types.CIDOf(data).String()
+	in.Load = func() ([]byte, error) { return data, nil }
+	for range 2 {
+		i := warmIn(t, e, in)
+		if out, err := i.Call(ctx, jobs.CallInput{Stdin: []byte("x")}); err != nil || string(out.Stdout) != "x" {
+			t.Fatalf("%v, %+v", err, out)
+		}
+		i.Close()
+	}
+	if n := e.Stats().ArchiveLoads; n != 1 {
+		t.Fatalf("%d loads, want 1", n)
 	}
 }
 
