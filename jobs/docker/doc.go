@@ -49,8 +49,9 @@
 // has Run's limits, sandbox and labels (dms.role=warm), its stdin open and
 // no TTY, and DMS_WARM=1 in its environment (over Input.Env), so a program
 // can tell a warm start from a run of one call. Input.InputDir,
-// Input.OutputDir and Input.Stdin must be empty: each call brings its
-// stdin. The executor attaches to the container's stdin, stdout and stderr:
+// Input.OutputDir and Input.Stdin are ignored, as the wasm executor does:
+// each call brings its stdin, and nothing else goes in or comes out. The
+// executor attaches to the container's stdin, stdout and stderr:
 //
 //   - For each call it writes one line of JSON on stdin:
 //     {"id":N,"env":{...},"stdin":"<base64>"}. N is the call's id, unique

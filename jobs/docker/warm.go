@@ -30,7 +30,7 @@ const exitGrace = 2 * time.Second
 // Warm implements jobs.Warmer: it starts in's program as one long-running
 // container, which serves calls under the contract doc.go describes. The
 // container has Run's limits and sandbox; in.InputDir, in.OutputDir and
-// in.Stdin must be empty (a call brings its own stdin). Close the instance
+// in.Stdin are ignored (a call brings its own stdin). Close the instance
 // to remove its container; Executor.Close closes every instance.
 func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, error) {
 	if !e.enter() {
@@ -52,11 +52,9 @@ func (e *Executor) warm(ctx context.Context, in jobs.Input) (_ *instance, err er
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer context.AfterFunc(e.stop, func() { cancel(ErrClosed) })()
+	in.InputDir, in.OutputDir, in.Stdin = "", "", nil // a call brings its stdin; nothing else goes in or out
 	if err := checkInput(in); err != nil {
 		return nil, err
-	}
-	if in.InputDir != "" || in.OutputDir != "" || len(in.Stdin) > 0 {
-		return nil, fmt.Errorf("%w: a warm instance takes no input or output directory and no stdin (each call brings its own)", ErrBadInput)
 	}
 	image, err := e.image(ctx, in)
 	if err != nil {

@@ -191,13 +191,18 @@ func TestWarmMemoryLimit(t *testing.T) {
 	}
 }
 
-// The container has Run's limits and sandbox, stdin open, and DMS_WARM.
+// The container has Run's limits and sandbox, stdin open, and DMS_WARM; no
+// volumes for an output directory or stdin, which it ignores.
 func TestWarmLimitsApplied(t *testing.T) {
 	e := newExecutor(t, Config{})
 	seen := inspected(e)
 	in := guest("warm")
 	in.Memory, in.CPU, in.Pids = 48<<20, 500, 64
+	in.OutputDir, in.Stdin = t.TempDir(), []byte("ignored") // as the node prepares a task
 	i := warmIn(t, e, in)
+	if out, err := i.Call(context.Background(), jobs.CallInput{Stdin: []byte("x")}); err != nil || string(out.Stdout) != "x" {
+		t.Fatalf("%v, %+v", err, out)
+	}
 	i.Close()
 	c := seen()
 	if len(c) != 1 {
@@ -213,6 +218,8 @@ func TestWarmLimitsApplied(t *testing.T) {
 		t.Errorf("stdin open %v, once %v, tty %v, labels %v", cfg.OpenStdin, cfg.StdinOnce, cfg.Tty, cfg.Labels)
 	case !strings.Contains(strings.Join(cfg.Env, " "), EnvWarm+"=1"):
 		t.Errorf("environment %q", cfg.Env)
+	case len(c[0].Mounts) != 0 || len(h.VolumesFrom) != 0 || h.Tmpfs["/tmp"] == "":
+		t.Errorf("mounts %+v, volumes from %v, tmpfs %v", c[0].Mounts, h.VolumesFrom, h.Tmpfs)
 	}
 }
 
@@ -301,14 +308,13 @@ func TestWarmFromArchive(t *testing.T) {
 	}
 }
 
-// Warm refuses what it cannot serve, and an image whose program cannot
-// start.
+// Warm refuses what it cannot serve, and an image it does not have.
 func TestWarmBadInput(t *testing.T) {
 	e := newExecutor(t, Config{})
 	for name, in := range map[string]jobs.Input{
-		"stdin":   {Image: shared.images.guest, Stdin: []byte("x")},
-		"outputs": {Image: shared.images.guest, OutputDir: t.TempDir()},
-		"tiny":    {Image: shared.images.guest, Memory: 1 << 20},
+		"tiny":     {Image: shared.images.guest, Memory: 1 << 20},
+		"nul arg":  {Image: shared.images.guest, Args: []string{"a\x00"}},
+		"no image": {},
 	} {
 		if _, err := e.Warm(context.Background(), in); !errors.Is(err, ErrBadInput) {
 			t.Errorf("%s: %v", name, err)
