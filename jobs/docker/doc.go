@@ -73,11 +73,11 @@
 //   - The last 64 KiB of the container's own stderr are kept and quoted in
 //     the errors of a broken instance.
 //
-// A call runs under CallInput.Timeout, or Input.Timeout when that is shorter
-// or not given. What breaks an instance fails the calls in flight and every
-// later one with ErrBroken, wrapping why: the call over its timeout
-// returns jobs.ErrTimeout (the program may be stuck, so the instance is
-// broken and its container killed); the container's exit is jobs.ErrTrap
+// A call runs under CallInput.Timeout, or Input.Timeout when that is
+// shorter or not given. What breaks an instance fails the calls in flight
+// and every later one with jobs.ErrInstanceBroken, wrapping why: the call
+// over its timeout returns jobs.ErrTimeout (the program may be stuck, so
+// the instance is broken and its container killed); the container's exit is jobs.ErrTrap
 // with its exit code, or jobs.ErrMemoryLimit when it was killed at its
 // memory limit; a line that is not an answer (or answers a call never
 // made), a line too long, or the attach breaking are jobs.ErrTrap. A

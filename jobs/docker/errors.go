@@ -16,13 +16,6 @@ var (
 	// ErrOutputsTooLarge means a run left more in /outputs than the
 	// executor copies out (Config.MaxOutputFiles, Config.MaxOutputBytes).
 	ErrOutputsTooLarge = errors.New("docker: outputs too large")
-	// ErrBroken means a warm instance can serve no more calls: its
-	// container exited or was killed at its memory limit, its program broke
-	// the call contract, or a call ran over its timeout. The error says
-	// which, and wraps jobs.ErrTrap, jobs.ErrMemoryLimit or (for the call
-	// that timed out) jobs.ErrTimeout too. Close the instance, and warm
-	// another.
-	ErrBroken = errors.New("docker: warm instance broken")
 	// ErrInstanceClosed means a warm instance was closed.
 	ErrInstanceClosed = errors.New("docker: warm instance closed")
 )

@@ -183,8 +183,8 @@ func (i *instance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output, er
 			// The program may still answer; its answer is dropped.
 			return out(), fmt.Errorf("docker: call stopped: %w", context.Cause(ctx))
 		case <-timer.C:
-			i.fail(fmt.Errorf("%w: %w: a call ran over its timeout of %s, and the program may be stuck", ErrBroken, jobs.ErrTrap, timeout))
-			return out(), fmt.Errorf("%w: %w: stopped after %s", ErrBroken, jobs.ErrTimeout, timeout)
+			i.fail(fmt.Errorf("%w: %w: a call ran over its timeout of %s, and the program may be stuck", jobs.ErrInstanceBroken, jobs.ErrTrap, timeout))
+			return out(), fmt.Errorf("%w: %w: stopped after %s", jobs.ErrInstanceBroken, jobs.ErrTimeout, timeout)
 		}
 	}
 }
@@ -276,11 +276,11 @@ func (i *instance) read() {
 	close(i.ended)
 	switch {
 	case errors.Is(err, errBadAnswer):
-		i.fail(fmt.Errorf("%w: %w: the program's stdout: %w%s", ErrBroken, jobs.ErrTrap, err, i.stderrNote()))
+		i.fail(fmt.Errorf("%w: %w: the program's stdout: %w%s", jobs.ErrInstanceBroken, jobs.ErrTrap, err, i.stderrNote()))
 	case err != nil:
-		i.lost(fmt.Errorf("%w: %w: reading the container's output: %w%s", ErrBroken, jobs.ErrTrap, err, i.stderrNote()))
+		i.lost(fmt.Errorf("%w: %w: reading the container's output: %w%s", jobs.ErrInstanceBroken, jobs.ErrTrap, err, i.stderrNote()))
 	default:
-		i.lost(fmt.Errorf("%w: %w: the container's output ended%s", ErrBroken, jobs.ErrTrap, i.stderrNote()))
+		i.lost(fmt.Errorf("%w: %w: the container's output ended%s", jobs.ErrInstanceBroken, jobs.ErrTrap, i.stderrNote()))
 	}
 }
 
@@ -290,7 +290,7 @@ func (i *instance) write() {
 		select {
 		case line := <-i.reqs:
 			if _, err := i.att.Conn.Write(line); err != nil {
-				i.lost(fmt.Errorf("%w: %w: writing to the program's stdin: %w%s", ErrBroken, jobs.ErrTrap, err, i.stderrNote()))
+				i.lost(fmt.Errorf("%w: %w: writing to the program's stdin: %w%s", jobs.ErrInstanceBroken, jobs.ErrTrap, err, i.stderrNote()))
 				return
 			}
 		case <-i.done:
@@ -310,7 +310,7 @@ func (i *instance) watch(exited <-chan container.WaitResponse, failed <-chan err
 		}
 		i.fail(i.exitError(res))
 	case err := <-failed:
-		i.fail(fmt.Errorf("%w: %w", ErrBroken, engineError("waiting for the container", err)))
+		i.fail(fmt.Errorf("%w: %w", jobs.ErrInstanceBroken, engineError("waiting for the container", err)))
 	case <-i.done:
 		i.r.kill()
 	}
@@ -323,12 +323,12 @@ func (i *instance) exitError(res container.WaitResponse) error {
 	defer cancel()
 	after := time.Since(i.started).Round(time.Millisecond)
 	if info, err := i.r.e.cli.ContainerInspect(ctx, i.r.id); err == nil && memoryKilled(info.State) {
-		return fmt.Errorf("%w: %w: the container was killed at its memory limit of %s after %s%s", ErrBroken, jobs.ErrMemoryLimit, i.r.in.Memory, after, i.stderrNote())
+		return fmt.Errorf("%w: %w: the container was killed at its memory limit of %s after %s%s", jobs.ErrInstanceBroken, jobs.ErrMemoryLimit, i.r.in.Memory, after, i.stderrNote())
 	}
 	if res.Error != nil && res.Error.Message != "" {
-		return fmt.Errorf("%w: %w: waiting for the container: %s", ErrBroken, jobs.ErrTrap, res.Error.Message)
+		return fmt.Errorf("%w: %w: waiting for the container: %s", jobs.ErrInstanceBroken, jobs.ErrTrap, res.Error.Message)
 	}
-	return fmt.Errorf("%w: %w: the program exited with code %d after %s%s", ErrBroken, jobs.ErrTrap, res.StatusCode, after, i.stderrNote())
+	return fmt.Errorf("%w: %w: the program exited with code %d after %s%s", jobs.ErrInstanceBroken, jobs.ErrTrap, res.StatusCode, after, i.stderrNote())
 }
 
 // stderrNote quotes the tail of the container's stderr, for an error.

@@ -95,12 +95,12 @@ func TestWarmCallTimeout(t *testing.T) {
 	i := warmIn(t, e, guest("warm"))
 	began := time.Now()
 	_, err := call(i, "sleep", "", 300*time.Millisecond)
-	if took := time.Since(began); !errors.Is(err, jobs.ErrTimeout) || !errors.Is(err, ErrBroken) || took > 5*time.Second {
+	if took := time.Since(began); !errors.Is(err, jobs.ErrTimeout) || !errors.Is(err, jobs.ErrInstanceBroken) || took > 5*time.Second {
 		t.Fatalf("after %s: %v", took, err)
 	}
 	_, err = call(i, "echo", "", 0)
 	t.Log(err)
-	if !errors.Is(err, ErrBroken) || !errors.Is(err, jobs.ErrTrap) || errors.Is(err, jobs.ErrTimeout) || !strings.Contains(err.Error(), "over its timeout of 300ms") {
+	if !errors.Is(err, jobs.ErrInstanceBroken) || !errors.Is(err, jobs.ErrTrap) || errors.Is(err, jobs.ErrTimeout) || !strings.Contains(err.Error(), "over its timeout of 300ms") {
 		t.Fatalf("a call after the timeout: %v", err)
 	}
 }
@@ -111,7 +111,7 @@ func TestWarmCallCancelled(t *testing.T) {
 	i := warmIn(t, e, guest("warm"))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := i.Call(ctx, jobs.CallInput{Env: map[string]string{"MODE": "sleep"}}); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrBroken) {
+	if _, err := i.Call(ctx, jobs.CallInput{Env: map[string]string{"MODE": "sleep"}}); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jobs.ErrInstanceBroken) {
 		t.Fatalf("err = %v", err)
 	}
 	if out, err := call(i, "echo", "", 0); err != nil || out.ExitCode != 0 {
@@ -133,7 +133,7 @@ func TestWarmProgramExits(t *testing.T) {
 	check := func(what string, err error) {
 		t.Helper()
 		msg := fmt.Sprint(err)
-		if !errors.Is(err, ErrBroken) || !errors.Is(err, jobs.ErrTrap) || !strings.Contains(msg, "exited with code 3") || !strings.Contains(msg, `exiting mid-call\n`) {
+		if !errors.Is(err, jobs.ErrInstanceBroken) || !errors.Is(err, jobs.ErrTrap) || !strings.Contains(msg, "exited with code 3") || !strings.Contains(msg, `exiting mid-call\n`) {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
@@ -151,7 +151,7 @@ func TestWarmGarbage(t *testing.T) {
 	for _, what := range []string{"the call", "a later call"} {
 		_, err := call(i, "garbage", "", 10*time.Second)
 		t.Log(err)
-		if !errors.Is(err, ErrBroken) || !errors.Is(err, jobs.ErrTrap) || !strings.Contains(err.Error(), `not an answer: "this is not JSON"`) {
+		if !errors.Is(err, jobs.ErrInstanceBroken) || !errors.Is(err, jobs.ErrTrap) || !strings.Contains(err.Error(), `not an answer: "this is not JSON"`) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
@@ -169,7 +169,7 @@ func TestWarmOutputLimit(t *testing.T) {
 		t.Fatalf("%v; kept %d and %d bytes", err, len(out.Stdout), len(out.Stderr))
 	}
 	_, err = call(i, "flood", "40000", 0)
-	if !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), fmt.Sprintf("an answer line over %d bytes", maxAnswerLine(in.OutputLimit))) {
+	if !errors.Is(err, jobs.ErrInstanceBroken) || !strings.Contains(err.Error(), fmt.Sprintf("an answer line over %d bytes", maxAnswerLine(in.OutputLimit))) {
 		t.Fatalf("a line too long: %v", err)
 	}
 }
@@ -186,7 +186,7 @@ func TestWarmMemoryLimit(t *testing.T) {
 	}
 	_, err := call(i, "hog", "200", 0)
 	t.Log(err)
-	if !errors.Is(err, jobs.ErrMemoryLimit) || !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), "memory limit of 32 MiB") {
+	if !errors.Is(err, jobs.ErrMemoryLimit) || !errors.Is(err, jobs.ErrInstanceBroken) || !strings.Contains(err.Error(), "memory limit of 32 MiB") {
 		t.Fatalf("over it: %v", err)
 	}
 }
