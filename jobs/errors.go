@@ -22,4 +22,10 @@ var (
 	// ErrTrap means a program stopped abnormally (a Wasm trap such as
 	// unreachable or an out-of-bounds access) instead of exiting.
 	ErrTrap = errors.New("jobs: program trapped")
+	// ErrInstanceBroken means a warm Instance can serve no more calls: its
+	// program is gone or cannot be trusted to answer (a container that
+	// exited, or a call that ran over its timeout). The error wraps why
+	// (ErrTrap, ErrMemoryLimit, ErrTimeout) too. Its holder should close
+	// it and warm another.
+	ErrInstanceBroken = errors.New("jobs: warm instance broken")
 )

@@ -118,7 +118,8 @@ type Warmer interface {
 type Instance interface {
 	// Call runs one call: the program with c's environment added to the
 	// instance's and c.Stdin as its stdin, under the instance's limits and
-	// c.Timeout when shorter. Its errors are Run's.
+	// c.Timeout when shorter. Its errors are Run's; one matching
+	// ErrInstanceBroken also means that no later call will succeed.
 	Call(ctx context.Context, c CallInput) (*Output, error)
 	// Close ends the instance: calls in flight are stopped, later ones
 	// fail. It waits for what the instance started to end.

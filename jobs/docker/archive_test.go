@@ -79,9 +79,11 @@ func TestArchive(t *testing.T) {
 	if _, err := runIn(t, e, in); !errors.Is(err, jobs.ErrBadModule) || !strings.Contains(err.Error(), "holds no image other:1 (its tags: "+tag) {
 		t.Fatalf("a name the archive lacks: %v", err)
 	}
-	// Gone from the engine (pruned, say): loaded again.
+	// Gone from the engine (pruned, say): loaded again, read by Load as
+	// a node reads a task's archive (Module nil, no image named).
 	removeImage(cli, img.ID)
-	in.Image = ""
+	in.Image, in.Module = "", nil
+	in.Load = func() ([]byte, error) { return data, nil }
 	mustRun(t, e, in)
 	if n := e.Stats().ArchiveLoads; n != 2 {
 		t.Fatalf("%d loads, want 2", n)

@@ -42,5 +42,53 @@
 //     dms.node=Config.Node, so RemoveLeftovers finds what a crashed node
 //     left.
 //
-// An Executor is safe for concurrent use. Close it to end every run.
+// # Warm containers: the call contract
+//
+// Warm (jobs.Warmer) starts a program as one long-running container that
+// serves many calls, as OpenWhisk's actionloop proxy does. The container
+// has Run's limits, sandbox and labels (dms.role=warm), its stdin open and
+// no TTY, and DMS_WARM=1 in its environment (over Input.Env), so a program
+// can tell a warm start from a run of one call. Input.InputDir,
+// Input.OutputDir and Input.Stdin are ignored, as the wasm executor does:
+// each call brings its stdin, and nothing else goes in or comes out. The
+// executor attaches to the container's stdin, stdout and stderr:
+//
+//   - For each call it writes one line of JSON on stdin:
+//     {"id":N,"env":{...},"stdin":"<base64>"}. N is the call's id, unique
+//     on the instance and never 0; env is the call's environment over
+//     Input.Env (the whole environment of the call, as CGI names it:
+//     REQUEST_METHOD, PATH_INFO, QUERY_STRING, ...); stdin is the call's
+//     stdin, the request's body. Base64 is the standard alphabet with
+//     padding (RFC 4648 §4).
+//   - The program answers each call with one line of JSON on stdout:
+//     {"id":N,"stdout":"<base64>","stderr":"<base64>","exit_code":0}.
+//     Missing fields are empty, unknown ones ignored. Answers may come in
+//     any order: a program may serve several calls at once (how many at
+//     once is the node's business). It writes each line in one piece and
+//     nothing else on stdout; its own stderr is for its log.
+//   - A call's stdout and stderr are each kept up to Input.OutputLimit
+//     (Output.StdoutTruncated, StderrTruncated say what was cut). An answer
+//     line over 3*OutputLimit+64 KiB breaks the instance: the executor never
+//     holds more of a line.
+//   - The last 64 KiB of the container's own stderr are kept and quoted in
+//     the errors of a broken instance.
+//
+// A call runs under CallInput.Timeout, or Input.Timeout when that is
+// shorter or not given. What breaks an instance fails the calls in flight
+// and every later one with jobs.ErrInstanceBroken, wrapping why: the call
+// over its timeout returns jobs.ErrTimeout (the program may be stuck, so
+// the instance is broken and its container killed); the container's exit is jobs.ErrTrap
+// with its exit code, or jobs.ErrMemoryLimit when it was killed at its
+// memory limit; a line that is not an answer (or answers a call never
+// made), a line too long, or the attach breaking are jobs.ErrTrap. A
+// broken instance is of no more use: close it, and warm another. A call
+// whose context ends returns at once and leaves the instance whole; the
+// program's late answer is dropped.
+//
+// Instance.Close removes the container (calls in flight fail with
+// ErrInstanceClosed) and is idempotent. Executor.Close closes every
+// instance (calls in flight fail with ErrClosed).
+//
+// An Executor is safe for concurrent use. Close it to end every run and
+// every warm instance.
 package docker

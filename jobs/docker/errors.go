@@ -16,4 +16,6 @@ var (
 	// ErrOutputsTooLarge means a run left more in /outputs than the
 	// executor copies out (Config.MaxOutputFiles, Config.MaxOutputBytes).
 	ErrOutputsTooLarge = errors.New("docker: outputs too large")
+	// ErrInstanceClosed means a warm instance was closed.
+	ErrInstanceClosed = errors.New("docker: warm instance closed")
 )

@@ -3,8 +3,6 @@ package docker
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,24 +19,8 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "docker-hello")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", bin, ".")
-	cmd.Dir, cmd.Env = dir, append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the example: %v\n%s", err, b)
-	}
-	dockerfile, err := os.ReadFile(filepath.Join(dir, "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	program, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tag := "dms-docker-test:" + shared.run + "-example"
-	if err := buildImage(context.Background(), e.cli, tag, string(dockerfile), map[string][]byte{"docker-hello": program}); err != nil {
-		t.Fatal(err)
-	}
+	buildExample(t, e.cli, "docker-hello", tag)
 	t.Cleanup(func() { removeImage(e.cli, tag) })
 	task := spec.Task("", "", "")
 	in := jobs.Input{

@@ -94,7 +94,7 @@ type Executor struct {
 	stop      context.Context // cancelled by Close, which ends every run
 	cancel    context.CancelFunc
 	mu        sync.Mutex     // orders runs.Add against Close
-	runs      sync.WaitGroup // runs in flight; Close waits for them
+	runs      sync.WaitGroup // runs in flight and warm instances; Close waits for them
 	closed    bool
 	closeOnce sync.Once
 }
@@ -142,9 +142,10 @@ func (e *Executor) Stats() Stats {
 	return Stats{ArchiveLoads: e.loads.Load(), RemoveFailures: e.failures.Load()}
 }
 
-// Close ends every run, waits until each has removed its containers, and
-// closes the connection to the engine. Runs cut short return an error
-// matching ErrClosed, as do later ones.
+// Close ends every run and closes every warm instance, waits until each
+// has removed its containers, and closes the connection to the engine.
+// Runs and calls cut short return an error matching ErrClosed, as do later
+// ones.
 func (e *Executor) Close() error {
 	e.mu.Lock()
 	e.closed = true

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,12 +37,14 @@ var shared struct {
 	cli    *client.Client
 	run    string // unique per test binary
 	images struct{ guest, user string }
+	extra  []string // images tests built, removed by TestMain
+	mu     sync.Mutex
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.cli != nil {
-		for _, ref := range []string{shared.images.user, shared.images.guest} {
+		for _, ref := range append(shared.extra, shared.images.user, shared.images.guest) {
 			removeImage(shared.cli, ref)
 		}
 		shared.cli.Close()
@@ -129,6 +132,45 @@ func buildImage(ctx context.Context, cli *client.Client, tag, dockerfile string,
 	return nil
 }
 
+// buildExample builds the example in examples/dir as its Dockerfile says:
+// its static binary, named dir, then the image, tagged tag.
+func buildExample(t testing.TB, cli *client.Client, dir, tag string) {
+	t.Helper()
+	src := filepath.Join("..", "..", "examples", dir)
+	bin := filepath.Join(t.TempDir(), dir)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", bin, ".")
+	cmd.Dir, cmd.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the example %s: %v\n%s", dir, err, b)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(src, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	program, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := buildImage(context.Background(), cli, tag, string(dockerfile), map[string][]byte{dir: program}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exampleImage builds the example in examples/dir once per test binary and
+// returns its tag; TestMain removes it.
+func exampleImage(t testing.TB, dir string) string {
+	t.Helper()
+	cli := engine(t)
+	tag := "dms-docker-test:" + shared.run + "-" + dir
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !slices.Contains(shared.extra, tag) {
+		buildExample(t, cli, dir, tag)
+		shared.extra = append(shared.extra, tag)
+	}
+	return tag
+}
+
 func removeImage(cli *client.Client, ref string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -144,7 +186,7 @@ func randomHex(n int) string {
 // newExecutor returns an Executor for one test. When the test ends it is
 // closed, and the test fails if any container it created, or any volume
 // of those, is left.
-func newExecutor(t *testing.T, cfg Config) *Executor {
+func newExecutor(t testing.TB, cfg Config) *Executor {
 	t.Helper()
 	cli := engine(t)
 	cfg.Node = "test-" + randomHex(6)

@@ -43,7 +43,7 @@ type run struct {
 
 // checkInput refuses what the engine would refuse less clearly, or not at all.
 func checkInput(in jobs.Input) error {
-	if in.Image == "" && len(in.Module) == 0 {
+	if in.Image == "" && len(in.Module) == 0 && in.Load == nil {
 		return fmt.Errorf("%w: no image named and no image archive given", ErrBadInput)
 	}
 	if in.Memory < minMemory {

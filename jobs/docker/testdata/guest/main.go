@@ -3,6 +3,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -92,10 +95,68 @@ func main() {
 		}
 		time.Sleep(500 * time.Millisecond)
 		fmt.Println("holding", n, "threads")
+	case "warm":
+		warm()
 	case "whoami":
 		fmt.Println("uid", os.Getuid())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+// warm serves calls as a warm container does, each at once: a call's MODE
+// picks what it does, its stdin and ARG its input.
+func warm() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 64<<10), 64<<20)
+	var mu sync.Mutex
+	out := json.NewEncoder(os.Stdout)
+	answer := func(id uint64, stdout, stderr []byte, code int) {
+		mu.Lock()
+		defer mu.Unlock()
+		out.Encode(map[string]any{"id": id, "stdout": stdout, "stderr": stderr, "exit_code": code})
+	}
+	fmt.Fprintln(os.Stderr, "warm and ready")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for in.Scan() {
+		var c struct {
+			ID    uint64
+			Env   map[string]string
+			Stdin []byte
+		}
+		if err := json.Unmarshal(in.Bytes(), &c); err != nil {
+			fmt.Fprintln(os.Stderr, "not a call:", err)
+			continue
+		}
+		n, _ := strconv.Atoi(c.Env["ARG"])
+		wg.Go(func() {
+			switch c.Env["MODE"] {
+			case "sleep":
+				time.Sleep(time.Hour)
+			case "exit":
+				fmt.Fprintln(os.Stderr, "exiting mid-call")
+				os.Exit(3)
+			case "garbage":
+				mu.Lock()
+				defer mu.Unlock()
+				fmt.Println("this is not JSON")
+			case "hog":
+				var keep [][]byte
+				for range n {
+					keep = append(keep, make([]byte, 1<<20))
+					for i := range keep[len(keep)-1] {
+						keep[len(keep)-1][i] = 1
+					}
+				}
+				answer(c.ID, fmt.Appendf(nil, "allocated %d MiB", len(keep)), nil, 0)
+			case "flood": // n bytes on stdout and on stderr
+				answer(c.ID, []byte(strings.Repeat("o", n)), []byte(strings.Repeat("e", n)), 0)
+			default: // echo: stdin, the environment, and an exit code of ARG
+				env, _ := json.Marshal(c.Env)
+				answer(c.ID, c.Stdin, env, n)
+			}
+		})
 	}
 }
