@@ -25,6 +25,7 @@ const (
 	releasedIdle    = "released: idle for "
 	releasedGone    = "released: requester gone"
 	releasedReclaim = "released: the provider reclaimed its capability"
+	releasedBroken  = "released: the program broke: "
 )
 
 // errReleased is the cause of a warm allocation's context when the
@@ -65,6 +66,9 @@ type instance struct {
 	reclaimed atomic.Bool   // the provider asked for its capability back
 	kick      chan struct{} // a batch of ReceiptCalls calls awaits its receipt
 	ended     chan struct{} // closed when the last call is counted
+	broke     chan struct{} // closed when a call found the program broken (jobs.ErrInstanceBroken)
+	breakOnce sync.Once
+	brokeWhy  string // set before broke is closed
 
 	mu    sync.Mutex
 	tally tally
@@ -85,7 +89,7 @@ func newInstance(rec Allocation, prog jobs.Instance, timeout time.Duration, now 
 	return &instance{
 		alloc: rec.AllocationID, job: rec.JobID, requester: rec.Requester, res: rec.Resources, prog: prog,
 		limit: int64(w.Concurrency), keepAlive: w.KeepAlive, timeout: timeout, started: now,
-		drained: make(chan struct{}), kick: make(chan struct{}, 1), ended: make(chan struct{}),
+		drained: make(chan struct{}), kick: make(chan struct{}, 1), ended: make(chan struct{}), broke: make(chan struct{}),
 		tally: tally{last: now},
 	}
 }
@@ -252,6 +256,8 @@ func (n *Node) keepWarm(ctx context.Context, w *instance) string {
 				return r.reason
 			}
 			return ""
+		case <-w.broke:
+			return releasedBroken + w.brokeWhy
 		case <-t.C:
 		}
 		now := n.cfg.Clock()
@@ -326,6 +332,13 @@ func (n *Node) serve(ctx context.Context, w *instance, req *types.CallRequest, r
 		}
 	}()
 	out, err := w.prog.Call(ctx, jobs.CallInput{Env: req.Env, Stdin: req.Stdin, Timeout: w.callTimeout(req.Timeout)})
+	if errors.Is(err, jobs.ErrInstanceBroken) {
+		n.warm.CompareAndDelete(w.alloc, w) // new calls go to other instances at once
+		w.breakOnce.Do(func() {
+			w.brokeWhy = err.Error()
+			close(w.broke)
+		})
+	}
 	rep.Status, rep.Error = callStatus(ctx, err)
 	if out != nil && rep.Status != types.CallNodeError {
 		rep.ExitCode, rep.Stdout, rep.Stderr, rep.Duration = out.ExitCode, out.Stdout, out.Stderr, out.Duration

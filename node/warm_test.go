@@ -87,6 +87,8 @@ func (i *fakeInstance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output
 		return &jobs.Output{ExitCode: 1, Stderr: []byte("oops")}, fmt.Errorf("%w: unreachable", jobs.ErrTrap)
 	case "panic":
 		panic("the instance lost its mind")
+	case "break":
+		return nil, fmt.Errorf("%w: %w: the program exited with code 3", jobs.ErrInstanceBroken, jobs.ErrTrap)
 	}
 	return hello, nil
 }
@@ -284,6 +286,27 @@ func TestWarmCallFailures(t *testing.T) {
 	}
 	if in := w.node.Instances(); in[0].Calls != 4 || in[0].Failed != 3 || in[0].InFlight != 0 {
 		t.Fatalf("instances %+v", in)
+	}
+}
+
+// A call that finds the program broken fails (the program's fault), takes
+// the instance out of the registry at once (the next call is Unknown: the
+// gateway sends it elsewhere) and releases it, closed.
+func TestWarmBrokenInstanceIsReleased(t *testing.T) {
+	w := newWarmHarness(t, nil)
+	done := w.start("a1", types.Warm{Concurrency: 4, KeepAlive: time.Hour})
+	if r := w.call(requester, "a1", "break"); r.Status != types.CallFailed || !strings.Contains(r.Error, "exited with code 3") {
+		t.Fatalf("the call that broke it: %+v", r)
+	}
+	if r := w.call(requester, "a1", "x"); r.Status != types.CallUnknown {
+		t.Fatalf("a call after it broke: %+v", r)
+	}
+	last := ended(t, done)
+	if last.State != types.AllocCompleted || !strings.HasPrefix(last.Reason, releasedBroken) {
+		t.Fatalf("last status %+v", last)
+	}
+	if !w.exec.instance("a1").isClosed() {
+		t.Fatal("the broken instance was not closed")
 	}
 }
 
