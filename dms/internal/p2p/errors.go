@@ -45,6 +45,10 @@ var (
 	ErrBlobNotFound = errors.New("p2p: blob not found")
 	// ErrBlobTooLarge means the blob is larger than a size limit.
 	ErrBlobTooLarge = errors.New("p2p: blob over size limit")
+	// ErrCallStream means a call failed with its call stream, or could not
+	// open one: the call may or may not have run; another instance may
+	// take it.
+	ErrCallStream = errors.New("p2p: call stream broken")
 	// errNilRequest is a programming error: a request needs a message.
 	errNilRequest = errors.New("p2p: request without a message")
 )

@@ -43,6 +43,8 @@ type Host struct {
 	blocked   *blockCounter
 	bans      *banList // peers gossip scoring graylisted, kept out (ban.go)
 	traffic   traffic
+	calls     callPools    // outbound call streams (callpool.go)
+	callStats callCounters // call streams both ways (call.go)
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
 	gossipRepairs atomic.Uint64
@@ -222,12 +224,13 @@ func (h *Host) Peers() []PeerInfo {
 	return out
 }
 
-// Stats returns the refusal and repair counters.
+// Stats returns the refusal and repair counters, and the call streams'.
 func (h *Host) Stats() Stats {
 	return Stats{
 		Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot(),
 		GossipRepairs: h.gossipRepairs.Load(),
 		Bans:          h.bans.count(),
+		Calls:         h.callStats.snapshot(),
 	}
 }
 

@@ -19,7 +19,7 @@ const (
 	ReasonWrongKind         Reason = "wrong_kind"         // kind not carried by the topic or protocol
 	ReasonSenderMismatch    Reason = "sender_mismatch"    // From is not the sending or publishing peer's key
 	ReasonRequesterMismatch Reason = "requester_mismatch" // bid request names another requester than its publisher
-	ReasonReplayed          Reason = "replayed"           // nonce seen before
+	ReasonReplayed          Reason = "replayed"           // nonce seen before, or a call's Seq not above the last on its stream
 	ReasonRepeated          Reason = "repeated"           // a gossip peer delivered a nonce it had delivered before, in other bytes
 	ReasonOverloaded        Reason = "overloaded"         // no handler slot, or the replay cache or rate table is full
 	ReasonRateLimited       Reason = "rate_limited"       // the publisher is over its bid-request rate
@@ -46,6 +46,8 @@ type Stats struct {
 	// Bans counts the peers banned for a gossip score below the graylist
 	// threshold (ban.go), each ban once.
 	Bans uint64
+	// Calls describes the call streams (CallProtocol).
+	Calls CallStats
 }
 
 // counters is a concurrency-safe tally by reason.

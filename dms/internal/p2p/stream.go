@@ -14,9 +14,10 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// The DMS stream protocols. Each stream carries one request envelope and
+// The DMS envelope protocols. Each stream carries one request envelope and
 // then either one reply frame (request/response) or a sequence of frames
-// (InvokeProtocol), each a length-prefixed signed envelope.
+// (InvokeProtocol), each a length-prefixed signed envelope. CallProtocol
+// (call.go) is not one of them: its frames are not envelopes.
 const (
 	BidProtocol    protocol.ID = "/dms/bid/2.0.0"    // Bid or Decline -> ack
 	AcceptProtocol protocol.ID = "/dms/accept/2.0.0" // Accept -> Confirm or Reject
@@ -35,7 +36,8 @@ const (
 // protocolKinds returns the kinds a DMS protocol carries as request and as
 // reply. Anything else is refused before a handler sees it. For a protocol
 // not listed here both are nil, which admits every kind. An ack (no reply
-// message) is always admitted.
+// message) is always admitted. CallProtocol carries no envelope: served or
+// requested as an envelope protocol by mistake, it admits none.
 func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 	switch p {
 	case BidProtocol:
@@ -54,6 +56,8 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindBidRequest}, []types.Kind{}
 	case ReceiptProtocol:
 		return []types.Kind{types.KindReceipt}, []types.Kind{}
+	case CallProtocol:
+		return []types.Kind{}, []types.Kind{}
 	}
 	return nil, nil
 }

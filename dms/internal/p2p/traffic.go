@@ -24,8 +24,12 @@ type Traffic struct {
 	// sends for every message for a few heartbeats after it.
 	GossipControl uint64
 	// Frames counts the stream frames this host sent, by protocol: requests,
-	// replies, acks, pushed statuses, blob replies.
+	// replies, acks, pushed statuses, blob replies, call requests and
+	// replies.
 	Frames map[protocol.ID]uint64
+	// CallBytes counts the bytes of the call frames this host sent
+	// (CallProtocol), length prefixes included.
+	CallBytes uint64
 	// BidRequestsGossip and BidRequestsDirect count the bid requests
 	// delivered to this host's handlers, from the topic and from
 	// BidRequestProtocol.
@@ -45,6 +49,7 @@ func (t Traffic) FrameCount() uint64 {
 type traffic struct {
 	gossipSent, gossipControl atomic.Uint64
 	gossipIn, directIn        atomic.Uint64
+	callFrames, callBytes     atomic.Uint64 // apart from frames: calls are the hot path
 	mu                        sync.Mutex
 	frames                    map[protocol.ID]uint64
 }
@@ -62,8 +67,14 @@ func (t *traffic) snapshot() Traffic {
 	t.mu.Lock()
 	frames := maps.Clone(t.frames)
 	t.mu.Unlock()
+	if n := t.callFrames.Load(); n > 0 {
+		if frames == nil {
+			frames = make(map[protocol.ID]uint64)
+		}
+		frames[CallProtocol] = n
+	}
 	return Traffic{
-		GossipSent: t.gossipSent.Load(), GossipControl: t.gossipControl.Load(), Frames: frames,
+		GossipSent: t.gossipSent.Load(), GossipControl: t.gossipControl.Load(), Frames: frames, CallBytes: t.callBytes.Load(),
 		BidRequestsGossip: t.gossipIn.Load(), BidRequestsDirect: t.directIn.Load(),
 	}
 }
