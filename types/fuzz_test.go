@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ var fuzzNow = time.Unix(1_700_000_000, 0)
 // sampleMessages has one of each.
 var allKinds = []Kind{
 	KindBidRequest, KindBid, KindDecline, KindAccept, KindConfirm, KindReject,
-	KindInvocation, KindStatus, KindCancel, KindStatusQuery, KindBlobRequest, KindCapability,
+	KindInvocation, KindStatus, KindCancel, KindStatusQuery, KindBlobRequest, KindCapability, KindReceipt,
 }
 
 // sampleMessages returns one message of every kind, its fields filled in.
@@ -45,6 +46,8 @@ func sampleMessages() []Message {
 			Benchmark: Benchmark{CPUSingle: 100, CPUAll: 800, MemoryMBps: 1e4, DiskWriteMBps: 500, MeasuredAt: at, DurationMillis: 10},
 			Offered:   res, Price: 1, Labels: map[string]string{"region": "eu"}, Energy: Energy{Renewable: true, CarbonIntensity: 50},
 			Executors: []string{"wasm"}, IssuedAt: at},
+		&Receipt{JobID: "j", AllocationID: "a", Requester: "12D3KooWReq", Seq: 3, Calls: 1200, Failed: 2, BusyMillis: 5400,
+			From: at, To: at.Add(time.Minute), Final: true},
 	}
 }
 
@@ -162,4 +165,88 @@ func FuzzOpenBody(f *testing.F) {
 		}
 		sameJSON(t, msg, reopen(t, msg))
 	})
+}
+
+// FuzzCallRequest feeds call frames to CallRequest.UnmarshalBinary, as a
+// provider's call stream hands them over: no panic, every error wraps
+// ErrBadCallFrame, a decoded request holds at most maxCallEnvVars
+// variables, and it encodes to bytes that decode to an equal request and
+// encode again the same (the encoding is canonical: sorted variables,
+// shortest numbers). Seeds are in testdata/fuzz/FuzzCallRequest.
+func FuzzCallRequest(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r CallRequest
+		if err := r.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrBadCallFrame) {
+				t.Fatalf("UnmarshalBinary error %v does not wrap ErrBadCallFrame", err)
+			}
+			return
+		}
+		if len(r.Env) > maxCallEnvVars {
+			t.Fatalf("decoded %d environment variables, limit %d", len(r.Env), maxCallEnvVars)
+		}
+		wire := appendCall(t, &r)
+		var back CallRequest
+		if err := back.UnmarshalBinary(wire); err != nil {
+			t.Fatalf("a decoded request re-encodes to %x, which does not decode: %v", wire, err)
+		}
+		if !sameRequest(&r, &back) {
+			t.Fatalf("round trip changed the request:\nbefore %+v\nafter  %+v", r, back)
+		}
+		if again := appendCall(t, &back); !bytes.Equal(again, wire) {
+			t.Fatalf("encoding is not canonical:\nfirst  %x\nsecond %x", wire, again)
+		}
+	})
+}
+
+// FuzzCallReply is FuzzCallRequest for CallReply: a decoded reply also
+// has a known status. Seeds are in testdata/fuzz/FuzzCallReply.
+func FuzzCallReply(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r CallReply
+		if err := r.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrBadCallFrame) {
+				t.Fatalf("UnmarshalBinary error %v does not wrap ErrBadCallFrame", err)
+			}
+			return
+		}
+		if r.Status < CallOK || r.Status > CallNodeError {
+			t.Fatalf("decoded unknown status %d", r.Status)
+		}
+		wire := appendCall(t, &r)
+		var back CallReply
+		if err := back.UnmarshalBinary(wire); err != nil {
+			t.Fatalf("a decoded reply re-encodes to %x, which does not decode: %v", wire, err)
+		}
+		if !sameReply(&r, &back) {
+			t.Fatalf("round trip changed the reply:\nbefore %+v\nafter  %+v", r, back)
+		}
+		if again := appendCall(t, &back); !bytes.Equal(again, wire) {
+			t.Fatalf("encoding is not canonical:\nfirst  %x\nsecond %x", wire, again)
+		}
+	})
+}
+
+// appendCall encodes a call frame, which must not fail or grow past
+// MaxCallFrame for what was decoded from a frame (no larger than it).
+func appendCall(t *testing.T, m interface{ AppendBinary([]byte) ([]byte, error) }) []byte {
+	t.Helper()
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		t.Fatalf("a decoded frame does not encode: %v", err)
+	}
+	return b
+}
+
+// sameRequest compares requests field by field: a nil and an empty
+// stdin or environment are the same.
+func sameRequest(a, b *CallRequest) bool {
+	return a.Seq == b.Seq && a.Allocation == b.Allocation && a.Timeout == b.Timeout &&
+		maps.Equal(a.Env, b.Env) && bytes.Equal(a.Stdin, b.Stdin)
+}
+
+func sameReply(a, b *CallReply) bool {
+	return a.Seq == b.Seq && a.Status == b.Status && a.Error == b.Error && a.ExitCode == b.ExitCode &&
+		bytes.Equal(a.Stdout, b.Stdout) && bytes.Equal(a.Stderr, b.Stderr) &&
+		a.StdoutTruncated == b.StdoutTruncated && a.StderrTruncated == b.StderrTruncated && a.Duration == b.Duration
 }
