@@ -185,15 +185,26 @@ type binaryAppender interface {
 }
 
 // encodeFrame appends m's frame (uvarint length, then m) to (*buf)[:0]
-// with a single copy of m: m is encoded after room for the longest
-// length, which is then written just before it.
+// with a single copy of m (frameRoom, then frameLength).
 func encodeFrame(buf *[]byte, m binaryAppender) ([]byte, error) {
-	const room = binary.MaxVarintLen32
-	b, err := m.AppendBinary(append((*buf)[:0], make([]byte, room)...))
+	b, err := m.AppendBinary(frameRoom(buf))
 	*buf = b
 	if err != nil {
 		return nil, err
 	}
+	return frameLength(b)
+}
+
+// frameRoom returns (*buf)[:0] with room for the longest length prefix,
+// after which a frame's message is encoded.
+func frameRoom(buf *[]byte) []byte {
+	return append((*buf)[:0], make([]byte, binary.MaxVarintLen32)...)
+}
+
+// frameLength writes the length of the message encoded after frameRoom
+// just before it and returns the frame.
+func frameLength(b []byte) ([]byte, error) {
+	const room = binary.MaxVarintLen32
 	n := len(b) - room
 	if n > types.MaxCallFrame {
 		return nil, fmt.Errorf("%w: %d bytes", errFrameOver, n)
@@ -214,15 +225,16 @@ func putFrameBuf(buf *[]byte) {
 // frameWriter writes the frames of one call stream, from any goroutine:
 // frames go to a buffer, which the writer that finds no other waiting
 // flushes, so that frames written together share a write to the stream.
-// Writes have a deadline of IOTimeout; the first error sticks, and
-// broken is called with it once.
+// A write that makes no progress for IOTimeout (at least half of it)
+// fails; the first error sticks, and broken is called with it once.
 type frameWriter struct {
 	h       *Host
 	s       network.Stream
 	broken  func(error)
 	waiting atomic.Int32
-	mu      sync.Mutex
+	mu      sync.Mutex // guards the rest
 	w       *bufio.Writer
+	until   time.Time // the stream's write deadline
 	err     error
 }
 
@@ -253,7 +265,7 @@ func (fw *frameWriter) write(b []byte, flush bool) error {
 	}
 	flush = flush && fw.w.Buffered()+len(b) > 0
 	if flush || len(b) > fw.w.Available() {
-		fw.err = fw.s.SetWriteDeadline(time.Now().Add(fw.h.cfg.IOTimeout))
+		fw.err = fw.deadline()
 	}
 	if fw.err == nil && len(b) > 0 {
 		_, fw.err = fw.w.Write(b)
@@ -271,6 +283,18 @@ func (fw *frameWriter) write(b []byte, flush bool) error {
 	fw.h.traffic.callFrames.Add(1)
 	fw.h.traffic.callBytes.Add(uint64(len(b)))
 	return nil
+}
+
+// deadline gives the writes to come between IOTimeout/2 and IOTimeout:
+// it moves the stream's write deadline IOTimeout ahead only once less
+// than half of that is left, since every move costs yamux a timer.
+func (fw *frameWriter) deadline() error {
+	now := time.Now()
+	if fw.until.Sub(now) >= fw.h.cfg.IOTimeout/2 {
+		return nil
+	}
+	fw.until = now.Add(fw.h.cfg.IOTimeout)
+	return fw.s.SetWriteDeadline(fw.until)
 }
 
 // frameReader reads the frames of one call stream. It waits for a frame

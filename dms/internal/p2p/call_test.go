@@ -353,44 +353,59 @@ func TestCallAfterClose(t *testing.T) {
 	}
 }
 
-// benchCall measures calls with a 100-byte body to a trivial handler.
-func benchCall(b *testing.B) (*Host, *Host, *types.CallRequest) {
-	server, client := callPair(b, echo)
-	req := &types.CallRequest{Allocation: "alloc", Stdin: bytes.Repeat([]byte{'x'}, 100)}
+// benchCall starts a server with a trivial handler and a client, over
+// transport (tcp or quic), and returns a call with a 100-byte body.
+func benchCall(b *testing.B, transport string) (to string, client *Host, req *types.CallRequest) {
+	cfg := testConfig(b)
+	cfg.Listen = []string{map[string]string{"tcp": "/ip4/127.0.0.1/tcp/0", "quic": "/ip4/127.0.0.1/udp/0/quic-v1"}[transport]}
+	server := newTestHost(b, cfg)
+	server.HandleCalls(echo)
+	client = newTestHost(b, testConfig(b, server.Addrs()...))
+	req = &types.CallRequest{Allocation: "alloc", Stdin: bytes.Repeat([]byte{'x'}, 100)}
 	if _, err := client.Call(testCtx(b, 10*time.Second), server.ID(), server.Addrs(), req); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	return server, client, req
+	return server.ID(), client, req
 }
+
+var benchTransports = []string{"tcp", "quic"}
 
 // BenchmarkCallRoundTrip measures one caller's calls, one after another.
 func BenchmarkCallRoundTrip(b *testing.B) {
-	server, client, req := benchCall(b)
-	ctx := context.Background()
-	start := time.Now()
-	for b.Loop() {
-		if _, err := client.Call(ctx, server.ID(), nil, req); err != nil {
-			b.Fatal(err)
-		}
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) {
+			to, client, req := benchCall(b, tr)
+			ctx := context.Background()
+			start := time.Now()
+			for b.Loop() {
+				if _, err := client.Call(ctx, to, nil, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 }
 
-// BenchmarkCallParallel measures calls from GOMAXPROCS*p callers at once.
+// BenchmarkCallParallel measures calls from 16*GOMAXPROCS callers at once.
 func BenchmarkCallParallel(b *testing.B) {
-	server, client, req := benchCall(b)
-	ctx := context.Background()
-	b.SetParallelism(16)
-	start := time.Now()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := client.Call(ctx, server.ID(), nil, req); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) {
+			to, client, req := benchCall(b, tr)
+			ctx := context.Background()
+			b.SetParallelism(16)
+			start := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Call(ctx, to, nil, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+		})
+	}
 }

@@ -258,7 +258,10 @@ func (cs *callStream) send(req *types.CallRequest, w *callWaiter) (uint64, error
 	defer fw.mu.Unlock()
 	flush := fw.waiting.Add(-1) == 0
 	r.Seq = cs.seq + 1
-	b, err := encodeFrame(buf, &r)
+	b, err := r.AppendBinary(frameRoom(buf)) // not encodeFrame: r would escape
+	if *buf = b; err == nil {
+		b, err = frameLength(b)
+	}
 	if err == nil {
 		err = cs.await(r.Seq, w)
 	}
