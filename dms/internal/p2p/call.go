@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/opendms/dms/types"
 )
@@ -28,9 +29,12 @@ const CallProtocol protocol.ID = "/dms/call/1.0.0"
 
 // Bounds of the call streams.
 const (
-	// maxCallsPerStream bounds the requests a served stream runs at once;
-	// past it, its reader stops reading (backpressure on the requester).
-	maxCallsPerStream = 1024
+	// maxCallsPerStream bounds the requests a served stream runs at once,
+	// and maxCallBytesPerStream their frames' bytes (one frame over it
+	// runs alone); past either, its reader stops reading (backpressure
+	// on the requester).
+	maxCallsPerStream     = 1024
+	maxCallBytesPerStream = 4 * types.MaxCallFrame
 	// maxCallStreamsPerPeer bounds the call streams one peer holds open
 	// to a host; one more is reset at once.
 	maxCallStreamsPerPeer = 8
@@ -56,7 +60,7 @@ type CallHandler func(ctx context.Context, from string, req *types.CallRequest) 
 
 // HandleCalls serves CallProtocol with fn. A peer holds at most
 // maxCallStreamsPerPeer call streams, each running at most
-// maxCallsPerStream calls at once. A frame that does not decode, is over
+// maxCallsPerStream calls, of maxCallBytesPerStream request bytes, at once. A frame that does not decode, is over
 // types.MaxCallFrame, or whose Seq is not above the last one on its stream
 // resets the stream, counted by reason in Stats().Calls.Refused.
 func (h *Host) HandleCalls(fn CallHandler) {
@@ -84,6 +88,7 @@ type callServer struct {
 	in    *frameReader
 	out   *frameWriter
 	slots chan struct{}
+	bytes *semaphore.Weighted
 	wg    sync.WaitGroup
 }
 
@@ -100,6 +105,7 @@ func (h *Host) serveCalls(ctx context.Context, s network.Stream, fn CallHandler)
 		in:    newFrameReader(s, h.cfg.IOTimeout),
 		out:   newFrameWriter(h, s, func(error) { _ = s.Reset() }),
 		slots: make(chan struct{}, maxCallsPerStream),
+		bytes: semaphore.NewWeighted(maxCallBytesPerStream),
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	err := c.readLoop(ctx)
@@ -134,22 +140,35 @@ func (c *callServer) readLoop(ctx context.Context) error {
 			return reject(ReasonReplayed, fmt.Errorf("p2p: call seq %d after %d", req.Seq, last))
 		}
 		last = req.Seq
-		select {
-		case c.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := c.acquire(ctx, len(b)); err != nil {
+			return err
 		}
 		c.wg.Add(1)
-		go c.serve(ctx, req)
+		go c.serve(ctx, req, len(b))
 	}
 }
 
-// serve runs one call and writes its reply.
-func (c *callServer) serve(ctx context.Context, req *types.CallRequest) {
+// acquire waits for a call slot and room for a frame of n bytes.
+func (c *callServer) acquire(ctx context.Context, n int) error {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := c.bytes.Acquire(ctx, int64(n)); err != nil {
+		<-c.slots
+		return err
+	}
+	return nil
+}
+
+// serve runs one call, whose frame has n bytes, and writes its reply.
+func (c *callServer) serve(ctx context.Context, req *types.CallRequest, n int) {
 	defer c.wg.Done()
 	c.h.callStats.inFlightIn.Add(1)
 	reply := c.fn(ctx, c.from, req)
 	c.h.callStats.inFlightIn.Add(-1)
+	c.bytes.Release(int64(n))
 	<-c.slots
 	if reply == nil {
 		reply = &types.CallReply{Status: types.CallNodeError, Error: "p2p: the call handler gave no reply"}
@@ -328,7 +347,7 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 // frames; ErrFrameTooLarge, before reading it, for one over
 // types.MaxCallFrame.
 func (fr *frameReader) next() ([]byte, error) {
-	n, err := binary.ReadUvarint(fr.r)
+	n, err := readLength(fr.r)
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil, io.EOF
@@ -342,6 +361,27 @@ func (fr *frameReader) next() ([]byte, error) {
 		return b, nil
 	}
 	return fr.body(int(n))
+}
+
+// readLength reads a frame's uvarint length, of at most
+// binary.MaxVarintLen32 bytes (MaxCallFrame needs 4): a longer one is
+// ErrFrameTooLarge.
+func readLength(r io.ByteReader) (uint64, error) {
+	var n uint64
+	for i := range binary.MaxVarintLen32 {
+		c, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: a length of over %d bytes", ErrFrameTooLarge, binary.MaxVarintLen32)
 }
 
 // body reads a frame of n bytes not yet buffered, with a deadline.

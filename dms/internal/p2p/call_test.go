@@ -159,6 +159,7 @@ func TestCallRefusals(t *testing.T) {
 		{"empty", [][]byte{{0}}, ReasonMalformed},
 		{"a reply", [][]byte{append([]byte{byte(len(replyFrame))}, replyFrame...)}, ReasonMalformed},
 		{"oversized", [][]byte{binary.AppendUvarint(nil, types.MaxCallFrame+1)}, ReasonOversized},
+		{"overlong length", [][]byte{{0x80, 0x80, 0x80, 0x80, 0x80, 0x01}}, ReasonOversized},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
