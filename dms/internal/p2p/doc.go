@@ -2,7 +2,8 @@
 // and QUIC, Noise and TLS, the node's Ed25519 key as identity), a Kademlia
 // DHT under the /dms prefix with rendezvous discovery and provider records,
 // the gossipsub topic that carries bid requests, the request/response and
-// streaming protocols of the auction and of allocations, and blob exchange.
+// streaming protocols of the auction and of allocations, the call streams
+// of warm instances, and blob exchange.
 //
 // Packages node and orchestrator never import it: package dms adapts Host to
 // their narrow interfaces. Peers are named by PeerID strings and multiaddr
@@ -31,12 +32,22 @@
 //     rejected, which gossipsub's peer scoring (score.go) holds against the
 //     peer that sent it: its score goes negative at the first, it is pruned
 //     from the mesh, and graylisted after about ten.
+//   - Calls on warm instances (CallProtocol, call.go) are not envelopes:
+//     the stream's connection authenticates the caller, whose PeerID the
+//     CallHandler is told, and a Seq strictly increasing on each stream
+//     keeps a frame from being replayed on it. A served call stream runs at
+//     most maxCallsPerStream calls (and maxCallBytesPerStream request
+//     bytes) at once and stops reading past them; a peer holds at most
+//     maxCallStreamsPerPeer. A broken call stream fails every call pending
+//     on it at once with ErrCallStream.
 //   - With Config.PSK the host is in a private network and runs over TCP
 //     only (libp2p's QUIC has no pre-shared key support).
 //   - Every frame's length is checked against its limit before anything is
 //     allocated for it (types.MaxEnvelopeSize for envelopes); a blob's buffer
 //     grows with the bytes received, up to the caller's limit.
-//   - Every stream read and write has a deadline or a context; what a peer
+//   - Every stream read and write has a deadline or a context (an idle
+//     call stream waits for its next frame without one: it lives as long as
+//     its connection); what a peer
 //     can make a host queue is bounded: MaxInboundStreams handlers per
 //     protocol, of which one peer holds at most MaxInboundStreamsPerPeer
 //     on a request/response protocol, the resource manager's stream limits, a bounded replay cache,
@@ -52,5 +63,6 @@
 // them with PublishEnvelope, or send them to the peers Sample picks with
 // SendBidRequests; keep BidRequestHandler non-blocking; answer a
 // request for itself locally (Request to self fails with ErrSelf); make
-// handlers return when their context ends.
+// handlers return when their context ends; treat an error of Call that
+// wraps ErrCallStream as a call that may have run, to retry elsewhere.
 package p2p
