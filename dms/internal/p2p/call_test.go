@@ -410,3 +410,116 @@ func BenchmarkCallParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestCallMoreStreams: with every stream busy, Call opens another, up to
+// maxCallStreamsOut, and spreads calls over them.
+func TestCallMoreStreams(t *testing.T) {
+	release := make(chan struct{})
+	server, client := callPair(t, func(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
+		<-release
+		return echo(ctx, from, req)
+	})
+	const n = 3 * callStreamBusy
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { call(t, client, server, fmt.Sprint(i)) })
+	}
+	waitFor(t, 10*time.Second, "every call running", func() bool { return server.Stats().Calls.InFlightIn == n })
+	close(release)
+	wg.Wait()
+	if st := client.Stats().Calls; st.StreamsOut < 2 || st.StreamsOut > maxCallStreamsOut {
+		t.Fatalf("client call stats %+v, want 2 to %d streams", st, maxCallStreamsOut)
+	}
+}
+
+// rawCallServer serves CallProtocol on a bare libp2p host with answer,
+// which gets each request and writes what it likes.
+func rawCallServer(t *testing.T, answer func(s network.Stream, req *types.CallRequest)) host.Host {
+	t.Helper()
+	raw := newRawHost(t, newKey(t), true)
+	raw.SetStreamHandler(CallProtocol, func(s network.Stream) {
+		r := bufio.NewReader(s)
+		for {
+			b, err := ReadFrame(r, types.MaxCallFrame)
+			if err != nil {
+				_ = s.Reset()
+				return
+			}
+			req := new(types.CallRequest)
+			if err := req.UnmarshalBinary(b); err != nil {
+				_ = s.Reset()
+				return
+			}
+			answer(s, req)
+		}
+	})
+	return raw
+}
+
+func writeReply(s network.Stream, r *types.CallReply) {
+	b, _ := r.AppendBinary(nil)
+	_ = WriteFrame(s, b)
+}
+
+// TestCallBadReplies: a reply to a call not in flight, or one that does
+// not decode, breaks the stream: the pending calls fail with
+// ErrCallStream (and ErrBadReply), and the next call opens a new stream.
+func TestCallBadReplies(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply func(s network.Stream, req *types.CallRequest)
+	}{
+		{"unknown seq", func(s network.Stream, req *types.CallRequest) {
+			writeReply(s, &types.CallReply{Seq: req.Seq + 100, Status: types.CallOK})
+		}},
+		{"undecodable", func(s network.Stream, _ *types.CallRequest) { _ = WriteFrame(s, []byte{types.FrameCallReply, 1}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bad atomic.Bool
+			bad.Store(true)
+			raw := rawCallServer(t, func(s network.Stream, req *types.CallRequest) {
+				if bad.Load() {
+					tc.reply(s, req)
+					return
+				}
+				writeReply(s, &types.CallReply{Seq: req.Seq, Status: types.CallOK, Stdout: req.Stdin})
+			})
+			client := newTestHost(t, testConfig(t))
+			addrs := []string{raw.Addrs()[0].String()}
+			_, err := client.Call(testCtx(t, 10*time.Second), raw.ID().String(), addrs, &types.CallRequest{Stdin: []byte("x")})
+			if !errors.Is(err, ErrCallStream) || !errors.Is(err, ErrBadReply) {
+				t.Fatalf("call answered badly: %v, want ErrCallStream and ErrBadReply", err)
+			}
+			bad.Store(false)
+			reply, err := client.Call(testCtx(t, 10*time.Second), raw.ID().String(), addrs, &types.CallRequest{Stdin: []byte("y")})
+			if err != nil || string(reply.Stdout) != "y" {
+				t.Fatalf("call on a new stream: %v, %+v", err, reply)
+			}
+		})
+	}
+}
+
+// TestCallStreamReset: a provider that resets the stream fails every call
+// pending on it at once.
+func TestCallStreamReset(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		pending int
+	)
+	raw := rawCallServer(t, func(s network.Stream, _ *types.CallRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		if pending++; pending == 5 {
+			_ = s.Reset()
+		}
+	})
+	client := newTestHost(t, testConfig(t))
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() {
+			_, err := client.Call(testCtx(t, 10*time.Second), raw.ID().String(), []string{raw.Addrs()[0].String()}, &types.CallRequest{})
+			errs <- err
+		}()
+	}
+	failAll(t, errs, 5)
+}

@@ -18,8 +18,8 @@ import (
 // addrs, if any, help dial a peer not connected yet.
 //
 // Calls to one peer share up to maxCallStreamsOut long-lived streams:
-// one, and another whenever every stream has callStreamBusy calls in
-// flight. When a stream breaks (reset, closed, a write past IOTimeout, a
+// one, and another whenever every stream has more than callStreamBusy
+// calls in flight. When a stream breaks (reset, closed, a write past IOTimeout, a
 // bad reply, the peer gone), every call on it fails at once with an error
 // wrapping ErrCallStream, as does one whose stream could not be opened:
 // the call may or may not have run, and another instance may take it. The
@@ -88,33 +88,45 @@ type callOpen struct {
 	err  error
 }
 
-// stream returns the least loaded stream to the peer, opening the first
-// one and waiting for it, or starting another in the background when
-// every stream is busy.
+// stream returns the least loaded stream to the peer, counting the call
+// in its load (call takes it off), opening the first one and waiting for
+// it, or starting another in the background when every stream is busy.
 func (p *callPool) stream(ctx context.Context, addrs []string) (*callStream, error) {
+	for {
+		op, cs, err := p.pick(addrs)
+		if cs != nil || err != nil {
+			return cs, err
+		}
+		select {
+		case <-op.done:
+			if op.err != nil {
+				return nil, op.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// pick returns the least loaded stream, its load counting the call, or
+// the stream being opened when there is none yet.
+func (p *callPool) pick(addrs []string) (*callOpen, *callStream, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.gone {
-		p.mu.Unlock()
-		return nil, errPoolGone
+		return nil, nil, errPoolGone
 	}
 	if cs := p.leastLoaded(); cs != nil {
-		if cs.load.Load() >= callStreamBusy && p.opening == nil && len(p.streams) < maxCallStreamsOut {
+		if cs.load.Add(1) > callStreamBusy && p.opening == nil && len(p.streams) < maxCallStreamsOut {
 			p.open(addrs)
 		}
-		p.mu.Unlock()
-		return cs, nil
+		return nil, cs, nil
 	}
 	op := p.opening
 	if op == nil {
 		op = p.open(addrs)
 	}
-	p.mu.Unlock()
-	select {
-	case <-op.done:
-		return op.cs, op.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return op, nil, nil
 }
 
 // leastLoaded returns the stream with the fewest calls in flight, or nil;
@@ -197,8 +209,8 @@ type callStream struct {
 	s    network.Stream
 	out  *frameWriter
 	in   *frameReader
-	seq  uint64 // the last Seq sent; guarded by out.mu
-	load atomic.Int32
+	seq  uint64       // the last Seq sent; guarded by out.mu
+	load atomic.Int32 // calls on the stream, from pick to their end
 
 	mu      sync.Mutex // guards pending and err
 	pending map[uint64]*callWaiter
@@ -230,6 +242,7 @@ func (h *Host) newCallStream(p *callPool, s network.Stream) (*callStream, error)
 
 // call sends req and waits for its reply or ctx.
 func (cs *callStream) call(ctx context.Context, req *types.CallRequest) (*types.CallReply, error) {
+	defer cs.load.Add(-1) // counted by pick
 	w := callWaiters.Get().(*callWaiter)
 	defer callWaiters.Put(w)
 	seq, err := cs.send(req, w)
@@ -282,7 +295,6 @@ func (cs *callStream) await(seq uint64, w *callWaiter) error {
 		return cs.err
 	}
 	cs.pending[seq] = w
-	cs.load.Add(1)
 	return nil
 }
 
@@ -329,7 +341,6 @@ func (cs *callStream) deliver(r *types.CallReply) error {
 		return fmt.Errorf("%w: reply to call %d, which is not in flight", ErrBadReply, r.Seq)
 	}
 	delete(cs.pending, r.Seq)
-	cs.load.Add(-1)
 	if w != nil {
 		w.ch <- callResult{reply: r}
 	}
@@ -348,7 +359,6 @@ func (cs *callStream) fail(cause error) {
 	cs.err = fmt.Errorf("%w: %s: %w", ErrCallStream, cs.pool.to, cause)
 	pending := cs.pending
 	cs.pending = nil
-	cs.load.Store(0)
 	cs.mu.Unlock()
 	for _, w := range pending {
 		if w != nil {
