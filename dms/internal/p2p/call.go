@@ -60,9 +60,10 @@ type CallHandler func(ctx context.Context, from string, req *types.CallRequest) 
 
 // HandleCalls serves CallProtocol with fn. A peer holds at most
 // maxCallStreamsPerPeer call streams, each running at most
-// maxCallsPerStream calls, of maxCallBytesPerStream request bytes, at once. A frame that does not decode, is over
-// types.MaxCallFrame, or whose Seq is not above the last one on its stream
-// resets the stream, counted by reason in Stats().Calls.Refused.
+// maxCallsPerStream calls, of maxCallBytesPerStream request bytes, at
+// once. A frame that does not decode, is over types.MaxCallFrame, or whose
+// Seq is not above the last one on its stream resets the stream, counted
+// by reason in Stats().Calls.Refused.
 func (h *Host) HandleCalls(fn CallHandler) {
 	peers := newPeerSlots(maxCallStreamsPerPeer)
 	h.host.SetStreamHandler(CallProtocol, h.inbound(false, func(ctx context.Context, s network.Stream) {
@@ -162,14 +163,15 @@ func (c *callServer) acquire(ctx context.Context, n int) error {
 	return nil
 }
 
-// serve runs one call, whose frame has n bytes, and writes its reply.
+// serve runs one call, whose frame has n bytes, and writes its reply; it
+// gives its slot back once the reply is written.
 func (c *callServer) serve(ctx context.Context, req *types.CallRequest, n int) {
 	defer c.wg.Done()
+	defer func() { <-c.slots }()
+	defer c.bytes.Release(int64(n))
 	c.h.callStats.inFlightIn.Add(1)
 	reply := c.fn(ctx, c.from, req)
 	c.h.callStats.inFlightIn.Add(-1)
-	c.bytes.Release(int64(n))
-	<-c.slots
 	if reply == nil {
 		reply = &types.CallReply{Status: types.CallNodeError, Error: "p2p: the call handler gave no reply"}
 	}
