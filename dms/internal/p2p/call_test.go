@@ -523,3 +523,41 @@ func TestCallStreamReset(t *testing.T) {
 	}
 	failAll(t, errs, 5)
 }
+
+// TestCallRefusedStream: a provider that resets call streams at once
+// fails each call with ErrCallStream, and the pool keeps no dead stream:
+// once the provider serves again, so do calls.
+func TestCallRefusedStream(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	raw := newRawHost(t, newKey(t), true)
+	raw.SetStreamHandler(CallProtocol, func(s network.Stream) {
+		if refuse.Load() {
+			_ = s.Reset()
+			return
+		}
+		r := bufio.NewReader(s)
+		for {
+			b, err := ReadFrame(r, types.MaxCallFrame)
+			req := new(types.CallRequest)
+			if err != nil || req.UnmarshalBinary(b) != nil {
+				_ = s.Reset()
+				return
+			}
+			writeReply(s, &types.CallReply{Seq: req.Seq, Status: types.CallOK, Stdout: req.Stdin})
+		}
+	})
+	client := newTestHost(t, testConfig(t))
+	addrs := []string{raw.Addrs()[0].String()}
+	for range 3 {
+		_, err := client.Call(testCtx(t, 10*time.Second), raw.ID().String(), addrs, &types.CallRequest{})
+		if !errors.Is(err, ErrCallStream) {
+			t.Fatalf("call on a refused stream: %v, want ErrCallStream", err)
+		}
+	}
+	refuse.Store(false)
+	reply, err := client.Call(testCtx(t, 10*time.Second), raw.ID().String(), addrs, &types.CallRequest{Stdin: []byte("y")})
+	if err != nil || string(reply.Stdout) != "y" {
+		t.Fatalf("call once the provider serves: %v, %+v", err, reply)
+	}
+}

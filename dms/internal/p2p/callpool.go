@@ -19,11 +19,11 @@ import (
 //
 // Calls to one peer share up to maxCallStreamsOut long-lived streams:
 // one, and another whenever every stream has more than callStreamBusy
-// calls in flight. When a stream breaks (reset, closed, a write past IOTimeout, a
-// bad reply, the peer gone), every call on it fails at once with an error
-// wrapping ErrCallStream, as does one whose stream could not be opened:
-// the call may or may not have run, and another instance may take it. The
-// next call opens a new stream.
+// calls in flight. When a stream breaks (reset, closed, a write past
+// IOTimeout, a bad reply, the peer gone), every call on it fails at once
+// with an error wrapping ErrCallStream, as does one whose stream could not
+// be opened: the call may or may not have run, and another instance may
+// take it. The next call opens a new stream.
 func (h *Host) Call(ctx context.Context, to string, addrs []string, req *types.CallRequest) (*types.CallReply, error) {
 	if req == nil {
 		return nil, errNilRequest
@@ -102,6 +102,9 @@ func (p *callPool) stream(ctx context.Context, addrs []string) (*callStream, err
 			if op.err != nil {
 				return nil, op.err
 			}
+			if err := op.cs.broken(); err != nil { // refused at once: do not open again
+				return nil, err
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -129,11 +132,14 @@ func (p *callPool) pick(addrs []string) (*callOpen, *callStream, error) {
 	return op, nil, nil
 }
 
-// leastLoaded returns the stream with the fewest calls in flight, or nil;
-// p.mu is held.
+// leastLoaded returns the working stream with the fewest calls in
+// flight, or nil; p.mu is held.
 func (p *callPool) leastLoaded() *callStream {
 	var best *callStream
 	for _, cs := range p.streams {
+		if cs.dead.Load() {
+			continue
+		}
 		if best == nil || cs.load.Load() < best.load.Load() {
 			best = cs
 		}
@@ -168,7 +174,7 @@ func (p *callPool) opened(op *callOpen, addrs []string) {
 	p.h.calls.mu.Lock()
 	p.mu.Lock()
 	p.opening = nil
-	if op.cs != nil {
+	if op.cs != nil && !op.cs.dead.Load() { // else it failed before it could be dropped
 		p.streams = append(p.streams, op.cs)
 	}
 	p.removeIfIdle()
@@ -211,6 +217,7 @@ type callStream struct {
 	in   *frameReader
 	seq  uint64       // the last Seq sent; guarded by out.mu
 	load atomic.Int32 // calls on the stream, from pick to their end
+	dead atomic.Bool  // set by fail before anyone learns of it: pick skips it
 
 	mu      sync.Mutex // guards pending and err
 	pending map[uint64]*callWaiter
@@ -347,6 +354,13 @@ func (cs *callStream) deliver(r *types.CallReply) error {
 	return nil
 }
 
+// broken returns the error the stream broke with, nil while it works.
+func (cs *callStream) broken() error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.err
+}
+
 // fail breaks the stream once: every call pending on it fails with an
 // error wrapping ErrCallStream and cause, the stream is reset and leaves
 // its pool.
@@ -356,16 +370,17 @@ func (cs *callStream) fail(cause error) {
 		cs.mu.Unlock()
 		return
 	}
+	cs.dead.Store(true)
 	cs.err = fmt.Errorf("%w: %s: %w", ErrCallStream, cs.pool.to, cause)
 	pending := cs.pending
 	cs.pending = nil
 	cs.mu.Unlock()
+	_ = cs.s.Reset()
+	cs.pool.drop(cs)
+	cs.h.callStats.streamsOut.Add(-1)
 	for _, w := range pending {
 		if w != nil {
 			w.ch <- callResult{err: cs.err}
 		}
 	}
-	_ = cs.s.Reset()
-	cs.pool.drop(cs)
-	cs.h.callStats.streamsOut.Add(-1)
 }
