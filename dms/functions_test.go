@@ -110,9 +110,10 @@ func TestFunctionCallsOverTheNetwork(t *testing.T) {
 }
 
 // TestGatewayRestartFinishesAsyncCalls: a gateway that stops while an
-// async call runs on its provider takes the call up again when it starts
-// from its home: its requester resumes the job, and the task completes
-// with the function's answer, the call counted once.
+// async call runs on a warm instance takes the call up again when it
+// starts from its home: it runs the call again from its kept input (calls
+// are at-least-once), and the task completes with the function's answer,
+// the call counted once.
 func TestGatewayRestartFinishesAsyncCalls(t *testing.T) {
 	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
 	gw, provider := nodes[0], nodes[1]
@@ -136,9 +137,9 @@ func TestGatewayRestartFinishesAsyncCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the call to run", func() bool {
-		got, err := svc.GetTask(ctx, task.ID)
-		return err == nil && got.State == gateway.TaskRunning
+	waitFor(t, 20*time.Second, "the call to run on an instance", func() bool {
+		list, err := svc.Instances(ctx, "slow")
+		return err == nil && len(list) == 1 && list[0].InFlight == 1
 	})
 	gw.Close()
 

@@ -67,6 +67,12 @@ type instance struct {
 	kick      chan struct{} // a batch of ReceiptCalls calls awaits its receipt
 	ended     chan struct{} // closed when the last call is counted
 	broke     chan struct{} // closed when a call found the program broken (jobs.ErrInstanceBroken)
+	// ready is closed once the program is warm (prog set) or could not be
+	// (prepErr set): an instance is in the registry from the start of its
+	// run, so calls sent as soon as the requester learns it runs wait for
+	// it rather than miss it.
+	ready     chan struct{}
+	prepErr   error
 	breakOnce sync.Once
 	brokeWhy  string // set before broke is closed
 
@@ -90,6 +96,7 @@ func newInstance(rec Allocation, prog jobs.Instance, timeout time.Duration, now 
 		alloc: rec.AllocationID, job: rec.JobID, requester: rec.Requester, res: rec.Resources, prog: prog,
 		limit: int64(w.Concurrency), keepAlive: w.KeepAlive, timeout: timeout, started: now,
 		drained: make(chan struct{}), kick: make(chan struct{}, 1), ended: make(chan struct{}), broke: make(chan struct{}),
+		ready: make(chan struct{}),
 		tally: tally{last: now},
 	}
 }
@@ -178,6 +185,40 @@ func (w *instance) idle(now time.Time) time.Duration {
 	return now.Sub(w.snapshot().last)
 }
 
+// setReady makes the instance ready with prog, or failed with err; only
+// the first call counts.
+func (w *instance) setReady(prog jobs.Instance, err error) {
+	select {
+	case <-w.ready:
+		return
+	default:
+	}
+	w.prog, w.prepErr = prog, err
+	close(w.ready)
+}
+
+// waitReady waits, at most limit, for the instance's program to be warm:
+// nil once it is, else why not.
+func (w *instance) waitReady(ctx context.Context, limit time.Duration) error {
+	select {
+	case <-w.ready:
+	default:
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		select {
+		case <-w.ready:
+		case <-t.C:
+			return fmt.Errorf("node: the instance was not ready within %s", limit)
+		case <-ctx.Done():
+			return fmt.Errorf("node: the call ended while the instance got ready: %w", context.Cause(ctx))
+		}
+	}
+	if w.prepErr != nil {
+		return fmt.Errorf("node: the instance could not start: %w", w.prepErr)
+	}
+	return nil
+}
+
 // callTimeout is the bound of a call that asked for asked (0: none).
 func (w *instance) callTimeout(asked time.Duration) time.Duration {
 	if asked > 0 && asked < w.timeout {
@@ -194,26 +235,31 @@ func (x *allocRun) warm(ctx context.Context) (res *types.Result, released string
 	if !ok {
 		return nil, "", fmt.Errorf("%w: %s", ErrNotWarmer, x.exec.Name())
 	}
+	w := x.n.register(x.rec, jobs.Input{Timeout: x.rec.Task.Timeout}.WithDefaults().Timeout)
+	x.handle.warm.Store(w)
+	defer x.n.retire(w)
 	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
 	defer os.RemoveAll(dir)
 	in, err := x.prepare(ctx, dir)
 	if err != nil {
+		w.setReady(nil, err)
 		return nil, "", err
 	}
 	prog, err := wm.Warm(ctx, in)
 	if err != nil {
-		return nil, "", fmt.Errorf("warming the program: %w", err)
+		err = fmt.Errorf("warming the program: %w", err)
+		w.setReady(nil, err)
+		return nil, "", err
 	}
-	w := x.n.register(x.rec, prog, in.WithDefaults().Timeout)
-	x.handle.warm.Store(w)
-	defer x.n.retire(w)
+	w.setReady(prog, nil)
 	released = x.n.keepWarm(ctx, w)
 	return &types.Result{DurationMillis: x.n.cfg.Clock().Sub(w.started).Milliseconds()}, released, nil
 }
 
-// register puts a warm program in the registry and starts its receipts.
-func (n *Node) register(rec Allocation, prog jobs.Instance, timeout time.Duration) *instance {
-	w := newInstance(rec, prog, timeout, n.cfg.Clock())
+// register puts a warm allocation's instance in the registry, not ready
+// yet, and starts its receipts.
+func (n *Node) register(rec Allocation, timeout time.Duration) *instance {
+	w := newInstance(rec, nil, timeout, n.cfg.Clock())
 	n.warm.Store(w.alloc, w)
 	n.goReceipts(w)
 	return w
@@ -232,6 +278,10 @@ func (n *Node) retire(w *instance) {
 	w.close()
 	if n.ctx.Err() == nil && !w.drain(w.timeout+drainGrace) {
 		n.cfg.Logger.Warn("warm instance: calls outlived their timeout", "allocation", w.alloc, "in_flight", w.inFlight())
+	}
+	w.setReady(nil, errors.New("the instance ended before it was ready"))
+	if w.prog == nil {
+		return
 	}
 	if err := w.prog.Close(); err != nil {
 		n.cfg.Logger.Warn("closing a warm instance", "allocation", w.alloc, "err", err)
@@ -309,6 +359,10 @@ func (n *Node) Call(ctx context.Context, from string, req *types.CallRequest) *t
 		return rep
 	}
 	w := v.(*instance)
+	if err := w.waitReady(ctx, w.callTimeout(req.Timeout)); err != nil {
+		rep.Status, rep.Error = types.CallNodeError, err.Error()
+		return rep
+	}
 	if rep.Status = w.acquire(); rep.Status != types.CallOK {
 		if rep.Status == types.CallBusy {
 			rep.Error = "the instance is at its concurrency limit"
