@@ -368,7 +368,7 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 // interrupted ends a call that got no answer. The gateway closing
 // detaches it: the task stays as it is, and an async one runs again at
 // the next Start. A StopTask has ended the task already. The caller
-// leaving stops it. Anything else fails it.
+// leaving stops it, and gets its context's error. Anything else fails it.
 func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response, error) {
 	switch cause := context.Cause(ctx); {
 	case g.ctx.Err() != nil || errors.Is(cause, errGatewayClosing):
@@ -377,7 +377,10 @@ func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response,
 		stopped, _ := g.task(t.Account, t.ID)
 		return Response{}, &CallError{Task: t.ID, Err: failure(stopped)}
 	case errors.Is(cause, context.Canceled):
-		return g.end(t, verdict{State: TaskStopped, Reason: "the caller left"})
+		if _, err := g.end(t, verdict{State: TaskStopped, Reason: "the caller left"}); !errors.Is(err, api.ErrConflict) {
+			return Response{}, err // the end could not be recorded
+		}
+		return Response{}, &CallError{Task: t.ID, Err: cause}
 	case errors.Is(cause, context.DeadlineExceeded) && !errors.Is(err, api.ErrTooManyRequests) && !errors.Is(err, api.ErrUnavailable):
 		return g.end(t, verdict{State: TaskFailed, Err: api.ErrGatewayTimeout, Reason: redact(err.Error())})
 	}
