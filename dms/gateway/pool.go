@@ -492,8 +492,10 @@ func (p *pool) start(rev Revision, sc Scaling) {
 		}
 	}
 	// The watch ended: the gateway is closing, or the node lost the job.
+	// Either way the job is released: this drop may come before the one
+	// of a closing pool's releaseAll, which then finds the instance gone.
 	if in != nil {
-		p.drop(in, "its job's watch ended", p.g.ctx.Err() == nil)
+		p.drop(in, "its job's watch ended", true)
 	} else {
 		p.g.releaseJob(job.ID)
 		p.startFailed("the instance's job was lost")
