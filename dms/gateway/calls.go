@@ -329,11 +329,13 @@ var errGatewayClosing = errors.New("gateway: closing")
 func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (*types.CallReply, *instance, error) {
 	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
 	var last error
+	var tried []*instance
 	for range maxAttempts {
-		inst, err := p.acquire(ctx)
+		inst, err := p.acquire(ctx, tried)
 		if err != nil {
 			return nil, nil, err
 		}
+		tried = append(tried, inst)
 		if deadline, ok := ctx.Deadline(); ok {
 			req.Timeout = time.Until(deadline)
 		}

@@ -204,14 +204,17 @@ func (ps *pools) instances(acct, name string) []Instance {
 	return out
 }
 
-// acquire takes a call slot on the least busy instance, waiting in the
-// queue while none is free, until ctx ends.
-func (p *pool) acquire(ctx context.Context) (*instance, error) {
+// acquire takes a call slot on the least busy instance, one the call has
+// not tried yet if any is free, waiting in the queue while none is free,
+// until ctx ends.
+func (p *pool) acquire(ctx context.Context, tried []*instance) (*instance, error) {
 	now := time.Now()
 	p.mu.Lock()
-	p.rate.add(now, 1)
+	if len(tried) == 0 { // a retry is not a new arrival
+		p.rate.add(now, 1)
+	}
 	p.lastUse = now
-	if in := p.pick(); in != nil {
+	if in := p.pick(tried); in != nil {
 		in.inFlight++
 		p.mu.Unlock()
 		return in, nil
@@ -270,12 +273,19 @@ func (p *pool) retryAfter() time.Duration {
 func (p *pool) name() string { return fmt.Sprintf("%s@%d", p.key.function, p.key.revision) }
 
 // pick returns the ready instance with the fewest calls in flight below
-// its limit; nil when all are full. Callers hold p.mu.
-func (p *pool) pick() *instance {
+// its limit, preferring one not in avoid (those a call tried already: one
+// that answered busy would be picked again, its count being the lowest);
+// nil when all are full. Callers hold p.mu.
+func (p *pool) pick(avoid []*instance) *instance {
 	var best *instance
+	bestAvoided := false
 	for _, in := range p.ready {
-		if in.inFlight < in.limit && (best == nil || in.inFlight < best.inFlight) {
-			best = in
+		if in.inFlight >= in.limit {
+			continue
+		}
+		avoided := slices.Contains(avoid, in)
+		if best == nil || bestAvoided && !avoided || avoided == bestAvoided && in.inFlight < best.inFlight {
+			best, bestAvoided = in, avoided
 		}
 	}
 	return best
@@ -311,7 +321,7 @@ func (p *pool) release(in *instance, took time.Duration) {
 // Callers hold p.mu.
 func (p *pool) serveQueue() {
 	for len(p.queue) > 0 {
-		in := p.pick()
+		in := p.pick(nil)
 		if in == nil {
 			return
 		}
