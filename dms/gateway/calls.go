@@ -347,8 +347,8 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 			p.release(inst, 0)
 			return nil, nil, context.Cause(ctx)
 		case err != nil:
+			p.drop(inst, "lost: "+err.Error(), true) // before its slot frees: no queued call gets it
 			p.release(inst, 0)
-			p.drop(inst, "lost: "+err.Error(), true)
 			last = fmt.Errorf("%w: the instance on %s was lost: %w", api.ErrBadGateway, inst.peer, err)
 			continue
 		case reply.Status == types.CallBusy:
@@ -356,8 +356,10 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 			last = fmt.Errorf("%w: the instance on %s was busy", api.ErrUnavailable, inst.peer)
 			continue
 		case reply.Status.Retryable():
+			// Unknown too is released: the node no longer serves it, and
+			// its job may still hold capability.
+			p.drop(inst, reply.Status.String()+": "+reply.Error, true)
 			p.release(inst, 0)
-			p.drop(inst, reply.Status.String()+": "+reply.Error, reply.Status == types.CallNodeError)
 			last = fmt.Errorf("%w: the instance on %s could not run the call: %s %s", api.ErrBadGateway, inst.peer, reply.Status, redact(reply.Error))
 			continue
 		}
