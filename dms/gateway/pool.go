@@ -424,7 +424,10 @@ func (p *pool) step() bool {
 	l := p.load(now)
 	d := orchestrator.Scale(l, orchestrator.Scaling{Min: p.scaling.MinInstances, Max: p.scaling.MaxInstances, Concurrency: p.scaling.Concurrency})
 	n := d.Want - l.Ready - l.Starting
-	if n <= 0 || (p.failure != "" && now.Sub(p.failedAt) < failBackoff && l.Ready+l.Starting > 0) {
+	// After a failed start, none for failBackoff: a pool that keeps a
+	// minimum would auction again at every tick (calls meanwhile are
+	// refused when there is nothing to wait for, see refusal).
+	if n <= 0 || (p.failure != "" && now.Sub(p.failedAt) < failBackoff) {
 		p.mu.Unlock()
 		return false
 	}
