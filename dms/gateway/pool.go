@@ -479,15 +479,42 @@ func (p *pool) start(rev Revision, sc Scaling) {
 		p.startFailed("placing an instance: " + err.Error())
 		return
 	}
-	updates, err := p.g.runner.WatchJob(p.g.ctx, job.ID)
+	watch, stop := context.WithCancel(p.g.ctx)
+	defer stop()
+	updates, err := p.g.runner.WatchJob(watch, job.ID)
 	if err != nil {
 		p.g.releaseJob(job.ID)
 		p.startFailed("watching an instance: " + err.Error())
 		return
 	}
 	var in *instance
-	for j := range updates {
+	for {
+		var j api.Job
+		var ok bool
+		if in == nil { // a start is bounded even when its job says nothing
+			select {
+			case j, ok = <-updates:
+			case <-ctx.Done():
+				p.g.releaseJob(job.ID)
+				p.startFailed(fmt.Sprintf("no instance started within %s", startTimeout))
+				return
+			}
+		} else {
+			j, ok = <-updates
+		}
 		switch {
+		case !ok:
+			// The watch ended: the gateway is closing, or the node lost
+			// the job. Either way the job is released: this drop may come
+			// before the one of a closing pool's releaseAll, which then
+			// finds the instance gone.
+			if in != nil {
+				p.drop(in, "its job's watch ended", true)
+			} else {
+				p.g.releaseJob(job.ID)
+				p.startFailed("the instance's job was lost")
+			}
+			return
 		case in == nil && j.State == types.JobRunning:
 			in = p.started(j, sc)
 			cancel() // started in time: the watch goes on
@@ -498,20 +525,6 @@ func (p *pool) start(rev Revision, sc Scaling) {
 			p.drop(in, "its job "+string(j.State)+": "+j.Reason, false)
 			return
 		}
-		if in == nil && ctx.Err() != nil {
-			p.g.releaseJob(job.ID)
-			p.startFailed(fmt.Sprintf("no instance started within %s", startTimeout))
-			return
-		}
-	}
-	// The watch ended: the gateway is closing, or the node lost the job.
-	// Either way the job is released: this drop may come before the one
-	// of a closing pool's releaseAll, which then finds the instance gone.
-	if in != nil {
-		p.drop(in, "its job's watch ended", true)
-	} else {
-		p.g.releaseJob(job.ID)
-		p.startFailed("the instance's job was lost")
 	}
 }
 
