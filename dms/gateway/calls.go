@@ -329,11 +329,13 @@ var errGatewayClosing = errors.New("gateway: closing")
 func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (*types.CallReply, *instance, error) {
 	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
 	var last error
+	var tried []*instance
 	for range maxAttempts {
-		inst, err := p.acquire(ctx)
+		inst, err := p.acquire(ctx, tried)
 		if err != nil {
 			return nil, nil, err
 		}
+		tried = append(tried, inst)
 		if deadline, ok := ctx.Deadline(); ok {
 			req.Timeout = time.Until(deadline)
 		}
@@ -345,8 +347,8 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 			p.release(inst, 0)
 			return nil, nil, context.Cause(ctx)
 		case err != nil:
+			p.drop(inst, "lost: "+err.Error(), true) // before its slot frees: no queued call gets it
 			p.release(inst, 0)
-			p.drop(inst, "lost: "+err.Error(), true)
 			last = fmt.Errorf("%w: the instance on %s was lost: %w", api.ErrBadGateway, inst.peer, err)
 			continue
 		case reply.Status == types.CallBusy:
@@ -354,8 +356,10 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 			last = fmt.Errorf("%w: the instance on %s was busy", api.ErrUnavailable, inst.peer)
 			continue
 		case reply.Status.Retryable():
+			// Unknown too is released: the node no longer serves it, and
+			// its job may still hold capability.
+			p.drop(inst, reply.Status.String()+": "+reply.Error, true)
 			p.release(inst, 0)
-			p.drop(inst, reply.Status.String()+": "+reply.Error, reply.Status == types.CallNodeError)
 			last = fmt.Errorf("%w: the instance on %s could not run the call: %s %s", api.ErrBadGateway, inst.peer, reply.Status, redact(reply.Error))
 			continue
 		}
@@ -368,7 +372,7 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 // interrupted ends a call that got no answer. The gateway closing
 // detaches it: the task stays as it is, and an async one runs again at
 // the next Start. A StopTask has ended the task already. The caller
-// leaving stops it. Anything else fails it.
+// leaving stops it, and gets its context's error. Anything else fails it.
 func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response, error) {
 	switch cause := context.Cause(ctx); {
 	case g.ctx.Err() != nil || errors.Is(cause, errGatewayClosing):
@@ -377,7 +381,10 @@ func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response,
 		stopped, _ := g.task(t.Account, t.ID)
 		return Response{}, &CallError{Task: t.ID, Err: failure(stopped)}
 	case errors.Is(cause, context.Canceled):
-		return g.end(t, verdict{State: TaskStopped, Reason: "the caller left"})
+		if _, err := g.end(t, verdict{State: TaskStopped, Reason: "the caller left"}); !errors.Is(err, api.ErrConflict) {
+			return Response{}, err // the end could not be recorded
+		}
+		return Response{}, &CallError{Task: t.ID, Err: cause}
 	case errors.Is(cause, context.DeadlineExceeded) && !errors.Is(err, api.ErrTooManyRequests) && !errors.Is(err, api.ErrUnavailable):
 		return g.end(t, verdict{State: TaskFailed, Err: api.ErrGatewayTimeout, Reason: redact(err.Error())})
 	}

@@ -180,11 +180,11 @@ func TestClientInvoke(t *testing.T) {
 	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
 	g.deploy(Deploy{Name: "f"})
 	g.deploy(Deploy{Name: "f"})
-	g.r.f.setPlay(func(spec *jobs.Spec) []api.Job {
-		if spec.Env["HTTP_X_FAIL"] != "" {
-			return g.r.f.exit(3, "the function's queue is full")
+	g.r.f.setCalls(func(_ context.Context, c fakeCall) (*types.CallReply, error) {
+		if c.Req.Env["HTTP_X_FAIL"] != "" {
+			return exited(3, "the function's queue is full"), nil
 		}
-		return g.r.f.answer("Status: 404 Not Found\nX-Fn: 1\n\n" + spec.Stdin)
+		return answer("Status: 404 Not Found\nX-Fn: 1\n\n" + string(c.Req.Stdin)), nil
 	})
 
 	call := Call{Revision: 1, Method: "DELETE", Path: "/a%20b/c%2Fd", RawQuery: "q=%2F&z", Header: http.Header{"X-H": {"v"}},
@@ -196,11 +196,11 @@ func TestClientInvoke(t *testing.T) {
 	if resp.Status != 404 || string(resp.Body) != "in" || resp.Task == "" || resp.Header.Get("X-Fn") != "1" {
 		t.Fatalf("Invoke: %+v", resp)
 	}
-	spec := g.lastSpec()
-	if spec.Name != "fn:alice/f@1" {
-		t.Fatalf("job %s, want revision 1's", spec.Name)
+	sent := g.lastCall()
+	if sent.Spec.Name != "fn:alice/f@1" {
+		t.Fatalf("call on %s, want revision 1's", sent.Spec.Name)
 	}
-	wantEnv(t, spec, map[string]string{"REQUEST_METHOD": "DELETE", "X_RAW_PATH_INFO": "/a%20b/c%2Fd", "QUERY_STRING": "q=%2F&z", "HTTP_X_H": "v"})
+	wantEnv(t, sent, map[string]string{"REQUEST_METHOD": "DELETE", "X_RAW_PATH_INFO": "/a%20b/c%2Fd", "QUERY_STRING": "q=%2F&z", "HTTP_X_H": "v"})
 	if task, err := c.GetTask(ctx, resp.Task); err != nil || task.State != TaskCompleted || task.Status != 404 {
 		t.Fatalf("the task of a 404: %+v %v", task, err)
 	}
@@ -229,21 +229,19 @@ func TestClientTasks(t *testing.T) {
 	c := NewClient(g.url, Auth{Key: g.r.key}, nil)
 	g.deploy(Deploy{Name: "f"})
 	g.deploy(Deploy{Name: "f"})
-	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	release := g.r.f.hold()
 
 	task, err := c.InvokeAsync(ctx, "f", Call{Method: "POST", RawQuery: "x=1", Revision: 1, Body: strings.NewReader("b")})
 	if err != nil || task.ID == "" || !task.Async || task.Revision != 1 {
 		t.Fatalf("InvokeAsync: %+v %v", task, err)
 	}
-	g.r.f.next(t)
-	if spec := g.lastSpec(); spec.Name != "fn:alice/f@1" || spec.Stdin != "b" || spec.Env["QUERY_STRING"] != "x=1" {
-		t.Fatalf("the job %s got stdin %q, query %q", spec.Name, spec.Stdin, spec.Env["QUERY_STRING"])
+	if call := callsIn(t, g.r.f, 1)[0]; call.Spec.Name != "fn:alice/f@1" || string(call.Req.Stdin) != "b" || call.Req.Env["QUERY_STRING"] != "x=1" {
+		t.Fatalf("the call on %s got stdin %q, query %q", call.Spec.Name, call.Req.Stdin, call.Req.Env["QUERY_STRING"])
 	}
-	taskIn(t, g.r.alice, task.ID, TaskRunning)
 	if _, err := c.TaskResult(ctx, task.ID); !errors.Is(err, api.ErrConflict) {
-		t.Fatalf("the result of a running task: %v, want ErrConflict", err)
+		t.Fatalf("the result of a task in flight: %v, want ErrConflict", err)
 	}
-	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskRunning, Limit: 3}); err != nil || len(list) != 1 {
+	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskScheduled, Limit: 3}); err != nil || len(list) != 1 {
 		t.Fatalf("ListTasks: %+v %v", list, err)
 	}
 	if list, err := c.ListTasks(ctx, TaskQuery{Function: "g"}); err != nil || len(list) != 0 {
@@ -262,8 +260,9 @@ func TestClientTasks(t *testing.T) {
 		t.Fatalf("StopTask twice: %v, want ErrConflict", err)
 	}
 
-	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return g.r.f.answer("Status: 500 Internal Server Error\n\noops") })
-	done, err := c.Invoke(ctx, "f", Call{})
+	release()
+	g.r.f.replying(answer("Status: 500 Internal Server Error\n\noops"))
+	done, err := c.Invoke(ctx, "f", Call{IdempotencyKey: "keep-the-answer"})
 	if err != nil || done.Status != 500 {
 		t.Fatalf("a function's 500: %+v %v, want it as a Response", done, err)
 	}
@@ -280,13 +279,13 @@ func TestClientCallEndpoint(t *testing.T) {
 	g.deploy(Deploy{Name: "f"})
 	g.endpoint(EndpointSpec{Name: "hello", Function: "f", Auth: AuthKey})
 	g.endpoint(EndpointSpec{Name: "full", Function: "f", DailyQuota: 1})
-	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return g.r.f.answer("Status: 403 Forbidden\n\nthe function's own 403") })
+	g.r.f.replying(answer("Status: 403 Forbidden\n\nthe function's own 403"))
 
 	resp, err := NewClient(g.url, Auth{Key: key}, nil).CallEndpoint(ctx, "hello", Call{Method: "POST", Path: "/p", RawQuery: "rev=1"})
 	if err != nil || resp.Status != 403 || resp.Task == "" {
 		t.Fatalf("CallEndpoint: %+v %v", resp, err)
 	}
-	wantEnv(t, g.lastSpec(), map[string]string{"X_RAW_PATH_INFO": "/p", "QUERY_STRING": "rev=1", "REQUEST_METHOD": "POST"})
+	wantEnv(t, g.lastCall(), map[string]string{"X_RAW_PATH_INFO": "/p", "QUERY_STRING": "rev=1", "REQUEST_METHOD": "POST"})
 
 	// The admin token is no key of an endpoint's: it is not sent.
 	admin := NewClient(g.url, Auth{Token: adminToken, Account: "alice"}, nil)
@@ -322,7 +321,7 @@ func TestClientTLS(t *testing.T) {
 	if err != nil || string(resp.Body) != "ok" {
 		t.Fatalf("Invoke over TLS: %+v %v", resp, err)
 	}
-	env := r.f.spec(1).Env
+	env := r.f.lastCall(t).Req.Env
 	if !strings.HasPrefix(env["X_FULL_URL"], "https://") || env["SERVER_PROTOCOL"] != "HTTP/2.0" {
 		t.Fatalf("call came in as %s %s, want https HTTP/2.0", env["X_FULL_URL"], env["SERVER_PROTOCOL"])
 	}

@@ -1,8 +1,9 @@
 // Package gateway serves functions over HTTP: accounts and their API keys,
 // functions with immutable revisions and a default one, endpoints with
 // policies (from which addresses, when, how many calls a day), tags, and
-// one task per call. A call runs as a job placed by the network's auction;
-// callers reach the gateway only, never a provider.
+// one task per call. A call runs on a warm instance of its function's
+// revision (pool.go: a queue per revision and a scaler that auctions
+// instances as warm jobs); callers reach the gateway only, never a provider.
 //
 // The parts:
 //   - Gateway (gateway.go) keeps all state in the node's badger store,
@@ -11,8 +12,9 @@
 //     Admin for the operator, As(account) for one account's Service,
 //     CallEndpoint for published endpoints. accounts.go, keys.go,
 //     functions.go, endpoints.go (quota.go), tags.go and query.go, tasks.go
-//     hold one resource each; calls.go runs a call, and outcome.go
-//     decides, in one function (classify), what a finished job answers.
+//     hold one resource each; calls.go runs a call through a Caller,
+//     and outcome.go decides, in one function (classifyCall), what an
+//     instance's reply answers.
 //   - The HTTP handler (handler.go) is thin: it authenticates (an API key,
 //     or the node's admin token and an account name on the local API),
 //     turns requests into Calls and errors into statuses through dms/api's
@@ -42,8 +44,9 @@
 //   - A call that fails after its task was saved fails with a *CallError
 //     naming the task; its error wraps the dms/api sentinel of its status,
 //     the same whether the call waited or reads it with TaskResult.
-//   - Close detaches the calls in flight without ending their tasks;
-//     Start takes them up again. A task never submitted fails then.
+//   - Close detaches the calls in flight without ending their tasks and
+//     releases every warm instance; Start runs async tasks again (calls
+//     are at-least-once) and fails synchronous ones.
 //   - Calls in flight are bounded, MaxCallsInFlight in all and
 //     MaxAccountInFlight an account; past them a call is refused (429 with
 //     Retry-After), never queued without end.

@@ -125,8 +125,8 @@ func TestQuota(t *testing.T) {
 	if !errors.Is(err, api.ErrTooManyRequests) || !errors.As(err, &retry) || retry.RetryAfter() != midnight.Sub(start) {
 		t.Fatalf("6th call: %v, want 429 with Retry-After %s", err, midnight.Sub(start))
 	}
-	if n := r.f.submissions(); n != 5 {
-		t.Errorf("%d jobs, want 5", n)
+	if n := len(r.f.callsMade()); n != 5 {
+		t.Errorf("%d calls, want 5", n)
 	}
 	ep, _ := r.alice.GetEndpoint(t.Context(), "pub")
 	if ep.Today != 5 || *ep.Remaining != 0 {
@@ -164,8 +164,8 @@ func TestQuotaUnderConcurrentCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if ok.Load() != 5 || refused.Load() != 45 || r.f.submissions() != 5 {
-		t.Fatalf("%d calls ran, %d refused, %d jobs; want 5, 45, 5", ok.Load(), refused.Load(), r.f.submissions())
+	if ok.Load() != 5 || refused.Load() != 45 || len(r.f.callsMade()) != 5 {
+		t.Fatalf("%d calls ran, %d refused, %d sent; want 5, 45, 5", ok.Load(), refused.Load(), len(r.f.callsMade()))
 	}
 }
 
@@ -216,10 +216,7 @@ func TestEndpointAuth(t *testing.T) {
 	if err != nil || res.Task == "" {
 		t.Fatalf("alice's key: %+v %v", res, err)
 	}
-	spec := r.f.spec(1)
-	if spec.Env["SCRIPT_NAME"] != "/e/pub" || spec.Env["PATH_INFO"] != "/x" {
-		t.Errorf("env %v", spec.Env)
-	}
+	wantEnv(t, r.f.lastCall(t), map[string]string{"SCRIPT_NAME": "/e/pub", "PATH_INFO": "/x"})
 	if task, _ := r.alice.GetTask(t.Context(), res.Task); task.Endpoint != "pub" {
 		t.Errorf("task %+v, want it through pub", task)
 	}
@@ -238,7 +235,7 @@ func TestEndpointRevision(t *testing.T) {
 		if _, err := r.g.CallEndpoint(t.Context(), ep, Call{}, ""); err != nil {
 			t.Fatal(err)
 		}
-		return r.f.spec(r.f.submissions()).Name
+		return r.f.lastCall(t).Spec.Name
 	}
 	if a, b := call("pinned"), call("latest"); a != "fn:alice/echo@1" || b != "fn:alice/echo@2" {
 		t.Errorf("pinned ran %q, latest %q", a, b)

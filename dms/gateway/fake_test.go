@@ -424,3 +424,90 @@ func taskIn(t *testing.T, svc Service, id string, state TaskState) Task {
 	})
 	return task
 }
+
+// answering answers every call from now with the stdout made from it.
+func (f *fakeRunner) answering(stdout func(c fakeCall) string) {
+	f.setCalls(func(_ context.Context, c fakeCall) (*types.CallReply, error) { return answer(stdout(c)), nil })
+}
+
+// replying answers every call from now with r.
+func (f *fakeRunner) replying(r *types.CallReply) {
+	f.setCalls(func(context.Context, fakeCall) (*types.CallReply, error) { return r, nil })
+}
+
+// hold makes the calls from now wait until release is called (or their
+// ctx ends), then answer "ok".
+func (f *fakeRunner) hold() (release func()) {
+	gate := make(chan struct{})
+	f.setCalls(func(ctx context.Context, c fakeCall) (*types.CallReply, error) {
+		select {
+		case <-gate:
+			return answer("ok"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
+}
+
+// lastCall is the last call sent; the test fails if there is none.
+func (f *fakeRunner) lastCall(t *testing.T) fakeCall {
+	t.Helper()
+	made := f.callsMade()
+	if len(made) == 0 {
+		t.Fatal("no call was sent")
+	}
+	return made[len(made)-1]
+}
+
+// live counts the instance jobs whose last step is running.
+func (f *fakeRunner) live() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, j := range f.jobs {
+		if j.history[len(j.history)-1].State == types.JobRunning {
+			n++
+		}
+	}
+	return n
+}
+
+// cancels counts the jobs the gateway cancelled.
+func (f *fakeRunner) cancels() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.cancelled)
+}
+
+// state is the last state of a job.
+func (f *fakeRunner) state(id string) types.JobState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j := f.jobs[id]
+	return j.history[len(j.history)-1].State
+}
+
+// callsIn waits for n calls to have been sent.
+func callsIn(t *testing.T, f *fakeRunner, n int) []fakeCall {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d calls sent", n), func() bool { return len(f.callsMade()) >= n })
+	return f.callsMade()
+}
+
+// wantEnv checks the CGI environment a call got: the variables of want
+// with their values, none of absent.
+func wantEnv(t *testing.T, c fakeCall, want map[string]string, absent ...string) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := c.Req.Env[k]; !ok || got != v {
+			t.Errorf("call on %s: %s=%q, want %q", c.Spec.Name, k, got, v)
+		}
+	}
+	for _, k := range absent {
+		if v, ok := c.Req.Env[k]; ok {
+			t.Errorf("call on %s: %s=%q, want none", c.Spec.Name, k, v)
+		}
+	}
+}

@@ -128,25 +128,30 @@ func New(c Config) (*Gateway, error) {
 	return g, nil
 }
 
-// Start resumes the tasks left unfinished in the database and starts the
-// loop that deletes finished tasks past their retention. A task whose job
-// the node still knows is watched to its end (the node's orchestrator
-// restores its unfinished jobs itself); one whose job the node does not
-// know, or that was never placed, fails with the reason.
+// Start resumes the tasks left unfinished in the database (resume: an
+// async one whose input was kept runs again, any other fails with the
+// reason) and starts the loop that deletes finished tasks past their
+// retention.
 func (g *Gateway) Start(ctx context.Context) error {
 	g.life.Lock()
-	defer g.life.Unlock()
 	switch {
 	case g.closed:
+		g.life.Unlock()
 		return fmt.Errorf("%w: gateway closed", api.ErrUnavailable)
 	case g.started:
+		g.life.Unlock()
 		return errors.New("gateway: started twice")
 	}
 	g.started = true
+	g.life.Unlock()
+	// Not under g.life: resume makes pools, which count their goroutines
+	// with goBackground.
 	if err := g.resume(ctx); err != nil {
 		return err
 	}
-	g.wg.Add(1)
+	if !g.goBackground() {
+		return fmt.Errorf("%w: gateway closed", api.ErrUnavailable)
+	}
 	go func() {
 		defer g.wg.Done()
 		g.retain()

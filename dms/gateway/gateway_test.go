@@ -9,13 +9,12 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/store"
-	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
 
 func TestNewChecksItsConfig(t *testing.T) {
 	_, err := New(Config{TaskRetention: -1})
-	for _, want := range []string{"DB", "Runner", "TaskRetention"} {
+	for _, want := range []string{"DB", "Runner", "Caller", "TaskRetention"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New: %v, want it to name %s", err, want)
 		}
@@ -66,6 +65,11 @@ func TestEverythingSurvivesARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	async, err := r.alice.InvokeAsync(ctx, "echo", Call{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskIn(t, r.alice, async.ID, TaskCompleted)
 	r.g.Close()
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -78,7 +82,7 @@ func TestEverythingSurvivesARestart(t *testing.T) {
 		t.Fatalf("alice's key after a restart: %q %v", acct, err)
 	}
 	fn, err := again.alice.GetFunction(ctx, "echo")
-	if err != nil || fn.LatestRevision != 2 || fn.DefaultRevision != 1 || fn.Calls != 2 || fn.Tags["team"] != "web" {
+	if err != nil || fn.LatestRevision != 2 || fn.DefaultRevision != 1 || fn.Calls != 3 || fn.Tags["team"] != "web" {
 		t.Fatalf("function after a restart: %+v %v", fn, err)
 	}
 	ep, err := again.alice.GetEndpoint(ctx, "pub")
@@ -92,11 +96,11 @@ func TestEverythingSurvivesARestart(t *testing.T) {
 		t.Errorf("the 4th call of a quota of 3 across a restart: %v", err)
 	}
 	tasks, err := again.alice.ListTasks(ctx, TaskQuery{State: TaskCompleted})
-	if err != nil || len(tasks) != 3 {
+	if err != nil || len(tasks) != 4 {
 		t.Fatalf("tasks after a restart: %d %v", len(tasks), err)
 	}
-	if res, err := again.alice.TaskResult(ctx, tasks[2].ID); err != nil || string(res.Body) != "ok" {
-		t.Errorf("the first task's result after a restart: %+v %v", res, err)
+	if res, err := again.alice.TaskResult(ctx, async.ID); err != nil || string(res.Body) != "ok" {
+		t.Errorf("the async task's result after a restart: %+v %v", res, err)
 	}
 }
 
@@ -108,46 +112,56 @@ func saveTask(t *testing.T, db *store.DB, task Task) {
 	}
 }
 
+// TestStartResumesTasks: an async task with its input kept runs again
+// after a restart (at least once); a sync one, whose caller is gone,
+// fails, as does one whose input or function is gone.
 func TestStartResumesTasks(t *testing.T) {
 	dir := t.TempDir()
 	db := openDisk(t, dir)
 	t.Cleanup(func() { db.Close() })
-	f := newFakeRunner()
-	out := f.answer("finished while we were away")
-	f.mu.Lock()
-	f.add("job-done", "fn:alice/echo@1", out...)
-	f.add("job-live", "fn:alice/echo@1", running())
-	f.mu.Unlock()
-	c := &clock{now: start}
+	f, c := newFakeRunner(), &clock{now: start}
+	first := newRigOn(t, db, f, c)
+	first.deploy(t, first.alice, Deploy{Name: "echo"})
+	first.g.Close()
+
 	tasks := map[string]Task{}
-	for i, job := range []string{"job-done", "job-live", "job-lost", ""} {
+	for _, kind := range []string{"async", "sync", "no input", "no function"} {
 		c.Add(time.Second)
-		task := Task{ID: newTaskID(c.Now()), Account: "alice", Function: "echo", Revision: 1, State: TaskRunning, Job: job, CreatedAt: c.Now()}
-		if job == "" {
-			task.State = TaskScheduled
+		task := Task{ID: newTaskID(c.Now()), Account: "alice", Function: "echo", Revision: 1, State: TaskScheduled, CreatedAt: c.Now(), Async: kind != "sync"}
+		if kind == "no function" {
+			task.Function = "gone"
 		}
 		saveTask(t, db, task)
-		tasks[[]string{"done", "live", "lost", "unplaced"}[i]] = task
+		if kind == "async" || kind == "no function" {
+			if err := db.Put(inputKey(task.Account, task.ID), callInput{Env: map[string]string{"REQUEST_METHOD": "PUT"}, Stdin: []byte("again")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tasks[kind] = task
 	}
 
+	f.answering(func(c fakeCall) string { return "ran " + string(c.Req.Stdin) })
 	r := newRigOn(t, db, f, c)
-	done := taskIn(t, r.alice, tasks["done"].ID, TaskCompleted)
-	if res, err := r.alice.TaskResult(t.Context(), done.ID); err != nil || string(res.Body) != "finished while we were away" {
+	done := taskIn(t, r.alice, tasks["async"].ID, TaskCompleted)
+	if res, err := r.alice.TaskResult(t.Context(), done.ID); err != nil || string(res.Body) != "ran again" {
 		t.Errorf("result of a task resumed: %+v %v", res, err)
 	}
-	if lost := taskIn(t, r.alice, tasks["lost"].ID, TaskFailed); !strings.Contains(lost.Reason, "job-lost") {
-		t.Errorf("a task whose job the node lost: %+v", lost)
+	wantEnv(t, f.lastCall(t), map[string]string{"REQUEST_METHOD": "PUT"})
+	if found, _ := db.Lookup(inputKey("alice", done.ID), new(callInput)); found {
+		t.Error("the input of a task that ended is kept")
 	}
-	if unplaced := taskIn(t, r.alice, tasks["unplaced"].ID, TaskFailed); !strings.Contains(unplaced.Reason, "before the call was placed") {
-		t.Errorf("a task never placed: %+v", unplaced)
+	for kind, says := range map[string]string{"sync": "restarted during the call", "no input": "restarted during the call", "no function": "gone"} {
+		if got := taskIn(t, r.alice, tasks[kind].ID, TaskFailed); !strings.Contains(got.Reason, says) {
+			t.Errorf("%s: task %+v, want it failed: %s", kind, got, says)
+		}
 	}
-	if live, _ := r.alice.GetTask(t.Context(), tasks["live"].ID); live.State != TaskRunning {
-		t.Errorf("a task whose job still runs: %+v", live)
+	if n := len(f.callsMade()); n != 1 {
+		t.Errorf("%d calls after the restart, want the async task's one", n)
 	}
-	f.finish("job-live", out[1])
-	taskIn(t, r.alice, tasks["live"].ID, TaskCompleted)
 }
 
+// TestCloseDetachesCalls: Close leaves an async call's task as it is and
+// releases the instances; the next Start runs it again.
 func TestCloseDetachesCalls(t *testing.T) {
 	dir := t.TempDir()
 	db := openDisk(t, dir)
@@ -155,21 +169,29 @@ func TestCloseDetachesCalls(t *testing.T) {
 	f, c := newFakeRunner(), &clock{now: start}
 	r := newRigOn(t, db, f, c)
 	r.deploy(t, r.alice, Deploy{Name: "slow"})
-	f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	f.hold()
 	task, err := r.alice.InvokeAsync(t.Context(), "slow", Call{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := f.next(t)
-	taskIn(t, r.alice, task.ID, TaskRunning)
+	callsIn(t, f, 1)
 	r.g.Close()
-	if got, _ := r.alice.GetTask(t.Context(), task.ID); got.State != TaskRunning || f.wasCancelled(job) {
-		t.Fatalf("task after Close: %+v (job cancelled: %v), want it left running", got, f.wasCancelled(job))
+	if got, _ := r.alice.GetTask(t.Context(), task.ID); got.State.Terminal() {
+		t.Fatalf("task after Close: %+v, want it left as it was", got)
+	}
+	if !f.wasCancelled("job-1") {
+		t.Error("Close did not release the instance")
 	}
 
+	f.replying(answer("late"))
 	again := newRigOn(t, db, f, c)
-	f.finish(job, f.answer("late")[1])
 	taskIn(t, again.alice, task.ID, TaskCompleted)
+	if res, err := again.alice.TaskResult(t.Context(), task.ID); err != nil || string(res.Body) != "late" {
+		t.Errorf("the resumed task's result: %+v %v", res, err)
+	}
+	if last := f.lastCall(t); last.Job != "job-2" {
+		t.Errorf("the resumed call went to %s, want a new instance", last.Job)
+	}
 }
 
 func TestRetention(t *testing.T) {
@@ -201,25 +223,22 @@ func TestBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.f.next(t) // the sync call's job
-	task, _ := r.alice.GetTask(t.Context(), res.Task)
-	if task.Response != types.CIDOf([]byte("ok")).String() {
-		t.Errorf("task response %s", task.Response)
-	}
 	// A sync call's output went to its caller: not kept.
+	if task, _ := r.alice.GetTask(t.Context(), res.Task); task.Response != "" {
+		t.Errorf("task response %s, want none", task.Response)
+	}
 	if blobs, err := r.g.Blobs(); err != nil || !slices.Equal(blobs, []string{rev.Module}) {
 		t.Fatalf("Blobs %q %v, want only the module %s", blobs, err, rev.Module)
 	}
-	r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	r.f.replying(answer("later"))
 	async, err := r.alice.InvokeAsync(t.Context(), "echo", Call{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := r.f.next(t)
-	out := r.f.answer("later")
-	r.f.finish(job, out[1])
-	taskIn(t, r.alice, async.ID, TaskCompleted)
-	async, _ = r.alice.GetTask(t.Context(), async.ID)
+	async = taskIn(t, r.alice, async.ID, TaskCompleted)
+	if async.Response != types.CIDOf([]byte("later")).String() {
+		t.Errorf("async task response %s", async.Response)
+	}
 	want := []string{rev.Module, async.Response}
 	slices.Sort(want)
 	if blobs, err := r.g.Blobs(); err != nil || !slices.Equal(blobs, want) {

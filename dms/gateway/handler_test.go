@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -74,29 +73,8 @@ func (g *testGateway) endpoint(spec EndpointSpec) {
 	}
 }
 
-// lastSpec is the spec of the last job submitted.
-func (g *testGateway) lastSpec() *jobs.Spec { return g.r.f.spec(g.r.f.submissions()) }
-
-// wantEnv checks the CGI environment a call's job got: the variables of
-// want with their values, none of absent.
-func wantEnv(t *testing.T, spec *jobs.Spec, want map[string]string, absent ...string) {
-	t.Helper()
-	for k, v := range want {
-		if got, ok := spec.Env[k]; !ok || got != v {
-			t.Errorf("job %s: %s=%q, want %q", spec.Name, k, got, v)
-		}
-	}
-	for _, k := range absent {
-		if v, ok := spec.Env[k]; ok {
-			t.Errorf("job %s: %s=%q, want none", spec.Name, k, v)
-		}
-	}
-}
-
-// answering plays every job with an answer made from its spec.
-func (g *testGateway) answering(stdout func(spec *jobs.Spec) string) {
-	g.r.f.setPlay(func(spec *jobs.Spec) []api.Job { return g.r.f.answer(stdout(spec)) })
-}
+// lastCall is the last call sent to an instance.
+func (g *testGateway) lastCall() fakeCall { return g.r.f.lastCall(g.t) }
 
 // reply is a response read whole.
 type reply struct {
@@ -348,17 +326,23 @@ func TestTaskRoutes(t *testing.T) {
 	g := publicGateway(t)
 	key := g.r.key
 	g.deploy(Deploy{Name: "echo"})
-	g.r.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
-	t1 := g.invokeAsync("echo")
-	taskIn(t, g.r.alice, t1, TaskRunning)
+	// t1's call waits on its instance; t2's is answered.
+	g.r.f.setCalls(func(ctx context.Context, c fakeCall) (*types.CallReply, error) {
+		if c.Req.Env["QUERY_STRING"] == "wait" {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return answer("Status: 418 I'm a teapot\nX-Teapot: yes\n\nshort and stout"), nil
+	})
+	t1 := decode[Task](t, g.as(key, "POST", "/v1/functions/echo/invoke?async=1&wait", "").want(t, 202)).ID
+	callsIn(t, g.r.f, 1)
 	g.r.clock.Add(time.Second) // t2 is the newer
-	g.answering(func(*jobs.Spec) string { return "Status: 418 I'm a teapot\nX-Teapot: yes\n\nshort and stout" })
 	t2 := g.invokeAsync("echo")
 	taskIn(t, g.r.alice, t2, TaskCompleted)
 
 	for query, want := range map[string][]string{
 		"function=echo&state=completed&limit=5": {t2},
-		"state=running":                         {t1},
+		"state=scheduled":                       {t1},
 		"function=other":                        nil,
 		"limit=1":                               {t2}, // newest first
 	} {
@@ -374,12 +358,12 @@ func TestTaskRoutes(t *testing.T) {
 	g.as(key, "GET", "/v1/tasks?limit=many", "").wantError(t, 400, "limit")
 	g.as(key, "GET", "/v1/tasks?fn=echo", "").wantError(t, 400, `unknown parameter "fn"`)
 
-	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/"+t1, "").want(t, 200)); task.State != TaskRunning {
+	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/"+t1, "").want(t, 200)); task.State != TaskScheduled {
 		t.Fatalf("task %+v", task)
 	}
 	g.as(key, "GET", "/v1/tasks/t9", "").wantError(t, 404)
 	g.as(key, "GET", "/v1/tasks/"+strings.Repeat("0", 32), "").wantError(t, 404)
-	g.as(key, "GET", "/v1/tasks/"+t1+"/result", "").wantError(t, 409, "running")
+	g.as(key, "GET", "/v1/tasks/"+t1+"/result", "").wantError(t, 409, "scheduled")
 
 	r := g.as(key, "GET", "/v1/tasks/"+t2+"/result", "").answer(t, 418)
 	if string(r.body) != "short and stout" || r.header.Get("X-Teapot") != "yes" || r.header.Get(HeaderTask) != t2 {
@@ -387,8 +371,8 @@ func TestTaskRoutes(t *testing.T) {
 	}
 
 	stopped := decode[Task](t, g.as(key, "POST", "/v1/tasks/"+t1+"/stop", "").want(t, 200))
-	if stopped.State != TaskStopped || !g.r.f.wasCancelled(stopped.Job) {
-		t.Fatalf("stopped task %+v: want it stopped, its job cancelled", stopped)
+	if stopped.State != TaskStopped || g.r.f.wasCancelled("job-1") {
+		t.Fatalf("stopped task %+v: want it stopped, its instance warm", stopped)
 	}
 	g.as(key, "POST", "/v1/tasks/"+t1+"/stop", "").wantError(t, 409, "stopped already")
 }
@@ -398,8 +382,8 @@ func TestHandlerInvoke(t *testing.T) {
 	key := g.r.key
 	g.deploy(Deploy{Name: "echo"})
 	g.deploy(Deploy{Name: "echo"}) // the default is revision 2
-	g.answering(func(spec *jobs.Spec) string {
-		return "Status: 404 Not Found\nX-Fn: mine\nDMS-Error: 1\nDMS-Task: forged\nContent-Length: 1\n\nno such page: " + spec.Stdin
+	g.r.f.answering(func(c fakeCall) string {
+		return "Status: 404 Not Found\nX-Fn: mine\nDMS-Error: 1\nDMS-Task: forged\nContent-Length: 1\n\nno such page: " + string(c.Req.Stdin)
 	})
 
 	r := g.as(key, "POST", "/v1/functions/echo/invoke/a/b%20c?x=1&rev=1&y=%26&async=0&x=2", "payload",
@@ -413,11 +397,11 @@ func TestHandlerInvoke(t *testing.T) {
 	}
 	g.as(key, "GET", "/v1/tasks/"+task, "").want(t, 200)
 	host := strings.TrimPrefix(g.url, "http://")
-	spec := g.lastSpec()
-	if spec.Name != "fn:alice/echo@1" || spec.Stdin != "payload" {
-		t.Fatalf("job %s, stdin %q: want revision 1's, with the payload", spec.Name, spec.Stdin)
+	call := g.lastCall()
+	if call.Spec.Name != "fn:alice/echo@1" || string(call.Req.Stdin) != "payload" {
+		t.Fatalf("call on %s, stdin %q: want revision 1's, with the payload", call.Spec.Name, call.Req.Stdin)
 	}
-	wantEnv(t, spec, map[string]string{
+	wantEnv(t, call, map[string]string{
 		"REQUEST_METHOD": "POST", "SCRIPT_NAME": "/v1/functions/echo/invoke", "X_RAW_PATH_INFO": "/a/b%20c",
 		"PATH_INFO": "/a/b c", "QUERY_STRING": "x=1&y=%26&x=2", "HTTP_HOST": host, "SERVER_PROTOCOL": "HTTP/1.1",
 		"REMOTE_ADDR": "127.0.0.1", "X_FULL_URL": "http://" + host + "/v1/functions/echo/invoke/a/b%20c?x=1&y=%26&x=2",
@@ -426,21 +410,21 @@ func TestHandlerInvoke(t *testing.T) {
 
 	for path, want := range map[string]string{"/invoke": "", "/invoke/": "/", "/invoke/x/": "/x/", "/invoke/a%2Fb/%C3%A9": "/a%2Fb/%C3%A9"} {
 		g.as(key, "GET", "/v1/functions/echo"+path, "").answer(t, 404)
-		spec := g.lastSpec()
-		if spec.Name != "fn:alice/echo@2" {
-			t.Fatalf("%s: job %s, want the default revision 2", path, spec.Name)
+		call := g.lastCall()
+		if call.Spec.Name != "fn:alice/echo@2" {
+			t.Fatalf("%s: call on %s, want the default revision 2", path, call.Spec.Name)
 		}
-		wantEnv(t, spec, map[string]string{"X_RAW_PATH_INFO": want, "REQUEST_METHOD": "GET"})
+		wantEnv(t, call, map[string]string{"X_RAW_PATH_INFO": want, "REQUEST_METHOD": "GET"})
 	}
 
-	before := g.r.f.submissions()
+	before := len(g.r.f.callsMade())
 	for _, q := range []string{"rev=0", "rev=x", "rev=1&rev=2", "async=maybe", "async=1&async=1"} {
 		g.as(key, "GET", "/v1/functions/echo/invoke?"+q, "").wantError(t, 400, "query")
 	}
 	g.as(key, "GET", "/v1/functions/nope/invoke", "").wantError(t, 404, "nope")
 	g.as(key, "GET", "/v1/functions/echo/invoke?rev=3", "").wantError(t, 404, "revision 3")
-	if n := g.r.f.submissions(); n != before {
-		t.Fatalf("refused calls submitted %d jobs", n-before)
+	if n := len(g.r.f.callsMade()); n != before {
+		t.Fatalf("refused calls sent %d calls", n-before)
 	}
 }
 
@@ -449,18 +433,17 @@ func TestHandlerInvokeAsync(t *testing.T) {
 	key := g.r.key
 	g.deploy(Deploy{Name: "echo"})
 
-	for _, q := range []string{"async=1", "async", "async=true&rev=1"} {
+	for i, q := range []string{"async=1", "async", "async=true&rev=1"} {
 		r := g.as(key, "PUT", "/v1/functions/echo/invoke?"+q+"&k=v", "body").want(t, 202)
 		task := decode[Task](t, r)
 		if task.ID == "" || task.State != TaskScheduled || !task.Async || r.header.Get(HeaderTask) != task.ID ||
 			r.header.Get("Location") != "/v1/tasks/"+task.ID {
 			t.Fatalf("%s: task %+v, headers %v", q, task, r.header)
 		}
-		g.r.f.next(t) // the async run submits its job after the answer
-		spec := g.lastSpec()
-		wantEnv(t, spec, map[string]string{"QUERY_STRING": "k=v", "REQUEST_METHOD": "PUT"})
-		if spec.Stdin != "body" {
-			t.Fatalf("%s: stdin %q", q, spec.Stdin)
+		call := callsIn(t, g.r.f, i+1)[i] // the async run calls after the answer
+		wantEnv(t, call, map[string]string{"QUERY_STRING": "k=v", "REQUEST_METHOD": "PUT"})
+		if string(call.Req.Stdin) != "body" {
+			t.Fatalf("%s: stdin %q", q, call.Req.Stdin)
 		}
 		taskIn(t, g.r.alice, task.ID, TaskCompleted)
 	}
@@ -475,16 +458,16 @@ func TestCallErrors(t *testing.T) {
 	f := g.r.f
 
 	for _, c := range []struct {
-		play   []api.Job
+		reply  *types.CallReply
 		status int
 		says   string
 	}{
-		{f.exit(1, "the module trapped"), 502, "exited with code 1: the module trapped"},
-		{failed("wasm: " + jobs.ErrTimeout.Error()), 504, jobs.ErrTimeout.Error()},
-		{failed("no node bid: 3 busy"), 503, "no node bid: 3 busy"},
-		{f.answer("Status: 99\n\n"), 502, "status 99"},
+		{exited(1, "the module trapped"), 502, "exited with code 1: the module trapped"},
+		{&types.CallReply{Status: types.CallFailed, Error: "wasm: " + jobs.ErrTimeout.Error()}, 504, jobs.ErrTimeout.Error()},
+		{&types.CallReply{Status: types.CallFailed, Error: "wasm: trapped at 10.1.2.3:4001"}, 502, "trapped at <address>"},
+		{answer("Status: 99\n\n"), 502, "status 99"},
 	} {
-		f.setPlay(func(*jobs.Spec) []api.Job { return c.play })
+		f.replying(c.reply)
 		r := g.as(key, "GET", "/v1/functions/f/invoke", "")
 		r.wantError(t, c.status, c.says)
 		task := r.header.Get(HeaderTask)
@@ -512,22 +495,22 @@ func TestEndpointCall(t *testing.T) {
 	g.endpoint(EndpointSpec{Name: "locked", Function: "echo", Auth: AuthKey})
 	g.endpoint(EndpointSpec{Name: "closed", Function: "echo", Windows: []string{"Mon 08:00-09:00 UTC"}})
 	g.endpoint(EndpointSpec{Name: "full", Function: "echo", DailyQuota: 1})
-	g.answering(func(spec *jobs.Spec) string { return "Status: 201 Created\n\n" + spec.Stdin })
+	g.r.f.answering(func(c fakeCall) string { return "Status: 201 Created\n\n" + string(c.Req.Stdin) })
 
 	r := g.do("PATCH", "/e/hello/x/y?rev=3&async=1", "hi", "Authorization", "Bearer some-key", "Proxy-Authorization", "Basic cDpx",
 		"X-A", "b").want(t, 201)
 	if string(r.body) != "hi" || r.header.Get(HeaderTask) == "" {
 		t.Fatalf("endpoint answer %q %v", r.body, r.header)
 	}
-	wantEnv(t, g.lastSpec(), map[string]string{
+	wantEnv(t, g.lastCall(), map[string]string{
 		"SCRIPT_NAME": "/e/hello", "X_RAW_PATH_INFO": "/x/y", "QUERY_STRING": "rev=3&async=1", "REQUEST_METHOD": "PATCH",
 		"HTTP_X_A": "b",
 	}, "HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION")
-	if name := g.lastSpec().Name; name != "fn:alice/echo@1" {
+	if name := g.lastCall().Spec.Name; name != "fn:alice/echo@1" {
 		t.Fatalf("endpoint's job %s", name)
 	}
 	g.do("GET", "/e/hello", "").want(t, 201)
-	wantEnv(t, g.lastSpec(), map[string]string{"X_RAW_PATH_INFO": ""})
+	wantEnv(t, g.lastCall(), map[string]string{"X_RAW_PATH_INFO": ""})
 
 	// The key goes to the endpoint's auth: a Bearer only.
 	g.do("GET", "/e/locked/", "", "Authorization", "Bearer "+g.r.key).want(t, 201)
@@ -554,7 +537,7 @@ func TestClientIP(t *testing.T) {
 	for _, g := range []*testGateway{untrusting, trusting} {
 		g.deploy(Deploy{Name: "ip"})
 		g.endpoint(EndpointSpec{Name: "ip", Function: "ip"})
-		g.answering(func(spec *jobs.Spec) string { return spec.Env["REMOTE_ADDR"] })
+		g.r.f.answering(func(c fakeCall) string { return c.Req.Env["REMOTE_ADDR"] })
 	}
 
 	for _, c := range []struct {
@@ -762,8 +745,8 @@ func TestHostileNames(t *testing.T) {
 			t.Fatalf("%s: status %d, want a redirect to the cleaned path", path, r.status)
 		}
 	}
-	if n := g.r.f.submissions(); n != 0 {
-		t.Fatalf("hostile names ran %d jobs", n)
+	if n, calls := g.r.f.submissions(), len(g.r.f.callsMade()); n != 0 || calls != 0 {
+		t.Fatalf("hostile names started %d instances, sent %d calls", n, calls)
 	}
 }
 

@@ -29,7 +29,6 @@ func newIsolated(t *testing.T) isolated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.f.next(t)
 	return isolated{rig: r, bob: bob, task: res.Task}
 }
 
@@ -123,8 +122,8 @@ func TestIsolationInvoke(t *testing.T) {
 	sameAsMissing(t, "Invoke", "secret", "nothing", invoke)
 	async := func(n string) error { _, err := s.bob.InvokeAsync(ctx, n, Call{}); return err }
 	sameAsMissing(t, "InvokeAsync", "secret", "nothing", async)
-	if n := s.f.submissions(); n != 1 {
-		t.Errorf("%d jobs, want alice's one", n)
+	if n, calls := s.f.submissions(), len(s.f.callsMade()); n != 1 || calls != 1 {
+		t.Errorf("%d instances and %d calls, want alice's one", n, calls)
 	}
 }
 
@@ -146,16 +145,18 @@ func TestIsolationTasks(t *testing.T) {
 
 func TestIsolationStop(t *testing.T) {
 	s := newIsolated(t)
-	s.f.setPlay(func(*jobs.Spec) []api.Job { return held() })
+	release := s.f.hold()
 	task, err := s.alice.InvokeAsync(context.Background(), "secret", Call{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := s.f.next(t)
+	callsIn(t, s.f, 2)
 	if _, err := s.bob.StopTask(t.Context(), task.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("bob stops alice's task: %v", err)
 	}
-	if got, _ := s.alice.GetTask(t.Context(), task.ID); got.State.Terminal() || s.f.wasCancelled(job) {
+	if got, _ := s.alice.GetTask(t.Context(), task.ID); got.State.Terminal() {
 		t.Errorf("alice's task after bob's stop: %+v", got)
 	}
+	release()
+	taskIn(t, s.alice, task.ID, TaskCompleted)
 }

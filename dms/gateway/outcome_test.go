@@ -29,45 +29,51 @@ func TestTaskStateNext(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
-	completed := func(r types.Result) api.Job {
-		return api.Job{State: types.JobCompleted, Node: "peer", Result: &r, Reason: "completed on node peer with exit code 0"}
+func TestClassifyCall(t *testing.T) {
+	in := &instance{job: "job-1", peer: "peer"}
+	ok := func(stdout string) *types.CallReply {
+		return &types.CallReply{Status: types.CallOK, Stdout: []byte(stdout)}
 	}
-	fail := func(reason string) api.Job { return api.Job{State: types.JobFailed, Reason: reason} }
+	failed := func(status types.CallStatus, why string) *types.CallReply {
+		return &types.CallReply{Status: status, Error: why}
+	}
 	tests := []struct {
 		name   string
-		e      ending
+		r      *types.CallReply
 		state  TaskState
 		status int
 		reason string // a part of the reason
 	}{
-		{"answer", ending{Job: completed(types.Result{Stdout: "out"}), Stdout: []byte("hello")}, TaskCompleted, 200, ""},
-		{"answer with a status", ending{Job: completed(types.Result{}), Stdout: []byte("Status: 404 Not Found\nContent-Type: text/plain\n\nnope")}, TaskCompleted, 404, ""},
-		{"malformed output", ending{Job: completed(types.Result{}), Stdout: []byte("Status: many\n\nbody")}, TaskFailed, 502, "cgi: bad program output"},
-		{"non-zero exit", ending{Job: completed(types.Result{ExitCode: 3}), Stderr: []byte("panic: boom\n\ngoroutine 1\nmain.main()\nmore")}, TaskFailed, 502, "exited with code 3: panic: boom |  | goroutine 1"},
-		{"non-zero exit, no stderr", ending{Job: completed(types.Result{ExitCode: 1})}, TaskFailed, 502, "exited with code 1"},
-		{"output cut", ending{Job: completed(types.Result{StdoutTruncated: true})}, TaskFailed, 502, "output limit"},
-		{"output unreadable", ending{Job: completed(types.Result{}), ReadErr: errors.New("gone")}, TaskFailed, 502, "reading the function's output: gone"},
-		{"no result", ending{Job: api.Job{State: types.JobCompleted}}, TaskFailed, 502, "without a result"},
-		{"no node bid", ending{Job: fail("no node bid: 3 nodes declined: memory: need 1 TiB, offered 8 GiB (3 nodes)")}, TaskFailed, 503, "3 nodes declined"},
-		{"no acceptable bid", ending{Job: fail("no acceptable bid within 500ms: 1 bid priced above 2 or malformed")}, TaskFailed, 503, "priced above"},
-		{"none confirmed, gave up", ending{Job: fail("gave up after 4 attempts (3 reschedules, the limit): none of 2 bidders confirmed: a; b")}, TaskFailed, 503, "none of 2 bidders"},
-		{"no capacity", ending{Job: fail("no capacity freed up within 2s: no node bid: 1 node declined: busy (1 node)")}, TaskFailed, 503, "no capacity"},
-		{"timeout", ending{Job: fail("failed on node peer: jobs: timeout: stopped after 1s")}, TaskFailed, 504, "stopped after 1s"},
-		{"trap", ending{Job: fail("failed on node peer: jobs: program trapped: wasm error: unreachable")}, TaskFailed, 502, "unreachable"},
-		{"memory", ending{Job: fail("failed on node peer: jobs: memory limit exceeded: ... and then trapped: oom")}, TaskFailed, 502, "memory limit"},
-		{"lost nodes", ending{Job: fail("gave up after 4 attempts (3 reschedules, the limit): failed on node p: node shutting down")}, TaskFailed, 502, "shutting down"},
-		{"cancelled", ending{Job: api.Job{State: types.JobCancelled, Reason: "cancelled: by hand"}}, TaskStopped, 409, "by hand"},
+		{"answer", ok("hello"), TaskCompleted, 200, ""},
+		{"answer with a status", ok("Status: 404 Not Found\nContent-Type: text/plain\n\nnope"), TaskCompleted, 404, ""},
+		{"malformed output", ok("Status: many\n\nbody"), TaskFailed, 502, "cgi: bad program output"},
+		{"non-zero exit", &types.CallReply{Status: types.CallOK, ExitCode: 3, Stderr: []byte("panic: boom\n\ngoroutine 1\nmain.main()\nmore")}, TaskFailed, 502, "exited with code 3: panic: boom |  | goroutine 1"},
+		{"non-zero exit, no stderr", &types.CallReply{Status: types.CallOK, ExitCode: 1}, TaskFailed, 502, "exited with code 1"},
+		{"non-zero exit with stdout", &types.CallReply{Status: types.CallOK, ExitCode: 1, Stdout: []byte("Status: 200 OK\n\nfine")}, TaskFailed, 502, "exited with code 1"},
+		{"output cut", &types.CallReply{Status: types.CallOK, StdoutTruncated: true}, TaskFailed, 502, "output limit"},
+		{"timeout", failed(types.CallFailed, "jobs: timeout: stopped after 1s"), TaskFailed, 504, "stopped after 1s"},
+		{"trap", failed(types.CallFailed, "jobs: program trapped: wasm error: unreachable"), TaskFailed, 502, "unreachable"},
+		{"memory", failed(types.CallFailed, "jobs: memory limit exceeded: ... and then trapped: oom"), TaskFailed, 502, "memory limit"},
+		{"an address in the reason", failed(types.CallFailed, "dial tcp 10.0.0.1:4001: refused"), TaskFailed, 502, "dial tcp <address>: refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := classify(tt.e)
-			task := Task{ID: "t", State: TaskRunning}
+			v := classifyCall(tt.r, in)
+			task := Task{ID: "t", State: TaskScheduled}
 			if err := v.apply(&task, start); err != nil {
 				t.Fatal(err)
 			}
 			if task.State != tt.state || task.Status != tt.status || !strings.Contains(task.Reason, tt.reason) {
 				t.Errorf("task %s, status %d, reason %q; want %s, %d, with %q", task.State, task.Status, task.Reason, tt.state, tt.status, tt.reason)
+			}
+			if task.Node != "peer" || task.Job != "job-1" {
+				t.Errorf("task on %s, %s; want the instance's", task.Node, task.Job)
+			}
+			if tt.r.Status == types.CallOK && (task.ExitCode == nil || *task.ExitCode != tt.r.ExitCode) {
+				t.Errorf("exit code %v, want %d", task.ExitCode, tt.r.ExitCode)
+			}
+			if tt.r.Status != types.CallOK && task.ExitCode != nil {
+				t.Errorf("exit code %d of a call that did not run to its end", *task.ExitCode)
 			}
 			if tt.state == TaskCompleted {
 				return
@@ -81,14 +87,13 @@ func TestClassify(t *testing.T) {
 }
 
 func TestClassifyKeepsTheAnswer(t *testing.T) {
-	v := classify(ending{
-		Job:    api.Job{State: types.JobCompleted, Node: "peer", Result: &types.Result{Stdout: "cid-out"}},
-		Stdout: []byte("Content-Type: application/json\nX-One: 1\n\n{}"),
-	})
+	v := classifyCall(&types.CallReply{Status: types.CallOK, Stdout: []byte("Content-Type: application/json\nX-One: 1\n\n{}")},
+		&instance{job: "job-1", peer: "peer"})
 	if v.State != TaskCompleted || v.Response.Status != http.StatusOK || string(v.Response.Body) != "{}" ||
 		v.Response.Header.Get("Content-Type") != "application/json" || v.Response.Header.Get("X-One") != "1" {
 		t.Fatalf("verdict %+v", v)
 	}
+	v.Output = "cid-out"
 	task := Task{State: TaskScheduled}
 	if err := v.apply(&task, start); err != nil {
 		t.Fatal(err)
@@ -100,9 +105,12 @@ func TestClassifyKeepsTheAnswer(t *testing.T) {
 
 func TestApplyKeepsAStoppedTask(t *testing.T) {
 	task := Task{State: TaskStopped, Reason: "stopped by its account"}
-	v := classify(ending{Job: api.Job{State: types.JobFailed, Reason: "no node bid: x"}})
+	v := classifyCall(exited(1, ""), &instance{job: "job-1", peer: "peer"})
 	if err := v.apply(&task, start); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("apply to a stopped task: %v", err)
+	}
+	if task.State != TaskStopped || task.Reason != "stopped by its account" {
+		t.Fatalf("task %+v", task)
 	}
 }
 

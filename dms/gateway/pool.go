@@ -204,14 +204,17 @@ func (ps *pools) instances(acct, name string) []Instance {
 	return out
 }
 
-// acquire takes a call slot on the least busy instance, waiting in the
-// queue while none is free, until ctx ends.
-func (p *pool) acquire(ctx context.Context) (*instance, error) {
+// acquire takes a call slot on the least busy instance, one the call has
+// not tried yet if any is free, waiting in the queue while none is free,
+// until ctx ends.
+func (p *pool) acquire(ctx context.Context, tried []*instance) (*instance, error) {
 	now := time.Now()
 	p.mu.Lock()
-	p.rate.add(now, 1)
+	if len(tried) == 0 { // a retry is not a new arrival
+		p.rate.add(now, 1)
+	}
 	p.lastUse = now
-	if in := p.pick(); in != nil {
+	if in := p.pick(tried); in != nil {
 		in.inFlight++
 		p.mu.Unlock()
 		return in, nil
@@ -270,12 +273,19 @@ func (p *pool) retryAfter() time.Duration {
 func (p *pool) name() string { return fmt.Sprintf("%s@%d", p.key.function, p.key.revision) }
 
 // pick returns the ready instance with the fewest calls in flight below
-// its limit; nil when all are full. Callers hold p.mu.
-func (p *pool) pick() *instance {
+// its limit, preferring one not in avoid (those a call tried already: one
+// that answered busy would be picked again, its count being the lowest);
+// nil when all are full. Callers hold p.mu.
+func (p *pool) pick(avoid []*instance) *instance {
 	var best *instance
+	bestAvoided := false
 	for _, in := range p.ready {
-		if in.inFlight < in.limit && (best == nil || in.inFlight < best.inFlight) {
-			best = in
+		if in.inFlight >= in.limit {
+			continue
+		}
+		avoided := slices.Contains(avoid, in)
+		if best == nil || bestAvoided && !avoided || avoided == bestAvoided && in.inFlight < best.inFlight {
+			best, bestAvoided = in, avoided
 		}
 	}
 	return best
@@ -311,7 +321,7 @@ func (p *pool) release(in *instance, took time.Duration) {
 // Callers hold p.mu.
 func (p *pool) serveQueue() {
 	for len(p.queue) > 0 {
-		in := p.pick()
+		in := p.pick(nil)
 		if in == nil {
 			return
 		}
@@ -414,7 +424,10 @@ func (p *pool) step() bool {
 	l := p.load(now)
 	d := orchestrator.Scale(l, orchestrator.Scaling{Min: p.scaling.MinInstances, Max: p.scaling.MaxInstances, Concurrency: p.scaling.Concurrency})
 	n := d.Want - l.Ready - l.Starting
-	if n <= 0 || (p.failure != "" && now.Sub(p.failedAt) < failBackoff && l.Ready+l.Starting > 0) {
+	// After a failed start, none for failBackoff: a pool that keeps a
+	// minimum would auction again at every tick (calls meanwhile are
+	// refused when there is nothing to wait for, see refusal).
+	if n <= 0 || (p.failure != "" && now.Sub(p.failedAt) < failBackoff) {
 		p.mu.Unlock()
 		return false
 	}
@@ -466,15 +479,42 @@ func (p *pool) start(rev Revision, sc Scaling) {
 		p.startFailed("placing an instance: " + err.Error())
 		return
 	}
-	updates, err := p.g.runner.WatchJob(p.g.ctx, job.ID)
+	watch, stop := context.WithCancel(p.g.ctx)
+	defer stop()
+	updates, err := p.g.runner.WatchJob(watch, job.ID)
 	if err != nil {
 		p.g.releaseJob(job.ID)
 		p.startFailed("watching an instance: " + err.Error())
 		return
 	}
 	var in *instance
-	for j := range updates {
+	for {
+		var j api.Job
+		var ok bool
+		if in == nil { // a start is bounded even when its job says nothing
+			select {
+			case j, ok = <-updates:
+			case <-ctx.Done():
+				p.g.releaseJob(job.ID)
+				p.startFailed(fmt.Sprintf("no instance started within %s", startTimeout))
+				return
+			}
+		} else {
+			j, ok = <-updates
+		}
 		switch {
+		case !ok:
+			// The watch ended: the gateway is closing, or the node lost
+			// the job. Either way the job is released: this drop may come
+			// before the one of a closing pool's releaseAll, which then
+			// finds the instance gone.
+			if in != nil {
+				p.drop(in, "its job's watch ended", true)
+			} else {
+				p.g.releaseJob(job.ID)
+				p.startFailed("the instance's job was lost")
+			}
+			return
 		case in == nil && j.State == types.JobRunning:
 			in = p.started(j, sc)
 			cancel() // started in time: the watch goes on
@@ -485,18 +525,6 @@ func (p *pool) start(rev Revision, sc Scaling) {
 			p.drop(in, "its job "+string(j.State)+": "+j.Reason, false)
 			return
 		}
-		if in == nil && ctx.Err() != nil {
-			p.g.releaseJob(job.ID)
-			p.startFailed(fmt.Sprintf("no instance started within %s", startTimeout))
-			return
-		}
-	}
-	// The watch ended: the gateway is closing, or the node lost the job.
-	if in != nil {
-		p.drop(in, "its job's watch ended", p.g.ctx.Err() == nil)
-	} else {
-		p.g.releaseJob(job.ID)
-		p.startFailed("the instance's job was lost")
 	}
 }
 

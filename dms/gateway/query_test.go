@@ -120,7 +120,7 @@ func TestListTasks(t *testing.T) {
 		}
 		ids = append(ids, res.Task)
 	}
-	r.f.setPlay(func(*jobs.Spec) []api.Job { return failed("no node bid: x") })
+	r.f.replying(exited(1, "x"))
 	r.clock.Add(time.Second)
 	_, err := r.alice.Invoke(ctx, "b", Call{})
 	var ce *CallError

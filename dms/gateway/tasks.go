@@ -139,7 +139,8 @@ const releaseTimeout = 5 * time.Second
 
 // TaskResult is a completed task's response, read again from the output
 // its task names; the error of a failed or stopped one (a *CallError);
-// ErrConflict before it ends.
+// ErrConflict before it ends; ErrNotFound for a synchronous call without
+// an Idempotency-Key, whose output was not kept.
 func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 	t, err := s.g.task(s.account, id)
 	switch {
@@ -149,6 +150,9 @@ func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 		return Response{}, fmt.Errorf("%w: task %s is %s", api.ErrConflict, id, t.State)
 	case t.State != TaskCompleted:
 		return Response{}, &CallError{Task: id, Err: failure(t)}
+	case t.Response == "":
+		return Response{}, fmt.Errorf("%w: the output of task %s is not kept: a synchronous call's answer goes to its caller only (send an %s to keep it)",
+			api.ErrNotFound, id, HeaderIdempotencyKey)
 	}
 	out, err := s.g.runner.GetBlob(ctx, t.Response)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // resume takes up the tasks a previous run left unfinished. An async
 // task, whose input was kept, runs again (calls are at-least-once: it may
 // have run before the restart); a synchronous one, whose caller is gone,
-// fails. Start calls it holding g.life.
+// fails.
 func (g *Gateway) resume(ctx context.Context) error {
 	var open []Task
 	err := each(g.db, taskPrefix, func(_ string, t Task) error {
@@ -37,7 +37,9 @@ func (g *Gateway) resume(ctx context.Context) error {
 			g.end(t, verdict{State: TaskFailed, Err: err, Reason: "resuming after a restart: " + err.Error()})
 			continue
 		}
-		g.wg.Add(1)
+		if !g.goBackground() {
+			break // closed meanwhile: the task runs at the next Start
+		}
 		go func() {
 			defer g.wg.Done()
 			g.execute(g.ctx, p, t, in)
