@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/opendms/dms/dms/api"
@@ -301,13 +302,14 @@ func (g *Gateway) begin(t Task, in *callInput) error {
 func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (Response, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	g.calls.Store(t.ID, cancel)
+	live := &liveCall{cancel: cancel}
+	g.calls.Store(t.ID, live)
 	defer g.calls.Delete(t.ID)
 	defer context.AfterFunc(g.ctx, func() { cancel(errGatewayClosing) })()
 	rev := p.revision()
 	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(rev.Timeout))
 	defer stop()
-	reply, inst, err := g.dispatch(ctx, p, t, in)
+	reply, inst, err := g.dispatch(ctx, p, t, in, live)
 	if err != nil {
 		return g.interrupted(ctx, t, err)
 	}
@@ -320,13 +322,50 @@ func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (R
 	return g.end(t, v)
 }
 
+// liveCall is a call in flight, in g.calls by task ID: StopTask cancels
+// it, and a task's readers see it running on its instance (a task is
+// written when it is accepted and when it ends, not in between).
+type liveCall struct {
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	node   string
+	job    string
+	at     time.Time
+}
+
+// sent records the instance a call was sent to, at now.
+func (l *liveCall) sent(in *instance, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.node, l.job = in.peer, in.job
+	if l.at.IsZero() {
+		l.at = now
+	}
+}
+
+// overlay shows t as running when its call is on an instance.
+func (g *Gateway) overlay(t Task) Task {
+	v, ok := g.calls.Load(t.ID)
+	if !ok || t.State != TaskScheduled {
+		return t
+	}
+	l := v.(*liveCall)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.node != "" {
+		at := l.at
+		t.State, t.Node, t.Job, t.StartedAt = TaskRunning, l.node, l.job, &at
+	}
+	return t
+}
+
 // errGatewayClosing is the cause of a call's end when the gateway closes.
 var errGatewayClosing = errors.New("gateway: closing")
 
 // dispatch sends a call to the pool's instances until one answers: a
 // call whose instance was busy, gone or lost (the stream broke) goes to
 // another, at most maxAttempts in all.
-func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (*types.CallReply, *instance, error) {
+func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
 	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
 	var last error
 	var tried []*instance
@@ -340,6 +379,7 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput) (
 			req.Timeout = time.Until(deadline)
 		}
 		req.Allocation = inst.alloc
+		live.sent(inst, g.now())
 		began := time.Now()
 		reply, err := g.caller.Call(ctx, inst.peer, &req)
 		switch {

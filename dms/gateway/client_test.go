@@ -241,7 +241,7 @@ func TestClientTasks(t *testing.T) {
 	if _, err := c.TaskResult(ctx, task.ID); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("the result of a task in flight: %v, want ErrConflict", err)
 	}
-	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskScheduled, Limit: 3}); err != nil || len(list) != 1 {
+	if list, err := c.ListTasks(ctx, TaskQuery{Function: "f", State: TaskRunning, Limit: 3}); err != nil || len(list) != 1 {
 		t.Fatalf("ListTasks: %+v %v", list, err)
 	}
 	if list, err := c.ListTasks(ctx, TaskQuery{Function: "g"}); err != nil || len(list) != 0 {

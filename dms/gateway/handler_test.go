@@ -342,7 +342,7 @@ func TestTaskRoutes(t *testing.T) {
 
 	for query, want := range map[string][]string{
 		"function=echo&state=completed&limit=5": {t2},
-		"state=scheduled":                       {t1},
+		"state=running":                         {t1}, // on its instance
 		"function=other":                        nil,
 		"limit=1":                               {t2}, // newest first
 	} {
@@ -358,12 +358,12 @@ func TestTaskRoutes(t *testing.T) {
 	g.as(key, "GET", "/v1/tasks?limit=many", "").wantError(t, 400, "limit")
 	g.as(key, "GET", "/v1/tasks?fn=echo", "").wantError(t, 400, `unknown parameter "fn"`)
 
-	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/"+t1, "").want(t, 200)); task.State != TaskScheduled {
+	if task := decode[Task](t, g.as(key, "GET", "/v1/tasks/"+t1, "").want(t, 200)); task.State != TaskRunning || task.Node != fakeNode || task.StartedAt == nil {
 		t.Fatalf("task %+v", task)
 	}
 	g.as(key, "GET", "/v1/tasks/t9", "").wantError(t, 404)
 	g.as(key, "GET", "/v1/tasks/"+strings.Repeat("0", 32), "").wantError(t, 404)
-	g.as(key, "GET", "/v1/tasks/"+t1+"/result", "").wantError(t, 409, "scheduled")
+	g.as(key, "GET", "/v1/tasks/"+t1+"/result", "").wantError(t, 409, "running")
 
 	r := g.as(key, "GET", "/v1/tasks/"+t2+"/result", "").answer(t, 418)
 	if string(r.body) != "short and stout" || r.header.Get("X-Teapot") != "yes" || r.header.Get(HeaderTask) != t2 {

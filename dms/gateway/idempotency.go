@@ -16,7 +16,9 @@ import (
 // answer, or 409 while it runs. Calls are at-least-once (one whose
 // instance was lost with it in flight is sent to another); the key is
 // what keeps a client's retry from running the function again. A key is
-// kept as long as its task.
+// kept as long as its task. Keys are per account, and per endpoint for
+// calls through one: every caller of an endpoint open to anyone shares
+// its keys, so such callers should send random keys (UUIDs).
 const HeaderIdempotencyKey = "Idempotency-Key"
 
 // maxIdempotencyKey bounds a key (Stripe's limit).
@@ -25,9 +27,11 @@ const maxIdempotencyKey = 255
 // idemRetry is the Retry-After of a call whose key's call still runs.
 const idemRetry = time.Second
 
-func idemKey(acct, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return idemPrefix + acct + "/" + hex.EncodeToString(sum[:])
+// idemKey is the record of t's key: keys are per account, and per
+// endpoint for a call through one.
+func idemKey(t Task) string {
+	sum := sha256.Sum256([]byte(t.Endpoint + "\x00" + t.Idempotency))
+	return idemPrefix + t.Account + "/" + hex.EncodeToString(sum[:])
 }
 
 // checkIdempotencyKey reports a key that is too long or not printable
@@ -54,7 +58,7 @@ func (e errDuplicate) Error() string { return "gateway: duplicate of task " + e.
 // adds the key's record to put, which begin writes. Callers hold
 // g.idemMu.
 func (g *Gateway) claim(t Task, put map[string]any) error {
-	key := idemKey(t.Account, t.Idempotency)
+	key := idemKey(t)
 	var earlier string
 	found, err := g.db.Lookup(key, &earlier)
 	switch {

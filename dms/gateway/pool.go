@@ -120,7 +120,9 @@ func (ps *pools) get(acct string, fn Function, rev Revision) *pool {
 		defer ps.g.wg.Done()
 		p.scale()
 		ps.mu.Lock()
-		delete(ps.m, k)
+		if ps.m[k] == p { // a function deployed again under its name has a new pool
+			delete(ps.m, k)
+		}
 		ps.mu.Unlock()
 	}()
 	return p
@@ -175,6 +177,7 @@ func (ps *pools) forget(acct, name string) {
 	for k, p := range ps.m {
 		if k.account == acct && k.function == name {
 			p.close()
+			delete(ps.m, k) // its scaler releases its instances on its way out
 		}
 	}
 }

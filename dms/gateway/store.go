@@ -22,7 +22,7 @@ const (
 	quotaPrefix    = "gw/quota/" // gw/quota/<endpoint>/<day>: calls admitted that quota day, the latest day's only
 	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
 	inputPrefix    = "gw/input/" // gw/input/<account>/<task ID>: callInput of an async task until it ends
-	idemPrefix     = "gw/idem/"  // gw/idem/<account>/<sha-256 of the key>: idempotent, the task of an Idempotency-Key
+	idemPrefix     = "gw/idem/"  // gw/idem/<account>/<sha-256 of endpoint, NUL, key>: the task of an Idempotency-Key
 )
 
 func accountKey(name string) string      { return accountPrefix + name }

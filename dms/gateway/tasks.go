@@ -80,6 +80,7 @@ func (s *scope) ListTasks(ctx context.Context, q TaskQuery) ([]Task, error) {
 	}
 	var out []Task
 	err := each(s.g.db, tasksOf(s.account), func(_ string, t Task) error {
+		t = s.g.overlay(t)
 		if (q.Function == "" || t.Function == q.Function) && (q.State == "" || t.State == q.State) {
 			out = append(out, t)
 		}
@@ -93,7 +94,8 @@ func (s *scope) ListTasks(ctx context.Context, q TaskQuery) ([]Task, error) {
 
 // GetTask returns one task.
 func (s *scope) GetTask(ctx context.Context, id string) (Task, error) {
-	return s.g.task(s.account, id)
+	t, err := s.g.task(s.account, id)
+	return s.g.overlay(t), err
 }
 
 func (g *Gateway) task(acct, id string) (Task, error) {
@@ -117,8 +119,8 @@ func (s *scope) StopTask(ctx context.Context, id string) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	if cancel, ok := s.g.calls.Load(id); ok {
-		cancel.(context.CancelCauseFunc)(errStopped)
+	if live, ok := s.g.calls.Load(id); ok {
+		live.(*liveCall).cancel(errStopped)
 	}
 	return t, nil
 }
@@ -143,6 +145,7 @@ const releaseTimeout = 5 * time.Second
 // an Idempotency-Key, whose output was not kept.
 func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 	t, err := s.g.task(s.account, id)
+	t = s.g.overlay(t)
 	switch {
 	case err != nil:
 		return Response{}, err

@@ -82,7 +82,7 @@ func (g *Gateway) expire(now time.Time) (int, error) {
 		if t.EndedAt != nil && t.EndedAt.Before(cutoff) {
 			old = append(old, key)
 			if t.Idempotency != "" {
-				old = append(old, idemKey(t.Account, t.Idempotency))
+				old = append(old, idemKey(t))
 			}
 		}
 		return nil
