@@ -82,6 +82,12 @@ func (a *nodeActor) Receive(c actor.Context) {
 	case unwatch:
 		delete(a.streams, m.ticket)
 		a.step(event{fn: func(mc *Machine, _ time.Time) { mc.Unwatch(m.ticket) }})
+	case bidRequestMsg:
+		need := a.m.Short(m.req, a.now()) // before the request's own hold takes the room
+		a.step(event{fn: func(mc *Machine, now time.Time) { mc.BidRequest(m.req, now) }, slot: true})
+		if !need.IsZero() {
+			a.reclaimFor(need)
+		}
 	case tickMsg:
 		a.step(event{fn: (*Machine).Tick})
 	case infoRequest:

@@ -92,6 +92,34 @@ func reclaimable(committed, registered types.Resources, cands []reclaimCandidate
 	return out
 }
 
+// reclaimFor releases idle warm instances (no call in flight, none for
+// ReclaimIdle), longest idle first, until need fits in what the ledger
+// has free: a bid request declined only for want of room they hold finds
+// it when its requester asks again (a busy node is asked again within
+// the job's queue timeout). OpenWhisk evicts idle containers the same way
+// when an invoker needs memory for a new one.
+func (a *nodeActor) reclaimFor(need types.Resources) {
+	now := a.now()
+	registered := a.m.Ledger().Registered()
+	committed := registered.Sub(a.m.Ledger().Available(now)).Add(need)
+	var cands []reclaimCandidate
+	for id, h := range a.runs {
+		switch w := h.warm.Load(); {
+		case w == nil:
+		case w.leaving():
+			committed = committed.Sub(w.res)
+		case w.inFlight() == 0 && now.Sub(w.snapshot().last) >= a.n.cfg.ReclaimIdle:
+			cands = append(cands, reclaimCandidate{id: id, res: w.res, last: w.snapshot().last})
+		}
+	}
+	reclaimOrder(cands)
+	for _, id := range reclaimable(committed, registered, cands) {
+		h := a.runs[id]
+		h.warm.Load().reclaimed.Store(true)
+		h.cancel(errReleased{reason: releasedDemand})
+	}
+}
+
 // reclaim releases warm instances while what is locked and running
 // exceeds what the provider offers (it lowered its offer). An instance on
 // its way out (closed, or reclaimed already) no longer counts as

@@ -233,6 +233,18 @@ func (m *Machine) snapshot(now time.Time) Snapshot {
 
 // busyOnly reports whether the node would bid on req if nothing it offers
 // were in use: the decline is only for now.
+// Short says what the node lacks, now, to bid on req when that is all it
+// lacks (it would bid were nothing in use): its need beyond what is
+// available; zero otherwise. The shell may free that much (idle warm
+// instances) so the requester, asking again, finds room.
+func (m *Machine) Short(req *types.BidRequest, now time.Time) types.Resources {
+	snap := m.snapshot(now)
+	if req.Resources.Fits(snap.Available) || !m.busyOnly(req, snap) {
+		return types.Resources{}
+	}
+	return req.Resources
+}
+
 func (m *Machine) busyOnly(req *types.BidRequest, snap Snapshot) bool {
 	snap.Available = snap.Registered
 	return len(Decide(m.checks, req, &snap)) == 0

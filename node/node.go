@@ -87,10 +87,13 @@ type Config struct {
 	// requester may stay disconnected before the instance is released
 	// (default 30s). An instance sends its requester a receipt every
 	// ReceiptCalls calls (default 1,000) or ReceiptEvery (default 10s),
-	// whichever comes first, and a final one when it ends.
+	// whichever comes first, and a final one when it ends. An instance
+	// with no call for ReclaimIdle (default 2s) is released when a bid
+	// request finds the node short only of the room it holds.
 	OrphanGrace  time.Duration
 	ReceiptCalls uint64
 	ReceiptEvery time.Duration
+	ReclaimIdle  time.Duration
 }
 
 // machine is the Machine's part of the config.
@@ -123,6 +126,7 @@ func (c *Config) validate() error {
 	setDefault(&c.MaxBlob, 256<<20)
 	setDefault(&c.Heartbeat, defaultHeartbeat)
 	setDefault(&c.OrphanGrace, 30*time.Second)
+	setDefault(&c.ReclaimIdle, 2*time.Second)
 	setDefault(&c.ReceiptCalls, 1000)
 	setDefault(&c.ReceiptEvery, 10*time.Second)
 	if c.OrphanGrace < 0 || c.ReceiptEvery < 0 {
@@ -322,8 +326,13 @@ func (n *Node) HandleBidRequest(from string, req *types.BidRequest) {
 		n.cfg.Logger.Debug("mailbox full: bid request dropped", "job", req.JobID, "from", from)
 		return
 	}
-	n.post(event{fn: func(m *Machine, now time.Time) { m.BidRequest(req, now) }, slot: true})
+	n.post(bidRequestMsg{req: req})
 }
+
+// bidRequestMsg is a bid request for the actor: the machine decides, then
+// the actor frees idle warm instances when they alone keep the node from
+// bidding.
+type bidRequestMsg struct{ req *types.BidRequest }
 
 // Accept locks capability for an allocation (the commit point) and answers
 // with a *types.Confirm or a *types.Reject.

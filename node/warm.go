@@ -26,6 +26,7 @@ const (
 	releasedGone    = "released: requester gone"
 	releasedReclaim = "released: the provider reclaimed its capability"
 	releasedBroken  = "released: the program broke: "
+	releasedDemand  = "released: idle, its capability was wanted for other work"
 )
 
 // errReleased is the cause of a warm allocation's context when the
@@ -214,7 +215,7 @@ func (w *instance) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	if w.prepErr != nil {
-		return fmt.Errorf("node: the instance could not start: %w", w.prepErr)
+		return fmt.Errorf("the instance could not start: %w", w.prepErr)
 	}
 	return nil
 }
@@ -361,6 +362,9 @@ func (n *Node) Call(ctx context.Context, from string, req *types.CallRequest) *t
 	w := v.(*instance)
 	if err := w.waitReady(ctx, w.callTimeout(req.Timeout)); err != nil {
 		rep.Status, rep.Error = types.CallNodeError, err.Error()
+		if faultOf(err) == types.FaultProgram { // it cannot start anywhere: say why, do not retry
+			rep.Status = types.CallFailed
+		}
 		return rep
 	}
 	if rep.Status = w.acquire(); rep.Status != types.CallOK {

@@ -554,6 +554,51 @@ func TestWarmReclaimOnLowerOffer(t *testing.T) {
 	}
 }
 
+// A bid request that finds the node short only of the room idle warm
+// instances hold is declined as busy, and frees them, longest idle
+// first, no more than it needs, never one with a call in flight: asked
+// again, the node bids.
+func TestWarmReclaimForDemand(t *testing.T) {
+	w := newWarmHarness(t, func(c *Config) { c.ReclaimIdle = time.Millisecond })
+	doneA := w.start("a", types.Warm{Concurrency: 1, KeepAlive: time.Hour})
+	w.start("b", types.Warm{Concurrency: 1, KeepAlive: time.Hour}) // the node is full: 2 cores
+	fb := w.exec.instance("b")
+	inFlight := make(chan *types.CallReply, 1)
+	go func() { inFlight <- w.call(requester, "b", "wait") }()
+	<-fb.entered
+	time.Sleep(5 * time.Millisecond) // a is idle past ReclaimIdle (1ms)
+
+	ask := func(job string) types.Message {
+		w.node.HandleBidRequest(requester, &types.BidRequest{JobID: types.JobID(job), Requester: requester, Executor: "wasm", Resources: warmRes, Deadline: time.Now().Add(time.Minute)})
+		for m := range w.net.sent {
+			if _, receipt := m.(*types.Receipt); !receipt {
+				return m
+			}
+		}
+		return nil
+	}
+	if m := ask("c"); !isBusy(m) {
+		t.Fatalf("a bid request with the node full: %#v; %+v", m, w.info())
+	}
+	if last := ended(t, doneA); last.State != types.AllocCompleted || last.Reason != releasedDemand {
+		t.Fatalf("a: %+v", last)
+	}
+	waitUntil(t, func() bool { return w.info().Running == 1 })
+	if _, ok := ask("d").(*types.Bid); !ok {
+		t.Fatal("asked again, the node did not bid")
+	}
+	if !w.registered("b") {
+		t.Fatal("the instance with a call in flight was released")
+	}
+	close(fb.gate)
+	<-inFlight
+}
+
+func isBusy(m types.Message) bool {
+	d, ok := m.(*types.Decline)
+	return ok && d.Busy
+}
+
 func TestReclaimable(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	cands := []reclaimCandidate{

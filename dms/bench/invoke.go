@@ -382,12 +382,10 @@ func invokeStep(ctx context.Context, o Options) (_ map[string]any, err error) {
 		return nil, err
 	}
 	step := time.Now().Add(before)
-	stopSampling, samples := f.sampleInstances(ctx, "step", step)
+	stopSampling := f.sampleInstances(ctx, "step", step)
 	calls := stepLoop(ctx, step, before, after, func(ctx context.Context) (time.Duration, error) { return f.call(ctx, "step", body) })
-	series := stopSampling()
-	res := stepResults(calls, series)
+	res := stepResults(calls, stopSampling())
 	o.Log.Info("step", "recovered_ms", res["recovered_ms"], "failed", res["failed"], "instances", res["instances_after"])
-	_ = samples
 	return res, nil
 }
 
@@ -450,13 +448,13 @@ func pace(ctx context.Context, d time.Duration, rate int, send func()) {
 // instanceSample is how many warm instances a function had at a moment
 // (since the step).
 type instanceSample struct {
-	At        time.Duration
-	Instances int
+	AtMillis  int64 `json:"at_ms"`
+	Instances int   `json:"instances"`
 }
 
 // sampleInstances counts the function's instances every stepSample until
 // the returned function is called; it returns the changes.
-func (f *fnNet) sampleInstances(ctx context.Context, name string, step time.Time) (func() []instanceSample, *[]instanceSample) {
+func (f *fnNet) sampleInstances(ctx context.Context, name string, step time.Time) func() []instanceSample {
 	ctx, cancel := context.WithCancel(ctx)
 	var series []instanceSample
 	done := make(chan struct{})
@@ -469,7 +467,7 @@ func (f *fnNet) sampleInstances(ctx context.Context, name string, step time.Time
 			list, err := f.svc.Instances(ctx, name)
 			if err == nil && len(list) != last {
 				last = len(list)
-				series = append(series, instanceSample{At: time.Since(step).Round(time.Millisecond), Instances: last})
+				series = append(series, instanceSample{AtMillis: time.Since(step).Milliseconds(), Instances: last})
 			}
 			select {
 			case <-ctx.Done():
@@ -482,7 +480,7 @@ func (f *fnNet) sampleInstances(ctx context.Context, name string, step time.Time
 		cancel()
 		<-done
 		return series
-	}, &series
+	}
 }
 
 // stepResults sums up invoke-step: failures, the p99 of each window after
@@ -514,23 +512,23 @@ func stepResults(calls []stepCall, series []instanceSample) map[string]any {
 		}
 	}
 	var atStep, final int
-	var ready time.Duration
+	var ready int64
 	for _, s := range series {
-		if s.At < 0 {
+		if s.AtMillis < 0 {
 			atStep = s.Instances
 		}
 		final = s.Instances
 	}
 	for _, s := range series {
 		if s.Instances == final {
-			ready = max(s.At, 0)
+			ready = max(s.AtMillis, 0)
 			break
 		}
 	}
 	res := map[string]any{
 		"calls": len(calls), "failed": failed, "recovered_ms": recovered.Milliseconds(),
 		"p99_after_ms": newDist(after).pct(99), "p50_after_ms": newDist(after).pct(50), "window_p99_ms": p99s,
-		"instances_at_step": atStep, "instances_after": final, "instances_ready_ms": ready.Milliseconds(), "instances_over_time": series,
+		"instances_at_step": atStep, "instances_after": final, "instances_ready_ms": ready, "instances_over_time": series,
 	}
 	if first != nil {
 		res["error"] = first.Error()

@@ -310,6 +310,16 @@ func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (R
 	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(rev.Timeout))
 	defer stop()
 	reply, inst, err := g.dispatch(ctx, p, t, in, live)
+	for t.Async && errors.Is(err, api.ErrUnavailable) && ctx.Err() == nil {
+		// No caller waits for an async call: rather than fail it as soon
+		// as no instance can start (the network is only coming up after
+		// a restart, say), it waits and tries again within its deadline.
+		select {
+		case <-ctx.Done():
+		case <-time.After(failBackoff):
+			reply, inst, err = g.dispatch(ctx, p, t, in, live)
+		}
+	}
 	if err != nil {
 		return g.interrupted(ctx, t, err)
 	}
@@ -381,13 +391,13 @@ func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput, l
 		req.Allocation = inst.alloc
 		live.sent(inst, g.now())
 		began := time.Now()
-		reply, err := g.caller.Call(ctx, inst.peer, &req)
+		reply, err := inst.call(ctx, g.caller, &req)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			p.release(inst, 0)
 			return nil, nil, context.Cause(ctx)
 		case err != nil:
-			p.drop(inst, "lost: "+err.Error(), true) // before its slot frees: no queued call gets it
+			p.lose(inst, "lost: "+err.Error()) // before its slot frees: no queued call gets it
 			p.release(inst, 0)
 			last = fmt.Errorf("%w: the instance on %s was lost: %w", api.ErrBadGateway, inst.peer, err)
 			continue
@@ -444,13 +454,17 @@ func (g *Gateway) interrupted(ctx context.Context, t Task, err error) (Response,
 // end records how a task ended and answers its call. A task that ended
 // before (stopped while it ran) keeps its end, and the call gets it.
 func (g *Gateway) end(t Task, v verdict) (Response, error) {
-	ended, err := g.updateTask(t.Account, t.ID, func(t *Task) error { return v.apply(t, g.now()) })
+	var input []string // an async task's input goes in the write that ends it
+	if t.Async {
+		input = []string{inputKey(t.Account, t.ID)}
+	}
+	ended, err := g.updateTask(t.Account, t.ID, func(t *Task) error { return v.apply(t, g.now()) }, input...)
 	if err != nil && !ended.State.Terminal() {
 		g.log.Error("recording the end of a task", "task", t.ID, "err", err)
 		return Response{}, &CallError{Task: t.ID, Err: err}
 	}
-	if t.Async {
-		if err := g.db.Delete(inputKey(t.Account, t.ID)); err != nil {
+	if err != nil && len(input) > 0 { // it ended before (stopped): its input goes now
+		if err := g.db.Delete(input[0]); err != nil {
 			g.log.Warn("deleting the input of an ended task", "task", t.ID, "err", err)
 		}
 	}

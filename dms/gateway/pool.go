@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -67,6 +68,25 @@ type instance struct {
 	lastCall  time.Time // guarded by the pool's mu
 	startedAt time.Time
 	gone      bool // guarded by the pool's mu: dropped from the pool
+	// lost ends the calls in flight on the instance when it is lost (its
+	// provider died or was cut off): they go to other instances rather
+	// than wait for a stream that may never break (QUIC over a dead
+	// peer's socket says nothing until its idle timeout).
+	lost     context.Context
+	loseCall context.CancelFunc
+}
+
+// call sends req to the instance: it ends with ctx, or when the instance
+// is lost.
+func (in *instance) call(ctx context.Context, c Caller, req *types.CallRequest) (*types.CallReply, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(in.lost, cancel)()
+	reply, err := c.Call(ctx, in.peer, req)
+	if err == nil && in.lost.Err() != nil {
+		err = errors.New("the instance was lost")
+	}
+	return reply, err
 }
 
 // grant is what a queued call gets: an instance, or why there is none.
@@ -363,6 +383,13 @@ func (p *pool) drop(in *instance, why string, cancel bool) {
 	p.poke()
 }
 
+// lose drops an instance that was lost, and ends the calls in flight on
+// it: they go to other instances.
+func (p *pool) lose(in *instance, why string) {
+	p.drop(in, why, true)
+	in.loseCall()
+}
+
 // poke wakes the scaler.
 func (p *pool) poke() {
 	select {
@@ -525,7 +552,11 @@ func (p *pool) start(rev Revision, sc Scaling) {
 			p.startFailed(redact(j.Reason))
 			return
 		case j.State.Terminal():
-			p.drop(in, "its job "+string(j.State)+": "+j.Reason, false)
+			if j.State == types.JobFailed { // its node was lost, or its program could not start
+				p.lose(in, "its job failed: "+j.Reason)
+			} else { // released: the provider lets its calls in flight end
+				p.drop(in, "its job "+string(j.State)+": "+j.Reason, false)
+			}
 			return
 		}
 	}
@@ -534,6 +565,7 @@ func (p *pool) start(rev Revision, sc Scaling) {
 // started adds the instance of a job that runs to the pool.
 func (p *pool) started(j api.Job, sc Scaling) *instance {
 	in := &instance{job: j.ID, peer: j.Node, limit: sc.Concurrency, startedAt: time.Now()}
+	in.lost, in.loseCall = context.WithCancel(context.Background())
 	if n := len(j.Attempts); n > 0 {
 		in.alloc = types.AllocationID(j.Attempts[n-1].AllocationID)
 	}

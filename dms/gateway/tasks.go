@@ -168,10 +168,11 @@ func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 	return Response{Status: res.Status, Header: res.Header, Body: res.Body, Task: id}, nil
 }
 
-// updateTask applies change to a task and writes it, under the tasks'
-// lock; a change that returns an error leaves it as it is, and the task
-// returned is the one stored.
-func (g *Gateway) updateTask(acct, id string, change func(*Task) error) (Task, error) {
+// updateTask applies change to a task and writes it, deleting the keys
+// of del in the same write, under the task's lock; a change that returns
+// an error leaves it as it is (and del too), and the task returned is the
+// one stored.
+func (g *Gateway) updateTask(acct, id string, change func(*Task) error, del ...string) (Task, error) {
 	mu := g.stripe("task:" + id)
 	mu.Lock()
 	defer mu.Unlock()
@@ -183,5 +184,5 @@ func (g *Gateway) updateTask(acct, id string, change func(*Task) error) (Task, e
 	if err := change(&edited); err != nil {
 		return t, err
 	}
-	return edited, g.db.Put(taskKey(acct, id), edited)
+	return edited, g.db.Write(map[string]any{taskKey(acct, id): edited}, del)
 }
