@@ -160,3 +160,41 @@ func TestGatewayRestartFinishesAsyncCalls(t *testing.T) {
 		t.Fatalf("the function after the restart: %+v, %v", fn, err)
 	}
 }
+
+// TestWarmInstancesMakeRoom: functions that each need the provider's whole
+// capability are called one after another. Each call's instance takes the
+// room the previous function's idle instance holds: the provider releases
+// it when the new instance's bid request finds the node short of it.
+func TestWarmInstancesMakeRoom(t *testing.T) {
+	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
+	gw, provider := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	info, err := provider.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	module, err := svc.PutModule(ctx, bytes.NewReader(tinywasm.Module(0, "Status: 200 OK\n\nok")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := types.Resources{CPU: info.Registered.CPU, Memory: 16 << 20}
+	for _, name := range []string{"a", "b", "c", "a"} {
+		if _, err := svc.GetFunction(ctx, name); err != nil {
+			if _, err := svc.Deploy(ctx, gateway.Deploy{Name: name, Module: module, Resources: whole}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := svc.Invoke(ctx, name, gateway.Call{})
+		if err != nil || string(res.Body) != "ok" {
+			t.Fatalf("calling %s while the others' instances idle: %+v, %v", name, res, err)
+		}
+	}
+}

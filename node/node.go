@@ -88,7 +88,7 @@ type Config struct {
 	// (default 30s). An instance sends its requester a receipt every
 	// ReceiptCalls calls (default 1,000) or ReceiptEvery (default 10s),
 	// whichever comes first, and a final one when it ends. An instance
-	// with no call for ReclaimIdle (default 2s) is released when a bid
+	// with no call for ReclaimIdle (default 500ms) is released when a bid
 	// request finds the node short only of the room it holds.
 	OrphanGrace  time.Duration
 	ReceiptCalls uint64
@@ -126,7 +126,7 @@ func (c *Config) validate() error {
 	setDefault(&c.MaxBlob, 256<<20)
 	setDefault(&c.Heartbeat, defaultHeartbeat)
 	setDefault(&c.OrphanGrace, 30*time.Second)
-	setDefault(&c.ReclaimIdle, 2*time.Second)
+	setDefault(&c.ReclaimIdle, 500*time.Millisecond)
 	setDefault(&c.ReceiptCalls, 1000)
 	setDefault(&c.ReceiptEvery, 10*time.Second)
 	if c.OrphanGrace < 0 || c.ReceiptEvery < 0 {

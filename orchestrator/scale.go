@@ -31,6 +31,12 @@ type Scaling struct {
 // so that a rise in the rate does not queue calls before the next decision.
 const Headroom = 1.25
 
+// MinAverage is the least average of calls in flight that keeps
+// instances for the rate alone: a function called now and then is served
+// on demand (its calls in flight and queued), and does not hold an
+// instance for a rate that decays towards zero without reaching it.
+const MinAverage = 0.1
+
 // Decision is what Scale decides: the instances wanted, and the reason, for
 // a person reading why a function scaled.
 type Decision struct {
@@ -40,13 +46,13 @@ type Decision struct {
 
 // Scale decides how many instances a function's queue wants, from its
 // load: by Little's law, rate x duration calls are in flight on average,
-// which Concurrency-sized instances serve with Headroom to spare; calls
-// in flight and queued now are served at once, not on average. The result
-// lies within [Min, Max].
+// which Concurrency-sized instances serve with Headroom to spare (once
+// that average is MinAverage or more); calls in flight and queued now are
+// served at once, not on average. The result lies within [Min, Max].
 func Scale(l Load, s Scaling) Decision {
 	c := max(s.Concurrency, 1)
 	want, reason := 0, "no load"
-	if avg := l.Rate * l.Duration.Seconds(); avg > 0 {
+	if avg := l.Rate * l.Duration.Seconds(); avg*Headroom >= MinAverage {
 		if n := ceilDiv(avg*Headroom, c); n > want {
 			want, reason = n, fmt.Sprintf("%.0f calls/s x %s = %.1f calls in flight on average", l.Rate, l.Duration.Round(time.Microsecond), avg)
 		}
