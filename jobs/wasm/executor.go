@@ -131,6 +131,18 @@ func (e *Executor) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error)
 	}
 	defer e.runs.Done()
 	in = in.WithDefaults()
+	prog, release, err := e.program(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return e.run(ctx, prog, in)
+}
+
+// program returns in's module compiled (from the cache, or compiled and
+// cached), held until release is called; ErrMemoryLimit when the module
+// starts with more memory than in allows. in has its defaults.
+func (e *Executor) program(ctx context.Context, in jobs.Input) (*program, func(), error) {
 	id := in.ModuleID
 	if id == "" {
 		id = types.CIDOf(in.Module).String()
@@ -141,14 +153,14 @@ func (e *Executor) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error)
 	}
 	prog, release, err := e.modules.get(ctx, id, load)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer release()
 	if prog.minMemory > uint64(in.Memory) {
-		return nil, fmt.Errorf("%w: the module starts with %s of memory; the limit is %s",
+		release()
+		return nil, nil, fmt.Errorf("%w: the module starts with %s of memory; the limit is %s",
 			jobs.ErrMemoryLimit, types.Bytes(prog.minMemory), in.Memory)
 	}
-	return e.run(ctx, prog, in)
+	return prog, release, nil
 }
 
 // run instantiates the program and calls its _start under the run's limits.

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/opendms/dms/jobs"
-	"github.com/opendms/dms/types"
 )
 
 var _ jobs.Warmer = (*Executor)(nil)
@@ -30,22 +29,9 @@ func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, erro
 	if err := checkStrings(in); err != nil {
 		return nil, err
 	}
-	id := in.ModuleID
-	if id == "" {
-		id = types.CIDOf(in.Module).String()
-	}
-	load := func() ([]byte, error) { return in.Module, nil }
-	if in.Module == nil && in.Load != nil {
-		load = in.Load
-	}
-	prog, release, err := e.modules.get(ctx, id, load)
+	prog, release, err := e.program(ctx, in)
 	if err != nil {
 		return nil, err
-	}
-	if prog.minMemory > uint64(in.Memory) {
-		release()
-		return nil, fmt.Errorf("%w: the module starts with %s of memory; the limit is %s",
-			jobs.ErrMemoryLimit, types.Bytes(prog.minMemory), in.Memory)
 	}
 	in.Module, in.Load = nil, nil
 	i := &instance{e: e, prog: prog, release: release, in: in}

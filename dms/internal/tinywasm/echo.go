@@ -32,28 +32,7 @@ func Echo() []byte {
 	c.i32(68).i32(48).op(0x28, 0x02, 0x00) // i32.load nread
 	c.op(0x36, 0x02, 0x00)                 // i32.store into the body iovec's len
 	c.call4(0, 1, 64, 1, 16)               // fd_write(stdout, body iovec, 1, &nwritten)
-	body := append([]byte{0x00}, c...)     // no locals
-	body = append(body, 0x0b)              // end
-
-	const wasi = "wasi_snapshot_preview1"
-	m := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
-	m = section(m, 1, []byte{0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00})
-	imports := []byte{0x02}
-	for _, name := range []string{"fd_write", "fd_read"} {
-		imports = append(vec(vec(imports, wasi), name), 0x00, 0x00) // func of type 0
-	}
-	m = section(m, 2, imports)
-	m = section(m, 3, []byte{0x01, 0x01})       // one function, type 1
-	m = section(m, 5, []byte{0x01, 0x00, 0x01}) // one memory of one page
-	exports := vec([]byte{0x02}, "memory")
-	exports = append(exports, 0x02, 0x00)
-	exports = vec(exports, "_start")
-	exports = append(exports, 0x00, 0x02)
-	m = section(m, 7, exports)
-	m = section(m, 10, append(uleb([]byte{0x01}, uint32(len(body))), body...))
-	data := []byte{0x01, 0x00, 0x41, 0x00, 0x0b} // one active segment at offset 0
-	data = append(uleb(data, uint32(len(mem))), mem...)
-	return section(m, 11, data)
+	return command([]string{"fd_write", "fd_read"}, c, mem)
 }
 
 // call4 calls imported function fn with four i32 arguments and drops its result.

@@ -40,14 +40,21 @@ func Module(sleep time.Duration, out string) []byte {
 	}
 	call(0, 1, 0, 1, 16) // fd_write(stdout, iovs, 1, &nwritten)
 
+	return command([]string{"fd_write", "poll_oneoff"}, code, mem)
+}
+
+// command assembles a WASI command of one page of memory, exported, holding
+// mem from offset 0, whose _start runs code; it imports the WASI functions
+// named, in order (function i), each of type (i32, i32, i32, i32) -> i32.
+func command(imported []string, code, mem []byte) []byte {
 	body := append([]byte{0x00}, code...) // no locals
 	body = append(body, 0x0b)             // end
 
 	const wasi = "wasi_snapshot_preview1"
 	m := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 	m = section(m, 1, []byte{0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00})
-	imports := []byte{0x02}
-	for _, name := range []string{"fd_write", "poll_oneoff"} {
+	imports := uleb(nil, uint32(len(imported)))
+	for _, name := range imported {
 		imports = append(vec(vec(imports, wasi), name), 0x00, 0x00) // func of type 0
 	}
 	m = section(m, 2, imports)
@@ -56,7 +63,7 @@ func Module(sleep time.Duration, out string) []byte {
 	exports := vec([]byte{0x02}, "memory")
 	exports = append(exports, 0x02, 0x00)
 	exports = vec(exports, "_start")
-	exports = append(exports, 0x00, 0x02)
+	exports = append(exports, 0x00, byte(len(imported)))
 	m = section(m, 7, exports)
 	m = section(m, 10, append(uleb([]byte{0x01}, uint32(len(body))), body...))
 	data := []byte{0x01, 0x00, 0x41, 0x00, 0x0b} // one active segment at offset 0
