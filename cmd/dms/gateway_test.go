@@ -13,6 +13,7 @@ import (
 
 	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/jobs"
 )
 
 // asKey runs a command against url with an API key.
@@ -329,5 +330,44 @@ func TestTagListOverTLS(t *testing.T) {
 	}
 	if code, out, errOut := asKey(t, url, key.Secret, "tag", "list", "--ca", ca); code != 0 || out != "KEY  VALUE  FUNCTIONS  ENDPOINTS\n" {
 		t.Fatalf("with --ca: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestFunctionScaleAndInstances: a deploy's scaling flags, `function
+// scale` (only the flags given change; a count of 0 is refused, as is a
+// scaling the gateway refuses, naming the field), `function instances`,
+// and `invoke --idempotency-key` answering a repeated call without
+// running it again.
+func TestFunctionScaleAndInstances(t *testing.T) {
+	n := sharedNet(t)
+	key := n.account(t, "scaler")
+	if code, _, errOut := asKey(t, n.url, key, "function", "deploy", "echo", "--module", n.echo, "--max-instances", "3", "--keep-alive", "1m"); code != 0 {
+		t.Fatalf("deploy: %s", errOut)
+	}
+	f := ok[gateway.Function](t, n.url, key, "function", "scale", "echo", "--min-instances", "1")
+	if want := (gateway.Scaling{MinInstances: 1, MaxInstances: 3, Concurrency: gateway.DefaultConcurrency, KeepAlive: jobs.Duration(time.Minute), MaxQueue: gateway.DefaultMaxQueue}); f.Scaling != want {
+		t.Fatalf("scale: %+v, want %+v", f.Scaling, want)
+	}
+	if code, _, errOut := asKey(t, n.url, key, "function", "scale", "echo", "--max-instances", "0"); code != 1 || !strings.Contains(errOut, "--max-instances 0: want 1 or more") {
+		t.Fatalf("--max-instances 0: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := asKey(t, n.url, key, "function", "scale", "echo", "--min-instances", "5"); code != 1 || !strings.Contains(errOut, "scaling.min_instances: 5 is over max_instances 3") {
+		t.Fatalf("min over max: exit %d, stderr %q", code, errOut)
+	}
+	var list []gateway.Instance
+	eventually(t, 30*time.Second, "the minimum instance", func() bool {
+		list = ok[[]gateway.Instance](t, n.url, key, "function", "instances", "echo")
+		return len(list) == 1
+	})
+	if list[0].Revision != 1 || list[0].Node == "" || list[0].Job == "" {
+		t.Fatalf("instances: %+v", list)
+	}
+	first := ok[gateway.Response](t, n.url, key, "function", "invoke", "echo", "-d", "once", "--idempotency-key", "order-7")
+	again := ok[gateway.Response](t, n.url, key, "function", "invoke", "echo", "-d", "twice", "--idempotency-key", "order-7")
+	if first.Task == "" || again.Task != first.Task || string(again.Body) != string(first.Body) || !strings.Contains(string(first.Body), "body: once") {
+		t.Fatalf("a call repeated with its key: %+v, then %+v", first, again)
+	}
+	if fn := ok[gateway.Function](t, n.url, key, "function", "show", "echo"); fn.Calls != 1 {
+		t.Fatalf("%d calls counted, want the one that ran", fn.Calls)
 	}
 }

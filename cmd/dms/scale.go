@@ -41,9 +41,16 @@ func (f *scalingFlags) given() bool {
 	return false
 }
 
-// apply sets the flags given over s.
+// apply sets the flags given over s. A count given as 0 (or less) is
+// refused: in the API a zero field means the default, which a person
+// typing 0 does not mean.
 func (f *scalingFlags) apply(s gateway.Scaling) (gateway.Scaling, error) {
 	fs := f.cmd.Flags()
+	for name, v := range map[string]int{"max-instances": f.max, "concurrency": f.conc, "max-queue": f.maxQueue} {
+		if fs.Changed(name) && v < 1 {
+			return s, fmt.Errorf("--%s %d: want 1 or more", name, v)
+		}
+	}
 	if fs.Changed("min-instances") {
 		s.MinInstances = f.min
 	}
