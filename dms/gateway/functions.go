@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -68,7 +69,9 @@ func (s *scope) Deploy(ctx context.Context, d Deploy) (Revision, error) {
 	if !found {
 		del = append(del, callsKey(s.account, d.Name)) // a late call of a function of that name deleted before
 	}
-	if err := s.g.db.Write(put, del); err != nil {
+	err = s.g.db.Write(put, del)
+	s.g.functions.forget(functionKey(s.account, d.Name))
+	if err != nil {
 		return Revision{}, err
 	}
 	s.g.pools.rescale(s.account, fn)
@@ -205,7 +208,63 @@ func (s *scope) GetFunction(ctx context.Context, name string) (Function, error) 
 // function reads an account's function, without its calls; ErrNotFound
 // if there is none.
 func (g *Gateway) function(acct, name string) (Function, error) {
-	return find[Function](g.db, functionName.MatchString(name), functionKey(acct, name), "function", name)
+	key := functionKey(acct, name)
+	if fn, ok := g.functions.get(key); ok {
+		return fn, nil
+	}
+	gen := g.functions.generation()
+	fn, err := find[Function](g.db, functionName.MatchString(name), key, "function", name)
+	if err == nil {
+		g.functions.put(key, fn, gen)
+	}
+	return fn, err
+}
+
+// fnCache holds function records as read, so a call does not read and
+// decode its function's record. Every write of a function record calls
+// forget after the write: a reader that read before it (an older
+// generation) does not store what it read.
+type fnCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]Function
+}
+
+// maxCachedFunctions bounds the cache; a full cache starts again empty.
+const maxCachedFunctions = 10_000
+
+func (c *fnCache) get(key string) (Function, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn, ok := c.m[key]
+	return fn, ok
+}
+
+func (c *fnCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps fn, read at generation gen, unless a write came since.
+func (c *fnCache) put(key string, fn Function, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedFunctions {
+		c.m = make(map[string]Function)
+	}
+	c.m[key] = fn
+}
+
+// forget drops a function's record after it was written or deleted.
+func (c *fnCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.m, key)
 }
 
 // Revisions lists a function's revisions, oldest first.
@@ -285,7 +344,9 @@ func (s *scope) change(name string, edit func(*Function) error) (Function, error
 		return Function{}, err
 	}
 	fn.UpdatedAt = s.g.now()
-	if err := s.g.db.Put(functionKey(s.account, name), fn); err != nil {
+	err = s.g.db.Put(functionKey(s.account, name), fn)
+	s.g.functions.forget(functionKey(s.account, name))
+	if err != nil {
 		return Function{}, err
 	}
 	_, err = s.g.db.Lookup(callsKey(s.account, name), &fn.Calls)
@@ -319,7 +380,9 @@ func (s *scope) DeleteFunction(ctx context.Context, name string) error {
 			del = append(append(del, endpointKey(e.Name)), quotas...)
 		}
 	}
-	if err := s.g.db.Write(nil, del); err != nil {
+	err = s.g.db.Write(nil, del)
+	s.g.functions.forget(functionKey(s.account, name))
+	if err != nil {
 		return err
 	}
 	s.g.pools.forget(s.account, name)

@@ -3,7 +3,9 @@ package gateway
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,5 +181,47 @@ func TestPutModule(t *testing.T) {
 	}
 	if _, err := r.alice.Deploy(t.Context(), Deploy{Name: "m", Module: c}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFunctionCacheNeverStale: calls read their function from a cache;
+// readers racing with writes never leave it stale: once the writes end,
+// every read sees the last one, and a deleted function is gone.
+func TestFunctionCacheNeverStale(t *testing.T) {
+	r := newRig(t)
+	r.deploy(t, r.alice, Deploy{Name: "echo"})
+	ctx := t.Context()
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := r.alice.GetFunction(ctx, "echo"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		if _, err := r.alice.SetTags(ctx, "echo", map[string]string{"n": strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	readers.Wait()
+	if fn, err := r.alice.GetFunction(ctx, "echo"); err != nil || fn.Tags["n"] != "199" {
+		t.Fatalf("after the writes: %+v, %v", fn.Tags, err)
+	}
+	if err := r.alice.DeleteFunction(ctx, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.alice.GetFunction(ctx, "echo"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("a deleted function: %v", err)
 	}
 }

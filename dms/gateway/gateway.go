@@ -73,6 +73,11 @@ type Gateway struct {
 	// calls holds the cancel (a context.CancelCauseFunc) of each call in
 	// flight, by task ID, for StopTask.
 	calls sync.Map
+	// accounts holds the names of accounts found: no request of a known
+	// account reads its record again.
+	accounts sync.Map
+	// functions caches function records, read on every call.
+	functions fnCache
 	// idemMu serialises the check and the write of Idempotency-Keys.
 	idemMu    sync.Mutex
 	now       func() time.Time
@@ -238,8 +243,11 @@ func (g *Gateway) stripe(name string) *sync.Mutex {
 
 // As returns the Service of one account; ErrNotFound if there is none.
 func (g *Gateway) As(ctx context.Context, account string) (Service, error) {
-	if _, err := g.account(account); err != nil {
-		return nil, err
+	if _, known := g.accounts.Load(account); !known {
+		if _, err := g.account(account); err != nil {
+			return nil, err
+		}
+		g.accounts.Store(account, struct{}{}) // accounts are never deleted
 	}
 	return &scope{g: g, account: account}, nil
 }
