@@ -53,26 +53,26 @@ var _ gateway.Caller = gatewayRunner{}
 // CancelJob releases a warm instance; it works while the node closes.
 func (r gatewayRunner) CancelJob(ctx context.Context, id string) error { return r.cancelJob(ctx, id) }
 
-// Call sends a call to a warm instance on peer.
+// Call sends a call to a warm instance on peer: over the call streams, or
+// to this node's own Node.
 func (r gatewayRunner) Call(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error) {
 	if peer != r.host.ID() {
 		return r.host.Call(ctx, peer, nil, req)
 	}
-	if r.node == nil {
-		return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown}, nil
-	}
-	return r.node.Call(ctx, peer, req), nil
+	return r.callNode(ctx, peer, req), nil
 }
 
 // serveCalls answers calls of warm instances from requesters on the call
 // streams.
-func (d *DMS) serveCalls() {
-	d.host.HandleCalls(func(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
-		if d.node == nil {
-			return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown}
-		}
-		return d.node.Call(ctx, from, req)
-	})
+func (d *DMS) serveCalls() { d.host.HandleCalls(d.callNode) }
+
+// callNode runs a call of requester from on this node's warm instances;
+// a node that offers no compute has none.
+func (d *DMS) callNode(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
+	if d.node == nil {
+		return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown, Error: "no such warm instance"}
+	}
+	return d.node.Call(ctx, from, req)
 }
 
 // inHome resolves a config file's path against the home; "" stays "".

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -415,34 +416,12 @@ func stepLoop(ctx context.Context, step time.Time, before, after time.Duration, 
 			mu.Unlock()
 		})
 	}
-	pace(ctx, time.Until(step), stepLow, send)
-	pace(ctx, after, stepHigh, send)
+	each := func(int) { send() }
+	paced(ctx, stepLow, int(time.Until(step).Seconds()*stepLow), each)
+	paced(ctx, stepHigh, int(after.Seconds()*stepHigh), each)
 	wg.Wait()
 	slices.SortFunc(out, func(a, b stepCall) int { return cmp.Compare(a.at, b.at) })
 	return out
-}
-
-// pace calls send rate times a second for d, catching up after a late
-// tick so the rate holds on average.
-func pace(ctx context.Context, d time.Duration, rate int, send func()) {
-	began := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	sent := 0
-	for {
-		elapsed := time.Since(began)
-		if elapsed >= d || ctx.Err() != nil {
-			return
-		}
-		for due := int(elapsed.Seconds() * float64(rate)); sent < due; sent++ {
-			send()
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // instanceSample is how many warm instances a function had at a moment
@@ -504,7 +483,7 @@ func stepResults(calls []stepCall, series []instanceSample) map[string]any {
 	}
 	recovered := time.Duration(0)
 	var p99s []float64
-	for _, w := range slices.Sorted(mapKeys(windows)) {
+	for _, w := range slices.Sorted(maps.Keys(windows)) {
 		p := newDist(windows[w]).pct(99)
 		p99s = append(p99s, p)
 		if time.Duration(p*float64(time.Millisecond)) > stepGoal {
@@ -534,14 +513,4 @@ func stepResults(calls []stepCall, series []instanceSample) map[string]any {
 		res["error"] = first.Error()
 	}
 	return res
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

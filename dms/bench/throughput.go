@@ -67,26 +67,33 @@ func throughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 }
 
 // openLoop submits jobs at rate per second for d, each in its own
-// goroutine, then waits for all of them. Jobs fall due at fixed times; a
-// late timer submits every job that is due at once, so the rate holds.
+// goroutine, then waits for all of them.
 func openLoop(ctx context.Context, svc service, spec *jobs.Spec, want []byte, rate int, d time.Duration) []run {
-	n := int(d.Seconds() * float64(rate))
-	runs := make([]run, n)
-	interval := time.Second / time.Duration(rate)
+	runs := make([]run, int(d.Seconds()*float64(rate)))
 	var wg sync.WaitGroup
-	start := time.Now()
+	n := paced(ctx, rate, len(runs), func(j int) {
+		wg.Go(func() { runs[j] = runJob(ctx, svc, spec, want) })
+	})
+	wg.Wait()
+	return runs[:n]
+}
+
+// paced calls start(i) for i from 0 to n-1 at rate per second, until ctx
+// ends, and returns how many it started. Starts fall due at fixed times;
+// a late timer starts every one that is due at once, so the rate holds.
+func paced(ctx context.Context, rate, n int, start func(i int)) int {
+	interval := time.Second / time.Duration(rate)
+	began := time.Now()
 	i := 0
 	for i < n && ctx.Err() == nil {
-		for ; i < n && time.Since(start) >= time.Duration(i)*interval; i++ {
-			j := i
-			wg.Go(func() { runs[j] = runJob(ctx, svc, spec, want) })
+		for ; i < n && time.Since(began) >= time.Duration(i)*interval; i++ {
+			start(i)
 		}
 		if i < n {
-			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+			time.Sleep(time.Until(began.Add(time.Duration(i) * interval)))
 		}
 	}
-	wg.Wait()
-	return runs[:i]
+	return i
 }
 
 // achieved is the completed jobs per second: completions over the time

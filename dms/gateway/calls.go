@@ -156,7 +156,7 @@ func (g *Gateway) plan(acct, name string, c Call, script, endpoint string) (*poo
 	if err != nil {
 		return nil, Task{}, callInput{}, err
 	}
-	rev := p.revision()
+	rev := p.rev
 	body, err := readBody(c.Body, rev.MaxBody)
 	if err != nil {
 		return nil, Task{}, callInput{}, err
@@ -306,8 +306,7 @@ func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (R
 	g.calls.Store(t.ID, live)
 	defer g.calls.Delete(t.ID)
 	defer context.AfterFunc(g.ctx, func() { cancel(errGatewayClosing) })()
-	rev := p.revision()
-	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(rev.Timeout))
+	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(p.rev.Timeout))
 	defer stop()
 	reply, inst, err := g.dispatch(ctx, p, t, in, live)
 	for t.Async && errors.Is(err, api.ErrUnavailable) && ctx.Err() == nil {

@@ -99,10 +99,10 @@ type grant struct {
 type pool struct {
 	g    *Gateway
 	key  poolKey
+	rev  Revision      // what its instances run: a revision never changes
 	wake chan struct{} // a call queued or an instance lost: scale now
 
 	mu       sync.Mutex
-	rev      Revision
 	scaling  Scaling
 	ready    []*instance
 	starting int
@@ -153,13 +153,6 @@ func (ps *pools) lookup(k poolKey) *pool {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	return ps.m[k]
-}
-
-// revision is the revision the pool's instances run.
-func (p *pool) revision() Revision {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rev
 }
 
 // rescale hands a function's new scaling (or default revision) to its
@@ -462,7 +455,7 @@ func (p *pool) step() bool {
 		return false
 	}
 	p.starting += n
-	rev, sc := p.rev, p.scaling
+	sc := p.scaling
 	p.mu.Unlock()
 	p.g.log.Debug("scaling up", "function", p.name(), "start", n, "ready", l.Ready, "starting", l.Starting, "why", d.Reason)
 	for range n {
@@ -472,7 +465,7 @@ func (p *pool) step() bool {
 		}
 		go func() {
 			defer p.g.wg.Done()
-			p.start(rev, sc)
+			p.start(sc)
 		}()
 	}
 	return false
@@ -498,9 +491,9 @@ func (p *pool) releaseAll() {
 // start auctions one warm instance as a job and adds it to the pool
 // once its provider runs it; then it watches the job, and drops the
 // instance when the job ends.
-func (p *pool) start(rev Revision, sc Scaling) {
-	spec := jobSpec(rev)
-	spec.Name = fmt.Sprintf("fn:%s/%s@%d", p.key.account, p.key.function, rev.Number)
+func (p *pool) start(sc Scaling) {
+	spec := jobSpec(p.rev)
+	spec.Name = fmt.Sprintf("fn:%s/%s@%d", p.key.account, p.key.function, p.rev.Number)
 	spec.Warm = &types.Warm{Concurrency: sc.Concurrency, KeepAlive: time.Duration(sc.KeepAlive)}
 	ctx, cancel := context.WithTimeout(p.g.ctx, startTimeout)
 	defer cancel()
