@@ -154,6 +154,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.resume(ctx); err != nil {
 		return err
 	}
+	if err := g.prewarm(ctx); err != nil {
+		return err
+	}
 	if !g.goBackground() {
 		return fmt.Errorf("%w: gateway closed", api.ErrUnavailable)
 	}

@@ -111,3 +111,29 @@ func TestScalingRoutes(t *testing.T) {
 		t.Fatalf("Client.Instances of no function: %v", err)
 	}
 }
+
+// TestRestartPrewarmsMinimum: a gateway started again over its database
+// starts the instances of a function's minimum at once, with no call.
+func TestRestartPrewarmsMinimum(t *testing.T) {
+	db := openDisk(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	f, c := newFakeRunner(), &clock{now: start}
+	first := newRigOn(t, db, f, c)
+	first.deploy(t, first.alice, Deploy{Name: "warm", Scaling: &Scaling{MinInstances: 2}})
+	first.deploy(t, first.alice, Deploy{Name: "cold"})
+	f.next(t)
+	f.next(t)
+	first.g.Close()
+
+	r := newRigOn(t, db, f, c)
+	for range 2 {
+		f.next(t)
+		if name := f.spec(f.submissions()).Name; !strings.HasPrefix(name, "fn:alice/warm@") {
+			t.Fatalf("a job after the restart: %s", name)
+		}
+	}
+	eventually(t, "the two instances", func() bool {
+		list, err := r.alice.Instances(t.Context(), "warm")
+		return err == nil && len(list) == 2
+	})
+}

@@ -51,6 +51,22 @@ func (g *Gateway) resume(ctx context.Context) error {
 	return nil
 }
 
+// prewarm makes the pools of the functions that keep instances warm
+// (min_instances), so a restarted gateway starts them at once, not at
+// their first call.
+func (g *Gateway) prewarm(ctx context.Context) error {
+	fns, err := all[Function](g.db, functionPrefix)
+	if err != nil {
+		return err
+	}
+	for _, fn := range fns {
+		if fn.Scaling.MinInstances > 0 {
+			g.pools.rescale(fn.Account, fn)
+		}
+	}
+	return ctx.Err()
+}
+
 // retain deletes, now and then, the finished tasks past their retention,
 // until the gateway closes.
 func (g *Gateway) retain() {
