@@ -448,7 +448,7 @@ func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
 		if err != nil {
 			return info, err
 		}
-		info.Registered, info.Available, info.Running = ni.Registered, ni.Available, ni.Running
+		info.Registered, info.Available, info.Used, info.Running = ni.Registered, ni.Available, ni.Used, ni.Running
 		info.Holds, info.Held = ni.Holds, ni.Held
 	}
 	return info, nil

@@ -168,10 +168,11 @@ func deploySlow(t *testing.T, gw *daemonProc) *gateway.Client {
 }
 
 // watchLedger samples the node's ledger until ctx ends; the returned
-// function says how it was ever over its registered capability ("" if
-// never).
+// function says how it was ever over its registered capability, or that
+// it could not be read ("" if it was read and never over).
 func watchLedger(ctx context.Context, d *daemonProc) func() string {
 	var over string
+	read := 0
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -181,8 +182,11 @@ func watchLedger(ctx context.Context, d *daemonProc) func() string {
 			c, cancel := context.WithTimeout(context.Background(), time.Second)
 			info, err := d.client.Node(c)
 			cancel()
-			if err == nil && over == "" && (info.Available.CPU < 0 || info.Available.Memory < 0) {
-				over = fmt.Sprintf("registered %s, available %s", info.Registered, info.Available)
+			if err == nil {
+				read++
+			}
+			if err == nil && over == "" && !info.Used.Fits(info.Registered) {
+				over = fmt.Sprintf("registered %s, used %s", info.Registered, info.Used)
 			}
 			select {
 			case <-ctx.Done():
@@ -192,6 +196,9 @@ func watchLedger(ctx context.Context, d *daemonProc) func() string {
 	}()
 	return func() string {
 		<-done
+		if read == 0 {
+			return "never read"
+		}
 		return over
 	}
 }

@@ -482,7 +482,7 @@ func (m *Machine) Tick(now time.Time) {
 
 // Info returns the node's record and load at now.
 func (m *Machine) Info(now time.Time) Info {
-	in := Info{Record: m.record, Registered: m.ledger.Registered(), Available: m.ledger.Available(now)}
+	in := Info{Record: m.record, Registered: m.ledger.Registered(), Available: m.ledger.Available(now), Used: m.ledger.Used(now)}
 	in.Holds, in.Held = m.ledger.Held(now)
 	for _, l := range m.live {
 		if l.rec.State == types.AllocRunning {

@@ -150,6 +150,7 @@ type Info struct {
 	Record     types.CapabilityRecord
 	Registered types.Resources
 	Available  types.Resources
+	Used       types.Resources // held, locked and running, summed: never over Registered unless the offer was lowered under it
 	Running    int
 	Locked     int
 	Holds      int             // bids held, waiting for an Accept

@@ -96,6 +96,7 @@ type NodeInfo struct {
 	Capability *types.CapabilityRecord `json:"capability,omitempty"`
 	Registered types.Resources         `json:"registered"`
 	Available  types.Resources         `json:"available"`
+	Used       types.Resources         `json:"used"` // held, locked and running: within Registered unless the offer was lowered under it
 	Running    int                     `json:"running"`
 	Holds      int                     `json:"holds"`             // bids held, waiting for an Accept
 	Held       types.Resources         `json:"held"`              // what they hold
