@@ -198,3 +198,94 @@ func TestWarmInstancesMakeRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiptsOfWarmInstances: a provider's signed receipt of an
+// instance's calls reaches its requester when the instance ends and is
+// kept once; a receipt that names another requester, comes from another
+// node, runs backwards or into the future, counts more failures than
+// calls, or names no job of the requester's, is refused and counted.
+func TestReceiptsOfWarmInstances(t *testing.T) {
+	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
+	gw, provider := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	module, err := svc.PutModule(ctx, bytes.NewReader(tinywasm.Module(0, "Status: 200 OK\n\nok")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Deploy(ctx, gateway.Deploy{Name: "f", Module: module, Resources: types.Resources{CPU: 100, Memory: 16 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := svc.Invoke(ctx, "f", gateway.Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := svc.Instances(ctx, "f")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("instances: %+v, %v", list, err)
+	}
+	job, err := gw.GetJob(ctx, list[0].Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := types.AllocationID(job.Attempts[len(job.Attempts)-1].AllocationID)
+
+	now := time.Now()
+	good := types.Receipt{JobID: types.JobID(job.ID), AllocationID: alloc, Requester: gw.host.ID(), Seq: 99, Calls: 2, Failed: 1, From: now.Add(-time.Second), To: now}
+	for name, bad := range map[string]func(r *types.Receipt) string{
+		"another requester": func(r *types.Receipt) string { r.Requester = provider.host.ID(); return provider.host.ID() },
+		"another node":      func(r *types.Receipt) string { return gw.host.ID() },
+		"backwards":         func(r *types.Receipt) string { r.To = r.From.Add(-time.Second); return provider.host.ID() },
+		"from the future":   func(r *types.Receipt) string { r.To = now.Add(time.Hour); return provider.host.ID() },
+		"failures":          func(r *types.Receipt) string { r.Failed = 3; return provider.host.ID() },
+		"sequence 0":        func(r *types.Receipt) string { r.Seq = 0; return provider.host.ID() },
+		"an unknown job":    func(r *types.Receipt) string { r.JobID = "nope"; return provider.host.ID() },
+	} {
+		r := good
+		from := bad(&r)
+		if err := gw.keepReceipt(from, nil, &r); !errors.Is(err, ErrBadReceipt) {
+			t.Errorf("%s: %v, want ErrBadReceipt", name, err)
+		}
+	}
+	if n := gw.receiptsRefused.Load(); n != 7 {
+		t.Errorf("%d receipts refused, want 7", n)
+	}
+	for range 2 { // the same receipt again is kept once
+		if err := gw.keepReceipt(provider.host.ID(), nil, &good); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Released, the instance sends its final receipt, signed, over the
+	// network.
+	if err := gw.CancelJob(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	var kept []Receipt
+	waitFor(t, 20*time.Second, "the final receipt", func() bool {
+		kept, err = gw.Receipts(ctx, job.ID)
+		return err == nil && len(kept) == 2
+	})
+	final := kept[0] // seq 1 sorts before 99
+	if !final.Final || final.Seq != 1 || final.Calls != 3 || final.Provider != provider.host.ID() || len(final.Envelope) == 0 {
+		t.Fatalf("the final receipt: %+v", final)
+	}
+	env, err := types.UnmarshalEnvelope(final.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Verify(time.Now().Add(-time.Minute)); err != nil {
+		t.Fatalf("the kept envelope does not verify: %v", err)
+	}
+	if kept[1].Seq != 99 || kept[1].Calls != 2 {
+		t.Fatalf("the receipt kept twice: %+v", kept[1])
+	}
+}
