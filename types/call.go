@@ -82,6 +82,10 @@ func (s CallStatus) Retryable() bool {
 }
 
 // CallReply answers the CallRequest with the same Seq on the same stream.
+//
+// Node, Job, Code and RetryAfter serve calls forwarded between gateways
+// (p2p.ForwardProtocol); a provider answering its own call stream leaves
+// them zero, and then the reply encodes as it did before they existed.
 type CallReply struct {
 	Seq                              uint64
 	Status                           CallStatus
@@ -90,6 +94,21 @@ type CallReply struct {
 	Stdout, Stderr                   []byte
 	StdoutTruncated, StderrTruncated bool
 	Duration                         time.Duration // the program's run
+
+	Node string // the provider (PeerID) whose instance ran the call, when one did
+	Job  string // the job of that warm instance
+	// Code, when not 0, is the HTTP status (429, 502, 503, 504: any of
+	// 400..599 decodes) the forwarding gateway must answer with instead of
+	// the reply.
+	Code uint16
+	// RetryAfter goes with Code 429 or 503 (never with another).
+	RetryAfter time.Duration
+}
+
+// forwarded reports whether r carries any of the fields of a forwarded
+// call's reply, which are encoded only then.
+func (r *CallReply) forwarded() bool {
+	return r.Node != "" || r.Job != "" || r.Code != 0 || r.RetryAfter != 0
 }
 
 // Call frames on a call stream: one type byte, then the message.
@@ -101,9 +120,15 @@ const (
 // Limits of a decoded call frame.
 const (
 	// MaxCallFrame bounds an encoded call request or reply: a body or an
-	// output up to 16 MiB, with room for the environment.
+	// output up to 16 MiB, with room for the environment, or for a reply's
+	// error and forwarding fields (at most maxForwardTail bytes).
 	MaxCallFrame   = 16<<20 + 1<<20
 	maxCallEnvVars = 4096
+	// MaxCallName bounds a reply's Node and Job.
+	MaxCallName = 256
+	// maxForwardTail bounds the encoding of Node, Job, Code and
+	// RetryAfter: two names with their lengths, a uint16 and a varint.
+	maxForwardTail = 2*(MaxCallName+binary.MaxVarintLen16) + binary.MaxVarintLen32 + binary.MaxVarintLen64
 )
 
 // ErrBadCallFrame means a call frame could not be decoded.
@@ -134,7 +159,32 @@ func (r *CallReply) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendVarint(b, int64(r.ExitCode))
 	b = binary.AppendVarint(b, int64(r.Duration))
 	b = appendBytes(b, r.Stdout)
-	return appendBytes(b, r.Stderr), nil
+	b = appendBytes(b, r.Stderr)
+	if !r.forwarded() {
+		return b, nil
+	}
+	if err := r.checkForwarded(); err != nil {
+		return nil, err
+	}
+	b = appendBytes(b, []byte(r.Node))
+	b = appendBytes(b, []byte(r.Job))
+	b = binary.AppendUvarint(b, uint64(r.Code))
+	return binary.AppendVarint(b, int64(r.RetryAfter)), nil
+}
+
+// checkForwarded reports what is wrong with r's forwarding fields.
+func (r *CallReply) checkForwarded() error {
+	switch {
+	case len(r.Node) > MaxCallName || len(r.Job) > MaxCallName:
+		return fmt.Errorf("%w: node or job name over %d bytes", ErrBadCallFrame, MaxCallName)
+	case r.Code != 0 && (r.Code < 400 || r.Code > 599):
+		return fmt.Errorf("%w: code %d is not an HTTP error status", ErrBadCallFrame, r.Code)
+	case r.RetryAfter < 0:
+		return fmt.Errorf("%w: negative retry-after %s", ErrBadCallFrame, r.RetryAfter)
+	case r.RetryAfter != 0 && r.Code != 429 && r.Code != 503:
+		return fmt.Errorf("%w: retry-after with code %d", ErrBadCallFrame, r.Code)
+	}
+	return nil
 }
 
 func flags(a, b bool) byte {
@@ -195,13 +245,38 @@ func (r *CallReply) UnmarshalBinary(b []byte) error {
 	r.Duration = time.Duration(d.varint())
 	r.Stdout = d.bytes()
 	r.Stderr = d.bytes()
-	if err := d.done(); err != nil {
+	if err := r.decodeForwarded(&d); err != nil {
 		return err
 	}
 	if r.Status < CallOK || r.Status > CallNodeError || f > 3 {
 		return fmt.Errorf("%w: status %d, flags %d", ErrBadCallFrame, r.Status, f)
 	}
 	return nil
+}
+
+// decodeForwarded decodes the forwarding fields that end a reply, if
+// any: absent, they are zero; present, at least one must be set (zero
+// ones are not encoded), and valid.
+func (r *CallReply) decodeForwarded(d *decoder) error {
+	r.Node, r.Job, r.Code, r.RetryAfter = "", "", 0, 0
+	if d.err != nil || len(d.b) == 0 {
+		return d.done()
+	}
+	r.Node = string(d.bytes())
+	r.Job = string(d.bytes())
+	code := d.uvarint()
+	r.RetryAfter = time.Duration(d.varint())
+	if err := d.done(); err != nil {
+		return err
+	}
+	if code > 0xffff {
+		return fmt.Errorf("%w: code %d", ErrBadCallFrame, code)
+	}
+	r.Code = uint16(code)
+	if !r.forwarded() {
+		return fmt.Errorf("%w: forwarding fields all zero", ErrBadCallFrame)
+	}
+	return r.checkForwarded()
 }
 
 // decoder reads a call frame; the first error sticks and later reads

@@ -200,7 +200,8 @@ func FuzzCallRequest(f *testing.F) {
 }
 
 // FuzzCallReply is FuzzCallRequest for CallReply: a decoded reply also
-// has a known status. Seeds are in testdata/fuzz/FuzzCallReply.
+// has a known status, and forwarding fields within their bounds. Seeds
+// are in testdata/fuzz/FuzzCallReply.
 func FuzzCallReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r CallReply
@@ -212,6 +213,10 @@ func FuzzCallReply(f *testing.F) {
 		}
 		if r.Status < CallOK || r.Status > CallNodeError {
 			t.Fatalf("decoded unknown status %d", r.Status)
+		}
+		if len(r.Node) > MaxCallName || len(r.Job) > MaxCallName || r.Code != 0 && (r.Code < 400 || r.Code > 599) ||
+			r.RetryAfter < 0 || r.RetryAfter != 0 && r.Code != 429 && r.Code != 503 {
+			t.Fatalf("decoded forwarding fields out of bounds: %q %q %d %s", r.Node, r.Job, r.Code, r.RetryAfter)
 		}
 		wire := appendCall(t, &r)
 		var back CallReply
@@ -248,5 +253,6 @@ func sameRequest(a, b *CallRequest) bool {
 func sameReply(a, b *CallReply) bool {
 	return a.Seq == b.Seq && a.Status == b.Status && a.Error == b.Error && a.ExitCode == b.ExitCode &&
 		bytes.Equal(a.Stdout, b.Stdout) && bytes.Equal(a.Stderr, b.Stderr) &&
-		a.StdoutTruncated == b.StdoutTruncated && a.StderrTruncated == b.StderrTruncated && a.Duration == b.Duration
+		a.StdoutTruncated == b.StdoutTruncated && a.StderrTruncated == b.StderrTruncated && a.Duration == b.Duration &&
+		a.Node == b.Node && a.Job == b.Job && a.Code == b.Code && a.RetryAfter == b.RetryAfter
 }
