@@ -45,6 +45,7 @@ type Host struct {
 	traffic   traffic
 	calls     callPools    // outbound call streams (callpool.go)
 	callStats callCounters // call streams both ways (call.go)
+	kept      keptPeers    // peers the connection manager must not trim (conn.go)
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
 	gossipRepairs atomic.Uint64

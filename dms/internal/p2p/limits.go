@@ -27,15 +27,31 @@ const connGracePeriod = 30 * time.Second
 // File descriptor limits stay as scaled from the process's ulimit.
 // Every refusal is counted in blocked.
 func newResourceManager(maxConns int, blocked *blockCounter) (network.ResourceManager, error) {
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(maxConns)),
+		rcmgr.WithMetricsDisabled(), // no Prometheus: it registers globally
+		rcmgr.WithMetrics(blocked))
+}
+
+// gwStreamsPerPeer is the floor of the streams, each way, that one peer
+// may hold on one protocol: the gateways' protocols (under "/dms/gw/")
+// keep long-lived streams to each other, maxCallStreamsPerPeer forward
+// streams and a raft transport's pool of conns. The resource manager has
+// no limits by protocol prefix, so the floor is that of every protocol
+// without limits of its own (libp2p's defaults are above it: 64 in, 128
+// out); it also stands below any later default.
+const gwStreamsPerPeer = 32
+
+// resourceLimits returns the limits of newResourceManager.
+func resourceLimits(maxConns int) rcmgr.ConcreteLimitConfig {
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
 	scaled := scaling.AutoScale()
 	limits := scaled.ToPartialLimitConfig()
 	raise(&limits.System, maxConns, 16*maxConns)
 	raise(&limits.Transient, maxConns/2, 4*maxConns)
-	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Build(scaled)),
-		rcmgr.WithMetricsDisabled(), // no Prometheus: it registers globally
-		rcmgr.WithMetrics(blocked))
+	raiseStreams(&limits.ProtocolPeerDefault, gwStreamsPerPeer)
+	raiseStreams(&limits.PeerDefault, 4*gwStreamsPerPeer)
+	return limits.Build(scaled)
 }
 
 // raise lifts the connection limits of l to at least conns and its stream
@@ -44,6 +60,11 @@ func raise(l *rcmgr.ResourceLimits, conns, streams int) {
 	for _, v := range []*rcmgr.LimitVal{&l.Conns, &l.ConnsInbound, &l.ConnsOutbound} {
 		atLeast(v, conns)
 	}
+	raiseStreams(l, streams)
+}
+
+// raiseStreams lifts the stream limits of l to at least streams.
+func raiseStreams(l *rcmgr.ResourceLimits, streams int) {
 	for _, v := range []*rcmgr.LimitVal{&l.Streams, &l.StreamsInbound, &l.StreamsOutbound} {
 		atLeast(v, streams)
 	}
