@@ -58,32 +58,53 @@ const (
 // frame read, which the handler may keep.
 type CallHandler func(ctx context.Context, from string, req *types.CallRequest) *types.CallReply
 
+// callService is one protocol of call streams, CallProtocol or
+// ForwardProtocol (forward.go): the same frames, bounds and refusals,
+// counted apart. Its outbound streams are pooled by protocol and peer
+// (callPools).
+type callService struct {
+	proto protocol.ID
+	stats callCounters
+	// frames and bytes count the frames sent and their bytes (Traffic).
+	frames, bytes *atomic.Uint64
+	// keep protects the connections of its streams from the connection
+	// manager while they are open (conn.go).
+	keep bool
+}
+
 // HandleCalls serves CallProtocol with fn. A peer holds at most
 // maxCallStreamsPerPeer call streams, each running at most
 // maxCallsPerStream calls, of maxCallBytesPerStream request bytes, at
 // once. A frame that does not decode, is over types.MaxCallFrame, or whose
 // Seq is not above the last one on its stream resets the stream, counted
 // by reason in Stats().Calls.Refused.
-func (h *Host) HandleCalls(fn CallHandler) {
+func (h *Host) HandleCalls(fn CallHandler) { h.handleCalls(&h.calls, fn) }
+
+// handleCalls serves svc's protocol with fn, as HandleCalls.
+func (h *Host) handleCalls(svc *callService, fn CallHandler) {
 	peers := newPeerSlots(maxCallStreamsPerPeer)
-	h.host.SetStreamHandler(CallProtocol, h.inbound(false, func(ctx context.Context, s network.Stream) {
+	h.host.SetStreamHandler(svc.proto, h.inbound(false, func(ctx context.Context, s network.Stream) {
 		p := s.Conn().RemotePeer()
 		own := peers.of(p)
 		defer peers.done(p)
 		select {
 		case own <- struct{}{}:
 		default:
-			h.refuseCalls(s, reject(ReasonOverloaded, fmt.Errorf("p2p: %d call streams from %s", maxCallStreamsPerPeer, p)))
+			h.refuseCalls(svc, s, reject(ReasonOverloaded, fmt.Errorf("p2p: %d %s streams from %s", maxCallStreamsPerPeer, svc.proto, p)))
 			return
 		}
 		defer func() { <-own }()
-		h.serveCalls(ctx, s, fn)
+		if svc.keep {
+			defer h.keep(p)()
+		}
+		h.serveCalls(ctx, svc, s, fn)
 	}))
 }
 
 // callServer serves one inbound call stream.
 type callServer struct {
 	h     *Host
+	svc   *callService
 	from  string
 	fn    CallHandler
 	in    *frameReader
@@ -96,15 +117,15 @@ type callServer struct {
 // serveCalls reads requests until the stream ends, runs each on its own
 // goroutine and waits for them. A clean end (the requester closed its
 // side) lets the running calls answer; anything else cancels them.
-func (h *Host) serveCalls(ctx context.Context, s network.Stream, fn CallHandler) {
-	h.callStats.streamsIn.Add(1)
-	defer h.callStats.streamsIn.Add(-1)
+func (h *Host) serveCalls(ctx context.Context, svc *callService, s network.Stream, fn CallHandler) {
+	svc.stats.streamsIn.Add(1)
+	defer svc.stats.streamsIn.Add(-1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := &callServer{
-		h: h, from: s.Conn().RemotePeer().String(), fn: fn,
+		h: h, svc: svc, from: s.Conn().RemotePeer().String(), fn: fn,
 		in:    newFrameReader(s, h.cfg.IOTimeout),
-		out:   newFrameWriter(h, s, func(error) { _ = s.Reset() }),
+		out:   newFrameWriter(h, svc, s, func(error) { _ = s.Reset() }),
 		slots: make(chan struct{}, maxCallsPerStream),
 		bytes: semaphore.NewWeighted(maxCallBytesPerStream),
 	}
@@ -112,7 +133,7 @@ func (h *Host) serveCalls(ctx context.Context, s network.Stream, fn CallHandler)
 	err := c.readLoop(ctx)
 	if err != nil {
 		cancel()
-		h.refuseCalls(s, err)
+		h.refuseCalls(svc, s, err)
 	}
 	c.wg.Wait()
 	if stop() {
@@ -169,27 +190,28 @@ func (c *callServer) serve(ctx context.Context, req *types.CallRequest, n int) {
 	defer c.wg.Done()
 	defer func() { <-c.slots }()
 	defer c.bytes.Release(int64(n))
-	c.h.callStats.inFlightIn.Add(1)
+	c.svc.stats.inFlightIn.Add(1)
 	reply := c.fn(ctx, c.from, req)
-	c.h.callStats.inFlightIn.Add(-1)
+	c.svc.stats.inFlightIn.Add(-1)
 	if reply == nil {
 		reply = &types.CallReply{Status: types.CallNodeError, Error: "p2p: the call handler gave no reply"}
 	}
 	reply.Seq = req.Seq
-	if err := c.out.send(reply); errors.Is(err, errFrameOver) {
+	if err := c.out.send(reply); errors.Is(err, errFrameOver) || errors.Is(err, types.ErrBadCallFrame) {
 		_ = c.out.send(&types.CallReply{Seq: req.Seq, Status: types.CallNodeError, Error: err.Error()})
 	}
 }
 
-// refuseCalls counts why a call stream was refused and resets it. A
-// transport failure (the peer went away, the host closed) is not counted.
-func (h *Host) refuseCalls(s network.Stream, err error) {
+// refuseCalls counts why a call stream of svc was refused and resets it.
+// A transport failure (the peer went away, the host closed) is not
+// counted.
+func (h *Host) refuseCalls(svc *callService, s network.Stream, err error) {
 	if re, ok := errors.AsType[*RejectError](err); ok {
-		h.callStats.refused.add(re.Reason)
+		svc.stats.refused.add(re.Reason)
 	} else if errors.Is(err, ErrFrameTooLarge) {
-		h.callStats.refused.add(ReasonOversized)
+		svc.stats.refused.add(ReasonOversized)
 	}
-	h.cfg.Logger.Debug("p2p: call stream ended", "peer", s.Conn().RemotePeer(), "err", err)
+	h.cfg.Logger.Debug("p2p: call stream ended", "protocol", svc.proto, "peer", s.Conn().RemotePeer(), "err", err)
 	_ = s.Reset()
 }
 
@@ -250,6 +272,7 @@ func putFrameBuf(buf *[]byte) {
 // fails; the first error sticks, and broken is called with it once.
 type frameWriter struct {
 	h       *Host
+	svc     *callService
 	s       network.Stream
 	broken  func(error)
 	waiting atomic.Int32
@@ -259,8 +282,8 @@ type frameWriter struct {
 	err     error
 }
 
-func newFrameWriter(h *Host, s network.Stream, broken func(error)) *frameWriter {
-	return &frameWriter{h: h, s: s, broken: broken, w: bufio.NewWriterSize(s, callBufSize)}
+func newFrameWriter(h *Host, svc *callService, s network.Stream, broken func(error)) *frameWriter {
+	return &frameWriter{h: h, svc: svc, s: s, broken: broken, w: bufio.NewWriterSize(s, callBufSize)}
 }
 
 // send encodes m and writes it as one frame; errFrameOver leaves the
@@ -301,8 +324,8 @@ func (fw *frameWriter) write(b []byte, flush bool) error {
 	if len(b) == 0 {
 		return nil
 	}
-	fw.h.traffic.callFrames.Add(1)
-	fw.h.traffic.callBytes.Add(uint64(len(b)))
+	fw.svc.frames.Add(1)
+	fw.svc.bytes.Add(uint64(len(b)))
 	return nil
 }
 
@@ -410,7 +433,9 @@ func (fr *frameReader) body(n int) ([]byte, error) {
 	return b, nil
 }
 
-// CallStats describes the call streams of a host (CallProtocol).
+// CallStats describes the call streams of a host of one protocol
+// (CallProtocol, or ForwardProtocol: then read HandleForwards for
+// HandleCalls, Forward for Call).
 type CallStats struct {
 	// StreamsIn and StreamsOut count the call streams open: served by
 	// HandleCalls and opened by Call.

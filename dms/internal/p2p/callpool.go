@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/opendms/dms/types"
 )
@@ -25,16 +26,21 @@ import (
 // be opened: the call may or may not have run, and another instance may
 // take it. The next call opens a new stream.
 func (h *Host) Call(ctx context.Context, to string, addrs []string, req *types.CallRequest) (*types.CallReply, error) {
+	return h.call(ctx, &h.calls, to, addrs, req)
+}
+
+// call sends req on a stream of svc's protocol, as Call.
+func (h *Host) call(ctx context.Context, svc *callService, to string, addrs []string, req *types.CallRequest) (*types.CallReply, error) {
 	if req == nil {
 		return nil, errNilRequest
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	h.callStats.inFlightOut.Add(1)
-	defer h.callStats.inFlightOut.Add(-1)
+	svc.stats.inFlightOut.Add(1)
+	defer svc.stats.inFlightOut.Add(-1)
 	for {
-		cs, err := h.calls.pool(h, to).stream(ctx, addrs)
+		cs, err := h.pools.pool(h, svc, to).stream(ctx, addrs)
 		if errors.Is(err, errPoolGone) {
 			continue
 		}
@@ -45,23 +51,30 @@ func (h *Host) Call(ctx context.Context, to string, addrs []string, req *types.C
 	}
 }
 
-// callPools holds the outbound call streams of a host, by peer.
+// callPools holds the outbound call streams of a host, by protocol and
+// peer.
 type callPools struct {
 	mu    sync.Mutex
-	peers map[string]*callPool
+	pools map[poolKey]*callPool
 }
 
-// pool returns the pool of peer to, made if need be.
-func (cp *callPools) pool(h *Host, to string) *callPool {
+type poolKey struct {
+	proto protocol.ID
+	to    string
+}
+
+// pool returns the pool of svc's streams to peer to, made if need be.
+func (cp *callPools) pool(h *Host, svc *callService, to string) *callPool {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	p := cp.peers[to]
+	k := poolKey{svc.proto, to}
+	p := cp.pools[k]
 	if p == nil {
-		if cp.peers == nil {
-			cp.peers = make(map[string]*callPool)
+		if cp.pools == nil {
+			cp.pools = make(map[poolKey]*callPool)
 		}
-		p = &callPool{h: h, to: to}
-		cp.peers[to] = p
+		p = &callPool{h: h, svc: svc, to: to}
+		cp.pools[k] = p
 	}
 	return p
 }
@@ -70,10 +83,12 @@ func (cp *callPools) pool(h *Host, to string) *callPool {
 // call held it: the call takes the peer's pool again.
 var errPoolGone = errors.New("p2p: call pool removed")
 
-// callPool holds the call streams to one peer. A pool with no stream and
-// none being opened is removed from its host's callPools.
+// callPool holds the call streams of one protocol to one peer. A pool
+// with no stream and none being opened is removed from its host's
+// callPools.
 type callPool struct {
 	h       *Host
+	svc     *callService
 	to      string
 	mu      sync.Mutex
 	streams []*callStream
@@ -163,7 +178,7 @@ func (p *callPool) open(addrs []string) *callOpen {
 func (p *callPool) opened(op *callOpen, addrs []string) {
 	ctx, cancel := context.WithTimeout(p.h.ctx, p.h.cfg.RequestTimeout)
 	defer cancel()
-	s, err := p.h.openStream(ctx, p.to, addrs, CallProtocol)
+	s, err := p.h.openStream(ctx, p.to, addrs, p.svc.proto)
 	if err == nil {
 		op.cs, err = p.h.newCallStream(p, s)
 	}
@@ -171,7 +186,7 @@ func (p *callPool) opened(op *callOpen, addrs []string) {
 		err = fmt.Errorf("%w: %w", ErrCallStream, err)
 	}
 	op.err = err
-	p.h.calls.mu.Lock()
+	p.h.pools.mu.Lock()
 	p.mu.Lock()
 	p.opening = nil
 	if op.cs != nil && !op.cs.dead.Load() { // else it failed before it could be dropped
@@ -179,14 +194,14 @@ func (p *callPool) opened(op *callOpen, addrs []string) {
 	}
 	p.removeIfIdle()
 	p.mu.Unlock()
-	p.h.calls.mu.Unlock()
+	p.h.pools.mu.Unlock()
 	close(op.done)
 }
 
 // drop removes a broken stream from the pool.
 func (p *callPool) drop(cs *callStream) {
-	p.h.calls.mu.Lock()
-	defer p.h.calls.mu.Unlock()
+	p.h.pools.mu.Lock()
+	defer p.h.pools.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, c := range p.streams {
@@ -199,11 +214,11 @@ func (p *callPool) drop(cs *callStream) {
 }
 
 // removeIfIdle removes a pool with no stream and none being opened from
-// its host; p.h.calls.mu and p.mu are held.
+// its host; p.h.pools.mu and p.mu are held.
 func (p *callPool) removeIfIdle() {
 	if len(p.streams) == 0 && p.opening == nil && !p.gone {
 		p.gone = true
-		delete(p.h.calls.peers, p.to)
+		delete(p.h.pools.pools, poolKey{p.svc.proto, p.to})
 	}
 }
 
@@ -215,6 +230,7 @@ type callStream struct {
 	s    network.Stream
 	out  *frameWriter
 	in   *frameReader
+	free func()       // lets the connection manager trim the connection again (svc.keep)
 	seq  uint64       // the last Seq sent; guarded by out.mu
 	load atomic.Int32 // calls on the stream, from pick to their end
 	dead atomic.Bool  // set by fail before anyone learns of it: pick skips it
@@ -237,13 +253,17 @@ var callWaiters = sync.Pool{New: func() any { return &callWaiter{ch: make(chan c
 
 // newCallStream starts the reader of s, a stream just opened.
 func (h *Host) newCallStream(p *callPool, s network.Stream) (*callStream, error) {
-	cs := &callStream{h: h, pool: p, s: s, in: newFrameReader(s, h.cfg.IOTimeout), pending: make(map[uint64]*callWaiter)}
-	cs.out = newFrameWriter(h, s, cs.fail)
+	cs := &callStream{h: h, pool: p, s: s, in: newFrameReader(s, h.cfg.IOTimeout), pending: make(map[uint64]*callWaiter), free: func() {}}
+	cs.out = newFrameWriter(h, p.svc, s, cs.fail)
+	if p.svc.keep {
+		cs.free = h.keep(s.Conn().RemotePeer())
+	}
 	if !h.spawn(cs.readLoop) {
+		cs.free()
 		_ = s.Reset()
 		return nil, ErrClosed
 	}
-	h.callStats.streamsOut.Add(1)
+	p.svc.stats.streamsOut.Add(1)
 	return cs, nil
 }
 
@@ -376,8 +396,9 @@ func (cs *callStream) fail(cause error) {
 	cs.pending = nil
 	cs.mu.Unlock()
 	_ = cs.s.Reset()
+	cs.free()
 	cs.pool.drop(cs)
-	cs.h.callStats.streamsOut.Add(-1)
+	cs.pool.svc.stats.streamsOut.Add(-1)
 	for _, w := range pending {
 		if w != nil {
 			w.ch <- callResult{err: cs.err}

@@ -43,9 +43,10 @@ type Host struct {
 	blocked   *blockCounter
 	bans      *banList // peers gossip scoring graylisted, kept out (ban.go)
 	traffic   traffic
-	calls     callPools    // outbound call streams (callpool.go)
-	callStats callCounters // call streams both ways (call.go)
-	kept      keptPeers    // peers the connection manager must not trim (conn.go)
+	pools     callPools   // outbound call and forward streams (callpool.go)
+	calls     callService // CallProtocol (call.go)
+	forwards  callService // ForwardProtocol (forward.go)
+	kept      keptPeers   // peers the connection manager must not trim (conn.go)
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
 	gossipRepairs atomic.Uint64
@@ -100,6 +101,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
 		dead:      newDeadStreams(),
 	}
+	h.calls = callService{proto: CallProtocol, frames: &h.traffic.callFrames, bytes: &h.traffic.callBytes}
+	h.forwards = callService{proto: ForwardProtocol, frames: &h.traffic.forwardFrames, bytes: &h.traffic.forwardBytes, keep: true}
 	if cfg.Sampling {
 		h.cands = newCandidates(cfg.CandidateTTL)
 	}
@@ -225,13 +228,15 @@ func (h *Host) Peers() []PeerInfo {
 	return out
 }
 
-// Stats returns the refusal and repair counters, and the call streams'.
+// Stats returns the refusal and repair counters, and those of the call
+// and forward streams.
 func (h *Host) Stats() Stats {
 	return Stats{
 		Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot(),
 		GossipRepairs: h.gossipRepairs.Load(),
 		Bans:          h.bans.count(),
-		Calls:         h.callStats.snapshot(),
+		Calls:         h.calls.stats.snapshot(),
+		Forwards:      h.forwards.stats.snapshot(),
 	}
 }
 

@@ -48,6 +48,9 @@ type Stats struct {
 	Bans uint64
 	// Calls describes the call streams (CallProtocol).
 	Calls CallStats
+	// Forwards describes the streams of calls forwarded between gateways
+	// (ForwardProtocol).
+	Forwards CallStats
 }
 
 // counters is a concurrency-safe tally by reason.

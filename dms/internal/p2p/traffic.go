@@ -28,8 +28,9 @@ type Traffic struct {
 	// replies.
 	Frames map[protocol.ID]uint64
 	// CallBytes counts the bytes of the call frames this host sent
-	// (CallProtocol), length prefixes included.
-	CallBytes uint64
+	// (CallProtocol), length prefixes included; ForwardBytes those of
+	// forwarded calls (ForwardProtocol).
+	CallBytes, ForwardBytes uint64
 	// BidRequestsGossip and BidRequestsDirect count the bid requests
 	// delivered to this host's handlers, from the topic and from
 	// BidRequestProtocol.
@@ -47,11 +48,12 @@ func (t Traffic) FrameCount() uint64 {
 
 // traffic holds a host's Traffic counters; safe for concurrent use.
 type traffic struct {
-	gossipSent, gossipControl atomic.Uint64
-	gossipIn, directIn        atomic.Uint64
-	callFrames, callBytes     atomic.Uint64 // apart from frames: calls are the hot path
-	mu                        sync.Mutex
-	frames                    map[protocol.ID]uint64
+	gossipSent, gossipControl   atomic.Uint64
+	gossipIn, directIn          atomic.Uint64
+	callFrames, callBytes       atomic.Uint64 // apart from frames: calls are the hot path
+	forwardFrames, forwardBytes atomic.Uint64
+	mu                          sync.Mutex
+	frames                      map[protocol.ID]uint64
 }
 
 func (t *traffic) frame(p protocol.ID) {
@@ -67,14 +69,17 @@ func (t *traffic) snapshot() Traffic {
 	t.mu.Lock()
 	frames := maps.Clone(t.frames)
 	t.mu.Unlock()
-	if n := t.callFrames.Load(); n > 0 {
-		if frames == nil {
-			frames = make(map[protocol.ID]uint64)
+	for p, n := range map[protocol.ID]uint64{CallProtocol: t.callFrames.Load(), ForwardProtocol: t.forwardFrames.Load()} {
+		if n > 0 {
+			if frames == nil {
+				frames = make(map[protocol.ID]uint64)
+			}
+			frames[p] = n
 		}
-		frames[CallProtocol] = n
 	}
 	return Traffic{
-		GossipSent: t.gossipSent.Load(), GossipControl: t.gossipControl.Load(), Frames: frames, CallBytes: t.callBytes.Load(),
+		GossipSent: t.gossipSent.Load(), GossipControl: t.gossipControl.Load(), Frames: frames,
+		CallBytes: t.callBytes.Load(), ForwardBytes: t.forwardBytes.Load(),
 		BidRequestsGossip: t.gossipIn.Load(), BidRequestsDirect: t.directIn.Load(),
 	}
 }
