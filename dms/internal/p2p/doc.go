@@ -3,7 +3,10 @@
 // DHT under the /dms prefix with rendezvous discovery and provider records,
 // the gossipsub topic that carries bid requests, the request/response and
 // streaming protocols of the auction and of allocations, the call streams
-// of warm instances, and blob exchange.
+// of warm instances, blob exchange, and what the gateways' replicated
+// group needs: calls forwarded to a queue's leader (ForwardProtocol),
+// streams as net.Conn for its raft transport (Listen, Dial), and its
+// members found in the DHT (AdvertiseGroup, FindGroup).
 //
 // Packages node and orchestrator never import it: package dms adapts Host to
 // their narrow interfaces. Peers are named by PeerID strings and multiaddr
@@ -40,6 +43,19 @@
 //     bytes) at once and stops reading past them; a peer holds at most
 //     maxCallStreamsPerPeer. A broken call stream fails every call pending
 //     on it at once with ErrCallStream.
+//   - Forwarded calls (ForwardProtocol, forward.go) run on the very
+//     machinery of the call streams, under its bounds and checks, on
+//     streams of their own (pooled by protocol and peer) and counted
+//     apart (Stats().Forwards): a call never reaches a forward handler,
+//     nor a forward a call handler. Only their replies carry Node, Job,
+//     Code and RetryAfter; a plain call reply encodes as it always did.
+//   - A net.Conn of Listen or Dial names its remote peer by the PeerID
+//     its connection's handshake authenticated. Listen's Accept queue is
+//     bounded (acceptQueue; one more stream is reset). While a Conn or a
+//     forward stream is open, the connection manager does not trim its
+//     connection (keepTag); yamux and QUIC keep-alives keep an idle one
+//     up; a peer may hold gwStreamsPerPeer streams each way on one
+//     protocol at least.
 //   - With Config.PSK the host is in a private network and runs over TCP
 //     only (libp2p's QUIC has no pre-shared key support).
 //   - Every frame's length is checked against its limit before anything is
@@ -63,6 +79,8 @@
 // them with PublishEnvelope, or send them to the peers Sample picks with
 // SendBidRequests; keep BidRequestHandler non-blocking; answer a
 // request for itself locally (Request to self fails with ErrSelf); make
-// handlers return when their context ends; treat an error of Call that
-// wraps ErrCallStream as a call that may have run, to retry elsewhere.
+// handlers return when their context ends; treat an error of Call or
+// Forward that wraps ErrCallStream as a call that may have run, to retry
+// elsewhere; check in a forward handler that the forwarding peer is a
+// member of the gateway group; Close every Conn of Listen and Dial.
 package p2p
