@@ -272,6 +272,20 @@ func (g *Group) Apply(ctx context.Context, cmd []byte) (Result, error) {
 	return res, nil
 }
 
+// Sync returns once this member has applied everything the leader had
+// applied when asked: a read after it sees every write acknowledged
+// before it began, on any member (the read half of ReadIndex; nothing is
+// written to the log). A leader returns at once.
+func (g *Group) Sync(ctx context.Context) error {
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
+	out, err := g.propose(ctx, opRead, nil)
+	if err != nil {
+		return err
+	}
+	return g.WaitApplied(ctx, out.index)
+}
+
 func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)

@@ -143,6 +143,9 @@ func (g *Group) execute(ctx context.Context, o op, payload []byte) outcome {
 			return outcome{code: codeNotMember, data: fmt.Appendf(nil, "%q", payload)}
 		}
 		f = g.raft.RemoveServer(raft.ServerID(payload), 0, timeout)
+	case opRead:
+		applied, _ := g.fsm.state()
+		return outcome{code: codeOK, index: applied}
 	default:
 		return outcome{code: codeRefused, data: fmt.Appendf(nil, "unknown op %d", o)}
 	}

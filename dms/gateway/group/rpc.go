@@ -36,6 +36,7 @@ const (
 	opApply op = iota + 1
 	opAdd
 	opRemove
+	opRead // the leader's applied index, for Sync
 )
 
 func (o op) String() string {
@@ -46,6 +47,8 @@ func (o op) String() string {
 		return "add"
 	case opRemove:
 		return "remove"
+	case opRead:
+		return "read"
 	}
 	return fmt.Sprintf("op(%d)", byte(o))
 }
