@@ -34,10 +34,15 @@ func (g *Gateway) CreateAccount(ctx context.Context, name string) (Account, NewK
 	acct := Account{Name: name, CreatedAt: now}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if found, err := g.db.Lookup(accountKey(name), &Account{}); err != nil || found {
-		return Account{}, NewKey{}, orConflict(err, "account %q exists", name)
-	}
-	if err := g.db.Write(map[string]any{accountKey(name): acct, keyKey(rec.ID): rec}, nil); err != nil {
+	err = g.update(ctx, func(t *tx) error {
+		if found, err := t.lookup(accountKey(name), &Account{}); err != nil || found {
+			return orConflict(err, "account %q exists", name)
+		}
+		t.set(accountKey(name), acct)
+		t.set(keyKey(rec.ID), rec)
+		return nil
+	})
+	if err != nil {
 		return Account{}, NewKey{}, err
 	}
 	acct.Keys = 1
@@ -76,7 +81,7 @@ func (g *Gateway) GetAccount(ctx context.Context, name string) (Account, error) 
 
 // account reads an account; ErrNotFound if there is none.
 func (g *Gateway) account(name string) (Account, error) {
-	return find[Account](g.db, accountName.MatchString(name), accountKey(name), "account", name)
+	return findFresh[Account](g.ctx, g, accountName.MatchString(name), accountKey(name), "account", name)
 }
 
 // notFound is the error for a thing that is missing or another account's:

@@ -60,7 +60,7 @@ type callInput struct {
 
 // Invoke runs a call of the account's function and waits for its answer.
 func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, error) {
-	p, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
+	rev, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
 	if err != nil {
 		return Response{}, err
 	}
@@ -68,14 +68,15 @@ func (s *scope) Invoke(ctx context.Context, name string, c Call) (Response, erro
 		return Response{}, err
 	}
 	defer s.g.leave(s.account)
-	return s.g.run(ctx, p, t, in)
+	return s.g.run(ctx, rev, t, in, nil)
 }
 
 // InvokeAsync accepts a call and returns its task, saved with its input
-// and scheduled; the call runs on in the gateway, whatever becomes of
-// ctx, and after a restart of the gateway if need be.
+// and scheduled; the call runs on in the gateway (in a group, on the
+// member that leads the function's queue), whatever becomes of ctx, and
+// after a restart of the gateway if need be.
 func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, error) {
-	p, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
+	_, t, in, err := s.g.plan(s.account, name, c, "/v1/functions/"+name+"/invoke", "")
 	if err != nil {
 		return Task{}, err
 	}
@@ -83,17 +84,14 @@ func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, err
 	if err := s.g.enter(s.account); err != nil {
 		return Task{}, err
 	}
-	if err := s.g.begin(t, &in); err != nil {
-		s.g.leave(s.account)
-		if dup, ok := asDuplicate(err); ok {
-			return s.g.task(s.account, dup.task)
-		}
+	defer s.g.leave(s.account)
+	o, err := s.g.accept(ctx, t, &in, nil)
+	switch {
+	case err != nil:
 		return Task{}, err
+	case o.Duplicate != "":
+		return s.g.task(s.account, o.Duplicate)
 	}
-	go func() {
-		defer s.g.leave(s.account)
-		s.g.execute(s.g.ctx, p, t, in)
-	}()
 	return t, nil
 }
 
@@ -104,8 +102,9 @@ func (s *scope) InvokeAsync(ctx context.Context, name string, c Call) (Task, err
 // the call itself (its revision, body and headers, as Invoke); then the
 // endpoint's policy from call.ClientIP at this time, which counts the
 // call against the daily quota before it runs (a call refused is not
-// counted); then the run, as the endpoint's account, at the endpoint's
-// revision (0: the function's default at this call).
+// counted; in a group the count is the group's, kept by its log); then
+// the run, as the endpoint's account, at the endpoint's revision (0: the
+// function's default at this call).
 func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key string) (Response, error) {
 	ep, err := g.published(ctx, name, key)
 	if err != nil {
@@ -116,7 +115,7 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 		return Response{}, err
 	}
 	c.Revision = ep.Revision
-	p, t, in, err := g.plan(ep.Account, ep.Function, c, "/e/"+name, name)
+	rev, t, in, err := g.plan(ep.Account, ep.Function, c, "/e/"+name, name)
 	if err != nil {
 		return Response{}, err
 	}
@@ -125,10 +124,18 @@ func (g *Gateway) CallEndpoint(ctx context.Context, name string, c Call, key str
 	}
 	defer g.leave(ep.Account)
 	ip, _ := netip.ParseAddr(c.ClientIP) // an address that does not parse is in no allowlist
-	if err := g.admit(name, pol, ip); err != nil {
-		return Response{}, err
+	now := g.now()
+	if r := pol.Check(ip, now, 0); r != nil {
+		return Response{}, refused(r)
 	}
-	return g.run(ctx, p, t, in)
+	res, err := g.run(ctx, rev, t, in, &quotaUse{Endpoint: name, Day: pol.Day(now), Limit: pol.DailyQuota})
+	var over errOverQuota
+	if errors.As(err, &over) {
+		if r := pol.Check(ip, now, over.used); r != nil {
+			return Response{}, refused(r)
+		}
+	}
+	return res, err
 }
 
 // published finds an endpoint for a caller with key.
@@ -148,50 +155,56 @@ func (g *Gateway) published(ctx context.Context, name, key string) (Endpoint, er
 }
 
 // plan makes a call of an account's function ready to run: it finds the
-// revision's pool, reads the body, builds the environment, and the task
-// the call will be (scheduled, not saved yet). script is the path prefix
-// the call came through, endpoint its endpoint if any.
-func (g *Gateway) plan(acct, name string, c Call, script, endpoint string) (*pool, Task, callInput, error) {
-	p, err := g.pool(acct, name, c.Revision)
+// revision, reads the body, builds the environment, and the task the call
+// will be (scheduled, not saved yet). script is the path prefix the call
+// came through, endpoint its endpoint if any.
+func (g *Gateway) plan(acct, name string, c Call, script, endpoint string) (Revision, Task, callInput, error) {
+	rev, err := g.callRevision(acct, name, c.Revision)
 	if err != nil {
-		return nil, Task{}, callInput{}, err
+		return Revision{}, Task{}, callInput{}, err
 	}
-	rev := p.rev
 	body, err := readBody(c.Body, rev.MaxBody)
 	if err != nil {
-		return nil, Task{}, callInput{}, err
+		return Revision{}, Task{}, callInput{}, err
 	}
 	env, err := callEnv(rev, c, script, len(body))
 	if err != nil {
-		return nil, Task{}, callInput{}, err
+		return Revision{}, Task{}, callInput{}, err
 	}
 	if err := checkIdempotencyKey(c.IdempotencyKey); err != nil {
-		return nil, Task{}, callInput{}, err
+		return Revision{}, Task{}, callInput{}, err
 	}
 	now := g.now()
 	t := Task{
 		ID: newTaskID(now), Account: acct, Function: name, Revision: rev.Number, Endpoint: endpoint,
 		Idempotency: c.IdempotencyKey, State: TaskScheduled, CreatedAt: now,
 	}
-	return p, t, callInput{Env: env, Stdin: body}, nil
+	return rev, t, callInput{Env: env, Stdin: body}, nil
 }
 
-// pool returns the pool of revision n of a function (0: its default).
-func (g *Gateway) pool(acct, name string, n int) (*pool, error) {
+// callRevision returns revision n of a function (0: its default), one a
+// call may run.
+func (g *Gateway) callRevision(acct, name string, n int) (Revision, error) {
 	fn, err := g.function(acct, name)
 	if err != nil {
-		return nil, err
+		return Revision{}, err
 	}
 	if n == 0 {
 		n = fn.DefaultRevision
 	}
 	if n < 1 || n > fn.LatestRevision {
-		return nil, noRevision(fn, n)
+		return Revision{}, noRevision(fn, n)
 	}
-	if p := g.pools.lookup(poolKey{acct, name, n}); p != nil {
+	return g.revision(acct, name, n)
+}
+
+// pool returns the pool of a revision, on the member that leads its
+// function's queue.
+func (g *Gateway) pool(acct string, rev Revision) (*pool, error) {
+	if p := g.pools.lookup(poolKey{acct, rev.Function, rev.Number}); p != nil {
 		return p, nil
 	}
-	rev, err := g.revision(acct, name, n)
+	fn, err := g.function(acct, rev.Function)
 	if err != nil {
 		return nil, err
 	}
@@ -254,36 +267,113 @@ func jobSpec(rev Revision) *jobs.Spec {
 	return s
 }
 
-// run saves a call's task, runs it and waits for its end. The caller
-// has entered (g.enter).
-func (g *Gateway) run(ctx context.Context, p *pool, t Task, in callInput) (Response, error) {
-	if err := g.begin(t, nil); err != nil {
-		if dup, ok := asDuplicate(err); ok {
-			return g.replay(ctx, t.Account, dup)
+// run runs a call and waits for its answer. The caller has entered
+// (g.enter). A plain call (no Idempotency-Key) is this gateway's: its
+// task is saved here and it runs at once (forwarded, in a group, to the
+// member that leads its queue); a keyed one is the group's: accepted
+// through the machine, run on the queue's leader, and its answer read
+// from its task. quota, for a call through an endpoint, counts the call:
+// against its quota through the machine when it has one (Limit > 0), else
+// on this gateway.
+func (g *Gateway) run(ctx context.Context, rev Revision, t Task, in callInput, quota *quotaUse) (Response, error) {
+	if quota != nil && quota.Limit == 0 {
+		if err := g.countEndpoint(quota); err != nil {
+			return Response{}, err
 		}
+		quota = nil
+	}
+	if t.shared() {
+		o, err := g.accept(ctx, t, &in, quota)
+		switch {
+		case err != nil:
+			return Response{}, err
+		case o.Duplicate != "":
+			return g.replay(ctx, t.Account, o.Duplicate)
+		}
+		if err := g.awaitTask(ctx, t.Account, t.ID); err != nil {
+			return Response{}, &CallError{Task: t.ID, Err: err}
+		}
+		return (&scope{g: g, account: t.Account}).TaskResult(ctx, t.ID)
+	}
+	if quota != nil {
+		if _, err := g.accept(ctx, t, nil, quota); err != nil {
+			return Response{}, err
+		}
+	}
+	if err := g.begin(t); err != nil {
 		return Response{}, err
 	}
-	return g.execute(ctx, p, t, in)
+	return g.execute(ctx, rev, t, in)
 }
 
-// begin saves a call's task, scheduled, and counts the call of its
-// function, in one write, before anything runs; with in (an async call)
-// also the call's input, so a restart of the gateway can run it.
-// A call with an Idempotency-Key also writes the key's record, unless
-// an earlier call used the key: then it writes nothing, and returns
-// errDuplicate.
-func (g *Gateway) begin(t Task, in *callInput) error {
-	put := map[string]any{taskKey(t.Account, t.ID): t}
-	if in != nil {
-		put[inputKey(t.Account, t.ID)] = in
+// errOverQuota is accept's answer to a call past its endpoint's quota:
+// used calls were admitted that day.
+type errOverQuota struct{ used int }
+
+func (e errOverQuota) Error() string {
+	return fmt.Sprintf("gateway: the quota is used (%d calls)", e.used)
+}
+
+// accept admits a call through the state machine: counted against quota,
+// and, when the group keeps its task (async or keyed), its task saved
+// with in. A call whose key an earlier call used writes nothing and
+// answers that call's task (Duplicate). It counts the function's call
+// here.
+func (g *Gateway) accept(ctx context.Context, t Task, in *callInput, quota *quotaUse) (outcome, error) {
+	a := &admission{Task: t, Quota: quota}
+	if t.shared() {
+		a.Input = in
 	}
-	if t.Idempotency != "" {
-		g.idemMu.Lock()
-		defer g.idemMu.Unlock()
-		if err := g.claim(t, put); err != nil {
+	// An admission is the same command however often it is applied (its
+	// task ID marks it): one whose fate the group could not tell (its
+	// leader lost meanwhile) is sent again, and counts once.
+	o, err := g.propose(ctx, command{Admit: a})
+	for attempt := 1; attempt < maxAttempts && errors.Is(err, api.ErrUnavailable) && g.grp != nil && ctx.Err() == nil; attempt++ {
+		o, err = g.propose(ctx, command{Admit: a})
+	}
+	switch {
+	case err != nil:
+		return o, err
+	case o.Over:
+		return o, errOverQuota{used: o.Used}
+	case o.Busy != "":
+		return o, &api.RetryError{Err: fmt.Errorf("%w: %s", api.ErrTooManyRequests, o.Busy), After: busyRetry}
+	case o.Duplicate != "" || !t.shared():
+		return o, nil
+	}
+	return o, g.countCall(t)
+}
+
+// countEndpoint counts a call of an endpoint with no quota on this
+// gateway. An endpoint keeps one count, its latest day's: the first call
+// of another day deletes the others in the write of its own count.
+func (g *Gateway) countEndpoint(q *quotaUse) error {
+	mu := g.stripe("ep:" + q.Endpoint)
+	mu.Lock()
+	defer mu.Unlock()
+	var n int
+	found, err := g.db.Lookup(epCallsKey(q.Endpoint, q.Day), &n)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	if !found {
+		if stale, err = keys(g.db, epCallsOf(q.Endpoint)); err != nil {
 			return err
 		}
 	}
+	return g.db.Write(map[string]any{epCallsKey(q.Endpoint, q.Day): n + 1}, stale)
+}
+
+// begin saves a plain call's task, scheduled, and counts the call of its
+// function, in one write, before anything runs.
+func (g *Gateway) begin(t Task) error {
+	return g.countCall(t, taskKey(t.Account, t.ID), t)
+}
+
+// countCall counts a call of its function on this gateway, writing the
+// records of put (key, value pairs) with the count.
+func (g *Gateway) countCall(t Task, put ...any) error {
 	key := callsKey(t.Account, t.Function)
 	mu := g.stripe("fn:" + key)
 	mu.Lock()
@@ -292,23 +382,26 @@ func (g *Gateway) begin(t Task, in *callInput) error {
 	if _, err := g.db.Lookup(key, &calls); err != nil {
 		return err
 	}
-	put[key] = calls + 1
-	return g.db.Write(put, nil)
+	w := map[string]any{key: calls + 1}
+	for i := 0; i+1 < len(put); i += 2 {
+		w[put[i].(string)] = put[i+1]
+	}
+	return g.db.Write(w, nil)
 }
 
-// execute runs a saved task's call on the pool's instances and records
-// how it ended. ctx is the caller's, or the gateway's for an async call;
-// a StopTask of the task ends it too.
-func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (Response, error) {
+// execute runs a saved task's call on its queue's instances and records
+// how it ended. ctx is the caller's, or the gateway's for a task the
+// group keeps; a StopTask of the task ends it too.
+func (g *Gateway) execute(ctx context.Context, rev Revision, t Task, in callInput) (Response, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	live := &liveCall{cancel: cancel}
 	g.calls.Store(t.ID, live)
 	defer g.calls.Delete(t.ID)
 	defer context.AfterFunc(g.ctx, func() { cancel(errGatewayClosing) })()
-	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(p.rev.Timeout))
+	ctx, stop := context.WithTimeout(ctx, queueWait+time.Duration(rev.Timeout))
 	defer stop()
-	reply, inst, err := g.dispatch(ctx, p, t, in, live)
+	reply, inst, err := g.dispatch(ctx, rev, t, in, live)
 	for t.Async && errors.Is(err, api.ErrUnavailable) && ctx.Err() == nil {
 		// No caller waits for an async call: rather than fail it as soon
 		// as no instance can start (the network is only coming up after
@@ -316,14 +409,14 @@ func (g *Gateway) execute(ctx context.Context, p *pool, t Task, in callInput) (R
 		select {
 		case <-ctx.Done():
 		case <-time.After(failBackoff):
-			reply, inst, err = g.dispatch(ctx, p, t, in, live)
+			reply, inst, err = g.dispatch(ctx, rev, t, in, live)
 		}
 	}
 	if err != nil {
 		return g.interrupted(ctx, t, err)
 	}
 	v := classifyCall(reply, inst)
-	if v.State == TaskCompleted && (t.Async || t.Idempotency != "") {
+	if v.State == TaskCompleted && t.shared() {
 		if v.Output, err = g.runner.PutBlob(g.ctx, bytes.NewReader(reply.Stdout)); err != nil {
 			v = verdict{State: TaskFailed, Err: api.ErrBadGateway, Reason: "keeping the function's output: " + err.Error()}
 		}
@@ -368,13 +461,56 @@ func (g *Gateway) overlay(t Task) Task {
 	return t
 }
 
+// endPatience bounds how long a kept task's end is tried again while the
+// group has no quorum.
+const endPatience = time.Minute
+
 // errGatewayClosing is the cause of a call's end when the gateway closes.
 var errGatewayClosing = errors.New("gateway: closing")
 
-// dispatch sends a call to the pool's instances until one answers: a
-// call whose instance was busy, gone or lost (the stream broke) goes to
-// another, at most maxAttempts in all.
-func (g *Gateway) dispatch(ctx context.Context, p *pool, t Task, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
+// dispatch sends a call to its queue: here when this gateway leads it,
+// else forwarded to the member that does. A call whose leader was lost
+// with it in flight (calls are at-least-once) or that no longer leads the
+// queue waits for the queue to move and goes to the new leader.
+func (g *Gateway) dispatch(ctx context.Context, rev Revision, t Task, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
+	if g.grp == nil {
+		return g.dispatchHere(ctx, t.Account, rev, in, live)
+	}
+	var last error
+	for range maxAttempts {
+		leader, err := g.queueLeader(ctx, t.Account, t.Function)
+		if err != nil {
+			return nil, nil, err
+		}
+		if leader == g.self {
+			return g.dispatchHere(ctx, t.Account, rev, in, live)
+		}
+		reply, inst, err := g.forward(ctx, leader, rev, t, in)
+		switch {
+		case err == nil:
+			live.sent(inst, g.now())
+			return reply, inst, nil
+		case ctx.Err() != nil:
+			return nil, nil, context.Cause(ctx)
+		case !errors.Is(err, errNotLeader) && !errors.Is(err, errLeaderLost):
+			return nil, nil, err // the leader's answer
+		}
+		last = err
+		if err := g.awaitQueue(ctx, t.Account, t.Function, leader); err != nil {
+			return nil, nil, fmt.Errorf("%w (%w)", err, last)
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: forwarding the call: %w", api.ErrBadGateway, last)
+}
+
+// dispatchHere sends a call to the instances of this gateway's pool of
+// its revision until one answers: a call whose instance was busy, gone
+// or lost (the stream broke) goes to another, at most maxAttempts in all.
+func (g *Gateway) dispatchHere(ctx context.Context, acct string, rev Revision, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
+	p, err := g.pool(acct, rev)
+	if err != nil {
+		return nil, nil, err
+	}
 	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
 	var last error
 	var tried []*instance
@@ -458,12 +594,22 @@ func (g *Gateway) end(t Task, v verdict) (Response, error) {
 		input = []string{inputKey(t.Account, t.ID)}
 	}
 	ended, err := g.updateTask(t.Account, t.ID, func(t *Task) error { return v.apply(t, g.now()) }, input...)
+	// A kept task's end goes through the group: a member that cannot
+	// reach a quorum (an election, a partition) tries again a while; the
+	// task's queue may move meanwhile, and its new leader run it again.
+	for waited := time.Duration(0); errors.Is(err, api.ErrUnavailable) && t.shared() && g.ctx.Err() == nil && waited < endPatience; waited += noQuorumRetry {
+		select {
+		case <-g.ctx.Done():
+		case <-time.After(noQuorumRetry):
+		}
+		ended, err = g.updateTask(t.Account, t.ID, func(t *Task) error { return v.apply(t, g.now()) }, input...)
+	}
 	if err != nil && !ended.State.Terminal() {
 		g.log.Error("recording the end of a task", "task", t.ID, "err", err)
 		return Response{}, &CallError{Task: t.ID, Err: err}
 	}
 	if err != nil && len(input) > 0 { // it ended before (stopped): its input goes now
-		if err := g.db.Delete(input[0]); err != nil {
+		if err := g.update(g.ctx, func(t *tx) error { t.delete(input...); return nil }); err != nil {
 			g.log.Warn("deleting the input of an ended task", "task", t.ID, "err", err)
 		}
 	}

@@ -47,3 +47,23 @@ func (c *Client) RevokeKey(ctx context.Context, account, id string) error {
 }
 
 func accountPath(name string) string { return "/v1/accounts/" + url.PathEscape(name) }
+
+// Group describes the gateway's group (admin token).
+func (c *Client) Group(ctx context.Context) (GroupStatus, error) {
+	var s GroupStatus
+	err := c.call(ctx, http.MethodGet, "/v1/gateway/group", nil, &s)
+	return s, err
+}
+
+// AddMember adds a gateway to the group, by multiaddr or peer ID, and
+// returns its peer ID (admin token).
+func (c *Client) AddMember(ctx context.Context, addr string) (string, error) {
+	var out addMemberBody
+	err := c.callJSON(ctx, http.MethodPost, "/v1/gateway/group/members", addMemberBody{Addr: addr}, &out)
+	return out.ID, err
+}
+
+// RemoveMember removes a gateway from the group (admin token).
+func (c *Client) RemoveMember(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/gateway/group/members/"+url.PathEscape(id), nil, nil)
+}

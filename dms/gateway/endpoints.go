@@ -27,18 +27,22 @@ func (s *scope) CreateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint
 	if err := s.g.checkEndpoint(s.account, spec); err != nil {
 		return Endpoint{}, err
 	}
-	var old Endpoint
-	switch found, err := s.g.db.Lookup(endpointKey(spec.Name), &old); {
-	case err != nil:
-		return Endpoint{}, err
-	case found && old.Account == s.account:
-		return Endpoint{}, fmt.Errorf("%w: endpoint %q exists", api.ErrConflict, spec.Name)
-	case found:
-		return Endpoint{}, fmt.Errorf("%w: endpoint name taken", api.ErrConflict)
-	}
 	now := s.g.now()
 	ep := Endpoint{EndpointSpec: spec, Account: s.account, Path: "/e/" + spec.Name + "/", CreatedAt: now, UpdatedAt: now}
-	if err := s.g.db.Put(endpointKey(spec.Name), ep); err != nil {
+	err := s.g.update(ctx, func(t *tx) error {
+		var old Endpoint
+		switch found, err := t.lookup(endpointKey(spec.Name), &old); {
+		case err != nil:
+			return err
+		case found && old.Account == s.account:
+			return fmt.Errorf("%w: endpoint %q exists", api.ErrConflict, spec.Name)
+		case found:
+			return fmt.Errorf("%w: endpoint name taken", api.ErrConflict)
+		}
+		t.set(endpointKey(spec.Name), ep)
+		return nil
+	})
+	if err != nil {
 		return Endpoint{}, err
 	}
 	return s.g.withQuota(ep)
@@ -49,15 +53,23 @@ func (s *scope) UpdateEndpoint(ctx context.Context, spec EndpointSpec) (Endpoint
 	spec = normalized(spec)
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	ep, err := s.g.endpoint(s.account, spec.Name)
-	if err != nil {
+	if _, err := s.g.endpoint(s.account, spec.Name); err != nil {
 		return Endpoint{}, err
 	}
 	if err := s.g.checkEndpoint(s.account, spec); err != nil {
 		return Endpoint{}, err
 	}
-	ep.EndpointSpec, ep.UpdatedAt = spec, s.g.now()
-	if err := s.g.db.Put(endpointKey(spec.Name), ep); err != nil {
+	var ep Endpoint
+	err := s.g.update(ctx, func(t *tx) error {
+		var err error
+		if ep, err = txEndpoint(t, s.account, spec.Name); err != nil {
+			return err
+		}
+		ep.EndpointSpec, ep.UpdatedAt = spec, s.g.now()
+		t.set(endpointKey(spec.Name), ep)
+		return nil
+	})
+	if err != nil {
 		return Endpoint{}, err
 	}
 	return s.g.withQuota(ep)
@@ -76,14 +88,14 @@ func normalized(spec EndpointSpec) EndpointSpec {
 func (s *scope) DeleteEndpoint(ctx context.Context, name string) error {
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	if _, err := s.g.endpoint(s.account, name); err != nil {
+	return s.g.update(ctx, func(t *tx) error {
+		if _, err := txEndpoint(t, s.account, name); err != nil {
+			return err
+		}
+		counts, err := s.g.quotaRecords(name)
+		t.delete(append(counts, endpointKey(name))...)
 		return err
-	}
-	quotas, err := keys(s.g.db, quotasOf(name))
-	if err != nil {
-		return err
-	}
-	return s.g.db.Write(nil, append(quotas, endpointKey(name)))
+	})
 }
 
 // GetEndpoint returns one endpoint, with today's count.
@@ -125,10 +137,30 @@ func (g *Gateway) endpoint(acct, name string) (Endpoint, error) {
 	return ep, err
 }
 
+// txEndpoint reads an account's endpoint in a change.
+func txEndpoint(t *tx, acct, name string) (Endpoint, error) {
+	ep, err := txFind[Endpoint](t, functionName.MatchString(name), endpointKey(name), "endpoint", name)
+	if err == nil && ep.Account != acct {
+		return Endpoint{}, notFound("endpoint", name)
+	}
+	return ep, err
+}
+
+// quotaRecords lists the keys of an endpoint's quota counts and
+// admissions, which go with it.
+func (g *Gateway) quotaRecords(ep string) ([]string, error) {
+	counts, err := keys(g.db, quotasOf(ep))
+	if err != nil {
+		return nil, err
+	}
+	admits, err := keys(g.db, admitsOf(ep))
+	return append(counts, admits...), err
+}
+
 // anyEndpoint reads an endpoint, whichever account's it is; ErrNotFound if
 // there is none.
 func (g *Gateway) anyEndpoint(name string) (Endpoint, error) {
-	return find[Endpoint](g.db, functionName.MatchString(name), endpointKey(name), "endpoint", name)
+	return findFresh[Endpoint](g.ctx, g, functionName.MatchString(name), endpointKey(name), "endpoint", name)
 }
 
 // endpointsOf reads an account's endpoints, by name.
@@ -150,7 +182,11 @@ func (g *Gateway) withQuota(ep Endpoint) (Endpoint, error) {
 		return Endpoint{}, err
 	}
 	now := g.now()
-	if _, err := g.db.Lookup(quotaKey(ep.Name, pol.Day(now)), &ep.Today); err != nil {
+	count := quotaKey(ep.Name, pol.Day(now))
+	if pol.DailyQuota == 0 {
+		count = epCallsKey(ep.Name, pol.Day(now))
+	}
+	if _, err := g.db.Lookup(count, &ep.Today); err != nil {
 		return Endpoint{}, err
 	}
 	ep.ResetsAt = pol.ResetAt(now)

@@ -41,8 +41,23 @@ func (s *scope) Deploy(ctx context.Context, d Deploy) (Revision, error) {
 	}
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
+	// The machine's change makes the pools of the function's queue
+	// rescale, on the member that leads it.
+	err := s.g.update(ctx, func(t *tx) error {
+		var err error
+		rev, err = s.deploy(t, d, rev)
+		return err
+	})
+	if err != nil {
+		return Revision{}, err
+	}
+	return rev, nil
+}
+
+// deploy stages the write of a deploy's revision, and of its function.
+func (s *scope) deploy(t *tx, d Deploy, rev Revision) (Revision, error) {
 	var fn Function
-	found, err := s.g.db.Lookup(functionKey(s.account, d.Name), &fn)
+	found, err := t.lookup(functionKey(s.account, d.Name), &fn)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -64,17 +79,11 @@ func (s *scope) Deploy(ctx context.Context, d Deploy) (Revision, error) {
 		fn.Scaling = Scaling{}.withDefaults()
 	}
 	fn.UpdatedAt = rev.CreatedAt
-	put := map[string]any{functionKey(s.account, d.Name): fn, revisionKey(s.account, d.Name, rev.Number): rev}
-	var del []string
+	t.set(functionKey(s.account, d.Name), fn)
+	t.set(revisionKey(s.account, d.Name, rev.Number), rev)
 	if !found {
-		del = append(del, callsKey(s.account, d.Name)) // a late call of a function of that name deleted before
+		t.delete(callsKey(s.account, d.Name)) // a late call of a function of that name deleted before
 	}
-	err = s.g.db.Write(put, del)
-	s.g.functions.forget(functionKey(s.account, d.Name))
-	if err != nil {
-		return Revision{}, err
-	}
-	s.g.pools.rescale(s.account, fn)
 	return rev, nil
 }
 
@@ -213,7 +222,7 @@ func (g *Gateway) function(acct, name string) (Function, error) {
 		return fn, nil
 	}
 	gen := g.functions.generation()
-	fn, err := find[Function](g.db, functionName.MatchString(name), key, "function", name)
+	fn, err := findFresh[Function](g.ctx, g, functionName.MatchString(name), key, "function", name)
 	if err == nil {
 		g.functions.put(key, fn, gen)
 	}
@@ -259,6 +268,14 @@ func (c *fnCache) put(key string, fn Function, gen uint64) {
 	c.m[key] = fn
 }
 
+// reset drops every record (the records were replaced).
+func (c *fnCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.m = nil
+}
+
 // forget drops a function's record after it was written or deleted.
 func (c *fnCache) forget(key string) {
 	c.mu.Lock()
@@ -280,9 +297,16 @@ func (s *scope) Revisions(ctx context.Context, name string) ([]Revision, error) 
 // read alone: revisions go with their function, in the one write that
 // deletes it.
 func (g *Gateway) revision(acct, name string, n int) (Revision, error) {
+	if rev, ok := g.revisions.get(poolKey{acct, name, n}); ok {
+		return rev, nil
+	}
 	var rev Revision
 	if n > 0 && functionName.MatchString(name) {
+		gen := g.revisions.generation()
 		if found, err := g.db.Lookup(revisionKey(acct, name, n), &rev); err != nil || found {
+			if found {
+				g.revisions.put(poolKey{acct, name, n}, rev, gen)
+			}
 			return rev, err
 		}
 	}
@@ -307,16 +331,13 @@ func noRevision(fn Function, n int) error {
 
 // SetDefault switches the function's default revision.
 func (s *scope) SetDefault(ctx context.Context, name string, rev int) (Function, error) {
-	fn, err := s.change(name, func(fn *Function) error {
+	fn, err := s.change(ctx, name, func(fn *Function) error {
 		if rev < 1 || rev > fn.LatestRevision {
 			return noRevision(*fn, rev)
 		}
 		fn.DefaultRevision = rev
 		return nil
 	})
-	if err == nil {
-		s.g.pools.rescale(s.account, fn)
-	}
 	return fn, err
 }
 
@@ -326,26 +347,29 @@ func (s *scope) SetTags(ctx context.Context, name string, tags map[string]string
 	if checkTags(&p, tags); len(p) > 0 {
 		return Function{}, p.err()
 	}
-	return s.change(name, func(fn *Function) error {
+	return s.change(ctx, name, func(fn *Function) error {
 		fn.Tags = tagsOrNil(tags)
 		return nil
 	})
 }
 
 // change applies edit to a function and writes it.
-func (s *scope) change(name string, edit func(*Function) error) (Function, error) {
+func (s *scope) change(ctx context.Context, name string, edit func(*Function) error) (Function, error) {
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	fn, err := s.g.function(s.account, name)
-	if err != nil {
-		return Function{}, err
-	}
-	if err := edit(&fn); err != nil {
-		return Function{}, err
-	}
-	fn.UpdatedAt = s.g.now()
-	err = s.g.db.Put(functionKey(s.account, name), fn)
-	s.g.functions.forget(functionKey(s.account, name))
+	var fn Function
+	err := s.g.update(ctx, func(t *tx) error {
+		var err error
+		if fn, err = txFind[Function](t, functionName.MatchString(name), functionKey(s.account, name), "function", name); err != nil {
+			return err
+		}
+		if err := edit(&fn); err != nil {
+			return err
+		}
+		fn.UpdatedAt = s.g.now()
+		t.set(functionKey(s.account, name), fn)
+		return nil
+	})
 	if err != nil {
 		return Function{}, err
 	}
@@ -359,32 +383,29 @@ func (s *scope) change(name string, edit func(*Function) error) (Function, error
 func (s *scope) DeleteFunction(ctx context.Context, name string) error {
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	if _, err := s.g.function(s.account, name); err != nil {
-		return err
-	}
-	del, err := keys(s.g.db, revisionsOf(s.account, name))
-	if err != nil {
-		return err
-	}
-	del = append(del, functionKey(s.account, name), callsKey(s.account, name))
-	eps, err := s.g.endpointsOf(s.account)
-	if err != nil {
-		return err
-	}
-	for _, e := range eps {
-		if e.Function == name {
-			quotas, err := keys(s.g.db, quotasOf(e.Name))
-			if err != nil {
-				return err
-			}
-			del = append(append(del, endpointKey(e.Name)), quotas...)
+	// The machine's change closes the function's pools where they are.
+	return s.g.update(ctx, func(t *tx) error {
+		if _, err := txFind[Function](t, functionName.MatchString(name), functionKey(s.account, name), "function", name); err != nil {
+			return err
 		}
-	}
-	err = s.g.db.Write(nil, del)
-	s.g.functions.forget(functionKey(s.account, name))
-	if err != nil {
-		return err
-	}
-	s.g.pools.forget(s.account, name)
-	return nil
+		del, err := keys(s.g.db, revisionsOf(s.account, name))
+		if err != nil {
+			return err
+		}
+		t.delete(append(del, functionKey(s.account, name), callsKey(s.account, name), queueKey(s.account, name))...)
+		eps, err := s.g.endpointsOf(s.account)
+		if err != nil {
+			return err
+		}
+		for _, e := range eps {
+			if e.Function == name {
+				counts, err := s.g.quotaRecords(e.Name)
+				if err != nil {
+					return err
+				}
+				t.delete(append(counts, endpointKey(e.Name))...)
+			}
+		}
+		return nil
+	})
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway/group"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/jobs"
 )
@@ -76,14 +78,37 @@ type Gateway struct {
 	// accounts holds the names of accounts found: no request of a known
 	// account reads its record again.
 	accounts sync.Map
-	// functions caches function records, read on every call.
+	// functions caches function records, read on every call, and
+	// revisions revisions (which never change).
 	functions fnCache
-	// idemMu serialises the check and the write of Idempotency-Keys.
-	idemMu    sync.Mutex
+	revisions revCache
 	now       func() time.Time
 	log       *slog.Logger
 	retention time.Duration
 	keys      *verifier
+
+	// m applies every change of the records a group shares (replica.go).
+	m *machine
+	// grp is the gateway's group, nil when alone (member.go); self is
+	// this member's ID, fw forwards calls to other members.
+	grp       *group.Group
+	groupName string
+	self      string
+	fw        Forwarder
+	// queues holds the Queue records, by key, as applied; queuesCh is
+	// closed at each change.
+	queuesMu sync.Mutex
+	queues   map[string]Queue
+	queuesCh chan struct{}
+	// waiters are closed when the kept task of their ID ends.
+	waitersMu sync.Mutex
+	waiters   map[string]chan struct{}
+	// kept holds the IDs of the kept tasks this member runs.
+	kept sync.Map
+	// serving is set by Start: applied changes start work only then.
+	serving atomic.Bool
+	// syncs catches the member up before a read that missed.
+	syncs syncer
 
 	// mu serialises the changes of accounts, keys, functions and
 	// endpoints, each a read then a write.
@@ -130,6 +155,13 @@ func New(c Config) (*Gateway, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.pools = &pools{g: g, m: map[poolKey]*pool{}}
+	g.queues, g.queuesCh, g.waiters = map[string]Queue{}, make(chan struct{}), map[string]chan struct{}{}
+	m, err := newMachine(g)
+	if err != nil {
+		return nil, err
+	}
+	g.m = m
+	g.restored() // reads the queues
 	return g, nil
 }
 
@@ -151,6 +183,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.life.Unlock()
 	// Not under g.life: resume makes pools, which count their goroutines
 	// with goBackground.
+	g.serving.Store(true)
 	if err := g.resume(ctx); err != nil {
 		return err
 	}
@@ -164,6 +197,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		defer g.wg.Done()
 		g.retain()
 	}()
+	if g.grp != nil {
+		g.background(g.rebalance)
+	}
 	return nil
 }
 
@@ -205,10 +241,13 @@ func (g *Gateway) enter(acct string) error {
 	switch {
 	case g.closed:
 		return fmt.Errorf("%w: the gateway is closed", api.ErrUnavailable)
-	case g.inFlight >= MaxCallsInFlight:
-		return &api.RetryError{Err: fmt.Errorf("%w: the gateway runs %d calls, its limit", api.ErrTooManyRequests, g.inFlight), After: busyRetry}
-	case g.accountInFlight[acct] >= MaxAccountInFlight:
-		return &api.RetryError{Err: fmt.Errorf("%w: account %q runs %d calls, an account's limit", api.ErrTooManyRequests, acct, g.accountInFlight[acct]), After: busyRetry}
+	}
+	kept, keptAll := g.m.opened(acct)
+	switch {
+	case g.inFlight+keptAll >= MaxCallsInFlight:
+		return &api.RetryError{Err: fmt.Errorf("%w: the gateway runs %d calls, its limit", api.ErrTooManyRequests, g.inFlight+keptAll), After: busyRetry}
+	case g.accountInFlight[acct]+kept >= MaxAccountInFlight:
+		return &api.RetryError{Err: fmt.Errorf("%w: account %q runs %d calls, an account's limit", api.ErrTooManyRequests, acct, g.accountInFlight[acct]+kept), After: busyRetry}
 	}
 	g.inFlight++
 	g.accountInFlight[acct]++

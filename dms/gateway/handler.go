@@ -115,6 +115,9 @@ func (h *handler) routes() http.Handler {
 		admin("POST /v1/accounts/{name}/keys", h.addKey)
 		admin("GET /v1/accounts/{name}/keys", h.listKeys)
 		admin("DELETE /v1/accounts/{name}/keys/{id}", h.revokeKey)
+		admin("GET /v1/gateway/group", h.getGroup)
+		admin("POST /v1/gateway/group/members", h.addMember)
+		admin("DELETE /v1/gateway/group/members/{id}", h.removeMember)
 	}
 	mux.HandleFunc("/e/{name}", h.callEndpoint)
 	mux.HandleFunc("/e/{name}/{path...}", h.callEndpoint)

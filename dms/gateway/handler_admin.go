@@ -69,3 +69,29 @@ func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request) {
 	}
 	h.replyNone(w, r, err)
 }
+
+func (h *handler) getGroup(w http.ResponseWriter, r *http.Request) {
+	s, err := h.b.Group(r.Context())
+	h.reply(w, r, http.StatusOK, s, err)
+}
+
+// addMemberBody is POST /v1/gateway/group/members's body and reply.
+type addMemberBody struct {
+	Addr string `json:"addr,omitempty"` // a multiaddr with /p2p/ID, or a peer ID
+	ID   string `json:"id,omitempty"`   // the reply: the member's peer ID
+}
+
+func (h *handler) addMember(w http.ResponseWriter, r *http.Request) {
+	var body addMemberBody
+	if err := readJSON(w, r, &body); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	id, err := h.b.AddMember(r.Context(), body.Addr)
+	h.reply(w, r, http.StatusOK, addMemberBody{ID: id}, err)
+}
+
+func (h *handler) removeMember(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	h.replyNone(w, r, h.b.RemoveMember(r.Context(), id))
+}

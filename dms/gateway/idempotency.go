@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,35 +47,10 @@ func checkIdempotencyKey(key string) error {
 	return nil
 }
 
-// errDuplicate is begin's answer to a call whose Idempotency-Key an
-// earlier call used: the task of that call.
-type errDuplicate struct{ task string }
-
-func (e errDuplicate) Error() string { return "gateway: duplicate of task " + e.task }
-
-// claim checks that no earlier call of t's account used t's key, and
-// adds the key's record to put, which begin writes. Callers hold
-// g.idemMu.
-func (g *Gateway) claim(t Task, put map[string]any) error {
-	key := idemKey(t)
-	var earlier string
-	found, err := g.db.Lookup(key, &earlier)
-	switch {
-	case err != nil:
-		return err
-	case found:
-		if _, err := g.task(t.Account, earlier); err == nil {
-			return errDuplicate{task: earlier}
-		} // its task is gone: the key is free again
-	}
-	put[key] = t.ID
-	return nil
-}
-
 // replay answers a call whose key an earlier call used: that call's
 // response or error, or 409 with Retry-After while it runs.
-func (g *Gateway) replay(ctx context.Context, acct string, dup errDuplicate) (Response, error) {
-	t, err := g.task(acct, dup.task)
+func (g *Gateway) replay(ctx context.Context, acct, earlier string) (Response, error) {
+	t, err := g.task(acct, earlier)
 	if err != nil {
 		return Response{}, err
 	}
@@ -87,10 +61,4 @@ func (g *Gateway) replay(ctx context.Context, acct string, dup errDuplicate) (Re
 		}
 	}
 	return (&scope{g: g, account: acct}).TaskResult(ctx, t.ID)
-}
-
-// asDuplicate returns the errDuplicate in err, if any.
-func asDuplicate(err error) (errDuplicate, bool) {
-	var d errDuplicate
-	return d, errors.As(err, &d)
 }

@@ -110,6 +110,9 @@ func (g *Gateway) Authenticate(ctx context.Context, key string) (string, error) 
 	epoch := g.keys.current()
 	var rec keyRecord
 	found, err := g.db.Lookup(keyKey(id), &rec)
+	if err == nil && !found && g.fresh(ctx) == nil { // a key just made through another member
+		found, err = g.db.Lookup(keyKey(id), &rec)
+	}
 	switch {
 	case err != nil:
 		return "", err
@@ -135,10 +138,14 @@ func (g *Gateway) AddKey(ctx context.Context, account string) (NewKey, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, err := g.account(account); err != nil {
-		return NewKey{}, err
-	}
-	return key, g.db.Put(keyKey(rec.ID), rec)
+	err = g.update(ctx, func(t *tx) error {
+		if _, err := txFind[Account](t, accountName.MatchString(account), accountKey(account), "account", account); err != nil {
+			return err
+		}
+		t.set(keyKey(rec.ID), rec)
+		return nil
+	})
+	return key, err
 }
 
 // ListKeys lists an account's keys, revoked ones too, oldest first.
@@ -162,23 +169,23 @@ func (g *Gateway) ListKeys(ctx context.Context, account string) ([]Key, error) {
 func (g *Gateway) RevokeKey(ctx context.Context, account, id string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var rec keyRecord
-	found, err := g.db.Lookup(keyKey(id), &rec)
-	switch {
-	case err != nil:
-		return err
-	case !found || rec.Account != account:
-		return notFound("key", id)
-	case rec.RevokedAt != nil:
-		return fmt.Errorf("%w: key %s was revoked at %s", api.ErrConflict, id, rec.RevokedAt.Format(time.RFC3339))
-	}
-	now := g.now()
-	rec.RevokedAt = &now
-	if err := g.db.Put(keyKey(id), rec); err != nil {
-		return err
-	}
-	g.keys.forget(id)
-	return nil
+	// The machine's change makes every member's cache forget the key.
+	return g.update(ctx, func(t *tx) error {
+		var rec keyRecord
+		found, err := t.lookup(keyKey(id), &rec)
+		switch {
+		case err != nil:
+			return err
+		case !found || rec.Account != account:
+			return notFound("key", id)
+		case rec.RevokedAt != nil:
+			return fmt.Errorf("%w: key %s was revoked at %s", api.ErrConflict, id, rec.RevokedAt.Format(time.RFC3339))
+		}
+		now := g.now()
+		rec.RevokedAt = &now
+		t.set(keyKey(id), rec)
+		return nil
+	})
 }
 
 // liveKeys counts the keys not revoked of each account.
@@ -268,6 +275,14 @@ func (v *verifier) remember(sum [sha256.Size]byte, id, account string, epoch uin
 }
 
 // forget drops a revoked key from the cache.
+// reset forgets every key verified (the records were replaced).
+func (v *verifier) reset() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.epoch++
+	clear(v.cache)
+}
+
 func (v *verifier) forget(id string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

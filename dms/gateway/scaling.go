@@ -58,13 +58,10 @@ func (s *scope) SetScaling(ctx context.Context, name string, sc Scaling) (Functi
 	if sc.check(&p); len(p) > 0 {
 		return Function{}, p.err()
 	}
-	fn, err := s.change(name, func(fn *Function) error {
+	fn, err := s.change(ctx, name, func(fn *Function) error {
 		fn.Scaling = sc
 		return nil
 	})
-	if err == nil {
-		s.g.pools.rescale(s.account, fn)
-	}
 	return fn, err
 }
 

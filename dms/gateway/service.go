@@ -16,6 +16,12 @@ type Admin interface {
 	ListKeys(ctx context.Context, account string) ([]Key, error)
 	// RevokeKey makes a key useless at once; revoking twice is ErrConflict.
 	RevokeKey(ctx context.Context, account, id string) error
+	// Group describes the gateway's group (ErrNotFound when in none).
+	Group(ctx context.Context) (GroupStatus, error)
+	// AddMember adds a gateway, by multiaddr or peer ID, to the group and
+	// returns its peer ID; RemoveMember removes one.
+	AddMember(ctx context.Context, addr string) (string, error)
+	RemoveMember(ctx context.Context, id string) error
 }
 
 // Functions is what an account does with its functions.

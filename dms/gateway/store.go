@@ -23,6 +23,11 @@ const (
 	taskPrefix     = "gw/task/"  // gw/task/<account>/<task ID>: Task; IDs sort newest first
 	inputPrefix    = "gw/input/" // gw/input/<account>/<task ID>: callInput of an async task until it ends
 	idemPrefix     = "gw/idem/"  // gw/idem/<account>/<sha-256 of endpoint, NUL, key>: the task of an Idempotency-Key
+	// gw/epcalls/<endpoint>/<day>: calls of an endpoint with no quota that
+	// day, through this gateway (a group does not count them together:
+	// no write of the group's for a call that needs none); the latest
+	// day's only.
+	epCallsPrefix = "gw/epcalls/"
 )
 
 func accountKey(name string) string      { return accountPrefix + name }
@@ -35,12 +40,14 @@ func revisionsOf(acct, fn string) string { return revisionPrefix + acct + "/" + 
 func revisionKey(acct, fn string, n int) string {
 	return fmt.Sprintf("%s%010d", revisionsOf(acct, fn), n)
 }
-func endpointKey(name string) string  { return endpointPrefix + name }
-func quotasOf(ep string) string       { return quotaPrefix + ep + "/" }
-func quotaKey(ep, day string) string  { return quotasOf(ep) + day }
-func tasksOf(acct string) string      { return taskPrefix + acct + "/" }
-func taskKey(acct, id string) string  { return tasksOf(acct) + id }
-func inputKey(acct, id string) string { return inputPrefix + acct + "/" + id }
+func endpointKey(name string) string   { return endpointPrefix + name }
+func quotasOf(ep string) string        { return quotaPrefix + ep + "/" }
+func quotaKey(ep, day string) string   { return quotasOf(ep) + day }
+func epCallsOf(ep string) string       { return epCallsPrefix + ep + "/" }
+func epCallsKey(ep, day string) string { return epCallsOf(ep) + day }
+func tasksOf(acct string) string       { return taskPrefix + acct + "/" }
+func taskKey(acct, id string) string   { return tasksOf(acct) + id }
+func inputKey(acct, id string) string  { return inputPrefix + acct + "/" + id }
 
 // errStop ends a scan early; each does not return it.
 var errStop = errors.New("gateway: stop the scan")

@@ -99,7 +99,7 @@ func (s *scope) GetTask(ctx context.Context, id string) (Task, error) {
 }
 
 func (g *Gateway) task(acct, id string) (Task, error) {
-	return find[Task](g.db, taskID.MatchString(id), taskKey(acct, id), "task", id)
+	return findFresh[Task](g.ctx, g, taskID.MatchString(id), taskKey(acct, id), "task", id)
 }
 
 // errStopped is the cause of a call's end when its task is stopped.
@@ -177,12 +177,32 @@ func (g *Gateway) updateTask(acct, id string, change func(*Task) error, del ...s
 	mu.Lock()
 	defer mu.Unlock()
 	t, err := g.task(acct, id)
+	if err != nil || !t.shared() {
+		if err != nil {
+			return t, err
+		}
+		edited := t
+		if err := change(&edited); err != nil {
+			return t, err
+		}
+		return edited, g.db.Write(map[string]any{taskKey(acct, id): edited}, del)
+	}
+	var edited Task
+	err = g.update(g.ctx, func(tx *tx) error {
+		var err error
+		if t, err = txFind[Task](tx, taskID.MatchString(id), taskKey(acct, id), "task", id); err != nil {
+			return err
+		}
+		edited = t
+		if err := change(&edited); err != nil {
+			return err
+		}
+		tx.set(taskKey(acct, id), edited)
+		tx.delete(del...)
+		return nil
+	})
 	if err != nil {
 		return t, err
 	}
-	edited := t
-	if err := change(&edited); err != nil {
-		return t, err
-	}
-	return edited, g.db.Write(map[string]any{taskKey(acct, id): edited}, del)
+	return edited, nil
 }

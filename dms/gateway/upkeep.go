@@ -10,14 +10,15 @@ import (
 	"github.com/opendms/dms/dms/api"
 )
 
-// resume takes up the tasks a previous run left unfinished. An async
-// task, whose input was kept, runs again (calls are at-least-once: it may
-// have run before the restart); a synchronous one, whose caller is gone,
+// resume takes up the tasks a previous run left unfinished. A task the
+// group keeps (async or keyed, whose input was kept) runs again on the
+// member that leads its queue (calls are at-least-once: it may have run
+// before the restart); a plain synchronous one, whose caller is gone,
 // fails.
 func (g *Gateway) resume(ctx context.Context) error {
 	var open []Task
 	err := each(g.db, taskPrefix, func(_ string, t Task) error {
-		if !t.State.Terminal() {
+		if !t.State.Terminal() && !t.shared() {
 			open = append(open, t)
 		}
 		return ctx.Err()
@@ -26,29 +27,33 @@ func (g *Gateway) resume(ctx context.Context) error {
 		return err
 	}
 	for _, t := range open {
-		var in callInput
-		found, err := g.db.Lookup(inputKey(t.Account, t.ID), &in)
-		if err != nil || !found || !t.Async {
-			g.end(t, verdict{State: TaskFailed, Err: api.ErrUnavailable, Reason: "the gateway restarted during the call"})
-			continue
-		}
-		p, err := g.pool(t.Account, t.Function, t.Revision)
-		if err != nil {
-			g.end(t, verdict{State: TaskFailed, Err: err, Reason: "resuming after a restart: " + err.Error()})
-			continue
-		}
-		if !g.goBackground() {
-			break // closed meanwhile: the task runs at the next Start
-		}
-		go func() {
-			defer g.wg.Done()
-			g.execute(g.ctx, p, t, in)
-		}()
+		g.end(t, verdict{State: TaskFailed, Err: api.ErrUnavailable, Reason: "the gateway restarted during the call"})
 	}
-	if len(open) > 0 {
-		g.log.Info("resumed unfinished tasks", "tasks", len(open))
+	if g.grp == nil {
+		g.resumeKept()
+	} else {
+		g.background(g.catchUp)
 	}
 	return nil
+}
+
+// catchUp waits until this member has applied what the group committed
+// before it started (a write of nothing through the group returns once it
+// is applied here), then runs the kept tasks of the queues it leads.
+func (g *Gateway) catchUp() {
+	for g.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(g.ctx, proposeTimeout)
+		_, err := g.propose(ctx, command{Change: &change{}})
+		cancel()
+		if err == nil {
+			g.resumeKept()
+			return
+		}
+		select {
+		case <-g.ctx.Done():
+		case <-time.After(noQuorumRetry):
+		}
+	}
 }
 
 // prewarm makes the pools of the functions that keep instances warm
@@ -90,15 +95,20 @@ func (g *Gateway) retain() {
 const expireBatch = 1000
 
 // expire deletes the tasks that ended before now less the retention, and
-// says how many.
+// says how many: this gateway's own, and, on the group's leader (or a
+// gateway alone), the group's.
 func (g *Gateway) expire(now time.Time) (int, error) {
 	cutoff := now.Add(-g.retention)
-	var old []string
+	var mine, kept []string
 	err := each(g.db, taskPrefix, func(key string, t Task) error {
-		if t.EndedAt != nil && t.EndedAt.Before(cutoff) {
-			old = append(old, key)
+		switch {
+		case t.EndedAt == nil || !t.EndedAt.Before(cutoff):
+		case !t.shared():
+			mine = append(mine, key)
+		case g.grp == nil || g.grp.IsLeader():
+			kept = append(kept, key)
 			if t.Idempotency != "" {
-				old = append(old, idemKey(t))
+				kept = append(kept, idemKey(t))
 			}
 		}
 		return nil
@@ -106,12 +116,17 @@ func (g *Gateway) expire(now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for batch := range slices.Chunk(old, expireBatch) {
+	for batch := range slices.Chunk(mine, expireBatch) {
 		if err := g.db.Write(nil, batch); err != nil {
 			return 0, err
 		}
 	}
-	return len(old), nil
+	for batch := range slices.Chunk(kept, expireBatch) {
+		if err := g.update(g.ctx, func(t *tx) error { t.delete(batch...); return nil }); err != nil {
+			return 0, err
+		}
+	}
+	return len(mine) + len(kept), nil
 }
 
 // BlobIndex is one kind of the gateway's records and how to read the blobs

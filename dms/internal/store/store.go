@@ -313,3 +313,13 @@ func (b badgerLogger) log(level slog.Level, f string, a []any) {
 		b.l.Log(context.Background(), level, strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
 	}
 }
+
+// LookupRaw returns the bytes stored under key as they are, and whether
+// there are any.
+func (d *DB) LookupRaw(key string) ([]byte, bool, error) {
+	b, err := d.getRaw([]byte(key))
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	return b, err == nil, err
+}
