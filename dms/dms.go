@@ -16,6 +16,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/dms/gateway/group"
 	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/jobs"
@@ -67,6 +68,7 @@ type DMS struct {
 	api       *api.Server
 	gw        *gateway.Gateway // functions over HTTP: state and calls
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
+	grp       *group.Group     // the gateway's group; nil without gateway.group
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
@@ -153,6 +155,9 @@ func (c *config) apply(conf *Config) {
 		conf.Gateway = *c.gateway
 	}
 	c.gatewayListen.apply(&conf.Gateway)
+	if c.gatewayGroup != nil {
+		conf.Gateway.Group = *c.gatewayGroup
+	}
 	if c.bidRate != nil {
 		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
 	}
@@ -347,6 +352,9 @@ func (d *DMS) stop() {
 	d.cancel()
 	if d.gw != nil {
 		_ = d.gw.Close()
+	}
+	if d.grp != nil {
+		_ = d.grp.Close()
 	}
 	if d.orch != nil {
 		_ = d.orch.Close()

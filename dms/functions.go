@@ -21,6 +21,9 @@ func (d *DMS) startGateway(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := d.joinGroup(ctx, g); err != nil {
+		return err
+	}
 	if err := g.Start(ctx); err != nil {
 		return err
 	}

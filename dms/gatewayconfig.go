@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gopkg.in/yaml.v3"
 
@@ -34,12 +37,60 @@ type GatewayConfig struct {
 	// TaskRetention is how long finished tasks (one per call) are kept;
 	// 0: gateway.DefaultTaskRetention.
 	TaskRetention time.Duration `yaml:"task_retention"`
+	// Group makes the gateway a member of a replicated group of gateways
+	// (docs/gateway.md); none when its Name is "".
+	Group GroupConfig `yaml:"group"`
+}
+
+// GroupConfig is the gateway section's group: which group the gateway
+// is a member of, and how it first finds the others.
+type GroupConfig struct {
+	// Name is the group's name; "" is no group.
+	Name string `yaml:"name"`
+	// Peers are the multiaddrs (/ip4/A/tcp/P/p2p/ID) of the other
+	// founding members: with no state yet, the founders form the group
+	// together. None: the members are found in the DHT under the name.
+	Peers []string `yaml:"peers"`
+	// Join makes a new member that waits to be added by one of the group
+	// (dms gateway add) instead of founding it.
+	Join bool `yaml:"join"`
+}
+
+// groupName is the pattern of a group's name.
+var groupName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// UnmarshalYAML reads the group section, refusing unknown fields.
+func (c *GroupConfig) UnmarshalYAML(n *yaml.Node) error {
+	return decodeSection(n, "gateway.group", []string{"name", "peers", "join"}, func(key string, v *yaml.Node) error {
+		switch key {
+		case "name":
+			return v.Decode(&c.Name)
+		case "peers":
+			return v.Decode(&c.Peers)
+		}
+		return v.Decode(&c.Join)
+	})
+}
+
+func (c GroupConfig) validate() error {
+	switch {
+	case c.Name == "" && (len(c.Peers) > 0 || c.Join):
+		return errors.New("gateway.group: peers and join need a name")
+	case c.Name != "" && !groupName.MatchString(c.Name):
+		return fmt.Errorf("gateway.group.name: %q: want 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit", c.Name)
+	}
+	for i, p := range c.Peers {
+		if _, err := peer.AddrInfoFromString(p); err != nil {
+			return fmt.Errorf("gateway.group.peers[%d]: %q is not a multiaddr with /p2p/ID: %w", i, p, err)
+		}
+	}
+	return nil
 }
 
 // UnmarshalYAML reads the section field by field, refusing unknown fields
 // and values that do not parse, with the field's name.
 func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
-	keys := []string{"listen", "cert_file", "key_file", "trusted_proxies", "task_retention"}
+	keys := []string{"listen", "cert_file", "key_file", "trusted_proxies", "task_retention", "group"}
 	return decodeSection(n, "gateway", keys, func(key string, v *yaml.Node) error {
 		switch key {
 		case "listen":
@@ -50,6 +101,8 @@ func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
 			return v.Decode(&c.KeyFile)
 		case "trusted_proxies":
 			return v.Decode(&c.TrustedProxies)
+		case "group":
+			return v.Decode(&c.Group)
 		}
 		var err error
 		c.TaskRetention, err = parseDuration(v.Value)
@@ -70,8 +123,10 @@ func (c GatewayConfig) validate() error {
 	if c.TaskRetention < 0 {
 		return fmt.Errorf("gateway.task_retention: %s is negative (0 means the default, %s)", c.TaskRetention, gateway.DefaultTaskRetention)
 	}
-	_, err := c.trusted()
-	return err
+	if _, err := c.trusted(); err != nil {
+		return err
+	}
+	return c.Group.validate()
 }
 
 // trusted parses TrustedProxies.
@@ -104,6 +159,20 @@ func WithGateway(c GatewayConfig) Option {
 func WithGatewayListen(addr, certFile, keyFile string) Option {
 	return func(o *config) error {
 		o.gatewayListen = &gatewayListen{addr: addr, cert: certFile, key: keyFile}
+		return nil
+	}
+}
+
+// WithGatewayGroup makes the gateway a member of the group name, over the
+// config file's gateway.group: peers are the other founders' multiaddrs
+// (none: found in the DHT), join a new member that waits to be added.
+func WithGatewayGroup(name string, peers []string, join bool) Option {
+	return func(o *config) error {
+		g := GroupConfig{Name: name, Peers: peers, Join: join}
+		if err := g.validate(); err != nil {
+			return fmt.Errorf("dms: WithGatewayGroup: %w", err)
+		}
+		o.gatewayGroup = &g
 		return nil
 	}
 }

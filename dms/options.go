@@ -25,17 +25,19 @@ type config struct {
 	gateway   *GatewayConfig
 	// gatewayListen overlays the gateway section's address and TLS pair.
 	gatewayListen *gatewayListen
-	bidRate       *NetworkConfig // only its bid-request rate and burst
-	holdShare     float64        // 0: as the config file says
-	logger        *slog.Logger
-	clock         func() time.Time
-	benchmark     bool // run a fresh benchmark at start even if one is stored
-	lease         time.Duration
-	confirm       time.Duration // 0: the orchestrator's default
-	sampling      int           // bid requests go to this many sampled nodes; 0: gossip to all
-	inMemory      bool          // the database lives in memory, seeded from the home's
-	connsLow      int           // connection manager watermarks; 0: p2p's defaults
-	connsHigh     int
+	// gatewayGroup replaces the gateway section's group.
+	gatewayGroup *GroupConfig
+	bidRate      *NetworkConfig // only its bid-request rate and burst
+	holdShare    float64        // 0: as the config file says
+	logger       *slog.Logger
+	clock        func() time.Time
+	benchmark    bool // run a fresh benchmark at start even if one is stored
+	lease        time.Duration
+	confirm      time.Duration // 0: the orchestrator's default
+	sampling     int           // bid requests go to this many sampled nodes; 0: gossip to all
+	inMemory     bool          // the database lives in memory, seeded from the home's
+	connsLow     int           // connection manager watermarks; 0: p2p's defaults
+	connsHigh    int
 	// heartbeatGate, when set, is asked before every frame this node sends
 	// on an invocation stream; false drops the frame. Tests only: it cuts a
 	// node off silently without closing its connections.

@@ -30,6 +30,11 @@ type runFlags struct {
 	// gateway serves functions over HTTP there, with TLS when gatewayCert
 	// and gatewayKey are given.
 	gateway, gatewayCert, gatewayKey string
+	// gatewayGroup makes the gateway a member of a group, founded with
+	// gatewayPeers or joined (gatewayJoin).
+	gatewayGroup string
+	gatewayPeers []string
+	gatewayJoin  bool
 }
 
 func (c *cli) runCmd() *cobra.Command {
@@ -45,6 +50,9 @@ func (c *cli) runCmd() *cobra.Command {
 			}
 			if (f.gatewayCert != "" || f.gatewayKey != "") && !cmd.Flags().Changed("gateway") {
 				return errors.New("--gateway-cert and --gateway-key need --gateway ADDR (or set them in config.yaml's gateway section)")
+			}
+			if (len(f.gatewayPeers) > 0 || f.gatewayJoin) && f.gatewayGroup == "" {
+				return errors.New("--gateway-peers and --gateway-join need --gateway-group NAME (or set them in config.yaml's gateway.group)")
 			}
 			opts := runOptions(cmd, c.home, f, logger)
 			if name := os.Getenv("DMS_FAILPOINT"); name != "" {
@@ -67,6 +75,9 @@ func (c *cli) runCmd() *cobra.Command {
 	fl.StringVar(&f.gateway, "gateway", "", `serve functions over HTTP on this address, such as 127.0.0.1:8080 (docs/functions.md); when not given, config.yaml's gateway.listen decides`)
 	fl.StringVar(&f.gatewayCert, "gateway-cert", "", "PEM certificate (chain) for the gateway: it then serves HTTPS; with --gateway-key")
 	fl.StringVar(&f.gatewayKey, "gateway-key", "", "PEM private key of --gateway-cert")
+	fl.StringVar(&f.gatewayGroup, "gateway-group", "", "make the gateway a member of this replicated group of gateways (docs/gateway.md); replaces config.yaml's gateway.group")
+	fl.StringSliceVar(&f.gatewayPeers, "gateway-peers", nil, "multiaddrs (with /p2p/ID) of the group's other founders, comma-separated; none: found in the DHT")
+	fl.BoolVar(&f.gatewayJoin, "gateway-join", false, "join an existing group: wait to be added by a member (dms gateway add) instead of founding it")
 	return cmd
 }
 
@@ -88,6 +99,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	}
 	if cmd.Flags().Changed("gateway") {
 		opts = append(opts, dms.WithGatewayListen(f.gateway, f.gatewayCert, f.gatewayKey))
+	}
+	if f.gatewayGroup != "" {
+		opts = append(opts, dms.WithGatewayGroup(f.gatewayGroup, f.gatewayPeers, f.gatewayJoin))
 	}
 	return opts
 }
