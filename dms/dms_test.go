@@ -28,6 +28,13 @@ func testNet(t *testing.T, n int, compute func(i int) bool) []*DMS {
 // bootstrapping from node 0; compute(i) false makes node i a requester only.
 func relNet(t *testing.T, n int, compute func(i int) bool, extra func(i int) []Option) []*DMS {
 	t.Helper()
+	return growNet(t, n, compute, func(i int, _ []*DMS) []Option { return extra(i) })
+}
+
+// growNet is relNet whose options of node i may depend on the nodes
+// started before it.
+func growNet(t *testing.T, n int, compute func(i int) bool, extra func(i int, started []*DMS) []Option) []*DMS {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nodes := make([]*DMS, n)
@@ -37,7 +44,7 @@ func relNet(t *testing.T, n int, compute func(i int) bool, extra func(i int) []O
 		if _, err := Init(ctx, home, InitOptions{BenchDuration: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
-		opts := append([]Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}, extra(i)...)
+		opts := append([]Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}, extra(i, nodes[:i])...)
 		if i > 0 {
 			opts = append(opts, WithBootstrap(nodes[0].host.Addrs()...))
 		}

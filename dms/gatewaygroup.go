@@ -58,7 +58,7 @@ func (d *DMS) joinGroup(ctx context.Context, g *gateway.Gateway) error {
 	if err != nil {
 		return fmt.Errorf("dms: gateway group %q: %w", c.Name, err)
 	}
-	if err := g.Join(grp, c.Name, d.host.ID(), forwarder{d.host}); err != nil {
+	if err := g.Join(grp, c.Name, d.host.ID(), forwarder{d}); err != nil {
 		return errors.Join(err, grp.Close())
 	}
 	d.grp = grp
@@ -110,11 +110,27 @@ func (t groupTransport) Dial(ctx context.Context, member, channel string) (net.C
 	return t.h.Dial(ctx, member, nil, t.proto(channel))
 }
 
-// forwarder forwards calls between the members of a group.
-type forwarder struct{ h *p2p.Host }
+// forwarder forwards calls and fetches blobs between the members of a
+// group.
+type forwarder struct{ d *DMS }
 
 func (f forwarder) Forward(ctx context.Context, to string, req *types.CallRequest) (*types.CallReply, error) {
-	return f.h.Forward(ctx, to, nil, req)
+	return f.d.host.Forward(ctx, to, nil, req)
+}
+
+// Fetch keeps blob c, fetched from the first member of from that holds
+// it (verified against c).
+func (f forwarder) Fetch(ctx context.Context, c string, from []string) error {
+	var errs []error
+	for _, p := range from {
+		data, err := f.d.host.FetchBlob(ctx, p, nil, c, MaxBlobSize)
+		if err == nil {
+			_, err = f.d.blobs.Put(data)
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("dms: blob %s from the group: %w", c, errors.Join(errs...))
 }
 
 // AddPeerAddr takes a multiaddr with /p2p/ID, or a peer ID alone (found
@@ -127,5 +143,5 @@ func (f forwarder) AddPeerAddr(addr string) (string, error) {
 		}
 		return id.String(), nil
 	}
-	return f.h.AddPeerAddr(addr)
+	return f.d.host.AddPeerAddr(addr)
 }

@@ -100,6 +100,7 @@ type Gateway struct {
 	queuesMu sync.Mutex
 	queues   map[string]Queue
 	queuesCh chan struct{}
+	moved    map[string]movedCtx // by queue key: ends when its leader changes
 	// waiters are closed when the kept task of their ID ends.
 	waitersMu sync.Mutex
 	waiters   map[string]chan struct{}
@@ -156,6 +157,7 @@ func New(c Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.pools = &pools{g: g, m: map[poolKey]*pool{}}
 	g.queues, g.queuesCh, g.waiters = map[string]Queue{}, make(chan struct{}), map[string]chan struct{}{}
+	g.moved = map[string]movedCtx{}
 	m, err := newMachine(g)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,9 @@ import (
 type Forwarder interface {
 	Forward(ctx context.Context, to string, req *types.CallRequest) (*types.CallReply, error)
 	AddPeerAddr(addr string) (string, error)
+	// Fetch keeps blob cid on this node, fetched (and verified) from the
+	// first of from that holds it.
+	Fetch(ctx context.Context, cid string, from []string) error
 }
 
 // Queue says which member leads a function's queue, and which follow it
@@ -107,6 +110,37 @@ func (g *Gateway) queue(acct, fn string) (Queue, bool) {
 	defer g.queuesMu.Unlock()
 	q, ok := g.queues[queueKey(acct, fn)]
 	return q, ok
+}
+
+// leaderMoved returns a context that ends when a function's queue's
+// leader is no longer leader (the call forwarded to it is given up: a
+// dial to a dead member may hang for seconds).
+func (g *Gateway) leaderMoved(acct, fn, leader string) context.Context {
+	g.queuesMu.Lock()
+	defer g.queuesMu.Unlock()
+	key := queueKey(acct, fn)
+	if q, ok := g.queues[key]; !ok || q.Leader != leader {
+		return doneCtx
+	}
+	m, ok := g.moved[key]
+	if !ok {
+		m.ctx, m.cancel = context.WithCancel(context.Background())
+		g.moved[key] = m
+	}
+	return m.ctx
+}
+
+// doneCtx is a context that has ended.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// movedCtx ends when its queue's leader changes.
+type movedCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // leads reports whether this gateway serves a function's queue itself:
@@ -213,6 +247,10 @@ func (g *Gateway) setQueue(key string, q *Queue) (began, stopped bool) {
 	} else {
 		g.queues[key] = *q
 	}
+	if m, ok := g.moved[key]; ok && (q == nil || q.Leader != old.Leader) {
+		m.cancel()
+		delete(g.moved, key)
+	}
 	isMine := q != nil && q.Leader == g.self
 	close(g.queuesCh)
 	g.queuesCh = make(chan struct{})
@@ -265,7 +303,7 @@ func (g *Gateway) applied(effects []effect) {
 		case strings.HasPrefix(e.key, revisionPrefix) && e.val != nil && g.grp != nil && g.serving.Load():
 			var rev Revision
 			if json.Unmarshal(e.val, &rev) == nil {
-				g.background(func() { g.pin(rev.Module) })
+				g.background(func() { _ = g.pin(rev.Module) })
 			}
 		case strings.HasPrefix(e.key, taskPrefix) && e.val != nil:
 			var t Task
@@ -296,6 +334,10 @@ func (g *Gateway) restored() {
 	})
 	g.queuesMu.Lock()
 	g.queues = queues
+	for key, m := range g.moved {
+		m.cancel()
+		delete(g.moved, key)
+	}
 	close(g.queuesCh)
 	g.queuesCh = make(chan struct{})
 	g.queuesMu.Unlock()
@@ -330,20 +372,30 @@ func (g *Gateway) background(fn func()) {
 	}()
 }
 
-// pin fetches a blob the group's records name (a revision's module) so
-// that this member holds it when the member that took it is gone.
-func (g *Gateway) pin(cid string) {
-	if cid == "" {
-		return
+// pin fetches a blob the group's records name (a revision's module, a
+// kept task's output) from the members, so that this member holds it:
+// to start instances of the revision when it leads its queue, and when
+// the member that took it is gone. Alone, or when it is held, nothing.
+func (g *Gateway) pin(cid string) error {
+	if cid == "" || g.grp == nil {
+		return nil
 	}
 	if has, err := g.runner.HasBlob(g.ctx, cid); err != nil || has {
-		return
+		return err
+	}
+	var from []string
+	for _, m := range g.grp.Members() {
+		if m.ID != g.self {
+			from = append(from, m.ID)
+		}
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, pinTimeout)
 	defer cancel()
-	if _, err := g.runner.GetBlob(ctx, cid); err != nil && g.ctx.Err() == nil {
+	err := g.fw.Fetch(ctx, cid, from)
+	if err != nil && g.ctx.Err() == nil {
 		g.log.Warn("fetching a blob of the group's", "cid", cid, "err", err)
 	}
+	return err
 }
 
 // pinTimeout bounds the fetch of one blob the group's records name.
@@ -363,7 +415,7 @@ func (g *Gateway) taskEnded(t Task) {
 		live.(*liveCall).cancel(errStopped)
 	}
 	if t.Response != "" && g.grp != nil && g.serving.Load() {
-		g.background(func() { g.pin(t.Response) })
+		g.background(func() { _ = g.pin(t.Response) })
 	}
 }
 
@@ -630,10 +682,15 @@ func (g *Gateway) forward(ctx context.Context, leader string, rev Revision, t Ta
 	if deadline, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(deadline)
 	}
-	reply, err := g.fw.Forward(ctx, leader, &req)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.leaderMoved(t.Account, t.Function, leader), cancel)()
+	reply, err := g.fw.Forward(fctx, leader, &req)
 	switch {
-	case err != nil:
+	case err != nil && ctx.Err() == nil:
 		return nil, nil, fmt.Errorf("%w: %w", errLeaderLost, err)
+	case err != nil:
+		return nil, nil, err
 	case reply.Status == types.CallUnknown:
 		return nil, nil, errNotLeader
 	case reply.Code != 0:

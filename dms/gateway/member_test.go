@@ -305,6 +305,9 @@ func (f teamForwarder) Forward(ctx context.Context, to string, req *types.CallRe
 
 func (f teamForwarder) AddPeerAddr(addr string) (string, error) { return addr, nil }
 
+// Fetch has nothing to do: the team's members share their runner's blobs.
+func (f teamForwarder) Fetch(context.Context, string, []string) error { return nil }
+
 // queueLeaderOf waits until a function's queue has a leader, and returns it.
 func (tm *team) queueLeaderOf(on, acct, fn string) string {
 	tm.t.Helper()

@@ -497,6 +497,10 @@ func (p *pool) start(sc Scaling) {
 	spec.Warm = &types.Warm{Concurrency: sc.Concurrency, KeepAlive: time.Duration(sc.KeepAlive)}
 	ctx, cancel := context.WithTimeout(p.g.ctx, startTimeout)
 	defer cancel()
+	if err := p.g.pin(p.rev.Module); err != nil { // a module deployed through another member
+		p.startFailed("fetching the module from the group: " + err.Error())
+		return
+	}
 	job, err := p.g.runner.SubmitJob(ctx, spec)
 	if err != nil {
 		p.startFailed("placing an instance: " + err.Error())

@@ -86,10 +86,14 @@ func (g *Group) monitor() {
 	tick := time.NewTicker(g.cfg.DownAfter / 4)
 	defer tick.Stop()
 	failing := map[string]time.Time{} // on the leader: member -> last contact before its heartbeats failed
+	var since time.Time               // when the leader last changed
 	for {
 		select {
 		case o := <-g.obsCh:
-			observe(failing, o.Data)
+			if _, ok := o.Data.(raft.LeaderObservation); ok {
+				since = time.Now()
+			}
+			observe(failing, o.Data, since)
 		case <-g.poke:
 		case <-tick.C:
 		case <-g.ctx.Done():
@@ -99,8 +103,12 @@ func (g *Group) monitor() {
 	}
 }
 
-// observe records one of raft's observations in failing.
-func observe(failing map[string]time.Time, o any) {
+// observe records one of raft's observations in failing. A member a new
+// leader never reached counts as out of contact since the leader changed
+// (leaderSince): a member killed with the old leader is found down about
+// DownAfter after the election, not DownAfter after the new leader's
+// first heartbeat to it timed out.
+func observe(failing map[string]time.Time, o any, leaderSince time.Time) {
 	switch o := o.(type) {
 	case raft.LeaderObservation:
 		clear(failing) // a new leader (or none) sees its followers anew
@@ -111,6 +119,9 @@ func observe(failing map[string]time.Time, o any) {
 	case raft.FailedHeartbeatObservation:
 		if _, ok := failing[string(o.PeerID)]; !ok {
 			since := o.LastContact
+			if since.IsZero() {
+				since = leaderSince
+			}
 			if since.IsZero() {
 				since = time.Now()
 			}

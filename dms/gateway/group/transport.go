@@ -26,7 +26,10 @@ const (
 	channelRPC  = "rpc"
 
 	ioTimeout = 2 * time.Second // raft's network transport: one RPC's IO
-	maxPool   = 3               // raft's network transport: pooled conns a peer
+	// dialTimeout bounds raft's dial of a member: a dead member's dial
+	// fails (its heartbeat fails) well within an election's time.
+	dialTimeout = 500 * time.Millisecond
+	maxPool     = 3 // raft's network transport: pooled conns a peer
 )
 
 // memberAddr is a member ID as a net.Addr.
@@ -72,7 +75,7 @@ var _ raft.StreamLayer = (*streamLayer)(nil)
 func (s *streamLayer) Addr() net.Addr { return memberAddr(s.self) }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, dialTimeout))
 	defer cancel()
 	return s.transport.Dial(ctx, string(address), channelRaft)
 }
