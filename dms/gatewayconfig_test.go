@@ -58,4 +58,23 @@ func TestGatewayConfig(t *testing.T) {
 	if _, err := New(WithHome(home), WithGatewayListen("127.0.0.1:0", "only.crt", "")); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("WithGatewayListen with a certificate and no key: %v", err)
 	}
+	for _, tc := range []struct {
+		name  string
+		peers []string
+		join  bool
+		want  string
+	}{
+		{"Team A", nil, false, `gateway.group.name: "Team A": want 1 to 63`},
+		{"", nil, true, "peers and join need a name"},
+		{"team", []string{"/ip4/127.0.0.1/tcp/4001"}, false, "gateway.group.peers[0]: \"/ip4/127.0.0.1/tcp/4001\" is not a multiaddr with /p2p/ID"},
+		{"team", []string{"12D3KooW"}, false, "gateway.group.peers[0]"},
+	} {
+		if _, err := New(WithHome(home), WithGatewayGroup(tc.name, tc.peers, tc.join)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("WithGatewayGroup(%q, %q, %v): %v, want %q", tc.name, tc.peers, tc.join, err, tc.want)
+		}
+	}
+	rewriteConfig(t, home, func(c *Config) { c.Gateway.Group = GroupConfig{Name: "team", Join: true} })
+	if cfg, err := LoadConfig(home); err != nil || cfg.Gateway.Group.Name != "team" || !cfg.Gateway.Group.Join {
+		t.Errorf("gateway.group after editing: %+v, %v", cfg.Gateway.Group, err)
+	}
 }

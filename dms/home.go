@@ -254,7 +254,10 @@ store:
 # gateway to callers with API keys (dms run --gateway sets it too), such as
 # 127.0.0.1:8080, or 0.0.0.0:443 with cert_file and key_file for HTTPS.
 # trusted_proxies (CIDRs) may set X-Forwarded-For; task_retention is how
-# long finished calls are kept.
+# long finished calls are kept. group makes the gateway a member of a
+# replicated group of gateways (docs/gateway.md): its name, the multiaddrs
+# (with /p2p/ID) of the other founders, or join: true for a gateway an
+# existing member adds (dms gateway add); --gateway-group and friends set it.
 gateway:
   listen: "{{.Gateway.Listen}}"
   cert_file: "{{.Gateway.CertFile}}"
@@ -264,6 +267,13 @@ gateway:
     - {{.}}
 {{- end}}
   task_retention: {{.Gateway.TaskRetention}}
+  group:
+    name: "{{.Gateway.Group.Name}}"
+    peers:{{if not .Gateway.Group.Peers}} []{{end}}
+{{- range .Gateway.Group.Peers}}
+      - "{{.}}"
+{{- end}}
+    join: {{.Gateway.Group.Join}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.

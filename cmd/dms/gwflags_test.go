@@ -40,6 +40,10 @@ func TestFunctionEndpointTaskTagFlagErrors(t *testing.T) {
 		{"RevokeOneArg", []string{"account", "key", "revoke", "alice"}, "takes ACCOUNT KEYID, got 1 argument(s)"},
 		{"CAMissing", []string{"tag", "list", "--gateway", "https://127.0.0.1:1", "--key", "k", "--ca", "/no/ca.pem"}, "--ca: open /no/ca.pem"},
 		{"CANotPEM", []string{"tag", "list", "--gateway", "https://127.0.0.1:1", "--key", "k", "--ca", notPEM(t)}, "no PEM certificate in it"},
+		{"PeersWithoutGroup", []string{"run", "--home", t.TempDir(), "--gateway-peers", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp"}, "--gateway-peers and --gateway-join need --gateway-group NAME"},
+		{"JoinWithoutGroup", []string{"run", "--home", t.TempDir(), "--gateway-join"}, "need --gateway-group NAME"},
+		{"GroupStatusWithoutDaemon", []string{"gateway", "status", "--home", t.TempDir()}, "no running daemon"},
+		{"GroupAddNoArg", []string{"gateway", "add"}, "MULTIADDR|PEERID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

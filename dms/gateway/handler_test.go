@@ -590,6 +590,13 @@ func TestAdminRoutes(t *testing.T) {
 	// An account's key is no admin.
 	g.as(created.Key.Secret, "GET", "/v1/accounts", "").wantError(t, 401, "admin token")
 	g.do("GET", "/v1/accounts", "").wantError(t, 401)
+
+	// A gateway alone has no group to show or change.
+	g.as(adminToken, "GET", "/v1/gateway/group", "").wantError(t, 404, "in no group")
+	g.as(adminToken, "POST", "/v1/gateway/group/members", `{"addr":"12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp"}`).wantError(t, 404, "in no group")
+	g.as(adminToken, "POST", "/v1/gateway/group/members", `{"addr":`).wantError(t, 400)
+	g.as(adminToken, "DELETE", "/v1/gateway/group/members/x", "").wantError(t, 404, "in no group")
+	g.as(created.Key.Secret, "GET", "/v1/gateway/group", "").wantError(t, 401, "admin token")
 }
 
 // TestPublicHasNoAdmin: the public listener has no admin routes at all: a
@@ -598,7 +605,8 @@ func TestPublicHasNoAdmin(t *testing.T) {
 	g := publicGateway(t)
 	for _, auth := range []string{"", adminToken, g.r.key} {
 		for _, route := range []string{"POST /v1/accounts", "GET /v1/accounts", "GET /v1/accounts/alice",
-			"POST /v1/accounts/alice/keys", "GET /v1/accounts/alice/keys", "DELETE /v1/accounts/alice/keys/k1"} {
+			"POST /v1/accounts/alice/keys", "GET /v1/accounts/alice/keys", "DELETE /v1/accounts/alice/keys/k1",
+			"GET /v1/gateway/group", "POST /v1/gateway/group/members", "DELETE /v1/gateway/group/members/x"} {
 			method, path, _ := strings.Cut(route, " ")
 			g.as(auth, method, path, `{"name":"mallory"}`).wantError(t, 404, "no route")
 		}
