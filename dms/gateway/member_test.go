@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -504,4 +505,35 @@ func TestGroupMinorityRefusesWrites(t *testing.T) {
 		_, err := tm.gw(cut).function("alice", "echo")
 		return err == nil
 	})
+}
+
+// TestGroupSpreadsQueues: each new queue goes to the member that leads
+// the fewest, with the next two as its followers.
+func TestGroupSpreadsQueues(t *testing.T) {
+	tm := newTeam(t, 3)
+	ctx := t.Context()
+	g := tm.gw("gw1")
+	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := g.As(ctx, "alice")
+	led := map[string]int{}
+	for _, fn := range []string{"a", "b", "c", "d", "e", "f"} {
+		if _, err := alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Invoke(ctx, fn, Call{}); err != nil {
+			t.Fatal(err)
+		}
+		q, ok := g.queue("alice", fn)
+		if !ok || len(q.Followers) != 2 || slices.Contains(q.Followers, q.Leader) {
+			t.Fatalf("queue of %s: %+v", fn, q)
+		}
+		led[q.Leader]++
+	}
+	for _, id := range tm.ids {
+		if led[id] != 2 {
+			t.Errorf("queues led: %v, want 2 each", led)
+		}
+	}
 }
