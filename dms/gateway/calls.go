@@ -341,6 +341,13 @@ func (g *Gateway) accept(ctx context.Context, t Task, in *callInput, quota *quot
 	case o.Duplicate != "" || !t.shared():
 		return o, nil
 	}
+	if g.grp != nil {
+		// A kept task runs where its queue is led: a function called
+		// for the first time gets its leader now, which then runs it.
+		if _, err := g.queueLeader(ctx, t.Account, t.Function); err != nil {
+			g.log.Warn("giving a queue a leader", "function", t.Function, "err", err)
+		}
+	}
 	return o, g.countCall(t)
 }
 

@@ -537,3 +537,30 @@ func TestGroupSpreadsQueues(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupFirstCallKeyed: a function whose first call is async or keyed
+// (so no member leads its queue yet) gets a leader, which runs it.
+func TestGroupFirstCallKeyed(t *testing.T) {
+	tm := newTeam(t, 3)
+	ctx := t.Context()
+	g := tm.gw("gw2")
+	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := g.As(ctx, "alice")
+	for _, fn := range []string{"sync", "async"} {
+		if _, err := alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if res, err := alice.Invoke(callCtx, "sync", Call{IdempotencyKey: "first"}); err != nil || string(res.Body) != "ok" {
+		t.Fatalf("a keyed first call: %+v %v", res, err)
+	}
+	task, err := alice.InvokeAsync(ctx, "async", Call{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskIn(t, alice, task.ID, TaskCompleted)
+}
