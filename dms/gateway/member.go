@@ -273,8 +273,17 @@ func (g *Gateway) applied(effects []effect) {
 				continue
 			}
 			var fn Function
-			if json.Unmarshal(e.val, &fn) == nil && g.serving.Load() && g.leads(acct, name) {
+			switch {
+			case json.Unmarshal(e.val, &fn) != nil || !g.serving.Load():
+			case g.leads(acct, name):
 				g.background(func() { g.pools.rescale(acct, fn) })
+			case fn.Scaling.MinInstances > 0 && g.grp != nil:
+				// A queue to keep warm wants a leader before its first call.
+				g.background(func() {
+					if _, ok := g.queue(acct, name); !ok {
+						_, _ = g.queueLeader(g.ctx, acct, name)
+					}
+				})
 			}
 		case strings.HasPrefix(e.key, endpointPrefix) && e.val == nil:
 			ep := strings.TrimPrefix(e.key, endpointPrefix)
@@ -476,8 +485,11 @@ func (g *Gateway) runKept(t Task) {
 }
 
 // takeOver runs the unfinished kept tasks of a function whose queue this
-// member came to lead.
+// member came to lead, and starts its instances if it keeps some warm.
 func (g *Gateway) takeOver(acct, fn string) {
+	if f, err := g.function(acct, fn); err == nil && f.Scaling.MinInstances > 0 {
+		g.pools.rescale(acct, f)
+	}
 	var open []Task
 	_ = each(g.db, tasksOf(acct), func(_ string, t Task) error {
 		if t.Function == fn && t.shared() && !t.State.Terminal() {

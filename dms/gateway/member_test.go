@@ -564,3 +564,28 @@ func TestGroupFirstCallKeyed(t *testing.T) {
 	}
 	taskIn(t, alice, task.ID, TaskCompleted)
 }
+
+// TestGroupKeepsMinimumWarm: a function that keeps an instance warm gets
+// one, on the member that leads its queue only, before any call; when
+// that member is lost, its successor starts one.
+func TestGroupKeepsMinimumWarm(t *testing.T) {
+	tm := newTeam(t, 3)
+	ctx := t.Context()
+	g := tm.gw("gw1")
+	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := g.As(ctx, "alice")
+	if _, err := alice.Deploy(ctx, Deploy{Name: "warm", Module: tm.f.put([]byte("\x00asm warm")), Scaling: &Scaling{MinInstances: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	tm.eventually("one instance started", func() bool { return tm.f.submissions() == 1 })
+	leader := tm.queueLeaderOf("gw1", "alice", "warm")
+	for _, id := range tm.ids {
+		if n := len(tm.gw(id).pools.instances("alice", "warm")); (id == leader) != (n > 0) {
+			t.Errorf("%s holds %d instances; the queue's leader is %s", id, n, leader)
+		}
+	}
+	tm.stop(leader)
+	tm.eventually("the successor to start one", func() bool { return tm.f.submissions() == 2 })
+}

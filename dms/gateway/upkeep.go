@@ -47,6 +47,7 @@ func (g *Gateway) catchUp() {
 		cancel()
 		if err == nil {
 			g.resumeKept()
+			g.prewarmLed()
 			return
 		}
 		select {
@@ -60,6 +61,9 @@ func (g *Gateway) catchUp() {
 // (min_instances), so a restarted gateway starts them at once, not at
 // their first call.
 func (g *Gateway) prewarm(ctx context.Context) error {
+	if g.grp != nil {
+		return nil // catchUp does, on the members that lead their queues
+	}
 	fns, err := all[Function](g.db, functionPrefix)
 	if err != nil {
 		return err
@@ -70,6 +74,27 @@ func (g *Gateway) prewarm(ctx context.Context) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// prewarmLed gives the functions that keep instances warm a queue leader
+// if they have none, and starts the pools of those this member leads.
+func (g *Gateway) prewarmLed() {
+	fns, err := all[Function](g.db, functionPrefix)
+	if err != nil {
+		g.log.Warn("reading the functions to pre-warm", "err", err)
+		return
+	}
+	for _, fn := range fns {
+		if fn.Scaling.MinInstances == 0 {
+			continue
+		}
+		if _, err := g.queueLeader(g.ctx, fn.Account, fn.Name); err != nil {
+			g.log.Warn("giving a queue a leader", "function", fn.Name, "err", err)
+		}
+		if g.leads(fn.Account, fn.Name) {
+			g.pools.rescale(fn.Account, fn)
+		}
+	}
 }
 
 // retain deletes, now and then, the finished tasks past their retention,
