@@ -328,7 +328,7 @@ func (g *Gateway) accept(ctx context.Context, t Task, in *callInput, quota *quot
 	// task ID marks it): one whose fate the group could not tell (its
 	// leader lost meanwhile) is sent again, and counts once.
 	o, err := g.propose(ctx, command{Admit: a})
-	for attempt := 1; attempt < maxAttempts && errors.Is(err, api.ErrUnavailable) && g.grp != nil && ctx.Err() == nil; attempt++ {
+	for attempt := 1; attempt < maxAttempts && errors.Is(err, api.ErrUnavailable) && g.grp != nil && g.grp.Healthy() && ctx.Err() == nil; attempt++ {
 		o, err = g.propose(ctx, command{Admit: a})
 	}
 	switch {

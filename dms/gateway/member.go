@@ -60,6 +60,12 @@ const (
 	// rebalanceEvery is how often the raft leader checks the queues'
 	// leaders even when nothing woke it.
 	rebalanceEvery = 250 * time.Millisecond
+	// cutOffForward bounds a forward from a member cut off from its
+	// group.
+	cutOffForward = time.Second
+	// healthCheck is how often a call waiting for its queue to move looks
+	// whether this member is cut off.
+	healthCheck = 100 * time.Millisecond
 )
 
 // GroupStatus describes a gateway's group.
@@ -144,15 +150,17 @@ type movedCtx struct {
 }
 
 // leads reports whether this gateway serves a function's queue itself:
-// always when alone; in a group when the queue's record names it and the
-// group still hears from a leader (a member cut off from the majority
-// stops leading, before the majority moves its queues).
+// always when alone; in a group when the queue's record names it. A
+// leader cut off from the majority goes on serving plain calls with its
+// instances (they write nothing of the group's), while the majority
+// moves the queue; once the partition heals it learns the queue moved and
+// releases them.
 func (g *Gateway) leads(acct, fn string) bool {
 	if g.grp == nil {
 		return true
 	}
 	q, ok := g.queue(acct, fn)
-	return ok && q.Leader == g.self && g.grp.Healthy()
+	return ok && q.Leader == g.self
 }
 
 // errCutOff is a member's answer when it is cut off from its group.
@@ -165,9 +173,6 @@ func errCutOff() error {
 func (g *Gateway) queueLeader(ctx context.Context, acct, fn string) (string, error) {
 	for range maxStale {
 		if q, ok := g.queue(acct, fn); ok {
-			if q.Leader == g.self && !g.grp.Healthy() {
-				return "", errCutOff()
-			}
 			return q.Leader, nil
 		}
 		if err := g.update(ctx, func(t *tx) error {
@@ -211,19 +216,26 @@ func (g *Gateway) byLoad(skip map[string]bool) []string {
 }
 
 // awaitQueue waits until a function's queue is led by another member
-// than lost, or failoverWait passes, or ctx ends.
+// than lost, or failoverWait passes, or ctx ends. A member cut off from
+// the group would wait in vain: it learns of no move.
 func (g *Gateway) awaitQueue(ctx context.Context, acct, fn, lost string) error {
 	ctx, cancel := context.WithTimeout(ctx, failoverWait)
 	defer cancel()
+	tick := time.NewTicker(healthCheck)
+	defer tick.Stop()
 	for {
 		changed := g.queuesChanged()
 		if q, ok := g.queue(acct, fn); !ok || q.Leader != lost {
 			return nil
 		}
+		if !g.grp.Healthy() {
+			return errCutOff()
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: the leader of the queue of %q is lost and no member took it over", api.ErrUnavailable, fn)
 		case <-changed:
+		case <-tick.C:
 		}
 	}
 }
@@ -695,6 +707,11 @@ func (g *Gateway) forward(ctx context.Context, leader string, rev Revision, t Ta
 		req.Timeout = time.Until(deadline)
 	}
 	fctx, cancel := context.WithCancel(ctx)
+	if !g.grp.Healthy() {
+		// Cut off, this member may not reach the leader, and would not
+		// learn that the queue moved: it tries briefly.
+		fctx, cancel = context.WithTimeout(ctx, cutOffForward)
+	}
 	defer cancel()
 	defer context.AfterFunc(g.leaderMoved(t.Account, t.Function, leader), cancel)()
 	reply, err := g.fw.Forward(fctx, leader, &req)

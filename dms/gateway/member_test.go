@@ -484,13 +484,45 @@ func TestGroupMinorityRefusesWrites(t *testing.T) {
 	if _, _, err := tm.gw("gw0").CreateAccount(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
+	gw0alice, _ := tm.gw("gw0").As(ctx, "alice")
+	for _, fn := range []string{"mine", "theirs"} {
+		if _, err := gw0alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cut := tm.ids[2]
+	// The cut member leads the queue of "mine", another that of "theirs".
+	for fn, leader := range map[string]string{"mine": cut, "theirs": tm.ids[0]} {
+		if err := tm.gw(cut).update(ctx, func(t *tx) error {
+			t.set(queueKey("alice", fn), Queue{Leader: leader, Epoch: 1})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	alice, err := tm.gw(cut).As(ctx, "alice") // caught up before the cut
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, fn := range []string{"mine", "theirs"} {
+		if _, err := alice.Invoke(ctx, fn, Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tm.net.cutOff(cut)
 	began := time.Now()
+	// Plain calls write nothing of the group's: the queue it leads goes
+	// on serving; one it must forward is refused, quickly.
+	if _, err := alice.Invoke(ctx, "mine", Call{}); err != nil {
+		t.Errorf("a plain call of the queue the cut member leads: %v", err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := alice.Invoke(callCtx, "theirs", Call{}); !errors.Is(err, api.ErrUnavailable) {
+		t.Errorf("a plain call the cut member would forward: %v, want 503", err)
+	}
+	t.Logf("the member cut off refused a call to forward after %s", time.Since(began).Round(time.Millisecond))
+	began = time.Now()
 	_, err = alice.Deploy(ctx, Deploy{Name: "echo", Module: tm.f.put([]byte("\x00asm echo"))})
 	if !errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "quorum") {
 		t.Fatalf("a deploy on a member cut off: %v, want 503 for want of a quorum", err)

@@ -157,6 +157,7 @@ func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
 		return Response{}, fmt.Errorf("%w: the output of task %s is not kept: a synchronous call's answer goes to its caller only (send an %s to keep it)",
 			api.ErrNotFound, id, HeaderIdempotencyKey)
 	}
+	_ = s.g.pin(t.Response) // in a group, from the member that ran it: the DHT may not know it yet
 	out, err := s.g.runner.GetBlob(ctx, t.Response)
 	if err != nil {
 		return Response{}, fmt.Errorf("gateway: reading the output %s of task %s: %w", t.Response, id, err)
