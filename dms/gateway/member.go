@@ -217,18 +217,25 @@ func (g *Gateway) byLoad(skip map[string]bool) []string {
 
 // awaitQueue waits until a function's queue is led by another member
 // than lost, or failoverWait passes, or ctx ends. A member cut off from
-// the group would wait in vain: it learns of no move.
+// the group would wait in vain (it learns of no move): one that has heard
+// from no leader for longer than an election gives up.
 func (g *Gateway) awaitQueue(ctx context.Context, acct, fn, lost string) error {
 	ctx, cancel := context.WithTimeout(ctx, failoverWait)
 	defer cancel()
 	tick := time.NewTicker(healthCheck)
 	defer tick.Stop()
+	var unhealthy time.Time // since when this member has heard from no leader
 	for {
 		changed := g.queuesChanged()
 		if q, ok := g.queue(acct, fn); !ok || q.Leader != lost {
 			return nil
 		}
-		if !g.grp.Healthy() {
+		switch {
+		case g.grp.Healthy():
+			unhealthy = time.Time{}
+		case unhealthy.IsZero():
+			unhealthy = time.Now()
+		case time.Since(unhealthy) >= electionWait:
 			return errCutOff()
 		}
 		select {
