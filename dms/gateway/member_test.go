@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -14,199 +13,21 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway/group"
+	"github.com/opendms/dms/dms/gateway/group/grouptest"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/types"
 )
 
 // A group of gateways in one process: each has its own database and group
-// member over loopback TCP (tcpNet), they share a fakeRunner (the
+// member over loopback TCP (grouptest), they share a fakeRunner (the
 // providers, and the network's blobs), and forward calls to each other
-// through a table (team). A member is killed by closing it and cutting it
-// off; cut and heal partition one.
-
-// tcpNet is a group.Transport over loopback TCP: a dialer sends its ID
-// and the channel on a line, the listener of that channel accepts it.
-type tcpNet struct {
-	mu    sync.Mutex
-	addrs map[string]string  // member -> listening address
-	lns   map[string]*tcpMux // member -> its listener
-	conns map[string][]net.Conn
-	cut   map[string]bool
-}
-
-func newTCPNet() *tcpNet {
-	return &tcpNet{addrs: map[string]string{}, lns: map[string]*tcpMux{}, conns: map[string][]net.Conn{}, cut: map[string]bool{}}
-}
-
-// tcpMux is a member's one TCP listener, split by channel.
-type tcpMux struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	chans map[string]*chanListener
-}
-
-type chanListener struct {
-	self   string
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-func (l *chanListener) Close() error   { l.closed.Do(func() { close(l.done) }); return nil }
-func (l *chanListener) Addr() net.Addr { return idAddr(l.self) }
-
-// idAddr is a member ID as a net.Addr.
-type idAddr string
-
-func (a idAddr) Network() string { return "test" }
-func (a idAddr) String() string  { return string(a) }
-
-// idConn is a connection whose ends are named by member ID.
-type idConn struct {
-	net.Conn
-	local, remote string
-}
-
-func (c idConn) LocalAddr() net.Addr  { return idAddr(c.local) }
-func (c idConn) RemoteAddr() net.Addr { return idAddr(c.remote) }
-
-func (n *tcpNet) transport(t *testing.T, self string) group.Transport {
-	t.Helper()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if m := n.lns[self]; m != nil {
-		return memberTransport{n: n, self: self}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &tcpMux{ln: ln, chans: map[string]*chanListener{}}
-	n.lns[self], n.addrs[self] = m, ln.Addr().String()
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go n.admit(self, m, c)
-		}
-	}()
-	return memberTransport{n: n, self: self}
-}
-
-// admit reads a dialer's hello and hands the connection to its channel.
-func (n *tcpNet) admit(self string, m *tcpMux, c net.Conn) {
-	var line [256]byte
-	i := 0
-	for i < len(line) {
-		if _, err := c.Read(line[i : i+1]); err != nil {
-			c.Close()
-			return
-		}
-		if line[i] == '\n' {
-			break
-		}
-		i++
-	}
-	from, channel, _ := strings.Cut(string(line[:i]), " ")
-	n.mu.Lock()
-	if n.cut[self] || n.cut[from] {
-		n.mu.Unlock()
-		c.Close()
-		return
-	}
-	n.conns[self] = append(n.conns[self], c)
-	n.conns[from] = append(n.conns[from], c)
-	n.mu.Unlock()
-	m.mu.Lock()
-	l := m.chans[channel]
-	m.mu.Unlock()
-	if l == nil {
-		c.Close()
-		return
-	}
-	select {
-	case l.ch <- idConn{Conn: c, local: self, remote: from}:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-// cutOff closes a member's connections and refuses new ones, until heal.
-func (n *tcpNet) cutOff(id string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut[id] = true
-	for _, c := range n.conns[id] {
-		c.Close()
-	}
-	n.conns[id] = nil
-}
-
-func (n *tcpNet) heal(id string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.cut, id)
-}
-
-func (n *tcpNet) isCut(a, b string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cut[a] || n.cut[b]
-}
-
-type memberTransport struct {
-	n    *tcpNet
-	self string
-}
-
-func (tr memberTransport) Listen(channel string) (net.Listener, error) {
-	tr.n.mu.Lock()
-	m := tr.n.lns[tr.self]
-	tr.n.mu.Unlock()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := &chanListener{self: tr.self, ch: make(chan net.Conn), done: make(chan struct{})}
-	m.chans[channel] = l
-	return l, nil
-}
-
-func (tr memberTransport) Dial(ctx context.Context, member, channel string) (net.Conn, error) {
-	tr.n.mu.Lock()
-	addr, cut := tr.n.addrs[member], tr.n.cut[tr.self] || tr.n.cut[member]
-	tr.n.mu.Unlock()
-	if cut || addr == "" {
-		return nil, fmt.Errorf("test net: %s cannot reach %s", tr.self, member)
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := fmt.Fprintf(c, "%s %s\n", tr.self, channel); err != nil {
-		c.Close()
-		return nil, err
-	}
-	tr.n.mu.Lock()
-	tr.n.conns[tr.self] = append(tr.n.conns[tr.self], c)
-	tr.n.mu.Unlock()
-	return idConn{Conn: c, local: tr.self, remote: member}, nil
-}
+// through a table (team). A member is killed by cutting it off and
+// closing it; a partition cuts one off.
 
 // team is a group of in-process gateways.
 type team struct {
 	t    *testing.T
-	net  *tcpNet
+	net  *grouptest.Net
 	f    *fakeRunner
 	ids  []string
 	mu   sync.Mutex
@@ -218,7 +39,7 @@ type team struct {
 // newTeam founds a group of n gateways.
 func newTeam(t *testing.T, n int) *team {
 	t.Helper()
-	tm := &team{t: t, net: newTCPNet(), f: newFakeRunner(), gws: map[string]*Gateway{}, grps: map[string]*group.Group{}, dbs: map[string]*store.DB{}}
+	tm := &team{t: t, net: grouptest.NewNet(), f: newFakeRunner(), gws: map[string]*Gateway{}, grps: map[string]*group.Group{}, dbs: map[string]*store.DB{}}
 	for i := range n {
 		tm.ids = append(tm.ids, fmt.Sprintf("gw%d", i))
 	}
@@ -244,7 +65,7 @@ func (tm *team) start(id string, join bool) *Gateway {
 		t.Fatal(err)
 	}
 	grp, err := group.Open(group.Config{
-		Name: "test", Self: id, Dir: t.TempDir(), DB: tm.dbs[id], Transport: tm.net.transport(t, id),
+		Name: "test", Self: id, Dir: t.TempDir(), DB: tm.dbs[id], Transport: tm.net.Transport(id),
 		FSM: g.StateMachine(), Peers: tm.ids, Join: join,
 	})
 	if err != nil {
@@ -273,10 +94,10 @@ func (tm *team) stop(id string) {
 	if g == nil {
 		return
 	}
-	tm.net.cutOff(id)
+	tm.net.Partition(id)
 	g.Close()
 	grp.Close()
-	tm.net.heal(id)
+	tm.net.Heal(id)
 }
 
 func (tm *team) gw(id string) *Gateway {
@@ -290,6 +111,29 @@ func (tm *team) eventually(what string, cond func() bool) {
 	eventually(tm.t, what, cond)
 }
 
+// alice makes the account alice through member on, and returns her
+// service there.
+func (tm *team) alice(on string) Service {
+	tm.t.Helper()
+	g := tm.gw(on)
+	if _, _, err := g.CreateAccount(tm.t.Context(), "alice"); err != nil {
+		tm.t.Fatal(err)
+	}
+	svc, err := g.As(tm.t.Context(), "alice")
+	if err != nil {
+		tm.t.Fatal(err)
+	}
+	return svc
+}
+
+// deploy deploys fn of svc from a module of the runner's.
+func (tm *team) deploy(svc Service, fn string, sc *Scaling) {
+	tm.t.Helper()
+	if _, err := svc.Deploy(tm.t.Context(), Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn)), Scaling: sc}); err != nil {
+		tm.t.Fatal(err)
+	}
+}
+
 // teamForwarder forwards calls between the team's members.
 type teamForwarder struct {
 	tm   *team
@@ -298,7 +142,7 @@ type teamForwarder struct {
 
 func (f teamForwarder) Forward(ctx context.Context, to string, req *types.CallRequest) (*types.CallReply, error) {
 	g := f.tm.gw(to)
-	if g == nil || f.tm.net.isCut(f.self, to) {
+	if g == nil || f.tm.net.IsCut(f.self, to) {
 		return nil, fmt.Errorf("test forward: %s is gone", to)
 	}
 	return g.ServeForward(ctx, f.self, req), nil
@@ -328,7 +172,8 @@ func TestGroupSharesStateAndForwardsCalls(t *testing.T) {
 	if _, _, err := g0.CreateAccount(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	// A write returns once the member that took it applied it.
+	// A write on one member is read at once on another (a read that
+	// misses catches up with the leader first).
 	alice1, err := g1.As(ctx, "alice")
 	if err != nil {
 		t.Fatalf("an account made on gw0, read at once on gw1: %v", err)
@@ -372,15 +217,8 @@ func TestGroupSharesStateAndForwardsCalls(t *testing.T) {
 func TestGroupQuotaIsExact(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
-	g0 := tm.gw("gw0")
-	if _, _, err := g0.CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := g0.As(ctx, "alice")
-	mod := tm.f.put([]byte("\x00asm echo"))
-	if _, err := alice.Deploy(ctx, Deploy{Name: "echo", Module: mod}); err != nil {
-		t.Fatal(err)
-	}
+	alice := tm.alice("gw0")
+	tm.deploy(alice, "echo", nil)
 	if _, err := alice.CreateEndpoint(ctx, EndpointSpec{Name: "pub", Function: "echo", DailyQuota: 20}); err != nil {
 		t.Fatal(err)
 	}
@@ -418,14 +256,8 @@ func TestGroupQuotaIsExact(t *testing.T) {
 func TestGroupFailover(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
-	if _, _, err := tm.gw("gw0").CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice0, _ := tm.gw("gw0").As(ctx, "alice")
-	mod := tm.f.put([]byte("\x00asm echo"))
-	if _, err := alice0.Deploy(ctx, Deploy{Name: "echo", Module: mod}); err != nil {
-		t.Fatal(err)
-	}
+	alice0 := tm.alice("gw0")
+	tm.deploy(alice0, "echo", nil)
 	if _, err := alice0.Invoke(ctx, "echo", Call{}); err != nil {
 		t.Fatal(err)
 	}
@@ -468,9 +300,7 @@ func TestGroupFailover(t *testing.T) {
 	}
 	// The killed member comes back and catches up.
 	alice1, _ := tm.gw(others[1]).As(ctx, "alice")
-	if _, err := alice1.Deploy(ctx, Deploy{Name: "later", Module: mod}); err != nil {
-		t.Fatal(err)
-	}
+	tm.deploy(alice1, "later", nil)
 	back := tm.start(leader, false)
 	tm.eventually("the restarted member to catch up", func() bool {
 		_, err := back.function("alice", "later")
@@ -481,15 +311,9 @@ func TestGroupFailover(t *testing.T) {
 func TestGroupMinorityRefusesWrites(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
-	if _, _, err := tm.gw("gw0").CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	gw0alice, _ := tm.gw("gw0").As(ctx, "alice")
-	for _, fn := range []string{"mine", "theirs"} {
-		if _, err := gw0alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gw0alice := tm.alice("gw0")
+	tm.deploy(gw0alice, "mine", nil)
+	tm.deploy(gw0alice, "theirs", nil)
 	cut := tm.ids[2]
 	// The cut member leads the queue of "mine", another that of "theirs".
 	for fn, leader := range map[string]string{"mine": cut, "theirs": tm.ids[0]} {
@@ -509,7 +333,7 @@ func TestGroupMinorityRefusesWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tm.net.cutOff(cut)
+	tm.net.Partition(cut)
 	began := time.Now()
 	// Plain calls write nothing of the group's: the queue it leads goes
 	// on serving; one it must forward is refused, quickly.
@@ -532,7 +356,7 @@ func TestGroupMinorityRefusesWrites(t *testing.T) {
 	if _, err := majority.Deploy(ctx, Deploy{Name: "echo", Module: tm.f.put([]byte("\x00asm echo"))}); err != nil {
 		t.Fatalf("a deploy on the majority: %v", err)
 	}
-	tm.net.heal(cut)
+	tm.net.Heal(cut)
 	tm.eventually("the healed member to have the majority's deploy", func() bool {
 		_, err := tm.gw(cut).function("alice", "echo")
 		return err == nil
@@ -545,15 +369,10 @@ func TestGroupSpreadsQueues(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
 	g := tm.gw("gw1")
-	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := g.As(ctx, "alice")
+	alice := tm.alice("gw1")
 	led := map[string]int{}
 	for _, fn := range []string{"a", "b", "c", "d", "e", "f"} {
-		if _, err := alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
-			t.Fatal(err)
-		}
+		tm.deploy(alice, fn, nil)
 		if _, err := alice.Invoke(ctx, fn, Call{}); err != nil {
 			t.Fatal(err)
 		}
@@ -575,16 +394,9 @@ func TestGroupSpreadsQueues(t *testing.T) {
 func TestGroupFirstCallKeyed(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
-	g := tm.gw("gw2")
-	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := g.As(ctx, "alice")
-	for _, fn := range []string{"sync", "async"} {
-		if _, err := alice.Deploy(ctx, Deploy{Name: fn, Module: tm.f.put([]byte("\x00asm " + fn))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	alice := tm.alice("gw2")
+	tm.deploy(alice, "sync", nil)
+	tm.deploy(alice, "async", nil)
 	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if res, err := alice.Invoke(callCtx, "sync", Call{IdempotencyKey: "first"}); err != nil || string(res.Body) != "ok" {
@@ -602,15 +414,7 @@ func TestGroupFirstCallKeyed(t *testing.T) {
 // that member is lost, its successor starts one.
 func TestGroupKeepsMinimumWarm(t *testing.T) {
 	tm := newTeam(t, 3)
-	ctx := t.Context()
-	g := tm.gw("gw1")
-	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := g.As(ctx, "alice")
-	if _, err := alice.Deploy(ctx, Deploy{Name: "warm", Module: tm.f.put([]byte("\x00asm warm")), Scaling: &Scaling{MinInstances: 1}}); err != nil {
-		t.Fatal(err)
-	}
+	tm.deploy(tm.alice("gw1"), "warm", &Scaling{MinInstances: 1})
 	tm.eventually("one instance started", func() bool { return tm.f.submissions() == 1 })
 	leader := tm.queueLeaderOf("gw1", "alice", "warm")
 	for _, id := range tm.ids {

@@ -104,14 +104,8 @@ func TestMachineRefusesBadInput(t *testing.T) {
 func TestForwardsFromStrangersAreRefused(t *testing.T) {
 	tm := newTeam(t, 3)
 	ctx := t.Context()
-	g := tm.gw("gw0")
-	if _, _, err := g.CreateAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice, _ := g.As(ctx, "alice")
-	if _, err := alice.Deploy(ctx, Deploy{Name: "echo", Module: tm.f.put([]byte("\x00asm echo"))}); err != nil {
-		t.Fatal(err)
-	}
+	alice := tm.alice("gw0")
+	tm.deploy(alice, "echo", nil)
 	if _, err := alice.Invoke(ctx, "echo", Call{}); err != nil {
 		t.Fatal(err)
 	}

@@ -94,8 +94,20 @@ func (s *scope) ListTasks(ctx context.Context, q TaskQuery) ([]Task, error) {
 
 // GetTask returns one task.
 func (s *scope) GetTask(ctx context.Context, id string) (Task, error) {
-	t, err := s.g.task(s.account, id)
+	t, err := s.g.readTask(ctx, s.account, id)
 	return s.g.overlay(t), err
+}
+
+// readTask is task for a reader: a kept task that has not ended here is
+// read again once this member caught up (it may have ended through
+// another member a moment ago: a caller polling one member and then
+// another never sees it go back).
+func (g *Gateway) readTask(ctx context.Context, acct, id string) (Task, error) {
+	t, err := g.task(acct, id)
+	if err == nil && g.grp != nil && t.shared() && !t.State.Terminal() && g.fresh(ctx) == nil {
+		t, err = g.task(acct, id)
+	}
+	return t, err
 }
 
 func (g *Gateway) task(acct, id string) (Task, error) {
@@ -144,7 +156,7 @@ const releaseTimeout = 5 * time.Second
 // ErrConflict before it ends; ErrNotFound for a synchronous call without
 // an Idempotency-Key, whose output was not kept.
 func (s *scope) TaskResult(ctx context.Context, id string) (Response, error) {
-	t, err := s.g.task(s.account, id)
+	t, err := s.g.readTask(ctx, s.account, id)
 	t = s.g.overlay(t)
 	switch {
 	case err != nil:

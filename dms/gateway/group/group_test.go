@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendms/dms/dms/gateway/group/grouptest"
 	"github.com/opendms/dms/dms/internal/store"
 )
 
@@ -23,7 +24,7 @@ const waitLong = 10 * time.Second
 // cluster is a group of test members on one testNet.
 type cluster struct {
 	t       *testing.T
-	net     *testNet
+	net     *grouptest.Net
 	members map[string]*member
 	snapAt  uint64 // SnapshotThreshold for members opened from now on
 	base    string // members' directories: removed after the cleanup that closes them
@@ -40,7 +41,7 @@ type member struct {
 }
 
 func newCluster(t *testing.T, ids ...string) *cluster {
-	c := &cluster{t: t, net: newTestNet(), members: map[string]*member{}, base: t.TempDir()}
+	c := &cluster{t: t, net: grouptest.NewNet(), members: map[string]*member{}, base: t.TempDir()}
 	for _, id := range ids {
 		c.open(id, ids, false)
 	}
@@ -76,7 +77,7 @@ func (c *cluster) start(m *member) {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", m.id)
 	}
 	g, err := Open(Config{
-		Name: "gw", Self: m.id, Dir: m.dir, DB: m.db, Transport: c.net.transport(m.id), FSM: m.fsm,
+		Name: "gw", Self: m.id, Dir: m.dir, DB: m.db, Transport: c.net.Transport(m.id), FSM: m.fsm,
 		Peers: m.peers, Join: m.join, Logger: logger,
 		// The defaults' timing: shorter ones lose leaders to a loaded
 		// machine's pauses (a test of 1,000 applies at once did, under
@@ -207,7 +208,7 @@ func TestApplyOnFollower(t *testing.T) {
 	}
 	t.Logf("leader Apply: %s each (%d in sequence)", time.Since(start)/n, n)
 
-	dialsBefore := c.net.dialCount(f.id, channelRPC)
+	dialsBefore := c.net.DialCount(f.id, channelRPC)
 	const concurrent = 1000
 	var wg sync.WaitGroup
 	errs := make(chan error, concurrent)
@@ -230,7 +231,7 @@ func TestApplyOnFollower(t *testing.T) {
 	if v, _ := f.fsm.get("z"); v != concurrent {
 		t.Fatalf("z=%d after %d adds", v, concurrent)
 	}
-	if d := c.net.dialCount(f.id, channelRPC) - dialsBefore; d > 1 {
+	if d := c.net.DialCount(f.id, channelRPC) - dialsBefore; d > 1 {
 		t.Fatalf("%d concurrent Applies dialled %d rpc connections; want at most 1", concurrent, d)
 	}
 	for _, m := range all {
@@ -292,7 +293,7 @@ func TestPartitionedMinority(t *testing.T) {
 	cut := c.follower(all, leader)
 	apply(t, cut.g, "set k 1")
 
-	c.net.partition(cut.id)
+	c.net.Partition(cut.id)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	start := time.Now()
 	_, err := cut.g.Apply(ctx, []byte("set k 99"))
@@ -316,7 +317,7 @@ func TestPartitionedMinority(t *testing.T) {
 		t.Fatal("the majority's leader is not healthy")
 	}
 
-	c.net.heal(cut.id)
+	c.net.Heal(cut.id)
 	healed := time.Now()
 	caughtUp(t, cut, map[string]int64{"k": 21})
 	t.Logf("healed member caught up in %s", time.Since(healed))
@@ -429,7 +430,7 @@ func TestNonMemberRefused(t *testing.T) {
 	leader := c.leader(c.running()...)
 	apply(t, leader.g, "set k 1")
 	applied := leader.g.AppliedIndex()
-	intruder := c.net.transport("mallory")
+	intruder := c.net.Transport("mallory")
 	for _, channel := range []string{channelRaft, channelRPC} {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 		conn, err := intruder.Dial(ctx, leader.id, channel)
@@ -461,7 +462,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	good := Config{Name: "gw-1", Self: "a", Dir: t.TempDir(), DB: db, Transport: newTestNet().transport("a"), FSM: newKV()}
+	good := Config{Name: "gw-1", Self: "a", Dir: t.TempDir(), DB: db, Transport: grouptest.NewNet().Transport("a"), FSM: newKV()}
 	if err := good.validate(); err != nil {
 		t.Fatal(err)
 	}

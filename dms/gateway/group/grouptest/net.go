@@ -1,4 +1,7 @@
-package group
+// Package grouptest is an in-process network for tests of gateway
+// groups: members over loopback TCP, addressed by member ID, that a test
+// can cut off and heal. Its Transport is a group.Transport.
+package grouptest
 
 import (
 	"context"
@@ -12,12 +15,12 @@ import (
 	"sync/atomic"
 )
 
-// testNet is an in-process network of members over loopback TCP: a dial
+// Net is an in-process network of members over loopback TCP: a dial
 // starts with the dialler's member ID (one length byte, then the ID),
 // which the listening side takes as RemoteAddr. A member can be cut off
-// (partition: its connections closed, its dials and the dials to it
+// (Partition: its connections closed, its dials and the dials to it
 // refused) and healed.
-type testNet struct {
+type Net struct {
 	mu    sync.Mutex
 	addrs map[string]string // member+"/"+channel -> TCP address
 	cut   map[string]bool
@@ -25,14 +28,16 @@ type testNet struct {
 	dials map[string]*atomic.Int64     // member+"/"+channel -> dials made from member
 }
 
-func newTestNet() *testNet {
-	return &testNet{addrs: map[string]string{}, cut: map[string]bool{}, conns: map[string]map[net.Conn]bool{}, dials: map[string]*atomic.Int64{}}
+// NewNet makes an empty network.
+func NewNet() *Net {
+	return &Net{addrs: map[string]string{}, cut: map[string]bool{}, conns: map[string]map[net.Conn]bool{}, dials: map[string]*atomic.Int64{}}
 }
 
-func (n *testNet) transport(self string) Transport { return &testTransport{net: n, self: self} }
+// Transport is member self's end of the network (a group.Transport).
+func (n *Net) Transport(self string) *Transport { return &Transport{net: n, self: self} }
 
-// partition cuts member off from every other.
-func (n *testNet) partition(member string) {
+// Partition cuts member off from every other.
+func (n *Net) Partition(member string) {
 	n.mu.Lock()
 	n.cut[member] = true
 	conns := slices.Collect(maps.Keys(n.conns[member]))
@@ -42,14 +47,22 @@ func (n *testNet) partition(member string) {
 	}
 }
 
-func (n *testNet) heal(member string) {
+// Heal puts a member cut off back.
+func (n *Net) Heal(member string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.cut, member)
 }
 
-// dialCount is how many connections member dialled on channel.
-func (n *testNet) dialCount(member, channel string) int64 {
+// IsCut reports whether a or b is cut off.
+func (n *Net) IsCut(a, b string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cut[a] || n.cut[b]
+}
+
+// DialCount is how many connections member dialled on channel.
+func (n *Net) DialCount(member, channel string) int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c := n.dials[member+"/"+channel]; c != nil {
@@ -58,7 +71,7 @@ func (n *testNet) dialCount(member, channel string) int64 {
 	return 0
 }
 
-func (n *testNet) track(c net.Conn, members ...string) bool {
+func (n *Net) track(c net.Conn, members ...string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, m := range members {
@@ -75,7 +88,7 @@ func (n *testNet) track(c net.Conn, members ...string) bool {
 	return true
 }
 
-func (n *testNet) untrack(c net.Conn) {
+func (n *Net) untrack(c net.Conn) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, set := range n.conns {
@@ -83,12 +96,14 @@ func (n *testNet) untrack(c net.Conn) {
 	}
 }
 
-type testTransport struct {
-	net  *testNet
+// Transport is one member's end of a Net.
+type Transport struct {
+	net  *Net
 	self string
 }
 
-func (t *testTransport) Listen(channel string) (net.Listener, error) {
+// Listen accepts the connections dialled to this member on channel.
+func (t *Transport) Listen(channel string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -101,7 +116,8 @@ func (t *testTransport) Listen(channel string) (net.Listener, error) {
 	return l, nil
 }
 
-func (t *testTransport) Dial(ctx context.Context, member, channel string) (net.Conn, error) {
+// Dial connects to member's channel, unless either is cut off.
+func (t *Transport) Dial(ctx context.Context, member, channel string) (net.Conn, error) {
 	t.net.mu.Lock()
 	addr, cut := t.net.addrs[member+"/"+channel], t.net.cut[t.self] || t.net.cut[member]
 	key := t.self + "/" + channel
@@ -135,7 +151,7 @@ func (t *testTransport) Dial(ctx context.Context, member, channel string) (net.C
 
 type testListener struct {
 	net.Listener
-	net   *testNet
+	net   *Net
 	self  string
 	conns chan net.Conn
 	done  chan struct{}
@@ -191,11 +207,17 @@ func (l *testListener) Close() error {
 
 type testConn struct {
 	net.Conn
-	net    *testNet
+	net    *Net
 	remote string
 }
 
-func (c *testConn) RemoteAddr() net.Addr { return memberAddr(c.remote) }
+func (c *testConn) RemoteAddr() net.Addr { return addr(c.remote) }
+
+// addr is a member ID as a net.Addr.
+type addr string
+
+func (a addr) Network() string { return "grouptest" }
+func (a addr) String() string  { return string(a) }
 
 func (c *testConn) Close() error {
 	c.net.untrack(c)
