@@ -154,6 +154,18 @@ func (g *gwGroup) endpoint(t *testing.T, i int, name string, quota int) {
 	if _, err := g.client(i).CreateEndpoint(ctx, gateway.EndpointSpec{Name: name, Function: "echo", DailyQuota: quota, Auth: "none"}); err != nil {
 		t.Fatalf("creating the endpoint %s through gateway %d: %v", name, i, err)
 	}
+	// The write returned once applied on gateway i; the others apply it
+	// a moment later.
+	began := time.Now()
+	eventually(t, 30*time.Second, "the endpoint "+name+" on every gateway", func() bool {
+		for j := range groupGateways {
+			if a := g.request(context.Background(), j, http.MethodGet, "/v1/endpoints/"+name, "", nil); !a.ok() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("endpoint %s created through gateway %d, on every gateway %s later", name, i, time.Since(began).Round(time.Millisecond))
 }
 
 // answer is one HTTP call's outcome: a status, or err when no answer came
