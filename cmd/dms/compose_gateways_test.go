@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -45,7 +44,7 @@ func TestComposeGatewayGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s groupStatus
+	var s gateway.GroupStatus
 	eventually(t, 60*time.Second, "a group of three live members with a leader", func() bool {
 		s, err = adminGroup(ctx, e)
 		alive := 0
@@ -90,21 +89,7 @@ func TestComposeGatewayGroup(t *testing.T) {
 	t.Logf("test body: %s", time.Since(begin).Round(time.Millisecond))
 }
 
-// adminGroup reads GET /v1/gateway/group from a node's API with its token.
-func adminGroup(ctx context.Context, e api.Endpoint) (groupStatus, error) {
-	var s groupStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.Addr+"/v1/gateway/group", nil)
-	if err != nil {
-		return s, err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return s, api.DecodeError(resp)
-	}
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+// adminGroup reads the group through a node's API with its token.
+func adminGroup(ctx context.Context, e api.Endpoint) (gateway.GroupStatus, error) {
+	return gateway.NewClient("http://"+e.Addr, gateway.Auth{Token: e.Token}, nil).Group(ctx)
 }

@@ -53,26 +53,6 @@ type gwGroup struct {
 	module string         // examples/echo's CID
 }
 
-// groupStatus is `dms gateway status --output json`.
-type groupStatus struct {
-	Name    string `json:"name"`
-	Self    string `json:"self"`
-	Leader  string `json:"leader"`
-	Members []struct {
-		ID     string `json:"id"`
-		Voter  bool   `json:"voter"`
-		Leader bool   `json:"leader"`
-		Alive  bool   `json:"alive"`
-	} `json:"members"`
-	Queues []struct {
-		Account   string   `json:"account"`
-		Function  string   `json:"function"`
-		Leader    string   `json:"leader"`
-		Followers []string `json:"followers"`
-		Epoch     uint64   `json:"epoch"`
-	} `json:"queues"`
-}
-
 func TestGatewayGroupFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs five daemons in network namespaces; skipped with -short")
@@ -225,10 +205,10 @@ func (g *gwGroup) request(ctx context.Context, i int, method, path, body string,
 
 // status is `dms gateway status` on gateway i; false when it does not
 // answer (killed, or not a member yet).
-func (g *gwGroup) status(t *testing.T, i int) (groupStatus, bool) {
+func (g *gwGroup) status(t *testing.T, i int) (gateway.GroupStatus, bool) {
 	t.Helper()
 	n := g.nodes[i]
-	var s groupStatus
+	var s gateway.GroupStatus
 	code, out, _ := runBin(t, n.bin, "gateway", "status", "--home", n.home, "--output", "json")
 	return s, code == 0 && json.Unmarshal([]byte(out), &s) == nil
 }
@@ -237,7 +217,7 @@ func (g *gwGroup) status(t *testing.T, i int) (groupStatus, bool) {
 // leader and three live voters.
 func (g *gwGroup) waitHealthy(t *testing.T) {
 	t.Helper()
-	var last []groupStatus
+	var last []gateway.GroupStatus
 	began := time.Now()
 	deadline := began.Add(60 * time.Second)
 	for {
@@ -258,7 +238,8 @@ func (g *gwGroup) waitHealthy(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the group is not healthy %s later: %+v", time.Since(began).Round(time.Second), last)
+			code, out, errOut := runBin(t, g.nodes[0].bin, "gateway", "status", "--home", g.nodes[0].home, "--output", "json")
+			t.Fatalf("the group is not healthy %s later: %+v\ngateway 0's status: exit %d\n%s%s", time.Since(began).Round(time.Second), last, code, out, errOut)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

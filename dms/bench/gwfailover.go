@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
 )
 
 func init() {
@@ -226,35 +226,14 @@ func (g *groupNet) kill(i int) time.Time {
 	return time.Now()
 }
 
-// groupView is what a gateway says of its group (GET /v1/gateway/group,
-// `dms gateway status`): the part the scenario reads.
-type groupView struct {
-	Leader string `json:"leader"`
-	Queues []struct {
-		Account  string `json:"account"`
-		Function string `json:"function"`
-		Leader   string `json:"leader"`
-	} `json:"queues"`
-}
-
 // view reads gateway i's view of the group through its local API.
-func (g *groupNet) view(ctx context.Context, i int) (groupView, error) {
+func (g *groupNet) view(ctx context.Context, i int) (gateway.GroupStatus, error) {
 	e := g.gateways[i].api
-	var v groupView
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.Addr+"/v1/gateway/group", nil)
+	s, err := gateway.NewClient("http://"+e.Addr, gateway.Auth{Token: e.Token}, nil).Group(ctx)
 	if err != nil {
-		return v, err
+		return s, fmt.Errorf("bench: the group of gateway %d: %w", i, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return v, fmt.Errorf("bench: the group of gateway %d: %w", i, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("bench: the group of gateway %d: %w", i, api.DecodeError(resp))
-	}
-	return v, json.NewDecoder(resp.Body).Decode(&v)
+	return s, nil
 }
 
 // waitLeader waits until every gateway names the same group leader.
