@@ -106,6 +106,7 @@ func gatewayFailover(ctx context.Context, o Options) (_ map[string]any, err erro
 		"clients": failoverClients, "calls_per_s_before": round3(float64(len(before)) / steady.Seconds()),
 		"recovered_ms": rec.took.Milliseconds(), "calls_failed": len(rec.failed), "calls_after_kill": rec.after,
 		"killed_leader": leader, "new_leader": newLeader, "new_leader_seen_ms": elected.Milliseconds(),
+		"killed_gateway": victim, "new_leader_gateway": slices.Index(grp.ids, newLeader),
 	}
 	if len(rec.failed) > 0 {
 		res["first_failure"] = rec.failed[0].err.Error()
