@@ -177,7 +177,7 @@ func startCompose(t *testing.T, f composeFile, env ...string) *composeCluster {
 	}
 	up.Env = c.env
 	runOK(t, up)
-	t.Logf("up.sh %s(5 homes, docker-compose up, %s's API): %s", f.flag, f.services[0], time.Since(start).Round(time.Millisecond))
+	t.Logf("%s (5 homes, docker-compose up, %s's API): %s", strings.TrimSpace("up.sh "+f.flag), f.services[0], time.Since(start).Round(time.Millisecond))
 	c.service = make(map[string]string)
 	for _, name := range f.services {
 		var info api.NodeInfo
