@@ -320,14 +320,20 @@ func (g *gwGroup) partition(t *testing.T) {
 	// The majority's side, meanwhile: how long until it writes again (it
 	// elects a leader first when the cut gateway led the group).
 	type majorityDeploy struct {
-		took time.Duration
-		last answer
+		took  time.Duration
+		last  answer
+		first answer // the first try's
+		tries int
 	}
 	majDone := make(chan majorityDeploy, 1)
 	go func() {
 		var m majorityDeploy
 		for time.Since(cutAt) < 30*time.Second {
-			if m.last = deploy(majority[0], "majfn"); m.last.ok() {
+			m.tries++
+			if m.last = deploy(majority[0], "majfn"); m.tries == 1 {
+				m.first = m.last
+			}
+			if m.last.ok() {
 				m.took = time.Since(cutAt)
 				break
 			}
@@ -347,7 +353,8 @@ func (g *gwGroup) partition(t *testing.T) {
 	if !m.last.ok() {
 		t.Fatalf("the majority could not deploy within 30 s of the cut: %s", m.last)
 	}
-	t.Logf("cut off: the majority deployed %s after the cut", m.took.Round(time.Millisecond))
+	t.Logf("cut off: the majority deployed %s after the cut (%d tries, the last took %s; the first answered %s after %s)", m.took.Round(time.Millisecond),
+		m.tries, m.last.done.Sub(m.last.sent).Round(time.Millisecond), m.first, m.first.done.Sub(m.first.sent).Round(time.Millisecond))
 	probe, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	plain := g.call(probe, cut, "/v1/functions/echo/invoke", nil)
 	cancel()
