@@ -32,7 +32,7 @@ func init() {
 	})
 	register(Scenario{
 		Name: "invoke-throughput",
-		What: "64 HTTP clients in a closed loop calling the echo function through the gateway: calls/s and p99, against the ceiling of a plain net/http server calling wazero in process",
+		What: "64 HTTP clients in a closed loop calling the echo function through the gateway, then through a group of 3 gateways: calls/s and p99 of each, against the ceiling of a plain net/http server calling wazero in process",
 		Run:  invokeThroughput,
 	})
 	register(Scenario{
