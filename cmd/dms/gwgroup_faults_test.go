@@ -355,7 +355,7 @@ func (g *gwGroup) partition(t *testing.T) {
 	}
 	t.Logf("cut off: the majority deployed %s after the cut (%d tries, the last took %s; the first answered %s after %s)", m.took.Round(time.Millisecond),
 		m.tries, m.last.done.Sub(m.last.sent).Round(time.Millisecond), m.first, m.first.done.Sub(m.first.sent).Round(time.Millisecond))
-	probe, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	probe, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	plain := g.call(probe, cut, "/v1/functions/echo/invoke", nil)
 	cancel()
 	t.Logf("cut off: a plain call of echo (no quota, no key) through the cut gateway, not asserted: %s, in %s", plain, plain.done.Sub(plain.sent).Round(time.Millisecond))
