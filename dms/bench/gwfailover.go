@@ -95,6 +95,10 @@ func gatewayFailover(ctx context.Context, o Options) (_ map[string]any, err erro
 		return nil, err
 	}
 	before := load.snapshot()
+	v, err := grp.view(ctx, victim)
+	if err != nil {
+		return nil, err
+	}
 	killed := grp.kill(victim)
 	newLeader, elected := grp.waitNewLeader(ctx, alive, fn.name, leader, killed)
 	rec, err := waitServed(ctx, load, killed, stable)
@@ -107,6 +111,7 @@ func gatewayFailover(ctx context.Context, o Options) (_ map[string]any, err erro
 		"recovered_ms": rec.took.Milliseconds(), "calls_failed": len(rec.failed), "calls_after_kill": rec.after,
 		"killed_leader": leader, "new_leader": newLeader, "new_leader_seen_ms": elected.Milliseconds(),
 		"killed_gateway": victim, "new_leader_gateway": slices.Index(grp.ids, newLeader),
+		"killed_group_leader": v.Leader == leader, // it led the group's raft too: an election comes first
 	}
 	if len(rec.failed) > 0 {
 		res["first_failure"] = rec.failed[0].err.Error()
