@@ -92,7 +92,7 @@ func (d *DMS) inHome(path string) string {
 func (d *DMS) localHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	gw := gateway.NewHandler(d.gw, gateway.HandlerConfig{AdminToken: token, Logger: d.log.With("component", "api")})
-	for _, p := range []string{"/v1/accounts", "/v1/functions", "/v1/endpoints", "/v1/tasks", "/v1/tags"} {
+	for _, p := range []string{"/v1/accounts", "/v1/functions", "/v1/endpoints", "/v1/tasks", "/v1/tags", "/v1/gateway"} {
 		mux.Handle(p, gw)
 		mux.Handle(p+"/", gw)
 	}

@@ -37,14 +37,27 @@ const (
 	clusterSleep = 4 // seconds each job sleeps
 )
 
-// composeCluster is one run of deploy/docker-compose.yml.
+// composeFile is one of deploy/'s networks.
+type composeFile struct {
+	file     string   // under deploy/
+	flag     string   // up.sh's for it ("" for docker-compose.yml)
+	services []string // the first one's API is published
+}
+
+var (
+	nodesCompose    = composeFile{"docker-compose.yml", "", []string{"node0", "node1", "node2", "node3", "node4"}}
+	gatewaysCompose = composeFile{"docker-compose.gateways.yml", "--gateways", []string{"gw0", "gw1", "gw2", "p1", "p2"}}
+)
+
+// composeCluster is one run of a compose file of deploy/.
 type composeCluster struct {
 	t       *testing.T
+	file    composeFile
 	dir     string // deploy/, absolute
-	homes   string // node0..node4 and the client home, under t.TempDir()
+	homes   string // each service's home and the client home, under t.TempDir()
 	project string
 	env     []string          // for up.sh and docker-compose
-	service map[string]string // PeerID -> service (node0..node4)
+	service map[string]string // PeerID -> service
 	id      map[string]string // service -> container ID
 }
 
@@ -137,6 +150,13 @@ func buildImage(t *testing.T, deploy string) string {
 // free loopback port, and takes the whole project down at the end.
 func startCluster(t *testing.T) *composeCluster {
 	t.Helper()
+	return startCompose(t, nodesCompose)
+}
+
+// startCompose is startCluster for any compose file of deploy/; env is
+// added to up.sh's environment.
+func startCompose(t *testing.T, f composeFile, env ...string) *composeCluster {
+	t.Helper()
 	deploy, err := filepath.Abs(filepath.Join("..", "..", "deploy"))
 	if err != nil {
 		t.Fatal(err)
@@ -144,19 +164,22 @@ func startCluster(t *testing.T) *composeCluster {
 	start := time.Now()
 	image := buildImage(t, deploy)
 	t.Logf("built dms and the image %s: %s", image, time.Since(start).Round(time.Millisecond))
-	c := &composeCluster{t: t, dir: deploy, homes: t.TempDir(), project: "dmstest" + randomHex(t, 4)}
+	c := &composeCluster{t: t, file: f, dir: deploy, homes: t.TempDir(), project: "dmstest" + randomHex(t, 4)}
 	c.env = append(os.Environ(),
 		"COMPOSE_PROJECT_NAME="+c.project, "COMPOSE_INTERACTIVE_NO_CLI=1",
 		"DMS_IMAGE="+image, "DMS_HOMES="+c.homes, "DMS_API_PORT="+strconv.Itoa(freeLoopbackPort(t)))
+	c.env = append(c.env, env...)
 	t.Cleanup(c.down)
 	start = time.Now()
 	up := exec.Command("sh", filepath.Join(deploy, "up.sh"))
+	if f.flag != "" {
+		up.Args = append(up.Args, f.flag)
+	}
 	up.Env = c.env
 	runOK(t, up)
-	t.Logf("up.sh (5 homes, docker-compose up, node0's API): %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("%s (5 homes, docker-compose up, %s's API): %s", strings.TrimSpace("up.sh "+f.flag), f.services[0], time.Since(start).Round(time.Millisecond))
 	c.service = make(map[string]string)
-	for i := range 5 {
-		name := fmt.Sprintf("node%d", i)
+	for _, name := range f.services {
 		var info api.NodeInfo
 		data, err := os.ReadFile(filepath.Join(c.homes, name+".json"))
 		if err == nil {
@@ -201,11 +224,11 @@ func (c *composeCluster) down() {
 }
 
 func (c *composeCluster) compose(args ...string) *exec.Cmd {
-	args = append([]string{"--file", filepath.Join(c.dir, "docker-compose.yml"), "--project-name", c.project}, args...)
+	args = append([]string{"--file", filepath.Join(c.dir, c.file.file), "--project-name", c.project}, args...)
 	cmd := exec.Command("docker-compose", args...)
 	cmd.Dir = c.dir
-	// The file needs node0's PeerID even to be taken down; up.sh exports the real one.
-	cmd.Env = append(slices.Clip(c.env), "DMS_BOOTSTRAP_ID=unused")
+	// The files need PeerIDs even to be taken down; up.sh exports the real ones.
+	cmd.Env = append(slices.Clip(c.env), "DMS_BOOTSTRAP_ID=unused", "DMS_GW0_ID=unused", "DMS_GW1_ID=unused", "DMS_GW2_ID=unused")
 	return cmd
 }
 
@@ -253,7 +276,8 @@ func (c *composeCluster) docker(args ...string) string {
 	return runOK(c.t, exec.Command("docker", args...))
 }
 
-// client talks to node0 through its published port, as up.sh's client home says.
+// client talks to the first service (node0, gw0) through its published
+// port, as up.sh's client home says.
 func (c *composeCluster) client() *api.Client {
 	c.t.Helper()
 	e, err := api.ReadEndpoint(filepath.Join(c.homes, "client"))

@@ -75,6 +75,16 @@ func startDaemon(t *testing.T, bin, home string, args ...string) *daemon {
 // startDaemonEnv is startDaemon with env added to the daemon's environment.
 func startDaemonEnv(t *testing.T, env []string, bin, home string, args ...string) *daemon {
 	t.Helper()
+	d := spawnDaemon(t, t, env, bin, home, args...)
+	d.waitAPI(t)
+	return d
+}
+
+// spawnDaemon starts the daemon without waiting for it. owner kills it at
+// its end if it still runs, and logs its output if it failed: a subtest
+// may start a daemon that outlives it, owned by its parent.
+func spawnDaemon(t, owner *testing.T, env []string, bin, home string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{home: home, log: &bytes.Buffer{}}
 	d.cmd = exec.Command(bin, append([]string{"run", "--home", home}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -84,20 +94,25 @@ func startDaemonEnv(t *testing.T, env []string, bin, home string, args ...string
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			_ = d.cmd.Process.Kill()
 			_ = d.cmd.Wait()
 		}
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", filepath.Base(home), d.log)
+		if owner.Failed() {
+			owner.Logf("daemon %s log:\n%s", filepath.Base(home), d.log)
 		}
 	})
-	eventually(t, 30*time.Second, "the daemon to write api.json", func() bool {
-		_, err := os.Stat(filepath.Join(home, api.EndpointFile))
+	return d
+}
+
+// waitAPI waits until the daemon has written its api.json.
+func (d *daemon) waitAPI(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the daemon "+filepath.Base(d.home)+" to write api.json", func() bool {
+		_, err := os.Stat(filepath.Join(d.home, api.EndpointFile))
 		return err == nil
 	})
-	return d
 }
 
 // stop sends SIGTERM and checks the daemon exits cleanly and removes api.json.

@@ -108,6 +108,8 @@ type labNode struct {
 	args   []string
 	env    []string // added to the daemon's environment, when it (re)starts
 	peerID string
+	addr   string     // its full multiaddr, /ip4/.../tcp/4001/p2p/ID
+	owner  *testing.T // the test that owns its process, also after a restart in a subtest
 }
 
 // kill9 kills the daemon with SIGKILL and reaps it.
@@ -127,7 +129,8 @@ func (n *labNode) restart(t *testing.T) {
 	if err := os.Remove(filepath.Join(n.home, api.EndpointFile)); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	n.daemon = startDaemonEnv(t, n.env, n.bin, n.home, n.args...)
+	n.daemon = spawnDaemon(t, n.owner, n.env, n.bin, n.home, n.args...)
+	n.waitAPI(t)
 }
 
 // startLab starts one daemon per host: host 0 is the bootstrap node, hosts
@@ -135,25 +138,54 @@ func (n *labNode) restart(t *testing.T) {
 // environment.
 func startLab(t *testing.T, lab *netlab, bin string, submitters map[int]bool, env map[int][]string) []*labNode {
 	t.Helper()
+	return startLabWith(t, lab, bin, []int{0}, func(i int, _ []string) labHost {
+		h := labHost{env: env[i]}
+		if submitters[i] {
+			h.args = []string{"--compute=false"}
+		}
+		return h
+	})
+}
+
+// labHost is how one host's daemon runs: arguments added to `dms run`
+// (after --listen and --bootstrap) and to its environment.
+type labHost struct {
+	args []string
+	env  []string
+}
+
+// startLabWith makes a home per host, then starts every host's daemon as
+// host(i, addrs) says, addrs being every host's full multiaddr, and waits
+// until each sees all the others. Every host bootstraps through the hosts
+// in boot but itself; a node that finds itself alone dials them again, so
+// the daemons start all at once, and one restarted finds the network.
+func startLabWith(t *testing.T, lab *netlab, bin string, boot []int, host func(i int, addrs []string) labHost) []*labNode {
+	t.Helper()
 	nodes := make([]*labNode, lab.hosts)
-	var boot string
+	addrs := make([]string, lab.hosts)
 	for i := range lab.hosts {
 		wrapped := lab.binIn(i, bin)
 		home := filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i))
-		cliOK(t, wrapped, "init", "--home", home)
-		args := []string{"--listen", "/ip4/" + lab.addr(i) + "/tcp/4001"}
-		if i > 0 {
-			args = append(args, "--bootstrap", boot)
+		var id api.NodeInfo
+		if out := cliOK(t, wrapped, "init", "--home", home, "--output", "json"); json.Unmarshal([]byte(out), &id) != nil || id.PeerID == "" {
+			t.Fatalf("init --output json printed no peer ID:\n%s", out)
 		}
-		if submitters[i] {
-			args = append(args, "--compute=false")
+		addrs[i] = "/ip4/" + lab.addr(i) + "/tcp/4001/p2p/" + id.PeerID
+		nodes[i] = &labNode{bin: wrapped, peerID: id.PeerID, addr: addrs[i], owner: t, daemon: &daemon{home: home}}
+	}
+	for i, n := range nodes {
+		h := host(i, addrs)
+		n.args, n.env = []string{"--listen", "/ip4/" + lab.addr(i) + "/tcp/4001"}, h.env
+		for _, b := range boot {
+			if b != i {
+				n.args = append(n.args, "--bootstrap", addrs[b])
+			}
 		}
-		n := &labNode{daemon: startDaemonEnv(t, env[i], wrapped, home, args...), bin: wrapped, args: args, env: env[i]}
-		n.peerID = mustPeerID(t, wrapped, home)
-		if i == 0 {
-			boot = "/ip4/" + lab.addr(0) + "/tcp/4001/p2p/" + n.peerID
-		}
-		nodes[i] = n
+		n.args = append(n.args, h.args...)
+		n.daemon = spawnDaemon(t, t, n.env, n.bin, n.home, n.args...)
+	}
+	for _, n := range nodes {
+		n.waitAPI(t)
 	}
 	for _, n := range nodes {
 		eventually(t, 30*time.Second, "every daemon to see the others", func() bool {

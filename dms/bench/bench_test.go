@@ -179,6 +179,15 @@ func TestBenchGateway(t *testing.T) {
 	}
 }
 
+func TestBenchGatewayFailover(t *testing.T) {
+	t.Parallel()
+	res := runQuick(t, "gateway-failover", Options{Bin: binary(t)})
+	checkKeys(t, res, "recovered_ms", "calls_failed", "calls_after_kill", "new_leader_seen_ms", "calls_per_s_before")
+	if res["new_leader"] == "" || res["new_leader"] == res["killed_leader"] {
+		t.Errorf("the queue's leader %v killed, then led by %q", res["killed_leader"], res["new_leader"])
+	}
+}
+
 func TestBenchDisk(t *testing.T) {
 	t.Parallel()
 	res := runQuick(t, "disk", Options{})

@@ -185,6 +185,7 @@ func waitDaemonPeers(ctx context.Context, dm *daemon, n int) error {
 type tinyFunction struct {
 	client *gateway.Client
 	name   string
+	key    string // the account's API key
 }
 
 // deployTiny makes an account on the gateway (with its local API's admin
@@ -213,7 +214,35 @@ func deployTiny(ctx context.Context, gw *daemon) (*tinyFunction, error) {
 	if _, err := c.Deploy(ctx, d); err != nil {
 		return nil, fmt.Errorf("bench: deploying: %w", err)
 	}
-	return &tinyFunction{client: c, name: "tiny"}, nil
+	return &tinyFunction{client: c, name: "tiny", key: key.Secret}, nil
+}
+
+// via is the function called through another gateway of a group: any of
+// them answers for every function of every account.
+func (f *tinyFunction) via(ctx context.Context, gw *daemon) (*tinyFunction, error) {
+	info, err := gw.client.Node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: gwConc}}
+	return &tinyFunction{client: gateway.NewClient(info.Gateway, gateway.Auth{Key: f.key}, hc), name: f.name, key: f.key}, nil
+}
+
+// warm calls the function until a call is served, for at most probeWait:
+// its first call places an instance, and a provider may not have been
+// found yet.
+func (f *tinyFunction) warm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, probeWait)
+	defer cancel()
+	for {
+		err := f.call(ctx)
+		if err == nil {
+			return nil
+		}
+		if serr := sleepCtx(ctx, 100*time.Millisecond); serr != nil {
+			return fmt.Errorf("%w (%w)", err, serr)
+		}
+	}
 }
 
 // call invokes the function once and checks its answer.

@@ -32,7 +32,7 @@ func init() {
 	})
 	register(Scenario{
 		Name: "invoke-throughput",
-		What: "64 HTTP clients in a closed loop calling the echo function through the gateway: calls/s and p99, against the ceiling of a plain net/http server calling wazero in process",
+		What: "64 HTTP clients in a closed loop calling the echo function through the gateway, then through a group of 3 gateways: calls/s and p99 of each, against the ceiling of a plain net/http server calling wazero in process",
 		Run:  invokeThroughput,
 	})
 	register(Scenario{
@@ -58,33 +58,43 @@ const (
 	maxOutstanding = 8192                  // calls in flight the step's generator allows
 )
 
-// fnNet is an in-process network for the invoke scenarios: node 0 a
-// gateway that computes nothing, serving HTTP on loopback; nodes 1 and 2
-// providers. client calls as the account "bench".
+// fnNet is an in-process network for the invoke scenarios: nodes 0 to
+// gateways-1 gateways that compute nothing, serving HTTP on loopback (a
+// group when there are several); the two nodes after them providers.
+// clients call as the account "bench", one through each gateway; client is
+// gateway 0's, through which the scenarios deploy.
 type fnNet struct {
 	*Network
-	gw     *dms.DMS
-	svc    gateway.Service
-	client *gateway.Client
-	module string // the echo module's CID
+	gw      *dms.DMS
+	svc     gateway.Service   // gateway 0's, as the account
+	svcs    []gateway.Service // every gateway's
+	client  *gateway.Client
+	clients []*gateway.Client
+	module  string        // the echo module's CID
+	next    atomic.Uint64 // spreads calls over clients
 }
 
-func startFunctionNetwork(ctx context.Context, o Options) (_ *fnNet, err error) {
+func startFunctionNetwork(ctx context.Context, o Options) (*fnNet, error) {
+	return startFunctionGroup(ctx, o, 1)
+}
+
+// startFunctionGroup starts a fnNet of gateways gateways.
+func startFunctionGroup(ctx context.Context, o Options, gateways int) (_ *fnNet, err error) {
 	dir := ""
 	if o.Dir != "" {
 		if dir, err = os.MkdirTemp(o.Dir, "fn-"); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
-	network, err := StartNetwork(ctx, NetworkConfig{Nodes: 3, Dir: dir, Compute: func(i int) bool { return i != 0 }, Options: func(i int) []dms.Option {
+	network, err := StartNetwork(ctx, NetworkConfig{Nodes: gateways + 2, Dir: dir, Compute: func(i int) bool { return i >= gateways }, Options: func(i int) []dms.Option {
 		opts := []dms.Option{dms.WithBidRequestRate(benchBidRate, benchBidRate)}
-		if i == 0 {
+		if i < gateways {
 			opts = append(opts, dms.WithGatewayListen("127.0.0.1:0", "", ""))
 		}
 		if o.Quick {
 			opts = append(opts, dms.WithLease(quickLease))
 		}
-		return opts
+		return append(opts, groupOptions(i, gateways)...)
 	}})
 	if err != nil {
 		return nil, err
@@ -94,6 +104,9 @@ func startFunctionNetwork(ctx context.Context, o Options) (_ *fnNet, err error) 
 			err = errors.Join(err, network.Close())
 		}
 	}()
+	if err := formGroup(ctx, network, gateways); err != nil {
+		return nil, err
+	}
 	f := &fnNet{Network: network, gw: network.Nodes[0]}
 	g := f.gw.Gateway()
 	if _, _, err := g.CreateAccount(ctx, "bench"); err != nil {
@@ -106,8 +119,16 @@ func startFunctionNetwork(ctx context.Context, o Options) (_ *fnNet, err error) 
 	if f.svc, err = g.As(ctx, "bench"); err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * invokeClients, MaxIdleConns: 4 * invokeClients}}
-	f.client = gateway.NewClient(f.gw.GatewayURL(), gateway.Auth{Key: key.Secret}, hc)
+	for _, d := range network.Nodes[:gateways] {
+		svc, err := d.Gateway().As(ctx, "bench")
+		if err != nil {
+			return nil, err
+		}
+		f.svcs = append(f.svcs, svc)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * invokeClients, MaxIdleConns: 4 * invokeClients}}
+		f.clients = append(f.clients, gateway.NewClient(d.GatewayURL(), gateway.Auth{Key: key.Secret}, hc))
+	}
+	f.client = f.clients[0]
 	if f.module, err = f.client.PutModule(ctx, bytes.NewReader(tinywasm.Echo())); err != nil {
 		return nil, fmt.Errorf("bench: uploading the module: %w", err)
 	}
@@ -126,10 +147,20 @@ func (f *fnNet) deploy(ctx context.Context, name string, sc gateway.Scaling) err
 	return nil
 }
 
-// call invokes function name with body and checks that it echoed it.
+// call invokes function name with body through gateway 0 and checks that
+// it echoed it.
 func (f *fnNet) call(ctx context.Context, name string, body []byte) (time.Duration, error) {
+	return f.callVia(ctx, f.client, name, body)
+}
+
+// callAny is call through the next gateway, in turn.
+func (f *fnNet) callAny(ctx context.Context, name string, body []byte) (time.Duration, error) {
+	return f.callVia(ctx, f.clients[f.next.Add(1)%uint64(len(f.clients))], name, body)
+}
+
+func (f *fnNet) callVia(ctx context.Context, c *gateway.Client, name string, body []byte) (time.Duration, error) {
 	began := time.Now()
-	resp, err := f.client.Invoke(ctx, name, gateway.Call{Method: http.MethodPost, Body: bytes.NewReader(body)})
+	resp, err := c.Invoke(ctx, name, gateway.Call{Method: http.MethodPost, Body: bytes.NewReader(body)})
 	took := time.Since(began)
 	switch {
 	case err != nil:
@@ -140,12 +171,26 @@ func (f *fnNet) call(ctx context.Context, name string, body []byte) (time.Durati
 	return took, nil
 }
 
+// instances lists function name's warm instances: those of every
+// gateway, since in a group the member that leads its queue holds them.
+func (f *fnNet) instances(ctx context.Context, name string) ([]gateway.Instance, error) {
+	var all []gateway.Instance
+	for _, svc := range f.svcs {
+		list, err := svc.Instances(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, list...)
+	}
+	return all, nil
+}
+
 // waitInstances waits until function name has n warm instances.
 func (f *fnNet) waitInstances(ctx context.Context, name string, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, probeWait)
 	defer cancel()
 	for {
-		list, err := f.svc.Instances(ctx, name)
+		list, err := f.instances(ctx, name)
 		if err == nil && len(list) >= n {
 			return nil
 		}
@@ -225,8 +270,9 @@ func closedLoop(ctx context.Context, clients int, d time.Duration, call func(ctx
 	return float64(len(all)) / time.Since(began).Seconds(), newDist(all), bad.Load(), first
 }
 
-// invokeThroughput measures calls/s of invokeClients clients through the
-// gateway, and the same against the ceiling.
+// invokeThroughput measures calls/s of invokeClients clients through one
+// gateway, then through a group of groupSize gateways (the calls spread
+// over them), and the same against the ceiling.
 func invokeThroughput(ctx context.Context, o Options) (_ map[string]any, err error) {
 	d, warm := 10*time.Second, 2*time.Second
 	if o.Quick {
@@ -237,33 +283,69 @@ func invokeThroughput(ctx context.Context, o Options) (_ map[string]any, err err
 		return nil, err
 	}
 	o.Log.Info("ceiling", "calls_per_s", ceiling)
-	f, err := startFunctionNetwork(ctx, o)
+	one, err := throughputOf(ctx, o, 1, d, warm)
 	if err != nil {
 		return nil, err
 	}
-	defer closeInto(f, &err)
-	if err := f.deploy(ctx, "echo", gateway.Scaling{MinInstances: 2}); err != nil {
+	o.Log.Info("throughput", "gateways", 1, "calls_per_s", one.rate, "p99_ms", one.lat.pct(99), "ratio", one.rate/ceiling)
+	group, err := throughputOf(ctx, o, groupSize, d, warm)
+	if err != nil {
 		return nil, err
 	}
-	if err := f.waitInstances(ctx, "echo", 2); err != nil {
-		return nil, err
-	}
-	body := []byte("hello")
-	call := func(ctx context.Context) (time.Duration, error) { return f.call(ctx, "echo", body) }
-	if _, _, _, first := closedLoop(ctx, invokeClients, warm, call); first != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", first)
-	}
-	rate, lat, failed, first := closedLoop(ctx, invokeClients, d, call)
-	instances, _ := f.svc.Instances(ctx, "echo")
+	o.Log.Info("throughput", "gateways", groupSize, "calls_per_s", group.rate, "p99_ms", group.lat.pct(99))
 	res := map[string]any{
-		"clients": invokeClients, "seconds": d.Seconds(), "calls_per_s": round3(rate), "p50_ms": lat.pct(50), "p99_ms": lat.pct(99),
-		"failed": failed, "instances": len(instances), "ceiling_calls_per_s": round3(ceiling), "ratio": round3(rate / ceiling),
+		"clients": invokeClients, "seconds": d.Seconds(), "calls_per_s": round3(one.rate), "p50_ms": one.lat.pct(50), "p99_ms": one.lat.pct(99),
+		"failed": one.failed, "instances": one.instances, "ceiling_calls_per_s": round3(ceiling), "ratio": round3(one.rate / ceiling),
+		"throughput_1": round3(one.rate), "throughput_3": round3(group.rate), "ratio_3_to_1": round3(group.rate / one.rate),
+		"p50_ms_3": group.lat.pct(50), "p99_ms_3": group.lat.pct(99), "failed_3": group.failed, "instances_3": group.instances,
+		"warmup_failed_3": group.warmFailed,
 	}
-	if first != nil {
+	if first := cmp.Or(one.first, group.first); first != nil {
 		res["error"] = first.Error()
 	}
-	o.Log.Info("throughput", "calls_per_s", rate, "p99_ms", lat.pct(99), "ratio", rate/ceiling)
 	return res, nil
+}
+
+// loopRun is one closed loop's outcome.
+type loopRun struct {
+	rate      float64
+	lat       dist
+	failed    int64
+	first     error
+	instances int
+
+	warmFailed int64
+}
+
+// throughputOf starts a fnNet of gateways gateways, deploys echo with 2
+// instances kept warm, and runs invokeClients clients in a closed loop for
+// d after warm of warm-up, each call through the next gateway.
+func throughputOf(ctx context.Context, o Options, gateways int, d, warm time.Duration) (_ loopRun, err error) {
+	f, err := startFunctionGroup(ctx, o, gateways)
+	if err != nil {
+		return loopRun{}, err
+	}
+	defer closeInto(f, &err)
+	if err := f.deploy(ctx, "echo", gateway.Scaling{MinInstances: 2}); err != nil {
+		return loopRun{}, err
+	}
+	if err := f.waitInstances(ctx, "echo", 2); err != nil {
+		return loopRun{}, err
+	}
+	body := []byte("hello")
+	call := func(ctx context.Context) (time.Duration, error) { return f.callAny(ctx, "echo", body) }
+	var t loopRun
+	// A group's warm-up may fail calls (what the run measures next):
+	// they are counted, not fatal.
+	if _, _, t.warmFailed, t.first = closedLoop(ctx, invokeClients, warm, call); t.first != nil && gateways == 1 {
+		return loopRun{}, fmt.Errorf("bench: warm-up: %w", t.first)
+	}
+	var first error
+	t.rate, t.lat, t.failed, first = closedLoop(ctx, invokeClients, d, call)
+	t.first = cmp.Or(first, t.first)
+	instances, _ := f.instances(ctx, "echo")
+	t.instances = len(instances)
+	return t, nil
 }
 
 // ceilingRate is the calls/s of invokeClients clients against a plain
@@ -443,7 +525,7 @@ func (f *fnNet) sampleInstances(ctx context.Context, name string, step time.Time
 		defer tick.Stop()
 		last := -1
 		for {
-			list, err := f.svc.Instances(ctx, name)
+			list, err := f.instances(ctx, name)
 			if err == nil && len(list) != last {
 				last = len(list)
 				series = append(series, instanceSample{AtMillis: time.Since(step).Milliseconds(), Instances: last})
