@@ -330,13 +330,14 @@ func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
 // Healthy reports whether this member may act for the group right now:
 // it leads and raft still holds the lease (a leader that lost contact with
 // a majority for LeaderLeaseTimeout steps down), or it follows a leader it
-// heard from within twice LeaderLeaseTimeout.
+// heard from within two heartbeat timeouts (a busy machine's pause of a
+// few hundred milliseconds does not make it think itself cut off).
 func (g *Group) Healthy() bool {
 	switch g.raft.State() {
 	case raft.Leader:
 		return true
 	case raft.Follower:
-		return g.Leader() != "" && time.Since(g.raft.LastContact()) < 2*g.cfg.LeaderLeaseTimeout
+		return g.Leader() != "" && time.Since(g.raft.LastContact()) < 2*max(g.cfg.HeartbeatTimeout, g.cfg.LeaderLeaseTimeout)
 	}
 	return false
 }
