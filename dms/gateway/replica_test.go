@@ -13,7 +13,7 @@ import (
 // TestSnapshotRestoresSharedRecordsOnly: a machine's snapshot holds the
 // group's records and no gateway's own (call counts, the tasks of plain
 // calls); restoring it on another gateway replaces that one's shared
-// records, keeps its own, and counts its open kept tasks again.
+// records, keeps its own, counts its open kept tasks again, and runs them.
 func TestSnapshotRestoresSharedRecordsOnly(t *testing.T) {
 	src := newRig(t)
 	ctx := t.Context()
@@ -43,6 +43,8 @@ func TestSnapshotRestoresSharedRecordsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := res.Task
+	hold := dst.f.hold() // the kept task, resumed on dst, stays open until released
+	defer hold()
 	if err := dst.g.m.Restore(bytes.NewReader(buf.Bytes())); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +63,8 @@ func TestSnapshotRestoresSharedRecordsOnly(t *testing.T) {
 	if n, _ := dst.g.m.opened("alice"); n != 1 {
 		t.Errorf("%d open kept tasks counted after the restore, want 1", n)
 	}
+	hold()
+	taskIn(t, dst.alice, kept.ID, TaskCompleted)
 	if _, err := dst.g.Authenticate(ctx, src.key); err != nil {
 		t.Errorf("the snapshot's key: %v", err)
 	}
