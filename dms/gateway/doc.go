@@ -22,6 +22,11 @@
 //   - Client (client.go) speaks to that handler and is itself a Service.
 //   - Pure parts live below: package policy decides endpoint policies,
 //     package cgi is the call contract (WAGI: CGI variables in, stdout out).
+//   - A group of gateways (member.go; package group is its raft): every
+//     change of the records the group shares is a command of one state
+//     machine (replica.go), applied at once by a gateway alone and in log
+//     order by every member. Each function's queue is led by one member,
+//     to which the others forward its calls.
 //
 // Invariants:
 //   - Every function, revision, endpoint, tag and task belongs to one
@@ -35,12 +40,18 @@
 //   - A task's state moves only along scheduled -> running -> completed |
 //     failed | stopped (TaskState.Next), checked in one place.
 //   - Everything a caller was told is in the database before the reply:
-//     a task ID returned, a quota count, an account or key made.
+//     a task ID returned, a quota count, an account or key made; in a
+//     group, in a majority's log and applied on the member that answers.
+//   - Shared records change only through the state machine, which alone
+//     decides admissions (quota counts, kept tasks, Idempotency-Keys); a
+//     change applies only if what its writer read still holds. Plain
+//     synchronous calls write nothing of the group's.
 //   - Endpoint names are global (they are the URL namespace /e/NAME/);
 //     every other name is per account.
 //   - A call is counted against its endpoint's daily quota before it runs,
-//     under that endpoint's lock: calls at once never pass the quota, and
-//     a call the policy refuses is not counted.
+//     by the state machine: calls at once, on any members, never pass the
+//     quota, an admission applied twice counts once, and a call the policy
+//     refuses is not counted.
 //   - A call that fails after its task was saved fails with a *CallError
 //     naming the task; its error wraps the dms/api sentinel of its status,
 //     the same whether the call waited or reads it with TaskResult.
