@@ -73,7 +73,7 @@ type instance struct {
 	// than wait for a stream that may never break (QUIC over a dead
 	// peer's socket says nothing until its idle timeout).
 	lost     context.Context
-	loseCall context.CancelFunc
+	loseCall context.CancelCauseFunc
 }
 
 // call sends req to the instance: it ends with ctx, or when the instance
@@ -83,8 +83,8 @@ func (in *instance) call(ctx context.Context, c Caller, req *types.CallRequest) 
 	defer cancel()
 	defer context.AfterFunc(in.lost, cancel)()
 	reply, err := c.Call(ctx, in.peer, req)
-	if err == nil && in.lost.Err() != nil {
-		err = errors.New("the instance was lost")
+	if err != nil && in.lost.Err() != nil { // why it was lost says more than the call's cancelling
+		err = context.Cause(in.lost)
 	}
 	return reply, err
 }
@@ -380,7 +380,7 @@ func (p *pool) drop(in *instance, why string, cancel bool) {
 // it: they go to other instances.
 func (p *pool) lose(in *instance, why string) {
 	p.drop(in, why, true)
-	in.loseCall()
+	in.loseCall(errors.New(why))
 }
 
 // poke wakes the scaler.
@@ -562,7 +562,7 @@ func (p *pool) start(sc Scaling) {
 // started adds the instance of a job that runs to the pool.
 func (p *pool) started(j api.Job, sc Scaling) *instance {
 	in := &instance{job: j.ID, peer: j.Node, limit: sc.Concurrency, startedAt: time.Now()}
-	in.lost, in.loseCall = context.WithCancel(context.Background())
+	in.lost, in.loseCall = context.WithCancelCause(context.Background())
 	if n := len(j.Attempts); n > 0 {
 		in.alloc = types.AllocationID(j.Attempts[n-1].AllocationID)
 	}
