@@ -193,6 +193,13 @@ func (c *callServer) serve(ctx context.Context, req *types.CallRequest, n int) {
 	c.svc.stats.inFlightIn.Add(1)
 	reply := c.fn(ctx, c.from, req)
 	c.svc.stats.inFlightIn.Add(-1)
+	if ctx.Err() != nil {
+		// The stream is being reset (the host is closing, or the stream was
+		// refused): a reply of a call cut off by that is not an answer, and
+		// the requester must see the stream fail rather than a reply that
+		// raced the reset.
+		return
+	}
 	if reply == nil {
 		reply = &types.CallReply{Status: types.CallNodeError, Error: "p2p: the call handler gave no reply"}
 	}
