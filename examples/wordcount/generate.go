@@ -1,0 +1,3 @@
+package main
+
+//go:generate env GOOS=wasip1 GOARCH=wasm go build -trimpath -ldflags=-s -o wordcount.wasm .
