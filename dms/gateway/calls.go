@@ -548,11 +548,17 @@ func (g *Gateway) dispatchHere(ctx context.Context, acct string, rev Revision, i
 			last = fmt.Errorf("%w: the instance on %s was busy", api.ErrUnavailable, inst.peer)
 			continue
 		case reply.Status.Retryable():
+			why := redact(reply.Error)
+			if reply.Status == types.CallUnknown && inst.ended != nil {
+				if ended := inst.whyUnknown(ctx); ended != "" {
+					why += "; " + redact(ended) // its job failed: the module does not compile, say
+				}
+			}
 			// Unknown too is released: the node no longer serves it, and
 			// its job may still hold capability.
 			p.drop(inst, reply.Status.String()+": "+reply.Error, true)
 			p.release(inst, 0)
-			last = fmt.Errorf("%w: the instance on %s could not run the call: %s %s", api.ErrBadGateway, inst.peer, reply.Status, redact(reply.Error))
+			last = fmt.Errorf("%w: the instance on %s could not run the call: %s %s", api.ErrBadGateway, inst.peer, reply.Status, why)
 			continue
 		}
 		p.release(inst, time.Since(began))

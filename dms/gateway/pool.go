@@ -74,6 +74,30 @@ type instance struct {
 	// peer's socket says nothing until its idle timeout).
 	lost     context.Context
 	loseCall context.CancelCauseFunc
+	// ended is closed when the instance is dropped from its pool, why
+	// (set before) saying why: its job failed, ended, or was lost.
+	ended chan struct{}
+	why   string
+}
+
+// unknownWait bounds how long a call that its node answered with "no such
+// warm instance" waits to learn why the instance ended (its job's end is
+// on its way: a module that does not compile fails the job just after
+// the node forgets the instance).
+const unknownWait = time.Second
+
+// whyUnknown waits, at most unknownWait, for the reason an instance its
+// node no longer knows ended; "" if none came.
+func (in *instance) whyUnknown(ctx context.Context) string {
+	t := time.NewTimer(unknownWait)
+	defer t.Stop()
+	select {
+	case <-in.ended:
+		return in.why
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return ""
 }
 
 // call sends req to the instance: it ends with ctx, or when the instance
@@ -365,6 +389,10 @@ func (p *pool) drop(in *instance, why string, cancel bool) {
 		return
 	}
 	in.gone = true
+	if in.ended != nil {
+		in.why = why
+		close(in.ended)
+	}
 	if i := slices.Index(p.ready, in); i >= 0 {
 		p.ready = slices.Delete(p.ready, i, i+1)
 	}
@@ -561,7 +589,7 @@ func (p *pool) start(sc Scaling) {
 
 // started adds the instance of a job that runs to the pool.
 func (p *pool) started(j api.Job, sc Scaling) *instance {
-	in := &instance{job: j.ID, peer: j.Node, limit: sc.Concurrency, startedAt: time.Now()}
+	in := &instance{job: j.ID, peer: j.Node, limit: sc.Concurrency, startedAt: time.Now(), ended: make(chan struct{})}
 	in.lost, in.loseCall = context.WithCancelCause(context.Background())
 	if n := len(j.Attempts); n > 0 {
 		in.alloc = types.AllocationID(j.Attempts[n-1].AllocationID)
