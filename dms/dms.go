@@ -69,6 +69,7 @@ type DMS struct {
 	gw        *gateway.Gateway // functions over HTTP: state and calls
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 	grp       *group.Group     // the gateway's group; nil without gateway.group
+	flows     *flows           // the workflows this node runs
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
@@ -111,6 +112,7 @@ func New(opts ...Option) (*DMS, error) {
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.gc = newCollector(d)
+	d.flows = &flows{d: d, runs: map[string]*flowRun{}}
 	return d, nil
 }
 
@@ -211,6 +213,9 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.started = true
+	if err := d.restoreFlows(); err != nil {
+		return err
+	}
 	d.goRefreshEnergy()
 	d.goWatchDocker()
 	d.goCollect()

@@ -69,10 +69,13 @@ type Spec struct {
 	WritableRoot bool   `json:"writable_root,omitempty"` // a writable root file system (default read-only)
 	Pids         int    `json:"pids,omitempty"`          // process limit, DefaultPids when not given
 
-	Args        []string          `json:"args,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
-	Stdin       string            `json:"stdin,omitempty"`     // literal stdin text
-	InputDir    string            `json:"input_dir,omitempty"` // local directory mounted at /inputs
+	Args     []string          `json:"args,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Stdin    string            `json:"stdin,omitempty"`     // literal stdin text
+	InputDir string            `json:"input_dir,omitempty"` // local directory mounted at /inputs
+	// InputFiles are more files under /inputs, by CID (a workflow's step
+	// names its predecessors' outputs so).
+	InputFiles  []types.InputFile `json:"input_files,omitempty"`
 	Resources   types.Resources   `json:"resources"`
 	Constraints types.Constraints `json:"constraints"`
 	Timeout     Duration          `json:"timeout"`
@@ -185,6 +188,7 @@ func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
 		WritableRoot: s.WritableRoot,
 		Pids:         s.Pids,
 		Warm:         s.Warm,
+		Files:        slices.Clone(s.InputFiles),
 	}
 }
 

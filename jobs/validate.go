@@ -27,6 +27,7 @@ func (e FieldError) String() string {
 // SpecError lists every problem found in a spec. It matches ErrInvalidSpec.
 type SpecError struct {
 	Problems []FieldError
+	Doc      string // what was read: "job spec" when empty, "flow spec"
 }
 
 func (e *SpecError) Error() string {
@@ -34,7 +35,11 @@ func (e *SpecError) Error() string {
 	for i, p := range e.Problems {
 		parts[i] = p.String()
 	}
-	return "job spec: " + strings.Join(parts, "; ")
+	doc := e.Doc
+	if doc == "" {
+		doc = "job spec"
+	}
+	return doc + ": " + strings.Join(parts, "; ")
 }
 
 // Is reports whether target is ErrInvalidSpec.

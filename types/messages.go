@@ -120,6 +120,18 @@ type Task struct {
 	// Warm, when set, makes the allocation a warm instance that serves
 	// calls (CallRequest) instead of running the program once.
 	Warm *Warm `json:"warm,omitempty"`
+	// Files are more inputs, each fetched by CID and placed under /inputs.
+	Files []InputFile `json:"files,omitempty"`
+}
+
+// InputFile is a file a task finds under /inputs, named by CID: typically an
+// output of an earlier job, fetched by the node that runs the task from the
+// peers that hold it, never through the requester unless it holds it.
+type InputFile struct {
+	Path string   `json:"path"`           // slash-separated, relative, clean; under /inputs
+	CID  string   `json:"cid"`            // the file's content
+	Size int64    `json:"size,omitempty"` // bytes when known (ranking by locality, bytes moved)
+	From []string `json:"from,omitempty"` // PeerIDs that hold it (its producers), tried first
 }
 
 // Invocation starts a job on a node that confirmed a lock. Epoch must be the
@@ -144,6 +156,7 @@ type Result struct {
 	StdoutTruncated bool              `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool              `json:"stderr_truncated,omitempty"`
 	Files           map[string]string `json:"files,omitempty"` // path -> CID
+	Sizes           map[string]int64  `json:"sizes,omitempty"` // CID -> bytes, for stdout, stderr and every file
 	DurationMillis  int64             `json:"duration_ms"`
 }
 

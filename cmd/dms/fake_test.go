@@ -27,6 +27,7 @@ type fakeService struct {
 	cancelled []string
 	pins      []string
 	unpinned  []string
+	flows     map[string]api.Flow
 }
 
 var _ api.Service = (*fakeService)(nil)

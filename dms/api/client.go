@@ -228,7 +228,7 @@ func DecodeError(resp *http.Response) error {
 		body.Error = fmt.Sprintf("api: daemon replied %s", resp.Status)
 	}
 	if resp.StatusCode == http.StatusBadRequest && len(body.Problems) > 0 {
-		return &jobs.SpecError{Problems: fromProblems(body.Problems)}
+		return &jobs.SpecError{Problems: fromProblems(body.Problems), Doc: body.Doc}
 	}
 	err := &remoteError{status: resp.StatusCode, msg: body.Error}
 	if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {

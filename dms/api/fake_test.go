@@ -28,6 +28,7 @@ type fakeService struct {
 	pins       map[string]bool
 	gcs        int   // CollectGarbage calls
 	failWith   error // returned by every call when set
+	flows      map[string]Flow
 }
 
 var _ Service = (*fakeService)(nil)

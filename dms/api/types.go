@@ -42,6 +42,7 @@ type Service interface {
 	// Benchmark re-runs the capability benchmark and returns the new record.
 	Benchmark(ctx context.Context) (NodeInfo, error)
 	StoreService
+	FlowService
 }
 
 // StoreService is the part of a Service that looks after the node's disk.

@@ -17,6 +17,7 @@ import (
 type errorBody struct {
 	Error    string    `json:"error"`
 	Problems []problem `json:"problems,omitempty"`
+	Doc      string    `json:"doc,omitempty"` // what the problems are of: "flow spec"; "" for a job spec
 }
 
 // problem is a jobs.FieldError on the wire.
@@ -63,7 +64,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error, logger *slog.
 	body := errorBody{Error: err.Error()}
 	var specErr *jobs.SpecError
 	if errors.As(err, &specErr) {
-		body.Problems = toProblems(specErr.Problems)
+		body.Problems, body.Doc = toProblems(specErr.Problems), specErr.Doc
 	}
 	var retry Retryer
 	if errors.As(err, &retry) && retry.RetryAfter() > 0 {

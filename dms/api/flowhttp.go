@@ -1,0 +1,204 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/opendms/dms/jobs"
+)
+
+func (h *handler) submitFlow(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
+	if err != nil {
+		h.fail(w, r, bodyError(err))
+		return
+	}
+	f, err := jobs.ParseFlow(data)
+	if err == nil {
+		err = requireFlowCIDs(f)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	flow, err := h.svc.SubmitFlow(r.Context(), f)
+	h.reply(w, r, http.StatusCreated, flow, err)
+}
+
+// requireFlowCIDs refuses a flow that names local files: the API takes
+// only what the daemon can find by CID.
+func requireFlowCIDs(f *jobs.Flow) error {
+	var problems []jobs.FieldError
+	for _, s := range f.Steps {
+		field := "steps." + s.Name
+		if s.Job != nil {
+			if err := requireCIDs(s.Job); err != nil {
+				for _, p := range err.(*jobs.SpecError).Problems {
+					problems = append(problems, jobs.FieldError{Field: field + "." + p.Field, Problem: p.Problem})
+				}
+			}
+		}
+		if s.ForEach != nil && s.ForEach.Dir != "" {
+			problems = append(problems, jobs.FieldError{Field: field + ".for_each",
+				Problem: fmt.Sprintf("directory %q is local: upload its files with POST /v1/blobs and give for_each: {files: {NAME: CID}}", s.ForEach.Dir)})
+		}
+	}
+	if len(problems) > 0 {
+		return &jobs.SpecError{Problems: problems, Doc: "flow spec"}
+	}
+	return nil
+}
+
+func (h *handler) listFlows(w http.ResponseWriter, r *http.Request) {
+	list, err := h.svc.ListFlows(r.Context())
+	replyList(h, w, r, list, err)
+}
+
+func (h *handler) getFlow(w http.ResponseWriter, r *http.Request) {
+	f, err := h.svc.GetFlow(r.Context(), r.PathValue("id"))
+	h.reply(w, r, http.StatusOK, f, err)
+}
+
+func (h *handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
+	if err := h.svc.CancelFlow(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// watchFlow streams a flow's events as NDJSON until it ends.
+func (h *handler) watchFlow(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	events, err := h.svc.WatchFlow(ctx, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if enc.Encode(ev) != nil || rc.Flush() != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-stopping(ctx):
+			return
+		}
+	}
+}
+
+func flowPath(id string) string { return "/v1/flows/" + url.PathEscape(id) }
+
+// SubmitFlow submits a flow whose files are CIDs (see UploadFlow).
+func (c *Client) SubmitFlow(ctx context.Context, f *jobs.Flow) (Flow, error) {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return Flow{}, fmt.Errorf("api: encoding flow: %w", err)
+	}
+	var out Flow
+	err = c.call(ctx, http.MethodPost, "/v1/flows", bytes.NewReader(body), &out)
+	return out, err
+}
+
+// ListFlows lists the daemon's flows.
+func (c *Client) ListFlows(ctx context.Context) ([]Flow, error) {
+	var list []Flow
+	err := c.call(ctx, http.MethodGet, "/v1/flows", nil, &list)
+	return list, err
+}
+
+// GetFlow returns one flow.
+func (c *Client) GetFlow(ctx context.Context, id string) (Flow, error) {
+	var f Flow
+	err := c.call(ctx, http.MethodGet, flowPath(id), nil, &f)
+	return f, err
+}
+
+// CancelFlow cancels a flow.
+func (c *Client) CancelFlow(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, flowPath(id), nil, nil)
+}
+
+// WatchFlow streams a flow's events until it ends.
+func (c *Client) WatchFlow(ctx context.Context, id string) (<-chan FlowEvent, error) {
+	resp, err := c.do(ctx, http.MethodGet, flowPath(id)+"/events", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan FlowEvent)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev FlowEvent
+			if dec.Decode(&ev) != nil {
+				return
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// UploadFlow uploads what a flow names on the local disk (each job step's
+// module, image archive and input directory, each for_each directory's
+// files) and replaces the paths with CIDs.
+func UploadFlow(ctx context.Context, svc Service, f *jobs.Flow) error {
+	for _, s := range f.Steps {
+		if s.Job != nil {
+			if err := Upload(ctx, svc, s.Job); err != nil {
+				return fmt.Errorf("steps.%s: %w", s.Name, err)
+			}
+		}
+		if s.ForEach == nil || s.ForEach.Dir == "" {
+			continue
+		}
+		dir := f.ForEachDirPath(s)
+		files := map[string]string{}
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			c, err := putFile(ctx, svc, p)
+			files[filepath.ToSlash(rel)] = c
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("steps.%s.for_each: uploading %s: %w", s.Name, dir, err)
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("steps.%s.for_each: %s holds no files", s.Name, dir)
+		}
+		s.ForEach.Dir, s.ForEach.Files = "", files
+	}
+	return nil
+}
