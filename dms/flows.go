@@ -142,9 +142,34 @@ func (fl *flows) start(rec flowRecord, f *jobs.Flow, prior map[string]api.FlowIn
 	fl.mu.Unlock()
 	fl.d.goDo(func(context.Context) {
 		defer close(r.done)
+		if prior != nil {
+			fl.d.awaitNetwork(ctx, resumeWait)
+		}
 		r.loop(ctx, prior)
 	})
 	return r, nil
+}
+
+// resumeWait bounds how long a flow resumed at start waits for the node
+// to hear of peers that take bid requests: its jobs would otherwise be
+// auctioned to nobody, and fail, while the node is still joining.
+const resumeWait = 10 * time.Second
+
+// awaitNetwork waits, at most limit, until some peer takes bid requests.
+func (d *DMS) awaitNetwork(ctx context.Context, limit time.Duration) {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(d.host.TopicPeerIDs()) == 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // finished is an instance's end, reported to its flow's loop.
