@@ -191,24 +191,19 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 			fail = r.plan.Failed()
 		}
 		if fail == "" && ctx.Err() == nil {
-			for _, t := range r.plan.Start() {
-				r.set(t, api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowPending}, false)
-				queue = append(queue, t)
-			}
-			// Instances a previous run finished are not run again.
-			for i := 0; i < len(queue); {
-				p, ok := prior[priorKey(queue[i])]
-				if !ok || p.State != api.FlowCompleted || p.Result == nil {
-					i++
-					continue
+			for fresh := r.plan.Start(); len(fresh) > 0; fresh = r.plan.Start() {
+				for _, t := range fresh {
+					// An instance a previous run finished is not run again.
+					if p, ok := prior[priorKey(t)]; ok && p.State == api.FlowCompleted && p.Result != nil {
+						r.set(t, p, false)
+						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil && fail == "" {
+							fail = err.Error()
+						}
+						continue
+					}
+					r.set(t, api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowPending}, false)
+					queue = append(queue, t)
 				}
-				t := queue[i]
-				queue = slices.Delete(queue, i, i+1)
-				r.set(t, p, false)
-				if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil {
-					fail = err.Error()
-				}
-				queue = append(queue, r.plan.Start()...)
 			}
 			for running < r.spec.Parallel && len(queue) > 0 {
 				t := queue[0]
@@ -330,8 +325,8 @@ func (r *flowRun) jobOf(t flow.Task) string {
 func (r *flowRun) set(t flow.Task, in api.FlowInstance, save bool) {
 	r.mu.Lock()
 	list := r.inst[t.Step]
-	if len(list) < len(r.plan.Tasks(t.Step)) {
-		list = append(list, make([]api.FlowInstance, len(r.plan.Tasks(t.Step))-len(list))...)
+	if t.Index >= len(list) {
+		list = append(list, make([]api.FlowInstance, t.Index+1-len(list))...)
 	}
 	list[t.Index] = in
 	r.inst[t.Step] = list

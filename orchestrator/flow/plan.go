@@ -55,8 +55,7 @@ type Plan struct {
 	f      *jobs.Flow
 	ready  *graph.Ready[string]
 	steps  map[string]*stepState
-	order  []string // topological
-	failed string   // why the flow failed; "" while it has not
+	failed string // why the flow failed; "" while it has not
 }
 
 type stepState struct {
@@ -69,23 +68,16 @@ type stepState struct {
 // New plans f, which must have passed jobs.ParseFlow (or Validate).
 func New(f *jobs.Flow) (*Plan, error) {
 	g := f.Graph()
-	order, err := g.Sort()
-	if err != nil {
-		return nil, err
-	}
 	ready, err := g.Ready()
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{f: f, ready: ready, steps: map[string]*stepState{}, order: order}
+	p := &Plan{f: f, ready: ready, steps: map[string]*stepState{}}
 	for _, s := range f.Steps {
 		p.steps[s.Name] = &stepState{s: s}
 	}
 	return p, nil
 }
-
-// Order returns the steps in topological order.
-func (p *Plan) Order() []string { return slices.Clone(p.order) }
 
 // Start returns the instances of the steps that became ready since the
 // last call: every instance of each, in index order. A step whose items
@@ -139,22 +131,6 @@ func (p *Plan) Failed() string { return p.failed }
 
 // Done reports whether every step finished.
 func (p *Plan) Done() bool { return p.ready.Remaining() == 0 }
-
-// Tasks returns the started instances of a step (nil before it starts).
-func (p *Plan) Tasks(step string) []Task {
-	if st := p.steps[step]; st != nil {
-		return st.tasks
-	}
-	return nil
-}
-
-// Outcome returns an instance's outcome, or nil while it runs.
-func (p *Plan) Outcome(step string, index int) *Outcome {
-	if st := p.steps[step]; st != nil && index >= 0 && index < len(st.outcomes) {
-		return st.outcomes[index]
-	}
-	return nil
-}
 
 // Outputs resolves the flow's outputs: the blobs its Outputs name, by
 // name (STEP.stdout, STEP.stdout/KEY for a fan-out, ...). Valid once Done.
