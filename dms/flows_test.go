@@ -1,6 +1,7 @@
 package dms
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
@@ -230,5 +232,50 @@ steps:
 	}
 	if runs := runsOf(t, nodes[1:], second); len(runs) != 1 || runs["again[0]"] != 1 {
 		t.Fatalf("the second run ran %v, want only again", runs)
+	}
+}
+
+// TestFlowCallStep: a call step calls a function deployed on the node's
+// gateway, as the account it names, with another step's stdout as its
+// body; the response body is its stdout. An unknown account fails the
+// flow, saying so.
+func TestFlowCallStep(t *testing.T) {
+	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
+	gw := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gw.Gateway().As(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := svc.PutModule(ctx, bytes.NewReader(tinywasm.Echo()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Deploy(ctx, gateway.Deploy{Name: "echo", Module: c, Resources: types.Resources{CPU: 100, Memory: 16 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	doc := `
+name: calls
+steps:
+  gen: {module: gen.wasm, resources: {cpu: 0.1, memory: 16MiB}}
+  shout: {call: echo, account: ACCOUNT, body_from: gen.stdout, retries: 1}
+`
+	f := writeFlow(t, strings.ReplaceAll(doc, "ACCOUNT", "acme"), map[string]time.Duration{"gen": 0})
+	done := awaitFlow(t, ctx, gw, runFlow(t, ctx, gw, f).ID)
+	if done.State != api.FlowCompleted {
+		t.Fatalf("flow %s: %s", done.State, done.Reason)
+	}
+	out, err := gw.GetBlob(ctx, done.Outputs[0].CID)
+	if err != nil || !strings.Contains(string(out), "gen") {
+		t.Fatalf("the call's response %q, %v; want the echo of gen's stdout", out, err)
+	}
+	f = writeFlow(t, strings.ReplaceAll(doc, "ACCOUNT", "nobody"), map[string]time.Duration{"gen": 0})
+	done = awaitFlow(t, ctx, gw, runFlow(t, ctx, gw, f).ID)
+	if done.State != api.FlowFailed || !strings.Contains(done.Reason, "account nobody") {
+		t.Fatalf("a call as an unknown account: %s %q", done.State, done.Reason)
 	}
 }
