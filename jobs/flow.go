@@ -697,6 +697,17 @@ func (p *flowParser) checkRef(s *Step, field string, r Ref, many bool, byName ma
 	}
 }
 
+// UnmarshalJSON reads a flow as ParseFlow does: a stored or received flow
+// is checked like a written one.
+func (f *Flow) UnmarshalJSON(data []byte) error {
+	g, err := ParseFlow(data)
+	if err != nil {
+		return err
+	}
+	*f = *g
+	return nil
+}
+
 // MarshalJSON writes the flow in the form ParseFlow reads, steps in their
 // order.
 func (f *Flow) MarshalJSON() ([]byte, error) {
