@@ -186,9 +186,15 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 	var queue []flow.Task
 	running := 0
 	fail := ""
+	failWith := func(reason string) {
+		if fail == "" && ctx.Err() == nil {
+			fail = reason
+			r.cancel(errors.New(fail)) // stop the instances still running
+		}
+	}
 	for {
-		if fail == "" {
-			fail = r.plan.Failed()
+		if why := r.plan.Failed(); why != "" {
+			failWith(why)
 		}
 		if fail == "" && ctx.Err() == nil {
 			for fresh := r.plan.Start(); len(fresh) > 0; fresh = r.plan.Start() {
@@ -196,8 +202,8 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 					// An instance a previous run finished is not run again.
 					if p, ok := prior[priorKey(t)]; ok && p.State == api.FlowCompleted && p.Result != nil {
 						r.set(t, p, false)
-						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil && fail == "" {
-							fail = err.Error()
+						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil {
+							failWith(err.Error())
 						}
 						continue
 					}
@@ -232,16 +238,13 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 			}
 			r.set(e.t, api.FlowInstance{Index: e.t.Index, Key: e.t.Key, State: state, Reason: e.err.Error(),
 				JobID: r.jobOf(e.t)}, true)
-			if fail == "" && ctx.Err() == nil {
-				fail = fmt.Sprintf("step %s%s: %v", e.t.Step, keyLabel(e.t), e.err)
-				r.cancel(errors.New(fail)) // stop the instances still running
-			}
+			failWith(fmt.Sprintf("step %s%s: %v", e.t.Step, keyLabel(e.t), e.err))
 			continue
 		}
 		r.set(e.t, api.FlowInstance{Index: e.t.Index, Key: e.t.Key, State: api.FlowCompleted, JobID: r.jobOf(e.t),
 			Node: e.out.Node, Cached: e.out.Cached, Result: e.out.Result}, true)
-		if _, err := r.plan.Finish(e.t.Step, e.t.Index, e.out); err != nil && fail == "" {
-			fail = err.Error()
+		if _, err := r.plan.Finish(e.t.Step, e.t.Index, e.out); err != nil {
+			failWith(err.Error())
 		}
 		if e.t.CacheKey != "" && !e.out.Cached {
 			if err := r.fl.d.db.Put(cachePrefix+e.t.CacheKey, e.out); err != nil {
@@ -272,8 +275,9 @@ func (r *flowRun) end(ctx context.Context, fail string, queue []flow.Task) {
 		state, reason = api.FlowCancelled, errFlowCancelled.Error()
 	case fail != "":
 		state, reason = api.FlowFailed, fail
-	case ctx.Err() != nil:
-		return // the node is closing: the flow resumes when it starts again
+	case ctx.Err() != nil: // the node is closing: the flow resumes when it starts again
+		r.closeWatchers()
+		return
 	case !r.plan.Done():
 		state, reason = api.FlowFailed, "flow: steps left that can never start"
 	}
@@ -300,15 +304,20 @@ func (r *flowRun) end(ctx context.Context, fail string, queue []flow.Task) {
 	}
 	snap := r.snapshot(true)
 	r.publish(api.FlowEvent{Flow: &snap, State: state, Reason: reason, At: rec.UpdatedAt})
+	r.closeWatchers()
+	r.fl.mu.Lock()
+	delete(r.fl.runs, rec.ID)
+	r.fl.mu.Unlock()
+}
+
+// closeWatchers ends every watch of the flow; later ones read the record.
+func (r *flowRun) closeWatchers() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for ch := range r.subs {
 		close(ch)
 	}
 	r.subs = nil
-	r.mu.Unlock()
-	r.fl.mu.Lock()
-	delete(r.fl.runs, rec.ID)
-	r.fl.mu.Unlock()
 }
 
 func (r *flowRun) jobOf(t flow.Task) string {
