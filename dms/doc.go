@@ -13,7 +13,10 @@
 // discovery and provider records, a gossipsub topic for bid requests, the
 // protoactor actor system running the Node actor (when the node offers
 // compute), the orchestrator that auctions this node's jobs, a badger store,
-// and the local HTTP API (package api).
+// and the local HTTP API (package api). It runs workflows too (flows.go):
+// SubmitFlow hands a jobs.Flow to a loop that follows the pure planner of
+// package orchestrator/flow, running each step instance as a job (or a
+// function call on the node's gateway) and recording it.
 //
 // Invariants:
 //   - node and orchestrator never see libp2p: they talk through the narrow
@@ -23,6 +26,11 @@
 //     waits for all of them, then closes the database.
 //   - Everything a node accepted is in its database before it answers:
 //     locks and allocations (package node), jobs (every change), blobs.
+//   - A flow's instances are recorded as they start and end (flowi/), so a
+//     restarted node resumes the flow: it never reruns a completed
+//     instance and follows the jobs of running ones; a completed job's
+//     result is kept under its cache key (flowcache/) only once it ended
+//     with exit code 0.
 //   - The collector (collector.go) never removes a blob that an unfinished
 //     job, a live allocation or a pin names, nor one used within
 //     store.min_blob_age; it compacts old records and never deletes one.

@@ -279,3 +279,55 @@ steps:
 		t.Fatalf("a call as an unknown account: %s %q", done.State, done.Reason)
 	}
 }
+
+// TestWordcountFlow runs examples/wordcount on a network: split's parts
+// fan out to count on the providers, which fetch them from the node that
+// split the text, never through the requester; reduce sums the counts,
+// and its stdout is the example's expected.txt. Run again, the flow is
+// served from the cache.
+func TestWordcountFlow(t *testing.T) {
+	nodes := testNet(t, 4, func(i int) bool { return i != 0 })
+	req := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f, err := jobs.ParseFlowFile("../examples/wordcount/flow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := awaitFlow(t, ctx, req, runFlow(t, ctx, req, f).ID)
+	if done.State != api.FlowCompleted {
+		t.Fatalf("wordcount: %s (%s)", done.State, done.Reason)
+	}
+	want, err := os.ReadFile("../examples/wordcount/expected.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := req.GetBlob(ctx, done.Outputs[0].CID)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("reduce's stdout (%v):\n%.300s\nwant:\n%.300s", err, got, want)
+	}
+	split := done.Steps[0].Instances[0].Result
+	if len(split.Files) != 4 || done.Steps[1].Counts.Total != 4 {
+		t.Fatalf("split wrote %d parts, count ran %d instances; want 4", len(split.Files), done.Steps[1].Counts.Total)
+	}
+	for name, c := range split.Files {
+		if req.blobs.Has(c) {
+			t.Errorf("the requester holds part %s: outputs went through it", name)
+		}
+	}
+	again, err := jobs.ParseFlowFile("../examples/wordcount/flow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rerun := awaitFlow(t, ctx, req, runFlow(t, ctx, req, again).ID)
+	t.Logf("rerun served in %s", time.Since(start))
+	for _, s := range rerun.Steps {
+		if s.Counts.Cached != s.Counts.Total {
+			t.Fatalf("rerun: step %s %+v, want every instance cached", s.Name, s.Counts)
+		}
+	}
+	if rerun.Outputs[0].CID != done.Outputs[0].CID {
+		t.Fatal("the cached rerun answered another output")
+	}
+}
