@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/jobs"
@@ -383,14 +385,29 @@ func (r *flowRun) exec(ctx context.Context, t flow.Task, job string) (flow.Outco
 	if t.Call != nil {
 		return r.call(ctx, t)
 	}
-	if job == "" {
-		j, err := d.SubmitJob(ctx, t.Spec)
-		if err != nil {
+	// The job's ID is recorded before the job is submitted: a node that
+	// crashes in between finds no such job when it resumes, and submits
+	// it then, so no instance runs twice for a crash of its requester.
+	if job != "" {
+		j, err := d.GetJob(ctx, job)
+		switch {
+		case err == nil && j.State == types.JobCancelled:
+			// Cancelled by its node's closing (a job that could not be
+			// saved), not by the flow, which ended then: run it anew.
+			job = ""
+		case err == nil:
+			return r.await(ctx, job)
+		case !errors.Is(err, api.ErrNotFound):
 			return flow.Outcome{}, err
 		}
-		job = j.ID
 	}
-	r.set(t, api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowRunning, JobID: job}, true)
+	if job == "" {
+		job = uuid.NewString()
+		r.set(t, api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowRunning, JobID: job}, true)
+	}
+	if _, err := d.submitJob(ctx, t.Spec, types.JobID(job)); err != nil {
+		return flow.Outcome{}, err
+	}
 	return r.await(ctx, job)
 }
 

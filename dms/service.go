@@ -121,6 +121,13 @@ func (d *DMS) running() error {
 // api.Upload leaves them. The blobs must be here or reachable in the network:
 // nodes fetch them from this node.
 func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
+	return d.submitJob(ctx, spec, "")
+}
+
+// submitJob submits a job under id ("": a new one), so a caller that
+// records the ID first (a flow's instance) can tell after a crash whether
+// its job was submitted.
+func (d *DMS) submitJob(ctx context.Context, spec *jobs.Spec, id types.JobID) (api.Job, error) {
 	if err := d.running(); err != nil {
 		return api.Job{}, err
 	}
@@ -129,7 +136,7 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 		return api.Job{}, err
 	}
 	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
-		Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries, Reschedule: reschedule(spec.Reschedule),
+		ID: id, Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries, Reschedule: reschedule(spec.Reschedule),
 		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
 		QueueTimeout: time.Duration(spec.QueueTimeout), Deadline: time.Duration(spec.Deadline),
 	})
