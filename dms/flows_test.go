@@ -40,33 +40,20 @@ func writeFlow(t *testing.T, doc string, sleep map[string]time.Duration) *jobs.F
 
 func runFlow(t *testing.T, ctx context.Context, d *DMS, f *jobs.Flow) api.Flow {
 	t.Helper()
-	if err := api.UploadFlow(ctx, d, f); err != nil {
-		t.Fatal(err)
-	}
-	fl, err := d.SubmitFlow(ctx, f)
+	fl, err := d.RunFlow(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return fl
 }
 
-// awaitFlow follows a flow to its end.
 func awaitFlow(t *testing.T, ctx context.Context, d *DMS, id string) api.Flow {
 	t.Helper()
-	for {
-		events, err := d.WatchFlow(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for ev := range events {
-			if ev.Flow != nil && api.FlowEnded(ev.Flow.State) {
-				return *ev.Flow
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("flow %s did not end: %v", id, ctx.Err())
-		}
+	fl, err := d.WaitFlow(ctx, id)
+	if err != nil {
+		t.Fatalf("flow %s: %v", id, err)
 	}
+	return fl
 }
 
 // runsOf counts the allocations of the flow's jobs across nodes, by job.

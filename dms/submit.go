@@ -68,3 +68,37 @@ func (h *Handle) Stdout(ctx context.Context) ([]byte, error) {
 	}
 	return h.d.GetBlob(ctx, j.Result.Stdout)
 }
+
+// RunFlow uploads what a flow names on the local disk (modules, input
+// directories, for_each directories) into this node's store and submits
+// the flow; follow it with WaitFlow or WatchFlow.
+func (d *DMS) RunFlow(ctx context.Context, f *jobs.Flow) (api.Flow, error) {
+	if err := api.UploadFlow(ctx, d, f); err != nil {
+		return api.Flow{}, err
+	}
+	return d.SubmitFlow(ctx, f)
+}
+
+// WaitFlow follows a flow to its end and returns it, with its instances
+// and outputs.
+func (d *DMS) WaitFlow(ctx context.Context, id string) (api.Flow, error) {
+	for {
+		events, err := d.WatchFlow(ctx, id)
+		if err != nil {
+			return api.Flow{}, err
+		}
+		for ev := range events {
+			if ev.Flow != nil && api.FlowEnded(ev.Flow.State) {
+				return *ev.Flow, nil
+			}
+		}
+		// The watch ended early: a slow watcher is dropped, or the node
+		// is closing. Read the flow again.
+		if err := ctx.Err(); err != nil {
+			return api.Flow{}, err
+		}
+		if err := d.running(); err != nil {
+			return api.Flow{}, err
+		}
+	}
+}
