@@ -11,9 +11,24 @@ import (
 	"time"
 )
 
-// MaxEnvelopeSize bounds an encoded envelope. Anything larger is rejected
-// before it is parsed: blobs travel outside envelopes.
+// MaxEnvelopeSize bounds an encoded envelope of every kind but those of
+// MaxTaskEnvelopeSize. Anything larger is rejected before it is parsed:
+// blobs travel outside envelopes.
 const MaxEnvelopeSize = 256 << 10
+
+// MaxTaskEnvelopeSize bounds an encoded Invocation or Status: a task names
+// up to MaxInputFiles input files (MaxInputFilesSize as JSON), and a
+// result up to 1,000 output files with their sizes. Only the streams that
+// carry them (invocations, cancels, status queries) read frames this large.
+const MaxTaskEnvelopeSize = 4 << 20
+
+// EnvelopeLimit returns the largest encoded envelope of kind k.
+func EnvelopeLimit(k Kind) int {
+	if k == KindInvocation || k == KindStatus {
+		return MaxTaskEnvelopeSize
+	}
+	return MaxEnvelopeSize
+}
 
 // Envelope carries one signed Message. The signature covers the kind, the
 // sender, the nonce, the expiry and the body, under a domain-separation tag.
@@ -128,16 +143,18 @@ func (e *Envelope) Marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("types: encoding envelope: %w", err)
 	}
-	if len(b) > MaxEnvelopeSize {
-		return nil, fmt.Errorf("%w: %s envelope is %d bytes, limit %d", ErrTooLarge, e.Kind, len(b), MaxEnvelopeSize)
+	if limit := EnvelopeLimit(e.Kind); len(b) > limit {
+		return nil, fmt.Errorf("%w: %s envelope is %d bytes, limit %d", ErrTooLarge, e.Kind, len(b), limit)
 	}
 	return b, nil
 }
 
-// UnmarshalEnvelope decodes an envelope from the wire without verifying it.
+// UnmarshalEnvelope decodes an envelope from the wire without verifying
+// it. An envelope over its kind's limit (EnvelopeLimit) is refused; one
+// over the largest is refused before it is parsed.
 func UnmarshalEnvelope(b []byte) (*Envelope, error) {
-	if len(b) > MaxEnvelopeSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxEnvelopeSize)
+	if len(b) > MaxTaskEnvelopeSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxTaskEnvelopeSize)
 	}
 	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -147,6 +164,9 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	}
 	if e.Kind == "" || e.From == "" || e.Nonce == "" || len(e.Sig) == 0 {
 		return nil, fmt.Errorf("%w: envelope lacks kind, from, nonce or signature", ErrMalformed)
+	}
+	if limit := EnvelopeLimit(e.Kind); len(b) > limit {
+		return nil, fmt.Errorf("%w: %s envelope of %d bytes, limit %d", ErrTooLarge, e.Kind, len(b), limit)
 	}
 	return &e, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,8 +135,13 @@ func TestEnvelopeUnknownKindAndFields(t *testing.T) {
 }
 
 func TestUnmarshalEnvelopeLimits(t *testing.T) {
-	if _, err := UnmarshalEnvelope(make([]byte, MaxEnvelopeSize+1)); !errors.Is(err, ErrTooLarge) {
+	if _, err := UnmarshalEnvelope(make([]byte, MaxTaskEnvelopeSize+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
+	}
+	// Over its kind's limit, though under the largest: refused once parsed.
+	padded := fmt.Sprintf(`{"kind":"bid","from":"x","nonce":"n","sig":"AA==","body":{"job_id":%q}}`, strings.Repeat("x", MaxEnvelopeSize))
+	if _, err := UnmarshalEnvelope([]byte(padded)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a bid over MaxEnvelopeSize: %v", err)
 	}
 	for _, bad := range []string{"", "{", `{"kind":"bid"}`, `[]`, `{"kind":"bid","from":"x","nonce":"n","sig":"AA==","zzz":1}`} {
 		if _, err := UnmarshalEnvelope([]byte(bad)); !errors.Is(err, ErrMalformed) {
