@@ -34,7 +34,7 @@ func (h *Host) ServeBidRequests(fn BidRequestHandler) {
 
 func (h *Host) serveBidRequest(s network.Stream, fn BidRequestHandler) {
 	from := s.Conn().RemotePeer()
-	b, err := h.readRequestFrame(s)
+	b, err := h.readRequestFrame(s, frameLimit(bidRequestKinds))
 	var v validBidRequest
 	if err == nil {
 		v, err = h.admitBidRequest(b, from)

@@ -59,8 +59,10 @@
 //   - With Config.PSK the host is in a private network and runs over TCP
 //     only (libp2p's QUIC has no pre-shared key support).
 //   - Every frame's length is checked against its limit before anything is
-//     allocated for it (types.MaxEnvelopeSize for envelopes); a blob's buffer
-//     grows with the bytes received, up to the caller's limit.
+//     allocated for it (types.MaxEnvelopeSize for envelopes, but
+//     types.MaxTaskEnvelopeSize for the invocations and statuses of the
+//     streams that carry them: frameLimit); the buffer of a frame over 64
+//     KiB, as of a blob, grows with the bytes received, up to the limit.
 //   - Every stream read and write has a deadline or a context (an idle
 //     call stream waits for its next frame without one: it lives as long as
 //     its connection); what a peer

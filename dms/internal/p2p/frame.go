@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,12 @@ func WriteFrame(w io.Writer, b []byte) error {
 	return err
 }
 
+// frameChunk is the largest frame read into a buffer of its announced
+// length at once; a larger one (an invocation naming many input files)
+// is read into a buffer that grows with the bytes received, so that a peer
+// announcing large frames it never sends costs no memory.
+const frameChunk = 64 << 10
+
 // ReadFrame reads one frame of at most limit bytes. The length prefix is
 // checked against limit before anything is allocated. It returns io.EOF only
 // when the stream ends cleanly between frames.
@@ -44,8 +51,16 @@ func ReadFrame(r ByteReader, limit int) ([]byte, error) {
 	if n > uint64(limit) {
 		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, limit)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	var b []byte
+	if n <= frameChunk {
+		b = make([]byte, n)
+		_, err = io.ReadFull(r, b)
+	} else {
+		buf := bytes.NewBuffer(make([]byte, 0, frameChunk))
+		_, err = io.CopyN(buf, r, int64(n))
+		b = buf.Bytes()
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}

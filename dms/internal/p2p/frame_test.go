@@ -64,6 +64,33 @@ func TestReadFrameDoesNotAllocateClaimedSize(t *testing.T) {
 	}
 }
 
+// TestReadFrameLargeGrowsWithTheBytes reads a frame over frameChunk whole,
+// and refuses one cut short having allocated about what arrived, not the
+// 4 MiB it announced.
+func TestReadFrameLargeGrowsWithTheBytes(t *testing.T) {
+	const size = 4 << 20
+	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, body); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ReadFrame(bufio.NewReader(&buf), size)
+	if err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("got %d bytes, %v; want the %d sent", len(b), err, size)
+	}
+	short := append(binary.AppendUvarint(nil, size), make([]byte, 1000)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = ReadFrame(bufio.NewReaderSize(bytes.NewReader(short), 16), size)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v, want io.ErrUnexpectedEOF", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 256<<10 {
+		t.Fatalf("allocated %d bytes for a frame of which 1000 bytes came", d)
+	}
+}
+
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0x00})
 	f.Add(append([]byte{0x05}, "hello"...))

@@ -33,7 +33,7 @@ type validBidRequest struct {
 // maxGossipRPC bounds one gossipsub RPC (gossipsub's default, stated here
 // because the envelope limit relies on it): an RPC larger is dropped with
 // its stream before it is decoded. Envelopes inside are held to
-// types.MaxEnvelopeSize by the validator.
+// types.MaxEnvelopeSize by the validator, before they are parsed.
 const maxGossipRPC = 1 << 20
 
 // startPubsub starts GossipSub without message signing (StrictNoSign),
@@ -154,7 +154,7 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 // are *RejectError.
 func (h *Host) admitGossip(data []byte, via peer.ID) (validBidRequest, error) {
 	local := via == h.host.ID()
-	env, err := decode(data)
+	env, err := decode(data, bidRequestKinds)
 	if err != nil {
 		return validBidRequest{}, err
 	}
@@ -209,7 +209,7 @@ func checkBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidReque
 // publisher and naming it as requester, so a publisher cannot direct every
 // node's bids at somebody else. Errors are *RejectError.
 func openBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidRequest, error) {
-	env, err := decode(data)
+	env, err := decode(data, bidRequestKinds)
 	if err != nil {
 		return validBidRequest{}, err
 	}

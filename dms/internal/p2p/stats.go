@@ -10,7 +10,7 @@ type Reason string
 
 // The reasons inbound messages and streams are refused for.
 const (
-	ReasonOversized         Reason = "oversized"          // over types.MaxEnvelopeSize
+	ReasonOversized         Reason = "oversized"          // over its limit (frameLimit: types.EnvelopeLimit)
 	ReasonMalformed         Reason = "malformed"          // not a decodable envelope or body
 	ReasonUnsigned          Reason = "unsigned"           // an envelope, or a gossip message, without a signature
 	ReasonBadSignature      Reason = "bad_signature"      // signature or did:key does not verify (a forgery)

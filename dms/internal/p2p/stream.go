@@ -62,6 +62,26 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 	return nil, nil
 }
 
+// frameLimit is the largest frame a stream carrying kinds may send: the
+// largest envelope of those kinds (types.EnvelopeLimit), or of any kind
+// when kinds is nil (it admits every kind). An Invocation or a Status may
+// be types.MaxTaskEnvelopeSize; the frames of every other protocol stay
+// within types.MaxEnvelopeSize.
+func frameLimit(kinds []types.Kind) int {
+	if kinds == nil {
+		return types.MaxTaskEnvelopeSize
+	}
+	limit := types.MaxEnvelopeSize
+	for _, k := range kinds {
+		limit = max(limit, types.EnvelopeLimit(k))
+	}
+	return limit
+}
+
+// bidRequestKinds are the kinds of the bid-request topic and of
+// BidRequestProtocol.
+var bidRequestKinds = []types.Kind{types.KindBidRequest}
+
 // Handler answers one verified request from the peer from. A nil reply is an
 // ack: the requester's Request returns (nil, nil). A refusal the requester
 // should read is a reply message (Reject, Decline); a Go error resets the
@@ -224,7 +244,7 @@ type Stream struct {
 func (st *Stream) Recv(ctx context.Context) (types.Message, error) {
 	stop := context.AfterFunc(ctx, func() { _ = st.s.Reset() })
 	defer stop()
-	b, err := ReadFrame(st.r, types.MaxEnvelopeSize)
+	b, err := ReadFrame(st.r, frameLimit(st.kinds))
 	if err == nil && len(b) == 0 {
 		err = fmt.Errorf("%w: empty frame", ErrBadReply)
 	}

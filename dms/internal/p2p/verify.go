@@ -57,7 +57,7 @@ func (v *verifier) verify(b []byte, sender peer.ID, kinds []types.Kind) (*types.
 // kinds is not nil), that From is sender's key, signature and expiry, and
 // that the expiry is within maxTTL. Errors are *RejectError.
 func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
-	env, err := decode(b)
+	env, err := decode(b, kinds)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,9 +68,13 @@ func (v *verifier) open(b []byte, sender peer.ID, kinds []types.Kind) (*types.En
 	return env, msg, nil
 }
 
-// decode decodes an envelope from b without verifying it. Errors are
-// *RejectError.
-func decode(b []byte) (*types.Envelope, error) {
+// decode decodes an envelope of one of kinds (any kind when nil) from b
+// without verifying it; b over frameLimit(kinds) is refused before it is
+// parsed. Errors are *RejectError.
+func decode(b []byte, kinds []types.Kind) (*types.Envelope, error) {
+	if limit := frameLimit(kinds); len(b) > limit {
+		return nil, reject(ReasonOversized, fmt.Errorf("%w: %d bytes, limit %d", types.ErrTooLarge, len(b), limit))
+	}
 	env, err := types.UnmarshalEnvelope(b)
 	if err != nil {
 		switch {

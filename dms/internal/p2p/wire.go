@@ -111,7 +111,7 @@ func (ps *peerSlots) done(p peer.ID) {
 // readRequest reads and verifies the request frame of an inbound stream; on
 // failure it counts the reason, resets the stream and returns the error.
 func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelope, types.Message, error) {
-	b, err := h.readRequestFrame(s)
+	b, err := h.readRequestFrame(s, frameLimit(kinds))
 	var (
 		env *types.Envelope
 		msg types.Message
@@ -126,10 +126,10 @@ func (h *Host) readRequest(s network.Stream, kinds []types.Kind) (*types.Envelop
 	return env, msg, nil
 }
 
-// readRequestFrame reads the request frame of an inbound stream: an
-// envelope's bytes, not verified yet.
-func (h *Host) readRequestFrame(s network.Stream) ([]byte, error) {
-	b, err := ReadFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), types.MaxEnvelopeSize)
+// readRequestFrame reads the request frame of an inbound stream, of at
+// most limit bytes: an envelope's bytes, not verified yet.
+func (h *Host) readRequestFrame(s network.Stream, limit int) ([]byte, error) {
+	b, err := ReadFrame(bufio.NewReader(idleReader{s: s, timeout: h.cfg.IOTimeout}), limit)
 	if err == nil && len(b) == 0 {
 		err = reject(ReasonMalformed, errors.New("p2p: empty request frame"))
 	}
@@ -182,7 +182,7 @@ func (h *Host) writeEnvelope(s network.Stream, b []byte) error {
 // stream this host opened to the peer that signed it, so only that peer
 // could repeat it, and it could as well sign a new one.
 func (h *Host) readReply(r ByteReader, remote peer.ID, kinds []types.Kind) (types.Message, error) {
-	b, err := ReadFrame(r, types.MaxEnvelopeSize)
+	b, err := ReadFrame(r, frameLimit(kinds))
 	if err != nil {
 		return nil, replyErr(err)
 	}
