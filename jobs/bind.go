@@ -65,11 +65,29 @@ func (b *binder) value(path string, n *yaml.Node, f reflect.Value) {
 	case deref(n).ShortTag() == "!!null":
 	case f.Kind() == reflect.Struct:
 		b.object(path, n, f)
-	case f.Kind() == reflect.Int && deref(n).ShortTag() != "!!int" && !textual(f):
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+		b.list(path, n, f)
+	case (f.Kind() == reflect.Int || f.Kind() == reflect.Int64) && deref(n).ShortTag() != "!!int" && !textual(f):
 		b.add(path, n, "want %s, got %s", want(f.Type()), describe(n))
 	default:
 		b.leaf(path, n, f)
 	}
+}
+
+// list binds sequence n to f, a slice of structs, item by item as object
+// does: an item's unknown field is a problem, not dropped. Items are
+// named path[i].
+func (b *binder) list(path string, n *yaml.Node, f reflect.Value) {
+	n = deref(n)
+	if n.Kind != yaml.SequenceNode {
+		b.add(path, n, "want a list of mappings, got %s", describe(n))
+		return
+	}
+	items := reflect.MakeSlice(f.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		b.object(fmt.Sprintf("%s[%d]", path, i), item, items.Index(i))
+	}
+	f.Set(items)
 }
 
 // leaf decodes n into f with the YAML decoder (which calls UnmarshalText for
@@ -219,7 +237,7 @@ func want(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
-	case reflect.Int:
+	case reflect.Int, reflect.Int64:
 		return "a whole number"
 	case reflect.Bool:
 		return "true or false"

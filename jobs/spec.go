@@ -74,7 +74,9 @@ type Spec struct {
 	Stdin    string            `json:"stdin,omitempty"`     // literal stdin text
 	InputDir string            `json:"input_dir,omitempty"` // local directory mounted at /inputs
 	// InputFiles are more files under /inputs, by CID (a workflow's step
-	// names its predecessors' outputs so).
+	// names its predecessors' outputs so), fetched by the node that runs
+	// the job from the peers of their From, this node, or the DHT's
+	// providers; at most types.MaxInputFiles (CheckInputFiles).
 	InputFiles  []types.InputFile `json:"input_files,omitempty"`
 	Resources   types.Resources   `json:"resources"`
 	Constraints types.Constraints `json:"constraints"`
@@ -126,6 +128,14 @@ func (s *Spec) normalize() {
 	}
 	if len(s.Constraints.Labels) == 0 {
 		s.Constraints.Labels = nil
+	}
+	if len(s.InputFiles) == 0 {
+		s.InputFiles = nil
+	}
+	for i := range s.InputFiles {
+		if len(s.InputFiles[i].From) == 0 {
+			s.InputFiles[i].From = nil
+		}
 	}
 	if s.Executor == "docker" && s.Pids == 0 {
 		s.Pids = DefaultPids
@@ -188,7 +198,7 @@ func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
 		WritableRoot: s.WritableRoot,
 		Pids:         s.Pids,
 		Warm:         s.Warm,
-		Files:        slices.Clone(s.InputFiles),
+		Files:        types.CloneInputFiles(s.InputFiles),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/opendms/dms/types"
 )
 
 // FieldError is one problem with one field of a spec. Field is the path of
@@ -100,6 +102,22 @@ func (s *Spec) checkIdentity(p *problems) {
 		p.add("executor", "unknown executor %s (known: %s)", clip(s.Executor), strings.Join(executors, ", "))
 	}
 	checkText(p, "input_dir", s.InputDir, false)
+	checkInputFiles(p, s.InputFiles)
+}
+
+// CheckInputFiles checks a job's input files as Validate does: a spec
+// built by a program rather than parsed (a workflow's step) is checked so
+// before it is submitted. The error is a *SpecError naming input_files.
+func CheckInputFiles(files []types.InputFile) error {
+	var p problems
+	checkInputFiles(&p, files)
+	return p.err()
+}
+
+func checkInputFiles(p *problems, files []types.InputFile) {
+	for _, ip := range types.InputFileProblems(files) {
+		p.add("input_files"+ip.Field, "%s", ip.Problem)
+	}
 }
 
 // checkExecutable checks what names the program: a module for wasm, an
