@@ -39,12 +39,37 @@ func (n *network) SendBid(ctx context.Context, peer string, addrs []string, msg 
 	return err
 }
 
-// FetchBlob fetches and verifies a blob held by peer.
+// FetchBlob fetches and verifies a blob held by peer. A peer that answers
+// it holds none fails with node.ErrBlobNotFound.
 func (n *network) FetchBlob(ctx context.Context, peer string, cid string) ([]byte, error) {
 	if n.self(peer) {
+		if !n.d.blobs.Has(cid) {
+			return nil, fmt.Errorf("%w: %s", node.ErrBlobNotFound, cid)
+		}
 		return n.d.blobs.Get(cid)
 	}
-	return n.d.host.FetchBlob(ctx, peer, nil, cid, MaxBlobSize)
+	data, err := n.d.host.FetchBlob(ctx, peer, nil, cid, MaxBlobSize)
+	if errors.Is(err, p2p.ErrBlobNotFound) {
+		err = fmt.Errorf("%w: %w", node.ErrBlobNotFound, err)
+	}
+	return data, err
+}
+
+// maxProviders is how many of a blob's providers FindProviders returns.
+const maxProviders = 5
+
+// FindProviders returns up to maxProviders peers other than this node that
+// the DHT names as holding a blob.
+func (n *network) FindProviders(ctx context.Context, cid string) []string {
+	provs, err := n.d.host.FindProviders(ctx, cid, maxProviders)
+	if err != nil {
+		n.d.log.Debug("finding providers", "cid", cid, "err", err)
+	}
+	peers := make([]string, 0, len(provs))
+	for _, p := range provs {
+		peers = append(peers, p.ID)
+	}
+	return peers
 }
 
 // Connected reports whether the host is connected to peer.

@@ -73,6 +73,18 @@
 //     get CallUnknown), its calls in flight waited for (at most their
 //     timeout and a second; not at all when the node closes), Close
 //     (which stops what still runs), then its final receipt.
+//   - Inputs (run.go, inputs.go): an allocation fetches its module,
+//     stdin and input archive from its requester, and each of its input
+//     files (Task.Files; 16 at a time) from the first that has it of the
+//     node's store, the file's From peers, the requester and the DHT's
+//     providers (Network.FindProviders), verified by CID and kept in the
+//     store. The input archive is unpacked under /inputs first, then the
+//     files are placed there, read-only, through an os.Root. Input files
+//     are checked again here (types.CheckInputFiles): a bad list, a file
+//     over MaxBlob, files over MaxInputBytes together, or a file in the
+//     archive's way fails the run as the program's fault (ErrBadInputs);
+//     a file no source has, as the node's (ErrInputUnavailable), naming
+//     its CID and path. A result names the size of each output (Sizes).
 //   - Receipts: an instance sends its requester a types.Receipt of the
 //     calls served since the last, every Config.ReceiptCalls calls or
 //     Config.ReceiptEvery, whichever comes first, and a Final one when it

@@ -35,6 +35,13 @@ var (
 	ErrOverShare = fmt.Errorf("%w: over the requester's share", ErrInsufficientCapability)
 	// ErrEnergy means the energy source (file or command) could not be read.
 	ErrEnergy = errors.New("node: cannot read energy")
+	// ErrBlobNotFound means a peer answered that it does not hold a blob
+	// (Network.FetchBlob).
+	ErrBlobNotFound = errors.New("node: peer does not hold the blob")
+	// ErrInputUnavailable means no source of one of a task's input files
+	// had it: the allocation fails, the node's fault (another node may
+	// find it).
+	ErrInputUnavailable = errors.New("node: input file unavailable")
 )
 
 // OfferError is a problem with one field of the provider's offer. Field is

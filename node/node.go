@@ -24,8 +24,13 @@ var ErrClosed = errors.New("node: closed")
 type Network interface {
 	// SendBid delivers a *types.Bid or *types.Decline to a requester.
 	SendBid(ctx context.Context, peer string, addrs []string, msg types.Message) error
-	// FetchBlob fetches a blob from peer and verifies it against its CID.
+	// FetchBlob fetches a blob from peer and verifies it against its CID
+	// (a mismatch wraps types.ErrCIDMismatch). The error wraps
+	// ErrBlobNotFound when the peer answered that it does not hold it.
 	FetchBlob(ctx context.Context, peer string, cid string) ([]byte, error)
+	// FindProviders returns PeerIDs of peers the DHT names as holding a
+	// blob, other than this node: none when the lookup fails or ctx ends.
+	FindProviders(ctx context.Context, cid string) []string
 	// Provide announces that this node holds a blob.
 	Provide(ctx context.Context, cid string) error
 	// Connected reports whether the node has a live connection to peer
@@ -77,7 +82,10 @@ type Config struct {
 	// job's ID and 64 random bits. Tests name allocations with it.
 	NewID       func(job types.JobID) types.AllocationID
 	OutputLimit int64 // cap on stdout and on stderr each (default 1 MiB)
-	MaxBlob     int64 // largest module, stdin or input archive fetched (default 256 MiB)
+	MaxBlob     int64 // largest module, stdin, input archive or input file fetched (default 256 MiB)
+	// MaxInputBytes bounds a task's input files together (Task.Files;
+	// default 1 GiB).
+	MaxInputBytes int64
 	// Heartbeat is how often an invocation stream carries the allocation's
 	// status again while nothing else happens, when the invocation names no
 	// lease (default 250ms, a quarter of the default lease).
@@ -124,6 +132,7 @@ func (c *Config) validate() error {
 	setDefault(&c.BidHold, 3*time.Second)
 	setDefault(&c.OutputLimit, 1<<20)
 	setDefault(&c.MaxBlob, 256<<20)
+	setDefault(&c.MaxInputBytes, 1<<30)
 	setDefault(&c.Heartbeat, defaultHeartbeat)
 	setDefault(&c.OrphanGrace, 30*time.Second)
 	setDefault(&c.ReclaimIdle, 500*time.Millisecond)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/ipfs/go-cid"
 
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
@@ -119,14 +120,49 @@ func (b *memBlobs) Get(c string) ([]byte, error) {
 
 func (b *memBlobs) Has(c string) bool { _, err := b.Get(c); return err == nil }
 
-// fakeNet records what the node sends and serves the requester's blobs.
+// fakeNet records what the node sends and serves the requester's blobs,
+// and those of other peers. Like the real network it verifies what it
+// fetches, and says when a peer holds no such blob.
 type fakeNet struct {
 	requester *memBlobs
 	sent      chan types.Message
 	unreached atomic.Int32 // fetches that fail before the requester answers again
 	away      atomic.Bool  // the requester is not connected
 	mu        sync.Mutex
-	provided  []string // every Provide, in order
+	provided  []string             // every Provide, in order
+	peers     map[string]*memBlobs // other peers' blobs (the requester's is requester)
+	down      map[string]bool      // peers that cannot be reached
+	providers map[string][]string  // what FindProviders answers, by CID
+	fetches   []string             // every fetch, "peer cid", in order
+	lookups   []string             // every FindProviders, by CID
+}
+
+// holder gives peer a store of its own, holding data, and returns the CID.
+func (f *fakeNet) holder(peer string, data []byte) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.peers == nil {
+		f.peers = map[string]*memBlobs{}
+	}
+	if f.peers[peer] == nil {
+		f.peers[peer] = newMemBlobs()
+	}
+	c, _ := f.peers[peer].Put(data)
+	return c
+}
+
+func (f *fakeNet) FindProviders(_ context.Context, c string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups = append(f.lookups, c)
+	return slices.Clone(f.providers[c])
+}
+
+// fetched returns the fetches so far.
+func (f *fakeNet) fetched() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.fetches)
 }
 
 func (f *fakeNet) SendBid(ctx context.Context, _ string, _ []string, msg types.Message) error {
@@ -138,11 +174,32 @@ func (f *fakeNet) SendBid(ctx context.Context, _ string, _ []string, msg types.M
 	}
 }
 
-func (f *fakeNet) FetchBlob(_ context.Context, _ string, c string) ([]byte, error) {
-	if f.unreached.Add(-1) >= 0 {
+func (f *fakeNet) FetchBlob(_ context.Context, peer string, c string) ([]byte, error) {
+	f.mu.Lock()
+	f.fetches = append(f.fetches, peer+" "+c)
+	store, other := f.peers[peer]
+	down := f.down[peer]
+	f.mu.Unlock()
+	switch {
+	case down:
 		return nil, errors.New("connection refused")
+	case !other && peer != requester:
+		return nil, fmt.Errorf("%w: %s is nobody", ErrBlobNotFound, peer)
+	case !other:
+		if f.unreached.Add(-1) >= 0 {
+			return nil, errors.New("connection refused")
+		}
+		store = f.requester
 	}
-	return f.requester.Get(c)
+	data, err := store.Get(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBlobNotFound, err)
+	}
+	id, err := cid.Decode(c)
+	if err != nil {
+		return nil, err
+	}
+	return data, types.VerifyCID(id, data)
 }
 
 func (f *fakeNet) Connected(string) bool { return !f.away.Load() }
@@ -192,6 +249,7 @@ type harness struct {
 	node   *Node
 	net    *fakeNet
 	store  Store
+	blobs  *memBlobs // the node's own
 	module string
 }
 
@@ -223,12 +281,13 @@ func newHarnessConfig(t testing.TB, st Store, tweak func(*Config)) *harness {
 		WorkDir:   t.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
 	}
 	tweak(&cfg)
-	n, err := New(system, cfg, net, st, newMemBlobs())
+	blobs := newMemBlobs()
+	n, err := New(system, cfg, net, st, blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return &harness{t: t, node: n, net: net, store: st, module: module}
+	return &harness{t: t, node: n, net: net, store: st, blobs: blobs, module: module}
 }
 
 func (h *harness) ctx() context.Context {

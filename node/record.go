@@ -17,8 +17,9 @@ var (
 	ErrNoNetwork = errors.New("node: no network for jobs")
 	// ErrNotYours means a requester named another requester's allocation.
 	ErrNotYours = errors.New("node: not the allocation's requester")
-	// ErrBadInputs means a job's input archive is malformed or unsafe.
-	ErrBadInputs = errors.New("node: bad input archive")
+	// ErrBadInputs means a job's input archive or input files are
+	// malformed, unsafe, too large, or collide.
+	ErrBadInputs = errors.New("node: bad inputs")
 	// ErrOutputsTooLarge means a job left too much in /outputs.
 	ErrOutputsTooLarge = errors.New("node: outputs too large")
 	// ErrNotRecorded means a state change could not be written to the

@@ -71,7 +71,8 @@ func (x *allocRun) status(state types.AllocationState, reason string, fault type
 
 // faultOf says whose fault a failed run was. The program's: it trapped, ran
 // out of time or memory, cannot be loaded, wrote too much, or came with a
-// bad input archive; running it elsewhere would fail the same way. Anything
+// bad input archive or bad input files; running it elsewhere would fail the
+// same way. Anything
 // else (a fetch from the requester, the container engine, the node's disk)
 // is the node's: another node may well run it.
 func faultOf(err error) types.Fault {
@@ -132,13 +133,20 @@ func (x *allocRun) prepare(ctx context.Context, dir string) (jobs.Input, error) 
 	if err := os.MkdirAll(in.OutputDir, 0o700); err != nil {
 		return in, fmt.Errorf("node: scratch directory: %w", err)
 	}
+	if t.Inputs != "" || len(t.Files) > 0 {
+		in.InputDir = filepath.Join(dir, "inputs")
+	}
 	if t.Inputs != "" {
 		archive, err := x.fetch(ctx, t.Inputs)
 		if err != nil {
 			return in, fmt.Errorf("fetching inputs: %w", err)
 		}
-		in.InputDir = filepath.Join(dir, "inputs")
 		if err := untar(archive, in.InputDir, x.n.cfg.MaxBlob); err != nil {
+			return in, err
+		}
+	}
+	if len(t.Files) > 0 {
+		if err := x.placeFiles(ctx, in.InputDir, t.Files); err != nil {
 			return in, err
 		}
 	}
@@ -190,20 +198,22 @@ const (
 func (x *allocRun) storeOutputs(ctx context.Context, out *jobs.Output, outDir string) (*types.Result, error) {
 	res := &types.Result{
 		ExitCode: out.ExitCode, StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
-		DurationMillis: out.Duration.Milliseconds(),
+		DurationMillis: out.Duration.Milliseconds(), Sizes: map[string]int64{},
 	}
 	var err error
-	if res.Stdout, err = x.put(ctx, out.Stdout); err != nil {
+	if res.Stdout, err = x.put(ctx, out.Stdout, res.Sizes); err != nil {
 		return nil, err
 	}
-	if res.Stderr, err = x.put(ctx, out.Stderr); err != nil {
+	if res.Stderr, err = x.put(ctx, out.Stderr, res.Sizes); err != nil {
 		return nil, err
 	}
-	res.Files, err = x.storeFiles(ctx, outDir)
+	res.Files, err = x.storeFiles(ctx, outDir, res.Sizes)
 	return res, err
 }
 
-func (x *allocRun) storeFiles(ctx context.Context, outDir string) (map[string]string, error) {
+// storeFiles stores the files under outDir as result blobs, and returns
+// them by path; sizes gets the size of each.
+func (x *allocRun) storeFiles(ctx context.Context, outDir string, sizes map[string]int64) (map[string]string, error) {
 	files := map[string]string{}
 	var total int64
 	err := filepath.WalkDir(outDir, func(path string, d os.DirEntry, err error) error {
@@ -222,7 +232,7 @@ func (x *allocRun) storeFiles(ctx context.Context, outDir string) (map[string]st
 			return err
 		}
 		rel, _ := filepath.Rel(outDir, path)
-		files[filepath.ToSlash(rel)], err = x.put(ctx, data)
+		files[filepath.ToSlash(rel)], err = x.put(ctx, data, sizes)
 		return err
 	})
 	if len(files) == 0 {
@@ -231,12 +241,14 @@ func (x *allocRun) storeFiles(ctx context.Context, outDir string) (map[string]st
 	return files, err
 }
 
-// put stores a result blob and queues its announcement in the DHT.
-func (x *allocRun) put(ctx context.Context, data []byte) (string, error) {
+// put stores a result blob, notes its size in sizes and queues its
+// announcement in the DHT.
+func (x *allocRun) put(ctx context.Context, data []byte, sizes map[string]int64) (string, error) {
 	c, err := x.blobs.Put(data)
 	if err != nil {
 		return "", fmt.Errorf("node: storing result: %w", err)
 	}
+	sizes[c] = int64(len(data))
 	x.n.announce(c)
 	return c, nil
 }
