@@ -7,7 +7,10 @@
 //
 //   - Ranking (rank.go) orders bids: filters (malformed, over the max price,
 //     duplicate peer), then weighted scorers that each normalise to 0..1
-//     across the candidates (price, capability score, load).
+//     across the candidates (price, capability score, load). A job whose
+//     task names input files adds a LocalityScorer of them to its own
+//     Ranking (the share of the input bytes a bidder holds, absolute,
+//     weighted JobConfig.LocalityWeight: DefaultLocalityWeight, 2).
 //   - Reputation (reputation.go) is the requester's memory of peers: a
 //     penalty per peer that decays with a half-life, read by every auction
 //     through Standing.

@@ -85,6 +85,7 @@ func (i JobInfo) clone() JobInfo {
 	if i.Result != nil {
 		r := *i.Result
 		r.Files = maps.Clone(r.Files)
+		r.Sizes = maps.Clone(r.Sizes)
 		i.Result = &r
 	}
 	return i

@@ -35,6 +35,7 @@ type Job struct {
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
 	released map[types.AllocationID]bool      // placed allocations the job told to stop
+	locality *LocalityScorer                  // of the task's input files, made by the first auction that needs it
 	actions  []Action
 }
 
@@ -223,7 +224,7 @@ func (j *Job) startAttempt(now time.Time) {
 	if !j.deadline.IsZero() && j.deadline.Before(req.Deadline) {
 		req.Deadline = j.deadline
 	}
-	a, err := NewAuction(req, acfg, j.cfg.Ranking, now)
+	a, err := NewAuction(req, acfg, j.ranking(), now)
 	if err != nil { // NewJob validated everything NewAuction checks
 		j.finish(types.JobFailed, "cannot open an auction: "+err.Error(), now)
 		return
@@ -234,6 +235,20 @@ func (j *Job) startAttempt(now time.Time) {
 	j.setState(types.JobBidding, "", now)
 	j.emit(Publish{Attempt: n, Request: req})
 	j.drain(a, now)
+}
+
+// ranking is the job's Ranking: its config's, and, when its task names
+// input files and locality is not off, a LocalityScorer of them.
+func (j *Job) ranking() Ranking {
+	r := j.cfg.Ranking
+	if w := j.cfg.LocalityWeight; w > 0 && len(j.spec.Task.Files) > 0 {
+		if j.locality == nil {
+			s := NewLocalityScorer(j.spec.Task.Files)
+			j.locality = &s
+		}
+		r.Scorers = append(slices.Clip(r.Scorers), WeightedScorer{Scorer: *j.locality, Weight: w})
+	}
+	return r
 }
 
 // failedNodes lists the nodes that failed this job: they did not confirm

@@ -114,6 +114,7 @@ func (j *Job) mayRetry(now time.Time) bool {
 // the reason says.
 func (j *Job) complete(r types.Result, peer string, now time.Time) {
 	r.Files = maps.Clone(r.Files)
+	r.Sizes = maps.Clone(r.Sizes)
 	j.info.Result = &r
 	why := fmt.Sprintf("completed on node %s with exit code %d", peer, r.ExitCode)
 	if n := j.spent() + 1; r.ExitCode != 0 && n > 1 {

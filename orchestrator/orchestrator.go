@@ -90,8 +90,12 @@ type Config struct {
 	Addrs    func() []string  // our multiaddrs for bid requests; called concurrently. Optional.
 	Clock    func() time.Time // default time.Now; must advance with real time (timers are real)
 	Defaults Defaults
-	Ranking  Ranking      // no scorers = DefaultRanking()
-	Logger   *slog.Logger // default: discard
+	Ranking  Ranking // no scorers = DefaultRanking()
+	// LocalityWeight weighs, in the ranking of a job whose task names
+	// input files, the share of their bytes a bidder holds
+	// (LocalityScorer): 0 = DefaultLocalityWeight, NoLocality = none.
+	LocalityWeight float64
+	Logger         *slog.Logger // default: discard
 	// Lease is how long an invocation stream may stay silent before its
 	// node is declared lost and the job placed again (default 1s, at least
 	// 100ms). Nodes send a heartbeat every Lease/4, so a lease tolerates
@@ -182,12 +186,15 @@ func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
 	o := &Orchestrator{
 		cfg: cfg, net: net, saver: newSaver(store, cfg.Logger),
 		stopped: make(chan struct{}),
-		jobCfg:  JobConfig{Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking, Standing: rep},
-		events:  make(chan func(time.Time), 256),
-		jobs:    make(map[types.JobID]*entry),
-		active:  make(map[types.JobID]*entry),
-		rep:     rep,
-		infos:   make(map[types.JobID]JobInfo),
+		jobCfg: JobConfig{
+			Requester: cfg.Self, ConfirmTimeout: cfg.Defaults.ConfirmTimeout, Ranking: cfg.Ranking, Standing: rep,
+			LocalityWeight: cfg.LocalityWeight,
+		},
+		events: make(chan func(time.Time), 256),
+		jobs:   make(map[types.JobID]*entry),
+		active: make(map[types.JobID]*entry),
+		rep:    rep,
+		infos:  make(map[types.JobID]JobInfo),
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.wg.Add(2)
@@ -231,6 +238,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.Failpoint = func(string) {}
 	}
 	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
+	if err := checkLocalityWeight(c.LocalityWeight); err != nil {
+		return c, err
+	}
 	return c, c.Ranking.validate()
 }
 

@@ -146,6 +146,47 @@ func (CapabilityScorer) Score(bids []types.Bid) []float64 {
 	return normalize(bids, func(b types.Bid) float64 { return b.Score }, true)
 }
 
+// LocalityScorer prefers the bidders that already hold a task's input
+// files (types.Task.Files): a bid scores the share of the input bytes that
+// name its node in From, a file of unknown size (0) counting as one byte.
+// Unlike the other scorers it is absolute, not relative to the other bids:
+// when no bidder holds anything, every bid scores 0. A job with input
+// files adds one to its Ranking (Job.ranking); the zero value scores 0.
+type LocalityScorer struct {
+	held  map[string]float64 // bytes held, by PeerID
+	total float64
+}
+
+// NewLocalityScorer rates bids against files.
+func NewLocalityScorer(files []types.InputFile) LocalityScorer {
+	s := LocalityScorer{held: make(map[string]float64)}
+	for _, f := range files {
+		size := float64(max(f.Size, 1))
+		s.total += size
+		for i, p := range f.From {
+			if !slices.Contains(f.From[:i], p) { // a peer named twice holds the file once
+				s.held[p] += size
+			}
+		}
+	}
+	return s
+}
+
+// Name implements Scorer.
+func (LocalityScorer) Name() string { return "locality" }
+
+// Score implements Scorer.
+func (s LocalityScorer) Score(bids []types.Bid) []float64 {
+	out := make([]float64, len(bids))
+	if s.total == 0 {
+		return out
+	}
+	for i, b := range bids {
+		out[i] = s.held[b.Node.PeerID] / s.total
+	}
+	return out
+}
+
 // LoadScorer prefers less loaded nodes (Bid.Load).
 type LoadScorer struct{}
 

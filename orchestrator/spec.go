@@ -73,11 +73,30 @@ type JobConfig struct {
 	ConfirmTimeout time.Duration // how long each auction winner has to confirm; 0 = default (2s)
 	Ranking        Ranking       // no scorers = DefaultRanking()
 	Standing       Standing      // the requester's memory of peers, read by every auction; nil = none
+	// LocalityWeight weighs the LocalityScorer a job whose task names
+	// input files adds to Ranking: 0 = DefaultLocalityWeight, NoLocality
+	// = none.
+	LocalityWeight float64
 }
+
+// Locality weights (JobConfig.LocalityWeight, Config.LocalityWeight).
+// DefaultLocalityWeight is twice price's and capability's weight in
+// DefaultRanking, four times load's: a bidder holding all of a job's input
+// bytes beats one that holds none unless the other is better by more than
+// 2 in price, capability and load together (each scores 0 to 1 among the
+// bids): locality settles what price and load leave close. A node that
+// cannot run the job never bids, whatever it holds.
+const (
+	DefaultLocalityWeight = 2
+	NoLocality            = -1
+)
 
 func (c JobConfig) withDefaults() JobConfig {
 	if len(c.Ranking.Scorers) == 0 {
 		c.Ranking.Scorers = DefaultRanking().Scorers
+	}
+	if c.LocalityWeight == 0 {
+		c.LocalityWeight = DefaultLocalityWeight
 	}
 	return c
 }
@@ -86,5 +105,16 @@ func (c JobConfig) validate() error {
 	if c.ConfirmTimeout < 0 {
 		return fmt.Errorf("%w: negative confirm timeout %s", ErrInvalidConfig, c.ConfirmTimeout)
 	}
+	if err := checkLocalityWeight(c.LocalityWeight); err != nil {
+		return err
+	}
 	return c.Ranking.validate()
+}
+
+// checkLocalityWeight accepts a finite weight of 0 or more, or NoLocality.
+func checkLocalityWeight(w float64) error {
+	if w != NoLocality && !finiteNonNegative(w) {
+		return fmt.Errorf("%w: locality weight %v (want 0 or more, or NoLocality)", ErrInvalidConfig, w)
+	}
+	return nil
 }
