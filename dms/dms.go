@@ -292,7 +292,7 @@ func (d *DMS) startOrchestrator() error {
 	orch, err := orchestrator.New(orchestrator.Config{
 		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
 		Lease: d.opts.lease, Defaults: orchestrator.Defaults{ConfirmTimeout: d.opts.confirm},
-		Failpoint: d.opts.failpoint, Peers: peers,
+		Failpoint: d.opts.failpoint, Peers: peers, LocalityWeight: d.opts.locality,
 	}, &network{d: d}, jobStore{d: d})
 	if err != nil {
 		return err

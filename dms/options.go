@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
 
@@ -35,6 +36,7 @@ type config struct {
 	lease        time.Duration
 	confirm      time.Duration // 0: the orchestrator's default
 	sampling     int           // bid requests go to this many sampled nodes; 0: gossip to all
+	locality     float64       // orchestrator.Config.LocalityWeight: 0 the default, NoLocality off
 	inMemory     bool          // the database lives in memory, seeded from the home's
 	connsLow     int           // connection manager watermarks; 0: p2p's defaults
 	connsHigh    int
@@ -106,6 +108,29 @@ func WithBidSampling(d int) Option {
 			return fmt.Errorf("dms: WithBidSampling: %d is outside 0 to %d", d, MaxBidSampling)
 		}
 		c.sampling = d
+		return nil
+	}
+}
+
+// MaxLocalityWeight bounds WithLocalityWeight.
+const MaxLocalityWeight = 100
+
+// WithLocalityWeight sets how much this node, as a requester, prefers a
+// bidder that already holds a job's input files (input_files): a bid
+// earns w times the share of the input bytes its node holds, beside price
+// and capability (weight 1 each) and load (0.5), each of which scores 0 to
+// 1 among the bids. The default, orchestrator.DefaultLocalityWeight (2),
+// lets locality settle what price and load leave close; 0 turns locality
+// off (benchmarks compare), at most MaxLocalityWeight.
+func WithLocalityWeight(w float64) Option {
+	return func(c *config) error {
+		if !(w >= 0 && w <= MaxLocalityWeight) {
+			return fmt.Errorf("dms: WithLocalityWeight: %v is outside 0 to %d", w, MaxLocalityWeight)
+		}
+		c.locality = w
+		if w == 0 {
+			c.locality = orchestrator.NoLocality
+		}
 		return nil
 	}
 }

@@ -156,8 +156,12 @@ func reschedule(r jobs.Reschedule) int {
 }
 
 // task turns a spec into the task nodes run, making sure every blob it names
-// is held here.
+// is held here, but for its input files: the node that runs it fetches
+// them from their producers, so they are only checked.
 func (d *DMS) task(ctx context.Context, spec *jobs.Spec) (types.Task, error) {
+	if err := jobs.CheckInputFiles(spec.InputFiles); err != nil {
+		return types.Task{}, err
+	}
 	field, program := "module", spec.Module
 	if spec.Executor == docker.Name {
 		field, program = "image_archive", spec.ImageArchive

@@ -10,7 +10,8 @@
 // the stream protocols it sends Accepts for any allocation ID and any
 // resources, and answers bid requests as a bidder that lies: the best bid
 // and then no work (Liar), no confirmation (NeverConfirm), or no answer at
-// all (Silent).
+// all (Silent). It serves blobs as a producer that lies about its outputs
+// (ServeWrongBlobs).
 //
 // It drives real daemons over loopback and is meant for tests only: it
 // holds streams open on purpose, and stops everything it started on Close.

@@ -170,11 +170,13 @@ type Stats struct {
 	AcceptsReceived     uint64 // Accepts for the peer's bids
 	InvocationsReceived uint64 // invocations of allocations the peer confirmed
 	SendErrors          uint64 // bids or declines that could not be sent
+	BlobsServed         uint64 // blob requests answered with wrong bytes (ServeWrongBlobs)
 }
 
 type counters struct {
 	bidRequestsSeen, published, bidsSent, acceptsSent, confirms, rejects, acceptErrors atomic.Uint64
 	bidsReceived, declinesReceived, acceptsReceived, invocationsReceived, sendErrors   atomic.Uint64
+	blobsServed                                                                        atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -184,5 +186,6 @@ func (c *counters) snapshot() Stats {
 		AcceptErrors: c.acceptErrors.Load(), BidsReceived: c.bidsReceived.Load(),
 		DeclinesReceived: c.declinesReceived.Load(), AcceptsReceived: c.acceptsReceived.Load(),
 		InvocationsReceived: c.invocationsReceived.Load(), SendErrors: c.sendErrors.Load(),
+		BlobsServed: c.blobsServed.Load(),
 	}
 }

@@ -263,3 +263,27 @@ func randomHex(n int) string {
 
 // errClosed is returned by Subscribe and Play after Close.
 var errClosed = errors.New("hostile: peer closed")
+
+// ServeWrongBlobs serves the blob protocol as a peer that claims to hold
+// every blob and sends data for each, whatever CID was asked: a producer
+// that lies about an output. Each request served is counted
+// (Stats().BlobsServed).
+func (p *Peer) ServeWrongBlobs(data []byte) {
+	p.serve(p2p.BlobProtocol, func(s network.Stream, msg types.Message) {
+		if _, ok := msg.(*types.BlobRequest); !ok {
+			_ = s.Reset()
+			return
+		}
+		p.stats.blobsServed.Add(1)
+		// The header frame of dms/internal/p2p/blob.go, then the bytes.
+		if err := p2p.WriteFrame(s, fmt.Appendf(nil, `{"status":"found","size":%d}`, len(data))); err != nil {
+			_ = s.Reset()
+			return
+		}
+		if _, err := s.Write(data); err != nil {
+			_ = s.Reset()
+			return
+		}
+		_ = s.Close()
+	})
+}
