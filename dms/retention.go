@@ -26,11 +26,16 @@ import (
 // record of a lock that ended unused, raising node/epoch first.)
 const allocPrefix = "alloc/"
 
-// taskRefs are the blobs a task names.
+// taskRefs are the blobs a task names: its program, stdin, input archive
+// and input files (those a requester or a provider holds: a workflow's
+// list items on the requester, the files a provider fetched).
 type taskRefs struct {
 	Module string `json:"module"`
 	Stdin  string `json:"stdin"`
 	Inputs string `json:"inputs"`
+	Files  []struct {
+		CID string `json:"cid"`
+	} `json:"files"`
 }
 
 func (t *taskRefs) cids() []string {
@@ -41,6 +46,11 @@ func (t *taskRefs) cids() []string {
 	for _, c := range []string{t.Module, t.Stdin, t.Inputs} {
 		if c != "" {
 			out = append(out, c)
+		}
+	}
+	for _, f := range t.Files {
+		if f.CID != "" {
+			out = append(out, f.CID)
 		}
 	}
 	return out
@@ -120,8 +130,9 @@ func (o object) drop(fields ...string) bool {
 }
 
 // compactJob keeps, of a job that ended before cutoff, its summary: ids,
-// node, state, reason, result, times, the spec without its task's args and
-// env, the attempts without their notes. It reports whether it changed
+// node, state, reason, result, times, the spec without its task's args,
+// env and input files (up to 3 MiB of them), the attempts without their
+// notes. It reports whether it changed
 // anything; a record compacted already is returned unchanged.
 func compactJob(raw []byte, cutoff time.Time) ([]byte, bool, error) {
 	var rec object
@@ -144,7 +155,7 @@ func compactJob(raw []byte, cutoff time.Time) ([]byte, bool, error) {
 	return out, err == nil, err
 }
 
-// dropTaskArgs removes spec.task.args and spec.task.env from a job record.
+// dropTaskArgs removes spec.task.args, env and files from a job record.
 func dropTaskArgs(rec object) (bool, error) {
 	var spec, task object
 	if rec["spec"] == nil {
@@ -159,7 +170,7 @@ func dropTaskArgs(rec object) (bool, error) {
 	if err := json.Unmarshal(spec["task"], &task); err != nil {
 		return false, fmt.Errorf("spec.task: %w", err)
 	}
-	if !task.drop("args", "env") {
+	if !task.drop("args", "env", "files") {
 		return false, nil
 	}
 	var err error

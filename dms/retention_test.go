@@ -27,7 +27,8 @@ func jobRecord(state types.JobState, updated time.Time) orchestrator.Record {
 		},
 		Spec: orchestrator.JobSpec{ID: "j1", Name: "hello", Task: types.Task{
 			Executor: "wasm", Module: "bafkmodule", Stdin: "bafkstdin", Inputs: "bafkinputs",
-			Args: []string{"--big"}, Env: map[string]string{"K": "V"}, Resources: types.Resources{CPU: 100, Memory: 1 << 20},
+			Files: []types.InputFile{{Path: "f", CID: "bafkfile", From: []string{"12D3KooWOther"}}},
+			Args:  []string{"--big"}, Env: map[string]string{"K": "V"}, Resources: types.Resources{CPU: 100, Memory: 1 << 20},
 		}},
 	}
 }
@@ -50,7 +51,8 @@ func allocRecordJSON(state string, ended time.Time, task bool) []byte {
 		"a_field_of_the_future": []int{1, 2},
 	}
 	if task {
-		rec["task"] = map[string]any{"executor": "wasm", "module": "bafkmodule", "stdin": "bafkstdin", "inputs": "bafkinputs", "args": []string{"x"}}
+		rec["task"] = map[string]any{"executor": "wasm", "module": "bafkmodule", "stdin": "bafkstdin", "inputs": "bafkinputs", "args": []string{"x"},
+			"files": []map[string]any{{"path": "f", "cid": "bafkfile", "size": 3}}}
 	}
 	if state == "completed" {
 		rec["ended_at"], rec["result"] = ended, map[string]any{"stdout": "bafkout", "stderr": "bafkerr"}
@@ -60,7 +62,7 @@ func allocRecordJSON(state string, ended time.Time, task bool) []byte {
 }
 
 func TestRecordRefs(t *testing.T) {
-	all := []string{"bafkmodule", "bafkstdin", "bafkinputs"}
+	all := []string{"bafkmodule", "bafkstdin", "bafkinputs", "bafkfile"}
 	for _, tc := range []struct {
 		name string
 		refs func([]byte) ([]string, error)
@@ -111,7 +113,7 @@ func TestCompactJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := jobRecord(types.JobCompleted, day0)
-	want.Spec.Task.Args, want.Spec.Task.Env, want.Attempts[0].Notes = nil, nil, nil
+	want.Spec.Task.Args, want.Spec.Task.Env, want.Spec.Task.Files, want.Attempts[0].Notes = nil, nil, nil, nil
 	if !equalJSON(t, got, want) {
 		t.Fatalf("compacted record:\n%s\nwant\n%s", marshal(t, got), marshal(t, want))
 	}
