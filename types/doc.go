@@ -10,6 +10,10 @@
 //     its From did:key; Open verifies signature, expiry and size before decoding,
 //     and decoding rejects unknown fields.
 //   - The set of messages is closed: Message has an unexported marker method.
+//   - An envelope is at most MaxEnvelopeSize, an Invocation or a Status
+//     MaxTaskEnvelopeSize (EnvelopeLimit): a task's input files are bounded
+//     (InputFileProblems: MaxInputFiles, MaxInputFilesSize as JSON) so that
+//     an Invocation naming them always fits.
 //
 // Nothing here does I/O, starts goroutines or reads the clock: callers pass time in.
 package types
