@@ -147,7 +147,9 @@ func (w *warmHarness) start(alloc string, warm types.Warm) <-chan []*types.Statu
 		_ = w.node.Invoke(context.Background(), requester, inv, func(st *types.Status) error { got = append(got, st); return nil })
 		done <- got
 	}()
-	waitUntil(w.t, func() bool { return w.registered(alloc) })
+	// Registered first, the instance is made once the module is fetched:
+	// tests reach it through the executor.
+	waitUntil(w.t, func() bool { return w.registered(alloc) && w.exec.instance(alloc) != nil })
 	return done
 }
 
