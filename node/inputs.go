@@ -60,13 +60,16 @@ func (x *allocRun) placeFiles(ctx context.Context, dir string, files []types.Inp
 	g.SetLimit(fetchConcurrency)
 	for _, f := range files {
 		g.Go(func() error {
+			if err := context.Cause(ctx); err != nil {
+				return err // another file failed the allocation, or it ended
+			}
 			data, err := x.fetchFile(ctx, f)
 			if err != nil {
 				return err
 			}
-			if n := int64(len(data)); n > x.n.cfg.MaxBlob || total.Add(n) > x.n.cfg.MaxInputBytes {
-				return fmt.Errorf("%w: input file %q takes the inputs over this node's limits (%d bytes a file, %d in all)",
-					ErrBadInputs, f.Path, x.n.cfg.MaxBlob, x.n.cfg.MaxInputBytes)
+			if total.Add(int64(len(data))) > x.n.cfg.MaxInputBytes {
+				return fmt.Errorf("%w: input file %q takes the input files over this node's limit of %d bytes",
+					ErrBadInputs, f.Path, x.n.cfg.MaxInputBytes)
 			}
 			return place(root, f.Path, data)
 		})
@@ -116,7 +119,8 @@ func placeErr(p string, err error) error {
 
 // fetchFile returns an input file's bytes: from the node's store, or else
 // from the first source that has it (sources), verified against its CID
-// (Network.FetchBlob verifies) and kept in the store. Sources are asked
+// (Network.FetchBlob verifies) and, unless over MaxBlob (ErrBadInputs),
+// kept in the store. Sources are asked
 // again, with a backoff, for up to fetchPatience, while any failed in a
 // way another try may mend (unreachable, cut off): not when each answered
 // it lacks the file (ErrBlobNotFound) or sent other bytes.
@@ -132,6 +136,9 @@ func (x *allocRun) fetchFile(ctx context.Context, f types.InputFile) ([]byte, er
 	for wait := fetchRetryBase; ; wait = min(2*wait, fetchRetryCap) {
 		data, again := src.round(ctx)
 		if data != nil {
+			if int64(len(data)) > x.n.cfg.MaxBlob {
+				return nil, fmt.Errorf("%w: input file %q is %d bytes, over this node's limit of %d", ErrBadInputs, f.Path, len(data), x.n.cfg.MaxBlob)
+			}
 			if _, err := x.blobs.Put(data); err != nil {
 				return nil, fmt.Errorf("node: keeping input file %q: %w", f.Path, err)
 			}

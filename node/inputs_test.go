@@ -319,4 +319,7 @@ func TestInputFilesLimits(t *testing.T) {
 	if got := h.stdout(h.run("fits", []types.InputFile{{Path: "x", CID: small, Size: 80, From: from}}, "")); !strings.HasPrefix(got, "x=sss") {
 		t.Fatalf("a file within the limits: %q", got)
 	}
+	if h.blobs.Has(big) {
+		t.Fatal("a file over MaxBlob was kept")
+	}
 }
