@@ -110,8 +110,8 @@ func exitStatus(err error, stderr io.Writer) int {
 	return 1
 }
 
-// message renders err for people. A spec error lists one problem per line,
-// after what wraps it (the file name).
+// message renders err for people. A spec error (of a job or a flow) lists
+// one problem per line, after what wraps it (the file name).
 func message(err error) string {
 	var specErr *jobs.SpecError
 	if !errors.As(err, &specErr) || len(specErr.Problems) == 0 {
@@ -119,7 +119,11 @@ func message(err error) string {
 	}
 	var b strings.Builder
 	b.WriteString(strings.TrimSuffix(err.Error(), specErr.Error()))
-	b.WriteString("invalid job spec:")
+	doc := specErr.Doc
+	if doc == "" {
+		doc = "job spec"
+	}
+	fmt.Fprintf(&b, "invalid %s:", doc)
 	for _, p := range specErr.Problems {
 		fmt.Fprintf(&b, "\n  %s", p)
 	}
