@@ -29,6 +29,7 @@ const (
 type devstackFlags struct {
 	nodes    int
 	job      string
+	flow     string
 	basePort int
 	logLevel string
 }
@@ -41,14 +42,16 @@ func (c *cli) devstackCmd() *cobra.Command {
 		Long: `Run a network of N real libp2p nodes over loopback in this process, each with
 its own home in a temporary directory removed at exit. Node 0 serves the API;
 the others join through it. With --job, run that job on node 0, print its
-output and exit with the job's status; without, serve until interrupted.
---home is not used.`,
+output and exit with the job's status; with --flow, run that flow on node 0
+(docs/workflows.md), print its outputs and exit with the flow's status;
+without either, serve until interrupted. --home is not used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return c.devstack(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
 	fl.IntVarP(&f.nodes, "nodes", "n", 3, "number of nodes, 1 to 200")
 	fl.StringVar(&f.job, "job", "", "job spec FILE to run on node 0, then exit")
+	fl.StringVar(&f.flow, "flow", "", "flow FILE to run on node 0, then exit")
 	fl.IntVar(&f.basePort, "base-port", 0, "node i listens on TCP and UDP port base+i; 0 picks free ports")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
@@ -57,6 +60,9 @@ output and exit with the job's status; without, serve until interrupted.
 func (f devstackFlags) validate() error {
 	if f.nodes < 1 || f.nodes > maxDevstackNodes {
 		return fmt.Errorf("--nodes %d: want 1 to %d", f.nodes, maxDevstackNodes)
+	}
+	if f.job != "" && f.flow != "" {
+		return errors.New("--job and --flow: give one of them")
 	}
 	if f.basePort < 0 || f.basePort > 0 && f.basePort+f.nodes-1 > 65535 {
 		return fmt.Errorf("--base-port %d: ports %d..%d are not all valid", f.basePort, f.basePort, f.basePort+f.nodes-1)
@@ -75,6 +81,12 @@ func (c *cli) devstack(ctx context.Context, f devstackFlags) (err error) {
 	var spec *jobs.Spec
 	if f.job != "" {
 		if spec, err = jobs.ParseFile(f.job); err != nil {
+			return err
+		}
+	}
+	var flow *jobs.Flow
+	if f.flow != "" {
+		if flow, err = jobs.ParseFlowFile(f.flow); err != nil {
 			return err
 		}
 	}
@@ -98,8 +110,15 @@ func (c *cli) devstack(ctx context.Context, f devstackFlags) (err error) {
 	if spec != nil {
 		return exitWith(c.runJob(ctx, net.Nodes[0], spec, false))
 	}
+	if flow != nil {
+		return c.runFlow(ctx, net.Nodes[0], flow, false, errDevstackStopped)
+	}
 	return c.serveDevstack(ctx, net.Nodes, net.Homes[0])
 }
+
+// errDevstackStopped is how a devstack's flow ends on Ctrl-C: the network
+// stops, and the flow with it.
+var errDevstackStopped = errors.New("interrupted: the devstack stops, and the flow with it")
 
 // devstackAPI gives node 0, and only node 0, the API.
 func devstackAPI(i int) []dms.Option {

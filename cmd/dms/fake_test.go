@@ -28,6 +28,11 @@ type fakeService struct {
 	pins      []string
 	unpinned  []string
 	flows     map[string]api.Flow
+
+	flowWatches [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
+	watches     int               // scripted watches played
+	holdWatch   bool              // the last watch stays open until its caller leaves
+	held        chan struct{}     // a held watch is waiting
 }
 
 var _ api.Service = (*fakeService)(nil)

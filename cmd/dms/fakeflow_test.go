@@ -8,7 +8,44 @@ import (
 	"github.com/opendms/dms/jobs"
 )
 
-// The fake's flows: kept as submitted, watched as one event.
+// The fake's flows: kept as submitted. A watch plays the next script of
+// flowWatches (a script that does not end the flow is a watcher the daemon
+// dropped), else sends the flow as it is; a flow an event carries becomes
+// the flow GetFlow returns. With holdWatch, a watch with no script left
+// stays open until its caller leaves, and says so on held.
+
+// scriptWatches sets the scripts of the fake's next watches.
+func (f *fakeService) scriptWatches(scripts ...[]api.FlowEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.flowWatches = scripts
+}
+
+// putFlow stores a flow as GetFlow returns it.
+func (f *fakeService) putFlow(fl api.Flow) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.flows == nil {
+		f.flows = map[string]api.Flow{}
+	}
+	if fl.Spec == nil { // a scripted flow keeps the spec submitted
+		fl.Spec = f.flows[fl.ID].Spec
+	}
+	f.flows[fl.ID] = fl
+}
+
+// nextWatch takes the script of the next watch; nil when none is left.
+func (f *fakeService) nextWatch() []api.FlowEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.flowWatches) == 0 {
+		return nil
+	}
+	script := f.flowWatches[0]
+	f.flowWatches = f.flowWatches[1:]
+	f.watches++
+	return script
+}
 
 func (f *fakeService) SubmitFlow(_ context.Context, fl *jobs.Flow) (api.Flow, error) {
 	f.mu.Lock()
@@ -46,10 +83,42 @@ func (f *fakeService) WatchFlow(ctx context.Context, id string) (<-chan api.Flow
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan api.FlowEvent, 1)
-	out <- api.FlowEvent{Flow: &fl, State: fl.State}
-	close(out)
+	script := f.nextWatch()
+	if script == nil {
+		if !f.holdWatch {
+			out := make(chan api.FlowEvent, 1)
+			out <- api.FlowEvent{Flow: &fl, State: fl.State}
+			close(out)
+			return out, nil
+		}
+		script = []api.FlowEvent{{Flow: &fl, State: fl.State}}
+	}
+	out := make(chan api.FlowEvent)
+	go func() {
+		defer close(out)
+		for _, ev := range script {
+			if ev.Flow != nil {
+				f.putFlow(*ev.Flow)
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if f.holdWatch && f.nextWatchLeft() == 0 {
+			f.held <- struct{}{}
+			<-ctx.Done()
+		}
+	}()
 	return out, nil
+}
+
+// nextWatchLeft counts the scripts left.
+func (f *fakeService) nextWatchLeft() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.flowWatches)
 }
 
 func (f *fakeService) CancelFlow(ctx context.Context, id string) error {

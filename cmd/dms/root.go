@@ -48,7 +48,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	flags.StringVar(&c.home, "home", defaultHome(), "node home directory ($DMS_HOME sets the default)")
 	flags.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(c.initCmd(), c.runCmd(), c.jobCmd(), c.nodeCmd(), c.peersCmd(), c.storeCmd(), c.devstackCmd(), c.benchCmd(),
-		c.accountCmd(), c.functionCmd(), c.endpointCmd(), c.taskCmd(), c.tagCmd(), c.gatewayCmd())
+		c.accountCmd(), c.functionCmd(), c.endpointCmd(), c.taskCmd(), c.tagCmd(), c.gatewayCmd(), c.flowCmd())
 	return root
 }
 
@@ -110,8 +110,8 @@ func exitStatus(err error, stderr io.Writer) int {
 	return 1
 }
 
-// message renders err for people. A spec error lists one problem per line,
-// after what wraps it (the file name).
+// message renders err for people. A spec error (of a job or a flow) lists
+// one problem per line, after what wraps it (the file name).
 func message(err error) string {
 	var specErr *jobs.SpecError
 	if !errors.As(err, &specErr) || len(specErr.Problems) == 0 {
@@ -119,7 +119,11 @@ func message(err error) string {
 	}
 	var b strings.Builder
 	b.WriteString(strings.TrimSuffix(err.Error(), specErr.Error()))
-	b.WriteString("invalid job spec:")
+	doc := specErr.Doc
+	if doc == "" {
+		doc = "job spec"
+	}
+	fmt.Fprintf(&b, "invalid %s:", doc)
 	for _, p := range specErr.Problems {
 		fmt.Fprintf(&b, "\n  %s", p)
 	}
