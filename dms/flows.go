@@ -534,35 +534,13 @@ func describeFlow(rec flowRecord, f *jobs.Flow, inst map[string][]api.FlowInstan
 		for _, in := range inst[name] {
 			st.Counts.Add(in)
 		}
-		st.State = stepState(st.Counts, rec.State)
+		st.State = st.Counts.State(rec.State)
 		if full {
 			st.Instances = slices.Clone(inst[name])
 		}
 		out.Steps = append(out.Steps, st)
 	}
 	return out
-}
-
-// stepState sums a step's instances up.
-func stepState(c api.FlowCounts, flowState string) string {
-	switch {
-	case c.Total == 0 && api.FlowEnded(flowState):
-		return api.FlowSkipped
-	case c.Total == 0:
-		return api.FlowPending
-	case c.Failed > 0:
-		return api.FlowFailed
-	case c.Completed == c.Total:
-		return api.FlowCompleted
-	case c.Running > 0 || c.Completed > 0:
-		if api.FlowEnded(flowState) {
-			return api.FlowCancelled
-		}
-		return api.FlowRunning
-	case api.FlowEnded(flowState):
-		return api.FlowSkipped
-	}
-	return api.FlowPending
 }
 
 // ListFlows returns every flow this node ran or runs, newest first,

@@ -37,7 +37,7 @@ func (v *flowView) apply(ev api.FlowEvent) {
 		v.flow.State, v.flow.Reason = ev.State, ev.Reason
 		for i := range v.flow.Steps {
 			st := &v.flow.Steps[i]
-			st.State = stepState(st.Counts, v.flow.State)
+			st.State = st.Counts.State(v.flow.State)
 		}
 	}
 	if ev.At.After(v.flow.UpdatedAt) {
@@ -64,7 +64,7 @@ func (v *flowView) setInstance(step string, in api.FlowInstance) {
 	st.Counts = subCounts(st.Counts, old)
 	st.Counts.Add(in)
 	st.Instances[in.Index] = in
-	st.State = stepState(st.Counts, v.flow.State)
+	st.State = st.Counts.State(v.flow.State)
 }
 
 func subCounts(a, b api.FlowCounts) api.FlowCounts {
@@ -73,29 +73,6 @@ func subCounts(a, b api.FlowCounts) api.FlowCounts {
 		Completed: a.Completed - b.Completed, Cached: a.Cached - b.Cached, Failed: a.Failed - b.Failed,
 		Cancelled: a.Cancelled - b.Cancelled,
 	}
-}
-
-// stepState sums a step's instances up, as the daemon does (dms/flows.go).
-func stepState(c api.FlowCounts, flowState string) string {
-	ended := api.FlowEnded(flowState)
-	switch {
-	case c.Total == 0 && ended:
-		return api.FlowSkipped
-	case c.Total == 0:
-		return api.FlowPending
-	case c.Failed > 0:
-		return api.FlowFailed
-	case c.Completed == c.Total:
-		return api.FlowCompleted
-	case c.Running > 0 || c.Completed > 0:
-		if ended {
-			return api.FlowCancelled
-		}
-		return api.FlowRunning
-	case ended:
-		return api.FlowSkipped
-	}
-	return api.FlowPending
 }
 
 // barMin is the number of instances above which a fan-out gets a

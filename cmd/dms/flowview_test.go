@@ -58,7 +58,7 @@ func flowStep(name string, fan bool, flowState string, needs []string, ins ...ap
 	for _, in := range ins {
 		st.Counts.Add(in)
 	}
-	st.State = stepState(st.Counts, flowState)
+	st.State = st.Counts.State(flowState)
 	return st
 }
 

@@ -133,3 +133,27 @@ func (c *FlowCounts) Add(in FlowInstance) {
 		c.Cancelled++
 	}
 }
+
+// State sums up a step's instances, counted in c, as the state of the
+// step in a flow whose state is flowState.
+func (c FlowCounts) State(flowState string) string {
+	ended := FlowEnded(flowState)
+	switch {
+	case c.Total == 0 && ended:
+		return FlowSkipped
+	case c.Total == 0:
+		return FlowPending
+	case c.Failed > 0:
+		return FlowFailed
+	case c.Completed == c.Total:
+		return FlowCompleted
+	case c.Running > 0 || c.Completed > 0:
+		if ended {
+			return FlowCancelled
+		}
+		return FlowRunning
+	case ended:
+		return FlowSkipped
+	}
+	return FlowPending
+}

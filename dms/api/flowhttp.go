@@ -76,35 +76,12 @@ func (h *handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
 
 // watchFlow streams a flow's events as NDJSON until it ends.
 func (h *handler) watchFlow(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	events, err := h.svc.WatchFlow(ctx, r.PathValue("id"))
+	events, err := h.svc.WatchFlow(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	if rc.Flush() != nil {
-		return
-	}
-	enc := json.NewEncoder(w)
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if enc.Encode(ev) != nil || rc.Flush() != nil {
-				return
-			}
-		case <-ctx.Done():
-			return
-		case <-stopping(ctx):
-			return
-		}
-	}
+	streamNDJSON(w, r, events)
 }
 
 func flowPath(id string) string { return "/v1/flows/" + url.PathEscape(id) }

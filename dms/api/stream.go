@@ -9,12 +9,18 @@ import (
 // watchJob streams the job as NDJSON, one Job per line, flushed as it is
 // written, until the job is terminal, the client leaves or the server stops.
 func (h *handler) watchJob(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	events, err := h.svc.WatchJob(ctx, r.PathValue("id"))
+	events, err := h.svc.WatchJob(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	streamNDJSON(w, r, events)
+}
+
+// streamNDJSON writes each event as a line of JSON, flushed, until the
+// channel closes, the client leaves or the server stops.
+func streamNDJSON[T any](w http.ResponseWriter, r *http.Request, events <-chan T) {
+	ctx := r.Context()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
@@ -25,11 +31,11 @@ func (h *handler) watchJob(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	for {
 		select {
-		case job, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				return
 			}
-			if enc.Encode(job) != nil || rc.Flush() != nil {
+			if enc.Encode(ev) != nil || rc.Flush() != nil {
 				return // the client left; ctx ends the watch
 			}
 		case <-ctx.Done():
