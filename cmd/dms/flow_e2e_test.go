@@ -80,6 +80,23 @@ func TestDevstackRunsAFlow(t *testing.T) {
 	}
 }
 
+// TestDevstackWordcount is the example's promise: `dms devstack --flow
+// examples/wordcount/flow.yaml` prints the word counts of its text/,
+// expected.txt, under the name of its one output.
+func TestDevstackWordcount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network of three nodes; skipped with -short")
+	}
+	want, err := os.ReadFile(filepath.Join("..", "..", "examples", "wordcount", "expected.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "devstack", "--nodes", "3", "--flow", filepath.Join("..", "..", "examples", "wordcount", "flow.yaml"))
+	if code != 0 || out != "==> reduce.stdout <==\n"+string(want) {
+		t.Fatalf("exit %d, stdout:\n%.400s\nwant expected.txt\nstderr:\n%s", code, out, errOut)
+	}
+}
+
 func TestDevstackJobOrFlow(t *testing.T) {
 	code, _, errOut := runCLI(t, "devstack", "--job", "a.yaml", "--flow", "b.yaml")
 	if code != 1 || !strings.Contains(errOut, "--job and --flow: give one of them") {
