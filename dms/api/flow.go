@@ -88,6 +88,7 @@ type FlowCounts struct {
 	Cached    int `json:"cached"`
 	Failed    int `json:"failed"`
 	Cancelled int `json:"cancelled"`
+	Skipped   int `json:"skipped"` // queued when the flow ended, never run
 }
 
 // FlowInstance is one run of a step.
@@ -129,8 +130,10 @@ func (c *FlowCounts) Add(in FlowInstance) {
 		}
 	case FlowFailed:
 		c.Failed++
-	case FlowCancelled, FlowSkipped:
+	case FlowCancelled:
 		c.Cancelled++
+	case FlowSkipped:
+		c.Skipped++
 	}
 }
 
@@ -147,7 +150,7 @@ func (c FlowCounts) State(flowState string) string {
 		return FlowFailed
 	case c.Completed == c.Total:
 		return FlowCompleted
-	case c.Running > 0 || c.Completed > 0:
+	case c.Running > 0 || c.Completed > 0 || c.Cancelled > 0:
 		if ended {
 			return FlowCancelled
 		}

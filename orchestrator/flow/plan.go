@@ -137,7 +137,11 @@ func (p *Plan) Done() bool { return p.ready.Remaining() == 0 }
 func (p *Plan) Outputs() ([]types.InputFile, error) {
 	var out []types.InputFile
 	for _, r := range p.f.Outputs {
-		files, err := p.resolve(r, r.String()+"/", nil)
+		key := r.String() + "/"
+		if r.Kind == jobs.RefFiles {
+			key = r.Step + "/" // split/part-0.txt, not split/*/part-0.txt
+		}
+		files, err := p.resolve(r, key, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +232,9 @@ func (p *Plan) task(s *jobs.Step, i int, it item) (Task, error) {
 	}
 	if s.Call != nil {
 		t.Call = &CallTask{Function: s.Call.Function, Account: s.Call.Account, Body: s.Call.Body}
-		if r := s.Call.BodyFrom; r != nil {
+		if r := s.Call.BodyFrom; r != nil && r.Kind == jobs.RefItem && it.file == nil {
+			t.Call.Body = it.value // a list item is the body itself
+		} else if r != nil {
 			got, err := p.resolve(*r, "body", &it)
 			if err != nil {
 				return t, err

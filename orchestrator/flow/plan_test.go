@@ -179,3 +179,16 @@ steps:
 		t.Fatalf("after an empty fan-out: %v", got)
 	}
 }
+
+// TestCallBodyFromListItem: a call step over a list posts each item.
+func TestCallBodyFromListItem(t *testing.T) {
+	p, _ := New(parse(t, `
+name: f
+steps:
+  hi: {for_each: [ann, bob], call: greet, account: acme, body_from: item}
+`))
+	tasks := p.Start()
+	if len(tasks) != 2 || tasks[1].Call.Body != "bob" || tasks[1].Call.BodyFile != nil {
+		t.Fatalf("call tasks %+v", tasks)
+	}
+}
