@@ -25,20 +25,28 @@ import (
 // fanin, whose inputs take every fan instance's stdout (1,000 files under
 // /inputs/all/) and count their words (examples/wordcount's count; with
 // Options.Quick, the tiny module: a Go program takes seconds to compile
-// under the race detector). Measured on one network of real nodes:
+// under the race detector). Measured on one network of real nodes: node
+// 0 submits, 4 nodes compute, and node 1, a second requester, idles until
+// the last measure:
 //
-//   - makespan: the flow submitted to node 0, until its end event;
+//   - makespan: the flow submitted to node 0, until its end event (the
+//     first run's, and every run's);
 //   - jobs: the same 1,001 jobs submitted directly (SubmitJob, then
 //     WatchJob to its end, at most the flow's parallel at once; then the
-//     fan-in with the fan jobs' outputs as its input files), over a list
-//     of other items of the same lengths, so that no output is already
-//     where the flow's run left it;
-//   - overhead per step: (makespan - jobs) / the 1,001 instances;
-//   - the cached rerun: the same flow submitted again, every instance
+//     fan-in with the fan jobs' outputs as its input files), over other
+//     items of the same lengths, so that no output is already where an
+//     earlier run left it (the first run's, and every run's);
+//   - overhead per step: (makespan - jobs) / the 1,001 instances. The
+//     network's own pace moves by a factor of three from one minute to
+//     the next on a shared machine, so the scenario runs the pair
+//     (flow, jobs) five times, each time over new items, alternating
+//     which goes first, and reports the median of the pairs' overheads;
+//   - the cached rerun: the first flow submitted again, every instance
 //     served from the cache: the requester submits no job;
 //   - bytes moved: the bytes of the fan-in's input files that its node
 //     fetched from the node that produced them (every file whose producer
-//     is another node).
+//     is another node), in the first flow, and in one more flow submitted
+//     by node 1, whose ranking leaves locality out.
 //
 // Every node compiled both modules before anything is timed. The fan-in's
 // output is checked: every item, once.
@@ -46,15 +54,21 @@ import (
 func init() {
 	register(Scenario{
 		Name: "flow",
-		What: "a flow of 1,000 tiny Wasm jobs (for_each) and a fan-in of their 1,000 outputs on 5 nodes, against the same jobs submitted directly; then again from the cache",
+		What: "a flow of 1,000 tiny Wasm jobs (for_each) and a fan-in of their 1,000 outputs on 4 computing nodes, against the same jobs submitted directly; then from the cache, and without locality",
 		Run:  runFlowBench,
 	})
 }
 
 // flowSize is the scenario's network and flow.
 type flowSize struct {
-	nodes, items, parallel int
+	nodes    int // node 0 and node 1 submit, the others compute
+	items    int // the fan-out's instances
+	parallel int // the flow's
+	pairs    int // runs of the flow and of its jobs
 }
+
+// flowRequesters are the nodes of the scenario that offer no compute.
+const flowRequesters = 2
 
 // flowBench is the scenario's state: its network and the fan-in's
 // program.
@@ -62,7 +76,7 @@ type flowBench struct {
 	c        *cluster
 	size     flowSize
 	fanin    faninProgram
-	faninCID string // the fan-in's module, held by the requester
+	faninCID string // the fan-in's module, held by the requesters
 }
 
 // faninProgram is the module of the fan-in step and what it prints for a
@@ -77,15 +91,20 @@ type faninProgram struct {
 }
 
 func runFlowBench(ctx context.Context, o Options) (_ map[string]any, err error) {
-	size := flowSize{nodes: 5, items: 1000, parallel: jobs.DefaultParallel}
+	size := flowSize{nodes: 6, items: 1000, parallel: jobs.DefaultParallel, pairs: 5}
 	if o.Quick {
-		size = flowSize{nodes: 3, items: 50, parallel: 16}
+		size = flowSize{nodes: 4, items: 50, parallel: 16, pairs: 1}
 	}
 	fanin, err := faninFor(o.Quick)
 	if err != nil {
 		return nil, err
 	}
-	c, err := startCluster(ctx, o, size.nodes, tinywasm.Args())
+	c, err := startClusterWith(ctx, o, size.nodes, flowRequesters, tinywasm.Args(), func(i int) []dms.Option {
+		if i == 1 {
+			return []dms.Option{dms.WithLocalityWeight(0)} // its ranking leaves locality out
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -97,55 +116,122 @@ func runFlowBench(ctx context.Context, o Options) (_ map[string]any, err error) 
 	return b.measure(ctx, o)
 }
 
-// measure runs the flow, the same jobs directly, and the flow again.
+// measure runs the pairs, the first flow again, and the flow on node 1.
 func (b *flowBench) measure(ctx context.Context, o Options) (map[string]any, error) {
-	first, err := b.runFlow(ctx, items("w", b.size.items))
-	if err != nil {
-		return nil, fmt.Errorf("the flow: %w", err)
-	}
-	o.Log.Info("flow done", "instances", b.size.items+1, "makespan", first.took.Round(time.Millisecond))
-	direct, err := b.runJobs(ctx, items("d", b.size.items))
-	if err != nil {
-		return nil, fmt.Errorf("the jobs without a flow: %w", err)
-	}
-	o.Log.Info("jobs done", "jobs", b.size.items+1, "took", direct.took.Round(time.Millisecond))
-	before, err := b.c.req.ListJobs(ctx)
+	flows, direct, err := b.pairs(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	rerun, err := b.runFlow(ctx, items("w", b.size.items))
+	rerun, ran, err := b.rerun(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("the flow again: %w", err)
 	}
-	after, err := b.c.req.ListJobs(ctx)
+	o.Log.Info("cached rerun done", "took", rerun.took.Round(time.Millisecond), "jobs", ran)
+	off, err := b.runFlow(ctx, b.c.Nodes[1], items("n0", b.size.items))
+	if err != nil {
+		return nil, fmt.Errorf("the flow without locality: %w", err)
+	}
+	o.Log.Info("flow without locality done", "makespan", off.took.Round(time.Millisecond))
+	res, err := b.figures(flows, direct, off)
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Info("cached rerun done", "took", rerun.took.Round(time.Millisecond), "jobs", len(after)-len(before))
-	moved, local, err := b.bytesMoved(ctx, first.flow)
-	if err != nil {
-		return nil, err
-	}
-	steps := b.size.items + 1
-	res := map[string]any{
-		"nodes": b.size.nodes, "instances": steps, "parallel": b.size.parallel,
-		"makespan_ms": ms(first.took), "fan_ms": ms(first.fanDone), "fanin_ms": ms(first.took - first.fanDone),
-		"jobs_ms": ms(direct.took), "jobs_fan_ms": ms(direct.fanDone), "jobs_fanin_ms": ms(direct.took - direct.fanDone),
-		"overhead_per_step_ms": round3(ms(first.took-direct.took) / float64(steps)),
-		"cached_rerun_ms":      ms(rerun.took), "rerun_jobs": len(after) - len(before), "rerun_cached": cached(rerun.flow),
-		"bytes_moved": moved, "fanin_local_files": local,
-	}
-	if ran, hit := len(after)-len(before), cached(rerun.flow); ran != 0 || hit != steps {
+	steps, hit := b.size.items+1, cached(rerun.flow)
+	res["cached_rerun_ms"], res["rerun_jobs"], res["rerun_cached"] = ms(rerun.took), ran, hit
+	if ran != 0 || hit != steps {
 		res["error"] = fmt.Sprintf("the rerun submitted %d jobs and took %d of %d instances from the cache: want none and all", ran, hit, steps)
 	}
 	return res, nil
 }
 
-// items are n items: prefix0, prefix1, ...
+// rerun submits the first pair's flow again and counts the jobs the
+// requester submitted meanwhile.
+func (b *flowBench) rerun(ctx context.Context) (flowRun, int, error) {
+	before, err := b.c.req.ListJobs(ctx)
+	if err != nil {
+		return flowRun{}, 0, err
+	}
+	r, err := b.runFlow(ctx, b.c.req, items("f0", b.size.items))
+	if err != nil {
+		return r, 0, err
+	}
+	after, err := b.c.req.ListJobs(ctx)
+	return r, len(after) - len(before), err
+}
+
+// pairs runs the flow and its jobs size.pairs times, over new items each
+// time, the flow first in the first pair and every other one.
+func (b *flowBench) pairs(ctx context.Context, o Options) (flows, direct []flowRun, err error) {
+	for k := range b.size.pairs {
+		for _, flowNow := range []bool{k%2 == 0, k%2 != 0} {
+			if flowNow {
+				r, err := b.runFlow(ctx, b.c.req, items(fmt.Sprintf("f%d", k), b.size.items))
+				if err != nil {
+					return nil, nil, fmt.Errorf("the flow: %w", err)
+				}
+				o.Log.Info("flow done", "instances", b.size.items+1, "makespan", r.took.Round(time.Millisecond))
+				flows = append(flows, r)
+				continue
+			}
+			r, err := b.runJobs(ctx, items(fmt.Sprintf("j%d", k), b.size.items))
+			if err != nil {
+				return nil, nil, fmt.Errorf("the jobs without a flow: %w", err)
+			}
+			o.Log.Info("jobs done", "jobs", b.size.items+1, "took", r.took.Round(time.Millisecond))
+			direct = append(direct, r)
+		}
+	}
+	return flows, direct, nil
+}
+
+// figures sums the runs up: the first pair's times, every pair's
+// makespans and overheads, their median, and the bytes moved with and
+// without locality.
+func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]any, error) {
+	steps := b.size.items + 1
+	var spans, jobTimes, fanins, jobFanins []time.Duration
+	var overheads []float64
+	for k := range flows {
+		spans, jobTimes = append(spans, flows[k].took), append(jobTimes, direct[k].took)
+		fanins, jobFanins = append(fanins, flows[k].took-flows[k].fanDone), append(jobFanins, direct[k].took-direct[k].fanDone)
+		overheads = append(overheads, round3(ms(flows[k].took-direct[k].took)/float64(steps)))
+	}
+	moved, local, err := bytesMoved(flows[0].flow)
+	if err != nil {
+		return nil, err
+	}
+	movedOff, localOff, err := bytesMoved(off.flow)
+	if err != nil {
+		return nil, err
+	}
+	first, jobs := flows[0], direct[0]
+	return map[string]any{
+		"nodes": b.size.nodes, "computing_nodes": b.size.nodes - flowRequesters, "instances": steps, "parallel": b.size.parallel,
+		"makespan_ms": ms(first.took), "fan_ms": ms(first.fanDone), "fanin_ms": ms(first.took - first.fanDone),
+		"jobs_ms": ms(jobs.took), "jobs_fan_ms": ms(jobs.fanDone), "jobs_fanin_ms": ms(jobs.took - jobs.fanDone),
+		"makespans_ms": msList(spans), "jobs_runs_ms": msList(jobTimes), "fanins_ms": msList(fanins), "jobs_fanins_ms": msList(jobFanins),
+		"overhead_per_step_ms": median(overheads), "overheads_per_step_ms": overheads,
+		"bytes_moved": moved, "fanin_local_files": local,
+		"bytes_moved_no_locality": movedOff, "fanin_local_files_no_locality": localOff, "makespan_no_locality_ms": ms(off.took),
+	}, nil
+}
+
+// median is the middle value (the mean of the two middle ones).
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return round3((s[n/2-1] + s[n/2]) / 2)
+}
+
+// items are n items: prefix + "i" + 0, 1, ...: words of letters and
+// digits, the same lengths for prefixes of the same length.
 func items(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = prefix + strconv.Itoa(i)
+		out[i] = prefix + "i" + strconv.Itoa(i)
 	}
 	return out
 }
@@ -211,18 +297,20 @@ steps:
 // both modules: their first runs compile them, which is not what the
 // scenario times.
 func (b *flowBench) warmUp(ctx context.Context, o Options) error {
-	c, err := b.c.req.PutBlob(ctx, bytes.NewReader(b.fanin.module))
-	if err != nil {
-		return fmt.Errorf("bench: storing the fan-in's module: %w", err)
+	for _, req := range b.c.Nodes[:flowRequesters] {
+		c, err := req.PutBlob(ctx, bytes.NewReader(b.fanin.module))
+		if err != nil {
+			return fmt.Errorf("bench: storing the fan-in's module: %w", err)
+		}
+		b.faninCID = c
 	}
-	b.faninCID = c
 	f, err := b.flow(items("warm", 1))
 	if err != nil {
 		return err
 	}
 	fan := *f.Step("fan").Job
 	fan.Args = []string{"warm"}
-	if err := b.c.warmUp(ctx, o, &fan, []byte("warm\n"), 4*(b.size.nodes-1), runBurst); err != nil {
+	if err := b.c.warmUp(ctx, o, &fan, []byte("warm\n"), 4*(b.size.nodes-flowRequesters), runBurst); err != nil {
 		return err
 	}
 	return b.warmFanin(ctx, o, f.Step("fanin").Job)
@@ -238,25 +326,17 @@ func (b *flowBench) warmFanin(ctx context.Context, o Options, spec *jobs.Spec) e
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "dms-bench-flow-")
+	s, err := b.withWarmInput(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "warm.txt"), []byte("warm\n"), 0o644); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	s := *spec
-	s.InputDir, s.Resources.CPU = dir, cpu*3/5
-	if err := api.Upload(ctx, b.c.req, &s); err != nil {
-		return fmt.Errorf("bench: uploading the fan-in's warm-up input: %w", err)
-	}
-	want, ran := b.size.nodes-1, map[string]bool{}
+	s.Resources.CPU = cpu * 3 / 5
+	want, ran := b.size.nodes-flowRequesters, map[string]bool{}
 	if !b.fanin.warmEvery {
 		want = 1
 	}
 	for range 10 {
-		for _, r := range runBurst(ctx, b.c.req, &s, nil, want) {
+		for _, r := range runBurst(ctx, b.c.req, s, nil, want) {
 			if r.err == nil {
 				ran[r.job.Node] = true
 			}
@@ -272,10 +352,29 @@ func (b *flowBench) warmFanin(ctx context.Context, o Options, spec *jobs.Spec) e
 	return fmt.Errorf("%w: the fan-in's module ran on %d of %d computing nodes in 10 bursts", ErrJob, len(ran), want)
 }
 
+// withWarmInput returns a copy of spec whose input_dir is a directory of
+// one small text file, uploaded to the requester.
+func (b *flowBench) withWarmInput(ctx context.Context, spec *jobs.Spec) (*jobs.Spec, error) {
+	dir, err := os.MkdirTemp("", "dms-bench-flow-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "warm.txt"), []byte("warm\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	s := *spec
+	s.InputDir = dir
+	if err := api.Upload(ctx, b.c.req, &s); err != nil {
+		return nil, fmt.Errorf("bench: uploading the fan-in's warm-up input: %w", err)
+	}
+	return &s, nil
+}
+
 // smallestCPU is the least CPU a computing node offers.
 func (b *flowBench) smallestCPU(ctx context.Context) (types.MilliCPU, error) {
 	var least types.MilliCPU
-	for _, d := range b.c.Nodes[1:] {
+	for _, d := range b.c.Nodes[flowRequesters:] {
 		info, err := d.Node(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("bench: %w", err)
@@ -307,19 +406,19 @@ type flowRun struct {
 	fanDone time.Duration // from the submission until every fan instance ended
 }
 
-// runFlow submits the flow over items to the requester and follows it to
-// its end, which must be a success with the fan-in's expected output.
-func (b *flowBench) runFlow(ctx context.Context, items []string) (flowRun, error) {
+// runFlow submits the flow over items to req and follows it to its end,
+// which must be a success with the fan-in's expected output.
+func (b *flowBench) runFlow(ctx context.Context, req *dms.DMS, items []string) (flowRun, error) {
 	f, err := b.flow(items)
 	if err != nil {
 		return flowRun{}, err
 	}
 	start := time.Now()
-	fl, err := b.c.req.SubmitFlow(ctx, f)
+	fl, err := req.SubmitFlow(ctx, f)
 	if err != nil {
 		return flowRun{}, fmt.Errorf("bench: submitting the flow: %w", err)
 	}
-	r, err := followFlow(ctx, b.c.req, fl.ID, "fan", len(items), start)
+	r, err := followFlow(ctx, req, fl.ID, "fan", len(items), start)
 	if err != nil {
 		return r, err
 	}
@@ -329,12 +428,12 @@ func (b *flowBench) runFlow(ctx context.Context, items []string) (flowRun, error
 	if len(r.flow.Outputs) != 1 {
 		return r, fmt.Errorf("%w: flow %s answered %d outputs, want the fan-in's stdout", ErrFlow, fl.ID, len(r.flow.Outputs))
 	}
-	return r, b.checkOutput(ctx, r.flow.Outputs[0].CID, items)
+	return r, b.checkOutput(ctx, req, r.flow.Outputs[0].CID, items)
 }
 
 // checkOutput fetches the fan-in's stdout and checks it.
-func (b *flowBench) checkOutput(ctx context.Context, c string, items []string) error {
-	out, err := b.c.req.GetBlob(ctx, c)
+func (b *flowBench) checkOutput(ctx context.Context, req *dms.DMS, c string, items []string) error {
+	out, err := req.GetBlob(ctx, c)
 	if err != nil {
 		return fmt.Errorf("bench: fetching the fan-in's output: %w", err)
 	}
@@ -430,7 +529,7 @@ func (b *flowBench) runJobs(ctx context.Context, items []string) (flowRun, error
 	if job.Result.ExitCode != 0 {
 		return r, fmt.Errorf("%w: the fan-in job %s exited with code %d", ErrJob, job.ID, job.Result.ExitCode)
 	}
-	return r, b.checkOutput(ctx, job.Result.Stdout, items)
+	return r, b.checkOutput(ctx, b.c.req, job.Result.Stdout, items)
 }
 
 // runPool runs a job of spec per item (its args the item, as a fan
@@ -447,16 +546,7 @@ func (b *flowBench) runPool(ctx context.Context, spec *jobs.Spec, items []string
 	for range b.size.parallel {
 		wg.Go(func() {
 			for i := range next {
-				s := *spec
-				s.Name, s.Args = "fan-"+strconv.Itoa(i), []string{items[i]}
-				job, err := b.c.req.SubmitJob(ctx, &s)
-				if err == nil {
-					job, err = follow(ctx, b.c.req, job, func(api.Job) {})
-				}
-				if err == nil && job.Result.ExitCode != 0 {
-					err = fmt.Errorf("%w: job %s exited with code %d", ErrJob, job.ID, job.Result.ExitCode)
-				}
-				out[i], errs[i] = job, err
+				out[i], errs[i] = b.runFanJob(ctx, spec, i, items[i])
 			}
 		})
 	}
@@ -469,11 +559,28 @@ func (b *flowBench) runPool(ctx context.Context, spec *jobs.Spec, items []string
 	return out, nil
 }
 
+// runFanJob runs the fan job of item i (the spec the planner makes for
+// instance i) and follows it to its successful end.
+func (b *flowBench) runFanJob(ctx context.Context, spec *jobs.Spec, i int, item string) (api.Job, error) {
+	s := *spec
+	s.Name, s.Args = "fan-"+strconv.Itoa(i), []string{item}
+	job, err := b.c.req.SubmitJob(ctx, &s)
+	if err != nil {
+		return job, fmt.Errorf("bench: submitting a fan job: %w", err)
+	}
+	if job, err = follow(ctx, b.c.req, job, func(api.Job) {}); err != nil {
+		return job, err
+	}
+	if job.Result.ExitCode != 0 {
+		return job, fmt.Errorf("%w: job %s exited with code %d", ErrJob, job.ID, job.Result.ExitCode)
+	}
+	return job, nil
+}
+
 // bytesMoved sums the sizes of the fan-in's input files that its node did
 // not produce (the file's From, the fan instance's node, is another
-// node), and counts the files it did produce. A size the instance's
-// result does not record is the blob's, fetched.
-func (b *flowBench) bytesMoved(ctx context.Context, f api.Flow) (moved int64, local int, err error) {
+// node), and counts the files it did produce.
+func bytesMoved(f api.Flow) (moved int64, local int, err error) {
 	var fan, fanin api.FlowStep
 	for _, s := range f.Steps {
 		switch s.Name {
@@ -494,11 +601,7 @@ func (b *flowBench) bytesMoved(ctx context.Context, f api.Flow) (moved int64, lo
 		}
 		size, ok := in.Result.Sizes[in.Result.Stdout]
 		if !ok {
-			data, err := b.c.req.GetBlob(ctx, in.Result.Stdout)
-			if err != nil {
-				return 0, 0, fmt.Errorf("bench: the size of %s: %w", in.Result.Stdout, err)
-			}
-			size = int64(len(data))
+			return 0, 0, fmt.Errorf("%w: instance %s's result records no size for its stdout", ErrFlow, in.Key)
 		}
 		moved += size
 	}
