@@ -8,7 +8,7 @@ func TestBenchFlow(t *testing.T) {
 	t.Parallel()
 	res := runQuick(t, "flow", Options{})
 	checkKeys(t, res, "makespan_ms", "fan_ms", "fanin_ms", "jobs_ms", "jobs_fan_ms", "jobs_fanin_ms",
-		"cached_rerun_ms", "bytes_moved", "fanin_local_files", "rerun_jobs", "rerun_cached",
+		"cached_rerun_ms", "cached_rerun_median_ms", "bytes_moved", "fanin_local_files", "rerun_jobs", "rerun_cached",
 		"bytes_moved_no_locality", "fanin_local_files_no_locality", "makespan_no_locality_ms")
 	want(t, res, "instances", 51)
 	want(t, res, "computing_nodes", 2)
