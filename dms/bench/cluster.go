@@ -52,7 +52,14 @@ func (c *cluster) warmUp(ctx context.Context, o Options, spec *jobs.Spec, want [
 // startCluster starts nodes nodes, with extra options each, stores module
 // on node 0 and waits until a bid request from node 0 reaches every other
 // node.
-func startCluster(ctx context.Context, o Options, nodes int, module []byte, extra ...dms.Option) (_ *cluster, err error) {
+func startCluster(ctx context.Context, o Options, nodes int, module []byte, extra ...dms.Option) (*cluster, error) {
+	return startClusterWith(ctx, o, nodes, 1, module, func(int) []dms.Option { return extra })
+}
+
+// startClusterWith is startCluster with requesters nodes that offer no
+// compute, the first ones (node 0 is c.req), each holding module and
+// reaching every computing node, and with options(i) for node i.
+func startClusterWith(ctx context.Context, o Options, nodes, requesters int, module []byte, options func(i int) []dms.Option) (_ *cluster, err error) {
 	began := time.Now()
 	dir := ""
 	if o.Dir != "" {
@@ -60,7 +67,8 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte, extr
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
-	net, err := StartNetwork(ctx, NetworkConfig{Nodes: nodes, Dir: dir, Compute: func(i int) bool { return i != 0 }, Options: func(int) []dms.Option {
+	compute := func(i int) bool { return i >= requesters }
+	net, err := StartNetwork(ctx, NetworkConfig{Nodes: nodes, Dir: dir, Compute: compute, Options: func(i int) []dms.Option {
 		// The network's rate limit on each requester's bid requests (50 a
 		// second by default, a guard against floods) is raised on every
 		// node, as an operator placing thousands of jobs a second would.
@@ -71,7 +79,7 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte, extr
 			// second: a spurious loss would fail a job they check.
 			opts = append(opts, dms.WithLease(quickLease))
 		}
-		return append(opts, extra...)
+		return append(opts, options(i)...)
 	}})
 	if err != nil {
 		return nil, err
@@ -82,13 +90,15 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte, extr
 		}
 	}()
 	c := &cluster{Network: net, req: net.Nodes[0]}
-	if c.module, err = c.req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
-		return nil, fmt.Errorf("bench: storing the module: %w", err)
+	for _, req := range net.Nodes[:requesters] {
+		if c.module, err = req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
+			return nil, fmt.Errorf("bench: storing the module: %w", err)
+		}
+		if err := waitBidders(ctx, req, c.module, nodes-requesters, probeWait); err != nil {
+			return nil, err
+		}
 	}
 	if c.spec, err = tinySpec(c.module); err != nil {
-		return nil, err
-	}
-	if err := waitBidders(ctx, c.req, c.module, nodes-1, probeWait); err != nil {
 		return nil, err
 	}
 	o.Log.Info("network ready", "nodes", nodes, "took", time.Since(began).Round(time.Millisecond))

@@ -12,6 +12,8 @@ var (
 	ErrNoRepo = errors.New("bench: not inside the github.com/opendms/dms repository")
 	// ErrJob reports a job that did not complete with the output it should have.
 	ErrJob = errors.New("bench: job failed")
+	// ErrFlow reports a flow that did not complete as it should have.
+	ErrFlow = errors.New("bench: flow failed")
 	// ErrOverBudget reports a node whose home outgrew its store budget.
 	ErrOverBudget = errors.New("bench: over the store budget")
 )

@@ -59,29 +59,45 @@ func Filler(size int) []byte {
 	c.i32(12).i32(12).op(0x28, 2, 0).i32(32).op(0x28, 2, 0).op(0x6b).op(0x36, 2, 0)
 	c.op(0x0c, 0, 0x0b, 0x0b)
 
-	body := append([]byte{0x02, 0x03, 0x7f, 0x02, 0x7e}, c...) // 3 i32 and 2 i64 locals
-	body = append(body, 0x0b)
+	return wasiCommand([]wasiImport{{"args_sizes_get", typeII}, {"args_get", typeII}, {"fd_write", typeIIII}},
+		[]byte{0x02, 0x03, 0x7f, 0x02, 0x7e}, c, uint32(1+size/page+1)) // 3 i32 and 2 i64 locals
+}
 
+// The function types of wasiCommand's modules: type 0 (i32, i32) -> i32,
+// type 1 (i32, i32, i32, i32) -> i32, and type 2 () -> (), _start's.
+const (
+	typeII   byte = 0
+	typeIIII byte = 1
+)
+
+// wasiImport is a function a module imports from WASI, and its type.
+type wasiImport struct {
+	name string
+	typ  byte
+}
+
+// wasiCommand assembles a WASI command of pages of memory, exported, whose
+// _start has locals (their declaration, encoded) and runs c; it imports
+// the functions named, in order (function i).
+func wasiCommand(imported []wasiImport, locals []byte, c code, pages uint32) []byte {
+	body := append(append(locals[:len(locals):len(locals)], c...), 0x0b)
 	const wasi = "wasi_snapshot_preview1"
 	m := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 	m = section(m, 1, []byte{0x03,
 		0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, // type 0: (i32, i32) -> i32
 		0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, // type 1: (i32, i32, i32, i32) -> i32
 		0x60, 0x00, 0x00}) // type 2: () -> ()
-	imports := []byte{0x03}
-	for _, imp := range []struct {
-		name string
-		typ  byte
-	}{{"args_sizes_get", 0}, {"args_get", 0}, {"fd_write", 1}} {
+	imports := uleb(nil, uint32(len(imported)))
+	for _, imp := range imported {
 		imports = append(vec(vec(imports, wasi), imp.name), 0x00, imp.typ)
 	}
 	m = section(m, 2, imports)
 	m = section(m, 3, []byte{0x01, 0x02}) // one function, type 2
-	m = section(m, 5, uleb([]byte{0x01, 0x00}, uint32(1+size/page+1)))
+	m = section(m, 5, uleb([]byte{0x01, 0x00}, pages))
 	exports := vec([]byte{0x02}, "memory")
 	exports = append(exports, 0x02, 0x00)
 	exports = vec(exports, "_start")
-	exports = append(exports, 0x00, 0x03) // function 3: after the three imports
+	exports = append(exports, 0x00, byte(len(imported))) // after the imports
 	m = section(m, 7, exports)
 	return section(m, 10, append(uleb([]byte{0x01}, uint32(len(body))), body...))
 }
