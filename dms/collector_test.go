@@ -304,7 +304,7 @@ func TestRefIndex(t *testing.T) {
 	}}
 	job := func(state types.JobState, module string) orchestrator.Record {
 		rec := jobRecord(state, day0)
-		rec.Spec.Task.Module, rec.Spec.Task.Stdin, rec.Spec.Task.Inputs = module, "", ""
+		rec.Spec.Task.Module, rec.Spec.Task.Stdin, rec.Spec.Task.Inputs, rec.Spec.Task.Files = module, "", "", nil
 		return rec
 	}
 	scan := func() []string {
