@@ -202,7 +202,7 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 			for fresh := r.plan.Start(); len(fresh) > 0; fresh = r.plan.Start() {
 				for _, t := range fresh {
 					// An instance a previous run finished is not run again.
-					if p, ok := prior[priorKey(t)]; ok && p.State == api.FlowCompleted && p.Result != nil {
+					if p, ok := prior[priorKey(t.Step, t.Index)]; ok && p.State == api.FlowCompleted && p.Result != nil {
 						r.set(t, p, false)
 						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil {
 							failWith(err.Error())
@@ -217,7 +217,7 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 				t := queue[0]
 				queue = queue[1:]
 				running++
-				job := prior[priorKey(t)].JobID
+				job := prior[priorKey(t.Step, t.Index)].JobID
 				r.fl.d.goDo(func(context.Context) {
 					out, err := r.exec(ctx, t, job)
 					ends <- finished{t: t, out: out, err: err}
@@ -256,7 +256,8 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 	}
 }
 
-func priorKey(t flow.Task) string { return fmt.Sprintf("%s/%d", t.Step, t.Index) }
+// priorKey names an instance in the records a resumed flow starts from.
+func priorKey(step string, index int) string { return fmt.Sprintf("%s/%d", step, index) }
 
 func keyLabel(t flow.Task) string {
 	if t.Key == "" {
@@ -699,7 +700,7 @@ func (d *DMS) restoreFlows() error {
 		prior := map[string]api.FlowInstance{}
 		for step, list := range inst {
 			for _, in := range list {
-				prior[fmt.Sprintf("%s/%d", step, in.Index)] = in
+				prior[priorKey(step, in.Index)] = in
 			}
 		}
 		if _, err := d.flows.start(rec, f, prior); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -226,13 +227,10 @@ func (f *Flow) Step(name string) *Step {
 // ForEachDirPath returns a for_each directory resolved against the flow
 // file's directory.
 func (f *Flow) ForEachDirPath(s *Step) string {
-	if s.ForEach == nil || s.ForEach.Dir == "" {
+	if s.ForEach == nil {
 		return ""
 	}
-	if f.dir == "" || filepath.IsAbs(s.ForEach.Dir) {
-		return s.ForEach.Dir
-	}
-	return filepath.Join(f.dir, filepath.FromSlash(s.ForEach.Dir))
+	return (&Spec{dir: f.dir}).resolve(s.ForEach.Dir)
 }
 
 // Graph returns the steps' dependencies: an edge from each need to its step.
@@ -251,7 +249,7 @@ func (f *Flow) Graph() *graph.DAG[string] {
 // body_from, for_each.
 func (s *Step) Refs() []Ref {
 	var out []Ref
-	for _, k := range slices.Sorted(mapsKeys(s.Inputs)) {
+	for _, k := range slices.Sorted(maps.Keys(s.Inputs)) {
 		out = append(out, s.Inputs[k])
 	}
 	for _, r := range []*Ref{s.callBody(), s.forEachFrom()} {
@@ -278,16 +276,6 @@ func (s *Step) forEachFrom() *Ref {
 
 // FanOut reports whether the step runs once per item.
 func (s *Step) FanOut() bool { return s.ForEach != nil }
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // flowParser collects the problems of one flow document.
 type flowParser struct {
@@ -626,7 +614,7 @@ func (p *flowParser) check() {
 			}
 			needs[n] = true
 		}
-		for _, k := range slices.Sorted(mapsKeys(s.Inputs)) {
+		for _, k := range slices.Sorted(maps.Keys(s.Inputs)) {
 			p.checkRef(s, field+".inputs."+k, s.Inputs[k], strings.HasSuffix(k, "/"), byName, line)
 		}
 		if r := s.callBody(); r != nil {
@@ -641,7 +629,7 @@ func (p *flowParser) check() {
 			}
 		}
 		delete(needs, s.Name)
-		s.Needs = slices.Sorted(mapsKeys(needs))
+		s.Needs = slices.Sorted(maps.Keys(needs))
 		if s.Call != nil && s.Call.Function == "" {
 			p.problems.add(field+".call", "required: the function to call%s", line)
 		}

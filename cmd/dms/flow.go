@@ -304,23 +304,5 @@ func flowRows(list []api.Flow) [][]string {
 }
 
 func (c *cli) flowCancelCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a flow that has not ended, and its running jobs",
-		Args:  oneArg("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := c.client()
-			if err != nil {
-				return err
-			}
-			id := args[0]
-			if err := svc.CancelFlow(cmd.Context(), id); err != nil {
-				return err
-			}
-			return c.print(map[string]any{"id": id, "cancelled": true}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "cancelled flow %s\n", id)
-				return err
-			})
-		},
-	}
+	return c.cancelCmd("flow", "Cancel a flow that has not ended, and its running jobs", api.Service.CancelFlow)
 }

@@ -260,9 +260,14 @@ func (c *cli) jobLogsCmd() *cobra.Command {
 }
 
 func (c *cli) jobCancelCmd() *cobra.Command {
+	return c.cancelCmd("job", "Cancel a job that has not ended", api.Service.CancelJob)
+}
+
+// cancelCmd is "cancel ID" for a kind of thing the daemon runs.
+func (c *cli) cancelCmd(kind, short string, cancel func(api.Service, context.Context, string) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "cancel ID",
-		Short: "Cancel a job that has not ended",
+		Short: short,
 		Args:  oneArg("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, err := c.client()
@@ -270,11 +275,11 @@ func (c *cli) jobCancelCmd() *cobra.Command {
 				return err
 			}
 			id := args[0]
-			if err := svc.CancelJob(cmd.Context(), id); err != nil {
+			if err := cancel(svc, cmd.Context(), id); err != nil {
 				return err
 			}
 			return c.print(map[string]any{"id": id, "cancelled": true}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "cancelled job %s\n", id)
+				_, err := fmt.Fprintf(w, "cancelled %s %s\n", kind, id)
 				return err
 			})
 		},
