@@ -220,6 +220,9 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 				job := prior[priorKey(t.Step, t.Index)].JobID
 				r.fl.d.goDo(func(context.Context) {
 					out, err := r.exec(ctx, t, job)
+					if err == nil {
+						r.keep(t, out)
+					}
 					ends <- finished{t: t, out: out, err: err}
 				})
 			}
@@ -243,16 +246,29 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 			failWith(fmt.Sprintf("step %s%s: %v", e.t.Step, keyLabel(e.t), e.err))
 			continue
 		}
-		r.set(e.t, api.FlowInstance{Index: e.t.Index, Key: e.t.Key, State: api.FlowCompleted, JobID: r.jobOf(e.t),
-			Node: e.out.Node, Cached: e.out.Cached, Result: e.out.Result}, true)
+		r.set(e.t, completed(e.t, r.jobOf(e.t), e.out), false) // keep saved it
 		if _, err := r.plan.Finish(e.t.Step, e.t.Index, e.out); err != nil {
 			failWith(err.Error())
 		}
-		if e.t.CacheKey != "" && !e.out.Cached {
-			if err := r.fl.d.db.Put(cachePrefix+e.t.CacheKey, e.out); err != nil {
-				r.fl.d.log.Warn("caching a step's result", "flow", r.rec.ID, "step", e.t.Step, "err", err)
-			}
-		}
+	}
+}
+
+func completed(t flow.Task, job string, out flow.Outcome) api.FlowInstance {
+	return api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowCompleted, JobID: job,
+		Node: out.Node, Cached: out.Cached, Result: out.Result}
+}
+
+// keep saves a succeeded instance's record, and its result in the cache
+// (one commit), from the instance's own goroutine: the loop, which every instance's end
+// passes through, does no write of its own for them (two badger commits
+// per instance there bounded a large fan-out's pace).
+func (r *flowRun) keep(t flow.Task, out flow.Outcome) {
+	put := map[string]any{instKey(r.rec.ID, t.Step, t.Index): instRecord{Step: t.Step, FlowInstance: completed(t, r.jobOf(t), out)}}
+	if t.CacheKey != "" && !out.Cached {
+		put[cachePrefix+t.CacheKey] = out
+	}
+	if err := r.fl.d.db.PutAll(put); err != nil {
+		r.fl.d.log.Error("saving a flow instance", "flow", r.rec.ID, "step", t.Step, "err", err)
 	}
 }
 
