@@ -76,7 +76,68 @@ func New(f *jobs.Flow) (*Plan, error) {
 	for _, s := range f.Steps {
 		p.steps[s.Name] = &stepState{s: s}
 	}
+	if err := p.checkFanIns(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkFanIns refuses a flow in which some step would take more input
+// files than a task may name (types.MaxInputFiles, MaxInputFilesSize),
+// counting the instances known so far: a list's or an uploaded
+// directory's items at once, another step's outputs once that step has
+// expanded. It runs before the instances that would feed such a step
+// start, so no work is done for a step that could never run.
+func (p *Plan) checkFanIns() error {
+	for _, s := range p.f.Steps {
+		if p.steps[s.Name].tasks != nil {
+			continue // expanded: its tasks were checked as they were made
+		}
+		files, size := 0, 0
+		for _, key := range slices.Sorted(maps.Keys(s.Inputs)) {
+			n := 1
+			if r := s.Inputs[key]; r.Kind == jobs.RefFiles {
+				n = 0 // an instance may write no file
+			} else if r.Kind != jobs.RefItem {
+				n = p.instances(r.Step)
+			}
+			files += n
+			size += n * (minFileJSON + len(key))
+		}
+		if files > types.MaxInputFiles || size > types.MaxInputFilesSize {
+			return fmt.Errorf("step %s would take at least %d input files (%d bytes as JSON); a task takes at most %d (%d bytes): split the fan-in",
+				s.Name, files, size, types.MaxInputFiles, types.MaxInputFilesSize)
+		}
+	}
+	return nil
+}
+
+// minFileJSON is the least an input file takes as JSON beside its path:
+// its CID, a size and the braces and names of its fields.
+var minFileJSON = func() int {
+	b, _ := json.Marshal(types.InputFile{CID: types.CIDOf(nil).String()})
+	return len(b)
+}()
+
+// instances counts the instances of a step as far as known now: 0 while
+// it depends on outputs not yet made (a lower bound: the check above
+// never refuses a flow that fits).
+func (p *Plan) instances(step string) int {
+	st := p.steps[step]
+	fe := st.s.ForEach
+	switch {
+	case st.tasks != nil:
+		return len(st.tasks)
+	case fe == nil:
+		return 1
+	case fe.Items != nil:
+		return len(fe.Items)
+	case fe.Files != nil:
+		return len(fe.Files)
+	case fe.From != nil && fe.From.Kind != jobs.RefFiles:
+		return p.instances(fe.From.Step)
+	}
+	return 0
 }
 
 // Start returns the instances of the steps that became ready since the
@@ -92,6 +153,10 @@ func (p *Plan) Start() []Task {
 			return nil
 		}
 		st.tasks, st.outcomes, st.left = tasks, make([]*Outcome, len(tasks)), len(tasks)
+		if err := p.checkFanIns(); err != nil {
+			p.fail(err.Error())
+			return nil
+		}
 		if len(tasks) == 0 { // a fan-out over no files
 			_ = p.ready.Done(name)
 			out = append(out, p.Start()...)

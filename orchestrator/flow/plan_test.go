@@ -192,3 +192,65 @@ steps:
 		t.Fatalf("call tasks %+v", tasks)
 	}
 }
+
+// TestFanInLimit: a step that would take more input files than a task may
+// name is refused before the instances that feed it run: at once when the
+// fan-out's items are known, as soon as its producer expands otherwise.
+// Fan-ins of two steps add up; a fan-in at the limit is planned.
+func TestFanInLimit(t *testing.T) {
+	items := func(n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat("x,", n), ",") + "]"
+	}
+	over := types.MaxInputFiles + 1
+	if _, err := New(parse(t, `
+name: f
+steps:
+  a: {for_each: `+items(over)+`, module: MOD}
+  b: {module: MOD, inputs: {all/: a.stdout}}
+`)); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("step b would take at least %d input files", over)) {
+		t.Fatalf("a fan-in of %d stdouts: %v", over, err)
+	}
+	if _, err := New(parse(t, `
+name: f
+steps:
+  a: {for_each: `+items(6000)+`, module: MOD}
+  c: {for_each: `+items(4001)+`, module: MOD}
+  b: {module: MOD, inputs: {x/: a.stdout, y/: c.stderr}}
+`)); err == nil || !strings.Contains(err.Error(), "at least 10001 input files") {
+		t.Fatalf("two fan-ins adding up to 10,001: %v", err)
+	}
+	p, err := New(parse(t, `
+name: f
+steps:
+  a: {for_each: `+items(types.MaxInputFiles)+`, module: MOD}
+  b: {module: MOD, inputs: {all/: a.stdout}}
+`))
+	if err != nil {
+		t.Fatalf("a fan-in at the limit: %v", err)
+	}
+	if n := len(p.Start()); n != types.MaxInputFiles {
+		t.Fatalf("started %d instances", n)
+	}
+
+	// The count is known only once split has run: its files are refused
+	// before any instance of count starts.
+	p, err = New(parse(t, `
+name: f
+steps:
+  split: {module: MOD}
+  count: {for_each: split/*, module: MOD}
+  reduce: {module: MOD, inputs: {all/: count.stdout}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	files := make([]string, over)
+	for i := range files {
+		files[i] = fmt.Sprintf("part%05d", i)
+	}
+	p.Finish("split", 0, Outcome{Result: result("split", files...)})
+	if next := p.Start(); len(next) != 0 || !strings.Contains(p.Failed(), "step reduce would take at least 10001 input files") {
+		t.Fatalf("started %d instances; failed: %q", len(next), p.Failed())
+	}
+}
