@@ -26,6 +26,9 @@ type AuctionConfig struct {
 	// only excluded nodes bid, they are candidates still: a fault may be
 	// passing, and a network of one node can still reschedule.
 	Exclude []string
+	// Avoid lists nodes whose bids are dropped whoever else bids
+	// (JobSpec.Avoid), as are those of peers the Standing distrusts.
+	Avoid []string
 	// Standing is the requester's memory of peers (nil: every peer in good
 	// standing): bids of peers in poor standing are offered only after
 	// every other candidate's, and the window does not wait for Unheard
@@ -93,7 +96,8 @@ type Auction struct {
 	bids       []types.Bid
 	declines   []types.Decline
 	candidates []types.Bid
-	excluded   []string // bidders dropped by Exclude, released at the close
+	excluded   []string // bidders dropped by Exclude, Avoid or distrust, released then
+	avoided    int      // bids dropped by Avoid or distrust
 	next       int      // index of the next candidate to offer the job to
 	pending    *offer   // the offer awaiting an answer, while accepting
 	offers     map[types.AllocationID]*offer
@@ -322,11 +326,25 @@ func (a *Auction) close(now time.Time) {
 	a.offerNext(now)
 }
 
-// order applies the requester's memory to ranked candidates: the nodes
-// that failed this job are dropped, and their bids released, unless only
-// they bid (Exclude); peers in poor standing go after every other, each
-// group in rank order.
+// order applies the requester's memory to ranked candidates: avoided and
+// distrusted nodes are dropped, and their bids released; so are the nodes
+// that failed this job, unless only they bid (Exclude); peers in poor
+// standing go after every other, each group in rank order.
 func (a *Auction) order(ranked []types.Bid, now time.Time) []types.Bid {
+	ranked = slices.DeleteFunc(ranked, func(b types.Bid) bool {
+		why := ""
+		switch p := b.Node.PeerID; {
+		case slices.Contains(a.cfg.Avoid, p):
+			why = "avoided: the node runs or ran another replica of this unit"
+		case a.cfg.Standing != nil && a.cfg.Standing.Distrusted(p):
+			why = "distrusted: the node's results disagreed with a quorum"
+		default:
+			return false
+		}
+		a.excluded, a.avoided = append(a.excluded, b.Node.PeerID), a.avoided+1
+		a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: why}})
+		return true
+	})
 	excluded := func(b types.Bid) bool { return slices.Contains(a.cfg.Exclude, b.Node.PeerID) }
 	if slices.ContainsFunc(ranked, func(b types.Bid) bool { return !excluded(b) }) {
 		for _, b := range ranked {

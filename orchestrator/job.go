@@ -214,7 +214,7 @@ func (j *Job) startAttempt(now time.Time) {
 	n := len(j.info.Attempts) + 1
 	acfg := AuctionConfig{
 		Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout,
-		Exclude: j.failedNodes(), Standing: j.cfg.Standing,
+		Exclude: j.failedNodes(), Avoid: j.spec.Avoid, Standing: j.cfg.Standing,
 	}.withDefaults()
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,

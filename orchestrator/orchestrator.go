@@ -331,6 +331,45 @@ func (o *Orchestrator) Reputation(ctx context.Context) ([]PeerStanding, error) {
 	return out, err
 }
 
+// Judge records what a replicated unit's verdict said of peer's result:
+// agreed or not (see Reputation.Judge); a peer that disagreed once is
+// distrusted: no later auction of this requester takes its bids.
+func (o *Orchestrator) Judge(ctx context.Context, peer string, agreed bool) error {
+	return o.call(ctx, func(now time.Time) error {
+		rec, dropped := o.rep.Judge(peer, agreed, now)
+		if !agreed {
+			o.cfg.Logger.Warn("peer distrusted: its result disagreed with a quorum", "peer", peer, "disagreed", rec.Disagreed)
+		}
+		o.saver.putPeer(rec, dropped)
+		return nil
+	})
+}
+
+// Forgive clears peer's disagreements, so its bids count again. It
+// reports whether there were any.
+func (o *Orchestrator) Forgive(ctx context.Context, peer string) (bool, error) {
+	var ok bool
+	err := o.call(ctx, func(time.Time) error {
+		var rec PeerRecord
+		if rec, ok = o.rep.Forgive(peer); ok {
+			o.saver.putPeer(rec, nil)
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// Trusted reports whether peer's results may stand alone under adaptive
+// replication (Reputation.Trusted).
+func (o *Orchestrator) Trusted(ctx context.Context, peer string) (bool, error) {
+	var ok bool
+	err := o.call(ctx, func(time.Time) error {
+		ok = o.rep.Trusted(peer)
+		return nil
+	})
+	return ok, err
+}
+
 // Job returns the latest snapshot of a job.
 func (o *Orchestrator) Job(id types.JobID) (JobInfo, bool) {
 	o.mu.RLock()

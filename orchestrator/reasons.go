@@ -22,7 +22,11 @@ func (a *Auction) noBidReason() string {
 		within = " within " + a.window.String()
 	}
 	head := "no node bid" + within
-	if n := len(a.bids); n > 0 {
+	if a.avoided > 0 {
+		head = "no acceptable bid" + within
+		parts = append(parts, plural(a.avoided, "bid")+" from nodes avoided (other replicas of the unit) or distrusted")
+	}
+	if n := len(a.bids) - a.avoided; n > 0 {
 		head = "no acceptable bid" + within
 		why := "malformed"
 		if a.rank.MaxPrice > 0 {

@@ -55,7 +55,14 @@ type PeerRecord struct {
 	// Unheard: the peer was silent or lost and has not answered a bid
 	// request since. Auctions do not wait for its answer.
 	Unheard bool `json:"unheard,omitempty"`
+	// Agreed and Disagreed count the peer's replicated results that
+	// agreed, or not, with their unit's quorum (Judge). They never decay.
+	Agreed    int `json:"agreed,omitempty"`
+	Disagreed int `json:"disagreed,omitempty"`
 }
+
+// judged reports whether rec holds verdicts on the peer's results.
+func (rec *PeerRecord) judged() bool { return rec.Agreed > 0 || rec.Disagreed > 0 }
 
 // PeerStanding is a peer's reputation as of a moment, for readers.
 type PeerStanding struct {
@@ -66,7 +73,19 @@ type PeerStanding struct {
 	LastEvent PeerEvent         `json:"last_event"`
 	LastAt    time.Time         `json:"last_at"`
 	Events    map[PeerEvent]int `json:"events"` // every event ever recorded, by kind
+	Agreed    int               `json:"agreed"`
+	Disagreed int               `json:"disagreed"`
+	// Distrusted: one of its results disagreed with a quorum; its bids are
+	// dropped until an operator forgives it.
+	Distrusted bool `json:"distrusted"`
+	// Trusted: TrustAfter results agreed and none disagreed; adaptive
+	// replication lets its results stand alone, spot-checked.
+	Trusted bool `json:"trusted"`
 }
+
+// TrustAfter is how many agreeing results, none disagreeing, make a
+// peer Trusted. BOINC's adaptive replication asks for 10 in a row.
+const TrustAfter = 10
 
 // Standing is what an auction asks of the requester's memory of peers.
 // Reputation implements it.
@@ -76,6 +95,9 @@ type Standing interface {
 	Poor(peer string, now time.Time) bool
 	// Unheard reports whether an auction need not wait for peer's answer.
 	Unheard(peer string) bool
+	// Distrusted reports whether peer's bids are dropped: its results
+	// disagreed with a quorum.
+	Distrusted(peer string) bool
 }
 
 // Reputation is a requester's local memory of how peers behaved: a
@@ -90,8 +112,12 @@ type Standing interface {
 //     three rejects in a row make it poor for a few minutes, two do not.
 //   - A peer is Unheard from a silent or lost event until it next answers
 //     a bid request (Heard); its penalty still decays on its own.
-//   - At most MaxPeers records are kept: adding one more drops the one
-//     with the smallest decayed penalty.
+//   - A peer is Distrusted from its first result that disagreed with a
+//     quorum until Forgive; Trusted after TrustAfter agreeing results and
+//     none disagreeing.
+//   - At most MaxPeers records are kept: adding one more drops one with
+//     no verdict on its results if any (a liar is not forgotten by being
+//     crowded out), the one with the smallest decayed penalty.
 type Reputation struct {
 	peers map[string]*PeerRecord
 }
@@ -138,6 +164,52 @@ func (r *Reputation) Record(peer string, ev PeerEvent, now time.Time) (PeerRecor
 	return out, dropped
 }
 
+// Judge records that one of peer's replicated results agreed with its
+// unit's quorum, or not. It returns the peer's new record, and the peers
+// dropped to stay within MaxPeers.
+func (r *Reputation) Judge(peer string, agreed bool, now time.Time) (PeerRecord, []string) {
+	rec := r.peers[peer]
+	if rec == nil {
+		rec = &PeerRecord{Peer: peer, Events: make(map[PeerEvent]int), At: now}
+		r.peers[peer] = rec
+	}
+	if agreed {
+		rec.Agreed++
+	} else {
+		rec.Disagreed++
+	}
+	out := clonePeer(*rec)
+	var dropped []string
+	for len(r.peers) > MaxPeers {
+		dropped = append(dropped, r.dropLeast(now))
+	}
+	return out, dropped
+}
+
+// Forgive clears peer's disagreements: its bids count again. It returns
+// the changed record, or false if there was none to clear.
+func (r *Reputation) Forgive(peer string) (PeerRecord, bool) {
+	rec := r.peers[peer]
+	if rec == nil || rec.Disagreed == 0 {
+		return PeerRecord{}, false
+	}
+	rec.Disagreed = 0
+	return clonePeer(*rec), true
+}
+
+// Distrusted implements Standing.
+func (r *Reputation) Distrusted(peer string) bool {
+	rec := r.peers[peer]
+	return rec != nil && rec.Disagreed > 0
+}
+
+// Trusted reports whether peer's results may stand alone under adaptive
+// replication.
+func (r *Reputation) Trusted(peer string) bool {
+	rec := r.peers[peer]
+	return rec != nil && rec.Disagreed == 0 && rec.Agreed >= TrustAfter
+}
+
 // Heard clears peer's Unheard mark: it answered a bid request. It returns
 // the changed record, or false if nothing changed.
 func (r *Reputation) Heard(peer string) (PeerRecord, bool) {
@@ -176,6 +248,7 @@ func (r *Reputation) Table(now time.Time) []PeerStanding {
 		out = append(out, PeerStanding{
 			Peer: rec.Peer, Penalty: p, Poor: p >= PoorThreshold, Unheard: rec.Unheard,
 			LastEvent: rec.Last, LastAt: rec.At, Events: maps.Clone(rec.Events),
+			Agreed: rec.Agreed, Disagreed: rec.Disagreed, Distrusted: r.Distrusted(rec.Peer), Trusted: r.Trusted(rec.Peer),
 		})
 	}
 	slices.SortFunc(out, func(a, b PeerStanding) int {
@@ -184,14 +257,16 @@ func (r *Reputation) Table(now time.Time) []PeerStanding {
 	return out
 }
 
-// dropLeast forgets the peer with the smallest decayed penalty (the
-// earliest PeerID among equals) and returns it.
+// dropLeast forgets a peer with no verdict on its results if there is
+// one, the one with the smallest decayed penalty (the earliest PeerID
+// among equals), and returns it.
 func (r *Reputation) dropLeast(now time.Time) string {
 	var least string
-	lp := math.Inf(1)
+	lj, lp := true, math.Inf(1)
 	for id, rec := range r.peers {
-		if p := decay(*rec, now); p < lp || (p == lp && id < least) {
-			least, lp = id, p
+		j, p := rec.judged(), decay(*rec, now)
+		if (!j && lj) || (j == lj && (p < lp || (p == lp && id < least))) {
+			least, lj, lp = id, j, p
 		}
 	}
 	delete(r.peers, least)

@@ -256,3 +256,68 @@ func observeAll(r *Reputation, acts []Action, now time.Time) {
 		}
 	}
 }
+
+// A peer whose result disagreed with a quorum is distrusted: its bids are
+// dropped and released, even when it bids alone, until it is forgiven.
+// Ten agreeing results make a peer trusted; one disagreement ends that.
+func TestDistrustedPeerIsNeverChosen(t *testing.T) {
+	rep := NewReputation(nil, t0)
+	for range TrustAfter - 1 {
+		rep.Judge("liar", true, t0)
+		rep.Judge("honest", true, t0)
+	}
+	if rep.Trusted("honest") {
+		t.Fatalf("trusted after %d agreements", TrustAfter-1)
+	}
+	rep.Judge("honest", true, t0)
+	rec, _ := rep.Judge("liar", false, t0)
+	if !rep.Trusted("honest") || rep.Trusted("liar") || !rep.Distrusted("liar") || rec.Disagreed != 1 || rec.Agreed != TrustAfter-1 {
+		t.Fatalf("honest trusted %v; liar %+v", rep.Trusted("honest"), rec)
+	}
+	a := newStandingAuction(t, rep)
+	run(t, a, []step{
+		{at: 0, ev: bid("liar", 0)},
+		{at: 1 * ms, ev: bid("honest", 5), want: []string{"release the bid for j1 on liar: distrusted", "accept j1-a1-honest -> honest"}},
+	})
+	alone := newTestAuction(t, AuctionConfig{Enough: 1, Standing: rep})
+	run(t, alone, []step{
+		{at: 0, ev: bid("liar", 0), want: []string{"release the bid for j1 on liar: distrusted", "failed: no acceptable bid: 1 bid from nodes avoided (other replicas of the unit) or distrusted"}},
+	})
+	if _, ok := rep.Forgive("liar"); !ok || rep.Distrusted("liar") {
+		t.Fatal("forgiven, still distrusted")
+	}
+	if _, ok := rep.Forgive("liar"); ok {
+		t.Fatal("forgiven twice")
+	}
+	tab := rep.Table(t0)
+	if i := slices.IndexFunc(tab, func(s PeerStanding) bool { return s.Peer == "honest" }); i < 0 || !tab[i].Trusted || tab[i].Agreed != TrustAfter {
+		t.Fatalf("table %+v", tab)
+	}
+}
+
+// A job's Avoid drops those bids whoever else bids: a unit's replicas
+// never share a node.
+func TestAvoidedNodesAreNeverChosen(t *testing.T) {
+	a := newTestAuction(t, AuctionConfig{Enough: 2, Avoid: []string{"twin"}})
+	run(t, a, []step{
+		{at: 0, ev: bid("twin", 0)},
+		{at: 1 * ms, ev: bid("other", 5), want: []string{"release the bid for j1 on twin: avoided", "accept j1-a1-other -> other"}},
+	})
+}
+
+// A liar is not forgotten by being crowded out: peers with no verdict go
+// first, whatever their penalties.
+func TestReputationKeepsJudgedPeers(t *testing.T) {
+	r := NewReputation(nil, t0)
+	r.Judge("liar", false, t0)
+	for i := range MaxPeers - 1 {
+		r.Record(fmt.Sprint("p", i), EventLost, t0)
+	}
+	if _, dropped := r.Record("new", EventLost, t0.Add(time.Second)); len(dropped) != 1 || dropped[0] == "liar" {
+		t.Fatalf("dropped %v", dropped)
+	}
+	back := NewReputation(persisted(r, t0), t0)
+	if !back.Distrusted("liar") {
+		t.Fatal("the liar was forgiven by a restart")
+	}
+}

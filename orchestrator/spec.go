@@ -30,6 +30,9 @@ type JobSpec struct {
 	// charged to Retries. 0 = DefaultReschedule; RescheduleNever = none:
 	// such a fault fails the job, which never runs twice.
 	Reschedule int `json:"reschedule,omitempty"`
+	// Avoid names nodes that must not run the job, whoever else bids:
+	// those that hold other replicas of its unit (docs/batches.md).
+	Avoid []string `json:"avoid,omitempty"`
 }
 
 // Reschedule settings of a JobSpec.
