@@ -29,6 +29,9 @@ type AuctionConfig struct {
 	// Avoid lists nodes whose bids are dropped whoever else bids
 	// (JobSpec.Avoid), as are those of peers the Standing distrusts.
 	Avoid []string
+	// Taken, read as the window closes, lists more nodes to avoid: those
+	// holding other jobs of the job's Spread group at that moment.
+	Taken func() []string
 	// Standing is the requester's memory of peers (nil: every peer in good
 	// standing): bids of peers in poor standing are offered only after
 	// every other candidate's, and the window does not wait for Unheard
@@ -331,10 +334,14 @@ func (a *Auction) close(now time.Time) {
 // that failed this job, unless only they bid (Exclude); peers in poor
 // standing go after every other, each group in rank order.
 func (a *Auction) order(ranked []types.Bid, now time.Time) []types.Bid {
+	var taken []string
+	if a.cfg.Taken != nil {
+		taken = a.cfg.Taken()
+	}
 	ranked = slices.DeleteFunc(ranked, func(b types.Bid) bool {
 		why := ""
 		switch p := b.Node.PeerID; {
-		case slices.Contains(a.cfg.Avoid, p):
+		case slices.Contains(a.cfg.Avoid, p), slices.Contains(taken, p):
 			why = "avoided: the node runs or ran another replica of this unit"
 		case a.cfg.Standing != nil && a.cfg.Standing.Distrusted(p):
 			why = "distrusted: the node's results disagreed with a quorum"

@@ -214,7 +214,7 @@ func (j *Job) startAttempt(now time.Time) {
 	n := len(j.info.Attempts) + 1
 	acfg := AuctionConfig{
 		Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout,
-		Exclude: j.failedNodes(), Avoid: j.spec.Avoid, Standing: j.cfg.Standing,
+		Exclude: j.failedNodes(), Avoid: j.spec.Avoid, Taken: j.taken, Standing: j.cfg.Standing,
 	}.withDefaults()
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
@@ -249,6 +249,27 @@ func (j *Job) ranking() Ranking {
 		r.Scorers = append(slices.Clip(r.Scorers), WeightedScorer{Scorer: *j.locality, Weight: w})
 	}
 	return r
+}
+
+// taken lists the nodes other jobs of the job's Spread group hold.
+func (j *Job) taken() []string {
+	if j.spec.Spread == "" || j.cfg.Taken == nil {
+		return nil
+	}
+	return j.cfg.Taken(j.spec.Spread, j.info.ID)
+}
+
+// Holder is the node that holds the job, is offered it or ran it; ""
+// while there is none.
+func (j *Job) Holder() string {
+	if a := j.open(); a != nil && a.pending != nil {
+		return a.pending.bid.Node.PeerID
+	}
+	switch j.info.State {
+	case types.JobPlaced, types.JobRunning, types.JobCompleted:
+		return j.info.Node
+	}
+	return ""
 }
 
 // failedNodes lists the nodes that failed this job: they did not confirm

@@ -131,6 +131,7 @@ const FailpointInvoke = "invoke"
 type Orchestrator struct {
 	cfg     Config
 	jobCfg  JobConfig
+	spread  map[string][]types.JobID // Spread groups' jobs, loop only
 	net     Network
 	saver   *saver
 	ctx     context.Context
@@ -192,10 +193,12 @@ func New(cfg Config, net Network, store Store) (*Orchestrator, error) {
 		},
 		events: make(chan func(time.Time), 256),
 		jobs:   make(map[types.JobID]*entry),
+		spread: make(map[string][]types.JobID),
 		active: make(map[types.JobID]*entry),
 		rep:    rep,
 		infos:  make(map[types.JobID]JobInfo),
 	}
+	o.jobCfg.Taken = o.taken
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.wg.Add(2)
 	go o.run()
@@ -292,7 +295,24 @@ func (o *Orchestrator) add(j *Job) *entry {
 	e := &entry{job: j}
 	e.ctx, e.cancel = context.WithCancel(o.ctx)
 	o.jobs[j.info.ID], o.active[j.info.ID] = e, e
+	if g := j.spec.Spread; g != "" {
+		o.spread[g] = append(o.spread[g], j.info.ID)
+	}
 	return e
+}
+
+// taken lists the nodes the jobs of Spread group g other than self hold
+// (JobConfig.Taken).
+func (o *Orchestrator) taken(g string, self types.JobID) []string {
+	var out []string
+	for _, id := range o.spread[g] {
+		if e := o.jobs[id]; e != nil && id != self {
+			if n := e.job.Holder(); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // HandleBid delivers a bid from the network. Safe from any goroutine; it may
@@ -544,6 +564,12 @@ func (o *Orchestrator) evict(now time.Time) {
 			break
 		}
 		delete(o.jobs, e.job.info.ID)
+		if g := e.job.spec.Spread; g != "" {
+			o.spread[g] = slices.DeleteFunc(o.spread[g], func(id types.JobID) bool { return id == e.job.info.ID })
+			if len(o.spread[g]) == 0 {
+				delete(o.spread, g)
+			}
+		}
 		o.mu.Lock()
 		delete(o.infos, e.job.info.ID)
 		o.mu.Unlock()

@@ -321,3 +321,49 @@ func TestReputationKeepsJudgedPeers(t *testing.T) {
 		t.Fatal("the liar was forgiven by a restart")
 	}
 }
+
+// Two jobs of one Spread group, auctioned at once to the same bidders,
+// are placed on distinct nodes: the second auction to close drops the
+// node the first one offered its job to, as it is offered (Holder).
+func TestSpreadJobsRunOnDistinctNodes(t *testing.T) {
+	var jobs []*Job
+	cfg := JobConfig{Requester: "me", Taken: func(g string, self types.JobID) []string {
+		var out []string
+		for _, j := range jobs {
+			if j.info.ID != self && j.spec.Spread == g && j.Holder() != "" {
+				out = append(out, j.Holder())
+			}
+		}
+		return out
+	}}
+	for _, id := range []types.JobID{"j1", "j2"} {
+		spec := testSpec()
+		spec.ID, spec.EnoughBids, spec.Spread = id, 2, "unit-0"
+		j, err := NewJob(spec, cfg, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	j1, j2 := jobs[0], jobs[1]
+	run(t, j1, []step{
+		{at: 0, ev: start, want: []string{"publish j1"}},
+		{at: 1 * ms, ev: bid("n1", 1)},
+		{at: 2 * ms, ev: bid("n2", 5), want: []string{"accept j1-a1-n1 -> n1"}},
+	})
+	if j1.Holder() != "n1" || j2.Holder() != "" {
+		t.Fatalf("holders %q %q", j1.Holder(), j2.Holder())
+	}
+	bidOn := func(peer string, price float64) event {
+		return func(m machine, now time.Time) {
+			b := mkBid("j2", peer, price, 10, 0.5)
+			b.Allocation = types.AllocationID("j2-a1-" + peer)
+			m.Bid(b, now)
+		}
+	}
+	run(t, j2, []step{
+		{at: 0, ev: start, want: []string{"publish j2"}},
+		{at: 3 * ms, ev: bidOn("n1", 1)},
+		{at: 4 * ms, ev: bidOn("n2", 5), want: []string{"release the bid for j2 on n1: avoided", "accept j2-a1-n2 -> n2"}},
+	})
+}

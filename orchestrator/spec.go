@@ -33,6 +33,10 @@ type JobSpec struct {
 	// Avoid names nodes that must not run the job, whoever else bids:
 	// those that hold other replicas of its unit (docs/batches.md).
 	Avoid []string `json:"avoid,omitempty"`
+	// Spread names a group of jobs that run on distinct nodes: an auction
+	// drops the bids of the nodes that hold, are offered or ran another
+	// job of the group (a unit's replicas, submitted at once).
+	Spread string `json:"spread,omitempty"`
 }
 
 // Reschedule settings of a JobSpec.
@@ -80,6 +84,10 @@ type JobConfig struct {
 	// input files adds to Ranking: 0 = DefaultLocalityWeight, NoLocality
 	// = none.
 	LocalityWeight float64
+	// Taken lists the nodes that hold, are offered or ran the jobs of a
+	// Spread group other than self; nil = none. The orchestrator reads it
+	// from its loop, as every auction closes.
+	Taken func(spread string, self types.JobID) []string
 }
 
 // Locality weights (JobConfig.LocalityWeight, Config.LocalityWeight).
