@@ -70,6 +70,7 @@ type DMS struct {
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 	grp       *group.Group     // the gateway's group; nil without gateway.group
 	flows     *flows           // the workflows this node runs
+	batches   *batches         // the batches this node runs
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
@@ -113,6 +114,7 @@ func New(opts ...Option) (*DMS, error) {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.gc = newCollector(d)
 	d.flows = &flows{d: d, runs: map[string]*flowRun{}}
+	d.batches = &batches{d: d, runs: map[string]*batchRun{}}
 	return d, nil
 }
 
@@ -216,6 +218,9 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	if err := d.restoreFlows(); err != nil {
 		return err
 	}
+	if err := d.restoreBatches(); err != nil {
+		return err
+	}
 	d.goRefreshEnergy()
 	d.goWatchDocker()
 	d.goCollect()
@@ -264,6 +269,11 @@ func (d *DMS) startCompute() error {
 	executors := map[string]jobs.Executor{exec.Name(): exec}
 	if d.docker != nil {
 		executors[d.docker.Name()] = d.docker
+	}
+	if wrap := d.opts.execWrap; wrap != nil {
+		for name, e := range executors {
+			executors[name] = wrap(e)
+		}
 	}
 	holds, err := d.conf.Admission.holds()
 	if err != nil {

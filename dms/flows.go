@@ -95,7 +95,7 @@ func (d *DMS) SubmitFlow(ctx context.Context, f *jobs.Flow) (api.Flow, error) {
 		return api.Flow{}, err
 	}
 	now := time.Now().UTC()
-	rec := flowRecord{ID: newFlowID(), Name: f.Name, Spec: spec, State: api.FlowRunning, CreatedAt: now, UpdatedAt: now}
+	rec := flowRecord{ID: newID("f-"), Name: f.Name, Spec: spec, State: api.FlowRunning, CreatedAt: now, UpdatedAt: now}
 	if err := d.db.Put(flowPrefix+rec.ID, rec); err != nil {
 		return api.Flow{}, fmt.Errorf("dms: saving flow: %w", err)
 	}
@@ -123,10 +123,11 @@ func (d *DMS) checkFlowBlobs(ctx context.Context, f *jobs.Flow) error {
 	return nil
 }
 
-func newFlowID() string {
+// newID names a flow ("f-...") or a batch ("b-..."): 64 random bits.
+func newID(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return "f-" + hex.EncodeToString(b[:])
+	return prefix + hex.EncodeToString(b[:])
 }
 
 // start runs a flow; prior holds the instances a previous run of this

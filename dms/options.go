@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -44,7 +45,8 @@ type config struct {
 	// on an invocation stream; false drops the frame. Tests only: it cuts a
 	// node off silently without closing its connections.
 	heartbeatGate func(types.AllocationID) bool
-	failpoint     func(name string) // nil: none (see WithFailpoint)
+	failpoint     func(name string)                 // nil: none (see WithFailpoint)
+	execWrap      func(jobs.Executor) jobs.Executor // nil: none (see WithExecutorWrap)
 }
 
 // DefaultLease is how long a requester waits for a frame (a status or a
@@ -280,6 +282,20 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("dms: WithLogger: nil logger")
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithExecutorWrap wraps each executor the node runs programs with. For
+// tests only: a node whose wrapper changes the output is a provider that
+// fabricates results, which replicated units must outvote
+// (docs/batches.md).
+func WithExecutorWrap(wrap func(jobs.Executor) jobs.Executor) Option {
+	return func(c *config) error {
+		if wrap == nil {
+			return errors.New("dms: WithExecutorWrap: nil function")
+		}
+		c.execWrap = wrap
 		return nil
 	}
 }

@@ -128,6 +128,18 @@ func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 // records the ID first (a flow's instance) can tell after a crash whether
 // its job was submitted.
 func (d *DMS) submitJob(ctx context.Context, spec *jobs.Spec, id types.JobID) (api.Job, error) {
+	return d.submitJobWith(ctx, spec, id, jobPlacement{})
+}
+
+// jobPlacement is where a batch's replica may not run: on the nodes that
+// ran its unit's other replicas (avoid), nor beside the jobs of its spread
+// group (orchestrator.JobSpec.Avoid, Spread).
+type jobPlacement struct {
+	avoid  []string
+	spread string
+}
+
+func (d *DMS) submitJobWith(ctx context.Context, spec *jobs.Spec, id types.JobID, at jobPlacement) (api.Job, error) {
 	if err := d.running(); err != nil {
 		return api.Job{}, err
 	}
@@ -139,6 +151,7 @@ func (d *DMS) submitJob(ctx context.Context, spec *jobs.Spec, id types.JobID) (a
 		ID: id, Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries, Reschedule: reschedule(spec.Reschedule),
 		BidWindow: time.Duration(spec.BidWindow), EnoughBids: spec.EnoughBids,
 		QueueTimeout: time.Duration(spec.QueueTimeout), Deadline: time.Duration(spec.Deadline),
+		Avoid: at.avoid, Spread: at.spread,
 	})
 	if err != nil {
 		return api.Job{}, err

@@ -162,6 +162,40 @@ func New(p Policy, n int) (*Batch, error) {
 	return &Batch{policy: p, units: make([]Unit, n), queued: make([]bool, n)}, nil
 }
 
+// Restore rebuilds a batch of n units under p from the units a shell
+// persisted, by index (a unit never issued need not be given). Replicas
+// that were issued or running stay so: the shell re-attaches to their
+// runs, or reports them failed. Units are issued in order, so every unit
+// below the highest given was issued before.
+func Restore(p Policy, n int, units map[int]Unit) (*Batch, error) {
+	b, err := New(p, n)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range slices.Sorted(maps.Keys(units)) {
+		if i < 0 || i >= n {
+			return nil, fmt.Errorf("quorum: no unit %d of %d", i, n)
+		}
+		u := units[i]
+		b.units[i] = u
+		b.fresh = i + 1
+		if u.Ended() {
+			b.ended++
+			continue
+		}
+		for r := range u.Replicas {
+			if u.Replicas[r].live() {
+				b.issued = append(b.issued, slot{i, r})
+			}
+		}
+		b.requeue(i)
+	}
+	slices.SortStableFunc(b.issued, func(x, y slot) int {
+		return b.units[x.unit].Replicas[x.replica].Deadline.Compare(b.units[y.unit].Replicas[y.replica].Deadline)
+	})
+	return b, nil
+}
+
 // Len is the number of units.
 func (b *Batch) Len() int { return len(b.units) }
 

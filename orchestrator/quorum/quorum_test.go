@@ -373,3 +373,38 @@ func check(t *rapid.T, b *Batch, p Policy) {
 		t.Fatalf("%d units ended, Ended says %d", ended, b.Ended())
 	}
 }
+
+// TestRestore: a batch rebuilt from its persisted units goes on where it
+// was: decided units stay decided, running replicas still return, and the
+// next units issued are those after the last one issued.
+func TestRestore(t *testing.T) {
+	p := Policy{Replication: 2, Quorum: 2, MaxReplicas: 4}
+	b := batch(t, p, 4)
+	b.Next(4, t0.Add(time.Minute)) // units 0 and 1
+	run(t, b, 0, 0, "A", "x")
+	run(t, b, 0, 1, "B", "x")
+	must(t, b.Placed(1, 0, "A"))
+	saved := map[int]Unit{0: *b.Unit(0), 1: *b.Unit(1)}
+	back, err := Restore(p, 4, saved)
+	must(t, err)
+	if back.Ended() != 1 || back.Unit(0).Verdict == nil {
+		t.Fatalf("restored: ended %d", back.Ended())
+	}
+	if _, err := back.Return(1, 0, "y", false, false); err != nil {
+		t.Fatal(err)
+	}
+	tk := back.Next(10, t0.Add(2*time.Minute))
+	var got []string
+	for _, x := range tk {
+		got = append(got, fmt.Sprintf("%d.%d", x.Unit, x.Replica))
+	}
+	if !reflect.DeepEqual(got, []string{"2.0", "2.1", "3.0", "3.1"}) {
+		t.Fatalf("after a restore: %v", got)
+	}
+	if n := back.Expire(t0.Add(time.Minute)); n != 1 {
+		t.Fatalf("expired %d, want unit 1's second replica", n)
+	}
+	if _, err := Restore(p, 1, saved); err == nil {
+		t.Fatal("restored unit 1 of 1")
+	}
+}

@@ -1,0 +1,688 @@
+package dms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/orchestrator/quorum"
+	"github.com/opendms/dms/types"
+)
+
+// Records of batches: the batch (its spec and state) and one record per
+// unit issued, written as its replicas are issued and end.
+const (
+	batchPrefix = "batch/"  // batch/<id>
+	unitPrefix  = "batchu/" // batchu/<batch id>/<unit, 6 digits>: a unitRecord
+)
+
+// SpotCheck is the share of a trusted node's results that adaptive
+// replication checks anyway, by a second replica (BOINC checks at random
+// too, so that a trusted node cannot tell which results are checked).
+const SpotCheck = 0.1
+
+type batchRecord struct {
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Spec      json.RawMessage `json:"spec"`
+	State     string          `json:"state"`
+	Reason    string          `json:"reason,omitempty"`
+	Counts    api.BatchCounts `json:"counts"` // as of the end; live counts come from the run
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// unitRecord is a unit as persisted: its replicas and verdict, and the
+// results its replicas returned: all of them while it is undecided, the
+// verdict's once decided.
+type unitRecord struct {
+	quorum.Unit
+	Results map[int]*types.Result `json:"results,omitempty"`
+}
+
+func unitKey(batch string, unit int) string {
+	return fmt.Sprintf("%s%s/%06d", unitPrefix, batch, unit)
+}
+
+// batches runs this node's batches: one goroutine per unfinished batch
+// owns its quorum.Batch; replicas run as jobs on goroutines of their own
+// and report to it.
+type batches struct {
+	d    *DMS
+	mu   sync.Mutex
+	runs map[string]*batchRun
+}
+
+type batchRun struct {
+	bs     *batches
+	spec   *jobs.Batch
+	q      *quorum.Batch // loop only
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	start  time.Time
+	// results of the replicas that returned, of undecided units; loop only
+	results map[int]map[int]*types.Result
+
+	mu   sync.Mutex // guards rec and subs
+	rec  batchRecord
+	subs map[chan api.Batch]struct{}
+}
+
+var errBatchCancelled = errors.New("cancelled by its submitter")
+
+// SubmitBatch validates and starts a batch whose local files were
+// uploaded.
+func (d *DMS) SubmitBatch(ctx context.Context, b *jobs.Batch) (api.Batch, error) {
+	if err := d.running(); err != nil {
+		return api.Batch{}, err
+	}
+	spec, err := json.Marshal(b)
+	if err != nil {
+		return api.Batch{}, err
+	}
+	if b, err = jobs.ParseBatch(spec); err != nil { // the batch is what its JSON says, as after a restart
+		return api.Batch{}, err
+	}
+	if b.Units.Dir != "" {
+		return api.Batch{}, fmt.Errorf("%w: units.dir: directory %q was not uploaded (api.UploadBatch turns it into files)", api.ErrBadRequest, b.Units.Dir)
+	}
+	if _, err := d.task(ctx, &b.Template); err != nil {
+		return api.Batch{}, fmt.Errorf("template: %w", err)
+	}
+	now := time.Now().UTC()
+	rec := batchRecord{ID: newID("b-"), Name: b.Name, Spec: spec, State: api.BatchRunning, CreatedAt: now, UpdatedAt: now}
+	if err := d.db.Put(batchPrefix+rec.ID, rec); err != nil {
+		return api.Batch{}, fmt.Errorf("dms: saving batch: %w", err)
+	}
+	r, err := d.batches.start(rec, b, nil)
+	if err != nil {
+		return api.Batch{}, err
+	}
+	return r.snapshot(), nil
+}
+
+// start runs a batch from the units a previous run of this node recorded
+// (nil for a new batch).
+func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecord) (*batchRun, error) {
+	saved := make(map[int]quorum.Unit, len(units))
+	results := map[int]map[int]*types.Result{}
+	for i, u := range units {
+		saved[i] = u.Unit
+		if u.Verdict == nil && len(u.Results) > 0 {
+			results[i] = u.Results
+		}
+	}
+	q, err := quorum.Restore(b.Policy(), b.Len(), saved)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(bs.d.ctx)
+	r := &batchRun{bs: bs, spec: b, q: q, cancel: cancel, done: make(chan struct{}), start: time.Now(),
+		results: results, rec: rec, subs: map[chan api.Batch]struct{}{}}
+	var attach []quorum.Ticket // replicas a previous run issued and did not see end
+	for _, i := range slices.Sorted(maps.Keys(saved)) {
+		for k, rep := range saved[i].Replicas {
+			if rep.State <= quorum.Running {
+				attach = append(attach, quorum.Ticket{Unit: i, Replica: k, Avoid: nodesBut(saved[i], k)})
+			}
+		}
+	}
+	bs.mu.Lock()
+	bs.runs[rec.ID] = r
+	bs.mu.Unlock()
+	bs.d.goDo(func(context.Context) {
+		defer close(r.done)
+		if units != nil {
+			bs.d.awaitNetwork(ctx, resumeWait)
+		}
+		r.loop(ctx, attach)
+	})
+	return r, nil
+}
+
+// nodesBut lists the nodes of u's replicas other than k.
+func nodesBut(u quorum.Unit, k int) []string {
+	var out []string
+	for i, r := range u.Replicas {
+		if i != k && r.Node != "" {
+			out = append(out, r.Node)
+		}
+	}
+	return out
+}
+
+// replicaEnd is how one replica's job ended, reported to the loop.
+type replicaEnd struct {
+	t      quorum.Ticket
+	node   string
+	result *types.Result
+	reason string // why it failed; "" when it returned a result
+}
+
+// loop runs the batch to its end: it issues the replicas the quorum asks
+// for (at most Parallel under way), and turns their ends into verdicts.
+// Every replica issued runs to its end, so that each is judged: the batch
+// ends when every unit ended and no replica is under way.
+func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
+	d := r.bs.d
+	ends := make(chan replicaEnd)
+	running := 0
+	launch := func(t quorum.Ticket, resumed bool) {
+		running++
+		d.goDo(func(context.Context) { ends <- r.runReplica(ctx, t, resumed) })
+	}
+	for _, t := range attach {
+		launch(t, true)
+	}
+	tick := time.NewTicker(time.Second) // deadlines; the counts' rate
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		if ctx.Err() == nil {
+			r.q.Expire(now)
+			if free := r.spec.Parallel - running; free > 0 {
+				tickets := r.q.Next(free, now.Add(time.Duration(r.spec.Deadline)))
+				r.saveUnits(tickets)
+				for _, t := range tickets {
+					launch(t, false)
+				}
+			}
+		}
+		r.publish()
+		if running == 0 && (r.q.Done() || ctx.Err() != nil) {
+			r.end(ctx)
+			return
+		}
+		select {
+		case e := <-ends:
+			running--
+			if d.ctx.Err() != nil {
+				continue // the node is closing: the records stay as they are, for the restart
+			}
+			r.apply(ctx, e)
+		case <-tick.C:
+		}
+	}
+}
+
+// runReplica runs one replica as a job, named after its batch, unit and
+// replica: a resumed batch re-attaches to the job a previous run started,
+// or starts it if the node crashed before it could.
+func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool) replicaEnd {
+	d := r.bs.d
+	end := replicaEnd{t: t}
+	id := types.JobID(fmt.Sprintf("%s-%d-%d", r.rec.ID, t.Unit, t.Replica))
+	submit := true
+	if resumed {
+		_, err := d.GetJob(ctx, string(id))
+		switch {
+		case err == nil:
+			submit = false
+		case !errors.Is(err, api.ErrNotFound):
+			end.reason = err.Error()
+			return end
+		}
+	}
+	if submit {
+		spec, _, err := r.spec.Unit(t.Unit)
+		if err == nil {
+			_, err = d.submitJobWith(ctx, spec, id, jobPlacement{avoid: t.Avoid, spread: fmt.Sprintf("%s/%d", r.rec.ID, t.Unit)})
+		}
+		if err != nil {
+			end.reason = err.Error()
+			return end
+		}
+	}
+	last, err := r.awaitJob(ctx, string(id))
+	end.node = last.Node
+	switch {
+	case err != nil:
+		end.reason = err.Error()
+	case last.State != types.JobCompleted || last.Result == nil:
+		end.reason = fmt.Sprintf("job %s %s: %s", id, last.State, last.Reason)
+	case last.Result.ExitCode != 0:
+		end.reason = fmt.Sprintf("exited with code %d%s", last.Result.ExitCode, d.stderrHead(ctx, last.Result))
+	default:
+		end.result = last.Result
+	}
+	return end
+}
+
+// awaitJob follows a job to its end; cancelling ctx cancels the job.
+func (r *batchRun) awaitJob(ctx context.Context, id string) (api.Job, error) {
+	d := r.bs.d
+	events, err := d.WatchJob(ctx, id)
+	if err != nil {
+		return api.Job{}, err
+	}
+	var last api.Job
+	for j := range events {
+		last = j
+	}
+	if ctx.Err() != nil {
+		if !last.State.Terminal() && d.ctx.Err() == nil {
+			if err := d.cancelJob(context.WithoutCancel(ctx), id); err != nil && !errors.Is(err, api.ErrConflict) {
+				d.log.Warn("cancelling a batch's replica", "job", id, "err", err)
+			}
+		}
+		return last, context.Cause(ctx)
+	}
+	if !last.State.Terminal() {
+		return last, fmt.Errorf("job %s: %w", id, ErrClosed)
+	}
+	return last, nil
+}
+
+// apply records a replica's end: a result goes to its unit's quorum, and
+// the verdict's judgement to the reputation of the nodes it names.
+func (r *batchRun) apply(ctx context.Context, e replicaEnd) {
+	d := r.bs.d
+	u, k := e.t.Unit, e.t.Replica
+	switch {
+	case e.reason != "":
+		if err := r.q.Fail(u, k, e.reason); err != nil {
+			d.log.Error("batch replica", "batch", r.rec.ID, "unit", u, "err", err)
+		}
+	default:
+		if err := r.q.Placed(u, k, e.node); err != nil {
+			_ = r.q.Fail(u, k, fmt.Sprintf("ran on %s, which holds another replica of the unit: not counted", e.node))
+			break
+		}
+		trusted, err := d.orch.Trusted(ctx, e.node)
+		if err != nil {
+			trusted = false
+		}
+		spot := trusted && r.spec.Adaptive && rand.Float64() < SpotCheck
+		j, err := r.q.Return(u, k, quorum.Digest(e.result), trusted, spot)
+		if err != nil {
+			d.log.Error("batch replica", "batch", r.rec.ID, "unit", u, "err", err)
+			break
+		}
+		if r.results[u] == nil {
+			r.results[u] = map[int]*types.Result{}
+		}
+		r.results[u][k] = e.result
+		r.judge(ctx, j)
+	}
+	r.saveUnit(u)
+}
+
+// judge hands a judgement to the reputation: a node whose result
+// disagreed with its unit's verdict is distrusted from now on.
+func (r *batchRun) judge(ctx context.Context, j quorum.Judgement) {
+	d := r.bs.d
+	for _, n := range j.Agreed {
+		if err := d.orch.Judge(ctx, n, true); err != nil {
+			d.log.Warn("recording an agreeing result", "peer", n, "err", err)
+		}
+	}
+	for _, n := range j.Disagreed {
+		d.log.Warn("a replica's result disagreed with its unit's quorum", "batch", r.rec.ID, "unit", j.Unit, "peer", n)
+		if err := d.orch.Judge(ctx, n, false); err != nil {
+			d.log.Warn("recording a disagreeing result", "peer", n, "err", err)
+		}
+	}
+}
+
+// saveUnits persists the units of tickets before their replicas run: a
+// node that crashes then re-attaches to them, or starts them, on restart.
+func (r *batchRun) saveUnits(tickets []quorum.Ticket) {
+	put := map[string]any{}
+	for _, t := range tickets {
+		put[unitKey(r.rec.ID, t.Unit)] = r.unitRecord(t.Unit)
+	}
+	if len(put) == 0 {
+		return
+	}
+	if err := r.bs.d.db.PutAll(put); err != nil {
+		r.bs.d.log.Error("saving a batch's units", "batch", r.rec.ID, "err", err)
+	}
+}
+
+func (r *batchRun) saveUnit(u int) {
+	rec := r.unitRecord(u)
+	if rec.Ended() && !slices.ContainsFunc(rec.Replicas, func(x quorum.Replica) bool { return x.State <= quorum.Running }) {
+		delete(r.results, u) // saved for good: the verdict's result is in rec, the rest is not kept
+	}
+	if err := r.bs.d.db.Put(unitKey(r.rec.ID, u), rec); err != nil {
+		r.bs.d.log.Error("saving a batch unit", "batch", r.rec.ID, "unit", u, "err", err)
+	}
+}
+
+func (r *batchRun) unitRecord(u int) unitRecord {
+	unit := r.q.Unit(u)
+	rec := unitRecord{Unit: *unit, Results: r.results[u]}
+	if v := unit.Verdict; v != nil {
+		rec.Results = map[int]*types.Result{v.Replica: r.results[u][v.Replica]}
+	}
+	rec.Replicas = slices.Clone(unit.Replicas)
+	return rec
+}
+
+// end records how the batch ended: completed (every unit ended, some
+// perhaps failed) or cancelled. A node closing leaves it running, to
+// resume.
+func (r *batchRun) end(ctx context.Context) {
+	d := r.bs.d
+	state, reason := api.BatchCompleted, ""
+	switch {
+	case errors.Is(context.Cause(ctx), errBatchCancelled):
+		state, reason = api.BatchCancelled, errBatchCancelled.Error()
+	case ctx.Err() != nil: // the node is closing
+		r.closeWatchers()
+		return
+	}
+	counts := r.counts()
+	if counts.Failed > 0 {
+		reason = fmt.Sprintf("%d of %d units failed: no quorum within their replicas", counts.Failed, counts.Units)
+	}
+	r.mu.Lock()
+	r.rec.State, r.rec.Reason, r.rec.Counts, r.rec.UpdatedAt = state, reason, counts, time.Now().UTC()
+	rec := r.rec
+	r.mu.Unlock()
+	if err := d.db.Put(batchPrefix+rec.ID, rec); err != nil {
+		d.log.Error("saving a batch's end", "batch", rec.ID, "err", err)
+	}
+	r.publish()
+	r.closeWatchers()
+	r.bs.mu.Lock()
+	delete(r.bs.runs, rec.ID)
+	r.bs.mu.Unlock()
+}
+
+// counts counts the units and replicas; loop only.
+func (r *batchRun) counts() api.BatchCounts {
+	c := api.BatchCounts{Units: r.q.Len()}
+	for i := range r.q.Len() {
+		u := r.q.Unit(i)
+		switch {
+		case u.Verdict != nil:
+			c.Completed++
+		case u.Failure != "":
+			c.Failed++
+		case len(u.Replicas) == 0:
+			c.Queued++
+		default:
+			c.Running++
+		}
+		c.Replicas += len(u.Replicas)
+		for _, rep := range u.Replicas {
+			if rep.Late {
+				c.Late++
+			}
+			if u.Verdict != nil && rep.State == quorum.Returned && rep.Digest != u.Verdict.Digest {
+				c.Disagreed++
+			}
+		}
+	}
+	ended := c.Completed + c.Failed
+	if took := time.Since(r.start).Seconds(); took > 0 && ended > 0 {
+		c.Rate = float64(ended) / took
+		if left := c.Units - ended; left > 0 {
+			c.ETA = time.Duration(float64(left) / c.Rate * float64(time.Second)).Round(time.Second)
+		}
+	}
+	return c
+}
+
+// publish refreshes the live counts and sends the batch to its watchers;
+// loop only. A watcher too slow to keep up misses states, never the last.
+func (r *batchRun) publish() {
+	c := r.counts()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rec.Counts = c
+	snap := r.describe()
+	for ch := range r.subs {
+		select {
+		case ch <- snap:
+		default:
+			select { // drop the oldest state for the newest
+			case <-ch:
+			default:
+			}
+			select {
+			case ch <- snap:
+			default:
+			}
+		}
+	}
+}
+
+func (r *batchRun) closeWatchers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ch := range r.subs {
+		close(ch)
+	}
+	r.subs = nil
+}
+
+// describe is the batch as readers see it; r.mu held.
+func (r *batchRun) describe() api.Batch {
+	return describeBatch(r.rec)
+}
+
+func (r *batchRun) snapshot() api.Batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.describe()
+}
+
+func describeBatch(rec batchRecord) api.Batch {
+	return api.Batch{ID: rec.ID, Name: rec.Name, State: rec.State, Reason: rec.Reason, Counts: rec.Counts,
+		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
+}
+
+func (bs *batches) run(id string) *batchRun {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.runs[id]
+}
+
+// ListBatches implements api.BatchService.
+func (d *DMS) ListBatches(ctx context.Context) ([]api.Batch, error) {
+	var out []api.Batch
+	err := d.db.Scan(batchPrefix, func(key string, v []byte) error {
+		var rec batchRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			d.log.Error("unreadable batch record", "key", key, "err", err)
+			return nil
+		}
+		if r := d.batches.run(rec.ID); r != nil {
+			out = append(out, r.snapshot())
+			return nil
+		}
+		out = append(out, describeBatch(rec))
+		return nil
+	})
+	slices.SortFunc(out, func(a, b api.Batch) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, err
+}
+
+// GetBatch implements api.BatchService.
+func (d *DMS) GetBatch(ctx context.Context, id string) (api.Batch, error) {
+	var rec batchRecord
+	ok, err := d.db.Lookup(batchPrefix+id, &rec)
+	switch {
+	case err != nil:
+		return api.Batch{}, err
+	case !ok:
+		return api.Batch{}, fmt.Errorf("%w: batch %s", api.ErrNotFound, id)
+	}
+	b := describeBatch(rec)
+	if r := d.batches.run(id); r != nil {
+		b = r.snapshot()
+	}
+	spec, err := jobs.ParseBatch(rec.Spec)
+	if err != nil {
+		return api.Batch{}, fmt.Errorf("batch %s: its spec: %w", id, err)
+	}
+	b.Spec = spec
+	return b, nil
+}
+
+// WatchBatch implements api.BatchService.
+func (d *DMS) WatchBatch(ctx context.Context, id string) (<-chan api.Batch, error) {
+	r := d.batches.run(id)
+	if r == nil {
+		b, err := d.GetBatch(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out := make(chan api.Batch, 1)
+		out <- b
+		close(out)
+		return out, nil
+	}
+	out := make(chan api.Batch, 1)
+	r.mu.Lock()
+	if r.subs == nil { // ended meanwhile
+		r.mu.Unlock()
+		return d.WatchBatch(ctx, id)
+	}
+	out <- r.describe()
+	r.subs[out] = struct{}{}
+	r.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.subs[out]; ok {
+			delete(r.subs, out)
+			close(out)
+		}
+	})
+	return out, nil
+}
+
+// CancelBatch implements api.BatchService.
+func (d *DMS) CancelBatch(ctx context.Context, id string) error {
+	r := d.batches.run(id)
+	if r == nil {
+		b, err := d.GetBatch(ctx, id)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: batch %s already %s", api.ErrConflict, id, b.State)
+	}
+	r.cancel(errBatchCancelled)
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// BatchUnits implements api.BatchService.
+func (d *DMS) BatchUnits(ctx context.Context, id string, from, limit int) ([]api.BatchUnit, error) {
+	b, err := d.GetBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if from < 0 || limit < 1 {
+		return nil, fmt.Errorf("%w: units from %d, limit %d", api.ErrBadRequest, from, limit)
+	}
+	to := min(from+limit, b.Spec.Len())
+	saved := map[int]unitRecord{}
+	err = d.db.Scan(fmt.Sprintf("%s%s/", unitPrefix, id), func(key string, v []byte) error {
+		i, err := strconv.Atoi(key[strings.LastIndexByte(key, '/')+1:])
+		if err != nil || i < from || i >= to {
+			return nil
+		}
+		var rec unitRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("unit %d: %w", i, err)
+		}
+		saved[i] = rec
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.BatchUnit, 0, max(0, to-from))
+	for i := from; i < to; i++ {
+		_, value, err := b.Spec.Unit(i)
+		if err != nil {
+			return nil, err
+		}
+		u := api.BatchUnit{Index: i, Value: value, State: api.BatchQueued}
+		if rec, ok := saved[i]; ok {
+			u.Replicas, u.Failure = rec.Replicas, rec.Failure
+			switch v := rec.Verdict; {
+			case v != nil:
+				u.State, u.Result, u.Node, u.Alone = api.BatchCompleted, rec.Results[v.Replica], rec.Replicas[v.Replica].Node, v.Alone
+			case rec.Failure != "":
+				u.State = api.BatchFailed
+			case len(rec.Replicas) > 0:
+				u.State = api.BatchRunning
+			}
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// restoreBatches resumes the batches a previous run of this node did not
+// finish, from their units' records.
+func (d *DMS) restoreBatches() error {
+	var recs []batchRecord
+	err := d.db.Scan(batchPrefix, func(key string, v []byte) error {
+		var rec batchRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			d.log.Error("unreadable batch record left as is", "key", key, "err", err)
+			return nil
+		}
+		if rec.State == api.BatchRunning {
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dms: reading batch records: %w", err)
+	}
+	for _, rec := range recs {
+		if err := d.resumeBatch(rec); err != nil {
+			d.log.Error("batch not resumed", "batch", rec.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+func (d *DMS) resumeBatch(rec batchRecord) error {
+	b, err := jobs.ParseBatch(rec.Spec)
+	if err != nil {
+		return err
+	}
+	units := map[int]unitRecord{}
+	err = d.db.Scan(fmt.Sprintf("%s%s/", unitPrefix, rec.ID), func(key string, v []byte) error {
+		i, err := strconv.Atoi(key[strings.LastIndexByte(key, '/')+1:])
+		if err != nil {
+			return fmt.Errorf("unit record %s: %w", key, err)
+		}
+		var u unitRecord
+		if err := json.Unmarshal(v, &u); err != nil {
+			return fmt.Errorf("unit record %s: %w", key, err)
+		}
+		units[i] = u
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := d.batches.start(rec, b, units); err != nil {
+		return err
+	}
+	d.log.Info("resumed batch", "batch", rec.ID, "units recorded", len(units))
+	return nil
+}
