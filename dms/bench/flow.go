@@ -44,6 +44,7 @@ import (
 //   - the cached rerun: the first flow submitted again, every instance
 //     served from the cache: the requester submits no job (the first
 //     rerun's time, and the median of five);
+//   - where the first flow's instances ran: each step's per node;
 //   - bytes moved: the bytes of the fan-in's input files that its node
 //     fetched from the node that produced them (every file whose producer
 //     is another node), in the first flow, and in one more flow submitted
@@ -194,9 +195,9 @@ func (b *flowBench) pairs(ctx context.Context, o Options) (flows, direct []flowR
 	return flows, direct, nil
 }
 
-// figures sums the runs up: the first pair's times, every pair's
-// makespans and overheads, their median, and the bytes moved with and
-// without locality.
+// figures sums the runs up: the first pair's times and where its flow's
+// instances ran, every pair's makespans and overheads, their median, and
+// the bytes moved with and without locality.
 func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]any, error) {
 	steps := b.size.items + 1
 	var spans, jobTimes, fanins, jobFanins []time.Duration
@@ -223,6 +224,7 @@ func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]an
 		"overhead_per_step_ms": median(overheads), "overheads_per_step_ms": overheads,
 		"bytes_moved": moved, "fanin_local_files": local,
 		"bytes_moved_no_locality": movedOff, "fanin_local_files_no_locality": localOff, "makespan_no_locality_ms": ms(off.took),
+		"instances_per_node": b.perNode(first.flow),
 	}, nil
 }
 
@@ -484,14 +486,36 @@ func followFlow(ctx context.Context, d *dms.DMS, id, fan string, n int, start ti
 	return r, fmt.Errorf("bench: flow %s did not end: %w", id, ctx.Err())
 }
 
-// endedOf counts the instances of step that ended.
-func endedOf(f api.Flow, step string) int {
+// endedOf counts the instances of step name that ended.
+func endedOf(f api.Flow, name string) int {
+	c := step(f, name).Counts
+	return c.Completed + c.Failed + c.Cancelled
+}
+
+// step returns f's step called name (the zero step if none).
+func step(f api.Flow, name string) api.FlowStep {
 	for _, s := range f.Steps {
-		if s.Name == step {
-			return s.Counts.Completed + s.Counts.Failed + s.Counts.Cancelled
+		if s.Name == name {
+			return s
 		}
 	}
-	return 0
+	return api.FlowStep{}
+}
+
+// perNode counts each step's instances by the node, by its index in the
+// network, that ran them (an instance served from the cache ran nowhere).
+func (b *flowBench) perNode(f api.Flow) map[string][]int {
+	out := make(map[string][]int, len(f.Steps))
+	for _, s := range f.Steps {
+		counts := make([]int, len(b.c.Nodes))
+		for _, in := range s.Instances {
+			if i := b.c.Index(in.Node); i >= 0 && !in.Cached {
+				counts[i]++
+			}
+		}
+		out[s.Name] = counts
+	}
+	return out
 }
 
 // cached counts the instances of f served from the cache, without a job.

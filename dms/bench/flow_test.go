@@ -14,6 +14,12 @@ func TestBenchFlow(t *testing.T) {
 	want(t, res, "computing_nodes", 2)
 	want(t, res, "rerun_jobs", 0)
 	want(t, res, "rerun_cached", 51)
+	per, _ := res["instances_per_node"].(map[string][]int)
+	for name, n := range map[string]int{"fan": 50, "fanin": 1} {
+		if sum := sumInts(per[name]); sum != n {
+			t.Errorf("instances_per_node[%s] = %v: %d instances, want %d", name, per[name], sum, n)
+		}
+	}
 	if e, ok := res["error"]; ok {
 		t.Errorf("error = %v", e)
 	}
@@ -23,4 +29,12 @@ func TestBenchFlow(t *testing.T) {
 	if res["makespan_ms"].(float64) <= 0 || res["jobs_ms"].(float64) <= 0 {
 		t.Errorf("makespan %v ms, jobs %v ms: want measured times", res["makespan_ms"], res["jobs_ms"])
 	}
+}
+
+func sumInts(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
