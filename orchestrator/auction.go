@@ -12,6 +12,15 @@ const (
 	defaultWindow         = 2 * time.Second
 	defaultEnough         = 3
 	defaultConfirmTimeout = 2 * time.Second
+	// defaultHolderGrace is how long past Enough bids a window waits for
+	// the holders of a job's inputs. A node that is up answers a bid
+	// request within milliseconds of the others on a LAN (the sequential
+	// benchmark's whole job takes 10 ms), and the grace counts from the
+	// Enough-th bid, so only a holder that is late by more than that is
+	// given up on; 50 ms is what moving 600 KB costs at 100 Mbit/s, less
+	// than fetching the inputs a holder would spare once they weigh a
+	// megabyte or more.
+	defaultHolderGrace = 50 * time.Millisecond
 )
 
 // AuctionConfig times one auction. Zero fields take the defaults.
@@ -37,6 +46,16 @@ type AuctionConfig struct {
 	// every other candidate's, and the window does not wait for Unheard
 	// peers.
 	Standing Standing
+	// Holders are the peers that hold the job's input files, the ones the
+	// ranking prefers (LocalityScorer). Once Enough bids are in, the window
+	// stays open up to HolderGrace longer while one of them has not
+	// answered, and closes as soon as each has: the bid of a node holding
+	// the inputs, a little late, spares moving them. A holder is not
+	// waited for when the request is known not to have reached it
+	// (Expect), when it is Unheard (Standing) or when it is excluded
+	// (Exclude). Duplicates and empty IDs are ignored.
+	Holders     []string
+	HolderGrace time.Duration // default 50ms; never past the window's close
 }
 
 func (c AuctionConfig) withDefaults() AuctionConfig {
@@ -49,11 +68,14 @@ func (c AuctionConfig) withDefaults() AuctionConfig {
 	if c.ConfirmTimeout == 0 {
 		c.ConfirmTimeout = defaultConfirmTimeout
 	}
+	if c.HolderGrace == 0 {
+		c.HolderGrace = defaultHolderGrace
+	}
 	return c
 }
 
 func (c AuctionConfig) validate() error {
-	if c.Window < 0 || c.Enough < 0 || c.ConfirmTimeout < 0 {
+	if c.Window < 0 || c.Enough < 0 || c.ConfirmTimeout < 0 || c.HolderGrace < 0 {
 		return fmt.Errorf("%w: negative auction setting in %+v", ErrInvalidConfig, c)
 	}
 	return nil
@@ -89,10 +111,12 @@ type Auction struct {
 	rank       Ranking
 	phase      phase
 	closeAt    time.Time
+	graceEnd   time.Time                   // the close while a holder has not answered, once Enough bids are in; zero until then
 	window     time.Duration               // from the start to closeAt, for failure reasons
 	ranOut     bool                        // the window closed at closeAt, not early
 	answered   map[string]bool             // peers that bid or declined
 	reached    []string                    // peers the request reached, once known (Expect)
+	inReach    map[string]bool             // the same, as a set; nil until Expect
 	wait       int                         // how many of them the window waits for; 0 = unknown
 	allocs     map[types.AllocationID]bool // every allocation ID bid, kept or dropped
 	invalid    int                         // bids dropped for naming no allocation ID, or a repeated one
@@ -186,9 +210,10 @@ func (a *Auction) Expect(reached []string, now time.Time) {
 	if a.phase != collecting {
 		return
 	}
-	a.reached = slices.Clone(reached)
+	a.reached, a.inReach = slices.Clone(reached), make(map[string]bool, len(reached))
 	a.wait = 0
 	for _, p := range a.reached {
+		a.inReach[p] = true
 		if a.cfg.Standing == nil || !a.cfg.Standing.Unheard(p) {
 			a.wait++
 		}
@@ -256,7 +281,7 @@ func (a *Auction) Actions() []Action {
 func (a *Auction) NextDeadline() (time.Time, bool) {
 	switch {
 	case a.phase == collecting:
-		return a.closeAt, true
+		return a.closesAt(), true
 	case a.pending != nil:
 		return a.pending.deadline, true
 	}
@@ -267,7 +292,7 @@ func (a *Auction) NextDeadline() (time.Time, bool) {
 func (a *Auction) Done() bool { return a.phase == done }
 
 func (a *Auction) advance(now time.Time) {
-	if a.phase == collecting && !now.Before(a.closeAt) {
+	if a.phase == collecting && !now.Before(a.closesAt()) {
 		a.close(now)
 	}
 	if o := a.pending; o != nil && !now.Before(o.deadline) {
@@ -283,10 +308,39 @@ func (a *Auction) firstAnswer(peer string) bool {
 	return true
 }
 
+// closeIfReady closes the window when every peer waited for answered, or
+// when Enough bids are in and no holder is awaited; with a holder awaited,
+// it starts the grace (once: the bids only grow).
 func (a *Auction) closeIfReady(now time.Time) {
-	if a.phase == collecting && (len(a.bids) >= a.cfg.Enough || (a.wait > 0 && a.waitedAnswered() >= a.wait)) {
-		a.close(now)
+	if a.phase != collecting {
+		return
 	}
+	everyone := a.wait > 0 && a.waitedAnswered() >= a.wait
+	enough := len(a.bids) >= a.cfg.Enough
+	switch {
+	case everyone || (enough && !a.awaitingHolder()):
+		a.close(now)
+	case enough && a.graceEnd.IsZero():
+		a.graceEnd = now.Add(min(a.cfg.HolderGrace, a.closeAt.Sub(now)))
+	}
+}
+
+// closesAt is when the window closes unless every peer answers first: at
+// the end of the holders' grace once it started, else at closeAt.
+func (a *Auction) closesAt() time.Time {
+	if !a.graceEnd.IsZero() {
+		return a.graceEnd
+	}
+	return a.closeAt
+}
+
+// awaitingHolder reports whether some holder of the inputs has not
+// answered and may still, with a bid that can win (AuctionConfig.Holders).
+func (a *Auction) awaitingHolder() bool {
+	return slices.ContainsFunc(a.cfg.Holders, func(p string) bool {
+		return p != "" && !a.answered[p] && !slices.Contains(a.cfg.Exclude, p) &&
+			(a.inReach == nil || a.inReach[p]) && (a.cfg.Standing == nil || !a.cfg.Standing.Unheard(p))
+	})
 }
 
 // waitedAnswered counts the reached peers the window waits for that answered.

@@ -80,6 +80,7 @@ func TestAuctionNeverDoublePlacesNorLeaksALock(t *testing.T) {
 		cfg := AuctionConfig{
 			Enough:  rapid.IntRange(0, 4).Draw(t, "enough"),
 			Exclude: rapid.SliceOfN(peerGen(), 0, 2).Draw(t, "exclude"),
+			Holders: rapid.SliceOfN(peerGen(), 0, 2).Draw(t, "holders"),
 		}
 		a, err := NewAuction(types.BidRequest{JobID: "j1"}, cfg, DefaultRanking(), t0)
 		if err != nil {

@@ -17,7 +17,9 @@
 //   - Auction (auction.go) is one placement attempt: it collects bids, closes
 //     the window as soon as it can (enough bids, every expected node answered,
 //     or the deadline), ranks, and offers the job to one candidate at a time
-//     until one confirms.
+//     until one confirms. With enough bids in, it waits a short grace
+//     (AuctionConfig.HolderGrace, 50ms) for the nodes holding the job's
+//     input files that have not answered yet, and no longer.
 //   - Job (job.go, jobrun.go) is a job's whole life across attempts:
 //     pending -> bidding -> placed -> running -> completed | failed | cancelled,
 //     with two budgets of attempts (Retries for the program's failures,

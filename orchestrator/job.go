@@ -35,7 +35,7 @@ type Job struct {
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
 	released map[types.AllocationID]bool      // placed allocations the job told to stop
-	locality *LocalityScorer                  // of the task's input files, made by the first auction that needs it
+	locality *LocalityScorer                  // of the task's input files, made once by localityScorer
 	actions  []Action
 }
 
@@ -215,6 +215,7 @@ func (j *Job) startAttempt(now time.Time) {
 	acfg := AuctionConfig{
 		Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout,
 		Exclude: j.failedNodes(), Avoid: j.spec.Avoid, Taken: j.taken, Standing: j.cfg.Standing,
+		Holders: j.inputHolders(),
 	}.withDefaults()
 	req := types.BidRequest{
 		JobID: j.info.ID, Requester: j.cfg.Requester, Executor: j.spec.Task.Executor,
@@ -241,12 +242,8 @@ func (j *Job) startAttempt(now time.Time) {
 // input files and locality is not off, a LocalityScorer of them.
 func (j *Job) ranking() Ranking {
 	r := j.cfg.Ranking
-	if w := j.cfg.LocalityWeight; w > 0 && len(j.spec.Task.Files) > 0 {
-		if j.locality == nil {
-			s := NewLocalityScorer(j.spec.Task.Files)
-			j.locality = &s
-		}
-		r.Scorers = append(slices.Clip(r.Scorers), WeightedScorer{Scorer: *j.locality, Weight: w})
+	if s := j.localityScorer(); s != nil {
+		r.Scorers = append(slices.Clip(r.Scorers), WeightedScorer{Scorer: *s, Weight: j.cfg.LocalityWeight})
 	}
 	return r
 }
@@ -270,6 +267,29 @@ func (j *Job) Holder() string {
 		return j.info.Node
 	}
 	return ""
+}
+
+// inputHolders lists the peers each auction waits a little for
+// (AuctionConfig.Holders): those holding the task's input files, when the
+// ranking prefers them.
+func (j *Job) inputHolders() []string {
+	if s := j.localityScorer(); s != nil {
+		return s.Holders()
+	}
+	return nil
+}
+
+// localityScorer is the LocalityScorer of the task's input files, made
+// once; nil when the task names none or locality is off.
+func (j *Job) localityScorer() *LocalityScorer {
+	if j.cfg.LocalityWeight <= 0 || len(j.spec.Task.Files) == 0 {
+		return nil
+	}
+	if j.locality == nil {
+		s := NewLocalityScorer(j.spec.Task.Files)
+		j.locality = &s
+	}
+	return j.locality
 }
 
 // failedNodes lists the nodes that failed this job: they did not confirm

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -170,6 +171,11 @@ func NewLocalityScorer(files []types.InputFile) LocalityScorer {
 		}
 	}
 	return s
+}
+
+// Holders lists the peers that hold some of the files, sorted.
+func (s LocalityScorer) Holders() []string {
+	return slices.Sorted(maps.Keys(s.held))
 }
 
 // Name implements Scorer.

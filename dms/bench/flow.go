@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,10 +45,10 @@ import (
 //   - the cached rerun: the first flow submitted again, every instance
 //     served from the cache: the requester submits no job (the first
 //     rerun's time, and the median of five);
-//   - bytes moved: the bytes of the fan-in's input files that its node
-//     fetched from the node that produced them (every file whose producer
-//     is another node), in the first flow, and in one more flow submitted
-//     by node 1, whose ranking leaves locality out.
+//   - where the first flow's instances ran: each step's per node;
+//   - data locality: chains whose inputs weigh a megabyte each, with and
+//     without locality ranking (node 1's ranking leaves it out; see
+//     flowchains.go).
 //
 // Every node compiled both modules before anything is timed. The fan-in's
 // output is checked: every item, once.
@@ -55,18 +56,20 @@ import (
 func init() {
 	register(Scenario{
 		Name: "flow",
-		What: "a flow of 1,000 tiny Wasm jobs (for_each) and a fan-in of their 1,000 outputs on 4 computing nodes, against the same jobs submitted directly; then from the cache, and without locality",
+		What: "a flow of 1,000 tiny Wasm jobs (for_each) and a fan-in of their 1,000 outputs on 4 computing nodes, against the same jobs submitted directly; then from the cache; then 32 chains of a 1 MiB output and its reader, with and without locality ranking: bytes moved",
 		Run:  runFlowBench,
 	})
 }
 
 // flowSize is the scenario's network and flow.
 type flowSize struct {
-	nodes    int // node 0 and node 1 submit, the others compute
-	items    int // the fan-out's instances
-	parallel int // the flow's
-	pairs    int // runs of the flow and of its jobs
-	reruns   int // runs of the first flow again, from the cache
+	nodes      int // node 0 and node 1 submit, the others compute
+	items      int // the fan-out's instances
+	parallel   int // the flow's
+	pairs      int // runs of the flow and of its jobs
+	reruns     int // runs of the first flow again, from the cache
+	chains     int // of the locality measure
+	chainBytes int // what each chain's first step writes
 }
 
 // flowRequesters are the nodes of the scenario that offer no compute.
@@ -79,6 +82,7 @@ type flowBench struct {
 	size     flowSize
 	fanin    faninProgram
 	faninCID string // the fan-in's module, held by the requesters
+	chains   chainsSetup
 }
 
 // faninProgram is the module of the fan-in step and what it prints for a
@@ -93,9 +97,9 @@ type faninProgram struct {
 }
 
 func runFlowBench(ctx context.Context, o Options) (_ map[string]any, err error) {
-	size := flowSize{nodes: 6, items: 1000, parallel: jobs.DefaultParallel, pairs: 5, reruns: 5}
+	size := flowSize{nodes: 6, items: 1000, parallel: jobs.DefaultParallel, pairs: 5, reruns: 5, chains: 32, chainBytes: 1 << 20}
 	if o.Quick {
-		size = flowSize{nodes: 4, items: 50, parallel: 16, pairs: 1, reruns: 2}
+		size = flowSize{nodes: 4, items: 50, parallel: 16, pairs: 1, reruns: 2, chains: 4, chainBytes: 64 << 10}
 	}
 	fanin, err := faninFor(o.Quick)
 	if err != nil {
@@ -118,7 +122,8 @@ func runFlowBench(ctx context.Context, o Options) (_ map[string]any, err error) 
 	return b.measure(ctx, o)
 }
 
-// measure runs the pairs, the first flow again, and the flow on node 1.
+// measure runs the pairs, the first flow again, and the chains on node 0
+// and node 1.
 func (b *flowBench) measure(ctx context.Context, o Options) (map[string]any, error) {
 	flows, direct, err := b.pairs(ctx, o)
 	if err != nil {
@@ -129,15 +134,12 @@ func (b *flowBench) measure(ctx context.Context, o Options) (map[string]any, err
 		return nil, fmt.Errorf("the flow again: %w", err)
 	}
 	o.Log.Info("cached reruns done", "first", reruns[0].took.Round(time.Millisecond), "jobs", ran)
-	off, err := b.runFlow(ctx, b.c.Nodes[1], items("n0", b.size.items))
-	if err != nil {
-		return nil, fmt.Errorf("the flow without locality: %w", err)
-	}
-	o.Log.Info("flow without locality done", "makespan", off.took.Round(time.Millisecond))
-	res, err := b.figures(flows, direct, off)
+	chains, err := b.measureChains(ctx, o)
 	if err != nil {
 		return nil, err
 	}
+	res := b.figures(flows, direct)
+	maps.Copy(res, chains)
 	steps, hit, took := b.size.items+1, b.size.items+1, make([]time.Duration, len(reruns))
 	for i, r := range reruns {
 		hit, took[i] = min(hit, cached(r.flow)), r.took
@@ -194,10 +196,9 @@ func (b *flowBench) pairs(ctx context.Context, o Options) (flows, direct []flowR
 	return flows, direct, nil
 }
 
-// figures sums the runs up: the first pair's times, every pair's
-// makespans and overheads, their median, and the bytes moved with and
-// without locality.
-func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]any, error) {
+// figures sums the runs up: the first pair's times and where its flow's
+// instances ran, every pair's makespans and overheads, and their median.
+func (b *flowBench) figures(flows, direct []flowRun) map[string]any {
 	steps := b.size.items + 1
 	var spans, jobTimes, fanins, jobFanins []time.Duration
 	var overheads []float64
@@ -206,14 +207,6 @@ func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]an
 		fanins, jobFanins = append(fanins, flows[k].took-flows[k].fanDone), append(jobFanins, direct[k].took-direct[k].fanDone)
 		overheads = append(overheads, round3(ms(flows[k].took-direct[k].took)/float64(steps)))
 	}
-	moved, local, err := bytesMoved(flows[0].flow)
-	if err != nil {
-		return nil, err
-	}
-	movedOff, localOff, err := bytesMoved(off.flow)
-	if err != nil {
-		return nil, err
-	}
 	first, jobs := flows[0], direct[0]
 	return map[string]any{
 		"nodes": b.size.nodes, "computing_nodes": b.size.nodes - flowRequesters, "instances": steps, "parallel": b.size.parallel,
@@ -221,9 +214,8 @@ func (b *flowBench) figures(flows, direct []flowRun, off flowRun) (map[string]an
 		"jobs_ms": ms(jobs.took), "jobs_fan_ms": ms(jobs.fanDone), "jobs_fanin_ms": ms(jobs.took - jobs.fanDone),
 		"makespans_ms": msList(spans), "jobs_runs_ms": msList(jobTimes), "fanins_ms": msList(fanins), "jobs_fanins_ms": msList(jobFanins),
 		"overhead_per_step_ms": median(overheads), "overheads_per_step_ms": overheads,
-		"bytes_moved": moved, "fanin_local_files": local,
-		"bytes_moved_no_locality": movedOff, "fanin_local_files_no_locality": localOff, "makespan_no_locality_ms": ms(off.took),
-	}, nil
+		"instances_per_node": b.perNode(first.flow),
+	}
 }
 
 // median is the middle value (the mean of the two middle ones).
@@ -303,16 +295,17 @@ steps:
 `, b.size.parallel, list, b.c.module, b.faninCID, args), nil
 }
 
-// warmUp stores the fan-in's module and has every computing node run
-// both modules: their first runs compile them, which is not what the
-// scenario times.
+// warmUp stores the fan-in's and the chains' modules and has every
+// computing node run the fan's and the fan-in's: their first runs compile
+// them, which is not what the scenario times. (The chains' modules are a
+// few hundred bytes each: they compile in a millisecond.)
 func (b *flowBench) warmUp(ctx context.Context, o Options) error {
-	for _, req := range b.c.Nodes[:flowRequesters] {
-		c, err := req.PutBlob(ctx, bytes.NewReader(b.fanin.module))
-		if err != nil {
-			return fmt.Errorf("bench: storing the fan-in's module: %w", err)
-		}
-		b.faninCID = c
+	var err error
+	if b.faninCID, err = b.putOnRequesters(ctx, b.fanin.module); err != nil {
+		return err
+	}
+	if err = b.prepareChains(ctx); err != nil {
+		return err
 	}
 	f, err := b.flow(items("warm", 1))
 	if err != nil {
@@ -324,6 +317,18 @@ func (b *flowBench) warmUp(ctx context.Context, o Options) error {
 		return err
 	}
 	return b.warmFanin(ctx, o, f.Step("fanin").Job)
+}
+
+// putOnRequesters stores module on every requester and returns its CID.
+func (b *flowBench) putOnRequesters(ctx context.Context, module []byte) (string, error) {
+	var c string
+	for _, req := range b.c.Nodes[:flowRequesters] {
+		var err error
+		if c, err = req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
+			return "", fmt.Errorf("bench: storing a module: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // warmFanin runs spec, with a small input directory, once, or with
@@ -484,14 +489,36 @@ func followFlow(ctx context.Context, d *dms.DMS, id, fan string, n int, start ti
 	return r, fmt.Errorf("bench: flow %s did not end: %w", id, ctx.Err())
 }
 
-// endedOf counts the instances of step that ended.
-func endedOf(f api.Flow, step string) int {
+// endedOf counts the instances of step name that ended.
+func endedOf(f api.Flow, name string) int {
+	c := step(f, name).Counts
+	return c.Completed + c.Failed + c.Cancelled
+}
+
+// step returns f's step called name (the zero step if none).
+func step(f api.Flow, name string) api.FlowStep {
 	for _, s := range f.Steps {
-		if s.Name == step {
-			return s.Counts.Completed + s.Counts.Failed + s.Counts.Cancelled
+		if s.Name == name {
+			return s
 		}
 	}
-	return 0
+	return api.FlowStep{}
+}
+
+// perNode counts each step's instances by the node, by its index in the
+// network, that ran them (an instance served from the cache ran nowhere).
+func (b *flowBench) perNode(f api.Flow) map[string][]int {
+	out := make(map[string][]int, len(f.Steps))
+	for _, s := range f.Steps {
+		counts := make([]int, len(b.c.Nodes))
+		for _, in := range s.Instances {
+			if i := b.c.Index(in.Node); i >= 0 && !in.Cached {
+				counts[i]++
+			}
+		}
+		out[s.Name] = counts
+	}
+	return out
 }
 
 // cached counts the instances of f served from the cache, without a job.
@@ -585,35 +612,4 @@ func (b *flowBench) runFanJob(ctx context.Context, spec *jobs.Spec, i int, item 
 		return job, fmt.Errorf("%w: job %s exited with code %d", ErrJob, job.ID, job.Result.ExitCode)
 	}
 	return job, nil
-}
-
-// bytesMoved sums the sizes of the fan-in's input files that its node did
-// not produce (the file's From, the fan instance's node, is another
-// node), and counts the files it did produce.
-func bytesMoved(f api.Flow) (moved int64, local int, err error) {
-	var fan, fanin api.FlowStep
-	for _, s := range f.Steps {
-		switch s.Name {
-		case "fan":
-			fan = s
-		case "fanin":
-			fanin = s
-		}
-	}
-	if len(fanin.Instances) != 1 {
-		return 0, 0, fmt.Errorf("%w: the fan-in has %d instances, want 1", ErrFlow, len(fanin.Instances))
-	}
-	at := fanin.Instances[0].Node
-	for _, in := range fan.Instances {
-		if in.Node == at {
-			local++
-			continue
-		}
-		size, ok := in.Result.Sizes[in.Result.Stdout]
-		if !ok {
-			return 0, 0, fmt.Errorf("%w: instance %s's result records no size for its stdout", ErrFlow, in.Key)
-		}
-		moved += size
-	}
-	return moved, local, nil
 }
