@@ -83,6 +83,12 @@ var errBatchCancelled = errors.New("cancelled by its submitter")
 // SubmitBatch validates and starts a batch whose local files were
 // uploaded.
 func (d *DMS) SubmitBatch(ctx context.Context, b *jobs.Batch) (api.Batch, error) {
+	return d.submitBatch(ctx, b, newID("b-"))
+}
+
+// submitBatch submits a batch under id, so a caller that records the ID
+// first (a flow's replicated step) can tell after a crash whether it was.
+func (d *DMS) submitBatch(ctx context.Context, b *jobs.Batch, id string) (api.Batch, error) {
 	if err := d.running(); err != nil {
 		return api.Batch{}, err
 	}
@@ -100,7 +106,7 @@ func (d *DMS) SubmitBatch(ctx context.Context, b *jobs.Batch) (api.Batch, error)
 		return api.Batch{}, fmt.Errorf("template: %w", err)
 	}
 	now := time.Now().UTC()
-	rec := batchRecord{ID: newID("b-"), Name: b.Name, Spec: spec, State: api.BatchRunning, CreatedAt: now, UpdatedAt: now}
+	rec := batchRecord{ID: id, Name: b.Name, Spec: spec, State: api.BatchRunning, CreatedAt: now, UpdatedAt: now}
 	if err := d.db.Put(batchPrefix+rec.ID, rec); err != nil {
 		return api.Batch{}, fmt.Errorf("dms: saving batch: %w", err)
 	}
@@ -621,7 +627,7 @@ func (d *DMS) BatchUnits(ctx context.Context, id string, from, limit int) ([]api
 			u.Replicas, u.Failure = rec.Replicas, rec.Failure
 			switch v := rec.Verdict; {
 			case v != nil:
-				u.State, u.Result, u.Node, u.Alone = api.BatchCompleted, rec.Results[v.Replica], rec.Replicas[v.Replica].Node, v.Alone
+				u.State, u.Result, u.Node, u.Alone, u.Digest = api.BatchCompleted, rec.Results[v.Replica], rec.Replicas[v.Replica].Node, v.Alone, v.Digest
 			case rec.Failure != "":
 				u.State = api.BatchFailed
 			case len(rec.Replicas) > 0:

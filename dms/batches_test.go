@@ -3,6 +3,7 @@ package dms
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 // liar runs programs as its executor does, then fabricates their output:
@@ -68,24 +70,10 @@ func awaitBatch(t *testing.T, ctx context.Context, d *DMS, id string) api.Batch 
 // is the true one, the liar is distrusted after its first disagreement
 // and its bids are dropped from then on: it stops being chosen.
 func TestBatchOutvotesALiar(t *testing.T) {
-	lie := &liar{}
-	nodes := relNet(t, 6, func(i int) bool { return i != 0 }, func(i int) []Option {
-		opts := []Option{WithLease(10 * time.Second)}
-		if i == 5 {
-			opts = append(opts, WithExecutorWrap(func(e jobs.Executor) jobs.Executor {
-				if e.Name() != "wasm" {
-					return e
-				}
-				lie.Executor = e
-				return lie
-			}))
-		}
-		return opts
-	})
-	req, liarID := nodes[0], nodes[5].id.PeerID
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nodes[5].priceNode(t, ctx, "0") // a cheat undercuts, to win work
+	nodes, lie := liarNet(t, ctx, 5)
+	req, liarID := nodes[0], nodes[5].id.PeerID
 	b := batchOf(t, req, `
 name: numbers
 template: {module: %s, args: ["n{{unit}}"], resources: {cpu: 0.1, memory: 16MiB}, bid_window: 300ms, enough_bids: 5}
@@ -156,6 +144,28 @@ parallel: 12
 	t.Logf("the liar ran %d replicas; %d disagreed: %+v", before, done.Counts.Disagreed, done.Counts)
 }
 
+// liarNet starts a requester (node 0) and n providers, the last of which
+// lies, and undercuts the others' price to win work, as a cheat would.
+func liarNet(t *testing.T, ctx context.Context, n int) ([]*DMS, *liar) {
+	t.Helper()
+	lie := &liar{}
+	nodes := relNet(t, n+1, func(i int) bool { return i != 0 }, func(i int) []Option {
+		opts := []Option{WithLease(10 * time.Second)}
+		if i == n {
+			opts = append(opts, WithExecutorWrap(func(e jobs.Executor) jobs.Executor {
+				if e.Name() != "wasm" {
+					return e
+				}
+				lie.Executor = e
+				return lie
+			}))
+		}
+		return opts
+	})
+	nodes[n].priceNode(t, ctx, "0")
+	return nodes, lie
+}
+
 // priceNode sets a running node's price in its offer.
 func (d *DMS) priceNode(t *testing.T, ctx context.Context, price string) {
 	t.Helper()
@@ -169,5 +179,73 @@ func (d *DMS) priceNode(t *testing.T, ctx context.Context, price string) {
 	}
 	if err := d.Reload(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReplicatedJobAndStep: a job, and a flow's step, that ask for
+// replication run as one-unit batches: on distinct nodes, the liar
+// outvoted, shown as a job with one attempt per replica.
+func TestReplicatedJobAndStep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nodes, lie := liarNet(t, ctx, 3)
+	req, liarID := nodes[0], nodes[3].id.PeerID
+	mod, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Args()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := jobs.Parse([]byte(fmt.Sprintf("name: rep\nmodule: %s\nargs: [truth]\nreplication: 3\nquorum: 2\nresources: {cpu: 0.1, memory: 16MiB}\nenough_bids: 3\n", mod)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := req.SubmitJob(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := req.WatchJob(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j = range events {
+	}
+	if j.State != types.JobCompleted || len(j.Attempts) < 3 || j.Node == liarID {
+		t.Fatalf("replicated job: %+v", j)
+	}
+	nodesRan := map[string]bool{}
+	for _, a := range j.Attempts {
+		if nodesRan[a.Node] {
+			t.Fatalf("two replicas on %s: %+v", a.Node, j.Attempts)
+		}
+		nodesRan[a.Node] = true
+	}
+	out, err := req.GetBlob(ctx, j.Result.Stdout)
+	if err != nil || string(out) != "truth\n" {
+		t.Fatalf("stdout %q, %v", out, err)
+	}
+	if got, err := req.GetJob(ctx, j.ID); err != nil || got.State != types.JobCompleted {
+		t.Fatalf("GetJob: %+v %v", got, err)
+	}
+	if err := req.CancelJob(ctx, j.ID); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("cancelling a finished replicated job: %v", err)
+	}
+	if lie.lies.Load() == 0 {
+		t.Log("the liar ran no replica of the job")
+	}
+
+	f, err := jobs.ParseFlow([]byte(fmt.Sprintf(`
+name: repflow
+steps:
+  a: {module: %s, args: [step], replication: 2, quorum: 2, resources: {cpu: 0.1, memory: 16MiB}, cache: false}
+`, mod)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := awaitFlow(t, ctx, req, runFlow(t, ctx, req, f).ID)
+	in := fl.Steps[0].Instances[0]
+	if fl.State != api.FlowCompleted || !strings.HasPrefix(in.JobID, "b-") {
+		t.Fatalf("flow %s %q: %+v", fl.State, fl.Reason, in)
+	}
+	if out, err := req.GetBlob(ctx, in.Result.Stdout); err != nil || string(out) != "step\n" {
+		t.Fatalf("step stdout %q, %v", out, err)
 	}
 }

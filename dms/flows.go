@@ -421,9 +421,18 @@ func (r *flowRun) exec(ctx context.Context, t flow.Task, job string) (flow.Outco
 	}
 	if job == "" {
 		job = uuid.NewString()
+		if t.Spec.Replicated() {
+			job = newID("b-") // a batch of one unit: see replicated.go
+		}
 		r.set(t, api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowRunning, JobID: job}, true)
 	}
-	if _, err := d.submitJob(ctx, t.Spec, types.JobID(job)); err != nil {
+	var err error
+	if t.Spec.Replicated() {
+		_, err = d.submitReplicated(ctx, t.Spec, job)
+	} else {
+		_, err = d.submitJob(ctx, t.Spec, types.JobID(job))
+	}
+	if err != nil {
 		return flow.Outcome{}, err
 	}
 	return r.await(ctx, job)

@@ -121,6 +121,9 @@ func (d *DMS) running() error {
 // api.Upload leaves them. The blobs must be here or reachable in the network:
 // nodes fetch them from this node.
 func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
+	if spec.Replicated() {
+		return d.submitReplicated(ctx, spec, "")
+	}
 	return d.submitJob(ctx, spec, "")
 }
 
@@ -259,6 +262,9 @@ func (d *DMS) allJobs() (map[types.JobID]orchestrator.JobInfo, error) {
 // GetJob returns one job.
 func (d *DMS) GetJob(ctx context.Context, id string) (api.Job, error) {
 	info, err := d.jobInfo(id)
+	if isBatchJob(id, err) {
+		return d.batchJob(ctx, id)
+	}
 	return toAPIJob(info), err
 }
 
@@ -286,6 +292,9 @@ func (d *DMS) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
 	if err != nil {
 		// Not live: a job from before a restart is over, or unknown.
 		info, gerr := d.jobInfo(id)
+		if isBatchJob(id, gerr) {
+			return d.watchBatchJob(ctx, id)
+		}
 		if gerr != nil {
 			return nil, gerr
 		}
@@ -322,6 +331,9 @@ func (d *DMS) CancelJob(ctx context.Context, id string) error {
 // its warm instances on its way out.
 func (d *DMS) cancelJob(ctx context.Context, id string) error {
 	info, err := d.jobInfo(id)
+	if isBatchJob(id, err) {
+		return d.CancelBatch(ctx, id)
+	}
 	if err != nil {
 		return err
 	}

@@ -282,6 +282,9 @@ func (b *Batch) check() problems {
 		p.add("name", "%s must be 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", clip(b.Name))
 	}
 	p = append(p, prefixed("template", b.Template.check())...)
+	if b.Template.Replication != 0 || b.Template.Quorum != 0 {
+		p.add("template.replication", "a batch replicates its units by its own replication and quorum, at the top level")
+	}
 	if b.Template.Warm != nil {
 		p.add("template", "a batch's units run once: no warm instances")
 	}

@@ -105,6 +105,7 @@ func TestBatchErrors(t *testing.T) {
 		{"name: x\ntemplate: {module: M}\nunits: {range: 1..3}\nparallel: 0\n", "parallel: must be at least 1"},
 		{"name: X!\ntemplate: {module: M}\nunits: {range: 1..3}\n", `name: "X!" must be`},
 		{"name: x\ntemplate: {module: M, timeout: -1s}\nunits: {range: 1..3}\n", "template.timeout"},
+		{"name: x\ntemplate: {module: M, replication: 3}\nunits: {range: 1..3}\n", "template.replication: a batch replicates its units by its own replication"},
 		{"- a\n", "want a mapping"},
 		{"name: x\n\ttab\n", "line 2"},
 	} {

@@ -95,6 +95,12 @@ type Spec struct {
 	// every attempt and retry. A job still unfinished then fails, and the node
 	// running it is told to stop. 0: no deadline.
 	Deadline Duration `json:"deadline,omitempty"`
+	// Replication runs the job on this many distinct nodes and keeps the
+	// result Quorum of them agree on, as a batch's unit (docs/batches.md):
+	// the result no longer rests on one provider's word. 0 or 1: one run.
+	Replication int `json:"replication,omitempty"`
+	// Quorum is how many equal results decide; 0: a majority.
+	Quorum int `json:"quorum,omitempty"`
 	// Warm, set by the gateway (never read from a document), makes the
 	// job a warm instance of a function: it serves calls instead of
 	// running once (types.Warm).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/opendms/dms/orchestrator/quorum"
 	"github.com/opendms/dms/types"
 )
 
@@ -242,7 +243,18 @@ func (s *Spec) checkSchedule(p *problems) {
 	checkRange(p, "enough_bids", s.EnoughBids, 1, MaxEnoughBids)
 	checkRange(p, "queue_timeout", s.QueueTimeout, 0, Duration(MaxQueueTimeout))
 	checkRange(p, "deadline", s.Deadline, 0, Duration(MaxDeadline))
+	checkRange(p, "replication", s.Replication, 0, quorum.MaxReplication)
+	switch {
+	case s.Quorum < 0 || s.Quorum > max(s.Replication, 1):
+		p.add("quorum", "must be between 1 and the replication (%d)", max(s.Replication, 1))
+	case s.Replication > 1 && s.Warm != nil:
+		p.add("replication", "a warm instance serves calls: it is not replicated")
+	}
 }
+
+// Replicated reports whether the job runs on several nodes, its result
+// decided by a quorum.
+func (s *Spec) Replicated() bool { return s.Replication > 1 }
 
 // checkRange reports v outside [lo, hi].
 func checkRange[T int | Duration](p *problems, field string, v, lo, hi T) {
