@@ -77,8 +77,8 @@ type BatchUnit struct {
 	State    string           `json:"state"`
 	Result   *types.Result    `json:"result,omitempty"`
 	Digest   string           `json:"digest,omitempty"` // the verdict's (quorum.Digest)
-	Node     string           `json:"node,omitempty"`  // a node that returned the verdict
-	Alone    bool             `json:"alone,omitempty"` // one trusted node's result, spot checks aside
+	Node     string           `json:"node,omitempty"`   // a node that returned the verdict
+	Alone    bool             `json:"alone,omitempty"`  // one trusted node's result, spot checks aside
 	Failure  string           `json:"failure,omitempty"`
 	Replicas []quorum.Replica `json:"replicas,omitempty"`
 }
