@@ -1,6 +1,7 @@
 // Package node is the provider's side of DMS on one machine: what the
 // machine can do (hardware detection and micro-benchmarks), what its
-// provider offers and at which price and conditions (the offer, energy), the
+// provider offers and at which price and conditions (the offer, energy,
+// idle CPU only), the
 // ledger of registered, held, locked and running capability, the bid
 // decision pipeline, the provider's protocol (Machine), and the Node actor
 // that runs it: allocations, their executors, the node's records, and the
@@ -95,6 +96,17 @@
 //     and dropped: the requester sees a gap in Seq. A node that restarts
 //     fails its warm allocations like any running one, without a final
 //     receipt.
+//   - Idle-only nodes (idle.go, Config.Idle): a goroutine of the Node
+//     reads the host's CPU times (CPUSampler) every Idle.SampleEvery(),
+//     and the actor judges them with a pure watch: the node is idle once
+//     the host's other processes (all but the node's own process, where
+//     its wasm units run) have used at most Threshold of all its cores in
+//     every sample of the last Period. It starts not idle, and a reading
+//     that fails counts as not idle. While not idle, bid requests are
+//     declined with the reason (Busy: only for now) and Accepts rejected.
+//     When the host stops being idle, every live allocation ends failed,
+//     the node's fault, saying why: a lock at once, a run when it stops
+//     (Stop with ByNode), so that its requester places it elsewhere.
 //
 // Bounds on what one peer can make the node keep (the defaults):
 //
