@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -22,6 +23,7 @@ type config struct {
 	apiAddr   *string
 	apiRemote bool
 	docker    *DockerConfig
+	idle      *node.IdleConfig // WithIdleOnly's fields over offer.idle
 	store     *StoreConfig
 	gateway   *GatewayConfig
 	// gatewayListen overlays the gateway section's address and TLS pair.
