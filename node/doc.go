@@ -62,7 +62,9 @@
 //   - A warm instance is a running allocation: its capability counts in
 //     full in the ledger until its run returns, after the instance is
 //     closed. It ends cancelled when its requester cancels it, failed
-//     ("node shutting down") when the node closes, and completed when
+//     ("node shutting down") when the node closes or (the node's fault,
+//     "stopped for the host's owner") when an idle-only node's host stops
+//     being idle, and completed when
 //     released: no call for Warm.KeepAlive ("released: idle for ..."),
 //     its requester not connected for Config.OrphanGrace ("released:
 //     requester gone"), or the provider lowered its offer below what is
@@ -72,7 +74,8 @@
 //     freed). Its Result's DurationMillis is the instance's lifetime.
 //   - A warm instance ends in this order: out of the registry (new calls
 //     get CallUnknown), its calls in flight waited for (at most their
-//     timeout and a second; not at all when the node closes), Close
+//     timeout and a second; not at all when the node closes or the host's
+//     owner needs it), Close
 //     (which stops what still runs), then its final receipt.
 //   - Inputs (run.go, inputs.go): an allocation fetches its module,
 //     stdin and input archive from its requester, and each of its input

@@ -145,6 +145,31 @@ func TestMachineIdleOnlyHost(t *testing.T) {
 	}
 }
 
+// A warm instance of an idle-only node stops at once when the owner
+// returns, calls in flight and all: it does not wait for them, as a cancel
+// does.
+func TestIdleOnlyNodeStopsWarmInstancesAtOnce(t *testing.T) {
+	cpu := &scriptedCPU{}
+	w := newWarmHarness(t, func(c *Config) {
+		c.Idle = &IdlePolicy{Threshold: 0.5, Period: 0, StopWithin: 400 * time.Millisecond}
+		c.CPU = cpu
+	})
+	waitUntil(t, func() bool { in := w.info(); return in.Host != nil && in.Host.Idle })
+	done := w.start("a1", types.Warm{Concurrency: 1, KeepAlive: time.Hour})
+	fi := w.exec.instance("a1")
+	inFlight := make(chan *types.CallReply, 1)
+	go func() { inFlight <- w.call(requester, "a1", "wait") }()
+	<-fi.entered
+	cpu.others.Store(800)
+	last := ended(t, done)
+	if last.State != types.AllocFailed || last.Fault != types.FaultNode || !strings.HasPrefix(last.Reason, "stopped for the host's owner (idle_only): host busy") {
+		t.Fatalf("last status %+v", last)
+	}
+	if r := <-inFlight; r.Status == types.CallOK {
+		t.Fatalf("the call in flight outlived its instance: %+v", r)
+	}
+}
+
 // scriptedCPU is a 2-core host whose other processes use others (a
 // share, in thousandths) in each second between readings.
 type scriptedCPU struct {
