@@ -102,6 +102,9 @@ func New(opts ...Option) (*DMS, error) {
 	if err := conf.Gateway.validate(); err != nil {
 		return nil, fmt.Errorf("dms: %w", err)
 	}
+	if err := conf.checkIdle(); err != nil {
+		return nil, fmt.Errorf("dms: %w", err)
+	}
 	db, err := c.openStore()
 	if err != nil {
 		return nil, err
@@ -152,6 +155,7 @@ func (c *config) apply(conf *Config) {
 	if c.docker != nil {
 		conf.Docker = *c.docker
 	}
+	applyIdle(c.idle, &conf.Offer.Idle)
 	if c.store != nil {
 		conf.Store = *c.store
 	}
@@ -279,9 +283,18 @@ func (d *DMS) startCompute() error {
 	if err != nil {
 		return fmt.Errorf("dms: %w", err)
 	}
+	idle, cpu, err := d.conf.idlePolicy()
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
+	if idle != nil {
+		d.log.Info("idle only: bidding only while the host's other processes leave its CPU idle",
+			"threshold", d.conf.Offer.Idle.Threshold, "period", idle.Period, "stop_within", idle.StopWithin)
+	}
 	d.node, err = node.New(d.system, node.Config{
 		ID: d.id, Record: d.record, Executors: executors, Admission: adm, Network: d.conf.Docker.Network, Holds: holds,
 		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
+		Idle: idle, CPU: cpu,
 	}, &network{d: d}, d.db, d.blobs)
 	if err != nil {
 		return err

@@ -31,6 +31,11 @@
 //     instance and follows the jobs of running ones; a completed job's
 //     result is kept under its cache key (flowcache/) only once it ended
 //     with exit code 0.
+//   - An idle-only node (offer.idle, idle.go) offers no docker executor:
+//     it counts only its own process's CPU as its own (the wasm units run
+//     there), and a container's CPU would look like its owner's. It
+//     refuses to start where the host's CPU use cannot be read (not
+//     Linux), and with docker.mode on.
 //   - The collector (collector.go) never removes a blob that an unfinished
 //     job, a live allocation or a pin names, nor one used within
 //     store.min_blob_age; it compacts old records and never deletes one.

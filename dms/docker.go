@@ -45,11 +45,16 @@ const (
 	dockerProbeEvery  = 10 * time.Second
 )
 
-// startDocker makes the docker executor unless the config turns it off, and
-// offers it if the engine answers, after removing the containers a crash
-// of this node left behind. Callers hold d.mu and build the record after.
+// startDocker makes the docker executor unless the config turns it off or
+// the node is idle-only, and offers it if the engine answers, after
+// removing the containers a crash of this node left behind. Callers hold
+// d.mu and build the record after.
 func (d *DMS) startDocker(ctx context.Context) error {
 	if !d.conf.Compute || d.conf.Docker.Mode == DockerOff {
+		return nil
+	}
+	if d.conf.Offer.Idle.Enabled {
+		d.log.Info("idle only: no container jobs (their CPU cannot be told apart from the owner's)")
 		return nil
 	}
 	pid, err := peerIDOf(d.key)

@@ -235,6 +235,19 @@ offer:
     file: ""
     command: ""
     refresh: 1m
+  # Give only idle CPU (docs/batches.md): with enabled, the node bids only
+  # while the host's other processes (all but this daemon and its units)
+  # have used at most threshold of all its cores for period, and stops its
+  # running units within stop_within when they go over it (their jobs are
+  # placed on other nodes). policy: stop is the only one (throttle is not
+  # offered). Linux only; an idle-only node runs no container jobs. Read at
+  # start only.
+  idle:
+    enabled: {{.Offer.Idle.Enabled}}
+    threshold: "{{.Offer.Idle.Threshold}}"
+    period: {{.Offer.Idle.Period}}
+    stop_within: {{.Offer.Idle.StopWithin}}
+    policy: {{.Offer.Idle.Policy}}
 
 # What the node keeps on disk (docs/architecture.md, State): its blobs,
 # records and compiled modules stay under max_bytes. Blobs (modules,
@@ -305,6 +318,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: network.bid_request_rate and bid_request_burst must not be negative", path)
 	}
 	if err := cfg.Docker.validate(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.checkIdle(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if err := cfg.Store.validate(); err != nil {

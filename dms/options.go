@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -23,6 +24,7 @@ type config struct {
 	apiAddr   *string
 	apiRemote bool
 	docker    *DockerConfig
+	idle      *node.IdleConfig // WithIdleOnly's fields over offer.idle
 	store     *StoreConfig
 	gateway   *GatewayConfig
 	// gatewayListen overlays the gateway section's address and TLS pair.

@@ -80,7 +80,8 @@ func (d *DMS) goPublishRecord() {
 
 // Reload re-reads the offer (share, price, labels, energy) from the config
 // file and applies it to the running node. Locks and allocations keep what
-// they hold.
+// they hold. The idle section is read at start only: a change to it is
+// logged and left for the next start.
 func (d *DMS) Reload(ctx context.Context) error {
 	conf, err := LoadConfig(d.home)
 	if err != nil {
@@ -97,6 +98,10 @@ func (d *DMS) Reload(ctx context.Context) error {
 	}
 	if err := d.setRecord(conf.Offer, d.record.Hardware, d.record.Benchmark, energy); err != nil {
 		return err
+	}
+	if conf.Offer.Idle != d.conf.Offer.Idle {
+		d.log.Warn("offer.idle changed: it applies at the next start", "running", d.conf.Offer.Idle, "file", conf.Offer.Idle)
+		conf.Offer.Idle = d.conf.Offer.Idle
 	}
 	d.conf.Offer = conf.Offer
 	return d.applyRecord(ctx)

@@ -486,6 +486,7 @@ func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
 		}
 		info.Registered, info.Available, info.Used, info.Running = ni.Registered, ni.Available, ni.Used, ni.Running
 		info.Holds, info.Held = ni.Holds, ni.Held
+		info.Idle = idleInfo(ni.Host)
 	}
 	return info, nil
 }

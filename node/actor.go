@@ -45,6 +45,13 @@ type (
 	// runEnded is the end of an allocation's run.
 	runEnded struct{ status types.Status }
 	tickMsg  struct{}
+	// hostSample is an idle-only node's reading of its host's CPU times
+	// (or why it failed), at the time it was taken.
+	hostSample struct {
+		times CPUTimes
+		err   error
+		at    time.Time
+	}
 )
 
 // streamSize holds every status an invocation gets (running, then the
@@ -63,6 +70,8 @@ type nodeActor struct {
 	replies map[Ticket]chan<- answer
 	streams map[Ticket]chan types.Status
 	runs    map[types.AllocationID]*runHandle // each run in progress
+	idle    *idleWatch                        // nil unless the node is idle-only
+	stopped uint64                            // runs stopped for the host's owner
 }
 
 // runHandle is what the actor keeps of a run in progress: its cancel and,
@@ -90,9 +99,17 @@ func (a *nodeActor) Receive(c actor.Context) {
 		}
 	case tickMsg:
 		a.step(event{fn: (*Machine).Tick})
+	case hostSample:
+		a.sampled(m)
 	case infoRequest:
 		a.n.release()
-		m.reply <- a.m.Info(a.now())
+		in := a.m.Info(a.now())
+		if a.idle != nil {
+			h := a.idle.state
+			h.Stopped = a.stopped
+			in.Host = &h
+		}
+		m.reply <- in
 	case recordRequest:
 		a.m.SetRecord(m.rec)
 		a.reclaim()
@@ -101,6 +118,28 @@ func (a *nodeActor) Receive(c actor.Context) {
 }
 
 func (a *nodeActor) now() time.Time { return a.n.cfg.Clock() }
+
+// sampled moves an idle-only node's view of its host on by one sample,
+// tells the machine, and logs when the node starts or stops bidding.
+func (a *nodeActor) sampled(s hostSample) {
+	was := a.idle.state
+	var st HostState
+	if s.err != nil {
+		st = a.idle.failed(s.err, s.at)
+	} else {
+		st = a.idle.observe(s.times, s.at)
+	}
+	stopped := a.stopped
+	a.step(event{fn: func(m *Machine, now time.Time) { m.SetHost(st.Reason, now) }})
+	switch {
+	case st.Idle && !was.Idle:
+		a.log.Info("host idle: bidding", "others", percent(st.Others), "threshold", percent(st.Threshold), "quiet_for", a.idle.p.Period)
+	case !st.Idle && was.Idle:
+		a.log.Info("host no longer idle: not bidding", "reason", st.Reason, "units_stopped", a.stopped-stopped)
+	case s.err != nil && was.Reason != st.Reason:
+		a.log.Warn("reading the host's CPU use", "err", s.err)
+	}
+}
 
 // step hands one event to the machine, writes the records it changed, and
 // then, not before, does what it asks.
@@ -178,7 +217,13 @@ func (a *nodeActor) apply(e Effect) {
 	case Run:
 		a.run(e.Allocation)
 	case Stop:
-		if h, ok := a.runs[e.AllocationID]; ok {
+		h, ok := a.runs[e.AllocationID]
+		switch {
+		case !ok:
+		case e.ByNode:
+			h.cancel(errStopped{reason: e.Reason})
+			a.stopped++
+		default:
 			h.cancel(errCancelled{reason: e.Reason})
 		}
 	}

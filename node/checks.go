@@ -13,12 +13,15 @@ import (
 // it from its own state; checks only read it. The decision is optimistic:
 // the Lock at Accept time re-checks capability.
 type Snapshot struct {
-	Admission  Admission         // who may use the node
-	Executors  map[string]bool   // executors this node can run, by name
-	Network    bool              // the node lets jobs that ask for a network have one
-	Labels     map[string]string // the provider's labels
-	Energy     types.Energy
-	Price      float64 // credits per core-hour
+	Admission Admission         // who may use the node
+	Executors map[string]bool   // executors this node can run, by name
+	Network   bool              // the node lets jobs that ask for a network have one
+	Labels    map[string]string // the provider's labels
+	Energy    types.Energy
+	Price     float64 // credits per core-hour
+	// Host says why an idle-only node's host is not idle ("host busy:
+	// ..."); "" when it is, or the node is not idle-only.
+	Host       string
 	Registered types.Resources
 	Available  types.Resources
 }
@@ -46,7 +49,9 @@ func (c checkFunc) Check(req *types.BidRequest, s *Snapshot) []string { return c
 // submitter reads: the first failing check is reported, and a reason that
 // never changes (no such executor, wrong labels) says more than one that
 // changes with the weather (energy), the provider's pricing, or the load of
-// the moment (resources, last, also the only check that formats numbers).
+// the moment: the node's own (resources), then, last, its host's owner's
+// (host), so that a request the node can never serve says so, not that the
+// host is busy.
 // Admission comes first: a requester the node refuses learns that, and
 // nothing about the node's offer.
 func DefaultChecks() []Check {
@@ -58,6 +63,7 @@ func DefaultChecks() []Check {
 		checkFunc{"energy", checkEnergy},
 		checkFunc{"price", checkPrice},
 		checkFunc{"resources", checkResources},
+		checkFunc{"host", checkHost},
 	}
 }
 
@@ -122,6 +128,15 @@ func checkEnergy(req *types.BidRequest, s *Snapshot) []string {
 func checkPrice(req *types.BidRequest, s *Snapshot) []string {
 	if limit := req.Constraints.MaxPrice; limit > 0 && s.Price > limit {
 		return []string{fmt.Sprintf("price: %g per core-hour over max %g", s.Price, limit)}
+	}
+	return nil
+}
+
+// checkHost declines while an idle-only node's host is not idle: its
+// owner uses it, or has not left it idle for long enough.
+func checkHost(_ *types.BidRequest, s *Snapshot) []string {
+	if s.Host != "" {
+		return []string{s.Host}
 	}
 	return nil
 }

@@ -60,6 +60,10 @@ func TestChecksDecide(t *testing.T) {
 			[]string{"gpus: need 1, offered 0"}},
 		{"negative", func(r *types.BidRequest, _ *Snapshot) { r.Resources.Disk = -1 },
 			[]string{"resources: negative quantity requested (cpu 0.5 cores, memory 512 MiB, disk -1 B)"}},
+		{"host busy", func(_ *types.BidRequest, s *Snapshot) { s.Host = "host busy: other processes use 63% CPU > 25%" },
+			[]string{"host busy: other processes use 63% CPU > 25%"}},
+		{"never fits beats host busy", func(r *types.BidRequest, s *Snapshot) { r.Resources.Memory, s.Host = 900<<40, "host busy" },
+			[]string{"memory: need 900 TiB, offered 8 GiB"}},
 		{"first failing check wins", func(r *types.BidRequest, _ *Snapshot) {
 			r.Executor, r.Constraints.MaxPrice, r.Resources.Memory = "docker", 1, 900<<40
 		}, []string{`executor: "docker" not available (have process, wasm)`}},
@@ -80,7 +84,7 @@ func TestChecksOrder(t *testing.T) {
 	for _, c := range DefaultChecks() {
 		names = append(names, c.Name())
 	}
-	if want := []string{"admission", "executor", "network", "labels", "energy", "price", "resources"}; !slices.Equal(names, want) {
+	if want := []string{"admission", "executor", "network", "labels", "energy", "price", "resources", "host"}; !slices.Equal(names, want) {
 		t.Fatalf("checks = %v, want %v", names, want)
 	}
 }

@@ -1,6 +1,7 @@
 // Package node is the provider's side of DMS on one machine: what the
 // machine can do (hardware detection and micro-benchmarks), what its
-// provider offers and at which price and conditions (the offer, energy), the
+// provider offers and at which price and conditions (the offer, energy,
+// idle CPU only), the
 // ledger of registered, held, locked and running capability, the bid
 // decision pipeline, the provider's protocol (Machine), and the Node actor
 // that runs it: allocations, their executors, the node's records, and the
@@ -61,7 +62,9 @@
 //   - A warm instance is a running allocation: its capability counts in
 //     full in the ledger until its run returns, after the instance is
 //     closed. It ends cancelled when its requester cancels it, failed
-//     ("node shutting down") when the node closes, and completed when
+//     ("node shutting down") when the node closes or (the node's fault,
+//     "stopped for the host's owner") when an idle-only node's host stops
+//     being idle, and completed when
 //     released: no call for Warm.KeepAlive ("released: idle for ..."),
 //     its requester not connected for Config.OrphanGrace ("released:
 //     requester gone"), or the provider lowered its offer below what is
@@ -71,7 +74,8 @@
 //     freed). Its Result's DurationMillis is the instance's lifetime.
 //   - A warm instance ends in this order: out of the registry (new calls
 //     get CallUnknown), its calls in flight waited for (at most their
-//     timeout and a second; not at all when the node closes), Close
+//     timeout and a second; not at all when the node closes or the host's
+//     owner needs it), Close
 //     (which stops what still runs), then its final receipt.
 //   - Inputs (run.go, inputs.go): an allocation fetches its module,
 //     stdin and input archive from its requester, and each of its input
@@ -95,6 +99,17 @@
 //     and dropped: the requester sees a gap in Seq. A node that restarts
 //     fails its warm allocations like any running one, without a final
 //     receipt.
+//   - Idle-only nodes (idle.go, Config.Idle): a goroutine of the Node
+//     reads the host's CPU times (CPUSampler) every Idle.SampleEvery(),
+//     and the actor judges them with a pure watch: the node is idle once
+//     the host's other processes (all but the node's own process, where
+//     its wasm units run) have used at most Threshold of all its cores in
+//     every sample of the last Period. It starts not idle, and a reading
+//     that fails counts as not idle. While not idle, bid requests are
+//     declined with the reason (Busy: only for now) and Accepts rejected.
+//     When the host stops being idle, every live allocation ends failed,
+//     the node's fault, saying why: a lock at once, a run when it stops
+//     (Stop with ByNode), so that its requester places it elsewhere.
 //
 // Bounds on what one peer can make the node keep (the defaults):
 //

@@ -53,11 +53,14 @@ type Run struct {
 	Allocation Allocation
 }
 
-// Stop asks the shell to stop the run of an allocation (its requester
-// cancelled it); the run still ends with RunEnded, as cancelled.
+// Stop asks the shell to stop the run of an allocation; the run still ends
+// with RunEnded: cancelled when its requester cancelled it, or, ByNode,
+// failed, the node's fault, with Reason (an idle-only node's owner needs
+// the host).
 type Stop struct {
 	AllocationID types.AllocationID
 	Reason       string
+	ByNode       bool
 }
 
 func (Send) isEffect()   {}

@@ -42,6 +42,9 @@ var (
 	// had it: the allocation fails, the node's fault (another node may
 	// find it).
 	ErrInputUnavailable = errors.New("node: input file unavailable")
+	// ErrIdleUnsupported means the host's CPU use cannot be read, which
+	// an idle-only node needs: it reads Linux's procfs.
+	ErrIdleUnsupported = errors.New("node: idle_only needs the host's CPU use from Linux's /proc")
 )
 
 // OfferError is a problem with one field of the provider's offer. Field is

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -78,7 +79,8 @@ type Machine struct {
 	checks    []Check
 	ledger    *Ledger
 	live      map[types.AllocationID]*liveAlloc
-	gone      gone // bids evicted and locks ended unused, lately
+	gone      gone   // bids evicted and locks ended unused, lately
+	host      string // why the host is not idle (SetHost); "" when it is
 
 	// The step in progress: records to write, locks to undo if they cannot
 	// be, and the effects Advance hands out.
@@ -226,27 +228,28 @@ func (m *Machine) BidRequest(req *types.BidRequest, now time.Time) {
 func (m *Machine) snapshot(now time.Time) Snapshot {
 	return Snapshot{
 		Admission: m.cfg.Admission, Network: m.cfg.Network,
-		Executors: m.executors, Labels: m.record.Labels, Energy: m.record.Energy, Price: m.record.Price,
+		Executors: m.executors, Labels: m.record.Labels, Energy: m.record.Energy, Price: m.record.Price, Host: m.host,
 		Registered: m.ledger.Registered(), Available: m.ledger.Available(now),
 	}
 }
 
-// busyOnly reports whether the node would bid on req if nothing it offers
-// were in use: the decline is only for now.
 // Short says what the node lacks, now, to bid on req when that is all it
 // lacks (it would bid were nothing in use): its need beyond what is
-// available; zero otherwise. The shell may free that much (idle warm
-// instances) so the requester, asking again, finds room.
+// available; zero otherwise, and while the host is not idle. The shell may
+// free that much (idle warm instances) so the requester, asking again,
+// finds room.
 func (m *Machine) Short(req *types.BidRequest, now time.Time) types.Resources {
 	snap := m.snapshot(now)
-	if req.Resources.Fits(snap.Available) || !m.busyOnly(req, snap) {
+	if req.Resources.Fits(snap.Available) || m.host != "" || !m.busyOnly(req, snap) {
 		return types.Resources{}
 	}
 	return req.Resources
 }
 
+// busyOnly reports whether the node would bid on req if nothing it offers
+// were in use and its host were idle: the decline is only for now.
 func (m *Machine) busyOnly(req *types.BidRequest, snap Snapshot) bool {
-	snap.Available = snap.Registered
+	snap.Available, snap.Host = snap.Registered, ""
 	return len(Decide(m.checks, req, &snap)) == 0
 }
 
@@ -272,7 +275,8 @@ func (m *Machine) BidUndelivered(alloc types.AllocationID) { m.ledger.DropHold(a
 // invoked within the lock TTL; its Confirm is the Reply once its record is
 // durable. A retried accept of a live lock by its requester gets the same
 // Confirm. Anything else is a Reject saying why, and changes nothing: a
-// refused Accept costs the node no state.
+// refused Accept costs the node no state. While the host is not idle
+// (SetHost), every new lock is refused.
 func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time) {
 	reject := func(reason string) {
 		m.reply(t, &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: reason}, nil)
@@ -290,6 +294,9 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 		return
 	}
 	h, why := m.unbid(from, acc, now)
+	if why == "" {
+		why = m.host
+	}
 	if why != "" {
 		reject(why)
 		return
@@ -476,6 +483,30 @@ func (m *Machine) Tick(now time.Time) {
 	for _, lk := range m.ledger.Expire(now) {
 		if l, ok := m.live[lk.AllocationID]; ok {
 			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "lock expired: no invocation within " + m.cfg.LockTTL.String()}, now)
+		}
+	}
+}
+
+// SetHost tells an idle-only node's machine whether its host is idle:
+// busy says why not, "" when it is. While the host is not idle the node
+// declines bid requests with busy as the reason (a Busy decline: only for
+// now) and rejects Accepts. When the host stops being idle, every live
+// allocation ends failed, the node's fault, so that its requester places
+// it elsewhere: a locked one at once, a running one when its run, stopped
+// (Stop with ByNode), returns.
+func (m *Machine) SetHost(busy string, now time.Time) {
+	was := m.host
+	m.host = busy
+	if was != "" || busy == "" {
+		return
+	}
+	why := "stopped for the host's owner (idle_only): " + busy
+	for _, id := range slices.Sorted(maps.Keys(m.live)) {
+		l := m.live[id]
+		if l.rec.State == types.AllocRunning {
+			m.emit(Stop{AllocationID: id, Reason: why, ByNode: true})
+		} else {
+			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: why}, now)
 		}
 	}
 }

@@ -102,6 +102,13 @@ type Config struct {
 	ReceiptCalls uint64
 	ReceiptEvery time.Duration
 	ReclaimIdle  time.Duration
+
+	// Idle makes the node idle-only (idle.go): it bids only while the
+	// host's other processes leave its CPU idle, as CPU reads it every
+	// Idle.SampleEvery(), and stops its running units when they do not.
+	// nil: the node bids whatever the host does.
+	Idle *IdlePolicy
+	CPU  CPUSampler
 }
 
 // machine is the Machine's part of the config.
@@ -144,6 +151,12 @@ func (c *Config) validate() error {
 	if c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("node: config: heartbeat %s is under the minimum %s", c.Heartbeat, MinHeartbeat)
 	}
+	if c.Idle != nil {
+		if c.CPU == nil {
+			return errors.New("node: config: an idle-only node needs a CPU sampler")
+		}
+		return c.Idle.validate()
+	}
 	return nil
 }
 
@@ -167,6 +180,7 @@ type Info struct {
 	Dropped    uint64          // bid requests dropped since the start because the node's mailbox was full
 	Warm       int             // warm instances taking calls (each also counts in Running)
 	WarmCalls  uint64          // calls served by warm instances since the start
+	Host       *HostState      // an idle-only node's view of its host; nil otherwise
 }
 
 // Node is the Node actor of one machine and the handle to it. Its methods are
@@ -221,6 +235,7 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 	n.pid = system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	n.goTicker()
 	n.goProvide()
+	n.goSampleHost()
 	return n, nil
 }
 
@@ -259,6 +274,11 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 		replies: map[Ticket]chan<- answer{}, streams: map[Ticket]chan types.Status{},
 		runs: map[types.AllocationID]*runHandle{},
 	}
+	if p := n.cfg.Idle; p != nil {
+		// Not idle until measured so: restored locks end.
+		a.idle = newIdleWatch(*p, n.cfg.Clock())
+		m.SetHost(a.idle.state.Reason, n.cfg.Clock())
+	}
 	if err := a.save(m.Ready()); err != nil {
 		return nil, fmt.Errorf("node: restoring: %w", err)
 	}
@@ -283,6 +303,27 @@ func (n *Node) goTicker() {
 			}
 		}
 	}()
+}
+
+// goSampleHost reads an idle-only node's host CPU times at once and then
+// every Idle.SampleEvery(), for the actor.
+func (n *Node) goSampleHost() {
+	if n.cfg.Idle == nil {
+		return
+	}
+	n.goDo(func(ctx context.Context) {
+		t := time.NewTicker(n.cfg.Idle.SampleEvery())
+		defer t.Stop()
+		for {
+			times, err := n.cfg.CPU.CPUTimes()
+			n.post(hostSample{times: times, err: err, at: n.cfg.Clock()})
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
 }
 
 // goDo runs f in a goroutine owned by the node: Close waits for it.

@@ -23,24 +23,29 @@ type Offer struct {
 	Price  float64           `yaml:"price"`  // credits per core-hour, >= 0
 	Labels map[string]string `yaml:"labels"` // matched against a job's constraints.labels
 	Energy EnergyConfig      `yaml:"energy"`
+	Idle   IdleConfig        `yaml:"idle"` // bid only while the host's owner leaves its CPU idle
 }
 
 // DefaultOffer offers every core, half the RAM and a tenth of the free disk at
 // 1 credit per core-hour, with no labels and non-renewable energy re-read
-// every minute. A desktop stays usable (memory is what a busy machine runs
-// short of first) and a job cannot fill the owner's disk.
+// every minute, whether or not the owner uses the machine (idle-only off,
+// its defaults spelled out). A desktop stays usable (memory is what a busy
+// machine runs short of first) and a job cannot fill the owner's disk.
 func DefaultOffer() Offer {
-	return Offer{CPU: "100%", Memory: "50%", Disk: "10%", Price: 1, Energy: EnergyConfig{Refresh: "1m"}}
+	return Offer{
+		CPU: "100%", Memory: "50%", Disk: "10%", Price: 1, Energy: EnergyConfig{Refresh: "1m"},
+		Idle: IdleConfig{Threshold: "25%", Period: defaultIdlePeriod.String(), StopWithin: defaultIdleStopWithin.String(), Policy: IdleStop},
+	}
 }
 
 // Validate checks the offer without the hardware: quantities parse, the price
-// is a non-negative number, label names are usable and the energy section is
-// consistent. Every problem is reported, each as an *OfferError.
+// is a non-negative number, label names are usable and the energy and idle
+// sections are consistent. Every problem is reported, each as an *OfferError.
 func (o Offer) Validate() error {
 	_, cpuErr := parseShare("cpu", o.CPU, types.ParseCPU)
 	_, memErr := parseShare("memory", o.Memory, types.ParseBytes)
 	_, diskErr := parseShare("disk", o.Disk, types.ParseBytes)
-	errs := []error{cpuErr, memErr, diskErr, o.validatePrice(), o.validateLabels(), o.Energy.Validate()}
+	errs := []error{cpuErr, memErr, diskErr, o.validatePrice(), o.validateLabels(), o.Energy.Validate(), o.Idle.Validate()}
 	return errors.Join(errs...)
 }
 

@@ -18,6 +18,12 @@ type errCancelled struct{ reason string }
 
 func (e errCancelled) Error() string { return "cancelled by requester: " + e.reason }
 
+// errStopped is the cause of an allocation's context when the node stops
+// it on its own (Stop with ByNode): reason says why.
+type errStopped struct{ reason string }
+
+func (e errStopped) Error() string { return e.reason }
+
 // allocRun is one running allocation: fetching, executing, storing
 // outputs, in a goroutine owned by the Node that reports the end to the
 // Node actor. It is not an actor of its own: each actor spawned puts a key
@@ -52,9 +58,12 @@ func (x *allocRun) run(ctx context.Context) (st types.Status) {
 		res, err = x.execute(ctx)
 	}
 	var cancelled errCancelled
+	var stopped errStopped
 	switch {
 	case errors.As(context.Cause(ctx), &cancelled):
 		return x.status(types.AllocCancelled, cancelled.Error(), "", nil)
+	case errors.As(context.Cause(ctx), &stopped):
+		return x.status(types.AllocFailed, stopped.reason, types.FaultNode, nil)
 	case released != "":
 		return x.status(types.AllocCompleted, released, "", res)
 	case ctx.Err() != nil:

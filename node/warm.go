@@ -238,7 +238,10 @@ func (x *allocRun) warm(ctx context.Context) (res *types.Result, released string
 	}
 	w := x.n.register(x.rec, jobs.Input{Timeout: x.rec.Task.Timeout}.WithDefaults().Timeout)
 	x.handle.warm.Store(w)
-	defer x.n.retire(w)
+	defer func() {
+		var stopped errStopped // for the host's owner: within the idle policy's bound
+		x.n.retire(w, !errors.As(context.Cause(ctx), &stopped))
+	}()
 	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
 	defer os.RemoveAll(dir)
 	in, err := x.prepare(ctx, dir)
@@ -267,17 +270,17 @@ func (n *Node) register(rec Allocation, timeout time.Duration) *instance {
 }
 
 // retire ends an instance: out of the registry first (new calls get
-// CallUnknown), then it waits for the calls in flight (bounded by their
-// timeout; not at all when the node is closing), closes the program,
-// which stops what still runs, and lets the final receipt go.
-func (n *Node) retire(w *instance) {
+// CallUnknown), then, if drain, it waits for the calls in flight (bounded
+// by their timeout; not at all when the node is closing), closes the
+// program, which stops what still runs, and lets the final receipt go.
+func (n *Node) retire(w *instance, drain bool) {
 	defer func() { // even when Close panics: the receipts' goroutine must end
 		n.warmCalls.Add(w.snapshot().calls)
 		close(w.ended)
 	}()
 	n.warm.CompareAndDelete(w.alloc, w)
 	w.close()
-	if n.ctx.Err() == nil && !w.drain(w.timeout+drainGrace) {
+	if drain && n.ctx.Err() == nil && !w.drain(w.timeout+drainGrace) {
 		n.cfg.Logger.Warn("warm instance: calls outlived their timeout", "allocation", w.alloc, "in_flight", w.inFlight())
 	}
 	w.setReady(nil, errors.New("the instance ended before it was ready"))

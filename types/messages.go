@@ -67,8 +67,9 @@ type Bid struct {
 }
 
 // Decline tells the requester why a node will not bid. Busy means the node
-// could run the job once capacity it has lent out frees up: waiting and
-// asking again may succeed, unlike for any other reason.
+// could run the job once capacity it has lent out frees up, or, on an
+// idle-only node, once its owner leaves the host idle: waiting and asking
+// again may succeed, unlike for any other reason.
 type Decline struct {
 	JobID   JobID    `json:"job_id"`
 	Node    NodeID   `json:"node"`

@@ -150,6 +150,8 @@ func (f *fakeService) Node(context.Context) (api.NodeInfo, error) {
 	return api.NodeInfo{
 		ID: types.NodeID{UUID: "u-1", PeerID: "12D3KooWSelf"}, PeerID: "12D3KooWSelf", DID: "did:key:z6MkSelf",
 		Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWSelf"}, Compute: true,
+		Idle: &api.IdleInfo{Others: 0.63, Threshold: 0.25, Since: time.Date(2026, 12, 1, 12, 4, 2, 0, time.Local),
+			Reason: "host busy: other processes use 63% CPU > 25%", Stopped: 1},
 	}, nil
 }
 

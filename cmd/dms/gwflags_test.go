@@ -42,6 +42,8 @@ func TestFunctionEndpointTaskTagFlagErrors(t *testing.T) {
 		{"CANotPEM", []string{"tag", "list", "--gateway", "https://127.0.0.1:1", "--key", "k", "--ca", notPEM(t)}, "no PEM certificate in it"},
 		{"PeersWithoutGroup", []string{"run", "--home", t.TempDir(), "--gateway-peers", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp"}, "--gateway-peers and --gateway-join need --gateway-group NAME"},
 		{"JoinWithoutGroup", []string{"run", "--home", t.TempDir(), "--gateway-join"}, "need --gateway-group NAME"},
+		{"IdleThresholdWithoutIdleOnly", []string{"run", "--home", t.TempDir(), "--idle-threshold", "40%"}, "--idle-threshold and --idle-period need --idle-only"},
+		{"BadIdleThreshold", []string{"run", "--home", t.TempDir(), "--idle-only", "--idle-threshold", "0.4"}, `offer.idle.threshold: "0.4" is not a share of the host's CPU`},
 		{"GroupStatusWithoutDaemon", []string{"gateway", "status", "--home", t.TempDir()}, "no running daemon"},
 		{"GroupAddNoArg", []string{"gateway", "add"}, "MULTIADDR|PEERID"},
 	}

@@ -212,6 +212,10 @@ func TestNodeAndPeers(t *testing.T) {
 			t.Errorf("dms %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
 		}
 	}
+	idle := "idle only:   not bidding since 2026-12-01 12:04:02: host busy: other processes use 63% CPU > 25%; units stopped for the owner: 1"
+	if _, out, _ := runCLI(t, "node", "info", "--home", home); !strings.Contains(out, idle) {
+		t.Errorf("node info lacks %q:\n%s", idle, out)
+	}
 }
 
 func TestStoreCommands(t *testing.T) {

@@ -123,10 +123,25 @@ func nodeFields(n api.NodeInfo) []field {
 		kv("registered", n.Registered.String()), kv("available", n.Available.String()),
 		kv("running", strconv.Itoa(n.Running)),
 		kv("holds", fmt.Sprintf("%d (%s)", n.Holds, n.Held)))
+	if n.Idle != nil {
+		fs = append(fs, kv("idle only", idleLine(*n.Idle)))
+	}
 	if c := n.Capability; c != nil {
 		fs = append(fs, capabilityFields(*c)...)
 	}
 	return fs
+}
+
+// idleLine describes an idle-only node's host:
+//
+//	bidding since 2026-12-01 12:00:31: other processes use 3% CPU (at most 25%); units stopped for the owner: 1
+//	not bidding since 2026-12-01 12:04:02: host busy: other processes use 63% CPU > 25%; units stopped for the owner: 1
+func idleLine(h api.IdleInfo) string {
+	line := "bidding since " + formatTime(h.Since) + fmt.Sprintf(": other processes use %.0f%% CPU (at most %.0f%%)", h.Others*100, h.Threshold*100)
+	if !h.Idle {
+		line = "not bidding since " + formatTime(h.Since) + ": " + h.Reason
+	}
+	return line + fmt.Sprintf("; units stopped for the owner: %d", h.Stopped)
 }
 
 // identityFields names a node.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
 )
 
@@ -35,6 +36,10 @@ type runFlags struct {
 	gatewayGroup string
 	gatewayPeers []string
 	gatewayJoin  bool
+	// idleOnly gives only the host's idle CPU (config.yaml's offer.idle),
+	// with idleThreshold and idlePeriod over the config file's.
+	idleOnly                  bool
+	idleThreshold, idlePeriod string
 }
 
 func (c *cli) runCmd() *cobra.Command {
@@ -53,6 +58,9 @@ func (c *cli) runCmd() *cobra.Command {
 			}
 			if (len(f.gatewayPeers) > 0 || f.gatewayJoin) && f.gatewayGroup == "" {
 				return errors.New("--gateway-peers and --gateway-join need --gateway-group NAME (or set them in config.yaml's gateway.group)")
+			}
+			if (f.idleThreshold != "" || f.idlePeriod != "") && !f.idleOnly {
+				return errors.New("--idle-threshold and --idle-period need --idle-only (or set them in config.yaml's offer.idle with enabled: true)")
 			}
 			opts := runOptions(cmd, c.home, f, logger)
 			if name := os.Getenv("DMS_FAILPOINT"); name != "" {
@@ -78,6 +86,9 @@ func (c *cli) runCmd() *cobra.Command {
 	fl.StringVar(&f.gatewayGroup, "gateway-group", "", "make the gateway a member of this replicated group of gateways (docs/gateway.md); replaces config.yaml's gateway.group")
 	fl.StringSliceVar(&f.gatewayPeers, "gateway-peers", nil, "multiaddrs (with /p2p/ID) of the group's other founders, comma-separated; none: found in the DHT")
 	fl.BoolVar(&f.gatewayJoin, "gateway-join", false, "join an existing group: wait to be added by a member (dms gateway add) instead of founding it")
+	fl.BoolVar(&f.idleOnly, "idle-only", false, "give only idle CPU (docs/batches.md): bid only while the host's other processes leave it idle, stop running units when they come back; Linux only, no container jobs")
+	fl.StringVar(&f.idleThreshold, "idle-threshold", "", `with --idle-only: the share of all cores the host's other processes may use while the node bids, such as 25%; replaces config.yaml's offer.idle.threshold`)
+	fl.StringVar(&f.idlePeriod, "idle-period", "", "with --idle-only: how long they must stay under it before the node bids, such as 30s; replaces config.yaml's offer.idle.period")
 	return cmd
 }
 
@@ -102,6 +113,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	}
 	if f.gatewayGroup != "" {
 		opts = append(opts, dms.WithGatewayGroup(f.gatewayGroup, f.gatewayPeers, f.gatewayJoin))
+	}
+	if f.idleOnly {
+		opts = append(opts, dms.WithIdleOnly(node.IdleConfig{Threshold: f.idleThreshold, Period: f.idlePeriod}))
 	}
 	return opts
 }

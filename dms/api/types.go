@@ -102,6 +102,17 @@ type NodeInfo struct {
 	Holds      int                     `json:"holds"`             // bids held, waiting for an Accept
 	Held       types.Resources         `json:"held"`              // what they hold
 	Gateway    string                  `json:"gateway,omitempty"` // the gateway's URL when the node serves one
+	Idle       *IdleInfo               `json:"idle,omitempty"`    // set when the node gives only idle CPU
+}
+
+// IdleInfo is an idle-only node's view of its host (docs/batches.md).
+type IdleInfo struct {
+	Idle      bool      `json:"idle"`             // the node bids
+	Others    float64   `json:"others"`           // share of all cores the host's other processes used in the last sample, 0..1
+	Threshold float64   `json:"threshold"`        // the share over which the node stops bidding and stops its units
+	Since     time.Time `json:"since"`            // when Idle last changed
+	Reason    string    `json:"reason,omitempty"` // why the node does not bid
+	Stopped   uint64    `json:"stopped"`          // units stopped since the start because the host's owner came back
 }
 
 // Peer is a connected peer.
