@@ -258,6 +258,8 @@ func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool
 		end.reason = fmt.Sprintf("job %s %s: %s", id, last.State, last.Reason)
 	case last.Result.ExitCode != 0:
 		end.reason = fmt.Sprintf("exited with code %d%s", last.Result.ExitCode, d.stderrHead(ctx, last.Result))
+	case last.Result.StdoutTruncated:
+		end.reason = fmt.Sprintf("its stdout passed the output limit (%d bytes) and was cut: a cut result is not the program's", jobs.DefaultOutputLimit)
 	default:
 		end.result = last.Result
 	}
