@@ -48,6 +48,9 @@ type batchRecord struct {
 type unitRecord struct {
 	quorum.Unit
 	Results map[int]*types.Result `json:"results,omitempty"`
+	// Issuers names, by replica, the manager that issued each replica
+	// under way (managed batches only).
+	Issuers []string `json:"issuers,omitempty"`
 }
 
 func unitKey(batch string, unit int) string {
@@ -66,12 +69,15 @@ type batches struct {
 type batchRun struct {
 	bs     *batches
 	spec   *jobs.Batch
-	q      *quorum.Batch // loop only
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	start  time.Time
-	// results of the replicas that returned, of undecided units; loop only
-	results map[int]map[int]*types.Result
+	// commit runs a command on the batch's state: applied here and its
+	// units saved, for a batch this node runs alone.
+	commit func(ctx context.Context, c batchCmd) (batchOut, error)
+
+	mm sync.Mutex // guards m
+	m  *batchMachine
 
 	mu   sync.Mutex // guards rec and subs
 	rec  batchRecord
@@ -120,26 +126,19 @@ func (d *DMS) submitBatch(ctx context.Context, b *jobs.Batch, id string) (api.Ba
 // start runs a batch from the units a previous run of this node recorded
 // (nil for a new batch).
 func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecord) (*batchRun, error) {
-	saved := make(map[int]quorum.Unit, len(units))
-	results := map[int]map[int]*types.Result{}
-	for i, u := range units {
-		saved[i] = u.Unit
-		if u.Verdict == nil && len(u.Results) > 0 {
-			results[i] = u.Results
-		}
-	}
-	q, err := quorum.Restore(b.Policy(), b.Len(), saved)
+	m, err := newBatchMachine(b, units)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(bs.d.ctx)
-	r := &batchRun{bs: bs, spec: b, q: q, cancel: cancel, done: make(chan struct{}), start: time.Now(),
-		results: results, rec: rec, subs: map[chan api.Batch]struct{}{}}
+	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
+		rec: rec, subs: map[chan api.Batch]struct{}{}}
+	r.commit = r.applyHere
 	var attach []quorum.Ticket // replicas a previous run issued and did not see end
-	for _, i := range slices.Sorted(maps.Keys(saved)) {
-		for k, rep := range saved[i].Replicas {
+	for _, i := range slices.Sorted(maps.Keys(units)) {
+		for k, rep := range units[i].Replicas {
 			if rep.State <= quorum.Running {
-				attach = append(attach, quorum.Ticket{Unit: i, Replica: k, Avoid: nodesBut(saved[i], k)})
+				attach = append(attach, quorum.Ticket{Unit: i, Replica: k, Avoid: nodesBut(units[i].Unit, k)})
 			}
 		}
 	}
@@ -154,6 +153,25 @@ func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecor
 		r.loop(ctx, attach)
 	})
 	return r, nil
+}
+
+// applyHere applies a command to the state of a batch this node runs
+// alone, and saves the units it changed (one commit) before it returns:
+// a replica is recorded as issued before its job is submitted.
+func (r *batchRun) applyHere(_ context.Context, c batchCmd) (batchOut, error) {
+	r.mm.Lock()
+	out := r.m.apply(c)
+	put := make(map[string]any, len(out.Units))
+	for _, u := range out.Units {
+		put[unitKey(r.rec.ID, u)] = r.m.unitRecord(u)
+	}
+	r.mm.Unlock()
+	if len(put) > 0 {
+		if err := r.bs.d.db.PutAll(put); err != nil {
+			return out, fmt.Errorf("dms: saving batch %s's units: %w", r.rec.ID, err)
+		}
+	}
+	return out, nil
 }
 
 // nodesBut lists the nodes of u's replicas other than k.
@@ -192,20 +210,25 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 	}
 	tick := time.NewTicker(time.Second) // deadlines; the counts' rate
 	defer tick.Stop()
+	self := d.host.ID()
 	for {
 		now := time.Now()
 		if ctx.Err() == nil {
-			r.q.Expire(now)
+			if _, err := r.commit(ctx, batchCmd{Op: opExpire, Now: now}); err != nil {
+				d.log.Error("batch", "batch", r.rec.ID, "err", err)
+			}
 			if free := r.spec.Parallel - running; free > 0 {
-				tickets := r.q.Next(free, now.Add(time.Duration(r.spec.Deadline)))
-				r.saveUnits(tickets)
-				for _, t := range tickets {
+				out, err := r.commit(ctx, batchCmd{Op: opIssue, Limit: free, Deadline: now.Add(time.Duration(r.spec.Deadline)), Issuer: self})
+				if err != nil {
+					d.log.Error("batch: issuing replicas", "batch", r.rec.ID, "err", err)
+				}
+				for _, t := range out.Tickets {
 					launch(t, false)
 				}
 			}
 		}
 		r.publish()
-		if running == 0 && (r.q.Done() || ctx.Err() != nil) {
+		if running == 0 && (r.isDone() || ctx.Err() != nil) {
 			r.end(ctx)
 			return
 		}
@@ -295,34 +318,25 @@ func (r *batchRun) awaitJob(ctx context.Context, id string) (api.Job, error) {
 // the verdict's judgement to the reputation of the nodes it names.
 func (r *batchRun) apply(ctx context.Context, e replicaEnd) {
 	d := r.bs.d
-	u, k := e.t.Unit, e.t.Replica
-	switch {
-	case e.reason != "":
-		if err := r.q.Fail(u, k, e.reason); err != nil {
-			d.log.Error("batch replica", "batch", r.rec.ID, "unit", u, "err", err)
-		}
-	default:
-		if err := r.q.Placed(u, k, e.node); err != nil {
-			_ = r.q.Fail(u, k, fmt.Sprintf("ran on %s, which holds another replica of the unit: not counted", e.node))
-			break
-		}
-		trusted, err := d.orch.Trusted(ctx, e.node)
-		if err != nil {
-			trusted = false
-		}
-		spot := trusted && r.spec.Adaptive && rand.Float64() < SpotCheck
-		j, err := r.q.Return(u, k, quorum.Digest(e.result), trusted, spot)
-		if err != nil {
-			d.log.Error("batch replica", "batch", r.rec.ID, "unit", u, "err", err)
-			break
-		}
-		if r.results[u] == nil {
-			r.results[u] = map[int]*types.Result{}
-		}
-		r.results[u][k] = e.result
-		r.judge(ctx, j)
+	c := batchCmd{Op: opEnd, Unit: e.t.Unit, Replica: e.t.Replica, Node: e.node, Result: e.result, Reason: e.reason}
+	if e.reason == "" {
+		c.Trusted, _ = d.orch.Trusted(ctx, e.node)
+		c.Spot = c.Trusted && r.spec.Adaptive && rand.Float64() < SpotCheck
 	}
-	r.saveUnit(u)
+	out, err := r.commit(ctx, c)
+	if err == nil && out.Err != "" {
+		err = errors.New(out.Err)
+	}
+	if err != nil {
+		d.log.Error("batch replica", "batch", r.rec.ID, "unit", e.t.Unit, "replica", e.t.Replica, "err", err)
+	}
+	r.judge(ctx, out.Judgement)
+}
+
+func (r *batchRun) isDone() bool {
+	r.mm.Lock()
+	defer r.mm.Unlock()
+	return r.m.q.Done()
 }
 
 // judge hands a judgement to the reputation: a node whose result
@@ -340,41 +354,6 @@ func (r *batchRun) judge(ctx context.Context, j quorum.Judgement) {
 			d.log.Warn("recording a disagreeing result", "peer", n, "err", err)
 		}
 	}
-}
-
-// saveUnits persists the units of tickets before their replicas run: a
-// node that crashes then re-attaches to them, or starts them, on restart.
-func (r *batchRun) saveUnits(tickets []quorum.Ticket) {
-	put := map[string]any{}
-	for _, t := range tickets {
-		put[unitKey(r.rec.ID, t.Unit)] = r.unitRecord(t.Unit)
-	}
-	if len(put) == 0 {
-		return
-	}
-	if err := r.bs.d.db.PutAll(put); err != nil {
-		r.bs.d.log.Error("saving a batch's units", "batch", r.rec.ID, "err", err)
-	}
-}
-
-func (r *batchRun) saveUnit(u int) {
-	rec := r.unitRecord(u)
-	if rec.Ended() && !slices.ContainsFunc(rec.Replicas, func(x quorum.Replica) bool { return x.State <= quorum.Running }) {
-		delete(r.results, u) // saved for good: the verdict's result is in rec, the rest is not kept
-	}
-	if err := r.bs.d.db.Put(unitKey(r.rec.ID, u), rec); err != nil {
-		r.bs.d.log.Error("saving a batch unit", "batch", r.rec.ID, "unit", u, "err", err)
-	}
-}
-
-func (r *batchRun) unitRecord(u int) unitRecord {
-	unit := r.q.Unit(u)
-	rec := unitRecord{Unit: *unit, Results: r.results[u]}
-	if v := unit.Verdict; v != nil {
-		rec.Results = map[int]*types.Result{v.Replica: r.results[u][v.Replica]}
-	}
-	rec.Replicas = slices.Clone(unit.Replicas)
-	return rec
 }
 
 // end records how the batch ended: completed (every unit ended, some
@@ -408,11 +387,14 @@ func (r *batchRun) end(ctx context.Context) {
 	r.bs.mu.Unlock()
 }
 
-// counts counts the units and replicas; loop only.
+// counts counts the units and replicas.
 func (r *batchRun) counts() api.BatchCounts {
-	c := api.BatchCounts{Units: r.q.Len()}
-	for i := range r.q.Len() {
-		u := r.q.Unit(i)
+	r.mm.Lock()
+	defer r.mm.Unlock()
+	q := r.m.q
+	c := api.BatchCounts{Units: q.Len()}
+	for i := range q.Len() {
+		u := q.Unit(i)
 		switch {
 		case u.Verdict != nil:
 			c.Completed++

@@ -420,6 +420,21 @@ func (b *Batch) Fail(u, r int, reason string) error {
 	return nil
 }
 
+// Orphan marks replica r of unit u late at once, if it is under way: its
+// run will not report (the manager that issued it is gone), so the unit
+// issues another; a result, if it comes after all, still counts.
+func (b *Batch) Orphan(u, r int) error {
+	_, rep, err := b.replica(u, r)
+	if err != nil {
+		return err
+	}
+	if rep.live() {
+		rep.Late = true
+		b.requeue(u)
+	}
+	return nil
+}
+
 // Expire marks the replicas whose deadline passed by now as late: their
 // units issue others in their stead. It returns how many it marked.
 func (b *Batch) Expire(now time.Time) int {

@@ -408,3 +408,21 @@ func TestRestore(t *testing.T) {
 		t.Fatal("restored unit 1 of 1")
 	}
 }
+
+// TestOrphan: a replica whose issuer is gone is late at once: another is
+// issued, and its result still counts if it comes.
+func TestOrphan(t *testing.T) {
+	b := batch(t, Policy{Replication: 1, Quorum: 1, MaxReplicas: 3}, 1)
+	b.Next(1, t0.Add(time.Hour))
+	must(t, b.Orphan(0, 0))
+	if tk := b.Next(1, t0.Add(time.Hour)); len(tk) != 1 || tk[0].Replica != 1 {
+		t.Fatalf("after an orphan: %+v", tk)
+	}
+	must(t, b.Placed(0, 0, "A"))
+	if _, err := b.Return(0, 0, "x", false, false); err != nil || b.Unit(0).Verdict == nil {
+		t.Fatalf("the orphan's late result: %v %+v", err, b.Unit(0).Verdict)
+	}
+	if err := b.Orphan(0, 5); err == nil {
+		t.Fatal("orphaned a missing replica")
+	}
+}
