@@ -166,6 +166,9 @@ func (c *config) apply(conf *Config) {
 	if c.holdShare != 0 {
 		conf.Admission.HoldShare = c.holdShare
 	}
+	if c.flowCache != nil {
+		conf.Flows.Cache = *c.flowCache
+	}
 }
 
 // Start joins the network: it builds the capability record, starts the
