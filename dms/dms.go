@@ -70,6 +70,7 @@ type DMS struct {
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 	grp       *group.Group     // the gateway's group; nil without gateway.group
 	flows     *flows           // the workflows this node runs
+	shared    *sharedCache     // their results shared through the DHT
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
@@ -242,6 +243,9 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 		return err
 	}
 	d.host = host
+	if d.shared, err = newSharedCache(d); err != nil {
+		return err
+	}
 	d.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return d.log.With("component", "actor")
 	}))
