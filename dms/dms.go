@@ -71,6 +71,7 @@ type DMS struct {
 	grp       *group.Group     // the gateway's group; nil without gateway.group
 	flows     *flows           // the workflows this node runs
 	batches   *batches         // the batches this node runs
+	shared    *sharedCache     // their results shared through the DHT
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
@@ -172,6 +173,9 @@ func (c *config) apply(conf *Config) {
 	if c.holdShare != 0 {
 		conf.Admission.HoldShare = c.holdShare
 	}
+	if c.flowCache != nil {
+		conf.Flows.Cache = *c.flowCache
+	}
 }
 
 // Start joins the network: it builds the capability record, starts the
@@ -248,6 +252,9 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 		return err
 	}
 	d.host = host
+	if d.shared, err = newSharedCache(d); err != nil {
+		return err
+	}
 	d.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return d.log.With("component", "actor")
 	}))

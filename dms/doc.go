@@ -36,6 +36,16 @@
 //     there), and a container's CPU would look like its owner's. It
 //     refuses to start where the host's CPU use cannot be read (not
 //     Linux), and with docker.mode on.
+//   - The shared flow cache (sharedcache.go, flows.cache): a node that
+//     shares publishes a signed record of a result only for an instance it
+//     ran itself (never one it took from another node), without ever
+//     holding up the flow, and again when a hit of its own cache finds the
+//     last publication (flowshared/) missing or a day old. A node takes a
+//     shared result only when its own cache misses, only from the nodes it
+//     trusts (never itself), and only a completed one whose outputs are
+//     CIDs, which it then keeps in its own cache with the node it came
+//     from (CachedFrom). A step that is not cached (no cache key) is never
+//     looked up nor shared.
 //   - The collector (collector.go) never removes a blob that an unfinished
 //     job, a live allocation or a pin names, nor one used within
 //     store.min_blob_age; it compacts old records and never deletes one.

@@ -29,6 +29,9 @@ const (
 	flowPrefix  = "flow/"      // flow/<id>
 	instPrefix  = "flowi/"     // flowi/<flow id>/<step>/<index, 6 digits>
 	cachePrefix = "flowcache/" // flowcache/<cache key>: a flow.Outcome
+	// sharedPrefix records when this node last published the record of a
+	// result it ran (sharedcache.go).
+	sharedPrefix = "flowshared/" // flowshared/<cache key>: a time
 )
 
 type flowRecord struct {
@@ -205,7 +208,7 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 					// An instance a previous run finished is not run again.
 					if p, ok := prior[priorKey(t.Step, t.Index)]; ok && p.State == api.FlowCompleted && p.Result != nil {
 						r.set(t, p, false)
-						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached}); err != nil {
+						if _, err := r.plan.Finish(t.Step, t.Index, flow.Outcome{Result: p.Result, Node: p.Node, Cached: p.Cached, CachedFrom: p.CachedFrom}); err != nil {
 							failWith(err.Error())
 						}
 						continue
@@ -256,20 +259,25 @@ func (r *flowRun) loop(ctx context.Context, prior map[string]api.FlowInstance) {
 
 func completed(t flow.Task, job string, out flow.Outcome) api.FlowInstance {
 	return api.FlowInstance{Index: t.Index, Key: t.Key, State: api.FlowCompleted, JobID: job,
-		Node: out.Node, Cached: out.Cached, Result: out.Result}
+		Node: out.Node, Cached: out.Cached, CachedFrom: out.CachedFrom, Result: out.Result}
 }
 
 // keep saves a succeeded instance's record, and its result in the cache
-// (one commit), from the instance's own goroutine: the loop, which every instance's end
-// passes through, does no write of its own for them (two badger commits
-// per instance there bounded a large fan-out's pace).
+// (one commit), from the instance's own goroutine: the loop, which every
+// instance's end passes through, does no write of its own for them (two
+// badger commits per instance there bounded a large fan-out's pace). A
+// result this node ran is shared too, when the node shares.
 func (r *flowRun) keep(t flow.Task, out flow.Outcome) {
 	put := map[string]any{instKey(r.rec.ID, t.Step, t.Index): instRecord{Step: t.Step, FlowInstance: completed(t, r.jobOf(t), out)}}
-	if t.CacheKey != "" && !out.Cached {
+	ran := t.CacheKey != "" && !out.Cached
+	if ran {
 		put[cachePrefix+t.CacheKey] = out
 	}
 	if err := r.fl.d.db.PutAll(put); err != nil {
 		r.fl.d.log.Error("saving a flow instance", "flow", r.rec.ID, "step", t.Step, "err", err)
+	}
+	if ran {
+		r.fl.d.shared.publish(r.rec.ID, t.Step, t.CacheKey, out)
 	}
 }
 
@@ -389,9 +397,7 @@ func (r *flowRun) publish(ev api.FlowEvent) {
 func (r *flowRun) exec(ctx context.Context, t flow.Task, job string) (flow.Outcome, error) {
 	d := r.fl.d
 	if t.CacheKey != "" {
-		var o flow.Outcome
-		if ok, err := d.db.Lookup(cachePrefix+t.CacheKey, &o); err == nil && ok && o.Result != nil {
-			o.Cached = true
+		if o, ok := r.cached(ctx, t); ok {
 			return o, nil
 		}
 	}
@@ -436,6 +442,26 @@ func (r *flowRun) exec(ctx context.Context, t flow.Task, job string) (flow.Outco
 		return flow.Outcome{}, err
 	}
 	return r.await(ctx, job)
+}
+
+// cached returns the outcome of t's cache key from this node's cache, or
+// else from the shared cache of a node it trusts, which it then keeps in
+// its own.
+func (r *flowRun) cached(ctx context.Context, t flow.Task) (flow.Outcome, bool) {
+	d := r.fl.d
+	var o flow.Outcome
+	if ok, err := d.db.Lookup(cachePrefix+t.CacheKey, &o); err == nil && ok && o.Result != nil {
+		d.shared.refresh(r.rec.ID, t.Step, t.CacheKey, o)
+		o.Cached = true
+		return o, true
+	}
+	o, ok := d.shared.lookup(ctx, t.CacheKey)
+	if ok {
+		if err := d.db.Put(cachePrefix+t.CacheKey, o); err != nil {
+			d.log.Error("saving a shared cache entry", "flow", r.rec.ID, "step", t.Step, "err", err)
+		}
+	}
+	return o, ok
 }
 
 // await follows a job to its end; cancelling ctx cancels the job.

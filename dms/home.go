@@ -55,6 +55,7 @@ type Config struct {
 	Offer     node.Offer      `yaml:"offer"`
 	Store     StoreConfig     `yaml:"store"`
 	Gateway   GatewayConfig   `yaml:"gateway"`
+	Flows     FlowsConfig     `yaml:"flows"`
 }
 
 // NetworkConfig holds the settings of the node's libp2p host.
@@ -147,6 +148,7 @@ func DefaultConfig() Config {
 		Offer:   node.DefaultOffer(),
 		Store:   StoreConfig{}.withDefaults(),
 		Gateway: GatewayConfig{TaskRetention: gateway.DefaultTaskRetention},
+		Flows:   FlowsConfig{Cache: FlowCacheConfig{}.withDefaults()},
 	}
 }
 
@@ -287,6 +289,22 @@ gateway:
       - "{{.}}"
 {{- end}}
     join: {{.Gateway.Group.Join}}
+
+# Workflows (docs/workflows.md). A step's result is reused from this node's
+# cache; cache shares it with other nodes through the DHT. share: true
+# publishes a record of each result, signed by this node (and sealed: only
+# nodes that know the step can read it). trust lists the nodes (PeerIDs or
+# did:keys, at most 16) whose records this node reuses when its own cache
+# misses: a trusted node can hand you any result for a step, so list only
+# nodes you would let run your jobs. lookup_timeout bounds each look-up.
+flows:
+  cache:
+    share: {{.Flows.Cache.Share}}
+    trust:{{if not .Flows.Cache.Trust}} []{{end}}
+{{- range .Flows.Cache.Trust}}
+      - {{.}}
+{{- end}}
+    lookup_timeout: {{.Flows.Cache.LookupTimeout}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
@@ -327,6 +345,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if err := cfg.Gateway.validate(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if err := cfg.Flows.Cache.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	return cfg, nil

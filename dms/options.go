@@ -31,6 +31,7 @@ type config struct {
 	gatewayListen *gatewayListen
 	// gatewayGroup replaces the gateway section's group.
 	gatewayGroup *GroupConfig
+	flowCache    *FlowCacheConfig
 	bidRate      *NetworkConfig // only its bid-request rate and burst
 	holdShare    float64        // 0: as the config file says
 	logger       *slog.Logger
@@ -243,6 +244,22 @@ func WithDocker(c DockerConfig) Option {
 			return fmt.Errorf("dms: WithDocker: %w", err)
 		}
 		o.docker = &c
+		return nil
+	}
+}
+
+// WithFlowCache replaces the config file's flows.cache section: whether
+// the node shares its flows' results through the DHT (share), whose shared
+// results it reuses (trust: PeerIDs or did:keys, at most
+// MaxFlowCacheTrust), and how long it looks for them (0: the default).
+// Trust only nodes you would let run your jobs: a trusted node can hand
+// this one any result it likes for a step (docs/workflows.md, The cache).
+func WithFlowCache(c FlowCacheConfig) Option {
+	return func(o *config) error {
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("dms: WithFlowCache: %w", err)
+		}
+		o.flowCache = &c
 		return nil
 	}
 }

@@ -83,13 +83,19 @@ const (
 )
 
 // stepStatus describes a step: its state ("completed (cached)" for a
-// single instance served from the cache), for a fan-out its counts (and a
-// progress bar over barMin instances), and why it failed or was cancelled.
+// single instance served from the cache, "completed (cached from …3xYz)"
+// when another node's shared cache gave it), for a fan-out its counts
+// (and a progress bar over barMin instances), and why it failed or was
+// cancelled.
 func stepStatus(st api.FlowStep) (state, counts, why string) {
 	state = st.State
 	c := st.Counts
 	if !st.FanOut && st.State == api.FlowCompleted && c.Cached > 0 {
-		state += " (cached)"
+		from := ""
+		if len(st.Instances) == 1 && st.Instances[0].CachedFrom != "" {
+			from = " from " + shortID(st.Instances[0].CachedFrom)
+		}
+		state += " (cached" + from + ")"
 	}
 	if st.FanOut && c.Total > 0 {
 		parts := []string{fmt.Sprintf("%d/%d done", c.Completed, c.Total)}

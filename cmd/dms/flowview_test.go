@@ -100,6 +100,14 @@ flow f-1 (wordcount): completed, 2.5s
   split         completed (cached)
   └─ count      completed           30/30 done, 30 cached [####################]
      └─ reduce  completed`},
+		{"a step cached from another node's shared cache",
+			testFlow(done, "",
+				flowStep("split", false, done, nil, api.FlowInstance{State: done, Cached: true, CachedFrom: "12D3KooWQmpR9tZ5v6GkD3xYz"}),
+				flowStep("reduce", false, done, []string{"split"}, inst(0, "", done))),
+			`
+flow f-1 (wordcount): completed, 2.5s
+  split      completed (cached from …6GkD3xYz)
+  └─ reduce  completed`},
 		{"failed with its reason, the rest skipped",
 			testFlow(failed, "step count [part-1.txt]: job j-2 exited with code 1: boom",
 				flowStep("split", false, failed, nil, inst(0, "", done)),

@@ -93,14 +93,17 @@ type FlowCounts struct {
 
 // FlowInstance is one run of a step.
 type FlowInstance struct {
-	Index  int           `json:"index"`
-	Key    string        `json:"key,omitempty"` // its item's name in a fan-out
-	State  string        `json:"state"`
-	Reason string        `json:"reason,omitempty"`
-	JobID  string        `json:"job_id,omitempty"`
-	Node   string        `json:"node,omitempty"`
-	Cached bool          `json:"cached,omitempty"`
-	Result *types.Result `json:"result,omitempty"`
+	Index  int    `json:"index"`
+	Key    string `json:"key,omitempty"` // its item's name in a fan-out
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	JobID  string `json:"job_id,omitempty"`
+	Node   string `json:"node,omitempty"`
+	Cached bool   `json:"cached,omitempty"`
+	// CachedFrom is the node whose shared cache gave a cached result
+	// (docs/workflows.md, The cache); "" when this node ran it.
+	CachedFrom string        `json:"cached_from,omitempty"`
+	Result     *types.Result `json:"result,omitempty"`
 }
 
 // FlowEvent is one change of a flow. The first event of a watch carries

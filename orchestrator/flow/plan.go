@@ -17,12 +17,14 @@ import (
 )
 
 // Outcome is what a finished instance produced: its result, the node that
-// ran it ("" for a call: the gateway answered) and whether the result came
-// from the cache.
+// ran it ("" for a call: the gateway answered), whether the result came
+// from the cache, and the node whose shared cache gave it ("" for one this
+// node ran).
 type Outcome struct {
-	Result *types.Result `json:"result"`
-	Node   string        `json:"node,omitempty"`
-	Cached bool          `json:"cached,omitempty"`
+	Result     *types.Result `json:"result"`
+	Node       string        `json:"node,omitempty"`
+	Cached     bool          `json:"cached,omitempty"`
+	CachedFrom string        `json:"cached_from,omitempty"`
 }
 
 // Task is one instance of a step, ready to run: the shell runs Spec as a

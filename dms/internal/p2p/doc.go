@@ -6,7 +6,8 @@
 // of warm instances, blob exchange, and what the gateways' replicated
 // group needs: calls forwarded to a queue's leader (ForwardProtocol),
 // streams as net.Conn for its raft transport (Listen, Dial), and its
-// members found in the DHT (AdvertiseGroup, FindGroup).
+// members found in the DHT (AdvertiseGroup, FindGroup); and the signed
+// records of the shared flow cache (PutCacheRecord, GetCacheRecord).
 //
 // Packages node and orchestrator never import it: package dms adapts Host to
 // their narrow interfaces. Peers are named by PeerID strings and multiaddr
@@ -56,6 +57,15 @@
 //     connection (keepTag); yamux and QUIC keep-alives keep an idle one
 //     up; a peer may hold gwStreamsPerPeer streams each way on one
 //     protocol at least.
+//   - The DHT stores, serves and returns only the shared cache records
+//     (cacherecord.go, namespace dmscache) that the peer their key names
+//     signed for that very key; the default validators (pk, ipns) stay.
+//     GetCacheRecord checks each record again, refuses one older than 48
+//     hours or that does not open with its cache key's seal, and returns
+//     the first that passes. A record's value is sealed with a key derived
+//     from the cache key, which no API sends anywhere: DHT servers see who
+//     published a record, when, its size and which records share a cache
+//     key, not what they say.
 //   - With Config.PSK the host is in a private network and runs over TCP
 //     only (libp2p's QUIC has no pre-shared key support).
 //   - Every frame's length is checked against its limit before anything is

@@ -49,6 +49,12 @@ var (
 	// open one: the call may or may not have run; another instance may
 	// take it.
 	ErrCallStream = errors.New("p2p: call stream broken")
+	// ErrNoRecord means a DHT lookup found no record under the key.
+	ErrNoRecord = errors.New("p2p: no such record")
+	// ErrBadRecord means a DHT record was refused: not under a key of
+	// its namespace, malformed, too large, not signed by the peer its key
+	// names, too old, or sealed with another key than its reader's.
+	ErrBadRecord = errors.New("p2p: bad record")
 	// errNilRequest is a programming error: a request needs a message.
 	errNilRequest = errors.New("p2p: request without a message")
 )

@@ -161,6 +161,8 @@ func (h *Host) start() error {
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(DHTPrefix),
 		dht.BootstrapPeers(h.bootstrap...),
+		// Added to the default validators (pk, ipns), which stay.
+		dht.NamespacedValidator(cacheNamespace, cacheValidator{}),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: dht: %w", err)
