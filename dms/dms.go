@@ -70,8 +70,8 @@ type DMS struct {
 	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
 	grp       *group.Group     // the gateway's group; nil without gateway.group
 	flows     *flows           // the workflows this node runs
-	batches   *batches         // the batches this node runs
 	shared    *sharedCache     // their results shared through the DHT
+	batches   *batches         // the batches this node runs
 
 	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
