@@ -51,6 +51,9 @@ type Batch struct {
 	Deadline Duration `json:"deadline"`
 	// Parallel bounds the replicas under way at once.
 	Parallel int `json:"parallel"`
+	// Managers run the batch for its submitter, which may then go offline
+	// (docs/batches.md); none: the submitter runs it.
+	Managers Managers `json:"managers,omitzero"`
 
 	dir string // directory of the batch file
 }
@@ -68,6 +71,52 @@ type Units struct {
 	// Files: one unit per file, by name and CID, in name order: the file is
 	// at /inputs/NAME, and {{unit}} is NAME.
 	Files map[string]string `json:"files,omitempty"`
+}
+
+// MaxManagers bounds a batch's managers: a raft group of them.
+const MaxManagers = 7
+
+// Managers are the nodes a batch is handed to, written as a count
+// ("managers: 3", chosen by the submitter among its peers) or a list of
+// PeerIDs.
+type Managers struct {
+	Count int
+	Peers []string
+}
+
+// Len is how many managers there are to be.
+func (m Managers) Len() int { return max(m.Count, len(m.Peers)) }
+
+// IsZero reports whether the batch has no managers: its submitter runs it.
+func (m Managers) IsZero() bool { return m.Len() == 0 }
+
+// MarshalJSON writes the list when there is one, else the count.
+func (m Managers) MarshalJSON() ([]byte, error) {
+	if m.Peers != nil {
+		return json.Marshal(m.Peers)
+	}
+	return json.Marshal(m.Count)
+}
+
+// UnmarshalYAML reads a whole number or a list of PeerIDs.
+func (m *Managers) UnmarshalYAML(n *yaml.Node) error {
+	switch {
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int":
+		var c int
+		if err := n.Decode(&c); err != nil {
+			return err
+		}
+		*m = Managers{Count: c}
+		return nil
+	case n.Kind == yaml.SequenceNode:
+		var peers []string
+		if err := n.Decode(&peers); err != nil {
+			return fmt.Errorf("want a list of PeerIDs: %w", err)
+		}
+		*m = Managers{Peers: peers}
+		return nil
+	}
+	return fmt.Errorf("want a number of managers or a list of PeerIDs, got %s", describe(n))
 }
 
 // Param is one unit's arguments and environment.
@@ -330,6 +379,18 @@ func (b *Batch) check() problems {
 	}
 	checkRange(&p, "deadline", b.Deadline, Duration(time.Second), Duration(MaxTimeout))
 	checkRange(&p, "parallel", b.Parallel, 1, MaxParallel)
+	m := b.Managers
+	checkRange(&p, "managers", m.Len(), 0, MaxManagers)
+	if m.Peers != nil && len(m.Peers) == 0 {
+		p.add("managers", "an empty list: name the managers, or give their number")
+	}
+	for i, id := range m.Peers {
+		if err := types.CheckPeerID(id); err != nil {
+			p.add(fmt.Sprintf("managers[%d]", i), "%v", err)
+		} else if slices.Index(m.Peers, id) != i {
+			p.add(fmt.Sprintf("managers[%d]", i), "%s is named twice", clip(id))
+		}
+	}
 	return p
 }
 

@@ -55,6 +55,18 @@ quorum: 2
 	if !reflect.DeepEqual(&back, b) {
 		t.Fatalf("round trip:\n%+v\n%+v", &back, b)
 	}
+
+	const peer = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+	for doc, want := range map[string]Managers{"3": {Count: 3}, "[" + peer + "]": {Peers: []string{peer}}} {
+		m, err := ParseBatch([]byte("name: m\ntemplate: {module: " + batchMod + "}\nunits: {range: 1..2}\nmanagers: " + doc + "\n"))
+		if err != nil || !reflect.DeepEqual(m.Managers, want) {
+			t.Fatalf("managers %s: %+v %v", doc, m, err)
+		}
+		data, _ := json.Marshal(m)
+		if back, err := ParseBatch(data); err != nil || !reflect.DeepEqual(back.Managers, want) {
+			t.Fatalf("managers %s round trip: %s %v", doc, data, err)
+		}
+	}
 }
 
 func TestBatchParamsAndFiles(t *testing.T) {
@@ -106,6 +118,10 @@ func TestBatchErrors(t *testing.T) {
 		{"name: X!\ntemplate: {module: M}\nunits: {range: 1..3}\n", `name: "X!" must be`},
 		{"name: x\ntemplate: {module: M, timeout: -1s}\nunits: {range: 1..3}\n", "template.timeout"},
 		{"name: x\ntemplate: {module: M, replication: 3}\nunits: {range: 1..3}\n", "template.replication: a batch replicates its units by its own replication"},
+		{"name: x\ntemplate: {module: M}\nunits: {range: 1..3}\nmanagers: 9\n", "managers: must be at most 7"},
+		{"name: x\ntemplate: {module: M}\nunits: {range: 1..3}\nmanagers: []\n", "managers: an empty list"},
+		{"name: x\ntemplate: {module: M}\nunits: {range: 1..3}\nmanagers: [nope]\n", "managers[0]:"},
+		{"name: x\ntemplate: {module: M}\nunits: {range: 1..3}\nmanagers: {a: 1}\n", "managers: want a number of managers or a list of PeerIDs"},
 		{"- a\n", "want a mapping"},
 		{"name: x\n\ttab\n", "line 2"},
 	} {

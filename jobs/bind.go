@@ -63,6 +63,8 @@ func (b *binder) object(path string, n *yaml.Node, v reflect.Value) {
 func (b *binder) value(path string, n *yaml.Node, f reflect.Value) {
 	switch {
 	case deref(n).ShortTag() == "!!null":
+	case unmarshaler(f):
+		b.leaf(path, n, f)
 	case f.Kind() == reflect.Struct:
 		b.object(path, n, f)
 	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
@@ -104,6 +106,13 @@ func (b *binder) leaf(path string, n *yaml.Node, f reflect.Value) {
 	default:
 		b.add(path, n, "%s", withoutPackage(err.Error()))
 	}
+}
+
+// unmarshaler reports whether f reads itself from a YAML node of any
+// kind, as a batch's managers do (a count or a list).
+func unmarshaler(f reflect.Value) bool {
+	_, ok := f.Addr().Interface().(yaml.Unmarshaler)
+	return ok
 }
 
 // textual reports whether f reads itself from text, as a Reschedule does
