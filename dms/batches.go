@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/gateway/group"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/orchestrator/quorum"
 	"github.com/opendms/dms/types"
@@ -40,6 +41,11 @@ type batchRecord struct {
 	Counts    api.BatchCounts `json:"counts"` // as of the end; live counts come from the run
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// Managers run the batch for this node, its submitter, which has
+	// collected the units up to position Collected of their order of
+	// ending; none when it runs the batch itself.
+	Managers  []string `json:"managers,omitempty"`
+	Collected int      `json:"collected,omitempty"`
 }
 
 // unitRecord is a unit as persisted: its replicas and verdict, and the
@@ -63,7 +69,9 @@ func unitKey(batch string, unit int) string {
 type batches struct {
 	d    *DMS
 	mu   sync.Mutex
-	runs map[string]*batchRun
+	runs map[string]*batchRun // the batches this node submitted, unfinished
+	// managed are the batches this node manages for their submitters.
+	managed map[string]*batchRun
 }
 
 type batchRun struct {
@@ -78,6 +86,9 @@ type batchRun struct {
 
 	mm sync.Mutex // guards m
 	m  *batchMachine
+	// grp replicates m among the batch's managers; nil for a batch this
+	// node runs alone.
+	grp *group.Group
 
 	mu   sync.Mutex // guards rec and subs
 	rec  batchRecord
@@ -112,9 +123,21 @@ func (d *DMS) submitBatch(ctx context.Context, b *jobs.Batch, id string) (api.Ba
 		return api.Batch{}, fmt.Errorf("template: %w", err)
 	}
 	now := time.Now().UTC()
-	rec := batchRecord{ID: id, Name: b.Name, Spec: spec, State: api.BatchRunning, CreatedAt: now, UpdatedAt: now}
+	rec := batchRecord{ID: id, Name: b.Name, Spec: spec, State: api.BatchRunning, CreatedAt: now, UpdatedAt: now,
+		Counts: api.BatchCounts{Units: b.Len(), Queued: b.Len()}}
+	if !b.Managers.IsZero() {
+		if rec.Managers, err = d.chooseManagers(ctx, b.Managers); err != nil {
+			return api.Batch{}, err
+		}
+		if err := d.handOff(ctx, id, spec, rec.Managers); err != nil {
+			return api.Batch{}, err
+		}
+	}
 	if err := d.db.Put(batchPrefix+rec.ID, rec); err != nil {
 		return api.Batch{}, fmt.Errorf("dms: saving batch: %w", err)
+	}
+	if rec.Managers != nil {
+		return d.batches.startCollecting(rec, b).snapshot(), nil
 	}
 	r, err := d.batches.start(rec, b, nil)
 	if err != nil {
@@ -213,7 +236,8 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 	self := d.host.ID()
 	for {
 		now := time.Now()
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && r.leading() && !r.finished() {
+			r.orphanLost(ctx)
 			if _, err := r.commit(ctx, batchCmd{Op: opExpire, Now: now}); err != nil {
 				d.log.Error("batch", "batch", r.rec.ID, "err", err)
 			}
@@ -228,9 +252,19 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 			}
 		}
 		r.publish()
-		if running == 0 && (r.isDone() || ctx.Err() != nil) {
+		switch {
+		case running > 0:
+		case r.grp == nil && (r.isDone() || ctx.Err() != nil):
 			r.end(ctx)
 			return
+		case r.grp == nil:
+		case r.finished() || ctx.Err() != nil: // a managed batch, ended: kept for its submitter to collect
+			return
+		case r.isDone() && r.leading():
+			if _, err := r.commit(ctx, batchCmd{Op: opFinish, State: api.BatchCompleted, Reason: r.failedReason()}); err != nil {
+				d.log.Warn("batch: recording its end", "batch", r.rec.ID, "err", err)
+			}
+			continue
 		}
 		select {
 		case e := <-ends:
@@ -333,6 +367,21 @@ func (r *batchRun) apply(ctx context.Context, e replicaEnd) {
 	r.judge(ctx, out.Judgement)
 }
 
+// finished reports whether a managed batch's end was committed.
+func (r *batchRun) finished() bool {
+	r.mm.Lock()
+	defer r.mm.Unlock()
+	return r.m.state != ""
+}
+
+// failedReason says how many units failed, "" when none did.
+func (r *batchRun) failedReason() string {
+	if c := r.counts(); c.Failed > 0 {
+		return fmt.Sprintf("%d of %d units failed: no quorum within their replicas", c.Failed, c.Units)
+	}
+	return ""
+}
+
 func (r *batchRun) isDone() bool {
 	r.mm.Lock()
 	defer r.mm.Unlock()
@@ -370,8 +419,8 @@ func (r *batchRun) end(ctx context.Context) {
 		return
 	}
 	counts := r.counts()
-	if counts.Failed > 0 {
-		reason = fmt.Sprintf("%d of %d units failed: no quorum within their replicas", counts.Failed, counts.Units)
+	if state == api.BatchCompleted {
+		reason = r.failedReason()
 	}
 	r.mu.Lock()
 	r.rec.State, r.rec.Reason, r.rec.Counts, r.rec.UpdatedAt = state, reason, counts, time.Now().UTC()
@@ -391,6 +440,11 @@ func (r *batchRun) end(ctx context.Context) {
 func (r *batchRun) counts() api.BatchCounts {
 	r.mm.Lock()
 	defer r.mm.Unlock()
+	if r.m == nil { // collected from managers: as they counted
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.rec.Counts
+	}
 	q := r.m.q
 	c := api.BatchCounts{Units: q.Len()}
 	for i := range q.Len() {
@@ -642,6 +696,15 @@ func (d *DMS) restoreBatches() error {
 		return fmt.Errorf("dms: reading batch records: %w", err)
 	}
 	for _, rec := range recs {
+		if rec.Managers != nil {
+			b, err := jobs.ParseBatch(rec.Spec)
+			if err != nil {
+				d.log.Error("batch not resumed", "batch", rec.ID, "err", err)
+				continue
+			}
+			d.batches.startCollecting(rec, b)
+			continue
+		}
 		if err := d.resumeBatch(rec); err != nil {
 			d.log.Error("batch not resumed", "batch", rec.ID, "err", err)
 		}

@@ -376,7 +376,7 @@ func TestBatchSurvivesALostProvider(t *testing.T) {
 	req := nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mod, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Module(400*time.Millisecond, "unit\n")))
+	mod, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Module(time.Second, "unit\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,15 +394,19 @@ parallel: 6
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "replicas running on node 3", func() bool {
-		for _, a := range allocations(t, nodes[3]) {
-			if strings.HasPrefix(string(a.JobID), sub.ID) {
-				return true
+	var lost *DMS
+	waitFor(t, 60*time.Second, "a provider running replicas", func() bool {
+		for _, n := range nodes[1:] {
+			for _, a := range allocations(t, n) {
+				if strings.HasPrefix(string(a.JobID), sub.ID) && a.State == types.AllocRunning {
+					lost = n
+					return true
+				}
 			}
 		}
 		return false
 	})
-	nodes[3].Close()
+	lost.Close()
 	done := awaitBatch(t, ctx, req, sub.ID)
 	if done.State != api.BatchCompleted || done.Counts.Completed != 12 || done.Counts.Failed != 0 {
 		t.Fatalf("batch %s %q %+v", done.State, done.Reason, done.Counts)
@@ -416,4 +420,104 @@ parallel: 6
 			t.Fatalf("unit %+v", u)
 		}
 	}
+}
+
+// TestManagedBatch: a batch handed to three managers goes on while its
+// submitter is away and after one manager is lost; the submitter, back,
+// collects every unit's result once, from the managers that remain, and
+// the managers forget the batch.
+func TestManagedBatch(t *testing.T) {
+	nodes := testNet(t, 6, func(i int) bool { return i >= 4 })
+	req, managers := nodes[0], nodes[1:4]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	module := tinywasm.Module(150*time.Millisecond, "done\n")
+	mod, err := req.PutBlob(ctx, bytes.NewReader(module))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range managers {
+		ids = append(ids, fmt.Sprintf("%q", m.host.ID()))
+		if _, err := m.PutBlob(ctx, bytes.NewReader(module)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := jobs.ParseBatch([]byte(fmt.Sprintf(`
+name: managed
+template: {module: %s, args: ["u{{unit}}"], resources: {cpu: 0.1, memory: 16MiB}}
+units: {range: 1..40}
+parallel: 2
+managers: [%s]
+`, mod, strings.Join(ids, ", "))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := req.SubmitBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "a few units collected", func() bool {
+		got, err := req.GetBatch(ctx, sub.ID)
+		return err == nil && got.Counts.Completed >= 4
+	})
+	req.Close() // the submitter goes away
+
+	// The manager that leads is lost too.
+	var lead *DMS
+	defer func() {
+		if t.Failed() {
+			for i, m := range managers {
+				if r := m.managedBatch(sub.ID); r != nil {
+					t.Logf("manager %d: leader %q, is %v, counts %+v, finished %v", i, r.grp.Leader(), r.grp.IsLeader(), r.counts(), r.finished())
+				} else {
+					t.Logf("manager %d: none", i)
+				}
+			}
+		}
+	}()
+	waitFor(t, 30*time.Second, "a leader", func() bool {
+		for _, m := range managers {
+			if r := m.managedBatch(sub.ID); r != nil && r.grp.IsLeader() {
+				lead = m
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 60*time.Second, "more units decided while the submitter is away", func() bool {
+		r := lead.managedBatch(sub.ID)
+		return r != nil && r.counts().Completed >= 12
+	})
+	lead.Close()
+
+	back := reopen(t, req, WithBootstrap(nodes[4].host.Addrs()...))
+	done := awaitBatch(t, ctx, back, sub.ID)
+	if done.State != api.BatchCompleted || done.Counts.Completed != 40 {
+		t.Fatalf("after the submitter came back: %s %q %+v", done.State, done.Reason, done.Counts)
+	}
+	units, err := back.BatchUnits(ctx, sub.ID, 0, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range units {
+		if u.State != api.BatchCompleted || u.Result == nil {
+			t.Fatalf("unit %+v", u)
+		}
+		if u.Result.Stdout != types.CIDOf([]byte("done\n")).String() {
+			t.Fatalf("unit %d: stdout %s", u.Index, u.Result.Stdout)
+		}
+	}
+	for _, m := range managers {
+		if m == lead {
+			continue
+		}
+		waitFor(t, 10*time.Second, "the managers to forget the batch", func() bool { return m.managedBatch(sub.ID) == nil })
+	}
+}
+
+func (d *DMS) managedBatch(id string) *batchRun {
+	d.batches.mu.Lock()
+	defer d.batches.mu.Unlock()
+	return d.batches.managed[id]
 }

@@ -118,7 +118,7 @@ func New(opts ...Option) (*DMS, error) {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.gc = newCollector(d)
 	d.flows = &flows{d: d, runs: map[string]*flowRun{}}
-	d.batches = &batches{d: d, runs: map[string]*batchRun{}}
+	d.batches = &batches{d: d, runs: map[string]*batchRun{}, managed: map[string]*batchRun{}}
 	return d, nil
 }
 
@@ -224,6 +224,12 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	}
 	d.started = true
 	if err := d.restoreFlows(); err != nil {
+		return err
+	}
+	if err := d.serveBatches(); err != nil {
+		return err
+	}
+	if err := d.restoreManaged(); err != nil {
 		return err
 	}
 	if err := d.restoreBatches(); err != nil {

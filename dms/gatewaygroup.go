@@ -52,7 +52,7 @@ func (d *DMS) joinGroup(ctx context.Context, g *gateway.Gateway) error {
 	}
 	grp, err := group.Open(group.Config{
 		Name: c.Name, Self: d.host.ID(), Dir: filepath.Join(d.home, "gateway-group"), DB: d.db,
-		Transport: groupTransport{h: d.host, name: c.Name}, FSM: g.StateMachine(), Peers: peers, Join: c.Join,
+		Transport: groupTransport{h: d.host, prefix: "/dms/gw/", name: c.Name}, FSM: g.StateMachine(), Peers: peers, Join: c.Join,
 		Logger: d.log.With("component", "gateway-group"),
 	})
 	if err != nil {
@@ -92,14 +92,16 @@ func (d *DMS) findGroup(ctx context.Context, name string) ([]string, error) {
 
 // groupTransport carries a group's raft and RPC connections over libp2p
 // streams, one protocol per group and channel: a gateway of another group
-// does not even speak this one's.
+// does not even speak this one's. The groups of gateways ("/dms/gw/")
+// and of batch managers ("/dms/batch/") have prefixes of their own.
 type groupTransport struct {
-	h    *p2p.Host
-	name string
+	h      *p2p.Host
+	prefix string
+	name   string
 }
 
 func (t groupTransport) proto(channel string) protocol.ID {
-	return protocol.ID("/dms/gw/" + t.name + "/" + channel + "/1.0.0")
+	return protocol.ID(t.prefix + t.name + "/" + channel + "/1.0.0")
 }
 
 func (t groupTransport) Listen(channel string) (net.Listener, error) {
