@@ -245,7 +245,7 @@ func (bs *batches) startManaged(rec managedRecord, b *jobs.Batch) error {
 	}
 	ctx, cancel := context.WithCancelCause(d.ctx)
 	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
-		rec: batchRecord{ID: rec.ID, Name: b.Name, State: api.BatchRunning, CreatedAt: rec.CreatedAt, UpdatedAt: rec.CreatedAt},
+		rec:  batchRecord{ID: rec.ID, Name: b.Name, State: api.BatchRunning, CreatedAt: rec.CreatedAt, UpdatedAt: rec.CreatedAt},
 		subs: map[chan api.Batch]struct{}{}}
 	grp, err := group.Open(group.Config{
 		Name: batchGroup(rec.ID), Self: d.host.ID(), Dir: filepath.Join(d.home, "batch-groups", rec.ID), DB: d.db,
