@@ -86,9 +86,10 @@ type batchRun struct {
 
 	mm sync.Mutex // guards m
 	m  *batchMachine
-	// grp replicates m among the batch's managers; nil for a batch this
-	// node runs alone.
-	grp *group.Group
+	// grp replicates m among the batch's managers, for submitter; nil for
+	// a batch this node runs alone.
+	grp       *group.Group
+	submitter string
 
 	mu   sync.Mutex // guards rec and subs
 	rec  batchRecord

@@ -3,6 +3,8 @@ package dms
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -520,4 +522,74 @@ func (d *DMS) managedBatch(id string) *batchRun {
 	d.batches.mu.Lock()
 	defer d.batches.mu.Unlock()
 	return d.batches.managed[id]
+}
+
+// TestBatchProtocolRefusals: what a hostile peer sends on the batch
+// protocol is refused, saying why, and changes nothing: garbage, a frame
+// over the limit, a handoff that does not name the node, a collection
+// or a release of a batch that is not the asker's.
+func TestBatchProtocolRefusals(t *testing.T) {
+	nodes := testNet(t, 3, func(i int) bool { return i == 2 })
+	mgr, stranger := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	raw := func(body []byte) string {
+		conn, err := stranger.host.Dial(ctx, mgr.host.ID(), nil, BatchProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := writeFrame(conn, body); err != nil {
+			return err.Error()
+		}
+		packed, err := readFrame(conn, maxBatchResponse)
+		if err != nil {
+			return "no answer: " + err.Error()
+		}
+		data, err := zdec.DecodeAll(packed, nil)
+		if err != nil {
+			t.Fatalf("an answer that is not zstd: %v", err)
+		}
+		var resp batchResponse
+		if err := json.Unmarshal(data, &resp); err != nil {
+			t.Fatalf("an answer that is not JSON: %v", err)
+		}
+		return resp.Err
+	}
+	spec := fmt.Sprintf(`{"name":"x","template":{"module":%q},"units":{"range":"1..2"}}`, types.CIDOf([]byte("m")).String())
+	for _, c := range []struct {
+		body []byte
+		want string
+	}{
+		{[]byte("garbage"), "invalid character"},
+		{[]byte(`{"op":"steal"}`), `unknown request "steal"`},
+		{[]byte(fmt.Sprintf(`{"op":"handoff","id":"b-1","spec":%s,"managers":[%q]}`, spec, stranger.host.ID())), "not among the batch's managers"},
+		{[]byte(fmt.Sprintf(`{"op":"handoff","id":"b-1","spec":{"name":"x"},"managers":[%q]}`, mgr.host.ID())), "template"},
+		{[]byte(`{"op":"collect","id":"b-nothing"}`), "no batch b-nothing managed here"},
+		{[]byte(`{"op":"release","id":"b-nothing"}`), "no batch b-nothing managed here"},
+	} {
+		if got := raw(c.body); !strings.Contains(got, c.want) {
+			t.Errorf("%.60s: %q, want %q", c.body, got, c.want)
+		}
+	}
+	// A frame over the limit is not read: the stream ends.
+	conn, err := stranger.host.Dial(ctx, mgr.host.ID(), nil, BatchProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], maxBatchRequest+1)
+	_, _ = conn.Write(n[:])
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if packed, err := readFrame(conn, maxBatchResponse); err == nil {
+		data, _ := zdec.DecodeAll(packed, nil)
+		if !strings.Contains(string(data), "limit") {
+			t.Fatalf("an oversized frame: %s", data)
+		}
+	}
+	conn.Close()
+	if mgr.managedBatch("b-1") != nil {
+		t.Fatal("a refused handoff left a batch")
+	}
 }

@@ -37,8 +37,10 @@ const (
 	maxBatchRequest  = jobs.MaxSpecSize + 64<<10
 	maxBatchResponse = 64 << 20 // decompressed
 	// MaxManagedBatches bounds the batches one node manages at once for
-	// others: one more is refused.
-	MaxManagedBatches = 16
+	// others, and maxManagedPerSubmitter those of one submitter: one more
+	// is refused (a peer cannot take every place).
+	MaxManagedBatches      = 16
+	maxManagedPerSubmitter = 4
 	// collectPage is how many ended units one response carries.
 	collectPage = 2000
 	// handoffTimeout bounds the handoff to each manager.
@@ -217,13 +219,20 @@ func (d *DMS) manage(req batchRequest, from string) error {
 	}
 	d.batches.mu.Lock()
 	_, have := d.batches.managed[req.ID]
-	n := len(d.batches.managed)
+	n, theirs := len(d.batches.managed), 0
+	for _, r := range d.batches.managed {
+		if r.submitter == from {
+			theirs++
+		}
+	}
 	d.batches.mu.Unlock()
 	switch {
 	case have:
 		return nil
 	case n >= MaxManagedBatches:
 		return fmt.Errorf("this node manages %d batches already, the most it takes", n)
+	case theirs >= maxManagedPerSubmitter:
+		return fmt.Errorf("this node manages %d of your batches already, the most it takes from one submitter", theirs)
 	}
 	rec := managedRecord{ID: req.ID, Spec: req.Spec, Managers: req.Managers, Submitter: from, CreatedAt: time.Now().UTC()}
 	if err := d.db.Put(managedPrefix+rec.ID, rec); err != nil {
@@ -246,7 +255,7 @@ func (bs *batches) startManaged(rec managedRecord, b *jobs.Batch) error {
 	ctx, cancel := context.WithCancelCause(d.ctx)
 	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
 		rec:  batchRecord{ID: rec.ID, Name: b.Name, State: api.BatchRunning, CreatedAt: rec.CreatedAt, UpdatedAt: rec.CreatedAt},
-		subs: map[chan api.Batch]struct{}{}}
+		subs: map[chan api.Batch]struct{}{}, submitter: rec.Submitter}
 	grp, err := group.Open(group.Config{
 		Name: batchGroup(rec.ID), Self: d.host.ID(), Dir: filepath.Join(d.home, "batch-groups", rec.ID), DB: d.db,
 		Transport: groupTransport{h: d.host, prefix: "/dms/batch/", name: batchGroup(rec.ID)},
