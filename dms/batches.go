@@ -307,7 +307,7 @@ func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool
 			return end
 		}
 	}
-	last, err := r.awaitJob(ctx, string(id))
+	last, err := d.followJob(ctx, string(id))
 	end.node = last.Node
 	switch {
 	case err != nil:
@@ -322,31 +322,6 @@ func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool
 		end.result = last.Result
 	}
 	return end
-}
-
-// awaitJob follows a job to its end; cancelling ctx cancels the job.
-func (r *batchRun) awaitJob(ctx context.Context, id string) (api.Job, error) {
-	d := r.bs.d
-	events, err := d.WatchJob(ctx, id)
-	if err != nil {
-		return api.Job{}, err
-	}
-	var last api.Job
-	for j := range events {
-		last = j
-	}
-	if ctx.Err() != nil {
-		if !last.State.Terminal() && d.ctx.Err() == nil {
-			if err := d.cancelJob(context.WithoutCancel(ctx), id); err != nil && !errors.Is(err, api.ErrConflict) {
-				d.log.Warn("cancelling a batch's replica", "job", id, "err", err)
-			}
-		}
-		return last, context.Cause(ctx)
-	}
-	if !last.State.Terminal() {
-		return last, fmt.Errorf("job %s: %w", id, ErrClosed)
-	}
-	return last, nil
 }
 
 // apply records a replica's end: a result goes to its unit's quorum, and
@@ -597,16 +572,7 @@ func (d *DMS) WatchBatch(ctx context.Context, id string) (<-chan api.Batch, erro
 		return d.WatchBatch(ctx, id)
 	}
 	out <- r.describe()
-	r.subs[out] = struct{}{}
-	r.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.subs[out]; ok {
-			delete(r.subs, out)
-			close(out)
-		}
-	})
+	watchUntil(ctx, &r.mu, &r.subs, out)
 	return out, nil
 }
 

@@ -467,32 +467,43 @@ func (r *flowRun) cached(ctx context.Context, t flow.Task) (flow.Outcome, bool) 
 // await follows a job to its end; cancelling ctx cancels the job.
 func (r *flowRun) await(ctx context.Context, job string) (flow.Outcome, error) {
 	d := r.fl.d
-	events, err := d.WatchJob(ctx, job)
-	if err != nil {
-		return flow.Outcome{}, err
-	}
-	var last api.Job
-	for j := range events {
-		last = j
-	}
-	if ctx.Err() != nil {
-		if !last.State.Terminal() && d.ctx.Err() == nil { // the flow ended, not the node
-			if err := d.cancelJob(context.WithoutCancel(ctx), job); err != nil && !errors.Is(err, api.ErrConflict) {
-				d.log.Warn("cancelling a flow's job", "job", job, "err", err)
-			}
-		}
-		return flow.Outcome{}, context.Cause(ctx)
-	}
-	if !last.State.Terminal() { // the watch ended early (the node closing)
-		return flow.Outcome{}, fmt.Errorf("job %s: %w", job, ErrClosed)
-	}
+	last, err := d.followJob(ctx, job)
 	switch {
+	case err != nil:
+		return flow.Outcome{}, err
 	case last.State != types.JobCompleted || last.Result == nil:
 		return flow.Outcome{}, fmt.Errorf("job %s %s: %s", job, last.State, last.Reason)
 	case last.Result.ExitCode != 0:
 		return flow.Outcome{}, fmt.Errorf("job %s exited with code %d%s", job, last.Result.ExitCode, d.stderrHead(ctx, last.Result))
 	}
 	return flow.Outcome{Result: last.Result, Node: last.Node}, nil
+}
+
+// followJob follows a job to its end and returns it; cancelling ctx
+// cancels the job (unless the node is closing: the job is then left to
+// the restart), and an end of the watch before the job's, the node
+// closing, is ErrClosed.
+func (d *DMS) followJob(ctx context.Context, job string) (api.Job, error) {
+	events, err := d.WatchJob(ctx, job)
+	if err != nil {
+		return api.Job{}, err
+	}
+	var last api.Job
+	for j := range events {
+		last = j
+	}
+	if ctx.Err() != nil {
+		if !last.State.Terminal() && d.ctx.Err() == nil { // the caller gave up, not the node
+			if err := d.cancelJob(context.WithoutCancel(ctx), job); err != nil && !errors.Is(err, api.ErrConflict) {
+				d.log.Warn("cancelling a job given up on", "job", job, "err", err)
+			}
+		}
+		return last, context.Cause(ctx)
+	}
+	if !last.State.Terminal() {
+		return last, fmt.Errorf("job %s: %w", job, ErrClosed)
+	}
+	return last, nil
 }
 
 // stderrHead quotes the start of a failed job's stderr, for its reason.
@@ -686,16 +697,7 @@ func (d *DMS) WatchFlow(ctx context.Context, id string) (<-chan api.FlowEvent, e
 		return d.WatchFlow(ctx, id)
 	}
 	out <- api.FlowEvent{Flow: &snap, State: snap.State, At: snap.UpdatedAt}
-	r.subs[out] = struct{}{}
-	r.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.subs[out]; ok {
-			delete(r.subs, out)
-			close(out)
-		}
-	})
+	watchUntil(ctx, &r.mu, &r.subs, out)
 	return out, nil
 }
 
@@ -762,4 +764,20 @@ func (d *DMS) restoreFlows() error {
 		d.log.Info("resumed flow", "flow", rec.ID, "instances recorded", len(prior))
 	}
 	return nil
+}
+
+// watchUntil adds out to a run's watchers, *subs, guarded by mu, which
+// the caller holds and watchUntil releases; when ctx ends, out is removed
+// and closed, unless the run closed it first (and set *subs to nil).
+func watchUntil[T any](ctx context.Context, mu *sync.Mutex, subs *map[chan T]struct{}, out chan T) {
+	(*subs)[out] = struct{}{}
+	mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := (*subs)[out]; ok {
+			delete(*subs, out)
+			close(out)
+		}
+	})
 }
