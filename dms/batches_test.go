@@ -261,23 +261,12 @@ func TestBatchResumesAfterRequesterRestart(t *testing.T) {
 	req := nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mod, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Module(700*time.Millisecond, "slow\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := jobs.ParseBatch([]byte(fmt.Sprintf(`
+	sub := submitBatch(t, ctx, req, tinywasm.Module(700*time.Millisecond, "slow\n"), `
 name: resume
 template: {module: %s, args: ["{{unit}}"], resources: {cpu: 0.1, memory: 16MiB}}
 units: {range: 1..8}
 parallel: 2
-`, mod)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := req.SubmitBatch(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	// Closed while two replicas run, not while one is being placed: a job
 	// placed but not yet running when its requester closes may run twice
 	// (seen once in five runs; the job layer's, open).
@@ -378,24 +367,13 @@ func TestBatchSurvivesALostProvider(t *testing.T) {
 	req := nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mod, err := req.PutBlob(ctx, bytes.NewReader(tinywasm.Module(time.Second, "unit\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := jobs.ParseBatch([]byte(fmt.Sprintf(`
+	sub := submitBatch(t, ctx, req, tinywasm.Module(time.Second, "unit\n"), `
 name: lost
 template: {module: %s, args: ["{{unit}}"], resources: {cpu: 0.1, memory: 16MiB}}
 units: {range: 1..12}
 replication: 2
 parallel: 6
-`, mod)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := req.SubmitBatch(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	var lost *DMS
 	waitFor(t, 60*time.Second, "a provider running replicas", func() bool {
 		for _, n := range nodes[1:] {
@@ -592,4 +570,23 @@ func TestBatchProtocolRefusals(t *testing.T) {
 	if mgr.managedBatch("b-1") != nil {
 		t.Fatal("a refused handoff left a batch")
 	}
+}
+
+// submitBatch stores module on d and submits the batch doc, whose %s is
+// the module's CID.
+func submitBatch(t *testing.T, ctx context.Context, d *DMS, module []byte, doc string) api.Batch {
+	t.Helper()
+	mod, err := d.PutBlob(ctx, bytes.NewReader(module))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := jobs.ParseBatch([]byte(fmt.Sprintf(doc, mod)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := d.SubmitBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub
 }
