@@ -28,6 +28,8 @@ type fakeService struct {
 	pins      []string
 	unpinned  []string
 	flows     map[string]api.Flow
+	batches   map[string]api.Batch
+	units     map[string][]api.BatchUnit // a batch's units (fakebatch_test.go)
 
 	flowWatches [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
 	watches     int               // scripted watches played

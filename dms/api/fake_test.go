@@ -29,6 +29,9 @@ type fakeService struct {
 	gcs        int   // CollectGarbage calls
 	failWith   error // returned by every call when set
 	flows      map[string]Flow
+	batches    map[string]Batch
+	// unitWindows are the from and limit of each BatchUnits call.
+	unitWindows [][2]int
 }
 
 var _ Service = (*fakeService)(nil)

@@ -72,7 +72,8 @@ func TestUnauthorized(t *testing.T) {
 	h := newHarness(t)
 	routes := [][2]string{{"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/x"}, {"GET", "/v1/jobs/x/events"},
 		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"},
-		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"}}
+		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"},
+		{"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"}}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", testToken, "Basic " + testToken} {
 		for _, rt := range routes {
 			req, _ := http.NewRequest(rt[0], h.srv.URL+rt[1], nil)

@@ -43,6 +43,7 @@ type Service interface {
 	Benchmark(ctx context.Context) (NodeInfo, error)
 	StoreService
 	FlowService
+	BatchService
 }
 
 // StoreService is the part of a Service that looks after the node's disk.
