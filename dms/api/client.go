@@ -116,6 +116,11 @@ func (c *Client) Reputation(ctx context.Context) ([]PeerReputation, error) {
 	return list, err
 }
 
+// ForgivePeer clears a peer's distrust on the daemon.
+func (c *Client) ForgivePeer(ctx context.Context, peer string) error {
+	return c.call(ctx, http.MethodPost, "/v1/peers/reputation/"+url.PathEscape(peer)+"/forgive", nil, nil)
+}
+
 // Benchmark re-runs the daemon's capability benchmark.
 func (c *Client) Benchmark(ctx context.Context) (NodeInfo, error) {
 	var info NodeInfo

@@ -146,6 +146,19 @@ func (f *fakeService) Reputation(context.Context) ([]PeerReputation, error) {
 	return f.reputation, f.failWith
 }
 
+// ForgivePeer clears a distrusted peer of the fake's reputation.
+func (f *fakeService) ForgivePeer(_ context.Context, peer string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.reputation {
+		if p.ID == peer && p.Distrusted {
+			f.reputation[i].Disagreed, f.reputation[i].Distrusted = 0, false
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: peer %s is not distrusted", ErrNotFound, peer)
+}
+
 func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {
 	info := f.node
 	info.Running = 42 // marks a benchmarked reply

@@ -67,6 +67,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("POST /v1/node/benchmark", h.benchmark)
 	mux.HandleFunc("GET /v1/peers", h.peers)
 	mux.HandleFunc("GET /v1/peers/reputation", h.reputation)
+	mux.HandleFunc("POST /v1/peers/reputation/{peer}/forgive", h.forgive)
 	mux.HandleFunc("GET /v1/store", h.storeInfo)
 	mux.HandleFunc("POST /v1/store/gc", h.collect)
 	mux.HandleFunc("PUT /v1/store/pins/{cid}", h.pin)
@@ -213,6 +214,14 @@ func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
 func (h *handler) reputation(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.Reputation(r.Context())
 	replyList(h, w, r, list, err)
+}
+
+func (h *handler) forgive(w http.ResponseWriter, r *http.Request) {
+	if err := h.svc.ForgivePeer(r.Context(), r.PathValue("peer")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) storeInfo(w http.ResponseWriter, r *http.Request) {

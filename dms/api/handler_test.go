@@ -73,7 +73,7 @@ func TestUnauthorized(t *testing.T) {
 	routes := [][2]string{{"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/x"}, {"GET", "/v1/jobs/x/events"},
 		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"},
 		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"},
-		{"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"}}
+		{"POST", "/v1/peers/reputation/x/forgive"}, {"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"}}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", testToken, "Basic " + testToken} {
 		for _, rt := range routes {
 			req, _ := http.NewRequest(rt[0], h.srv.URL+rt[1], nil)
@@ -342,9 +342,20 @@ func TestNodeAndPeers(t *testing.T) {
 	if status, body := h.do(t, "GET", "/v1/peers/reputation", ""); status != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Fatalf("no reputation: %d %s", status, body)
 	}
-	h.svc.reputation = []PeerReputation{{ID: "liar", Penalty: 2, Poor: true, Unheard: true, LastEvent: "lost", Events: map[string]int{"lost": 1}}}
-	if rep, err := h.client.Reputation(ctx); err != nil || len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || rep[0].Events["lost"] != 1 {
+	h.svc.reputation = []PeerReputation{{ID: "liar", Penalty: 2, Poor: true, Unheard: true, LastEvent: "lost", Events: map[string]int{"lost": 1},
+		Agreed: 3, Disagreed: 1, Distrusted: true}}
+	if rep, err := h.client.Reputation(ctx); err != nil || len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || rep[0].Events["lost"] != 1 ||
+		rep[0].Agreed != 3 || rep[0].Disagreed != 1 || !rep[0].Distrusted {
 		t.Fatalf("Reputation = %+v, %v", rep, err)
+	}
+	if err := h.client.ForgivePeer(ctx, "liar"); err != nil || h.svc.reputation[0].Distrusted {
+		t.Fatalf("ForgivePeer: %v, %+v", err, h.svc.reputation[0])
+	}
+	if err := h.client.ForgivePeer(ctx, "liar"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not distrusted") {
+		t.Fatalf("ForgivePeer of a peer not distrusted: %v", err)
+	}
+	if status, _ := h.do(t, "GET", "/v1/peers/reputation/liar/forgive", ""); status != http.StatusMethodNotAllowed {
+		t.Fatalf("GET forgive: %d, want 405", status)
 	}
 }
 
