@@ -73,10 +73,7 @@ func (c *cli) runFlow(ctx context.Context, svc api.Service, f *jobs.Flow, detach
 		return err
 	}
 	if detach {
-		return c.print(map[string]string{"id": fl.ID}, func(w io.Writer) error {
-			_, err := fmt.Fprintln(w, fl.ID)
-			return err
-		})
+		return c.printID(fl.ID)
 	}
 	if c.output != "json" {
 		fmt.Fprintf(c.stderr, "submitted flow %s\n", fl.ID)
@@ -109,19 +106,14 @@ func flowEndedError(f api.Flow) error {
 // it writes each event to stdout as a line of JSON, then the final flow;
 // otherwise it shows the flow's progress on w.
 func (c *cli) followFlow(ctx context.Context, svc api.FlowService, id string, w io.Writer) (api.Flow, error) {
-	f := follower[api.FlowEvent, *flowView]{kind: "flow", id: id, watch: svc.WatchFlow, v: &flowView{}, show: noProgress[*flowView]{}}
-	if c.output == "json" {
-		f.events = c.stdout
-	} else {
-		f.show = newDisplay(w)
-	}
-	if err := f.run(ctx); err != nil {
-		return f.v.flow, err
+	v := &flowView{}
+	if err := follow(ctx, c, "flow", id, svc.WatchFlow, v, newDisplay(w)); err != nil {
+		return v.flow, err
 	}
 	if c.output == "json" {
-		return f.v.flow, writeJSONLine(c.stdout, f.v.flow)
+		return v.flow, writeJSONLine(c.stdout, v.flow)
 	}
-	return f.v.flow, nil
+	return v.flow, nil
 }
 
 func (c *cli) flowStatusCmd() *cobra.Command {

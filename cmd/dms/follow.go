@@ -32,6 +32,17 @@ type follower[E any, V view[E]] struct {
 	events   io.Writer
 }
 
+// follow follows what watch watches, of kind and id, to its end, into v:
+// with --output json it writes each event to stdout as a line of JSON;
+// otherwise it shows the progress with show.
+func follow[E any, V view[E]](ctx context.Context, c *cli, kind, id string, watch func(context.Context, string) (<-chan E, error), v V, show display[V]) error {
+	f := follower[E, V]{kind: kind, id: id, watch: watch, v: v, show: show}
+	if c.output == "json" {
+		f.show, f.events = noProgress[V]{}, c.stdout
+	}
+	return f.run(ctx)
+}
+
 // errInterrupted is a follower's error when its ctx ends (Ctrl-C).
 var errInterrupted = errors.New("interrupted")
 

@@ -23,6 +23,15 @@ func (c *cli) print(v any, table func(io.Writer) error) error {
 	return table(c.stdout)
 }
 
+// printID prints what --detach submitted: its ID, or {"id": ID} with
+// --output json.
+func (c *cli) printID(id string) error {
+	return c.print(map[string]string{"id": id}, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, id)
+		return err
+	})
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
