@@ -32,10 +32,11 @@ type fakeService struct {
 	batches   map[string]api.Batch
 	units     map[string][]api.BatchUnit // a batch's units (fakebatch_test.go)
 
-	flowWatches [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
-	watches     int               // scripted watches played
-	holdWatch   bool              // the last watch stays open until its caller leaves
-	held        chan struct{}     // a held watch is waiting
+	flowWatches  [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
+	batchWatches [][]api.Batch     // what the next watches of a batch play (fakebatch_test.go)
+	watches      int               // scripted watches played
+	holdWatch    bool              // the last watch stays open until its caller leaves
+	held         chan struct{}     // a held watch is waiting
 }
 
 var _ api.Service = (*fakeService)(nil)

@@ -8,8 +8,32 @@ import (
 	"github.com/opendms/dms/jobs"
 )
 
-// The fake's batches: kept as submitted; a watch sends the batch as it
-// is; the units are those putUnits stored.
+// The fake's batches: kept as submitted. A watch plays the next script of
+// batchWatches (a script that does not end the batch is a watch the
+// daemon dropped), else sends the batch as it is; each snapshot becomes
+// the batch GetBatch returns. With holdWatch, a watch with no script left
+// stays open until its caller leaves, and says so on held. The units are
+// those of the units map.
+
+// scriptBatchWatches sets the scripts of the fake's next batch watches.
+func (f *fakeService) scriptBatchWatches(scripts ...[]api.Batch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batchWatches = scripts
+}
+
+// nextBatchWatch takes the script of the next watch; nil when none is left.
+func (f *fakeService) nextBatchWatch() []api.Batch {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.batchWatches) == 0 {
+		return nil
+	}
+	script := f.batchWatches[0]
+	f.batchWatches = f.batchWatches[1:]
+	f.watches++
+	return script
+}
 
 // putBatch stores a batch as GetBatch returns it.
 func (f *fakeService) putBatch(b api.Batch) {
@@ -62,9 +86,29 @@ func (f *fakeService) WatchBatch(ctx context.Context, id string) (<-chan api.Bat
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan api.Batch, 1)
-	out <- b
-	close(out)
+	script := f.nextBatchWatch()
+	if script == nil {
+		script = []api.Batch{b}
+	}
+	out := make(chan api.Batch)
+	go func() {
+		defer close(out)
+		for _, snap := range script {
+			f.putBatch(snap)
+			select {
+			case out <- snap:
+			case <-ctx.Done():
+				return
+			}
+		}
+		f.mu.Lock()
+		hold := f.holdWatch && len(f.batchWatches) == 0
+		f.mu.Unlock()
+		if hold {
+			f.held <- struct{}{}
+			<-ctx.Done()
+		}
+	}()
 	return out, nil
 }
 
