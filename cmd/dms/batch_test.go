@@ -395,3 +395,17 @@ func TestBatchMissingDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchExample: examples/hello/batch.yaml uploads and submits as it
+// says.
+func TestBatchExample(t *testing.T) {
+	svc := newFakeService()
+	home := newDaemon(t, svc)
+	code, out, errOut := runCLI(t, "batch", "run", filepath.Join("..", "..", "examples", "hello", "batch.yaml"), "-d", "--home", home)
+	if code != 0 || out != "b-1\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if b := svc.batches["b-1"].Spec; b.Len() != 20 || b.Replication != 2 || b.Quorum != 2 || svc.blobs[b.Template.Module] == nil {
+		t.Fatalf("the example as submitted: %+v", b)
+	}
+}
