@@ -59,34 +59,6 @@ func requireBatchCIDs(b *jobs.Batch) error {
 	return nil
 }
 
-func (h *handler) listBatches(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.ListBatches(r.Context())
-	replyList(h, w, r, list, err)
-}
-
-func (h *handler) getBatch(w http.ResponseWriter, r *http.Request) {
-	b, err := h.svc.GetBatch(r.Context(), r.PathValue("id"))
-	h.reply(w, r, http.StatusOK, b, err)
-}
-
-func (h *handler) cancelBatch(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.CancelBatch(r.Context(), r.PathValue("id")); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// watchBatch streams a batch's snapshots as NDJSON until it ends.
-func (h *handler) watchBatch(w http.ResponseWriter, r *http.Request) {
-	snaps, err := h.svc.WatchBatch(r.Context(), r.PathValue("id"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	streamNDJSON(w, r, snaps)
-}
-
 // batchUnits serves a page of a batch's units: ?from=N (0 by default)
 // and ?limit=M (DefaultUnitsPage by default, MaxUnitsPage at most).
 func (h *handler) batchUnits(w http.ResponseWriter, r *http.Request) {

@@ -56,34 +56,6 @@ func requireFlowCIDs(f *jobs.Flow) error {
 	return nil
 }
 
-func (h *handler) listFlows(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.ListFlows(r.Context())
-	replyList(h, w, r, list, err)
-}
-
-func (h *handler) getFlow(w http.ResponseWriter, r *http.Request) {
-	f, err := h.svc.GetFlow(r.Context(), r.PathValue("id"))
-	h.reply(w, r, http.StatusOK, f, err)
-}
-
-func (h *handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.CancelFlow(r.Context(), r.PathValue("id")); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// watchFlow streams a flow's events as NDJSON until it ends.
-func (h *handler) watchFlow(w http.ResponseWriter, r *http.Request) {
-	events, err := h.svc.WatchFlow(r.Context(), r.PathValue("id"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	streamNDJSON(w, r, events)
-}
-
 func flowPath(id string) string { return "/v1/flows/" + url.PathEscape(id) }
 
 // SubmitFlow submits a flow whose files are CIDs (see UploadFlow).
