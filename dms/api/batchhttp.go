@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -95,27 +93,17 @@ func batchPath(id string) string { return "/v1/batches/" + url.PathEscape(id) }
 
 // SubmitBatch submits a batch whose files are CIDs (see UploadBatch).
 func (c *Client) SubmitBatch(ctx context.Context, b *jobs.Batch) (Batch, error) {
-	body, err := json.Marshal(b)
-	if err != nil {
-		return Batch{}, fmt.Errorf("api: encoding batch: %w", err)
-	}
-	var out Batch
-	err = c.call(ctx, http.MethodPost, "/v1/batches", bytes.NewReader(body), &out)
-	return out, err
+	return submit[Batch](ctx, c, "/v1/batches", "batch", b)
 }
 
 // ListBatches lists the daemon's batches.
 func (c *Client) ListBatches(ctx context.Context) ([]Batch, error) {
-	var list []Batch
-	err := c.call(ctx, http.MethodGet, "/v1/batches", nil, &list)
-	return list, err
+	return get[[]Batch](ctx, c, http.MethodGet, "/v1/batches")
 }
 
 // GetBatch returns one batch.
 func (c *Client) GetBatch(ctx context.Context, id string) (Batch, error) {
-	var b Batch
-	err := c.call(ctx, http.MethodGet, batchPath(id), nil, &b)
-	return b, err
+	return get[Batch](ctx, c, http.MethodGet, batchPath(id))
 }
 
 // CancelBatch cancels a batch.
@@ -127,40 +115,14 @@ func (c *Client) CancelBatch(ctx context.Context, id string) error {
 // most MaxUnitsPage.
 func (c *Client) BatchUnits(ctx context.Context, id string, from, limit int) ([]BatchUnit, error) {
 	q := url.Values{"from": {strconv.Itoa(from)}, "limit": {strconv.Itoa(limit)}}
-	var units []BatchUnit
-	err := c.call(ctx, http.MethodGet, batchPath(id)+"/units?"+q.Encode(), nil, &units)
-	return units, err
+	return get[[]BatchUnit](ctx, c, http.MethodGet, batchPath(id)+"/units?"+q.Encode())
 }
 
 // WatchBatch follows a batch's snapshots. The channel gets the batch as
 // it is, then as it changes, and is closed once it ended, when the stream
 // ends or when ctx is done.
 func (c *Client) WatchBatch(ctx context.Context, id string) (<-chan Batch, error) {
-	resp, err := c.do(ctx, http.MethodGet, batchPath(id)+"/events", nil)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan Batch)
-	go func() {
-		defer close(out)
-		defer resp.Body.Close()
-		dec := json.NewDecoder(resp.Body)
-		for {
-			var b Batch
-			if dec.Decode(&b) != nil {
-				return
-			}
-			select {
-			case out <- b:
-			case <-ctx.Done():
-				return
-			}
-			if b.State != BatchRunning {
-				return
-			}
-		}
-	}()
-	return out, nil
+	return watchNDJSON(ctx, c, batchPath(id)+"/events", func(b Batch) bool { return b.State != BatchRunning })
 }
 
 // UploadBatch uploads what a batch names on the local disk (its
