@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,24 +18,6 @@ const (
 	DefaultUnitsPage = 100
 	MaxUnitsPage     = 1000
 )
-
-func (h *handler) submitBatch(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
-	if err != nil {
-		h.fail(w, r, bodyError(err))
-		return
-	}
-	b, err := jobs.ParseBatch(data)
-	if err == nil {
-		err = requireBatchCIDs(b)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	batch, err := h.svc.SubmitBatch(r.Context(), b)
-	h.reply(w, r, http.StatusCreated, batch, err)
-}
 
 // requireBatchCIDs refuses a batch that names local files: the API takes
 // only what the daemon can find by CID.

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -11,24 +10,6 @@ import (
 
 	"github.com/opendms/dms/jobs"
 )
-
-func (h *handler) submitFlow(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
-	if err != nil {
-		h.fail(w, r, bodyError(err))
-		return
-	}
-	f, err := jobs.ParseFlow(data)
-	if err == nil {
-		err = requireFlowCIDs(f)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	flow, err := h.svc.SubmitFlow(r.Context(), f)
-	h.reply(w, r, http.StatusCreated, flow, err)
-}
 
 // requireFlowCIDs refuses a flow that names local files: the API takes
 // only what the daemon can find by CID.

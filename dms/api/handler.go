@@ -43,19 +43,19 @@ func NewHandler(svc Service, token string, logger *slog.Logger) http.Handler {
 func (h *handler) routes() http.Handler {
 	mux := http.NewServeMux()
 	svc := h.svc
-	mux.HandleFunc("POST /v1/jobs", h.submitJob)
+	mux.HandleFunc("POST /v1/jobs", submitting(h, jobs.Parse, requireCIDs, svc.SubmitJob))
 	mux.HandleFunc("GET /v1/jobs", listing(h, svc.ListJobs))
 	mux.HandleFunc("GET /v1/jobs/{id}", getting(h, svc.GetJob))
 	mux.HandleFunc("GET /v1/jobs/{id}/events", watching(h, svc.WatchJob))
 	mux.HandleFunc("GET /v1/jobs/{id}/stdout", h.jobOutput(streamStdout))
 	mux.HandleFunc("GET /v1/jobs/{id}/stderr", h.jobOutput(streamStderr))
 	mux.HandleFunc("DELETE /v1/jobs/{id}", h.acting("id", svc.CancelJob))
-	mux.HandleFunc("POST /v1/flows", h.submitFlow)
+	mux.HandleFunc("POST /v1/flows", submitting(h, jobs.ParseFlow, requireFlowCIDs, svc.SubmitFlow))
 	mux.HandleFunc("GET /v1/flows", listing(h, svc.ListFlows))
 	mux.HandleFunc("GET /v1/flows/{id}", getting(h, svc.GetFlow))
 	mux.HandleFunc("GET /v1/flows/{id}/events", watching(h, svc.WatchFlow))
 	mux.HandleFunc("DELETE /v1/flows/{id}", h.acting("id", svc.CancelFlow))
-	mux.HandleFunc("POST /v1/batches", h.submitBatch)
+	mux.HandleFunc("POST /v1/batches", submitting(h, jobs.ParseBatch, requireBatchCIDs, svc.SubmitBatch))
 	mux.HandleFunc("GET /v1/batches", listing(h, svc.ListBatches))
 	mux.HandleFunc("GET /v1/batches/{id}", getting(h, svc.GetBatch))
 	mux.HandleFunc("GET /v1/batches/{id}/events", watching(h, svc.WatchBatch))
@@ -113,22 +113,28 @@ func (s *statusRecorder) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the real writer (to flush).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func (h *handler) submitJob(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
-	if err != nil {
-		h.fail(w, r, bodyError(err))
-		return
+// submitting serves the submission of a spec (a job's, a flow's, a
+// batch's) of at most jobs.MaxSpecSize bytes: parse reads it, check
+// refuses what names local files, submit starts it; 201 and what submit
+// returns.
+func submitting[S, T any](h *handler, parse func([]byte) (S, error), check func(S) error, submit func(context.Context, S) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
+		if err != nil {
+			h.fail(w, r, bodyError(err))
+			return
+		}
+		spec, err := parse(data)
+		if err == nil {
+			err = check(spec)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		v, err := submit(r.Context(), spec)
+		h.reply(w, r, http.StatusCreated, v, err)
 	}
-	spec, err := jobs.Parse(data)
-	if err == nil {
-		err = requireCIDs(spec)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	job, err := h.svc.SubmitJob(r.Context(), spec)
-	h.reply(w, r, http.StatusCreated, job, err)
 }
 
 // replyList replies with list, as [] rather than null when empty.
