@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/api"
-	"github.com/opendms/dms/dms/bench"
 )
 
 // helloBatch runs examples/hello's module once per file of parts/, each
@@ -55,17 +51,7 @@ func TestBatchEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network of three nodes; skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net, err := bench.StartNetwork(ctx, bench.NetworkConfig{
-		Nodes: 3, Compute: func(i int) bool { return i > 0 },
-		Options:       func(i int) []dms.Option { return devstackAPI(i) },
-		BenchDuration: devstackBench, Ready: bench.ReadyAnyPeer,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := requesterNet(t, 3)
 	home := net.Homes[0]
 
 	code, out, errOut := runCLI(t, "batch", "run", helloBatchFile(t), "--home", home, "-o", "json")

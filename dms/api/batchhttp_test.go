@@ -91,7 +91,7 @@ func TestBatchUnknown(t *testing.T) {
 func TestSubmitBatchBadInput(t *testing.T) {
 	h := newHarness(t)
 	m := moduleCID(t)
-	cases := []struct{ name, body, want string }{
+	h.refuses(t, "/v1/batches", []badBody{
 		{"not json", `{"name":`, "batch spec"},
 		{"empty", ``, "empty document"},
 		{"no units", `{"name":"b","template":{"module":"` + m + `"}}`, "give exactly one of range, params, dir or files"},
@@ -103,20 +103,7 @@ func TestSubmitBatchBadInput(t *testing.T) {
 		{"bad quorum", `{"name":"b","template":{"module":"` + m + `"},"units":{"range":"1..3"},"replication":2,"quorum":5}`, "quorum: 5 is outside"},
 		{"file not a CID", `{"name":"b","template":{"module":"` + m + `"},"units":{"files":{"a.txt":"nope"}}}`, "is not a CID"},
 		{"huge", `{"name":"b","template":{"module":"` + m + `","stdin":"` + strings.Repeat("x", jobs.MaxSpecSize) + `"},"units":{"range":"1..3"}}`, "too large"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			status, body := h.do(t, http.MethodPost, "/v1/batches", c.body)
-			if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
-				t.Fatalf("status %d: %s", status, body)
-			}
-			var eb errorBody
-			_ = json.Unmarshal(body, &eb)
-			if !strings.Contains(eb.Error, c.want) {
-				t.Fatalf("body %s\nwant it to say %q", body, c.want)
-			}
-		})
-	}
+	})
 	if len(h.svc.batches) != 0 {
 		t.Fatalf("%d batches submitted from bad input", len(h.svc.batches))
 	}

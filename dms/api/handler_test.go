@@ -54,6 +54,28 @@ func (h *harness) do(t *testing.T, method, path, body string) (int, []byte) {
 	return resp.StatusCode, data
 }
 
+// badBody is a body a route refuses, and what its error says.
+type badBody struct{ name, body, want string }
+
+// refuses posts each body to path: each gets a 400 (a 413 when oversized)
+// whose error says what it should.
+func (h *harness) refuses(t *testing.T, path string, cases []badBody) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := h.do(t, http.MethodPost, path, c.body)
+			if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d: %s", status, body)
+			}
+			var eb errorBody
+			_ = json.Unmarshal(body, &eb)
+			if !strings.Contains(eb.Error, c.want) {
+				t.Fatalf("body %s\nwant it to say %q", body, c.want)
+			}
+		})
+	}
+}
+
 // addJob puts a job in the fake with the given state and result.
 func (h *harness) addJob(id string, state types.JobState, res *types.Result) Job {
 	j := Job{ID: id, Name: "n-" + id, State: state, Node: "12D3KooWPeer", Result: res, CreatedAt: time.Unix(1_700_000_000, 0).UTC()}
