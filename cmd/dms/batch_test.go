@@ -409,3 +409,24 @@ func TestBatchExample(t *testing.T) {
 		t.Fatalf("the example as submitted: %+v", b)
 	}
 }
+
+// TestBatchLines: a batch's picture shows the rate and the time left only
+// while it runs, and why it ended when it did not end well.
+func TestBatchLines(t *testing.T) {
+	run := snap(api.BatchRunning, api.BatchCounts{Units: 1000, Completed: 500, Failed: 10, Running: 64, Queued: 426, Replicas: 1100, Rate: 12.4, ETA: 41 * time.Second}, 0)
+	want := []string{
+		"batch b-1 (squares): running, 1m0s",
+		"  [##########..........] 500/1000 done, 10 failed, 64 running, 426 queued",
+		"  replicas 1100, 0 disagreed, 0 late; 12 units/s, ETA 41s",
+	}
+	if got := batchLines(run, flowT0.Add(time.Minute)); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("running:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	over := run
+	over.State, over.Reason, over.UpdatedAt = api.BatchCancelled, "cancelled by its submitter", flowT0.Add(90*time.Second)
+	got := batchLines(over, flowT0.Add(time.Hour))
+	if len(got) != 4 || got[0] != "batch b-1 (squares): cancelled, 1m30s" || got[2] != "  replicas 1100, 0 disagreed, 0 late" ||
+		got[3] != "  reason: cancelled by its submitter" {
+		t.Fatalf("cancelled:\n%s", strings.Join(got, "\n"))
+	}
+}
