@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/p2p"
@@ -521,9 +522,31 @@ func (d *DMS) Reputation(ctx context.Context) ([]api.PeerReputation, error) {
 			events[string(ev)] = n
 		}
 		out[i] = api.PeerReputation{ID: s.Peer, Penalty: s.Penalty, Poor: s.Poor, Unheard: s.Unheard,
-			LastEvent: string(s.LastEvent), LastAt: s.LastAt, Events: events}
+			LastEvent: string(s.LastEvent), LastAt: s.LastAt, Events: events,
+			Agreed: s.Agreed, Disagreed: s.Disagreed, Distrusted: s.Distrusted, Trusted: s.Trusted}
 	}
 	return out, nil
+}
+
+// ForgivePeer clears the disagreements of a peer's results with their
+// units' quorums, so that the requester takes its bids again
+// (orchestrator.Forgive); ErrNotFound if it had none.
+func (d *DMS) ForgivePeer(ctx context.Context, p string) error {
+	if err := d.running(); err != nil {
+		return err
+	}
+	if _, err := peer.Decode(p); err != nil {
+		return fmt.Errorf("%w: %.80q is not a PeerID", api.ErrBadRequest, p)
+	}
+	ok, err := d.orch.Forgive(ctx, p)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: peer %s is not distrusted", api.ErrNotFound, p)
+	}
+	d.log.Info("peer forgiven: its bids count again", "peer", p)
+	return nil
 }
 
 func toAPIJob(info orchestrator.JobInfo) api.Job {

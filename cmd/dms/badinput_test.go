@@ -37,6 +37,32 @@ func realNode(t *testing.T) (*dms.DMS, string) {
 	return d, newDaemon(t, d)
 }
 
+// badFile is a file a command refuses, and what it says of it.
+type badFile struct {
+	name, file string
+	says       []string
+}
+
+// refuses runs `dms CMD FILE` on each bad file: it exits 1, prints nothing
+// on stdout, and says each thing on stderr, with no stack trace.
+func refuses(t *testing.T, home string, cmd []string, cases []badFile) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, append(cmd, c.file, "--home", home)...)
+			if code != 1 || out != "" || !strings.HasPrefix(errOut, "dms: ") {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			for _, s := range c.says {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errOut)
+				}
+			}
+			noStackTrace(t, "stderr", errOut)
+		})
+	}
+}
+
 // noStackTrace fails if text shows a Go panic or stack trace.
 func noStackTrace(t *testing.T, what, text string) {
 	t.Helper()

@@ -1,6 +1,6 @@
 // Command dms is the DMS binary: the daemon (dms run), the client commands
 // that talk to a running daemon over its local API (dms job, dms flow,
-// dms node, dms peers), node setup (dms init) and an in-process test
+// dms batch, dms node, dms peers), node setup (dms init) and an in-process test
 // network (dms devstack).
 //
 // Every command takes --home (default $DMS_HOME, else ~/.dms) and
@@ -9,6 +9,8 @@
 //
 // Exit status: 0 on success; 1 on any error (printed as "dms: <message>" on
 // stderr), for `dms job run` when the job failed, was cancelled or its
-// program exited with a non-zero code, and for `dms flow run` (and
-// `dms flow status --watch`) when the flow failed or was cancelled.
+// program exited with a non-zero code, for `dms flow run` (and
+// `dms flow status --watch`) when the flow failed or was cancelled, and for
+// `dms batch run` (and `dms batch status --watch`, `dms batch results
+// --out`) when a unit failed or the batch was cancelled.
 package main

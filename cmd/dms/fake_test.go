@@ -27,12 +27,16 @@ type fakeService struct {
 	cancelled []string
 	pins      []string
 	unpinned  []string
+	forgiven  []string // peers ForgivePeer cleared
 	flows     map[string]api.Flow
+	batches   map[string]api.Batch
+	units     map[string][]api.BatchUnit // a batch's units (fakebatch_test.go)
 
-	flowWatches [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
-	watches     int               // scripted watches played
-	holdWatch   bool              // the last watch stays open until its caller leaves
-	held        chan struct{}     // a held watch is waiting
+	flowWatches  [][]api.FlowEvent // what the next watches of a flow play (fakeflow_test.go)
+	batchWatches [][]api.Batch     // what the next watches of a batch play (fakebatch_test.go)
+	watches      int               // scripted watches played
+	holdWatch    bool              // the last watch stays open until its caller leaves
+	held         chan struct{}     // a held watch is waiting
 }
 
 var _ api.Service = (*fakeService)(nil)
@@ -160,8 +164,28 @@ func (f *fakeService) Peers(context.Context) ([]api.Peer, error) {
 }
 
 func (f *fakeService) Reputation(context.Context) ([]api.PeerReputation, error) {
-	return []api.PeerReputation{{ID: "12D3KooWLiar", Penalty: 1.5, Poor: true, Unheard: true, LastEvent: "lost",
-		LastAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Events: map[string]int{"lost": 1, "no_confirm": 1}}}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	disagreed := 1
+	if slices.Contains(f.forgiven, "12D3KooWLiar") {
+		disagreed = 0
+	}
+	return []api.PeerReputation{
+		{ID: "12D3KooWLiar", Penalty: 1.5, Poor: true, Unheard: true, LastEvent: "lost",
+			LastAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Events: map[string]int{"lost": 1, "no_confirm": 1},
+			Agreed: 2, Disagreed: disagreed, Distrusted: disagreed > 0},
+		{ID: "12D3KooWHonest", LastAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Agreed: 10, Trusted: true},
+	}, nil
+}
+
+func (f *fakeService) ForgivePeer(_ context.Context, peer string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if peer != "12D3KooWLiar" || slices.Contains(f.forgiven, peer) {
+		return fmt.Errorf("%w: peer %s is not distrusted", api.ErrNotFound, peer)
+	}
+	f.forgiven = append(f.forgiven, peer)
+	return nil
 }
 
 func (f *fakeService) Benchmark(ctx context.Context) (api.NodeInfo, error) { return f.Node(ctx) }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,17 +73,14 @@ func (c *cli) runFlow(ctx context.Context, svc api.Service, f *jobs.Flow, detach
 		return err
 	}
 	if detach {
-		return c.print(map[string]string{"id": fl.ID}, func(w io.Writer) error {
-			_, err := fmt.Fprintln(w, fl.ID)
-			return err
-		})
+		return c.printID(fl.ID)
 	}
 	if c.output != "json" {
 		fmt.Fprintf(c.stderr, "submitted flow %s\n", fl.ID)
 	}
 	final, err := c.followFlow(ctx, svc, fl.ID, c.stderr)
 	if err != nil {
-		return interruptedAs(err, interrupted, fl.ID)
+		return interruptedAs(err, interrupted, "flow", fl.ID)
 	}
 	if err := flowEndedError(final); err != nil {
 		return err
@@ -93,17 +89,6 @@ func (c *cli) runFlow(ctx context.Context, svc api.Service, f *jobs.Flow, detach
 		return nil
 	}
 	return c.printOutputs(ctx, svc, final.ID, final.Outputs)
-}
-
-// interruptedAs names the flow in the error of a Ctrl-C.
-func interruptedAs(err, interrupted error, id string) error {
-	switch {
-	case !errors.Is(err, errInterrupted):
-		return err
-	case errors.Is(interrupted, errDetached):
-		return fmt.Errorf("interrupted; flow %s goes on in the daemon: follow it with `dms flow status %s --watch`, stop it with `dms flow cancel %s`", id, id, id)
-	}
-	return fmt.Errorf("flow %s: %w", id, interrupted)
 }
 
 // flowEndedError says why a flow that ended did not complete.
@@ -117,97 +102,18 @@ func flowEndedError(f api.Flow) error {
 	return fmt.Errorf("flow %s %s: %s", f.ID, f.State, f.Reason)
 }
 
-// errInterrupted is followFlow's error when its ctx ends (Ctrl-C).
-var errInterrupted = errors.New("interrupted")
-
-// Re-opening a watch the daemon closed before the flow ended: reopenWait
-// after it (times one more than the watches in a row that brought no
-// event), and at most maxQuietWatches such watches in a row.
-const (
-	maxQuietWatches = 5
-	reopenWait      = 200 * time.Millisecond
-)
-
 // followFlow follows a flow to its end and returns it. With --output json
 // it writes each event to stdout as a line of JSON, then the final flow;
-// otherwise it shows the flow's progress on w. The daemon closes a watch
-// whose reader falls behind: followFlow then watches again, and the new
-// watch starts with the whole flow.
+// otherwise it shows the flow's progress on w.
 func (c *cli) followFlow(ctx context.Context, svc api.FlowService, id string, w io.Writer) (api.Flow, error) {
-	var show flowDisplay = noProgress{}
-	if c.output != "json" {
-		show = newDisplay(w)
+	v := &flowView{}
+	if err := follow(ctx, c, "flow", id, svc.WatchFlow, v, newDisplay(w)); err != nil {
+		return v.flow, err
 	}
-	var v flowView
-	defer func() { show.end(&v, time.Now()) }()
-	tick := time.NewTicker(redrawEvery)
-	defer tick.Stop()
-	for quiet := 0; ; {
-		events, err := svc.WatchFlow(ctx, id)
-		switch {
-		case ctx.Err() != nil:
-			return v.flow, errInterrupted
-		case err != nil && v.flow.ID != "":
-			return v.flow, fmt.Errorf("lost flow %s while following it: %w", id, err)
-		case err != nil:
-			return v.flow, err
-		}
-		got, err := c.drain(ctx, events, &v, show, tick.C)
-		switch {
-		case err != nil:
-			return v.flow, err
-		case ctx.Err() != nil:
-			return v.flow, errInterrupted
-		case api.FlowEnded(v.flow.State):
-			if c.output == "json" {
-				return v.flow, writeJSONLine(c.stdout, v.flow)
-			}
-			return v.flow, nil
-		case got:
-			quiet = 0
-		default:
-			quiet++
-		}
-		if quiet >= maxQuietWatches {
-			return v.flow, fmt.Errorf("lost the events of flow %s: see `dms flow status %s`", id, id)
-		}
-		select {
-		case <-ctx.Done():
-			return v.flow, errInterrupted
-		case <-time.After(time.Duration(quiet+1) * reopenWait):
-		}
+	if c.output == "json" {
+		return v.flow, writeJSONLine(c.stdout, v.flow)
 	}
-}
-
-// drain reads one watch until the daemon closes it or ctx ends, and says
-// whether it brought any event.
-func (c *cli) drain(ctx context.Context, events <-chan api.FlowEvent, v *flowView, show flowDisplay, tick <-chan time.Time) (bool, error) {
-	got := false
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return got, nil
-			}
-			got = true
-			v.apply(ev)
-			if c.output == "json" {
-				if err := writeJSONLine(c.stdout, ev); err != nil {
-					return got, err
-				}
-			}
-			show.changed(v, time.Now())
-		case now := <-tick:
-			show.tick(v, now)
-		case <-ctx.Done():
-			return got, nil
-		}
-	}
-}
-
-// writeJSONLine writes v as one line of JSON (NDJSON).
-func writeJSONLine(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
+	return v.flow, nil
 }
 
 func (c *cli) flowStatusCmd() *cobra.Command {
@@ -248,7 +154,7 @@ events then the final flow, as dms flow run.`,
 func (c *cli) watchFlow(ctx context.Context, svc api.FlowService, id string) error {
 	final, err := c.followFlow(ctx, svc, id, c.stdout)
 	if err != nil {
-		return interruptedAs(err, errDetached, id)
+		return interruptedAs(err, errDetached, "flow", id)
 	}
 	if tty, _ := terminal(c.stdout); !tty && c.output != "json" {
 		if err := writeLines(c.stdout, flowLines(final, time.Now())); err != nil {

@@ -112,17 +112,7 @@ func TestFlowEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network of two nodes; skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net, err := bench.StartNetwork(ctx, bench.NetworkConfig{
-		Nodes: 2, Compute: func(i int) bool { return i > 0 },
-		Options:       func(i int) []dms.Option { return devstackAPI(i) },
-		BenchDuration: devstackBench, Ready: bench.ReadyAnyPeer,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := requesterNet(t, 2)
 	home := net.Homes[0]
 	file := helloFlowFile(t)
 
@@ -166,6 +156,24 @@ func TestFlowEndToEnd(t *testing.T) {
 	if code, _, errOut := runCLI(t, "flow", "cancel", again.ID, "--home", home); code != 1 || !strings.Contains(errOut, "already completed") {
 		t.Fatalf("cancel of a completed flow: exit %d, %s", code, errOut)
 	}
+}
+
+// requesterNet starts n nodes on loopback: node 0 a requester with its
+// API on and no compute, the others providers. The test closes them.
+func requesterNet(t *testing.T, n int) *bench.Network {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	net, err := bench.StartNetwork(ctx, bench.NetworkConfig{
+		Nodes: n, Compute: func(i int) bool { return i > 0 },
+		Options:       func(i int) []dms.Option { return devstackAPI(i) },
+		BenchDuration: devstackBench, Ready: bench.ReadyAnyPeer,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	return net
 }
 
 func mustNode(t *testing.T, d *dms.DMS) api.NodeInfo {

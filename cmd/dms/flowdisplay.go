@@ -9,22 +9,23 @@ import (
 	"github.com/opendms/dms/dms/api"
 )
 
-// flowDisplay shows a followed flow as it changes. Not safe for concurrent
-// use: the loop that reads the flow's events owns it.
-type flowDisplay interface {
+// display shows what a command follows (a flow, a batch: its view V) as
+// it changes. Not safe for concurrent use: the loop that reads the events
+// owns it.
+type display[V any] interface {
 	// changed says the view took an event.
-	changed(v *flowView, now time.Time)
+	changed(v V, now time.Time)
 	// tick says time passed.
-	tick(v *flowView, now time.Time)
-	// end says the flow ended, or that the following stopped.
-	end(v *flowView, now time.Time)
+	tick(v V, now time.Time)
+	// end says what is followed ended, or that the following stopped.
+	end(v V, now time.Time)
 }
 
 // newDisplay shows a flow on w: a tree redrawn in place on a terminal,
 // else one line per change of a step's state.
-func newDisplay(w io.Writer) flowDisplay {
+func newDisplay(w io.Writer) display[*flowView] {
 	if tty, width := terminal(w); tty {
-		return &liveTree{w: w, width: width, every: redrawEvery}
+		return newLive(w, width, (*flowView).lines)
 	}
 	return &stepLog{w: w}
 }
@@ -34,41 +35,48 @@ func newDisplay(w io.Writer) flowDisplay {
 // the flow's running time in its header.
 const redrawEvery = 100 * time.Millisecond
 
-// liveTree draws the flow's tree on a terminal and redraws it in place:
-// the cursor goes up over the previous drawing (ANSI cursor-up), and each
+// live draws a view's lines on a terminal and redraws them in place: the
+// cursor goes up over the previous drawing (ANSI cursor-up), and each
 // line is cleared before it is written again.
-type liveTree struct {
+type live[V any] struct {
 	w     io.Writer
 	width int // columns; lines are clipped to it so none wraps (0: unknown)
 	every time.Duration
-	drawn int // lines of the last drawing
+	lines func(v V, now time.Time) []string // none before the first event
+	drawn int                               // lines of the last drawing
 	last  time.Time
 	dirty bool
 }
 
-func (t *liveTree) changed(v *flowView, now time.Time) {
+// newLive draws lines(v, now) on the terminal w of width columns, at most
+// every redrawEvery.
+func newLive[V any](w io.Writer, width int, lines func(V, time.Time) []string) *live[V] {
+	return &live[V]{w: w, width: width, every: redrawEvery, lines: lines}
+}
+
+func (t *live[V]) changed(v V, now time.Time) {
 	t.dirty = true
 	t.tick(v, now)
 }
 
-func (t *liveTree) tick(v *flowView, now time.Time) {
+func (t *live[V]) tick(v V, now time.Time) {
 	since := now.Sub(t.last)
 	if t.last.IsZero() || t.dirty && since >= t.every || since >= time.Second {
 		t.draw(v, now)
 	}
 }
 
-func (t *liveTree) end(v *flowView, now time.Time) {
+func (t *live[V]) end(v V, now time.Time) {
 	if t.dirty || t.drawn == 0 {
 		t.draw(v, now)
 	}
 }
 
-func (t *liveTree) draw(v *flowView, now time.Time) {
-	if v.flow.ID == "" { // no event yet
+func (t *live[V]) draw(v V, now time.Time) {
+	lines := t.lines(v, now)
+	if len(lines) == 0 { // no event yet
 		return
 	}
-	lines := flowLines(v.flow, now)
 	var b strings.Builder
 	if t.drawn > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", t.drawn)
@@ -117,8 +125,8 @@ func (l *stepLog) end(v *flowView, _ time.Time) {
 }
 
 // noProgress shows nothing (--output json: the events are the output).
-type noProgress struct{}
+type noProgress[V any] struct{}
 
-func (noProgress) changed(*flowView, time.Time) {}
-func (noProgress) tick(*flowView, time.Time)    {}
-func (noProgress) end(*flowView, time.Time)     {}
+func (noProgress[V]) changed(V, time.Time) {}
+func (noProgress[V]) tick(V, time.Time)    {}
+func (noProgress[V]) end(V, time.Time)     {}

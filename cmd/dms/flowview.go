@@ -45,6 +45,20 @@ func (v *flowView) apply(ev api.FlowEvent) {
 	}
 }
 
+// started reports whether the view took the first event of a watch.
+func (v *flowView) started() bool { return v.flow.ID != "" }
+
+// ended reports whether the flow ended.
+func (v *flowView) ended() bool { return api.FlowEnded(v.flow.State) }
+
+// lines is the flow's picture (flowLines); none before the first event.
+func (v *flowView) lines(now time.Time) []string {
+	if !v.started() {
+		return nil
+	}
+	return flowLines(v.flow, now)
+}
+
 // setInstance records an instance's new state and updates its step's
 // counts by the difference, so that a fan-out of n instances costs O(1)
 // per event, not O(n).
@@ -161,15 +175,20 @@ func stepLine(st api.FlowStep) string {
 // flowHeader is the first line of a flow's tree: its ID, name, state and
 // how long it ran (until now while it runs).
 func flowHeader(f api.Flow, now time.Time) string {
-	end := f.UpdatedAt
-	if !api.FlowEnded(f.State) {
+	return fmt.Sprintf("flow %s (%s): %s", f.ID, f.Name, f.State) + ranFor(f.CreatedAt, f.UpdatedAt, api.FlowEnded(f.State), now)
+}
+
+// ranFor is ", " and how long something created at created ran: until
+// updated once it ended, until now while it runs; "" when unknown.
+func ranFor(created, updated time.Time, ended bool, now time.Time) string {
+	end := updated
+	if !ended {
 		end = now
 	}
-	line := fmt.Sprintf("flow %s (%s): %s", f.ID, f.Name, f.State)
-	if !f.CreatedAt.IsZero() && !end.Before(f.CreatedAt) {
-		line += ", " + roundDuration(end.Sub(f.CreatedAt)).String()
+	if created.IsZero() || end.Before(created) {
+		return ""
 	}
-	return line
+	return ", " + roundDuration(end.Sub(created)).String()
 }
 
 // roundDuration keeps two or three significant figures: 1.234s, 12.3s, 1m2s.

@@ -236,7 +236,7 @@ func TestFlowViewCounts(t *testing.T) {
 // many events come, clipped to the width.
 func TestLiveTreeRedraws(t *testing.T) {
 	var buf bytes.Buffer
-	lt := &liveTree{w: &buf, width: 40, every: redrawEvery}
+	lt := newLive(&buf, 40, (*flowView).lines)
 	run := api.FlowRunning
 	f := testFlow(run, "",
 		flowStep("split", false, run, nil, inst(0, "", run)),

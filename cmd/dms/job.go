@@ -65,10 +65,7 @@ func (c *cli) runJob(ctx context.Context, svc api.Service, spec *jobs.Spec, deta
 		return 1, err
 	}
 	if detach {
-		return 0, c.print(map[string]string{"id": job.ID}, func(w io.Writer) error {
-			_, err := fmt.Fprintln(w, job.ID)
-			return err
-		})
+		return 0, c.printID(job.ID)
 	}
 	fmt.Fprintf(c.stderr, "submitted job %s\n", job.ID)
 	final, err := c.follow(ctx, svc, job.ID)

@@ -264,14 +264,23 @@ func TestHomeFromEnvironment(t *testing.T) {
 func TestPeersReputation(t *testing.T) {
 	home := newDaemon(t, newFakeService())
 	code, out, errOut := runCLI(t, "--home", home, "peers", "reputation")
-	if code != 0 || !strings.Contains(out, "PENALTY") || !strings.Contains(out, "12D3KooWLiar  1.50     yes") ||
+	if code != 0 || !strings.Contains(out, "PENALTY  POOR  UNHEARD  AGREED  DISAGREED  TRUST ") ||
+		!strings.Contains(out, "12D3KooWLiar    1.50     yes   yes      2       1          distrusted  lost ") ||
+		!strings.Contains(out, "12D3KooWHonest  0.00     no    no       10      0          trusted     -  ") ||
 		!strings.Contains(out, "lost=1 no_confirm=1") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, "--home", home, "peers", "reputation", "--output", "json")
-	if code != 0 || !strings.Contains(out, `"last_event": "lost"`) {
+	if code != 0 || !strings.Contains(out, `"last_event": "lost"`) || !strings.Contains(out, `"distrusted": true`) {
 		t.Fatalf("exit %d, json %q", code, out)
 	}
+	runCases(t, home, []cliCase{
+		{[]string{"peers", "reputation", "forgive", "12D3KooWLiar"}, 0, "forgave 12D3KooWLiar: its bids count again\n"},
+		{[]string{"peers", "reputation"}, 0, "12D3KooWLiar    1.50     yes   yes      2       0          -     "},
+		{[]string{"peers", "reputation", "forgive", "12D3KooWLiar"}, 1, "dms: api: not found: peer 12D3KooWLiar is not distrusted\n"},
+		{[]string{"peers", "reputation", "forgive", "12D3KooWHonest", "-o", "json"}, 1, "not distrusted"},
+		{[]string{"peers", "reputation", "forgive"}, 1, "takes one PEER argument"},
+	})
 }
 
 func TestUsageErrors(t *testing.T) {

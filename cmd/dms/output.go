@@ -23,6 +23,15 @@ func (c *cli) print(v any, table func(io.Writer) error) error {
 	return table(c.stdout)
 }
 
+// printID prints what --detach submitted: its ID, or {"id": ID} with
+// --output json.
+func (c *cli) printID(id string) error {
+	return c.print(map[string]string{"id": id}, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, id)
+		return err
+	})
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -189,8 +198,19 @@ func reputationRows(list []api.PeerReputation) [][]string {
 		for _, ev := range slices.Sorted(maps.Keys(p.Events)) {
 			events = append(events, fmt.Sprintf("%s=%d", ev, p.Events[ev]))
 		}
-		last := p.LastEvent + " " + p.LastAt.Local().Format(time.DateTime)
-		rows = append(rows, []string{p.ID, fmt.Sprintf("%.2f", p.Penalty), yes[p.Poor], yes[p.Unheard], last, orDash(strings.Join(events, " "))})
+		last := "-"
+		if p.LastEvent != "" {
+			last = p.LastEvent + " " + p.LastAt.Local().Format(time.DateTime)
+		}
+		trust := "-"
+		switch {
+		case p.Distrusted:
+			trust = "distrusted"
+		case p.Trusted:
+			trust = "trusted"
+		}
+		rows = append(rows, []string{p.ID, fmt.Sprintf("%.2f", p.Penalty), yes[p.Poor], yes[p.Unheard],
+			strconv.Itoa(p.Agreed), strconv.Itoa(p.Disagreed), trust, last, orDash(strings.Join(events, " "))})
 	}
 	return rows
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,7 @@ func (c *cli) peersCmd() *cobra.Command {
 }
 
 func (c *cli) reputationCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "reputation",
 		Short: "Show how the peers the daemon asked for bids behaved, most penalised first",
 		Long: `Show the requester's reputation of peers: a penalty that grows when a peer
@@ -38,7 +39,13 @@ does not confirm an accept (no_confirm), loses a job (lost), leaves a bid
 request unanswered (silent) or rejects an accept after bidding (rejected),
 and halves every 10 minutes. A POOR peer is offered jobs only after peers
 in good standing; an UNHEARD one is not waited for in bid windows until it
-answers again.`,
+answers again.
+
+AGREED and DISAGREED count the peer's replicated results (batches) that
+agreed, or not, with their unit's quorum. TRUST is "distrusted" after one
+disagreed: its bids are dropped until dms peers reputation forgive PEER;
+"trusted" after 10 agreed and none disagreed: under adaptive replication
+its results stand alone, spot-checked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			svc, err := c.client()
@@ -50,7 +57,32 @@ answers again.`,
 				return err
 			}
 			return c.print(list, func(w io.Writer) error {
-				return writeTable(w, []string{"PEER", "PENALTY", "POOR", "UNHEARD", "LAST", "EVENTS"}, reputationRows(list))
+				return writeTable(w, []string{"PEER", "PENALTY", "POOR", "UNHEARD", "AGREED", "DISAGREED", "TRUST", "LAST", "EVENTS"},
+					reputationRows(list))
+			})
+		},
+	}
+	cmd.AddCommand(c.forgiveCmd())
+	return cmd
+}
+
+func (c *cli) forgiveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "forgive PEER",
+		Short: "Clear a distrusted peer's disagreements, so that the daemon takes its bids again",
+		Args:  oneArg("PEER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := c.client()
+			if err != nil {
+				return err
+			}
+			p := args[0]
+			if err := svc.ForgivePeer(cmd.Context(), p); err != nil {
+				return err
+			}
+			return c.print(map[string]any{"id": p, "forgiven": true}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "forgave %s: its bids count again\n", p)
+				return err
 			})
 		},
 	}

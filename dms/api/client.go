@@ -31,27 +31,17 @@ func NewClient(e Endpoint) *Client {
 
 // SubmitJob sends spec (whose module must be a CID: see Upload).
 func (c *Client) SubmitJob(ctx context.Context, spec *jobs.Spec) (Job, error) {
-	body, err := json.Marshal(spec)
-	if err != nil {
-		return Job{}, fmt.Errorf("api: encoding spec: %w", err)
-	}
-	var job Job
-	err = c.call(ctx, http.MethodPost, "/v1/jobs", bytes.NewReader(body), &job)
-	return job, err
+	return submit[Job](ctx, c, "/v1/jobs", "spec", spec)
 }
 
 // ListJobs returns the jobs the daemon submitted.
 func (c *Client) ListJobs(ctx context.Context) ([]Job, error) {
-	var list []Job
-	err := c.call(ctx, http.MethodGet, "/v1/jobs", nil, &list)
-	return list, err
+	return get[[]Job](ctx, c, http.MethodGet, "/v1/jobs")
 }
 
 // GetJob returns one job.
 func (c *Client) GetJob(ctx context.Context, id string) (Job, error) {
-	var job Job
-	err := c.call(ctx, http.MethodGet, jobPath(id), nil, &job)
-	return job, err
+	return get[Job](ctx, c, http.MethodGet, jobPath(id))
 }
 
 // CancelJob cancels a job.
@@ -97,44 +87,37 @@ func (c *Client) HasBlob(ctx context.Context, cid string) (bool, error) {
 
 // Node describes the daemon's node.
 func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
-	var info NodeInfo
-	err := c.call(ctx, http.MethodGet, "/v1/node", nil, &info)
-	return info, err
+	return get[NodeInfo](ctx, c, http.MethodGet, "/v1/node")
 }
 
 // Peers lists the daemon's peers.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
-	var list []Peer
-	err := c.call(ctx, http.MethodGet, "/v1/peers", nil, &list)
-	return list, err
+	return get[[]Peer](ctx, c, http.MethodGet, "/v1/peers")
 }
 
 // Reputation lists the daemon's standing of the peers it asked for bids.
 func (c *Client) Reputation(ctx context.Context) ([]PeerReputation, error) {
-	var list []PeerReputation
-	err := c.call(ctx, http.MethodGet, "/v1/peers/reputation", nil, &list)
-	return list, err
+	return get[[]PeerReputation](ctx, c, http.MethodGet, "/v1/peers/reputation")
+}
+
+// ForgivePeer clears a peer's distrust on the daemon.
+func (c *Client) ForgivePeer(ctx context.Context, peer string) error {
+	return c.call(ctx, http.MethodPost, "/v1/peers/reputation/"+url.PathEscape(peer)+"/forgive", nil, nil)
 }
 
 // Benchmark re-runs the daemon's capability benchmark.
 func (c *Client) Benchmark(ctx context.Context) (NodeInfo, error) {
-	var info NodeInfo
-	err := c.call(ctx, http.MethodPost, "/v1/node/benchmark", nil, &info)
-	return info, err
+	return get[NodeInfo](ctx, c, http.MethodPost, "/v1/node/benchmark")
 }
 
 // StoreInfo describes what the daemon keeps on disk.
 func (c *Client) StoreInfo(ctx context.Context) (StoreInfo, error) {
-	var info StoreInfo
-	err := c.call(ctx, http.MethodGet, "/v1/store", nil, &info)
-	return info, err
+	return get[StoreInfo](ctx, c, http.MethodGet, "/v1/store")
 }
 
 // CollectGarbage asks the daemon to collect now.
 func (c *Client) CollectGarbage(ctx context.Context) (Collection, error) {
-	var col Collection
-	err := c.call(ctx, http.MethodPost, "/v1/store/gc", nil, &col)
-	return col, err
+	return get[Collection](ctx, c, http.MethodPost, "/v1/store/gc")
 }
 
 // Pin pins a blob on the daemon.
@@ -150,6 +133,24 @@ func (c *Client) Unpin(ctx context.Context, cid string) error {
 func pinPath(cid string) string { return "/v1/store/pins/" + url.PathEscape(cid) }
 
 func jobPath(id string) string { return "/v1/jobs/" + url.PathEscape(id) }
+
+// get does a request without a body and decodes its JSON reply into a T.
+func get[T any](ctx context.Context, c *Client, method, path string) (T, error) {
+	var v T
+	err := c.call(ctx, method, path, nil, &v)
+	return v, err
+}
+
+// submit posts v, a spec of what, as JSON and decodes the reply into a T.
+func submit[T any](ctx context.Context, c *Client, path, what string, v any) (T, error) {
+	var out T
+	body, err := json.Marshal(v)
+	if err != nil {
+		return out, fmt.Errorf("api: encoding %s: %w", what, err)
+	}
+	err = c.call(ctx, http.MethodPost, path, bytes.NewReader(body), &out)
+	return out, err
+}
 
 // call does a request and decodes a JSON reply into out (unless out is nil).
 func (c *Client) call(ctx context.Context, method, path string, body io.Reader, out any) error {
@@ -190,26 +191,33 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 // then every change, and is closed after a terminal state, when the stream
 // ends or when ctx is done.
 func (c *Client) WatchJob(ctx context.Context, id string) (<-chan Job, error) {
-	resp, err := c.do(ctx, http.MethodGet, jobPath(id)+"/events", nil)
+	return watchNDJSON(ctx, c, jobPath(id)+"/events", func(j Job) bool { return j.State.Terminal() })
+}
+
+// watchNDJSON follows the NDJSON stream at path. The channel gets each value,
+// and is closed after one that is last, when the stream ends or when ctx
+// is done.
+func watchNDJSON[T any](ctx context.Context, c *Client, path string, last func(T) bool) (<-chan T, error) {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan Job)
+	out := make(chan T)
 	go func() {
 		defer close(out)
 		defer resp.Body.Close()
 		dec := json.NewDecoder(resp.Body)
 		for {
-			var job Job
-			if dec.Decode(&job) != nil { // end of stream, or ctx cancelled the request
+			var v T
+			if dec.Decode(&v) != nil { // end of stream, or ctx cancelled the request
 				return
 			}
 			select {
-			case out <- job:
+			case out <- v:
 			case <-ctx.Done():
 				return
 			}
-			if job.State.Terminal() {
+			if last(v) {
 				return
 			}
 		}

@@ -29,6 +29,9 @@ type fakeService struct {
 	gcs        int   // CollectGarbage calls
 	failWith   error // returned by every call when set
 	flows      map[string]Flow
+	batches    map[string]Batch
+	// unitWindows are the from and limit of each BatchUnits call.
+	unitWindows [][2]int
 }
 
 var _ Service = (*fakeService)(nil)
@@ -141,6 +144,19 @@ func (f *fakeService) Peers(context.Context) ([]Peer, error) { return f.peers, f
 
 func (f *fakeService) Reputation(context.Context) ([]PeerReputation, error) {
 	return f.reputation, f.failWith
+}
+
+// ForgivePeer clears a distrusted peer of the fake's reputation.
+func (f *fakeService) ForgivePeer(_ context.Context, peer string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.reputation {
+		if p.ID == peer && p.Distrusted {
+			f.reputation[i].Disagreed, f.reputation[i].Distrusted = 0, false
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: peer %s is not distrusted", ErrNotFound, peer)
 }
 
 func (f *fakeService) Benchmark(context.Context) (NodeInfo, error) {

@@ -1,11 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,24 +10,6 @@ import (
 
 	"github.com/opendms/dms/jobs"
 )
-
-func (h *handler) submitFlow(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
-	if err != nil {
-		h.fail(w, r, bodyError(err))
-		return
-	}
-	f, err := jobs.ParseFlow(data)
-	if err == nil {
-		err = requireFlowCIDs(f)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	flow, err := h.svc.SubmitFlow(r.Context(), f)
-	h.reply(w, r, http.StatusCreated, flow, err)
-}
 
 // requireFlowCIDs refuses a flow that names local files: the API takes
 // only what the daemon can find by CID.
@@ -56,59 +35,21 @@ func requireFlowCIDs(f *jobs.Flow) error {
 	return nil
 }
 
-func (h *handler) listFlows(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.ListFlows(r.Context())
-	replyList(h, w, r, list, err)
-}
-
-func (h *handler) getFlow(w http.ResponseWriter, r *http.Request) {
-	f, err := h.svc.GetFlow(r.Context(), r.PathValue("id"))
-	h.reply(w, r, http.StatusOK, f, err)
-}
-
-func (h *handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.CancelFlow(r.Context(), r.PathValue("id")); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// watchFlow streams a flow's events as NDJSON until it ends.
-func (h *handler) watchFlow(w http.ResponseWriter, r *http.Request) {
-	events, err := h.svc.WatchFlow(r.Context(), r.PathValue("id"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	streamNDJSON(w, r, events)
-}
-
 func flowPath(id string) string { return "/v1/flows/" + url.PathEscape(id) }
 
 // SubmitFlow submits a flow whose files are CIDs (see UploadFlow).
 func (c *Client) SubmitFlow(ctx context.Context, f *jobs.Flow) (Flow, error) {
-	body, err := json.Marshal(f)
-	if err != nil {
-		return Flow{}, fmt.Errorf("api: encoding flow: %w", err)
-	}
-	var out Flow
-	err = c.call(ctx, http.MethodPost, "/v1/flows", bytes.NewReader(body), &out)
-	return out, err
+	return submit[Flow](ctx, c, "/v1/flows", "flow", f)
 }
 
 // ListFlows lists the daemon's flows.
 func (c *Client) ListFlows(ctx context.Context) ([]Flow, error) {
-	var list []Flow
-	err := c.call(ctx, http.MethodGet, "/v1/flows", nil, &list)
-	return list, err
+	return get[[]Flow](ctx, c, http.MethodGet, "/v1/flows")
 }
 
 // GetFlow returns one flow.
 func (c *Client) GetFlow(ctx context.Context, id string) (Flow, error) {
-	var f Flow
-	err := c.call(ctx, http.MethodGet, flowPath(id), nil, &f)
-	return f, err
+	return get[Flow](ctx, c, http.MethodGet, flowPath(id))
 }
 
 // CancelFlow cancels a flow.
@@ -116,30 +57,9 @@ func (c *Client) CancelFlow(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodDelete, flowPath(id), nil, nil)
 }
 
-// WatchFlow streams a flow's events until it ends.
+// WatchFlow streams a flow's events until the daemon ends the stream.
 func (c *Client) WatchFlow(ctx context.Context, id string) (<-chan FlowEvent, error) {
-	resp, err := c.do(ctx, http.MethodGet, flowPath(id)+"/events", nil)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan FlowEvent)
-	go func() {
-		defer close(out)
-		defer resp.Body.Close()
-		dec := json.NewDecoder(resp.Body)
-		for {
-			var ev FlowEvent
-			if dec.Decode(&ev) != nil {
-				return
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
+	return watchNDJSON(ctx, c, flowPath(id)+"/events", func(FlowEvent) bool { return false })
 }
 
 // UploadFlow uploads what a flow names on the local disk (each job step's

@@ -146,3 +146,40 @@ func FuzzWatchJob(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWatchBatch feeds the client arbitrary snapshot streams: the channel
+// always closes, nothing follows a batch that ended, and every batch
+// re-encodes unchanged.
+func FuzzWatchBatch(f *testing.F) {
+	f.Add([]byte(`{"id":"b-1","state":"running","counts":{"units":3,"queued":3}}` + "\n" +
+		`{"id":"b-1","state":"completed","counts":{"units":3,"completed":3,"rate":1.5,"eta_ns":0}}` + "\n"))
+	f.Add([]byte(`{"id":"b-1","state":"cancelled"}{"id":"b-1","state":"running"}`))
+	f.Add([]byte(`{"id":"b-1","state":"completed","spec":{"name":"x","template":{"module":"m"},"units":{"range":"1..2"}}}`))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ch, err := replyClient(http.StatusOK, stream).WatchBatch(ctx, "b-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(10 * time.Second)
+		var got []Batch
+		for {
+			select {
+			case b, ok := <-ch:
+				if !ok {
+					for i, b := range got {
+						if b.State != BatchRunning && i != len(got)-1 {
+							t.Fatalf("snapshot %d of %d ended the batch (%s)", i+1, len(got), b.State)
+						}
+						canonical(t, b)
+					}
+					return
+				}
+				got = append(got, b)
+			case <-timeout:
+				t.Fatalf("the snapshot channel is still open after %d snapshots of a finished stream", len(got))
+			}
+		}
+	})
+}

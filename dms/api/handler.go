@@ -42,27 +42,35 @@ func NewHandler(svc Service, token string, logger *slog.Logger) http.Handler {
 
 func (h *handler) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/jobs", h.submitJob)
-	mux.HandleFunc("GET /v1/jobs", h.listJobs)
-	mux.HandleFunc("GET /v1/jobs/{id}", h.getJob)
-	mux.HandleFunc("GET /v1/jobs/{id}/events", h.watchJob)
+	svc := h.svc
+	mux.HandleFunc("POST /v1/jobs", submitting(h, jobs.Parse, requireCIDs, svc.SubmitJob))
+	mux.HandleFunc("GET /v1/jobs", listing(h, svc.ListJobs))
+	mux.HandleFunc("GET /v1/jobs/{id}", getting(h, svc.GetJob))
+	mux.HandleFunc("GET /v1/jobs/{id}/events", watching(h, svc.WatchJob))
 	mux.HandleFunc("GET /v1/jobs/{id}/stdout", h.jobOutput(streamStdout))
 	mux.HandleFunc("GET /v1/jobs/{id}/stderr", h.jobOutput(streamStderr))
-	mux.HandleFunc("DELETE /v1/jobs/{id}", h.cancelJob)
-	mux.HandleFunc("POST /v1/flows", h.submitFlow)
-	mux.HandleFunc("GET /v1/flows", h.listFlows)
-	mux.HandleFunc("GET /v1/flows/{id}", h.getFlow)
-	mux.HandleFunc("GET /v1/flows/{id}/events", h.watchFlow)
-	mux.HandleFunc("DELETE /v1/flows/{id}", h.cancelFlow)
+	mux.HandleFunc("DELETE /v1/jobs/{id}", h.acting("id", svc.CancelJob))
+	mux.HandleFunc("POST /v1/flows", submitting(h, jobs.ParseFlow, requireFlowCIDs, svc.SubmitFlow))
+	mux.HandleFunc("GET /v1/flows", listing(h, svc.ListFlows))
+	mux.HandleFunc("GET /v1/flows/{id}", getting(h, svc.GetFlow))
+	mux.HandleFunc("GET /v1/flows/{id}/events", watching(h, svc.WatchFlow))
+	mux.HandleFunc("DELETE /v1/flows/{id}", h.acting("id", svc.CancelFlow))
+	mux.HandleFunc("POST /v1/batches", submitting(h, jobs.ParseBatch, requireBatchCIDs, svc.SubmitBatch))
+	mux.HandleFunc("GET /v1/batches", listing(h, svc.ListBatches))
+	mux.HandleFunc("GET /v1/batches/{id}", getting(h, svc.GetBatch))
+	mux.HandleFunc("GET /v1/batches/{id}/events", watching(h, svc.WatchBatch))
+	mux.HandleFunc("GET /v1/batches/{id}/units", h.batchUnits)
+	mux.HandleFunc("DELETE /v1/batches/{id}", h.acting("id", svc.CancelBatch))
 	mux.HandleFunc("POST /v1/blobs", h.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{cid}", h.getBlob)
 	mux.HandleFunc("HEAD /v1/blobs/{cid}", h.hasBlob)
-	mux.HandleFunc("GET /v1/node", h.node)
-	mux.HandleFunc("POST /v1/node/benchmark", h.benchmark)
-	mux.HandleFunc("GET /v1/peers", h.peers)
-	mux.HandleFunc("GET /v1/peers/reputation", h.reputation)
-	mux.HandleFunc("GET /v1/store", h.storeInfo)
-	mux.HandleFunc("POST /v1/store/gc", h.collect)
+	mux.HandleFunc("GET /v1/node", answering(h, svc.Node))
+	mux.HandleFunc("POST /v1/node/benchmark", answering(h, svc.Benchmark))
+	mux.HandleFunc("GET /v1/peers", listing(h, svc.Peers))
+	mux.HandleFunc("GET /v1/peers/reputation", listing(h, svc.Reputation))
+	mux.HandleFunc("POST /v1/peers/reputation/{peer}/forgive", h.acting("peer", svc.ForgivePeer))
+	mux.HandleFunc("GET /v1/store", answering(h, svc.StoreInfo))
+	mux.HandleFunc("POST /v1/store/gc", answering(h, svc.CollectGarbage))
 	mux.HandleFunc("PUT /v1/store/pins/{cid}", h.pin)
 	mux.HandleFunc("DELETE /v1/store/pins/{cid}", h.unpin)
 	return LogRequests(h.logger, "api request", h.authorized(mux))
@@ -105,27 +113,28 @@ func (s *statusRecorder) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the real writer (to flush).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func (h *handler) submitJob(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
-	if err != nil {
-		h.fail(w, r, bodyError(err))
-		return
+// submitting serves the submission of a spec (a job's, a flow's, a
+// batch's) of at most jobs.MaxSpecSize bytes: parse reads it, check
+// refuses what names local files, submit starts it; 201 and what submit
+// returns.
+func submitting[S, T any](h *handler, parse func([]byte) (S, error), check func(S) error, submit func(context.Context, S) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobs.MaxSpecSize))
+		if err != nil {
+			h.fail(w, r, bodyError(err))
+			return
+		}
+		spec, err := parse(data)
+		if err == nil {
+			err = check(spec)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		v, err := submit(r.Context(), spec)
+		h.reply(w, r, http.StatusCreated, v, err)
 	}
-	spec, err := jobs.Parse(data)
-	if err == nil {
-		err = requireCIDs(spec)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	job, err := h.svc.SubmitJob(r.Context(), spec)
-	h.reply(w, r, http.StatusCreated, job, err)
-}
-
-func (h *handler) listJobs(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.ListJobs(r.Context())
-	replyList(h, w, r, list, err)
 }
 
 // replyList replies with list, as [] rather than null when empty.
@@ -136,17 +145,54 @@ func replyList[T any](h *handler, w http.ResponseWriter, r *http.Request, list [
 	h.reply(w, r, http.StatusOK, list, err)
 }
 
-func (h *handler) getJob(w http.ResponseWriter, r *http.Request) {
-	job, err := h.svc.GetJob(r.Context(), r.PathValue("id"))
-	h.reply(w, r, http.StatusOK, job, err)
+// listing serves what list returns.
+func listing[T any](h *handler, list func(context.Context) ([]T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		l, err := list(r.Context())
+		replyList(h, w, r, l, err)
+	}
 }
 
-func (h *handler) cancelJob(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.CancelJob(r.Context(), r.PathValue("id")); err != nil {
-		h.fail(w, r, err)
-		return
+// answering serves what ask returns.
+func answering[T any](h *handler, ask func(context.Context) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := ask(r.Context())
+		h.reply(w, r, http.StatusOK, v, err)
 	}
-	w.WriteHeader(http.StatusNoContent)
+}
+
+// getting serves what get returns of the request's {id}.
+func getting[T any](h *handler, get func(context.Context, string) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := get(r.Context(), r.PathValue("id"))
+		h.reply(w, r, http.StatusOK, v, err)
+	}
+}
+
+// watching streams what watch sends of the request's {id} as NDJSON, one
+// value per line, flushed as it is written, until the channel closes (what
+// is watched ended), the client leaves or the server stops.
+func watching[T any](h *handler, watch func(context.Context, string) (<-chan T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		events, err := watch(r.Context(), r.PathValue("id"))
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		streamNDJSON(w, r, events)
+	}
+}
+
+// acting does what do does to the request's {key} (cancel an ID, forgive
+// a peer), and answers 204 once it is done.
+func (h *handler) acting(key string, do func(context.Context, string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := do(r.Context(), r.PathValue(key)); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func (h *handler) putBlob(w http.ResponseWriter, r *http.Request) {
@@ -187,36 +233,6 @@ func (h *handler) hasBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-func (h *handler) node(w http.ResponseWriter, r *http.Request) {
-	info, err := h.svc.Node(r.Context())
-	h.reply(w, r, http.StatusOK, info, err)
-}
-
-func (h *handler) benchmark(w http.ResponseWriter, r *http.Request) {
-	info, err := h.svc.Benchmark(r.Context())
-	h.reply(w, r, http.StatusOK, info, err)
-}
-
-func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.Peers(r.Context())
-	replyList(h, w, r, list, err)
-}
-
-func (h *handler) reputation(w http.ResponseWriter, r *http.Request) {
-	list, err := h.svc.Reputation(r.Context())
-	replyList(h, w, r, list, err)
-}
-
-func (h *handler) storeInfo(w http.ResponseWriter, r *http.Request) {
-	info, err := h.svc.StoreInfo(r.Context())
-	h.reply(w, r, http.StatusOK, info, err)
-}
-
-func (h *handler) collect(w http.ResponseWriter, r *http.Request) {
-	col, err := h.svc.CollectGarbage(r.Context())
-	h.reply(w, r, http.StatusOK, col, err)
 }
 
 func (h *handler) pin(w http.ResponseWriter, r *http.Request) {

@@ -54,6 +54,28 @@ func (h *harness) do(t *testing.T, method, path, body string) (int, []byte) {
 	return resp.StatusCode, data
 }
 
+// badBody is a body a route refuses, and what its error says.
+type badBody struct{ name, body, want string }
+
+// refuses posts each body to path: each gets a 400 (a 413 when oversized)
+// whose error says what it should.
+func (h *harness) refuses(t *testing.T, path string, cases []badBody) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := h.do(t, http.MethodPost, path, c.body)
+			if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d: %s", status, body)
+			}
+			var eb errorBody
+			_ = json.Unmarshal(body, &eb)
+			if !strings.Contains(eb.Error, c.want) {
+				t.Fatalf("body %s\nwant it to say %q", body, c.want)
+			}
+		})
+	}
+}
+
 // addJob puts a job in the fake with the given state and result.
 func (h *harness) addJob(id string, state types.JobState, res *types.Result) Job {
 	j := Job{ID: id, Name: "n-" + id, State: state, Node: "12D3KooWPeer", Result: res, CreatedAt: time.Unix(1_700_000_000, 0).UTC()}
@@ -72,7 +94,8 @@ func TestUnauthorized(t *testing.T) {
 	h := newHarness(t)
 	routes := [][2]string{{"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/x"}, {"GET", "/v1/jobs/x/events"},
 		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"},
-		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"}}
+		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"},
+		{"POST", "/v1/peers/reputation/x/forgive"}, {"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"}}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", testToken, "Basic " + testToken} {
 		for _, rt := range routes {
 			req, _ := http.NewRequest(rt[0], h.srv.URL+rt[1], nil)
@@ -341,9 +364,20 @@ func TestNodeAndPeers(t *testing.T) {
 	if status, body := h.do(t, "GET", "/v1/peers/reputation", ""); status != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Fatalf("no reputation: %d %s", status, body)
 	}
-	h.svc.reputation = []PeerReputation{{ID: "liar", Penalty: 2, Poor: true, Unheard: true, LastEvent: "lost", Events: map[string]int{"lost": 1}}}
-	if rep, err := h.client.Reputation(ctx); err != nil || len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || rep[0].Events["lost"] != 1 {
+	h.svc.reputation = []PeerReputation{{ID: "liar", Penalty: 2, Poor: true, Unheard: true, LastEvent: "lost", Events: map[string]int{"lost": 1},
+		Agreed: 3, Disagreed: 1, Distrusted: true}}
+	if rep, err := h.client.Reputation(ctx); err != nil || len(rep) != 1 || rep[0].ID != "liar" || !rep[0].Poor || rep[0].Events["lost"] != 1 ||
+		rep[0].Agreed != 3 || rep[0].Disagreed != 1 || !rep[0].Distrusted {
 		t.Fatalf("Reputation = %+v, %v", rep, err)
+	}
+	if err := h.client.ForgivePeer(ctx, "liar"); err != nil || h.svc.reputation[0].Distrusted {
+		t.Fatalf("ForgivePeer: %v, %+v", err, h.svc.reputation[0])
+	}
+	if err := h.client.ForgivePeer(ctx, "liar"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not distrusted") {
+		t.Fatalf("ForgivePeer of a peer not distrusted: %v", err)
+	}
+	if status, _ := h.do(t, "GET", "/v1/peers/reputation/liar/forgive", ""); status != http.StatusMethodNotAllowed {
+		t.Fatalf("GET forgive: %d, want 405", status)
 	}
 }
 

@@ -6,17 +6,6 @@ import (
 	"net/http"
 )
 
-// watchJob streams the job as NDJSON, one Job per line, flushed as it is
-// written, until the job is terminal, the client leaves or the server stops.
-func (h *handler) watchJob(w http.ResponseWriter, r *http.Request) {
-	events, err := h.svc.WatchJob(r.Context(), r.PathValue("id"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	streamNDJSON(w, r, events)
-}
-
 // streamNDJSON writes each event as a line of JSON, flushed, until the
 // channel closes, the client leaves or the server stops.
 func streamNDJSON[T any](w http.ResponseWriter, r *http.Request, events <-chan T) {

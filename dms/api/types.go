@@ -39,10 +39,15 @@ type Service interface {
 	// Reputation lists how the peers this node asked for bids behaved, as
 	// its requester remembers them, most penalised first.
 	Reputation(ctx context.Context) ([]PeerReputation, error)
+	// ForgivePeer clears a peer's distrust (its results that disagreed
+	// with a quorum), so that this node's auctions take its bids again;
+	// ErrNotFound if it was not distrusted.
+	ForgivePeer(ctx context.Context, peer string) error
 	// Benchmark re-runs the capability benchmark and returns the new record.
 	Benchmark(ctx context.Context) (NodeInfo, error)
 	StoreService
 	FlowService
+	BatchService
 }
 
 // StoreService is the part of a Service that looks after the node's disk.
@@ -126,14 +131,21 @@ type Peer struct {
 // "Reputation"): a penalty that grows with each failure and halves every 10
 // minutes. A poor peer is offered jobs only after peers in good standing;
 // an unheard one (silent or lost, no answer since) is not waited for.
+// Batches judge its replicated results (docs/batches.md): one that
+// disagreed with its unit's quorum makes it distrusted, its bids dropped
+// until ForgivePeer; enough agreeing ones, none disagreeing, trusted.
 type PeerReputation struct {
-	ID        string         `json:"id"`
-	Penalty   float64        `json:"penalty"`
-	Poor      bool           `json:"poor"`
-	Unheard   bool           `json:"unheard"`
-	LastEvent string         `json:"last_event"` // no_confirm, lost, silent or rejected
-	LastAt    time.Time      `json:"last_at"`
-	Events    map[string]int `json:"events"` // every event recorded, by kind
+	ID         string         `json:"id"`
+	Penalty    float64        `json:"penalty"`
+	Poor       bool           `json:"poor"`
+	Unheard    bool           `json:"unheard"`
+	LastEvent  string         `json:"last_event"` // no_confirm, lost, silent or rejected
+	LastAt     time.Time      `json:"last_at"`
+	Events     map[string]int `json:"events"` // every event recorded, by kind
+	Agreed     int            `json:"agreed"`
+	Disagreed  int            `json:"disagreed"`
+	Distrusted bool           `json:"distrusted"`
+	Trusted    bool           `json:"trusted"`
 }
 
 // StoreInfo is what a node keeps on disk: its blobs (modules, inputs,
