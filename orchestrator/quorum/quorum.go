@@ -84,6 +84,24 @@ var stateNames = [...]string{"issued", "running", "returned", "failed"}
 
 func (s ReplicaState) String() string { return stateNames[s] }
 
+// MarshalText writes the state's name.
+func (s ReplicaState) MarshalText() ([]byte, error) {
+	if int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("quorum: no replica state %d", s)
+	}
+	return []byte(stateNames[s]), nil
+}
+
+// UnmarshalText reads a state's name.
+func (s *ReplicaState) UnmarshalText(b []byte) error {
+	i := slices.Index(stateNames[:], string(b))
+	if i < 0 {
+		return fmt.Errorf("quorum: no replica state %q", b)
+	}
+	*s = ReplicaState(i)
+	return nil
+}
+
 // Replica is one run of a unit.
 type Replica struct {
 	Node     string       `json:"node,omitempty"`

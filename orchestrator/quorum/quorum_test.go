@@ -426,3 +426,20 @@ func TestOrphan(t *testing.T) {
 		t.Fatal("orphaned a missing replica")
 	}
 }
+
+func TestReplicaStateText(t *testing.T) {
+	for _, st := range []ReplicaState{Issued, Running, Returned, Failed} {
+		b, err := st.MarshalText()
+		var back ReplicaState
+		if err != nil || back.UnmarshalText(b) != nil || back != st {
+			t.Fatalf("%v: %s %v", st, b, err)
+		}
+	}
+	var s ReplicaState
+	if s.UnmarshalText([]byte("bogus")) == nil {
+		t.Fatal("read a bogus state")
+	}
+	if _, err := ReplicaState(9).MarshalText(); err == nil {
+		t.Fatal("wrote state 9")
+	}
+}
