@@ -17,6 +17,7 @@ import (
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/tinywasm"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/orchestrator/quorum"
 	"github.com/opendms/dms/types"
 )
 
@@ -589,4 +590,37 @@ func submitBatch(t *testing.T, ctx context.Context, d *DMS, module []byte, doc s
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// TestBatchDeadline: a replica past its deadline is replaced by another,
+// on another node; its late result still counts (here it decides the
+// unit), and the replacement's is judged against it.
+func TestBatchDeadline(t *testing.T) {
+	nodes := testNet(t, 3, func(i int) bool { return i != 0 })
+	req := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sub := submitBatch(t, ctx, req, tinywasm.Module(2500*time.Millisecond, "late\n"), `
+name: deadline
+template: {module: %s, resources: {cpu: 0.1, memory: 16MiB}}
+units: {range: 1..1}
+deadline: 1s
+`)
+	done := awaitBatch(t, ctx, req, sub.ID)
+	units, err := req.BatchUnits(ctx, sub.ID, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := units[0]
+	if done.Counts.Completed != 1 || done.Counts.Late < 1 || len(u.Replicas) < 2 || !u.Replicas[0].Late {
+		t.Fatalf("batch %+v, unit %+v", done.Counts, u)
+	}
+	if u.Replicas[0].Node == u.Replicas[1].Node {
+		t.Fatalf("the replacement ran beside the late replica: %+v", u.Replicas)
+	}
+	for _, r := range u.Replicas {
+		if r.State != quorum.Returned {
+			t.Fatalf("every replica ran to its end and was judged: %+v", u.Replicas)
+		}
+	}
 }
