@@ -14,6 +14,8 @@ var (
 	ErrJob = errors.New("bench: job failed")
 	// ErrFlow reports a flow that did not complete as it should have.
 	ErrFlow = errors.New("bench: flow failed")
+	// ErrBatch reports a batch that did not complete as it should have.
+	ErrBatch = errors.New("bench: batch failed")
 	// ErrOverBudget reports a node whose home outgrew its store budget.
 	ErrOverBudget = errors.New("bench: over the store budget")
 )
