@@ -337,9 +337,9 @@ func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool
 func (r *batchRun) apply(ctx context.Context, e replicaEnd) {
 	d := r.bs.d
 	c := batchCmd{Op: opEnd, Unit: e.t.Unit, Replica: e.t.Replica, Node: e.node, Result: e.result, Reason: e.reason}
-	if e.reason == "" {
+	if e.reason == "" && r.spec.Adaptive { // only adaptive replication asks (a call into the orchestrator's loop)
 		c.Trusted, _ = d.orch.Trusted(ctx, e.node)
-		c.Spot = c.Trusted && r.spec.Adaptive && rand.Float64() < SpotCheck
+		c.Spot = c.Trusted && rand.Float64() < SpotCheck
 	}
 	out, err := r.commit(ctx, c)
 	if err == nil && out.Err != "" {
