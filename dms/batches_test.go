@@ -618,9 +618,12 @@ deadline: 1s
 	if u.Replicas[0].Node == u.Replicas[1].Node {
 		t.Fatalf("the replacement ran beside the late replica: %+v", u.Replicas)
 	}
+	// Every replica that ran, ran to its end and was judged; under a slow
+	// machine the replacement may be late too, and a third then finds
+	// both nodes taken (avoided) and fails.
 	for _, r := range u.Replicas {
-		if r.State != quorum.Returned {
-			t.Fatalf("every replica ran to its end and was judged: %+v", u.Replicas)
+		if r.Node != "" && r.State != quorum.Returned || r.Node == "" && !strings.Contains(r.Reason, "avoided") {
+			t.Fatalf("replicas %+v", u.Replicas)
 		}
 	}
 }
