@@ -93,7 +93,7 @@ type batchRun struct {
 
 	mu   sync.Mutex // guards rec and subs
 	rec  batchRecord
-	subs map[chan api.Batch]struct{}
+	subs map[chan api.Batch]func() bool
 }
 
 var errBatchCancelled = errors.New("cancelled by its submitter")
@@ -160,7 +160,7 @@ func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecor
 	}
 	ctx, cancel := context.WithCancelCause(bs.d.ctx)
 	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
-		rec: rec, subs: map[chan api.Batch]struct{}{}}
+		rec: rec, subs: map[chan api.Batch]func() bool{}}
 	r.commit = r.applyHere
 	var attach []quorum.Ticket // replicas a previous run issued and did not see end
 	for _, i := range slices.Sorted(maps.Keys(units)) {
@@ -490,7 +490,8 @@ func (r *batchRun) publish() {
 func (r *batchRun) closeWatchers() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ch := range r.subs {
+	for ch, stop := range r.subs {
+		stop() // the watch's context no longer holds the run
 		close(ch)
 	}
 	r.subs = nil

@@ -255,7 +255,7 @@ func (bs *batches) startManaged(rec managedRecord, b *jobs.Batch) error {
 	ctx, cancel := context.WithCancelCause(d.ctx)
 	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
 		rec:  batchRecord{ID: rec.ID, Name: b.Name, State: api.BatchRunning, CreatedAt: rec.CreatedAt, UpdatedAt: rec.CreatedAt},
-		subs: map[chan api.Batch]struct{}{}, submitter: rec.Submitter}
+		subs: map[chan api.Batch]func() bool{}, submitter: rec.Submitter}
 	grp, err := group.Open(group.Config{
 		Name: batchGroup(rec.ID), Self: d.host.ID(), Dir: filepath.Join(d.home, "batch-groups", rec.ID), DB: d.db,
 		Transport: groupTransport{h: d.host, prefix: "/dms/batch/", name: batchGroup(rec.ID)},
@@ -605,7 +605,7 @@ func (r *batchRun) finishCollected(ctx context.Context, resp batchResponse) {
 func (bs *batches) startCollecting(rec batchRecord, b *jobs.Batch) *batchRun {
 	ctx, cancel := context.WithCancelCause(bs.d.ctx)
 	r := &batchRun{bs: bs, spec: b, cancel: cancel, done: make(chan struct{}), start: time.Now(), rec: rec,
-		subs: map[chan api.Batch]struct{}{}}
+		subs: map[chan api.Batch]func() bool{}}
 	bs.mu.Lock()
 	bs.runs[rec.ID] = r
 	bs.mu.Unlock()

@@ -73,7 +73,7 @@ type flowRun struct {
 
 	mu   sync.Mutex // guards rec's state, inst and subs
 	inst map[string][]api.FlowInstance
-	subs map[chan api.FlowEvent]struct{}
+	subs map[chan api.FlowEvent]func() bool
 }
 
 // errFlowCancelled is the cause of a flow's context when its submitter
@@ -142,7 +142,7 @@ func (fl *flows) start(rec flowRecord, f *jobs.Flow, prior map[string]api.FlowIn
 	}
 	ctx, cancel := context.WithCancelCause(fl.d.ctx)
 	r := &flowRun{fl: fl, rec: rec, spec: f, plan: plan, cancel: cancel, done: make(chan struct{}),
-		inst: map[string][]api.FlowInstance{}, subs: map[chan api.FlowEvent]struct{}{}}
+		inst: map[string][]api.FlowInstance{}, subs: map[chan api.FlowEvent]func() bool{}}
 	fl.mu.Lock()
 	fl.runs[rec.ID] = r
 	fl.mu.Unlock()
@@ -342,7 +342,8 @@ func (r *flowRun) end(ctx context.Context, fail string, queue []flow.Task) {
 func (r *flowRun) closeWatchers() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ch := range r.subs {
+	for ch, stop := range r.subs {
+		stop() // the watch's context no longer holds the run
 		close(ch)
 	}
 	r.subs = nil
@@ -386,6 +387,7 @@ func (r *flowRun) publish(ev api.FlowEvent) {
 		select {
 		case ch <- ev:
 		default:
+			r.subs[ch]()
 			close(ch)
 			delete(r.subs, ch)
 		}
@@ -768,11 +770,11 @@ func (d *DMS) restoreFlows() error {
 
 // watchUntil adds out to a run's watchers, *subs, guarded by mu, which
 // the caller holds and watchUntil releases; when ctx ends, out is removed
-// and closed, unless the run closed it first (and set *subs to nil).
-func watchUntil[T any](ctx context.Context, mu *sync.Mutex, subs *map[chan T]struct{}, out chan T) {
-	(*subs)[out] = struct{}{}
-	mu.Unlock()
-	context.AfterFunc(ctx, func() {
+// and closed, unless the run closed it first (and set *subs to nil),
+// calling the stop function kept with it so that ctx lets the run go.
+func watchUntil[T any](ctx context.Context, mu *sync.Mutex, subs *map[chan T]func() bool, out chan T) {
+	defer mu.Unlock()
+	(*subs)[out] = context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, ok := (*subs)[out]; ok {
