@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +49,7 @@ func startNode(t *testing.T, home string, opts ...Option) *DMS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := New(append([]Option{WithHome(home), WithAPI("")}, opts...)...)
+	d, err := New(append([]Option{WithHome(home), WithAPI(""), WithLogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +58,36 @@ func startNode(t *testing.T, home string, opts ...Option) *DMS {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// testLogger is a node's logger in a test: its warnings and errors go to
+// the test's log, which go test prints when the test fails, and nowhere
+// once the test is over (a node's last goroutines may log as it closes).
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop) // registered before the node's Close: runs after it
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // TestAllowlistAdmitsOnlyListedRequesters runs a provider that admits only

@@ -32,12 +32,14 @@ import (
 // The issue's criteria, checked per attack:
 //   - no real job fails (a job still unfinished jobWait after the attack
 //     ends counts as failed);
-//   - the p50 of submit-to-completed latency under attack is within
-//     p50Factor of the baseline p50, or within p50Floor of it when that is
-//     more (a 40 ms baseline would otherwise allow only 120 ms);
 //   - no daemon's RSS (VmRSS) grows by more than maxRSSGrowth and no home
 //     (allocated blocks of every file under it) by more than maxHomeGrowth,
-//     from after the baseline to settle after the attack ended.
+//     from after the baseline to settle after the attack ended;
+//   - and, judged by BenchmarkAttacks only (a speed target: on a shared
+//     machine a test of it flakes), the p50 of submit-to-completed latency
+//     under attack is within p50Factor of the baseline p50, or within
+//     p50Floor of it when that is more (a 40 ms baseline would otherwise
+//     allow only 120 ms). TestAttacks logs it.
 
 const (
 	baselineJobs  = 20
@@ -55,7 +57,7 @@ const (
 // peer itself (nil if nothing).
 type attack struct {
 	name  string
-	start func(t *testing.T, p *hostile.Peer, c *cluster) (stop func())
+	start func(t testing.TB, p *hostile.Peer, c *cluster) (stop func())
 }
 
 var attacks = []attack{
@@ -63,12 +65,12 @@ var attacks = []attack{
 	{"1b-squat-own-bids", squatBids},
 	{"2-accept-flood", acceptFlood},
 	{"3-bid-request-flood", bidRequestFlood},
-	{"4-liar", func(t *testing.T, p *hostile.Peer, _ *cluster) func() { play(t, p, hostile.Liar, nil); return nil }},
-	{"5a-never-confirms", func(t *testing.T, p *hostile.Peer, _ *cluster) func() {
+	{"4-liar", func(t testing.TB, p *hostile.Peer, _ *cluster) func() { play(t, p, hostile.Liar, nil); return nil }},
+	{"5a-never-confirms", func(t testing.TB, p *hostile.Peer, _ *cluster) func() {
 		play(t, p, hostile.NeverConfirm, nil)
 		return nil
 	}},
-	{"5b-silent-subscriber", func(t *testing.T, p *hostile.Peer, _ *cluster) func() { play(t, p, hostile.Silent, nil); return nil }},
+	{"5b-silent-subscriber", func(t testing.TB, p *hostile.Peer, _ *cluster) func() { play(t, p, hostile.Silent, nil); return nil }},
 	{"6-replay-bid-requests", replay},
 }
 
@@ -84,7 +86,7 @@ func TestAttacks(t *testing.T) {
 	var rows []string
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			r := runAttack(t, bin, dur, a)
+			r := runAttack(t, bin, dur, a, false)
 			t.Log(r.line())
 			rows = append(rows, r.row())
 		})
@@ -92,8 +94,33 @@ func TestAttacks(t *testing.T) {
 	t.Logf("issue 11 attacks, %s each, %d baseline jobs:\n%s\n%s", dur, baselineJobs, tableHeader, strings.Join(rows, "\n"))
 }
 
+// BenchmarkAttacks runs each attack once (whatever -benchtime asks) and
+// judges every criterion, the p50 too; it reports the p50s and their
+// ratio as metrics:
+//
+//	go test ./dms -run '^$' -bench Attacks -v
+func BenchmarkAttacks(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("the attack tests read daemons' memory from /proc: Linux only")
+	}
+	dur := attackDuration(b)
+	bin := buildDMS(b)
+	var rows []string
+	for _, a := range attacks {
+		b.Run(a.name, func(b *testing.B) {
+			r := runAttack(b, bin, dur, a, true)
+			b.ReportMetric(float64(r.p50Base.Microseconds())/1e3, "p50-base-ms")
+			b.ReportMetric(float64(r.p50Under.Microseconds())/1e3, "p50-attack-ms")
+			b.ReportMetric(float64(r.p50Under)/float64(max(r.p50Base, 1)), "p50-ratio")
+			b.Log(r.line())
+			rows = append(rows, r.row())
+		})
+	}
+	b.Logf("issue 11 attacks, %s each, %d baseline jobs:\n%s\n%s", dur, baselineJobs, tableHeader, strings.Join(rows, "\n"))
+}
+
 // attackDuration reads DMS_ATTACK_SECONDS: 15 by default, 15 to 30.
-func attackDuration(t *testing.T) time.Duration {
+func attackDuration(t testing.TB) time.Duration {
 	s := os.Getenv("DMS_ATTACK_SECONDS")
 	if s == "" {
 		return 15 * time.Second
@@ -105,7 +132,7 @@ func attackDuration(t *testing.T) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-func buildDMS(t *testing.T) string {
+func buildDMS(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "dms")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/opendms/dms/cmd/dms").CombinedOutput()
@@ -128,7 +155,9 @@ type result struct {
 	failures           []string
 }
 
-func runAttack(t *testing.T, bin string, dur time.Duration, a attack) *result {
+// runAttack runs attack a on a fresh cluster and judges it: its latency
+// too when latency is set.
+func runAttack(t testing.TB, bin string, dur time.Duration, a attack, latency bool) *result {
 	c := startCluster(t, bin)
 	spec := helloSpec(t, c.req().client)
 	r := &result{name: a.name, dur: dur}
@@ -178,12 +207,13 @@ func runAttack(t *testing.T, bin string, dur time.Duration, a attack) *result {
 		r.rssGrowth[i], r.homeGrowth[i] = rss1[i]-rss0[i], home1[i]-home0[i]
 		r.rssPeak[i] -= rss0[i]
 	}
-	r.judge(t)
+	r.judge(t, latency)
 	return r
 }
 
-// judge checks the issue's criteria, reporting every one that fails.
-func (r *result) judge(t *testing.T) {
+// judge checks the issue's criteria, reporting every one that fails; the
+// p50's only when latency is set.
+func (r *result) judge(t testing.TB, latency bool) {
 	t.Helper()
 	r.p50Base, r.p50Under = median(r.base.latencies), median(r.under.latencies)
 	r.p50Limit = max(p50Factor*r.p50Base, r.p50Base+p50Floor)
@@ -196,7 +226,7 @@ func (r *result) judge(t *testing.T) {
 	}
 	if r.under.ok == 0 {
 		fail("no job completed under attack")
-	} else if r.p50Under > r.p50Limit {
+	} else if latency && r.p50Under > r.p50Limit {
 		fail("p50 under attack %s, over the limit %s (baseline %s)", ms(r.p50Under), ms(r.p50Limit), ms(r.p50Base))
 	}
 	for i, n := range clusterNames {
@@ -275,7 +305,7 @@ func triple(v [3]int64, unit func(int64) float64, format string) string {
 // The attacks.
 
 // play makes the hostile peer subscribe and answer bid requests as role.
-func play(t *testing.T, p *hostile.Peer, role hostile.Role, also func(hostile.Observed)) {
+func play(t testing.TB, p *hostile.Peer, role hostile.Role, also func(hostile.Observed)) {
 	t.Helper()
 	if err := p.Play(role, also); err != nil {
 		t.Fatal(err)
@@ -288,7 +318,7 @@ func play(t *testing.T, p *hostile.Peer, role hostile.Role, also func(hostile.Ob
 // job's first attempt and its 3 reschedules), candidates 0 to 2, with zero
 // resources, before the requester does. It declines politely, so that the
 // auctions do not wait for it.
-func squat(t *testing.T, p *hostile.Peer, c *cluster) func() {
+func squat(t testing.TB, p *hostile.Peer, c *cluster) func() {
 	var mu sync.Mutex
 	seen := map[types.JobID]bool{}
 	var wg sync.WaitGroup
@@ -321,7 +351,7 @@ func squat(t *testing.T, p *hostile.Peer, c *cluster) func() {
 // bids under the same job ID and resources with its own key, and accepts
 // every bid it gets, locking capacity it never invokes. It declines the
 // real requests politely.
-func squatBids(t *testing.T, p *hostile.Peer, _ *cluster) func() {
+func squatBids(t testing.TB, p *hostile.Peer, _ *cluster) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	asked := map[types.JobID]types.Resources{}
@@ -363,7 +393,7 @@ func squatBids(t *testing.T, p *hostile.Peer, _ *cluster) func() {
 // confirmed in 15 s), without the hostile peer, which shares the test
 // machine's cores with the daemons, taking more of them than a remote
 // attacker would.
-func acceptFlood(_ *testing.T, p *hostile.Peer, c *cluster) func() {
+func acceptFlood(_ testing.TB, p *hostile.Peer, c *cluster) func() {
 	const acceptRate, acceptStreams = 600, 8
 	var stops []func()
 	for _, prov := range c.providers() {
@@ -389,7 +419,7 @@ func acceptFlood(_ *testing.T, p *hostile.Peer, c *cluster) func() {
 // requests, 40 a second (under the 50/s limit per publisher), each asking
 // for what a hello job asks, and acknowledges every bid without ever
 // accepting one.
-func bidRequestFlood(_ *testing.T, p *hostile.Peer, _ *cluster) func() {
+func bidRequestFlood(_ testing.TB, p *hostile.Peer, _ *cluster) func() {
 	p.AckBids(nil)
 	return every(40, func(ctx context.Context) {
 		_ = p.PublishBidRequest(ctx, p.BidRequest(types.Resources{CPU: 500, Memory: 64 << 20}, 2*time.Second))
@@ -403,7 +433,7 @@ func bidRequestFlood(_ *testing.T, p *hostile.Peer, _ *cluster) func() {
 // node it floods has banned it, it has no one to send to and stops
 // spending CPU on copies: it shares the test's two cores with the
 // daemons, and a real attacker's CPU is its own.
-func replay(t *testing.T, p *hostile.Peer, _ *cluster) func() {
+func replay(t testing.TB, p *hostile.Peer, _ *cluster) func() {
 	var mu sync.Mutex
 	var latest *hostile.Observed
 	variant := 0
@@ -479,7 +509,7 @@ type daemonProc struct {
 // startCluster starts provider1, then provider2 and the requester
 // bootstrapping from it, all on 127.0.0.1 with OS-chosen ports, and waits
 // until every daemon is connected to the other two and a job runs.
-func startCluster(t *testing.T, bin string) *cluster {
+func startCluster(t testing.TB, bin string) *cluster {
 	t.Helper()
 	root := t.TempDir()
 	c := &cluster{}
@@ -505,7 +535,7 @@ func startCluster(t *testing.T, bin string) *cluster {
 	return c
 }
 
-func startDaemonProc(t *testing.T, bin, home, name string, args ...string) *daemonProc {
+func startDaemonProc(t testing.TB, bin, home, name string, args ...string) *daemonProc {
 	t.Helper()
 	if out, err := exec.Command(bin, "init", "--home", home).CombinedOutput(); err != nil {
 		t.Fatalf("dms init %s: %v\n%s", name, err, out)
@@ -544,7 +574,7 @@ func startDaemonProc(t *testing.T, bin, home, name string, args ...string) *daem
 
 // labelNode gives the node of home the label name: <name>, so that a job
 // can be sent to it (warmUp).
-func labelNode(t *testing.T, home, name string) {
+func labelNode(t testing.TB, home, name string) {
 	t.Helper()
 	path := filepath.Join(home, "config.yaml")
 	b, err := os.ReadFile(path)
@@ -565,7 +595,7 @@ func labelNode(t *testing.T, home, name string) {
 // compiled and cached the module before anything is measured: a first
 // compilation costs a provider megabytes of memory and of home, which an
 // attack that only moves jobs to the other provider must not be charged.
-func (c *cluster) warmUp(t *testing.T, spec jobs.Spec) {
+func (c *cluster) warmUp(t testing.TB, spec jobs.Spec) {
 	t.Helper()
 	for _, p := range c.providers() {
 		s := spec
@@ -592,7 +622,7 @@ func stopProc(cmd *exec.Cmd) {
 
 // helloSpec is examples/hello/job.yaml with its module uploaded to the
 // requester.
-func helloSpec(t *testing.T, cl *api.Client) jobs.Spec {
+func helloSpec(t testing.TB, cl *api.Client) jobs.Spec {
 	t.Helper()
 	spec, err := jobs.ParseFile(filepath.Join("..", "examples", "hello", "job.yaml"))
 	if err != nil {
@@ -618,7 +648,7 @@ func (j jobRun) total() int { return j.ok + j.failed + j.unfinished }
 // runJobs submits hello jobs to the requester one after the other, each
 // at least jobGap after the last started, n of them, or while time is
 // before until when n is 0, and waits for each to end (jobWait at most).
-func (c *cluster) runJobs(t *testing.T, spec jobs.Spec, n int, until time.Time) jobRun {
+func (c *cluster) runJobs(t testing.TB, spec jobs.Spec, n int, until time.Time) jobRun {
 	t.Helper()
 	run := jobRun{reasons: map[string]int{}}
 	for i := 0; n > 0 && i < n || n == 0 && time.Now().Before(until); i++ {
@@ -679,7 +709,7 @@ func shorten(s string) string {
 }
 
 // sample returns every daemon's RSS and home size, in bytes.
-func (c *cluster) sample(t *testing.T) (rss, home [3]int64) {
+func (c *cluster) sample(t testing.TB) (rss, home [3]int64) {
 	t.Helper()
 	for i, d := range c.daemons {
 		var err error
@@ -759,7 +789,7 @@ func diskUsage(dir string) (int64, error) {
 	return total, err
 }
 
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {

@@ -1,11 +1,11 @@
 package dms
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -59,6 +59,37 @@ type unitRecord struct {
 	Issuers []string `json:"issuers,omitempty"`
 }
 
+// batchRefs are the blobs a batch record's units run from while the
+// batch runs, for the collector; none once it ended.
+func batchRefs(raw []byte) ([]string, error) {
+	var rec batchRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, err
+	}
+	if rec.State != api.BatchRunning {
+		return nil, nil
+	}
+	return specBlobs(rec.Spec)
+}
+
+// managedRefs are the blobs of a batch this node manages: it serves them
+// until its submitter releases it.
+func managedRefs(raw []byte) ([]string, error) {
+	var rec managedRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, err
+	}
+	return specBlobs(rec.Spec)
+}
+
+func specBlobs(spec json.RawMessage) ([]string, error) {
+	b, err := jobs.ParseBatch(spec)
+	if err != nil {
+		return nil, err
+	}
+	return b.Blobs(), nil
+}
+
 func unitKey(batch string, unit int) string {
 	return fmt.Sprintf("%s%s/%06d", unitPrefix, batch, unit)
 }
@@ -81,8 +112,11 @@ type batchRun struct {
 	done   chan struct{}
 	start  time.Time
 	// commit runs a command on the batch's state: applied here and its
-	// units saved, for a batch this node runs alone.
+	// units handed to w, for a batch this node runs alone.
 	commit func(ctx context.Context, c batchCmd) (batchOut, error)
+	// w saves the units of a batch this node runs alone; nil for a
+	// managed batch, whose raft log is its record.
+	w *unitWriter
 
 	mm sync.Mutex // guards m
 	m  *batchMachine
@@ -98,8 +132,8 @@ type batchRun struct {
 
 var errBatchCancelled = errors.New("cancelled by its submitter")
 
-// publishEvery bounds how often a running batch counts its units (a walk
-// of them all) for its watchers: a large batch's replicas end faster.
+// publishEvery bounds how often a running batch sends its counts to its
+// watchers: its replicas may end hundreds of times a second.
 const publishEvery = 100 * time.Millisecond
 
 // SubmitBatch validates and starts a batch whose local files were
@@ -125,6 +159,9 @@ func (d *DMS) submitBatch(ctx context.Context, b *jobs.Batch, id string) (api.Ba
 		return api.Batch{}, fmt.Errorf("%w: units.dir: directory %q was not uploaded (api.UploadBatch turns it into files)", api.ErrBadRequest, b.Units.Dir)
 	}
 	if _, err := d.task(ctx, &b.Template); err != nil {
+		return api.Batch{}, fmt.Errorf("template: %w", err)
+	}
+	if err := d.admitAccount(ctx, &b.Template); err != nil { // one unit's worth, at least
 		return api.Batch{}, fmt.Errorf("template: %w", err)
 	}
 	now := time.Now().UTC()
@@ -161,15 +198,7 @@ func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecor
 	ctx, cancel := context.WithCancelCause(bs.d.ctx)
 	r := &batchRun{bs: bs, spec: b, m: m, cancel: cancel, done: make(chan struct{}), start: time.Now(),
 		rec: rec, subs: map[chan api.Batch]func() bool{}}
-	r.commit = r.applyHere
-	var attach []quorum.Ticket // replicas a previous run issued and did not see end
-	for _, i := range slices.Sorted(maps.Keys(units)) {
-		for k, rep := range units[i].Replicas {
-			if rep.State <= quorum.Running {
-				attach = append(attach, quorum.Ticket{Unit: i, Replica: k, Avoid: nodesBut(units[i].Unit, k)})
-			}
-		}
-	}
+	r.commit, r.w = r.applyHere, newUnitWriter(bs.d.db, bs.d.log, bs.d.goDo)
 	bs.mu.Lock()
 	bs.runs[rec.ID] = r
 	bs.mu.Unlock()
@@ -178,28 +207,35 @@ func (bs *batches) start(rec batchRecord, b *jobs.Batch, units map[int]unitRecor
 		if units != nil {
 			bs.d.awaitNetwork(ctx, resumeWait)
 		}
-		r.loop(ctx, attach)
+		r.loop(ctx)
 	})
 	return r, nil
 }
 
 // applyHere applies a command to the state of a batch this node runs
-// alone, and saves the units it changed (one commit) before it returns:
-// a replica is recorded as issued before its job is submitted.
+// alone, and hands the units it changed to the writer, in the order of
+// the commands: a replica's job waits for its record (unitsSaved).
 func (r *batchRun) applyHere(_ context.Context, c batchCmd) (batchOut, error) {
 	r.mm.Lock()
+	defer r.mm.Unlock()
 	out := r.m.apply(c)
-	put := make(map[string]any, len(out.Units))
-	for _, u := range out.Units {
-		put[unitKey(r.rec.ID, u)] = r.m.unitRecord(u)
-	}
-	r.mm.Unlock()
-	if len(put) > 0 {
-		if err := r.bs.d.db.PutAll(put); err != nil {
-			return out, fmt.Errorf("dms: saving batch %s's units: %w", r.rec.ID, err)
+	if len(out.Units) > 0 {
+		put := make(map[string]any, len(out.Units))
+		for _, u := range out.Units {
+			put[unitKey(r.rec.ID, u)] = r.m.unitRecord(u)
 		}
+		r.w.put(put)
 	}
 	return out, nil
+}
+
+// unitsSaved waits until the units of every command applied so far are
+// durable (at once for a managed batch), or ctx ends.
+func (r *batchRun) unitsSaved(ctx context.Context) error {
+	if r.w == nil {
+		return nil
+	}
+	return r.w.saved(ctx)
 }
 
 // nodesBut lists the nodes of u's replicas other than k.
@@ -225,29 +261,38 @@ type replicaEnd struct {
 // for (at most Parallel under way), and turns their ends into verdicts.
 // Every replica issued runs to its end, so that each is judged: the batch
 // ends when every unit ended and no replica is under way.
-func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
+//
+// The replicas this node issued are followed by this loop whoever issued
+// them: those a previous run of the node issued and did not see end (found
+// in the records after a restart, or in a managed batch's log as it is
+// replayed) are adopted, re-attached to their jobs; so is one whose end
+// could not be committed, which commits it again.
+func (r *batchRun) loop(ctx context.Context) {
 	d := r.bs.d
 	ends := make(chan replicaEnd)
-	running := 0
+	under := map[[2]int]bool{} // the replicas this loop follows
 	launch := func(t quorum.Ticket, resumed bool) {
-		running++
+		under[[2]int{t.Unit, t.Replica}] = true
 		d.goDo(func(context.Context) { ends <- r.runReplica(ctx, t, resumed) })
 	}
-	for _, t := range attach {
-		launch(t, true)
-	}
-	tick := time.NewTicker(time.Second) // deadlines; the counts' rate
+	tick := time.NewTicker(time.Second) // deadlines; strays; the counts' rate
 	defer tick.Stop()
 	self := d.host.ID()
-	var published time.Time
+	var published, adopted time.Time
 	for {
 		now := time.Now()
+		if ctx.Err() == nil && now.Sub(adopted) >= time.Second {
+			for _, t := range r.strays(self, under) {
+				launch(t, true)
+			}
+			adopted = now
+		}
 		if ctx.Err() == nil && r.leading() && !r.finished() {
 			r.orphanLost(ctx)
 			if _, err := r.commit(ctx, batchCmd{Op: opExpire, Now: now}); err != nil {
 				d.log.Error("batch", "batch", r.rec.ID, "err", err)
 			}
-			if free := r.spec.Parallel - running; free > 0 {
+			if free := r.spec.Parallel - len(under); free > 0 {
 				out, err := r.commit(ctx, batchCmd{Op: opIssue, Limit: free, Deadline: now.Add(time.Duration(r.spec.Deadline)), Issuer: self})
 				if err != nil {
 					d.log.Error("batch: issuing replicas", "batch", r.rec.ID, "err", err)
@@ -262,7 +307,7 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 			published = time.Now()
 		}
 		switch {
-		case running > 0:
+		case len(under) > 0:
 		case r.grp == nil && (r.isDone() || ctx.Err() != nil):
 			r.end(ctx)
 			return
@@ -277,7 +322,7 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 		}
 		select {
 		case e := <-ends:
-			running--
+			delete(under, [2]int{e.t.Unit, e.t.Replica})
 			if d.ctx.Err() != nil {
 				continue // the node is closing: the records stay as they are, for the restart
 			}
@@ -285,6 +330,21 @@ func (r *batchRun) loop(ctx context.Context, attach []quorum.Ticket) {
 		case <-tick.C:
 		}
 	}
+}
+
+// strays lists the replicas issued by self that the loop does not follow
+// (under), in order.
+func (r *batchRun) strays(self string, under map[[2]int]bool) []quorum.Ticket {
+	r.mm.Lock()
+	defer r.mm.Unlock()
+	var out []quorum.Ticket
+	for k, issuer := range r.m.issuers {
+		if issuer == self && !under[k] {
+			out = append(out, quorum.Ticket{Unit: k[0], Replica: k[1], Avoid: nodesBut(*r.m.q.Unit(k[0]), k[1])})
+		}
+	}
+	slices.SortFunc(out, func(a, b quorum.Ticket) int { return cmp.Or(a.Unit-b.Unit, a.Replica-b.Replica) })
+	return out
 }
 
 // runReplica runs one replica as a job, named after its batch, unit and
@@ -306,6 +366,10 @@ func (r *batchRun) runReplica(ctx context.Context, t quorum.Ticket, resumed bool
 		}
 	}
 	if submit {
+		if err := r.unitsSaved(ctx); err != nil { // a restart must find the replica recorded as issued
+			end.reason = err.Error()
+			return end
+		}
 		spec, _, err := r.spec.Unit(t.Unit)
 		if err == nil {
 			_, err = d.submitJobWith(ctx, spec, id, jobPlacement{avoid: t.Avoid, spread: fmt.Sprintf("%s/%d", r.rec.ID, t.Unit)})
@@ -402,6 +466,11 @@ func (r *batchRun) end(ctx context.Context) {
 		r.closeWatchers()
 		return
 	}
+	if err := r.unitsSaved(d.ctx); err != nil { // the node is closing: the batch resumes from its units when it starts again
+		d.log.Warn("batch: its end not recorded: the node closed before its units were written", "batch", r.rec.ID, "state", state)
+		r.closeWatchers()
+		return
+	}
 	counts := r.counts()
 	if state == api.BatchCompleted {
 		reason = r.failedReason()
@@ -429,30 +498,9 @@ func (r *batchRun) counts() api.BatchCounts {
 		defer r.mu.Unlock()
 		return r.rec.Counts
 	}
-	q := r.m.q
-	c := api.BatchCounts{Units: q.Len()}
-	for i := range q.Len() {
-		u := q.Unit(i)
-		switch {
-		case u.Verdict != nil:
-			c.Completed++
-		case u.Failure != "":
-			c.Failed++
-		case len(u.Replicas) == 0:
-			c.Queued++
-		default:
-			c.Running++
-		}
-		c.Replicas += len(u.Replicas)
-		for _, rep := range u.Replicas {
-			if rep.Late {
-				c.Late++
-			}
-			if u.Verdict != nil && rep.State == quorum.Returned && rep.Digest != u.Verdict.Digest {
-				c.Disagreed++
-			}
-		}
-	}
+	t := r.m.q.Tally()
+	c := api.BatchCounts{Units: r.m.q.Len(), Completed: t.Decided, Failed: t.Failed, Running: t.Running, Queued: t.Queued,
+		Replicas: t.Replicas, Disagreed: t.Disagreed, Late: t.Late}
 	ended := c.Completed + c.Failed
 	if took := time.Since(r.start).Seconds(); took > 0 && ended > 0 {
 		c.Rate = float64(ended) / took
@@ -621,9 +669,9 @@ func (d *DMS) BatchUnits(ctx context.Context, id string, from, limit int) ([]api
 	}
 	to := min(from+limit, b.Spec.Len())
 	saved := map[int]unitRecord{}
-	err = d.db.Scan(fmt.Sprintf("%s%s/", unitPrefix, id), func(key string, v []byte) error {
+	err = d.db.ScanRange(unitKey(id, from), unitKey(id, to), func(key string, v []byte) error {
 		i, err := strconv.Atoi(key[strings.LastIndexByte(key, '/')+1:])
-		if err != nil || i < from || i >= to {
+		if err != nil {
 			return nil
 		}
 		var rec unitRecord

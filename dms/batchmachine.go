@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opendms/dms/jobs"
@@ -31,6 +32,9 @@ type batchMachine struct {
 	isEnded map[int]bool
 	// state and reason are the batch's once it ended ("" while it runs).
 	state, reason string
+	// nodes holds one copy of each node ID the replicas name: a batch's
+	// replicas run on few nodes, and each would keep its own copy.
+	nodes map[string]string
 }
 
 // The commands of a batch's log.
@@ -69,9 +73,13 @@ type batchOut struct {
 
 func newBatchMachine(spec *jobs.Batch, units map[int]unitRecord) (*batchMachine, error) {
 	saved := make(map[int]quorum.Unit, len(units))
-	m := &batchMachine{spec: spec, results: map[int]map[int]*types.Result{}, issuers: map[[2]int]string{}, isEnded: map[int]bool{}}
+	m := &batchMachine{spec: spec, results: map[int]map[int]*types.Result{}, issuers: map[[2]int]string{}, isEnded: map[int]bool{},
+		nodes: map[string]string{}}
 	for _, i := range slices.Sorted(maps.Keys(units)) {
 		u := units[i]
+		for k := range u.Replicas {
+			u.Replicas[k].Node = m.node(u.Replicas[k].Node)
+		}
 		saved[i] = u.Unit
 		if len(u.Results) > 0 {
 			m.results[i] = u.Results
@@ -142,6 +150,7 @@ func (m *batchMachine) apply(c batchCmd) batchOut {
 
 func (m *batchMachine) end(c batchCmd) (quorum.Judgement, string) {
 	u, k := c.Unit, c.Replica
+	c.Node = m.node(c.Node)
 	if c.Reason != "" {
 		if err := m.q.Fail(u, k, c.Reason); err != nil {
 			return quorum.Judgement{}, err.Error()
@@ -164,6 +173,16 @@ func (m *batchMachine) end(c batchCmd) (quorum.Judgement, string) {
 		m.results[u] = map[int]*types.Result{v.Replica: m.results[u][v.Replica]}
 	}
 	return j, ""
+}
+
+// node returns the machine's copy of node ID id.
+func (m *batchMachine) node(id string) string {
+	if n, ok := m.nodes[id]; ok {
+		return n
+	}
+	n := strings.Clone(id) // id may be part of a larger string, such as a message
+	m.nodes[n] = n
+	return n
 }
 
 // unitRecord is unit u as persisted.

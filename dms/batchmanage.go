@@ -12,13 +12,17 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway/group"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 // A batch with managers (docs/batches.md): its submitter hands it to a few
@@ -43,8 +47,14 @@ const (
 	maxManagedPerSubmitter = 4
 	// collectPage is how many ended units one response carries.
 	collectPage = 2000
-	// handoffTimeout bounds the handoff to each manager.
-	handoffTimeout = 10 * time.Second
+	// handoffTimeout bounds the handoff to each manager, which fetches
+	// the batch's blobs from the submitter before it answers.
+	handoffTimeout = 2 * time.Minute
+	// maxManagedBlobBytes bounds what a manager fetches of one batch's
+	// blobs: a batch that needs more is refused.
+	maxManagedBlobBytes = 1 << 30
+	// blobFetches is how many blobs a manager fetches at once.
+	blobFetches = 8
 )
 
 // Records of the batches this node manages for others.
@@ -182,7 +192,7 @@ func (d *DMS) serveBatchConn(ctx context.Context, conn net.Conn) {
 	if err == nil {
 		switch req.Op {
 		case batchHandoff:
-			err = d.manage(req, from)
+			err = d.manage(ctx, req, from)
 		case batchCollect:
 			resp, err = d.collectFor(ctx, req, from)
 		case batchRelease:
@@ -201,9 +211,11 @@ func (d *DMS) serveBatchConn(ctx context.Context, conn net.Conn) {
 	_ = writeFrame(conn, zenc.EncodeAll(data, nil))
 }
 
-// manage takes over a batch handed off by from: it records it and runs it
-// as one of its managers. A handoff repeated is answered as the first.
-func (d *DMS) manage(req batchRequest, from string) error {
+// manage takes over a batch handed off by from: it fetches from it the
+// blobs the units run from (which it serves once the submitter is gone),
+// records the batch and runs it as one of its managers. A handoff
+// repeated is answered as the first.
+func (d *DMS) manage(ctx context.Context, req batchRequest, from string) error {
 	if !slices.Contains(req.Managers, d.host.ID()) {
 		return errors.New("this node is not among the batch's managers")
 	}
@@ -234,11 +246,51 @@ func (d *DMS) manage(req batchRequest, from string) error {
 	case theirs >= maxManagedPerSubmitter:
 		return fmt.Errorf("this node manages %d of your batches already, the most it takes from one submitter", theirs)
 	}
+	if err := d.fetchBlobs(ctx, from, b.Blobs(), maxManagedBlobBytes); err != nil {
+		return fmt.Errorf("the batch's blobs: %w", err)
+	}
 	rec := managedRecord{ID: req.ID, Spec: req.Spec, Managers: req.Managers, Submitter: from, CreatedAt: time.Now().UTC()}
 	if err := d.db.Put(managedPrefix+rec.ID, rec); err != nil {
 		return err
 	}
 	return d.batches.startManaged(rec, b)
+}
+
+// fetchBlobs fetches from peer the blobs of cids this node lacks, a few
+// at a time, at most limit bytes in all.
+func (d *DMS) fetchBlobs(ctx context.Context, peer string, cids []string, limit int64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var total atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(blobFetches)
+	for _, c := range cids {
+		id, err := cid.Decode(c)
+		if err != nil {
+			return fmt.Errorf("%q is not a CID: %w", c, err)
+		}
+		if c = id.String(); d.blobs.Has(c) {
+			continue
+		}
+		g.Go(func() error {
+			data, err := d.host.FetchBlob(ctx, peer, nil, c, MaxBlobSize)
+			if err != nil {
+				return fmt.Errorf("blob %s: %w", c, err)
+			}
+			if n := total.Add(int64(len(data))); n > limit {
+				return fmt.Errorf("more than %s in all, the most a manager takes of one batch", types.Bytes(limit))
+			}
+			got, err := d.blobs.Put(data)
+			switch {
+			case err != nil:
+				return fmt.Errorf("blob %s: %w", c, err)
+			case got != c:
+				return fmt.Errorf("blob %s: the bytes sent are %s", c, got)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // batchGroup names a batch's raft group after its ID ("b-<hex>").
@@ -272,7 +324,7 @@ func (bs *batches) startManaged(rec managedRecord, b *jobs.Batch) error {
 	bs.mu.Unlock()
 	d.goDo(func(context.Context) {
 		defer close(r.done)
-		r.loop(ctx, nil)
+		r.loop(ctx)
 	})
 	d.log.Info("managing batch", "batch", rec.ID, "submitter", rec.Submitter, "managers", len(rec.Managers))
 	return nil

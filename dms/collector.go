@@ -14,6 +14,7 @@ import (
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/node"
 )
 
 // The collector keeps a node's disk bounded (docs/architecture.md, State).
@@ -23,7 +24,8 @@ import (
 // them within budget; and, if that pass kept blobs over budget for their
 // age only, when the first of those is old enough to go. A pass:
 //  1. compacts the records of jobs and allocations that ended more than
-//     store.retention ago (every compactEvery, and when asked);
+//     store.retention ago, and deletes the bid records (node.BidRecord)
+//     received before then (every compactEvery, and when asked);
 //  2. when the blobs are over budget (or when asked), removes the least
 //     recently used that nothing references (references);
 //  3. keeps the compiled modules of the Wasm executor (compiled.go) to a
@@ -58,7 +60,7 @@ type collector struct {
 	asks chan chan<- api.Collection // CollectGarbage's: each gets the pass it asked for
 
 	compacted time.Time   // when records were last compacted; zero: due at the first pass
-	indexes   []*refIndex // of job/ and alloc/ records, and the gateway's
+	indexes   []*refIndex // of job/, alloc/, batch/, mbatch/ and flow/ records, and the gateway's
 
 	mu   sync.Mutex
 	last *api.Collection
@@ -68,6 +70,9 @@ func newCollector(d *DMS) *collector {
 	c := &collector{d: d, conf: d.conf.Store.withDefaults(), asks: make(chan chan<- api.Collection), indexes: []*refIndex{
 		{prefix: jobPrefix, read: jobRefs},
 		{prefix: allocPrefix, read: allocRefs},
+		{prefix: batchPrefix, read: batchRefs},
+		{prefix: managedPrefix, read: managedRefs},
+		{prefix: flowPrefix, read: flowRefs},
 	}}
 	for _, x := range gateway.BlobIndexes() {
 		c.indexes = append(c.indexes, &refIndex{prefix: x.Prefix, read: x.Blobs})
@@ -139,6 +144,10 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
+		col.BidRecordsExpired, err = node.ExpireBids(c.d.db, now.Add(-c.conf.Retention), bidExpiryChunk)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("dms: dropping bid records past retention: %v", err))
+		}
 		c.compacted = now
 	}
 	if c.d.exec != nil { // a node that computes has compiled modules
@@ -170,14 +179,14 @@ func (c *collector) pass(forced bool) (col api.Collection, ran bool, retryAt tim
 	}
 	col.Error = strings.Join(errs, "; ")
 	col.DurationMillis = time.Since(began).Milliseconds()
-	ran = forced || col.RecordsCompacted > 0 || col.BlobsRemoved > 0 || col.CompiledFreedBytes > 0 || col.Error != ""
+	ran = forced || col.RecordsCompacted > 0 || col.BidRecordsExpired > 0 || col.BlobsRemoved > 0 || col.CompiledFreedBytes > 0 || col.Error != ""
 	if ran {
 		level := slog.LevelDebug
 		if forced || col.Error != "" {
 			level = slog.LevelInfo
 		}
 		c.d.log.Log(context.Background(), level, "store collected", "removed", col.BlobsRemoved, "freed", col.FreedBytes, "blob_bytes", col.BlobBytesAfter,
-			"referenced", col.Referenced, "recent", col.Recent, "compacted", col.RecordsCompacted, "err", col.Error)
+			"referenced", col.Referenced, "recent", col.Recent, "compacted", col.RecordsCompacted, "bids_expired", col.BidRecordsExpired, "err", col.Error)
 	}
 	return col, ran, retryAt
 }
@@ -255,7 +264,10 @@ func (c *collector) lastCollection() *api.Collection {
 
 // references returns the blobs the collector must keep: those named by
 // the unfinished jobs this node submitted (their job/ records), by the
-// allocations it runs that have not ended (alloc/ records) and by the
+// allocations it runs that have not ended (alloc/ records), by the batches
+// it runs or manages (batch/ and mbatch/ records: their units' program
+// and files, which wait in the store until the units run), by the flows
+// it runs (flow/ records: their steps' programs and files) and by the
 // gateway's records (gateway.BlobIndexes: revisions' modules, async
 // tasks' outputs), the pinned ones, and the node's signed capability
 // record. A record it cannot read

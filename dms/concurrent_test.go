@@ -23,7 +23,10 @@ func TestConcurrentJobsAllComplete(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			spec := helloSpec(t)
+			// A tiny module that runs for a while, so the jobs overlap: the
+			// 2.5 MB hello module's first compile under -race took most of
+			// the minute and a half on a loaded machine (CI at 1b3e174).
+			spec := tinySpec(t, 300*time.Millisecond, "hello\n")
 			spec.Resources.CPU = 1000
 			// The window closes as soon as both nodes answer; a long one
 			// only keeps a loaded machine (-race, parallel packages) from

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/opendms/dms/dms/gateway/group"
 	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/dms/internal/tracing"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/jobs/docker"
 	"github.com/opendms/dms/jobs/wasm"
@@ -35,18 +37,23 @@ const MaxBlobSize = 256 << 20
 // system, store, Node (when it offers compute) and orchestrator, and the
 // local API. It implements api.Service. Its methods are safe for concurrent use.
 type DMS struct {
-	opts  *config
-	conf  Config
-	home  string
-	key   ed25519.PrivateKey
-	uuid  string
-	db    *store.DB
-	blobs *store.Blobs
-	log   *slog.Logger
-	gc    *collector
+	opts     *config
+	conf     Config
+	sampling sampling // conf.Network's, read at start
+	home     string
+	key      ed25519.PrivateKey
+	uuid     string
+	db       *store.DB
+	blobs    *store.Blobs
+	log      *slog.Logger
+	gc       *collector
+	// metrics is the node's own Prometheus registry and the instruments
+	// counted as events happen (metrics.go).
+	metrics *metrics
 	// recordCID names the signed capability record this node publishes:
 	// a blob the collector keeps.
 	recordCID atomic.Value // string
+	peerRecs  *peerRecords // what connected peers offer (peerrecords.go)
 
 	mu      sync.Mutex // guards the fields below
 	started bool
@@ -66,15 +73,26 @@ type DMS struct {
 	node      *node.Node // nil when the node offers no compute
 	orch      *orchestrator.Orchestrator
 	api       *api.Server
-	gw        *gateway.Gateway // functions over HTTP: state and calls
-	gwServer  *gateway.Server  // its HTTP listener; nil without gateway.listen
-	grp       *group.Group     // the gateway's group; nil without gateway.group
-	flows     *flows           // the workflows this node runs
-	shared    *sharedCache     // their results shared through the DHT
-	batches   *batches         // the batches this node runs
+	// metricsSrv serves GET /metrics; nil without a metrics address.
+	metricsSrv *api.Server
+	gw         *gateway.Gateway // functions over HTTP: state and calls
+	gwServer   *gateway.Server  // its HTTP listener; nil without gateway.listen
+	grp        *group.Group     // the gateway's group; nil without gateway.group
+	traces     *traces          // this node's spans of jobs (trace.go)
+	flows      *flows           // the workflows this node runs
+	shared     *sharedCache     // their results shared through the DHT
+	batches    *batches         // the batches this node runs
+	// restored is closed once every job of a previous run is back in the
+	// orchestrator: those that go to a new auction wait for the network.
+	restored chan struct{}
 
-	receiptMu       sync.Mutex    // serialises the check-then-write of receipts (receipts.go)
 	receiptsRefused atomic.Uint64 // receipts refused since the start
+	// held are the jobs of this node that hold credits of an account of
+	// its gateway (holds.go): their holds go when they end.
+	held sync.Map // types.JobID -> struct{}
+	// up is set once Start has set every part: handlers that may run
+	// while it starts (receipts) read the parts only once it is.
+	up atomic.Bool
 
 	ctx       context.Context // cancelled by Close: parent of background work
 	cancel    context.CancelFunc
@@ -110,13 +128,15 @@ func New(opts ...Option) (*DMS, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DMS{opts: c, conf: conf, home: c.home, key: key, db: db, blobs: db.Blobs(MaxBlobSize), log: c.logger, executors: offeredExecutors(false)}
+	d := &DMS{opts: c, conf: conf, home: c.home, key: key, db: db, blobs: db.Blobs(MaxBlobSize), log: c.logger, executors: offeredExecutors(false), restored: make(chan struct{})}
 	if err := db.Get(uuidKey, &d.uuid); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("dms: %s: node UUID: %w (re-run dms init)", c.home, err)
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.gc = newCollector(d)
+	d.peerRecs = newPeerRecords()
+	d.metrics = newMetrics(d)
 	d.flows = &flows{d: d, runs: map[string]*flowRun{}}
 	d.batches = &batches{d: d, runs: map[string]*batchRun{}, managed: map[string]*batchRun{}}
 	return d, nil
@@ -153,6 +173,9 @@ func (c *config) apply(conf *Config) {
 	if c.apiRemote {
 		conf.APIRemote = true
 	}
+	if c.metrics != nil {
+		conf.Metrics = *c.metrics
+	}
 	if c.docker != nil {
 		conf.Docker = *c.docker
 	}
@@ -170,11 +193,27 @@ func (c *config) apply(conf *Config) {
 	if c.bidRate != nil {
 		conf.Network.BidRequestRate, conf.Network.BidRequestBurst = c.bidRate.BidRequestRate, c.bidRate.BidRequestBurst
 	}
+	switch {
+	case c.sampling == nil:
+	case *c.sampling == 0:
+		conf.Network.Sampling = SampleGossip
+	default:
+		conf.Network.Sampling = strconv.Itoa(*c.sampling)
+	}
+	if c.sampleAbove > 0 {
+		conf.Network.SampleAbove = c.sampleAbove
+	}
 	if c.holdShare != 0 {
 		conf.Admission.HoldShare = c.holdShare
 	}
 	if c.flowCache != nil {
 		conf.Flows.Cache = *c.flowCache
+	}
+	if c.otlpEndpoint != nil {
+		conf.Traces.OTLPEndpoint = *c.otlpEndpoint
+	}
+	if c.callSample != nil {
+		conf.Traces.CallSample = *c.callSample
 	}
 }
 
@@ -216,13 +255,21 @@ func (d *DMS) Start(ctx context.Context) (err error) {
 	if err := d.restoreJobs(ctx); err != nil {
 		return err
 	}
+	if err := d.indexOldProducers(); err != nil { // their results are then found in the DHT only
+		d.log.Warn("results of earlier versions' jobs left out of the index of producers", "err", err)
+	}
 	if err := d.startGateway(ctx); err != nil {
 		return err
 	}
 	if err := d.startAPI(); err != nil {
 		return err
 	}
+	if err := d.startMetrics(); err != nil {
+		return err
+	}
 	d.started = true
+	d.up.Store(true)
+	d.goDo(d.sweepHolds)
 	if err := d.restoreFlows(); err != nil {
 		return err
 	}
@@ -247,17 +294,29 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dms: %w", err)
 	}
+	if d.sampling, err = d.conf.Network.bidSampling(); err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
+	above := 0
+	if d.sampling.auto {
+		above = d.sampling.above
+	}
 	host, err := p2p.New(ctx, p2p.Config{
 		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap, PSK: psk,
 		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
 		ConnsLow: d.opts.connsLow, ConnsHigh: d.opts.connsHigh,
 		BidRequestRate: d.conf.Network.BidRequestRate, BidRequestBurst: d.conf.Network.BidRequestBurst,
-		Compute: d.conf.Compute, Sampling: d.opts.sampling > 0,
+		Compute: d.conf.Compute, ComputeCPU: d.record.Offered.CPU, Sampling: d.sampling.d > 0 && !d.sampling.auto, SampleAbove: above,
 	})
 	if err != nil {
 		return err
 	}
 	d.host = host
+	tracer, err := tracing.New(ctx, tracing.Config{Node: host.ID(), Endpoint: d.conf.Traces.OTLPEndpoint})
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
+	d.traces = newTraces(tracer, d.conf.Traces.CallSample)
 	if d.shared, err = newSharedCache(d); err != nil {
 		return err
 	}
@@ -307,12 +366,12 @@ func (d *DMS) startCompute() error {
 	d.node, err = node.New(d.system, node.Config{
 		ID: d.id, Record: d.record, Executors: executors, Admission: adm, Network: d.conf.Docker.Network, Holds: holds,
 		WorkDir: filepath.Join(d.home, workDir), Clock: d.opts.clock, Logger: d.log.With("component", "node"),
-		Idle: idle, CPU: cpu,
+		Idle: idle, CPU: cpu, Phase: d.traces.phase,
 	}, &network{d: d}, d.db, d.blobs)
 	if err != nil {
 		return err
 	}
-	handle := func(from string, _ *types.Envelope, req *types.BidRequest) { d.node.HandleBidRequest(from, req) }
+	handle := func(from string, _ *types.Envelope, req *types.BidRequest) { d.bidRequested(from, req) }
 	if err := d.host.SubscribeBidRequests(handle); err != nil {
 		return err
 	}
@@ -325,16 +384,27 @@ func (d *DMS) startOrchestrator() error {
 	if err != nil {
 		return err
 	}
+	rank, err := ranking(d.conf.Placement)
+	if err != nil {
+		return err
+	}
 	orch, err := orchestrator.New(orchestrator.Config{
-		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"),
+		Self: d.host.ID(), Addrs: d.host.Addrs, Clock: d.opts.clock, Logger: d.log.With("component", "orchestrator"), Ranking: rank,
 		Lease: d.opts.lease, Defaults: orchestrator.Defaults{ConfirmTimeout: d.opts.confirm},
-		Failpoint: d.opts.failpoint, Peers: peers, LocalityWeight: d.opts.locality,
+		Failpoint: d.opts.failpoint, Peers: peers, LocalityWeight: d.opts.locality, Ended: d.ended, Observer: d.metrics,
 	}, &network{d: d}, jobStore{d: d})
 	if err != nil {
 		return err
 	}
 	d.orch = orch
 	return nil
+}
+
+// ended is told of each of this node's jobs as it ends (from the
+// orchestrator's loop: it must not block).
+func (d *DMS) ended(info orchestrator.JobInfo) {
+	d.metrics.jobEnded(info.State)
+	d.jobEnded(info)
 }
 
 func (d *DMS) startAPI() error {
@@ -379,6 +449,9 @@ func (d *DMS) Close() error {
 }
 
 func (d *DMS) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.stopMetrics(ctx)
+	cancel()
 	if d.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = d.api.Close(ctx)
@@ -415,6 +488,11 @@ func (d *DMS) stop() {
 	}
 	if d.system != nil {
 		d.system.Shutdown()
+	}
+	if d.traces != nil {
+		if err := d.traces.t.Close(); err != nil {
+			d.log.Warn("flushing traces to the OTLP endpoint", "err", err)
+		}
 	}
 	_ = d.db.Close()
 }

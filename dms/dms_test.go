@@ -3,8 +3,10 @@ package dms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,8 +47,14 @@ func growNet(t *testing.T, n int, compute func(i int) bool, extra func(i int, st
 			t.Fatal(err)
 		}
 		opts := append([]Option{WithHome(home), WithAPI(""), WithCompute(compute(i))}, extra(i, nodes[:i])...)
-		if i > 0 {
-			opts = append(opts, WithBootstrap(nodes[0].host.Addrs()...))
+		// Every node bootstraps from all the nodes before it, so the test
+		// network is whole once they start: with node 0 alone, the DHT's
+		// rendezvous had to bring every pair together, and under -race
+		// beside other packages 10 nodes sometimes took over 90 s (the
+		// discovery rounds back off to a minute). Discovery from one
+		// bootstrap node is the fault tests' and the devstack's.
+		for _, prev := range nodes[:i] {
+			opts = append(opts, WithBootstrap(prev.host.Addrs()...))
 		}
 		d, err := New(opts...)
 		if err != nil {
@@ -66,11 +74,23 @@ func growNet(t *testing.T, n int, compute func(i int) bool, extra func(i int, st
 		if compute(i) {
 			want-- // a node is not its own topic peer
 		}
-		// Generous: under -race, on two cores shared with the other test
-		// packages, discovery took over 30 s for 10 nodes once.
-		waitFor(t, 90*time.Second, "every node to see the computing nodes on the topic", func() bool {
-			return d.host.TopicPeers() >= want
-		})
+		deadline := time.Now().Add(90 * time.Second)
+		for d.host.TopicPeers() < want {
+			if time.Now().After(deadline) {
+				// Which peers it misses, and whether it is connected to them.
+				var missing []string
+				on := d.host.TopicPeerIDs()
+				for j, o := range nodes {
+					if j != i && compute(j) && !slices.Contains(on, o.host.ID()) {
+						missing = append(missing, fmt.Sprintf("node %d (connected %v, it sees node %d on the topic: %v)",
+							j, d.host.Connected(o.host.ID()), i, slices.Contains(o.host.TopicPeerIDs(), d.host.ID())))
+					}
+				}
+				t.Fatalf("timed out after 90s waiting for node %d to see the %d other computing nodes on the topic: it sees %d, misses %s; %+v",
+					i, want, len(on), strings.Join(missing, ", "), d.NetworkStats())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return nodes
 }

@@ -46,7 +46,22 @@
 //     CIDs, which it then keeps in its own cache with the node it came
 //     from (CachedFrom). A step that is not cached (no cache key) is never
 //     looked up nor shared.
+//   - Receipts (receipts.go, docs/accounting.md): a receipt counts once on
+//     each side. A requester keeps a receipt it countersigned and posts its
+//     charge in one transaction of its database (or, for one of its
+//     gateway's accounts, charges the gateway's ledger first, idempotently
+//     under the receipt's digest); a provider keeps the countersignature
+//     and posts its earning in one transaction. The same receipt again gets
+//     the same answer and posts nothing; no receipt is judged before Start
+//     has set every part it reads.
 //   - The collector (collector.go) never removes a blob that an unfinished
 //     job, a live allocation or a pin names, nor one used within
 //     store.min_blob_age; it compacts old records and never deletes one.
+//   - Traces (trace.go, calltrace.go, tracequery.go,
+//     docs/observability.md): each node has a tracer of its own, and a
+//     trace context from a peer or a caller is advisory: one that does not
+//     parse is ignored, never a refusal. An untraced gateway call makes no
+//     span and allocates nothing for tracing. A node answers a
+//     trace query with the spans that the asking peer's own messages
+//     started, nothing else; the spans it keeps are bounded.
 package dms

@@ -112,6 +112,9 @@ func TestDockerJobRunsInAContainerWithinItsLimits(t *testing.T) {
 	if err != nil || string(out) != "hello from the guest\n" {
 		t.Fatalf("stdout %q, %v", out, err)
 	}
+	if u := job.Result.Usage; u == nil || u.MemoryLimit != 64<<20 || u.Wall <= 0 || u.OutputBytes != int64(len(out)) {
+		t.Fatalf("hello's usage: %+v", u)
+	}
 
 	hog := containerSpec(t, image, "hog", "200")
 	hog.Resources.Memory = 32 << 20
@@ -125,6 +128,12 @@ func TestDockerJobRunsInAContainerWithinItsLimits(t *testing.T) {
 	if job.State != types.JobFailed || !strings.Contains(job.Reason, "timeout") {
 		t.Fatalf("endless loop: %s (%s)", job.State, job.Reason)
 	}
+	// Stopped at its timeout, the loop still says what it used.
+	u := job.Attempts[len(job.Attempts)-1].Usage
+	if u == nil || u.Wall < time.Second || u.MemoryLimit != 64<<20 {
+		t.Fatalf("the endless loop's usage: %+v", u)
+	}
+	t.Logf("the endless loop used cpu %s in %s, memory peak %s", u.CPU, u.Wall, u.MemoryPeak)
 
 	// Cancelled while it sleeps: the container stops and is removed.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

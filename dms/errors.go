@@ -11,4 +11,8 @@ var (
 	ErrNotStarted = errors.New("dms: not started")
 	// ErrClosed means the DMS was closed.
 	ErrClosed = errors.New("dms: closed")
+	// ErrBadReceipt means a receipt was refused; the error says why.
+	ErrBadReceipt = errors.New("dms: receipt refused")
+	// ErrBadMetricsAddr means a metrics listen address is not HOST:PORT.
+	ErrBadMetricsAddr = errors.New("dms: bad metrics address")
 )

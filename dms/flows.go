@@ -45,6 +45,23 @@ type flowRecord struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
+// flowRefs are the blobs a flow record's steps run from while the flow
+// runs, for the collector; none once it ended.
+func flowRefs(raw []byte) ([]string, error) {
+	var rec flowRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, err
+	}
+	if rec.State != api.FlowRunning {
+		return nil, nil
+	}
+	f, err := jobs.ParseFlow(rec.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return f.Blobs(), nil
+}
+
 type instRecord struct {
 	Step string `json:"step"`
 	api.FlowInstance
@@ -167,7 +184,7 @@ func (d *DMS) awaitNetwork(ctx context.Context, limit time.Duration) {
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for len(d.host.TopicPeerIDs()) == 0 {
+	for d.host.TopicPeers() == 0 {
 		select {
 		case <-ctx.Done():
 			return
@@ -716,10 +733,21 @@ func (d *DMS) CancelFlow(ctx context.Context, id string) error {
 	r.cancel(errFlowCancelled)
 	select {
 	case <-r.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The run stays listed a moment after it ended, its end already told:
+	// a flow that ended on its own was not cancelled.
+	r.mu.Lock()
+	state := r.rec.State
+	r.mu.Unlock()
+	switch state {
+	case api.FlowCancelled:
+		return nil
+	case api.FlowRunning: // the node closed first: the flow resumes at its next start
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: flow %s is already %s", api.ErrConflict, id, state)
 }
 
 func (fl *flows) run(id string) *flowRun {

@@ -78,8 +78,9 @@ func runsOf(t *testing.T, nodes []*DMS, fl api.Flow) map[string]int {
 	return out
 }
 
-// runsByName counts the allocations across nodes of every job req ever
-// submitted, by job name (a flow's instance names its job: fan-0).
+// runsByName counts the allocations that started across nodes of every
+// job req ever submitted, by job name (a flow's instance names its job:
+// fan-0).
 func runsByName(t *testing.T, req *DMS, nodes []*DMS) map[string]int {
 	t.Helper()
 	list, err := req.ListJobs(context.Background())
@@ -93,7 +94,7 @@ func runsByName(t *testing.T, req *DMS, nodes []*DMS) map[string]int {
 	out := map[string]int{}
 	for _, d := range nodes {
 		for _, a := range allocations(t, d) {
-			if name, ok := names[a.JobID]; ok {
+			if name, ok := names[a.JobID]; ok && !a.StartedAt.IsZero() { // a lock never invoked ran nothing
 				out[name]++
 			}
 		}
@@ -197,9 +198,20 @@ steps:
   long: {for_each: [1, 2], module: long.wasm, resources: {cpu: 0.1, memory: 16MiB}}
 `, map[string]time.Duration{"long": 30 * time.Second})
 	fl = runFlow(t, ctx, req, slow)
-	waitFor(t, 30*time.Second, "the slow instances running", func() bool {
+	// Their jobs running, not only the instances: an instance is running
+	// from the moment its job's ID is recorded, before the job is
+	// submitted, and a job cancelled before then never exists.
+	waitFor(t, 30*time.Second, "the slow instances' jobs running", func() bool {
 		got, err := req.GetFlow(ctx, fl.ID)
-		return err == nil && got.Steps[0].Counts.Running == 2
+		if err != nil || len(got.Steps[0].Instances) != 2 {
+			return false
+		}
+		for _, in := range got.Steps[0].Instances {
+			if j, err := req.GetJob(ctx, in.JobID); err != nil || j.State != types.JobRunning {
+				return false
+			}
+		}
+		return true
 	})
 	if err := req.CancelFlow(ctx, fl.ID); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"path/filepath"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/dashboard"
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/types"
 )
@@ -17,6 +20,7 @@ import (
 func (d *DMS) startGateway(ctx context.Context) error {
 	g, err := gateway.New(gateway.Config{
 		DB: d.db, Runner: gatewayRunner{d}, Caller: gatewayRunner{d}, Clock: d.opts.clock, Logger: d.log.With("component", "gateway"), TaskRetention: d.conf.Gateway.TaskRetention,
+		RequireCredits: d.conf.Gateway.RequireCredits, Settler: d.opts.settler, TaskEnded: d.metrics.taskEnded,
 	})
 	if err != nil {
 		return err
@@ -36,7 +40,9 @@ func (d *DMS) startGateway(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := gateway.NewHandler(g, gateway.HandlerConfig{TrustedProxies: trusted, Logger: d.log.With("component", "gateway-http")})
+	// Outside the metrics: they read the route the gateway's mux sets on
+	// the request it is given, which a traced call's is a copy of.
+	h := d.traces.traceCalls(d.metrics.gateway(gateway.NewHandler(g, gateway.HandlerConfig{TrustedProxies: trusted, Logger: d.log.With("component", "gateway-http")})))
 	srv, err := gateway.Serve(gateway.ServerConfig{Addr: c.Listen, CertFile: d.inHome(c.CertFile), KeyFile: d.inHome(c.KeyFile)}, h)
 	if err != nil {
 		return err
@@ -57,8 +63,17 @@ var _ gateway.Caller = gatewayRunner{}
 func (r gatewayRunner) CancelJob(ctx context.Context, id string) error { return r.cancelJob(ctx, id) }
 
 // Call sends a call to a warm instance on peer: over the call streams, or
-// to this node's own Node.
+// to this node's own Node. A traced call (its caller's span records)
+// carries its trace context to the provider.
 func (r gatewayRunner) Call(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error) {
+	if trace.SpanFromContext(ctx).IsRecording() {
+		return r.traces.hop(ctx, peer, req, r.send)
+	}
+	return r.send(ctx, peer, req)
+}
+
+// send sends a call to a warm instance on peer.
+func (r gatewayRunner) send(ctx context.Context, peer string, req *types.CallRequest) (*types.CallReply, error) {
 	if peer != r.host.ID() {
 		return r.host.Call(ctx, peer, nil, req)
 	}
@@ -69,9 +84,18 @@ func (r gatewayRunner) Call(ctx context.Context, peer string, req *types.CallReq
 // streams.
 func (d *DMS) serveCalls() { d.host.HandleCalls(d.callNode) }
 
-// callNode runs a call of requester from on this node's warm instances;
-// a node that offers no compute has none.
+// callNode runs a call of requester from on this node's warm instances,
+// timed by a span when the requester traced it; a node that offers no
+// compute has none.
 func (d *DMS) callNode(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
+	if req.Trace != "" {
+		return d.traces.served(ctx, from, req, d.runCall)
+	}
+	return d.runCall(ctx, from, req)
+}
+
+// runCall runs a call of requester from on this node's warm instances.
+func (d *DMS) runCall(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
 	if d.node == nil {
 		return &types.CallReply{Seq: req.Seq, Status: types.CallUnknown, Error: "no such warm instance"}
 	}
@@ -87,15 +111,17 @@ func (d *DMS) inHome(path string) string {
 }
 
 // localHandler is the node's local API: the job API (package api) and,
-// under the gateway's paths, the gateway acting for the operator (accounts)
-// and, with the DMS-Account header, as any account. Both take the token.
+// under the gateway's paths, the gateway acting for the operator (accounts,
+// invoices) and, with the DMS-Account header, as any account. Both take
+// the token.
 func (d *DMS) localHandler(token string) http.Handler {
 	mux := http.NewServeMux()
-	gw := gateway.NewHandler(d.gw, gateway.HandlerConfig{AdminToken: token, Logger: d.log.With("component", "api")})
-	for _, p := range []string{"/v1/accounts", "/v1/functions", "/v1/endpoints", "/v1/tasks", "/v1/tags", "/v1/gateway"} {
+	gw := d.metrics.gateway(gateway.NewHandler(d.gw, gateway.HandlerConfig{AdminToken: token, Logger: d.log.With("component", "api")}))
+	for _, p := range []string{"/v1/accounts", "/v1/functions", "/v1/endpoints", "/v1/tasks", "/v1/tags", "/v1/gateway", "/v1/invoices", "/v1/payouts"} {
 		mux.Handle(p, gw)
 		mux.Handle(p+"/", gw)
 	}
+	mux.Handle(dashboard.Prefix, d.dashboard(token))
 	mux.Handle("/", api.NewHandler(d, token, d.log.With("component", "api")))
 	return mux
 }

@@ -200,19 +200,132 @@ func TestWarmInstancesMakeRoom(t *testing.T) {
 }
 
 // TestReceiptsOfWarmInstances: a provider's signed receipt of an
-// instance's calls reaches its requester when the instance ends and is
-// kept once; a receipt that names another requester, comes from another
-// node, runs backwards or into the future, counts more failures than
-// calls, or names no job of the requester's, is refused and counted.
+// instance reaches its requester when the instance ends, which
+// countersigns it and charges the function's account in the gateway's
+// ledger once, as the provider posts its earning with the
+// countersignature; the same receipt again gets the same answer; a
+// receipt that names another requester, comes from another node, runs
+// backwards or into the future, counts more failures than calls, names no
+// job of the requester's, an impossible usage, another price, account or
+// resources, an amount that is not the cost, a span already billed, or
+// other figures under a counted ID, is refused, counted, and posts
+// nothing. The final receipt carries what the instance used.
 func TestReceiptsOfWarmInstances(t *testing.T) {
-	nodes := testNet(t, 2, func(i int) bool { return i == 1 })
-	gw, provider := nodes[0], nodes[1]
+	gw, provider := pricedPair(t, 1000*types.Credit)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, _, err := gw.Gateway().CreateAccount(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := gw.Gateway().As(ctx, "acme")
+	_, instance := callWarm(t, ctx, gw, "acme")
+	job, err := gw.GetJob(ctx, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Released, the instance sends its final receipt, signed, over the
+	// network.
+	if err := gw.CancelJob(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	var kept []Receipt
+	waitFor(t, 20*time.Second, "the final receipt", func() bool {
+		kept, err = gw.Receipts(ctx, job.ID)
+		return err == nil && len(kept) == 1
+	})
+	final := kept[0]
+	view, err := gw.receiptView(final.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := view.Attempts[len(view.Attempts)-1].Price
+	amount, _ := types.Cost(price, 100, final.To.Sub(final.From))
+	if !final.Final || final.Seq != 1 || final.ID != string(final.AllocationID)+"/1" || final.Calls != 3 || final.Account != "acme" ||
+		final.Provider != provider.host.ID() || len(final.Envelope) == 0 || price != 1000*types.Credit || final.Price != price || final.Amount != amount || amount == 0 {
+		t.Fatalf("the final receipt: %+v (price %s, amount %s)", final, price, amount)
+	}
+	if u := final.Usage; u == nil || u.Calls != 3 || u.CPU <= 0 || u.Wall <= 0 || u.MemoryPeak != 64<<10 ||
+		u.MemoryLimit != 16<<20 || u.OutputBytes != 3*int64(len("Status: 200 OK\n\nok")) || u.Check() != nil {
+		t.Fatalf("the final receipt's usage: %+v", u)
+	}
+	env, err := types.UnmarshalEnvelope(final.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Verify(time.Now().Add(-time.Minute)); err != nil {
+		t.Fatalf("the kept envelope does not verify: %v", err)
+	}
+	var earned Earned
+	waitFor(t, 10*time.Second, "the provider to keep the countersignature", func() bool {
+		ok, _ := provider.db.Lookup(earnedPrefix+final.ID, &earned)
+		return ok
+	})
+	if earned.Ack.Digest != final.Digest || earned.Ack.Amount != amount || len(earned.AckEnvelope) == 0 {
+		t.Fatalf("the countersignature kept: %+v, want digest %s", earned.Ack, final.Digest)
+	}
+	ack, err := gw.keepReceipt(ctx, provider.host.ID(), env, &final.Receipt)
+	if err != nil || ack.Digest != final.Digest || ack.ReceiptID != final.ID || ack.Amount != amount {
+		t.Fatalf("the same receipt again: %+v, %v", ack, err)
+	}
+
+	seal := func(r *types.Receipt) *types.Envelope {
+		e, err := types.Seal(provider.key, r, time.Now(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	recost := func(r *types.Receipt) { r.Amount, _ = types.Cost(r.Price, r.Resources.CPU, r.To.Sub(r.From)) }
+	cases := map[string]func(r *types.Receipt) string{
+		"another requester": func(r *types.Receipt) string { r.Requester = provider.host.ID(); return provider.host.ID() },
+		"another node":      func(r *types.Receipt) string { return gw.host.ID() },
+		"backwards":         func(r *types.Receipt) string { r.To = r.From.Add(-time.Second); return provider.host.ID() },
+		"from the future":   func(r *types.Receipt) string { r.To = time.Now().Add(time.Hour); recost(r); return provider.host.ID() },
+		"failures":          func(r *types.Receipt) string { r.Failed = 4; return provider.host.ID() },
+		"sequence 0":        func(r *types.Receipt) string { r.Seq, r.ID = 0, string(r.AllocationID)+"/0"; return provider.host.ID() },
+		"an ID not its own": func(r *types.Receipt) string { r.ID = "elsewhere/1"; return provider.host.ID() },
+		"an unknown job":    func(r *types.Receipt) string { r.JobID = "nope"; return provider.host.ID() },
+		"impossible usage": func(r *types.Receipt) string {
+			r.Usage = &types.Usage{Wall: time.Second, MemoryLimit: 1 << 20, LimitMiBms: 1 << 40}
+			return provider.host.ID()
+		},
+		"altered amount":  func(r *types.Receipt) string { r.Amount++; return provider.host.ID() },
+		"another price":   func(r *types.Receipt) string { r.Price *= 2; recost(r); return provider.host.ID() },
+		"another account": func(r *types.Receipt) string { r.Account = "other"; return provider.host.ID() },
+		"more CPU":        func(r *types.Receipt) string { r.Resources.CPU *= 2; recost(r); return provider.host.ID() },
+		"a span billed twice": func(r *types.Receipt) string {
+			r.Seq, r.ID = 2, string(r.AllocationID)+"/2"
+			return provider.host.ID()
+		},
+		"other figures under its ID": func(r *types.Receipt) string { r.Calls = 2; return provider.host.ID() },
+	}
+	for name, bad := range cases {
+		r := final.Receipt
+		from := bad(&r)
+		if _, err := gw.keepReceipt(ctx, from, seal(&r), &r); !errors.Is(err, ErrBadReceipt) {
+			t.Errorf("%s: %v, want ErrBadReceipt", name, err)
+		}
+	}
+	if n := gw.receiptsRefused.Load(); n != uint64(len(cases)) {
+		t.Errorf("%d receipts refused, want %d", n, len(cases))
+	}
+	// The function's account is the gateway's: its ledger holds the
+	// charge, the node's books none; the provider's books the earning.
+	if n, m := countEntries(t, gw), countEntries(t, provider); n != 0 || m != 1 {
+		t.Errorf("%d entries in the gateway node's books, %d in the provider's; want 0 and 1", n, m)
+	}
+	acct, err := gw.Gateway().GetAccount(ctx, "acme")
+	if err != nil || acct.Credits.Balance != -amount {
+		t.Fatalf("the account charged: %+v, %v; want a balance of %s", acct.Credits, err, -amount)
+	}
+}
+
+// callWarm deploys, as account acct, a function f of one tenth of a core
+// that answers "ok", and calls it three times: it returns the account's
+// view of the gateway and the job of the warm instance that served them.
+func callWarm(t *testing.T, ctx context.Context, gw *DMS, acct string) (gateway.Service, string) {
+	t.Helper()
+	svc, err := gw.Gateway().As(ctx, acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,60 +345,54 @@ func TestReceiptsOfWarmInstances(t *testing.T) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("instances: %+v, %v", list, err)
 	}
-	job, err := gw.GetJob(ctx, list[0].Job)
-	if err != nil {
+	return svc, list[0].Job
+}
+
+// TestCallsRunUntilPaymentRequired: on a gateway that requires credits,
+// an account with one credit calls its function; the warm instance's
+// receipt bills more than that; the account's next call is refused with
+// 402 before anything runs, and its invoice shows the function's line of
+// what the receipt charged.
+func TestCallsRunUntilPaymentRequired(t *testing.T) {
+	gwHome, _ := newHome(t)
+	rewriteConfig(t, gwHome, func(c *Config) { c.Gateway.RequireCredits = true })
+	provHome, _ := newHome(t)
+	rewriteConfig(t, provHome, func(c *Config) { c.Offer.Price = 100000 * types.Credit }) // 0.1 core: about 2.8 credits a second
+	gw := startNode(t, gwHome, WithCompute(false), WithLease(10*time.Second))
+	startNode(t, provHome, WithLease(10*time.Second), WithBootstrap(gw.host.Addrs()...))
+	waitFor(t, 60*time.Second, "the provider on the topic", func() bool { return gw.host.TopicPeers() >= 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := gw.Gateway().CreateAccount(ctx, "thrifty"); err != nil {
 		t.Fatal(err)
 	}
-	alloc := types.AllocationID(job.Attempts[len(job.Attempts)-1].AllocationID)
-
-	now := time.Now()
-	good := types.Receipt{JobID: types.JobID(job.ID), AllocationID: alloc, Requester: gw.host.ID(), Seq: 99, Calls: 2, Failed: 1, From: now.Add(-time.Second), To: now}
-	for name, bad := range map[string]func(r *types.Receipt) string{
-		"another requester": func(r *types.Receipt) string { r.Requester = provider.host.ID(); return provider.host.ID() },
-		"another node":      func(r *types.Receipt) string { return gw.host.ID() },
-		"backwards":         func(r *types.Receipt) string { r.To = r.From.Add(-time.Second); return provider.host.ID() },
-		"from the future":   func(r *types.Receipt) string { r.To = now.Add(time.Hour); return provider.host.ID() },
-		"failures":          func(r *types.Receipt) string { r.Failed = 3; return provider.host.ID() },
-		"sequence 0":        func(r *types.Receipt) string { r.Seq = 0; return provider.host.ID() },
-		"an unknown job":    func(r *types.Receipt) string { r.JobID = "nope"; return provider.host.ID() },
-	} {
-		r := good
-		from := bad(&r)
-		if err := gw.keepReceipt(from, nil, &r); !errors.Is(err, ErrBadReceipt) {
-			t.Errorf("%s: %v, want ErrBadReceipt", name, err)
-		}
+	if _, err := gw.Gateway().Credit(ctx, "thrifty", types.Credit, ""); err != nil {
+		t.Fatal(err)
 	}
-	if n := gw.receiptsRefused.Load(); n != 7 {
-		t.Errorf("%d receipts refused, want 7", n)
-	}
-	for range 2 { // the same receipt again is kept once
-		if err := gw.keepReceipt(provider.host.ID(), nil, &good); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Released, the instance sends its final receipt, signed, over the
-	// network.
-	if err := gw.CancelJob(ctx, job.ID); err != nil {
+	svc, instance := callWarm(t, ctx, gw, "thrifty")
+	time.Sleep(time.Second) // the instance's reserved time passes one credit's worth
+	if err := gw.CancelJob(ctx, instance); err != nil {
 		t.Fatal(err)
 	}
 	var kept []Receipt
-	waitFor(t, 20*time.Second, "the final receipt", func() bool {
-		kept, err = gw.Receipts(ctx, job.ID)
-		return err == nil && len(kept) == 2
+	var err error
+	waitFor(t, 20*time.Second, "the instance's final receipt", func() bool {
+		kept, err = gw.Receipts(ctx, instance)
+		return err == nil && len(kept) == 1
 	})
-	final := kept[0] // seq 1 sorts before 99
-	if !final.Final || final.Seq != 1 || final.Calls != 3 || final.Provider != provider.host.ID() || len(final.Envelope) == 0 {
-		t.Fatalf("the final receipt: %+v", final)
+	charged := kept[0].Amount
+	if charged <= types.Credit {
+		t.Fatalf("the receipt charged %s: want more than the one credit", charged)
 	}
-	env, err := types.UnmarshalEnvelope(final.Envelope)
-	if err != nil {
-		t.Fatal(err)
+	waitFor(t, 10*time.Second, "the charge on the account", func() bool {
+		a, err := gw.Gateway().GetAccount(ctx, "thrifty")
+		return err == nil && a.Credits.Balance == types.Credit-charged
+	})
+	if _, err := svc.Invoke(ctx, "f", gateway.Call{}); !errors.Is(err, api.ErrPaymentRequired) {
+		t.Fatalf("a call once the credit is spent: %v", err)
 	}
-	if err := env.Verify(time.Now().Add(-time.Minute)); err != nil {
-		t.Fatalf("the kept envelope does not verify: %v", err)
-	}
-	if kept[1].Seq != 99 || kept[1].Calls != 2 {
-		t.Fatalf("the receipt kept twice: %+v", kept[1])
+	inv, err := gw.Gateway().Invoice(ctx, "thrifty", kept[0].To.UTC().Format("2006-01"))
+	if err != nil || inv.Total != charged || len(inv.Lines) != 1 || inv.Lines[0].Name != "fn:thrifty/f@1" {
+		t.Fatalf("invoice %+v, %v; want one line of fn:thrifty/f@1 for %s", inv, err, charged)
 	}
 }

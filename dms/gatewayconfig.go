@@ -37,6 +37,9 @@ type GatewayConfig struct {
 	// TaskRetention is how long finished tasks (one per call) are kept;
 	// 0: gateway.DefaultTaskRetention.
 	TaskRetention time.Duration `yaml:"task_retention"`
+	// RequireCredits admits a call only while its account has credits
+	// available (dms account credit); otherwise 402 Payment Required.
+	RequireCredits bool `yaml:"require_credits"`
 	// Group makes the gateway a member of a replicated group of gateways
 	// (docs/gateway.md); none when its Name is "".
 	Group GroupConfig `yaml:"group"`
@@ -90,7 +93,7 @@ func (c GroupConfig) validate() error {
 // UnmarshalYAML reads the section field by field, refusing unknown fields
 // and values that do not parse, with the field's name.
 func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
-	keys := []string{"listen", "cert_file", "key_file", "trusted_proxies", "task_retention", "group"}
+	keys := []string{"listen", "cert_file", "key_file", "trusted_proxies", "task_retention", "require_credits", "group"}
 	return decodeSection(n, "gateway", keys, func(key string, v *yaml.Node) error {
 		switch key {
 		case "listen":
@@ -103,6 +106,8 @@ func (c *GatewayConfig) UnmarshalYAML(n *yaml.Node) error {
 			return v.Decode(&c.TrustedProxies)
 		case "group":
 			return v.Decode(&c.Group)
+		case "require_credits":
+			return v.Decode(&c.RequireCredits)
 		}
 		var err error
 		c.TaskRetention, err = parseDuration(v.Value)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"text/template"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/dms/internal/store"
 	"github.com/opendms/dms/node"
+	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
 
@@ -44,18 +46,37 @@ const (
 
 // Config is the node's config file, config.yaml in its home.
 type Config struct {
-	Listen    []string        `yaml:"listen"`
-	Bootstrap []string        `yaml:"bootstrap"`
-	Network   NetworkConfig   `yaml:"network"`
-	Compute   bool            `yaml:"compute"`
-	API       string          `yaml:"api"`
-	APIRemote bool            `yaml:"api_remote"`
+	Listen    []string      `yaml:"listen"`
+	Bootstrap []string      `yaml:"bootstrap"`
+	Network   NetworkConfig `yaml:"network"`
+	Compute   bool          `yaml:"compute"`
+	API       string        `yaml:"api"`
+	APIRemote bool          `yaml:"api_remote"`
+	Metrics   string        `yaml:"metrics"` // GET /metrics there (metricsAddr); "": none
+	// Placement is how this node, as a requester, ranks the bids for its
+	// jobs beside price and capability: PlaceBinpack ("" too) or PlaceSpread.
+	Placement string          `yaml:"placement"`
 	Admission AdmissionConfig `yaml:"admission"`
 	Docker    DockerConfig    `yaml:"docker"`
 	Offer     node.Offer      `yaml:"offer"`
 	Store     StoreConfig     `yaml:"store"`
 	Gateway   GatewayConfig   `yaml:"gateway"`
 	Flows     FlowsConfig     `yaml:"flows"`
+	Traces    TracesConfig    `yaml:"traces"`
+}
+
+// TracesConfig says where the node's traces go besides its own memory
+// (docs/observability.md).
+type TracesConfig struct {
+	// OTLPEndpoint is an OTLP/HTTP collector's URL, such as
+	// http://localhost:4318: the node exports its spans there. "" exports
+	// to the one OTEL_EXPORTER_OTLP_ENDPOINT names, if set, else nowhere.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// CallSample is the share (0 to 1) of the gateway's calls traced
+	// although their caller sent no traceparent header: 0, the default,
+	// traces only those that did. A traced call costs its gateway and
+	// provider a few microseconds; calls are the hot path.
+	CallSample float64 `yaml:"call_sample"`
 }
 
 // NetworkConfig holds the settings of the node's libp2p host.
@@ -70,6 +91,54 @@ type NetworkConfig struct {
 	// node. 0: 50 and 100.
 	BidRequestRate  float64 `yaml:"bid_request_rate"`
 	BidRequestBurst int     `yaml:"bid_request_burst"`
+	// Sampling is where this node's bid requests go: "auto" ("" too) to
+	// every node over gossip until the node knows SampleAbove compute
+	// nodes that may fit the job, then to DefaultBidSampling of them
+	// chosen at random; "gossip" always to every node; a number d (1 to
+	// MaxBidSampling) to d sampled nodes whenever it knows d.
+	Sampling string `yaml:"sampling"`
+	// SampleAbove is how many compute nodes that may fit a job "auto"
+	// waits to know; 0: DefaultSampleAbove.
+	SampleAbove int `yaml:"sample_above"`
+}
+
+// Sampling modes and defaults (NetworkConfig.Sampling).
+const (
+	SampleAuto         = "auto"
+	SampleGossip       = "gossip"
+	DefaultBidSampling = 2
+	DefaultSampleAbove = 32
+)
+
+// sampling is where a node's bid requests go (NetworkConfig.Sampling):
+// to d sampled nodes (0: gossip), with auto only once above compute nodes
+// that may fit the job are known.
+type sampling struct {
+	d     int
+	auto  bool
+	above int
+}
+
+// bidSampling reads Sampling and SampleAbove.
+func (n NetworkConfig) bidSampling() (sampling, error) {
+	above := n.SampleAbove
+	if above == 0 {
+		above = DefaultSampleAbove
+	}
+	if above < 0 {
+		return sampling{}, fmt.Errorf("network.sample_above %d: want 0 (the default, %d) or more", n.SampleAbove, DefaultSampleAbove)
+	}
+	switch n.Sampling {
+	case "", SampleAuto:
+		return sampling{d: DefaultBidSampling, auto: true, above: above}, nil
+	case SampleGossip:
+		return sampling{}, nil
+	}
+	d, err := strconv.Atoi(n.Sampling)
+	if err != nil || d < 1 || d > MaxBidSampling {
+		return sampling{}, fmt.Errorf("network.sampling %q: want auto, gossip or a number of nodes from 1 to %d", n.Sampling, MaxBidSampling)
+	}
+	return sampling{d: d}, nil
 }
 
 // The admission modes.
@@ -180,10 +249,22 @@ network:
   # raises them on every node.
   bid_request_rate: {{.Network.BidRequestRate}}
   bid_request_burst: {{.Network.BidRequestBurst}}
+  # Where bid requests go (docs/protocol.md, sampled bid requests): auto
+  # gossips them to every node until this node knows sample_above compute
+  # nodes that may fit the job (0: 32), then sends them to 2 of those at
+  # random; gossip always reaches every node; a number d asks d nodes.
+  sampling: "{{.Network.Sampling}}"
+  sample_above: {{.Network.SampleAbove}}
 
 # Whether this node offers compute. false: it submits jobs and serves their
 # inputs, but never bids (the same as 'dms run --compute=false').
 compute: {{.Compute}}
+
+# How this node's jobs choose among the bids of equal price and capability
+# (docs/protocol.md, ranking): binpack prefers the fullest node that fits,
+# which keeps whole nodes free for large jobs; spread prefers the least
+# loaded. "" is binpack.
+placement: "{{.Placement}}"
 
 # The local HTTP API (docs/api.md): loopback only, token in api.json.
 api: {{.API}}
@@ -191,6 +272,11 @@ api: {{.API}}
 # Every request still needs the token, which travels in clear HTTP: keep
 # such an address on a private network.
 api_remote: {{.APIRemote}}
+
+# Prometheus metrics (docs/observability.md): GET /metrics on this address,
+# such as 127.0.0.1:9464; "" serves none. A bare :9464 binds loopback; name
+# a host (0.0.0.0:9464) to let other machines scrape: metrics carry no token.
+metrics: "{{.Metrics}}"
 
 # Who may run jobs on this node. mode: open admits every requester;
 # mode: allowlist only those in allow (did:key:z6Mk... or 12D3KooW... PeerIDs,
@@ -224,10 +310,14 @@ offer:
   # Memory and disk: "8GiB", "512MiB", or a share such as "50%" (disk: of the free space).
   memory: "{{.Offer.Memory}}"
   disk: "{{.Offer.Disk}}"
-  # Price in credits per core-hour; jobs with a lower max_price are declined.
+  # Price in credits per core-hour, exact to the micro-credit (at most 6
+  # decimals, e.g. 0.25); jobs with a lower max_price are declined.
   price: {{.Offer.Price}}
   # Labels jobs can require with constraints.labels, e.g. region: eu.
-  labels: {}
+  labels:{{if not .Offer.Labels}} {}{{end}}
+{{- range $k, $v := .Offer.Labels}}
+    {{printf "%q" $k}}: {{printf "%q" $v}}
+{{- end}}
   # The energy this machine runs on. Jobs with constraints.renewable_only skip
   # nodes that are not renewable. file or command (printing
   # {"renewable": true, "carbon_intensity": 50}) are re-read every refresh.
@@ -269,7 +359,9 @@ store:
 # gateway to callers with API keys (dms run --gateway sets it too), such as
 # 127.0.0.1:8080, or 0.0.0.0:443 with cert_file and key_file for HTTPS.
 # trusted_proxies (CIDRs) may set X-Forwarded-For; task_retention is how
-# long finished calls are kept. group makes the gateway a member of a
+# long finished calls are kept; require_credits: true admits calls and jobs
+# of an account only while it has credits (dms account credit), else 402.
+# group makes the gateway a member of a
 # replicated group of gateways (docs/gateway.md): its name, the multiaddrs
 # (with /p2p/ID) of the other founders, or join: true for a gateway an
 # existing member adds (dms gateway add); --gateway-group and friends set it.
@@ -282,6 +374,7 @@ gateway:
     - {{.}}
 {{- end}}
   task_retention: {{.Gateway.TaskRetention}}
+  require_credits: {{.Gateway.RequireCredits}}
   group:
     name: "{{.Gateway.Group.Name}}"
     peers:{{if not .Gateway.Group.Peers}} []{{end}}
@@ -305,6 +398,17 @@ flows:
       - {{.}}
 {{- end}}
     lookup_timeout: {{.Flows.Cache.LookupTimeout}}
+
+# Traces (docs/observability.md). Every node keeps its recent spans in
+# memory for dms job trace; otlp_endpoint (an http:// or https:// URL,
+# such as http://localhost:4318) exports them to an OpenTelemetry
+# collector too; "" exports nowhere unless OTEL_EXPORTER_OTLP_ENDPOINT is
+# set. dms run --otlp-endpoint sets it. Gateway calls are traced when
+# their caller sends a W3C traceparent header, and call_sample (0 to 1)
+# of the others: 0 traces only those.
+traces:
+  otlp_endpoint: "{{.Traces.OTLPEndpoint}}"
+  call_sample: {{.Traces.CallSample}}
 `))
 
 // LoadConfig reads and validates home/config.yaml. Unknown fields are errors.
@@ -335,6 +439,9 @@ func LoadConfig(home string) (Config, error) {
 	if n := cfg.Network; n.BidRequestRate < 0 || n.BidRequestBurst < 0 {
 		return Config{}, fmt.Errorf("dms: %s: network.bid_request_rate and bid_request_burst must not be negative", path)
 	}
+	if _, err := cfg.Network.bidSampling(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
 	if err := cfg.Docker.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
@@ -350,7 +457,36 @@ func LoadConfig(home string) (Config, error) {
 	if err := cfg.Flows.Cache.validate(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
+	if err := CheckOTLPEndpoint(cfg.Traces.OTLPEndpoint); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: traces.otlp_endpoint: %w", path, err)
+	}
+	if err := CheckCallSample(cfg.Traces.CallSample); err != nil {
+		return Config{}, fmt.Errorf("%w (in %s, traces.call_sample)", err, path)
+	}
+	if _, err := metricsAddr(cfg.Metrics); err != nil {
+		return Config{}, fmt.Errorf("%w (in %s, metrics)", err, path)
+	}
+	if _, err := ranking(cfg.Placement); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
 	return cfg, nil
+}
+
+// The placement strategies (Config.Placement).
+const (
+	PlaceBinpack = "binpack"
+	PlaceSpread  = "spread"
+)
+
+// ranking is the orchestrator's ranking for a placement strategy.
+func ranking(placement string) (orchestrator.Ranking, error) {
+	switch placement {
+	case "", PlaceBinpack:
+		return orchestrator.BinpackRanking(), nil
+	case PlaceSpread:
+		return orchestrator.SpreadRanking(), nil
+	}
+	return orchestrator.Ranking{}, fmt.Errorf("placement %q: want %s or %s", placement, PlaceBinpack, PlaceSpread)
 }
 
 // psk reads the pre-shared key file, if any; nil without one.

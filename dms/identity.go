@@ -72,7 +72,7 @@ func capabilityRecord(key ed25519.PrivateKey, offer node.Offer, hw types.Hardwar
 	return types.CapabilityRecord{
 		PeerID: pid, DID: types.DIDFromPublicKey(key.Public().(ed25519.PublicKey)),
 		Hardware: hw, Benchmark: bench, Offered: offered, Price: offer.Price,
-		Labels: offer.Labels, Energy: energy, Executors: executors, IssuedAt: now.UTC(),
+		Labels: offer.Labels, Energy: energy, Executors: executors, IdleOnly: offer.Idle.Enabled, IssuedAt: now.UTC(),
 	}, nil
 }
 

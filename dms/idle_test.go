@@ -66,7 +66,7 @@ func TestIdleOnlyNodeGivesWayToItsOwner(t *testing.T) {
 	}
 	reqHome, _ := newHome(t)
 	idleHome, _ := newHome(t)
-	rewriteConfig(t, reqHome, func(c *Config) { c.Offer.Price = 100 })
+	rewriteConfig(t, reqHome, func(c *Config) { c.Offer.Price = 100 * types.Credit })
 	policy := node.IdleConfig{Threshold: "40%", Period: "1s", StopWithin: "1s"}
 	req := startNode(t, reqHome, WithLease(10*time.Second))
 	idle := startNode(t, idleHome, WithLease(10*time.Second), WithBootstrap(req.host.Addrs()...), WithIdleOnly(policy))
@@ -77,7 +77,7 @@ func TestIdleOnlyNodeGivesWayToItsOwner(t *testing.T) {
 
 	// A unit runs on the idle-only node; the requester lowers its price.
 	spec := tinySpec(t, 8*time.Second, "done\n")
-	spec.Constraints.MaxPrice = 10
+	spec.Constraints.MaxPrice = 10 * types.Credit
 	h, err := req.Submit(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestIdleOnlyNodeGivesWayToItsOwner(t *testing.T) {
 	if first.Node != idle.host.ID() {
 		t.Fatalf("the job runs on %s, not on the idle-only node", first.Node)
 	}
-	rewriteConfig(t, reqHome, func(c *Config) { c.Offer.Price = 2 })
+	rewriteConfig(t, reqHome, func(c *Config) { c.Offer.Price = 2 * types.Credit })
 	if err := req.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestIdleOnlyNodeGivesWayToItsOwner(t *testing.T) {
 
 	// While loaded, the idle-only node declines a job only it could run.
 	spec2 := tinySpec(t, 0, "idle again\n")
-	spec2.Constraints.MaxPrice = 1.5 // the requester asks 2
+	spec2.Constraints.MaxPrice = 1_500_000 // the requester asks 2
 	h2, err := req.Submit(context.Background(), spec2)
 	if err != nil {
 		t.Fatal(err)

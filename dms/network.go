@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/opendms/dms/dms/internal/p2p"
+	"github.com/opendms/dms/dms/internal/tracing"
 	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
@@ -26,6 +31,8 @@ func (n *network) self(peer string) bool { return peer == n.d.host.ID() }
 
 // SendBid delivers a bid or decline to the requester's orchestrator.
 func (n *network) SendBid(ctx context.Context, peer string, addrs []string, msg types.Message) error {
+	n.d.traces.bidSent(msg)
+	n.d.metrics.sent(msg)
 	if n.self(peer) {
 		n.d.deliverBid(msg)
 		return nil
@@ -75,13 +82,10 @@ func (n *network) FindProviders(ctx context.Context, cid string) []string {
 // Connected reports whether the host is connected to peer.
 func (n *network) Connected(peer string) bool { return n.self(peer) || n.d.host.Connected(peer) }
 
-// SendReceipt delivers a warm instance's receipt, signed, to its requester.
+// SendReceipt delivers a receipt, signed, to its requester and keeps its
+// countersignature (sendReceipt).
 func (n *network) SendReceipt(ctx context.Context, peer string, r *types.Receipt) error {
-	if n.self(peer) {
-		return n.d.keepReceipt(peer, nil, r)
-	}
-	_, err := n.d.host.Request(ctx, peer, nil, p2p.ReceiptProtocol, r)
-	return err
+	return n.d.sendReceipt(ctx, peer, r)
 }
 
 // Provide announces a blob in the DHT.
@@ -93,22 +97,36 @@ const topicWait = 2 * time.Second
 
 // Publish signs a bid request and sends it to the nodes that may bid, and
 // returns those it reached: this node too when it computes and was asked.
-// By default it publishes it on the bid-request topic, which reaches every
-// node; with WithBidSampling(d) it sends it straight to d sampled compute
-// nodes (publishSampled), and falls back to the topic when it knows fewer
-// than d of them or none took it.
-func (n *network) Publish(ctx context.Context, req *types.BidRequest) ([]string, error) {
+// It publishes it on the bid-request topic, which reaches every node, or,
+// as network.sampling says (bidSampling), sends it straight to d sampled
+// compute nodes (publishSampled), and falls back to the topic when it
+// knows fewer than d of them or none took it, or when wide: an earlier
+// auction of the job drew no bid from the nodes asked.
+func (n *network) Publish(ctx context.Context, req *types.BidRequest, wide bool) ([]string, error) {
+	var span trace.Span
+	req.Trace, span = n.d.traces.auction(req.JobID)
+	reached, err := n.publish(ctx, req, wide)
+	if span != nil {
+		span.SetAttributes(attribute.Int("reached", len(reached)))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	return reached, err
+}
+
+func (n *network) publish(ctx context.Context, req *types.BidRequest, wide bool) ([]string, error) {
 	now := n.d.opts.clock()
 	env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
 	if err != nil {
 		return nil, err
 	}
-	if d := n.d.opts.sampling; d > 0 {
+	if d := n.d.bidSampling(req); d > 0 && !wide {
 		reached, err := n.d.publishSampled(ctx, env, req, d)
 		if err != nil || len(reached) > 0 {
 			return reached, err
 		}
-		n.d.log.Debug("bid request: no compute node to sample, publishing on the topic", "job", req.JobID, "candidates", n.d.host.Candidates())
+		n.d.log.Debug("bid request: no compute node to sample, publishing on the topic", "job", req.JobID, "candidates", n.d.host.Candidates(req.Resources.CPU))
 	}
 	peers := n.d.waitTopicPeers(ctx)
 	if err := n.d.host.PublishEnvelope(ctx, env); err != nil {
@@ -118,6 +136,16 @@ func (n *network) Publish(ctx context.Context, req *types.BidRequest) ([]string,
 		peers = append(peers, n.d.host.ID())
 	}
 	return peers, nil
+}
+
+// bidSampling is how many nodes req goes to (network.sampling): 0 to
+// gossip it to all; with auto, DefaultBidSampling once the node knows
+// network.sample_above compute nodes that may fit it.
+func (d *DMS) bidSampling(req *types.BidRequest) int {
+	if s := d.sampling; s.auto && d.host.Candidates(req.Resources.CPU) < s.above {
+		return 0
+	}
+	return d.sampling.d
 }
 
 // sampleRounds bounds the rounds of a sampled bid request: the nodes that
@@ -133,7 +161,7 @@ const sampleRounds = 2
 // arrives after it is of no use.
 func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *types.BidRequest, k int) ([]string, error) {
 	self := d.node != nil
-	known := d.host.Candidates()
+	known := d.host.Candidates(req.Resources.CPU)
 	if self {
 		known++
 	}
@@ -145,7 +173,7 @@ func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *type
 	var reached []string
 	asked := make(map[string]bool, k)
 	for range sampleRounds {
-		picks := d.host.Sample(k-len(reached), self, asked)
+		picks := d.host.Sample(k-len(reached), req.Resources.CPU, self, asked)
 		if len(picks) == 0 {
 			break
 		}
@@ -161,7 +189,7 @@ func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *type
 			return nil, err
 		}
 		if len(remote) < len(picks) {
-			d.node.HandleBidRequest(d.host.ID(), req)
+			d.bidRequested(d.host.ID(), req)
 			got = append(got, d.host.ID())
 		}
 		if reached = append(reached, got...); len(reached) >= k {
@@ -196,7 +224,8 @@ type NetworkStats struct {
 	Peers      int // connected peers
 	TopicPeers int // connected peers subscribed to bid requests
 	// Candidates counts the compute nodes this node samples bid requests
-	// to (0 without WithBidSampling).
+	// to (0 with network.sampling gossip, and in auto mode until the node
+	// knows network.sample_above peers).
 	Candidates int
 	// BidRequestsGossip and BidRequestsDirect count the bid requests this
 	// node admitted and handed to its Node, from the topic and sent straight
@@ -238,7 +267,7 @@ func (d *DMS) NetworkStats() NetworkStats {
 	}
 	t, st := d.host.Traffic(), d.host.Stats()
 	out := NetworkStats{
-		Peers: len(d.host.Peers()), TopicPeers: d.host.TopicPeers(), Candidates: d.host.Candidates(),
+		Peers: len(d.host.Peers()), TopicPeers: d.host.TopicPeers(), Candidates: d.host.KnownCandidates(),
 		BidRequestsGossip: t.BidRequestsGossip, BidRequestsDirect: t.BidRequestsDirect,
 		GossipSent: t.GossipSent, GossipControl: t.GossipControl,
 		Frames:        make(map[string]uint64, len(t.Frames)),
@@ -261,11 +290,24 @@ func reasons(m map[p2p.Reason]uint64) map[string]uint64 {
 
 // Accept asks a node to lock capability: the answer is a Confirm or a Reject.
 func (n *network) Accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error) {
+	n.d.traces.closeAuction(a.JobID)
+	sctx, span, traced := n.d.traces.child(a.JobID, "accept", attribute.String("peer", peer))
+	if traced {
+		a.Trace = tracing.Traceparent(sctx)
+	}
+	msg, err := n.accept(ctx, peer, addrs, a)
+	if traced {
+		answered(span, msg, err)
+	}
+	return msg, err
+}
+
+func (n *network) accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error) {
 	if n.self(peer) {
 		if n.d.node == nil {
 			return nil, errNoCompute
 		}
-		return n.d.node.Accept(ctx, peer, a)
+		return n.d.lock(ctx, peer, a)
 	}
 	return n.d.host.Request(ctx, peer, addrs, p2p.AcceptProtocol, a)
 }
@@ -289,6 +331,24 @@ func (n *network) Cancel(ctx context.Context, peer string, addrs []string, c *ty
 
 // Invoke starts an allocation and returns the stream of its statuses.
 func (n *network) Invoke(ctx context.Context, peer string, addrs []string, inv *types.Invocation) (orchestrator.StatusStream, error) {
+	sctx, span, traced := n.d.traces.child(inv.JobID, "invoke", attribute.String("peer", peer))
+	if !traced {
+		return n.invoke(ctx, peer, addrs, inv)
+	}
+	inv.Trace = tracing.Traceparent(sctx)
+	stream, err := n.invoke(ctx, peer, addrs, inv)
+	fail(span, err)
+	if err != nil {
+		return nil, err
+	}
+	_, wait, traced := n.d.traces.child(inv.JobID, "wait", attribute.String("peer", peer))
+	if !traced { // the job ended meanwhile
+		return stream, nil
+	}
+	return &tracedStream{StatusStream: stream, span: wait}, nil
+}
+
+func (n *network) invoke(ctx context.Context, peer string, addrs []string, inv *types.Invocation) (orchestrator.StatusStream, error) {
 	if n.self(peer) {
 		return n.d.localInvoke(inv)
 	}
@@ -381,12 +441,23 @@ func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation
 		}
 	}
 	sent := false
+	var last *types.Status
+	end := d.traces.allocation(from, inv)
 	err := d.node.Invoke(ctx, from, inv, func(st *types.Status) error {
 		sent = true
+		if st.State.Terminal() {
+			last = st
+			end(st, nil)
+		}
 		return send(st)
 	})
 	if err != nil && !sent {
-		return send(&types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: err.Error()})
+		refused := &types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: err.Error()}
+		end(refused, nil)
+		return send(refused)
+	}
+	if last == nil {
+		end(nil, err)
 	}
 	return err
 }
@@ -395,8 +466,10 @@ func (d *DMS) invokeNode(ctx context.Context, from string, inv *types.Invocation
 func (d *DMS) deliverBid(msg types.Message) {
 	switch m := msg.(type) {
 	case *types.Bid:
+		d.traces.heard(m.JobID, m.Node.PeerID)
 		d.orch.HandleBid(m)
 	case *types.Decline:
+		d.traces.heard(m.JobID, m.Node.PeerID)
 		d.orch.HandleDecline(m)
 	}
 }
@@ -414,9 +487,7 @@ func (d *DMS) registerProtocols() {
 		d.deliverBid(msg)
 		return nil, nil
 	})
-	d.host.Handle(p2p.AcceptProtocol, nodeHandler(d, func(ctx context.Context, from string, m *types.Accept) (types.Message, error) {
-		return d.node.Accept(ctx, from, m)
-	}))
+	d.host.Handle(p2p.AcceptProtocol, nodeHandler(d, d.lock))
 	d.host.Handle(p2p.CancelProtocol, nodeHandler(d, func(ctx context.Context, from string, m *types.Cancel) (types.Message, error) {
 		return d.node.Cancel(ctx, from, m)
 	}))
@@ -433,6 +504,23 @@ func (d *DMS) registerProtocols() {
 	d.host.ServeBlobs(d.blobs, MaxBlobSize)
 	d.handleReceipts()
 	d.serveCalls()
+	d.serveTraces()
+	d.serveRecords()
+}
+
+// lock hands an Accept to the Node, timed by a lock span.
+func (d *DMS) lock(ctx context.Context, from string, a *types.Accept) (types.Message, error) {
+	done := d.traces.lock(from, a)
+	reply, err := d.node.Accept(ctx, from, a)
+	done(reply, err)
+	return reply, err
+}
+
+// bidRequested hands a bid request to the Node; the bid decision's span
+// starts now.
+func (d *DMS) bidRequested(from string, req *types.BidRequest) {
+	d.traces.bidAsked(from, req, d.opts.clock())
+	d.node.HandleBidRequest(from, req)
 }
 
 // nodeHandler adapts a Node method to a stream protocol: it refuses any

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
@@ -23,6 +24,7 @@ type config struct {
 	compute   *bool // nil: as the config file says
 	apiAddr   *string
 	apiRemote bool
+	metrics   *string // nil: as the config file says
 	docker    *DockerConfig
 	idle      *node.IdleConfig // WithIdleOnly's fields over offer.idle
 	store     *StoreConfig
@@ -39,7 +41,8 @@ type config struct {
 	benchmark    bool // run a fresh benchmark at start even if one is stored
 	lease        time.Duration
 	confirm      time.Duration // 0: the orchestrator's default
-	sampling     int           // bid requests go to this many sampled nodes; 0: gossip to all
+	sampling     *int          // bid requests go to this many sampled nodes; 0: gossip to all; nil: the config file's
+	sampleAbove  int           // network.sample_above over the config file's; 0: the file's
 	locality     float64       // orchestrator.Config.LocalityWeight: 0 the default, NoLocality off
 	inMemory     bool          // the database lives in memory, seeded from the home's
 	connsLow     int           // connection manager watermarks; 0: p2p's defaults
@@ -49,7 +52,10 @@ type config struct {
 	// node off silently without closing its connections.
 	heartbeatGate func(types.AllocationID) bool
 	failpoint     func(name string)                 // nil: none (see WithFailpoint)
+	settler       gateway.Settler                   // nil: gateway.RecordOnly (see WithSettler)
 	execWrap      func(jobs.Executor) jobs.Executor // nil: none (see WithExecutorWrap)
+	otlpEndpoint  *string                           // nil: as the config file says
+	callSample    *float64                          // nil: as the config file says
 }
 
 // DefaultLease is how long a requester waits for a frame (a status or a
@@ -98,21 +104,36 @@ const (
 const MaxBidSampling = 100
 
 // WithBidSampling sets how many compute nodes this node's bid requests go
-// to. 0, the default, publishes each on the gossip topic, which reaches
-// every node: O(N) messages a job. d >= 1 sends it straight to d compute
-// nodes chosen uniformly at random among those advertised in the DHT
-// (power of d choices, as in the Sparrow scheduler), from a cache the node
-// keeps fresh in the background, so submitting never waits for a DHT
-// lookup. The auction then closes as soon as those d answered and offers
-// the job to the best bid first (late binding). While the node knows fewer
-// than d compute nodes, as right after it joined, bid requests go out on
-// gossip.
+// to, over network.sampling (whose default, auto, gossips them until the
+// node knows network.sample_above compute nodes that may fit the job,
+// then samples DefaultBidSampling). 0 publishes each on the gossip topic,
+// which reaches every node: O(N) messages a job. d >= 1 sends it straight
+// to d compute nodes chosen uniformly at random among those advertised in
+// the DHT whose class of offered cores may fit the job (power of d
+// choices, as in the Sparrow scheduler), from a cache the node keeps fresh
+// in the background, so submitting never waits for a DHT lookup. The
+// auction then closes as soon as those d answered and offers the job to
+// the best bid first. While the node knows fewer than d such nodes, as
+// right after it joined, bid requests go out on gossip.
 func WithBidSampling(d int) Option {
 	return func(c *config) error {
 		if d < 0 || d > MaxBidSampling {
 			return fmt.Errorf("dms: WithBidSampling: %d is outside 0 to %d", d, MaxBidSampling)
 		}
-		c.sampling = d
+		c.sampling = &d
+		return nil
+	}
+}
+
+// WithSampleAbove sets network.sample_above: how many compute nodes that
+// may fit a job the default sampling (auto) waits to know before it
+// samples. n >= 1.
+func WithSampleAbove(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("dms: WithSampleAbove: %d is below 1", n)
+		}
+		c.sampleAbove = n
 		return nil
 	}
 }
@@ -227,6 +248,20 @@ func WithAPI(addr string) Option {
 	}
 }
 
+// WithMetrics serves the node's Prometheus metrics on addr (GET /metrics
+// only), replacing the config file's metrics; "" serves none. A bare
+// ":PORT" binds loopback: name a host, such as 0.0.0.0:9464, to let other
+// machines scrape. MetricsHandler serves the same without a listener.
+func WithMetrics(addr string) Option {
+	return func(c *config) error {
+		if _, err := metricsAddr(addr); err != nil {
+			return err // it says "dms: bad metrics address" and why: a CLI user reads it too
+		}
+		c.metrics = &addr
+		return nil
+	}
+}
+
 // WithRemoteAPI lets the API listen on a non-loopback address (see the
 // config file's api_remote).
 func WithRemoteAPI() Option {
@@ -305,6 +340,33 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithOTLPEndpoint exports the node's spans to an OTLP/HTTP collector at
+// this URL (such as http://localhost:4318), over the config file's
+// traces.otlp_endpoint; "" exports them nowhere but where
+// OTEL_EXPORTER_OTLP_ENDPOINT says.
+func WithOTLPEndpoint(url string) Option {
+	return func(c *config) error {
+		if err := CheckOTLPEndpoint(url); err != nil {
+			return fmt.Errorf("dms: WithOTLPEndpoint: %w", err)
+		}
+		c.otlpEndpoint = &url
+		return nil
+	}
+}
+
+// WithCallSample traces this share (0 to 1) of the gateway's calls
+// whose caller sent no traceparent header, over the config file's
+// traces.call_sample; 0 traces only those that sent one.
+func WithCallSample(share float64) Option {
+	return func(c *config) error {
+		if err := CheckCallSample(share); err != nil {
+			return fmt.Errorf("dms: WithCallSample: %w", err)
+		}
+		c.callSample = &share
+		return nil
+	}
+}
+
 // WithExecutorWrap wraps each executor the node runs programs with. For
 // tests only: a node whose wrapper changes the output is a provider that
 // fabricates results, which replicated units must outvote
@@ -315,6 +377,19 @@ func WithExecutorWrap(wrap func(jobs.Executor) jobs.Executor) Option {
 			return errors.New("dms: WithExecutorWrap: nil function")
 		}
 		c.execWrap = wrap
+		return nil
+	}
+}
+
+// WithSettler makes the node's gateway pay providers through s at a
+// payout (dms payout run): a payment rail. By default a payout records its
+// statements and leaves paying to the operator (gateway.RecordOnly).
+func WithSettler(s gateway.Settler) Option {
+	return func(c *config) error {
+		if s == nil {
+			return errors.New("dms: WithSettler: nil settler")
+		}
+		c.settler = s
 		return nil
 	}
 }

@@ -53,6 +53,9 @@ func (d *DMS) setRecord(offer node.Offer, hw types.Hardware, bench types.Benchma
 // applyRecord hands a new record to the running Node and republishes it.
 // Callers hold d.mu.
 func (d *DMS) applyRecord(ctx context.Context) error {
+	if d.host != nil {
+		d.host.SetComputeCPU(d.record.Offered.CPU)
+	}
 	if d.node != nil {
 		if err := d.node.SetRecord(ctx, d.record); err != nil {
 			return err

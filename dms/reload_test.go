@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opendms/dms/types"
 )
 
 func TestReloadAndEnergyFile(t *testing.T) {
@@ -49,7 +51,7 @@ func TestReloadAndEnergyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	after, _ := d.Node(ctx)
-	if after.Capability.Price != 5 || after.Capability.Labels["region"] != "eu" {
+	if after.Capability.Price != 5*types.Credit || after.Capability.Labels["region"] != "eu" {
 		t.Fatalf("after reload: price %v, labels %v", after.Capability.Price, after.Capability.Labels)
 	}
 	if after.ID.CapabilityCID == before.ID.CapabilityCID {
@@ -68,7 +70,7 @@ func TestReloadAndEnergyFile(t *testing.T) {
 	if err := d.Reload(ctx); err == nil || !strings.Contains(err.Error(), "price") {
 		t.Fatalf("reload of a bad offer: %v", err)
 	}
-	if info, _ := d.Node(ctx); info.Capability.Price != 5 {
+	if info, _ := d.Node(ctx); info.Capability.Price != 5*types.Credit {
 		t.Fatalf("a rejected reload changed the price to %v", info.Capability.Price)
 	}
 }

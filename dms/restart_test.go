@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -76,6 +77,50 @@ func TestRestartedRequesterTakesBackItsJobs(t *testing.T) {
 		if runs != 1 {
 			t.Fatalf("job %s has %d allocations across the providers, want 1", id, runs)
 		}
+	}
+}
+
+// A requester that stops while its job is being auctioned auctions it
+// again when it starts, once it has found its peers: auctioned at once,
+// the job would reach nobody and fail for the requester's restart. It runs
+// once; a lock confirmed for the lost auction is never invoked.
+func TestRestartedRequesterAuctionsOnceItHasPeers(t *testing.T) {
+	nodes := testNet(t, 3, func(i int) bool { return i != 0 })
+	req := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := tinySpec(t, 0, "once\n")
+	spec.BidWindow, spec.EnoughBids = jobs.Duration(3*time.Second), 5 // more than there are nodes: the window runs out
+	h, err := req.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := req.GetJob(ctx, h.ID); err != nil || j.State != types.JobBidding {
+		t.Fatalf("before the restart: %+v, %v; want it bidding", j, err)
+	}
+	req.Close()
+
+	back := reopen(t, req, WithBootstrap(nodes[1].host.Addrs()...))
+	events, err := back.WatchJob(ctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job api.Job
+	for job = range events {
+	}
+	if job.State != types.JobCompleted || len(job.Attempts) != 2 || !strings.Contains(job.Attempts[0].Reason, "restarted during the auction") {
+		t.Fatalf("after the restart: %s (%s), attempts %+v", job.State, job.Reason, job.Attempts)
+	}
+	ran := 0
+	for _, d := range nodes[1:] {
+		for _, a := range allocations(t, d) {
+			if a.JobID == types.JobID(h.ID) && !a.StartedAt.IsZero() {
+				ran++
+			}
+		}
+	}
+	if ran != 1 {
+		t.Fatalf("the job started %d times across the providers, want once", ran)
 	}
 }
 

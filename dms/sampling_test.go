@@ -2,9 +2,11 @@ package dms
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
 
@@ -75,8 +77,8 @@ func TestSampledBidRequest(t *testing.T) {
 	if !got[job.Node] {
 		t.Fatalf("the job ran on %s, which was not asked", job.Node)
 	}
-	if s := nodes[0].NetworkStats(); s.GossipSent != 0 || s.Frames["/dms/bid-request/1.0.0"] != 2 {
-		t.Fatalf("requester sent %d gossip copies and %d direct bid requests; want 0 and 2", s.GossipSent, s.Frames["/dms/bid-request/1.0.0"])
+	if s := nodes[0].NetworkStats(); s.GossipSent != 0 || s.Frames["/dms/bid-request/2.0.0"] != 2 {
+		t.Fatalf("requester sent %d gossip copies and %d direct bid requests; want 0 and 2", s.GossipSent, s.Frames["/dms/bid-request/2.0.0"])
 	}
 }
 
@@ -99,5 +101,122 @@ func TestWithBidSamplingBounds(t *testing.T) {
 	}
 	if _, err := newConfig([]Option{WithHome("x"), WithConnLimits(10, 10)}); err == nil {
 		t.Error("WithConnLimits(10, 10) accepted")
+	}
+}
+
+// TestAutoSampling runs the default mode on a network of 6 nodes with
+// sample_above 4: the requester's first job goes out on gossip (it has
+// not looked for candidates yet), a later one, once it knows the 5
+// compute nodes, to 2 of them; a job that needs more cores than any of
+// them offers has no candidate of its class and goes out on gossip.
+func TestAutoSampling(t *testing.T) {
+	nodes := relNet(t, 6, func(i int) bool { return i != 0 }, func(i int) []Option {
+		opts := []Option{WithLease(10 * time.Second)}
+		if i == 0 {
+			opts = append(opts, WithSampleAbove(4))
+		}
+		return opts
+	})
+	runTiny(t, nodes[0])
+	if gossip, direct, _ := bidRequests(nodes); gossip != 5 || direct != 0 {
+		t.Fatalf("first job: %d bid requests over gossip, %d direct; want 5 over gossip", gossip, direct)
+	}
+	waitFor(t, 30*time.Second, "the requester to know the 5 compute nodes", func() bool {
+		return nodes[0].NetworkStats().Candidates == 5
+	})
+	runTiny(t, nodes[0])
+	if gossip, direct, _ := bidRequests(nodes); gossip != 5 || direct != 2 {
+		t.Fatalf("second job: %d bid requests over gossip, %d direct in all; want 5 and 2", gossip, direct)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spec := tinySpec(t, 0, "big\n")
+	spec.Resources.CPU = 1 << 20 // over a thousand cores: no class of the network's
+	spec.QueueTimeout = 0
+	spec.BidWindow = jobs.Duration(5 * time.Second)
+	h, err := nodes[0].Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := h.Wait(ctx); err != nil || j.State != types.JobFailed {
+		t.Fatalf("a job no node can take: %+v, %v", j, err)
+	}
+	if gossip, _, _ := bidRequests(nodes); gossip < 10 {
+		t.Fatalf("the big job's bid request went out on gossip %d times, want 5 at least", gossip-5)
+	}
+}
+
+// network.sampling and network.sample_above are read from the config and
+// refused when they make no sense, naming the key.
+func TestSamplingConfig(t *testing.T) {
+	home, _ := newHome(t)
+	base, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sampling string
+		above    int
+		err      string
+	}{
+		{"", 0, ""}, {"auto", 100, ""}, {"gossip", 0, ""}, {"3", 0, ""},
+		{"0", 0, `network.sampling "0": want auto, gossip or a number of nodes from 1 to 100`},
+		{"two", 0, `network.sampling "two"`},
+		{"101", 0, `network.sampling "101"`},
+		{"auto", -1, "network.sample_above -1"},
+	} {
+		cfg := base
+		cfg.Network.Sampling, cfg.Network.SampleAbove = c.sampling, c.above
+		if err := writeConfig(home, cfg); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig(home)
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("sampling %q, sample_above %d: %v, want %q", c.sampling, c.above, err, c.err)
+		}
+	}
+	if _, err := newConfig([]Option{WithHome("x"), WithSampleAbove(0)}); err == nil {
+		t.Error("WithSampleAbove(0) accepted")
+	}
+}
+
+// TestSampledJobFallsBackToGossip: a requester that asks one sampled node
+// a job only one of four nodes can run (a label) asks every node once an
+// auction drew no bid, so its jobs complete whichever node the sample
+// picked first.
+func TestSampledJobFallsBackToGossip(t *testing.T) {
+	var nodes []*DMS
+	for i := range 5 {
+		home, _ := newHome(t)
+		if i == 4 {
+			rewriteConfig(t, home, func(c *Config) { c.Offer.Labels = map[string]string{"gpu": "yes"} })
+		}
+		opts := []Option{WithLease(10 * time.Second), WithCompute(i != 0)}
+		if i == 0 {
+			opts = append(opts, WithBidSampling(1))
+		}
+		for _, prev := range nodes {
+			opts = append(opts, WithBootstrap(prev.host.Addrs()...))
+		}
+		nodes = append(nodes, startNode(t, home, opts...))
+	}
+	waitFor(t, 30*time.Second, "the requester to know the 4 compute nodes", func() bool {
+		return nodes[0].NetworkStats().Candidates == 4
+	})
+	for range 3 {
+		spec := tinySpec(t, 0, "labelled\n")
+		spec.Constraints.Labels = map[string]string{"gpu": "yes"}
+		spec.Retries = 1
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		h, err := nodes[0].Submit(ctx, spec)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		j, err := h.Wait(ctx)
+		cancel()
+		if err != nil || j.State != types.JobCompleted || j.Node != nodes[4].host.ID() {
+			t.Fatalf("a job only node 4 can run: %s on %s (%s), %v", j.State, j.Node, j.Reason, err)
+		}
 	}
 }

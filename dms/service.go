@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -68,10 +68,12 @@ func (d *DMS) loadPeers() ([]orchestrator.PeerRecord, error) {
 	return recs, nil
 }
 
+// SaveJobs writes the records, and the producers of their results' blobs.
 func (s jobStore) SaveJobs(recs []orchestrator.Record) error {
 	kvs := make(map[string]any, len(recs))
 	for _, rec := range recs {
 		kvs[jobPrefix+string(rec.ID)] = rec
+		indexProducers(kvs, rec.JobInfo)
 	}
 	return s.d.db.PutAll(kvs)
 }
@@ -80,6 +82,12 @@ func (s jobStore) SaveJobs(recs []orchestrator.Record) error {
 // as a restarted requester must: running jobs are watched again, pending
 // ones placed. A record that cannot be read is logged and left alone; one
 // that cannot be resumed ends failed, with the reason.
+//
+// Jobs placed or running go back to their nodes at once. Those that need
+// a new auction wait, in the background and at most resumeWait, until the
+// node hears of peers that take bid requests: auctioned while it is still
+// joining, they would reach nobody and fail for the requester's restart.
+// d.restored is closed once they are all back.
 func (d *DMS) restoreJobs(ctx context.Context) error {
 	var recs []orchestrator.Record
 	err := d.db.Scan(jobPrefix, func(key string, v []byte) error {
@@ -96,14 +104,47 @@ func (d *DMS) restoreJobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dms: reading job records: %w", err)
 	}
+	var back, later []orchestrator.Record
+	for _, rec := range recs {
+		if rec.Returning() {
+			back = append(back, rec)
+		} else {
+			later = append(later, rec)
+		}
+	}
+	d.restore(ctx, back, "placed or running")
+	if len(later) == 0 {
+		close(d.restored)
+		return nil
+	}
+	d.goDo(func(ctx context.Context) {
+		defer close(d.restored)
+		d.awaitNetwork(ctx, resumeWait)
+		d.restore(ctx, later, "to auction")
+	})
+	return nil
+}
+
+func (d *DMS) restore(ctx context.Context, recs []orchestrator.Record, what string) {
+	if len(recs) == 0 || ctx.Err() != nil {
+		return
+	}
 	n, err := d.orch.Restore(ctx, recs)
 	if err != nil {
 		d.log.Error("restoring jobs", "err", err)
 	}
-	if len(recs) > 0 {
-		d.log.Info("restored jobs", "unfinished", len(recs), "resumed", n)
+	d.log.Info("restored jobs", "jobs", what, "unfinished", len(recs), "resumed", n)
+}
+
+// awaitRestored waits until the jobs of a previous run are back in the
+// orchestrator (restoreJobs), or ctx ends.
+func (d *DMS) awaitRestored(ctx context.Context) error {
+	select {
+	case <-d.restored:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return nil
 }
 
 func (d *DMS) running() error {
@@ -123,9 +164,75 @@ func (d *DMS) running() error {
 // nodes fetch them from this node.
 func (d *DMS) SubmitJob(ctx context.Context, spec *jobs.Spec) (api.Job, error) {
 	if spec.Replicated() {
+		if err := d.admitAccount(ctx, spec); err != nil {
+			return api.Job{}, err
+		}
 		return d.submitReplicated(ctx, spec, "")
 	}
-	return d.submitJob(ctx, spec, "")
+	id := types.JobID(uuid.NewString())
+	if err := d.reserve(ctx, spec, id); err != nil {
+		return api.Job{}, err
+	}
+	job, err := d.submitJob(ctx, spec, id)
+	if err != nil {
+		d.releaseHold(id)
+	}
+	return job, err
+}
+
+// admitAccount admits a job that bills an account of this node's gateway:
+// the account must exist, and, with gateway.require_credits, have credits
+// available, at least what the job may cost when it bounds its price
+// (max_price x CPU x timeout, x replication). Refused, nothing is
+// submitted and no provider is engaged.
+func (d *DMS) admitAccount(ctx context.Context, spec *jobs.Spec) error {
+	return d.admitting(spec, func(cost types.Credits) error { return d.gw.Admit(ctx, spec.Account, cost) })
+}
+
+// reserve admits job id as admitAccount does and, when it bounds what it
+// may cost, holds that much of its account's credits until it ends
+// (holds.go).
+func (d *DMS) reserve(ctx context.Context, spec *jobs.Spec, id types.JobID) error {
+	return d.admitting(spec, func(cost types.Credits) error {
+		if err := d.gw.Reserve(ctx, spec.Account, holdID(id), cost, spec.Name); err != nil {
+			return err
+		}
+		if cost > 0 {
+			d.held.Store(id, struct{}{})
+		}
+		return nil
+	})
+}
+
+func (d *DMS) admitting(spec *jobs.Spec, admit func(cost types.Credits) error) error {
+	if spec.Account == "" {
+		return nil
+	}
+	if err := d.running(); err != nil {
+		return err
+	}
+	cost, err := maxCost(spec)
+	if err == nil {
+		err = admit(cost)
+	}
+	if errors.Is(err, api.ErrNotFound) {
+		return fmt.Errorf("%w: account: %w", api.ErrBadRequest, err)
+	}
+	return err
+}
+
+// maxCost is the most a job may cost when its spec bounds its price and
+// its time: 0 (unknown) otherwise.
+func maxCost(spec *jobs.Spec) (types.Credits, error) {
+	limit := spec.Constraints.MaxPrice
+	if limit <= 0 || spec.Timeout <= 0 {
+		return 0, nil
+	}
+	cost, err := types.Cost(limit, spec.Resources.CPU, time.Duration(spec.Timeout))
+	if err != nil {
+		return 0, err
+	}
+	return cost.Mul(int64(max(spec.Replication, 1)))
 }
 
 // submitJob submits a job under id ("": a new one), so a caller that
@@ -147,9 +254,25 @@ func (d *DMS) submitJobWith(ctx context.Context, spec *jobs.Spec, id types.JobID
 	if err := d.running(); err != nil {
 		return api.Job{}, err
 	}
+	if id == "" {
+		id = types.JobID(uuid.NewString()) // named here, so that its trace starts before its first auction
+	}
+	done := d.traces.submitted(id, spec.Name)
+	job, err := d.submitTraced(ctx, spec, id, at)
+	done(err)
+	return job, err
+}
+
+func (d *DMS) submitTraced(ctx context.Context, spec *jobs.Spec, id types.JobID, at jobPlacement) (api.Job, error) {
 	task, err := d.task(ctx, spec)
 	if err != nil {
 		return api.Job{}, err
+	}
+	if d.node == nil {
+		// A node that does not compute and hears of no provider yet is
+		// still joining (a job submitted as it starts): its bid request
+		// would reach nobody. It waits for them, at most resumeWait.
+		d.awaitNetwork(ctx, resumeWait)
 	}
 	info, err := d.orch.Submit(ctx, orchestrator.JobSpec{
 		ID: id, Name: spec.Name, Task: task, Constraints: spec.Constraints, Retries: spec.Retries, Reschedule: reschedule(spec.Reschedule),
@@ -289,6 +412,9 @@ func (d *DMS) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
 	if err := d.running(); err != nil {
 		return nil, err
 	}
+	if err := d.awaitRestored(ctx); err != nil {
+		return nil, err
+	}
 	src, err := d.orch.Watch(ctx, types.JobID(id))
 	if err != nil {
 		// Not live: a job from before a restart is over, or unknown.
@@ -323,6 +449,9 @@ func (d *DMS) WatchJob(ctx context.Context, id string) (<-chan api.Job, error) {
 // CancelJob cancels a job that has not ended.
 func (d *DMS) CancelJob(ctx context.Context, id string) error {
 	if err := d.running(); err != nil {
+		return err
+	}
+	if err := d.awaitRestored(ctx); err != nil {
 		return err
 	}
 	return d.cancelJob(ctx, id)
@@ -421,27 +550,27 @@ type blobSource struct {
 
 // blobSources lists, cheapest first, the ways to find peers that should
 // hold a blob; each is asked only if the peers of the ones before failed:
-// the nodes that ran the jobs in memory whose results name it, then those
-// of every job in the database, then the DHT's providers (a walk that can
-// take seconds when peers are gone).
+// the nodes that ran the jobs whose saved results name it (the index of
+// producers), then those of the jobs in memory whose results name it (a
+// job that just ended may not be saved yet), then the DHT's providers (a
+// walk that can take seconds when peers are gone).
 func (d *DMS) blobSources(ctx context.Context, c string) []blobSource {
-	ranJob := func(jobs []orchestrator.JobInfo) []string {
-		var peers []string
-		for _, info := range jobs {
-			if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
-				peers = append(peers, info.Node)
-			}
-		}
-		return peers
-	}
 	return []blobSource{
-		{producer: true, peers: func() []string { return ranJob(d.orch.Jobs()) }},
 		{producer: true, peers: func() []string {
-			jobs, err := d.allJobs()
+			peers, err := d.producers(c)
 			if err != nil {
-				d.log.Warn("listing jobs for a blob's source", "cid", c, "err", err)
+				d.log.Warn("reading a blob's producers", "cid", c, "err", err)
 			}
-			return ranJob(slices.Collect(maps.Values(jobs)))
+			return peers
+		}},
+		{producer: true, peers: func() []string {
+			var peers []string
+			for _, info := range d.orch.Jobs() {
+				if info.Node != "" && info.Result != nil && resultNames(info.Result, c) {
+					peers = append(peers, info.Node)
+				}
+			}
+			return peers
 		}},
 		{peers: func() []string {
 			provs, err := d.host.FindProviders(ctx, c, 5)
@@ -492,14 +621,21 @@ func (d *DMS) Node(ctx context.Context) (api.NodeInfo, error) {
 	return info, nil
 }
 
-// Peers lists the peers this node is connected to.
+// Peers lists the peers this node is connected to, with their latency and
+// what each offers, from its capability record (peerrecords.go).
 func (d *DMS) Peers(ctx context.Context) ([]api.Peer, error) {
 	if err := d.running(); err != nil {
 		return nil, err
 	}
+	peers := d.host.Peers()
+	ids := make([]string, len(peers))
+	for i, p := range peers {
+		ids[i] = p.ID
+	}
+	offers := d.peerOffers(ctx, ids)
 	var out []api.Peer
-	for _, p := range d.host.Peers() {
-		out = append(out, api.Peer{ID: p.ID, Addrs: p.Addrs, LatencyMillis: float64(p.Latency.Microseconds()) / 1000})
+	for _, p := range peers {
+		out = append(out, api.Peer{ID: p.ID, Addrs: p.Addrs, LatencyMillis: float64(p.Latency.Microseconds()) / 1000, Offer: offers[p.ID]})
 	}
 	slices.SortFunc(out, func(a, b api.Peer) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
@@ -555,7 +691,8 @@ func toAPIJob(info orchestrator.JobInfo) api.Job {
 		Result: info.Result, CreatedAt: info.CreatedAt, UpdatedAt: info.UpdatedAt,
 	}
 	for _, a := range info.Attempts {
-		j.Attempts = append(j.Attempts, api.Attempt{AllocationID: string(a.AllocationID), Node: a.Node, State: string(a.Outcome), Reason: a.Reason, Charge: string(a.Charge)})
+		j.Attempts = append(j.Attempts, api.Attempt{AllocationID: string(a.AllocationID), Node: a.Node, State: string(a.Outcome), Reason: a.Reason,
+			Charge: string(a.Charge), Late: a.Late, Usage: a.Usage, Price: a.Price})
 	}
 	return j
 }

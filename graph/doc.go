@@ -1,6 +1,7 @@
 // Package graph holds directed graphs of ordered keys: first the workflow
 // DAGs of the flow engine (an edge from -> to means step from must finish
-// before step to starts), later the peer graph the dashboard draws.
+// before step to starts), and the layouts the dashboard draws: a flow's
+// DAG in layers (Layers, Grid) and the peer graph as a star (Star).
 //
 // It is pure: no I/O, no goroutines, no clock, and it imports nothing of the
 // rest of DMS.
@@ -26,6 +27,8 @@
 //   - Take and Done cost O(number of nodes returned) and O(degree of the
 //     node) (plus sorting what Take returns); building a Ready or a Sort
 //     costs O(V log V + E).
+//   - Layouts are deterministic too: the same graph gives the same
+//     positions, whatever the order its nodes or peers came in.
 //
 // # What a caller must do
 //

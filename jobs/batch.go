@@ -250,6 +250,19 @@ func (b *Batch) Unit(i int) (*Spec, string, error) {
 	return &s, value, nil
 }
 
+// Blobs lists, sorted and once each, the content the batch's units run
+// from: the template's program (module or image archive), input archive
+// and input files, and the units' files. Whoever runs the batch must be
+// able to serve them.
+func (b *Batch) Blobs() []string {
+	out := b.Template.Blobs()
+	for _, c := range b.Units.Files {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // instanceName names unit i's job: the batch's name with its index,
 // within a job name's 63 characters.
 func instanceName(name string, i int) string {

@@ -96,6 +96,19 @@ units:
 	}
 }
 
+// TestBatchBlobs: a batch names every blob its units run from, once.
+func TestBatchBlobs(t *testing.T) {
+	const other = "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
+	b, err := ParseBatch([]byte(`{"name":"f","template":{"module":"` + batchMod + `","input_files":[{"path":"x","cid":"` + other + `"}]},` +
+		`"units":{"files":{"b.txt":"` + batchMod + `","a.txt":"` + other + `"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Blobs(); !reflect.DeepEqual(got, []string{other, batchMod}) {
+		t.Fatalf("blobs %v", got)
+	}
+}
+
 // TestBatchErrors: every problem is named, with its field and line.
 func TestBatchErrors(t *testing.T) {
 	for _, c := range []struct{ doc, want string }{

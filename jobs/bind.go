@@ -242,6 +242,8 @@ func want(t reflect.Type) string {
 		return "a duration such as 30s, 5m or 1h30m"
 	case reflect.TypeFor[Reschedule]():
 		return "a whole number such as 3, or never"
+	case reflect.TypeFor[types.Credits]():
+		return "an amount of credits such as 2.5 or 0.000001"
 	}
 	switch t.Kind() {
 	case reflect.String:

@@ -69,12 +69,18 @@ func (in Input) WithDefaults() Input {
 	return in
 }
 
-// Output is what a run produced.
+// Output is what a run produced, and what it used.
 type Output struct {
 	ExitCode                         int
 	Stdout, Stderr                   []byte
 	StdoutTruncated, StderrTruncated bool
 	Duration                         time.Duration
+	// Usage is what the run, or the call, used as the executor measured
+	// it. Its OutputBytes counts Stdout and Stderr as kept; the output
+	// files are the caller's to add, as it stores them. A call's Usage has
+	// Calls 1, and what the executor cannot tell apart from the other
+	// calls of its instance left 0 (Instance.Usage has it).
+	Usage types.Usage
 }
 
 // LimitedBuffer is an io.Writer that keeps the first Limit bytes written to
@@ -121,6 +127,11 @@ type Instance interface {
 	// c.Timeout when shorter. Its errors are Run's; one matching
 	// ErrInstanceBroken also means that no later call will succeed.
 	Call(ctx context.Context, c CallInput) (*Output, error)
+	// Usage returns what the instance has used since Warm was called, as
+	// last measured: CPU time, memory peak, output and calls so far, wall
+	// time since Warm (until Close), and memory × time for that span. It
+	// never waits for a measurement, and stops changing once Close returns.
+	Usage() types.Usage
 	// Close ends the instance: calls in flight are stopped, later ones
 	// fail. It waits for what the instance started to end.
 	Close() error

@@ -214,6 +214,25 @@ func (f *Flow) SetDir(dir string) {
 	}
 }
 
+// Blobs lists, sorted and once each, the content the flow's steps run
+// from: each job step's blobs (Spec.Blobs) and the files of each
+// for_each over files. Whoever runs the flow must keep them until it ends.
+func (f *Flow) Blobs() []string {
+	var out []string
+	for _, s := range f.Steps {
+		if s.Job != nil {
+			out = append(out, s.Job.Blobs()...)
+		}
+		if s.ForEach != nil {
+			for _, c := range s.ForEach.Files {
+				out = append(out, c)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // Step returns the step named name, or nil.
 func (f *Flow) Step(name string) *Step {
 	for _, s := range f.Steps {

@@ -58,7 +58,11 @@ var executors = []string{"wasm", "docker"}
 type Spec struct {
 	Name     string `json:"name"`
 	Executor string `json:"executor"`
-	Module   string `json:"module,omitempty"` // wasm: a local path, or the CID of the module
+	// Account names the account the job bills: its providers' receipts
+	// name it, and its requester charges it (docs/accounting.md). "" for
+	// none: the requester's own.
+	Account string `json:"account,omitempty"`
+	Module  string `json:"module,omitempty"` // wasm: a local path, or the CID of the module
 
 	// For docker. Image names an image present on the node (name:tag), or
 	// the one to run from ImageArchive, a `docker save` archive given as a
@@ -155,6 +159,21 @@ func (s *Spec) ModuleCID() (cid.Cid, bool) { return asCID(s.Module) }
 // file's directory; "" when Module is a CID or not given.
 func (s *Spec) ModulePath() string { return s.localPath(s.Module) }
 
+// Blobs lists the content the job runs from: its program (module or
+// image archive), input archive and input files, as the spec names them.
+func (s *Spec) Blobs() []string {
+	var out []string
+	for _, c := range []string{s.Module, s.ImageArchive, s.InputDir} {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	for _, f := range s.InputFiles {
+		out = append(out, f.CID)
+	}
+	return out
+}
+
 // ImageArchiveCID returns the image archive's CID when ImageArchive is one.
 func (s *Spec) ImageArchiveCID() (cid.Cid, bool) { return asCID(s.ImageArchive) }
 
@@ -205,6 +224,7 @@ func (s *Spec) Task(moduleCID, stdinCID, inputsCID string) types.Task {
 		Pids:         s.Pids,
 		Warm:         s.Warm,
 		Files:        types.CloneInputFiles(s.InputFiles),
+		Account:      s.Account,
 	}
 }
 

@@ -42,7 +42,7 @@ func fullSpec() *Spec {
 		Args: []string{"a", "b"}, Env: map[string]string{"GREETING": "hi", "_X1": "2"},
 		Stdin: "some text", InputDir: "./data",
 		Resources:   types.Resources{CPU: 500, Memory: 128 << 20, Disk: 1 << 30},
-		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1.5},
+		Constraints: types.Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 1_500_000},
 		Timeout:     Duration(30 * time.Second), Retries: 2, Reschedule: 5,
 		BidWindow: Duration(500 * time.Millisecond), EnoughBids: 5,
 		QueueTimeout: Duration(time.Minute), Deadline: Duration(2 * time.Hour),
@@ -120,6 +120,23 @@ func TestParseJSONEqualsYAML(t *testing.T) {
 	}
 }
 
+// TestParseMaxPrice reads a max price written as a YAML or JSON number,
+// as specs did before prices were exact, or as a string, all to the
+// micro-credit.
+func TestParseMaxPrice(t *testing.T) {
+	for _, doc := range []string{
+		"name: x\nmodule: m\nconstraints: {max_price: 2.000001}\n",
+		"name: x\nmodule: m\nconstraints: {max_price: \"2.000001\"}\n",
+		`{"name":"x","module":"m","constraints":{"max_price":2.000001}}`,
+		`{"name":"x","module":"m","constraints":{"max_price":"2.000001"}}`,
+	} {
+		s, err := Parse([]byte(doc))
+		if err != nil || s.Constraints.MaxPrice != 2_000_001 {
+			t.Errorf("%s: max price %v, %v; want 2.000001", doc, s.Constraints.MaxPrice, err)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	cases := []struct {
 		doc  string
@@ -159,7 +176,9 @@ func TestParseErrors(t *testing.T) {
 		{"name: x\nmodule: m\ndeadline: -1s\n", []string{"deadline: must be at least 0s"}},
 		{"name: x\nmodule: m\nresources: {cpu: 0, memory: 0, gpus: 1}\n", []string{"resources.cpu: must be positive", "resources.memory: must be positive", "resources.gpus: must be 0"}},
 		{"name: x\nmodule: m\nconstraints: {max_price: -1}\n", []string{"constraints.max_price: must be"}},
-		{"name: x\nmodule: m\nconstraints: {max_price: .nan}\n", []string{"constraints.max_price: must be"}},
+		{"name: x\nmodule: m\nconstraints: {max_price: .nan}\n", []string{`constraints.max_price: bad amount of credits: ".nan" (want a decimal number of credits such as 2.5 or 0.000001) (line 3)`}},
+		{"name: x\nmodule: m\nconstraints: {max_price: 0.1234567}\n", []string{`constraints.max_price: bad amount of credits: "0.1234567" has more than 6 decimals`}},
+		{"name: x\nmodule: m\nconstraints: {max_price: [1]}\n", []string{`constraints.max_price: want an amount of credits such as 2.5 or 0.000001, got a list (line 3)`}},
 		{"name: x\nmodule: m\nstdin: " + strings.Repeat("a", MaxStdin+1) + "\n", []string{"stdin: 1048577 bytes; the limit is 1048576"}},
 		{"name: x\nname: y\nmodule: m\n", []string{"name: given twice, first at line 1 (line 2)"}},
 		{"name: x\nmodule: m\n---\nname: y\n", []string{"more than one YAML document"}},

@@ -3,7 +3,6 @@ package jobs
 import (
 	"fmt"
 	"maps"
-	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -64,8 +63,10 @@ func (p problems) err() error {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// accountRE is a gateway account's name (dms/gateway).
+	accountRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// imageRE is the grammar of a docker image reference
 	// ([registry[:port]/]path[:tag][@digest]), as the engine reads it.
 	imageRE = regexp.MustCompile(`^` +
@@ -101,6 +102,9 @@ func (s *Spec) checkIdentity(p *problems) {
 	}
 	if !slices.Contains(executors, s.Executor) {
 		p.add("executor", "unknown executor %s (known: %s)", clip(s.Executor), strings.Join(executors, ", "))
+	}
+	if s.Account != "" && !accountRE.MatchString(s.Account) {
+		p.add("account", "%s must be 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit", clip(s.Account))
 	}
 	checkText(p, "input_dir", s.InputDir, false)
 	checkInputFiles(p, s.InputFiles)
@@ -215,8 +219,8 @@ func (s *Spec) checkResources(p *problems) {
 
 func (s *Spec) checkConstraints(p *problems) {
 	c := s.Constraints
-	if math.IsNaN(c.MaxPrice) || math.IsInf(c.MaxPrice, 0) || c.MaxPrice < 0 {
-		p.add("constraints.max_price", "must be a number, 0 (no limit) or more")
+	if c.MaxPrice < 0 {
+		p.add("constraints.max_price", "must be 0 (no limit) or more")
 	}
 	for _, k := range sortedKeys(c.Labels) {
 		if k == "" {

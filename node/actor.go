@@ -110,6 +110,9 @@ func (a *nodeActor) Receive(c actor.Context) {
 			in.Host = &h
 		}
 		m.reply <- in
+	case viewRequest:
+		a.n.release()
+		m.reply <- a.m.Ledger().View(a.now())
 	case recordRequest:
 		a.m.SetRecord(m.rec)
 		a.reclaim()
@@ -191,7 +194,7 @@ func (a *nodeActor) save(recs []Allocation) error {
 		if recs[i].Discard() {
 			err = a.audit.discard(recs[i], a.m.Ledger().Epoch())
 		} else {
-			err = a.store.Put(recs[i].Key(), recs[i])
+			err = a.record(recs[i])
 		}
 		if err != nil {
 			a.log.Error("recording allocation", "allocation", recs[i].AllocationID, "state", recs[i].State, "err", err)
@@ -203,9 +206,33 @@ func (a *nodeActor) save(recs []Allocation) error {
 	return first
 }
 
+// record writes an allocation's record with its index keys (index.go)
+// and, for a run that ended billed, its receipt as pending, in one write:
+// a crash keeps all or none.
+func (a *nodeActor) record(rec Allocation) error {
+	rc, err := rec.receipt()
+	if err != nil {
+		a.log.Error("no receipt for the run", "allocation", rec.AllocationID, "err", err)
+	}
+	put, stale := allocIndex(&rec)
+	put[rec.Key()] = rec
+	if rc != nil {
+		put[pendingKey(rc)] = rc
+	}
+	if err := a.store.Write(put, stale); err != nil {
+		return err
+	}
+	if rc == nil {
+		return nil
+	}
+	a.n.outbox.wake()
+	return nil
+}
+
 func (a *nodeActor) apply(e Effect) {
 	switch e := e.(type) {
 	case Send:
+		a.n.bids.add(e, a.now())
 		a.n.goDo(func(ctx context.Context) { a.n.sendBid(ctx, e) })
 	case Reply:
 		if r, ok := a.replies[e.Ticket]; ok {

@@ -63,7 +63,7 @@ func newAdmissionNode(t *testing.T, st *memStore, adm Admission) (*Node, *fakeNe
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	n, err := New(system, Config{
 		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
-		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
+		Record:    types.CapabilityRecord{Offered: offered, Price: types.Credit, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
 		Admission: adm,
 		WorkDir:   t.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,

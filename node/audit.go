@@ -38,11 +38,11 @@ func openAudit(st Store) (*audit, error) {
 
 func auditKey(seq uint64) string { return fmt.Sprintf("%s%020d", AuditPrefix, seq) }
 
-// discard deletes rec's record and, in the same write, writes its audit
+// discard deletes rec's record and index keys and, in the same write, writes its audit
 // entry, raises node/epoch to epoch (the ledger's, at or above rec's) and
 // deletes the entry AuditSize back.
 func (a *audit) discard(rec Allocation, epoch uint64) error {
-	del := []string{rec.Key()}
+	del := append(allocIndexKeys(&rec), rec.Key())
 	if a.next >= AuditSize {
 		del = append(del, auditKey(a.next-AuditSize))
 	}

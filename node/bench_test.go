@@ -70,16 +70,20 @@ func BenchmarkLedgerCycle(b *testing.B) {
 }
 
 // newBenchNode is newHarness for a benchmark: a Node with an in-memory
-// store, fake network and fake executor, closed when b ends.
-func newBenchNode(b *testing.B) (*Node, *fakeNet) {
+// store, fake network and fake executor, closed when b ends, that names an
+// allocation after its job.
+func newBenchNode(b *testing.B) (*Node, *fakeNet) { return newBenchNodeIDs(b, jobNamesAlloc) }
+
+// newBenchNodeIDs is newBenchNode naming allocations with newID.
+func newBenchNodeIDs(b *testing.B, newID func(types.JobID) types.AllocationID) (*Node, *fakeNet) {
 	b.Helper()
 	net := &fakeNet{requester: newMemBlobs(), sent: make(chan types.Message, 64)}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	n, err := New(system, Config{
 		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
-		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
+		Record:    types.CapabilityRecord{Offered: offered, Price: types.Credit, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
-		WorkDir:   b.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
+		WorkDir:   b.TempDir(), Clock: time.Now, NewID: newID,
 	}, net, newMemStore(), newMemBlobs())
 	if err != nil {
 		b.Fatal(err)
@@ -136,15 +140,16 @@ func BenchmarkNodeAcceptCancel(b *testing.B) {
 
 // BenchmarkNodeBidRequest is a bid request handled by the Node actor up to
 // the bid it sends: snapshot, checks, hold. The request is for the same job
-// every time, so each hold replaces the last.
+// every time, so each hold (of a new allocation: an allocation ID never
+// repeats) replaces the last.
 func BenchmarkNodeBidRequest(b *testing.B) {
-	n, net := newBenchNode(b)
+	n, net := newBenchNodeIDs(b, randomID)
 	req := &types.BidRequest{JobID: "j", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 1000, Memory: 1 << 20}, Deadline: time.Now().Add(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {
 		n.HandleBidRequest(requester, req)
-		if _, ok := (<-net.sent).(*types.Bid); !ok {
-			b.Fatal("no bid")
+		if m := <-net.sent; m.Kind() != types.KindBid {
+			b.Fatalf("no bid: %+v", m)
 		}
 	}
 }

@@ -18,7 +18,7 @@ type Snapshot struct {
 	Network   bool              // the node lets jobs that ask for a network have one
 	Labels    map[string]string // the provider's labels
 	Energy    types.Energy
-	Price     float64 // credits per core-hour
+	Price     types.Credits // per core-hour
 	// Host says why an idle-only node's host is not idle ("host busy:
 	// ..."); "" when it is, or the node is not idle-only.
 	Host       string
@@ -127,7 +127,7 @@ func checkEnergy(req *types.BidRequest, s *Snapshot) []string {
 
 func checkPrice(req *types.BidRequest, s *Snapshot) []string {
 	if limit := req.Constraints.MaxPrice; limit > 0 && s.Price > limit {
-		return []string{fmt.Sprintf("price: %g per core-hour over max %g", s.Price, limit)}
+		return []string{fmt.Sprintf("price: %s per core-hour over max %s", s.Price, limit)}
 	}
 	return nil
 }

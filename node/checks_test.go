@@ -12,7 +12,7 @@ func testSnapshot() *Snapshot {
 		Executors:  map[string]bool{"wasm": true, "process": true, "docker": false},
 		Labels:     map[string]string{"region": "us", "tier": "gold"},
 		Energy:     types.Energy{Renewable: false},
-		Price:      2.5,
+		Price:      2_500_000,
 		Registered: types.Resources{CPU: 4000, Memory: 8 * gib, Disk: 100 * gib},
 		Available:  types.Resources{CPU: 1000, Memory: 1 * gib, Disk: 100 * gib},
 	}
@@ -49,9 +49,11 @@ func TestChecksDecide(t *testing.T) {
 		{"renewable", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.RenewableOnly = true },
 			[]string{"energy: job needs renewable energy"}},
 		{"renewable ok", func(r *types.BidRequest, s *Snapshot) { r.Constraints.RenewableOnly, s.Energy.Renewable = true, true }, nil},
-		{"price over max", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.MaxPrice = 1 },
+		{"price over max", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.MaxPrice = types.Credit },
 			[]string{"price: 2.5 per core-hour over max 1"}},
-		{"price at max", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.MaxPrice = 2.5 }, nil},
+		{"price one micro-credit over max", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.MaxPrice = 2_499_999 },
+			[]string{"price: 2.5 per core-hour over max 2.499999"}},
+		{"price at max", func(r *types.BidRequest, _ *Snapshot) { r.Constraints.MaxPrice = 2_500_000 }, nil},
 		{"never fits", func(r *types.BidRequest, _ *Snapshot) { r.Resources.Memory = 900 << 40 },
 			[]string{"memory: need 900 TiB, offered 8 GiB"}},
 		{"busy", func(r *types.BidRequest, _ *Snapshot) { r.Resources = types.Resources{CPU: 2000, Memory: 4 * gib} },
@@ -65,7 +67,7 @@ func TestChecksDecide(t *testing.T) {
 		{"never fits beats host busy", func(r *types.BidRequest, s *Snapshot) { r.Resources.Memory, s.Host = 900<<40, "host busy" },
 			[]string{"memory: need 900 TiB, offered 8 GiB"}},
 		{"first failing check wins", func(r *types.BidRequest, _ *Snapshot) {
-			r.Executor, r.Constraints.MaxPrice, r.Resources.Memory = "docker", 1, 900<<40
+			r.Executor, r.Constraints.MaxPrice, r.Resources.Memory = "docker", types.Credit, 900<<40
 		}, []string{`executor: "docker" not available (have process, wasm)`}},
 	}
 	for _, tt := range tests {

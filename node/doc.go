@@ -38,6 +38,15 @@
 //     its share for a while (Penalty, at most MaxPenaltyFactor times). When the
 //     provider lowers its offer below what is already committed, existing
 //     locks stay but no new hold or lock is granted until usage fits again.
+//   - Late binding (latebind.go): a bid request declined only as busy is
+//     remembered (at most lateBindSize, lateBindPerRequester of one
+//     requester, for lateBindFor after its last decline, never persisted),
+//     and when capacity frees (a run ends, a cancel, an expiry, the host
+//     idle again) the node bids on those that now fit, oldest first, each
+//     as BidRequest would (checks, then a hold that counts against the
+//     next). A bid, another decline, an accept or a withdrawal of the job
+//     forgets it: a late bid goes only to a request declined as busy
+//     within lateBindFor, once.
 //   - Persist before send: no effect leaves before the records of its step
 //     are durable; a lock whose record cannot be written is undone and its
 //     accept rejected.
@@ -71,7 +80,9 @@
 //     locked and running ("released: the provider reclaimed its
 //     capability": instances with no call in flight first, then the
 //     longest idle, until it fits; instances already ending count as
-//     freed). Its Result's DurationMillis is the instance's lifetime.
+//     freed). Its Result's DurationMillis is the instance's lifetime,
+//     its Usage what the instance used in all (jobs.Instance.Usage, read
+//     once it is closed).
 //   - A warm instance ends in this order: out of the registry (new calls
 //     get CallUnknown), its calls in flight waited for (at most their
 //     timeout and a second; not at all when the node closes or the host's
@@ -88,17 +99,34 @@
 //     over MaxBlob, files over MaxInputBytes together, or a file in the
 //     archive's way fails the run as the program's fault (ErrBadInputs);
 //     a file no source has, as the node's (ErrInputUnavailable), naming
-//     its CID and path. A result names the size of each output (Sizes).
-//   - Receipts: an instance sends its requester a types.Receipt of the
-//     calls served since the last, every Config.ReceiptCalls calls or
-//     Config.ReceiptEvery, whichever comes first, and a Final one when it
-//     ends, each only if it served a call since the last. Seq counts an
-//     instance's receipts from 1; From is the last receipt's To (the
-//     instance's start for the first). Receipts go from a goroutine of
-//     the Node, never from a call; a send is tried 3 times, then logged
-//     and dropped: the requester sees a gap in Seq. A node that restarts
-//     fails its warm allocations like any running one, without a final
-//     receipt.
+//     its CID and path. A result names the size of each output (Sizes),
+//     and carries what the run used (Usage: its executor's measure, with
+//     its output files added to its output), also when it failed after
+//     starting (a timeout, the memory limit); a cancelled or stopped run
+//     has no result.
+//   - Receipts (receipts.go): the node bills every allocation that ran
+//     with a signed types.Receipt to its requester: the bid's price (the
+//     hold, lock and record carry it) for the locked CPU over the
+//     receipt's span (types.Cost), with what it used. A run ends with one
+//     receipt (ID allocation/1, Final), written as pending in the same
+//     write as the record of its end; a run with no result (cancelled,
+//     stopped, lost in a restart) has none. A warm instance takes one of
+//     the calls served since the last, and of what it used meanwhile
+//     (types.Usage.Since the last receipt's), every Config.ReceiptCalls
+//     calls or Config.ReceiptEvery, whichever comes first, and a Final
+//     one when it ends, each only if it served a call since the last: the
+//     time an instance idles after its last receipt is not billed. Seq
+//     counts an instance's receipts from 1; From is the last receipt's
+//     To (the instance's start for the first). Pending receipts
+//     (PendingReceiptPrefix) are delivered by a goroutine of the Node
+//     (Network.SendReceipt), tried again after a failure (1s, doubling,
+//     at most 5 min; from the start after a restart) until the requester
+//     countersigns or refuses one (ErrReceiptRefused), never from a call:
+//     one at a time, a requester a round failed to reach skipped for the
+//     rest of the round. A final receipt taken as the node closes stays
+//     pending until it starts again.
+//     A node that restarts fails its warm allocations like any running
+//     one, without a final receipt.
 //   - Idle-only nodes (idle.go, Config.Idle): a goroutine of the Node
 //     reads the host's CPU times (CPUSampler) every Idle.SampleEvery(),
 //     and the actor judges them with a pure watch: the node is idle once
@@ -124,7 +152,15 @@
 //     invoked.
 //   - pending accepts: only within one step, at most the mailbox's.
 //   - records: alloc/ records only of allocations that started (each ran
-//     under a lock); audit/ entries: AuditSize in all.
+//     under a lock); audit/ entries: AuditSize in all; bid/ records
+//     (bidlog.go), one per bid request answered, kept off the actor's
+//     path (in memory until a goroutine of the Node writes them,
+//     bidBatch a write, at most bidPending waiting: more are counted
+//     lost, not kept) and dropped by their owner's retention
+//     (ExpireBids); idx/ keys (index.go): two per record, derived from
+//     the records, written and deleted in the same write as theirs, and
+//     rebuilt (RebuildIndex) at a start that finds IndexVersionKey
+//     missing or older.
 //   - memory of evicted bids and unused locks (for their requester's
 //     answers): 1,024 in all; penalties: one per requester whose lock
 //     expired within the last MaxPenaltyFactor Penalties.

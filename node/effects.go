@@ -23,12 +23,14 @@ type Effect interface {
 
 // Send asks the shell to deliver a bid or a decline to a requester before
 // Deadline, and, for a bid it could not deliver, to call BidUndelivered so
-// that the hold behind it goes at once.
+// that the hold behind it goes at once. Request is the bid request it
+// answers: the shell keeps both in its bid records (BidRecord).
 type Send struct {
 	To       string
 	Addrs    []string
 	Msg      types.Message // *types.Bid or *types.Decline
 	Deadline time.Time
+	Request  *types.BidRequest
 }
 
 // Reply answers the request named by Ticket: Msg (nil for a plain "done")

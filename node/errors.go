@@ -45,6 +45,10 @@ var (
 	// ErrIdleUnsupported means the host's CPU use cannot be read, which
 	// an idle-only node needs: it reads Linux's procfs.
 	ErrIdleUnsupported = errors.New("node: idle_only needs the host's CPU use from Linux's /proc")
+	// ErrReceiptRefused means a requester refused a receipt for good (it
+	// does not match its view, or names what is not its); the error says
+	// why. Any other error from Network.SendReceipt is tried again.
+	ErrReceiptRefused = errors.New("node: receipt refused")
 )
 
 // OfferError is a problem with one field of the provider's offer. Field is

@@ -235,6 +235,10 @@ func TestIdleOnlyNodeStopsItsUnitsWhenTheOwnerReturns(t *testing.T) {
 	}
 	cpu.others.Store(100)
 	waitUntil(t, func() bool { return host().Idle })
+	// The job declined while the owner was back gets a late bid, unasked.
+	if b, ok := (<-h.net.sent).(*types.Bid); !ok || b.JobID != "j2" {
+		t.Fatalf("want a late bid for j2 once idle again, got %#v", b)
+	}
 	h.node.HandleBidRequest(requester, &types.BidRequest{JobID: "j3", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 1000, Memory: 1 << 20}, Deadline: deadline})
 	if b, ok := (<-h.net.sent).(*types.Bid); !ok || b.JobID != "j3" {
 		t.Fatalf("want a bid once idle again, got %#v", b)

@@ -20,6 +20,7 @@ type Lock struct {
 	JobID        types.JobID        `json:"job_id"`
 	Requester    string             `json:"requester"`
 	Resources    types.Resources    `json:"resources"`
+	Price        types.Credits      `json:"price"` // per core-hour, as bid
 	Epoch        uint64             `json:"epoch"`
 	Expiry       time.Time          `json:"expiry"`
 	Running      bool               `json:"running"`
@@ -37,6 +38,7 @@ type Hold struct {
 	JobID      types.JobID        `json:"job_id"`
 	Requester  string             `json:"requester"`
 	Resources  types.Resources    `json:"resources"`
+	Price      types.Credits      `json:"price"` // per core-hour: the bid's
 	Until      time.Time          `json:"until"`
 	seq        uint64             // order of grant: the newest is evicted first
 }
@@ -410,7 +412,7 @@ func (l *Ledger) Lock(alloc types.AllocationID, now time.Time, ttl time.Duration
 	}
 	delete(l.holds, alloc)
 	l.epoch++
-	lk := Lock{AllocationID: alloc, JobID: h.JobID, Requester: h.Requester, Resources: h.Resources, Epoch: l.epoch, Expiry: now.Add(ttl)}
+	lk := Lock{AllocationID: alloc, JobID: h.JobID, Requester: h.Requester, Resources: h.Resources, Price: h.Price, Epoch: l.epoch, Expiry: now.Add(ttl)}
 	l.locks[alloc] = lk
 	return lk, nil
 }

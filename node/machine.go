@@ -79,8 +79,9 @@ type Machine struct {
 	checks    []Check
 	ledger    *Ledger
 	live      map[types.AllocationID]*liveAlloc
-	gone      gone   // bids evicted and locks ended unused, lately
-	host      string // why the host is not idle (SetHost); "" when it is
+	gone      gone          // bids evicted and locks ended unused, lately
+	waiting   []lateRequest // bid requests declined as busy, oldest first (latebind.go)
+	host      string        // why the host is not idle (SetHost); "" when it is
 
 	// The step in progress: records to write, locks to undo if they cannot
 	// be, and the effects Advance hands out.
@@ -198,31 +199,44 @@ func (m *Machine) BidRequest(req *types.BidRequest, now time.Time) {
 	if !now.Before(req.Deadline) {
 		return
 	}
-	snap := m.snapshot(now)
-	// The ledger's Hold, not the pipeline, judges whether there is room
-	// now: it may evict holds beyond their requester's share.
-	static := snap
-	static.Available = static.Registered
-	reasons := Decide(m.checks, req, &static)
-	h := Hold{JobID: req.JobID, Requester: req.Requester, Resources: req.Resources, Until: req.Deadline.Add(m.cfg.BidHold)}
+	h, reasons := m.hold(req, req.Deadline.Add(m.cfg.BidHold), now)
+	send := Send{To: req.Requester, Addrs: req.ReplyAddrs, Deadline: req.Deadline, Request: req}
 	if len(reasons) == 0 {
-		h.Allocation = m.cfg.NewID(req.JobID)
-		evicted, err := m.ledger.Hold(h, now)
-		if err != nil {
-			reasons = []string{err.Error()}
-		}
-		for _, e := range evicted {
-			m.gone.addEvicted(e.Allocation, e.Requester, fmt.Sprintf("the bid's hold was given up at %s for a requester within its share: "+
-				"yours were over your share of this node", now.Format(time.RFC3339Nano)))
-		}
-	}
-	send := Send{To: req.Requester, Addrs: req.ReplyAddrs, Deadline: req.Deadline}
-	if len(reasons) == 0 {
+		m.forget(req.Requester, req.JobID)
 		send.Msg = m.bid(req, h, now)
 	} else {
-		send.Msg = &types.Decline{JobID: req.JobID, Node: m.cfg.ID, Reasons: reasons, Busy: m.busyOnly(req, snap)}
+		d := &types.Decline{JobID: req.JobID, Node: m.cfg.ID, Reasons: reasons, Busy: m.busyOnly(req, m.snapshot(now))}
+		if d.Busy {
+			m.remember(req, now)
+		} else {
+			m.forget(req.Requester, req.JobID)
+		}
+		send.Msg = d
 	}
 	m.emit(send)
+}
+
+// hold decides on req through the check pipeline and, if it passes, holds
+// what it asks until until, under a fresh allocation ID; else it says
+// why not. The ledger's Hold, not the pipeline, judges whether there is
+// room now: it may evict holds beyond their requester's share.
+func (m *Machine) hold(req *types.BidRequest, until, now time.Time) (Hold, []string) {
+	static := m.snapshot(now)
+	static.Available = static.Registered
+	h := Hold{JobID: req.JobID, Requester: req.Requester, Resources: req.Resources, Price: m.record.Price, Until: until}
+	if reasons := Decide(m.checks, req, &static); len(reasons) > 0 {
+		return h, reasons
+	}
+	h.Allocation = m.cfg.NewID(req.JobID)
+	evicted, err := m.ledger.Hold(h, now)
+	if err != nil {
+		return h, []string{err.Error()}
+	}
+	for _, e := range evicted {
+		m.gone.addEvicted(e.Allocation, e.Requester, fmt.Sprintf("the bid's hold was given up at %s for a requester within its share: "+
+			"yours were over your share of this node", now.Format(time.RFC3339Nano)))
+	}
+	return h, nil
 }
 
 func (m *Machine) snapshot(now time.Time) Snapshot {
@@ -259,7 +273,7 @@ func (m *Machine) bid(req *types.BidRequest, h Hold, now time.Time) *types.Bid {
 		load = float64(m.ledger.Used(now).CPU) / float64(reg.CPU)
 	}
 	return &types.Bid{
-		JobID: req.JobID, Allocation: h.Allocation, Node: m.cfg.ID, Price: m.record.Price,
+		JobID: req.JobID, Allocation: h.Allocation, Node: m.cfg.ID, Price: h.Price,
 		Score: m.record.Benchmark.Score(), Load: load, HoldUntil: h.Until,
 	}
 }
@@ -293,7 +307,11 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 		reject("allocation ID already in use")
 		return
 	}
-	h, why := m.unbid(from, acc, now)
+	h, why, evicted := m.unbid(from, acc, now)
+	if evicted {
+		m.reply(t, &types.Reject{JobID: acc.JobID, AllocationID: acc.AllocationID, Reason: why, Busy: true}, nil)
+		return
+	}
 	if why == "" {
 		why = m.host
 	}
@@ -312,6 +330,7 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 		reject(err.Error())
 		return
 	}
+	m.forget(from, acc.JobID)
 	rec := newAllocation(lock, now)
 	m.live[acc.AllocationID] = &liveAlloc{rec: rec}
 	m.persist(rec)
@@ -319,24 +338,25 @@ func (m *Machine) Accept(from string, acc *types.Accept, t Ticket, now time.Time
 }
 
 // unbid returns the hold of the bid acc accepts, or says why acc is not
-// the acceptance of a bid this node made to from. The reason reveals
-// nothing of other requesters' bids.
-func (m *Machine) unbid(from string, acc *types.Accept, now time.Time) (Hold, string) {
+// the acceptance of a bid this node made to from, and whether that is
+// because its hold was evicted (fair share). The reason reveals nothing
+// of other requesters' bids.
+func (m *Machine) unbid(from string, acc *types.Accept, now time.Time) (Hold, string, bool) {
 	h, ok := m.ledger.HoldOf(acc.AllocationID)
 	switch {
 	case !ok || h.Requester != from:
 		if g, ok := m.gone.get(acc.AllocationID); ok && g.requester == from && g.status == nil {
-			return Hold{}, g.reason
+			return Hold{}, g.reason, true
 		}
-		return Hold{}, fmt.Sprintf("no bid of this node for allocation %s to you", acc.AllocationID)
+		return Hold{}, fmt.Sprintf("no bid of this node for allocation %s to you", acc.AllocationID), false
 	case h.JobID != acc.JobID:
-		return Hold{}, fmt.Sprintf("the bid for allocation %s was for job %s, not %s", acc.AllocationID, h.JobID, acc.JobID)
+		return Hold{}, fmt.Sprintf("the bid for allocation %s was for job %s, not %s", acc.AllocationID, h.JobID, acc.JobID), false
 	case !h.live(now):
-		return Hold{}, fmt.Sprintf("the bid's hold expired at %s", h.Until.Format(time.RFC3339Nano))
+		return Hold{}, fmt.Sprintf("the bid's hold expired at %s", h.Until.Format(time.RFC3339Nano)), false
 	case acc.Resources != h.Resources:
-		return Hold{}, fmt.Sprintf("resources differ from the bid: the accept asks for %s, the bid held %s", acc.Resources, h.Resources)
+		return Hold{}, fmt.Sprintf("resources differ from the bid: the accept asks for %s, the bid held %s", acc.Resources, h.Resources), false
 	}
-	return h, ""
+	return h, "", false
 }
 
 // Invoke starts a locked allocation: the lock must be the requester's,
@@ -412,7 +432,9 @@ func (m *Machine) startable(task types.Task, l *liveAlloc) error {
 // without an allocation ID, it drops the requester's hold for the job: the
 // job went elsewhere. Either way the Reply is nil.
 func (m *Machine) Cancel(from string, c *types.Cancel, t Ticket, now time.Time) {
+	defer m.bindLate(now)
 	if c.AllocationID == "" {
+		m.forget(from, c.JobID)
 		m.ledger.DropHolds(from, c.JobID)
 		m.reply(t, nil, nil)
 		return
@@ -474,6 +496,7 @@ func (m *Machine) RunEnded(st types.Status, now time.Time) {
 		return
 	}
 	m.end(l, st, now)
+	m.bindLate(now)
 }
 
 // Tick expires the holds and the unstarted locks whose time is up; an
@@ -485,6 +508,7 @@ func (m *Machine) Tick(now time.Time) {
 			m.end(l, types.Status{State: types.AllocFailed, Fault: types.FaultNode, Reason: "lock expired: no invocation within " + m.cfg.LockTTL.String()}, now)
 		}
 	}
+	m.bindLate(now)
 }
 
 // SetHost tells an idle-only node's machine whether its host is idle:
@@ -497,6 +521,9 @@ func (m *Machine) Tick(now time.Time) {
 func (m *Machine) SetHost(busy string, now time.Time) {
 	was := m.host
 	m.host = busy
+	if busy == "" {
+		m.bindLate(now) // idle again: the requests it declined meanwhile may fit
+	}
 	if was != "" || busy == "" {
 		return
 	}
@@ -518,8 +545,10 @@ func (m *Machine) Info(now time.Time) Info {
 	for _, l := range m.live {
 		if l.rec.State == types.AllocRunning {
 			in.Running++
+			in.RunningRes = in.RunningRes.Add(l.rec.Resources)
 		} else {
 			in.Locked++
+			in.LockedRes = in.LockedRes.Add(l.rec.Resources)
 		}
 	}
 	return in

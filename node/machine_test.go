@@ -38,7 +38,7 @@ func newDriver(t *testing.T, stored ...Allocation) *driver {
 	d := &driver{t: t, saved: mapHistory{}, now: t0}
 	m, err := NewMachine(MachineConfig{
 		ID:        types.NodeID{PeerID: prov},
-		Record:    types.CapabilityRecord{Offered: res(2, 4*gib), Price: 1, Executors: []string{"wasm"}},
+		Record:    types.CapabilityRecord{Offered: res(2, 4*gib), Price: types.Credit, Executors: []string{"wasm"}},
 		Executors: []string{"wasm"}, LockTTL: 10 * time.Second, BidHold: 3 * time.Second,
 		NewID: jobNamesAlloc,
 	}, d.saved, stored, 0, t0)
@@ -261,7 +261,9 @@ func TestMachineIgnoresImpossibleEnds(t *testing.T) {
 // step; nothing is confirmed that is not saved, nor but a bid to the same
 // requester for the same job; a refused accept writes nothing; the ledger
 // never exceeds the offer; the saved record of every live allocation
-// agrees with it, unless its last write failed; epochs only grow.
+// agrees with it, unless its last write failed; epochs only grow; a bid
+// not asked for in its step (late binding) goes only to a requester whose
+// request for that job was declined as busy within lateBindFor, once.
 func TestMachineProperties(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		d := newDriver(t)
@@ -273,6 +275,11 @@ func TestMachineProperties(t *testing.T) {
 		epochs := map[types.AllocationID]uint64{} // the epoch each allocation was confirmed under
 		bids := map[types.AllocationID]*types.BidRequest{}
 		var bidIDs []types.AllocationID
+		type key struct {
+			requester string
+			job       types.JobID
+		}
+		busy := map[key]time.Time{} // busy declines, while late binding may answer them
 		for range rapid.IntRange(1, 200).Draw(rt, "steps") {
 			d.now = d.now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "ms")) * time.Millisecond)
 			from := rapid.SampledFrom(peers).Draw(rt, "from")
@@ -321,9 +328,22 @@ func TestMachineProperties(t *testing.T) {
 			replies := 0
 			for _, e := range d.flush() {
 				if s, ok := e.(Send); ok {
-					if b, ok := s.Msg.(*types.Bid); ok {
-						bids[b.Allocation] = req
-						bidIDs = append(bidIDs, b.Allocation)
+					k := key{s.To, s.Request.JobID}
+					switch m := s.Msg.(type) {
+					case *types.Bid:
+						if s.Request != req {
+							if at, ok := busy[k]; !ok || !d.now.Before(at.Add(lateBindFor)) {
+								rt.Fatalf("a late bid for %s to %s, declined as busy: %v (%s)", k.job, k.requester, ok, at)
+							}
+						}
+						delete(busy, k)
+						bids[m.Allocation] = s.Request
+						bidIDs = append(bidIDs, m.Allocation)
+					case *types.Decline:
+						delete(busy, k)
+						if m.Busy {
+							busy[k] = d.now
+						}
 					}
 				}
 				r, ok := e.(Reply)

@@ -36,8 +36,10 @@ type Network interface {
 	// Connected reports whether the node has a live connection to peer
 	// (always true for the node's own PeerID).
 	Connected(peer string) bool
-	// SendReceipt delivers a warm instance's receipt, signed, to its
-	// requester.
+	// SendReceipt delivers a receipt, signed, to its requester, and
+	// returns once the requester countersigned it and the countersignature
+	// is kept (with the provider's books). An error wrapping
+	// ErrReceiptRefused is a refusal for good; any other is tried again.
 	SendReceipt(ctx context.Context, peer string, r *types.Receipt) error
 }
 
@@ -109,7 +111,20 @@ type Config struct {
 	// nil: the node bids whatever the host does.
 	Idle *IdlePolicy
 	CPU  CPUSampler
+
+	// Phase, when set, is told of each phase of a run once it ended
+	// (PhaseFetch, PhaseExecute, PhaseStore), with when it began and how
+	// it failed (nil: it did not): the node's traces time them. Called
+	// from the run's goroutine; it must not block.
+	Phase func(alloc types.AllocationID, phase string, began time.Time, err error)
 }
+
+// The phases of a run, as Config.Phase names them.
+const (
+	PhaseFetch   = "fetch"   // the program, stdin and inputs, from the store or from peers
+	PhaseExecute = "execute" // the executor's run
+	PhaseStore   = "store"   // the outputs stored as blobs and queued for announcement
+)
 
 // machine is the Machine's part of the config.
 func (c *Config) machine() MachineConfig {
@@ -175,6 +190,10 @@ type Info struct {
 	Used       types.Resources // held, locked and running, summed: never over Registered unless the offer was lowered under it
 	Running    int
 	Locked     int
+	// RunningRes and LockedRes split Used's locks by state: what running
+	// allocations use, and what locks not started yet keep.
+	RunningRes types.Resources
+	LockedRes  types.Resources
 	Holds      int             // bids held, waiting for an Accept
 	Held       types.Resources // what they hold
 	Dropped    uint64          // bid requests dropped since the start because the node's mailbox was full
@@ -211,6 +230,8 @@ type Node struct {
 	// through the actor. warmCalls counts the calls of those that ended.
 	warm      sync.Map
 	warmCalls atomic.Uint64
+	outbox    *outbox // receipts not answered yet (receipts.go)
+	bids      *bidLog // answers to bid requests, written in batches (bidlog.go)
 }
 
 // mailboxSize is how many messages from the network the actor may have
@@ -234,6 +255,8 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 	// given up on.)
 	n.pid = system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	n.goTicker()
+	n.goOutbox(n.outbox)
+	n.goDo(n.bids.run)
 	n.goProvide()
 	n.goSampleHost()
 	return n, nil
@@ -245,6 +268,8 @@ func New(system *actor.ActorSystem, cfg Config, net Network, st Store, blobs Blo
 // and every audit entry's.
 func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 	log := n.cfg.Logger.With("component", "node")
+	ensureIndex(st, log)
+	n.bids = newBidLog(st, log)
 	var epoch uint64
 	if _, err := st.Lookup(epochKey, &epoch); err != nil {
 		return nil, fmt.Errorf("node: reading lock epoch: %w", err)
@@ -279,6 +304,7 @@ func restore(n *Node, st Store, blobs Blobs) (*nodeActor, error) {
 		a.idle = newIdleWatch(*p, n.cfg.Clock())
 		m.SetHost(a.idle.state.Reason, n.cfg.Clock())
 	}
+	n.outbox = &outbox{n: n, store: st, kick: make(chan struct{}, 1)}
 	if err := a.save(m.Ready()); err != nil {
 		return nil, fmt.Errorf("node: restoring: %w", err)
 	}

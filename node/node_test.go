@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -71,10 +73,16 @@ func (m *memStore) Write(put map[string]any, del []string) error {
 }
 
 func (m *memStore) Scan(prefix string, fn func(string, []byte) error) error {
+	return m.scanWhere(func(k string) bool { return strings.HasPrefix(k, prefix) }, fn)
+}
+
+// scanWhere calls fn with the records whose keys match, in key order,
+// outside the lock.
+func (m *memStore) scanWhere(match func(string) bool, fn func(string, []byte) error) error {
 	m.mu.Lock()
 	var keys []string
 	for k := range m.recs {
-		if strings.HasPrefix(k, prefix) {
+		if match(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -135,7 +143,17 @@ type fakeNet struct {
 	providers map[string][]string  // what FindProviders answers, by CID
 	fetches   []string             // every fetch, "peer cid", in order
 	lookups   []string             // every FindProviders, by CID
+	// runReceipts are the receipts of runs delivered, in order; while
+	// receiptsDown, every delivery fails (and refuse refuses them).
+	runReceipts  []*types.Receipt
+	receiptsDown atomic.Bool
+	refuse       atomic.Bool
+	receiptTries atomic.Int32 // SendReceipt calls
+	awayBack     atomic.Bool  // awayRequester can be reached
 }
+
+// awayRequester cannot be reached until fakeNet.awayBack.
+const awayRequester = "12D3KooWAway"
 
 // holder gives peer a store of its own, holding data, and returns the CID.
 func (f *fakeNet) holder(peer string, data []byte) string {
@@ -204,7 +222,23 @@ func (f *fakeNet) FetchBlob(_ context.Context, peer string, c string) ([]byte, e
 
 func (f *fakeNet) Connected(string) bool { return !f.away.Load() }
 
+// SendReceipt passes a warm instance's receipts to sent and keeps a
+// run's (no calls) in runReceipts, so that tests reading bids from sent
+// do not meet them.
 func (f *fakeNet) SendReceipt(ctx context.Context, _ string, r *types.Receipt) error {
+	f.receiptTries.Add(1)
+	switch {
+	case f.receiptsDown.Load(), r.Requester == awayRequester && !f.awayBack.Load():
+		return errors.New("connection refused")
+	case f.refuse.Load():
+		return fmt.Errorf("%w: not yours", ErrReceiptRefused)
+	}
+	if r.Calls == 0 {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.runReceipts = append(f.runReceipts, r)
+		return nil
+	}
 	select {
 	case f.sent <- r:
 		return nil
@@ -241,7 +275,14 @@ func (fakeExec) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error) {
 	if len(in.Args) > 0 && in.Args[0] == "panic" {
 		panic("the executor lost its mind")
 	}
-	return &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(mod))}, nil
+	out := &jobs.Output{ExitCode: 0, Stdout: []byte("ran " + strings.Join(in.Args, " ") + " on " + string(mod))}
+	if len(in.Args) > 0 && in.Args[0] == "files" { // leaves a file, and says what it used
+		if err := os.WriteFile(filepath.Join(in.OutputDir, "out.txt"), []byte("abc"), 0o600); err != nil {
+			return nil, err
+		}
+		out.Usage = types.Usage{CPU: 2 * time.Millisecond, Wall: 3 * time.Millisecond, MemoryLimit: in.Memory, OutputBytes: int64(len(out.Stdout))}.WithMemoryTime()
+	}
+	return out, nil
 }
 
 type harness struct {
@@ -276,7 +317,7 @@ func newHarnessConfig(t testing.TB, st Store, tweak func(*Config)) *harness {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	cfg := Config{
 		ID:        types.NodeID{PeerID: "12D3KooWProvider"},
-		Record:    types.CapabilityRecord{Offered: offered, Price: 1, Executors: []string{"wasm"}},
+		Record:    types.CapabilityRecord{Offered: offered, Price: types.Credit, Executors: []string{"wasm"}},
 		Executors: map[string]jobs.Executor{"wasm": fakeExec{}},
 		WorkDir:   t.TempDir(), Clock: time.Now, NewID: jobNamesAlloc,
 	}
@@ -334,7 +375,7 @@ func TestBidOrDecline(t *testing.T) {
 	h := newHarness(t, newMemStore(), 0)
 	deadline := time.Now().Add(time.Minute)
 	h.node.HandleBidRequest(requester, &types.BidRequest{JobID: "fits", Requester: requester, Executor: "wasm", Resources: types.Resources{CPU: 1000, Memory: 1 << 20}, Deadline: deadline})
-	if bid, ok := (<-h.net.sent).(*types.Bid); !ok || bid.JobID != "fits" || bid.Price != 1 {
+	if bid, ok := (<-h.net.sent).(*types.Bid); !ok || bid.JobID != "fits" || bid.Price != types.Credit {
 		t.Fatalf("want a bid for the job that fits, got %#v", bid)
 	}
 	h.node.HandleBidRequest(requester, &types.BidRequest{JobID: "huge", Requester: requester, Executor: "wasm", Resources: types.Resources{Memory: 900 << 40}, Deadline: deadline})
@@ -374,6 +415,27 @@ func TestAcceptInvokeComplete(t *testing.T) {
 	st, err := h.node.Status(h.ctx(), requester, &types.StatusQuery{AllocationID: "a1"})
 	if err != nil || st.(*types.Status).State != types.AllocCompleted {
 		t.Fatalf("status of a finished allocation: %v, %v", st, err)
+	}
+}
+
+// A run's result carries what its executor measured, with its output
+// files added to its output.
+func TestRunUsage(t *testing.T) {
+	h := newHarness(t, newMemStore(), 0)
+	c := h.accept("a1", types.Resources{CPU: 1000, Memory: 1 << 20}).(*types.Confirm)
+	sts, err := h.invoke("a1", c.Epoch, "files")
+	if err != nil || len(sts) != 2 || sts[1].Result == nil || sts[1].Result.Usage == nil {
+		t.Fatalf("statuses %+v, %v", sts, err)
+	}
+	res := sts[1].Result
+	stdout := res.Sizes[res.Stdout]
+	want := types.Usage{CPU: 2 * time.Millisecond, Wall: 3 * time.Millisecond, MemoryLimit: 1 << 20, OutputBytes: stdout + 3}.WithMemoryTime()
+	if *res.Usage != want || stdout == 0 {
+		t.Fatalf("usage %+v, want %+v", *res.Usage, want)
+	}
+	var rec Allocation
+	if ok, _ := h.store.Lookup(AllocationPrefix+"a1", &rec); !ok || rec.Result.Usage == nil || *rec.Result.Usage != want {
+		t.Fatalf("record %+v", rec.Result)
 	}
 }
 
@@ -593,8 +655,15 @@ func TestLosingBidIsWithdrawnByItsRequesterOnly(t *testing.T) {
 	if _, err := h.node.Cancel(h.ctx(), requester, &types.Cancel{JobID: "j", Reason: "placed on another node"}); err != nil {
 		t.Fatal(err)
 	}
+	// The room the withdrawn bid held goes to the job declined as busy (late binding).
+	if b, ok := (<-h.net.sent).(*types.Bid); !ok || b.JobID != "k" {
+		t.Fatalf("once the bid is withdrawn, want a late bid for k, got %#v", b)
+	}
+	if _, err := h.node.Cancel(h.ctx(), requester, &types.Cancel{JobID: "k", Reason: "placed on another node"}); err != nil {
+		t.Fatal(err)
+	}
 	if in, _ := h.node.Info(h.ctx()); in.Available != offered {
-		t.Fatalf("after the requester withdrew the bid: %+v", in)
+		t.Fatalf("after the requester withdrew both bids: %+v", in)
 	}
 }
 

@@ -20,7 +20,7 @@ type Offer struct {
 	CPU    string            `yaml:"cpu"`    // cores: "2", "0.5", "500m", or "75%" of the logical cores
 	Memory string            `yaml:"memory"` // "8GiB", or "50%" of RAM
 	Disk   string            `yaml:"disk"`   // "20GiB", or "10%" of the free disk under the node's home
-	Price  float64           `yaml:"price"`  // credits per core-hour, >= 0
+	Price  types.Credits     `yaml:"price"`  // per core-hour, >= 0
 	Labels map[string]string `yaml:"labels"` // matched against a job's constraints.labels
 	Energy EnergyConfig      `yaml:"energy"`
 	Idle   IdleConfig        `yaml:"idle"` // bid only while the host's owner leaves its CPU idle
@@ -33,7 +33,7 @@ type Offer struct {
 // machine runs short of first) and a job cannot fill the owner's disk.
 func DefaultOffer() Offer {
 	return Offer{
-		CPU: "100%", Memory: "50%", Disk: "10%", Price: 1, Energy: EnergyConfig{Refresh: "1m"},
+		CPU: "100%", Memory: "50%", Disk: "10%", Price: types.Credit, Energy: EnergyConfig{Refresh: "1m"},
 		Idle: IdleConfig{Threshold: "25%", Period: defaultIdlePeriod.String(), StopWithin: defaultIdleStopWithin.String(), Policy: IdleStop},
 	}
 }
@@ -50,8 +50,8 @@ func (o Offer) Validate() error {
 }
 
 func (o Offer) validatePrice() error {
-	if o.Price < 0 || math.IsNaN(o.Price) || math.IsInf(o.Price, 0) {
-		return &OfferError{"price", fmt.Errorf("%v is not a price: want credits per core-hour, 0 or more", o.Price)}
+	if o.Price < 0 {
+		return &OfferError{"price", fmt.Errorf("%s is not a price: want credits per core-hour, 0 or more", o.Price)}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"math"
 	"strings"
 	"testing"
 
@@ -53,9 +52,8 @@ func TestOfferErrors(t *testing.T) {
 		{"bad size", func(o *Offer) { o.Memory = "lots" }, testHardware,
 			[]string{`offer.memory: types: bad size: "lots"`, "or a share of the machine such as 50%"}},
 		{"empty cpu", func(o *Offer) { o.CPU = "" }, testHardware, []string{"offer.cpu: "}},
-		{"every bad field", func(o *Offer) { o.CPU, o.Price = "-1", -2 }, testHardware,
+		{"every bad field", func(o *Offer) { o.CPU, o.Price = "-1", -2*types.Credit }, testHardware,
 			[]string{"offer.cpu: ", "offer.price: -2 is not a price"}},
-		{"NaN price", func(o *Offer) { o.Price = math.NaN() }, testHardware, []string{"offer.price: NaN"}},
 		{"label name", func(o *Offer) { o.Labels = map[string]string{"a=b": "c"} }, testHardware,
 			[]string{`offer.labels: "a=b" is not a label name`}},
 		{"share of unknown memory", func(*Offer) {}, types.Hardware{Cores: 2},
@@ -112,7 +110,7 @@ energy:
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.CPU != "75%" || o.Memory != "4GiB" || o.Disk != "10%" || o.Price != 0.5 || o.Labels["region"] != "eu" || !o.Energy.Renewable {
+	if o.CPU != "75%" || o.Memory != "4GiB" || o.Disk != "10%" || o.Price != types.Credit/2 || o.Labels["region"] != "eu" || !o.Energy.Renewable {
 		t.Fatalf("decoded %+v", o)
 	}
 	if d, err := o.Energy.RefreshInterval(); err != nil || d.String() != "30s" {
@@ -122,5 +120,11 @@ energy:
 	dec.KnownFields(true)
 	if err := dec.Decode(&o); err == nil {
 		t.Fatal("an unknown field was accepted")
+	}
+	for _, price := range []string{".nan", "1e3", "0.1234567"} {
+		err := yaml.Unmarshal([]byte("price: "+price), &o)
+		if !errors.Is(err, types.ErrBadCredits) {
+			t.Errorf("price: %s decoded as %s, %v; want ErrBadCredits", price, o.Price, err)
+		}
 	}
 }

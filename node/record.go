@@ -48,6 +48,7 @@ type Allocation struct {
 	JobID        types.JobID           `json:"job_id"`
 	Requester    string                `json:"requester"`
 	Resources    types.Resources       `json:"resources"`
+	Price        types.Credits         `json:"price"` // per core-hour: the bid's, which its receipts bill
 	Epoch        uint64                `json:"epoch"`
 	LockExpiry   time.Time             `json:"lock_expiry"`
 	State        types.AllocationState `json:"state"`
@@ -73,7 +74,7 @@ func (r *Allocation) Discard() bool { return r.State.Terminal() && r.StartedAt.I
 func newAllocation(l Lock, now time.Time) Allocation {
 	return Allocation{
 		AllocationID: l.AllocationID, JobID: l.JobID, Requester: l.Requester,
-		Resources: l.Resources, Epoch: l.Epoch, LockExpiry: l.Expiry,
+		Resources: l.Resources, Price: l.Price, Epoch: l.Epoch, LockExpiry: l.Expiry,
 		State: types.AllocLocked, LockedAt: now,
 	}
 }
@@ -103,7 +104,7 @@ func (r *Allocation) end(st types.Status, now time.Time) error {
 func (r *Allocation) lock() Lock {
 	return Lock{
 		AllocationID: r.AllocationID, JobID: r.JobID, Requester: r.Requester,
-		Resources: r.Resources, Epoch: r.Epoch, Expiry: r.LockExpiry,
+		Resources: r.Resources, Price: r.Price, Epoch: r.Epoch, Expiry: r.LockExpiry,
 		Running: r.State == types.AllocRunning,
 	}
 }

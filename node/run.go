@@ -99,19 +99,44 @@ func faultOf(err error) types.Fault {
 func (x *allocRun) execute(ctx context.Context) (*types.Result, error) {
 	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
 	defer os.RemoveAll(dir)
+	began := x.n.cfg.Clock()
 	in, err := x.prepare(ctx, dir)
+	began = x.phase(PhaseFetch, began, err)
 	if err != nil {
 		return nil, err
 	}
 	out, runErr := x.exec.Run(ctx, in)
+	began = x.phase(PhaseExecute, began, runErr)
 	if out == nil {
 		return nil, runErr
 	}
 	res, err := x.storeOutputs(ctx, out, in.OutputDir)
+	x.phase(PhaseStore, began, err)
 	if err != nil {
 		return nil, err
 	}
+	res.Usage = usageOf(out, res)
 	return res, runErr
+}
+
+// phase tells Config.Phase that a phase that began then ended now, and
+// returns now: when the next one begins.
+func (x *allocRun) phase(name string, began time.Time, err error) time.Time {
+	now := x.n.cfg.Clock()
+	if f := x.n.cfg.Phase; f != nil {
+		f(x.rec.AllocationID, name, began, err)
+	}
+	return now
+}
+
+// usageOf is what a run used: its executor's measure, with the output
+// files it left added to its output.
+func usageOf(out *jobs.Output, res *types.Result) *types.Usage {
+	u := out.Usage
+	for _, c := range res.Files {
+		u.OutputBytes += res.Sizes[c]
+	}
+	return &u
 }
 
 func (x *allocRun) prepare(ctx context.Context, dir string) (jobs.Input, error) {

@@ -65,6 +65,16 @@ func (f *failingStore) Put(key string, v any) error {
 	return f.memStore.Put(key, v)
 }
 
+func (f *failingStore) Write(put map[string]any, del []string) error {
+	f.mu.Lock()
+	full := f.full
+	f.mu.Unlock()
+	if full {
+		return errors.New("no space left on device")
+	}
+	return f.memStore.Write(put, del)
+}
+
 // A node whose disk is full promises nothing it cannot record: the accept
 // is rejected saying why, nothing stays locked (the bid's hold stands), and
 // once the disk has room the same accept succeeds.

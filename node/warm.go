@@ -54,6 +54,8 @@ type instance struct {
 	job       types.JobID
 	requester string
 	res       types.Resources
+	price     types.Credits // per core-hour, as bid: its receipts bill it
+	account   string        // the task's, named in its receipts
 	prog      jobs.Instance
 	limit     int64         // Warm.Concurrency
 	keepAlive time.Duration // Warm.KeepAlive
@@ -95,6 +97,7 @@ func newInstance(rec Allocation, prog jobs.Instance, timeout time.Duration, now 
 	w := rec.Task.Warm
 	return &instance{
 		alloc: rec.AllocationID, job: rec.JobID, requester: rec.Requester, res: rec.Resources, prog: prog,
+		price: rec.Price, account: rec.Task.Account,
 		limit: int64(w.Concurrency), keepAlive: w.KeepAlive, timeout: timeout, started: now,
 		drained: make(chan struct{}), kick: make(chan struct{}, 1), ended: make(chan struct{}), broke: make(chan struct{}),
 		ready: make(chan struct{}),
@@ -198,6 +201,20 @@ func (w *instance) setReady(prog jobs.Instance, err error) {
 	close(w.ready)
 }
 
+// usage returns what the instance's program has used so far (nothing
+// before it is warm).
+func (w *instance) usage() types.Usage {
+	select {
+	case <-w.ready:
+	default:
+		return types.Usage{}
+	}
+	if w.prog == nil {
+		return types.Usage{}
+	}
+	return w.prog.Usage()
+}
+
 // waitReady waits, at most limit, for the instance's program to be warm:
 // nil once it is, else why not.
 func (w *instance) waitReady(ctx context.Context, limit time.Duration) error {
@@ -241,6 +258,10 @@ func (x *allocRun) warm(ctx context.Context) (res *types.Result, released string
 	defer func() {
 		var stopped errStopped // for the host's owner: within the idle policy's bound
 		x.n.retire(w, !errors.As(context.Cause(ctx), &stopped))
+		if res != nil { // once closed, what the instance used no longer changes
+			u := w.usage()
+			res.Usage = &u
+		}
 	}()
 	dir := filepath.Join(x.n.cfg.WorkDir, string(x.rec.AllocationID))
 	defer os.RemoveAll(dir)

@@ -56,11 +56,13 @@ type fakeInstance struct {
 	timeout   atomic.Int64 // the last call's
 	active    atomic.Int32 // "yield" calls running
 	peak      atomic.Int32 // the most seen at once
+	calls     atomic.Int64 // every call
 }
 
 var hello = &jobs.Output{Stdout: []byte("hello")}
 
 func (i *fakeInstance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output, error) {
+	i.calls.Add(1)
 	i.timeout.Store(int64(c.Timeout))
 	select {
 	case <-i.closed:
@@ -91,6 +93,16 @@ func (i *fakeInstance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output
 		return nil, fmt.Errorf("%w: %w: the program exited with code 3", jobs.ErrInstanceBroken, jobs.ErrTrap)
 	}
 	return hello, nil
+}
+
+// Usage implements jobs.Instance: each call counts 1ms of CPU time, 10ms
+// of wall time and 5 bytes of output, under 1 MiB.
+func (i *fakeInstance) Usage() types.Usage {
+	n := i.calls.Load()
+	return types.Usage{
+		CPU: time.Duration(n) * time.Millisecond, Wall: time.Duration(n) * 10 * time.Millisecond,
+		MemoryPeak: 1 << 20, MemoryLimit: 1 << 20, OutputBytes: 5 * n, Calls: uint64(n),
+	}.WithMemoryTime()
 }
 
 func (i *fakeInstance) Close() error {
@@ -396,7 +408,7 @@ func TestWarmCancelWaitsForCallsInFlight(t *testing.T) {
 }
 
 // Closing the node stops its instances, their calls in flight included,
-// and waits for them.
+// and waits for them; their final receipts stay pending.
 func TestWarmNodeCloseEndsInstances(t *testing.T) {
 	w := newWarmHarness(t, nil)
 	w.start("a1", types.Warm{Concurrency: 2, KeepAlive: time.Hour})
@@ -416,8 +428,9 @@ func TestWarmNodeCloseEndsInstances(t *testing.T) {
 	if r := w.call(requester, "a1", "x"); r.Status != types.CallUnknown {
 		t.Fatalf("a call after Close: %+v", r)
 	}
-	if rc := nextReceipt(t, w.net); !rc.Final || rc.Calls != 1 || rc.Failed != 1 {
-		t.Fatalf("final receipt %+v", rc)
+	var rc types.Receipt // the node closed: its final receipt waits for the next start
+	if ok, _ := w.store.Lookup(PendingReceiptPrefix+"a1/1", &rc); !ok || !rc.Final || rc.Calls != 1 || rc.Failed != 1 {
+		t.Fatalf("final receipt %+v (pending: %v)", rc, ok)
 	}
 }
 
@@ -492,6 +505,33 @@ func TestWarmReceipts(t *testing.T) {
 	}
 }
 
+// Each receipt carries what the instance used since the last (its
+// executor's measure), and the allocation's result what it used in all.
+func TestWarmReceiptsCarryUsage(t *testing.T) {
+	w := newWarmHarness(t, func(c *Config) { c.ReceiptCalls = 2 })
+	done := w.start("a1", types.Warm{Concurrency: 1, KeepAlive: time.Hour})
+	for range 2 {
+		w.call(requester, "a1", "x")
+	}
+	r1 := nextReceipt(t, w.net)
+	w.call(requester, "a1", "break") // released, so it completes with its result
+	last := ended(t, done)
+	r2 := nextReceipt(t, w.net)
+	for i, want := range []types.Usage{
+		{CPU: 2 * time.Millisecond, Wall: 20 * time.Millisecond, OutputBytes: 10, Calls: 2},
+		{CPU: time.Millisecond, Wall: 10 * time.Millisecond, OutputBytes: 5, Calls: 1},
+	} {
+		want.MemoryPeak, want.MemoryLimit = 1<<20, 1<<20
+		if u := []*types.Receipt{r1, r2}[i].Usage; u == nil || *u != want.WithMemoryTime() {
+			t.Errorf("receipt %d: usage %+v, want %+v", i+1, u, want.WithMemoryTime())
+		}
+	}
+	total := w.exec.instance("a1").Usage()
+	if last.Result == nil || last.Result.Usage == nil || *last.Result.Usage != total || total.Calls != 3 {
+		t.Fatalf("result %+v, want usage %+v", last.Result, total)
+	}
+}
+
 // An instance with no call since its last receipt ends without a final one.
 func TestWarmNoCallsNoReceipt(t *testing.T) {
 	w := newWarmHarness(t, nil)
@@ -521,7 +561,7 @@ func TestWarmReclaimOnLowerOffer(t *testing.T) {
 	go func() { inFlight <- w.call(requester, "a", "wait") }()
 	<-fa.entered
 
-	lower := types.CapabilityRecord{Offered: types.Resources{CPU: 1000, Memory: 1 << 30, Disk: 1 << 30}, Price: 1, Executors: []string{"wasm"}}
+	lower := types.CapabilityRecord{Offered: types.Resources{CPU: 1000, Memory: 1 << 30, Disk: 1 << 30}, Price: types.Credit, Executors: []string{"wasm"}}
 	for range 2 { // asking twice reclaims no more
 		if err := w.node.SetRecord(w.ctx(), lower); err != nil {
 			t.Fatal(err)

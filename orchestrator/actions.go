@@ -19,6 +19,10 @@ type Action interface {
 type Publish struct {
 	Attempt int
 	Request types.BidRequest
+	// Wide asks that the request reach every node that may bid (gossip),
+	// not a sample: an earlier auction of the job drew no bid and no busy
+	// decline, and the nodes asked may have been the wrong ones.
+	Wide bool
 }
 
 // SendAccept asks the shell to send an Accept to a bidder and report its
@@ -65,7 +69,10 @@ type Placed struct {
 // it; only an Auction emits it.
 type Failed struct {
 	Reason string
-	Busy   bool // no bid, but some node could take the job once capacity frees up, or did not answer in time
+	// Busy: no bid, but some node could take the job once capacity frees
+	// up, or did not answer in time; with Unconfirmed, every node offered
+	// the job rejected it as busy (Reject.Busy).
+	Busy bool
 	// Unconfirmed: nodes bid, but none of those offered the job confirmed
 	// (each rejected, failed to answer, or answered too late): a fault of
 	// the nodes, not of the job.
@@ -81,7 +88,11 @@ func (Placed) isAction()     {}
 func (Failed) isAction()     {}
 
 func (p Publish) String() string {
-	return fmt.Sprintf("publish %s for %s until %s", p.Request.JobID, p.Request.Executor, p.Request.Deadline.Format("15:04:05.000"))
+	wide := ""
+	if p.Wide {
+		wide = " (wide)"
+	}
+	return fmt.Sprintf("publish %s for %s until %s%s", p.Request.JobID, p.Request.Executor, p.Request.Deadline.Format("15:04:05.000"), wide)
 }
 
 func (s SendAccept) String() string {

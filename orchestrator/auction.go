@@ -97,6 +97,7 @@ type offer struct {
 	outcome  string    // why it was given up on, for the failure reason
 	released bool      // a Release followed a Confirm for it
 	skipped  bool      // never sent: the bid's hold had expired
+	bumped   bool      // rejected as busy: its hold was given up for another requester (Reject.Busy)
 }
 
 // Auction is one placement attempt of one job: it collects bids, closes the
@@ -172,9 +173,21 @@ func NewAuction(req types.BidRequest, cfg AuctionConfig, rank Ranking, now time.
 // that arrives once the window closed is not considered: the auction
 // releases it at once, so the capability its node holds behind it is free
 // for other jobs now rather than when the hold expires.
+//
+// A bid from a peer that declined in this auction as busy is that node's
+// late bid (capacity freed since: node/latebind.go): while the window is
+// open it takes the decline's place; after, it is released, so that the
+// node does not hold capability for the job until the hold expires.
 func (a *Auction) Bid(b types.Bid, now time.Time) {
 	a.advance(now)
-	if b.JobID != a.req.JobID || !a.firstAnswer(b.Node.PeerID) {
+	if b.JobID != a.req.JobID {
+		return
+	}
+	if a.answered[b.Node.PeerID] {
+		a.lateBid(b, now)
+		return
+	}
+	if !a.firstAnswer(b.Node.PeerID) {
 		return
 	}
 	if a.phase != collecting {
@@ -188,6 +201,23 @@ func (a *Auction) Bid(b types.Bid, now time.Time) {
 		a.bids = append(a.bids, b)
 	}
 	a.closeIfReady(now)
+}
+
+// lateBid handles a bid from a peer that answered already: if it had
+// declined as busy, see Bid; anything else is a repeat, ignored.
+func (a *Auction) lateBid(b types.Bid, now time.Time) {
+	i := slices.IndexFunc(a.declines, func(d types.Decline) bool { return d.Node.PeerID == b.Node.PeerID && d.Busy })
+	switch {
+	case i < 0 || b.Allocation == "" || a.allocs[b.Allocation]:
+	case a.phase == collecting:
+		a.declines = slices.Delete(a.declines, i, i+1)
+		a.allocs[b.Allocation] = true
+		a.bids = append(a.bids, b)
+		a.closeIfReady(now)
+	default:
+		a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{
+			JobID: a.req.JobID, AllocationID: b.Allocation, Reason: "the bid arrived after the window closed"}})
+	}
 }
 
 // Decline records a node's refusal to bid, under the same rules as Bid.
@@ -241,10 +271,19 @@ func (a *Auction) Confirmed(c types.Confirm, now time.Time) {
 }
 
 // Rejected handles a Reject from the candidate being waited for: the next
-// candidate gets an offer.
+// candidate gets an offer. A Reject that says Busy (the node gave the
+// bid's hold to a requester within its share) costs the node no standing
+// (EventBumped), and if every offer was so rejected the auction fails as
+// busy (Failed.Busy), not as the nodes' fault.
 func (a *Auction) Rejected(r types.Reject, now time.Time) {
 	a.advance(now)
-	if o := a.waitingFor(r.JobID, r.AllocationID); o != nil {
+	o := a.waitingFor(r.JobID, r.AllocationID)
+	switch {
+	case o == nil:
+	case r.Busy:
+		o.bumped = true
+		a.giveUp(o, fmt.Sprintf("%s gave the bid's room to another requester: %s", o.bid.Node.PeerID, orUnknown(r.Reason)), EventBumped, now)
+	default:
 		a.giveUp(o, fmt.Sprintf("%s rejected: %s", o.bid.Node.PeerID, orUnknown(r.Reason)), EventRejected, now)
 	}
 }
@@ -431,12 +470,23 @@ func (a *Auction) order(ranked []types.Bid, now time.Time) []types.Bid {
 // offerNext offers the job to the next candidate whose hold has not
 // expired (its node would refuse), naming the allocation ID from its bid.
 func (a *Auction) offerNext(now time.Time) {
+	var taken []string // read again at each offer: another job of the group may have taken a candidate since the close
+	if a.cfg.Taken != nil && a.next > 0 {
+		taken = a.cfg.Taken()
+	}
 	for a.next < len(a.candidates) {
 		b := a.candidates[a.next]
 		a.next++
 		if !b.HoldUntil.IsZero() && !now.Before(b.HoldUntil) {
 			a.sent = append(a.sent, &offer{bid: b, id: b.Allocation, skipped: true,
 				outcome: fmt.Sprintf("%s's hold expired at %s, before its turn", b.Node.PeerID, b.HoldUntil.Format("15:04:05.000"))})
+			continue
+		}
+		if slices.Contains(taken, b.Node.PeerID) {
+			why := "avoided: the node took another replica of this unit since the auction closed"
+			a.sent = append(a.sent, &offer{bid: b, id: b.Allocation, skipped: true, outcome: why})
+			a.excluded, a.avoided = append(a.excluded, b.Node.PeerID), a.avoided+1
+			a.emit(Release{Peer: b.Node.PeerID, Addrs: b.Addrs, Cancel: types.Cancel{JobID: a.req.JobID, Reason: why}})
 			continue
 		}
 		o := &offer{bid: b, id: b.Allocation, deadline: now.Add(a.cfg.ConfirmTimeout)}
@@ -447,7 +497,23 @@ func (a *Auction) offerNext(now time.Time) {
 		return
 	}
 	a.phase = done
-	a.emit(Failed{Reason: a.noConfirmReason(), Unconfirmed: true})
+	a.emit(Failed{Reason: a.noConfirmReason(), Unconfirmed: true, Busy: a.allBumped()})
+}
+
+// allBumped reports whether offers were sent and every one was rejected
+// as busy.
+func (a *Auction) allBumped() bool {
+	sent := 0
+	for _, o := range a.sent {
+		switch {
+		case o.skipped:
+		case !o.bumped:
+			return false
+		default:
+			sent++
+		}
+	}
+	return sent > 0
 }
 
 // giveUp abandons the pending offer, observes its peer's ev, and moves to

@@ -109,7 +109,7 @@ func randomAuctionEvent(t *rapid.T, a *Auction, w *auctionWatch, now time.Time) 
 	}
 	switch rapid.IntRange(0, 6).Draw(t, "kind") {
 	case 0:
-		b := mkBid("j1", peer, float64(rapid.IntRange(0, 4).Draw(t, "price")), 1, 0)
+		b := mkBid("j1", peer, rapid.Int64Range(0, 4).Draw(t, "price"), 1, 0)
 		b.Allocation = allocGen().Draw(t, "bid alloc") // empty and repeated IDs too
 		a.Bid(b, now)
 	case 1:

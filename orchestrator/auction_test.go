@@ -159,7 +159,7 @@ func TestAuctionScenarios(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := types.BidRequest{JobID: "j1", Executor: "wasm", Constraints: types.Constraints{MaxPrice: 5}}
+			req := types.BidRequest{JobID: "j1", Executor: "wasm", Constraints: types.Constraints{MaxPrice: 5 * types.Credit}}
 			a, err := NewAuction(req, c.cfg, DefaultRanking(), t0)
 			if err != nil {
 				t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 func benchBids(n int) []types.Bid {
 	bids := make([]types.Bid, n)
 	for i := range bids {
-		bids[i] = mkBid("j1", fmt.Sprintf("12D3KooWPeer%03d", i), float64(1+i%7), float64(10+i%13), float64(i%10)/10)
+		bids[i] = mkBid("j1", fmt.Sprintf("12D3KooWPeer%03d", i), int64(1+i%7), float64(10+i%13), float64(i%10)/10)
 	}
 	return bids
 }

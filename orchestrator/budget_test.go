@@ -334,3 +334,36 @@ func TestRescheduledJobExcludesTheNodesThatFailedIt(t *testing.T) {
 		t.Fatalf("attempt 2 unconfirmed %v", got)
 	}
 }
+
+// Each attempt keeps what its allocation used, from its node's final
+// status: a failed run as well as the completed one, whose usage is also
+// the job's result's. A snapshot shares none of it with the job.
+func TestAttemptsKeepTheirUsage(t *testing.T) {
+	failed := types.Usage{CPU: time.Second, Wall: 2 * time.Second, MemoryLimit: 1 << 20}.WithMemoryTime()
+	done := types.Usage{CPU: time.Millisecond, Wall: 3 * time.Millisecond, MemoryLimit: 1 << 20, OutputBytes: 6}.WithMemoryTime()
+	spec := testSpec()
+	spec.Retries = 1
+	j := newTestJob(t, spec)
+	end := func(alloc string, state types.AllocationState, u types.Usage) event {
+		return func(m machine, now time.Time) {
+			m.(*Job).Status(types.Status{JobID: "j1", AllocationID: types.AllocationID(alloc), State: state, Fault: types.FaultProgram,
+				Result: &types.Result{Stdout: "bafyout", Usage: &u}}, now)
+		}
+	}
+	run(t, j, slices.Concat(
+		[]step{{at: 0, ev: start, want: []string{"publish j1"}}}, placedOn(1, "n1", 1*ms),
+		[]step{{at: 10 * ms, ev: end("j1-a1-n1", types.AllocFailed, failed), state: types.JobPending},
+			{at: 110 * ms, ev: tick, want: []string{"publish j1"}}}, placedOn(2, "n2", 111*ms),
+		[]step{{at: 120 * ms, ev: end("j1-a2-n2", types.AllocCompleted, done), state: types.JobCompleted}}))
+	info := j.Info()
+	if a := info.Attempts; len(a) != 2 || a[0].Usage == nil || *a[0].Usage != failed || a[1].Usage == nil || *a[1].Usage != done {
+		t.Fatalf("attempts %+v", a)
+	}
+	if info.Result == nil || info.Result.Usage == nil || *info.Result.Usage != done {
+		t.Fatalf("result %+v", info.Result)
+	}
+	info.Attempts[0].Usage.CPU, info.Result.Usage.CPU = 0, 0
+	if again := j.Info(); again.Attempts[0].Usage.CPU != failed.CPU || again.Result.Usage.CPU != done.CPU {
+		t.Fatal("a snapshot shares its usage with the job")
+	}
+}

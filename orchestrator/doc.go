@@ -7,7 +7,8 @@
 //
 //   - Ranking (rank.go) orders bids: filters (malformed, over the max price,
 //     duplicate peer), then weighted scorers that each normalise to 0..1
-//     across the candidates (price, capability score, load). A job whose
+//     across the candidates (price, capability score, load: PackScorer in
+//     BinpackRanking, the default, or LoadScorer in SpreadRanking). A job whose
 //     task names input files adds a LocalityScorer of them to its own
 //     Ranking (the share of the input bytes a bidder holds, absolute,
 //     weighted JobConfig.LocalityWeight: DefaultLocalityWeight, 2).
@@ -24,7 +25,10 @@
 //     pending -> bidding -> placed -> running -> completed | failed | cancelled,
 //     with two budgets of attempts (Retries for the program's failures,
 //     Reschedule for the nodes'), a backoff between attempts (100ms
-//     doubling, at most 5s) and an optional overall deadline.
+//     doubling, at most 5s) and an optional overall deadline. A job that
+//     found only busy nodes waits for capacity (QueueTimeout) and takes a
+//     node's late bid, unasked, at once: an attempt opened on that bid
+//     alone, charged to no budget if it does not place the job (lateBid).
 //   - Orchestrator (orchestrator.go) is the shell: it owns the jobs, does the
 //     network I/O through the Network interface, persists the jobs through
 //     Store (saver.go: off the loop, so a slow disk never holds up an

@@ -16,15 +16,17 @@ import (
 // is set, such saves fail instead.
 type gatedStore struct {
 	memStore
-	holds func(Record) bool
-	held  chan struct{} // closed when a save first waits at the gate
-	gate  chan struct{}
-	fail  error
-	once  sync.Once
+	holds  func(Record) bool
+	held   chan struct{} // closed when a save first waits at the gate
+	gate   chan struct{}
+	stored chan struct{} // closed once a first save went through
+	fail   error
+	once   sync.Once
+	first  sync.Once
 }
 
 func newGatedStore(holds func(Record) bool) *gatedStore {
-	return &gatedStore{holds: holds, held: make(chan struct{}), gate: make(chan struct{})}
+	return &gatedStore{holds: holds, held: make(chan struct{}), gate: make(chan struct{}), stored: make(chan struct{})}
 }
 
 func (s *gatedStore) SaveJobs(recs []Record) error {
@@ -35,7 +37,22 @@ func (s *gatedStore) SaveJobs(recs []Record) error {
 		s.once.Do(func() { close(s.held) })
 		<-s.gate
 	}
-	return s.memStore.SaveJobs(recs)
+	err := s.memStore.SaveJobs(recs)
+	s.first.Do(func() { close(s.stored) })
+	return err
+}
+
+// publishOnceSaved holds the bid requests of net until the store saved
+// its first records, the job's submission: Submit returns only then, and
+// a fake node places a job at once, so the save of the submission would
+// otherwise meet its placement in one batch at the gate, and Submit wait
+// for the gate the test opens after it (a 30-minute hang in CI at 1052642).
+func publishOnceSaved(net *fakeNet, s *gatedStore) {
+	net.gate = make(chan struct{})
+	go func() {
+		<-s.stored
+		close(net.gate)
+	}()
 }
 
 // saved reports whether the store holds a record of alloc's job that
@@ -76,6 +93,7 @@ func TestInvokeWaitsUntilThePlacementIsSaved(t *testing.T) {
 			t.Errorf("%s invoked before the record of its placement was saved", alloc)
 		}
 	}
+	publishOnceSaved(net, store)
 	o := startOrchestrator(t, net, store)
 	info, ch := submitWatch(t, o, spec(64<<20, 0))
 	waitFor(t, ch, types.JobPlaced)
@@ -102,6 +120,7 @@ func TestAPlacementThatCannotBeSavedIsNotInvoked(t *testing.T) {
 	store := newGatedStore(placedRecord)
 	store.fail = errors.New("disk full")
 	net := newFakeNet(&fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, mode: complete})
+	publishOnceSaved(net, store)
 	o := startOrchestrator(t, net, store)
 	s := spec(64<<20, 0)
 	s.Reschedule = RescheduleNever

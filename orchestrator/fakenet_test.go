@@ -29,7 +29,7 @@ const fakeBeat = 20 * time.Millisecond
 type fakeNode struct {
 	peer       string
 	offer      types.Resources
-	price      float64
+	price      int64 // whole credits per core-hour
 	mode       string
 	slowAccept bool // never answers an accept
 }
@@ -79,7 +79,7 @@ func (n *fakeNet) node(peer string) *fakeNode {
 	return nil
 }
 
-func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) ([]string, error) {
+func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest, _ bool) ([]string, error) {
 	if n.gate != nil {
 		select {
 		case <-n.gate:
@@ -102,7 +102,7 @@ func (n *fakeNet) Publish(ctx context.Context, req *types.BidRequest) ([]string,
 			n.o.HandleDecline(&types.Decline{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Reasons: short})
 		default:
 			n.o.HandleBid(&types.Bid{JobID: req.JobID, Node: types.NodeID{PeerID: nd.peer}, Allocation: fakeAlloc(req.JobID, attempt, nd.peer),
-				Price: nd.price, Score: 1, Load: 0.5})
+				Price: types.Credits(nd.price) * types.Credit, Score: 1, Load: 0.5})
 		}
 		reached = append(reached, nd.peer)
 	}

@@ -72,8 +72,10 @@ func prefixesMatch(got, want []string) bool {
 	return true
 }
 
-func mkBid(job types.JobID, peer string, price, score, load float64) types.Bid {
-	return types.Bid{JobID: job, Node: types.NodeID{PeerID: peer}, Addrs: []string{"/mem/" + peer}, Price: price, Score: score, Load: load}
+// mkBid makes peer's bid for job at price whole credits per core-hour.
+func mkBid(job types.JobID, peer string, price int64, score, load float64) types.Bid {
+	return types.Bid{JobID: job, Node: types.NodeID{PeerID: peer}, Addrs: []string{"/mem/" + peer},
+		Price: types.Credits(price) * types.Credit, Score: score, Load: load}
 }
 
 // bidAlloc names the allocation peer bids in the machine's current
@@ -87,11 +89,11 @@ func bidAlloc(m machine, peer string) types.AllocationID {
 	return types.AllocationID(fmt.Sprintf("j1-a%d-%s", attempt, peer))
 }
 
-func bid(peer string, price float64) event {
+func bid(peer string, price int64) event {
 	return bidFull(peer, price, 10, 0.5)
 }
 
-func bidFull(peer string, price, score, load float64) event {
+func bidFull(peer string, price int64, score, load float64) event {
 	return func(m machine, now time.Time) {
 		b := mkBid("j1", peer, price, score, load)
 		b.Allocation = bidAlloc(m, peer)

@@ -27,6 +27,8 @@ type Attempt struct {
 	Node         string             `json:"node,omitempty"`          // PeerID of that node
 	Addrs        []string           `json:"addrs,omitempty"`         // that node's addresses, from its bid
 	Epoch        uint64             `json:"epoch,omitempty"`         // the epoch of the node's lock: a restarted requester re-invokes with it
+	Price        types.Credits      `json:"price,omitempty"`         // per core-hour: the winning bid's, which the node's receipts must bill
+	PlacedAt     time.Time          `json:"placed_at,omitzero"`      // when the node confirmed and the job was invoked: its run, as the requester sees it, spans PlacedAt to EndedAt
 	Outcome      Outcome            `json:"outcome"`
 	Reason       string             `json:"reason,omitempty"`
 	StartedAt    time.Time          `json:"started_at"`
@@ -42,6 +44,13 @@ type Attempt struct {
 	// Interrupted marks an auction cut short by a restart of the requester:
 	// it is charged to no budget.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Late marks an attempt opened by a node's late bid: the node had
+	// declined the job as busy and offered itself once capacity freed
+	// (Job.Bid). A late attempt that fails is charged to no budget.
+	Late bool `json:"late,omitempty"`
+	// Usage is what the attempt's allocation used, from its node's final
+	// status (completed, or failed after it ran); nil without one.
+	Usage *types.Usage `json:"usage,omitempty"`
 }
 
 // Charge names the budget of a job's spec that a failed attempt used up.
@@ -81,11 +90,19 @@ func (i JobInfo) clone() JobInfo {
 		i.Attempts[k].Notes = slices.Clone(i.Attempts[k].Notes)
 		i.Attempts[k].Addrs = slices.Clone(i.Attempts[k].Addrs)
 		i.Attempts[k].Unconfirmed = slices.Clone(i.Attempts[k].Unconfirmed)
+		if u := i.Attempts[k].Usage; u != nil {
+			c := *u
+			i.Attempts[k].Usage = &c
+		}
 	}
 	if i.Result != nil {
 		r := *i.Result
 		r.Files = maps.Clone(r.Files)
 		r.Sizes = maps.Clone(r.Sizes)
+		if r.Usage != nil {
+			u := *r.Usage
+			r.Usage = &u
+		}
 		i.Result = &r
 	}
 	return i

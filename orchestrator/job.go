@@ -32,6 +32,7 @@ type Job struct {
 	queuedAt time.Time  // when the job began waiting for busy nodes; zero when not waiting
 	waits    int        // auctions in a row that found only busy nodes
 	auctions []*Auction // one per attempt, kept so late confirms are still released
+	wide     bool       // an auction drew no bid and no busy decline: publish to every node from now on
 	alloc    types.AllocationID
 	holders  map[types.AllocationID]types.Bid // every placed allocation, with the bid that won it
 	released map[types.AllocationID]bool      // placed allocations the job told to stop
@@ -96,7 +97,9 @@ func (j *Job) PublishFailed(attempt int, reason string, now time.Time) {
 // within itself): an allocation ID names one offer. A bid that arrives
 // once the job is placed or over is released at once: its node need not
 // hold capability for it. (Between attempts it is not: the node's next
-// hold for the job would be released with it, as holds are per job.)
+// hold for the job would be released with it, as holds are per job.) A
+// bid that comes while the job waits for capacity opens its next attempt
+// at once (lateBid).
 func (j *Job) Bid(b types.Bid, now time.Time) {
 	j.advance(now)
 	if a := j.open(); a != nil {
@@ -105,6 +108,9 @@ func (j *Job) Bid(b types.Bid, now time.Time) {
 		}
 		a.Bid(b, now)
 		j.drain(a, now)
+		return
+	}
+	if j.lateBid(b, now) {
 		return
 	}
 	if b.JobID == j.info.ID && b.Node.PeerID != "" && j.info.State != types.JobPending {
@@ -210,7 +216,40 @@ func (j *Job) advance(now time.Time) {
 	}
 }
 
-func (j *Job) startAttempt(now time.Time) {
+func (j *Job) startAttempt(now time.Time) { j.openAttempt(nil, now) }
+
+// lateBid takes a bid that comes while the job waits for capacity: a node
+// that declined the job as busy offers itself once its capacity frees
+// (late binding, as Sparrow's workers ask for tasks when they have room;
+// docs/protocol.md). The job opens its next attempt with that bid alone,
+// publishing nothing, so it is placed without waiting for its next
+// auction; the auction still judges the bid (Avoid, Spread, standing). A
+// bid from a node that failed the job, or naming an allocation bid
+// before, is left to the job's next auction. It reports whether the bid
+// was taken.
+func (j *Job) lateBid(b types.Bid, now time.Time) bool {
+	switch {
+	case j.info.State != types.JobPending || j.queuedAt.IsZero() || b.JobID != j.info.ID,
+		b.Node.PeerID == "" || b.Allocation == "" || !now.Before(b.HoldUntil),
+		slices.Contains(j.failedNodes(), b.Node.PeerID), j.offeredBefore(b.Allocation):
+		return false
+	}
+	j.openAttempt(&b, now)
+	return true
+}
+
+// offeredBefore reports whether allocation id was bid in any attempt of
+// the job.
+func (j *Job) offeredBefore(id types.AllocationID) bool {
+	if _, ok := j.holders[id]; ok {
+		return true
+	}
+	return slices.ContainsFunc(j.auctions, func(a *Auction) bool { return a != nil && a.allocs[id] })
+}
+
+// openAttempt opens the job's next auction: on a bid request it publishes,
+// or, with late, on that bid alone (lateBid).
+func (j *Job) openAttempt(late *types.Bid, now time.Time) {
 	n := len(j.info.Attempts) + 1
 	acfg := AuctionConfig{
 		Window: j.spec.BidWindow, Enough: j.spec.EnoughBids, ConfirmTimeout: j.cfg.ConfirmTimeout,
@@ -231,10 +270,15 @@ func (j *Job) startAttempt(now time.Time) {
 		return
 	}
 	j.auctions = append(j.auctions, a)
-	j.info.Attempts = append(j.info.Attempts, Attempt{Number: n, Outcome: OutcomeActive, StartedAt: now})
+	j.info.Attempts = append(j.info.Attempts, Attempt{Number: n, Outcome: OutcomeActive, StartedAt: now, Late: late != nil})
 	j.retryAt = time.Time{}
 	j.setState(types.JobBidding, "", now)
-	j.emit(Publish{Attempt: n, Request: req})
+	if late != nil {
+		a.Expect([]string{late.Node.PeerID}, now)
+		a.Bid(*late, now)
+	} else {
+		j.emit(Publish{Attempt: n, Request: req, Wide: j.wide})
+	}
 	j.drain(a, now)
 }
 
@@ -356,7 +400,7 @@ func (j *Job) drain(a *Auction, now time.Time) {
 		case Placed:
 			j.place(act, now)
 		case Observe:
-			if act.Event == EventNoConfirm || act.Event == EventRejected {
+			if act.Event == EventNoConfirm || act.Event == EventRejected || act.Event == EventBumped {
 				if att := j.attempt(); !slices.Contains(att.Unconfirmed, act.Peer) {
 					att.Unconfirmed = append(att.Unconfirmed, act.Peer)
 					j.touch(now)
@@ -365,11 +409,14 @@ func (j *Job) drain(a *Auction, now time.Time) {
 			j.emit(act)
 		case Failed:
 			switch {
+			case j.attempt().Late || act.Busy && act.Unconfirmed:
+				j.waitForCapacity(a, act.Reason, ChargeReschedule, now)
 			case act.Busy:
-				j.waitForCapacity(act.Reason, now)
+				j.waitForCapacity(a, act.Reason, ChargeRetry, now)
 			case act.Unconfirmed:
 				j.attemptFailed(act.Reason, ChargeReschedule, now)
 			default:
+				j.wide = true // the nodes asked could not run it: ask every node next
 				j.attemptFailed(act.Reason, ChargeRetry, now)
 			}
 		default:
@@ -382,6 +429,7 @@ func (j *Job) place(p Placed, now time.Time) {
 	id, peer := p.Confirm.AllocationID, p.Bid.Node.PeerID
 	att := j.attempt()
 	att.AllocationID, att.Node, att.Addrs, att.Epoch = id, peer, slices.Clone(p.Bid.Addrs), p.Confirm.Epoch
+	att.Price, att.PlacedAt = p.Bid.Price, now
 	j.queuedAt, j.waits = time.Time{}, 0
 	j.alloc, j.holders[id], j.info.Node = id, p.Bid, peer
 	j.setState(types.JobPlaced, "", now)
@@ -466,13 +514,21 @@ func (j *Job) timeFor(wait time.Duration, now time.Time) bool {
 	return j.deadline.IsZero() || now.Add(wait).Before(j.deadline)
 }
 
-// waitForCapacity handles an auction in which no node bid but some node
-// was only busy: the job waits and asks again, charged to no budget, for
-// at most its queue timeout. The auction leaves no trace in the attempts: it
-// made no offer, so no allocation ID is reused when its number is.
-func (j *Job) waitForCapacity(reason string, now time.Time) {
+// waitForCapacity handles an attempt a that did not place the job for
+// want of room only: an auction in which no node bid but some node was
+// only busy, one whose every offer was rejected as busy (the nodes gave
+// their room to requesters within their share), or a late bid's attempt
+// whose bid was dropped (its node is avoided or distrusted) or not
+// confirmed (its hold lapsed on the way). Neither the nodes nor the job
+// failed: the job waits and asks again, charged to no budget, for at most
+// its queue timeout; a job that does not wait (no queue timeout) is
+// charged to c. An attempt that made no offer leaves no trace in the
+// attempts, so no allocation ID is reused when its number is; one that
+// did is kept, uncharged, so that a late confirm of its offer is still
+// released.
+func (j *Job) waitForCapacity(a *Auction, reason string, c Charge, now time.Time) {
 	if j.spec.QueueTimeout == 0 {
-		j.attemptFailed(reason, ChargeRetry, now)
+		j.attemptFailed(reason, c, now)
 		return
 	}
 	if j.queuedAt.IsZero() {
@@ -487,8 +543,14 @@ func (j *Job) waitForCapacity(reason string, now time.Time) {
 		j.finish(types.JobFailed, reason+"; no time left to wait before the job deadline", now)
 		return
 	}
-	j.info.Attempts = j.info.Attempts[:len(j.info.Attempts)-1]
-	j.auctions = j.auctions[:len(j.auctions)-1]
+	if len(a.offers) == 0 {
+		j.info.Attempts = j.info.Attempts[:len(j.info.Attempts)-1]
+		j.auctions = j.auctions[:len(j.auctions)-1]
+	} else {
+		att := j.attempt()
+		att.Outcome, att.Reason, att.EndedAt = OutcomeFailed, reason, now
+		j.alloc, j.info.Node = "", ""
+	}
 	j.waits++
 	j.retryAt = now.Add(wait)
 	j.setState(types.JobPending, "waiting for capacity: "+reason, now)

@@ -290,9 +290,9 @@ func TestJobHistory(t *testing.T) {
 	})
 	info := j.Info()
 	want := []Attempt{
-		{Number: 1, AllocationID: "j1-a1-n1", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
+		{Number: 1, AllocationID: "j1-a1-n1", Node: "n1", Addrs: []string{"/mem/n1"}, Epoch: 1, Price: types.Credit, PlacedAt: t0.Add(2 * ms), Outcome: OutcomeFailed, Reason: "lost node n1: EOF",
 			StartedAt: t0, EndedAt: t0.Add(3 * ms), Notes: []string{"ignored a completed status from node n1 after the attempt ended"}, Charge: ChargeReschedule},
-		{Number: 2, AllocationID: "j1-a2-n2", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
+		{Number: 2, AllocationID: "j1-a2-n2", Node: "n2", Addrs: []string{"/mem/n2"}, Epoch: 2, Price: types.Credit, PlacedAt: t0.Add(105 * ms), Outcome: OutcomeCompleted, Reason: "completed on node n2 with exit code 0",
 			StartedAt: t0.Add(103 * ms), EndedAt: t0.Add(107 * ms)},
 	}
 	if !reflect.DeepEqual(info.Attempts, want) {
@@ -372,7 +372,7 @@ func TestNewJobRejectsBadSpecs(t *testing.T) {
 		"negative retries":   func(s *JobSpec) { s.Retries = -1 },
 		"negative window":    func(s *JobSpec) { s.BidWindow = -1 },
 		"negative deadline":  func(s *JobSpec) { s.Deadline = -1 },
-		"bad max price":      func(s *JobSpec) { s.Constraints.MaxPrice = -2 },
+		"bad max price":      func(s *JobSpec) { s.Constraints.MaxPrice = -2 * types.Credit },
 	} {
 		spec := testSpec()
 		mutate(&spec)

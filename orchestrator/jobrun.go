@@ -72,13 +72,18 @@ func (j *Job) Cancel(reason string, now time.Time) error {
 	return nil
 }
 
-// currentStatus moves the job on a status of its current allocation. A
-// failure is charged to Retries when the program is to blame (its Fault,
+// currentStatus moves the job on a status of its current allocation, and
+// keeps in its attempt what the allocation used, when a final status says.
+// A failure is charged to Retries when the program is to blame (its Fault,
 // or none named: a job never runs again on a guess) and to Reschedule when
 // the node is. A non-zero exit is a failed run of the program while a retry
 // and the time for it are left; after that it completes the job.
 func (j *Job) currentStatus(s types.Status, now time.Time) {
 	peer := j.holders[j.alloc].Node.PeerID
+	if s.State.Terminal() && s.Result != nil && s.Result.Usage != nil {
+		u := *s.Result.Usage
+		j.attempt().Usage = &u
+	}
 	switch s.State {
 	case types.AllocRunning:
 		if j.info.State == types.JobPlaced {
@@ -115,6 +120,10 @@ func (j *Job) mayRetry(now time.Time) bool {
 func (j *Job) complete(r types.Result, peer string, now time.Time) {
 	r.Files = maps.Clone(r.Files)
 	r.Sizes = maps.Clone(r.Sizes)
+	if r.Usage != nil {
+		u := *r.Usage
+		r.Usage = &u
+	}
 	j.info.Result = &r
 	why := fmt.Sprintf("completed on node %s with exit code %d", peer, r.ExitCode)
 	if n := j.spent() + 1; r.ExitCode != 0 && n > 1 {

@@ -51,8 +51,8 @@ func TestRankHolderWins(t *testing.T) {
 	}{
 		{"otherwise equal", []types.Bid{mkBid("j", "x", 1, 10, 0.5), mkBid("j", "y", 1, 10, 0.5)}, "y"},
 		{"the holder dearer", []types.Bid{mkBid("j", "x", 1, 10, 0.5), mkBid("j", "y", 3, 10, 0.5)}, "y"},
-		{"the holder dearer and busier", []types.Bid{mkBid("j", "x", 1, 10, 0.1), mkBid("j", "y", 3, 10, 0.9)}, "y"},
-		{"the holder worse in everything", []types.Bid{mkBid("j", "x", 1, 20, 0.1), mkBid("j", "y", 3, 10, 0.9)}, "x"},
+		{"the holder dearer and emptier", []types.Bid{mkBid("j", "x", 1, 10, 0.9), mkBid("j", "y", 3, 10, 0.1)}, "y"},
+		{"the holder worse in everything", []types.Bid{mkBid("j", "x", 1, 20, 0.9), mkBid("j", "y", 3, 10, 0.1)}, "x"},
 	}
 	for _, c := range cases {
 		if got := withLocality(files, DefaultLocalityWeight).Rank(c.bids); got[0].Node.PeerID != c.want {
@@ -104,7 +104,7 @@ func TestLocalityMatchesNaive(t *testing.T) {
 			}
 		}
 		r := withLocality(files, float64(rapid.IntRange(0, 4).Draw(t, "weight")))
-		r.MaxPrice = float64(rapid.IntRange(0, 5).Draw(t, "max"))
+		r.MaxPrice = types.Credits(rapid.IntRange(0, 5).Draw(t, "max")) * types.Credit
 		if a, b := peers(r.Rank(bids)), peers(naiveRank(r, bids)); !slices.Equal(a, b) {
 			t.Fatalf("Rank %v, naive %v", a, b)
 		}
@@ -153,7 +153,7 @@ func TestJobOffersToTheHolderFirst(t *testing.T) {
 		name   string
 		weight float64
 		spec   JobSpec
-		n2     float64 // n2's price; n1's is 1
+		n2     int64 // n2's price; n1's is 1
 		want   string
 	}{
 		{"equal bids: the holder", 0, spec, 1, "accept j1-a1-n2 -> n2"},

@@ -87,7 +87,7 @@ func (n *simNode) restart(t fataler, now time.Time) {
 	}
 	m, err := node.NewMachine(node.MachineConfig{
 		ID:        types.NodeID{PeerID: n.peer},
-		Record:    types.CapabilityRecord{Offered: n.offered, Price: 1, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
+		Record:    types.CapabilityRecord{Offered: n.offered, Price: types.Credit, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
 		Executors: []string{"wasm"}, LockTTL: simLockTTL, BidHold: simBidHold,
 	}, n.saved, recs, 0, now)
 	if err != nil {

@@ -28,9 +28,10 @@ const (
 // return soon after ctx ends.
 type Network interface {
 	// Publish sends a bid request to the nodes and returns the peers it
-	// reached (nil if unknown). Bids and declines come back through
-	// HandleBid and HandleDecline.
-	Publish(ctx context.Context, req *types.BidRequest) (reached []string, err error)
+	// reached (nil if unknown); wide asks it to reach every node that may
+	// bid, not a sample (Publish.Wide). Bids and declines come back
+	// through HandleBid and HandleDecline.
+	Publish(ctx context.Context, req *types.BidRequest, wide bool) (reached []string, err error)
 	// Accept sends an Accept and returns the node's answer: a *types.Confirm
 	// or a *types.Reject.
 	Accept(ctx context.Context, peer string, addrs []string, a *types.Accept) (types.Message, error)
@@ -117,6 +118,13 @@ type Config struct {
 	// Peers is the reputation a restarted requester saved (PeerStore):
 	// the peers that failed it before are remembered across restarts.
 	Peers []PeerRecord
+	// Ended, when set, is told of each job as it ends, once, with its
+	// final snapshot (Job already returns it). Called from the loop: it
+	// must not block.
+	Ended func(JobInfo)
+	// Observer, when set, is told as attempts are placed and end (for
+	// metrics); nil: nothing.
+	Observer Observer
 }
 
 // FailpointInvoke is passed once a record of a job's placement is in the
@@ -412,6 +420,19 @@ func (o *Orchestrator) Jobs() []JobInfo {
 	return out
 }
 
+// Count returns how many jobs in memory are in each state: every job not
+// ended, and those ended within Retain. Unlike Jobs it copies nothing,
+// so metrics may call it at every scrape.
+func (o *Orchestrator) Count() map[types.JobState]int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make(map[types.JobState]int)
+	for _, info := range o.infos {
+		out[info.State]++
+	}
+	return out
+}
+
 // Watch streams a job's snapshots: the current one at once, then one per
 // change. The channel is closed after the terminal snapshot, when ctx ends,
 // or when the orchestrator closes. The reader must keep reading or cancel ctx.
@@ -662,8 +683,10 @@ func promises(act Action, ended bool) bool {
 // the job from the active ones once it ended.
 func (o *Orchestrator) announce(e *entry, info JobInfo) {
 	o.mu.Lock()
+	prev := o.infos[info.ID]
 	o.infos[info.ID] = info
 	o.mu.Unlock()
+	o.notify(prev, info)
 	e.watchers = slices.DeleteFunc(e.watchers, (*watcher).gone)
 	for _, w := range e.watchers {
 		w.push(info.clone())
@@ -675,6 +698,9 @@ func (o *Orchestrator) announce(e *entry, info JobInfo) {
 		delete(o.active, info.ID)
 		e.ended = o.cfg.Clock()
 		o.finished = append(o.finished, e)
+		if o.cfg.Ended != nil {
+			o.cfg.Ended(info.clone())
+		}
 	}
 }
 
@@ -700,7 +726,7 @@ func (o *Orchestrator) perform(e *entry, act Action, saved <-chan error) {
 func (o *Orchestrator) publish(e *entry, act Publish) {
 	req := act.Request
 	req.ReplyAddrs = o.cfg.Addrs()
-	reached, err := o.net.Publish(e.ctx, &req)
+	reached, err := o.net.Publish(e.ctx, &req, act.Wide)
 	o.do(func(now time.Time) {
 		if err != nil {
 			e.job.PublishFailed(act.Attempt, err.Error(), now)

@@ -307,7 +307,7 @@ func TestNewValidates(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"no self":          {},
 		"negative default": {Self: "me", Defaults: Defaults{BidWindow: -1}},
-		"bad ranking":      {Self: "me", Ranking: Ranking{MaxPrice: -1}},
+		"bad ranking":      {Self: "me", Ranking: Ranking{MaxPrice: -types.MicroCredit}},
 		"short lease":      {Self: "me", Lease: 99 * ms},
 	} {
 		if _, err := New(cfg, net, nil); !errors.Is(err, ErrInvalidConfig) {
@@ -438,7 +438,7 @@ func TestOrchestratorDefaultRetainFollowsTheConfirmTimeout(t *testing.T) {
 // cut-off node stays subscribed until its connection times out), and
 // waiting for it held every auction open for its whole window.
 func TestAuctionsDoNotWaitForANodeAnotherJobLost(t *testing.T) {
-	dead := &fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 0.1, mode: die}
+	dead := &fakeNode{peer: "n1", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 0, mode: die}
 	net := newFakeNet(dead,
 		&fakeNode{peer: "n2", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete},
 		&fakeNode{peer: "n3", offer: types.Resources{CPU: 4000, Memory: 8 << 30}, price: 1, mode: complete})

@@ -30,18 +30,38 @@ type WeightedScorer struct {
 // Nomad's rank iterators: filters drop the bids that may not win, then each
 // scorer rates the survivors and the weighted sum decides.
 //
-// The filters, cheapest first: a malformed bid (no peer ID; price or
-// capability score negative or not finite; load outside 0..1) is dropped,
-// then a bid priced above MaxPrice, then any later bid from a peer that
-// already bid (the first one stands).
+// The filters, cheapest first: a malformed bid (no peer ID; price
+// negative; capability score negative or not finite; load outside 0..1)
+// is dropped, then a bid priced above MaxPrice (compared exactly, to the
+// micro-credit), then any later bid from a peer that already bid (the
+// first one stands).
 type Ranking struct {
-	MaxPrice float64 // credits per core-hour; 0 means no limit
+	MaxPrice types.Credits // per core-hour; 0 means no limit
 	Scorers  []WeightedScorer
 }
 
-// DefaultRanking weighs price and capability score equally and load half as
-// much: load changes by the minute, price and capability do not.
-func DefaultRanking() Ranking {
+// DefaultRanking is BinpackRanking.
+func DefaultRanking() Ranking { return BinpackRanking() }
+
+// BinpackRanking weighs price and capability score equally and packing
+// (PackScorer) half as much: load changes by the minute, price and
+// capability do not. Packing keeps whole nodes free for large jobs, as a
+// central scheduler's best fit does (Nomad's default, binpack, for the same
+// reason): spreading small jobs over every node leaves none with room for
+// a large one, which then waits (docs/benchmarks.md, placement).
+func BinpackRanking() Ranking {
+	return Ranking{Scorers: []WeightedScorer{
+		{Scorer: PriceScorer{}, Weight: 1},
+		{Scorer: CapabilityScorer{}, Weight: 1},
+		{Scorer: PackScorer{}, Weight: 0.5},
+	}}
+}
+
+// SpreadRanking is BinpackRanking that prefers the least loaded bidder
+// (LoadScorer) instead: jobs spread over the nodes, each node's own
+// contention (a host whose owner uses it too) is least, and a large job
+// may find no node with room while the network is busy.
+func SpreadRanking() Ranking {
 	return Ranking{Scorers: []WeightedScorer{
 		{Scorer: PriceScorer{}, Weight: 1},
 		{Scorer: CapabilityScorer{}, Weight: 1},
@@ -50,8 +70,8 @@ func DefaultRanking() Ranking {
 }
 
 func (r Ranking) validate() error {
-	if !finiteNonNegative(r.MaxPrice) {
-		return fmt.Errorf("%w: ranking max price %v", ErrInvalidConfig, r.MaxPrice)
+	if r.MaxPrice < 0 {
+		return fmt.Errorf("%w: ranking max price %s", ErrInvalidConfig, r.MaxPrice)
 	}
 	for i, ws := range r.Scorers {
 		if ws.Scorer == nil {
@@ -121,11 +141,12 @@ func (r Ranking) filter(bids []types.Bid) []types.Bid {
 }
 
 func wellFormed(b types.Bid) bool {
-	return b.Node.PeerID != "" && finiteNonNegative(b.Price) && finiteNonNegative(b.Score) &&
+	return b.Node.PeerID != "" && b.Price >= 0 && finiteNonNegative(b.Score) &&
 		b.Load >= 0 && b.Load <= 1
 }
 
-// PriceScorer prefers cheaper bids.
+// PriceScorer prefers cheaper bids. Prices are exact (types.Credits); the
+// scores, relative to the cheapest and dearest bid, need not be.
 type PriceScorer struct{}
 
 // Name implements Scorer.
@@ -133,7 +154,7 @@ func (PriceScorer) Name() string { return "price" }
 
 // Score implements Scorer.
 func (PriceScorer) Score(bids []types.Bid) []float64 {
-	return normalize(bids, func(b types.Bid) float64 { return b.Price }, false)
+	return normalize(bids, func(b types.Bid) float64 { return float64(b.Price) }, false)
 }
 
 // CapabilityScorer prefers bids with a higher capability score (Bid.Score).
@@ -202,6 +223,18 @@ func (LoadScorer) Name() string { return "load" }
 // Score implements Scorer.
 func (LoadScorer) Score(bids []types.Bid) []float64 {
 	return normalize(bids, func(b types.Bid) float64 { return b.Load }, false)
+}
+
+// PackScorer prefers more loaded nodes (Bid.Load): the fullest node that
+// bid, that is the best fit, goes first.
+type PackScorer struct{}
+
+// Name implements Scorer.
+func (PackScorer) Name() string { return "pack" }
+
+// Score implements Scorer.
+func (PackScorer) Score(bids []types.Bid) []float64 {
+	return normalize(bids, func(b types.Bid) float64 { return b.Load }, true)
 }
 
 // normalize maps each bid's value linearly onto 0..1 across the set: the

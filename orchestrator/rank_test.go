@@ -30,12 +30,21 @@ func TestRankCheaperWinsWhenEqualOtherwise(t *testing.T) {
 func TestRankEachCriterion(t *testing.T) {
 	cases := map[string][]types.Bid{ // the bid from peer "x" must rank first
 		"higher capability score": {mkBid("j", "y", 1, 10, 0.5), mkBid("j", "x", 1, 20, 0.5)},
-		"lower load":              {mkBid("j", "y", 1, 10, 0.9), mkBid("j", "x", 1, 10, 0.1)},
+		"higher load (binpack)":   {mkBid("j", "y", 1, 10, 0.1), mkBid("j", "x", 1, 10, 0.9)},
 		"tie broken by peer id":   {mkBid("j", "y", 1, 10, 0.5), mkBid("j", "x", 1, 10, 0.5)},
-		"price outweighs load":    {mkBid("j", "y", 4, 10, 0.1), mkBid("j", "x", 1, 10, 0.9)},
+		"price outweighs load":    {mkBid("j", "y", 4, 10, 0.9), mkBid("j", "x", 1, 10, 0.1)},
 	}
 	for name, bids := range cases {
 		if got := DefaultRanking().Rank(bids); got[0].Node.PeerID != "x" {
+			t.Errorf("%s: order %v", name, peers(got))
+		}
+	}
+	spread := map[string][]types.Bid{
+		"lower load (spread)":  {mkBid("j", "y", 1, 10, 0.9), mkBid("j", "x", 1, 10, 0.1)},
+		"price outweighs load": {mkBid("j", "y", 4, 10, 0.1), mkBid("j", "x", 1, 10, 0.9)},
+	}
+	for name, bids := range spread {
+		if got := SpreadRanking().Rank(bids); got[0].Node.PeerID != "x" {
 			t.Errorf("%s: order %v", name, peers(got))
 		}
 	}
@@ -43,19 +52,22 @@ func TestRankEachCriterion(t *testing.T) {
 
 func TestRankFilters(t *testing.T) {
 	r := DefaultRanking()
-	r.MaxPrice = 5
+	r.MaxPrice = 5 * types.Credit
+	overByMicro := mkBid("j", "g", 5, 10, 0)
+	overByMicro.Price += types.MicroCredit
 	in := []types.Bid{
-		mkBid("j", "a", 6, 10, 0),          // over max price
-		mkBid("j", "b", 1, 10, 0),          // kept
-		mkBid("j", "b", 0, 99, 0),          // duplicate peer: the first bid stands
-		mkBid("j", "", 1, 10, 0),           // no peer
-		mkBid("j", "c", math.NaN(), 10, 0), // malformed price
-		mkBid("j", "d", 1, -1, 0),          // negative score
-		mkBid("j", "e", 1, 10, 1.5),        // load out of range
-		mkBid("j", "f", 5, 10, 0),          // at max price: kept
+		mkBid("j", "a", 6, 10, 0),   // over max price
+		mkBid("j", "b", 1, 10, 0),   // kept
+		mkBid("j", "b", 0, 99, 0),   // duplicate peer: the first bid stands
+		mkBid("j", "", 1, 10, 0),    // no peer
+		mkBid("j", "c", -1, 10, 0),  // negative price
+		mkBid("j", "d", 1, -1, 0),   // negative score
+		mkBid("j", "e", 1, 10, 1.5), // load out of range
+		mkBid("j", "f", 5, 10, 0),   // at max price: kept
+		overByMicro,                 // one micro-credit over max price
 	}
 	got := r.Rank(in)
-	if want := []string{"b", "f"}; !slices.Equal(peers(got), want) || got[0].Price != 1 {
+	if want := []string{"b", "f"}; !slices.Equal(peers(got), want) || got[0].Price != types.Credit {
 		t.Fatalf("kept %v (first price %v), want %v", peers(got), got[0].Price, want)
 	}
 }
@@ -63,7 +75,6 @@ func TestRankFilters(t *testing.T) {
 func TestRankValidate(t *testing.T) {
 	for _, r := range []Ranking{
 		{MaxPrice: -1},
-		{MaxPrice: math.Inf(1)},
 		{Scorers: []WeightedScorer{{Scorer: nil, Weight: 1}}},
 		{Scorers: []WeightedScorer{{Scorer: PriceScorer{}, Weight: math.NaN()}}},
 		{Scorers: []WeightedScorer{{Scorer: PriceScorer{}, Weight: -1}}},
@@ -83,7 +94,7 @@ func naiveRank(r Ranking, bids []types.Bid) []types.Bid {
 			dup = dup || c.Node.PeerID == b.Node.PeerID
 		}
 		ok := b.Node.PeerID != "" && b.Price >= 0 && b.Score >= 0 && b.Load >= 0 && b.Load <= 1 &&
-			!math.IsInf(b.Price, 1) && !math.IsInf(b.Score, 1)
+			!math.IsInf(b.Score, 1)
 		if ok && !dup && (r.MaxPrice == 0 || b.Price <= r.MaxPrice) {
 			cands = append(cands, b)
 		}
@@ -118,7 +129,7 @@ func genBid() *rapid.Generator[types.Bid] {
 		return types.Bid{
 			JobID: "j",
 			Node:  types.NodeID{PeerID: fmt.Sprintf("p%d", rapid.IntRange(0, 8).Draw(t, "peer"))},
-			Price: float64(rapid.IntRange(-1, 10).Draw(t, "price")) / 2,
+			Price: types.Credits(rapid.IntRange(-1, 10).Draw(t, "price")) * types.Credit / 2,
 			Score: float64(rapid.IntRange(0, 5).Draw(t, "score")),
 			Load:  float64(rapid.IntRange(0, 12).Draw(t, "load")) / 10,
 		}
@@ -129,7 +140,7 @@ func TestRankMatchesNaive(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		bids := rapid.SliceOf(genBid()).Draw(t, "bids")
 		r := DefaultRanking()
-		r.MaxPrice = float64(rapid.IntRange(0, 5).Draw(t, "max"))
+		r.MaxPrice = types.Credits(rapid.IntRange(0, 5).Draw(t, "max")) * types.Credit
 		got, want := r.Rank(bids), naiveRank(r, bids)
 		if !slices.EqualFunc(got, want, func(a, b types.Bid) bool { return a.Node.PeerID == b.Node.PeerID && a.Price == b.Price }) {
 			t.Fatalf("Rank %v, naive %v", peers(got), peers(want))

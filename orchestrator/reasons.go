@@ -30,7 +30,7 @@ func (a *Auction) noBidReason() string {
 		head = "no acceptable bid" + within
 		why := "malformed"
 		if a.rank.MaxPrice > 0 {
-			why = fmt.Sprintf("priced above %g or malformed", a.rank.MaxPrice)
+			why = fmt.Sprintf("priced above %s or malformed", a.rank.MaxPrice)
 		}
 		parts = append(parts, plural(n, "bid")+" "+why)
 	}

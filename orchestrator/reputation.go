@@ -28,6 +28,13 @@ const (
 	// EventRejected: the peer bid, then rejected the Accept for its bid.
 	// An honest node does so when its capacity changed: weight 0.2.
 	EventRejected PeerEvent = "rejected"
+	// EventBumped: the peer bid, then rejected the Accept as busy
+	// (Reject.Busy): it gave the bid's room to a requester within its
+	// share. Weight 0: an honest node does so by its policy. The job
+	// leaves the peer out of its later auctions all the same (unless only
+	// it bids), so a node that says so falsely delays a job by one
+	// auction, not more.
+	EventBumped PeerEvent = "bumped"
 )
 
 // Reputation constants; see Reputation.
@@ -42,6 +49,7 @@ var eventWeight = map[PeerEvent]float64{
 	EventLost:      2,
 	EventSilent:    1,
 	EventRejected:  0.2,
+	EventBumped:    0,
 }
 
 // PeerRecord is what a requester remembers of one peer, as persisted.

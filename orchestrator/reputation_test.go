@@ -324,7 +324,8 @@ func TestReputationKeepsJudgedPeers(t *testing.T) {
 
 // Two jobs of one Spread group, auctioned at once to the same bidders,
 // are placed on distinct nodes: the second auction to close drops the
-// node the first one offered its job to, as it is offered (Holder).
+// node the first one offered its job to, as it is offered (Holder); and
+// the first, turned down, does not fall back on the second's node.
 func TestSpreadJobsRunOnDistinctNodes(t *testing.T) {
 	var jobs []*Job
 	cfg := JobConfig{Requester: "me", Taken: func(g string, self types.JobID) []string {
@@ -354,7 +355,7 @@ func TestSpreadJobsRunOnDistinctNodes(t *testing.T) {
 	if j1.Holder() != "n1" || j2.Holder() != "" {
 		t.Fatalf("holders %q %q", j1.Holder(), j2.Holder())
 	}
-	bidOn := func(peer string, price float64) event {
+	bidOn := func(peer string, price int64) event {
 		return func(m machine, now time.Time) {
 			b := mkBid("j2", peer, price, 10, 0.5)
 			b.Allocation = types.AllocationID("j2-a1-" + peer)
@@ -366,4 +367,12 @@ func TestSpreadJobsRunOnDistinctNodes(t *testing.T) {
 		{at: 3 * ms, ev: bidOn("n1", 1)},
 		{at: 4 * ms, ev: bidOn("n2", 5), want: []string{"release the bid for j2 on n1: avoided", "accept j2-a1-n2 -> n2"}},
 	})
+	// n1 turns j1 down: its next candidate, n2, was free when its window
+	// closed and is j2's now, so it is passed over.
+	run(t, j1, []step{
+		{at: 5 * ms, ev: reject("j1-a1-n1", "busy"), want: []string{"release j1-a1-n1 on n1: n1 rejected: busy", "release the bid for j1 on n2: avoided: the node took another replica"}},
+	})
+	if j1.Holder() == "n2" {
+		t.Fatal("j1 was offered to the node that holds j2")
+	}
 }

@@ -74,7 +74,7 @@ func (j *Job) Resume(now time.Time) {
 	}
 	att := j.active()
 	switch {
-	case att != nil && att.AllocationID != "" && (j.info.State == types.JobPlaced || j.info.State == types.JobRunning):
+	case j.info.placedAttempt() != nil:
 		j.alloc, j.info.Node = att.AllocationID, att.Node
 		j.note(att, "the requester restarted and invoked the allocation again", now)
 		j.emit(Invoke{Peer: att.Node, Addrs: att.Addrs, Invocation: types.Invocation{
@@ -89,6 +89,24 @@ func (j *Job) Resume(now time.Time) {
 		j.setState(types.JobPending, "the requester restarted: bidding again", now)
 	}
 	j.advance(now)
+}
+
+// Returning reports whether a restored job goes back to the node it was
+// placed on (Resume invokes its allocation there again) rather than to a
+// new auction, which needs the requester to have found its peers.
+func (r Record) Returning() bool { return r.placedAttempt() != nil }
+
+// placedAttempt is the attempt in progress of a job placed or running,
+// when it names its allocation; nil otherwise.
+func (i *JobInfo) placedAttempt() *Attempt {
+	if (i.State != types.JobPlaced && i.State != types.JobRunning) || len(i.Attempts) == 0 {
+		return nil
+	}
+	a := &i.Attempts[len(i.Attempts)-1]
+	if a.Outcome != OutcomeActive || a.AllocationID == "" {
+		return nil
+	}
+	return a
 }
 
 // active returns the attempt in progress, if any.
@@ -120,6 +138,9 @@ func (o *Orchestrator) Restore(ctx context.Context, recs []Record) (int, error) 
 				j.finish(types.JobFailed, "cannot resume after a restart of the requester: "+err.Error(), now)
 			}
 			e := o.add(j)
+			o.mu.Lock()
+			o.infos[rec.ID] = rec.JobInfo.clone() // the Observer is told only what changes from the record
+			o.mu.Unlock()
 			j.Resume(now)
 			o.flush(e)
 			if !j.Done() {

@@ -68,8 +68,8 @@ func (s JobSpec) validate() error {
 		return fmt.Errorf("%w: job %s has a negative retries, bid window, enough bids, deadline or queue timeout", ErrInvalidSpec, s.ID)
 	case s.Reschedule < RescheduleNever:
 		return fmt.Errorf("%w: job %s has reschedule %d (want a count, 0 for the default %d, or RescheduleNever)", ErrInvalidSpec, s.ID, s.Reschedule, DefaultReschedule)
-	case !finiteNonNegative(s.Constraints.MaxPrice):
-		return fmt.Errorf("%w: job %s has max price %v", ErrInvalidSpec, s.ID, s.Constraints.MaxPrice)
+	case s.Constraints.MaxPrice < 0:
+		return fmt.Errorf("%w: job %s has max price %s", ErrInvalidSpec, s.ID, s.Constraints.MaxPrice)
 	}
 	return nil
 }

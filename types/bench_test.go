@@ -23,7 +23,7 @@ func benchMessages() map[string]Message {
 			Resources:  Resources{CPU: 500, Memory: 64 << 20, Disk: 128 << 20},
 			Constraints: Constraints{
 				Labels:   map[string]string{"region": "eu-west", "tier": "standard"},
-				MaxPrice: 2.5,
+				MaxPrice: 2_500_000,
 			},
 			Deadline: benchNow.Add(50 * time.Millisecond),
 		},

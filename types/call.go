@@ -50,6 +50,11 @@ type CallRequest struct {
 	Timeout time.Duration
 	Env     map[string]string // added to the task's environment, winning over it
 	Stdin   []byte
+	// Trace is the W3C traceparent of the requester's span the call runs
+	// under, "" for an untraced call (most: docs/observability.md). It is
+	// encoded only when set, after Stdin, at most MaxCallTrace bytes; a
+	// receiver ignores one it cannot parse, and one too long decodes as "".
+	Trace string
 }
 
 // CallStatus says how a call on a warm instance went.
@@ -126,6 +131,9 @@ const (
 	maxCallEnvVars = 4096
 	// MaxCallName bounds a reply's Node and Job.
 	MaxCallName = 256
+	// MaxCallTrace bounds a request's Trace: version 00's traceparent is
+	// 55 bytes, and a later version may add a little.
+	MaxCallTrace = 128
 	// maxForwardTail bounds the encoding of Node, Job, Code and
 	// RetryAfter: two names with their lengths, a uint16 and a varint.
 	maxForwardTail = 2*(MaxCallName+binary.MaxVarintLen16) + binary.MaxVarintLen32 + binary.MaxVarintLen64
@@ -147,7 +155,14 @@ func (r *CallRequest) AppendBinary(b []byte) ([]byte, error) {
 			b = appendBytes(b, []byte(r.Env[k]))
 		}
 	}
-	return appendBytes(b, r.Stdin), nil
+	b = appendBytes(b, r.Stdin)
+	if r.Trace == "" {
+		return b, nil
+	}
+	if len(r.Trace) > MaxCallTrace {
+		return nil, fmt.Errorf("%w: trace context of %d bytes, at most %d", ErrBadCallFrame, len(r.Trace), MaxCallTrace)
+	}
+	return appendBytes(b, []byte(r.Trace)), nil
 }
 
 // AppendBinary appends r's encoding, its type byte first.
@@ -226,6 +241,14 @@ func (r *CallRequest) UnmarshalBinary(b []byte) error {
 		r.Env[k] = string(d.bytes())
 	}
 	r.Stdin = d.bytes()
+	r.Trace = ""
+	if d.err == nil && len(d.b) > 0 {
+		// A trace context is never a reason to refuse a call: one too
+		// long is dropped (its bytes still have to be all there).
+		if t := d.bytes(); len(t) <= MaxCallTrace {
+			r.Trace = string(t)
+		}
+	}
 	return d.done()
 }
 

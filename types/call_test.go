@@ -71,3 +71,41 @@ func readSeed(t *testing.T, path string) []byte {
 	}
 	return []byte(s)
 }
+
+// TestCallRequestTrace: a request's trace context crosses intact, a
+// request without one encodes as before it existed (the committed seed),
+// one too long does not encode, and a peer's too long one decodes as
+// none rather than failing the call.
+func TestCallRequestTrace(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	r := &CallRequest{Seq: 7, Allocation: "alloc-1", Stdin: []byte("hi"), Trace: tp}
+	b, err := r.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back CallRequest
+	if err := back.UnmarshalBinary(b); err != nil || !sameRequest(r, &back) {
+		t.Fatalf("round trip: %v, %+v", err, back)
+	}
+	seed := readSeed(t, "testdata/fuzz/FuzzCallRequest/full") // committed before the trace context
+	var plain CallRequest
+	if err := plain.UnmarshalBinary(seed); err != nil || plain.Trace != "" {
+		t.Fatalf("%+v, %v", plain, err)
+	}
+	if b, _ := plain.AppendBinary(nil); !bytes.Equal(b, seed) {
+		t.Fatalf("an untraced request encodes as %x, not as before: %x", b, seed)
+	}
+	long := strings.Repeat("0", MaxCallTrace+1)
+	if _, err := (&CallRequest{Trace: long}).AppendBinary(nil); !errors.Is(err, ErrBadCallFrame) {
+		t.Fatalf("a %d-byte trace context encodes: %v", len(long), err)
+	}
+	untraced, _ := (&CallRequest{Seq: 1}).AppendBinary(nil)
+	frame := append(append(untraced, 0x81, 0x01), long...)
+	var got CallRequest
+	if err := got.UnmarshalBinary(frame); err != nil || got.Trace != "" || got.Seq != 1 {
+		t.Fatalf("a request with a %d-byte trace context: %+v, %v", len(long), got, err)
+	}
+	if err := got.UnmarshalBinary(append(untraced, 55, '0')); !errors.Is(err, ErrBadCallFrame) {
+		t.Fatalf("a truncated trace context decodes: %+v, %v", got, err)
+	}
+}

@@ -49,9 +49,12 @@ type CapabilityRecord struct {
 	Hardware  Hardware          `json:"hardware"`
 	Benchmark Benchmark         `json:"benchmark"`
 	Offered   Resources         `json:"offered"`
-	Price     float64           `json:"price"` // credits per core-hour
+	Price     Credits           `json:"price"` // per core-hour
 	Labels    map[string]string `json:"labels,omitempty"`
 	Energy    Energy            `json:"energy"`
 	Executors []string          `json:"executors"`
-	IssuedAt  time.Time         `json:"issued_at"`
+	// IdleOnly: the node bids only while its host's owner leaves the CPU
+	// idle (offer.idle), and stops its units when the owner needs it.
+	IdleOnly bool      `json:"idle_only,omitempty"`
+	IssuedAt time.Time `json:"issued_at"`
 }

@@ -17,4 +17,11 @@ var (
 	ErrUnknownKind = errors.New("types: unknown message kind")
 	// ErrBadSize means a byte quantity could not be parsed.
 	ErrBadSize = errors.New("types: bad size")
+	// ErrBadCredits means an amount of credits could not be parsed, or a
+	// cost was asked for a negative price or quantity.
+	ErrBadCredits = errors.New("types: bad amount of credits")
+	// ErrCreditsOverflow means arithmetic on credits went beyond their range.
+	ErrCreditsOverflow = errors.New("types: credits overflow")
+	// ErrBadUsage means a Usage cannot be a measurement (Usage.Check).
+	ErrBadUsage = errors.New("types: impossible usage")
 )

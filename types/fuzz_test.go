@@ -19,6 +19,7 @@ var fuzzNow = time.Unix(1_700_000_000, 0)
 var allKinds = []Kind{
 	KindBidRequest, KindBid, KindDecline, KindAccept, KindConfirm, KindReject,
 	KindInvocation, KindStatus, KindCancel, KindStatusQuery, KindBlobRequest, KindCapability, KindReceipt,
+	KindReceiptAck, KindTraceQuery, KindTraceSpans,
 }
 
 // sampleMessages returns one message of every kind, its fields filled in.
@@ -28,28 +29,36 @@ func sampleMessages() []Message {
 	res := Resources{CPU: 1500, Memory: 64 << 20, Disk: 1 << 30, GPUs: 1}
 	return []Message{
 		&BidRequest{JobID: "j", Requester: "12D3KooWReq", ReplyAddrs: []string{"/ip4/127.0.0.1/tcp/4001"}, Executor: "wasm",
-			Resources: res, Constraints: Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 2.5}, Deadline: at},
-		&Bid{JobID: "j", Node: node, Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, Price: 1, Score: 812.5, Load: 0.25, HoldUntil: at},
+			Resources: res, Constraints: Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 2_500_000}, Deadline: at,
+			Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		&Bid{JobID: "j", Node: node, Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, Price: Credit, Score: 812.5, Load: 0.25, HoldUntil: at},
 		&Decline{JobID: "j", Node: node, Reasons: []string{"memory: need 900 TiB, offered 8 GiB"}, Busy: true},
-		&Accept{JobID: "j", AllocationID: "a", Resources: res},
+		&Accept{JobID: "j", AllocationID: "a", Resources: res, Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01"},
 		&Confirm{JobID: "j", AllocationID: "a", Epoch: 7, LockExpiry: at},
 		&Reject{JobID: "j", AllocationID: "a", Reason: "lock expired"},
 		&Invocation{JobID: "j", AllocationID: "a", Epoch: 7, Task: Task{Executor: "wasm", Module: "bafkreimodule", Args: []string{"a", "b"},
 			Env: map[string]string{"K": "v"}, Stdin: "bafkreistdin", Inputs: "bafkreiinputs", Resources: res, Timeout: 30 * time.Second,
-			Files: []InputFile{{Path: "parts/0.txt", CID: "bafkreipart", Size: 42, From: []string{"12D3KooWPeer"}}, {Path: "b", CID: "bafkreib"}}}},
+			Files: []InputFile{{Path: "parts/0.txt", CID: "bafkreipart", Size: 42, From: []string{"12D3KooWPeer"}}, {Path: "b", CID: "bafkreib"}}},
+			Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b9-01"},
 		&Status{JobID: "j", AllocationID: "a", State: AllocCompleted, Reason: "done", Result: &Result{ExitCode: 3, Stdout: "bafkreiout",
 			Stderr: "bafkreierr", StdoutTruncated: true, Files: map[string]string{"out.txt": "bafkreifile"},
-			Sizes: map[string]int64{"bafkreiout": 5, "bafkreierr": 0, "bafkreifile": 7}, DurationMillis: 12}},
+			Sizes: map[string]int64{"bafkreiout": 5, "bafkreierr": 0, "bafkreifile": 7}, DurationMillis: 12,
+			Usage: &Usage{CPU: 9e6, Wall: 12e6, MemoryPeak: 3 << 20, MemoryLimit: 64 << 20, PeakMiBms: 36, LimitMiBms: 768, OutputBytes: 12}}},
 		&Cancel{JobID: "j", AllocationID: "a", Reason: "user"},
 		&StatusQuery{JobID: "j", AllocationID: "a"},
 		&BlobRequest{CID: "bafkreiblob"},
 		&CapabilityRecord{PeerID: "12D3KooWPeer", DID: "did:key:z6MkPeer",
 			Hardware:  Hardware{Cores: 8, CPUModel: "x", CPUMHz: 3000, Memory: 16 << 30, Disk: 1 << 40, Arch: "amd64", OS: "linux", GPUs: []GPU{{Vendor: "v", Model: "m", Memory: 8 << 30}}},
 			Benchmark: Benchmark{CPUSingle: 100, CPUAll: 800, MemoryMBps: 1e4, DiskWriteMBps: 500, MeasuredAt: at, DurationMillis: 10},
-			Offered:   res, Price: 1, Labels: map[string]string{"region": "eu"}, Energy: Energy{Renewable: true, CarbonIntensity: 50},
+			Offered:   res, Price: Credit, Labels: map[string]string{"region": "eu"}, Energy: Energy{Renewable: true, CarbonIntensity: 50},
 			Executors: []string{"wasm"}, IssuedAt: at},
-		&Receipt{JobID: "j", AllocationID: "a", Requester: "12D3KooWReq", Seq: 3, Calls: 1200, Failed: 2, BusyMillis: 5400,
-			From: at, To: at.Add(time.Minute), Final: true},
+		&Receipt{ID: "a/3", JobID: "j", AllocationID: "a", Requester: "12D3KooWReq", Account: "acme", Seq: 3, Calls: 1200, Failed: 2, BusyMillis: 5400,
+			From: at, To: at.Add(time.Minute), Final: true, Resources: res, Price: 2 * Credit, Amount: 50_000,
+			Usage: &Usage{CPU: 4e9, Wall: 6e10, MemoryPeak: 48 << 20, MemoryLimit: 64 << 20, PeakMiBms: 2880000, LimitMiBms: 3840000, OutputBytes: 1 << 20, Calls: 1200}},
+		&ReceiptAck{ReceiptID: "a/3", Digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Amount: 50_000},
+		&TraceQuery{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"},
+		&TraceSpans{Spans: []Span{{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", ID: "00f067aa0ba902b7", Parent: "00f067aa0ba902b6", Name: "bid",
+			Start: at, End: at.Add(time.Millisecond), Error: "declined", Attrs: map[string]string{"job": "j"}}}, Truncated: true},
 	}
 }
 
@@ -172,7 +181,7 @@ func FuzzOpenBody(f *testing.F) {
 // FuzzCallRequest feeds call frames to CallRequest.UnmarshalBinary, as a
 // provider's call stream hands them over: no panic, every error wraps
 // ErrBadCallFrame, a decoded request holds at most maxCallEnvVars
-// variables, and it encodes to bytes that decode to an equal request and
+// variables and a trace context of at most MaxCallTrace bytes, and it encodes to bytes that decode to an equal request and
 // encode again the same (the encoding is canonical: sorted variables,
 // shortest numbers). Seeds are in testdata/fuzz/FuzzCallRequest.
 func FuzzCallRequest(f *testing.F) {
@@ -184,8 +193,8 @@ func FuzzCallRequest(f *testing.F) {
 			}
 			return
 		}
-		if len(r.Env) > maxCallEnvVars {
-			t.Fatalf("decoded %d environment variables, limit %d", len(r.Env), maxCallEnvVars)
+		if len(r.Env) > maxCallEnvVars || len(r.Trace) > MaxCallTrace {
+			t.Fatalf("decoded %d environment variables (limit %d), a trace context of %d bytes (limit %d)", len(r.Env), maxCallEnvVars, len(r.Trace), MaxCallTrace)
 		}
 		wire := appendCall(t, &r)
 		var back CallRequest
@@ -249,7 +258,7 @@ func appendCall(t *testing.T, m interface{ AppendBinary([]byte) ([]byte, error) 
 // stdin or environment are the same.
 func sameRequest(a, b *CallRequest) bool {
 	return a.Seq == b.Seq && a.Allocation == b.Allocation && a.Timeout == b.Timeout &&
-		maps.Equal(a.Env, b.Env) && bytes.Equal(a.Stdin, b.Stdin)
+		maps.Equal(a.Env, b.Env) && bytes.Equal(a.Stdin, b.Stdin) && a.Trace == b.Trace
 }
 
 func sameReply(a, b *CallReply) bool {

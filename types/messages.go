@@ -1,6 +1,9 @@
 package types
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"time"
 )
 
@@ -22,6 +25,9 @@ const (
 	KindBlobRequest Kind = "blob_request"
 	KindCapability  Kind = "capability"
 	KindReceipt     Kind = "receipt"
+	KindReceiptAck  Kind = "receipt_ack"
+	KindTraceQuery  Kind = "trace_query"
+	KindTraceSpans  Kind = "trace_spans"
 )
 
 // Message is one protocol message. The set is closed: only this package's
@@ -35,7 +41,7 @@ type Message interface {
 type Constraints struct {
 	Labels        map[string]string `json:"labels,omitempty"`         // every pair must match the node's labels
 	RenewableOnly bool              `json:"renewable_only,omitempty"` // only nodes on renewable energy
-	MaxPrice      float64           `json:"max_price,omitempty"`      // credits per core-hour; 0 means no limit
+	MaxPrice      Credits           `json:"max_price,omitempty"`      // per core-hour; 0 means no limit
 }
 
 // BidRequest asks every node that can run a job to bid. It travels on gossipsub.
@@ -48,6 +54,7 @@ type BidRequest struct {
 	Constraints Constraints `json:"constraints"`
 	Deadline    time.Time   `json:"deadline"`          // the bid window closes here
 	Network     bool        `json:"network,omitempty"` // the job asks for a network (docker); nodes that allow none decline
+	Trace       string      `json:"trace,omitempty"`   // W3C traceparent of the requester's auction span (trace.go)
 }
 
 // Bid is a node's offer to run a job, sent to the requester over a stream.
@@ -60,7 +67,7 @@ type Bid struct {
 	Allocation AllocationID `json:"allocation"`
 	Node       NodeID       `json:"node"`
 	Addrs      []string     `json:"addrs,omitempty"`
-	Price      float64      `json:"price"`
+	Price      Credits      `json:"price"`      // per core-hour
 	Score      float64      `json:"score"`      // capability score (Benchmark.Score)
 	Load       float64      `json:"load"`       // share of the offered capability in use, 0..1
 	HoldUntil  time.Time    `json:"hold_until"` // the soft reservation behind the bid lasts until then
@@ -83,6 +90,7 @@ type Accept struct {
 	JobID        JobID        `json:"job_id"`
 	AllocationID AllocationID `json:"allocation_id"`
 	Resources    Resources    `json:"resources"`
+	Trace        string       `json:"trace,omitempty"` // W3C traceparent of the requester's accept span (trace.go)
 }
 
 // Confirm is the node's answer to Accept: capability is locked under Epoch
@@ -99,6 +107,10 @@ type Reject struct {
 	JobID        JobID        `json:"job_id"`
 	AllocationID AllocationID `json:"allocation_id"`
 	Reason       string       `json:"reason"`
+	// Busy marks an Accept refused only for now, as a busy Decline: the
+	// bid's hold was given up for a requester within its share (fair
+	// share). It is not the node's fault, nor the job's.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // Task is what an executor runs: everything an allocation needs, with the
@@ -123,6 +135,9 @@ type Task struct {
 	Warm *Warm `json:"warm,omitempty"`
 	// Files are more inputs, each fetched by CID and placed under /inputs.
 	Files []InputFile `json:"files,omitempty"`
+	// Account names the account the requester bills the task to; its
+	// provider's receipts name it. "" for none (the requester's own).
+	Account string `json:"account,omitempty"`
 }
 
 // InputFile is a file a task finds under /inputs, named by CID: typically an
@@ -147,6 +162,7 @@ type Invocation struct {
 	Epoch        uint64        `json:"epoch"`
 	Task         Task          `json:"task"`
 	Lease        time.Duration `json:"lease,omitempty"`
+	Trace        string        `json:"trace,omitempty"` // W3C traceparent of the requester's invoke span (trace.go)
 }
 
 // Result names the outputs of a finished allocation by CID.
@@ -159,6 +175,10 @@ type Result struct {
 	Files           map[string]string `json:"files,omitempty"` // path -> CID
 	Sizes           map[string]int64  `json:"sizes,omitempty"` // CID -> bytes, for stdout, stderr and every file
 	DurationMillis  int64             `json:"duration_ms"`
+	// Usage is what the allocation used, as its node's executor measured
+	// it (a warm instance: over its whole life); nil from a node that
+	// does not meter.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Status reports an allocation's state; terminal ones carry Reason or
@@ -181,16 +201,26 @@ type Cancel struct {
 	Reason       string       `json:"reason"`
 }
 
-// Receipt is a provider's account of what one warm instance served in a
-// batch of calls: how many, how many failed, and how long they ran, between
-// From and To. It is evidence (DESIGN.md, what is signed): it travels as a
-// signed envelope to the instance's requester, which keeps it. Seq numbers
-// an instance's receipts from 1, so each counts once; Final marks the last,
-// sent when the instance ended.
+// Receipt is a provider's signed account of one allocation's run, or of
+// one period of a warm instance's life: what ran, for whom, on what
+// resources, for how long, what it used, and what it costs. It is evidence
+// (DESIGN.md, what is signed): it travels as a signed envelope to the
+// allocation's requester, which checks it against its own view and
+// countersigns it (ReceiptAck) or refuses it (Reject); docs/accounting.md
+// says how.
+//
+// ID is AllocationID/Seq: it names the receipt for good, so a receipt
+// counts once however often it is sent. A run has one receipt, Seq 1 and
+// Final; a warm instance numbers its receipts from 1, Final marking the
+// last, sent when it ended. Amount is Bill(), Cost(Price, Resources.CPU, Span()):
+// capacity reserved for a time, like a virtual machine; Usage is reported,
+// not billed (a warm instance's calls are counted).
 type Receipt struct {
+	ID           string       `json:"id"`
 	JobID        JobID        `json:"job_id"`
 	AllocationID AllocationID `json:"allocation_id"`
 	Requester    string       `json:"requester"`
+	Account      string       `json:"account,omitempty"` // the task's Account
 	Seq          uint64       `json:"seq"`
 	Calls        uint64       `json:"calls"`
 	Failed       uint64       `json:"failed"`
@@ -198,6 +228,49 @@ type Receipt struct {
 	From         time.Time    `json:"from"`
 	To           time.Time    `json:"to"`
 	Final        bool         `json:"final,omitempty"`
+	// Resources are those locked for the allocation.
+	Resources Resources `json:"resources"`
+	// Price is the provider's bid for the allocation, per core-hour;
+	// Amount what the receipt bills.
+	Price  Credits `json:"price"`
+	Amount Credits `json:"amount"`
+	// Usage is what the allocation used between From and To, as its
+	// executor measured it (a warm instance's: Usage.Since its last
+	// receipt, its memory peak the peak since it began). nil from a node
+	// that does not meter.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Span is the time a receipt bills, To − From on the wall clock: the
+// monotonic readings a time.Time may carry never travel, so a provider
+// that subtracted them could bill a micro-credit its requester's sum of
+// the same receipt does not come to.
+func (r *Receipt) Span() time.Duration { return r.To.Round(0).Sub(r.From.Round(0)) }
+
+// Bill is what a receipt's figures come to: Cost(Price, Resources.CPU,
+// Span()). Amount must equal it.
+func (r *Receipt) Bill() (Credits, error) { return Cost(r.Price, r.Resources.CPU, r.Span()) }
+
+// ReceiptID is the ID of an allocation's receipt number seq.
+func ReceiptID(alloc AllocationID, seq uint64) string {
+	return fmt.Sprintf("%s/%d", alloc, seq)
+}
+
+// ReceiptAck is a requester's countersignature of a receipt: it accepted
+// the receipt whose signed body (the envelope's Body, the same in every
+// envelope that carries this receipt) has SHA-256 Digest, and counted
+// Amount once. It travels signed: the provider keeps it as evidence.
+type ReceiptAck struct {
+	ReceiptID string  `json:"receipt_id"`
+	Digest    string  `json:"digest"` // hex
+	Amount    Credits `json:"amount"`
+}
+
+// ReceiptDigest is the digest a ReceiptAck names for a receipt's signed
+// body.
+func ReceiptDigest(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // StatusQuery asks a node for an allocation's current Status.
@@ -224,6 +297,9 @@ func (*StatusQuery) Kind() Kind      { return KindStatusQuery }
 func (*BlobRequest) Kind() Kind      { return KindBlobRequest }
 func (*CapabilityRecord) Kind() Kind { return KindCapability }
 func (*Receipt) Kind() Kind          { return KindReceipt }
+func (*ReceiptAck) Kind() Kind       { return KindReceiptAck }
+func (*TraceQuery) Kind() Kind       { return KindTraceQuery }
+func (*TraceSpans) Kind() Kind       { return KindTraceSpans }
 func (*BidRequest) isMessage()       {}
 func (*Bid) isMessage()              {}
 func (*Decline) isMessage()          {}
@@ -237,6 +313,9 @@ func (*StatusQuery) isMessage()      {}
 func (*BlobRequest) isMessage()      {}
 func (*CapabilityRecord) isMessage() {}
 func (*Receipt) isMessage()          {}
+func (*ReceiptAck) isMessage()       {}
+func (*TraceQuery) isMessage()       {}
+func (*TraceSpans) isMessage()       {}
 
 // newMessage returns an empty message of kind k, for decoding.
 func newMessage(k Kind) (Message, bool) {
@@ -267,6 +346,12 @@ func newMessage(k Kind) (Message, bool) {
 		return &CapabilityRecord{}, true
 	case KindReceipt:
 		return &Receipt{}, true
+	case KindReceiptAck:
+		return &ReceiptAck{}, true
+	case KindTraceQuery:
+		return &TraceQuery{}, true
+	case KindTraceSpans:
+		return &TraceSpans{}, true
 	}
 	return nil, false
 }

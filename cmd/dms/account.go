@@ -9,13 +9,65 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/opendms/dms/dms/gateway"
+	"github.com/opendms/dms/types"
 )
 
 func (c *cli) accountCmd() *cobra.Command {
 	key := groupCmd("key", "Add, list and revoke an account's API keys",
 		c.accountKeyAddCmd(), c.accountKeyListCmd(), c.accountKeyRevokeCmd())
-	return groupCmd("account", "Manage the gateway's accounts and their API keys (admin: the local daemon's token)",
-		c.accountCreateCmd(), c.accountListCmd(), c.accountShowCmd(), key)
+	return groupCmd("account", "Manage the gateway's accounts, their credits and their API keys (admin: the local daemon's token)",
+		c.accountCreateCmd(), c.accountListCmd(), c.accountShowCmd(), c.accountCreditCmd(), c.accountLimitCmd(), key)
+}
+
+func (c *cli) accountCreditCmd() *cobra.Command {
+	var memo string
+	cmd := &cobra.Command{
+		Use:   "credit NAME AMOUNT",
+		Short: "Add credits to an account (AMOUNT in credits, exact to 0.000001)",
+		Long: `Add AMOUNT credits to an account's balance, from the operator's. Calls and
+jobs charged to the account are admitted while its available credits
+(balance + limit - held) allow them, and get 402 Payment Required after.`,
+		Args: namedArgs("NAME", "AMOUNT"),
+		RunE: c.admin(func(ctx context.Context, gw *gateway.Client, args []string) error {
+			amount, err := types.ParseCredits(args[1])
+			if err != nil {
+				return fmt.Errorf("AMOUNT: %w", err)
+			}
+			a, err := gw.Credit(ctx, args[0], amount, memo)
+			if err != nil {
+				return err
+			}
+			return c.print(a, func(w io.Writer) error { return writeAccount(w, a) })
+		}),
+	}
+	cmd.Flags().StringVar(&memo, "memo", "", "a note kept with the entry (what the credits are for)")
+	return cmd
+}
+
+func (c *cli) accountLimitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "limit NAME AMOUNT",
+		Short: "Set how far below zero an account's credits may go (0: none)",
+		Args:  namedArgs("NAME", "AMOUNT"),
+		RunE: c.admin(func(ctx context.Context, gw *gateway.Client, args []string) error {
+			limit, err := types.ParseCredits(args[1])
+			if err != nil {
+				return fmt.Errorf("AMOUNT: %w", err)
+			}
+			a, err := gw.SetCreditLimit(ctx, args[0], limit)
+			if err != nil {
+				return err
+			}
+			return c.print(a, func(w io.Writer) error { return writeAccount(w, a) })
+		}),
+	}
+}
+
+// writeAccount prints an account's fields, its credits among them.
+func writeAccount(w io.Writer, a gateway.Account) error {
+	cr := a.Credits
+	return writeFields(w, []field{kv("name", a.Name), kv("keys", strconv.Itoa(a.Keys)), kv("created", formatTime(a.CreatedAt)),
+		kv("balance", cr.Balance.String()), kv("limit", cr.Limit.String()), kv("held", cr.Held.String()), kv("available", cr.Available.String())})
 }
 
 // admin makes an account command's RunE: it connects to the local daemon
@@ -68,9 +120,9 @@ func (c *cli) accountListCmd() *cobra.Command {
 			return c.print(list, func(w io.Writer) error {
 				rows := make([][]string, 0, len(list))
 				for _, a := range list {
-					rows = append(rows, []string{a.Name, strconv.Itoa(a.Keys), formatTime(a.CreatedAt)})
+					rows = append(rows, []string{a.Name, strconv.Itoa(a.Keys), a.Credits.Available.String(), formatTime(a.CreatedAt)})
 				}
-				return writeTable(w, []string{"NAME", "KEYS", "CREATED"}, rows)
+				return writeTable(w, []string{"NAME", "KEYS", "AVAILABLE", "CREATED"}, rows)
 			})
 		}),
 	}
@@ -86,9 +138,7 @@ func (c *cli) accountShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.print(a, func(w io.Writer) error {
-				return writeFields(w, []field{kv("name", a.Name), kv("keys", strconv.Itoa(a.Keys)), kv("created", formatTime(a.CreatedAt))})
-			})
+			return c.print(a, func(w io.Writer) error { return writeAccount(w, a) })
 		}),
 	}
 }

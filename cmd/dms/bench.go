@@ -83,7 +83,7 @@ func (c *cli) bench(ctx context.Context, f benchFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(c.stderr, f.logLevel)
+	logger, err := newLogger(c.stderr, f.logLevel, "text")
 	if err != nil {
 		return err
 	}

@@ -27,11 +27,13 @@ const (
 
 // devstackFlags are the flags of `dms devstack`.
 type devstackFlags struct {
-	nodes    int
-	job      string
-	flow     string
-	basePort int
-	logLevel string
+	nodes     int
+	job       string
+	flow      string
+	basePort  int
+	logLevel  string
+	logFormat string
+	otlp      string
 }
 
 func (c *cli) devstackCmd() *cobra.Command {
@@ -54,6 +56,8 @@ without either, serve until interrupted. --home is not used.`,
 	fl.StringVar(&f.flow, "flow", "", "flow FILE to run on node 0, then exit")
 	fl.IntVar(&f.basePort, "base-port", 0, "node i listens on TCP and UDP port base+i; 0 picks free ports")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", logFormatUsage)
+	fl.StringVar(&f.otlp, "otlp-endpoint", "", "export every node's traces to this OTLP/HTTP collector, such as http://localhost:4318")
 	return cmd
 }
 
@@ -67,6 +71,9 @@ func (f devstackFlags) validate() error {
 	if f.basePort < 0 || f.basePort > 0 && f.basePort+f.nodes-1 > 65535 {
 		return fmt.Errorf("--base-port %d: ports %d..%d are not all valid", f.basePort, f.basePort, f.basePort+f.nodes-1)
 	}
+	if err := dms.CheckOTLPEndpoint(f.otlp); err != nil {
+		return fmt.Errorf("--otlp-endpoint: %w", err)
+	}
 	return nil
 }
 
@@ -74,7 +81,7 @@ func (c *cli) devstack(ctx context.Context, f devstackFlags) (err error) {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	logger, err := newLogger(c.stderr, f.logLevel)
+	logger, err := newLogger(c.stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
@@ -97,7 +104,7 @@ func (c *cli) devstack(ctx context.Context, f devstackFlags) (err error) {
 	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
 	net, err := bench.StartNetwork(ctx, bench.NetworkConfig{
 		Nodes: f.nodes, Dir: dir, BasePort: f.basePort, Logger: logger,
-		Options:       func(i int) []dms.Option { return devstackAPI(i) },
+		Options:       func(i int) []dms.Option { return append(devstackAPI(i), devstackOTLP(f.otlp)...) },
 		BenchDuration: devstackBench, Ready: bench.ReadyAnyPeer, ReadyTimeout: peerWait,
 	})
 	if errors.Is(err, bench.ErrNotReady) {
@@ -126,6 +133,14 @@ func devstackAPI(i int) []dms.Option {
 		return []dms.Option{dms.WithAPI("127.0.0.1:0")}
 	}
 	return nil
+}
+
+// devstackOTLP exports every node's spans to endpoint, if set.
+func devstackOTLP(endpoint string) []dms.Option {
+	if endpoint == "" {
+		return nil
+	}
+	return []dms.Option{dms.WithOTLPEndpoint(endpoint)}
 }
 
 // devstackNode describes one node for the devstack's JSON output.

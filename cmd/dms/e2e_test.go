@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/types"
 )
 
 // The end-to-end test drives the real binary: three daemons as separate
@@ -183,7 +184,7 @@ func TestThreeDaemonsEndToEnd(t *testing.T) {
 	}
 	// Node c submits but offers nothing, so the job must cross the network.
 	b := startDaemon(t, bin, homes[1], "--bootstrap", info.Addrs[0])
-	c := startDaemon(t, bin, homes[2], "--bootstrap", info.Addrs[0], "--compute=false")
+	c := startDaemon(t, bin, homes[2], "--bootstrap", info.Addrs[0], "--compute=false", "--log-format", "json")
 	waitForPeers(t, bin, homes[2], 2)
 	if rss, ok := rssMiB(a.cmd.Process.Pid); ok {
 		t.Logf("idle daemon RSS: %.1f MiB", rss)
@@ -218,6 +219,29 @@ func TestThreeDaemonsEndToEnd(t *testing.T) {
 	if list := cliOK(t, bin, "job", "list", "--home", homes[2]); !strings.Contains(list, detached.ID) {
 		t.Fatalf("job list lacks %s:\n%s", detached.ID, list)
 	}
+	// Its provider's receipt, countersigned by c, and the provider's earnings from c.
+	var receipts []api.Receipt
+	eventually(t, 30*time.Second, "the job's receipt countersigned", func() bool {
+		out := cliOK(t, bin, "job", "receipts", detached.ID, "--home", homes[2], "--output", "json")
+		return json.Unmarshal([]byte(out), &receipts) == nil && len(receipts) == 1
+	})
+	if r := receipts[0]; r.Provider != status.Node || r.Price != types.Credit || !r.Final {
+		t.Fatalf("receipt: %+v", r)
+	}
+	provider := homes[0]
+	if mustPeerID(t, bin, homes[1]) == status.Node {
+		provider = homes[1]
+	}
+	var earned api.Earnings
+	eventually(t, 30*time.Second, "the provider's earnings from c", func() bool {
+		out := cliOK(t, bin, "earnings", "--home", provider, "--output", "json")
+		return json.Unmarshal([]byte(out), &earned) == nil && len(earned.Lines) == 1 && earned.Receipts >= 1
+	})
+	if l := earned.Lines[0]; l.Requester != mustPeerID(t, bin, homes[2]) || l.Account != "" {
+		t.Fatalf("earnings: %+v", earned)
+	}
+
+	checkTrace(t, bin, homes, detached.ID)
 
 	huge := writeHugeJob(t)
 	start = time.Now()
@@ -231,6 +255,51 @@ func TestThreeDaemonsEndToEnd(t *testing.T) {
 
 	for _, d := range []*daemon{c, b, a} {
 		d.stop(t)
+	}
+	checkJSONLog(t, c.log.String())
+}
+
+// checkTrace checks that dms job trace shows job's spans on the three
+// nodes: the requester's, and both providers' bid decisions.
+func checkTrace(t *testing.T, bin string, homes []string, job string) {
+	t.Helper()
+	var tr api.Trace
+	eventually(t, 10*time.Second, "the job's whole trace", func() bool {
+		out := cliOK(t, bin, "job", "trace", job, "--home", homes[2], "--output", "json")
+		return json.Unmarshal([]byte(out), &tr) == nil && len(tr.Spans) > 0 && tr.Spans[0].Name == "job" && tr.Spans[0].End.After(tr.Spans[0].Start)
+	})
+	nodes := map[string]int{}
+	for _, s := range tr.Spans {
+		nodes[s.Node]++
+	}
+	for _, h := range homes {
+		if nodes[mustPeerID(t, bin, h)] == 0 {
+			t.Errorf("no span of %s in the trace: %+v", h, tr)
+		}
+	}
+	out := cliOK(t, bin, "job", "trace", job, "--home", homes[2])
+	t.Logf("dms job trace:\n%s", out)
+	if !strings.Contains(out, "from 3 of 3 nodes") || !strings.Contains(out, "\n    bid ") || !strings.Contains(out, "\n      fetch ") {
+		t.Errorf("dms job trace printed:\n%s", out)
+	}
+}
+
+// checkJSONLog checks that a daemon run with --log-format json logged one
+// JSON object a line (its output, the lines that say it runs, is text).
+func checkJSONLog(t *testing.T, log string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "time=") {
+			t.Fatalf("a text record in a --log-format json log: %q", l)
+		}
+		var rec map[string]any
+		if strings.HasPrefix(l, "{") && (json.Unmarshal([]byte(l), &rec) != nil || rec["msg"] == nil || rec["level"] == nil) {
+			t.Fatalf("a log line of --log-format json is %q", l)
+		}
+	}
+	if !strings.Contains(log, `"msg":"node started"`) {
+		t.Fatalf("no start record in %d lines:\n%s", len(lines), log)
 	}
 }
 

@@ -160,7 +160,80 @@ func (f *fakeService) Node(context.Context) (api.NodeInfo, error) {
 }
 
 func (f *fakeService) Peers(context.Context) ([]api.Peer, error) {
-	return []api.Peer{{ID: "12D3KooWOther", Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, LatencyMillis: 0.25}}, nil
+	return []api.Peer{
+		{ID: "12D3KooWOther", Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, LatencyMillis: 0.25, Offer: &api.PeerOffer{
+			Executors: []string{"wasm", "docker"}, Offered: types.Resources{CPU: 2000, Memory: 1 << 30}, Price: 3 * types.Credit, Renewable: true, IdleOnly: true}},
+		{ID: "12D3KooWSilent", Addrs: []string{"/ip4/127.0.0.1/tcp/4003"}},
+	}, nil
+}
+
+// JobReceipts has one receipt of job-1.
+func (f *fakeService) JobReceipts(_ context.Context, id string) ([]api.Receipt, error) {
+	if id != "job-1" {
+		return nil, fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	}
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	return []api.Receipt{{Receipt: types.Receipt{ID: "alloc-1/1", JobID: "job-1", AllocationID: "alloc-1", Seq: 1, Final: true,
+		From: at, To: at.Add(2 * time.Second), Resources: types.Resources{CPU: 1000}, Price: types.Credit, Amount: 556},
+		Provider: "12D3KooWProvider", Digest: "c0ffee"}}, nil
+}
+
+// fakeSpans makes the spans of one trace: each starts start after 10:00
+// on 2026-12-04 and takes took.
+func fakeSpans(trace string) func(id, parent, name, node string, start, took time.Duration, attrs map[string]string) api.Span {
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	return func(id, parent, name, node string, start, took time.Duration, attrs map[string]string) api.Span {
+		return api.Span{Span: types.Span{TraceID: trace, ID: id, Parent: parent, Name: name,
+			Start: at.Add(start), End: at.Add(start + took), Attrs: attrs}, Node: node}
+	}
+}
+
+// JobTrace has a trace of job-1 on two nodes, a third missing: the
+// requester's spans, a provider's bid under the auction, its lock under
+// the accept.
+func (f *fakeService) JobTrace(_ context.Context, id string) (api.Trace, error) {
+	if id != "job-1" {
+		return api.Trace{}, fmt.Errorf("%w: job %q", api.ErrNotFound, id)
+	}
+	span := fakeSpans("4bf92f3577b34da6a3ce929d0e0e4736")
+	req, prov := "12D3KooWRequester", "12D3KooWProvider1"
+	return api.Trace{Job: "job-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Spans: []api.Span{
+		span("r1", "", "job", req, 0, 41*time.Millisecond, map[string]string{"state": "completed"}),
+		span("r2", "r1", "submit", req, 0, 900*time.Microsecond, nil),
+		span("r3", "r1", "auction", req, time.Millisecond, 5*time.Millisecond, map[string]string{"reached": "2"}),
+		span("p1", "r3", "bid", prov, 2*time.Millisecond, 300*time.Microsecond, map[string]string{"outcome": "bid"}),
+		span("r4", "r1", "accept", req, 6*time.Millisecond, 2*time.Millisecond, map[string]string{"peer": prov, "epoch": "2"}),
+		span("p2", "r4", "lock", prov, 7*time.Millisecond, 500*time.Microsecond, nil),
+	}, Nodes: []api.TraceNode{{Node: req, Spans: 4}, {Node: prov, Spans: 2}, {Node: "12D3KooWGoneAway", Error: "p2p: no route"}}}, nil
+}
+
+// CallTrace has a trace of one call: the gateway's call and hop spans,
+// the provider's call span under the hop.
+func (f *fakeService) CallTrace(_ context.Context, id string) (api.Trace, error) {
+	if id != "0af7651916cd43dd8448eb211c80319c" {
+		return api.Trace{}, fmt.Errorf("%w: no spans of trace %s are kept here", api.ErrNotFound, id)
+	}
+	span := fakeSpans("0af7651916cd43dd8448eb211c80319c")
+	gw, prov := "12D3KooWGateway", "12D3KooWProvider1"
+	return api.Trace{TraceID: "0af7651916cd43dd8448eb211c80319c", Spans: []api.Span{
+		span("g1", "b7ad6b7169203331", "call", gw, 0, 3*time.Millisecond, map[string]string{"function": "f", "status": "200"}),
+		span("g2", "g1", "hop", gw, 200*time.Microsecond, 2*time.Millisecond, map[string]string{"status": "ok"}),
+		span("p1", "g2", "call", prov, 500*time.Microsecond, time.Millisecond, map[string]string{"exit_code": "0"}),
+	}, Nodes: []api.TraceNode{{Node: gw, Spans: 2}, {Node: prov, Spans: 1}}}, nil
+}
+
+// Earnings has two lines in 2026-12, none in another month.
+func (f *fakeService) Earnings(_ context.Context, period string) (api.Earnings, error) {
+	from, to, err := api.ParsePeriod(period)
+	if err != nil {
+		return api.Earnings{}, err
+	}
+	e := api.Earnings{Period: period, From: from, To: to}
+	if period == "" || period == "2026-12" {
+		e.Lines = []api.EarningLine{{Requester: "12D3KooWReq", Account: "acme", Receipts: 2, Amount: 1112}, {Requester: "12D3KooWReq", Receipts: 1, Amount: 1}}
+		e.Receipts, e.Total = 3, 1113
+	}
+	return e, nil
 }
 
 func (f *fakeService) Reputation(context.Context) ([]api.PeerReputation, error) {

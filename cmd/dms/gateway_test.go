@@ -14,6 +14,7 @@ import (
 	"github.com/opendms/dms/dms"
 	"github.com/opendms/dms/dms/gateway"
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 // asKey runs a command against url with an API key.
@@ -65,11 +66,56 @@ func TestAccountCommands(t *testing.T) {
 	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], made.Key.ID+" ") || strings.HasSuffix(lines[1], " -") || !strings.HasSuffix(lines[2], " -") {
 		t.Fatalf("key list: exit %d, stdout:\n%s", code, out)
 	}
-	if code, out, _ = runCLI(t, "account", "show", "alice", "--home", n.home); code != 0 || !strings.Contains(out, "keys:     1\n") {
+	if code, out, _ = runCLI(t, "account", "show", "alice", "--home", n.home); code != 0 || !strings.Contains(out, "keys:       1\n") {
 		t.Fatalf("show: exit %d, stdout:\n%s", code, out)
 	}
 	if code, _, errOut = asKey(t, n.url, made.Key.Secret, "function", "list"); code != 1 || errOut != "dms: the API key was refused (revoked or wrong)\n" {
 		t.Fatalf("revoked key: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestAccountCreditCommands: the operator credits an account and sets
+// its limit from the CLI; show and list print the credits; an AMOUNT that
+// is not credits is refused before anything is sent.
+func TestAccountCreditCommands(t *testing.T) {
+	n := sharedNet(t)
+	n.account(t, "payer")
+	if code, out, errOut := runCLI(t, "account", "credit", "payer", "2.5", "--memo", "trial", "--home", n.home); code != 0 || !strings.Contains(out, "balance:    2.5\n") || !strings.Contains(out, "available:  2.5\n") {
+		t.Fatalf("credit: exit %d, stdout:\n%s\nstderr %s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "account", "limit", "payer", "1", "--home", n.home, "-o", "json")
+	var a gateway.Account
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
+		t.Fatalf("limit: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if want := (gateway.Credits{Balance: 2500000, Limit: types.Credit, Available: 3500000}); a.Credits != want {
+		t.Fatalf("limit: %+v, want %+v", a.Credits, want)
+	}
+	if code, out, _ := runCLI(t, "account", "list", "--home", n.home); code != 0 || !strings.Contains(out, "AVAILABLE") || !strings.Contains(out, " 3.5 ") {
+		t.Fatalf("list: exit %d, stdout:\n%s", code, out)
+	}
+	for _, args := range [][]string{
+		{"account", "credit", "payer", "1.0000001"},
+		{"account", "credit", "payer", "lots"},
+		{"account", "credit", "payer", "0"},
+		{"account", "limit", "payer", "-1"},
+		{"account", "credit", "payer"},
+	} {
+		if code, _, errOut := runCLI(t, append(args, "--home", n.home)...); code == 0 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+// TestPayoutCommands: a payout with nothing owed makes no statement; the
+// list prints CSV with its header.
+func TestPayoutCommands(t *testing.T) {
+	n := sharedNet(t)
+	if code, out, errOut := runCLI(t, "payout", "run", "--home", n.home, "-o", "json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("payout run: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "payout", "list", "--csv", "--home", n.home); code != 0 || !strings.HasPrefix(out, "statement,provider,entry,receipt,job,name,at,amount\n") {
+		t.Fatalf("payout list --csv: exit %d, stdout %q", code, out)
 	}
 }
 
@@ -369,5 +415,51 @@ func TestFunctionScaleAndInstances(t *testing.T) {
 	}
 	if fn := ok[gateway.Function](t, n.url, key, "function", "show", "echo"); fn.Calls != 1 {
 		t.Fatalf("%d calls counted, want the one that ran", fn.Calls)
+	}
+}
+
+// TestInvoiceCommands: an admin lists an account's invoice periods, shows
+// one as a table, CSV or HTML, and closes a month that has ended, once;
+// a month not ended, a bad period or a missing flag is a message and exit 1.
+func TestInvoiceCommands(t *testing.T) {
+	n := sharedNet(t)
+	n.account(t, "billed")
+	if code, _, errOut := runCLI(t, "account", "credit", "billed", "2.5", "--memo", "trial", "--home", n.home); code != 0 {
+		t.Fatalf("credit: exit %d, stderr %q", code, errOut)
+	}
+	now := time.Now().UTC()
+	period := now.Format("2006-01")
+	last := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Add(-time.Hour).Format("2006-01")
+	run := func(args ...string) (int, string, string) {
+		return runCLI(t, append(append([]string{"invoice"}, args...), "--home", n.home)...)
+	}
+	if code, out, errOut := run("list", "--account", "billed"); code != 0 || !strings.Contains(out, period) || !strings.Contains(out, "2.5") || !strings.Contains(out, "open") {
+		t.Fatalf("list: exit %d, stdout:\n%s\nstderr %q", code, out, errOut)
+	}
+	if code, out, errOut := run("show", "--account", "billed", "--period", period); code != 0 || !strings.Contains(out, "credited:  2.5\n") || !strings.Contains(out, "trial") {
+		t.Fatalf("show: exit %d, stdout:\n%s\nstderr %q", code, out, errOut)
+	}
+	if code, out, errOut := run("show", "--account", "billed", "--period", period, "--format", "csv"); code != 0 || !strings.HasSuffix(out, "\ntotal,0,0,0.000,,0,\n") {
+		t.Fatalf("show as CSV: exit %d, stdout:\n%s\nstderr %q", code, out, errOut)
+	}
+	if code, out, _ := run("show", "--account", "billed", "--period", period, "--format", "html"); code != 0 || !strings.Contains(out, "<strong>billed</strong>") {
+		t.Fatalf("show as HTML: exit %d, stdout:\n%s", code, out)
+	}
+	if code, out, errOut := run("close", "--account", "billed", "--period", last); code != 0 || !strings.Contains(out, "status:    closed\n") {
+		t.Fatalf("close %s: exit %d, stdout:\n%s\nstderr %q", last, code, out, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"close", "--account", "billed", "--period", last}, "closed at"},
+		{[]string{"close", "--account", "billed", "--period", period}, "close it after"},
+		{[]string{"show", "--account", "billed", "--period", "2026-13"}, "YYYY-MM"},
+		{[]string{"show", "--period", period}, "--account is required"},
+		{[]string{"show", "--account", "billed", "--period", period, "--format", "pdf"}, "want json, csv or html"},
+	} {
+		if code, _, errOut := run(c.args...); code != 1 || !strings.Contains(errOut, c.says) {
+			t.Errorf("%v: exit %d, stderr %q, want it to say %q", c.args, code, errOut, c.says)
+		}
 	}
 }

@@ -13,8 +13,8 @@ import (
 )
 
 func (c *cli) gatewayCmd() *cobra.Command {
-	return groupCmd("gateway", "See and change the local daemon's gateway group (admin: the local daemon's token; docs/gateway.md)",
-		c.gatewayStatusCmd(), c.gatewayAddCmd(), c.gatewayRemoveCmd())
+	return groupCmd("gateway", "See and change the local daemon's gateway group, and trace its calls (admin: the local daemon's token; docs/gateway.md)",
+		c.gatewayStatusCmd(), c.gatewayAddCmd(), c.gatewayRemoveCmd(), c.gatewayTraceCmd())
 }
 
 func (c *cli) gatewayStatusCmd() *cobra.Command {

@@ -44,6 +44,8 @@ func TestFunctionEndpointTaskTagFlagErrors(t *testing.T) {
 		{"JoinWithoutGroup", []string{"run", "--home", t.TempDir(), "--gateway-join"}, "need --gateway-group NAME"},
 		{"IdleThresholdWithoutIdleOnly", []string{"run", "--home", t.TempDir(), "--idle-threshold", "40%"}, "--idle-threshold and --idle-period need --idle-only"},
 		{"BadIdleThreshold", []string{"run", "--home", t.TempDir(), "--idle-only", "--idle-threshold", "0.4"}, `offer.idle.threshold: "0.4" is not a share of the host's CPU`},
+		{"BadMetricsAddress", []string{"run", "--home", t.TempDir(), "--metrics", "9464"}, `bad metrics address "9464"`},
+		{"BadMetricsPort", []string{"run", "--home", t.TempDir(), "--metrics", ":metrics"}, `port "metrics" is not a number from 0 to 65535`},
 		{"GroupStatusWithoutDaemon", []string{"gateway", "status", "--home", t.TempDir()}, "no running daemon"},
 		{"GroupAddNoArg", []string{"gateway", "add"}, "MULTIADDR|PEERID"},
 	}

@@ -14,7 +14,7 @@ import (
 
 func (c *cli) jobCmd() *cobra.Command {
 	return groupCmd("job", "Submit jobs to the running daemon and follow them",
-		c.jobRunCmd(), c.jobListCmd(), c.jobStatusCmd(), c.jobLogsCmd(), c.jobResultCmd(), c.jobCancelCmd())
+		c.jobRunCmd(), c.jobListCmd(), c.jobStatusCmd(), c.jobLogsCmd(), c.jobResultCmd(), c.jobReceiptsCmd(), c.jobTraceCmd(), c.jobCancelCmd())
 }
 
 func (c *cli) jobRunCmd() *cobra.Command {

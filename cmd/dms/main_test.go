@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/types"
@@ -158,7 +159,8 @@ func TestJobStatusJSON(t *testing.T) {
 
 func TestJobLogsResultListCancel(t *testing.T) {
 	svc := newFakeService()
-	res := &types.Result{ExitCode: 0, Stdout: svc.blob("out\n"), Stderr: svc.blob("err\n"), Files: map[string]string{"/out/x": "bafyx"}}
+	res := &types.Result{ExitCode: 0, Stdout: svc.blob("out\n"), Stderr: svc.blob("err\n"), Files: map[string]string{"/out/x": "bafyx"},
+		Usage: &types.Usage{CPU: 12345 * time.Microsecond, Wall: 15 * time.Millisecond, MemoryPeak: 2 << 20, MemoryLimit: 64 << 20, OutputBytes: 1229}}
 	svc.putJob(api.Job{ID: "done", Name: "d", State: types.JobCompleted, Result: res})
 	svc.putJob(api.Job{ID: "busy", Name: "b", State: types.JobRunning})
 	home := newDaemon(t, svc)
@@ -168,6 +170,8 @@ func TestJobLogsResultListCancel(t *testing.T) {
 		{[]string{"job", "logs", "busy"}, 1, "no result yet"},
 		{[]string{"job", "result", "done"}, 0, "/out/x  bafyx"},
 		{[]string{"job", "result", "done", "-o", "json"}, 0, `"exit_code": 0`},
+		{[]string{"job", "status", "done"}, 0, "used:       cpu 12ms, wall 15ms, memory peak 2 MiB (limit 64 MiB), output 1.2 KiB\n"},
+		{[]string{"job", "status", "done", "-o", "json"}, 0, `"cpu_ns": 12345000`},
 		{[]string{"job", "list"}, 0, "busy"},
 		{[]string{"job", "list", "-o", "json"}, 0, `"id": "done"`},
 		{[]string{"job", "cancel", "busy"}, 0, "cancelled job busy"},
@@ -296,6 +300,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"devstack", "--nodes", "0"}, "--nodes 0: want 1 to 200"},
 		{[]string{"devstack", "--nodes", "201"}, "--nodes 201: want 1 to 200"},
 		{[]string{"run", "--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"run", "--log-format", "xml"}, `--log-format "xml": want text or json`},
+		{[]string{"devstack", "--log-format", "logfmt"}, `--log-format "logfmt": want text or json`},
+		{[]string{"run", "--otlp-endpoint", "localhost:4318"}, `--otlp-endpoint: tracing: OTLP endpoint "localhost:4318": want an http:// or https:// URL`},
+		{[]string{"devstack", "--otlp-endpoint", "ftp://x"}, `--otlp-endpoint: tracing: OTLP endpoint "ftp://x"`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runCLI(t, append(c.args, "--home", t.TempDir())...)
@@ -311,4 +319,55 @@ func TestUnknownFailpoint(t *testing.T) {
 	if want := "dms: DMS_FAILPOINT=\"invok\": no such failpoint (known: invoke)\n"; code != 1 || !strings.HasSuffix(errOut, want) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
+}
+
+func TestEarningsAndJobReceipts(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	runCases(t, home, []cliCase{
+		{[]string{"earnings", "--period", "2026-12"}, 0, "12D3KooWReq  acme     2         0.001112"},
+		{[]string{"earnings"}, 0, "total                 3         0.001113"},
+		{[]string{"earnings", "--period", "2026-11"}, 0, "total               0         0\n"},
+		{[]string{"earnings", "--period", "2026-12", "-o", "json"}, 0, `"total": "0.001113"`},
+		{[]string{"earnings", "--period", "december"}, 1, `period "december" is not a month such as 2026-12`},
+		{[]string{"job", "receipts", "job-1"}, 0, "alloc-1/1  12D3KooWProvider  1000      2s    1      0.000556"},
+		{[]string{"job", "receipts", "job-1", "-o", "json"}, 0, `"digest": "c0ffee"`},
+		{[]string{"job", "receipts", "nope"}, 1, `not found: job "nope"`},
+	})
+}
+
+// dms job trace prints the span tree: children indented under their
+// parent, the node of each, its start and duration; a node that did not
+// answer is named.
+func TestJobTrace(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	runCases(t, home, []cliCase{
+		{[]string{"job", "trace", "job-1"}, 0, `job job-1, trace 4bf92f3577b34da6a3ce929d0e0e4736: 6 spans from 2 of 3 nodes
+SPAN       NODE       START  DURATION  NOTE
+job        …equester  0s     41ms      state=completed
+  submit   …equester  0s     900µs     
+  auction  …equester  1ms    5ms       reached=2
+    bid    …rovider1  2ms    300µs     outcome=bid
+  accept   …equester  6ms    2ms       epoch=2 peer=…rovider1
+    lock   …rovider1  7ms    500µs     
+missing: node 12D3KooWGoneAway did not answer: p2p: no route
+`},
+		{[]string{"job", "trace", "job-1", "-o", "json"}, 0, `"parent": "r3"`},
+		{[]string{"job", "trace", "nope"}, 1, `not found: job "nope"`},
+		{[]string{"job", "trace"}, 1, "takes one ID argument"},
+	})
+}
+
+// dms gateway trace prints a call's spans as dms job trace does, without
+// a job; an unknown trace is not found.
+func TestGatewayTrace(t *testing.T) {
+	home := newDaemon(t, newFakeService())
+	runCases(t, home, []cliCase{
+		{[]string{"gateway", "trace", "0af7651916cd43dd8448eb211c80319c"}, 0, `trace 0af7651916cd43dd8448eb211c80319c: 3 spans from 2 of 2 nodes
+SPAN      NODE       START  DURATION  NOTE
+call      …WGateway  0s     3ms       function=f status=200
+  hop     …WGateway  200µs  2ms       status=ok
+    call  …rovider1  500µs  1ms       exit_code=0
+`},
+		{[]string{"gateway", "trace", "4bf92f3577b34da6a3ce929d0e0e4736"}, 1, "not found: no spans of trace"},
+	})
 }

@@ -9,7 +9,8 @@ import (
 )
 
 func (c *cli) nodeCmd() *cobra.Command {
-	return groupCmd("node", "Show or benchmark the running daemon's node", c.nodeInfoCmd(), c.nodeBenchmarkCmd())
+	return groupCmd("node", "Show or benchmark the running daemon's node, and what it runs, holds and bid",
+		c.nodeInfoCmd(), c.nodeBenchmarkCmd(), c.nodeAllocationsCmd(), c.nodeLocksCmd(), c.nodeBidsCmd())
 }
 
 func (c *cli) nodeInfoCmd() *cobra.Command {

@@ -89,13 +89,16 @@ func jobFields(j api.Job) []field {
 //
 //	attempts:  2
 //	           1 failed on …Xk9vT2aB, charged to reschedule: lost node 12D3KooW…: no heartbeat for 1s
-//	           2 completed on …Hq3mPzQe
+//	           2 completed on …Hq3mPzQe (late bid)
 func attemptsField(list []api.Attempt) field {
 	lines := []string{strconv.Itoa(len(list))}
 	for i, a := range list {
 		line := fmt.Sprintf("%d %s", i+1, a.State)
 		if a.Node != "" {
 			line += " on " + shortID(a.Node)
+		}
+		if a.Late {
+			line += " (late bid)"
 		}
 		if a.Charge != "" {
 			line += ", charged to " + a.Charge
@@ -114,6 +117,9 @@ func resultFields(r types.Result) []field {
 		kv("duration", formatMillis(r.DurationMillis)),
 		kv("stdout", r.Stdout+truncated(r.StdoutTruncated)),
 		kv("stderr", r.Stderr+truncated(r.StderrTruncated)),
+	}
+	if r.Usage != nil {
+		fs = append(fs, kv("used", usageLine(*r.Usage)))
 	}
 	var files []string
 	for _, path := range slices.Sorted(maps.Keys(r.Files)) {
@@ -165,7 +171,7 @@ func capabilityFields(c types.CapabilityRecord) []field {
 		kv("benchmark", fmt.Sprintf("cpu %.1f (1 core %.1f), memory %.0f MB/s, disk %.0f MB/s",
 			c.Benchmark.CPUAll, c.Benchmark.CPUSingle, c.Benchmark.MemoryMBps, c.Benchmark.DiskWriteMBps)),
 		kv("offered", c.Offered.String()),
-		kv("price", fmt.Sprintf("%g per core-hour", c.Price)),
+		kv("price", fmt.Sprintf("%s per core-hour", c.Price)),
 		kv("executors", orDash(strings.Join(c.Executors, ", "))),
 	}
 }
@@ -185,7 +191,19 @@ func peerRows(list []api.Peer) [][]string {
 		if p.LatencyMillis > 0 {
 			latency = fmt.Sprintf("%.2fms", p.LatencyMillis)
 		}
-		rows = append(rows, []string{p.ID, latency, orDash(strings.Join(p.Addrs, " "))})
+		execs, offered, price, flags := "?", "?", "?", "?"
+		if o := p.Offer; o != nil {
+			execs, offered, price = orDash(strings.Join(o.Executors, ",")), o.Offered.String(), o.Price.String()
+			var fl []string
+			if o.Renewable {
+				fl = append(fl, "renewable")
+			}
+			if o.IdleOnly {
+				fl = append(fl, "idle-only")
+			}
+			flags = orDash(strings.Join(fl, ","))
+		}
+		rows = append(rows, []string{p.ID, latency, execs, offered, price, flags, orDash(strings.Join(p.Addrs, " "))})
 	}
 	return rows
 }
@@ -231,6 +249,27 @@ func formatTime(t time.Time) string {
 }
 
 func formatMillis(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+
+// usageLine says what an allocation used, as its node metered it:
+//
+//	cpu 12ms, wall 15ms, memory peak 2 MiB (limit 64 MiB), output 1.2 KiB
+func usageLine(u types.Usage) string {
+	line := fmt.Sprintf("cpu %s, wall %s, memory peak %s (limit %s), output %s",
+		fineDuration(u.CPU), fineDuration(u.Wall), u.MemoryPeak, u.MemoryLimit, types.Bytes(u.OutputBytes))
+	if u.Calls > 0 {
+		line += fmt.Sprintf(", %d calls", u.Calls)
+	}
+	return line
+}
+
+// fineDuration is roundDuration, to the microsecond under a millisecond:
+// a small run's CPU time is not 0s.
+func fineDuration(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return roundDuration(d)
+}
 
 func truncated(t bool) string {
 	if t {

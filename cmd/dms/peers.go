@@ -10,8 +10,14 @@ import (
 func (c *cli) peersCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "peers",
-		Short: "List the peers the running daemon is connected to",
-		Args:  cobra.NoArgs,
+		Short: "List the peers the running daemon is connected to, their latency and what each offers",
+		Long: `List the peers the running daemon is connected to: latency, and what each
+offers from its signed capability record: executors, resources offered,
+price (credits per core-hour), and flags (renewable: runs on renewable
+energy; idle-only: bids only while its owner leaves the host idle). The
+daemon keeps the records it got for 5 minutes; a peer whose record has not
+come within a second shows ? (a later call asks again).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			svc, err := c.client()
 			if err != nil {
@@ -22,7 +28,7 @@ func (c *cli) peersCmd() *cobra.Command {
 				return err
 			}
 			return c.print(list, func(w io.Writer) error {
-				return writeTable(w, []string{"PEER", "LATENCY", "ADDRS"}, peerRows(list))
+				return writeTable(w, []string{"PEER", "LATENCY", "EXECUTORS", "OFFERED", "PRICE", "FLAGS", "ADDRS"}, peerRows(list))
 			})
 		},
 	}

@@ -48,7 +48,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	flags.StringVar(&c.home, "home", defaultHome(), "node home directory ($DMS_HOME sets the default)")
 	flags.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(c.initCmd(), c.runCmd(), c.jobCmd(), c.nodeCmd(), c.peersCmd(), c.storeCmd(), c.devstackCmd(), c.benchCmd(),
-		c.accountCmd(), c.functionCmd(), c.endpointCmd(), c.taskCmd(), c.tagCmd(), c.gatewayCmd(), c.flowCmd(), c.batchCmd())
+		c.accountCmd(), c.functionCmd(), c.endpointCmd(), c.taskCmd(), c.tagCmd(), c.gatewayCmd(), c.flowCmd(), c.batchCmd(), c.earningsCmd(), c.invoiceCmd(), c.payoutCmd(), c.dashboardCmd())
 	return root
 }
 

@@ -27,7 +27,11 @@ type runFlags struct {
 	compute   bool
 	api       string
 	apiRemote bool
+	metrics   string
 	logLevel  string
+	logFormat string
+	// otlp exports the node's spans to this OTLP/HTTP collector.
+	otlp string
 	// gateway serves functions over HTTP there, with TLS when gatewayCert
 	// and gatewayKey are given.
 	gateway, gatewayCert, gatewayKey string
@@ -49,9 +53,12 @@ func (c *cli) runCmd() *cobra.Command {
 		Short: "Run the node daemon until interrupted (SIGHUP reloads the offer from config.yaml)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(c.stderr, f.logLevel)
+			logger, err := newLogger(c.stderr, f.logLevel, f.logFormat)
 			if err != nil {
 				return err
+			}
+			if err := dms.CheckOTLPEndpoint(f.otlp); err != nil {
+				return fmt.Errorf("--otlp-endpoint: %w", err)
 			}
 			if (f.gatewayCert != "" || f.gatewayKey != "") && !cmd.Flags().Changed("gateway") {
 				return errors.New("--gateway-cert and --gateway-key need --gateway ADDR (or set them in config.yaml's gateway section)")
@@ -79,7 +86,10 @@ func (c *cli) runCmd() *cobra.Command {
 	fl.BoolVar(&f.compute, "compute", true, "offer compute (bid for jobs); --compute=false only submits jobs; when not given, config.yaml decides")
 	fl.StringVar(&f.api, "api", "", `local API address on loopback, such as 127.0.0.1:0 (a free port); "" disables the API; when not given, config.yaml decides`)
 	fl.BoolVar(&f.apiRemote, "api-remote", false, "allow --api on a non-loopback address, such as 0.0.0.0:7777 in a container; the token travels in clear HTTP, so keep it on a private network")
+	fl.StringVar(&f.metrics, "metrics", "", `serve Prometheus metrics (GET /metrics) on this address, such as 127.0.0.1:9464; a bare :9464 binds loopback, 0.0.0.0:9464 every interface; "" serves none; when not given, config.yaml decides`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", logFormatUsage)
+	fl.StringVar(&f.otlp, "otlp-endpoint", "", `export traces to this OTLP/HTTP collector, such as http://localhost:4318 (docs/observability.md); replaces config.yaml's traces.otlp_endpoint; "" and no OTEL_EXPORTER_OTLP_ENDPOINT: traces stay on the node`)
 	fl.StringVar(&f.gateway, "gateway", "", `serve functions over HTTP on this address, such as 127.0.0.1:8080 (docs/functions.md); when not given, config.yaml's gateway.listen decides`)
 	fl.StringVar(&f.gatewayCert, "gateway-cert", "", "PEM certificate (chain) for the gateway: it then serves HTTPS; with --gateway-key")
 	fl.StringVar(&f.gatewayKey, "gateway-key", "", "PEM private key of --gateway-cert")
@@ -108,6 +118,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	if f.apiRemote {
 		opts = append(opts, dms.WithRemoteAPI())
 	}
+	if cmd.Flags().Changed("metrics") {
+		opts = append(opts, dms.WithMetrics(f.metrics))
+	}
 	if cmd.Flags().Changed("gateway") {
 		opts = append(opts, dms.WithGatewayListen(f.gateway, f.gatewayCert, f.gatewayKey))
 	}
@@ -116,6 +129,9 @@ func runOptions(cmd *cobra.Command, home string, f runFlags, logger *slog.Logger
 	}
 	if f.idleOnly {
 		opts = append(opts, dms.WithIdleOnly(node.IdleConfig{Threshold: f.idleThreshold, Period: f.idlePeriod}))
+	}
+	if cmd.Flags().Changed("otlp-endpoint") {
+		opts = append(opts, dms.WithOTLPEndpoint(f.otlp))
 	}
 	return opts
 }
@@ -142,14 +158,25 @@ func failpoint(name string, logger *slog.Logger) (dms.Option, error) {
 	}), nil
 }
 
-// newLogger logs text records at level and above to w.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger logs records at level and above to w, as text (key=value)
+// or as JSON, one object a line, for a log collector.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
+
+// logFormatUsage documents --log-format.
+const logFormatUsage = "log records as text (key=value) or json (one object a line)"
 
 // serve starts the node, prints its addresses, and runs until ctx ends
 // (SIGINT, SIGTERM), reloading the offer on SIGHUP and returning memory to
@@ -164,7 +191,7 @@ func (c *cli) serve(ctx context.Context, opts []dms.Option, logger *slog.Logger)
 	}
 	info, err := d.Node(ctx)
 	if err == nil {
-		err = c.printRunning(info, d.APIAddr())
+		err = c.printRunning(info, d.APIAddr(), d.MetricsAddr())
 	}
 	if err != nil {
 		return errors.Join(err, d.Close())
@@ -179,7 +206,7 @@ func (c *cli) serve(ctx context.Context, opts []dms.Option, logger *slog.Logger)
 }
 
 // printRunning shows the node's addresses, to copy into another node's --bootstrap.
-func (c *cli) printRunning(info api.NodeInfo, apiAddr string) error {
+func (c *cli) printRunning(info api.NodeInfo, apiAddr, metricsAddr string) error {
 	return c.print(info, func(w io.Writer) error {
 		fmt.Fprintf(w, "node %s running (home %s)\n", info.PeerID, c.home)
 		if apiAddr != "" {
@@ -187,6 +214,9 @@ func (c *cli) printRunning(info api.NodeInfo, apiAddr string) error {
 		}
 		if info.Gateway != "" {
 			fmt.Fprintf(w, "gateway on %s\n", info.Gateway)
+		}
+		if metricsAddr != "" {
+			fmt.Fprintf(w, "metrics on http://%s/metrics\n", metricsAddr)
 		}
 		fmt.Fprintln(w, "listening on (use one as --bootstrap for another node):")
 		for _, a := range orNone(info.Addrs) {

@@ -15,6 +15,10 @@ var (
 	ErrBadRequest = errors.New("api: bad request")
 	// ErrTooLarge means a request body is over its size limit (HTTP 413).
 	ErrTooLarge = errors.New("api: request too large")
+	// ErrPaymentRequired means the account has no credits available for
+	// the work asked: a call or job is refused before any provider is
+	// engaged; the message says the account's balance (HTTP 402).
+	ErrPaymentRequired = errors.New("api: payment required")
 	// ErrForbidden means the caller is known but may not do this: an
 	// endpoint policy refused the call (HTTP 403).
 	ErrForbidden = errors.New("api: forbidden")

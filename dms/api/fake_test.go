@@ -25,6 +25,9 @@ type fakeService struct {
 	node       NodeInfo
 	peers      []Peer
 	reputation []PeerReputation
+	receipts   map[string][]Receipt // by job
+	traces     map[string]Trace     // by job
+	earnings   Earnings             // what Earnings answers, with the period asked
 	pins       map[string]bool
 	gcs        int   // CollectGarbage calls
 	failWith   error // returned by every call when set
@@ -141,6 +144,40 @@ func (f *fakeService) GetBlob(_ context.Context, c string) ([]byte, error) {
 func (f *fakeService) Node(context.Context) (NodeInfo, error) { return f.node, f.failWith }
 
 func (f *fakeService) Peers(context.Context) ([]Peer, error) { return f.peers, f.failWith }
+
+func (f *fakeService) JobReceipts(_ context.Context, id string) ([]Receipt, error) {
+	if _, ok := f.receipts[id]; !ok {
+		return nil, fmt.Errorf("%w: job %q", ErrNotFound, id)
+	}
+	return f.receipts[id], f.failWith
+}
+
+func (f *fakeService) JobTrace(_ context.Context, id string) (Trace, error) {
+	t, ok := f.traces[id]
+	if !ok {
+		return Trace{}, fmt.Errorf("%w: job %q", ErrNotFound, id)
+	}
+	return t, f.failWith
+}
+
+func (f *fakeService) CallTrace(_ context.Context, id string) (Trace, error) {
+	for _, t := range f.traces {
+		if t.TraceID == id {
+			return t, f.failWith
+		}
+	}
+	return Trace{}, fmt.Errorf("%w: trace %q", ErrNotFound, id)
+}
+
+func (f *fakeService) Earnings(_ context.Context, period string) (Earnings, error) {
+	from, to, err := ParsePeriod(period)
+	if err != nil {
+		return Earnings{}, err
+	}
+	e := f.earnings
+	e.Period, e.From, e.To = period, from, to
+	return e, f.failWith
+}
 
 func (f *fakeService) Reputation(context.Context) ([]PeerReputation, error) {
 	return f.reputation, f.failWith

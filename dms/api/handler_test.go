@@ -95,7 +95,8 @@ func TestUnauthorized(t *testing.T) {
 	routes := [][2]string{{"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/x"}, {"GET", "/v1/jobs/x/events"},
 		{"DELETE", "/v1/jobs/x"}, {"POST", "/v1/blobs"}, {"GET", "/v1/node"}, {"POST", "/v1/node/benchmark"}, {"GET", "/v1/peers"},
 		{"GET", "/v1/store"}, {"POST", "/v1/store/gc"}, {"PUT", "/v1/store/pins/x"}, {"DELETE", "/v1/store/pins/x"},
-		{"POST", "/v1/peers/reputation/x/forgive"}, {"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"}}
+		{"POST", "/v1/peers/reputation/x/forgive"}, {"POST", "/v1/batches"}, {"GET", "/v1/batches"}, {"GET", "/v1/batches/x/units"}, {"DELETE", "/v1/batches/x"},
+		{"GET", "/v1/jobs/x/receipts"}, {"GET", "/v1/earnings"}, {"GET", "/v1/jobs/x/trace"}, {"GET", "/v1/traces/x"}}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", testToken, "Basic " + testToken} {
 		for _, rt := range routes {
 			req, _ := http.NewRequest(rt[0], h.srv.URL+rt[1], nil)
@@ -431,5 +432,66 @@ func TestStoreEndpoints(t *testing.T) {
 	var raw map[string]any
 	if status != http.StatusOK || json.Unmarshal(body, &raw) != nil || raw["max_bytes"] != float64(4<<30) {
 		t.Errorf("GET /v1/store: %d %s", status, body)
+	}
+}
+
+// A job's receipts and the node's earnings: the period is a month or
+// none, anything else is 400.
+func TestReceiptsAndEarnings(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.svc.receipts = map[string][]Receipt{"j1": {{Receipt: types.Receipt{ID: "a/1", JobID: "j1", AllocationID: "a", Seq: 1, Price: types.Credit, Amount: 278},
+		Provider: "p", Digest: "d"}}, "j2": nil}
+	if got, err := h.client.JobReceipts(ctx, "j1"); err != nil || len(got) != 1 || got[0].Amount != 278 || got[0].Digest != "d" {
+		t.Fatalf("JobReceipts = %+v, %v", got, err)
+	}
+	if _, err := h.client.JobReceipts(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("receipts of no job: %v", err)
+	}
+	h.svc.earnings = Earnings{Lines: []EarningLine{{Requester: "r", Account: "acme", Receipts: 2, Amount: 556}}, Receipts: 2, Total: 556}
+	e, err := h.client.Earnings(ctx, "2026-12")
+	if err != nil || e.Total != 556 || len(e.Lines) != 1 || !e.From.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || !e.To.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("Earnings = %+v, %v", e, err)
+	}
+	if status, body := h.do(t, "GET", "/v1/earnings?period=december", ""); status != http.StatusBadRequest || !strings.Contains(string(body), "not a month") {
+		t.Fatalf("a bad period: %d %s", status, body)
+	}
+	h.svc.earnings = Earnings{}
+	if status, body := h.do(t, "GET", "/v1/earnings", ""); status != 200 || !strings.Contains(string(body), `"lines":[]`) {
+		t.Fatalf("no earnings: %d %s", status, body)
+	}
+}
+
+// A job's trace comes back as the service gathered it; an unknown job is
+// 404.
+func TestJobTrace(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 4, 18, 0, 0, 0, time.UTC)
+	h.svc.traces = map[string]Trace{"j1": {Job: "j1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+		Spans: []Span{{Span: types.Span{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", ID: "00f067aa0ba902b7", Name: "job", Start: at, End: at.Add(time.Second)}, Node: "12D3KooWReq"}},
+		Nodes: []TraceNode{{Node: "12D3KooWReq", Spans: 1}, {Node: "12D3KooWGone", Error: "unreachable"}}}}
+	got, err := h.client.JobTrace(ctx, "j1")
+	if err != nil || len(got.Spans) != 1 || got.Spans[0].Node != "12D3KooWReq" || !got.Spans[0].End.Equal(at.Add(time.Second)) || len(got.Nodes) != 2 || got.Nodes[1].Error != "unreachable" {
+		t.Fatalf("JobTrace = %+v, %v", got, err)
+	}
+	if _, err := h.client.JobTrace(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("trace of no job: %v", err)
+	}
+}
+
+// A trace of calls comes back by its trace ID; an unknown one is 404
+// (TestUnauthorized checks its route takes the token).
+func TestCallTrace(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
+	h.svc.traces = map[string]Trace{"": {TraceID: id, Nodes: []TraceNode{{Node: "12D3KooWGw", Spans: 2}}}}
+	got, err := h.client.CallTrace(ctx, id)
+	if err != nil || got.TraceID != id || got.Job != "" || len(got.Nodes) != 1 {
+		t.Fatalf("CallTrace = %+v, %v", got, err)
+	}
+	if _, err := h.client.CallTrace(ctx, "00f067aa0ba902b700f067aa0ba902b7"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("trace of no call: %v", err)
 	}
 }

@@ -102,3 +102,8 @@ func stopping(ctx context.Context) <-chan struct{} {
 	stop, _ := ctx.Value(stopKey{}).(<-chan struct{})
 	return stop
 }
+
+// Stopping returns a channel closed when the server serving ctx's request
+// shuts down (nil, never closed, outside Serve): a handler that streams,
+// such as the dashboard's events, ends when it closes.
+func Stopping(ctx context.Context) <-chan struct{} { return stopping(ctx) }

@@ -48,6 +48,9 @@ type Service interface {
 	StoreService
 	FlowService
 	BatchService
+	ReceiptService
+	TraceService
+	ProviderService
 }
 
 // StoreService is the part of a Service that looks after the node's disk.
@@ -90,6 +93,17 @@ type Attempt struct {
 	// (its node or the network failed). "" for the others, and for an
 	// auction cut short by a restart of the requester.
 	Charge string `json:"charge,omitempty"`
+	// Late marks an attempt that a node's late bid opened: it had
+	// declined the job as busy and offered itself once capacity freed
+	// (docs/protocol.md, late binding).
+	Late bool `json:"late,omitempty"`
+	// Usage is what the attempt's allocation used, as its node metered
+	// it, once it ended (completed, or failed after it ran); the job's
+	// Result.Usage is its last attempt's.
+	Usage *types.Usage `json:"usage,omitempty"`
+	// Price is the node's winning bid, credits per core-hour: what its
+	// receipts bill (docs/accounting.md).
+	Price types.Credits `json:"price,omitempty"`
 }
 
 // NodeInfo describes a node: its identity, addresses and capability.
@@ -125,6 +139,22 @@ type Peer struct {
 	ID            string   `json:"id"`
 	Addrs         []string `json:"addrs"`
 	LatencyMillis float64  `json:"latency_ms,omitempty"`
+	// Offer is what the peer offers, from its signed capability record;
+	// nil while the node has not got it (the peer did not answer within
+	// a second; a later call asks again).
+	Offer *PeerOffer `json:"offer,omitempty"`
+}
+
+// PeerOffer is what a peer's capability record offers.
+type PeerOffer struct {
+	Executors []string          `json:"executors"`
+	Offered   types.Resources   `json:"offered"`
+	Price     types.Credits     `json:"price"` // per core-hour
+	Labels    map[string]string `json:"labels,omitempty"`
+	Renewable bool              `json:"renewable"`
+	IdleOnly  bool              `json:"idle_only"`
+	Score     float64           `json:"score"` // the benchmark's capability score
+	IssuedAt  time.Time         `json:"issued_at"`
 }
 
 // PeerReputation is a requester's standing of one peer (docs/reliability.md,
@@ -189,6 +219,9 @@ type Collection struct {
 	// RecordsCompacted finished records lost their bulky parts;
 	// ValueLogRewrites is the badger value-log files rewritten after.
 	RecordsCompacted int `json:"records_compacted"`
+	// BidRecordsExpired bid records (GET /v1/node/bids) received more
+	// than the retention ago were deleted.
+	BidRecordsExpired int `json:"bid_records_expired,omitempty"`
 	// CompiledFreedBytes is what removing compiled Wasm modules freed:
 	// they are kept to a twentieth of the blob budget.
 	CompiledFreedBytes int64  `json:"compiled_freed_bytes,omitempty"`

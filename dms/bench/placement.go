@@ -37,17 +37,17 @@ import (
 //     compressed in time.
 //   - Auction: every job is a real orchestrator.Job with the shipped
 //     defaults (2s bid window, 3 bids are enough, 5 min queue timeout,
-//     DefaultRanking). Its bid request reaches each node after a gossip
+//     DefaultRanking: binpack). Its bid request reaches each node after a gossip
 //     delay of 0.5-2.5ms; every other message (bid, decline, accept,
 //     confirm, reject, cancel, invocation, final status) takes 50-150us.
 //     Every node is the real provider machine (node.Machine) with the
 //     shipped defaults (3s bid hold, 10s lock TTL), price 1 and score 1:
 //     it bids, declines (as busy when only what is in use stands in the
-//     way), locks, starts and ends allocations exactly as a daemon's Node
-//     does; the simulation plays its shell (no disk: its records are
+//     way), bids late on those once capacity frees, locks, starts and ends
+//     allocations exactly as a daemon's Node does; the simulation plays its shell (no disk: its records are
 //     dropped) and its executor, whose run takes the job's service time.
 //     A job that finds
-//     only busy nodes waits and auctions again as the real Job does
+//     only busy nodes waits (taking a late bid at once) and auctions again as the real Job does
 //     (100ms doubling, at most 1s between auctions); one whose offers are
 //     all rejected retries (3 retries). No node fails and no message is
 //     lost, so the lease and the running status are not modelled.
@@ -421,7 +421,7 @@ func newPlSim(w plWorkload, c plConfig) *plSim {
 			streams: map[node.Ticket]*plJob{}, runs: map[types.AllocationID]*plRun{}}
 		m, err := node.NewMachine(node.MachineConfig{
 			ID:        types.NodeID{PeerID: n.peer},
-			Record:    types.CapabilityRecord{Offered: r, Price: 1, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
+			Record:    types.CapabilityRecord{Offered: r, Price: types.Credit, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
 			Executors: []string{"wasm"}, LockTTL: placementLockTTL, BidHold: placementBidHold,
 		}, nil, nil, 0, plStart)
 		if err != nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/opendms/dms/orchestrator"
-	"github.com/opendms/dms/types"
 )
 
 func TestPlacementQuickHasEveryKey(t *testing.T) {
@@ -143,31 +142,15 @@ type plVariant struct {
 }
 
 // plVariants are the rankings and bid counts tried against the default.
-// With every node at the same price and score, DefaultRanking orders by
-// load alone: the least loaded of the first three bidders wins.
+// With every node at the same price and score, DefaultRanking
+// (BinpackRanking) orders by load alone: the fullest of the first three
+// bidders wins.
 func plVariants() []plVariant {
-	one := func(s orchestrator.Scorer) orchestrator.Ranking {
-		return orchestrator.Ranking{Scorers: []orchestrator.WeightedScorer{{Scorer: s, Weight: 1}}}
-	}
 	return []plVariant{
 		{name: "default, enough 1", enough: 1},
 		{name: "default, enough 50 (all)", enough: 50},
 		{name: "no scorer (peer ID order)", ranking: orchestrator.Ranking{Scorers: []orchestrator.WeightedScorer{{Scorer: orchestrator.LoadScorer{}, Weight: 0}}}},
-		{name: "pack (fullest first)", ranking: one(packScorer{})},
-		{name: "pack, enough 50 (all)", ranking: one(packScorer{}), enough: 50},
+		{name: "spread (emptiest first)", ranking: orchestrator.SpreadRanking()},
+		{name: "spread, enough 50 (all)", ranking: orchestrator.SpreadRanking(), enough: 50},
 	}
-}
-
-// packScorer prefers the most loaded bidder, best fit by CPU: the opposite
-// of orchestrator.LoadScorer. It keeps large holes free for large jobs.
-type packScorer struct{}
-
-func (packScorer) Name() string { return "pack" }
-
-func (packScorer) Score(bids []types.Bid) []float64 {
-	out := make([]float64, len(bids))
-	for i, b := range bids {
-		out[i] = b.Load
-	}
-	return out
 }

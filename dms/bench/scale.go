@@ -187,8 +187,11 @@ func (s *scaleNet) start(ctx context.Context, c scaleConfig, homes []string, i i
 	for _, b := range boot {
 		opts = append(opts, dms.WithBootstrap(b...))
 	}
-	if i == c.sampledReq() {
+	switch i {
+	case c.sampledReq():
 		opts = append(opts, dms.WithBidSampling(c.D))
+	case c.gossipReq():
+		opts = append(opts, dms.WithBidSampling(0)) // gossip, whatever the network's size
 	}
 	d, err := dms.New(opts...)
 	if err != nil {

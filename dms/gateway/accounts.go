@@ -61,6 +61,9 @@ func (g *Gateway) ListAccounts(ctx context.Context) ([]Account, error) {
 	}
 	for i := range accts {
 		accts[i].Keys = counts[accts[i].Name]
+		if accts[i].Credits, err = g.credits(accts[i].Name); err != nil {
+			return nil, err
+		}
 	}
 	return accts, nil
 }
@@ -76,7 +79,8 @@ func (g *Gateway) GetAccount(ctx context.Context, name string) (Account, error) 
 		return Account{}, err
 	}
 	acct.Keys = counts[name]
-	return acct, nil
+	acct.Credits, err = g.credits(name)
+	return acct, err
 }
 
 // account reads an account; ErrNotFound if there is none.

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/gateway/cgi"
 	"github.com/opendms/dms/jobs"
@@ -513,6 +516,8 @@ func (g *Gateway) dispatch(ctx context.Context, rev Revision, t Task, in callInp
 // dispatchHere sends a call to the instances of this gateway's pool of
 // its revision until one answers: a call whose instance was busy, gone
 // or lost (the stream broke) goes to another, at most maxAttempts in all.
+// The span of a traced call (ctx's, docs/observability.md) is told its
+// account, function, revision and queue wait.
 func (g *Gateway) dispatchHere(ctx context.Context, acct string, rev Revision, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
 	p, err := g.pool(acct, rev)
 	if err != nil {
@@ -521,10 +526,19 @@ func (g *Gateway) dispatchHere(ctx context.Context, acct string, rev Revision, i
 	req := types.CallRequest{Env: in.Env, Stdin: in.Stdin}
 	var last error
 	var tried []*instance
+	span := trace.SpanFromContext(ctx) // recording only for a traced call
+	var queued time.Time
+	if span.IsRecording() {
+		queued = time.Now()
+		span.SetAttributes(attribute.String("account", acct), attribute.String("function", rev.Function), attribute.Int("revision", rev.Number))
+	}
 	for range maxAttempts {
 		inst, err := p.acquire(ctx, tried)
 		if err != nil {
 			return nil, nil, err
+		}
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("queue_wait", time.Since(queued).String()))
 		}
 		tried = append(tried, inst)
 		if deadline, ok := ctx.Deadline(); ok {
@@ -620,6 +634,9 @@ func (g *Gateway) end(t Task, v verdict) (Response, error) {
 	if err != nil && !ended.State.Terminal() {
 		g.log.Error("recording the end of a task", "task", t.ID, "err", err)
 		return Response{}, &CallError{Task: t.ID, Err: err}
+	}
+	if err == nil {
+		g.onTaskEnd(ended.State)
 	}
 	if err != nil && len(input) > 0 { // it ended before (stopped): its input goes now
 		if err := g.update(g.ctx, func(t *tx) error { t.delete(input...); return nil }); err != nil {

@@ -14,7 +14,9 @@
 //     functions.go, endpoints.go (quota.go), tags.go and query.go, tasks.go
 //     hold one resource each; calls.go runs a call through a Caller,
 //     and outcome.go decides, in one function (classifyCall), what an
-//     instance's reply answers.
+//     instance's reply answers. credits.go keeps the accounts' credits in
+//     a ledger.Book; invoices.go builds an account's invoice for a month
+//     from it (invoice_render.go: as CSV and HTML).
 //   - The HTTP handler (handler.go) is thin: it authenticates (an API key,
 //     or the node's admin token and an account name on the local API),
 //     turns requests into Calls and errors into statuses through dms/api's
@@ -46,6 +48,8 @@
 //     decides admissions (quota counts, kept tasks, Idempotency-Keys); a
 //     change applies only if what its writer read still holds. Plain
 //     synchronous calls write nothing of the group's.
+//   - A closed invoice is a record of its own and never changes; an open
+//     one is worked out from the ledger each time.
 //   - Endpoint names are global (they are the URL namespace /e/NAME/);
 //     every other name is per account.
 //   - A call is counted against its endpoint's daily quota before it runs,

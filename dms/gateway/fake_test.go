@@ -11,6 +11,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/dms/internal/testclock"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -296,28 +297,7 @@ func (f *fakeRunner) HasBlob(ctx context.Context, c string) (bool, error) {
 }
 
 // clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type clock = testclock.Clock
 
 // rig is a gateway over a database in memory and a fake runner, started,
 // with account "alice" and its key.
@@ -340,7 +320,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return newRigOn(t, db, newFakeRunner(), &clock{now: start})
+	return newRigOn(t, db, newFakeRunner(), testclock.New(start))
 }
 
 // newRigOn starts a gateway over db and f; alice is made if she is new.

@@ -45,6 +45,15 @@ type Config struct {
 	// TaskRetention is how long a finished task is kept; 0:
 	// DefaultTaskRetention.
 	TaskRetention time.Duration
+	// RequireCredits admits a call only while its account has credits
+	// available (credits.go); without it calls are free to make.
+	RequireCredits bool
+	// Settler pays providers at a payout (payouts.go); nil: RecordOnly.
+	Settler Settler
+	// TaskEnded, when set, is told the final state of each task whose end
+	// this gateway records (a call's, or a stop), once; for metrics. It
+	// must not block.
+	TaskEnded func(TaskState)
 }
 
 func (c *Config) validate() error {
@@ -68,13 +77,17 @@ func (c *Config) validate() error {
 // account's Service, CallEndpoint for published endpoints. Its methods are
 // safe for concurrent use.
 type Gateway struct {
-	db     *store.DB
-	runner Runner
-	caller Caller
-	pools  *pools
+	db             *store.DB
+	requireCredits bool // Config.RequireCredits
+	settler        Settler
+	runner         Runner
+	caller         Caller
+	pools          *pools
 	// calls holds the cancel (a context.CancelCauseFunc) of each call in
 	// flight, by task ID, for StopTask.
 	calls sync.Map
+	// onTaskEnd is Config.TaskEnded, or nothing.
+	onTaskEnd func(TaskState)
 	// accounts holds the names of accounts found: no request of a known
 	// account reads its record again.
 	accounts sync.Map
@@ -142,7 +155,7 @@ func New(c Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		db: c.DB, runner: c.Runner, caller: c.Caller, now: c.Clock, log: c.Logger, retention: c.TaskRetention,
+		db: c.DB, runner: c.Runner, caller: c.Caller, now: c.Clock, log: c.Logger, retention: c.TaskRetention, requireCredits: c.RequireCredits, settler: c.Settler,
 		keys: newVerifier(), seed: maphash.MakeSeed(), accountInFlight: map[string]int{},
 	}
 	if g.now == nil {
@@ -150,6 +163,12 @@ func New(c Config) (*Gateway, error) {
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.settler == nil {
+		g.settler = RecordOnly{}
+	}
+	if g.onTaskEnd = c.TaskEnded; g.onTaskEnd == nil {
+		g.onTaskEnd = func(TaskState) {}
 	}
 	if g.retention == 0 {
 		g.retention = DefaultTaskRetention
@@ -238,6 +257,9 @@ const (
 // closed or a bound is reached. The caller calls g.leave(acct) when the
 // run ends. (The lock keeps wg.Add from racing with Close's wg.Wait.)
 func (g *Gateway) enter(acct string) error {
+	if err := g.admitCredits(acct); err != nil {
+		return err
+	}
 	g.life.Lock()
 	defer g.life.Unlock()
 	switch {

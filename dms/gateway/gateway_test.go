@@ -9,6 +9,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/store"
+	"github.com/opendms/dms/dms/internal/testclock"
 	"github.com/opendms/dms/types"
 )
 
@@ -52,7 +53,7 @@ func openDisk(t *testing.T, dir string) *store.DB {
 func TestEverythingSurvivesARestart(t *testing.T) {
 	dir := t.TempDir()
 	db := openDisk(t, dir)
-	f, c := newFakeRunner(), &clock{now: start}
+	f, c := newFakeRunner(), testclock.New(start)
 	r := newRigOn(t, db, f, c)
 	ctx := t.Context()
 	r.deploy(t, r.alice, Deploy{Name: "echo", Tags: map[string]string{"team": "web"}})
@@ -119,7 +120,7 @@ func TestStartResumesTasks(t *testing.T) {
 	dir := t.TempDir()
 	db := openDisk(t, dir)
 	t.Cleanup(func() { db.Close() })
-	f, c := newFakeRunner(), &clock{now: start}
+	f, c := newFakeRunner(), testclock.New(start)
 	first := newRigOn(t, db, f, c)
 	first.deploy(t, first.alice, Deploy{Name: "echo"})
 	first.g.Close()
@@ -166,7 +167,7 @@ func TestCloseDetachesCalls(t *testing.T) {
 	dir := t.TempDir()
 	db := openDisk(t, dir)
 	t.Cleanup(func() { db.Close() })
-	f, c := newFakeRunner(), &clock{now: start}
+	f, c := newFakeRunner(), testclock.New(start)
 	r := newRigOn(t, db, f, c)
 	r.deploy(t, r.alice, Deploy{Name: "slow"})
 	f.hold()

@@ -775,3 +775,37 @@ func TestHugeHeaders(t *testing.T) {
 	}
 	g.as(key, "GET", "/v1/functions", "", "X-Big", strings.Repeat("h", 32<<10)).want(t, 200)
 }
+
+// TestAccountCredits: the operator credits an account and sets its limit;
+// the account shows its balance, limit and what is available; amounts
+// that are not credits, or not positive, are refused with 400 and change
+// nothing; only the admin token may credit.
+func TestAccountCredits(t *testing.T) {
+	g := localGateway(t)
+	created := decode[createdAccount](t, g.as(adminToken, "POST", "/v1/accounts", `{"name":"bob"}`).want(t, 201))
+	a := decode[Account](t, g.as(adminToken, "POST", "/v1/accounts/bob/credits", `{"amount":"2.5","memo":"trial"}`).want(t, 200))
+	a = decode[Account](t, g.as(adminToken, "POST", "/v1/accounts/bob/credits", `{"amount":0.000001}`).want(t, 200))
+	if want := (Credits{Balance: 2500001, Available: 2500001}); a.Credits != want {
+		t.Fatalf("after two credits: %+v, want %+v", a.Credits, want)
+	}
+	a = decode[Account](t, g.as(adminToken, "PUT", "/v1/accounts/bob/limit", `{"limit":"1"}`).want(t, 200))
+	if want := (Credits{Balance: 2500001, Limit: types.Credit, Available: 3500001}); a.Credits != want {
+		t.Fatalf("with a limit: %+v, want %+v", a.Credits, want)
+	}
+	for _, c := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/accounts/bob/credits", `{"amount":"0"}`, "positive"},
+		{"POST", "/v1/accounts/bob/credits", `{"amount":"-1"}`, "positive"},
+		{"POST", "/v1/accounts/bob/credits", `{"amount":"1.0000001"}`, "decimals"},
+		{"POST", "/v1/accounts/bob/credits", `{"amount":1e3}`, "credits"},
+		{"POST", "/v1/accounts/bob/credits", `{"amount":"9223372036854.775807"}`, "overflow"},
+		{"PUT", "/v1/accounts/bob/limit", `{"limit":"-1"}`, "0 or more"},
+		{"PUT", "/v1/accounts/bob/limit", `{"limit":`, ""},
+	} {
+		g.as(adminToken, c.method, c.path, c.body).wantError(t, 400, c.want)
+	}
+	g.as(adminToken, "POST", "/v1/accounts/carol/credits", `{"amount":"1"}`).wantError(t, 404)
+	g.as(created.Key.Secret, "POST", "/v1/accounts/bob/credits", `{"amount":"1"}`).wantError(t, 401, "admin token")
+	if got := decode[Account](t, g.as(adminToken, "GET", "/v1/accounts/bob", "").want(t, 200)); got.Credits != a.Credits {
+		t.Fatalf("after the refusals: %+v, want %+v", got.Credits, a.Credits)
+	}
+}

@@ -178,6 +178,17 @@ func TestGroupSharesStateAndForwardsCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("an account made on gw0, read at once on gw1: %v", err)
 	}
+	// Credits given on one member are the account's on every member, once
+	// the entry is applied there (in log order).
+	if _, err := g1.Credit(ctx, "alice", 3*types.Credit, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gateway{g0, g1, g2} {
+		eventually(t, "alice's credits on "+g.self, func() bool {
+			a, err := g.GetAccount(ctx, "alice")
+			return err == nil && a.Credits.Balance == 3*types.Credit
+		})
+	}
 	mod := tm.f.put([]byte("\x00asm echo"))
 	if _, err := alice1.Deploy(ctx, Deploy{Name: "echo", Module: mod}); err != nil {
 		t.Fatal(err)
@@ -417,11 +428,17 @@ func TestGroupKeepsMinimumWarm(t *testing.T) {
 	tm.deploy(tm.alice("gw1"), "warm", &Scaling{MinInstances: 1})
 	tm.eventually("one instance started", func() bool { return tm.f.submissions() == 1 })
 	leader := tm.queueLeaderOf("gw1", "alice", "warm")
-	for _, id := range tm.ids {
-		if n := len(tm.gw(id).pools.instances("alice", "warm")); (id == leader) != (n > 0) {
-			t.Errorf("%s holds %d instances; the queue's leader is %s", id, n, leader)
+	held := func() string { // "" when the leader alone holds the instance
+		for _, id := range tm.ids {
+			if n := len(tm.gw(id).pools.instances("alice", "warm")); (id == leader) != (n > 0) {
+				return fmt.Sprintf("%s holds %d instances; the queue's leader is %s", id, n, leader)
+			}
 		}
+		return ""
 	}
+	// The submission is counted as it is made, the instance joins its
+	// pool once it returns.
+	tm.eventually("the leader holding the instance", func() bool { return held() == "" })
 	tm.stop(leader)
 	tm.eventually("the successor to start one", func() bool { return tm.f.submissions() == 2 })
 }

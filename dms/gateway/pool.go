@@ -522,6 +522,7 @@ func (p *pool) releaseAll() {
 func (p *pool) start(sc Scaling) {
 	spec := jobSpec(p.rev)
 	spec.Name = fmt.Sprintf("fn:%s/%s@%d", p.key.account, p.key.function, p.rev.Number)
+	spec.Account = p.key.account // its receipts bill the function's account
 	spec.Warm = &types.Warm{Concurrency: sc.Concurrency, KeepAlive: time.Duration(sc.KeepAlive)}
 	ctx, cancel := context.WithTimeout(p.g.ctx, startTimeout)
 	defer cancel()

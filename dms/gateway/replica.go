@@ -43,6 +43,11 @@ import (
 const (
 	queuePrefix = "gw/queue/" // gw/queue/<account>/<function>: Queue, which member leads the function's queue
 	admitPrefix = "gw/admit/" // gw/admit/<endpoint>/<day>/<task ID>: a call admitted against the quota, so that its admission applied twice counts once
+	// chargedPrefix: gw/charged/<entry ID>: the digest of the receipt an
+	// entry charged to an account (Charge), so that it counts once.
+	chargedPrefix = "gw/charged/"
+	// invoicePrefix: gw/invoice/<account>/<period>: a closed Invoice.
+	invoicePrefix = "gw/invoice/"
 )
 
 // appliedKey holds the index of the last command that wrote, written with
@@ -63,7 +68,7 @@ func functionOfKey(key string) (acct, fn string, ok bool) {
 // only the tasks the group keeps).
 var sharedPrefixes = []string{
 	accountPrefix, keyPrefix, functionPrefix, revisionPrefix, endpointPrefix, quotaPrefix,
-	admitPrefix, taskPrefix, inputPrefix, idemPrefix, queuePrefix,
+	admitPrefix, taskPrefix, inputPrefix, idemPrefix, queuePrefix, ledgerPrefix, chargedPrefix, settledPrefix, statementPrefix, invoicePrefix,
 }
 
 // shared reports whether the group keeps t: an async call's task, whose

@@ -21,6 +21,9 @@ func TestSnapshotRestoresSharedRecordsOnly(t *testing.T) {
 	if _, err := src.alice.Invoke(ctx, "echo", Call{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := src.g.Credit(ctx, "alice", 2*types.Credit, ""); err != nil {
+		t.Fatal(err)
+	}
 	release := src.f.hold()
 	kept, err := src.alice.InvokeAsync(ctx, "echo", Call{})
 	if err != nil {
@@ -65,6 +68,9 @@ func TestSnapshotRestoresSharedRecordsOnly(t *testing.T) {
 	}
 	hold()
 	taskIn(t, dst.alice, kept.ID, TaskCompleted)
+	if a, err := dst.g.GetAccount(ctx, "alice"); err != nil || a.Credits.Balance != 2*types.Credit {
+		t.Errorf("the snapshot's credits: %+v, %v", a.Credits, err)
+	}
 	if _, err := dst.g.Authenticate(ctx, src.key); err != nil {
 		t.Errorf("the snapshot's key: %v", err)
 	}

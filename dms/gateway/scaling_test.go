@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/dms/api"
+	"github.com/opendms/dms/dms/internal/testclock"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -117,7 +118,7 @@ func TestScalingRoutes(t *testing.T) {
 func TestRestartPrewarmsMinimum(t *testing.T) {
 	db := openDisk(t, t.TempDir())
 	t.Cleanup(func() { db.Close() })
-	f, c := newFakeRunner(), &clock{now: start}
+	f, c := newFakeRunner(), testclock.New(start)
 	first := newRigOn(t, db, f, c)
 	first.deploy(t, first.alice, Deploy{Name: "warm", Scaling: &Scaling{MinInstances: 2}})
 	first.deploy(t, first.alice, Deploy{Name: "cold"})

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"io"
+
+	"github.com/opendms/dms/types"
 )
 
 // Admin is what a gateway's operator does: accounts and their keys.
@@ -11,6 +13,21 @@ type Admin interface {
 	CreateAccount(ctx context.Context, name string) (Account, NewKey, error)
 	ListAccounts(ctx context.Context) ([]Account, error)
 	GetAccount(ctx context.Context, name string) (Account, error)
+	// Credit adds credits to an account; SetCreditLimit sets how far
+	// below zero its credits may go. Both return the account then.
+	Credit(ctx context.Context, name string, amount types.Credits, memo string) (Account, error)
+	SetCreditLimit(ctx context.Context, name string, limit types.Credits) (Account, error)
+	// Invoice returns an account's invoice for a period ("2026-12"):
+	// closed, as it was closed; open, worked out now. Invoices lists the
+	// periods with entries or a closed invoice; CloseInvoice closes one
+	// that has ended (ErrBadRequest before; ErrConflict when closed).
+	Invoice(ctx context.Context, account, period string) (Invoice, error)
+	Invoices(ctx context.Context, account string) ([]InvoiceSummary, error)
+	CloseInvoice(ctx context.Context, account, period string) (Invoice, error)
+	// Payout settles the receipt charges not settled yet, a statement per
+	// provider (payouts.go); Statements lists every payout's.
+	Payout(ctx context.Context) ([]Statement, error)
+	Statements(ctx context.Context) ([]Statement, error)
 	// AddKey makes another key for an account.
 	AddKey(ctx context.Context, account string) (NewKey, error)
 	ListKeys(ctx context.Context, account string) ([]Key, error)

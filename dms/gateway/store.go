@@ -28,6 +28,13 @@ const (
 	// no write of the group's for a call that needs none); the latest
 	// day's only.
 	epCallsPrefix = "gw/epcalls/"
+	// gw/ledger/...: the accounts' credits, a ledger.Book (credits.go).
+	ledgerPrefix = "gw/ledger/"
+	// gw/settled/<receipt charge's entry ID>: the payout statement that
+	// settled it (payouts.go).
+	settledPrefix = "gw/settled/"
+	// gw/statement/<statement ID>: a payout's Statement.
+	statementPrefix = "gw/statement/"
 )
 
 func accountKey(name string) string      { return accountPrefix + name }

@@ -131,6 +131,7 @@ func (s *scope) StopTask(ctx context.Context, id string) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
+	s.g.onTaskEnd(TaskStopped)
 	if live, ok := s.g.calls.Load(id); ok {
 		live.(*liveCall).cancel(errStopped)
 	}

@@ -28,6 +28,9 @@ type Account struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
 	Keys      int       `json:"keys"` // keys not revoked
+	// Credits are its standing in credits (credits.go), read from the
+	// ledger (what an account record holds of them is not read).
+	Credits Credits `json:"credits"`
 }
 
 // Key is an API key as listed: its ID, never its secret.

@@ -36,6 +36,14 @@
 //     ends: its container is killed, and the output so far comes back. The
 //     timeout counts from the start of the container: loading an image and
 //     creating the container do not count.
+//   - A run is metered (Output.Usage) from the engine's stats of its
+//     container, sampled while it runs (meter.go): CPU time and memory
+//     peak as of the last sample, every Config.MeterEvery once the first
+//     few (from 25ms) are taken, as the engine keeps no stats of a
+//     container that has exited; wall time from the start to the exit;
+//     stdout and stderr as kept. A warm instance is metered as a whole
+//     (Instance.Usage): its container's CPU time and memory, its answered
+//     calls' output and count, its wall time since Warm.
 //   - Nothing is left behind: every container a run creates, and its
 //     volumes, is removed when the run returns, however it ended. A
 //     container is labelled dms.managed=true, dms.job=Input.Job,

@@ -23,6 +23,7 @@ import (
 const (
 	DefaultMaxOutputFiles = 1000
 	DefaultMaxOutputBytes = types.Bytes(256 << 20)
+	DefaultMeterEvery     = 250 * time.Millisecond
 )
 
 // How long cleanup may take: killing a container, and removing one. Both run
@@ -53,11 +54,23 @@ type Config struct {
 	// /outputs; 0 means DefaultMaxOutputFiles, DefaultMaxOutputBytes.
 	MaxOutputFiles int
 	MaxOutputBytes types.Bytes
+	// MeterEvery is how often a running container's CPU time and memory
+	// are sampled from the engine's stats, once the first samples (from
+	// 25ms, doubling) have been taken; 0 means DefaultMeterEvery. Each
+	// sample costs the engine a read of the container's cgroup; what the
+	// container uses after its last sample is not counted.
+	MeterEvery time.Duration
 }
 
 func (c *Config) validate() error {
 	if c.MaxOutputFiles < 0 || c.MaxOutputBytes < 0 {
 		return fmt.Errorf("%w: negative output bounds %d files, %d bytes", ErrBadInput, c.MaxOutputFiles, c.MaxOutputBytes)
+	}
+	if c.MeterEvery < 0 {
+		return fmt.Errorf("%w: negative MeterEvery %s", ErrBadInput, c.MeterEvery)
+	}
+	if c.MeterEvery == 0 {
+		c.MeterEvery = DefaultMeterEvery
 	}
 	if c.MaxOutputFiles == 0 {
 		c.MaxOutputFiles = DefaultMaxOutputFiles

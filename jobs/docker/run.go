@@ -205,9 +205,15 @@ func (r *run) run(ctx context.Context) (*jobs.Output, error) {
 		return nil, r.e.stopped(ctx, startError(err))
 	}
 	began := time.Now()
+	var m meter
+	meterCtx, stopMeter := context.WithCancel(ctx)
+	var metering sync.WaitGroup
+	metering.Go(func() { m.watch(meterCtx, r.e.cli, r.id, r.e.cfg.MeterEvery) })
 	std.feed(r.in.Stdin)
 	code, err := r.wait(ctx, exited, failed)
 	took := time.Since(began)
+	stopMeter()
+	metering.Wait()
 	std.close(drainTimeout)
 	out := &jobs.Output{
 		ExitCode: code,
@@ -215,6 +221,11 @@ func (r *run) run(ctx context.Context) (*jobs.Output, error) {
 		Stderr: std.stderr.Bytes(), StderrTruncated: std.stderr.Truncated(),
 		Duration: took,
 	}
+	cpu, peak := m.read()
+	out.Usage = types.Usage{
+		CPU: cpu, Wall: took, MemoryPeak: peak, MemoryLimit: r.in.Memory,
+		OutputBytes: int64(len(out.Stdout) + len(out.Stderr)),
+	}.WithMemoryTime()
 	if err != nil {
 		return out, err
 	}

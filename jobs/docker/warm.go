@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 var _ jobs.Warmer = (*Executor)(nil)
@@ -33,6 +34,7 @@ const exitGrace = 2 * time.Second
 // in.Stdin are ignored (a call brings its own stdin). Close the instance
 // to remove its container; Executor.Close closes every instance.
 func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, error) {
+	began := time.Now()
 	if !e.enter() {
 		return nil, ErrClosed
 	}
@@ -41,6 +43,7 @@ func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, erro
 		e.runs.Done()
 		return nil, err
 	}
+	i.began = began
 	// Counted in runs until closed, so Executor.Close waits for its removal.
 	i.stopAfter = context.AfterFunc(e.stop, func() { i.close(ErrClosed) })
 	return i, nil
@@ -108,7 +111,11 @@ type instance struct {
 	next    uint64                     // the last id given
 	broken  error                      // why calls fail, once they do
 	done    chan struct{}              // closed when broken is set
-	started time.Time
+	started time.Time                  // the container's start
+	began   time.Time                  // when Warm was called
+	closed  time.Time                  // when Close removed the container; zero before
+	total   types.Usage                // the answered calls' usage, summed
+	meter   meter                      // the container's CPU time and memory
 
 	stopWatch context.CancelFunc
 	stopAfter func() bool // unregisters the executor's close of it
@@ -130,6 +137,7 @@ func newInstance(r *run, att dockertypes.HijackedResponse) *instance {
 	i.wg.Go(i.read)
 	i.wg.Go(i.write)
 	i.wg.Go(func() { i.watch(exited, failed) })
+	i.wg.Go(func() { i.meter.watch(watchCtx, r.e.cli, r.id, r.e.cfg.MeterEvery) })
 	return i
 }
 
@@ -171,11 +179,11 @@ func (i *instance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output, er
 		case reqs <- line:
 			sent = true
 		case a := <-answer:
-			return i.output(a, time.Since(began)), nil
+			return i.answered(a, time.Since(began)), nil
 		case <-i.done:
 			select { // an answer given before the instance broke counts
 			case a := <-answer:
-				return i.output(a, time.Since(began)), nil
+				return i.answered(a, time.Since(began)), nil
 			default:
 			}
 			return out(), i.err()
@@ -189,8 +197,11 @@ func (i *instance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output, er
 	}
 }
 
-// output is a call's Output: its answer, kept within the output limit.
-func (i *instance) output(a callAnswer, took time.Duration) *jobs.Output {
+// answered is a call's Output: its answer, kept within the output limit,
+// and what can be told of its usage alone (its wall time and output; the
+// CPU time and memory are the container's, shared by the calls), which
+// it adds to the instance's.
+func (i *instance) answered(a callAnswer, took time.Duration) *jobs.Output {
 	limit := i.r.in.OutputLimit
 	out := &jobs.Output{ExitCode: a.ExitCode, Stdout: a.Stdout, Stderr: a.Stderr, Duration: took}
 	if int64(len(out.Stdout)) > limit {
@@ -199,7 +210,28 @@ func (i *instance) output(a callAnswer, took time.Duration) *jobs.Output {
 	if int64(len(out.Stderr)) > limit {
 		out.Stderr, out.StderrTruncated = out.Stderr[:limit], true
 	}
+	out.Usage = types.Usage{
+		Wall: took, MemoryLimit: i.r.in.Memory, OutputBytes: int64(len(out.Stdout) + len(out.Stderr)), Calls: 1,
+	}.WithMemoryTime()
+	i.mu.Lock()
+	i.total = i.total.Add(out.Usage)
+	i.mu.Unlock()
 	return out
+}
+
+// Usage implements jobs.Instance: the container's CPU time and memory
+// peak at its last sample (every Config.MeterEvery; none after Close), the
+// answered calls' output and count, and the wall time since Warm.
+func (i *instance) Usage() types.Usage {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	u, end := i.total, i.closed
+	if end.IsZero() {
+		end = time.Now()
+	}
+	u.Wall, u.MemoryLimit = end.Sub(i.began), i.r.in.Memory
+	u.CPU, u.MemoryPeak = i.meter.read()
+	return u.WithMemoryTime()
 }
 
 // enter gives a call its id and the channel of its answer, unless the
@@ -354,6 +386,9 @@ func (i *instance) close(reason error) {
 		i.stopAfter()
 		i.shut(reason)
 		i.r.remove()
+		i.mu.Lock()
+		i.closed = time.Now()
+		i.mu.Unlock()
 		i.r.e.runs.Done()
 	})
 }

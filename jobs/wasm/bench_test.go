@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/opendms/dms/jobs"
 )
@@ -99,4 +100,50 @@ func BenchmarkCompileHelloDisk(b *testing.B) {
 			runOnce(b, dir)
 		}
 	})
+}
+
+// BenchmarkMetering weighs what metering a run's CPU time costs: each run
+// bare (no thread locked, no clock read) then metered (onThread), one
+// after the other in one process. tiny is the executor's floor; hello a
+// Go program that prints a line (examples/hello); sleep a Go program that
+// sleeps 1ms, so its locked thread blocks and wakes.
+func BenchmarkMetering(b *testing.B) {
+	bin, _ := setup(b)
+	e := newExecutor(b, Config{})
+	ctx := context.Background()
+	bare := func(run func()) time.Duration { run(); return 0 }
+	for _, c := range []struct {
+		name string
+		in   jobs.Input
+	}{
+		{"tiny", tinyInput()},
+		{"hello", exampleInput(b, "hello")},
+		{"sleep", guestInput(bin, "sleep", "1ms")},
+	} {
+		if _, err := e.Run(ctx, c.in); err != nil { // compiled before the clock starts
+			b.Fatal(err)
+		}
+		for _, m := range []struct {
+			name  string
+			meter func(func()) time.Duration
+		}{{"bare", bare}, {"metered", onThread}} {
+			b.Run(c.name+"/"+m.name, func(b *testing.B) {
+				e.meter = m.meter
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := e.Run(ctx, c.in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOnThread is metering's fixed cost alone: lock the thread, read
+// its CPU clock twice (two system calls), unlock.
+func BenchmarkOnThread(b *testing.B) {
+	for b.Loop() {
+		onThread(func() {})
+	}
 }

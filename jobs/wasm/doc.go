@@ -13,6 +13,15 @@
 //     (jobs.ErrTimeout, with the output so far).
 //   - Stdout and stderr are kept up to Input.OutputLimit bytes each; the
 //     guest may write more, which is counted and dropped.
+//   - Every run is metered (Output.Usage): the CPU time of the OS thread
+//     its guest ran on, locked to it for the run (wazero runs a guest on
+//     the calling goroutine and starts no thread for it), which excludes
+//     the time it slept; its linear memory at the end (a linear memory
+//     only grows); its wall time; and its stdout and stderr as kept. A
+//     warm instance sums its calls, and its memory peak is the most its
+//     calls held at once. wazero's own per-instance structures (tables,
+//     globals, the call stack) are not counted. CPU time is read on
+//     Linux only; elsewhere it is 0.
 //   - The guest sees only WASI: argv ("job" then Input.Args), Input.Env,
 //     stdin, real clocks and randomness, and no files except Input.InputDir
 //     read-only at /inputs and Input.OutputDir at /outputs. It has no network,

@@ -36,6 +36,9 @@ type Executor struct {
 	runtime wazero.Runtime
 	disk    wazero.CompilationCache // nil without Config.CacheDir
 	modules *cache
+	// meter runs a guest and returns the CPU time it took: onThread
+	// (benchmarks swap it to weigh what metering costs).
+	meter func(run func()) time.Duration
 
 	stop      context.Context // cancelled by Close, which ends every run
 	cancel    context.CancelFunc
@@ -57,7 +60,7 @@ func New(cfg Config) (*Executor, error) {
 	}
 	// Interrupting busy loops at the deadline needs CloseOnContextDone.
 	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
-	e := &Executor{}
+	e := &Executor{meter: onThread}
 	e.stop, e.cancel = context.WithCancel(context.Background())
 	if cfg.CacheDir != "" {
 		disk, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
@@ -136,7 +139,7 @@ func (e *Executor) Run(ctx context.Context, in jobs.Input) (*jobs.Output, error)
 		return nil, err
 	}
 	defer release()
-	return e.run(ctx, prog, in)
+	return e.run(ctx, prog, in, &gauge{})
 }
 
 // program returns in's module compiled (from the cache, or compiled and
@@ -163,12 +166,16 @@ func (e *Executor) program(ctx context.Context, in jobs.Input) (*program, func()
 	return prog, release, nil
 }
 
-// run instantiates the program and calls its _start under the run's limits.
-func (e *Executor) run(ctx context.Context, prog *program, in jobs.Input) (*jobs.Output, error) {
+// run instantiates the program and calls its _start under the run's
+// limits, and measures it: the CPU time of the thread it ran on, its
+// linear memory at the end (counted in used while it runs), its wall time
+// and its output.
+func (e *Executor) run(ctx context.Context, prog *program, in jobs.Input, used *gauge) (*jobs.Output, error) {
 	runCtx, cancel := context.WithTimeout(ctx, in.Timeout)
 	defer cancel()
 	defer context.AfterFunc(e.stop, cancel)()
-	mem := &memory{limit: uint64(in.Memory)}
+	mem := &memory{limit: uint64(in.Memory), used: used}
+	defer mem.done()
 	stdout := &jobs.LimitedBuffer{Limit: in.OutputLimit}
 	stderr := &jobs.LimitedBuffer{Limit: in.OutputLimit}
 	cfg, cleanup, err := moduleConfig(runCtx, in, stdout, stderr)
@@ -177,11 +184,17 @@ func (e *Executor) run(ctx context.Context, prog *program, in jobs.Input) (*jobs
 	}
 	defer cleanup()
 	began := time.Now()
-	started, err := e.start(experimental.WithMemoryAllocator(runCtx, mem), prog, cfg)
+	var started bool
+	cpu := e.meter(func() { started, err = e.start(experimental.WithMemoryAllocator(runCtx, mem), prog, cfg) })
+	took := time.Since(began)
 	out := &jobs.Output{
 		Stdout: stdout.Bytes(), StdoutTruncated: stdout.Truncated(),
 		Stderr: stderr.Bytes(), StderrTruncated: stderr.Truncated(),
-		Duration: time.Since(began),
+		Duration: took,
+		Usage: types.Usage{
+			CPU: cpu, Wall: took, MemoryPeak: types.Bytes(mem.size), MemoryLimit: in.Memory,
+			OutputBytes: int64(len(stdout.Bytes()) + len(stderr.Bytes())),
+		}.WithMemoryTime(),
 	}
 	if !started {
 		return nil, err

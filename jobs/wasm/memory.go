@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -18,7 +19,27 @@ type memory struct {
 	limit   uint64
 	buf     []byte
 	refused uint64 // the largest size refused; 0 if none
+	// size is the largest size handed out: a linear memory never
+	// shrinks, so its size at the end, the run's peak.
+	size uint64
+	// used counts the growth in the memory of every run it is shared
+	// with (a warm instance's calls); the run takes size back out of it
+	// when it ends (done).
+	used *gauge
 }
+
+// gauge is the linear memory of the runs in flight that share it, and the
+// most it ever was.
+type gauge struct{ now, peak atomic.Int64 }
+
+func (g *gauge) add(n int64) {
+	now := g.now.Add(n)
+	for p := g.peak.Load(); now > p && !g.peak.CompareAndSwap(p, now); p = g.peak.Load() {
+	}
+}
+
+// done takes the run's memory out of its gauge, once it has ended.
+func (m *memory) done() { m.used.add(-int64(m.size)) }
 
 var (
 	_ experimental.MemoryAllocator = (*memory)(nil)
@@ -51,15 +72,19 @@ func (m *memory) Reallocate(size uint64) []byte {
 		m.refused = max(m.refused, size)
 		return nil
 	}
+	old := uint64(len(m.buf))
 	if size > uint64(cap(m.buf)) {
 		grown := make([]byte, size, min(size+size/4, m.limit))
 		copy(grown, m.buf)
 		m.buf = grown
-	}
-	if old := uint64(len(m.buf)); size > old {
+	} else if size > old {
 		clear(m.buf[old:size]) // a recycled array holds an earlier run's bytes
 	}
 	m.buf = m.buf[:size]
+	if size > m.size {
+		m.used.add(int64(size - m.size))
+		m.size = size
+	}
 	return m.buf
 }
 

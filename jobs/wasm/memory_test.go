@@ -6,7 +6,7 @@ import (
 )
 
 func TestMemoryRefusesPastLimit(t *testing.T) {
-	m := &memory{limit: 4 * pageSize}
+	m := &memory{limit: 4 * pageSize, used: &gauge{}}
 	lm := m.Allocate(pageSize, 1<<32)
 	b := lm.Reallocate(pageSize)
 	copy(b, "kept")
@@ -25,6 +25,24 @@ func TestMemoryRefusesPastLimit(t *testing.T) {
 	lm.Free()
 	if m.buf != nil {
 		t.Fatal("Free kept the buffer")
+	}
+	if m.size != 4*pageSize || m.used.peak.Load() != 4*pageSize {
+		t.Fatalf("peak %d, gauge's %d; want %d", m.size, m.used.peak.Load(), 4*pageSize)
+	}
+}
+
+// TestGaugeSumsMemoriesInFlight: memories that share a gauge count
+// together while both live, and each leaves it when done.
+func TestGaugeSumsMemoriesInFlight(t *testing.T) {
+	g := &gauge{}
+	a, b := &memory{limit: 8 * pageSize, used: g}, &memory{limit: 8 * pageSize, used: g}
+	a.Allocate(pageSize, 1<<32).Reallocate(2 * pageSize)
+	b.Allocate(pageSize, 1<<32).Reallocate(3 * pageSize)
+	a.done()
+	b.Reallocate(4 * pageSize)
+	b.done()
+	if now, peak := g.now.Load(), g.peak.Load(); now != 0 || peak != 5*pageSize {
+		t.Fatalf("gauge now %d, peak %d; want 0 and %d", now, peak, 5*pageSize)
 	}
 }
 

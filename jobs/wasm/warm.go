@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/opendms/dms/jobs"
+	"github.com/opendms/dms/types"
 )
 
 var _ jobs.Warmer = (*Executor)(nil)
@@ -20,6 +22,7 @@ var _ jobs.Warmer = (*Executor)(nil)
 // gives its calls no /inputs and no /outputs: a call's answer is its
 // stdout.
 func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, error) {
+	began := time.Now()
 	if !e.enter() {
 		return nil, ErrClosed
 	}
@@ -34,7 +37,7 @@ func (e *Executor) Warm(ctx context.Context, in jobs.Input) (jobs.Instance, erro
 		return nil, err
 	}
 	in.Module, in.Load = nil, nil
-	i := &instance{e: e, prog: prog, release: release, in: in}
+	i := &instance{e: e, prog: prog, release: release, in: in, began: began}
 	i.stop, i.cancel = context.WithCancel(context.Background())
 	return i, nil
 }
@@ -45,11 +48,15 @@ type instance struct {
 	prog    *program
 	release func()
 	in      jobs.Input // every call's args, env and limits
+	began   time.Time  // when Warm was called
+	used    gauge      // the linear memory of the calls in flight
 
 	stop   context.Context // cancelled by Close: ends the calls in flight
 	cancel context.CancelFunc
-	mu     sync.Mutex // orders calls.Add against Close
+	mu     sync.Mutex // orders calls.Add against Close; guards what follows
 	closed bool
+	ended  time.Time   // when Close had waited for the calls; zero before
+	total  types.Usage // the calls' usage, summed
 	calls  sync.WaitGroup
 	once   sync.Once
 }
@@ -80,7 +87,31 @@ func (i *instance) Call(ctx context.Context, c jobs.CallInput) (*jobs.Output, er
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer context.AfterFunc(i.stop, func() { cancel(fmt.Errorf("%w: the instance closed", ErrClosed)) })()
-	return i.e.run(ctx, i.prog, in)
+	out, err := i.e.run(ctx, i.prog, in, &i.used)
+	if out != nil {
+		out.Usage.Calls = 1
+		i.mu.Lock()
+		i.total = i.total.Add(out.Usage)
+		i.mu.Unlock()
+	}
+	return out, err
+}
+
+// Usage implements jobs.Instance: the calls' CPU time, output and count
+// summed, the most linear memory its calls held at once, and its wall
+// time since Warm. Each call is a fresh instance of the module, so what
+// the calls used is all the instance used; compiling the module, which
+// Warm may do, is not counted.
+func (i *instance) Usage() types.Usage {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	u, end := i.total, i.ended
+	if end.IsZero() {
+		end = time.Now()
+	}
+	u.Wall = end.Sub(i.began)
+	u.MemoryPeak, u.MemoryLimit = types.Bytes(i.used.peak.Load()), i.in.Memory
+	return u.WithMemoryTime()
 }
 
 func (i *instance) enter() bool {
@@ -101,6 +132,11 @@ func (i *instance) Close() error {
 	i.mu.Unlock()
 	i.cancel()
 	i.calls.Wait()
-	i.once.Do(i.release)
+	i.once.Do(func() {
+		i.mu.Lock()
+		i.ended = time.Now()
+		i.mu.Unlock()
+		i.release()
+	})
 	return nil
 }

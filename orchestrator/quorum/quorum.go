@@ -163,8 +163,41 @@ type Batch struct {
 	fresh  int   // units [fresh:] never issued a replica
 	again  []int // units to look at again, in order
 	queued []bool
-	ended  int
+	tally  Tally  // its Running is Tally's to count
 	issued []slot // replicas in the order issued: by deadline
+}
+
+// Tally counts the units of a batch by where they stand, and its
+// replicas. A Batch keeps it as they change: reading it costs the same
+// whatever the number of units.
+type Tally struct {
+	Queued, Running, Decided, Failed int // units: no replica yet, under way, with a verdict, failed
+	Replicas                         int // replicas issued
+	Late                             int // replicas past their deadline, or orphaned
+	// Disagreed counts the replicas of decided units that returned a
+	// result other than the verdict.
+	Disagreed int
+}
+
+// add counts unit u, restored, into t (its Running aside).
+func (t *Tally) add(u *Unit) {
+	switch {
+	case u.Verdict != nil:
+		t.Decided++
+	case u.Failure != "":
+		t.Failed++
+	case len(u.Replicas) == 0:
+		t.Queued++
+	}
+	t.Replicas += len(u.Replicas)
+	for _, r := range u.Replicas {
+		if r.Late {
+			t.Late++
+		}
+		if u.Verdict != nil && r.State == Returned && r.Digest != u.Verdict.Digest {
+			t.Disagreed++
+		}
+	}
 }
 
 type slot struct{ unit, replica int }
@@ -177,7 +210,7 @@ func New(p Policy, n int) (*Batch, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("quorum: %d units", n)
 	}
-	return &Batch{policy: p, units: make([]Unit, n), queued: make([]bool, n)}, nil
+	return &Batch{policy: p, units: make([]Unit, n), queued: make([]bool, n), tally: Tally{Queued: n}}, nil
 }
 
 // Restore rebuilds a batch of n units under p from the units a shell
@@ -197,8 +230,9 @@ func Restore(p Policy, n int, units map[int]Unit) (*Batch, error) {
 		u := units[i]
 		b.units[i] = u
 		b.fresh = i + 1
+		b.tally.Queued--
+		b.tally.add(&u)
 		if u.Ended() {
-			b.ended++
 			continue
 		}
 		for r := range u.Replicas {
@@ -221,10 +255,17 @@ func (b *Batch) Len() int { return len(b.units) }
 func (b *Batch) Unit(i int) *Unit { return &b.units[i] }
 
 // Done reports whether every unit is decided or failed.
-func (b *Batch) Done() bool { return b.ended == len(b.units) }
+func (b *Batch) Done() bool { return b.Ended() == len(b.units) }
 
 // Ended counts the units decided or failed.
-func (b *Batch) Ended() int { return b.ended }
+func (b *Batch) Ended() int { return b.tally.Decided + b.tally.Failed }
+
+// Tally counts the units and replicas.
+func (b *Batch) Tally() Tally {
+	t := b.tally
+	t.Running = len(b.units) - t.Queued - t.Decided - t.Failed
+	return t
+}
 
 // want is how many replicas unit u should issue now.
 func (b *Batch) want(u *Unit) int {
@@ -266,6 +307,10 @@ func (b *Batch) Next(limit int, deadline time.Time) []Ticket {
 				return true
 			}
 			out = append(out, Ticket{Unit: i, Replica: len(u.Replicas), Avoid: avoid(u)})
+			if len(u.Replicas) == 0 {
+				b.tally.Queued--
+			}
+			b.tally.Replicas++
 			u.Replicas = append(u.Replicas, Replica{State: Issued, Deadline: deadline})
 			b.issued = append(b.issued, slot{i, len(u.Replicas) - 1})
 		}
@@ -318,7 +363,7 @@ func (b *Batch) settle(i int) {
 		}
 	}
 	u.Failure = failure(u, b.policy)
-	b.ended++
+	b.tally.Failed++
 }
 
 // failure says why u failed: how its replicas ended.
@@ -392,6 +437,7 @@ func (b *Batch) Return(u, r int, digest string, trusted, spot bool) (Judgement, 
 			j.Agreed = []string{rep.Node}
 		} else {
 			j.Disagreed = []string{rep.Node}
+			b.tally.Disagreed++
 		}
 		return j, nil
 	}
@@ -408,7 +454,7 @@ func (b *Batch) Return(u, r int, digest string, trusted, spot bool) (Judgement, 
 		return Judgement{Unit: u}, nil
 	}
 	unit.Verdict = &Verdict{Digest: digest, Replica: r, Alone: alone && votes < b.policy.Quorum}
-	b.ended++
+	b.tally.Decided++
 	j := Judgement{Unit: u}
 	for _, o := range unit.Replicas {
 		switch {
@@ -419,6 +465,7 @@ func (b *Batch) Return(u, r int, digest string, trusted, spot bool) (Judgement, 
 			j.Disagreed = append(j.Disagreed, o.Node)
 		}
 	}
+	b.tally.Disagreed += len(j.Disagreed)
 	return j, nil
 }
 
@@ -448,6 +495,7 @@ func (b *Batch) Orphan(u, r int) error {
 	}
 	if rep.live() {
 		rep.Late = true
+		b.tally.Late++
 		b.requeue(u)
 	}
 	return nil
@@ -466,6 +514,7 @@ func (b *Batch) Expire(now time.Time) int {
 		b.issued = b.issued[1:]
 		if r.live() {
 			r.Late = true
+			b.tally.Late++
 			n++
 			b.requeue(s.unit)
 		}

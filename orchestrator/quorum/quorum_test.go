@@ -284,6 +284,11 @@ func TestProperties(t *testing.T) {
 			i := rapid.IntRange(0, len(open)-1).Draw(t, "ticket")
 			tk := open[i]
 			open = slices.Delete(open, i, i+1)
+			if rapid.IntRange(0, 9).Draw(t, "orphan") == 0 {
+				if err := b.Orphan(tk.Unit, tk.Replica); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var free []string
 			for _, nd := range nodes {
 				if !slices.Contains(tk.Avoid, nd) && !slices.Contains(avoid(b.Unit(tk.Unit)), nd) {
@@ -372,6 +377,50 @@ func check(t *rapid.T, b *Batch, p Policy) {
 	if ended != b.Ended() {
 		t.Fatalf("%d units ended, Ended says %d", ended, b.Ended())
 	}
+	if got, want := b.Tally(), walkTally(b); got != want {
+		t.Fatalf("Tally %+v, counting the units gives %+v", got, want)
+	}
+	saved := map[int]Unit{}
+	for i := range b.Len() {
+		if len(b.Unit(i).Replicas) > 0 {
+			saved[i] = *b.Unit(i)
+		}
+	}
+	back, err := Restore(p, b.Len(), saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Tally() != b.Tally() {
+		t.Fatalf("restored, Tally %+v, was %+v", back.Tally(), b.Tally())
+	}
+}
+
+// walkTally counts every unit and replica of b, as Tally should.
+func walkTally(b *Batch) Tally {
+	var c Tally
+	for i := range b.Len() {
+		u := b.Unit(i)
+		switch {
+		case u.Verdict != nil:
+			c.Decided++
+		case u.Failure != "":
+			c.Failed++
+		case len(u.Replicas) == 0:
+			c.Queued++
+		default:
+			c.Running++
+		}
+		c.Replicas += len(u.Replicas)
+		for _, r := range u.Replicas {
+			if r.Late {
+				c.Late++
+			}
+			if u.Verdict != nil && r.State == Returned && r.Digest != u.Verdict.Digest {
+				c.Disagreed++
+			}
+		}
+	}
+	return c
 }
 
 // TestRestore: a batch rebuilt from its persisted units goes on where it
@@ -389,6 +438,9 @@ func TestRestore(t *testing.T) {
 	must(t, err)
 	if back.Ended() != 1 || back.Unit(0).Verdict == nil {
 		t.Fatalf("restored: ended %d", back.Ended())
+	}
+	if got, want := back.Tally(), (Tally{Queued: 2, Running: 1, Decided: 1, Replicas: 4}); got != want {
+		t.Fatalf("restored: %+v, want %+v", got, want)
 	}
 	if _, err := back.Return(1, 0, "y", false, false); err != nil {
 		t.Fatal(err)

@@ -24,8 +24,10 @@ import (
 // in any order, their CallReply frames. Its frames are not envelopes: the
 // stream's connection authenticates the requester (DESIGN.md, what is
 // signed), and a Seq strictly increasing on the stream keeps a frame from
-// being replayed on it.
-const CallProtocol protocol.ID = "/dms/call/1.0.0"
+// being replayed on it. Version 2 added the request's optional trace
+// context, which version 1 refuses as trailing bytes: the versions do not
+// mix.
+const CallProtocol protocol.ID = "/dms/call/2.0.0"
 
 // Bounds of the call streams.
 const (

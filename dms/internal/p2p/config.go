@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/opendms/dms/types"
 )
 
 // Config configures a Host. Zero fields take the defaults documented on each;
@@ -50,15 +52,25 @@ type Config struct {
 	// DiscoveryPeers bounds the peers one discovery round connects to. Default 32.
 	DiscoveryPeers int
 
-	// Compute makes the host advertise itself under ComputeRendezvous too,
-	// so that requesters sampling compute nodes find it.
+	// Compute makes the host advertise itself under ComputeRendezvous too
+	// (the key of ComputeCPU's class and its shard), so that requesters
+	// sampling compute nodes find it.
 	Compute bool
+	// ComputeCPU is what the node offers at start (Host.SetComputeCPU
+	// changes it).
+	ComputeCPU types.MilliCPU
 	// Sampling makes the host keep a cache of the compute nodes advertised
 	// under ComputeRendezvous, for sampled bid requests (Sample): looked up
 	// in the background, from DiscoveryMin apart while the network forms
 	// to CandidateTTL/3 apart, so that picking candidates never waits for
 	// the DHT.
 	Sampling bool
+	// SampleAbove keeps that cache on a host without Sampling too, once
+	// it is asked for candidates (its node submits jobs) and knows
+	// SampleAbove peers (its peerstore; checked every CandidateTTL/3): a
+	// network that large is worth sampling, and a smaller one, or a node
+	// that only computes, pays no lookups. 0: only with Sampling.
+	SampleAbove int
 	// CandidateTTL is how long a compute node stays a candidate after a
 	// lookup last listed it (lookups that fail or are cut short drop
 	// nobody), and how long one that failed to take a bid request is left
@@ -202,6 +214,10 @@ func (c Config) check() error {
 		return fmt.Errorf("%w: DiscoveryMin (%s) must not exceed DiscoveryMax (%s)", ErrBadConfig, c.DiscoveryMin, c.DiscoveryMax)
 	case c.MessageTTL > c.MaxTTL:
 		return fmt.Errorf("%w: MessageTTL (%s) must not exceed MaxTTL (%s)", ErrBadConfig, c.MessageTTL, c.MaxTTL)
+	case c.SampleAbove < 0:
+		return fmt.Errorf("%w: SampleAbove (%d) must not be negative", ErrBadConfig, c.SampleAbove)
+	case c.ComputeCPU < 0:
+		return fmt.Errorf("%w: ComputeCPU (%d) must not be negative", ErrBadConfig, c.ComputeCPU)
 	}
 	if len(c.PSK) > 0 {
 		for _, a := range c.Listen {

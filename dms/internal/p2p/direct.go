@@ -79,7 +79,7 @@ func (h *Host) SendBidRequests(ctx context.Context, env *types.Envelope, peers [
 	)
 	for _, p := range peers {
 		wg.Go(func() {
-			_, err := h.request(ctx, p, nil, BidRequestProtocol, func(s network.Stream) error { return h.writeEnvelope(s, b) })
+			_, _, err := h.request(ctx, p, nil, BidRequestProtocol, func(s network.Stream) error { return h.writeEnvelope(s, b) })
 			if err != nil {
 				h.cfg.Logger.Debug("p2p: bid request not taken", "peer", p, "err", err)
 				h.cands.fail(p, time.Now())

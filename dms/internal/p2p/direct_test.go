@@ -81,9 +81,10 @@ func TestDirectBidRequestRateLimit(t *testing.T) {
 }
 
 // TestSampledBidRequests runs the requester's side: it finds the compute
-// Hosts under ComputeRendezvous (and not the Host that only submits),
-// samples distinct ones uniformly, sends a bid request to those only, and
-// leaves out a peer that failed to take one.
+// Hosts under their ComputeKeys (and not the Host that only submits),
+// samples distinct ones uniformly among those whose CPU class may fit,
+// sends a bid request to those only, and leaves out a peer that failed to
+// take one.
 func TestSampledBidRequests(t *testing.T) {
 	boot := newTestHost(t, testConfig(t))
 	plain := newTestHost(t, testConfig(t, boot.Addrs()...)) // does not compute
@@ -91,18 +92,27 @@ func TestSampledBidRequests(t *testing.T) {
 	got := make([]atomic.Int32, len(computes))
 	for i := range computes {
 		cfg := testConfig(t, boot.Addrs()...)
-		cfg.Compute = true
+		cfg.Compute, cfg.ComputeCPU = true, 2000 // class 2
+		if i == 3 {
+			cfg.ComputeCPU = 16000 // class 5
+		}
 		computes[i] = newTestHost(t, cfg)
 		computes[i].ServeBidRequests(func(string, *types.Envelope, *types.BidRequest) { got[i].Add(1) })
 	}
 	cfg := testConfig(t, boot.Addrs()...)
 	cfg.Sampling = true
 	req := newTestHost(t, cfg)
-	waitFor(t, 20*time.Second, "the requester to find the 4 compute hosts", func() bool { return req.Candidates() == len(computes) })
+	waitFor(t, 20*time.Second, "the requester to find the 4 compute hosts", func() bool { return req.Candidates(0) == len(computes) })
+	if n := req.Candidates(3000); n != 4 {
+		t.Fatalf("%d candidates for 3 cores, want 4: a node of 2 or 3 cores may fit", n)
+	}
+	if picks := req.Sample(4, 4000, false, nil); len(picks) != 1 || picks[0] != computes[3].ID() {
+		t.Fatalf("Sample(4) for 4 cores = %v, want only the 16-core host", picks)
+	}
 
 	counts := map[string]int{}
 	for range 400 {
-		picks := req.Sample(2, false, nil)
+		picks := req.Sample(2, 1000, false, nil)
 		if len(picks) != 2 || picks[0] == picks[1] {
 			t.Fatalf("Sample(2) = %v", picks)
 		}
@@ -115,7 +125,7 @@ func TestSampledBidRequests(t *testing.T) {
 			t.Errorf("compute host picked %d times in 400 samples of 2 of 4: %v", n, counts)
 		}
 	}
-	if picks := req.Sample(10, true, map[string]bool{computes[0].ID(): true}); len(picks) != 4 || !slices.Contains(picks, req.ID()) || slices.Contains(picks, computes[0].ID()) {
+	if picks := req.Sample(10, 0, true, map[string]bool{computes[0].ID(): true}); len(picks) != 4 || !slices.Contains(picks, req.ID()) || slices.Contains(picks, computes[0].ID()) {
 		t.Fatalf("Sample(10, self, skip 0) = %v", picks)
 	}
 
@@ -150,7 +160,7 @@ func TestSampledBidRequests(t *testing.T) {
 	if err != nil || len(reached) != 0 {
 		t.Fatalf("SendBidRequests to a plain and a closed host reached %v, %v; want nobody", reached, err)
 	}
-	if picks := req.Sample(10, false, nil); len(picks) != 3 || slices.Contains(picks, computes[3].ID()) {
+	if picks := req.Sample(10, 0, false, nil); len(picks) != 3 || slices.Contains(picks, computes[3].ID()) {
 		t.Fatalf("after the failure Sample(10) = %v, want the 3 live compute hosts", picks)
 	}
 
@@ -158,5 +168,26 @@ func TestSampledBidRequests(t *testing.T) {
 	forged := sealEnv(t, newKey(t), &types.BidRequest{JobID: "j3", Requester: req.ID()}, time.Now(), time.Minute)
 	if _, err := req.SendBidRequests(ctx, forged, []string{computes[1].ID()}); !errors.Is(err, ErrSenderMismatch) {
 		t.Fatalf("sending an envelope signed by another key: got %v, want ErrSenderMismatch", err)
+	}
+}
+
+// CPU classes double with the cores; shards spread PeerIDs evenly.
+func TestComputeKeys(t *testing.T) {
+	for cpu, want := range map[types.MilliCPU]int{-1: 0, 0: 0, 999: 0, 1000: 1, 1999: 1, 2000: 2, 3999: 2, 4000: 3, 8000: 4, 64000: 7, 1 << 40: 7} {
+		if got := CPUClass(cpu); got != want {
+			t.Errorf("CPUClass(%d) = %d, want %d", cpu, got, want)
+		}
+	}
+	if k := ComputeKey(3, 1); k != "dms/compute/v2/c3/s1" {
+		t.Errorf("ComputeKey(3, 1) = %s", k)
+	}
+	counts := make([]int, ComputeShards)
+	for range 4000 {
+		counts[computeShard(newPublisher(t).id)]++
+	}
+	for s, n := range counts {
+		if n < 850 || n > 1150 { // 1000 expected; sd 27
+			t.Errorf("shard %d holds %d of 4000 PeerIDs: %v", s, n, counts)
+		}
 	}
 }

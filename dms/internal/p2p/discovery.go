@@ -3,6 +3,8 @@ package p2p
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/opendms/dms/types"
 )
 
 const (
@@ -19,10 +23,19 @@ const (
 	DHTPrefix = "/dms"
 	// Rendezvous is the DHT key every node advertises itself under.
 	Rendezvous = "dms/nodes/v1"
-	// ComputeRendezvous is the DHT key compute nodes (Config.Compute)
-	// advertise themselves under as well: where requesters find the nodes
-	// to sample for bid requests, without the ones that only submit.
-	ComputeRendezvous = "dms/compute/v1"
+	// ComputeRendezvous prefixes the DHT keys compute nodes
+	// (Config.Compute) advertise themselves under as well: where
+	// requesters find the nodes to sample for bid requests, without the
+	// ones that only submit. A node advertises under one key of
+	// CPUClasses x ComputeShards (ComputeKey): by the cores it offers,
+	// so a requester asks only nodes that may fit a job, and by a shard of
+	// its PeerID, so that no one key's closest peers hold every compute
+	// node's provider record (a connection cap would turn most away).
+	ComputeRendezvous = "dms/compute/v2"
+	// CPUClasses is how many classes of offered cores there are (CPUClass).
+	CPUClasses = 8
+	// ComputeShards is how many keys the nodes of one class spread over.
+	ComputeShards = 4
 
 	firstReadvertise = 30 * time.Second
 
@@ -77,15 +90,40 @@ func (h *Host) connectBootstrap() {
 	h.connectAll(h.bootstrap)
 }
 
+// CPUClass is the class of a node that offers cpu: 0 under one core, then
+// c for 2^(c-1) to 2^c - 1 cores (1: one core, 2: two or three, 3: four
+// to seven...), the last class taking every node of 64 cores and more.
+func CPUClass(cpu types.MilliCPU) int {
+	return min(bits.Len64(uint64(max(cpu, 0)/1000)), CPUClasses-1)
+}
+
+// ComputeKey is the DHT key of the compute nodes of a class and shard.
+func ComputeKey(class, shard int) string {
+	return fmt.Sprintf("%s/c%d/s%d", ComputeRendezvous, class, shard)
+}
+
+// computeShard is the shard of a node's PeerID.
+func computeShard(id peer.ID) int {
+	f := fnv.New32a()
+	f.Write([]byte(id))
+	return int(f.Sum32() % ComputeShards)
+}
+
+// SetComputeCPU tells the host how many cores its node offers now: it
+// advertises itself under that class from its next announcement (within
+// Readvertise).
+func (h *Host) SetComputeCPU(cpu types.MilliCPU) { h.computeCPU.Store(int64(cpu)) }
+
 // advertise announces this host under the rendezvous, and a compute host
-// under ComputeRendezvous too; it fails while the routing table is still
+// under its ComputeKey too; it fails while the routing table is still
 // empty.
 func (h *Host) advertise(rd *drouting.RoutingDiscovery) bool {
 	ctx, cancel := context.WithTimeout(h.ctx, roundTimeout)
 	defer cancel()
 	namespaces := []string{Rendezvous}
 	if h.cfg.Compute {
-		namespaces = append(namespaces, ComputeRendezvous)
+		class := CPUClass(types.MilliCPU(h.computeCPU.Load()))
+		namespaces = append(namespaces, ComputeKey(class, computeShard(h.host.ID())))
 	}
 	for _, ns := range namespaces {
 		if _, err := rd.Advertise(ctx, ns); err != nil {

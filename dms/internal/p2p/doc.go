@@ -28,6 +28,12 @@
 //     (admitBidRequest), the stream's remote peer standing for the
 //     publisher, and reaches the same kind of handler; its refusals are
 //     counted with the streams'.
+//   - A compute host advertises under one ComputeKey: its class of offered
+//     cores (CPUClass) and a shard of its PeerID, so that provider records
+//     spread over CPUClasses x ComputeShards keys. Sample picks among the
+//     candidates of a job's class or above; the candidates' cache looks
+//     them up only with Config.Sampling, or with SampleAbove once the host
+//     was asked for candidates and knows that many peers.
 //   - Bid requests are rate limited per publisher (a token bucket,
 //     Config.BidRequestRate and BidRequestBurst, this host's own included):
 //     on a stream before their envelope is checked, on the topic once its

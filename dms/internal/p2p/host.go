@@ -50,7 +50,9 @@ type Host struct {
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
 	gossipRepairs atomic.Uint64
-	cands         *candidates // nil unless Config.Sampling
+	cands         *candidates  // nil unless Config.Sampling or SampleAbove
+	computeCPU    atomic.Int64 // the cores the node offers, in millicores (SetComputeCPU)
+	wanted        atomic.Bool  // Candidates or Sample was called: the node submits jobs
 	// ownRefusals holds why the validator refused a message this host
 	// publishes, by its data, until PublishEnvelope takes it.
 	ownRefusals sync.Map
@@ -103,7 +105,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.calls = callService{proto: CallProtocol, frames: &h.traffic.callFrames, bytes: &h.traffic.callBytes}
 	h.forwards = callService{proto: ForwardProtocol, frames: &h.traffic.forwardFrames, bytes: &h.traffic.forwardBytes, keep: true}
-	if cfg.Sampling {
+	h.computeCPU.Store(int64(cfg.ComputeCPU))
+	if cfg.Sampling || cfg.SampleAbove > 0 {
 		h.cands = newCandidates(cfg.CandidateTTL)
 	}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -230,10 +233,13 @@ func (h *Host) Peers() []PeerInfo {
 	return out
 }
 
-// Stats returns the refusal and repair counters, and those of the call
-// and forward streams.
+// Stats returns the refusal and repair counters, those of the call and
+// forward streams, and what the resource manager and the connections hold.
 func (h *Host) Stats() Stats {
+	net := h.host.Network()
+	system, transient := scopes(net.ResourceManager())
 	return Stats{
+		System: system, Transient: transient, Conns: len(net.Conns()), Peers: len(net.Peers()),
 		Gossip: h.gossip.snapshot(), Streams: h.streams.snapshot(), Blocked: h.blocked.snapshot(),
 		GossipRepairs: h.gossipRepairs.Load(),
 		Bans:          h.bans.count(),

@@ -15,7 +15,7 @@ import (
 
 // BidRequestTopic carries signed BidRequest envelopes to every node, in
 // gossip messages that carry no gossipsub signature (version 1 did).
-const BidRequestTopic = "/dms/bid-requests/2.0.0"
+const BidRequestTopic = "/dms/bid-requests/3.0.0"
 
 // BidRequestHandler receives a validated bid request: from is the PeerID of
 // its publisher, who signed env and is its requester. It runs on the subscription's

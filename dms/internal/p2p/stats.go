@@ -3,6 +3,8 @@ package p2p
 import (
 	"maps"
 	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
 // Reason names why an inbound message or stream was refused.
@@ -51,6 +53,41 @@ type Stats struct {
 	// Forwards describes the streams of calls forwarded between gateways
 	// (ForwardProtocol).
 	Forwards CallStats
+	// System and Transient are what the resource manager's system scope
+	// (everything) and transient scope (connections and streams not yet
+	// past their handshake or protocol negotiation) hold now.
+	System, Transient Scope
+	// Conns counts the open connections, Peers the peers they reach.
+	Conns, Peers int
+}
+
+// Scope is what one resource-manager scope holds.
+type Scope struct {
+	ConnsIn, ConnsOut     int
+	StreamsIn, StreamsOut int
+	FD                    int   // file descriptors
+	Memory                int64 // bytes reserved
+}
+
+func scopeOf(st network.ScopeStat) Scope {
+	return Scope{
+		ConnsIn: st.NumConnsInbound, ConnsOut: st.NumConnsOutbound,
+		StreamsIn: st.NumStreamsInbound, StreamsOut: st.NumStreamsOutbound,
+		FD: st.NumFD, Memory: st.Memory,
+	}
+}
+
+// scopes reads the resource manager's system and transient scopes.
+func scopes(rm network.ResourceManager) (system, transient Scope) {
+	_ = rm.ViewSystem(func(s network.ResourceScope) error {
+		system = scopeOf(s.Stat())
+		return nil
+	})
+	_ = rm.ViewTransient(func(s network.ResourceScope) error {
+		transient = scopeOf(s.Stat())
+		return nil
+	})
+	return system, transient
 }
 
 // counters is a concurrency-safe tally by reason.

@@ -19,18 +19,26 @@ import (
 // (InvokeProtocol), each a length-prefixed signed envelope. CallProtocol
 // (call.go) is not one of them: its frames are not envelopes.
 const (
-	BidProtocol    protocol.ID = "/dms/bid/2.0.0"    // Bid or Decline -> ack
+	BidProtocol    protocol.ID = "/dms/bid/3.0.0"    // Bid or Decline -> ack
 	AcceptProtocol protocol.ID = "/dms/accept/2.0.0" // Accept -> Confirm or Reject
 	InvokeProtocol protocol.ID = "/dms/invoke/1.0.0" // Invocation -> Status or Reject frames until the handler returns
 	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
 	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
 	BlobProtocol   protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
-	// ReceiptProtocol carries a provider's signed Receipt of a warm
-	// instance's calls to the instance's requester -> ack.
-	ReceiptProtocol protocol.ID = "/dms/receipt/1.0.0"
+	// ReceiptProtocol carries a provider's signed Receipt of an
+	// allocation to its requester -> its countersignature (ReceiptAck) or
+	// a Reject saying why it is refused.
+	ReceiptProtocol protocol.ID = "/dms/receipt/2.0.0"
 	// BidRequestProtocol carries a requester's signed BidRequest straight
 	// to one compute node, in sampled mode (direct.go) -> ack.
-	BidRequestProtocol protocol.ID = "/dms/bid-request/1.0.0"
+	BidRequestProtocol protocol.ID = "/dms/bid-request/2.0.0"
+	// TraceProtocol carries a requester's TraceQuery to a node its job
+	// touched -> the spans of that trace the requester's messages started
+	// there (TraceSpans).
+	TraceProtocol protocol.ID = "/dms/trace/1.0.0"
+	// RecordProtocol carries a node's capability record to a peer ->
+	// the peer's own: how connected peers learn what each other offers.
+	RecordProtocol protocol.ID = "/dms/record/1.0.0"
 )
 
 // protocolKinds returns the kinds a DMS protocol carries as request and as
@@ -54,8 +62,12 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindBlobRequest}, []types.Kind{}
 	case BidRequestProtocol:
 		return []types.Kind{types.KindBidRequest}, []types.Kind{}
+	case RecordProtocol:
+		return []types.Kind{types.KindCapability}, []types.Kind{types.KindCapability}
 	case ReceiptProtocol:
-		return []types.Kind{types.KindReceipt}, []types.Kind{}
+		return []types.Kind{types.KindReceipt}, []types.Kind{types.KindReceiptAck, types.KindReject}
+	case TraceProtocol:
+		return []types.Kind{types.KindTraceQuery}, []types.Kind{types.KindTraceSpans}
 	case CallProtocol:
 		return []types.Kind{}, []types.Kind{}
 	}
@@ -121,14 +133,21 @@ func (h *Host) serveUnary(ctx context.Context, s network.Stream, kinds []types.K
 // (nil, nil) for an ack. addrs, if any, are added to the peerstore so the
 // peer can be dialed. Without a deadline on ctx, RequestTimeout applies.
 func (h *Host) Request(ctx context.Context, to string, addrs []string, proto protocol.ID, msg types.Message) (types.Message, error) {
+	_, reply, err := h.RequestSigned(ctx, to, addrs, proto, msg)
+	return reply, err
+}
+
+// RequestSigned is Request, returning the reply's verified envelope too:
+// evidence to keep (a countersigned receipt).
+func (h *Host) RequestSigned(ctx context.Context, to string, addrs []string, proto protocol.ID, msg types.Message) (*types.Envelope, types.Message, error) {
 	if msg == nil {
-		return nil, errNilRequest
+		return nil, nil, errNilRequest
 	}
 	return h.request(ctx, to, addrs, proto, func(s network.Stream) error { return h.writeMessage(s, msg) })
 }
 
 // request opens a stream, sends the request with write and reads the reply.
-func (h *Host) request(ctx context.Context, to string, addrs []string, proto protocol.ID, write func(network.Stream) error) (types.Message, error) {
+func (h *Host) request(ctx context.Context, to string, addrs []string, proto protocol.ID, write func(network.Stream) error) (*types.Envelope, types.Message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
@@ -136,23 +155,23 @@ func (h *Host) request(ctx context.Context, to string, addrs []string, proto pro
 	}
 	s, err := h.openStream(ctx, to, addrs, proto)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	if err := write(s); err != nil {
 		_ = s.Reset()
-		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
+		return nil, nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
 	}
 	_ = s.CloseWrite()
 	_, kinds := protocolKinds(proto)
-	reply, err := h.readReply(bufio.NewReader(s), s.Conn().RemotePeer(), kinds)
+	env, reply, err := h.readReply(bufio.NewReader(s), s.Conn().RemotePeer(), kinds)
 	if err != nil {
 		_ = s.Reset()
-		return nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
+		return nil, nil, fmt.Errorf("p2p: %s to %s: %w", proto, to, orCtx(ctx, err))
 	}
 	_ = s.Close()
-	return reply, nil
+	return env, reply, nil
 }
 
 // StreamHandler serves one verified request by pushing messages with send,

@@ -177,23 +177,24 @@ func (h *Host) writeEnvelope(s network.Stream, b []byte) error {
 	return nil
 }
 
-// readReply reads one reply frame from remote: (nil, nil) for an ack. A
+// readReply reads one reply frame from remote, and the envelope it came
+// in: (nil, nil, nil) for an ack. A
 // reply is opened but not admitted to the replay cache: it arrives on a
 // stream this host opened to the peer that signed it, so only that peer
 // could repeat it, and it could as well sign a new one.
-func (h *Host) readReply(r ByteReader, remote peer.ID, kinds []types.Kind) (types.Message, error) {
+func (h *Host) readReply(r ByteReader, remote peer.ID, kinds []types.Kind) (*types.Envelope, types.Message, error) {
 	b, err := ReadFrame(r, frameLimit(kinds))
 	if err != nil {
-		return nil, replyErr(err)
+		return nil, nil, replyErr(err)
 	}
 	if len(b) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	_, msg, err := h.verifier.open(b, remote, kinds)
+	env, msg, err := h.verifier.open(b, remote, kinds)
 	if err != nil {
-		return nil, replyErr(err)
+		return nil, nil, replyErr(err)
 	}
-	return msg, nil
+	return env, msg, nil
 }
 
 // replyErr tells a reply that did not verify (ErrBadReply) from one that

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/opendms/dms/dms/internal/testclock"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -134,24 +136,6 @@ func seqs(n int) []uint64 {
 	return out
 }
 
-// clock is a test clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // diskFS is a memFS on a disk of cap bytes: a blob that does not fit is
 // refused with ENOSPC, as a full file system does.
 type diskFS struct {
@@ -181,7 +165,7 @@ func (d *diskFS) remove(c string) error {
 	return d.memFS.remove(c)
 }
 
-func testBlobs(t *testing.T, f blobFS, clk *clock) *Blobs {
+func testBlobs(t *testing.T, f blobFS, clk *testclock.Clock) *Blobs {
 	t.Helper()
 	s, err := newBlobStore(f, clk.Now)
 	if err != nil {
@@ -199,7 +183,7 @@ func blob(i, size int) []byte {
 // TestCollect runs collections on a store: least recently used first, a
 // read counts as a use, references and recent blobs stay.
 func TestCollect(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := testclock.New(t0)
 	bs := testBlobs(t, newMemFS(), clk)
 	var c []string
 	for i := range 5 {
@@ -208,12 +192,12 @@ func TestCollect(t *testing.T) {
 			t.Fatal(err)
 		}
 		c = append(c, id)
-		clk.advance(time.Minute)
+		clk.Add(time.Minute)
 	}
 	if _, err := bs.Get(c[0]); err != nil { // c[0] is now the most recently used
 		t.Fatal(err)
 	}
-	clk.advance(time.Minute)
+	clk.Add(time.Minute)
 	referenced := func(id string) bool { return id == c[1] }
 	plan, removed, err := bs.Collect(Policy{Budget: 250, MinAge: 150 * time.Second}, referenced)
 	if err != nil {
@@ -239,7 +223,7 @@ func TestCollect(t *testing.T) {
 // TestRemoveSkipsBlobsUsedSincePlanned: a blob used between the plan and
 // the removal (a job named it, a peer fetched it) stays.
 func TestRemoveSkipsBlobsUsedSincePlanned(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := testclock.New(t0)
 	bs := testBlobs(t, newMemFS(), clk)
 	a, _ := bs.Put(blob(1, 10))
 	b, _ := bs.Put(blob(2, 10))
@@ -257,7 +241,7 @@ func TestRemoveSkipsBlobsUsedSincePlanned(t *testing.T) {
 // wakes the collector, and costs no stored blob; a collection then frees
 // only what nothing references, and the blob fits.
 func TestFullDisk(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := testclock.New(t0)
 	bs := testBlobs(t, &diskFS{memFS: newMemFS(), cap: 300}, clk)
 	over := bs.Watch(1000) // the disk fills before the budget does
 	var c []string
@@ -268,7 +252,7 @@ func TestFullDisk(t *testing.T) {
 		}
 		c = append(c, id)
 	}
-	clk.advance(time.Hour)
+	clk.Add(time.Hour)
 	_, err := bs.Put(blob(3, 100))
 	if !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Put on a full disk: %v, want ErrNoSpace", err)
@@ -299,7 +283,7 @@ func TestFullDisk(t *testing.T) {
 // TestWatch: a Put that leaves the blobs over budget signals once; the
 // signal waits for a collector that was busy.
 func TestWatch(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := testclock.New(t0)
 	bs := testBlobs(t, newMemFS(), clk)
 	over := bs.Watch(150)
 	bs.Put(blob(1, 100))

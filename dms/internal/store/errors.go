@@ -11,4 +11,7 @@ var (
 	// ErrNoSpace is returned when a blob cannot be stored because the
 	// disk is full.
 	ErrNoSpace = errors.New("store: no space left on the disk")
+	// ErrConflict is returned by Update when other transactions kept
+	// changing what its function read.
+	ErrConflict = errors.New("store: transaction conflict")
 )

@@ -280,23 +280,26 @@ func (d *DB) Delete(key string) error {
 // Scan calls fn with every key under prefix, in key order, and its JSON value.
 // An error from fn stops the scan and is returned.
 func (d *DB) Scan(prefix string, fn func(key string, value []byte) error) error {
-	return d.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("store: reading %s: %w", item.Key(), err)
-			}
-			if err := fn(string(item.Key()), v); err != nil {
-				return err
-			}
-		}
+	return d.scan(prefix, prefix, "", fn)
+}
+
+// ScanRange is Scan of the keys from from (included) to to (excluded): it
+// reads those keys only, however many there are around them.
+func (d *DB) ScanRange(from, to string, fn func(key string, value []byte) error) error {
+	if from >= to {
 		return nil
-	})
+	}
+	n := 0
+	for n < len(from) && from[n] == to[n] { // from < to: to is not a prefix of from
+		n++
+	}
+	return d.scan(from[:n], from, to, fn)
+}
+
+// scan calls fn with every key under prefix from from on, up to to
+// ("": to the prefix's last key), in a read-only transaction.
+func (d *DB) scan(prefix, from, to string, fn func(key string, value []byte) error) error {
+	return d.View(func(tx *Tx) error { return tx.scan(prefix, from, to, fn) })
 }
 
 // badgerLogger sends badger's chatter to slog at debug level, warnings and
@@ -323,3 +326,7 @@ func (d *DB) LookupRaw(key string) ([]byte, bool, error) {
 	}
 	return b, err == nil, err
 }
+
+// Size returns the bytes of badger's LSM tree and value log as badger
+// last measured them (it does so every minute), so it is cheap to call.
+func (d *DB) Size() (lsm, vlog int64) { return d.db.Size() }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opendms/dms/types"
@@ -149,5 +152,121 @@ func TestPutAll(t *testing.T) {
 	}
 	if err := db.PutAll(map[string]any{"bad": func() {}}); err == nil {
 		t.Fatal("a value JSON cannot encode was written")
+	}
+}
+
+// TestUpdateIsAtomicAndSerializable: concurrent read-modify-write
+// transactions of one counter lose no increment (a conflict reruns the
+// function on a fresh snapshot), and a transaction whose function fails
+// writes nothing.
+func TestUpdateIsAtomicAndSerializable(t *testing.T) {
+	d, err := Open(Options{Dir: t.TempDir(), BlobDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const workers, each = 4, 50
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				err := d.Update(func(tx *Tx) error {
+					var n int
+					if _, err := tx.Lookup("counter", &n); err != nil {
+						return err
+					}
+					return tx.Put("counter", n+1)
+				})
+				switch {
+				case err == nil:
+					done.Add(1)
+				case !errors.Is(err, ErrConflict):
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	if err := d.Get("counter", &n); err != nil || int64(n) != done.Load() || n < workers*each/2 {
+		t.Fatalf("counter %d, %v: want the %d increments committed (of %d)", n, err, done.Load(), workers*each)
+	}
+	boom := errors.New("boom")
+	err = d.Update(func(tx *Tx) error {
+		if err := tx.Put("a", 1); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("update: %v, want boom", err)
+	}
+	if ok, _ := d.Lookup("a", new(int)); ok {
+		t.Fatal("a failed transaction wrote")
+	}
+	err = d.Update(func(tx *Tx) error {
+		for _, k := range []string{"s/1", "s/2", "s/3", "t/1"} {
+			if err := tx.Put(k, k); err != nil {
+				return err
+			}
+		}
+		var seen []string
+		if err := tx.Scan("s/", "s/2", func(k string, _ []byte) error { seen = append(seen, k); return nil }); err != nil {
+			return err
+		}
+		if !slices.Equal(seen, []string{"s/2", "s/3"}) {
+			return fmt.Errorf("scan from s/2 saw %v", seen)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanRange: the keys from from to to, in order, those around them
+// left out; an error from fn stops the scan.
+func TestScanRange(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	for _, k := range []string{"a/1", "b/1", "b/2", "b/3", "b/4", "b/5", "bb", "c/1"} {
+		if err := db.Put(k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan := func(from, to string) string {
+		t.Helper()
+		var keys []string
+		err := db.ScanRange(from, to, func(k string, v []byte) error {
+			if want, _ := json.Marshal(k); string(v) != string(want) {
+				t.Fatalf("%s holds %s", k, v)
+			}
+			keys = append(keys, k)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(keys, ",")
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{"b/2", "b/4", "b/2,b/3"},
+		{"b/0", "b/9", "b/1,b/2,b/3,b/4,b/5"},
+		{"b/4", "c/1", "b/4,b/5,bb"},
+		{"", "b/2", "a/1,b/1"},
+		{"b/3", "b/3", ""},
+		{"b/4", "b/2", ""},
+		{"b/6", "b/9", ""},
+	} {
+		if got := scan(c.from, c.to); got != c.want {
+			t.Errorf("ScanRange(%q, %q) = %s, want %s", c.from, c.to, got, c.want)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := db.ScanRange("b/1", "b/9", func(string, []byte) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("after an error: %v, %d keys", err, n)
 	}
 }

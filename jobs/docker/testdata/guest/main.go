@@ -49,6 +49,18 @@ func main() {
 		fmt.Println("looping")
 		for {
 		}
+	case "burn": // hold MiB (if given) and spin for a duration
+		d, _ := time.ParseDuration(arg(0))
+		var keep []byte
+		if len(os.Args) > 3 {
+			n, _ := strconv.Atoi(arg(1))
+			keep = make([]byte, n<<20)
+			for i := range keep {
+				keep[i] = 1
+			}
+		}
+		spin(d)
+		fmt.Println("burnt", d, "holding", len(keep)>>20, "MiB")
 	case "sleep":
 		fmt.Println("sleeping")
 		time.Sleep(time.Hour)
@@ -151,6 +163,9 @@ func warm() {
 					}
 				}
 				answer(c.ID, fmt.Appendf(nil, "allocated %d MiB", len(keep)), nil, 0)
+			case "burn": // spin for n ms
+				spin(time.Duration(n) * time.Millisecond)
+				answer(c.ID, []byte("burnt"), nil, 0)
 			case "flood": // n bytes on stdout and on stderr
 				answer(c.ID, []byte(strings.Repeat("o", n)), []byte(strings.Repeat("e", n)), 0)
 			default: // echo: stdin, the environment, and an exit code of ARG
@@ -158,5 +173,16 @@ func warm() {
 				answer(c.ID, c.Stdin, env, n)
 			}
 		})
+	}
+}
+
+var sink int
+
+// spin burns CPU for d of wall time.
+func spin(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for i := range 1 << 16 {
+			sink += i
+		}
 	}
 }

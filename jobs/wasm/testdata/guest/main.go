@@ -21,6 +21,7 @@ func main() {
 	modes := map[string]func([]string){
 		"echo": echo, "exit": exit, "loop": loop, "sleep": sleep,
 		"membomb": membomb, "flood": flood, "files": files,
+		"burn": burn, "alloc": alloc,
 	}
 	run, ok := modes[os.Args[1]]
 	if !ok {
@@ -62,7 +63,36 @@ func sleep(args []string) {
 	fmt.Println("woke")
 }
 
+// burn spins for a duration of wall time, calling the host (for the
+// clock) only every so often.
+func burn(args []string) {
+	d, _ := time.ParseDuration(args[0])
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for i := range 1 << 16 {
+			sink += i
+		}
+	}
+	fmt.Println("burnt", d)
+}
+
 var hoard [][]byte
+
+// alloc allocates and touches MiB, then holds them for a duration, if given.
+func alloc(args []string) {
+	n, _ := strconv.Atoi(args[0])
+	for range n {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		hoard = append(hoard, b)
+	}
+	if len(args) > 1 {
+		d, _ := time.ParseDuration(args[1])
+		time.Sleep(d)
+	}
+	fmt.Println("allocated", len(hoard), "MiB")
+}
 
 // membomb allocates until the runtime dies.
 func membomb([]string) {
