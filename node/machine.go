@@ -144,7 +144,8 @@ func NewMachine(cfg MachineConfig, history History, stored []Allocation, epoch u
 	return m, nil
 }
 
-// Ready returns the records changed since the last Advance: the shell must
+// Ready returns the records changed since the last Advance, and those a
+// failed write left unwritten: the shell must
 // make them durable (delete, with an audit entry, those whose Discard
 // reports true), then call Advance with the outcome.
 func (m *Machine) Ready() []Allocation { return m.records }
@@ -152,8 +153,14 @@ func (m *Machine) Ready() []Allocation { return m.records }
 // Advance takes the outcome of writing Ready's records and returns what
 // the shell must do now, in order. If the write failed, the locks taken in
 // the step are undone and their accepts rejected; what already happened (a
-// run started or ended) stands, and the node's restart recovers it.
+// run started or ended, a lock released) stands, and its records stay in
+// Ready, written again with the next step's: a lock the node released must
+// not come back at a restart beside the lock that took its room.
 func (m *Machine) Advance(saved error) []Effect {
+	var kept []Allocation
+	if saved != nil {
+		kept = m.records
+	}
 	for _, p := range m.accepts {
 		id := p.hold.Allocation
 		l := m.live[id]
@@ -164,6 +171,7 @@ func (m *Machine) Advance(saved error) []Effect {
 		if l != nil && l.rec.State == types.AllocLocked {
 			m.ledger.Undo(p.hold) // the requester may accept again
 			delete(m.live, id)
+			kept = slices.DeleteFunc(kept, func(r Allocation) bool { return r.AllocationID == id })
 		}
 		reason := "the lock could not be kept"
 		if saved != nil {
@@ -172,7 +180,7 @@ func (m *Machine) Advance(saved error) []Effect {
 		m.reply(p.ticket, &types.Reject{JobID: p.hold.JobID, AllocationID: id, Reason: reason}, nil)
 	}
 	out := m.effects
-	m.records, m.accepts, m.effects = nil, m.accepts[:0], nil
+	m.records, m.accepts, m.effects = kept, m.accepts[:0], nil
 	return out
 }
 

@@ -206,6 +206,41 @@ func TestMachineUnrecordedLockIsRejected(t *testing.T) {
 	confirmOf(t, d.acceptFrom(requester, types.Accept{JobID: "a1", AllocationID: "a1", Resources: res(2, gib)}))
 }
 
+// A lock released while the disk is full stays released and its record
+// is written with the next step's: a restart from the records then never
+// finds it locked beside the lock that took its room.
+func TestMachineUnrecordedReleaseIsWrittenLater(t *testing.T) {
+	d := newDriver(t)
+	confirmOf(t, d.accept("first", res(2, gib)))
+	d.failing = errors.New("no space left on device")
+	if rep, _ := d.reply(func(tk Ticket) { d.m.Cancel(requester, &types.Cancel{JobID: "first", AllocationID: "first"}, tk, d.now) }); rep.Err != nil {
+		t.Fatalf("cancel: %v", rep)
+	}
+	if r := d.saved["first"]; r.State != types.AllocLocked {
+		t.Fatalf("the failed write changed the saved record: %+v", r)
+	}
+	confirmOf(t, d.accept("second", res(2, gib)))
+	if r, kept := d.saved["first"]; kept {
+		t.Fatalf("the released lock's record was not written with the next step's: %+v", r)
+	}
+	var stored []Allocation
+	for _, r := range d.saved {
+		stored = append(stored, r)
+	}
+	d2 := newDriver(t, stored...)
+	if in := d2.m.Info(d2.now); in.Locked != 1 || !in.LockedRes.Fits(res(2, 4*gib)) {
+		t.Fatalf("after a restart: %+v", in)
+	}
+	// A lock whose own write failed is undone: its record is not written later.
+	d2.bid(requester, "third", res(1, gib))
+	d2.failing = errors.New("no space left on device")
+	d2.acceptFrom(requester, types.Accept{JobID: "third", AllocationID: "third", Resources: res(1, gib)})
+	d2.flush()
+	if r, kept := d2.saved["third"]; kept {
+		t.Fatalf("an undone lock's record was written later: %+v", r)
+	}
+}
+
 // Whose fault each failure the machine itself decides is: a lock that
 // expired, or a node that restarted, is the node's.
 func TestMachineFaults(t *testing.T) {
