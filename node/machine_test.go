@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,7 +215,9 @@ func TestMachineUnrecordedReleaseIsWrittenLater(t *testing.T) {
 	d := newDriver(t)
 	confirmOf(t, d.accept("first", res(2, gib)))
 	d.failing = errors.New("no space left on device")
-	if rep, _ := d.reply(func(tk Ticket) { d.m.Cancel(requester, &types.Cancel{JobID: "first", AllocationID: "first"}, tk, d.now) }); rep.Err != nil {
+	if rep, _ := d.reply(func(tk Ticket) {
+		d.m.Cancel(requester, &types.Cancel{JobID: "first", AllocationID: "first"}, tk, d.now)
+	}); rep.Err != nil {
 		t.Fatalf("cancel: %v", rep)
 	}
 	if r := d.saved["first"]; r.State != types.AllocLocked {
@@ -327,6 +331,7 @@ func TestMachineProperties(t *testing.T) {
 			t := d.next()
 			var req *types.BidRequest
 			accept := false
+			left := len(d.m.Ready()) // records an earlier failed write left
 			switch rapid.IntRange(0, 6).Draw(rt, "event") {
 			case 0:
 				req = &types.BidRequest{JobID: job, Requester: from, Executor: "wasm",
@@ -353,7 +358,7 @@ func TestMachineProperties(t *testing.T) {
 				t = 0
 			}
 			failed := rapid.IntRange(0, 9).Draw(rt, "disk full") == 0
-			written := len(d.m.Ready())
+			written := len(d.m.Ready()) - left
 			for _, r := range d.m.Ready() {
 				unsaved[r.AllocationID] = failed
 			}
@@ -415,6 +420,13 @@ func TestMachineProperties(t *testing.T) {
 				if s, ok := d.saved[l.AllocationID]; !unsaved[l.AllocationID] && (!ok || s.State != l.State || s.Epoch != l.Epoch) {
 					rt.Fatalf("live %s is %s (epoch %d), saved %+v", l.AllocationID, l.State, l.Epoch, s)
 				}
+			}
+			restarted, err := NewMachine(d.m.cfg, d.saved, slices.Collect(maps.Values(d.saved)), 0, d.now)
+			if err != nil {
+				rt.Fatal(err)
+			}
+			if used := restarted.Ledger().Used(d.now); !used.Fits(restarted.Ledger().Registered()) {
+				rt.Fatalf("restarted from its records, the node uses %s of %s", used, restarted.Ledger().Registered())
 			}
 		}
 	})
