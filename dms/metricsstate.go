@@ -45,13 +45,13 @@ var (
 	descTasksLive    = desc("dms_gateway_tasks_live", "Tasks whose calls this node's gateway runs now (scheduled or running).")
 	descPoolInFlight = desc("dms_gateway_calls_in_flight", "Calls of each function running on its warm instances.", "account", "function")
 
-	descRefused     = desc("dms_p2p_refused_total", "Inbound messages and streams refused, by channel (gossip, stream, call, forward) and reason.", "channel", "reason")
+	descRefused     = desc("dms_p2p_refused_total", "Inbound messages and streams refused, by channel (gossip, stream, call, forward, pair) and reason.", "channel", "reason")
 	descBlocked     = desc("dms_p2p_blocked_total", "What the libp2p resource manager refused, by resource.", "resource")
 	descRepairs     = desc("dms_p2p_gossip_repairs_total", "Connected peers handed back to gossipsub after it lost them.")
 	descBans        = desc("dms_p2p_bans_total", "Peers banned for a gossip score below the graylist threshold.")
 	descConns       = desc("dms_p2p_connections", "Open libp2p connections.")
 	descPeers       = desc("dms_p2p_peers", "Peers this node has a connection to.")
-	descCallStreams = desc("dms_p2p_call_streams", "Open streams of warm-instance calls, by protocol (call, forward) and direction.", "protocol", "direction")
+	descCallStreams = desc("dms_p2p_call_streams", "Open long-lived multiplexed streams, by protocol (call and forward: warm-instance calls; pair: the request/response messages of a pair of peers) and direction.", "protocol", "direction")
 	descRcmgrConns  = desc("dms_libp2p_rcmgr_connections", "Connections the libp2p resource manager accounts for, by scope (system, transient) and direction.", "scope", "direction")
 	descRcmgrStrms  = desc("dms_libp2p_rcmgr_streams", "Streams the libp2p resource manager accounts for, by scope and direction.", "scope", "direction")
 	descRcmgrFDs    = desc("dms_libp2p_rcmgr_fds", "File descriptors the libp2p resource manager accounts for, by scope.", "scope")
@@ -169,7 +169,7 @@ func (c stateCollector) collectPools(ch chan<- prometheus.Metric) {
 // collectHost reports the host's counters (p2p.Stats), which p2p keeps.
 func collectHost(ch chan<- prometheus.Metric, st p2p.Stats) {
 	for channel, m := range map[string]map[p2p.Reason]uint64{
-		"gossip": st.Gossip, "stream": st.Streams, "call": st.Calls.Refused, "forward": st.Forwards.Refused,
+		"gossip": st.Gossip, "stream": st.Streams, "call": st.Calls.Refused, "forward": st.Forwards.Refused, "pair": st.Pairs.Refused,
 	} {
 		for r, n := range m {
 			counter(ch, descRefused, float64(n), channel, string(r))
@@ -193,6 +193,8 @@ func collectHost(ch chan<- prometheus.Metric, st p2p.Stats) {
 	gauge(ch, descCallStreams, float64(st.Calls.StreamsOut), "call", "out")
 	gauge(ch, descCallStreams, float64(st.Forwards.StreamsIn), "forward", "in")
 	gauge(ch, descCallStreams, float64(st.Forwards.StreamsOut), "forward", "out")
+	gauge(ch, descCallStreams, float64(st.Pairs.StreamsIn), "pair", "in")
+	gauge(ch, descCallStreams, float64(st.Pairs.StreamsOut), "pair", "out")
 	for scope, s := range map[string]p2p.Scope{"system": st.System, "transient": st.Transient} {
 		gauge(ch, descRcmgrConns, float64(s.ConnsIn), scope, "in")
 		gauge(ch, descRcmgrConns, float64(s.ConnsOut), scope, "out")

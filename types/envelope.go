@@ -124,17 +124,44 @@ func (e *Envelope) OpenSealed(now time.Time) (Message, error) {
 	return e.decode()
 }
 
-func (e *Envelope) decode() (Message, error) {
-	msg, ok := newMessage(e.Kind)
+func (e *Envelope) decode() (Message, error) { return DecodeBody(e.Kind, e.Body) }
+
+// DecodeBody decodes the body of a message of kind k, as an envelope's
+// (unknown kinds and unknown fields are errors): how a message that is not
+// signed (Signed) travels on a stream its connection authenticates.
+func DecodeBody(k Kind, body []byte) (Message, error) {
+	msg, ok := newMessage(k)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, e.Kind)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, k)
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(msg); err != nil {
-		return nil, fmt.Errorf("%w: %s body: %w", ErrMalformed, e.Kind, err)
+		return nil, fmt.Errorf("%w: %s body: %w", ErrMalformed, k, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: %s body: data after the message", ErrMalformed, k)
 	}
 	return msg, nil
+}
+
+// Signed reports whether msg must travel as a signed envelope (DESIGN.md,
+// what is signed): a message a third party relays or someone may need
+// later as evidence. Bid requests, bids (a price commitment), accepts and
+// confirms (the contract), a final status (the result quorums and
+// disputes rest on), receipts and their acks (invoices), capability
+// records and invocations (what the provider was asked to run, under
+// which epoch) are signed. Every other message on a direct stream
+// (declines, rejects, cancels, status queries and non-final statuses,
+// trace queries and spans) is authenticated by its connection.
+func Signed(msg Message) bool {
+	switch m := msg.(type) {
+	case *Decline, *Reject, *Cancel, *StatusQuery, *TraceQuery, *TraceSpans:
+		return false
+	case *Status:
+		return m.State.Terminal()
+	}
+	return true
 }
 
 // Marshal encodes the envelope for the wire.

@@ -149,3 +149,43 @@ func TestUnmarshalEnvelopeLimits(t *testing.T) {
 		}
 	}
 }
+
+// What is signed (DESIGN.md): every message kind is on one side of the
+// rule, a status on the side of its state.
+func TestSigned(t *testing.T) {
+	signed := []Message{&BidRequest{}, &Bid{}, &Accept{}, &Confirm{}, &Invocation{}, &BlobRequest{}, &CapabilityRecord{},
+		&Receipt{}, &ReceiptAck{}, &Status{State: AllocCompleted}, &Status{State: AllocFailed}, &Status{State: AllocCancelled}}
+	bare := []Message{&Decline{}, &Reject{}, &Cancel{}, &StatusQuery{}, &TraceQuery{}, &TraceSpans{},
+		&Status{State: AllocRunning}, &Status{State: AllocLocked}}
+	for _, m := range signed {
+		if !Signed(m) {
+			t.Errorf("%s %+v travels bare", m.Kind(), m)
+		}
+	}
+	for _, m := range bare {
+		if Signed(m) {
+			t.Errorf("%s %+v must be signed", m.Kind(), m)
+		}
+	}
+}
+
+// A bare body decodes as an envelope's: its kind's fields only, one value.
+func TestDecodeBody(t *testing.T) {
+	if m, err := DecodeBody(KindCancel, []byte(`{"job_id":"j","allocation_id":"a"}`)); err != nil || m.(*Cancel).AllocationID != "a" {
+		t.Fatalf("%#v %v", m, err)
+	}
+	for _, tc := range []struct {
+		kind Kind
+		body string
+	}{
+		{KindCancel, `{"job_id":"j","extra":1}`},
+		{KindCancel, `{"job_id":"j"}{}`},
+		{KindCancel, ``},
+		{KindCancel, `[1]`},
+		{"nonsense", `{}`},
+	} {
+		if _, err := DecodeBody(tc.kind, []byte(tc.body)); err == nil {
+			t.Errorf("%s %q decoded", tc.kind, tc.body)
+		}
+	}
+}

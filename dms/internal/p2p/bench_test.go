@@ -6,34 +6,70 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
 	"github.com/opendms/dms/types"
 )
 
 // BenchmarkRequest measures a request/response round trip between two
-// connected Hosts: a new stream, a sealed request verified by the server, a
-// sealed reply verified by the client.
+// connected Hosts, for an accept (signed, confirmed signed) and a cancel
+// (neither signed on a pair stream): "pair", as Request sends it, on the
+// pair's long-lived stream; "stream", as to a peer of an earlier version,
+// on a new stream of the request's protocol, both messages sealed and
+// verified.
 func BenchmarkRequest(b *testing.B) {
 	server := newTestHost(b, testConfig(b))
 	client := newTestHost(b, testConfig(b, server.Addrs()...))
 	server.Handle(AcceptProtocol, func(_ context.Context, _ string, _ *types.Envelope, msg types.Message) (types.Message, error) {
 		return &types.Confirm{JobID: msg.(*types.Accept).JobID}, nil
 	})
+	server.Handle(CancelProtocol, func(_ context.Context, _ string, _ *types.Envelope, msg types.Message) (types.Message, error) {
+		return &types.Status{JobID: msg.(*types.Cancel).JobID, State: types.AllocRunning}, nil
+	})
 	ctx := testCtx(b, time.Minute)
-	req := &types.Accept{JobID: "j", AllocationID: "a"}
-	if _, err := client.Request(ctx, server.ID(), server.Addrs(), AcceptProtocol, req); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := client.Request(ctx, server.ID(), nil, AcceptProtocol, req); err != nil {
-			b.Fatal(err)
+	for _, m := range []struct {
+		proto protocol.ID
+		msg   types.Message
+	}{
+		{AcceptProtocol, &types.Accept{JobID: "j", AllocationID: "a"}},
+		{CancelProtocol, &types.Cancel{JobID: "j", AllocationID: "a"}},
+	} {
+		for _, way := range []string{"pair", "stream"} {
+			send := func() error {
+				_, err := client.Request(ctx, server.ID(), server.Addrs(), m.proto, m.msg)
+				return err
+			}
+			if way == "stream" {
+				send = func() error {
+					_, _, err := client.request(ctx, server.ID(), nil, m.proto, func(s network.Stream) error { return client.writeMessage(s, m.msg) })
+					return err
+				}
+			}
+			b.Run(string(m.msg.Kind())+"/"+way, func(b *testing.B) {
+				if err := send(); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if err := send(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }
 
-// BenchmarkStreamFrame measures one pushed Status frame: sealed, written,
-// read and verified.
+// BenchmarkStreamFrame measures one pushed running Status frame (a
+// heartbeat): written and read bare on version 2 of the invocation
+// stream, sealed and verified on version 1.
 func BenchmarkStreamFrame(b *testing.B) {
+	for _, proto := range []protocol.ID{InvokeProtocol, InvokeProtocolV1} {
+		b.Run(string(proto), func(b *testing.B) { benchmarkStreamFrame(b, proto) })
+	}
+}
+
+func benchmarkStreamFrame(b *testing.B, proto protocol.ID) {
 	node := newTestHost(b, testConfig(b))
 	requester := newTestHost(b, testConfig(b, node.Addrs()...))
 	node.HandleStream(InvokeProtocol, func(ctx context.Context, _ string, _ *types.Envelope, _ types.Message, send func(types.Message) error) error {
@@ -45,7 +81,7 @@ func BenchmarkStreamFrame(b *testing.B) {
 		return nil
 	})
 	ctx := testCtx(b, time.Minute)
-	st, err := requester.OpenStream(ctx, node.ID(), node.Addrs(), InvokeProtocol, &types.Invocation{JobID: "j"})
+	st, err := requester.OpenStream(ctx, node.ID(), node.Addrs(), proto, &types.Invocation{JobID: "j"})
 	if err != nil {
 		b.Fatal(err)
 	}

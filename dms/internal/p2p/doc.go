@@ -14,7 +14,17 @@
 // strings, so no libp2p type but protocol.ID crosses this API.
 //
 // Invariants:
-//   - Only verified envelopes reach handlers and subscribers: signature,
+//   - A message types.Signed says must be signed reaches a handler or a
+//     subscriber only as a verified envelope; any other message on a
+//     direct stream may come bare (its kind and JSON body), and then only
+//     on a stream whose connection authenticated its sender: a pair
+//     stream (PairProtocol, pair.go, which carries the request/response
+//     protocols of a pair of peers on CallProtocol's machinery, a Seq
+//     strictly increasing per stream) or an invocation stream
+//     (InvokeProtocol, version 2). Request prefers the pair streams and
+//     falls back to the request's own protocol for a peer of an earlier
+//     version; Handle serves both.
+//   - Every envelope that reaches a handler or subscriber is verified: signature,
 //     expiry (against Config.Clock, and no further ahead than MaxTTL), a From
 //     did:key that is the key of the peer that sent the stream (a gossip
 //     message names no publisher: its envelope's signer is the publisher), a kind the protocol or topic carries, and, for requests

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -46,7 +47,11 @@ type Host struct {
 	pools     callPools   // outbound call and forward streams (callpool.go)
 	calls     callService // CallProtocol (call.go)
 	forwards  callService // ForwardProtocol (forward.go)
-	kept      keptPeers   // peers the connection manager must not trim (conn.go)
+	pairs     callService // PairProtocol (pair.go)
+	// handlers are the Handlers of the protocols PairProtocol carries,
+	// by protocol; guarded by mu.
+	handlers map[protocol.ID]Handler
+	kept     keptPeers // peers the connection manager must not trim (conn.go)
 	// dead and gossipRepairs serve the gossip repair (repair.go).
 	dead          *deadStreams
 	gossipRepairs atomic.Uint64
@@ -59,7 +64,7 @@ type Host struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed and wg.Add
+	mu     sync.Mutex // guards closed, wg.Add and handlers
 	closed bool
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -105,6 +110,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.calls = callService{proto: CallProtocol, frames: &h.traffic.callFrames, bytes: &h.traffic.callBytes}
 	h.forwards = callService{proto: ForwardProtocol, frames: &h.traffic.forwardFrames, bytes: &h.traffic.forwardBytes, keep: true}
+	h.pairs = callService{proto: PairProtocol, frames: &h.traffic.pairFrames, bytes: &h.traffic.pairBytes}
 	h.computeCPU.Store(int64(cfg.ComputeCPU))
 	if cfg.Sampling || cfg.SampleAbove > 0 {
 		h.cands = newCandidates(cfg.CandidateTTL)
@@ -171,6 +177,7 @@ func (h *Host) start() error {
 		return fmt.Errorf("p2p: dht: %w", err)
 	}
 	h.dht = d
+	h.handleCalls(&h.pairs, h.servePair)
 	if err := h.startPubsub(); err != nil {
 		return err
 	}
@@ -245,6 +252,7 @@ func (h *Host) Stats() Stats {
 		Bans:          h.bans.count(),
 		Calls:         h.calls.stats.snapshot(),
 		Forwards:      h.forwards.stats.snapshot(),
+		Pairs:         h.pairs.stats.snapshot(),
 	}
 }
 

@@ -53,6 +53,11 @@ type Stats struct {
 	// Forwards describes the streams of calls forwarded between gateways
 	// (ForwardProtocol).
 	Forwards CallStats
+	// Pairs describes the streams that carry the request/response
+	// messages of pairs of peers (PairProtocol). The requests on them
+	// that are refused are counted in Streams, by reason, as on their own
+	// protocols.
+	Pairs CallStats
 	// System and Transient are what the resource manager's system scope
 	// (everything) and transient scope (connections and streams not yet
 	// past their handshake or protocol negotiation) hold now.

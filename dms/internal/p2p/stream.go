@@ -17,14 +17,25 @@ import (
 // The DMS envelope protocols. Each stream carries one request envelope and
 // then either one reply frame (request/response) or a sequence of frames
 // (InvokeProtocol), each a length-prefixed signed envelope. CallProtocol
-// (call.go) is not one of them: its frames are not envelopes.
+// (call.go) is not one of them: its frames are not envelopes. Request
+// sends the request/response messages of a pair of peers on PairProtocol
+// (pair.go) instead, where only what must be signed is.
 const (
 	BidProtocol    protocol.ID = "/dms/bid/3.0.0"    // Bid or Decline -> ack
 	AcceptProtocol protocol.ID = "/dms/accept/2.0.0" // Accept -> Confirm or Reject
-	InvokeProtocol protocol.ID = "/dms/invoke/1.0.0" // Invocation -> Status or Reject frames until the handler returns
-	CancelProtocol protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
-	StatusProtocol protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
-	BlobProtocol   protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
+	// InvokeProtocol carries an Invocation -> Status or Reject frames
+	// until the handler returns. Its frames are PairProtocol's messages:
+	// the final status is a signed envelope, a running one (a heartbeat)
+	// or a Reject is bare, authenticated by the connection, which holds
+	// the stream to one peer, and the stream's order.
+	InvokeProtocol protocol.ID = "/dms/invoke/2.0.0"
+	// InvokeProtocolV1 is InvokeProtocol with every frame a signed
+	// envelope, as peers of earlier versions speak it: served, and opened
+	// when a peer serves no other.
+	InvokeProtocolV1 protocol.ID = "/dms/invoke/1.0.0"
+	CancelProtocol   protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
+	StatusProtocol   protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
+	BlobProtocol     protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
 	// ReceiptProtocol carries a provider's signed Receipt of an
 	// allocation to its requester -> its countersignature (ReceiptAck) or
 	// a Reject saying why it is refused.
@@ -52,7 +63,7 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindBid, types.KindDecline}, []types.Kind{}
 	case AcceptProtocol:
 		return []types.Kind{types.KindAccept}, []types.Kind{types.KindConfirm, types.KindReject}
-	case InvokeProtocol:
+	case InvokeProtocol, InvokeProtocolV1:
 		return []types.Kind{types.KindInvocation}, []types.Kind{types.KindStatus, types.KindReject}
 	case CancelProtocol:
 		return []types.Kind{types.KindCancel}, []types.Kind{types.KindStatus, types.KindReject}
@@ -101,8 +112,17 @@ var bidRequestKinds = []types.Kind{types.KindBidRequest}
 type Handler func(ctx context.Context, from string, env *types.Envelope, msg types.Message) (types.Message, error)
 
 // Handle serves proto as request/response with fn. The handler's context
-// ends after RequestTimeout or on Close.
+// ends after RequestTimeout or on Close. A protocol PairProtocol carries
+// is served on it too.
 func (h *Host) Handle(proto protocol.ID, fn Handler) {
+	if pairIndex(proto) > 0 {
+		h.mu.Lock()
+		if h.handlers == nil {
+			h.handlers = make(map[protocol.ID]Handler)
+		}
+		h.handlers[proto] = fn
+		h.mu.Unlock()
+	}
 	req, _ := protocolKinds(proto)
 	h.host.SetStreamHandler(proto, h.inbound(true, func(ctx context.Context, s network.Stream) {
 		h.serveUnary(ctx, s, req, fn)
@@ -138,10 +158,15 @@ func (h *Host) Request(ctx context.Context, to string, addrs []string, proto pro
 }
 
 // RequestSigned is Request, returning the reply's verified envelope too:
-// evidence to keep (a countersigned receipt).
+// evidence to keep (a countersigned receipt); nil for a reply that is not
+// signed (types.Signed). The requests of a protocol PairProtocol carries
+// go on the pair's long-lived streams.
 func (h *Host) RequestSigned(ctx context.Context, to string, addrs []string, proto protocol.ID, msg types.Message) (*types.Envelope, types.Message, error) {
 	if msg == nil {
 		return nil, nil, errNilRequest
+	}
+	if i := pairIndex(proto); i > 0 {
+		return h.pairRequest(ctx, to, addrs, i, proto, msg)
 	}
 	return h.request(ctx, to, addrs, proto, func(s network.Stream) error { return h.writeMessage(s, msg) })
 }
@@ -188,9 +213,13 @@ type StreamHandler func(ctx context.Context, from string, env *types.Envelope, m
 // MaxInboundStreams.
 func (h *Host) HandleStream(proto protocol.ID, fn StreamHandler) {
 	req, _ := protocolKinds(proto)
-	h.host.SetStreamHandler(proto, h.inbound(false, func(ctx context.Context, s network.Stream) {
+	handler := h.inbound(false, func(ctx context.Context, s network.Stream) {
 		h.serveStream(ctx, s, req, fn)
-	}))
+	})
+	h.host.SetStreamHandler(proto, handler)
+	if proto == InvokeProtocol {
+		h.host.SetStreamHandler(InvokeProtocolV1, handler)
+	}
 }
 
 func (h *Host) serveStream(ctx context.Context, s network.Stream, kinds []types.Kind, fn StreamHandler) {
@@ -233,7 +262,11 @@ func (h *Host) OpenStream(ctx context.Context, to string, addrs []string, proto 
 	if msg == nil {
 		return nil, errNilRequest
 	}
-	s, err := h.openStream(ctx, to, addrs, proto)
+	var older []protocol.ID
+	if proto == InvokeProtocol {
+		older = []protocol.ID{InvokeProtocolV1}
+	}
+	s, err := h.openStream(ctx, to, addrs, proto, older...)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +304,14 @@ func (st *Stream) Recv(ctx context.Context) (types.Message, error) {
 		return nil, io.EOF
 	}
 	var msg types.Message
-	if err == nil {
+	switch {
+	case err != nil:
+	case st.s.Protocol() == InvokeProtocol:
+		_, msg, err = st.h.readPair(b, st.s.Conn().RemotePeer(), st.kinds, true)
+		if err == nil && msg == nil {
+			err = fmt.Errorf("%w: an ack on %s", ErrBadReply, InvokeProtocol)
+		}
+	default:
 		_, msg, err = st.h.verifier.open(b, st.s.Conn().RemotePeer(), st.kinds) // not admitted: see readReply
 	}
 	if err != nil {

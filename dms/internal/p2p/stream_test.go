@@ -112,20 +112,20 @@ func TestInboundStreamLimit(t *testing.T) {
 	cfg.MaxInboundStreams, cfg.IOTimeout = 1, 200*time.Millisecond
 	h := newTestHost(t, cfg)
 	entered, release := make(chan struct{}), make(chan struct{})
-	h.Handle(StatusProtocol, func(ctx context.Context, _ string, _ *types.Envelope, _ types.Message) (types.Message, error) {
+	h.Handle(TraceProtocol, func(ctx context.Context, _ string, _ *types.Envelope, _ types.Message) (types.Message, error) {
 		entered <- struct{}{}
 		<-release
-		return &types.Status{}, nil
+		return &types.TraceSpans{}, nil
 	})
 	c := newTestHost(t, testConfig(t))
 	ctx := testCtx(t, 10*time.Second)
 	first := make(chan error, 1)
 	go func() {
-		_, err := c.Request(ctx, h.ID(), h.Addrs(), StatusProtocol, &types.StatusQuery{})
+		_, err := c.Request(ctx, h.ID(), h.Addrs(), TraceProtocol, &types.TraceQuery{})
 		first <- err
 	}()
 	<-entered
-	if _, err := c.Request(ctx, h.ID(), nil, StatusProtocol, &types.StatusQuery{}); !errors.Is(err, ErrNoReply) {
+	if _, err := c.Request(ctx, h.ID(), nil, TraceProtocol, &types.TraceQuery{}); !errors.Is(err, ErrNoReply) {
 		t.Fatalf("second request: got %v, want ErrNoReply", err)
 	}
 	close(release)
@@ -145,8 +145,8 @@ func TestInboundStreamsPerPeer(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxInboundStreams, cfg.MaxInboundStreamsPerPeer, cfg.IOTimeout = 4, 2, time.Minute
 	h := newTestHost(t, cfg)
-	h.Handle(StatusProtocol, func(context.Context, string, *types.Envelope, types.Message) (types.Message, error) {
-		return &types.Status{}, nil
+	h.Handle(TraceProtocol, func(context.Context, string, *types.Envelope, types.Message) (types.Message, error) {
+		return &types.TraceSpans{}, nil
 	})
 	ctx := testCtx(t, 20*time.Second)
 	hog := newRawHost(t, newKey(t), false)
@@ -154,7 +154,7 @@ func TestInboundStreamsPerPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 * cfg.MaxInboundStreams {
-		s, err := hog.NewStream(ctx, h.host.ID(), StatusProtocol)
+		s, err := hog.NewStream(ctx, h.host.ID(), TraceProtocol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +166,7 @@ func TestInboundStreamsPerPeer(t *testing.T) {
 	c := newTestHost(t, testConfig(t))
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second) // well under the hog's IOTimeout
 	defer cancel()
-	if _, err := c.Request(rctx, h.ID(), h.Addrs(), StatusProtocol, &types.StatusQuery{}); err != nil {
+	if _, err := c.Request(rctx, h.ID(), h.Addrs(), TraceProtocol, &types.TraceQuery{}); err != nil {
 		t.Fatalf("a request beside a peer holding %d idle streams: %v", 2*cfg.MaxInboundStreams, err)
 	}
 }
@@ -176,8 +176,8 @@ func TestInboundStreamsPerPeer(t *testing.T) {
 func TestReplyFromWrongKey(t *testing.T) {
 	key := newKey(t)
 	raw := newRawHost(t, key, true)
-	forged := sealedFrame(t, newKey(t), &types.Status{})
-	raw.SetStreamHandler(StatusProtocol, func(s network.Stream) {
+	forged := sealedFrame(t, newKey(t), &types.TraceSpans{})
+	raw.SetStreamHandler(TraceProtocol, func(s network.Stream) {
 		defer s.Close()
 		if _, err := ReadFrame(bufio.NewReader(s), types.MaxEnvelopeSize); err != nil {
 			return
@@ -186,7 +186,7 @@ func TestReplyFromWrongKey(t *testing.T) {
 	})
 	c := newTestHost(t, testConfig(t))
 	addrs := addrStrings(raw.Addrs())
-	_, err := c.Request(testCtx(t, 10*time.Second), raw.ID().String(), addrs, StatusProtocol, &types.StatusQuery{})
+	_, err := c.Request(testCtx(t, 10*time.Second), raw.ID().String(), addrs, TraceProtocol, &types.TraceQuery{})
 	if !errors.Is(err, ErrBadReply) || !errors.Is(err, ErrSenderMismatch) {
 		t.Fatalf("got %v, want ErrBadReply and ErrSenderMismatch", err)
 	}

@@ -29,8 +29,9 @@ type Traffic struct {
 	Frames map[protocol.ID]uint64
 	// CallBytes counts the bytes of the call frames this host sent
 	// (CallProtocol), length prefixes included; ForwardBytes those of
-	// forwarded calls (ForwardProtocol).
-	CallBytes, ForwardBytes uint64
+	// forwarded calls (ForwardProtocol); PairBytes those of the frames
+	// of pairs' request/response messages (PairProtocol).
+	CallBytes, ForwardBytes, PairBytes uint64
 	// BidRequestsGossip and BidRequestsDirect count the bid requests
 	// delivered to this host's handlers, from the topic and from
 	// BidRequestProtocol.
@@ -52,6 +53,7 @@ type traffic struct {
 	gossipIn, directIn          atomic.Uint64
 	callFrames, callBytes       atomic.Uint64 // apart from frames: calls are the hot path
 	forwardFrames, forwardBytes atomic.Uint64
+	pairFrames, pairBytes       atomic.Uint64
 	mu                          sync.Mutex
 	frames                      map[protocol.ID]uint64
 }
@@ -69,7 +71,7 @@ func (t *traffic) snapshot() Traffic {
 	t.mu.Lock()
 	frames := maps.Clone(t.frames)
 	t.mu.Unlock()
-	for p, n := range map[protocol.ID]uint64{CallProtocol: t.callFrames.Load(), ForwardProtocol: t.forwardFrames.Load()} {
+	for p, n := range map[protocol.ID]uint64{CallProtocol: t.callFrames.Load(), ForwardProtocol: t.forwardFrames.Load(), PairProtocol: t.pairFrames.Load()} {
 		if n > 0 {
 			if frames == nil {
 				frames = make(map[protocol.ID]uint64)
@@ -79,7 +81,7 @@ func (t *traffic) snapshot() Traffic {
 	}
 	return Traffic{
 		GossipSent: t.gossipSent.Load(), GossipControl: t.gossipControl.Load(), Frames: frames,
-		CallBytes: t.callBytes.Load(), ForwardBytes: t.forwardBytes.Load(),
+		CallBytes: t.callBytes.Load(), ForwardBytes: t.forwardBytes.Load(), PairBytes: t.pairBytes.Load(),
 		BidRequestsGossip: t.gossipIn.Load(), BidRequestsDirect: t.directIn.Load(),
 	}
 }
