@@ -80,6 +80,17 @@ func TestSampledBidRequest(t *testing.T) {
 	if s := nodes[0].NetworkStats(); s.GossipSent != 0 || s.Frames["/dms/bid-request/2.0.0"] != 2 {
 		t.Fatalf("requester sent %d gossip copies and %d direct bid requests; want 0 and 2", s.GossipSent, s.Frames["/dms/bid-request/2.0.0"])
 	}
+	// The auction's messages went on pair streams: none on the protocols
+	// of a message each, which only peers of earlier versions need.
+	for _, d := range nodes {
+		f := d.NetworkStats().Frames
+		if n := f["/dms/bid/3.0.0"] + f["/dms/accept/2.0.0"] + f["/dms/cancel/1.0.0"] + f["/dms/status/1.0.0"] + f["/dms/invoke/1.0.0"]; n != 0 {
+			t.Fatalf("node %s sent %d frames on version 1 protocols: %v", d.host.ID(), n, f)
+		}
+	}
+	if f := nodes[0].NetworkStats().Frames; f["/dms/pair/1.0.0"] == 0 || f["/dms/invoke/2.0.0"] == 0 {
+		t.Fatalf("the requester sent no pair or invocation frame: %v", f)
+	}
 }
 
 // TestSamplingFallsBackToGossip asks for more nodes than compute: the
