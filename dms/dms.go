@@ -40,13 +40,18 @@ type DMS struct {
 	opts     *config
 	conf     Config
 	sampling sampling // conf.Network's, read at start
-	home     string
-	key      ed25519.PrivateKey
-	uuid     string
-	db       *store.DB
-	blobs    *store.Blobs
-	log      *slog.Logger
-	gc       *collector
+	// gossip publishes this node's bid requests on the topic, several in
+	// one message under load (bidbatch.go); batchedBidRequests counts
+	// those it published so.
+	gossip             *gossipBatcher
+	batchedBidRequests atomic.Uint64
+	home               string
+	key                ed25519.PrivateKey
+	uuid               string
+	db                 *store.DB
+	blobs              *store.Blobs
+	log                *slog.Logger
+	gc                 *collector
 	// metrics is the node's own Prometheus registry and the instruments
 	// counted as events happen (metrics.go).
 	metrics *metrics
@@ -325,6 +330,8 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 	}))
 	d.registerProtocols()
 	d.goPublishRecord()
+	d.gossip = newGossipBatcher(d)
+	d.goDo(d.gossip.run)
 	return nil
 }
 

@@ -116,12 +116,12 @@ func (n *network) Publish(ctx context.Context, req *types.BidRequest, wide bool)
 }
 
 func (n *network) publish(ctx context.Context, req *types.BidRequest, wide bool) ([]string, error) {
-	now := n.d.opts.clock()
-	env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
-	if err != nil {
-		return nil, err
-	}
 	if d := n.d.bidSampling(req); d > 0 && !wide {
+		now := n.d.opts.clock()
+		env, err := types.Seal(n.d.key, req, now, req.Deadline.Sub(now)+time.Second)
+		if err != nil {
+			return nil, err
+		}
 		reached, err := n.d.publishSampled(ctx, env, req, d)
 		if err != nil || len(reached) > 0 {
 			return reached, err
@@ -129,7 +129,7 @@ func (n *network) publish(ctx context.Context, req *types.BidRequest, wide bool)
 		n.d.log.Debug("bid request: no compute node to sample, publishing on the topic", "job", req.JobID, "candidates", n.d.host.Candidates(req.Resources.CPU))
 	}
 	peers := n.d.waitTopicPeers(ctx)
-	if err := n.d.host.PublishEnvelope(ctx, env); err != nil {
+	if err := n.d.gossip.publish(ctx, req); err != nil {
 		return nil, err
 	}
 	if n.d.node != nil {
@@ -231,6 +231,9 @@ type NetworkStats struct {
 	// node admitted and handed to its Node, from the topic and sent straight
 	// to it (sampled).
 	BidRequestsGossip, BidRequestsDirect uint64
+	// BidRequestsBatched counts this node's own bid requests it published
+	// on the topic several in one message, as it does under load.
+	BidRequestsBatched uint64
 	// GossipSent counts the copies of bid requests this node sent on the
 	// topic, its own and forwarded ones; GossipControl the message IDs it
 	// sent in gossip control messages (IHAVE, IWANT, IDONTWANT) on them.
@@ -268,7 +271,7 @@ func (d *DMS) NetworkStats() NetworkStats {
 	t, st := d.host.Traffic(), d.host.Stats()
 	out := NetworkStats{
 		Peers: len(d.host.Peers()), TopicPeers: d.host.TopicPeers(), Candidates: d.host.KnownCandidates(),
-		BidRequestsGossip: t.BidRequestsGossip, BidRequestsDirect: t.BidRequestsDirect,
+		BidRequestsGossip: t.BidRequestsGossip, BidRequestsDirect: t.BidRequestsDirect, BidRequestsBatched: d.batchedBidRequests.Load(),
 		GossipSent: t.GossipSent, GossipControl: t.GossipControl,
 		Frames:        make(map[string]uint64, len(t.Frames)),
 		RefusedGossip: reasons(st.Gossip), RefusedStreams: reasons(st.Streams),

@@ -153,7 +153,7 @@ func TestUnmarshalEnvelopeLimits(t *testing.T) {
 // What is signed (DESIGN.md): every message kind is on one side of the
 // rule, a status on the side of its state.
 func TestSigned(t *testing.T) {
-	signed := []Message{&BidRequest{}, &Bid{}, &Accept{}, &Confirm{}, &Invocation{}, &BlobRequest{}, &CapabilityRecord{},
+	signed := []Message{&BidRequest{}, &BidRequests{}, &Bid{}, &Accept{}, &Confirm{}, &Invocation{}, &BlobRequest{}, &CapabilityRecord{},
 		&Receipt{}, &ReceiptAck{}, &Status{State: AllocCompleted}, &Status{State: AllocFailed}, &Status{State: AllocCancelled}}
 	bare := []Message{&Decline{}, &Reject{}, &Cancel{}, &StatusQuery{}, &TraceQuery{}, &TraceSpans{},
 		&Status{State: AllocRunning}, &Status{State: AllocLocked}}

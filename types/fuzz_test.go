@@ -17,7 +17,7 @@ var fuzzNow = time.Unix(1_700_000_000, 0)
 // allKinds is the closed message set: newMessage knows each, and
 // sampleMessages has one of each.
 var allKinds = []Kind{
-	KindBidRequest, KindBid, KindDecline, KindAccept, KindConfirm, KindReject,
+	KindBidRequest, KindBidRequests, KindBid, KindDecline, KindAccept, KindConfirm, KindReject,
 	KindInvocation, KindStatus, KindCancel, KindStatusQuery, KindBlobRequest, KindCapability, KindReceipt,
 	KindReceiptAck, KindTraceQuery, KindTraceSpans,
 }
@@ -31,6 +31,8 @@ func sampleMessages() []Message {
 		&BidRequest{JobID: "j", Requester: "12D3KooWReq", ReplyAddrs: []string{"/ip4/127.0.0.1/tcp/4001"}, Executor: "wasm",
 			Resources: res, Constraints: Constraints{Labels: map[string]string{"region": "eu"}, RenewableOnly: true, MaxPrice: 2_500_000}, Deadline: at,
 			Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		&BidRequests{Requests: []BidRequest{{JobID: "j1", Requester: "12D3KooWReq", Executor: "wasm", Resources: res, Deadline: at},
+			{JobID: "j2", Requester: "12D3KooWReq", Executor: "docker", Resources: res, Deadline: at, Network: true}}},
 		&Bid{JobID: "j", Node: node, Addrs: []string{"/ip4/127.0.0.1/tcp/4002"}, Price: Credit, Score: 812.5, Load: 0.25, HoldUntil: at},
 		&Decline{JobID: "j", Node: node, Reasons: []string{"memory: need 900 TiB, offered 8 GiB"}, Busy: true},
 		&Accept{JobID: "j", AllocationID: "a", Resources: res, Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01"},

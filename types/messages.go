@@ -13,6 +13,7 @@ type Kind string
 // The closed set of protocol message kinds.
 const (
 	KindBidRequest  Kind = "bid_request"
+	KindBidRequests Kind = "bid_requests"
 	KindBid         Kind = "bid"
 	KindDecline     Kind = "decline"
 	KindAccept      Kind = "accept"
@@ -56,6 +57,18 @@ type BidRequest struct {
 	Network     bool        `json:"network,omitempty"` // the job asks for a network (docker); nodes that allow none decline
 	Trace       string      `json:"trace,omitempty"`   // W3C traceparent of the requester's auction span (trace.go)
 }
+
+// BidRequests is several bid requests of one requester in one message, as
+// a requester publishes them under load: one signature, one gossip
+// message, one verification at each node for them all. Each is a bid
+// request of its own to the nodes, and each names the publisher as
+// requester. It holds 1 to MaxBidRequests.
+type BidRequests struct {
+	Requests []BidRequest `json:"requests"`
+}
+
+// MaxBidRequests bounds the requests of one BidRequests.
+const MaxBidRequests = 64
 
 // Bid is a node's offer to run a job, sent to the requester over a stream.
 // Allocation is the ID the allocation will have if the requester accepts
@@ -285,6 +298,7 @@ type BlobRequest struct {
 }
 
 func (*BidRequest) Kind() Kind       { return KindBidRequest }
+func (*BidRequests) Kind() Kind      { return KindBidRequests }
 func (*Bid) Kind() Kind              { return KindBid }
 func (*Decline) Kind() Kind          { return KindDecline }
 func (*Accept) Kind() Kind           { return KindAccept }
@@ -301,6 +315,7 @@ func (*ReceiptAck) Kind() Kind       { return KindReceiptAck }
 func (*TraceQuery) Kind() Kind       { return KindTraceQuery }
 func (*TraceSpans) Kind() Kind       { return KindTraceSpans }
 func (*BidRequest) isMessage()       {}
+func (*BidRequests) isMessage()      {}
 func (*Bid) isMessage()              {}
 func (*Decline) isMessage()          {}
 func (*Accept) isMessage()           {}
@@ -322,6 +337,8 @@ func newMessage(k Kind) (Message, bool) {
 	switch k {
 	case KindBidRequest:
 		return &BidRequest{}, true
+	case KindBidRequests:
+		return &BidRequests{}, true
 	case KindBid:
 		return &Bid{}, true
 	case KindDecline:

@@ -44,7 +44,7 @@ func (h *Host) serveBidRequest(s network.Stream, fn BidRequestHandler) {
 		return
 	}
 	h.traffic.directIn.Add(1)
-	fn(from.String(), v.env, v.req)
+	fn(from.String(), v.env, v.reqs[0]) // BidRequestProtocol carries one
 	if err := h.writeEnvelope(s, nil); err != nil {
 		_ = s.Reset()
 		return

@@ -13,9 +13,14 @@ import (
 	"github.com/opendms/dms/types"
 )
 
-// BidRequestTopic carries signed BidRequest envelopes to every node, in
-// gossip messages that carry no gossipsub signature (version 1 did).
-const BidRequestTopic = "/dms/bid-requests/3.0.0"
+// BidRequestTopic carries signed BidRequest envelopes to every node, and
+// BidRequests envelopes of several requests of one requester (a requester
+// under load publishes so: one signature and one verification at each
+// node for them all), in gossip messages that carry no gossipsub signature
+// (version 1 did). Version 4 added BidRequests: a node of version 3 would
+// refuse them and score down the peers that forward them, so the versions
+// do not share a topic.
+const BidRequestTopic = "/dms/bid-requests/4.0.0"
 
 // BidRequestHandler receives a validated bid request: from is the PeerID of
 // its publisher, who signed env and is its requester. It runs on the subscription's
@@ -23,12 +28,16 @@ const BidRequestTopic = "/dms/bid-requests/3.0.0"
 // past SubscriptionBuffer are dropped.
 type BidRequestHandler func(from string, env *types.Envelope, req *types.BidRequest)
 
-// validBidRequest is what the validator attaches to an accepted message.
+// validBidRequest is what the validator attaches to an accepted message:
+// its envelope and the bid requests it holds (one, or a BidRequests').
 type validBidRequest struct {
 	publisher peer.ID
 	env       *types.Envelope
-	req       *types.BidRequest
+	reqs      []*types.BidRequest
 }
+
+// gossipKinds are the kinds of the bid-request topic.
+var gossipKinds = []types.Kind{types.KindBidRequest, types.KindBidRequests}
 
 // maxGossipRPC bounds one gossipsub RPC (gossipsub's default, stated here
 // because the envelope limit relies on it): an RPC larger is dropped with
@@ -154,7 +163,7 @@ func (h *Host) validateBidRequest(_ context.Context, _ peer.ID, m *pubsub.Messag
 // are *RejectError.
 func (h *Host) admitGossip(data []byte, via peer.ID) (validBidRequest, error) {
 	local := via == h.host.ID()
-	env, err := decode(data, bidRequestKinds)
+	env, err := decode(data, gossipKinds)
 	if err != nil {
 		return validBidRequest{}, err
 	}
@@ -167,14 +176,14 @@ func (h *Host) admitGossip(data []byte, via peer.ID) (validBidRequest, error) {
 			return validBidRequest{}, err
 		}
 	}
-	bid, err := checkRequest(h.verifier, env, publisher, local)
+	bid, err := checkRequest(h.verifier, env, publisher, gossipKinds, local)
 	if err != nil {
 		return validBidRequest{}, err
 	}
 	if err := h.verifier.admit(bid.env, via); err != nil {
 		return validBidRequest{}, err
 	}
-	if err := h.limiter.admit(publisher, h.cfg.Clock()); err != nil {
+	if err := h.limiter.admitN(publisher, len(bid.reqs), h.cfg.Clock()); err != nil {
 		h.verifier.forget(bid.env)
 		return validBidRequest{}, err
 	}
@@ -213,27 +222,43 @@ func openBidRequest(v *verifier, data []byte, publisher peer.ID) (validBidReques
 	if err != nil {
 		return validBidRequest{}, err
 	}
-	return checkRequest(v, env, publisher, false)
+	return checkRequest(v, env, publisher, bidRequestKinds, false)
 }
 
-// checkRequest is openBidRequest on a decoded envelope; own as for
-// verifier.check.
-func checkRequest(v *verifier, env *types.Envelope, publisher peer.ID, own bool) (validBidRequest, error) {
-	msg, err := v.check(env, publisher, []types.Kind{types.KindBidRequest}, own)
+// checkRequest is openBidRequest on a decoded envelope of one of kinds;
+// own as for verifier.check. Every request of a BidRequests must name the
+// publisher, and there must be 1 to types.MaxBidRequests of them.
+func checkRequest(v *verifier, env *types.Envelope, publisher peer.ID, kinds []types.Kind, own bool) (validBidRequest, error) {
+	msg, err := v.check(env, publisher, kinds, own)
 	if err != nil {
 		return validBidRequest{}, err
 	}
-	req := msg.(*types.BidRequest)
-	if req.Requester != publisher.String() {
-		return validBidRequest{}, reject(ReasonRequesterMismatch, fmt.Errorf("%w: %q published by %s", ErrRequesterMismatch, req.Requester, publisher))
+	var reqs []*types.BidRequest
+	switch m := msg.(type) {
+	case *types.BidRequest:
+		reqs = []*types.BidRequest{m}
+	case *types.BidRequests:
+		if n := len(m.Requests); n == 0 || n > types.MaxBidRequests {
+			return validBidRequest{}, reject(ReasonMalformed, fmt.Errorf("p2p: %d bid requests in one message, want 1 to %d", n, types.MaxBidRequests))
+		}
+		reqs = make([]*types.BidRequest, len(m.Requests))
+		for i := range m.Requests {
+			reqs[i] = &m.Requests[i]
+		}
 	}
-	return validBidRequest{publisher: publisher, env: env, req: req}, nil
+	for _, req := range reqs {
+		if req.Requester != publisher.String() {
+			return validBidRequest{}, reject(ReasonRequesterMismatch, fmt.Errorf("%w: %q published by %s", ErrRequesterMismatch, req.Requester, publisher))
+		}
+	}
+	return validBidRequest{publisher: publisher, env: env, reqs: reqs}, nil
 }
 
-// PublishEnvelope publishes a sealed BidRequest on the topic. It is validated
-// like any other first, so it must be signed by this host's key and name
-// this host as Requester, and is held to the host's rate limit; a refusal is
-// a *RejectError (errors.Is ErrRateLimited, ErrSenderMismatch...).
+// PublishEnvelope publishes a sealed BidRequest, or BidRequests, on the
+// topic. It is validated like any other first, so it must be signed by
+// this host's key and name this host as Requester, and is held to the
+// host's rate limit (a token for each request); a refusal is a
+// *RejectError (errors.Is ErrRateLimited, ErrSenderMismatch...).
 // Subscribers of this host receive it too.
 func (h *Host) PublishEnvelope(ctx context.Context, env *types.Envelope) error {
 	b, err := env.Marshal()
@@ -271,8 +296,10 @@ func (h *Host) deliver(sub *pubsub.Subscription, fn BidRequestHandler) {
 			return
 		}
 		if v, ok := m.ValidatorData.(validBidRequest); ok {
-			h.traffic.gossipIn.Add(1)
-			fn(v.publisher.String(), v.env, v.req)
+			for _, req := range v.reqs {
+				h.traffic.gossipIn.Add(1)
+				fn(v.publisher.String(), v.env, req)
+			}
 		}
 	}
 }

@@ -53,14 +53,14 @@ func newRateLimiter(self peer.ID, rate float64, burst, maxPeers int) *rateLimite
 	}
 }
 
-// allow takes a token from p's bucket at now. It returns "" if there was
-// one, ReasonRateLimited if p's bucket is empty, or ReasonOverloaded if p
-// has no bucket and the table is full.
-func (l *rateLimiter) allow(p peer.ID, now time.Time) Reason {
+// allow takes n tokens from p's bucket at now. It returns "" if there
+// were as many, ReasonRateLimited if not (none is taken), or
+// ReasonOverloaded if p has no bucket and the table is full.
+func (l *rateLimiter) allow(p peer.ID, n int, now time.Time) Reason {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if p == l.self {
-		return l.own.take(now, l.rate, l.ownBurst)
+		return l.own.take(now, float64(n), l.rate, l.ownBurst)
 	}
 	if !now.Before(l.nextSweep) {
 		l.sweep(now)
@@ -73,12 +73,15 @@ func (l *rateLimiter) allow(p peer.ID, now time.Time) Reason {
 		b = &bucket{tokens: l.burst, at: now}
 		l.buckets[p] = b
 	}
-	return b.take(now, l.rate, l.burst)
+	return b.take(now, float64(n), l.rate, l.burst)
 }
 
 // admit is allow as an error: a *RejectError, or nil when p had a token.
-func (l *rateLimiter) admit(p peer.ID, now time.Time) error {
-	switch l.allow(p, now) {
+func (l *rateLimiter) admit(p peer.ID, now time.Time) error { return l.admitN(p, 1, now) }
+
+// admitN is admit for n tokens at once: all are taken, or none.
+func (l *rateLimiter) admitN(p peer.ID, n int, now time.Time) error {
+	switch l.allow(p, n, now) {
 	case ReasonRateLimited:
 		return reject(ReasonRateLimited, fmt.Errorf("%w: publisher %s", ErrRateLimited, p))
 	case ReasonOverloaded:
@@ -87,13 +90,13 @@ func (l *rateLimiter) admit(p peer.ID, now time.Time) error {
 	return nil
 }
 
-// take refills b and takes a token from it, or returns ReasonRateLimited.
-func (b *bucket) take(now time.Time, rate, burst float64) Reason {
+// take refills b and takes n tokens from it, or returns ReasonRateLimited.
+func (b *bucket) take(now time.Time, n, rate, burst float64) Reason {
 	b.refill(now, rate, burst)
-	if b.tokens < 1 {
+	if b.tokens < n {
 		return ReasonRateLimited
 	}
-	b.tokens--
+	b.tokens -= n
 	return ""
 }
 

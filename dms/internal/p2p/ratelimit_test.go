@@ -19,34 +19,41 @@ func TestRateLimiter(t *testing.T) {
 	take := func(p peer.ID, n int) {
 		t.Helper()
 		for i := range n {
-			if r := l.allow(p, now); r != "" {
+			if r := l.allow(p, 1, now); r != "" {
 				t.Fatalf("%s, message %d: %s", p, i, r)
 			}
 		}
-		if r := l.allow(p, now); r != ReasonRateLimited {
+		if r := l.allow(p, 1, now); r != ReasonRateLimited {
 			t.Fatalf("%s over its burst of %d: got %q, want rate_limited", p, n, r)
 		}
 	}
 	take("self", 3)
 	take(a, 5)
 	take(b, 5)
-	if r := l.allow(c, now); r != ReasonOverloaded {
+	if r := l.allow(c, 1, now); r != ReasonOverloaded {
 		t.Fatalf("a third publisher with the table full: got %q, want overloaded", r)
 	}
 	now = now.Add(500 * time.Millisecond) // one token each
 	take(a, 1)
 	take("self", 1)
-	if r := l.allow(a, now.Add(-time.Hour)); r != ReasonRateLimited {
+	if r := l.allow(a, 1, now.Add(-time.Hour)); r != ReasonRateLimited {
 		t.Fatalf("a clock that went back earns nothing: got %q", r)
 	}
 	// Idle for (burst+slack)/rate, the buckets are full again and are
 	// forgotten at the next sweep, so c gets in.
 	now = now.Add(2500 * time.Millisecond)
-	if r := l.allow(c, now); r != "" {
+	if r := l.allow(c, 1, now); r != "" {
 		t.Fatalf("after the idle publishers aged out: %q", r)
 	}
 	if n := l.tracked(); n != 1 {
 		t.Fatalf("tracking %d publishers, want 1 (c)", n)
+	}
+	// A batch takes a token per request, all or none.
+	if r := l.allow(c, 5, now); r != ReasonRateLimited {
+		t.Fatalf("5 requests with 4 tokens left: %q", r)
+	}
+	if r := l.allow(c, 4, now); r != "" {
+		t.Fatalf("4 requests with 4 tokens left: %q", r)
 	}
 }
 
@@ -57,7 +64,7 @@ func TestRateLimiterMemoryBound(t *testing.T) {
 	l := newRateLimiter("self", 50, 100, maxRatedPeers)
 	most := 0
 	for i := range 100_000 {
-		if r := l.allow(peer.ID(fmt.Sprint(i)), now); r != "" {
+		if r := l.allow(peer.ID(fmt.Sprint(i)), 1, now); r != "" {
 			t.Fatalf("publisher %d: %s", i, r)
 		}
 		now = now.Add(time.Millisecond)
