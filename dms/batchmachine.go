@@ -1,6 +1,7 @@
 package dms
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -101,7 +102,17 @@ func newBatchMachine(spec *jobs.Batch, units map[int]unitRecord) (*batchMachine,
 	return m, nil
 }
 
-// apply runs one command.
+// cmpSlot orders replicas by unit, then replica.
+func cmpSlot(a, b [2]int) int {
+	if c := cmp.Compare(a[0], b[0]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a[1], b[1])
+}
+
+// apply runs one command. It must make the same change on every manager
+// that applies the same commands in the same order (raft replicates it
+// so): nothing in it may depend on a map's order, the clock or the node.
 func (m *batchMachine) apply(c batchCmd) batchOut {
 	var out batchOut
 	touch := func(u int) {
@@ -126,8 +137,8 @@ func (m *batchMachine) apply(c batchCmd) batchOut {
 	case opExpire:
 		m.q.Expire(c.Now)
 	case opOrphan:
-		for k, issuer := range m.issuers {
-			if issuer == c.Issuer {
+		for _, k := range slices.SortedFunc(maps.Keys(m.issuers), cmpSlot) { // every member in one order
+			if m.issuers[k] == c.Issuer {
 				_ = m.q.Orphan(k[0], k[1])
 				delete(m.issuers, k)
 				touch(k[0])

@@ -295,10 +295,15 @@ func (b *Batch) want(u *Unit) int {
 }
 
 // Next issues at most limit replicas, each due by deadline. Units already
-// under way come first, then units never issued, in order. Deadlines
-// should not decrease from one call to the next: Expire takes replicas in
-// the order they were issued.
+// under way come first, by index, then units never issued, in order.
+// Which units it picks depends on the units' states only, not on the
+// order in which they came to want a replica: a batch restored from its
+// units (Restore), or replicated by applying the same commands in which
+// such an order may differ, issues the same tickets. Deadlines should not
+// decrease from one call to the next: Expire takes replicas in the order
+// they were issued.
 func (b *Batch) Next(limit int, deadline time.Time) []Ticket {
+	slices.Sort(b.again)
 	var out []Ticket
 	issue := func(i int) bool { // reports whether unit i wants more
 		u := &b.units[i]
