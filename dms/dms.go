@@ -205,6 +205,9 @@ func (c *config) apply(conf *Config) {
 	default:
 		conf.Network.Sampling = strconv.Itoa(*c.sampling)
 	}
+	if c.dht != "" {
+		conf.Network.DHT = c.dht
+	}
 	if c.sampleAbove > 0 {
 		conf.Network.SampleAbove = c.sampleAbove
 	}
@@ -306,12 +309,17 @@ func (d *DMS) startNetwork(ctx context.Context) error {
 	if d.sampling.auto {
 		above = d.sampling.above
 	}
+	dhtClient, err := d.conf.Network.dhtClient()
+	if err != nil {
+		return fmt.Errorf("dms: %w", err)
+	}
 	host, err := p2p.New(ctx, p2p.Config{
 		Key: d.key, Listen: d.conf.Listen, Bootstrap: d.conf.Bootstrap, PSK: psk,
 		Logger: d.log.With("component", "p2p"), Clock: d.opts.clock,
 		ConnsLow: d.opts.connsLow, ConnsHigh: d.opts.connsHigh,
 		BidRequestRate: d.conf.Network.BidRequestRate, BidRequestBurst: d.conf.Network.BidRequestBurst,
 		Compute: d.conf.Compute, ComputeCPU: d.record.Offered.CPU, Sampling: d.sampling.d > 0 && !d.sampling.auto, SampleAbove: above,
+		DHTClient: dhtClient,
 	})
 	if err != nil {
 		return err

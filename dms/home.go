@@ -100,6 +100,29 @@ type NetworkConfig struct {
 	// SampleAbove is how many compute nodes that may fit a job "auto"
 	// waits to know; 0: DefaultSampleAbove.
 	SampleAbove int `yaml:"sample_above"`
+	// DHT is the node's part in the Kademlia DHT: "server" ("" too)
+	// answers queries and stores other nodes' records; "client" only asks,
+	// as a node behind NAT or one that only computes would run, keeping
+	// fewer connections (it is in no other node's routing table). A network
+	// needs servers: its bootstrap nodes at least.
+	DHT string `yaml:"dht"`
+}
+
+// DHT modes (NetworkConfig.DHT).
+const (
+	DHTServer = "server"
+	DHTClient = "client"
+)
+
+// dhtClient reads DHT.
+func (n NetworkConfig) dhtClient() (bool, error) {
+	switch n.DHT {
+	case "", DHTServer:
+		return false, nil
+	case DHTClient:
+		return true, nil
+	}
+	return false, fmt.Errorf("network.dht %q: want %q or %q", n.DHT, DHTServer, DHTClient)
 }
 
 // Sampling modes and defaults (NetworkConfig.Sampling).
@@ -255,6 +278,11 @@ network:
   # random; gossip always reaches every node; a number d asks d nodes.
   sampling: "{{.Network.Sampling}}"
   sample_above: {{.Network.SampleAbove}}
+  # The node's part in the DHT: server answers other nodes' queries and
+  # keeps their records; client only asks, with fewer connections, as a
+  # node behind NAT or one that only computes may run. Bootstrap nodes
+  # must be servers.
+  dht: "{{.Network.DHT}}"
 
 # Whether this node offers compute. false: it submits jobs and serves their
 # inputs, but never bids (the same as 'dms run --compute=false').
@@ -440,6 +468,9 @@ func LoadConfig(home string) (Config, error) {
 		return Config{}, fmt.Errorf("dms: %s: network.bid_request_rate and bid_request_burst must not be negative", path)
 	}
 	if _, err := cfg.Network.bidSampling(); err != nil {
+		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
+	}
+	if _, err := cfg.Network.dhtClient(); err != nil {
 		return Config{}, fmt.Errorf("dms: %s: %w", path, err)
 	}
 	if err := cfg.Docker.validate(); err != nil {

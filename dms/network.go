@@ -234,6 +234,10 @@ type NetworkStats struct {
 	// BidRequestsBatched counts this node's own bid requests it published
 	// on the topic several in one message, as it does under load.
 	BidRequestsBatched uint64
+	// DHTClient reports that the node only queries the DHT (network.dht
+	// client), and DHTServers how many DHT servers its routing table holds.
+	DHTClient  bool
+	DHTServers int
 	// GossipSent counts the copies of bid requests this node sent on the
 	// topic, its own and forwarded ones; GossipControl the message IDs it
 	// sent in gossip control messages (IHAVE, IWANT, IDONTWANT) on them.
@@ -276,6 +280,7 @@ func (d *DMS) NetworkStats() NetworkStats {
 		Frames:        make(map[string]uint64, len(t.Frames)),
 		RefusedGossip: reasons(st.Gossip), RefusedStreams: reasons(st.Streams),
 		GossipRepairs: st.GossipRepairs, Bans: st.Bans,
+		DHTClient: d.host.DHTClient(), DHTServers: d.host.DHTServers(),
 	}
 	for p, n := range t.Frames {
 		out.Frames[string(p)] = n

@@ -43,6 +43,7 @@ type config struct {
 	confirm      time.Duration // 0: the orchestrator's default
 	sampling     *int          // bid requests go to this many sampled nodes; 0: gossip to all; nil: the config file's
 	sampleAbove  int           // network.sample_above over the config file's; 0: the file's
+	dht          string        // network.dht over the config file's; "": the file's
 	locality     float64       // orchestrator.Config.LocalityWeight: 0 the default, NoLocality off
 	inMemory     bool          // the database lives in memory, seeded from the home's
 	connsLow     int           // connection manager watermarks; 0: p2p's defaults
@@ -134,6 +135,18 @@ func WithSampleAbove(n int) Option {
 			return fmt.Errorf("dms: WithSampleAbove: %d is below 1", n)
 		}
 		c.sampleAbove = n
+		return nil
+	}
+}
+
+// WithDHTMode sets the node's part in the DHT (network.dht): DHTServer or
+// DHTClient.
+func WithDHTMode(mode string) Option {
+	return func(c *config) error {
+		if mode != DHTServer && mode != DHTClient {
+			return fmt.Errorf("dms: WithDHTMode: %q: want %q or %q", mode, DHTServer, DHTClient)
+		}
+		c.dht = mode
 		return nil
 	}
 }

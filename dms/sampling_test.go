@@ -231,3 +231,49 @@ func TestSampledJobFallsBackToGossip(t *testing.T) {
 		}
 	}
 }
+
+// Compute nodes that are DHT clients (network.dht client) keep no one's
+// records and are in no routing table, yet publish their provider
+// records to the servers: a sampling requester finds them and places a
+// job on one. A bad mode is refused naming the key.
+func TestDHTClientNodes(t *testing.T) {
+	nodes := relNet(t, 6, func(i int) bool { return i != 0 }, func(i int) []Option {
+		opts := []Option{WithLease(10 * time.Second)}
+		switch {
+		case i == 0:
+			opts = append(opts, WithBidSampling(2))
+		case i >= 2:
+			opts = append(opts, WithDHTMode(DHTClient))
+		}
+		return opts
+	})
+	waitFor(t, 30*time.Second, "the requester to know the 5 compute nodes", func() bool {
+		return nodes[0].NetworkStats().Candidates == 5
+	})
+	for i, d := range nodes {
+		st := d.NetworkStats()
+		if st.DHTClient != (i >= 2) {
+			t.Fatalf("node %d: DHT client %v", i, st.DHTClient)
+		}
+		if st.DHTServers > 2 {
+			t.Fatalf("node %d has %d DHT servers in its routing table; only nodes 0 and 1 serve", i, st.DHTServers)
+		}
+	}
+	runTiny(t, nodes[0])
+
+	home, _ := newHome(t)
+	cfg, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Network.DHT = "peer"
+	if err := writeConfig(home, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(home); err == nil || !strings.Contains(err.Error(), `network.dht "peer"`) {
+		t.Fatalf("a bad network.dht: %v", err)
+	}
+	if _, err := newConfig([]Option{WithHome("x"), WithDHTMode("peer")}); err == nil {
+		t.Error(`WithDHTMode("peer") accepted`)
+	}
+}

@@ -52,6 +52,13 @@ type Config struct {
 	// DiscoveryPeers bounds the peers one discovery round connects to. Default 32.
 	DiscoveryPeers int
 
+	// DHTClient makes the host a client of the DHT (dht.ModeClient): it
+	// queries it and publishes its provider records to servers, but
+	// answers no query, stores no record of another, and is in no other
+	// node's routing table, so it keeps fewer connections. Bootstrap
+	// nodes must be servers.
+	DHTClient bool
+
 	// Compute makes the host advertise itself under ComputeRendezvous too
 	// (the key of ComputeCPU's class and its shard), so that requesters
 	// sampling compute nodes find it.

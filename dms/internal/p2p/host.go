@@ -166,8 +166,12 @@ func newLibp2pHost(cfg Config, blocked *blockCounter, bans *banList) (host.Host,
 // start brings up the DHT and pubsub, then the discovery loop and the
 // gossip repair.
 func (h *Host) start() error {
+	mode := dht.ModeServer
+	if h.cfg.DHTClient {
+		mode = dht.ModeClient
+	}
 	d, err := dht.New(h.host,
-		dht.Mode(dht.ModeServer),
+		dht.Mode(mode),
 		dht.ProtocolPrefix(DHTPrefix),
 		dht.BootstrapPeers(h.bootstrap...),
 		// Added to the default validators (pk, ipns), which stay.
@@ -194,6 +198,13 @@ func (h *Host) start() error {
 	}
 	return nil
 }
+
+// DHTClient reports whether the host only queries the DHT
+// (Config.DHTClient).
+func (h *Host) DHTClient() bool { return h.cfg.DHTClient }
+
+// DHTServers counts the DHT servers in the host's routing table.
+func (h *Host) DHTServers() int { return h.dht.RoutingTable().Size() }
 
 // ID returns the PeerID.
 func (h *Host) ID() string { return h.host.ID().String() }
