@@ -166,15 +166,18 @@ func (d *Dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // startSession sets a new session's cookie and sends the browser to the
-// node's page, a URL without the code.
+// node's page, a URL without the code. The cookie lasts SessionTTL from
+// its arrival (Max-Age), not until an instant of the node's clock
+// (Expires), which a browser reads on its own clock: the two need not
+// agree.
 func (d *Dashboard) startSession(w http.ResponseWriter, r *http.Request) {
-	v, exp, err := d.secrets.newSession()
+	v, _, err := d.secrets.newSession()
 	if err != nil {
 		http.Error(w, "cannot start a session: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: v, Path: Prefix, Expires: exp,
+		Name: cookieName, Value: v, Path: Prefix, MaxAge: int(SessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)

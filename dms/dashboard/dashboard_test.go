@@ -145,6 +145,11 @@ func TestLoginWithToken(t *testing.T) {
 	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/ui/" || strings.Contains(cookie.Value, token) {
 		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/ui/, no token", cookie)
 	}
+	// Its life is counted on the browser's clock: the node's test clock
+	// stands on 2026-12-04, and an Expires from it would be past already.
+	if cookie.MaxAge != int(SessionTTL/time.Second) || !cookie.Expires.IsZero() {
+		t.Errorf("session cookie Max-Age %d, Expires %s: want Max-Age %d and no Expires", cookie.MaxAge, cookie.Expires, int(SessionTTL/time.Second))
+	}
 	resp, body := get(t, c, srv.URL+"/ui/")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "12D3KooWself") {
 		t.Fatalf("node page after login: %d\n%s", resp.StatusCode, body)
