@@ -48,18 +48,23 @@ func TestGossipBatcher(t *testing.T) {
 		}
 		return errs
 	}
-	first := publish(0, 1)
-	time.Sleep(50 * time.Millisecond) // the first is under way
-	rest := publish(1, 11)
-	time.Sleep(100 * time.Millisecond) // the ten queue behind the first
-	close(gate)
-	for _, errs := range []chan error{first, rest} {
-		for range cap(errs) {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
+	// burst publishes request from alone, then, while its publication
+	// waits for the gate, those up to to, and opens the gate.
+	burst := func(from, to int) {
+		first := publish(from, from+1)
+		time.Sleep(50 * time.Millisecond) // the first is under way
+		rest := publish(from+1, to)
+		time.Sleep(100 * time.Millisecond) // the rest queue behind it
+		close(gate)
+		for _, errs := range []chan error{first, rest} {
+			for range cap(errs) {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
+	burst(0, 11)
 	mu.Lock()
 	// Normally two envelopes: the first request, then the ten that queued
 	// behind it in one batch; on a slow machine a late goroutine may make
@@ -91,18 +96,7 @@ func TestGossipBatcher(t *testing.T) {
 	}
 	// Refused whole, a batch goes out one request at a time.
 	gate = make(chan struct{})
-	first = publish(20, 21)
-	time.Sleep(50 * time.Millisecond)
-	rest = publish(21, 25)
-	time.Sleep(100 * time.Millisecond)
-	close(gate)
-	for _, errs := range []chan error{first, rest} {
-		for range cap(errs) {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	burst(20, 25)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(sent) != 5 {
