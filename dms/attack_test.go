@@ -19,6 +19,7 @@ import (
 
 	"github.com/opendms/dms/dms/api"
 	"github.com/opendms/dms/dms/internal/hostile"
+	"github.com/opendms/dms/dms/internal/reencode"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -443,7 +444,7 @@ func replay(t testing.TB, p *hostile.Peer, _ *cluster) func() {
 				return
 			}
 			variant++
-			if b, err := hostile.Reencode(o.Raw, variant); err == nil {
+			if b, err := reencode.Envelope(o.Raw, variant); err == nil {
 				_ = p.Publish(ctx, b)
 			}
 		}

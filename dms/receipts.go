@@ -428,7 +428,7 @@ func (d *DMS) countOwnReceipt(ctx context.Context, r *types.Receipt) (*types.Env
 // keepEarned checks a countersignature of receipt r and keeps it, posting
 // the earning, in one transaction; again, it posts nothing.
 func (d *DMS) keepEarned(requester string, r *types.Receipt, env *types.Envelope, ack *types.ReceiptAck) error {
-	body, err := json.Marshal(r)
+	body, err := types.EncodeBody(r)
 	if err != nil {
 		return err
 	}

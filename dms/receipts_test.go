@@ -228,7 +228,10 @@ func TestForgedReceiptsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.Body = []byte(strings.Replace(string(env.Body), `"calls":0`, `"calls":1`, 1))
+	if !strings.Contains(string(env.Body), "calls\x00") { // the key, then 0 in CBOR
+		t.Fatal("no calls to forge")
+	}
+	env.Body = []byte(strings.Replace(string(env.Body), "calls\x00", "calls\x01", 1))
 	raw, err := env.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -6,16 +6,19 @@
 // Invariants:
 //   - Resources arithmetic never goes negative silently: Sub reports whether the
 //     subtrahend fit, and Fits is the only admission test.
-//   - Every Message is carried in an Envelope signed by the Ed25519 key named by
-//     its From did:key; Open verifies signature, expiry and size before decoding,
-//     and decoding rejects unknown fields.
+//   - A Message that Signed says must be signed is carried in an Envelope
+//     signed by the Ed25519 key named by its From did:key; Open verifies
+//     signature, expiry and size before decoding. Envelopes and bodies are
+//     CBOR (codec.go): written deterministically, so a message encodes to
+//     the same bytes each time, and read strictly (unknown fields,
+//     duplicate keys, trailing data, a negative size or CPU are errors).
 //   - Money is exact: Credits counts integer micro-credits, reads and writes
 //     as a decimal of at most six places (never through a float), and its
 //     arithmetic and Cost return ErrCreditsOverflow rather than wrap around.
 //   - The set of messages is closed: Message has an unexported marker method.
 //   - An envelope is at most MaxEnvelopeSize, an Invocation or a Status
 //     MaxTaskEnvelopeSize (EnvelopeLimit): a task's input files are bounded
-//     (InputFileProblems: MaxInputFiles, MaxInputFilesSize as JSON) so that
+//     (InputFileProblems: MaxInputFiles, MaxInputFilesSize encoded) so that
 //     an Invocation naming them always fits.
 //   - A Usage is integers only (nanoseconds, bytes, MiB × ms, calls), so
 //     metered use adds up exactly.

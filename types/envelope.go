@@ -1,12 +1,10 @@
 package types
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -32,22 +30,24 @@ func EnvelopeLimit(k Kind) int {
 
 // Envelope carries one signed Message. The signature covers the kind, the
 // sender, the nonce, the expiry and the body, under a domain-separation tag.
+// On the wire it is a CBOR map of these six fields (codec.go), its body a
+// byte string holding the message's CBOR (EncodeBody).
 type Envelope struct {
-	Kind   Kind            `json:"kind"`
-	From   string          `json:"from"`   // did:key of the signer
-	Nonce  string          `json:"nonce"`  // 16 random bytes, hex; replay protection is the receiver's
-	Expiry int64           `json:"expiry"` // unix nanoseconds
-	Body   json.RawMessage `json:"body"`
-	Sig    []byte          `json:"sig"`
+	Kind   Kind   `json:"kind"`
+	From   string `json:"from"`   // did:key of the signer
+	Nonce  string `json:"nonce"`  // 16 random bytes, hex; replay protection is the receiver's
+	Expiry int64  `json:"expiry"` // unix nanoseconds
+	Body   []byte `json:"body"`
+	Sig    []byte `json:"sig"`
 }
 
 const envelopeDomain = "dms/envelope/v1"
 
 // Seal signs msg with key; the envelope expires ttl after now.
 func Seal(key ed25519.PrivateKey, msg Message, now time.Time, ttl time.Duration) (*Envelope, error) {
-	body, err := json.Marshal(msg)
+	body, err := EncodeBody(msg)
 	if err != nil {
-		return nil, fmt.Errorf("types: encoding %s: %w", msg.Kind(), err)
+		return nil, err
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -134,13 +134,8 @@ func DecodeBody(k Kind, body []byte) (Message, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, k)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(msg); err != nil {
+	if err := decoding.Unmarshal(body, msg); err != nil {
 		return nil, fmt.Errorf("%w: %s body: %w", ErrMalformed, k, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: %s body: data after the message", ErrMalformed, k)
 	}
 	return msg, nil
 }
@@ -166,7 +161,7 @@ func Signed(msg Message) bool {
 
 // Marshal encodes the envelope for the wire.
 func (e *Envelope) Marshal() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := encoding.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("types: encoding envelope: %w", err)
 	}
@@ -184,13 +179,14 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxTaskEnvelopeSize)
 	}
 	var e Envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := decoding.Unmarshal(b, &e); err != nil {
 		return nil, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
 	}
-	if e.Kind == "" || e.From == "" || e.Nonce == "" || len(e.Sig) == 0 {
-		return nil, fmt.Errorf("%w: envelope lacks kind, from, nonce or signature", ErrMalformed)
+	if e.Kind == "" || e.From == "" || e.Nonce == "" {
+		return nil, fmt.Errorf("%w: envelope lacks kind, from or nonce", ErrMalformed)
+	}
+	if len(e.Sig) == 0 {
+		return nil, fmt.Errorf("%w: %s from %s", ErrUnsigned, e.Kind, e.From)
 	}
 	if limit := EnvelopeLimit(e.Kind); len(b) > limit {
 		return nil, fmt.Errorf("%w: %s envelope of %d bytes, limit %d", ErrTooLarge, e.Kind, len(b), limit)

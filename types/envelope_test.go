@@ -2,13 +2,22 @@ package types
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
-	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
+
+// cborOf encodes v as the wire does, for bodies and envelopes built by hand.
+func cborOf(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := encoding.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func newKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
@@ -79,7 +88,7 @@ func TestEnvelopeOpenSealed(t *testing.T) {
 	if _, err := env.OpenSealed(now.Add(time.Minute)); !errors.Is(err, ErrExpired) {
 		t.Fatalf("expired: got %v, want ErrExpired", err)
 	}
-	env.Body = json.RawMessage(`{"job_id":"j1","extra":1}`)
+	env.Body = cborOf(t, map[string]any{"job_id": "j1", "extra": 1})
 	if _, err := env.OpenSealed(now); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("unknown field: got %v, want ErrMalformed", err)
 	}
@@ -101,7 +110,7 @@ func TestEnvelopeRejects(t *testing.T) {
 		want   error
 	}{
 		"expired":         {func(*Envelope) {}, now.Add(time.Minute), ErrExpired},
-		"tampered body":   {func(e *Envelope) { e.Body = json.RawMessage(`{"job_id":"j2","allocation_id":"a","reason":"user"}`) }, now, ErrBadSignature},
+		"tampered body":   {func(e *Envelope) { e.Body = cborOf(t, &Cancel{JobID: "j2", AllocationID: "a", Reason: "user"}) }, now, ErrBadSignature},
 		"forged sender":   {func(e *Envelope) { e.From = DIDFromPublicKey(other.Public().(ed25519.PublicKey)) }, now, ErrBadSignature},
 		"re-kinded":       {func(e *Envelope) { e.Kind = KindStatusQuery }, now, ErrBadSignature},
 		"extended expiry": {func(e *Envelope) { e.Expiry += int64(time.Hour) }, now, ErrBadSignature},
@@ -127,7 +136,7 @@ func TestEnvelopeUnknownKindAndFields(t *testing.T) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 	env.Kind = KindCancel
-	env.Body = json.RawMessage(`{"job_id":"j","extra":1}`)
+	env.Body = cborOf(t, map[string]any{"job_id": "j", "extra": 1})
 	env.Sig = ed25519.Sign(k, env.signingBytes())
 	if _, err := env.Open(now); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("unknown field: %v", err)
@@ -138,14 +147,44 @@ func TestUnmarshalEnvelopeLimits(t *testing.T) {
 	if _, err := UnmarshalEnvelope(make([]byte, MaxTaskEnvelopeSize+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
 	}
+	envelope := func(fields map[string]any) []byte {
+		for k, v := range map[string]any{"kind": "bid", "from": "x", "nonce": "n", "expiry": 1, "sig": []byte{0}, "body": []byte{0xa0}} {
+			if _, ok := fields[k]; !ok {
+				fields[k] = v
+			}
+		}
+		return cborOf(t, fields)
+	}
 	// Over its kind's limit, though under the largest: refused once parsed.
-	padded := fmt.Sprintf(`{"kind":"bid","from":"x","nonce":"n","sig":"AA==","body":{"job_id":%q}}`, strings.Repeat("x", MaxEnvelopeSize))
-	if _, err := UnmarshalEnvelope([]byte(padded)); !errors.Is(err, ErrTooLarge) {
+	padded := envelope(map[string]any{"body": cborOf(t, map[string]any{"job_id": strings.Repeat("x", MaxEnvelopeSize)})})
+	if _, err := UnmarshalEnvelope(padded); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("a bid over MaxEnvelopeSize: %v", err)
 	}
-	for _, bad := range []string{"", "{", `{"kind":"bid"}`, `[]`, `{"kind":"bid","from":"x","nonce":"n","sig":"AA==","zzz":1}`} {
-		if _, err := UnmarshalEnvelope([]byte(bad)); !errors.Is(err, ErrMalformed) {
-			t.Errorf("UnmarshalEnvelope(%q) err = %v", bad, err)
+	valid := envelope(map[string]any{})
+	if _, err := UnmarshalEnvelope(valid); err != nil {
+		t.Fatalf("the base of the bad cases does not decode: %v", err)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":           {},
+		"truncated":       valid[:len(valid)-1],
+		"trailing":        append(slices.Clone(valid), 0),
+		"an array":        cborOf(t, []any{"bid"}),
+		"no from":         cborOf(t, map[string]any{"kind": "bid", "nonce": "n", "sig": []byte{0}}),
+		"unknown field":   envelope(map[string]any{"zzz": 1}),
+		"text body":       envelope(map[string]any{"body": "{}"}),
+		"negative expiry": envelope(map[string]any{"expiry": -1.5}),
+		"indefinite":      append([]byte{0xbf}, append(valid[1:], 0xff)...),
+		"tagged":          append([]byte{0xd8, 0x20}, valid...),
+		"duplicate key":   slices.Concat([]byte{0xa7}, valid[1:], cborOf(t, "kind"), cborOf(t, "bid")),
+		"a JSON envelope": []byte(`{"kind":"bid","from":"x","nonce":"n","expiry":1,"sig":"AA==","body":{}}`),
+	} {
+		if _, err := UnmarshalEnvelope(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: UnmarshalEnvelope(%x) err = %v", name, bad, err)
+		}
+	}
+	for _, unsigned := range [][]byte{envelope(map[string]any{"sig": []byte{}}), cborOf(t, map[string]any{"kind": "bid", "from": "x", "nonce": "n"})} {
+		if _, err := UnmarshalEnvelope(unsigned); !errors.Is(err, ErrUnsigned) {
+			t.Errorf("an envelope without a signature: %v, want ErrUnsigned", err)
 		}
 	}
 }
@@ -171,21 +210,29 @@ func TestSigned(t *testing.T) {
 
 // A bare body decodes as an envelope's: its kind's fields only, one value.
 func TestDecodeBody(t *testing.T) {
-	if m, err := DecodeBody(KindCancel, []byte(`{"job_id":"j","allocation_id":"a"}`)); err != nil || m.(*Cancel).AllocationID != "a" {
+	good := cborOf(t, map[string]any{"job_id": "j", "allocation_id": "a"})
+	if m, err := DecodeBody(KindCancel, good); err != nil || m.(*Cancel).AllocationID != "a" {
 		t.Fatalf("%#v %v", m, err)
 	}
 	for _, tc := range []struct {
 		kind Kind
-		body string
+		body []byte
 	}{
-		{KindCancel, `{"job_id":"j","extra":1}`},
-		{KindCancel, `{"job_id":"j"}{}`},
-		{KindCancel, ``},
-		{KindCancel, `[1]`},
-		{"nonsense", `{}`},
+		{KindCancel, cborOf(t, map[string]any{"job_id": "j", "extra": 1})},
+		{KindCancel, append(slices.Clone(good), 0xa0)},
+		{KindCancel, nil},
+		{KindCancel, cborOf(t, []int{1})},
+		{KindCancel, []byte(`{"job_id":"j"}`)},
+		{KindAccept, cborOf(t, map[string]any{"job_id": "j", "resources": map[string]any{"cpu": -1}})},
+		{KindAccept, cborOf(t, map[string]any{"job_id": "j", "resources": map[string]any{"memory": -1}})},
+		{KindAccept, cborOf(t, map[string]any{"job_id": "j", "resources": map[string]any{"cpu": int64(1) << 40}})},
+		{KindBid, cborOf(t, map[string]any{"job_id": "j", "price": 1.5})},
+		{KindBid, cborOf(t, map[string]any{"job_id": "j", "price": "1.5"})},
+		{KindBid, cborOf(t, map[string]any{"job_id": "j", "hold_until": "yesterday"})},
+		{"nonsense", cborOf(t, map[string]any{})},
 	} {
-		if _, err := DecodeBody(tc.kind, []byte(tc.body)); err == nil {
-			t.Errorf("%s %q decoded", tc.kind, tc.body)
+		if _, err := DecodeBody(tc.kind, tc.body); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownKind) {
+			t.Errorf("%s %x: %v", tc.kind, tc.body, err)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package types
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrCIDMismatch means content did not hash to the CID it was fetched by.
@@ -13,6 +16,10 @@ var (
 	ErrTooLarge = errors.New("types: message too large")
 	// ErrMalformed means a message could not be decoded.
 	ErrMalformed = errors.New("types: malformed message")
+	// ErrUnsigned means an envelope names its kind and sender but carries
+	// no signature: a message of a kind that travels bare, sent where an
+	// envelope must be (ErrMalformed wraps it too).
+	ErrUnsigned = fmt.Errorf("%w: envelope not signed", ErrMalformed)
 	// ErrUnknownKind means an envelope names a message kind this version does not know.
 	ErrUnknownKind = errors.New("types: unknown message kind")
 	// ErrBadSize means a byte quantity could not be parsed.

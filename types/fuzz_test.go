@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 )
@@ -126,13 +127,55 @@ func wrapsAny(err error, sentinels ...error) bool {
 	return false
 }
 
+// envelopeSeeds are FuzzOpenEnvelope's seeds: one valid envelope of every
+// kind (sampleMessages), signed by fuzzKey, and broken ones: expired,
+// tampered, re-kinded, with a field too many, a bad sender, truncated,
+// with data after it, unsigned, and one of the JSON era.
+func envelopeSeeds(f *testing.F) [][]byte {
+	seal := func(msg Message, at time.Time, change func(*Envelope)) []byte {
+		env, err := Seal(fuzzKey(), msg, at, time.Hour)
+		if err != nil {
+			f.Fatal(err)
+		}
+		change(env)
+		b, err := encoding.Marshal(env)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	var seeds [][]byte
+	for _, m := range sampleMessages() {
+		seeds = append(seeds, seal(m, fuzzNow, func(*Envelope) {}))
+	}
+	cancel := &Cancel{JobID: "j", AllocationID: "a", Reason: "user"}
+	valid := seal(cancel, fuzzNow, func(*Envelope) {})
+	extra, err := encoding.Marshal(map[string]any{"kind": "cancel", "from": "did:key:z6Mk", "nonce": "00", "expiry": 1, "body": []byte{0xa0}, "sig": []byte{1}, "zzz": 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return append(seeds,
+		seal(cancel, fuzzNow.Add(-2*time.Hour), func(*Envelope) {}),
+		seal(cancel, fuzzNow, func(e *Envelope) { e.Body[len(e.Body)-1] ^= 1 }),
+		seal(cancel, fuzzNow, func(e *Envelope) { e.Kind = KindStatusQuery }),
+		seal(cancel, fuzzNow, func(e *Envelope) { e.Kind = "launch_missiles" }),
+		seal(cancel, fuzzNow, func(e *Envelope) { e.From = "did:key:zNotAKey" }),
+		seal(cancel, fuzzNow, func(e *Envelope) { e.Sig = nil }),
+		extra,
+		valid[:len(valid)/2],
+		append(slices.Clone(valid), 0xf6),
+		[]byte(`{"kind":"cancel","from":"did:key:z6Mk","nonce":"00","expiry":1,"body":{},"sig":"AA=="}`),
+	)
+}
+
 // FuzzOpenEnvelope feeds whole envelopes to UnmarshalEnvelope and Open, as a
 // stream or the bid-request topic hands them over: no panic, every error
 // wraps a types sentinel, and an opened message is of the envelope's kind
-// and survives being sealed and opened again. Seeds (one valid envelope of
-// every kind, signed by a fixed key, plus broken ones) are in
-// testdata/fuzz/FuzzOpenEnvelope.
+// and survives being sealed and opened again. Seeds: envelopeSeeds.
 func FuzzOpenEnvelope(f *testing.F) {
+	for _, b := range envelopeSeeds(f) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := UnmarshalEnvelope(b)
 		if err != nil {
@@ -155,12 +198,73 @@ func FuzzOpenEnvelope(f *testing.F) {
 	})
 }
 
+// bodySeed is a kind and a body for FuzzOpenBody.
+type bodySeed struct {
+	kind string
+	body []byte
+}
+
+// bodySeeds are FuzzOpenBody's seeds: the body of every kind
+// (sampleMessages), and bodies each decoder must refuse: a negative or
+// oversized quantity, a price as a float or as text, a time as a number,
+// an unknown field, a key given twice, the wrong type, data after the
+// body, nesting past the limit, a tag, an indefinite length, JSON.
+func bodySeeds(f *testing.F) map[string]bodySeed {
+	enc := func(v any) []byte {
+		b, err := encoding.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	seeds := map[string]bodySeed{}
+	for _, m := range sampleMessages() {
+		seeds[string(m.Kind())] = bodySeed{string(m.Kind()), enc(m)}
+	}
+	nested := any(1)
+	for range 40 {
+		nested = []any{nested}
+	}
+	cancel := enc(&Cancel{JobID: "j", AllocationID: "a"})
+	for name, body := range map[string]struct {
+		kind string
+		body any
+	}{
+		"negative_cpu":     {"accept", map[string]any{"job_id": "j", "resources": map[string]any{"cpu": -1}}},
+		"huge_cpu":         {"accept", map[string]any{"job_id": "j", "resources": map[string]any{"cpu": int64(1) << 40}}},
+		"negative_memory":  {"bid_request", map[string]any{"job_id": "j", "resources": map[string]any{"memory": -5}}},
+		"price_float":      {"bid", map[string]any{"job_id": "j", "price": 1.25}},
+		"price_text":       {"bid", map[string]any{"job_id": "j", "price": "1.25"}},
+		"max_price_float":  {"bid_request", map[string]any{"job_id": "j", "constraints": map[string]any{"max_price": 2.5}}},
+		"time_number":      {"bid", map[string]any{"job_id": "j", "hold_until": 1_700_000_000}},
+		"time_bad":         {"confirm", map[string]any{"job_id": "j", "lock_expiry": "2023-13-45T99:00:00Z"}},
+		"unknown_field":    {"cancel", map[string]any{"job_id": "j", "launch": true}},
+		"wrong_type":       {"status", map[string]any{"job_id": 7}},
+		"null_result":      {"status", map[string]any{"job_id": "j", "result": nil}},
+		"nested_arrays":    {"trace_spans", map[string]any{"spans": nested}},
+		"negative_timeout": {"invocation", map[string]any{"job_id": "j", "task": map[string]any{"timeout": -1}}},
+	} {
+		seeds[name] = bodySeed{body.kind, enc(body.body)}
+	}
+	seeds["trailing"] = bodySeed{"cancel", append(slices.Clone(cancel), 0xa0)}
+	seeds["duplicate_key"] = bodySeed{"cancel", slices.Concat([]byte{0xa3}, cancel[1:], enc("job_id"), enc("k"))}
+	seeds["tagged"] = bodySeed{"cancel", append([]byte{0xc1}, cancel...)}
+	seeds["indefinite"] = bodySeed{"cancel", slices.Concat([]byte{0xbf}, cancel[1:], []byte{0xff})}
+	seeds["empty"] = bodySeed{"cancel", []byte{}}
+	seeds["json"] = bodySeed{"cancel", []byte(`{"job_id":"j"}`)}
+	seeds["unknown_kind"] = bodySeed{"launch_missiles", cancel}
+	return seeds
+}
+
 // FuzzOpenBody reaches the message decoders behind the signature: it signs
 // the fuzzed body under the fuzzed kind, so every input verifies and only
 // the body can be wrong. A body is refused with ErrMalformed (or the kind
-// with ErrUnknownKind); one that opens encodes to JSON that opens to the
-// same message. Seeds are in testdata/fuzz/FuzzOpenBody.
+// with ErrUnknownKind); one that opens encodes to a body that opens to the
+// same message. Seeds: bodySeeds.
 func FuzzOpenBody(f *testing.F) {
+	for _, s := range bodySeeds(f) {
+		f.Add(s.kind, s.body)
+	}
 	key := fuzzKey()
 	from := DIDFromPublicKey(key.Public().(ed25519.PublicKey))
 	f.Fuzz(func(t *testing.T, kind string, body []byte) {

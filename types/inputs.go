@@ -1,7 +1,6 @@
 package types
 
 import (
-	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -23,7 +22,8 @@ const (
 	MaxInputName = 255
 	// MaxInputFrom bounds the peers one file names as holding it.
 	MaxInputFrom = 8
-	// MaxInputFilesSize bounds the files as JSON, so that an Invocation
+	// MaxInputFilesSize bounds the files as encoded on the wire (CBOR,
+	// codec.go), so that an Invocation
 	// stays within MaxTaskEnvelopeSize. A file with one peer takes about
 	// 160 bytes and its path: MaxInputFiles files fit with paths of up to
 	// 150 bytes (with 28-byte paths they take 1.8 MiB).
@@ -49,7 +49,7 @@ func (p InputFileProblem) Error() string {
 const maxInputProblems = 20
 
 // InputFileProblems checks files as a task's input files and lists what is
-// wrong: too many files, or too large as JSON; a path that is not clean,
+// wrong: too many files, or too large encoded; a path that is not clean,
 // relative and slash-separated (CheckInputPath); two files on one path, or
 // a file on the path of another's directory; a CID that is not in its
 // canonical form (the CIDv1 string DMS names blobs by); a negative size;
@@ -82,8 +82,8 @@ func InputFileProblems(files []InputFile) []InputFileProblem {
 		}
 	}
 	if len(out) == 0 {
-		if b, err := json.Marshal(files); err != nil || len(b) > MaxInputFilesSize {
-			add("", "%d bytes as JSON; the limit is %d (shorter paths, or fewer files or peers)", len(b), MaxInputFilesSize)
+		if b, err := encoding.Marshal(files); err != nil || len(b) > MaxInputFilesSize {
+			add("", "%d bytes encoded; the limit is %d (shorter paths, or fewer files or peers)", len(b), MaxInputFilesSize)
 		}
 	}
 	if len(out) > maxInputProblems {

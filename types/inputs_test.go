@@ -3,7 +3,6 @@ package types
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -140,7 +139,7 @@ func TestInputFileProblems(t *testing.T) {
 				fs[i] = InputFile{Path: fmt.Sprintf("%04d/%s/%s/%s", i, long, long, long), CID: cidOf("x"), From: []string{p1, p2}}
 			}
 			return fs
-		}(), "", "as JSON; the limit is"},
+		}(), "", "bytes encoded; the limit is"},
 	} {
 		ps := InputFileProblems(tc.files)
 		if len(ps) == 0 || ps[0].Field != tc.field || !strings.Contains(ps[0].Problem, tc.why) {
@@ -176,16 +175,16 @@ func TestTenThousandFilesFitAnInvocation(t *testing.T) {
 	for i := range files {
 		files[i] = InputFile{Path: fmt.Sprintf("counts/part-%05d.txt/stdout", i), CID: cidOf(fmt.Sprint(i)), Size: 1 << 20, From: []string{from}}
 	}
-	typical, _ := json.Marshal(files)
-	t.Logf("%d files with one peer and 28-byte paths: %d bytes as JSON", len(files), len(typical))
+	typical := cborOf(t, files)
+	t.Logf("%d files with one peer and 28-byte paths: %d bytes encoded", len(files), len(typical))
 	for i := range files { // lengthen the paths to the limit
 		files[i].Path = fmt.Sprintf("%05d/%s", i, strings.Repeat("p", 144))
 	}
 	if err := CheckInputFiles(files); err != nil {
 		t.Fatal(err)
 	}
-	full, _ := json.Marshal(files)
-	t.Logf("with %d-byte paths: %d bytes as JSON (limit %d)", len(files[0].Path), len(full), MaxInputFilesSize)
+	full := cborOf(t, files)
+	t.Logf("with %d-byte paths: %d bytes encoded (limit %d)", len(files[0].Path), len(full), MaxInputFilesSize)
 	task := Task{Executor: "wasm", Module: cidOf("m"), Args: []string{strings.Repeat("a", 64<<10)}, Files: files}
 	env, err := Seal(fuzzKey(), &Invocation{JobID: "j", AllocationID: "a", Epoch: 1, Task: task}, fuzzNow, time.Minute)
 	if err != nil {
@@ -212,7 +211,7 @@ func TestTenThousandFilesFitAnInvocation(t *testing.T) {
 	if _, err := big.Marshal(); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("a 300 KiB accept marshalled: %v", err)
 	}
-	raw, _ := json.Marshal(big)
+	raw := cborOf(t, big)
 	if _, err := UnmarshalEnvelope(raw); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("a 300 KiB accept unmarshalled: %v", err)
 	}

@@ -1,6 +1,7 @@
 package types
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"math"
@@ -356,36 +357,29 @@ func TestCostProperty(t *testing.T) {
 	})
 }
 
-// TestSignedPrices opens committed signed envelopes: those signed before
-// prices were exact (a JSON number) and after (a string) read to the
-// micro-credit, and a price finer than a micro-credit is refused as
-// malformed, after the signature verified.
+// TestSignedPrices: on the wire a price is an integer of micro-credits,
+// read exactly however large; a float or a decimal as text is refused as
+// malformed after the signature verified, never rounded.
 func TestSignedPrices(t *testing.T) {
-	open := func(name string) (Message, error) {
-		env, err := UnmarshalEnvelope(readSeed(t, "testdata/fuzz/FuzzOpenEnvelope/"+name))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+	open := func(kind Kind, body map[string]any) (Message, error) {
+		env := &Envelope{Kind: kind, From: DIDFromPublicKey(fuzzKey().Public().(ed25519.PublicKey)), Nonce: "00",
+			Expiry: fuzzNow.Add(time.Minute).UnixNano(), Body: cborOf(t, body)}
+		env.Sig = ed25519.Sign(fuzzKey(), env.signingBytes())
 		return env.Open(fuzzNow)
 	}
-	prices := map[string]Credits{"bid": Credit, "bid_price_string": 1_250_000, "bid_request": 2_500_000,
-		"bid_request_max_price_string": 2_000_001, "capability_price_micro": MicroCredit}
-	for name, want := range prices {
-		msg, err := open(name)
-		var got Credits
-		switch m := msg.(type) {
-		case *Bid:
-			got = m.Price
-		case *BidRequest:
-			got = m.Constraints.MaxPrice
-		case *CapabilityRecord:
-			got = m.Price
+	for _, want := range []Credits{0, MicroCredit, 1_250_000, math.MaxInt64, -3} {
+		bid, err := open(KindBid, map[string]any{"job_id": "j", "price": int64(want)})
+		if err != nil || bid.(*Bid).Price != want {
+			t.Errorf("bid at %d micro-credits: %v %v", int64(want), bid, err)
 		}
-		if err != nil || got != want {
-			t.Errorf("%s: price %s, %v; want %s", name, got, err, want)
+		req, err := open(KindBidRequest, map[string]any{"job_id": "j", "constraints": map[string]any{"max_price": int64(want)}})
+		if err != nil || req.(*BidRequest).Constraints.MaxPrice != want {
+			t.Errorf("bid request at %d micro-credits: %v %v", int64(want), req, err)
 		}
 	}
-	if _, err := open("bad_price_precision"); !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrBadCredits) {
-		t.Errorf("a price of 0.0000001 opened: %v; want ErrMalformed and ErrBadCredits", err)
+	for _, bad := range []any{1.25, "1.25", 1e300, []byte{1}} {
+		if _, err := open(KindBid, map[string]any{"job_id": "j", "price": bad}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("a price of %v (%T) opened: %v; want ErrMalformed", bad, bad, err)
+		}
 	}
 }

@@ -6,8 +6,8 @@
 // gossipsub signing, messages named by the SHA-256 of their data) but
 // validates nothing, so it publishes whatever it likes: its own validly
 // signed bid requests at any rate, or copies of other peers' envelopes
-// re-encoded to different bytes under the same signature (Reencode). On
-// the stream protocols it sends Accepts for any allocation ID and any
+// re-encoded to different bytes under the same signature (package
+// reencode). On the stream protocols it sends Accepts for any allocation ID and any
 // resources, and answers bid requests as a bidder that lies: the best bid
 // and then no work (Liar), no confirmation (NeverConfirm), or no answer at
 // all (Silent). It serves blobs as a producer that lies about its outputs

@@ -1,12 +1,8 @@
 package hostile
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -104,35 +100,4 @@ func (p *Peer) BidRequest(res types.Resources, window time.Duration) *types.BidR
 		JobID: types.JobID("hostile-" + p.node.UUID[:8] + "-" + randomHex(6)), Requester: p.ID(),
 		ReplyAddrs: p.Addrs(), Executor: "wasm", Resources: res, Deadline: time.Now().Add(window),
 	}
-}
-
-// Reencode returns an encoding of the envelope in data that differs from
-// data and from every other variant, but decodes to the same envelope
-// under the same signature: the fields in reverse alphabetical order (a
-// DMS node writes "kind" first), with variant spaces after the opening brace. The body, which the signature covers
-// byte for byte, is kept as it is.
-func Reencode(data []byte, variant int) ([]byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, fmt.Errorf("hostile: reencode: %w", err)
-	}
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	slices.Reverse(keys)
-	var b bytes.Buffer
-	b.WriteString("{" + strings.Repeat(" ", variant))
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		name, _ := json.Marshal(k)
-		b.Write(name)
-		b.WriteByte(':')
-		b.Write(fields[k])
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
 }

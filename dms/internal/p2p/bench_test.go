@@ -15,9 +15,9 @@ import (
 // BenchmarkRequest measures a request/response round trip between two
 // connected Hosts, for an accept (signed, confirmed signed) and a cancel
 // (neither signed on a pair stream): "pair", as Request sends it, on the
-// pair's long-lived stream; "stream", as to a peer of an earlier version,
-// on a new stream of the request's protocol, both messages sealed and
-// verified.
+// pair's long-lived stream; "stream", as to a peer that serves only the
+// protocols of a message each, on a new stream of the request's protocol,
+// both messages sealed and verified.
 func BenchmarkRequest(b *testing.B) {
 	server := newTestHost(b, testConfig(b))
 	client := newTestHost(b, testConfig(b, server.Addrs()...))
@@ -61,15 +61,8 @@ func BenchmarkRequest(b *testing.B) {
 }
 
 // BenchmarkStreamFrame measures one pushed running Status frame (a
-// heartbeat): written and read bare on version 2 of the invocation
-// stream, sealed and verified on version 1.
+// heartbeat), written and read bare on the invocation stream.
 func BenchmarkStreamFrame(b *testing.B) {
-	for _, proto := range []protocol.ID{InvokeProtocol, InvokeProtocolV1} {
-		b.Run(string(proto), func(b *testing.B) { benchmarkStreamFrame(b, proto) })
-	}
-}
-
-func benchmarkStreamFrame(b *testing.B, proto protocol.ID) {
 	node := newTestHost(b, testConfig(b))
 	requester := newTestHost(b, testConfig(b, node.Addrs()...))
 	node.HandleStream(InvokeProtocol, func(ctx context.Context, _ string, _ *types.Envelope, _ types.Message, send func(types.Message) error) error {
@@ -81,7 +74,7 @@ func benchmarkStreamFrame(b *testing.B, proto protocol.ID) {
 		return nil
 	})
 	ctx := testCtx(b, time.Minute)
-	st, err := requester.OpenStream(ctx, node.ID(), node.Addrs(), proto, &types.Invocation{JobID: "j"})
+	st, err := requester.OpenStream(ctx, node.ID(), node.Addrs(), InvokeProtocol, &types.Invocation{JobID: "j"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,14 +16,14 @@
 // Invariants:
 //   - A message types.Signed says must be signed reaches a handler or a
 //     subscriber only as a verified envelope; any other message on a
-//     direct stream may come bare (its kind and JSON body), and then only
+//     direct stream may come bare (its kind and CBOR body), and then only
 //     on a stream whose connection authenticated its sender: a pair
 //     stream (PairProtocol, pair.go, which carries the request/response
 //     protocols of a pair of peers on CallProtocol's machinery, a Seq
 //     strictly increasing per stream) or an invocation stream
-//     (InvokeProtocol, version 2). Request prefers the pair streams and
-//     falls back to the request's own protocol for a peer of an earlier
-//     version; Handle serves both.
+//     (InvokeProtocol). Request prefers the pair streams and falls back to
+//     the request's own protocol for a peer that serves only those;
+//     Handle serves both.
 //   - Every envelope that reaches a handler or subscriber is verified: signature,
 //     expiry (against Config.Clock, and no further ahead than MaxTTL), a From
 //     did:key that is the key of the peer that sent the stream (a gossip

@@ -3,7 +3,6 @@ package p2p
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,7 +25,7 @@ import (
 // message; a reply's Stdout holds the reply message.
 //
 // A message travels as a signed envelope when types.Signed says it must
-// (a bid, an accept, a confirm, a final status) and as its bare JSON body
+// (a bid, an accept, a confirm, a final status) and as its bare body
 // otherwise: the stream's connection authenticates its sender (Noise or
 // TLS binds it to the remote PeerID), and the Seq keeps a frame from being
 // played again on it. A message of a signed kind that comes unsigned is
@@ -34,9 +33,10 @@ import (
 // envelope is admitted to the replay cache as on its own protocol.
 //
 // Request sends the messages of pairProtos this way, or on their own
-// protocols to a peer of an earlier version, which does not serve
-// PairProtocol; Handle serves them from both.
-const PairProtocol protocol.ID = "/dms/pair/1.0.0"
+// protocols to a peer that does not serve PairProtocol (an implementation
+// may serve only the protocols of a message each, which are simpler);
+// Handle serves them from both. Version 2 writes its messages in CBOR.
+const PairProtocol protocol.ID = "/dms/pair/2.0.0"
 
 // pairProtos are the request/response protocols PairProtocol carries; a
 // request names one by its index + 1.
@@ -51,7 +51,7 @@ func pairIndex(proto protocol.ID) byte {
 const (
 	pairAck    byte = iota // no message: an ack (replies only)
 	pairSealed             // a signed envelope
-	pairBare               // uvarint kind length, kind, JSON body
+	pairBare               // uvarint kind length, kind, CBOR body (types.EncodeBody)
 )
 
 // appendPair appends msg to b in its form: nil as an ack, a message
@@ -72,9 +72,9 @@ func (h *Host) appendPair(b []byte, msg types.Message) ([]byte, error) {
 		}
 		return append(append(b, pairSealed), e...), nil
 	}
-	body, err := json.Marshal(msg)
+	body, err := types.EncodeBody(msg)
 	if err != nil {
-		return nil, fmt.Errorf("p2p: encoding %s: %w", msg.Kind(), err)
+		return nil, err
 	}
 	if limit := types.EnvelopeLimit(msg.Kind()); len(body) > limit {
 		return nil, fmt.Errorf("%w: %s body of %d bytes, limit %d", types.ErrTooLarge, msg.Kind(), len(body), limit)
@@ -157,7 +157,7 @@ func (h *Host) pairRequest(ctx context.Context, to string, addrs []string, i byt
 	r, err := h.call(ctx, &h.pairs, to, addrs, &types.CallRequest{Stdin: b})
 	switch {
 	case errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) && ctx.Err() == nil:
-		return direct() // a peer of an earlier version
+		return direct() // a peer that serves only the protocols of a message each
 	case err != nil && ctx.Err() != nil:
 		return nil, nil, ctx.Err()
 	case errors.Is(err, ErrBadPeer), errors.Is(err, ErrSelf), errors.Is(err, ErrClosed):
@@ -176,8 +176,8 @@ func (h *Host) pairRequest(ctx context.Context, to string, addrs []string, i byt
 }
 
 // speaksPair reports whether peer p may serve PairProtocol: it does, or
-// identify has not said which protocols it serves yet. A peer of an
-// earlier version is sent the message on its own protocol.
+// identify has not said which protocols it serves yet. A peer that serves
+// only the protocols of a message each is sent the message on its own.
 func (h *Host) speaksPair(p peer.ID) bool {
 	protos, err := h.host.Peerstore().GetProtocols(p)
 	return err != nil || len(protos) == 0 || slices.Contains(protos, PairProtocol)

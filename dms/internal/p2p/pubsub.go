@@ -19,8 +19,8 @@ import (
 // node for them all), in gossip messages that carry no gossipsub signature
 // (version 1 did). Version 4 added BidRequests: a node of version 3 would
 // refuse them and score down the peers that forward them, so the versions
-// do not share a topic.
-const BidRequestTopic = "/dms/bid-requests/4.0.0"
+// do not share a topic. Version 5 writes envelopes in CBOR, not JSON.
+const BidRequestTopic = "/dms/bid-requests/5.0.0"
 
 // BidRequestHandler receives a validated bid request: from is the PeerID of
 // its publisher, who signed env and is its requester. It runs on the subscription's

@@ -16,40 +16,37 @@ import (
 
 // The DMS envelope protocols. Each stream carries one request envelope and
 // then either one reply frame (request/response) or a sequence of frames
-// (InvokeProtocol), each a length-prefixed signed envelope. CallProtocol
+// (InvokeProtocol), each a length-prefixed signed envelope, encoded as CBOR
+// (types/codec.go: the major versions moved with the encoding, from JSON). CallProtocol
 // (call.go) is not one of them: its frames are not envelopes. Request
 // sends the request/response messages of a pair of peers on PairProtocol
 // (pair.go) instead, where only what must be signed is.
 const (
-	BidProtocol    protocol.ID = "/dms/bid/3.0.0"    // Bid or Decline -> ack
-	AcceptProtocol protocol.ID = "/dms/accept/2.0.0" // Accept -> Confirm or Reject
+	BidProtocol    protocol.ID = "/dms/bid/4.0.0"    // Bid or Decline -> ack
+	AcceptProtocol protocol.ID = "/dms/accept/3.0.0" // Accept -> Confirm or Reject
 	// InvokeProtocol carries an Invocation -> Status or Reject frames
 	// until the handler returns. Its frames are PairProtocol's messages:
 	// the final status is a signed envelope, a running one (a heartbeat)
 	// or a Reject is bare, authenticated by the connection, which holds
 	// the stream to one peer, and the stream's order.
-	InvokeProtocol protocol.ID = "/dms/invoke/2.0.0"
-	// InvokeProtocolV1 is InvokeProtocol with every frame a signed
-	// envelope, as peers of earlier versions speak it: served, and opened
-	// when a peer serves no other.
-	InvokeProtocolV1 protocol.ID = "/dms/invoke/1.0.0"
-	CancelProtocol   protocol.ID = "/dms/cancel/1.0.0" // Cancel -> Status, Reject or ack
-	StatusProtocol   protocol.ID = "/dms/status/1.0.0" // StatusQuery -> Status or Reject
-	BlobProtocol     protocol.ID = "/dms/blob/1.0.0"   // BlobRequest -> header frame, raw bytes
+	InvokeProtocol protocol.ID = "/dms/invoke/3.0.0"
+	CancelProtocol protocol.ID = "/dms/cancel/2.0.0" // Cancel -> Status, Reject or ack
+	StatusProtocol protocol.ID = "/dms/status/2.0.0" // StatusQuery -> Status or Reject
+	BlobProtocol   protocol.ID = "/dms/blob/2.0.0"   // BlobRequest -> header frame, raw bytes
 	// ReceiptProtocol carries a provider's signed Receipt of an
 	// allocation to its requester -> its countersignature (ReceiptAck) or
 	// a Reject saying why it is refused.
-	ReceiptProtocol protocol.ID = "/dms/receipt/2.0.0"
+	ReceiptProtocol protocol.ID = "/dms/receipt/3.0.0"
 	// BidRequestProtocol carries a requester's signed BidRequest straight
 	// to one compute node, in sampled mode (direct.go) -> ack.
-	BidRequestProtocol protocol.ID = "/dms/bid-request/2.0.0"
+	BidRequestProtocol protocol.ID = "/dms/bid-request/3.0.0"
 	// TraceProtocol carries a requester's TraceQuery to a node its job
 	// touched -> the spans of that trace the requester's messages started
 	// there (TraceSpans).
-	TraceProtocol protocol.ID = "/dms/trace/1.0.0"
+	TraceProtocol protocol.ID = "/dms/trace/2.0.0"
 	// RecordProtocol carries a node's capability record to a peer ->
 	// the peer's own: how connected peers learn what each other offers.
-	RecordProtocol protocol.ID = "/dms/record/1.0.0"
+	RecordProtocol protocol.ID = "/dms/record/2.0.0"
 )
 
 // protocolKinds returns the kinds a DMS protocol carries as request and as
@@ -63,7 +60,7 @@ func protocolKinds(p protocol.ID) (req, reply []types.Kind) {
 		return []types.Kind{types.KindBid, types.KindDecline}, []types.Kind{}
 	case AcceptProtocol:
 		return []types.Kind{types.KindAccept}, []types.Kind{types.KindConfirm, types.KindReject}
-	case InvokeProtocol, InvokeProtocolV1:
+	case InvokeProtocol:
 		return []types.Kind{types.KindInvocation}, []types.Kind{types.KindStatus, types.KindReject}
 	case CancelProtocol:
 		return []types.Kind{types.KindCancel}, []types.Kind{types.KindStatus, types.KindReject}
@@ -217,9 +214,6 @@ func (h *Host) HandleStream(proto protocol.ID, fn StreamHandler) {
 		h.serveStream(ctx, s, req, fn)
 	})
 	h.host.SetStreamHandler(proto, handler)
-	if proto == InvokeProtocol {
-		h.host.SetStreamHandler(InvokeProtocolV1, handler)
-	}
 }
 
 func (h *Host) serveStream(ctx context.Context, s network.Stream, kinds []types.Kind, fn StreamHandler) {
@@ -262,11 +256,7 @@ func (h *Host) OpenStream(ctx context.Context, to string, addrs []string, proto 
 	if msg == nil {
 		return nil, errNilRequest
 	}
-	var older []protocol.ID
-	if proto == InvokeProtocol {
-		older = []protocol.ID{InvokeProtocolV1}
-	}
-	s, err := h.openStream(ctx, to, addrs, proto, older...)
+	s, err := h.openStream(ctx, to, addrs, proto)
 	if err != nil {
 		return nil, err
 	}

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fxamacker/cbor/v2"
 	"testing"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/opendms/dms/dms/internal/reencode"
 	"github.com/opendms/dms/types"
 )
 
@@ -29,14 +30,17 @@ func badPayloads(t *testing.T, pub ed25519.PrivateKey, now time.Time) map[Reason
 		return encode(t, sealEnv(t, key, m, now, ttl))
 	}
 	forged := seal(pub, req, time.Minute)
-	forged = bytes.Replace(forged, []byte(`"job_id":"j"`), []byte(`"job_id":"k"`), 1)
+	if !bytes.Contains(forged, []byte("job_id\x61j")) { // the body's "j", a CBOR text of 1
+		t.Fatal("no job ID to forge")
+	}
+	forged = bytes.Replace(forged, []byte("job_id\x61j"), []byte("job_id\x61k"), 1)
 	unsigned := sealEnv(t, pub, req, now, time.Minute)
 	unsigned.Sig = nil
 	valid := seal(pub, req, time.Minute)
 	return map[Reason][]byte{
 		"":                      valid,
 		ReasonOversized:         seal(pub, &types.BidRequest{JobID: types.JobID(bytes.Repeat([]byte("x"), types.MaxEnvelopeSize)), Requester: pid.String()}, time.Minute),
-		ReasonMalformed:         []byte("{not json"),
+		ReasonMalformed:         []byte("{not cbor"),
 		ReasonBadSignature:      forged,
 		ReasonUnsigned:          encode(t, unsigned),
 		ReasonExpired:           seal(pub, req, -time.Second),
@@ -60,7 +64,7 @@ func sealEnv(t *testing.T, key ed25519.PrivateKey, m types.Message, now time.Tim
 // and unsigned envelopes can be sent.
 func encode(t *testing.T, env *types.Envelope) []byte {
 	t.Helper()
-	b, err := json.Marshal(env)
+	b, err := cbor.Marshal(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +129,10 @@ func TestGossipRejections(t *testing.T) {
 	if err := topic.Publish(ctx, payloads[""]); err != nil { // again: the same message
 		t.Fatal(err)
 	}
-	reencoded := append([]byte(" "), payloads[""]...)     // other bytes, the same envelope
+	reencoded, err := reencode.Envelope(payloads[""], 0) // other bytes, the same envelope
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := topic.Publish(ctx, reencoded); err != nil { // a replay
 		t.Fatal(err)
 	}
@@ -214,8 +221,15 @@ func TestGossipReplaysCostThePublisherNothing(t *testing.T) {
 		return encode(t, sealEnv(t, victim, &types.BidRequest{JobID: job, Requester: peerOf(t, victim).String()}, now, time.Minute))
 	}
 	first := request("first")
-	for i := range 6 { // the original, then copies that differ in leading spaces
-		if err := topic.Publish(ctx, append(bytes.Repeat([]byte(" "), i), first...)); err != nil {
+	if err := topic.Publish(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // copies in other bytes
+		b, err := reencode.Envelope(first, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := topic.Publish(ctx, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,7 +290,11 @@ func TestGossipRepeaterIsGraylisted(t *testing.T) {
 	valid := badPayloads(t, key, time.Now())[""]
 	const copies = 200
 	for i := range copies + 1 {
-		if err := topic.Publish(ctx, append(bytes.Repeat([]byte(" "), i), valid...)); err != nil {
+		b, err := reencode.Envelope(valid, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := topic.Publish(ctx, b); err != nil {
 			t.Fatal(err)
 		}
 	}

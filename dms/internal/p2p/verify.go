@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,7 +79,7 @@ func decode(b []byte, kinds []types.Kind) (*types.Envelope, error) {
 		switch {
 		case errors.Is(err, types.ErrTooLarge):
 			return nil, reject(ReasonOversized, err)
-		case unsigned(b):
+		case errors.Is(err, types.ErrUnsigned):
 			return nil, reject(ReasonUnsigned, err)
 		}
 		return nil, reject(ReasonMalformed, err)
@@ -111,18 +110,6 @@ func (v *verifier) check(env *types.Envelope, sender peer.ID, kinds []types.Kind
 		return nil, reject(ReasonBadExpiry, fmt.Errorf("%w: %s, limit %s", ErrExpiryTooFar, env.ExpiresAt().Sub(now), v.maxTTL))
 	}
 	return msg, nil
-}
-
-// unsigned reports whether b, refused by types.UnmarshalEnvelope, is an
-// envelope with a kind and a sender but no signature. It parses b a second
-// time, on the refusal path only, so that the refusal is counted for what it is.
-func unsigned(b []byte) bool {
-	var e struct {
-		Kind string `json:"kind"`
-		From string `json:"from"`
-		Sig  []byte `json:"sig"`
-	}
-	return json.Unmarshal(b, &e) == nil && e.Kind != "" && e.From != "" && len(e.Sig) == 0
 }
 
 // admit records the nonce of an opened envelope, refusing one seen before;

@@ -218,9 +218,8 @@ func orCtx(ctx context.Context, err error) error {
 	return err
 }
 
-// openStream opens a stream to peer to, dialing it if needed, on proto
-// or, if the peer does not serve it, the first of older it serves.
-func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto protocol.ID, older ...protocol.ID) (network.Stream, error) {
+// openStream opens a stream to peer to on proto, dialing it if needed.
+func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto protocol.ID) (network.Stream, error) {
 	pid, err := peer.Decode(to)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrBadPeer, to, err)
@@ -236,7 +235,7 @@ func (h *Host) openStream(ctx context.Context, to string, addrs []string, proto 
 		}
 		h.findAddrs(ctx, pid)
 	}
-	s, err := h.host.NewStream(ctx, pid, append([]protocol.ID{proto}, older...)...)
+	s, err := h.host.NewStream(ctx, pid, proto)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: open %s to %s: %w", proto, to, orCtx(ctx, err))
 	}
