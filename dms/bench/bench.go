@@ -52,7 +52,7 @@ func Scenarios() []Scenario {
 
 // order is a scenario's place in the table; unknown names go last.
 func order(name string) int {
-	i := slices.Index([]string{"sequential", "burst", "throughput", "scale", "node-loss", "memory", "large-wasm", "placement", "disk", "gateway", "flow", "batch"}, name)
+	i := slices.Index([]string{"sequential", "burst", "throughput", "scale", "node-loss", "memory", "large-wasm", "placement", "simulate", "disk", "gateway", "flow", "batch"}, name)
 	if i < 0 {
 		return 1 << 20
 	}

@@ -6,11 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/opendms/dms/jobs"
-	"github.com/opendms/dms/node"
 	"github.com/opendms/dms/orchestrator"
 	"github.com/opendms/dms/types"
 )
@@ -81,9 +78,6 @@ const (
 	placementQuickJobs  = 400
 	placementWarmup     = 10 // percent of the jobs, the first ones, not counted
 	placementService    = time.Second
-	placementBidHold    = 3 * time.Second  // node.Config.BidHold default
-	placementLockTTL    = 10 * time.Second // node.Config.LockTTL default
-	placementRetries    = 3
 	placementHeadline   = 0.8
 	placementGossipMin  = 500 * time.Microsecond
 	placementGossipSpan = 2 * time.Millisecond
@@ -92,9 +86,6 @@ const (
 )
 
 var placementLoads = []float64{0.5, 0.8, 0.95}
-
-// placementCPU is the distribution of a job's cores: millicores and weight (%).
-var placementCPU = [][2]int{{500, 30}, {1000, 35}, {2000, 25}, {4000, 10}}
 
 // plConfig is one simulated run.
 type plConfig struct {
@@ -156,7 +147,8 @@ func plRound(v float64) float64 { return math.Round(v*1e4) / 1e4 }
 func placementRow(ctx context.Context, c plConfig) (plRow, error) {
 	w := newPlWorkload(c.seed, c.nodes, c.jobs, c.load)
 	central := plCentral(w)
-	sim := newPlSim(w, c)
+	sim := newSim(simConfig{name: "placement", nodes: w.nodes, works: w.jobs, requesters: []string{"requester"}, ranking: c.ranking, enough: c.enough})
+	sim.net = &plNet{s: sim, delays: rand.New(rand.NewPCG(c.seed, 2))}
 	if err := sim.run(ctx); err != nil {
 		return plRow{}, err
 	}
@@ -195,62 +187,11 @@ func plCompare(auction, central []time.Duration, warm int) plRow {
 	}
 }
 
-// plWork is one job of the workload, the same for both schedulers.
-type plWork struct {
-	arrive  time.Duration // since the start
-	need    types.Resources
-	service time.Duration
-}
-
-type plWorkload struct {
-	nodes []types.Resources
-	jobs  []plWork
-}
-
 // newPlWorkload draws the cluster, then the jobs at the arrival rate that
 // offers load. The same seed gives the same cluster and the same job sizes
 // and service times at every load.
-func newPlWorkload(seed uint64, nodes, jobs int, load float64) plWorkload {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	var w plWorkload
-	var cores float64
-	for range nodes {
-		c := []int{2, 4, 8, 16}[plPick(rng, []int{30, 30, 25, 15})]
-		gib := types.Bytes(c*(2+2*rng.IntN(2))) << 30
-		w.nodes = append(w.nodes, types.Resources{CPU: types.MilliCPU(c * 1000), Memory: gib})
-		cores += float64(c)
-	}
-	meanCPU, weights := 0.0, make([]int, len(placementCPU))
-	for i, cw := range placementCPU {
-		meanCPU += float64(cw[0]*cw[1]) / 100 / 1000
-		weights[i] = cw[1]
-	}
-	rate := load * cores / (meanCPU * placementService.Seconds()) // jobs per second
-	var at time.Duration
-	for range jobs {
-		at += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
-		cpu := placementCPU[plPick(rng, weights)][0]
-		mem := types.Bytes(cpu) * types.Bytes(1+rng.IntN(3)) << 30 / 1000
-		svc := time.Duration(rng.ExpFloat64() * float64(placementService))
-		w.jobs = append(w.jobs, plWork{arrive: at, need: types.Resources{CPU: types.MilliCPU(cpu), Memory: mem}, service: max(svc, time.Microsecond)})
-	}
-	return w
-}
-
-// plPick draws an index with the given weights.
-func plPick(rng *rand.Rand, weights []int) int {
-	total := 0
-	for _, w := range weights {
-		total += w
-	}
-	x := rng.IntN(total)
-	for i, w := range weights {
-		if x < w {
-			return i
-		}
-		x -= w
-	}
-	return len(weights) - 1
+func newPlWorkload(seed uint64, nodes, jobs int, load float64) workload {
+	return drawWorkload(rand.New(rand.NewPCG(seed, 1)), nodes, jobs, load, placementService)
 }
 
 // plEnd is a job running on the central scheduler's node, until at.
@@ -261,10 +202,10 @@ type plEnd struct {
 
 // plCentral runs the omniscient central scheduler and returns each job's
 // response time.
-func plCentral(w plWorkload) []time.Duration {
+func plCentral(w workload) []time.Duration {
 	free := slices.Clone(w.nodes)
 	resp := make([]time.Duration, len(w.jobs))
-	ends := plHeap[plEnd]{less: func(a, b plEnd) bool { return a.at < b.at || (a.at == b.at && a.job < b.job) }}
+	ends := minHeap[plEnd]{less: func(a, b plEnd) bool { return a.at < b.at || (a.at == b.at && a.job < b.job) }}
 	var queue []int
 	start := func(j, n int, now time.Duration) {
 		free[n] = free[n].Sub(w.jobs[j].need)
@@ -312,366 +253,32 @@ func plBestFit(free []types.Resources, need types.Resources) int {
 	return best
 }
 
-// plHeap is a binary min-heap.
-type plHeap[T any] struct {
-	items []T
-	less  func(a, b T) bool
+// plNet is the placement scenario's network: a bid request reaches every
+// node after a gossip delay, and the shell reports them all as reached, so
+// the window also closes once every node answered; every other message
+// takes a stream's delay. Nothing is lost and nothing is counted.
+type plNet struct {
+	s      *sim
+	delays *rand.Rand
 }
 
-func (h *plHeap[T]) len() int { return len(h.items) }
-func (h *plHeap[T]) peek() T  { return h.items[0] }
+var _ simNet = (*plNet)(nil)
 
-func (h *plHeap[T]) push(x T) {
-	h.items = append(h.items, x)
-	for i := len(h.items) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !h.less(h.items[i], h.items[p]) {
-			break
-		}
-		h.items[i], h.items[p] = h.items[p], h.items[i]
-		i = p
+func (n *plNet) gossip() time.Duration {
+	return placementGossipMin + time.Duration(n.delays.Int64N(int64(placementGossipSpan)))
+}
+
+func (n *plNet) stream() time.Duration {
+	return placementStreamMin + time.Duration(n.delays.Int64N(int64(placementStreamSpan)))
+}
+
+func (n *plNet) publish(j *simJob, p orchestrator.Publish) {
+	reached := make([]string, len(n.s.order))
+	for i, node := range n.s.order {
+		reached[i] = node.peer
+		n.s.after(n.gossip(), func() { n.s.bidRequest(node, p.Request) })
 	}
+	j.job.Published(p.Attempt, reached, n.s.now())
 }
 
-func (h *plHeap[T]) pop() T {
-	top, last := h.items[0], len(h.items)-1
-	h.items[0] = h.items[last]
-	h.items = h.items[:last]
-	for i := 0; ; {
-		m, l, r := i, 2*i+1, 2*i+2
-		if l < last && h.less(h.items[l], h.items[m]) {
-			m = l
-		}
-		if r < last && h.less(h.items[r], h.items[m]) {
-			m = r
-		}
-		if m == i {
-			return top
-		}
-		h.items[i], h.items[m] = h.items[m], h.items[i]
-		i = m
-	}
-}
-
-// The auction side: jobs, nodes and the messages between them, as events.
-
-// plStart is the virtual time at which the auction side starts.
-var plStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// plEvent is something that happens at virtual time at; seq orders the
-// events of one instant by when they were scheduled.
-type plEvent struct {
-	at  time.Duration
-	seq uint64
-	fn  func()
-}
-
-// plNode is a provider: the real machine and what its shell keeps.
-type plNode struct {
-	peer    string
-	m       *node.Machine
-	ticket  node.Ticket
-	replies map[node.Ticket]func(node.Reply)
-	streams map[node.Ticket]*plJob
-	runs    map[types.AllocationID]*plRun // started by a Run effect, until their end
-	ticked  time.Duration                 // when Tick last ran
-}
-
-// plRun is an allocation's run in progress.
-type plRun struct {
-	job     *plJob
-	jobID   types.JobID
-	stopped bool // its requester cancelled it: it ended early
-}
-
-// plJob is one job on the auction side.
-type plJob struct {
-	work      plWork
-	job       *orchestrator.Job
-	arrived   time.Time
-	done      time.Time // when it reached a terminal state
-	completed bool
-	timer     time.Time // the latest Tick scheduled
-}
-
-// plSim is the auction side of the placement scenario.
-type plSim struct {
-	cfg      plConfig
-	w        plWorkload
-	t        time.Duration // virtual time since plStart
-	seq      uint64
-	events   plHeap[plEvent]
-	delays   *rand.Rand
-	nodes    map[string]*plNode
-	order    []*plNode // the nodes in the order bid requests go out
-	jobs     []*plJob
-	auctions int // Publish actions: auctions opened, first ones and repeats
-	busy     int // busy declines
-	heldBusy int // busy declines that only the holds behind other jobs' bids caused
-	err      error
-}
-
-func newPlSim(w plWorkload, c plConfig) *plSim {
-	s := &plSim{
-		cfg: c, w: w, delays: rand.New(rand.NewPCG(c.seed, 2)), nodes: map[string]*plNode{},
-		events: plHeap[plEvent]{less: func(a, b plEvent) bool { return a.at < b.at || (a.at == b.at && a.seq < b.seq) }},
-	}
-	for i, r := range w.nodes {
-		n := &plNode{peer: fmt.Sprintf("n%02d", i), replies: map[node.Ticket]func(node.Reply){},
-			streams: map[node.Ticket]*plJob{}, runs: map[types.AllocationID]*plRun{}}
-		m, err := node.NewMachine(node.MachineConfig{
-			ID:        types.NodeID{PeerID: n.peer},
-			Record:    types.CapabilityRecord{Offered: r, Price: types.Credit, Executors: []string{"wasm"}, Benchmark: types.Benchmark{CPUAll: 1}},
-			Executors: []string{"wasm"}, LockTTL: placementLockTTL, BidHold: placementBidHold,
-		}, nil, nil, 0, plStart)
-		if err != nil {
-			s.err = fmt.Errorf("bench: placement: %w", err)
-			return s
-		}
-		n.m = m
-		s.nodes[n.peer], s.order = n, append(s.order, n)
-	}
-	return s
-}
-
-func (s *plSim) now() time.Time { return plStart.Add(s.t) }
-
-// after schedules fn d from now.
-func (s *plSim) after(d time.Duration, fn func()) {
-	s.seq++
-	s.events.push(plEvent{at: s.t + d, seq: s.seq, fn: fn})
-}
-
-func (s *plSim) gossip() time.Duration {
-	return placementGossipMin + time.Duration(s.delays.Int64N(int64(placementGossipSpan)))
-}
-
-func (s *plSim) stream() time.Duration {
-	return placementStreamMin + time.Duration(s.delays.Int64N(int64(placementStreamSpan)))
-}
-
-// run plays every event until nothing is left to happen.
-func (s *plSim) run(ctx context.Context) error {
-	if len(s.w.jobs) > 0 {
-		s.after(s.w.jobs[0].arrive, func() { s.arrive(0) })
-	}
-	for i := 0; s.events.len() > 0 && s.err == nil; i++ {
-		if i%(1<<14) == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		e := s.events.pop()
-		s.t = e.at
-		e.fn()
-	}
-	return s.err
-}
-
-// arrive submits job i, with the shipped job defaults, and schedules the
-// next arrival.
-func (s *plSim) arrive(i int) {
-	if i+1 < len(s.w.jobs) {
-		s.after(s.w.jobs[i+1].arrive-s.t, func() { s.arrive(i + 1) })
-	}
-	spec := orchestrator.JobSpec{
-		ID:      types.JobID(fmt.Sprint("j", i)),
-		Task:    types.Task{Executor: "wasm", Module: "bafyplacement", Resources: s.w.jobs[i].need},
-		Retries: placementRetries, BidWindow: jobs.DefaultBidWindow, EnoughBids: jobs.DefaultEnoughBids,
-		QueueTimeout: jobs.DefaultQueueTimeout,
-	}
-	if s.cfg.enough > 0 {
-		spec.EnoughBids = s.cfg.enough
-	}
-	job, err := orchestrator.NewJob(spec, orchestrator.JobConfig{Requester: "requester", Ranking: s.cfg.ranking}, s.now())
-	if err != nil {
-		s.err = fmt.Errorf("bench: placement: %w", err)
-		return
-	}
-	j := &plJob{work: s.w.jobs[i], job: job, arrived: s.now()}
-	s.jobs = append(s.jobs, j)
-	job.Start(s.now())
-	s.settle(j)
-}
-
-// toJob delivers an event to j d from now.
-func (s *plSim) toJob(j *plJob, d time.Duration, fn func(now time.Time)) {
-	s.after(d, func() { fn(s.now()); s.settle(j) })
-}
-
-// settle does what j asks, as the orchestrator shell does, notes its end,
-// and schedules its next Tick.
-func (s *plSim) settle(j *plJob) {
-	now := s.now()
-	for acts := j.job.Actions(); len(acts) > 0; acts = j.job.Actions() {
-		for _, act := range acts {
-			s.act(j, act, now)
-		}
-	}
-	if j.job.Done() && j.done.IsZero() {
-		j.done, j.completed = now, j.job.Info().State == types.JobCompleted
-	}
-	if d, ok := j.job.NextDeadline(); ok && !d.Equal(j.timer) {
-		j.timer = d
-		s.after(max(d.Sub(now), 0), func() { j.job.Tick(s.now()); s.settle(j) })
-	}
-}
-
-// act sends the messages an action asks for. The bid request reaches
-// every node: the shell reports them all as reached, so the window also
-// closes once every node answered.
-func (s *plSim) act(j *plJob, act orchestrator.Action, now time.Time) {
-	switch a := act.(type) {
-	case orchestrator.Publish:
-		s.auctions++
-		reached := make([]string, len(s.order))
-		for i, n := range s.order {
-			reached[i] = n.peer
-			s.after(s.gossip(), func() { s.bidRequest(n, a.Request) })
-		}
-		j.job.Published(a.Attempt, reached, now)
-	case orchestrator.SendAccept:
-		n := s.nodes[a.Peer]
-		s.after(s.stream(), func() { s.accept(n, j, a.Accept) })
-	case orchestrator.Release:
-		n := s.nodes[a.Peer]
-		s.after(s.stream(), func() { s.cancel(n, a.Cancel) })
-	case orchestrator.Invoke:
-		n := s.nodes[a.Peer]
-		s.after(s.stream(), func() { s.invoke(n, j, a.Invocation) })
-	}
-}
-
-// bidRequest hands a bid request to a node; its answer travels back. The
-// node's holds and locks are expired at most once a virtual second (they
-// stop counting at their end anyway).
-func (s *plSim) bidRequest(n *plNode, req types.BidRequest) {
-	now := s.now()
-	if s.t-n.ticked >= time.Second {
-		n.m.Tick(now)
-		n.ticked = s.t
-	}
-	n.m.BidRequest(&req, now)
-	s.flush(n)
-}
-
-// request hands a node a request with a fresh ticket, and what to do with
-// its reply.
-func (s *plSim) request(n *plNode, step func(t node.Ticket), onReply func(node.Reply)) {
-	n.ticket++
-	n.replies[n.ticket] = onReply
-	step(n.ticket)
-	s.flush(n)
-}
-
-// flush plays the node's shell: what the machine asks becomes messages to
-// the requester and runs.
-func (s *plSim) flush(n *plNode) {
-	n.m.Ready() // no disk in the model: the records are not kept
-	for _, e := range n.m.Advance(nil) {
-		switch e := e.(type) {
-		case node.Send:
-			s.answer(e.Msg)
-		case node.Reply:
-			if fn := n.replies[e.Ticket]; fn != nil {
-				delete(n.replies, e.Ticket)
-				fn(e)
-			}
-		case node.Notify:
-			if j := n.streams[e.Ticket]; j != nil {
-				st := e.Status
-				s.toJob(j, s.stream(), func(now time.Time) { j.job.Status(st, now) })
-				if e.Last {
-					delete(n.streams, e.Ticket)
-				}
-			}
-		case node.Run:
-			s.start(n, e.Allocation)
-		case node.Stop:
-			if r := n.runs[e.AllocationID]; r != nil {
-				r.stopped = true
-				s.end(n, e.AllocationID, r, types.AllocCancelled)
-			}
-		}
-	}
-}
-
-// answer sends a bid or decline to its job, counting the busy declines
-// and those that only other jobs' holds caused.
-func (s *plSim) answer(msg types.Message) {
-	switch m := msg.(type) {
-	case *types.Bid:
-		b, j := *m, s.jobs[plJobIndex(m.JobID)]
-		s.toJob(j, s.stream(), func(now time.Time) { j.job.Bid(b, now) })
-	case *types.Decline:
-		d, j, n := *m, s.jobs[plJobIndex(m.JobID)], s.nodes[m.Node.PeerID]
-		if d.Busy {
-			s.busy++
-			if need := j.work.need; need.Fits(n.m.Ledger().Registered().Sub(n.m.Ledger().Locked(s.now()))) {
-				s.heldBusy++
-			}
-		}
-		s.toJob(j, s.stream(), func(now time.Time) { j.job.Decline(d, now) })
-	}
-}
-
-// plJobIndex is the index of the job named "j<i>".
-func plJobIndex(id types.JobID) int {
-	i, _ := strconv.Atoi(string(id[1:]))
-	return i
-}
-
-// accept hands an Accept to a node; the Confirm or Reject travels back.
-func (s *plSim) accept(n *plNode, j *plJob, a types.Accept) {
-	s.request(n, func(t node.Ticket) { n.m.Accept("requester", &a, t, s.now()) }, func(r node.Reply) {
-		switch m := r.Msg.(type) {
-		case *types.Confirm:
-			c := *m
-			s.toJob(j, s.stream(), func(now time.Time) { j.job.Confirmed(c, now) })
-		case *types.Reject:
-			rej := *m
-			s.toJob(j, s.stream(), func(now time.Time) { j.job.Rejected(rej, now) })
-		}
-	})
-}
-
-// invoke hands the invocation to a node: its statuses travel back on the
-// stream; a refusal comes back as a failed status, as the node's shell
-// sends it.
-func (s *plSim) invoke(n *plNode, j *plJob, inv types.Invocation) {
-	s.request(n, func(t node.Ticket) {
-		n.streams[t] = j
-		n.m.Invoke("requester", &inv, t, s.now())
-	}, func(r node.Reply) {
-		if r.Err != nil {
-			st := types.Status{JobID: inv.JobID, AllocationID: inv.AllocationID, State: types.AllocFailed, Fault: types.FaultNode, Reason: r.Err.Error()}
-			s.toJob(j, s.stream(), func(now time.Time) { j.job.Status(st, now) })
-		}
-	})
-}
-
-// start runs an allocation: it ends after its job's service time.
-func (s *plSim) start(n *plNode, a node.Allocation) {
-	r := &plRun{job: s.jobs[plJobIndex(a.JobID)], jobID: a.JobID}
-	n.runs[a.AllocationID] = r
-	s.after(r.job.work.service, func() {
-		if !r.stopped {
-			s.end(n, a.AllocationID, r, types.AllocCompleted)
-		}
-	})
-}
-
-// end reports the end of a run to its node, which tells the requester.
-func (s *plSim) end(n *plNode, id types.AllocationID, r *plRun, state types.AllocationState) {
-	delete(n.runs, id)
-	st := types.Status{JobID: r.jobID, AllocationID: id, State: state}
-	if state == types.AllocCompleted {
-		st.Result = &types.Result{}
-	}
-	n.m.RunEnded(st, s.now())
-	s.flush(n)
-}
-
-// cancel hands a Cancel to a node: it withdraws a bid's hold, or drops a
-// lock or stops a run.
-func (s *plSim) cancel(n *plNode, c types.Cancel) {
-	s.request(n, func(t node.Ticket) { n.m.Cancel("requester", &c, t, s.now()) }, func(node.Reply) {})
-}
+func (n *plNet) send(_, _ string, _ *simJob, _ int, deliver func()) { n.s.after(n.stream(), deliver) }
