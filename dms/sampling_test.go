@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/jobs"
 	"github.com/opendms/dms/types"
 )
@@ -77,18 +78,18 @@ func TestSampledBidRequest(t *testing.T) {
 	if !got[job.Node] {
 		t.Fatalf("the job ran on %s, which was not asked", job.Node)
 	}
-	if s := nodes[0].NetworkStats(); s.GossipSent != 0 || s.Frames["/dms/bid-request/2.0.0"] != 2 {
-		t.Fatalf("requester sent %d gossip copies and %d direct bid requests; want 0 and 2", s.GossipSent, s.Frames["/dms/bid-request/2.0.0"])
+	if s := nodes[0].NetworkStats(); s.GossipSent != 0 || s.Frames[string(p2p.BidRequestProtocol)] != 2 {
+		t.Fatalf("requester sent %d gossip copies and %d direct bid requests; want 0 and 2", s.GossipSent, s.Frames[string(p2p.BidRequestProtocol)])
 	}
 	// The auction's messages went on pair streams: none on the protocols
-	// of a message each, which only peers of earlier versions need.
+	// of a message each, which only peers that do not serve pair streams need.
 	for _, d := range nodes {
 		f := d.NetworkStats().Frames
-		if n := f["/dms/bid/3.0.0"] + f["/dms/accept/2.0.0"] + f["/dms/cancel/1.0.0"] + f["/dms/status/1.0.0"] + f["/dms/invoke/1.0.0"]; n != 0 {
-			t.Fatalf("node %s sent %d frames on version 1 protocols: %v", d.host.ID(), n, f)
+		if n := f[string(p2p.BidProtocol)] + f[string(p2p.AcceptProtocol)] + f[string(p2p.CancelProtocol)] + f[string(p2p.StatusProtocol)]; n != 0 {
+			t.Fatalf("node %s sent %d frames on the protocols of a message each: %v", d.host.ID(), n, f)
 		}
 	}
-	if f := nodes[0].NetworkStats().Frames; f["/dms/pair/1.0.0"] == 0 || f["/dms/invoke/2.0.0"] == 0 {
+	if f := nodes[0].NetworkStats().Frames; f[string(p2p.PairProtocol)] == 0 || f[string(p2p.InvokeProtocol)] == 0 {
 		t.Fatalf("the requester sent no pair or invocation frame: %v", f)
 	}
 }
