@@ -66,27 +66,31 @@ func EncodeBody(msg Message) ([]byte, error) {
 // UnmarshalCBOR reads millicores as an integer and refuses what ParseCPU
 // refuses: a negative count or one beyond an int32.
 func (m *MilliCPU) UnmarshalCBOR(data []byte) error {
-	var v int64
-	if err := decoding.Unmarshal(data, &v); err != nil {
-		return err
+	v, err := decodeCount(data, math.MaxInt32, "millicores")
+	if err == nil {
+		*m = MilliCPU(v)
 	}
-	if v < 0 || v > math.MaxInt32 {
-		return fmt.Errorf("%w: %d millicores", ErrBadSize, v)
-	}
-	*m = MilliCPU(v)
-	return nil
+	return err
 }
 
 // UnmarshalCBOR reads a byte count as an integer and refuses a negative
 // one, as ParseBytes does.
 func (b *Bytes) UnmarshalCBOR(data []byte) error {
+	v, err := decodeCount(data, math.MaxInt64, "bytes")
+	if err == nil {
+		*b = Bytes(v)
+	}
+	return err
+}
+
+// decodeCount reads an integer from 0 to limit, as strictly as a message.
+func decodeCount(data []byte, limit int64, unit string) (int64, error) {
 	var v int64
 	if err := decoding.Unmarshal(data, &v); err != nil {
-		return err
+		return 0, err
 	}
-	if v < 0 {
-		return fmt.Errorf("%w: %d bytes", ErrBadSize, v)
+	if v < 0 || v > limit {
+		return 0, fmt.Errorf("%w: %d %s", ErrBadSize, v, unit)
 	}
-	*b = Bytes(v)
-	return nil
+	return v, nil
 }
