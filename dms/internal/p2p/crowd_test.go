@@ -27,8 +27,9 @@ const crowdSize = 100
 // CONNECTION_REFUSED when full) and then libp2p quicreuse's (16, closed with
 // "queue full" after the dialer saw its handshake succeed), neither
 // configurable nor part of the resource manager: on a loaded machine a burst
-// loses a few percent of its dialers that way. A Host redials its bootstrap peers whenever it is
-// alone, which the crowd mimics: every dialer must end up connected.
+// loses a few percent of its dialers that way. A Host redials its
+// bootstrap peers whenever it knows no DHT server, as when it is alone,
+// which the crowd mimics: every dialer must end up connected.
 func TestCrowdJoin(t *testing.T) {
 	for name, overQUIC := range map[string]bool{"tcp": false, "quic": true} {
 		t.Run(name, func(t *testing.T) {

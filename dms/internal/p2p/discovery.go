@@ -45,9 +45,10 @@ const (
 )
 
 // discover runs until Close: each round dials the bootstrap peers if the
-// host has no connection, advertises the rendezvous when due, looks it up and
-// connects to peers not yet connected. Rounds start DiscoveryMin apart and
-// back off to DiscoveryMax while they find nobody new.
+// host knows no DHT server (connectBootstrap), advertises the rendezvous
+// when due, looks it up and connects to peers not yet connected. Rounds
+// start DiscoveryMin apart and back off to DiscoveryMax while they find
+// nobody new.
 //
 // The first advertisements go out while the routing table is still
 // filling, and may land on peers that later lookups do not ask: they are
@@ -82,12 +83,23 @@ func (h *Host) discover() {
 	}
 }
 
-// connectBootstrap dials every bootstrap peer when the host is alone.
+// connectBootstrap dials the bootstrap peers it is not connected to while
+// the routing table holds no DHT server: without one, the host can neither
+// advertise nor look anyone up. Being connected is not enough: the DHT
+// dials two bootstrap peers of its own at start, and a host whose two were
+// DHT clients (network.dht client) had peers, so it never dialled the rest,
+// and stayed cut off from discovery for good.
 func (h *Host) connectBootstrap() {
-	if len(h.host.Network().Peers()) > 0 {
+	if h.dht.RoutingTable().Size() > 0 {
 		return
 	}
-	h.connectAll(h.bootstrap)
+	var todo []peer.AddrInfo
+	for _, ai := range h.bootstrap {
+		if h.host.Network().Connectedness(ai.ID) != network.Connected {
+			todo = append(todo, ai)
+		}
+	}
+	h.connectAll(todo)
 }
 
 // CPUClass is the class of a node that offers cpu: 0 under one core, then
