@@ -57,8 +57,8 @@ func startCluster(ctx context.Context, o Options, nodes int, module []byte, extr
 }
 
 // startClusterWith is startCluster with requesters nodes that offer no
-// compute, the first ones (node 0 is c.req), each holding module and
-// reaching every computing node, and with options(i) for node i.
+// compute, the first ones (node 0 is c.req), each holding module, pinned,
+// and reaching every computing node, and with options(i) for node i.
 func startClusterWith(ctx context.Context, o Options, nodes, requesters int, module []byte, options func(i int) []dms.Option) (_ *cluster, err error) {
 	began := time.Now()
 	dir := ""
@@ -93,6 +93,13 @@ func startClusterWith(ctx context.Context, o Options, nodes, requesters int, mod
 	for _, req := range net.Nodes[:requesters] {
 		if c.module, err = req.PutBlob(ctx, bytes.NewReader(module)); err != nil {
 			return nil, fmt.Errorf("bench: storing the module: %w", err)
+		}
+		// Pinned, as a user who submits job after job of one module by
+		// its CID would: between jobs nothing references it, and under a
+		// tight store budget (disk) the collector may take it once it was
+		// last used store.min_blob_age ago.
+		if err := req.Pin(ctx, c.module); err != nil {
+			return nil, fmt.Errorf("bench: pinning the module: %w", err)
 		}
 		if err := waitBidders(ctx, req, c.module, nodes-requesters, probeWait); err != nil {
 			return nil, err
