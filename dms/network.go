@@ -157,8 +157,16 @@ const sampleRounds = 2
 // DHT (this node is one when it computes), replaces once those that did not
 // take it, and returns those that did. It returns nothing, and no error,
 // when fewer than k candidates are known or none took it: the caller then
-// publishes on the topic. Sends end with the bid window: a bid request that
-// arrives after it is of no use.
+// publishes on the topic.
+//
+// The rounds share the time to the bid window's end: a round's sends end
+// when it has its share of what is left (the first, half the window), so
+// a candidate that vanished without a word, whose dial hangs, costs the
+// first round's share and not the whole window: the Job learns whom the
+// request reached (Published) in time to close the window on their
+// answers, and the replacement still has the rest of the window. No
+// round starts once the window ended, as a send then cannot be taken and
+// would mark the replacement failed though it did nothing wrong.
 func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *types.BidRequest, k int) ([]string, error) {
 	self := d.node != nil
 	known := d.host.Candidates(req.Resources.CPU)
@@ -168,11 +176,13 @@ func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *type
 	if known < k {
 		return nil, nil
 	}
-	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
-	defer cancel()
 	var reached []string
 	asked := make(map[string]bool, k)
-	for range sampleRounds {
+	for round := range sampleRounds {
+		left := req.Deadline.Sub(d.opts.clock())
+		if left <= 0 || ctx.Err() != nil {
+			break
+		}
 		picks := d.host.Sample(k-len(reached), req.Resources.CPU, self, asked)
 		if len(picks) == 0 {
 			break
@@ -184,7 +194,9 @@ func (d *DMS) publishSampled(ctx context.Context, env *types.Envelope, req *type
 				remote = append(remote, p)
 			}
 		}
-		got, err := d.host.SendBidRequests(ctx, env, remote) // also checks env and this node's rate
+		rctx, cancel := context.WithTimeout(ctx, left/time.Duration(sampleRounds-round))
+		got, err := d.host.SendBidRequests(rctx, env, remote) // also checks env and this node's rate
+		cancel()
 		if err != nil {
 			return nil, err
 		}

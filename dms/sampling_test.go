@@ -2,9 +2,12 @@ package dms
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/opendms/dms/dms/internal/p2p"
 	"github.com/opendms/dms/jobs"
@@ -276,5 +279,98 @@ func TestDHTClientNodes(t *testing.T) {
 	}
 	if _, err := newConfig([]Option{WithHome("x"), WithDHTMode("peer")}); err == nil {
 		t.Error(`WithDHTMode("peer") accepted`)
+	}
+}
+
+// A sampled candidate that vanished without a word, so that a dial to it
+// hangs (its machine lost power, its link went dark), costs a bid request
+// the first round's share of the bid window, not all of it: the node
+// asked in its place still gets the request, with the rest of the window,
+// and only the vanished node is left out of the samples that follow (a
+// replacement asked after the window's end was refused at once and left
+// out though it did nothing wrong).
+func TestSampledRequestOutlivesAVanishedCandidate(t *testing.T) {
+	nodes := samplingNet(t, 4, 2)
+	waitFor(t, 30*time.Second, "the requester to know the 3 compute nodes", func() bool {
+		return nodes[0].NetworkStats().Candidates == 3
+	})
+	addrs := nodes[3].host.Addrs()
+	if err := nodes[3].Close(); err != nil {
+		t.Fatal(err)
+	}
+	blackhole(t, addrs)
+	live := nodes[1:3]
+	for n := uint64(1); ; n++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		spec := tinySpec(t, 0, "sampled\n")
+		spec.BidWindow = jobs.Duration(4 * time.Second)
+		h, err := nodes[0].Submit(ctx, spec)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		j, err := h.Wait(ctx)
+		cancel()
+		if err != nil || j.State != types.JobCompleted {
+			t.Fatalf("job %d: %s (%s), %v", n, j.State, j.Reason, err)
+		}
+		if gossip, direct, _ := bidRequests(live); gossip != 0 || direct != 2*n {
+			t.Fatalf("after %d jobs the 2 live nodes got %d bid requests direct, %d over gossip; want every job to reach both", n, direct, gossip)
+		}
+		if c := nodes[0].NetworkStats().Candidates; c == 2 {
+			break // the vanished node was asked and is left out; the live ones are not
+		} else if c != 3 || n == 20 {
+			t.Fatalf("after %d jobs the requester samples %d candidates; want 3 until the vanished one is asked, then 2", n, c)
+		}
+	}
+}
+
+// blackhole listens on the TCP and UDP ports of addrs, on loopback, and
+// answers nothing: a dial there hangs until the dialer gives up, as one to
+// a machine that vanished. It stops when the test ends.
+func blackhole(t *testing.T, addrs []string) {
+	t.Helper()
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if port, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			l, err := net.Listen("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				var held []net.Conn // accepted and never answered
+				defer func() {
+					for _, c := range held {
+						c.Close()
+					}
+				}()
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					held = append(held, c)
+				}
+			}()
+		}
+		if port, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+			c, err := net.ListenPacket("udp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			go func() {
+				buf := make([]byte, 2048)
+				for {
+					if _, _, err := c.ReadFrom(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
 	}
 }

@@ -219,7 +219,8 @@ type smSampling struct {
 	asked   map[int]bool
 	reached []string
 	round   int
-	pending int // sends of this round not ended
+	pending int           // sends of this round not ended
+	ends    time.Duration // when this round's sends end
 }
 
 // sample publishes as publishSampled does; with fewer candidates known
@@ -235,16 +236,20 @@ func (m *meshNet) sample(j *simJob, p orchestrator.Publish) {
 }
 
 // sampleRound sends the request to fresh candidates for those that did
-// not take it yet, or, after the last round, tells the job.
+// not take it yet, or, after the last round or the window's end, tells
+// the job. A round's sends end with its share of the time left to the
+// window's end (the first, half of it), as in publishSampled.
 func (m *meshNet) sampleRound(st *smSampling) {
+	left := st.p.Request.Deadline.Sub(simStart) - m.s.t
 	var picks []int
-	if st.round < sampleRounds && len(st.reached) < dms.DefaultBidSampling {
+	if st.round < sampleRounds && len(st.reached) < dms.DefaultBidSampling && left > 0 {
 		picks = m.pick(m.requester(st.rv), p2p.CPUClass(st.p.Request.Resources.CPU), dms.DefaultBidSampling-len(st.reached), st.asked)
 	}
 	if len(picks) == 0 {
 		m.sampled(st)
 		return
 	}
+	st.ends = m.s.t + left/time.Duration(sampleRounds-st.round)
 	st.round++
 	st.pending = len(picks)
 	for _, c := range picks {
@@ -254,11 +259,11 @@ func (m *meshNet) sampleRound(st *smSampling) {
 }
 
 // sendBidRequest sends the request to candidate c on a stream: the send
-// ends when the acknowledgement is back, or fails at the request's
-// deadline (the send's context); a send to a node that left gets no
-// answer. A failure leaves the candidate out for candidateTTL.
+// ends when the acknowledgement is back, or fails at the round's end (the
+// send's context); a send to a node that left gets no answer. A failure
+// leaves the candidate out for candidateTTL.
 func (m *meshNet) sendBidRequest(st *smSampling, c int) {
-	deadline := st.p.Request.Deadline.Sub(simStart)
+	deadline := st.ends
 	v := m.cands[c].vertex
 	end := func(ok bool) {
 		if ok {
@@ -270,8 +275,8 @@ func (m *meshNet) sendBidRequest(st *smSampling, c int) {
 			m.sampleRound(st)
 		}
 	}
-	if v < 0 || m.s.t >= deadline {
-		m.s.after(max(deadline-m.s.t, 0), func() { end(false) })
+	if v < 0 {
+		m.s.after(deadline-m.s.t, func() { end(false) })
 		return
 	}
 	st.j.frames += 2
