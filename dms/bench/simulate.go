@@ -69,7 +69,8 @@ import (
 //     listing in 100 for a node that left (its provider record outlives
 //     it). A send to a node that left gets no answer: it fails at the
 //     round's end (the first round's sends end halfway to the bid
-//     window's end, the second's at it), as the real send's context does. With no node reached, or when the job asks wide (an auction
+//     window's end, the second's at it), as the real send's context
+//     does. With no node reached, or when the job asks wide (an auction
 //     drew no bid and no busy decline), the request is gossiped.
 //   - Sampled, warm: the same, with no dial: every connection is open.
 //   - Messages per job: every frame sent for the job (bid requests and
