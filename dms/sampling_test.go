@@ -27,23 +27,17 @@ func samplingNet(t *testing.T, n, d int) []*DMS {
 	})
 }
 
+// minute is a context that ends a minute from now, or with the test.
+func minute(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // runTiny submits a tiny job on d and waits until it completed.
 func runTiny(t *testing.T, d *DMS) types.JobID {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	h, err := d.Submit(ctx, tinySpec(t, 0, "sampled\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	job, err := h.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if job.State != types.JobCompleted {
-		t.Fatalf("job ended %s: %s", job.State, job.Reason)
-	}
-	return types.JobID(job.ID)
+	return types.JobID(runSpec(t, minute(t), d, tinySpec(t, 0, "sampled\n")).ID)
 }
 
 // bidRequests sums the bid requests the nodes received, from the topic and
@@ -222,16 +216,8 @@ func TestSampledJobFallsBackToGossip(t *testing.T) {
 		spec := tinySpec(t, 0, "labelled\n")
 		spec.Constraints.Labels = map[string]string{"gpu": "yes"}
 		spec.Retries = 1
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		h, err := nodes[0].Submit(ctx, spec)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		j, err := h.Wait(ctx)
-		cancel()
-		if err != nil || j.State != types.JobCompleted || j.Node != nodes[4].host.ID() {
-			t.Fatalf("a job only node 4 can run: %s on %s (%s), %v", j.State, j.Node, j.Reason, err)
+		if j := runSpec(t, minute(t), nodes[0], spec); j.Node != nodes[4].host.ID() {
+			t.Fatalf("a job only node 4 can run ran on %s", j.Node)
 		}
 	}
 }
@@ -301,19 +287,9 @@ func TestSampledRequestOutlivesAVanishedCandidate(t *testing.T) {
 	blackhole(t, addrs)
 	live := nodes[1:3]
 	for n := uint64(1); ; n++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		spec := tinySpec(t, 0, "sampled\n")
 		spec.BidWindow = jobs.Duration(4 * time.Second)
-		h, err := nodes[0].Submit(ctx, spec)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		j, err := h.Wait(ctx)
-		cancel()
-		if err != nil || j.State != types.JobCompleted {
-			t.Fatalf("job %d: %s (%s), %v", n, j.State, j.Reason, err)
-		}
+		runSpec(t, minute(t), nodes[0], spec)
 		if gossip, direct, _ := bidRequests(live); gossip != 0 || direct != 2*n {
 			t.Fatalf("after %d jobs the 2 live nodes got %d bid requests direct, %d over gossip; want every job to reach both", n, direct, gossip)
 		}
