@@ -8,6 +8,7 @@ require (
 	github.com/containerd/errdefs v1.0.0
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/docker/docker v28.5.2+incompatible
+	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/google/uuid v1.6.0
 	github.com/ipfs/go-cid v0.6.2
 	github.com/klauspost/compress v1.20.1
@@ -25,10 +26,7 @@ require (
 	pgregory.net/rapid v1.3.0
 )
 
-require (
-	github.com/fxamacker/cbor/v2 v2.10.0 // indirect
-	github.com/x448/float16 v0.8.4 // indirect
-)
+require github.com/x448/float16 v0.8.4 // indirect
 
 require (
 	github.com/Microsoft/go-winio v0.4.14 // indirect

@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/opendms/dms/dms/api"
 )
@@ -97,7 +99,12 @@ var errBadKey = fmt.Errorf("%w: missing or invalid API key (send Authorization: 
 
 // Authenticate returns the account an API key belongs to. A key verified
 // before is found in memory; otherwise its hash is computed, at most
-// maxHashing at once.
+// maxHashing at once, and once for all the requests that bring the same
+// key while it is computed (verifier.flight): a client's burst on a member
+// that has not verified its key yet, or after a snapshot emptied the
+// cache, had 64 requests hash the one key, 4 at a time, for seconds of
+// CPU. A caller whose ctx ends stops waiting; the hash goes on for the
+// others, bounded by keyVerifyTimeout.
 func (g *Gateway) Authenticate(ctx context.Context, key string) (string, error) {
 	sum := sha256.Sum256([]byte(key))
 	if acct, ok := g.keys.cached(sum); ok {
@@ -106,6 +113,32 @@ func (g *Gateway) Authenticate(ctx context.Context, key string) (string, error) 
 	id, secret, ok := parseKey(key)
 	if !ok {
 		return "", errBadKey
+	}
+	done := g.keys.flight.DoChan(string(sum[:]), func() (any, error) {
+		vctx, cancel := context.WithTimeout(g.ctx, keyVerifyTimeout)
+		defer cancel()
+		return g.verifyKey(vctx, sum, id, secret)
+	})
+	select {
+	case r := <-done:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// keyVerifyTimeout bounds a key's shared verification: its record's
+// lookup and its turn to hash.
+const keyVerifyTimeout = 30 * time.Second
+
+// verifyKey checks the key with id and secret against its record and
+// remembers it, returning its account.
+func (g *Gateway) verifyKey(ctx context.Context, sum [sha256.Size]byte, id string, secret []byte) (string, error) {
+	if acct, ok := g.keys.cached(sum); ok { // verified by the flight that ended as this one began
+		return acct, nil
 	}
 	epoch := g.keys.current()
 	var rec keyRecord
@@ -217,7 +250,9 @@ const (
 // computed at once, so a flood of wrong keys queues instead of taking the
 // memory. Safe for concurrent use.
 type verifier struct {
-	sem chan struct{}
+	sem    chan struct{}
+	flight singleflight.Group // by the key's SHA-256: one verification at a time
+	hashed atomic.Uint64      // hashes computed since the start
 
 	mu sync.Mutex
 	// epoch counts revocations: a key verified while one happened is not
@@ -254,6 +289,7 @@ func (v *verifier) verify(ctx context.Context, rec keyRecord, secret []byte) (bo
 		return false, ctx.Err()
 	}
 	defer func() { <-v.sem }()
+	v.hashed.Add(1)
 	return subtle.ConstantTimeCompare(rec.KDF.hash(secret, rec.Salt), rec.Hash) == 1, nil
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -171,5 +172,34 @@ func TestVerifierCacheIsBounded(t *testing.T) {
 	v.forget("id")
 	if len(v.cache) != 0 {
 		t.Fatalf("cache of %d keys after forgetting their ID", len(v.cache))
+	}
+}
+
+// A burst of requests with one key on a gateway that has not verified it
+// yet hashes it once: the others wait for that hash instead of each
+// computing their own (64 requests had hashed it 4 at a time, seconds of
+// CPU on a member that had just joined a group).
+func TestKeyHashedOnceForABurst(t *testing.T) {
+	r := newRig(t)
+	before := r.g.keys.hashed.Load()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			<-start
+			if acct, err := r.g.Authenticate(t.Context(), r.key); err != nil || acct != "alice" {
+				errs <- fmt.Errorf("Authenticate: %q, %v", acct, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := r.g.keys.hashed.Load() - before; n != 1 {
+		t.Fatalf("64 requests with one key hashed it %d times, want 1", n)
 	}
 }
