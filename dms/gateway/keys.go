@@ -114,19 +114,27 @@ func (g *Gateway) Authenticate(ctx context.Context, key string) (string, error) 
 	if !ok {
 		return "", errBadKey
 	}
-	done := g.keys.flight.DoChan(string(sum[:]), func() (any, error) {
-		vctx, cancel := context.WithTimeout(g.ctx, keyVerifyTimeout)
-		defer cancel()
-		return g.verifyKey(vctx, sum, id, secret)
-	})
-	select {
-	case r := <-done:
-		if r.Err != nil {
-			return "", r.Err
+	for again := false; ; again = true {
+		done := g.keys.flight.DoChan(string(sum[:]), func() (any, error) {
+			vctx, cancel := context.WithTimeout(g.ctx, keyVerifyTimeout)
+			defer cancel()
+			return g.verifyKey(vctx, sum, id, secret)
+		})
+		select {
+		case r := <-done:
+			if r.Err != nil {
+				return "", r.Err
+			}
+			// The verification this request joined may have begun before
+			// the key was revoked: it is trusted if it was remembered, as
+			// a revocation since it began would have kept it out of the
+			// cache or dropped it; else the key is verified again, once.
+			if _, ok := g.keys.cached(sum); ok || again {
+				return r.Val.(string), nil
+			}
+		case <-ctx.Done():
+			return "", ctx.Err()
 		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
 	}
 }
 
