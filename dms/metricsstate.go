@@ -47,7 +47,7 @@ var (
 
 	descRefused     = desc("dms_p2p_refused_total", "Inbound messages and streams refused, by channel (gossip, stream, call, forward, pair) and reason.", "channel", "reason")
 	descBlocked     = desc("dms_p2p_blocked_total", "What the libp2p resource manager refused, by resource.", "resource")
-	descRepairs     = desc("dms_p2p_gossip_repairs_total", "Connected peers handed back to gossipsub after it lost them.")
+	descRepairs     = desc("dms_p2p_gossip_repairs_total", "Connected peers handed back to gossipsub after it lost them, or made to announce their topics again after it forgot them.")
 	descBans        = desc("dms_p2p_bans_total", "Peers banned for a gossip score below the graylist threshold.")
 	descConns       = desc("dms_p2p_connections", "Open libp2p connections.")
 	descPeers       = desc("dms_p2p_peers", "Peers this node has a connection to.")

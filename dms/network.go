@@ -262,7 +262,9 @@ type NetworkStats struct {
 	// topic and on streams (sampled bid requests included).
 	RefusedGossip, RefusedStreams map[string]uint64
 	// GossipRepairs counts the connected peers gossipsub had dropped that
-	// this node handed back to it (docs/reliability.md, gossip peers).
+	// this node handed back to it, or whose topics it had forgotten that
+	// this node made announce them again (docs/reliability.md, gossip
+	// peers).
 	GossipRepairs uint64
 	// Bans counts the peers banned for ten minutes because their gossip
 	// score fell below the graylist threshold (docs/security.md).

@@ -89,7 +89,8 @@ func BenchmarkStreamFrame(b *testing.B) {
 // BenchmarkGossipRepair measures, with the default GossipRepair (2s), the
 // time from gossipsub losing a connected peer to both being on each other's
 // topic again, for each way gossipsub loses one (no spare fault: the first
-// hand-back succeeds). Starting the hosts is not timed.
+// hand-back succeeds), and from gossipsub forgetting a peer's topics to the
+// same. Starting the hosts is not timed.
 func BenchmarkGossipRepair(b *testing.B) {
 	for _, f := range gossipFaults {
 		f.openFails, f.resets = min(f.openFails, f.lost), min(f.resets, f.lost)
@@ -108,4 +109,18 @@ func BenchmarkGossipRepair(b *testing.B) {
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/rejoin")
 		})
 	}
+	b.Run("topics forgotten", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			b.StopTimer()
+			g := forgetGossipTopics(b, 0)
+			b.StartTimer()
+			forgot := time.Now()
+			waitFor(b, 30*time.Second, "a and b on each other's topic", func() bool {
+				return slices.Contains(g.a.TopicPeerIDs(), g.b.ID()) && slices.Contains(g.b.TopicPeerIDs(), g.a.ID())
+			})
+			total += time.Since(forgot)
+		}
+		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/rejoin")
+	})
 }

@@ -96,10 +96,12 @@
 //     protocol, of which one peer holds at most MaxInboundStreamsPerPeer
 //     on a request/response protocol, the resource manager's stream limits, a bounded replay cache,
 //     and a bounded subscription buffer.
-//   - Gossipsub has a stream to every connected peer that speaks it:
-//     one it dropped (its stream failed to open, or died five times) is
-//     handed back to it within two to three Config.GossipRepair checks,
-//     without touching the connection (repair.go).
+//   - Gossipsub has a stream to every connected peer that speaks it, and
+//     knows the topics it announced: a peer it dropped (its stream failed
+//     to open, or died five times) is handed back to it within two to three
+//     Config.GossipRepair checks, and a peer whose topics it forgot (its
+//     own stream to the peer died, the peer's lived on) has both streams
+//     reset within two, without touching the connection (repair.go).
 //   - Close stops every goroutine the Host started and waits for them,
 //     including running handlers, whose context it cancels.
 //

@@ -52,8 +52,8 @@ type Host struct {
 	// by protocol; guarded by mu.
 	handlers map[protocol.ID]Handler
 	kept     keptPeers // peers the connection manager must not trim (conn.go)
-	// dead and gossipRepairs serve the gossip repair (repair.go).
-	dead          *deadStreams
+	// watch and gossipRepairs serve the gossip repair (repair.go).
+	watch         *gossipWatch
 	gossipRepairs atomic.Uint64
 	cands         *candidates  // nil unless Config.Sampling or SampleAbove
 	computeCPU    atomic.Int64 // the cores the node offers, in millicores (SetComputeCPU)
@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		bans:      bans,
 		verifier:  &verifier{clock: cfg.Clock, maxTTL: cfg.MaxTTL, replay: newReplayCache(cfg.ReplayCacheSize)},
 		limiter:   newRateLimiter(lh.ID(), cfg.BidRequestRate, cfg.BidRequestBurst, maxRatedPeers),
-		dead:      newDeadStreams(),
+		watch:     newGossipWatch(BidRequestTopic),
 	}
 	h.calls = callService{proto: CallProtocol, frames: &h.traffic.callFrames, bytes: &h.traffic.callBytes}
 	h.forwards = callService{proto: ForwardProtocol, frames: &h.traffic.forwardFrames, bytes: &h.traffic.forwardBytes, keep: true}

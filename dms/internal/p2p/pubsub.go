@@ -73,7 +73,7 @@ func (h *Host) startPubsub() error {
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
 		pubsub.WithRawTracer(refusalTracer{c: &h.gossip}),
 		pubsub.WithRawTracer(trafficTracer{t: &h.traffic}),
-		pubsub.WithRawTracer(h.dead),
+		pubsub.WithRawTracer(h.watch),
 		pubsub.WithLogger(h.cfg.Logger.With("component", "pubsub")),
 	}
 	inspectEvery := banCheck

@@ -33,7 +33,7 @@ func TestLostPeersHandsBackAfterTwoChecksThenBacksOff(t *testing.T) {
 		}
 		for _, rep := range l.check(at(round), missing) {
 			due[rep.peer] = append(due[rep.peer], round)
-			if first := map[peer.ID]int{p: 1, r: 70}[rep.peer]; rep.reset || rep.attempt != len(due[rep.peer]) || !rep.since.Equal(at(first)) {
+			if first := map[peer.ID]int{p: 1, r: 70}[rep.peer]; rep.step != handBack || rep.attempt != len(due[rep.peer]) || !rep.since.Equal(at(first)) {
 				t.Fatalf("check %d: %+v, want hand-back %d, missing since %v", round, rep, len(due[rep.peer]), at(first))
 			}
 		}
@@ -68,7 +68,7 @@ func TestLostPeersResetsADeadPeerBeforeHandingItBack(t *testing.T) {
 	var steps []string
 	for round := 1; round <= 12; round++ {
 		for _, rep := range l.check(t0.Add(time.Duration(round)*time.Second), []missingPeer{{id: "d", dead: dead}}) {
-			if rep.reset {
+			if rep.step == resetTheirs {
 				steps = append(steps, fmt.Sprintf("%d: reset", round))
 				dead = false // the shell forgets it was dead once reset
 				continue
@@ -78,6 +78,28 @@ func TestLostPeersResetsADeadPeerBeforeHandingItBack(t *testing.T) {
 		}
 	}
 	want := []string{"2: reset", "3: hand back 1", "4: reset", "5: hand back 2", "7: hand back 3", "11: hand back 4"}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("steps %q, want %q", steps, want)
+	}
+}
+
+// A peer whose topics gossipsub forgot has both streams reset once it is
+// found so at two checks in a row, then again after 1, 2, 4... checks while
+// it stays so; a peer dropped instead is handed back on the same schedule.
+func TestLostPeersResetsBothStreamsOfAForgottenPeer(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	l := newLostPeers()
+	var steps []string
+	for round := 1; round <= 10; round++ {
+		missing := []missingPeer{{id: "f", forgot: round <= 6}}
+		if round > 6 {
+			missing[0].forgot = false // gossipsub dropped it since
+		}
+		for _, rep := range l.check(t0.Add(time.Duration(round)*time.Second), missing) {
+			steps = append(steps, fmt.Sprintf("%d: %s %d", round, map[repairStep]string{handBack: "hand back", resetTheirs: "reset", resetBoth: "reset both"}[rep.step], rep.attempt))
+		}
+	}
+	want := []string{"2: reset both 1", "3: reset both 2", "5: reset both 3", "9: hand back 4"}
 	if !slices.Equal(steps, want) {
 		t.Fatalf("steps %q, want %q", steps, want)
 	}
@@ -315,5 +337,103 @@ func TestGossipRepairHandsALostPeerBack(t *testing.T) {
 			publishJob(t, b, "from-b")
 			waitJob(t, g.atA, "from-b", "a")
 		})
+	}
+}
+
+// gossipStreams returns the streams of gossipsub between a and b that a
+// has, inbound (b's writer) or outbound (a's writer).
+func gossipStreams(a, b *Host, dir network.Direction) []network.Stream {
+	var out []network.Stream
+	for _, c := range a.host.Network().ConnsToPeer(b.host.ID()) {
+		for _, s := range c.GetStreams() {
+			if s.Stat().Direction == dir && slices.Contains(a.gossipProtocols(b.host.ID()), s.Protocol()) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// forgetGossipTopics starts two Hosts checking gossip every repair, both
+// subscribed to bid requests and on each other's topic, then resets a's
+// gossipsub stream to b, as a connection closing under it does: a's
+// gossipsub declares b dead, forgets b's topics and opens a new stream,
+// while b's stream to a lives on and announces nothing again. It returns
+// once a has its new stream.
+func forgetGossipTopics(t testing.TB, repair time.Duration) gossipPair {
+	t.Helper()
+	cfgA := testConfig(t)
+	cfgA.GossipRepair = repair
+	a := newTestHost(t, cfgA)
+	atA := subscribeJobs(t, a)
+	cfgB := testConfig(t, a.Addrs()...)
+	cfgB.GossipRepair = repair
+	b := newTestHost(t, cfgB)
+	atB := subscribeJobs(t, b)
+	waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
+		return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
+	})
+	old := gossipStreams(a, b, network.DirOutbound)
+	if len(old) != 1 {
+		t.Fatalf("a has %d gossipsub streams to b, want 1", len(old))
+	}
+	_ = old[0].Reset()
+	waitFor(t, 10*time.Second, "a's gossipsub to open a new stream to b", func() bool {
+		now := gossipStreams(a, b, network.DirOutbound)
+		return len(now) == 1 && now[0] != old[0] && slices.Contains(a.ps.ListPeers(""), b.host.ID())
+	})
+	return gossipPair{a: a, b: b, atA: atA, atB: atB}
+}
+
+// TestGossipForgetsTheTopicsOfAPeerWhoseStreamDied reproduces the second
+// thing the repair is for, with it off: once a's stream to b died and was
+// opened again, a's gossipsub has b as a peer but not on the topic, for
+// good, though b is, and b has a on it; a's bid requests miss b.
+func TestGossipForgetsTheTopicsOfAPeerWhoseStreamDied(t *testing.T) {
+	g := forgetGossipTopics(t, time.Hour)
+	a, b := g.a, g.b
+	time.Sleep(time.Second) // b announces nothing in that time
+	if slices.Contains(a.TopicPeerIDs(), b.ID()) {
+		t.Fatal("a has b on the topic again: gossipsub no longer forgets, the repair of forgotten topics can go")
+	}
+	if !slices.Contains(b.TopicPeerIDs(), a.ID()) {
+		t.Fatal("b lost a from the topic too")
+	}
+	publishToNobody(t, a, g.atA, "from-a")
+	if len(g.atB) != 0 {
+		t.Fatal("a's bid request reached b")
+	}
+}
+
+// TestGossipRepairMakesAPeerAnnounceItsTopicsAgain forgets b's topics on a
+// as above, with both hosts checking gossip every 50ms: a resets both
+// gossipsub streams with b, on the connections they had, and both are on
+// each other's topic again; a bid request published afterwards, from
+// either, reaches the other.
+func TestGossipRepairMakesAPeerAnnounceItsTopicsAgain(t *testing.T) {
+	const every = 50 * time.Millisecond
+	g := forgetGossipTopics(t, every)
+	a, b := g.a, g.b
+	forgot := time.Now()
+	conns := connIDs(a, b)
+	waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
+		return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
+	})
+	t.Logf("b back on a's topic %s after a's gossipsub forgot it (checks every %s)", time.Since(forgot).Round(time.Millisecond), every)
+	if now := connIDs(a, b); !slices.Equal(now, conns) {
+		t.Fatalf("a's connections to b went from %v to %v: the repair must leave them alone", conns, now)
+	}
+	if n := a.Stats().GossipRepairs; n < 1 {
+		t.Fatalf("%d gossip repairs on a, want at least 1", n)
+	}
+	publishJob(t, a, "from-a")
+	waitJob(t, g.atB, "from-a", "b")
+	publishJob(t, b, "from-b")
+	waitJob(t, g.atA, "from-b", "a")
+	// Settled, the pair stays so: no repair for as many checks again.
+	n := a.Stats().GossipRepairs + b.Stats().GossipRepairs
+	time.Sleep(20 * every)
+	if m := a.Stats().GossipRepairs + b.Stats().GossipRepairs; m != n {
+		t.Fatalf("%d more gossip repairs once a and b were on each other's topic", m-n)
 	}
 }

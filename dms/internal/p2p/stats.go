@@ -40,8 +40,9 @@ type Stats struct {
 	// Blocked counts what the libp2p resource manager refused.
 	Blocked Blocked
 	// GossipRepairs counts the times a connected peer that gossipsub had
-	// lost was handed back to it (Config.GossipRepair), failed attempts
-	// included. On a healthy network it stays zero, but for a peer that
+	// lost was handed back to it (Config.GossipRepair), or had both
+	// gossipsub streams reset after gossipsub forgot its topics, failed
+	// attempts included. On a healthy network it stays zero, but for a peer that
 	// gossipsub was slower than a check to take in, which a hand-back does
 	// not harm.
 	GossipRepairs uint64
