@@ -480,14 +480,18 @@ var errGatewayClosing = errors.New("gateway: closing")
 
 // dispatch sends a call to its queue: here when this gateway leads it,
 // else forwarded to the member that does. A call whose leader was lost
-// with it in flight (calls are at-least-once) or that no longer leads the
-// queue waits for the queue to move and goes to the new leader.
+// with it in flight (calls are at-least-once) waits for the queue to move
+// and goes to the new leader. One the member named leader refused (it
+// does not lead the queue as far as it has applied) goes to whoever
+// leads it once one of the two has caught up (awaitLeader): the queue
+// will not move, its leader is alive.
 func (g *Gateway) dispatch(ctx context.Context, rev Revision, t Task, in callInput, live *liveCall) (*types.CallReply, *instance, error) {
 	if g.grp == nil {
 		return g.dispatchHere(ctx, t.Account, rev, in, live)
 	}
 	var last error
-	for range maxAttempts {
+	var refused refusals
+	for lost := 0; lost < maxAttempts; {
 		leader, err := g.queueLeader(ctx, t.Account, t.Function)
 		if err != nil {
 			return nil, nil, err
@@ -502,11 +506,15 @@ func (g *Gateway) dispatch(ctx context.Context, rev Revision, t Task, in callInp
 			return reply, inst, nil
 		case ctx.Err() != nil:
 			return nil, nil, context.Cause(ctx)
-		case !errors.Is(err, errNotLeader) && !errors.Is(err, errLeaderLost):
+		case errors.Is(err, errNotLeader):
+			last, err = err, g.awaitLeader(ctx, t.Account, t.Function, leader, &refused)
+		case errors.Is(err, errLeaderLost):
+			lost++
+			last, err = err, g.awaitQueue(ctx, t.Account, t.Function, leader)
+		default:
 			return nil, nil, err // the leader's answer
 		}
-		last = err
-		if err := g.awaitQueue(ctx, t.Account, t.Function, leader); err != nil {
+		if err != nil {
 			return nil, nil, fmt.Errorf("%w (%w)", err, last)
 		}
 	}

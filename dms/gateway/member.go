@@ -66,6 +66,11 @@ const (
 	// healthCheck is how often a call waiting for its queue to move looks
 	// whether this member is cut off.
 	healthCheck = 100 * time.Millisecond
+	// refusedPause is the first pause before a call refused by the member
+	// its queue's record names goes to it again (awaitLeader); each
+	// refusal doubles it, up to maxRefusedPause.
+	refusedPause    = 10 * time.Millisecond
+	maxRefusedPause = 250 * time.Millisecond
 )
 
 // GroupStatus describes a gateway's group.
@@ -175,7 +180,7 @@ func (g *Gateway) queueLeader(ctx context.Context, acct, fn string) (string, err
 		if q, ok := g.queue(acct, fn); ok {
 			return q.Leader, nil
 		}
-		if err := g.update(ctx, func(t *tx) error {
+		err := g.update(ctx, func(t *tx) error {
 			var q Queue
 			if found, err := t.lookup(queueKey(acct, fn), &q); err != nil || found {
 				return err
@@ -189,7 +194,14 @@ func (g *Gateway) queueLeader(ctx context.Context, acct, fn string) (string, err
 			}
 			t.set(queueKey(acct, fn), Queue{Leader: order[0], Followers: order[1:min(len(order), 1+followers)], Epoch: 1})
 			return nil
-		}); err != nil {
+		})
+		switch {
+		case errors.Is(err, group.ErrNoQuorum) && ctx.Err() == nil:
+			// The group could not tell whether the record committed (its
+			// raft leader was lost meanwhile): it is read again, and
+			// given again if it did not (it is written only where there
+			// is none).
+		case err != nil:
 			return "", err
 		}
 	}
@@ -245,6 +257,49 @@ func (g *Gateway) awaitQueue(ctx context.Context, acct, fn, lost string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// refusals are the forwards of one call that the member named leader of
+// its queue refused: since when, and the pause before the next.
+type refusals struct {
+	since time.Time
+	pause time.Duration
+}
+
+// awaitLeader follows a refusal of the member that a function's queue's
+// record names (it answered that it does not lead the queue): one of the
+// two has not applied the latest record. This member catches up; if its
+// record then names another member, the call goes there at once. If it
+// still names the one that refused, that one is behind: a follower may
+// apply an entry before the raft leader's state machine does, and Sync
+// waits only for what the raft leader applied (on the raft leader, not at
+// all), so the member an entry names may not have applied it yet when
+// the first call comes. The call goes to it again after a pause, sooner
+// if a queue changes meanwhile. Neither case is a lost leader: the queue
+// will not move. It gives up after failoverWait of refusals, or when ctx
+// ends.
+func (g *Gateway) awaitLeader(ctx context.Context, acct, fn, leader string, r *refusals) error {
+	if r.since.IsZero() {
+		r.since, r.pause = time.Now(), refusedPause
+	}
+	if time.Since(r.since) >= failoverWait {
+		return fmt.Errorf("%w: member %s, named leader of the queue of %q, refused its calls for %s", api.ErrUnavailable, leader, fn, failoverWait)
+	}
+	changed := g.queuesChanged()
+	_ = g.fresh(ctx) // one that cannot catch up goes on with what it has
+	if q, ok := g.queue(acct, fn); !ok || q.Leader != leader {
+		return nil
+	}
+	pause := time.NewTimer(r.pause)
+	defer pause.Stop()
+	r.pause = min(2*r.pause, maxRefusedPause)
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-changed:
+	case <-pause.C:
+	}
+	return nil
 }
 
 // queuesChanged returns a channel closed at the next change of a queue.
@@ -764,7 +819,8 @@ func codeError(r *types.CallReply) error {
 
 // ServeForward serves a call another member forwarded: it runs it on this
 // member's pool of the revision, if this member leads its queue (else
-// CallUnknown: the sender waits for the queue to move).
+// CallUnknown: the sender catches up, and sends it again to whoever leads
+// the queue then, this member included: awaitLeader).
 func (g *Gateway) ServeForward(ctx context.Context, from string, req *types.CallRequest) *types.CallReply {
 	unknown := &types.CallReply{Status: types.CallUnknown, Error: "no such queue here"}
 	parts := strings.Split(string(req.Allocation), "/")
