@@ -295,6 +295,7 @@ func TestMetricsOfGatewayCalls(t *testing.T) {
 		`dms_gateway_tasks_ended_total{state="completed"}`:                                1,
 		`dms_gateway_tasks_ended_total{state="failed"}`:                                   1,
 		`dms_gateway_tasks_live`:                                                          0,
+		`dms_gateway_key_hashes_total`:                                                    1,
 	} {
 		if v := sample(t, got, series); v < least {
 			t.Errorf("gateway: %s = %v, want at least %v", series, v, least)

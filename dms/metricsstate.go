@@ -43,6 +43,7 @@ var (
 	descPoolStarting = desc("dms_gateway_instances_starting", "Instances of each function being auctioned and started.", "account", "function")
 	descPoolQueued   = desc("dms_gateway_queue_length", "Calls of each function waiting for a free warm instance.", "account", "function")
 	descTasksLive    = desc("dms_gateway_tasks_live", "Tasks whose calls this node's gateway runs now (scheduled or running).")
+	descKeyHashes    = desc("dms_gateway_key_hashes_total", "API keys this node's gateway hashed (argon2id) to verify them: one a key missing from its cache, one a wrong secret of an existing key.")
 	descPoolInFlight = desc("dms_gateway_calls_in_flight", "Calls of each function running on its warm instances.", "account", "function")
 
 	descRefused     = desc("dms_p2p_refused_total", "Inbound messages and streams refused, by channel (gossip, stream, call, forward, pair) and reason.", "channel", "reason")
@@ -69,7 +70,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descJobs, descFlows, descBatches, descBatchesManaged,
 		descLedgerCPU, descLedgerMemory, descLedgerDisk, descAllocations, descHolds, descDropped, descWarm, descWarmCalls,
-		descPoolReady, descPoolStarting, descPoolQueued, descPoolInFlight, descTasksLive,
+		descPoolReady, descPoolStarting, descPoolQueued, descPoolInFlight, descTasksLive, descKeyHashes,
 		descRefused, descBlocked, descRepairs, descBans, descConns, descPeers, descCallStreams,
 		descRcmgrConns, descRcmgrStrms, descRcmgrFDs, descRcmgrMemory,
 		descLSM, descVlog, descBlobs, descBlobBytes, descReceiptsRefused,
@@ -158,6 +159,7 @@ func (c stateCollector) collectPools(ch chan<- prometheus.Metric) {
 		return
 	}
 	gauge(ch, descTasksLive, float64(c.d.gw.LiveCalls()))
+	counter(ch, descKeyHashes, float64(c.d.gw.KeyHashes()))
 	for _, p := range c.d.gw.Pools() {
 		gauge(ch, descPoolReady, float64(p.Ready), p.Account, p.Function)
 		gauge(ch, descPoolStarting, float64(p.Starting), p.Account, p.Function)

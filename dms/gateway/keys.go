@@ -260,7 +260,7 @@ const (
 type verifier struct {
 	sem    chan struct{}
 	flight singleflight.Group // by the key's SHA-256: one verification at a time
-	hashed atomic.Uint64      // hashes computed since the start
+	hashed atomic.Uint64      // hashes computed since the start: KeyHashes
 
 	mu sync.Mutex
 	// epoch counts revocations: a key verified while one happened is not

@@ -181,7 +181,7 @@ func TestVerifierCacheIsBounded(t *testing.T) {
 // CPU on a member that had just joined a group).
 func TestKeyHashedOnceForABurst(t *testing.T) {
 	r := newRig(t)
-	before := r.g.keys.hashed.Load()
+	before := r.g.KeyHashes()
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -199,7 +199,7 @@ func TestKeyHashedOnceForABurst(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := r.g.keys.hashed.Load() - before; n != 1 {
+	if n := r.g.KeyHashes() - before; n != 1 {
 		t.Fatalf("64 requests with one key hashed it %d times, want 1", n)
 	}
 }

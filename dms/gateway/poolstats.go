@@ -43,6 +43,13 @@ func (g *Gateway) Pools() []PoolStats {
 	return out
 }
 
+// KeyHashes counts the API keys this gateway hashed to verify them since
+// it started: one a key missing from its cache, however many requests
+// brought it at once, and one a wrong secret of a key that exists (an
+// unknown or revoked key is refused unhashed). A rate that stays high is
+// requests with wrong secrets, or keys evicted from a cache too small.
+func (g *Gateway) KeyHashes() uint64 { return g.keys.hashed.Load() }
+
 // LiveCalls counts the calls in flight on this gateway: their tasks are
 // scheduled or running. It walks them, so it is for scrapes, not loops.
 func (g *Gateway) LiveCalls() int {
