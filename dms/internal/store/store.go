@@ -65,7 +65,8 @@ func Open(o Options) (*DB, error) {
 // openRecords opens the badger database in o.Dir, without blobs.
 func openRecords(o Options) (*DB, error) {
 	opts := options(o.Dir, o.Logger).
-		WithMemTableSize(2 << 20). // an 8 MiB table held 10 MiB of a 17 MiB idle heap
+		WithMemTableSize(2 << 20).    // an 8 MiB table held 10 MiB of a 17 MiB idle heap
+		WithBaseTableSize(512 << 10). // a compaction reserves twice a table: 2 MiB ones kept 6-9 MB more heap after 10,000 jobs
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20)
