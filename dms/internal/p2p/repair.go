@@ -170,9 +170,9 @@ func (w *gossipWatch) state(p peer.ID) (dead, forgot bool) {
 	return w.dead[p], w.forgotten[p]
 }
 
-// reset forgets p's stream was dead: the repair reset p's stream to this
-// host, which p opens again.
-func (w *gossipWatch) reset(p peer.ID) {
+// alive forgets that gossipsub declared p's stream dead: it opened another,
+// or the repair reset p's stream to this host, which makes p open one.
+func (w *gossipWatch) alive(p peer.ID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.dead, p)
@@ -201,11 +201,7 @@ func (w *gossipWatch) keep(kept func(peer.ID) bool) {
 	}
 }
 
-func (w *gossipWatch) OnNewOutboundStream(p peer.ID, _ protocol.ID) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.dead, p)
-}
+func (w *gossipWatch) OnNewOutboundStream(p peer.ID, _ protocol.ID) { w.alive(p) }
 
 // OnClosedOutboundStream is called by handleDeadPeers right after it
 // cleared p's topics.
@@ -270,7 +266,7 @@ func (h *Host) repairGossip(em event.Emitter) {
 			for _, r := range lost.check(now, missing) {
 				switch r.step {
 				case resetTheirs:
-					h.watch.reset(r.peer)
+					h.watch.alive(r.peer)
 					h.resetGossipStreams(r.peer, network.DirInbound)
 					h.cfg.Logger.Debug("p2p: gossipsub declared a connected peer dead, reset its stream", "peer", r.peer)
 				case resetBoth:
