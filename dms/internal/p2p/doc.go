@@ -101,7 +101,8 @@
 //     to open, or died five times) is handed back to it within two to three
 //     Config.GossipRepair checks, and a peer whose topics it forgot (its
 //     own stream to the peer died, the peer's lived on) has both streams
-//     reset within two, without touching the connection (repair.go).
+//     reset within two once gossipsub stopped reopening its stream (1 s),
+//     without touching the connection (repair.go).
 //   - Close stops every goroutine the Host started and waits for them,
 //     including running handlers, whose context it cancels.
 //

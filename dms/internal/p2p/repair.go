@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -150,24 +151,34 @@ func (l *lostPeers) check(now time.Time, missing []missingPeer) []repair {
 type gossipWatch struct {
 	topic string
 
-	mu                    sync.Mutex
-	dead                  map[peer.ID]bool
-	subscribed, forgotten map[peer.ID]bool
+	mu         sync.Mutex
+	dead       map[peer.ID]bool
+	subscribed map[peer.ID]bool
+	forgotten  map[peer.ID]time.Time // when its stream last died
 }
 
 var _ pubsub.RawTracer = (*gossipWatch)(nil)
 
 func newGossipWatch(topic string) *gossipWatch {
 	return &gossipWatch{topic: topic, dead: make(map[peer.ID]bool),
-		subscribed: make(map[peer.ID]bool), forgotten: make(map[peer.ID]bool)}
+		subscribed: make(map[peer.ID]bool), forgotten: make(map[peer.ID]time.Time)}
 }
 
+// reopening is how long gossipsub may go on reopening its stream to a
+// peer after one died: it tries again after 0, 0.1, 0.2 and 0.4 s (and some
+// jitter), and each death forgets the peer's topics again. A peer's
+// forgotten topics are repaired only once that is over, so that the repair
+// does not reset streams that gossipsub is still reopening, or that the
+// peer's own repair just reset.
+const reopening = time.Second
+
 // state returns whether gossipsub declared p's stream dead, and whether it
-// forgot that p is on the topic.
-func (w *gossipWatch) state(p peer.ID) (dead, forgot bool) {
+// forgot that p is on the topic, at least reopening before now.
+func (w *gossipWatch) state(p peer.ID, now time.Time) (dead, forgot bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.dead[p], w.forgotten[p]
+	since, ok := w.forgotten[p]
+	return w.dead[p], ok && now.Sub(since) >= reopening
 }
 
 // alive forgets that gossipsub declared p's stream dead: it opened another,
@@ -192,13 +203,9 @@ func (w *gossipWatch) resync(p peer.ID) {
 func (w *gossipWatch) keep(kept func(peer.ID) bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range []map[peer.ID]bool{w.dead, w.subscribed, w.forgotten} {
-		for p := range m {
-			if !kept(p) {
-				delete(m, p)
-			}
-		}
-	}
+	maps.DeleteFunc(w.dead, func(p peer.ID, _ bool) bool { return !kept(p) })
+	maps.DeleteFunc(w.subscribed, func(p peer.ID, _ bool) bool { return !kept(p) })
+	maps.DeleteFunc(w.forgotten, func(p peer.ID, _ time.Time) bool { return !kept(p) })
 }
 
 func (w *gossipWatch) OnNewOutboundStream(p peer.ID, _ protocol.ID) { w.alive(p) }
@@ -210,7 +217,7 @@ func (w *gossipWatch) OnClosedOutboundStream(p peer.ID) {
 	defer w.mu.Unlock()
 	w.dead[p] = true
 	if w.subscribed[p] {
-		w.forgotten[p] = true
+		w.forgotten[p] = time.Now()
 	}
 }
 
@@ -259,7 +266,7 @@ func (h *Host) repairGossip(em event.Emitter) {
 		case <-h.ctx.Done():
 			return
 		case now := <-tick.C:
-			missing := h.missingGossipPeers()
+			missing := h.missingGossipPeers(now)
 			if h.ctx.Err() != nil { // gossipsub stopped: it has nobody
 				return
 			}
@@ -283,10 +290,10 @@ func (h *Host) repairGossip(em event.Emitter) {
 
 // missingGossipPeers returns the connected peers that speak gossipsub, by
 // what identify recorded, but that gossipsub has no stream to (nor is
-// opening one to), or whose topics it forgot. A peer identified after
-// gossipsub answered may be listed though gossipsub has it by now: lostPeers
-// waits a check for that.
-func (h *Host) missingGossipPeers() []missingPeer {
+// opening one to), or whose topics it forgot (reopening before now). A
+// peer identified after gossipsub answered may be listed though gossipsub
+// has it by now: lostPeers waits a check for that.
+func (h *Host) missingGossipPeers(now time.Time) []missingPeer {
 	has := make(map[peer.ID]bool)
 	for _, p := range h.ps.ListPeers("") {
 		has[p] = true
@@ -302,7 +309,7 @@ func (h *Host) missingGossipPeers() []missingPeer {
 		if !connected(p) || len(h.gossipProtocols(p)) == 0 {
 			continue
 		}
-		dead, forgot := h.watch.state(p)
+		dead, forgot := h.watch.state(p, now)
 		switch {
 		case !has[p]:
 			out = append(out, missingPeer{id: p, dead: dead})

@@ -202,6 +202,11 @@ func loseGossipPeer(t testing.TB, f gossipFault, repair time.Duration) gossipPai
 	return gossipPair{a: a, b: b, atA: atA, atB: atB, spent: spent}
 }
 
+// onEachOthersTopic reports whether a and b are on each other's topic.
+func (g gossipPair) onEachOthersTopic() bool {
+	return slices.Contains(g.a.TopicPeerIDs(), g.b.ID()) && slices.Contains(g.b.TopicPeerIDs(), g.a.ID())
+}
+
 // subscribeJobs delivers the job IDs of the bid requests h receives.
 func subscribeJobs(t testing.TB, h *Host) chan types.JobID {
 	t.Helper()
@@ -318,9 +323,7 @@ func TestGossipRepairHandsALostPeerBack(t *testing.T) {
 			a, b := g.a, g.b
 			lost := time.Now()
 			conns := connIDs(a, b)
-			waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
-				return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
-			})
+			waitFor(t, 10*time.Second, "a and b on each other's topic", g.onEachOthersTopic)
 			t.Logf("b back on a's topic %s after a's gossipsub dropped it (checks every %s)", time.Since(lost).Round(time.Millisecond), every)
 			if now := connIDs(a, b); !slices.Equal(now, conns) {
 				t.Fatalf("a's connections to b went from %v to %v: the repair must leave them alone", conns, now)
@@ -369,10 +372,8 @@ func forgetGossipTopics(t testing.TB, repair time.Duration) gossipPair {
 	cfgB := testConfig(t, a.Addrs()...)
 	cfgB.GossipRepair = repair
 	b := newTestHost(t, cfgB)
-	atB := subscribeJobs(t, b)
-	waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
-		return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
-	})
+	g := gossipPair{a: a, b: b, atA: atA, atB: subscribeJobs(t, b)}
+	waitFor(t, 10*time.Second, "a and b on each other's topic", g.onEachOthersTopic)
 	old := gossipStreams(a, b, network.DirOutbound)
 	if len(old) != 1 {
 		t.Fatalf("a has %d gossipsub streams to b, want 1", len(old))
@@ -382,7 +383,7 @@ func forgetGossipTopics(t testing.TB, repair time.Duration) gossipPair {
 		now := gossipStreams(a, b, network.DirOutbound)
 		return len(now) == 1 && now[0] != old[0] && slices.Contains(a.ps.ListPeers(""), b.host.ID())
 	})
-	return gossipPair{a: a, b: b, atA: atA, atB: atB}
+	return g
 }
 
 // TestGossipForgetsTheTopicsOfAPeerWhoseStreamDied reproduces the second
@@ -416,9 +417,7 @@ func TestGossipRepairMakesAPeerAnnounceItsTopicsAgain(t *testing.T) {
 	a, b := g.a, g.b
 	forgot := time.Now()
 	conns := connIDs(a, b)
-	waitFor(t, 10*time.Second, "a and b on each other's topic", func() bool {
-		return slices.Contains(a.TopicPeerIDs(), b.ID()) && slices.Contains(b.TopicPeerIDs(), a.ID())
-	})
+	waitFor(t, 10*time.Second, "a and b on each other's topic", g.onEachOthersTopic)
 	t.Logf("b back on a's topic %s after a's gossipsub forgot it (checks every %s)", time.Since(forgot).Round(time.Millisecond), every)
 	if now := connIDs(a, b); !slices.Equal(now, conns) {
 		t.Fatalf("a's connections to b went from %v to %v: the repair must leave them alone", conns, now)
